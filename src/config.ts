@@ -1,0 +1,59 @@
+// Every setting of the gateway, one TypeBox schema with a default on every optional key. Only
+// src/server.ts passes process.env in; everything else receives the typed Config.
+import { envSchema } from 'env-schema'
+import { Type, type Static } from '@sinclair/typebox'
+
+const Rate = (def: string, description: string) =>
+  Type.String({ pattern: '^\\d+/(second|minute|hour|day)$', default: def, description })
+const Int = (def: number, minimum: number, description: string, maximum?: number) =>
+  Type.Integer({ default: def, minimum, ...(maximum === undefined ? {} : { maximum }), description })
+const Enum = <T extends string>(values: readonly T[], def: T, description: string) =>
+  Type.Unsafe<T>({ type: 'string', enum: values, default: def, description })
+const OptionalString = (description: string) => Type.String({ default: '', description })
+
+export const ConfigSchema = Type.Object({
+  PORT: Int(8080, 0, 'TCP port the gateway listens on', 65535),
+  HOST: Type.String({ default: '0.0.0.0', description: 'address the gateway listens on' }),
+  LOG_LEVEL: Enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], 'info', 'pino log level'),
+  ATLAS_BASE_URL: Type.String({ default: '', pattern: '^$|^https?://.+/$', description: 'upstream API base ending in /api/; empty starts the embedded sandbox' }),
+  ATLAS_TOKEN: OptionalString('the upstream token (40 hex)'),
+  ATLAS_TOKEN_FILE: OptionalString('file holding the upstream token (re-read on Invalid token.)'),
+  ATLAS_USERNAME: OptionalString('username for unattended token refresh through auth-token/'),
+  ATLAS_USERNAME_FILE: OptionalString('file holding ATLAS_USERNAME'),
+  ATLAS_PASSWORD: OptionalString('password for unattended token refresh'),
+  ATLAS_PASSWORD_FILE: OptionalString('file holding ATLAS_PASSWORD'),
+  REDIS_URL: OptionalString('Redis for cache L2, limits, budget and token; empty means memory (redis://, rediss://, or sentinel via redis+sentinel://)'),
+  REDIS_KEY_PREFIX: Type.String({ default: 'agw:', description: 'prefix of every Redis key the gateway writes' }),
+  REDIS_COMMAND_TIMEOUT_MS: Int(500, 10, 'a Redis command slower than this fails (so a stalled Redis never hangs a request)'),
+  CONSUMERS_FILE: OptionalString('consumers file (YAML or JSON); empty creates an in-memory demo consumer'),
+  UPSTREAM_RATE: Rate('100/hour', 'global upstream budget shared by every consumer and replica'),
+  UPSTREAM_MAX_IDS_PER_CALL: Int(1000, 1, 'ids per upstream objects/ call', 50000),
+  UPSTREAM_BATCH_WINDOW_MS: Int(10, 0, 'how long concurrent object reads are gathered into one objects/ call'),
+  UPSTREAM_TIMEOUT_MS: Int(120000, 100, 'overall deadline of one upstream call (the real server allows 600 s)'),
+  UPSTREAM_CONNECT_TIMEOUT_MS: Int(5000, 10, 'TCP/TLS connect timeout to the upstream'),
+  UPSTREAM_MAX_RESPONSE_BYTES: Int(268435456, 1024, 'largest upstream response body accepted'),
+  UPSTREAM_RETRIES: Int(2, 0, 'retries of a read on network errors and 502/503/504', 5),
+  UPSTREAM_CONNECTIONS: Int(8, 1, 'keep-alive connections to the upstream'),
+  CACHE_MAX_BYTES: Int(67108864, 0, 'in-process (L1) cache budget in bytes; 0 disables L1'),
+  LIMITS_ON_REDIS_ERROR: Enum(['open', 'closed'], 'open', 'serve (open) or refuse with 503 (closed) when Redis fails during a limit check'),
+  METRICS_TOKEN: OptionalString('when set, /metrics needs Authorization: Bearer <token>'),
+  BODY_LIMIT_BYTES: Int(1048576, 1024, 'largest request body accepted'),
+  SHUTDOWN_TIMEOUT_MS: Int(10000, 0, 'how long in-flight requests may finish after SIGTERM')
+})
+
+export type Config = Static<typeof ConfigSchema>
+
+/** Validates an environment-like object once, at boot; a bad value throws naming the key. */
+export function loadConfig (env: Record<string, string | undefined>): Config {
+  const data: Record<string, string> = {}
+  for (const key of Object.keys(ConfigSchema.properties)) {
+    const value = env[key]
+    if (value !== undefined) data[key] = value
+  }
+  return envSchema<Config>({ schema: ConfigSchema, data, env: false, dotenv: false })
+}
+
+/** Defaults of every setting, as a user with an empty environment gets them. */
+export function defaultConfig (): Config {
+  return loadConfig({})
+}

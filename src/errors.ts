@@ -1,0 +1,37 @@
+// Every error the gateway sends, one place (design §9). Codes are stable: consumers branch on them.
+import createError from '@fastify/error'
+
+export const UnauthenticatedError = createError<'GW_UNAUTHENTICATED', 401, [string]>('GW_UNAUTHENTICATED', '%s', 401)
+export const ForbiddenError = createError<'GW_FORBIDDEN', 403, [string]>('GW_FORBIDDEN', '%s', 403)
+export const ValidationError = createError<'GW_VALIDATION', 400, [string]>('GW_VALIDATION', '%s', 400)
+export const NotFoundError = createError<'GW_NOT_FOUND', 404, [string]>('GW_NOT_FOUND', '%s', 404)
+export const PayloadTooLargeError = createError<'GW_PAYLOAD_TOO_LARGE', 413, [string]>('GW_PAYLOAD_TOO_LARGE', '%s', 413)
+export const RateLimitedError = createError<'GW_RATE_LIMITED', 429, [string]>('GW_RATE_LIMITED', '%s', 429)
+export const QuotaExhaustedError = createError<'GW_QUOTA_EXHAUSTED', 429, [string]>('GW_QUOTA_EXHAUSTED', '%s', 429)
+export const UpstreamBudgetError = createError<'GW_UPSTREAM_BUDGET', 503, [string]>('GW_UPSTREAM_BUDGET', '%s', 503)
+export const UpstreamAuthError = createError<'GW_UPSTREAM_AUTH', 502, [string]>('GW_UPSTREAM_AUTH', '%s', 502)
+export const UpstreamError = createError<'GW_UPSTREAM_ERROR', 502, [string]>('GW_UPSTREAM_ERROR', '%s', 502)
+export const UpstreamTimeoutError = createError<'GW_UPSTREAM_TIMEOUT', 504, [string]>('GW_UPSTREAM_TIMEOUT', '%s', 504)
+export const UnavailableError = createError<'GW_UNAVAILABLE', 503, [string]>('GW_UNAVAILABLE', '%s', 503)
+
+/** Titles of the problem documents, by code (RFC 9457 `title`: the same for every occurrence). */
+export const PROBLEM_TITLES: Readonly<Record<string, string>> = {
+  GW_UNAUTHENTICATED: 'Authentication required',
+  GW_FORBIDDEN: 'Not allowed',
+  GW_VALIDATION: 'Invalid request',
+  GW_NOT_FOUND: 'Not found',
+  GW_PAYLOAD_TOO_LARGE: 'Payload too large',
+  GW_RATE_LIMITED: 'Rate limit exceeded',
+  GW_QUOTA_EXHAUSTED: 'Quota exhausted',
+  GW_UPSTREAM_BUDGET: 'Upstream budget spent',
+  GW_UPSTREAM_AUTH: 'Upstream authentication failed',
+  GW_UPSTREAM_ERROR: 'Upstream error',
+  GW_UPSTREAM_TIMEOUT: 'Upstream timeout',
+  GW_UNAVAILABLE: 'Service unavailable',
+  GW_INTERNAL: 'Internal error'
+}
+
+/** Errors that tell the caller when to come back carry it here; the problem handler sets `Retry-After`. */
+export function withRetryAfter<E extends Error> (err: E, seconds: number): E & { retryAfter: number } {
+  return Object.assign(err, { retryAfter: Math.max(1, Math.ceil(seconds)) })
+}

@@ -1,0 +1,61 @@
+// buildTestApp: the real app against the sandbox upstream on 127.0.0.1:0 (and real Redis when
+// REDIS_URL is set), closed on teardown. Tests override settings through `config`.
+import { PassThrough } from 'node:stream'
+import type { Test } from 'tap'
+import type { FastifyInstance } from 'fastify'
+import { buildApp, type AppDeps } from '../src/app.js'
+import { loadConfig, type Config } from '../src/config.js'
+import { startSandbox, type Sandbox, type SandboxOptions } from '../src/sandbox/index.js'
+
+export interface TestApp {
+  app: FastifyInstance
+  sandbox: Sandbox
+  config: Config
+  /** Every log line written so far, as raw text. */
+  logs: () => string
+}
+
+export interface TestAppOptions {
+  config?: Partial<Config>
+  sandbox?: SandboxOptions
+  /** Use this sandbox instead of starting one (not closed by the helper). */
+  upstream?: Sandbox
+  deps?: AppDeps
+  /** Use Redis from the REDIS_URL environment variable (default true when it is set). */
+  useRedis?: boolean
+}
+
+export const TEST_REDIS_URL = process.env.REDIS_URL ?? ''
+
+export function testConfig (overrides: Partial<Config> = {}): Config {
+  return { ...loadConfig({ LOG_LEVEL: 'info', UPSTREAM_RATE: '100000/hour' }), ...overrides }
+}
+
+export async function startTestSandbox (t: Test, opts: SandboxOptions = {}): Promise<Sandbox> {
+  const sandbox = await startSandbox({ port: 0, throttleRate: '100000/hour', ...opts })
+  t.teardown(() => sandbox.close())
+  return sandbox
+}
+
+export async function buildTestApp (t: Test, opts: TestAppOptions = {}): Promise<TestApp> {
+  const sandbox = opts.upstream ?? await startTestSandbox(t, opts.sandbox)
+  const writer = sandbox.users.write
+  const useRedis = opts.useRedis ?? TEST_REDIS_URL !== ''
+  const config = testConfig({
+    ATLAS_BASE_URL: sandbox.baseUrl,
+    ATLAS_TOKEN: sandbox.tokens.write,
+    ATLAS_USERNAME: writer?.username ?? '',
+    ATLAS_PASSWORD: writer?.password ?? '',
+    REDIS_URL: useRedis ? TEST_REDIS_URL : '',
+    // Every test app gets its own key space in the shared Redis.
+    REDIS_KEY_PREFIX: `agw-test:${process.pid}:${Math.random().toString(36).slice(2)}:`,
+    ...opts.config
+  })
+  const chunks: string[] = []
+  const logStream = new PassThrough()
+  logStream.on('data', (c: Buffer) => chunks.push(c.toString('utf8')))
+  const app = await buildApp(config, { logStream, ...opts.deps })
+  t.teardown(() => app.close())
+  await app.ready()
+  return { app, sandbox, config, logs: () => chunks.join('') }
+}

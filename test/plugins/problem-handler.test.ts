@@ -1,0 +1,63 @@
+import { test } from 'tap'
+import type { Test } from 'tap'
+import { buildApp } from '../../src/app.js'
+import { ValidationError } from '../../src/errors.js'
+import { testConfig } from '../helper.js'
+import { Type } from '@sinclair/typebox'
+
+async function appWithRoutes (t: Test) {
+  const app = await buildApp(testConfig({ LOG_LEVEL: 'silent' }))
+  app.get('/boom', async () => { throw new Error('database password is hunter2 at /srv/secret') })
+  app.get('/bad', async () => { throw new ValidationError('radius must be at most 300 arcsec') })
+  app.get('/typed', { schema: { querystring: Type.Object({ n: Type.Integer({ minimum: 1 }) }) } }, async () => ({ ok: true }))
+  t.teardown(() => app.close())
+  return app
+}
+
+test('unknown route → 404 problem+json with the request id', async (t) => {
+  const app = await appWithRoutes(t)
+  const res = await app.inject({ url: '/nope', headers: { 'x-request-id': 'abc-123' } })
+  t.equal(res.statusCode, 404)
+  t.match(res.headers['content-type'], /^application\/problem\+json/)
+  t.equal(res.headers['x-request-id'], 'abc-123')
+  const body = res.json()
+  t.same(Object.keys(body).sort(), ['code', 'detail', 'request_id', 'status', 'title', 'type'])
+  t.equal(body.code, 'GW_NOT_FOUND')
+  t.equal(body.request_id, 'abc-123')
+})
+
+test('schema validation failure → 400 GW_VALIDATION naming the path', async (t) => {
+  const app = await appWithRoutes(t)
+  const res = await app.inject({ url: '/typed?n=0' })
+  t.equal(res.statusCode, 400)
+  const body = res.json()
+  t.equal(body.code, 'GW_VALIDATION')
+  t.match(body.errors[0].path, /querystring\/n/)
+  t.ok(body.request_id.length > 0)
+})
+
+test('a thrown GW_ error keeps its status, code and message', async (t) => {
+  const app = await appWithRoutes(t)
+  const res = await app.inject({ url: '/bad' })
+  t.equal(res.statusCode, 400)
+  t.equal(res.json().code, 'GW_VALIDATION')
+  t.equal(res.json().detail, 'radius must be at most 300 arcsec')
+})
+
+test('an internal error → 500 problem without stack or internals', async (t) => {
+  const app = await appWithRoutes(t)
+  const res = await app.inject({ url: '/boom' })
+  t.equal(res.statusCode, 500)
+  t.equal(res.json().code, 'GW_INTERNAL')
+  t.notMatch(res.body, /hunter2|\/srv\/secret|at .*\.ts|stack/)
+})
+
+test('request ids: unsafe or oversized ids are replaced, generated ids are echoed', async (t) => {
+  const app = await appWithRoutes(t)
+  const generated = await app.inject({ url: '/healthz' })
+  t.match(generated.headers['x-request-id'], /^[0-9a-f-]{36}$/)
+  const unsafe = await app.inject({ url: '/healthz', headers: { 'x-request-id': 'a b<script>' } })
+  t.not(unsafe.headers['x-request-id'], 'a b<script>')
+  const long = await app.inject({ url: '/healthz', headers: { 'x-request-id': 'x'.repeat(200) } })
+  t.equal(String(long.headers['x-request-id']).length, 36)
+})
