@@ -7,8 +7,14 @@ import { buildLoggerOptions, genReqId } from './logger.js'
 import { problemHandlerPlugin } from './plugins/problem-handler.js'
 import { healthPlugin } from './plugins/health.js'
 import { openapiPlugin } from './plugins/openapi.js'
-import { metricsPlugin } from './plugins/metrics.js'
+import { metricsEndpointPlugin, metricsPlugin } from './plugins/metrics.js'
+import { accessLogPlugin } from './plugins/access-log.js'
 import { redisPlugin } from './plugins/redis.js'
+import { consumerAuthPlugin } from './plugins/consumer-auth.js'
+import { v1Routes } from './routes/v1/index.js'
+import { upstreamPlugin } from './upstream/plugin.js'
+import { createListCatalog, type ListCatalog } from './lists.js'
+import { cachePlugin } from './cache/plugin.js'
 import type { Redis } from 'ioredis'
 
 export interface AppDeps {
@@ -21,6 +27,7 @@ export interface AppDeps {
 declare module 'fastify' {
   interface FastifyInstance {
     config: Config
+    lists: ListCatalog
   }
 }
 
@@ -33,10 +40,13 @@ export async function buildApp (config: Config, deps: AppDeps = {}): Promise<Fas
     bodyLimit: config.BODY_LIMIT_BYTES,
     trustProxy: false,
     return503OnClosing: true,
+    // plugins/access-log.ts writes one line per request instead of Fastify's two.
+    disableRequestLogging: true,
     ajv: { customOptions: { removeAdditional: 'all', coerceTypes: 'array', useDefaults: true } }
   }).withTypeProvider<TypeBoxTypeProvider>()
 
   app.decorate('config', config)
+  app.decorate('lists', createListCatalog(config.CUSTOM_LISTS))
   app.addHook('onRequest', async (request, reply) => {
     reply.header('x-request-id', request.id)
   })
@@ -46,6 +56,17 @@ export async function buildApp (config: Config, deps: AppDeps = {}): Promise<Fas
   await app.register(metricsPlugin)
   await app.register(redisPlugin, deps.redis === undefined ? {} : { client: deps.redis })
   await app.register(openapiPlugin)
+  // [plugins: access log / metrics endpoint]
+  await app.register(accessLogPlugin)
+  await app.register(metricsEndpointPlugin)
+  // [plugins: upstream]
+  await app.register(upstreamPlugin)
+  // [plugins: cache]
+  await app.register(cachePlugin)
+  // [plugins: consumers, auth, quota]
+  await app.register(consumerAuthPlugin)
+  // [routes]
+  await app.register(v1Routes, { prefix: '/v1' })
 
   return app
 }

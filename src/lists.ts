@@ -1,0 +1,80 @@
+// The list catalogue: facade names ↔ upstream ids. Detection lists are fixed by the upstream server
+// (contract §7); custom lists (object groups) come from configuration, with the official client's names
+// as defaults.
+import { ValidationError } from './errors.js'
+
+export type ListKind = 'detection' | 'custom'
+export interface ListInfo { name: string, id: number, kind: ListKind }
+
+export const DETECTION_LISTS: Readonly<Record<string, number>> = {
+  garbage: 0,
+  follow_up: 1,
+  good: 2,
+  possible: 3,
+  eyeball: 4,
+  attic: 5,
+  stars: 6,
+  agn: 7,
+  fasttrack: 8,
+  movers: 9,
+  magellanic_clouds: 10,
+  pm_stars: 11,
+  galcand: 12,
+  duplicates: 13
+}
+
+/** The lists objectdetectionlist/ accepts (contract §5.14): possible ("snooze"), eyeball, galcand. */
+export const DETECTION_LIST_TARGETS = ['possible', 'eyeball', 'galcand'] as const
+
+export const DEFAULT_CUSTOM_LISTS: Readonly<Record<string, number>> = {
+  mookodi: 2,
+  salt: 14,
+  mookodi_live: 16,
+  mookodi_peak: 17,
+  cv: 40,
+  mdwarf: 56,
+  heloise: 72,
+  vra: 73
+}
+
+export type ListCatalog = ReturnType<typeof createListCatalog>
+
+export function parseCustomLists (text: string): Record<string, number> {
+  if (text === '') return { ...DEFAULT_CUSTOM_LISTS }
+  const parsed: unknown = JSON.parse(text)
+  if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) throw new Error('CUSTOM_LISTS must be a JSON object of name → id')
+  const out: Record<string, number> = {}
+  for (const [name, id] of Object.entries(parsed)) {
+    if (!/^[a-z0-9_-]{1,64}$/.test(name)) throw new Error(`CUSTOM_LISTS: bad list name "${name}"`)
+    if (!Number.isSafeInteger(id) || (id as number) < 0) throw new Error(`CUSTOM_LISTS: "${name}" must map to a non-negative integer id`)
+    out[name] = id as number
+  }
+  return out
+}
+
+export function createListCatalog (customListsSetting: string) {
+  const custom = parseCustomLists(customListsSetting)
+  const all: ListInfo[] = [
+    ...Object.entries(DETECTION_LISTS).map(([name, id]) => ({ name, id, kind: 'detection' as const })),
+    ...Object.entries(custom).map(([name, id]) => ({ name, id, kind: 'custom' as const }))
+  ]
+  const byName = new Map(all.map((l) => [l.name, l]))
+  const customById = new Map(Object.entries(custom).map(([name, id]) => [id, name]))
+  return {
+    all,
+    /** A detection or custom list by name; 400 GW_VALIDATION for an unknown name. */
+    resolve (name: string): ListInfo {
+      const list = byName.get(name)
+      if (list === undefined) throw new ValidationError(`Unknown list "${name}"; GET /v1/lists names the known lists.`)
+      return list
+    },
+    resolveCustom (name: string): ListInfo {
+      const list = byName.get(name)
+      if (list?.kind !== 'custom') throw new ValidationError(`Unknown custom list "${name}"; GET /v1/lists names the known lists.`)
+      return list
+    },
+    customName (groupId: number): string | undefined {
+      return customById.get(groupId)
+    }
+  }
+}

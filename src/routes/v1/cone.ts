@@ -1,0 +1,53 @@
+// Cone search (scope read): the radius limit is checked here, and hits come back as {id, name, separation_arcsec}.
+import { Type } from '@sinclair/typebox'
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import { AtlasIdSchema, problems } from '../../schemas/common.js'
+import { stringifyV1 } from '../../lib/json.js'
+import { CONE_MODES, MAX_CONE_RADIUS_ARCSEC, fields, replyFields } from '../../upstream/endpoints.js'
+import { readTable, sendDerived } from './read-through.js'
+
+const HitSchema = Type.Object({ id: AtlasIdSchema, name: Type.Union([Type.String(), Type.Null()]), separation_arcsec: Type.Number() })
+
+type Hit = Record<string, unknown>
+
+function toHit (raw: Hit) {
+  const f = replyFields.coneHit
+  return { id: raw[f.id], name: raw[f.name] ?? null, separation_arcsec: raw[f.separation] }
+}
+
+export const coneRoutes: FastifyPluginAsyncTypebox = async (app) => {
+  app.get('/cone', {
+    config: { scope: 'read' },
+    schema: {
+      summary: 'Objects within a radius of a position, sorted by separation',
+      tags: ['objects'],
+      querystring: Type.Object({
+        ra: Type.Number({ minimum: 0, maximum: 360, description: 'degrees' }),
+        dec: Type.Number({ minimum: -90, maximum: 90, description: 'degrees' }),
+        radius: Type.Number({ exclusiveMinimum: 0, maximum: MAX_CONE_RADIUS_ARCSEC, description: `arcsec, at most ${MAX_CONE_RADIUS_ARCSEC}` }),
+        mode: Type.Union(CONE_MODES.map((m) => Type.Literal(m)), { default: 'all' })
+      }),
+      response: {
+        200: Type.Object({
+          mode: Type.String(),
+          count: Type.Integer(),
+          results: Type.Optional(Type.Array(HitSchema, { description: 'absent in count mode; at most one in nearest mode' }))
+        }),
+        304: Type.Null(),
+        ...problems()
+      }
+    }
+  }, async (request, reply) => {
+    const q = request.query
+    const read = await readTable(app, request, 'cone', 'cone', fields.cone(q))
+    const value = read.value as Hit | Hit[]
+    let out: { mode: string, count: number, results?: unknown[] }
+    if (q.mode === 'count') {
+      out = { mode: q.mode, count: Number((value as Hit)[replyFields.coneCount] ?? 0) }
+    } else {
+      const hits = Array.isArray(value) ? value : (Object.keys(value).length === 0 ? [] : [value])
+      out = { mode: q.mode, count: hits.length, results: hits.map(toHit) }
+    }
+    return sendDerived(request, reply, read, stringifyV1(out))
+  })
+}

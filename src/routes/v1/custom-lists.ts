@@ -1,0 +1,166 @@
+// Custom lists (object groups): members, the lists of an object, and membership writes
+// (scope write:custom-lists and the list among the consumer's `lists`).
+import { Type } from '@sinclair/typebox'
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import type { FastifyInstance, FastifyRequest } from 'fastify'
+import { cacheTags } from '../../cache/keys.js'
+import { NotFoundError } from '../../errors.js'
+import { stringifyV1 } from '../../lib/json.js'
+import { AtlasIdSchema, passthrough, problems } from '../../schemas/common.js'
+import { fields, replyFields, type WriteOutcome } from '../../upstream/endpoints.js'
+import { readTable, sendDerived } from './read-through.js'
+import { rowsOf } from './tables.js'
+import { upstreamWrite } from './writes.js'
+
+const MAX_MEMBER_CHANGES = 1000
+const objectListsTag = (id: string) => `object-lists:${id}`
+const listParam = (request: FastifyRequest) => (request.params as { name?: string }).name
+
+const MembershipSchema = Type.Object({ list: Type.String(), id: AtlasIdSchema, outcome: Type.String() })
+
+async function changeMembership (app: FastifyInstance, request: FastifyRequest, name: string, id: string, isAdd: boolean): Promise<WriteOutcome> {
+  const list = app.lists.resolveCustom(name)
+  const tags = [cacheTags.customList(list.name), cacheTags.list(list.name), objectListsTag(id)]
+  return upstreamWrite(app, request, isAdd ? 'objectgroups' : 'objectgroupsdelete', fields.listMembership(id, list.id), tags)
+}
+
+/** v1 status and outcome word of a membership change. */
+function membershipResult (outcome: WriteOutcome, isAdd: boolean): { status: number, outcome: string } {
+  switch (outcome) {
+    case 'created': return { status: 201, outcome: 'added' }
+    case 'duplicate': return { status: 200, outcome: 'already_member' }
+    case 'removed': return { status: 204, outcome: 'removed' }
+    case 'unknown_object': return { status: 404, outcome: 'unknown_object' }
+    case 'unknown_list': return { status: 404, outcome: 'unknown_list' }
+    case 'not_member': return { status: 404, outcome: 'not_member' }
+    default: return { status: 400, outcome: isAdd ? 'rejected' : 'not_member' }
+  }
+}
+
+export const customListRoutes: FastifyPluginAsyncTypebox = async (app) => {
+  app.get('/custom-lists/:name/objects', {
+    config: { scope: 'read' },
+    schema: {
+      summary: 'Members of a custom list',
+      tags: ['custom lists'],
+      params: Type.Object({ name: Type.String({ maxLength: 64 }) }),
+      response: {
+        200: Type.Object({ list: Type.String(), count: Type.Integer(), objects: Type.Array(passthrough('membership row: id, transient_object_id (string), object_group_id')) }),
+        304: Type.Null(),
+        ...problems()
+      }
+    }
+  }, async (request, reply) => {
+    const list = app.lists.resolveCustom(request.params.name)
+    const read = await readTable(app, request, 'custom-lists', 'objectgroupslist', fields.customListMembers(list.id), [cacheTags.customList(list.name)])
+    const rows = rowsOf(read.value)
+    return sendDerived(request, reply, read, stringifyV1({ list: list.name, count: rows.length, objects: rows }))
+  })
+
+  app.get('/objects/:id/custom-lists', {
+    config: { scope: 'read' },
+    schema: {
+      summary: 'The custom lists that contain an object',
+      tags: ['custom lists'],
+      params: Type.Object({ id: AtlasIdSchema }),
+      response: {
+        200: Type.Object({ id: AtlasIdSchema, lists: Type.Array(Type.Object({ name: Type.Union([Type.String(), Type.Null()]), group_id: Type.Integer() })) }),
+        304: Type.Null(),
+        ...problems()
+      }
+    }
+  }, async (request, reply) => {
+    const { id } = request.params
+    const read = await readTable(app, request, 'object-custom-lists', 'objectgroupslist', fields.objectCustomLists(id), [objectListsTag(id)])
+    const lists = rowsOf(read.value).map((r) => {
+      const groupId = Number(r[replyFields.groupId])
+      return { name: app.lists.customName(groupId) ?? null, group_id: groupId }
+    })
+    return sendDerived(request, reply, read, stringifyV1({ id, lists }))
+  })
+
+  app.put('/custom-lists/:name/objects/:id', {
+    config: { scope: 'write:custom-lists', list: listParam },
+    schema: {
+      summary: 'Add an object to a custom list (201 added, 200 already a member)',
+      tags: ['custom lists'],
+      params: Type.Object({ name: Type.String({ maxLength: 64 }), id: AtlasIdSchema }),
+      response: { 200: MembershipSchema, 201: MembershipSchema, ...problems(404) }
+    }
+  }, async (request, reply) => {
+    const { name, id } = request.params
+    const r = membershipResult(await changeMembership(app, request, name, id, true), true)
+    if (r.status === 404) throw new NotFoundError(r.outcome === 'unknown_list' ? `The upstream has no custom list "${name}".` : `No ATLAS object ${id}.`)
+    return reply.code(r.status === 201 ? 201 : 200).send({ list: name, id, outcome: r.outcome })
+  })
+
+  app.delete('/custom-lists/:name/objects/:id', {
+    config: { scope: 'write:custom-lists', list: listParam },
+    schema: {
+      summary: 'Remove an object from a custom list (204 removed, 404 not a member)',
+      tags: ['custom lists'],
+      params: Type.Object({ name: Type.String({ maxLength: 64 }), id: AtlasIdSchema }),
+      response: { 204: Type.Null(), ...problems(404) }
+    }
+  }, async (request, reply) => {
+    const { name, id } = request.params
+    const r = membershipResult(await changeMembership(app, request, name, id, false), false)
+    if (r.status !== 204) throw new NotFoundError(`Object ${id} is not a member of "${name}" (${r.outcome}).`)
+    return reply.code(204).send(null)
+  })
+
+  app.post('/custom-lists/:name/members', {
+    config: {
+      scope: 'write:custom-lists',
+      list: listParam,
+      units: (request) => {
+        const b = request.body as { add?: string[], remove?: string[] }
+        return (b.add?.length ?? 0) + (b.remove?.length ?? 0)
+      }
+    },
+    schema: {
+      summary: 'Add and remove many objects (one upstream call per id; one result per id)',
+      description: 'Applied in order, adds first. When the upstream budget runs out, the remaining ids are reported with code GW_UPSTREAM_BUDGET and not attempted: nothing is lost silently.',
+      tags: ['custom lists'],
+      params: Type.Object({ name: Type.String({ maxLength: 64 }) }),
+      body: Type.Object({
+        add: Type.Optional(Type.Array(AtlasIdSchema, { maxItems: MAX_MEMBER_CHANGES })),
+        remove: Type.Optional(Type.Array(AtlasIdSchema, { maxItems: MAX_MEMBER_CHANGES }))
+      }, { additionalProperties: false }),
+      response: {
+        200: Type.Object({
+          list: Type.String(),
+          results: Type.Array(Type.Object({ id: AtlasIdSchema, op: Type.String(), status: Type.Integer(), outcome: Type.String(), code: Type.Optional(Type.String()) }))
+        }),
+        ...problems(404, 413)
+      }
+    }
+  }, async (request) => {
+    const { name } = request.params
+    app.lists.resolveCustom(name)
+    const ops = [
+      ...(request.body.add ?? []).map((id) => ({ id, isAdd: true })),
+      ...(request.body.remove ?? []).map((id) => ({ id, isAdd: false }))
+    ]
+    const results: Array<{ id: string, op: string, status: number, outcome: string, code?: string }> = []
+    let stopped: { status: number, code: string } | undefined
+    for (const { id, isAdd } of ops) {
+      const op = isAdd ? 'add' : 'remove'
+      if (stopped !== undefined) {
+        results.push({ id, op, status: stopped.status, outcome: 'not_attempted', code: stopped.code })
+        continue
+      }
+      try {
+        const r = membershipResult(await changeMembership(app, request, name, id, isAdd), isAdd)
+        results.push({ id, op, status: r.status, outcome: r.outcome })
+      } catch (err) {
+        const e = err as { statusCode?: number, code?: string }
+        const code = e.code?.startsWith('GW_') === true ? e.code : 'GW_UPSTREAM_ERROR'
+        results.push({ id, op, status: e.statusCode ?? 502, outcome: 'failed', code })
+        // Budget, auth and share failures will fail every later id the same way: stop calling upstream.
+        if (code === 'GW_UPSTREAM_BUDGET' || code === 'GW_UPSTREAM_AUTH' || code === 'GW_QUOTA_EXHAUSTED') stopped = { status: e.statusCode ?? 503, code }
+      }
+    }
+    return { list: name, results }
+  })
+}

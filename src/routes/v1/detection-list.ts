@@ -1,0 +1,33 @@
+// Moving an object to a detection list (scope write:detection-list). Always a POST upstream: a GET to
+// objectdetectionlist/ writes too, even for read-only users (contract §10.5), so the gateway never sends one.
+import { Type } from '@sinclair/typebox'
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import { cacheTags } from '../../cache/keys.js'
+import { NotFoundError, ValidationError } from '../../errors.js'
+import { DETECTION_LISTS, DETECTION_LIST_TARGETS } from '../../lists.js'
+import { AtlasIdSchema, problems } from '../../schemas/common.js'
+import { fields } from '../../upstream/endpoints.js'
+import { upstreamWrite } from './writes.js'
+
+export const detectionListRoutes: FastifyPluginAsyncTypebox = async (app) => {
+  app.put('/objects/:id/detection-list', {
+    config: { scope: 'write:detection-list' },
+    schema: {
+      summary: 'Move an object to the possible, eyeball or galcand detection list',
+      tags: ['lists'],
+      params: Type.Object({ id: AtlasIdSchema }),
+      body: Type.Object({ list: Type.Union(DETECTION_LIST_TARGETS.map((l) => Type.Literal(l))) }, { additionalProperties: false }),
+      response: { 200: Type.Object({ id: AtlasIdSchema, list: Type.String(), outcome: Type.String() }), ...problems(404) }
+    }
+  }, async (request) => {
+    const { id } = request.params
+    const { list } = request.body
+    const listId = DETECTION_LISTS[list] as number
+    // The object's record and every detection list may change.
+    const tags = [cacheTags.object(id), cacheTags.route('lists')]
+    const outcome = await upstreamWrite(app, request, 'objectdetectionlist', fields.detectionList(id, listId), tags)
+    if (outcome === 'unknown_object') throw new NotFoundError(`No ATLAS object ${id}.`)
+    if (outcome === 'rejected') throw new ValidationError(`The upstream refused to move ${id} to "${list}".`)
+    return { id, list, outcome: 'moved' }
+  })
+}

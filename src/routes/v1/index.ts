@@ -1,0 +1,21 @@
+// The v1 facade, mounted at /v1. Every route declares the scope it needs (plugins/consumer-auth.ts).
+import type { FastifyPluginAsync } from 'fastify'
+import { objectRoutes } from './objects.js'
+import { coneRoutes } from './cone.js'
+import { listRoutes } from './lists.js'
+import { customListRoutes } from './custom-lists.js'
+import { vraRoutes } from './vra.js'
+import { crossmatchRoutes } from './crossmatches.js'
+import { detectionListRoutes } from './detection-list.js'
+import { meRoutes } from './me.js'
+
+export const v1Routes: FastifyPluginAsync = async (app) => {
+  await app.register(objectRoutes)
+  await app.register(coneRoutes)
+  await app.register(listRoutes)
+  await app.register(customListRoutes)
+  await app.register(vraRoutes)
+  await app.register(crossmatchRoutes)
+  await app.register(detectionListRoutes)
+  await app.register(meRoutes)
+}

@@ -1,0 +1,132 @@
+// Object reads (scope read): one record, up to 100 ids in a URL, or a batch by POST (JSON or NDJSON).
+import { Readable } from 'node:stream'
+import { Type } from '@sinclair/typebox'
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import type { FastifyInstance, FastifyRequest } from 'fastify'
+import { NotFoundError, ValidationError } from '../../errors.js'
+import { AtlasIdSchema, IdListQuery, passthrough, problems } from '../../schemas/common.js'
+import { readObjects, sendDerived, sendRaw, type CacheInfo } from './read-through.js'
+import { recordToV1 } from './render.js'
+import { buildProblem } from '../../plugins/problem-handler.js'
+
+const MAX_URL_IDS = 100
+const NDJSON = 'application/x-ndjson'
+
+const MjdMin = Type.Number({ minimum: 0, description: 'keep lc/lcnondets with mjd > mjd_min and fp with mjd_obs >= mjd_min' })
+
+const ObjectRecordSchema = passthrough('The full ATLAS record (object, lc, lcnondets, fp, sherlock_crossmatches, sherlock_classifications, tns_crossmatches, external_crossmatches). Every ATLAS id inside (object.id, lc[].id, fp[].atlas_object_id, transient_object_id, …) is a JSON string.', {
+  object: Type.Object({ id: AtlasIdSchema }, { additionalProperties: true })
+})
+
+const BatchSchema = Type.Object({
+  objects: Type.Array(ObjectRecordSchema),
+  missing: Type.Array(AtlasIdSchema, { description: 'requested ids the upstream does not know' })
+})
+
+/** Distinct ids in first-seen order. */
+function distinct (ids: readonly string[]): string[] {
+  return [...new Set(ids)]
+}
+
+export function parseIdList (text: string): string[] {
+  return distinct(text.split(','))
+}
+
+async function batchJson (app: FastifyInstance, request: FastifyRequest, ids: string[], mjdMin: number | undefined): Promise<{ text: string, read: CacheInfo }> {
+  const read = await readObjects(app, request, ids)
+  const { records } = read
+  const found: string[] = []
+  const missing: string[] = []
+  records.forEach((text, i) => {
+    if (text === null) missing.push(`"${ids[i] as string}"`)
+    else found.push(recordToV1(text, mjdMin))
+  })
+  return { text: `{"objects":[${found.join(',')}],"missing":[${missing.join(',')}]}`, read }
+}
+
+/**
+ * NDJSON: one line per id in request order, `{"id":…,"object":{…}}` or `{"id":…,"missing":true}`; read
+ * in chunks of UPSTREAM_MAX_IDS_PER_CALL so memory holds one chunk, never the whole result. An error
+ * after the first line cannot change the status any more, so it ends the stream with an `error` line.
+ */
+function streamNdjson (app: FastifyInstance, request: FastifyRequest, ids: string[], mjdMin: number | undefined): Readable {
+  const chunkSize = app.config.UPSTREAM_MAX_IDS_PER_CALL
+  async function * lines (): AsyncGenerator<string> {
+    for (let i = 0; i < ids.length; i += chunkSize) {
+      const chunk = ids.slice(i, i + chunkSize)
+      let records
+      try {
+        ({ records } = await readObjects(app, request, chunk))
+      } catch (err) {
+        const e = err as { code?: string, statusCode?: number, message?: string }
+        const problem = buildProblem(request, e.statusCode ?? 500, e.code ?? 'GW_INTERNAL', e.code?.startsWith('GW_') === true ? (e.message ?? '') : 'internal error')
+        request.log.warn({ err }, 'ndjson stream ended early')
+        yield JSON.stringify({ error: problem }) + '\n'
+        return
+      }
+      let out = ''
+      records.forEach((text, k) => {
+        const id = chunk[k] as string
+        out += text === null ? `{"id":"${id}","missing":true}\n` : `{"id":"${id}","object":${recordToV1(text, mjdMin)}}\n`
+      })
+      yield out
+    }
+  }
+  return Readable.from(lines(), { objectMode: false, highWaterMark: 1 })
+}
+
+export const objectRoutes: FastifyPluginAsyncTypebox = async (app) => {
+  app.get('/objects/:id', {
+    config: { scope: 'read', units: () => 1 },
+    schema: {
+      summary: 'One object record',
+      tags: ['objects'],
+      params: Type.Object({ id: AtlasIdSchema }),
+      querystring: Type.Object({ mjd_min: Type.Optional(MjdMin) }),
+      response: { 200: ObjectRecordSchema, 304: Type.Null(), ...problems(404) }
+    }
+  }, async (request, reply) => {
+    const read = await readObjects(app, request, [request.params.id])
+    const text = read.records[0]
+    if (text === null || text === undefined) throw new NotFoundError(`No ATLAS object ${request.params.id}.`)
+    return sendDerived(request, reply, read, recordToV1(text, request.query.mjd_min))
+  })
+
+  app.get('/objects', {
+    config: { scope: 'read', units: (request) => parseIdList((request.query as { ids: string }).ids).length },
+    schema: {
+      summary: `Up to ${MAX_URL_IDS} objects by id`,
+      tags: ['objects'],
+      querystring: Type.Object({ ids: IdListQuery, mjd_min: Type.Optional(MjdMin) }),
+      response: { 200: BatchSchema, ...problems(413) }
+    }
+  }, async (request, reply) => {
+    const ids = parseIdList(request.query.ids)
+    if (ids.length > MAX_URL_IDS) throw new ValidationError(`At most ${MAX_URL_IDS} ids in a URL; POST /v1/objects/query takes more.`)
+    const { text, read } = await batchJson(app, request, ids, request.query.mjd_min)
+    return sendDerived(request, reply, read, text)
+  })
+
+  app.post('/objects/query', {
+    config: { scope: 'read', units: (request) => distinct((request.body as { ids: string[] }).ids).length },
+    schema: {
+      summary: 'Objects by id, in bulk (JSON, or NDJSON with Accept: application/x-ndjson)',
+      description: 'Up to the consumer\'s max_batch ids. With `Accept: application/x-ndjson` the answer streams one line per id: ' +
+        '`{"id":…,"object":{…}}` or `{"id":…,"missing":true}`; an error after the first line ends the stream with `{"error":<problem>}`.',
+      tags: ['objects'],
+      body: Type.Object({
+        ids: Type.Array(AtlasIdSchema, { minItems: 1 }),
+        mjd_min: Type.Optional(MjdMin)
+      }, { additionalProperties: false }),
+      response: { 200: BatchSchema, ...problems(413) }
+    }
+  }, async (request, reply) => {
+    const ids = distinct(request.body.ids)
+    if ((request.headers.accept ?? '').includes(NDJSON)) {
+      return sendRaw(reply, NDJSON, streamNdjson(app, request, ids, request.body.mjd_min))
+    }
+    const { text, read } = await batchJson(app, request, ids, request.body.mjd_min)
+    reply.header('x-cache', read.status)
+    return sendRaw(reply, 'application/json; charset=utf-8', text)
+  })
+}

@@ -1,0 +1,161 @@
+// Reads through the cache to the upstream, shared by the v1 routes (and the compatibility path):
+// whole tables fetched wide and filtered locally, and per-id object records. Every upstream call a
+// request causes is charged to its consumer's upstream share and counted for its access log line.
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import { UpstreamError } from '../../errors.js'
+import type { FetchResult } from '../../cache/cache.js'
+import { computeEtag } from '../../cache/entry.js'
+import { buildCacheControl, storeTtlMs, type RouteId } from '../../cache/freshness.js'
+import { matchesIfNoneMatch, wantsBypass } from '../../cache/http.js'
+import { buildCacheKey, cacheTags, objectKey } from '../../cache/keys.js'
+import { parseLossless } from '../../lib/json.js'
+import type { CallContext } from '../../upstream/client.js'
+import type { Fields, UpstreamEndpoint } from '../../upstream/endpoints.js'
+import type { RecordText } from '../../upstream/object-loader.js'
+
+const JSON_TYPE = 'application/json; charset=utf-8'
+const MISSING = Buffer.from('null')
+// Parsed tables by ETag: pollers re-read the same table many times per freshness window.
+const PARSED_MEMO_SIZE = 32
+const parsedMemo = new Map<string, unknown>()
+
+export function callContext (request: FastifyRequest): CallContext {
+  return { onCall: () => { request.upstreamCalls++ } }
+}
+
+/** Charges the consumer's upstream share once per upstream call its misses cause. */
+export async function chargeShare (app: FastifyInstance, request: FastifyRequest): Promise<void> {
+  if (request.consumer !== null) await app.quota.takeUpstreamShare(request.consumer)
+}
+
+function parseMemo (entry: FetchResult['entry']): unknown {
+  const hit = parsedMemo.get(entry.etag)
+  if (hit !== undefined) return hit
+  const value = parseLossless(entry.body.toString('utf8'))
+  if (parsedMemo.size >= PARSED_MEMO_SIZE) parsedMemo.delete(parsedMemo.keys().next().value as string)
+  parsedMemo.set(entry.etag, value)
+  return value
+}
+
+/** What the cache headers of an answer derive from. */
+export interface CacheInfo { status: FetchResult['status'], ageS: number, route: RouteId }
+
+export interface TableRead extends CacheInfo { value: unknown }
+
+/**
+ * A whole upstream read reply through the cache. The reply must be 200 JSON; anything else is an
+ * upstream error (never stored). Returns the losslessly parsed value.
+ */
+export async function readTable (
+  app: FastifyInstance, request: FastifyRequest, route: RouteId, endpoint: UpstreamEndpoint, fields: Fields, tags: string[] = []
+): Promise<TableRead> {
+  const key = buildCacheKey(route, fields)
+  const result = await app.cache.fetch(key, app.cache.freshness(route), async () => {
+    await chargeShare(app, request)
+    const reply = await app.upstream.client.call(endpoint, fields, callContext(request))
+    if (reply.status !== 200 || !/^\s*[[{]/.test(reply.text)) {
+      throw Object.assign(new UpstreamError(`The upstream refused a ${endpoint}/ read (status ${reply.status}).`), { cause: reply.text.slice(0, 200) })
+    }
+    return { body: Buffer.from(reply.text, 'utf8'), contentType: JSON_TYPE, tags: [cacheTags.route(route), ...tags] }
+  }, { route, bypass: wantsBypass(request) })
+  request.cacheStatus = result.status
+  return { value: parseMemo(result.entry), status: result.status, ageS: result.ageS, route }
+}
+
+/** Sends a body derived from a cached read with the read's cache headers and its own strong ETag. */
+export function sendDerived (request: FastifyRequest, reply: FastifyReply, info: CacheInfo, text: string): FastifyReply {
+  const body = Buffer.from(text, 'utf8')
+  const etag = computeEtag(body)
+  reply.header('x-cache', info.status)
+  reply.header('age', String(info.ageS))
+  reply.header('cache-control', buildCacheControl(request.server.cache.freshness(info.route), info.ageS))
+  reply.header('etag', etag)
+  if (matchesIfNoneMatch(request.headers['if-none-match'], etag)) return reply.code(304).send()
+  return reply.code(200).type(JSON_TYPE).send(body)
+}
+
+/** Sends bytes or a stream as they are (no schema serialisation: upstream data passes through). */
+export function sendRaw (reply: FastifyReply, contentType: string, body: string | Buffer | NodeJS.ReadableStream, status = 200): FastifyReply {
+  return reply.code(status).type(contentType).send(body)
+}
+
+export interface ObjectsRead extends CacheInfo {
+  /** Record texts in the upstream dialect (ids as bare integers), null for unknown ids, in `ids` order. */
+  records: RecordText[]
+}
+
+/**
+ * Object records by id: hits from the cache (fresh, or stale while one background refresh runs), misses
+ * from the upstream through the batching loader, stale records when the upstream fails. Records are
+ * cached per id with their full history; unknown ids are cached briefly as missing.
+ */
+export async function readObjects (app: FastifyInstance, request: FastifyRequest, ids: readonly string[]): Promise<ObjectsRead> {
+  const { cache } = app
+  const fresh = cache.freshness('objects')
+  const freshMissing = cache.freshness('objects-missing')
+  const now = Date.now()
+  const bypass = wantsBypass(request)
+  const entries = bypass ? ids.map(() => undefined) : await cache.getEntries(ids.map(objectKey))
+  const records: RecordText[] = new Array<RecordText>(ids.length).fill(null)
+  const misses: number[] = []
+  const stale: number[] = []
+  let status: FetchResult['status'] = bypass ? 'BYPASS' : 'HIT'
+  let oldest = now
+  entries.forEach((entry, i) => {
+    if (entry === undefined) { misses.push(i); return }
+    const isMissing = entry.body.equals(MISSING)
+    const f = isMissing ? freshMissing : fresh
+    const age = now - entry.storedAt
+    oldest = Math.min(oldest, entry.storedAt)
+    if (age < f.freshMs) {
+      records[i] = isMissing ? null : entry.body.toString('utf8')
+    } else if (age < f.freshMs + f.staleWhileRevalidateMs) {
+      records[i] = isMissing ? null : entry.body.toString('utf8')
+      stale.push(i)
+    } else {
+      misses.push(i)
+    }
+  })
+
+  const load = async (idx: number[]): Promise<RecordText[]> => {
+    const wanted = idx.map((i) => ids[i] as string)
+    await chargeShare(app, request)
+    const loaded = await app.upstream.objects.load(wanted, callContext(request))
+    await cache.putEntries(loaded.map((text, k) => ({
+      key: objectKey(wanted[k] as string),
+      body: text === null ? MISSING : Buffer.from(text, 'utf8'),
+      ttlMs: storeTtlMs(text === null ? freshMissing : fresh),
+      tags: [cacheTags.object(wanted[k] as string)]
+    })))
+    return loaded
+  }
+
+  if (stale.length > 0) {
+    status = 'STALE'
+    // One background refresh per batch of stale ids; its failure leaves the stale records in place.
+    load(stale).catch((err: unknown) => request.log.warn({ err }, 'background refresh of object records failed'))
+  }
+  if (misses.length > 0) {
+    try {
+      const loaded = await load(misses)
+      misses.forEach((i, k) => { records[i] = loaded[k] ?? null })
+      if (!bypass) status = 'MISS'
+    } catch (err) {
+      // stale-if-error: answer from expired-but-kept records when every miss has one.
+      const usable = misses.every((i) => {
+        const e = entries[i]
+        return e !== undefined && now - e.storedAt < fresh.freshMs + fresh.staleIfErrorMs && (err as { code?: string }).code?.startsWith('GW_UPSTREAM') === true
+      })
+      if (!usable) throw err
+      for (const i of misses) {
+        const e = entries[i] as NonNullable<typeof entries[number]>
+        records[i] = e.body.equals(MISSING) ? null : e.body.toString('utf8')
+        oldest = Math.min(oldest, e.storedAt)
+      }
+      status = 'STALE'
+    }
+  }
+  request.cacheStatus = status
+  app.metrics.cacheResults.inc({ route: 'objects', result: status.toLowerCase() })
+  return { records, status, ageS: Math.max(0, Math.floor((now - oldest) / 1000)), route: 'objects' }
+}

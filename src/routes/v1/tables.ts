@@ -1,0 +1,69 @@
+// Local filtering of tables fetched wide (design §4): the upstream ignores most filters or applies them
+// differently, and one wide upstream read per freshness window serves every consumer's variant.
+import { UpstreamError } from '../../errors.js'
+import { replyFields, toUpstreamDateTime } from '../../upstream/endpoints.js'
+
+export type Row = Record<string, unknown>
+
+export function rowsOf (value: unknown): Row[] {
+  if (!Array.isArray(value)) throw new UpstreamError('The upstream sent something other than a list.')
+  return value as Row[]
+}
+
+/** Timestamps from the upstream are ISO datetimes (UTC, sometimes naive) or dates; null when absent. */
+export function timeOf (value: unknown): number | null {
+  if (typeof value !== 'string') return null
+  const text = /[zZ]|[+-]\d{2}:?\d{2}$/.test(value) || /^\d{4}-\d{2}-\d{2}$/.test(value) ? value : `${value}Z`
+  const t = Date.parse(/^\d{4}-\d{2}-\d{2}$/.test(text) ? `${text}T00:00:00Z` : text)
+  return Number.isNaN(t) ? null : t
+}
+
+export function sinceMs (since: string): number {
+  return Date.parse(toUpstreamDateTime(since))
+}
+
+/** Rows whose `field` is after `since`: strictly (detection lists) or inclusively (VRA tables), as upstream. */
+export function filterSince (rows: Row[], field: string, since: string | undefined, isInclusive: boolean): Row[] {
+  if (since === undefined) return rows
+  const min = sinceMs(since)
+  return rows.filter((r) => {
+    const t = timeOf(r[field])
+    return t !== null && (isInclusive ? t >= min : t > min)
+  })
+}
+
+export function filterIds (rows: Row[], field: string, ids: string | undefined): Row[] {
+  if (ids === undefined) return rows
+  const wanted = new Set(ids.split(','))
+  return rows.filter((r) => wanted.has(String(r[field])))
+}
+
+export interface ListFilters {
+  vra_gte?: number
+  vra_lte?: number
+  rb_pix_gte?: number
+  rb_pix_lte?: number
+  ra_gte?: number
+  ra_lte?: number
+  dec_gte?: number
+  dec_lte?: number
+  sherlock_class?: string
+  spec_type?: string
+}
+
+const RANGE_FILTERS = ['vra', 'rb_pix', 'ra', 'dec'] as const
+
+/** The client's objectlist filters (contract §9): inclusive bounds, exact-match strings. */
+export function applyListFilters (rows: Row[], f: ListFilters): Row[] {
+  const checks: Array<(r: Row) => boolean> = []
+  for (const name of RANGE_FILTERS) {
+    const field = replyFields.listFilters[name]
+    const gte = f[`${name}_gte`]
+    const lte = f[`${name}_lte`]
+    if (gte !== undefined) checks.push((r) => typeof r[field] === 'number' && (r[field] as number) >= gte)
+    if (lte !== undefined) checks.push((r) => typeof r[field] === 'number' && (r[field] as number) <= lte)
+  }
+  if (f.sherlock_class !== undefined) checks.push((r) => r[replyFields.listFilters.sherlock_class] === f.sherlock_class)
+  if (f.spec_type !== undefined) checks.push((r) => r[replyFields.listFilters.spec_type] === f.spec_type)
+  return checks.length === 0 ? rows : rows.filter((r) => checks.every((c) => c(r)))
+}

@@ -1,0 +1,146 @@
+// The one file that knows the upstream: paths, field names and what its replies mean. An upstream
+// rename is a change here (or an UPSTREAM_PATHS override), and consumers change nothing.
+// Source of truth: ../shared/upstream-contract.md §5 and §10.
+
+export type UpstreamEndpoint =
+  'cone' | 'objects' | 'objectlist' | 'vrascores' | 'vrascoreslist' | 'vratodo' | 'vratodolist' |
+  'objectgroups' | 'objectgroupslist' | 'objectgroupsdelete' | 'vrarank' | 'vraranklist' |
+  'externalxmlist' | 'objectdetectionlist' | 'auth-token'
+
+export type Fields = Record<string, string>
+
+export const DEFAULT_PATHS: Readonly<Record<UpstreamEndpoint, string>> = {
+  cone: 'cone/',
+  objects: 'objects/',
+  objectlist: 'objectlist/',
+  vrascores: 'vrascores/',
+  vrascoreslist: 'vrascoreslist/',
+  vratodo: 'vratodo/',
+  vratodolist: 'vratodolist/',
+  objectgroups: 'objectgroups/',
+  objectgroupslist: 'objectgroupslist/',
+  objectgroupsdelete: 'objectgroupsdelete/',
+  vrarank: 'vrarank/',
+  vraranklist: 'vraranklist/',
+  externalxmlist: 'externalxmlist/',
+  objectdetectionlist: 'objectdetectionlist/',
+  'auth-token': 'auth-token/'
+}
+
+/** Endpoints that change upstream state: never cached, never retried blindly, never sent as GET. */
+export const WRITE_ENDPOINTS: ReadonlySet<UpstreamEndpoint> = new Set([
+  'vrascores', 'vratodo', 'objectgroups', 'objectgroupsdelete', 'vrarank', 'objectdetectionlist', 'auth-token'
+])
+
+export function isUpstreamEndpoint (name: string): name is UpstreamEndpoint {
+  return Object.hasOwn(DEFAULT_PATHS, name)
+}
+
+/** Paths with overrides applied (UPSTREAM_PATHS, e.g. `{"objects":"objects2/"}`); each ends in `/`. */
+export function resolvePaths (overrides: string): Record<UpstreamEndpoint, string> {
+  const paths = { ...DEFAULT_PATHS }
+  if (overrides === '') return paths
+  const parsed: unknown = JSON.parse(overrides)
+  if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) throw new Error('UPSTREAM_PATHS must be a JSON object')
+  for (const [name, path] of Object.entries(parsed)) {
+    if (!isUpstreamEndpoint(name)) throw new Error(`UPSTREAM_PATHS: unknown endpoint "${name}"`)
+    if (typeof path !== 'string' || !/^[a-z0-9_-]+(?:\/[a-z0-9_-]+)*\/$/i.test(path)) throw new Error(`UPSTREAM_PATHS: "${name}" must be a relative path ending in /`)
+    paths[name] = path
+  }
+  return paths
+}
+
+// ---- Values sent upstream ----
+
+/** The upstream wants full datetimes: older deployments (Django 3.2) reject date-only values. */
+export function toUpstreamDateTime (value: string): string {
+  const date = new Date(/^\d{4}-\d{2}-\d{2}$/.test(value) ? `${value}T00:00:00Z` : value)
+  return date.toISOString().replace(/\.\d{3}Z$/, 'Z')
+}
+
+export const CONE_MODES = ['nearest', 'all', 'count'] as const
+export type ConeMode = typeof CONE_MODES[number]
+export const MAX_CONE_RADIUS_ARCSEC = 300
+
+export const fields = {
+  cone: (q: { ra: number, dec: number, radius: number, mode: ConeMode }): Fields =>
+    ({ ra: String(q.ra), dec: String(q.dec), radius: String(q.radius), requestType: q.mode }),
+  /** Full-history records: no `mjd`, so one cached record serves every `mjd_min`. */
+  objects: (ids: readonly string[]): Fields => ({ objects: ids.join(',') }),
+  /** Whole list, no threshold: every consumer's variant is filtered locally from one upstream call. */
+  objectlist: (q: { listId: number, isCustom: boolean }): Fields =>
+    ({ objectlistid: String(q.listId), getcustomlist: q.isCustom ? 'true' : 'false' }),
+  customListMembers: (groupId: number): Fields => ({ objectgroupid: String(groupId) }),
+  objectCustomLists: (objectId: string): Fields => ({ objectid: objectId }),
+  wholeTable: (): Fields => ({}),
+  crossmatches: (names: readonly string[]): Fields => ({ externalObjects: names.join(',') }),
+  vraScore: (w: { id: string, preal?: number, pgal?: number, pfast?: number, rank?: number, rank_alt1?: number, is_gal_cand?: number, debug?: boolean }): Fields =>
+    compact({ objectid: w.id, preal: w.preal, pgal: w.pgal, pfast: w.pfast, rank: w.rank, rank_alt1: w.rank_alt1, is_gal_cand: w.is_gal_cand, debug: w.debug }),
+  vraTodo: (id: string): Fields => ({ objectid: id }),
+  vraRank: (w: { id: string, rank: number, rank_alt1?: number, is_gal_cand?: number }): Fields =>
+    compact({ objectid: w.id, rank: w.rank, rank_alt1: w.rank_alt1, is_gal_cand: w.is_gal_cand }),
+  listMembership: (objectId: string, groupId: number): Fields => ({ objectid: objectId, objectgroupid: String(groupId) }),
+  detectionList: (objectId: string, listId: number): Fields => ({ objectid: objectId, objectlist: String(listId) }),
+  login: (username: string, password: string): Fields => ({ username, password })
+}
+
+function compact (values: Record<string, string | number | boolean | undefined>): Fields {
+  const out: Fields = {}
+  for (const [k, v] of Object.entries(values)) if (v !== undefined) out[k] = String(v)
+  return out
+}
+
+// ---- Replies ----
+
+/** The `objects/` reply over its id limit is a dict, not a list (contract §5.2). */
+export function isMaxObjectsInfo (text: string): boolean {
+  return /^\s*\{\s*"info"\s*:\s*"Max number of objects/.test(text)
+}
+
+/** An unknown id comes back as a placeholder whose `object` is a message string, not a record. */
+export function isMissingRecord (recordText: string): boolean {
+  return recordText.startsWith('{"object":"')
+}
+
+/** Names of the fields in the replies the facade reshapes. */
+export const replyFields = {
+  coneHit: { id: 'object', name: 'objectname', separation: 'separation' },
+  coneCount: 'count',
+  listRowId: 'id',
+  listRowDate: 'followup_flag_date',
+  tableObjectId: 'transient_object_id',
+  tableTimestamp: 'timestamp',
+  groupId: 'object_group_id',
+  authToken: 'token',
+  detail: 'detail',
+  // The list filters of the client (contract §9) and the row fields they apply to.
+  listFilters: {
+    vra: 'vra', rb_pix: 'rb_pix', ra: 'ra', dec: 'dec', sherlock_class: 'sherlockClassification', spec_type: 'observation_status'
+  }
+} as const
+
+export type WriteOutcome =
+  'created' | 'duplicate' | 'unknown_object' | 'unknown_list' | 'not_member' | 'removed' | 'rejected'
+
+/**
+ * Reads a write reply. The upstream says "failure" with success codes (201 `Object does not exist.`,
+ * 200 `Error updating row.`), so the `info` text decides, never the status alone (contract §10.1).
+ */
+export function writeOutcome (status: number, body: unknown): WriteOutcome | undefined {
+  if (status === 204) return 'removed'
+  const info = body !== null && typeof body === 'object' && 'info' in body ? (body as { info: unknown }).info : undefined
+  switch (info) {
+    case 'Row created.': return 'created'
+    case 'Duplicate row. Cannot add row.': return 'duplicate'
+    case 'Object does not exist.': return 'unknown_object'
+    case 'Object group ID does not exist.': return 'unknown_list'
+    case 'Object group ID does not exist or object ID does not exist.': return 'not_member'
+    case 'Error updating row.': return 'rejected'
+    default: return undefined
+  }
+}
+
+export const AUTH_DETAILS = {
+  expired: 'Token has expired.',
+  invalid: 'Invalid token.'
+} as const

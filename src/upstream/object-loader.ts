@@ -1,0 +1,119 @@
+// Id batching and single flight for `objects/`: ids wanted by concurrent requests within a short window
+// are fetched together in one upstream call (up to maxIds), identical in-flight ids are shared, and the
+// reply is split back per id without parsing it (lib/json-scan.ts keeps every byte, so ids stay exact).
+import { UpstreamError } from '../errors.js'
+import { splitArray } from '../lib/json-scan.js'
+import type { Metrics } from '../plugins/metrics.js'
+import type { CallContext, UpstreamClient } from './client.js'
+import { fields, isMaxObjectsInfo, isMissingRecord } from './endpoints.js'
+
+/** A record in the upstream dialect (ids as bare integers), or null for an unknown id. */
+export type RecordText = string | null
+
+interface Waiter {
+  resolve: (value: RecordText) => void
+  reject: (err: unknown) => void
+}
+
+export interface ObjectLoaderOptions {
+  client: UpstreamClient
+  windowMs: number
+  maxIds: number
+  metrics: Metrics
+}
+
+export type ObjectLoader = ReturnType<typeof createObjectLoader>
+
+export function createObjectLoader (opts: ObjectLoaderOptions) {
+  let maxIds = opts.maxIds
+  // ids waiting for the current window, and ids whose upstream call is in flight
+  let pending = new Map<string, Waiter[]>()
+  const pendingCtx = new Set<CallContext>()
+  const inFlight = new Map<string, Promise<RecordText>>()
+  let timer: NodeJS.Timeout | undefined
+
+  async function fetchChunk (ids: string[], ctxs: CallContext[]): Promise<RecordText[]> {
+    const onCall = () => { for (const c of ctxs) c.onCall?.() }
+    const reply = await opts.client.call('objects', fields.objects(ids), { onCall })
+    if (reply.status !== 200) {
+      throw Object.assign(new UpstreamError(`The upstream refused an objects/ read (status ${reply.status}).`), { cause: reply.text.slice(0, 200) })
+    }
+    if (isMaxObjectsInfo(reply.text)) {
+      // The upstream lowered its id limit: halve ours and split this chunk (design §4).
+      if (ids.length === 1) throw new UpstreamError('The upstream refused a single-id objects/ read.')
+      maxIds = Math.max(1, Math.floor(ids.length / 2))
+      const half = Math.ceil(ids.length / 2)
+      const [a, b] = await Promise.all([fetchChunk(ids.slice(0, half), ctxs), fetchChunk(ids.slice(half), ctxs)])
+      return [...a, ...b]
+    }
+    let parts: string[]
+    try {
+      parts = splitArray(reply.text)
+    } catch (err) {
+      throw Object.assign(new UpstreamError('The upstream sent a malformed objects/ reply.'), { cause: err })
+    }
+    if (parts.length !== ids.length) {
+      throw new UpstreamError(`The upstream sent ${parts.length} records for ${ids.length} ids.`)
+    }
+    return parts.map((p) => (isMissingRecord(p) ? null : p))
+  }
+
+  function flush (): void {
+    timer = undefined
+    const batch = pending
+    const ctxs = [...pendingCtx]
+    pending = new Map()
+    pendingCtx.clear()
+    const ids = [...batch.keys()]
+    for (let i = 0; i < ids.length; i += maxIds) {
+      const chunk = ids.slice(i, i + maxIds)
+      const promise = fetchChunk(chunk, ctxs)
+      chunk.forEach((id, k) => {
+        const one = promise.then((records) => records[k] ?? null)
+        inFlight.set(id, one)
+        one.then(
+          (value) => { for (const w of batch.get(id) ?? []) w.resolve(value) },
+          (err: unknown) => { for (const w of batch.get(id) ?? []) w.reject(err) }
+        ).finally(() => { inFlight.delete(id) })
+      })
+    }
+  }
+
+  function enqueue (id: string): Promise<RecordText> {
+    return new Promise<RecordText>((resolve, reject) => {
+      const waiters = pending.get(id)
+      if (waiters !== undefined) {
+        opts.metrics.coalesced.inc({ kind: 'single_flight' })
+        waiters.push({ resolve, reject })
+        return
+      }
+      pending.set(id, [{ resolve, reject }])
+      if (pending.size >= maxIds) {
+        clearTimeout(timer)
+        flush()
+      } else if (timer === undefined) {
+        timer = setTimeout(flush, opts.windowMs)
+      }
+    })
+  }
+
+  return {
+    /** Records for `ids` (distinct), in the same order; null for unknown ids. */
+    async load (ids: readonly string[], ctx: CallContext = {}): Promise<RecordText[]> {
+      if (ids.length === 0) return []
+      if (pending.size > 0) opts.metrics.coalesced.inc({ kind: 'id_batch' })
+      const results = ids.map((id) => {
+        const flying = inFlight.get(id)
+        if (flying !== undefined) {
+          opts.metrics.coalesced.inc({ kind: 'single_flight' })
+          return flying
+        }
+        // The request shares the upstream calls of the window it joins (for its access log line).
+        pendingCtx.add(ctx)
+        return enqueue(id)
+      })
+      return Promise.all(results)
+    },
+    get maxIds (): number { return maxIds }
+  }
+}
