@@ -25,6 +25,35 @@ export interface TestAppOptions {
   useRedis?: boolean
 }
 
+/** Fixture objects every sandbox holds (upstream-golden.json `fixtures`). */
+export const FIXTURE_IDS = {
+  A: '1161600211221604900',
+  B: '1161601191221611900',
+  C: '1033249000275412900',
+  D: '1123049421122328000',
+  E: '1004244331411607400',
+  F: '1132527610430108700',
+  /** Never exists. */
+  U: '1132507360113744501'
+} as const
+
+/** Authorization for the in-memory demo consumer (all scopes), present when CONSUMERS_FILE is unset. */
+export function demoAuth (app: FastifyInstance): Record<string, string> {
+  const key = app.consumers.demoKey
+  if (key === undefined) throw new Error('the app has a CONSUMERS_FILE: no demo consumer')
+  return { authorization: `Bearer ${key}` }
+}
+
+/** Reads a sandbox reply directly (the upstream dialect), for digit-exact comparisons. */
+export async function sandboxPost (sandbox: Sandbox, endpoint: string, fields: Record<string, string>, token = sandbox.tokens.write): Promise<{ status: number, text: string }> {
+  const res = await fetch(sandbox.baseUrl + endpoint + '/', {
+    method: 'POST',
+    headers: { authorization: `Token ${token}`, 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' },
+    body: new URLSearchParams(fields).toString()
+  })
+  return { status: res.status, text: await res.text() }
+}
+
 export const TEST_REDIS_URL = process.env.REDIS_URL ?? ''
 
 export function testConfig (overrides: Partial<Config> = {}): Config {

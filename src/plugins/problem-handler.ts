@@ -3,6 +3,7 @@
 import fp from 'fastify-plugin'
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify'
 import { PROBLEM_TITLES } from '../errors.js'
+import { ProblemSchema } from '../schemas/common.js'
 
 export const PROBLEM_CONTENT_TYPE = 'application/problem+json'
 const TYPE_BASE = 'https://atlas-gateway.dev/problems/'
@@ -47,6 +48,8 @@ export function sendProblem (reply: FastifyReply, problem: Problem): FastifyRepl
 }
 
 export const problemHandlerPlugin = fp(async (app) => {
+  // Routes refer to it as { $ref: 'Problem' } in their error responses (schemas/common.ts problems()).
+  app.addSchema(ProblemSchema)
   app.setErrorHandler((err: FastifyError & { retryAfter?: number }, request, reply) => {
     const raw = err.statusCode ?? 500
     const status = raw >= 400 && raw < 600 ? raw : 500

@@ -156,6 +156,6 @@ export async function readObjects (app: FastifyInstance, request: FastifyRequest
     }
   }
   request.cacheStatus = status
-  app.metrics.cacheResults.inc({ route: 'objects', result: status.toLowerCase() })
+  cache.report(status, 'objects')
   return { records, status, ageS: Math.max(0, Math.floor((now - oldest) / 1000)), route: 'objects' }
 }

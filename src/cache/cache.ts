@@ -1,0 +1,274 @@
+// The two-tier cache in front of the upstream: L1 (in-process LRU) → L2 (Redis) → loader. Fresh entries
+// are HITs; stale ones are served while one background refresh runs (stale-while-revalidate), or only
+// when the loader fails with an upstream error (stale-if-error). Identical concurrent misses share one
+// loader call in this process (single flight) and, with a Redis lock, across replicas. Errors are never
+// stored: a loader that throws leaves the stores as they were.
+import { createSingleFlight } from '../lib/single-flight.js'
+import type { CacheStore } from './store.js'
+import { createEntry, decodeEntry, encodeEntry, type CacheEntry } from './entry.js'
+import { DEFAULT_FRESHNESS, storeTtlMs, type Freshness, type FreshnessTable, type RouteId } from './freshness.js'
+import { createFillLock, type FillLockOptions } from './lock.js'
+import type { InvalidationBus } from './invalidation-bus.js'
+import { createInvalidationLog } from './invalidation-log.js'
+
+export type { CacheEntry } from './entry.js'
+export type { Freshness } from './freshness.js'
+
+export type CacheStatus = 'HIT' | 'MISS' | 'STALE' | 'BYPASS'
+export type CoalesceKind = 'single-flight' | 'lock-wait'
+
+export interface LoaderResult {
+  body: Buffer
+  contentType?: string
+  status?: number
+  /** Tags a later write invalidates this entry by (see cacheTags in keys.ts). */
+  tags?: string[]
+}
+
+export interface FetchOptions {
+  /** Route id for metrics (the onResult label); defaults to 'other'. */
+  route?: string
+  /** Skip the cached value: run the loader, store and answer its result with status BYPASS. */
+  bypass?: boolean
+  /** Whether a loader error may be answered with a stale entry (default: GW_UPSTREAM_* errors). */
+  isStaleUsable?: (err: unknown) => boolean
+}
+
+export interface FetchResult { entry: CacheEntry, status: CacheStatus, ageS: number }
+
+export interface PutItem { key: string, body: Buffer, ttlMs: number, tags?: string[], contentType?: string, status?: number }
+
+export interface CacheOptions {
+  l1?: CacheStore
+  l2?: CacheStore
+  /** Clock in ms; tests inject one to age entries. */
+  now?: () => number
+  /** Every fetch outcome, labelled by route (metrics). */
+  onResult?: (status: CacheStatus, route: string) => void
+  /** A request answered by joining another's upstream call (metrics). */
+  onCoalesced?: (kind: CoalesceKind) => void
+  /** A background refresh failed; the stale entry stays in place. */
+  onRefreshError?: (err: unknown, key: string) => void
+  freshness?: FreshnessTable
+  /** Cross-replica fill lock; used only together with an L2 store. */
+  lock?: FillLockOptions
+  /** Carries invalidations to the other replicas' L1. */
+  bus?: InvalidationBus
+}
+
+export type Cache = ReturnType<typeof createCache>
+
+const DEFAULT_ROUTE = 'other'
+
+/** Default stale-if-error policy: only upstream failures (error, timeout, auth, budget) may be papered over. */
+export function isUpstreamError (err: unknown): boolean {
+  const code = typeof err === 'object' && err !== null ? (err as { code?: unknown }).code : undefined
+  return typeof code === 'string' && code.startsWith('GW_UPSTREAM')
+}
+
+export function createCache (opts: CacheOptions = {}) {
+  const { l1, l2 } = opts
+  const now = opts.now ?? Date.now
+  const table = opts.freshness ?? DEFAULT_FRESHNESS
+  const lock = opts.lock !== undefined && l2 !== undefined ? createFillLock(opts.lock) : undefined
+  const reads = createSingleFlight<string, { entry: CacheEntry, status: CacheStatus }>()
+  const loads = createSingleFlight<string, CacheEntry | undefined>()
+  const background = new Set<Promise<void>>()
+  const invalidations = createInvalidationLog()
+
+  const usable = (entry: CacheEntry | undefined, at: number): entry is CacheEntry => entry !== undefined && entry.expiresAt > at
+
+  /** Copies L2 values into L1 with the same bytes (no re-encoding) for the rest of their life, tags included. */
+  async function fillL1 (items: ReadonlyArray<{ key: string, raw: Buffer, entry: CacheEntry }>, at: number): Promise<void> {
+    if (l1 === undefined || items.length === 0) return
+    await l1.setMany(items.map(({ key, raw, entry }) => ({ key, value: raw, ttlMs: entry.expiresAt - at })))
+    await Promise.all(items.map(async ({ key, entry }) =>
+      entry.tags.length > 0 ? l1.addTags(entry.tags, [key], entry.expiresAt - at) : undefined))
+  }
+
+  /** The L2 entry when it is stored later than `newerThan` (any, when undefined); copied into L1. */
+  async function fromL2 (key: string, newerThan?: number): Promise<CacheEntry | undefined> {
+    const raw = l2 === undefined ? undefined : await l2.get(key)
+    const entry = raw === undefined ? undefined : decodeEntry(raw)
+    const at = now()
+    if (!usable(entry, at) || raw === undefined) return undefined
+    if (newerThan !== undefined && entry.storedAt <= newerThan) return undefined
+    await fillL1([{ key, raw, entry }], at)
+    return entry
+  }
+
+  async function lookup (key: string, freshness: Freshness): Promise<CacheEntry | undefined> {
+    const raw = l1 === undefined ? undefined : await l1.get(key)
+    const decoded = raw === undefined ? undefined : decodeEntry(raw)
+    const local = usable(decoded, now()) ? decoded : undefined
+    if (local !== undefined && now() - local.storedAt < freshness.freshMs) return local
+    // Absent or stale here: another replica may already have refreshed L2, which costs no upstream call.
+    return (await fromL2(key, local?.storedAt)) ?? local
+  }
+
+  /** After taking the lock: a fill that landed between our lookup and the lock makes the load unnecessary. */
+  async function freshFromL2 (key: string, freshness: Freshness, newerThan?: number): Promise<CacheEntry | undefined> {
+    const entry = await fromL2(key, newerThan)
+    return entry !== undefined && now() - entry.storedAt < freshness.freshMs ? entry : undefined
+  }
+
+  async function store (key: string, entry: CacheEntry): Promise<void> {
+    const ttlMs = entry.expiresAt - entry.storedAt
+    if (ttlMs <= 0) return
+    const value = encodeEntry(entry)
+    const tiers = [l1, l2].filter((s): s is CacheStore => s !== undefined)
+    await Promise.all(tiers.map(async (s) => s.set(key, value, ttlMs)))
+    if (entry.tags.length > 0) await Promise.all(tiers.map(async (s) => s.addTags(entry.tags, [key], ttlMs)))
+  }
+
+  opts.bus?.onInvalidate(async (tags) => {
+    invalidations.record(tags)
+    await l1?.invalidateTags(tags)
+  })
+
+  async function loadAndStore (key: string, freshness: Freshness, loader: () => Promise<LoaderResult>): Promise<CacheEntry> {
+    const mark = invalidations.mark()
+    const result = await loader()
+    const entry = createEntry(result.body, now(), storeTtlMs(freshness), result.contentType, result.status, result.tags)
+    if (!invalidations.isInvalidatedSince(mark, entry.tags)) await store(key, entry)
+    return entry
+  }
+
+  /** One load per key in this process; with the lock, one per key across replicas. `after`: the stale entry's storedAt. */
+  async function loadShared (
+    key: string, freshness: Freshness, loader: () => Promise<LoaderResult>, isBackground: boolean, after?: number
+  ): Promise<CacheEntry | undefined> {
+    return loads.run(key, async () => {
+      if (lock === undefined) return loadAndStore(key, freshness, loader)
+      const got = await lock.acquire(key)
+      if (got.isAcquired) {
+        try {
+          return (await freshFromL2(key, freshness, after)) ?? await loadAndStore(key, freshness, loader)
+        } finally {
+          await got.release()
+        }
+      }
+      if (!got.isBusy) return loadAndStore(key, freshness, loader)
+      // Another replica is loading: a background refresh leaves it to them; a request waits for its fill.
+      if (isBackground) return undefined
+      opts.onCoalesced?.('lock-wait')
+      const filled = await lock.waitFor(key, async () => fromL2(key, after))
+      return filled ?? loadAndStore(key, freshness, loader)
+    })
+  }
+
+  async function loadForeground (key: string, freshness: Freshness, loader: () => Promise<LoaderResult>, after?: number): Promise<CacheEntry> {
+    // Joining a background refresh that deferred to another replica yields nothing; then load directly.
+    return (await loadShared(key, freshness, loader, false, after)) ?? loadAndStore(key, freshness, loader)
+  }
+
+  function refreshInBackground (key: string, freshness: Freshness, loader: () => Promise<LoaderResult>, after: number): void {
+    if (loads.has(key)) return
+    const refresh: Promise<void> = loadShared(key, freshness, loader, true, after)
+      .then(() => {}, (err: unknown) => { opts.onRefreshError?.(err, key) })
+      .finally(() => { background.delete(refresh) })
+    background.add(refresh)
+  }
+
+  async function read (
+    key: string, freshness: Freshness, loader: () => Promise<LoaderResult>, isStaleUsable: (err: unknown) => boolean
+  ): Promise<{ entry: CacheEntry, status: CacheStatus }> {
+    const found = await lookup(key, freshness)
+    if (found !== undefined) {
+      const age = now() - found.storedAt
+      if (age < freshness.freshMs) return { entry: found, status: 'HIT' }
+      if (age < freshness.freshMs + freshness.staleWhileRevalidateMs) {
+        refreshInBackground(key, freshness, loader, found.storedAt)
+        return { entry: found, status: 'STALE' }
+      }
+      if (age < freshness.freshMs + freshness.staleIfErrorMs) {
+        try {
+          return { entry: await loadForeground(key, freshness, loader, found.storedAt), status: 'MISS' }
+        } catch (err) {
+          if (isStaleUsable(err)) return { entry: found, status: 'STALE' }
+          throw err
+        }
+      }
+    }
+    return { entry: await loadForeground(key, freshness, loader), status: 'MISS' }
+  }
+
+  function finish (entry: CacheEntry, status: CacheStatus, route: string): FetchResult {
+    opts.onResult?.(status, route)
+    return { entry, status, ageS: Math.max(0, Math.floor((now() - entry.storedAt) / 1000)) }
+  }
+
+  return {
+    /** The configured freshness of a route. */
+    freshness (route: RouteId): Freshness {
+      return table[route]
+    },
+
+    async fetch (key: string, freshness: Freshness, loader: () => Promise<LoaderResult>, fetchOpts: FetchOptions = {}): Promise<FetchResult> {
+      const route = fetchOpts.route ?? DEFAULT_ROUTE
+      if (fetchOpts.bypass === true) {
+        // Shares an in-flight load (its answer is as new as ours would be), never a cached value.
+        const entry = await loads.run(key, async () => loadAndStore(key, freshness, loader))
+        return finish(entry ?? await loadAndStore(key, freshness, loader), 'BYPASS', route)
+      }
+      // The whole read (lookup included) is shared: a request arriving while a fill is being stored
+      // cannot slip between a miss and the store and start a second load.
+      const isJoining = reads.has(key)
+      const { entry, status } = await reads.run(key, async () => read(key, freshness, loader, fetchOpts.isStaleUsable ?? isUpstreamError))
+      if (isJoining && status === 'MISS') opts.onCoalesced?.('single-flight')
+      return finish(entry, status, route)
+    },
+
+    /** Per-key entries (fresh or stale, not expired) in the order of `keys`; the caller judges freshness. */
+    async getEntries (keys: readonly string[]): Promise<Array<CacheEntry | undefined>> {
+      const at = now()
+      const raws: Array<Buffer | undefined> = l1 === undefined ? keys.map(() => undefined) : await l1.getMany(keys)
+      const entries = raws.map((raw) => (raw === undefined ? undefined : decodeEntry(raw)))
+      const missing = keys.flatMap((key, i) => (usable(entries[i], at) ? [] : [{ key, i }]))
+      if (l2 !== undefined && missing.length > 0) {
+        const fills = await l2.getMany(missing.map((m) => m.key))
+        const toL1: Array<{ key: string, raw: Buffer, entry: CacheEntry }> = []
+        missing.forEach((m, j) => {
+          const raw = fills[j]
+          const entry = raw === undefined ? undefined : decodeEntry(raw)
+          if (raw === undefined || !usable(entry, at)) return
+          entries[m.i] = entry
+          toL1.push({ key: m.key, raw, entry })
+        })
+        await fillL1(toL1, at)
+      }
+      return entries.map((e) => (usable(e, at) ? e : undefined))
+    },
+
+    /** Stores per-key entries (e.g. one object record per id) in both tiers; `ttlMs` is the store lifetime. */
+    async putEntries (items: readonly PutItem[]): Promise<void> {
+      const at = now()
+      const entries = items.filter((item) => item.ttlMs > 0)
+        .map((item) => ({ key: item.key, entry: createEntry(item.body, at, item.ttlMs, item.contentType, item.status, item.tags) }))
+      const values = entries.map(({ key, entry }) => ({ key, value: encodeEntry(entry), ttlMs: entry.expiresAt - at }))
+      const tiers = [l1, l2].filter((s): s is CacheStore => s !== undefined)
+      // One batch write per tier; the Redis store also batches the tagging calls made here.
+      await Promise.all(tiers.map(async (s) => s.setMany(values)))
+      await Promise.all(entries.flatMap(({ key, entry }) => entry.tags.length === 0
+        ? []
+        : tiers.map(async (s) => s.addTags(entry.tags, [key], entry.expiresAt - at))))
+    },
+
+    /** Deletes every entry carrying any of `tags` from both tiers (after a write). */
+    async invalidate (tags: readonly string[]): Promise<void> {
+      if (tags.length === 0) return
+      invalidations.record(tags)
+      await Promise.all([l1?.invalidateTags(tags), l2?.invalidateTags(tags), opts.bus?.publish(tags)])
+    },
+
+    /** Counts an outcome decided outside fetch (e.g. per-id hits of a batch read). */
+    report (status: CacheStatus, route: string): void {
+      opts.onResult?.(status, route)
+    },
+
+    /** Resolves when every background refresh has settled (tests; graceful shutdown). */
+    async drain (): Promise<void> {
+      while (background.size > 0) await Promise.all([...background])
+    }
+  }
+}

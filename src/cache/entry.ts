@@ -1,0 +1,90 @@
+// One cached response and its byte form. Stores hold a compact binary header followed by the body bytes
+// untouched, so a hit costs a header read and a zero-copy slice, never a JSON parse of the body (issue 5:
+// "a hit does not re-parse large JSON").
+import { createHash } from 'node:crypto'
+
+export interface CacheEntry {
+  body: Buffer
+  /** Strong validator derived from the body bytes: equal bytes, equal ETag (RFC 9110 §8.8.3). */
+  etag: string
+  /** When the loader produced it, ms since the epoch; the age and freshness derive from it. */
+  storedAt: number
+  /** When the stores drop it, ms since the epoch. */
+  expiresAt: number
+  contentType: string
+  status: number
+  /** Tags a write invalidates it by; kept in the bytes so an L1 filled from L2 can be invalidated too. */
+  tags: readonly string[]
+}
+
+export const DEFAULT_CONTENT_TYPE = 'application/json; charset=utf-8'
+
+// "AGC" + format version. A reader seeing another version treats the value as a miss, so a format
+// change needs no migration: old values are simply refilled.
+const MAGIC = Buffer.from([0x41, 0x47, 0x43, 0x01])
+// magic(4) status(2) storedAt(8) expiresAt(8) etagLength(1) contentTypeLength(2) tagsLength(4),
+// then the etag, the content type, the tags (a JSON array, usually a few dozen bytes) and the body.
+const FIXED = 4 + 2 + 8 + 8 + 1 + 2 + 4
+
+/** SHA-1 is used as a content fingerprint here, not for security: short, fast, collision-free in practice. */
+export function computeEtag (body: Buffer): string {
+  return '"' + createHash('sha1').update(body).digest('base64url') + '"'
+}
+
+export function createEntry (
+  body: Buffer, storedAt: number, ttlMs: number, contentType = DEFAULT_CONTENT_TYPE, status = 200, tags: readonly string[] = []
+): CacheEntry {
+  return { body, etag: computeEtag(body), storedAt, expiresAt: storedAt + ttlMs, contentType, status, tags }
+}
+
+export function encodeEntry (entry: CacheEntry): Buffer {
+  const etag = Buffer.from(entry.etag, 'latin1')
+  const contentType = Buffer.from(entry.contentType, 'utf8')
+  const tags = entry.tags.length === 0 ? Buffer.alloc(0) : Buffer.from(JSON.stringify(entry.tags), 'utf8')
+  const header = Buffer.allocUnsafe(FIXED + etag.length + contentType.length + tags.length)
+  MAGIC.copy(header, 0)
+  let at = header.writeUInt16BE(entry.status, 4)
+  at = header.writeDoubleBE(entry.storedAt, at)
+  at = header.writeDoubleBE(entry.expiresAt, at)
+  at = header.writeUInt8(etag.length, at)
+  at = header.writeUInt16BE(contentType.length, at)
+  at = header.writeUInt32BE(tags.length, at)
+  at += etag.copy(header, at)
+  at += contentType.copy(header, at)
+  tags.copy(header, at)
+  return Buffer.concat([header, entry.body])
+}
+
+/** The entry, or undefined when the bytes are not a value of this format (treated as a miss). */
+export function decodeEntry (value: Buffer): CacheEntry | undefined {
+  if (value.length < FIXED || !value.subarray(0, 4).equals(MAGIC)) return undefined
+  const status = value.readUInt16BE(4)
+  const storedAt = value.readDoubleBE(6)
+  const expiresAt = value.readDoubleBE(14)
+  const etagLength = value.readUInt8(22)
+  const contentTypeLength = value.readUInt16BE(23)
+  const tagsLength = value.readUInt32BE(25)
+  const tagsAt = FIXED + etagLength + contentTypeLength
+  const bodyAt = tagsAt + tagsLength
+  if (value.length < bodyAt) return undefined
+  const tags = tagsLength === 0 ? [] : parseTags(value.toString('utf8', tagsAt, bodyAt))
+  if (tags === undefined) return undefined
+  return {
+    status,
+    storedAt,
+    expiresAt,
+    etag: value.toString('latin1', FIXED, FIXED + etagLength),
+    contentType: value.toString('utf8', FIXED + etagLength, tagsAt),
+    tags,
+    body: value.subarray(bodyAt)
+  }
+}
+
+function parseTags (text: string): string[] | undefined {
+  try {
+    const tags: unknown = JSON.parse(text)
+    return Array.isArray(tags) && tags.every((t) => typeof t === 'string') ? tags : undefined
+  } catch {
+    return undefined
+  }
+}

@@ -1,0 +1,62 @@
+// Invalidations reach every replica's L1: a write on replica A deletes the tagged entries from its own L1
+// and from L2, then publishes the tags on a Redis channel so that replicas B, C… drop their L1 copies too.
+// Without it, a bot that writes through one replica and reads through another would see the old list
+// until the entry's fresh time ran out. Pub/sub is fire-and-forget: a replica that misses a message
+// (Redis down) keeps its copy at most until that entry goes stale.
+import { randomUUID } from 'node:crypto'
+import type { Redis } from 'ioredis'
+import { createRedisGuard, type RedisGuard } from './redis-guard.js'
+
+export interface InvalidationBusOptions {
+  /** Publishes on the shared client. */
+  publisher: Redis
+  /** A dedicated connection: a subscribed ioredis client can run no other command. */
+  subscriber: Redis
+  /** The gateway's key prefix; the channel is `<prefix>c:invalidate`. */
+  prefix: string
+  guard?: RedisGuard
+}
+
+export interface InvalidationBus {
+  publish: (tags: readonly string[]) => Promise<void>
+  /** `handler` receives the tags invalidated by other instances (never this one's own). */
+  onInvalidate: (handler: (tags: string[]) => void) => void
+  /** Settles once the channel is subscribed (or the attempt failed and was reported). */
+  ready: Promise<void>
+}
+
+function parseMessage (text: string): { from: string, tags: string[] } | undefined {
+  try {
+    const value: unknown = JSON.parse(text)
+    if (typeof value !== 'object' || value === null) return undefined
+    const { from, tags } = value as { from?: unknown, tags?: unknown }
+    if (typeof from !== 'string' || !Array.isArray(tags) || !tags.every((t) => typeof t === 'string')) return undefined
+    return { from, tags }
+  } catch {
+    return undefined
+  }
+}
+
+export function createInvalidationBus (opts: InvalidationBusOptions): InvalidationBus {
+  const self = randomUUID()
+  const channel = `${opts.prefix}c:invalidate`
+  const guard = opts.guard ?? createRedisGuard()
+  const handlers: Array<(tags: string[]) => void> = []
+  opts.subscriber.on('message', (from: string, text: string) => {
+    if (from !== channel) return
+    const message = parseMessage(text)
+    if (message === undefined || message.from === self) return
+    for (const handler of handlers) handler(message.tags)
+  })
+  // ioredis re-subscribes by itself after a reconnect (autoResubscribe).
+  const ready = guard.run(async () => { await opts.subscriber.subscribe(channel) }, undefined)
+  return {
+    ready,
+    async publish (tags) {
+      await guard.run(async () => opts.publisher.publish(channel, JSON.stringify({ from: self, tags })), 0)
+    },
+    onInvalidate (handler) {
+      handlers.push(handler)
+    }
+  }
+}

@@ -1,0 +1,67 @@
+// Cache keys and tags. Every cache key comes from here (house style), so two requests that mean the
+// same thing share one entry: the facade version, the route id and the query normalised (parameter names
+// sorted, case-insensitive values lowercased, undefined dropped), hashed with SHA-256 when long so that
+// huge id lists do not become huge Redis keys. The store adds the namespace prefix (REDIS_KEY_PREFIX).
+import { createHash } from 'node:crypto'
+
+/** Bump when the cached representation of any route changes, so old entries are never read. */
+export const FACADE_VERSION = 'v1'
+/** Normalised queries longer than this are replaced by their hash. */
+export const MAX_QUERY_KEY_LENGTH = 200
+
+export type QueryScalar = string | number | boolean
+export type QueryValue = QueryScalar | readonly QueryScalar[] | undefined
+export type Query = Readonly<Record<string, QueryValue>>
+
+export interface KeyOptions {
+  /** Parameter names whose values are case-insensitive (e.g. `mode`, `sherlock_class`): lowercased. */
+  caseInsensitive?: readonly string[]
+  /** Overrides FACADE_VERSION (the compatibility path uses its own space). */
+  version?: string
+}
+
+function encodeScalar (value: QueryScalar, lower: boolean): string {
+  const text = String(value)
+  return encodeURIComponent(lower ? text.toLowerCase() : text)
+}
+
+/**
+ * The canonical query text: `name=value` pairs sorted by name, joined with `&`, names and values
+ * URI-encoded (so `&`, `=` and `#` never appear unescaped inside one). Array values keep their order,
+ * since for `ids` the order is the order of the answer; they encode as repeated parameters, as in a URL.
+ */
+export function normaliseQuery (query: Query, opts: KeyOptions = {}): string {
+  const lower = new Set(opts.caseInsensitive ?? [])
+  const names = Object.keys(query).filter((n) => query[n] !== undefined).sort()
+  const parts: string[] = []
+  for (const name of names) {
+    const value = query[name] as QueryScalar | readonly QueryScalar[]
+    const isLower = lower.has(name)
+    const encodedName = encodeURIComponent(name)
+    const values: readonly QueryScalar[] = Array.isArray(value) ? value : [value as QueryScalar]
+    for (const v of values) parts.push(`${encodedName}=${encodeScalar(v, isLower)}`)
+  }
+  return parts.join('&')
+}
+
+/** `v1:<route>:<query>`; a long query becomes `#<sha256 base64url>` (`#` never occurs in a normalised query). */
+export function buildCacheKey (route: string, query: Query = {}, opts: KeyOptions = {}): string {
+  const normalised = normaliseQuery(query, opts)
+  const part = normalised.length > MAX_QUERY_KEY_LENGTH
+    ? '#' + createHash('sha256').update(normalised).digest('base64url')
+    : normalised
+  return `${opts.version ?? FACADE_VERSION}:${route}:${part}`
+}
+
+/** The per-id entry holding an object's full-history record (design §4 "Objects"). */
+export function objectKey (id: string): string {
+  return buildCacheKey('objects', { id })
+}
+
+/** Tags name what a write changes; a write invalidates every entry carrying its tags. */
+export const cacheTags = {
+  object: (id: string): string => `object:${id}`,
+  list: (name: string): string => `list:${name}`,
+  customList: (name: string): string => `custom-list:${name}`,
+  route: (route: string): string => `route:${route}`
+}

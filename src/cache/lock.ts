@@ -1,0 +1,76 @@
+// The cross-replica fill lock: when several replicas miss the same key at once, one takes a short Redis
+// lock (SET NX PX) and calls the upstream; the others poll L2 for its fill with bounded backoff, and load
+// themselves only if the holder gives up (lock gone, nothing stored) or the wait passes its bound. The
+// lock is an optimisation, never a dependency: when Redis fails, every replica just loads.
+import { randomUUID } from 'node:crypto'
+import type { Redis } from 'ioredis'
+import { createRedisGuard, type RedisGuard } from './redis-guard.js'
+
+export interface FillLockOptions {
+  redis: Redis
+  /** The gateway's key prefix (REDIS_KEY_PREFIX); locks live under `<prefix>c:l:`. */
+  prefix: string
+  /** Lock lifetime: a holder that dies frees the key after this long (default 10 s). */
+  ttlMs?: number
+  /** Longest wait for another replica's fill before loading anyway (default 5 s, ~2× a slow upstream call). */
+  waitMs?: number
+  /** Shared with the L2 store so both skip a failing Redis together. */
+  guard?: RedisGuard
+}
+
+export type Acquired = { isAcquired: true, release: () => Promise<void> } | { isAcquired: false, isBusy: boolean }
+
+export interface FillLock {
+  /** isBusy: another replica holds it; not busy and not acquired: Redis is unavailable. */
+  acquire: (key: string) => Promise<Acquired>
+  /** Waits until `found` returns a value, the lock is released without one, or the wait bound passes. */
+  waitFor: <T>(key: string, found: () => Promise<T | undefined>) => Promise<T | undefined>
+}
+
+export const DEFAULT_LOCK_TTL_MS = 10_000
+export const DEFAULT_LOCK_WAIT_MS = 5_000
+const FIRST_POLL_MS = 20
+const MAX_POLL_MS = 200
+
+// Delete only our own lock: after a TTL expiry another replica may hold the key.
+const RELEASE_LUA = `
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0`
+
+const sleep = async (ms: number): Promise<void> => { await new Promise((resolve) => setTimeout(resolve, ms)) }
+
+export function createFillLock (opts: FillLockOptions): FillLock {
+  const { redis } = opts
+  const guard = opts.guard ?? createRedisGuard()
+  const ttlMs = opts.ttlMs ?? DEFAULT_LOCK_TTL_MS
+  const waitMs = opts.waitMs ?? DEFAULT_LOCK_WAIT_MS
+  const lockKey = (key: string): string => `${opts.prefix}c:l:${key}`
+
+  return {
+    async acquire (key) {
+      const token = randomUUID()
+      const answer = await guard.run(async () => redis.set(lockKey(key), token, 'PX', ttlMs, 'NX'), undefined)
+      if (answer === 'OK') {
+        return {
+          isAcquired: true,
+          release: async () => { await guard.run(async () => redis.eval(RELEASE_LUA, 1, lockKey(key), token), 0) }
+        }
+      }
+      return { isAcquired: false, isBusy: answer === null }
+    },
+    async waitFor (key, found) {
+      // The bound counts slept time rather than reading a clock, so an injected test clock cannot stall it.
+      let delay = FIRST_POLL_MS
+      for (let waited = 0; waited < waitMs; waited += delay, delay = Math.min(delay * 2, MAX_POLL_MS)) {
+        await sleep(delay)
+        const value = await found()
+        if (value !== undefined) return value
+        const exists = await guard.run(async () => redis.exists(lockKey(key)), -1)
+        // Released without a fill (the holder's load failed) or Redis unavailable: stop waiting. One more
+        // look first, since the holder may have stored and released between the two reads.
+        if (exists !== 1) return await found()
+      }
+      return undefined
+    }
+  }
+}

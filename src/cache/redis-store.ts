@@ -1,0 +1,150 @@
+// The shared (L2) store on Redis. Values are raw bytes (getBuffer/mgetBuffer, SET PX), keys carry the
+// gateway prefix, and tags are Redis sets of the keys carrying them. Every call goes through a
+// RedisGuard: an error or timeout is a miss or a no-op for the caller, reported through onError.
+import type { Redis } from 'ioredis'
+import type { CacheStore, StoreEntry } from './store.js'
+import { createRedisGuard, type RedisGuard } from './redis-guard.js'
+
+export interface RedisStoreOptions {
+  redis: Redis
+  /** The gateway's key prefix (REDIS_KEY_PREFIX); the store adds `c:` and its own sub-spaces. */
+  prefix: string
+  /** Shared with the fill lock so both skip a failing Redis together; built from the options below when absent. */
+  guard?: RedisGuard
+  timeoutMs?: number
+  onError?: (err: unknown) => void
+}
+
+// Adds members to each tag set and extends (never shortens) its TTL, so a tag outlives every key it
+// lists. PEXPIRE GT cannot do this: it treats a set without a TTL as infinite and would never set one.
+// ARGV is unpacked in slices to stay below Lua's stack limit on large batches.
+const ADD_TAGS_LUA = `
+local ttl = tonumber(ARGV[1])
+for _, tag in ipairs(KEYS) do
+  for i = 2, #ARGV, 1000 do
+    redis.call('SADD', tag, unpack(ARGV, i, math.min(i + 999, #ARGV)))
+  end
+  if redis.call('PTTL', tag) < ttl then redis.call('PEXPIRE', tag, ttl) end
+end
+return 0`
+
+const DEL_CHUNK = 1000
+// A large batch (a 1,000-id objects/ answer) is written in slices, each its own guarded round trip, so
+// that one slow slice cannot make the whole batch count as a Redis failure.
+const WRITE_CHUNK_ENTRIES = 500
+const WRITE_CHUNK_BYTES = 4 * 1024 * 1024
+
+function chunk (entries: readonly StoreEntry[]): StoreEntry[][] {
+  const chunks: StoreEntry[][] = []
+  let current: StoreEntry[] = []
+  let bytes = 0
+  for (const e of entries) {
+    if (current.length > 0 && (current.length >= WRITE_CHUNK_ENTRIES || bytes + e.value.length > WRITE_CHUNK_BYTES)) {
+      chunks.push(current)
+      current = []
+      bytes = 0
+    }
+    current.push(e)
+    bytes += e.value.length
+  }
+  if (current.length > 0) chunks.push(current)
+  return chunks
+}
+
+export function createRedisStore (opts: RedisStoreOptions): CacheStore {
+  const { redis } = opts
+  const guard = opts.guard ?? createRedisGuard({
+    ...(opts.timeoutMs === undefined ? {} : { timeoutMs: opts.timeoutMs }),
+    ...(opts.onError === undefined ? {} : { onError: opts.onError })
+  })
+  const entryPrefix = `${opts.prefix}c:k:`
+  const tagPrefix = `${opts.prefix}c:t:`
+  const entryKey = (key: string): string => entryPrefix + key
+  const tagKey = (tag: string): string => tagPrefix + tag
+  const ttlOf = (ttlMs: number): number => Math.max(1, Math.ceil(ttlMs))
+
+  /** Pipeline and MULTI report per-command errors in their result; any of them fails the whole call. */
+  function check (results: Array<[Error | null, unknown]> | null): unknown[] {
+    if (results === null) throw new Error('redis transaction aborted')
+    return results.map(([err, value]) => {
+      if (err !== null) throw err
+      return value
+    })
+  }
+
+  async function setMany (entries: readonly StoreEntry[]): Promise<void> {
+    // Independent SETs need no transaction: a pipeline is one round trip without MULTI's bookkeeping.
+    await Promise.all(chunk(entries.filter((e) => e.ttlMs > 0)).map(async (slice) => guard.run(async () => {
+      const pipeline = redis.pipeline()
+      for (const e of slice) pipeline.set(entryKey(e.key), e.value, 'PX', ttlOf(e.ttlMs))
+      check(await pipeline.exec())
+    }, undefined)))
+  }
+
+  // Tagging follows every fill; calls made in the same tick (a batch of per-id records) share one
+  // pipeline, hence one round trip and one timeout, instead of one EVAL each.
+  let pendingTags: Array<{ numKeys: number, args: Array<string | number> }> = []
+  let flushing: Promise<void> | undefined
+  async function flushTags (): Promise<void> {
+    await new Promise<void>((resolve) => setImmediate(resolve))
+    const batch = pendingTags
+    pendingTags = []
+    flushing = undefined
+    await guard.run(async () => {
+      const pipeline = redis.pipeline()
+      for (const { numKeys, args } of batch) pipeline.eval(ADD_TAGS_LUA, numKeys, ...args)
+      check(await pipeline.exec())
+    }, undefined)
+  }
+
+  return {
+    async get (key) {
+      return guard.run(async () => (await redis.getBuffer(entryKey(key))) ?? undefined, undefined)
+    },
+    async getMany (keys) {
+      const misses = keys.map(() => undefined)
+      if (keys.length === 0) return misses
+      return guard.run<Array<Buffer | undefined>>(async () => {
+        const values = await redis.mgetBuffer(keys.map(entryKey))
+        return values.map((v) => v ?? undefined)
+      }, misses)
+    },
+    async set (key, value, ttlMs) {
+      await setMany([{ key, value, ttlMs }])
+    },
+    setMany,
+    async delete (keys) {
+      if (keys.length === 0) return
+      await guard.run(async () => { await redis.del(...keys.map(entryKey)) }, undefined)
+    },
+    async addTags (tags, keys, ttlMs) {
+      if (tags.length === 0 || keys.length === 0 || ttlMs <= 0) return
+      pendingTags.push({ numKeys: tags.length, args: [...tags.map(tagKey), ttlOf(ttlMs), ...keys.map(entryKey)] })
+      flushing ??= flushTags()
+      await flushing
+    },
+    async invalidateTags (tags) {
+      if (tags.length === 0) return 0
+      return guard.run(async () => {
+        const read = redis.pipeline()
+        for (const tag of tags) read.smembers(tagKey(tag))
+        const memberSets = check(await read.exec()) as string[][]
+        // SREM of exactly the members read (not DEL of the tag) keeps any key tagged concurrently, so a
+        // fill racing the invalidation stays findable by the next one.
+        const write = redis.multi()
+        let dels = 0
+        const all = [...new Set(memberSets.flat())]
+        for (let i = 0; i < all.length; i += DEL_CHUNK) {
+          write.del(...all.slice(i, i + DEL_CHUNK))
+          dels++
+        }
+        tags.forEach((tag, i) => {
+          const members = memberSets[i] ?? []
+          if (members.length > 0) write.srem(tagKey(tag), ...members)
+        })
+        const results = check(await write.exec())
+        return results.slice(0, dels).reduce<number>((sum, n) => sum + Number(n), 0)
+      }, 0)
+    }
+  }
+}

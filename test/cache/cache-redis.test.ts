@@ -1,0 +1,180 @@
+// The cache with both tiers on real Redis: L2 fills L1, one loader call across two instances sharing
+// one Redis (each with its own L1, as two replicas), and invalidation reaching both tiers and the other
+// replica's L1.
+import { test } from 'tap'
+import { createInvalidationBus } from '../../src/cache/invalidation-bus.js'
+import { UpstreamError } from '../../src/errors.js'
+import { FRESHNESS, countingLoader, deferred, manualClock, twoTierCache } from './cache-fixture.js'
+import { REDIS_URL, connectRedis } from './redis-fixture.js'
+
+const skip = REDIS_URL === '' ? 'REDIS_URL is not set' : false
+
+test('an L2 hit fills L1 with the same bytes and tags', { skip }, async (t) => {
+  const clock = manualClock()
+  const a = await twoTierCache(t, { clock })
+  const b = await twoTierCache(t, { clock, shared: a.conn })
+  const loader = countingLoader(() => '{"rows":[]}', { tags: ['list:x'] })
+  const stored = await a.cache.fetch('k', FRESHNESS, loader.fn)
+  clock.advance(2000)
+  const fromL2 = await b.cache.fetch('k', FRESHNESS, loader.fn)
+  t.equal(fromL2.status, 'HIT')
+  t.equal(fromL2.entry.etag, stored.entry.etag)
+  t.equal(fromL2.ageS, 2)
+  t.equal(loader.calls, 1)
+  t.ok(await b.l1.get('k'), 'L1 of the second instance now holds it')
+  t.equal(await b.l1.invalidateTags(['list:x']), 1, 'with its tags')
+})
+
+test('50 concurrent misses on two tiers → one loader call', { skip }, async (t) => {
+  const { cache } = await twoTierCache(t)
+  const loader = countingLoader(() => 'one')
+  const results = await Promise.all(Array.from({ length: 50 }, async () => cache.fetch('k', FRESHNESS, loader.fn)))
+  t.equal(loader.calls, 1)
+  t.ok(results.every((r) => r.entry.body.toString() === 'one'))
+})
+
+test('two instances on one Redis with the fill lock → one loader call for the same miss', { skip }, async (t) => {
+  const gate = deferred()
+  const clock = manualClock()
+  const a = await twoTierCache(t, { clock, withLock: true })
+  const waits: string[] = []
+  const b = await twoTierCache(t, {
+    clock,
+    shared: a.conn,
+    withLock: true,
+    // B found the lock taken and waits for A's fill: now let A's upstream call finish.
+    onCoalesced: (kind) => { waits.push(kind); gate.resolve() }
+  })
+  const loaderA = countingLoader(() => 'from A', { gate: gate.promise })
+  const loaderB = countingLoader(() => 'from B')
+  const fromA = a.cache.fetch('k', FRESHNESS, loaderA.fn)
+  // Wait until A holds the lock and is inside its loader.
+  for (let i = 0; i < 1000 && loaderA.calls === 0; i++) await new Promise((resolve) => setImmediate(resolve))
+  const [ra, rb] = await Promise.all([fromA, b.cache.fetch('k', FRESHNESS, loaderB.fn)])
+  t.equal(loaderA.calls + loaderB.calls, 1)
+  t.equal(ra.entry.body.toString(), 'from A')
+  t.equal(rb.entry.body.toString(), 'from A')
+  t.equal(rb.entry.etag, ra.entry.etag)
+  t.same(waits, ['lock-wait'])
+})
+
+test('when the lock holder fails, the waiter loads itself instead of waiting out the bound', { skip }, async (t) => {
+  const gate = deferred()
+  const clock = manualClock()
+  const a = await twoTierCache(t, { clock, withLock: true })
+  const b = await twoTierCache(t, { clock, shared: a.conn, withLock: true, onCoalesced: () => gate.resolve() })
+  const failing = countingLoader(() => 'x', { gate: gate.promise, fail: () => new UpstreamError('upstream 502') })
+  const fromA = a.cache.fetch('k', FRESHNESS, failing.fn)
+  for (let i = 0; i < 1000 && failing.calls === 0; i++) await new Promise((resolve) => setImmediate(resolve))
+  const loaderB = countingLoader(() => 'from B')
+  const [ra, rb] = await Promise.allSettled([fromA, b.cache.fetch('k', FRESHNESS, loaderB.fn)])
+  t.equal(ra.status, 'rejected')
+  t.equal(rb.status === 'fulfilled' ? rb.value.entry.body.toString() : rb.reason, 'from B')
+  t.equal(loaderB.calls, 1)
+})
+
+test('a background refresh defers to another replica already refreshing', { skip }, async (t) => {
+  const clock = manualClock()
+  const a = await twoTierCache(t, { clock, withLock: true })
+  const b = await twoTierCache(t, { clock, shared: a.conn, withLock: true })
+  await a.cache.fetch('k', FRESHNESS, countingLoader(() => 'old').fn)
+  t.equal((await b.cache.fetch('k', FRESHNESS, countingLoader().fn)).status, 'HIT')
+  clock.advance(FRESHNESS.freshMs)
+  const gate = deferred()
+  const refreshA = countingLoader(() => 'new', { gate: gate.promise })
+  const refreshB = countingLoader(() => 'new')
+  t.equal((await a.cache.fetch('k', FRESHNESS, refreshA.fn)).status, 'STALE')
+  for (let i = 0; i < 1000 && refreshA.calls === 0; i++) await new Promise((resolve) => setImmediate(resolve))
+  t.equal((await b.cache.fetch('k', FRESHNESS, refreshB.fn)).status, 'STALE')
+  await b.cache.drain()
+  gate.resolve()
+  await a.cache.drain()
+  t.equal(refreshA.calls, 1)
+  t.equal(refreshB.calls, 0, 'B saw the lock and left the refresh to A')
+})
+
+test('invalidation removes tagged entries from L1, L2 and, through the bus, the other replica\'s L1', { skip }, async (t) => {
+  const clock = manualClock()
+  const conn = await connectRedis(t)
+  const subscriberA = await connectRedis(t)
+  const subscriberB = await connectRedis(t)
+  const busA = createInvalidationBus({ publisher: conn.redis, subscriber: subscriberA.redis, prefix: conn.prefix })
+  const busB = createInvalidationBus({ publisher: conn.redis, subscriber: subscriberB.redis, prefix: conn.prefix })
+  await Promise.all([busA.ready, busB.ready])
+  const a = await twoTierCache(t, { clock, shared: conn, bus: busA })
+  const b = await twoTierCache(t, { clock, shared: conn, bus: busB })
+  const list = countingLoader(() => 'members', { tags: ['custom-list:vra'] })
+  await a.cache.fetch('members', FRESHNESS, list.fn)
+  await a.cache.fetch('untagged', FRESHNESS, countingLoader().fn)
+  t.equal((await b.cache.fetch('members', FRESHNESS, list.fn)).status, 'HIT')
+  t.ok(await b.l1.get('members'))
+
+  await a.cache.invalidate(['custom-list:vra'])
+  t.equal(await a.l1.get('members'), undefined, 'gone from A\'s L1')
+  t.equal(await a.l2.get('members'), undefined, 'gone from L2')
+  // Pub/sub delivery is asynchronous: wait (boundedly) for B's subscriber to act.
+  for (let i = 0; i < 200 && await b.l1.get('members') !== undefined; i++) await new Promise((resolve) => setTimeout(resolve, 5))
+  t.equal(await b.l1.get('members'), undefined, 'gone from B\'s L1')
+  t.equal((await b.cache.fetch('members', FRESHNESS, list.fn)).status, 'MISS')
+  t.equal((await a.cache.fetch('untagged', FRESHNESS, countingLoader().fn)).status, 'HIT', 'untagged entries stay')
+  t.equal(list.calls, 2)
+})
+
+test('getEntries reads L2 for what L1 lacks and fills L1', { skip }, async (t) => {
+  const clock = manualClock()
+  const a = await twoTierCache(t, { clock })
+  const b = await twoTierCache(t, { clock, shared: a.conn })
+  await a.cache.putEntries([1, 2, 3].map((i) => ({ key: `o:${i}`, body: Buffer.from(`{"id":"${i}"}`), ttlMs: 60_000, tags: [`object:${i}`] })))
+  const got = await b.cache.getEntries(['o:3', 'o:4', 'o:1'])
+  t.same(got.map((e) => e?.body.toString()), ['{"id":"3"}', undefined, '{"id":"1"}'])
+  t.same((await b.l1.getMany(['o:1', 'o:2', 'o:3'])).map((v) => v !== undefined), [true, false, true])
+  await b.cache.invalidate(['object:1'])
+  t.same(await b.cache.getEntries(['o:1']), [undefined])
+  t.same((await a.cache.getEntries(['o:2'])).map((e) => e?.tags), [['object:2']])
+})
+
+test('a stale L1 entry yields to a newer L2 entry another replica refreshed: no upstream call', { skip }, async (t) => {
+  const clock = manualClock()
+  const a = await twoTierCache(t, { clock })
+  const b = await twoTierCache(t, { clock, shared: a.conn })
+  await a.cache.fetch('k', FRESHNESS, countingLoader(() => 'v1').fn)
+  t.equal((await b.cache.fetch('k', FRESHNESS, countingLoader().fn)).status, 'HIT')
+  clock.advance(FRESHNESS.freshMs)
+  t.equal((await a.cache.fetch('k', FRESHNESS, countingLoader(() => 'v2').fn)).status, 'STALE')
+  await a.cache.drain()
+  const loaderB = countingLoader(() => 'from B')
+  const fromB = await b.cache.fetch('k', FRESHNESS, loaderB.fn)
+  t.equal(fromB.status, 'HIT')
+  t.equal(fromB.entry.body.toString(), 'v2')
+  t.equal(loaderB.calls, 0)
+  t.equal((await b.l1.get('k'))?.includes('v2'), true, 'B\'s L1 now holds the newer entry')
+})
+
+test('a waiter whose bound passes while the holder is still loading loads itself', { skip }, async (t) => {
+  const gate = deferred()
+  const clock = manualClock()
+  const a = await twoTierCache(t, { clock, withLock: true })
+  const b = await twoTierCache(t, { clock, shared: a.conn, withLock: true, lockWaitMs: 50 })
+  const stuck = countingLoader(() => 'from A', { gate: gate.promise })
+  const fromA = a.cache.fetch('k', FRESHNESS, stuck.fn)
+  for (let i = 0; i < 1000 && stuck.calls === 0; i++) await new Promise((resolve) => setImmediate(resolve))
+  const loaderB = countingLoader(() => 'from B')
+  const rb = await b.cache.fetch('k', FRESHNESS, loaderB.fn)
+  t.equal(rb.entry.body.toString(), 'from B')
+  t.equal(loaderB.calls, 1)
+  gate.resolve()
+  t.equal((await fromA).entry.body.toString(), 'from A')
+})
+
+test('putEntries of a large batch lands in both tiers with its tags', { skip }, async (t) => {
+  const clock = manualClock()
+  const a = await twoTierCache(t, { clock })
+  const b = await twoTierCache(t, { clock, shared: a.conn })
+  const ids = Array.from({ length: 1200 }, (_, i) => String(1000000000000000000n + BigInt(i)))
+  await a.cache.putEntries(ids.map((id) => ({ key: `o:${id}`, body: Buffer.from(`{"id":${id}}`), ttlMs: 60_000, tags: [`object:${id}`] })))
+  const got = await b.cache.getEntries(ids.map((id) => `o:${id}`))
+  t.equal(got.filter((e) => e !== undefined).length, ids.length, 'every record readable from L2')
+  await a.cache.invalidate(ids.slice(0, 600).map((id) => `object:${id}`))
+  const after = await a.l2.getMany(ids.map((id) => `o:${id}`))
+  t.equal(after.filter((v) => v !== undefined).length, 600, 'the invalidated half is gone from L2')
+})

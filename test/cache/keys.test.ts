@@ -1,0 +1,82 @@
+import { test } from 'tap'
+import fc from 'fast-check'
+import { MAX_QUERY_KEY_LENGTH, buildCacheKey, cacheTags, normaliseQuery, objectKey, type Query, type QueryScalar } from '../../src/cache/keys.js'
+
+const name = fc.constantFrom('ids', 'since', 'mode', 'ra', 'dec', 'radius', 'a&b', 'x=y', 'ü')
+const scalar: fc.Arbitrary<QueryScalar> = fc.oneof(
+  fc.constantFrom('1', 'a', 'A', 'a,b', '&', '=', '#', ':', ''),
+  fc.string({ maxLength: 12 }),
+  fc.integer({ min: -5, max: 5 }),
+  fc.boolean()
+)
+const value = fc.oneof(scalar, fc.array(scalar, { minLength: 1, maxLength: 4 }), fc.constant(undefined))
+// Long queries (hundreds of ids) exercise the hashed form.
+const longIds = fc.array(fc.bigInt({ min: 10n ** 18n, max: 10n ** 19n - 1n }).map(String), { minLength: 15, maxLength: 40 })
+const query: fc.Arbitrary<Query> = fc.oneof(
+  fc.dictionary(name, value, { maxKeys: 5 }),
+  longIds.map((ids) => ({ ids, mjd_min: '60000' }))
+)
+
+/** What a query means, independently of the key format: its defined values as strings, by name. */
+function meaning (q: Query, lower: readonly string[] = []): string {
+  const defined = Object.entries(q).filter(([, v]) => v !== undefined)
+  defined.sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+  return JSON.stringify(defined.map(([n, v]) => {
+    const values = (Array.isArray(v) ? v : [v]).map(String)
+    return [n, lower.includes(n) ? values.map((s) => s.toLowerCase()) : values]
+  }))
+}
+
+function shuffled (q: Query, seed: number): Query {
+  const entries = Object.entries(q)
+  for (let i = entries.length - 1; i > 0; i--) {
+    const j = (seed + i * 7) % (i + 1)
+    const a = entries[i]
+    const b = entries[j]
+    if (a !== undefined && b !== undefined) { entries[i] = b; entries[j] = a }
+  }
+  return Object.fromEntries(entries)
+}
+
+test('equal queries in any parameter order give equal keys', async (t) => {
+  fc.assert(fc.property(query, fc.nat(), (q, seed) => buildCacheKey('lists', q) === buildCacheKey('lists', shuffled(q, seed))))
+  t.equal(buildCacheKey('cone', { ra: 1, dec: 2 }), buildCacheKey('cone', { dec: '2', ra: '1' }))
+})
+
+test('keys are equal exactly when the queries mean the same', async (t) => {
+  fc.assert(fc.property(query, query, (a, b) =>
+    (buildCacheKey('lists', a) === buildCacheKey('lists', b)) === (meaning(a) === meaning(b))))
+  t.not(buildCacheKey('lists', { ids: 'a,b' }), buildCacheKey('lists', { ids: ['a', 'b'] }))
+  t.not(buildCacheKey('lists', { ids: ['b', 'a'] }), buildCacheKey('lists', { ids: ['a', 'b'] }), 'id order is kept')
+})
+
+test('case-insensitive parameters are lowercased, the others are not', async (t) => {
+  const opts = { caseInsensitive: ['mode'] }
+  fc.assert(fc.property(query, (q) => {
+    const upper = Object.fromEntries(Object.entries(q).map(([n, v]) => [n, typeof v === 'string' ? v.toUpperCase() : v]))
+    const same = buildCacheKey('cone', upper, { caseInsensitive: Object.keys(q) }) === buildCacheKey('cone', q, { caseInsensitive: Object.keys(q) })
+    const agrees = (buildCacheKey('cone', upper) === buildCacheKey('cone', q)) === (meaning(upper) === meaning(q))
+    return same && agrees
+  }))
+  t.equal(buildCacheKey('cone', { mode: 'ALL' }, opts), buildCacheKey('cone', { mode: 'all' }, opts))
+  t.not(buildCacheKey('cone', { name: 'ALL' }, opts), buildCacheKey('cone', { name: 'all' }, opts))
+})
+
+test('routes and versions separate key spaces', async (t) => {
+  fc.assert(fc.property(query, (q) => buildCacheKey('vra-todo', q) !== buildCacheKey('vra-ranks', q) &&
+    buildCacheKey('lists', q) !== buildCacheKey('lists', q, { version: 'compat' })))
+  t.match(buildCacheKey('lists', { since: '2026-01-01' }), /^v1:lists:since=2026-01-01$/)
+})
+
+test('long queries are hashed with SHA-256; every key stays short', async (t) => {
+  fc.assert(fc.property(query, (q) => {
+    const key = buildCacheKey('objects', q)
+    const isLong = normaliseQuery(q).length > MAX_QUERY_KEY_LENGTH
+    return key.length <= 'v1:objects:'.length + MAX_QUERY_KEY_LENGTH && isLong === /:#[A-Za-z0-9_-]{43}$/.test(key)
+  }))
+  t.equal(objectKey('1000240741164042800'), 'v1:objects:id=1000240741164042800')
+  t.equal(cacheTags.object('1'), 'object:1')
+  t.equal(cacheTags.list('eyeball'), 'list:eyeball')
+  t.equal(cacheTags.customList('vra'), 'custom-list:vra')
+  t.equal(cacheTags.route('lists'), 'route:lists')
+})

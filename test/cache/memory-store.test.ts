@@ -1,0 +1,73 @@
+import { test } from 'tap'
+import { createMemoryStore } from '../../src/cache/memory-store.js'
+import { runStoreContract } from './store-contract.js'
+
+function clock (start = 1_000_000) {
+  let t = start
+  return { now: () => t, advance: (ms: number) => { t += ms } }
+}
+
+const MIN = 60_000
+
+test('store contract: memory', async (t) => {
+  runStoreContract(t, async () => {
+    const c = clock()
+    return { store: createMemoryStore({ maxBytes: 1 << 24, now: c.now }), advance: c.advance }
+  })
+})
+
+test('the byte budget counts keys and values and is never exceeded', async (t) => {
+  const store = createMemoryStore({ maxBytes: 1000 })
+  for (let i = 0; i < 200; i++) {
+    await store.set(`key-${i}`, Buffer.alloc(i % 37), MIN)
+    t.ok(store.bytes <= 1000, `after ${i + 1} sets: ${store.bytes} bytes`)
+  }
+  await store.delete([...Array(200).keys()].map((i) => `key-${i}`))
+  t.equal(store.bytes, 0)
+  t.equal(store.size, 0)
+  await store.set('abc', Buffer.alloc(10), MIN)
+  t.equal(store.bytes, 13, 'key bytes + value bytes')
+})
+
+test('the least recently used entry is evicted first; a read refreshes recency', async (t) => {
+  // Each entry: 2-byte key + 98-byte value = 100 bytes; room for three.
+  const store = createMemoryStore({ maxBytes: 300 })
+  const v = Buffer.alloc(98)
+  await store.set('k1', v, MIN)
+  await store.set('k2', v, MIN)
+  await store.set('k3', v, MIN)
+  await store.get('k1')
+  await store.set('k4', v, MIN)
+  t.same((await store.getMany(['k1', 'k2', 'k3', 'k4'])).map((x) => x !== undefined), [true, false, true, true])
+  await store.getMany(['k3'])
+  await store.set('k5', v, MIN)
+  t.same((await store.getMany(['k1', 'k3', 'k4', 'k5'])).map((x) => x !== undefined), [false, true, true, true])
+})
+
+test('a value larger than the budget is not stored and drops the old value of its key', async (t) => {
+  const store = createMemoryStore({ maxBytes: 100 })
+  await store.set('small', Buffer.alloc(10), MIN)
+  await store.set('k', Buffer.alloc(10), MIN)
+  await store.set('k', Buffer.alloc(200), MIN)
+  t.equal(await store.get('k'), undefined)
+  t.ok(await store.get('small'), 'other entries are not evicted for a value that cannot fit')
+  t.equal(store.bytes, 15)
+})
+
+test('evicted and expired keys leave their tags; invalidation counts only live entries', async (t) => {
+  const c = clock()
+  const store = createMemoryStore({ maxBytes: 250, now: c.now })
+  await store.set('a1', Buffer.alloc(98), MIN)
+  await store.set('a2', Buffer.alloc(98), 1000)
+  await store.addTags(['t'], ['a1', 'a2', 'not-stored'], MIN)
+  await store.set('a3', Buffer.alloc(98), MIN) // evicts a1
+  c.advance(1000) // a2 expires
+  t.equal(await store.invalidateTags(['t']), 0)
+  t.ok(await store.get('a3'))
+})
+
+test('a zero budget stores nothing', async (t) => {
+  const store = createMemoryStore({ maxBytes: 0 })
+  await store.set('k', Buffer.alloc(1), MIN)
+  t.equal(await store.get('k'), undefined)
+})

@@ -1,0 +1,92 @@
+// Redis for the cache tests: a client on the shared REDIS_URL with a per-test key prefix (removed on
+// teardown), and a private redis-server child process for tests that pause it (never the shared one).
+import { spawn, spawnSync } from 'node:child_process'
+import { createServer } from 'node:net'
+import type { Test } from 'tap'
+import type { Redis } from 'ioredis'
+import { createRedis } from '../../src/plugins/redis.js'
+
+export const REDIS_URL = process.env.REDIS_URL ?? ''
+/** Tests that start their own redis-server need the binary; like the others they run only when Redis is configured. */
+export const CAN_START_REDIS = REDIS_URL !== '' && spawnSync('redis-server', ['--version']).status === 0
+
+export function uniquePrefix (): string {
+  return `agw-test:${process.pid}:${Math.random().toString(36).slice(2)}:`
+}
+
+async function deleteByPrefix (redis: Redis, prefix: string): Promise<void> {
+  let cursor = '0'
+  do {
+    const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 500)
+    if (keys.length > 0) await redis.del(...keys)
+    cursor = next
+  } while (cursor !== '0')
+}
+
+/** A connected client on `url` (default REDIS_URL); its prefix's keys are deleted and it quits on teardown. */
+export async function connectRedis (t: Test, url = REDIS_URL, timeoutMs = 2000): Promise<{ redis: Redis, prefix: string }> {
+  const redis = createRedis({ REDIS_URL: url, REDIS_COMMAND_TIMEOUT_MS: timeoutMs })
+  // Connection errors are expected in the pause tests; the guard counts failures of commands.
+  redis.on('error', () => {})
+  await redis.connect()
+  const prefix = uniquePrefix()
+  t.teardown(async () => {
+    await deleteByPrefix(redis, prefix).catch(() => {})
+    await redis.quit().catch(() => redis.disconnect())
+  })
+  return { redis, prefix }
+}
+
+async function freePort (): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer()
+    server.once('error', reject)
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address()
+      const port = typeof address === 'object' && address !== null ? address.port : 0
+      server.close(() => resolve(port))
+    })
+  })
+}
+
+export interface RedisServer {
+  url: string
+  pause: () => void
+  resume: () => void
+}
+
+/** Starts a throw-away redis-server on a free port; it is resumed and stopped on teardown. */
+export async function startRedisServer (t: Test): Promise<RedisServer> {
+  const port = await freePort()
+  const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--daemonize', 'no'], { stdio: 'ignore' })
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()))
+  t.teardown(async () => {
+    child.kill('SIGCONT')
+    child.kill('SIGTERM')
+    await exited
+  })
+  const url = `redis://127.0.0.1:${port}`
+  // Ready when it answers PING (bounded number of attempts, not a timing assertion).
+  const probe = createRedis({ REDIS_URL: url, REDIS_COMMAND_TIMEOUT_MS: 1000 })
+  probe.on('error', () => {})
+  try {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        if (probe.status !== 'ready') await probe.connect()
+        await probe.ping()
+        break
+      } catch (err) {
+        if (attempt >= 50) throw err
+        probe.disconnect()
+        await new Promise((resolve) => setTimeout(resolve, 50))
+      }
+    }
+  } finally {
+    probe.disconnect()
+  }
+  return {
+    url,
+    pause: () => { child.kill('SIGSTOP') },
+    resume: () => { child.kill('SIGCONT') }
+  }
+}

@@ -1,0 +1,130 @@
+import { test } from 'tap'
+import { buildTestApp, demoAuth, FIXTURE_IDS, sandboxPost } from '../../helper.js'
+import { parseLossless } from '../../../src/lib/json.js'
+import { consumersFile, makeConsumer } from '../../consumer-helper.js'
+
+const { A, B, U } = FIXTURE_IDS
+
+test('GET /v1/objects/:id returns the full record with ids as strings, digit-exact', async (t) => {
+  const { app, sandbox } = await buildTestApp(t)
+  const res = await app.inject({ url: `/v1/objects/${A}`, headers: demoAuth(app) })
+  t.equal(res.statusCode, 200)
+  t.match(res.headers['content-type'], /application\/json/)
+  const body = res.json()
+  t.equal(body.object.id, A, 'object.id is the exact digit string')
+  t.same(Object.keys(body).sort(), ['external_crossmatches', 'fp', 'lc', 'lcnondets', 'object', 'sherlock_classifications', 'sherlock_crossmatches', 'tns_crossmatches'])
+  for (const row of body.lc) t.equal(row.id, A, 'lc[].id is the object id, as a string')
+  // The same record straight from the sandbox, parsed losslessly, has the same digits as bigint.
+  const direct = await sandboxPost(sandbox, 'objects', { objects: A })
+  const upstream = parseLossless(direct.text) as Array<{ object: { id: bigint } }>
+  t.equal(String(upstream[0]?.object.id), body.object.id)
+  t.notOk(/"id":\d{19}/.test(res.body), 'no 19-digit id is a bare JSON number')
+})
+
+test('unknown id → 404 GW_NOT_FOUND; a malformed id → 400 before any upstream call', async (t) => {
+  const { app, sandbox } = await buildTestApp(t)
+  const missing = await app.inject({ url: `/v1/objects/${U}`, headers: demoAuth(app) })
+  t.equal(missing.statusCode, 404)
+  t.equal(missing.json().code, 'GW_NOT_FOUND')
+  sandbox.resetCalls()
+  for (const bad of ['ATLAS18qqn', '116160021122160490', '11616002112216049000', '1161600211221604900,']) {
+    const res = await app.inject({ url: `/v1/objects/${encodeURIComponent(bad)}`, headers: demoAuth(app) })
+    t.equal(res.statusCode, 400, `${bad} is rejected`)
+    t.equal(res.json().code, 'GW_VALIDATION')
+  }
+  t.equal(sandbox.totalCalls(), 0, 'nothing reached the upstream')
+})
+
+test('mjd_min applied locally equals the upstream mjd filter, for many thresholds', async (t) => {
+  const { app, sandbox } = await buildTestApp(t)
+  const full = (await app.inject({ url: `/v1/objects/${A}`, headers: demoAuth(app) })).json()
+  const mjds: number[] = [...full.lc.map((r: { mjd: number }) => r.mjd), ...full.fp.map((r: { mjd_obs: number }) => r.mjd_obs)]
+  t.ok(mjds.length > 0, 'the fixture has photometry')
+  const thresholds = [0, ...mjds.slice(0, 6), ...mjds.slice(0, 6).map((m) => m + 0.001), Math.max(...mjds) + 1]
+  for (const mjd of thresholds) {
+    const ours = (await app.inject({ url: `/v1/objects/${A}?mjd_min=${mjd}`, headers: demoAuth(app) })).json()
+    const direct = await sandboxPost(sandbox, 'objects', { objects: A, mjd: String(mjd) })
+    const theirs = JSON.parse(direct.text.replace(/(?<=[:[,])(\d{16,})(?=[,\]}])/g, '"$1"'))[0]
+    t.same(ours.lc, theirs.lc, `lc at mjd_min=${mjd}`)
+    t.same(ours.lcnondets, theirs.lcnondets, `lcnondets at mjd_min=${mjd}`)
+    t.same(ours.fp, theirs.fp, `fp at mjd_min=${mjd}`)
+  }
+})
+
+test('GET /v1/objects?ids= keeps request order, reports missing, and refuses more than 100 ids', async (t) => {
+  const { app } = await buildTestApp(t)
+  const res = await app.inject({ url: `/v1/objects?ids=${B},${U},${A},${B}`, headers: demoAuth(app) })
+  t.equal(res.statusCode, 200)
+  const body = res.json()
+  t.same(body.objects.map((o: { object: { id: string } }) => o.object.id), [B, A], 'found records in request order, duplicates once')
+  t.same(body.missing, [U])
+  const many = Array.from({ length: 101 }, (_, i) => String(1000000000000000000n + BigInt(i))).join(',')
+  const tooMany = await app.inject({ url: `/v1/objects?ids=${many}`, headers: demoAuth(app) })
+  t.equal(tooMany.statusCode, 400)
+})
+
+test('POST /v1/objects/query: JSON batch, split into upstream calls of UPSTREAM_MAX_IDS_PER_CALL', async (t) => {
+  const { app, sandbox } = await buildTestApp(t, { config: { UPSTREAM_MAX_IDS_PER_CALL: 10 } })
+  const ids = sandbox.ids().slice(0, 25).map(String)
+  sandbox.resetCalls()
+  const res = await app.inject({ method: 'POST', url: '/v1/objects/query', headers: demoAuth(app), payload: { ids: [...ids, U] } })
+  t.equal(res.statusCode, 200)
+  const body = res.json()
+  t.same(body.objects.map((o: { object: { id: string } }) => o.object.id), ids)
+  t.same(body.missing, [U])
+  t.equal(sandbox.calls.get('objects'), 3, '26 ids at 10 per call → 3 upstream calls')
+  const again = await app.inject({ method: 'POST', url: '/v1/objects/query', headers: demoAuth(app), payload: { ids } })
+  t.equal(again.statusCode, 200)
+  t.equal(sandbox.calls.get('objects'), 3, 'a repeat is served from the cache')
+  t.equal(again.headers['x-cache'], 'HIT')
+})
+
+test('POST /v1/objects/query: bad bodies are 400, batches above max_batch are 413', async (t) => {
+  const small = makeConsumer('small', { scopes: ['read'], max_batch: 5 })
+  const { app } = await buildTestApp(t, { config: { CONSUMERS_FILE: consumersFile(t, [small]) } })
+  const auth = { authorization: `Bearer ${small.key}` }
+  t.equal((await app.inject({ method: 'POST', url: '/v1/objects/query', headers: auth, payload: { ids: ['x'] } })).statusCode, 400)
+  t.equal((await app.inject({ method: 'POST', url: '/v1/objects/query', headers: auth, payload: { ids: [] } })).statusCode, 400)
+  const broken = await app.inject({ method: 'POST', url: '/v1/objects/query', headers: { ...auth, 'content-type': 'application/json' }, payload: '{"ids":' })
+  t.equal(broken.statusCode, 400)
+  t.equal(broken.json().code, 'GW_VALIDATION')
+  const untyped = await app.inject({ method: 'POST', url: '/v1/objects/query', headers: auth, payload: 'ids=1' })
+  t.equal(untyped.statusCode, 415, 'a body without a JSON content type is refused')
+  t.match(untyped.headers['content-type'], /problem\+json/)
+  const ids = Array.from({ length: 6 }, (_, i) => String(1000000000000000000n + BigInt(i)))
+  const big = await app.inject({ method: 'POST', url: '/v1/objects/query', headers: auth, payload: { ids } })
+  t.equal(big.statusCode, 413)
+  t.equal(big.json().code, 'GW_PAYLOAD_TOO_LARGE')
+})
+
+test('NDJSON: 5,000 ids stream in chunks, one upstream call per chunk, lines digit-exact', async (t) => {
+  const { app, sandbox } = await buildTestApp(t, { config: { UPSTREAM_MAX_IDS_PER_CALL: 1000 }, sandbox: { objects: 5000 } })
+  const known = sandbox.ids().map(String)
+  const ids = known.slice(0, 4999).concat([U])
+  sandbox.resetCalls()
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  const address = app.server.address() as { port: number }
+  const res = await fetch(`http://127.0.0.1:${address.port}/v1/objects/query`, {
+    method: 'POST',
+    headers: { ...demoAuth(app), 'content-type': 'application/json', accept: 'application/x-ndjson' },
+    body: JSON.stringify({ ids })
+  })
+  t.equal(res.status, 200)
+  t.match(res.headers.get('content-type'), /application\/x-ndjson/)
+  const reader = (res.body as ReadableStream<Uint8Array>).getReader()
+  let text = ''
+  let callsAtFirstChunk = -1
+  for (;;) {
+    const { done, value } = await reader.read()
+    if (done) break
+    if (callsAtFirstChunk < 0) callsAtFirstChunk = sandbox.calls.get('objects') ?? 0
+    text += Buffer.from(value).toString('utf8')
+  }
+  const lines = text.trim().split('\n').map((l) => JSON.parse(l))
+  t.equal(lines.length, ids.length, 'one line per id')
+  t.same(lines.map((l) => l.id), ids, 'in request order')
+  t.equal(lines.at(-1).missing, true)
+  t.equal(lines[0].object.object.id, ids[0])
+  t.equal(sandbox.calls.get('objects'), 5, '5,000 ids at 1,000 per call → 5 upstream calls')
+  t.ok(callsAtFirstChunk < 5, `the first bytes arrived before the last upstream call was made (calls then: ${callsAtFirstChunk})`)
+})

@@ -1,0 +1,143 @@
+import { test } from 'tap'
+import { writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { buildTestApp, demoAuth, FIXTURE_IDS, startTestSandbox } from '../helper.js'
+
+const { A, B, C, D } = FIXTURE_IDS
+
+test('token expiry under 50 concurrent requests → exactly one auth-token/ call, all succeed', async (t) => {
+  const { app, sandbox, logs } = await buildTestApp(t)
+  const oldToken = sandbox.tokens.write
+  sandbox.expireToken('write')
+  sandbox.resetCalls()
+  // 50 distinct cone searches: 50 separate upstream calls that all meet the expired token.
+  const ras = Array.from({ length: 50 }, (_, i) => 100 + i)
+  const results = await Promise.all(ras.map((ra) => app.inject({ url: `/v1/cone?ra=${ra}&dec=10&radius=5`, headers: demoAuth(app) })))
+  t.same(results.map((r) => r.statusCode), ras.map(() => 200), 'all 50 succeed')
+  t.equal(sandbox.calls.get('auth-token'), 1, 'one refresh')
+  t.ok((sandbox.calls.get('cone') ?? 0) >= 50, 'every search reached the upstream')
+  const text = logs()
+  t.notOk(text.includes(oldToken), 'the old token is not in the logs')
+  t.notOk(/[0-9a-f]{40}/.test(text.replace(/demo consumer key: [0-9a-f]{40}/, '')), 'no token-shaped secret in the logs')
+})
+
+test('rotation by another holder → the gateway refreshes and recovers', async (t) => {
+  const { app, sandbox } = await buildTestApp(t)
+  sandbox.rotateToken('write')
+  const res = await app.inject({ url: `/v1/objects/${A}`, headers: demoAuth(app) })
+  t.equal(res.statusCode, 200)
+})
+
+test('Invalid token. → the token file is re-read first, without a refresh', async (t) => {
+  const sandbox = await startTestSandbox(t)
+  const file = join(t.testdir(), 'token')
+  writeFileSync(file, sandbox.tokens.write + '\n')
+  const { app } = await buildTestApp(t, { upstream: sandbox, config: { ATLAS_TOKEN: '', ATLAS_TOKEN_FILE: file } })
+  t.equal((await app.inject({ url: `/v1/objects/${A}`, headers: demoAuth(app) })).statusCode, 200)
+  // Another holder rotates the token and writes the new one where we read it from.
+  writeFileSync(file, sandbox.rotateToken('write'))
+  sandbox.resetCalls()
+  const res = await app.inject({ url: `/v1/objects/${B}`, headers: demoAuth(app) })
+  t.equal(res.statusCode, 200)
+  t.equal(sandbox.calls.get('auth-token') ?? 0, 0, 'no refresh was needed')
+})
+
+test('bad refresh credentials → 502 GW_UPSTREAM_AUTH', async (t) => {
+  const { app, sandbox } = await buildTestApp(t, { config: { ATLAS_PASSWORD: 'wrong-password' } })
+  sandbox.expireToken('write')
+  const res = await app.inject({ url: `/v1/objects/${A}`, headers: demoAuth(app) })
+  t.equal(res.statusCode, 502)
+  t.equal(res.json().code, 'GW_UPSTREAM_AUTH')
+  t.notMatch(res.body, /wrong-password/)
+})
+
+test('upstream 429 → 503 GW_UPSTREAM_BUDGET with Retry-After, and every call pauses', async (t) => {
+  const { app, sandbox } = await buildTestApp(t)
+  sandbox.inject({ kind: 'throttle', retryAfterS: 120 })
+  const res = await app.inject({ url: `/v1/objects/${A}`, headers: demoAuth(app) })
+  t.equal(res.statusCode, 503)
+  t.equal(res.json().code, 'GW_UPSTREAM_BUDGET')
+  t.ok(Number(res.headers['retry-after']) > 100, 'Retry-After carries the pause')
+  sandbox.resetCalls()
+  const next = await app.inject({ url: `/v1/cone?ra=10&dec=10&radius=5`, headers: demoAuth(app) })
+  t.equal(next.statusCode, 503, 'another endpoint is paused too')
+  t.equal(sandbox.totalCalls(), 0, 'nothing was sent during the pause')
+})
+
+test('the global budget is checked before each call: the gateway never provokes a 429', async (t) => {
+  const { app, sandbox } = await buildTestApp(t, { config: { UPSTREAM_RATE: '2/hour' } })
+  t.equal((await app.inject({ url: `/v1/objects/${A}`, headers: demoAuth(app) })).statusCode, 200)
+  t.equal((await app.inject({ url: `/v1/objects/${B}`, headers: demoAuth(app) })).statusCode, 200)
+  sandbox.resetCalls()
+  const third = await app.inject({ url: `/v1/objects/${C}`, headers: demoAuth(app) })
+  t.equal(third.statusCode, 503)
+  t.equal(third.json().code, 'GW_UPSTREAM_BUDGET')
+  t.ok(Number(third.headers['retry-after']) >= 1)
+  t.equal(sandbox.totalCalls(), 0)
+  t.equal((await app.inject({ url: `/v1/objects/${A}`, headers: demoAuth(app) })).statusCode, 200, 'cached reads still answer')
+})
+
+test('HTML 500 → 502 GW_UPSTREAM_ERROR without upstream HTML', async (t) => {
+  const { app, sandbox } = await buildTestApp(t, { config: { UPSTREAM_RETRIES: 0 } })
+  sandbox.inject({ kind: 'html500' })
+  const res = await app.inject({ url: `/v1/objects/${A}`, headers: demoAuth(app) })
+  t.equal(res.statusCode, 502)
+  t.equal(res.json().code, 'GW_UPSTREAM_ERROR')
+  t.notMatch(res.body, /<html|Server Error/i)
+})
+
+test('a hung upstream → 504 GW_UPSTREAM_TIMEOUT within the deadline', async (t) => {
+  const { app, sandbox } = await buildTestApp(t, { config: { UPSTREAM_TIMEOUT_MS: 300, UPSTREAM_RETRIES: 0 } })
+  sandbox.inject({ kind: 'hang' })
+  const res = await app.inject({ url: `/v1/objects/${A}`, headers: demoAuth(app) })
+  t.equal(res.statusCode, 504)
+  t.equal(res.json().code, 'GW_UPSTREAM_TIMEOUT')
+})
+
+test('a connection reset on a read is retried', async (t) => {
+  const { app, sandbox } = await buildTestApp(t)
+  sandbox.inject({ kind: 'reset', endpoint: 'objects' })
+  sandbox.resetCalls()
+  const res = await app.inject({ url: `/v1/objects/${D}`, headers: demoAuth(app) })
+  t.equal(res.statusCode, 200)
+  t.equal(sandbox.calls.get('objects'), 2, 'one reset, one retry')
+})
+
+test('a 503 on a read is retried; a 503 on a write is not', async (t) => {
+  const { app, sandbox } = await buildTestApp(t)
+  sandbox.inject({ kind: 'status', status: 503, endpoint: 'objects', body: 'busy', contentType: 'text/plain' })
+  sandbox.resetCalls()
+  t.equal((await app.inject({ url: `/v1/objects/${A}`, headers: demoAuth(app) })).statusCode, 200)
+  t.equal(sandbox.calls.get('objects'), 2)
+  sandbox.inject({ kind: 'status', status: 503, endpoint: 'vratodo', body: 'busy', contentType: 'text/plain' })
+  const write = await app.inject({ method: 'POST', url: '/v1/vra/todo', headers: demoAuth(app), payload: { id: D } })
+  t.equal(write.statusCode, 502)
+  t.equal(sandbox.calls.get('vratodo'), 1, 'the write was sent once')
+})
+
+test('a connection reset on a write is not retried', async (t) => {
+  const { app, sandbox } = await buildTestApp(t)
+  sandbox.inject({ kind: 'reset', endpoint: 'vrarank' })
+  sandbox.resetCalls()
+  const res = await app.inject({ method: 'POST', url: '/v1/vra/ranks', headers: demoAuth(app), payload: { id: A, rank: 1.5 } })
+  t.equal(res.statusCode, 502)
+  t.equal(res.json().code, 'GW_UPSTREAM_ERROR')
+  t.equal(sandbox.calls.get('vrarank'), 1, 'sent once, never replayed')
+})
+
+test('a write rejected with 401 is replayed once after the refresh', async (t) => {
+  const { app, sandbox } = await buildTestApp(t)
+  sandbox.expireToken('write')
+  sandbox.resetCalls()
+  const res = await app.inject({ method: 'POST', url: '/v1/vra/ranks', headers: demoAuth(app), payload: { id: A, rank: 2.5 } })
+  t.equal(res.statusCode, 201)
+  t.equal(sandbox.calls.get('vrarank'), 2, 'rejected once (not processed), replayed once')
+  t.equal(sandbox.calls.get('auth-token'), 1)
+})
+
+test('an oversized upstream body → 502', async (t) => {
+  const { app } = await buildTestApp(t, { config: { UPSTREAM_MAX_RESPONSE_BYTES: 2048 } })
+  const res = await app.inject({ url: `/v1/objects/${A}`, headers: demoAuth(app) })
+  t.equal(res.statusCode, 502)
+  t.equal(res.json().code, 'GW_UPSTREAM_ERROR')
+})

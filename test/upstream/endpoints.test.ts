@@ -1,0 +1,37 @@
+import { test } from 'tap'
+import { buildTestApp, demoAuth, FIXTURE_IDS, startTestSandbox } from '../helper.js'
+import { resolvePaths, toUpstreamDateTime, writeOutcome } from '../../src/upstream/endpoints.js'
+
+test('an upstream rename is one override: a sandbox with objects/ renamed still serves the facade', async (t) => {
+  const sandbox = await startTestSandbox(t, { paths: { objects: 'objects2' } })
+  const broken = await buildTestApp(t, { upstream: sandbox, config: { UPSTREAM_RETRIES: 0 } })
+  const before = await broken.app.inject({ url: `/v1/objects/${FIXTURE_IDS.A}`, headers: demoAuth(broken.app) })
+  t.equal(before.statusCode, 502, 'the old path is gone upstream')
+  const { app } = await buildTestApp(t, { upstream: sandbox, config: { UPSTREAM_PATHS: '{"objects":"objects2/"}' } })
+  const after = await app.inject({ url: `/v1/objects/${FIXTURE_IDS.A}`, headers: demoAuth(app) })
+  t.equal(after.statusCode, 200)
+  t.equal(after.json().object.id, FIXTURE_IDS.A)
+})
+
+test('UPSTREAM_PATHS is validated', async (t) => {
+  t.throws(() => resolvePaths('{"nope":"x/"}'), /unknown endpoint/)
+  t.throws(() => resolvePaths('{"objects":"../admin/"}'), /relative path/)
+  t.throws(() => resolvePaths('[1]'), /JSON object/)
+  t.equal(resolvePaths('').objects, 'objects/')
+})
+
+test('dates go upstream as full UTC datetimes', async (t) => {
+  t.equal(toUpstreamDateTime('2026-08-01'), '2026-08-01T00:00:00Z')
+  t.equal(toUpstreamDateTime('1858-11-17'), '1858-11-17T00:00:00Z')
+  t.equal(toUpstreamDateTime('2026-08-01T12:30:00+02:00'), '2026-08-01T10:30:00Z')
+})
+
+test('write outcomes are read from the info text, not the status', async (t) => {
+  t.equal(writeOutcome(201, { objectid: 1n, info: 'Row created.' }), 'created')
+  t.equal(writeOutcome(201, { objectid: 1n, info: 'Object does not exist.' }), 'unknown_object')
+  t.equal(writeOutcome(201, { objectgroupid: 1n, info: 'Duplicate row. Cannot add row.' }), 'duplicate')
+  t.equal(writeOutcome(201, { objectgroupid: 999, info: 'Object group ID does not exist.' }), 'unknown_list')
+  t.equal(writeOutcome(200, { objectid: 1n, info: 'Error updating row.' }), 'rejected')
+  t.equal(writeOutcome(204, null), 'removed')
+  t.equal(writeOutcome(201, { Error: 'GET is not implemented for this service.' }), undefined)
+})
