@@ -54,6 +54,9 @@ export async function sandboxPost (sandbox: Sandbox, endpoint: string, fields: R
   return { status: res.status, text: await res.text() }
 }
 
+/** For apps whose test never calls the upstream: nothing listens on the discard port. */
+export const UNUSED_UPSTREAM = 'http://127.0.0.1:9/api/'
+
 export const TEST_REDIS_URL = process.env.REDIS_URL ?? ''
 
 export function testConfig (overrides: Partial<Config> = {}): Config {

@@ -2,7 +2,7 @@ import { test } from 'tap'
 import { PassThrough } from 'node:stream'
 import { buildApp } from '../src/app.js'
 import { redactUrl } from '../src/logger.js'
-import { testConfig } from './helper.js'
+import { testConfig, UNUSED_UPSTREAM } from './helper.js'
 
 test('redactUrl hides secret query values only', async (t) => {
   t.equal(redactUrl('/atlas/api/cone/?token=abcdef&ra=1'), '/atlas/api/cone/?token=[Redacted]&ra=1')
@@ -15,7 +15,7 @@ test('a request carrying Authorization and ?token= logs neither secret', async (
   const chunks: string[] = []
   const logStream = new PassThrough()
   logStream.on('data', (c: Buffer) => chunks.push(c.toString()))
-  const app = await buildApp(testConfig({ LOG_LEVEL: 'trace' }), { logStream })
+  const app = await buildApp(testConfig({ LOG_LEVEL: 'trace', ATLAS_BASE_URL: UNUSED_UPSTREAM }), { logStream })
   t.teardown(() => app.close())
   const secret = '0123456789abcdef0123456789abcdef01234567'
   const res = await app.inject({

@@ -2,11 +2,11 @@ import { test } from 'tap'
 import type { Test } from 'tap'
 import { buildApp } from '../../src/app.js'
 import { ValidationError } from '../../src/errors.js'
-import { testConfig } from '../helper.js'
+import { testConfig, UNUSED_UPSTREAM } from '../helper.js'
 import { Type } from '@sinclair/typebox'
 
 async function appWithRoutes (t: Test) {
-  const app = await buildApp(testConfig({ LOG_LEVEL: 'silent' }))
+  const app = await buildApp(testConfig({ LOG_LEVEL: 'silent', ATLAS_BASE_URL: UNUSED_UPSTREAM }))
   app.get('/boom', async () => { throw new Error('database password is hunter2 at /srv/secret') })
   app.get('/bad', async () => { throw new ValidationError('radius must be at most 300 arcsec') })
   app.get('/typed', { schema: { querystring: Type.Object({ n: Type.Integer({ minimum: 1 }) }) } }, async () => ({ ok: true }))
