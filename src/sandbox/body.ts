@@ -1,0 +1,143 @@
+// request.data as DRF builds it: the parser is chosen by Content-Type (JSON, form, multipart, in
+// that order); no body means empty data; an unknown or missing type is a 415 that echoes the header.
+import { parseLossless } from '../lib/json.js'
+import { ApiException, DjangoHtmlError } from './errors.js'
+import { UploadedFile, type DataSource } from './fields.js'
+import { PythonJsonError, pythonJsonLoads } from './python-json.js'
+
+// Django's DATA_UPLOAD_MAX_MEMORY_SIZE and DATA_UPLOAD_MAX_NUMBER_FIELDS.
+const MAX_FORM_BYTES = 2.5 * 1024 * 1024
+const MAX_FORM_FIELDS = 1000
+
+export const PARSES = ['application/json', 'application/x-www-form-urlencoded', 'multipart/form-data'] as const
+
+function mediaParts (contentType: string): { main: string, sub: string } {
+  const [main = '', sub = ''] = contentType.replace(/;.*$/s, '').trim().toLowerCase().split('/', 2)
+  return { main, sub }
+}
+
+/** DefaultContentNegotiation.select_parser: parser type on the left, so `*` in the request matches. */
+function selectParser (contentType: string): typeof PARSES[number] | undefined {
+  const { main, sub } = mediaParts(contentType)
+  return PARSES.find((parser) => {
+    const [pMain, pSub] = parser.split('/')
+    return (sub === '*' || sub === pSub) && (main === '*' || main === pMain)
+  })
+}
+
+/** Percent-decoding with U+FFFD for bad UTF-8, like urllib.parse.unquote(errors='replace'). */
+function unquotePlus (text: string): string {
+  const spaced = text.replace(/\+/g, ' ')
+  if (!spaced.includes('%')) return spaced
+  const bytes: number[] = []
+  for (let i = 0; i < spaced.length; i++) {
+    const hex = spaced.slice(i + 1, i + 3)
+    if (spaced.charAt(i) === '%' && /^[0-9a-fA-F]{2}$/.test(hex)) {
+      bytes.push(parseInt(hex, 16))
+      i += 2
+    } else {
+      bytes.push(...Buffer.from(spaced.charAt(i), 'utf8'))
+    }
+  }
+  return Buffer.from(bytes).toString('utf8')
+}
+
+/** Django's QueryDict over a query string or a form body (parse_qsl with keep_blank_values). */
+export function parseQueryDict (text: string): Extract<DataSource, { kind: 'querydict' }> {
+  const map = new Map<string, Array<string | UploadedFile>>()
+  let fields = 0
+  for (const pair of text.split('&')) {
+    if (pair === '') continue
+    if (++fields > MAX_FORM_FIELDS) throw new DjangoHtmlError(400, 'TooManyFieldsSent')
+    const eq = pair.indexOf('=')
+    const key = unquotePlus(eq === -1 ? pair : pair.slice(0, eq))
+    const value = eq === -1 ? '' : unquotePlus(pair.slice(eq + 1))
+    const list = map.get(key)
+    if (list === undefined) map.set(key, [value])
+    else list.push(value)
+  }
+  return { kind: 'querydict', map }
+}
+
+/** Python's UnicodeDecodeError text for the first undecodable sequence. */
+function utf8ErrorText (body: Buffer): string {
+  for (let i = 0; i < body.length;) {
+    const b = body.readUInt8(i)
+    const need = b < 0x80 ? 0 : b >= 0xc2 && b <= 0xdf ? 1 : b >= 0xe0 && b <= 0xef ? 2 : b >= 0xf0 && b <= 0xf4 ? 3 : -1
+    const byte = `byte 0x${b.toString(16).padStart(2, '0')} in position ${i}`
+    if (need < 0) return `can't decode ${byte}: invalid start byte`
+    for (let k = 1; k <= need; k++) {
+      if (i + k >= body.length) {
+        return i + 1 === body.length ? `can't decode ${byte}: unexpected end of data` : `can't decode bytes in position ${i}-${body.length - 1}: unexpected end of data`
+      }
+      const c = body.readUInt8(i + k)
+      if (c < 0x80 || c > 0xbf) return `can't decode ${byte}: invalid continuation byte`
+    }
+    i += need + 1
+  }
+  /* c8 ignore next -- called only for bytes that TextDecoder refused */
+  return "can't decode the body"
+}
+
+function decodeUtf8 (body: Buffer): string {
+  try {
+    return new TextDecoder('utf-8', { fatal: true }).decode(body)
+  } catch {
+    throw new ApiException(400, `JSON parse error - 'utf-8' codec ${utf8ErrorText(body)}`)
+  }
+}
+
+function parseJson (body: Buffer): DataSource {
+  const text = decodeUtf8(body)
+  try {
+    return { kind: 'json', value: parseLossless(text) }
+  } catch {
+    // lossless-json refused it: let the Python-compatible decoder decide, and word the error.
+    try {
+      return { kind: 'json', value: pythonJsonLoads(text) }
+    } catch (err) {
+      if (err instanceof PythonJsonError) throw new ApiException(400, `JSON parse error - ${err.message}`)
+      /* c8 ignore start -- the decoder throws nothing else */
+      throw err
+    }
+    /* c8 ignore stop */
+  }
+}
+
+async function parseMultipart (contentType: string, body: Buffer): Promise<DataSource> {
+  if (!/boundary=/i.test(contentType)) {
+    throw new ApiException(400, 'Multipart form parse error - Invalid boundary in multipart: None')
+  }
+  let form: FormData
+  try {
+    form = await new Response(body, { headers: { 'content-type': contentType } }).formData()
+  } catch {
+    throw new ApiException(400, 'Multipart form parse error - Invalid multipart body.')
+  }
+  const map = new Map<string, Array<string | UploadedFile>>()
+  let textBytes = 0
+  for (const [key, value] of form.entries()) {
+    const item = typeof value === 'string' ? value : new UploadedFile(value.name)
+    if (typeof value === 'string') textBytes += Buffer.byteLength(value)
+    const list = map.get(key)
+    if (list === undefined) map.set(key, [item])
+    else list.push(item)
+  }
+  if (textBytes > MAX_FORM_BYTES) throw new DjangoHtmlError(400, 'RequestDataTooBig')
+  return { kind: 'querydict', map }
+}
+
+/** request.data for a POST. Throws ApiException (415, 400 parse errors) or DjangoHtmlError (400). */
+export async function parseRequestData (contentType: string | undefined, body: Buffer): Promise<DataSource> {
+  const type = contentType ?? ''
+  const parser = selectParser(type)
+  // DRF skips parsing when there is no body (CONTENT_LENGTH 0): empty data, whatever the type.
+  if (body.length === 0) {
+    return parser === 'application/json' || parser === undefined ? { kind: 'json', value: {} } : { kind: 'querydict', map: new Map() }
+  }
+  if (parser === undefined) throw new ApiException(415, `Unsupported media type "${type}" in request.`)
+  if (parser === 'application/json') return parseJson(body)
+  if (parser === 'multipart/form-data') return await parseMultipart(type, body)
+  if (body.length > MAX_FORM_BYTES) throw new DjangoHtmlError(400, 'RequestDataTooBig')
+  return parseQueryDict(body.toString('utf8'))
+}

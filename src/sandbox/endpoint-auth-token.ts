@@ -1,0 +1,33 @@
+// api/auth-token/ (contract §2.3): username/password in, {token, expires_in, refreshed} out. The
+// existing token comes back until it is older than the user's window; then it is rotated, even for
+// staff, and the old key stops working everywhere.
+import { DjangoHtmlError } from './errors.js'
+import { validate } from './fields.js'
+import type { EndpointDef } from './view.js'
+
+export const authToken: EndpointDef = {
+  name: 'auth-token',
+  viewName: 'Obtain Expiring Auth Token',
+  access: 'anon',
+  post: async (ctx) => {
+    const result = validate([
+      { name: 'username', kind: 'char', required: true },
+      // AuthTokenSerializer does not trim passwords.
+      { name: 'password', kind: 'char', required: true, trim: false }
+    ], await ctx.data())
+    if (!result.ok) return { status: 400, data: result.errors }
+    const user = ctx.users.checkPassword(String(result.values.username), String(result.values.password))
+    if (user === null) return { status: 400, data: { non_field_errors: ['Unable to log in with provided credentials.'] } }
+    // Reading the expiry of a group without a profile raises: a 500 page.
+    if (user.group === 'no-profile') throw new DjangoHtmlError(500, 'GroupProfile.DoesNotExist')
+    const now = ctx.nowUs()
+    const windowS = ctx.users.windowS(user)
+    const current = user.token
+    const refreshed = current === null || now - current.createdUs > windowS * 1e6
+    const token = refreshed ? ctx.users.rotate(user, now) : current
+    return {
+      status: 200,
+      data: { token: token.key, expires_in: windowS - (ctx.nowUs() - token.createdUs) / 1e6, refreshed }
+    }
+  }
+}

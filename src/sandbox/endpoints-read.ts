@@ -1,0 +1,197 @@
+// The read endpoints (contract §5.1–5.3, 5.5, 5.7, 5.9, 5.12, 5.13): any authenticated user, GET or POST.
+import { DjangoHtmlError } from './errors.js'
+import { pyInt, pyStrip, type FieldSpec } from './fields.js'
+import { formatDateTime } from './time.js'
+import { int, num, RawJson, readHandlers, reqNum, reqStr, str, type EndpointDef } from './view.js'
+
+const MAX_RADIUS_ARCSEC = 300
+const MAIN_LISTS = 14
+
+/** Splits a CSV field on commas and strips each token, as the serializers do. */
+function tokens (csv: string): string[] {
+  return csv.split(',').map(pyStrip)
+}
+
+/** Integer tokens of an `objects` CSV; the VRA lists skip the others silently. */
+function idSet (csv: string | null): Set<bigint> | null {
+  if (csv === null) return null
+  const ids = new Set<bigint>()
+  for (const t of tokens(csv)) {
+    const id = pyInt(t)
+    if (id !== null) ids.add(id)
+  }
+  return ids
+}
+
+/** "50,000": the upstream's wording, with the configured limit. */
+function maxObjectsInfo (max: number): { info: string } {
+  return { info: `Max number of objects for each requests is ${max.toLocaleString('en-US')}` }
+}
+
+const cone: EndpointDef = {
+  name: 'cone',
+  viewName: 'Cone',
+  access: 'read',
+  ...readHandlers([
+    { name: 'ra', kind: 'float', required: true },
+    { name: 'dec', kind: 'float', required: true },
+    { name: 'radius', kind: 'float', required: true },
+    { name: 'requestType', kind: 'choice', required: true, choices: ['count', 'all', 'nearest'] }
+  ], (v, ctx) => {
+    const radius = reqNum(v.radius)
+    if (radius > MAX_RADIUS_ARCSEC) return { error: 'Max radius is 300 arcsec.' }
+    const hits = ctx.store.coneSearch(reqNum(v.ra), reqNum(v.dec), radius)
+    const row = (h: typeof hits[number]): Record<string, unknown> =>
+      ({ object: h.meta.id, separation: h.separation, objectname: h.meta.designation })
+    if (v.requestType === 'count') return { count: hits.length }
+    if (v.requestType === 'all') return hits.map(row)
+    const nearest = hits[0]
+    return nearest === undefined ? {} : row(nearest)
+  })
+}
+
+const objects: EndpointDef = {
+  name: 'objects',
+  viewName: 'Objects',
+  access: 'read',
+  ...readHandlers([
+    { name: 'objects', kind: 'char', required: true },
+    { name: 'mjd', kind: 'float' }
+  ], (v, ctx) => {
+    const list = tokens(reqStr(v.objects))
+    const max = ctx.maxObjectsPerCall()
+    if (list.length > max) return maxObjectsInfo(max)
+    // AtlasDiffObjects.objects.get(pk=token) raises ValueError on a non-integer: a 500 for the batch.
+    const ids = list.map((t) => {
+      const id = pyInt(t)
+      if (id === null) throw new DjangoHtmlError(500, `Field 'id' expected a number but got '${t}'.`)
+      return id
+    })
+    const mjd = num(v.mjd)
+    return new RawJson(`[${ids.map((id) => ctx.store.recordJson(id, mjd)).join(',')}]`)
+  })
+}
+
+const objectlist: EndpointDef = {
+  name: 'objectlist',
+  viewName: 'Object List',
+  access: 'read',
+  ...readHandlers([
+    { name: 'objectlistid', kind: 'int', required: true },
+    { name: 'getcustomlist', kind: 'bool', default: false },
+    { name: 'datethreshold', kind: 'datetime' }
+  ], (v, ctx) => {
+    const id = int(v.objectlistid)
+    const threshold = num(v.datethreshold)
+    if (v.getcustomlist === true) return ctx.store.customList(id, threshold)
+    // OBJECT_LISTS[id]: Python indexing, so -1 is list 13 and 14 is an IndexError (a 500).
+    if (id >= BigInt(MAIN_LISTS) || id < -BigInt(MAIN_LISTS)) throw new DjangoHtmlError(500, 'list index out of range')
+    const index = id < 0n ? MAIN_LISTS + Number(id) : Number(id)
+    return ctx.store.mainList(index, threshold)
+  })
+}
+
+// Thresholds of the VRA lists default to 1970-01-01 and are inclusive.
+const OBJECTS_FIELD: FieldSpec = { name: 'objects', kind: 'char' }
+const SINCE_FIELD: FieldSpec = { name: 'datethreshold', kind: 'datetime', default: 0 }
+const ID_THRESHOLD_FIELD: FieldSpec = { name: 'idthreshold', kind: 'int', default: 0n }
+
+const vrascoreslist: EndpointDef = {
+  name: 'vrascoreslist',
+  viewName: 'VRA Scores List',
+  access: 'read',
+  ...readHandlers([
+    OBJECTS_FIELD,
+    { name: 'debug', kind: 'bool', default: false },
+    SINCE_FIELD,
+    ID_THRESHOLD_FIELD
+  ], (v, ctx) => {
+    const ids = idSet(str(v.objects))
+    const since = reqNum(v.datethreshold)
+    const minId = int(v.idthreshold)
+    // With `objects`, both thresholds are ignored and `debug` filters; without, debug rows are included.
+    return ctx.store.tables.vraScores
+      .filter((r) => ids !== null ? ids.has(r.objectId) && r.debug === v.debug : r.timestampUs >= since && BigInt(r.id) >= minId)
+      .map((r) => ({
+        id: r.id,
+        transient_object_id: r.objectId,
+        preal: r.preal,
+        pgal: r.pgal,
+        pfast: r.pfast,
+        rank: r.rank,
+        rank_alt1: r.rankAlt1,
+        is_gal_cand: r.isGalCand,
+        timestamp: formatDateTime(r.timestampUs),
+        apiusername: r.apiusername,
+        username: r.username,
+        debug: r.debug
+      }))
+  })
+}
+
+const vratodolist: EndpointDef = {
+  name: 'vratodolist',
+  viewName: 'VRA Todo List',
+  access: 'read',
+  ...readHandlers([OBJECTS_FIELD, SINCE_FIELD, ID_THRESHOLD_FIELD], (v, ctx) => {
+    const ids = idSet(str(v.objects))
+    const since = reqNum(v.datethreshold)
+    const minId = int(v.idthreshold)
+    // The todo table's primary key is the object id, so idthreshold compares object ids.
+    return [...ctx.store.tables.vraTodo]
+      .filter(([id, ts]) => ids !== null ? ids.has(id) : ts >= since && id >= minId)
+      .map(([id, ts]) => ({ transient_object_id: id, timestamp: formatDateTime(ts) }))
+  })
+}
+
+const objectgroupslist: EndpointDef = {
+  name: 'objectgroupslist',
+  viewName: 'Tcs Object Groups List',
+  access: 'read',
+  ...readHandlers([
+    { name: 'objectid', kind: 'int' },
+    { name: 'objectgroupid', kind: 'int' }
+  ], (v, ctx) => {
+    const objectId = typeof v.objectid === 'bigint' ? v.objectid : null
+    const groupId = typeof v.objectgroupid === 'bigint' ? v.objectgroupid : null
+    // Exactly one filter applies; both or neither return the whole table.
+    return ctx.store.tables.groupRows
+      .filter((r) => (objectId === null) === (groupId === null) ||
+        (objectId !== null ? r.objectId === objectId : BigInt(r.groupId) === groupId))
+      .map((r) => ({ id: r.id, transient_object_id: r.objectId, object_group_id: r.groupId }))
+  })
+}
+
+const vraranklist: EndpointDef = {
+  name: 'vraranklist',
+  viewName: 'VRA Rank List',
+  access: 'read',
+  ...readHandlers([OBJECTS_FIELD, SINCE_FIELD], (v, ctx) => {
+    const ids = idSet(str(v.objects))
+    const since = reqNum(v.datethreshold)
+    return [...ctx.store.tables.vraRank.values()]
+      .filter((r) => ids !== null ? ids.has(r.objectId) : r.timestampUs >= since)
+      .map((r) => ({
+        transient_object_id: r.objectId,
+        rank: r.rank,
+        rank_alt1: r.rankAlt1,
+        is_gal_cand: r.isGalCand,
+        timestamp: formatDateTime(r.timestampUs)
+      }))
+  })
+}
+
+const externalxmlist: EndpointDef = {
+  name: 'externalxmlist',
+  viewName: 'External Crossmatches List',
+  access: 'read',
+  // camelCase and case-sensitive: `externalobjects` is an unknown field, so ignored.
+  ...readHandlers([{ name: 'externalObjects', kind: 'char' }], (v, ctx) => {
+    const names = str(v.externalObjects)
+    return names === null ? [] : tokens(names).map((name) => ctx.store.externalByName(name))
+  })
+}
+
+export const READ_ENDPOINTS: readonly EndpointDef[] = [
+  cone, objects, objectlist, vrascoreslist, vratodolist, objectgroupslist, vraranklist, externalxmlist
+]

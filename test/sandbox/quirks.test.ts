@@ -1,0 +1,587 @@
+// One case per quirk of upstream-contract.md §10 and per item of §12 "Also verified here", run
+// against a real sandbox over loopback HTTP.
+import { test } from 'tap'
+import { deriveToken } from '../../src/sandbox/auth.js'
+import { call, post, startTestSandbox, type CallOptions } from '../fixtures/sandbox-client.js'
+
+const A = '1161600211221604900'
+const B = '1161601191221611900'
+const C = '1033249000275412900'
+const D = '1123049421122328000'
+const E = '1004244331411607400'
+const U = '1132507360113744501'
+const SEED = 11
+const CONE = { ra: '244.00092', dec: '22.26801', radius: '5', requestType: 'nearest' }
+
+test('§10.1 failures come with success codes', async (t) => {
+  const sb = await startTestSandbox(t, { seed: SEED, maxObjectsPerCall: 3 })
+  const scores = await post(sb, 'vrascores/', { objectid: U })
+  t.equal(scores.status, 201)
+  t.strictSame(scores.json, { objectid: BigInt(U), info: 'Object does not exist.' })
+  const group = await post(sb, 'objectgroups/', { objectid: A, objectgroupid: '999' })
+  t.equal(group.status, 201)
+  t.strictSame(group.json, { objectgroupid: 999, info: 'Object group ID does not exist.' })
+  t.equal((await post(sb, 'vratodo/', { objectid: A })).status, 201)
+  const dup = await post(sb, 'vratodo/', { objectid: A })
+  t.equal(dup.status, 201)
+  t.strictSame(dup.json, { objectid: BigInt(A), info: 'Duplicate row. Cannot add row.' })
+  const detection = await post(sb, 'objectdetectionlist/', { objectid: A, objectlist: '5' })
+  t.equal(detection.status, 200)
+  t.strictSame(detection.json, { objectid: BigInt(A), info: 'Error updating row.' })
+  const tooMany = await post(sb, 'objects/', { objects: [A, B, C, D].join(',') })
+  t.equal(tooMany.status, 200)
+  t.strictSame(tooMany.json, { info: 'Max number of objects for each requests is 3' })
+  const placeholder = await post(sb, 'objects/', { objects: `${A},${U}` })
+  t.equal(placeholder.status, 200)
+  const records = placeholder.json as Array<Record<string, unknown>>
+  t.equal(records.length, 2)
+  t.equal(records[1]?.object, 'AtlasDiffObjects matching query does not exist.')
+  t.equal(records[1]?.lc, null)
+})
+
+test('§10.1 the default limit is 50,000 ids, worded with a thousands separator', async (t) => {
+  const sb = await startTestSandbox(t, { objects: 10 })
+  const res = await post(sb, 'objects/', { objects: Array.from({ length: 50001 }, () => A).join(',') })
+  t.strictSame(res.json, { info: 'Max number of objects for each requests is 50,000' })
+  sb.setOptions({ maxObjectsPerCall: 1 })
+  t.strictSame((await post(sb, 'objects/', { objects: `${A},${A}` })).json, { info: 'Max number of objects for each requests is 1' })
+})
+
+test('§10.2 objectgroupsdelete: 204 with no body, then 400 on a repeat', async (t) => {
+  const sb = await startTestSandbox(t)
+  const first = await post(sb, 'objectgroupsdelete/', { objectid: C, objectgroupid: '73' })
+  t.equal(first.status, 204)
+  t.equal(first.text, '')
+  t.equal(first.headers['content-type'], undefined)
+  const again = await post(sb, 'objectgroupsdelete/', { objectid: C, objectgroupid: '73' })
+  t.equal(again.status, 400)
+  t.strictSame(again.json, { objectgroupid: 73, objectid: BigInt(C), info: 'Object group ID does not exist or object ID does not exist.' })
+  t.strictSame((await post(sb, 'objectgroupsdelete/', { objectid: U, objectgroupid: '73' })).json, { objectid: BigInt(U), info: 'Object does not exist.' })
+  t.strictSame((await post(sb, 'objectgroupsdelete/', { objectid: A, objectgroupid: '999' })).json, { objectgroupid: 999, info: 'Object group ID does not exist.' })
+})
+
+test('§10.3 one id per write: a comma list is a 400', async (t) => {
+  const sb = await startTestSandbox(t)
+  const res = await post(sb, 'objectgroups/', { objectid: `${A},${B}`, objectgroupid: '73' })
+  t.equal(res.status, 400)
+  t.strictSame(res.json, { objectid: ['A valid integer is required.'] })
+  t.strictSame((await post(sb, 'objectgroupslist/', { objectid: `${A},${B}` })).json, { objectid: ['A valid integer is required.'] })
+})
+
+test('§10.4 objectgroups success puts the object id under "objectgroupid"', async (t) => {
+  const sb = await startTestSandbox(t)
+  const res = await post(sb, 'objectgroups/', { objectid: A, objectgroupid: '16' })
+  t.strictSame(res.json, { objectgroupid: BigInt(A), info: 'Row created.' })
+  t.strictSame((await post(sb, 'objectgroups/', { objectid: A, objectgroupid: '16' })).json, { objectgroupid: BigInt(A), info: 'Duplicate row. Cannot add row.' })
+  t.strictSame((await post(sb, 'objectgroups/', { objectid: U, objectgroupid: '16' })).json, { objectid: BigInt(U), info: 'Object does not exist.' })
+  const members = await post(sb, 'objectgroupslist/', { objectgroupid: '16' })
+  t.ok((members.json as Array<Record<string, unknown>>).some((r) => r.transient_object_id === BigInt(A)), 'later reads see the write')
+})
+
+test('§10.5 write endpoints answer GET with a capital-E 200 stub', async (t) => {
+  const sb = await startTestSandbox(t)
+  for (const path of ['vrascores/', 'vratodo/', 'objectgroups/', 'objectgroupsdelete/', 'vrarank/']) {
+    const res = await call(sb, 'GET', path, { token: 'read' })
+    t.equal(res.status, 200, path)
+    t.strictSame(res.json, { Error: 'GET is not implemented for this service.' }, path)
+  }
+})
+
+test('§10.5 / §12 objectdetectionlist: a GET by a read-only user writes', async (t) => {
+  const sb = await startTestSandbox(t)
+  t.strictSame((await post(sb, 'objectlist/', { objectlistid: '3' })).json, [], 'list 3 starts empty')
+  t.equal((await post(sb, 'objectdetectionlist/', { objectid: E, objectlist: '3' }, 'read')).status, 403, 'POST needs write access')
+  const res = await call(sb, 'GET', 'objectdetectionlist/', { token: 'read', query: { objectid: E, objectlist: '3' } })
+  t.equal(res.status, 200)
+  t.strictSame(res.json, { objectid: BigInt(E), info: 'Row created.' })
+  const list = (await post(sb, 'objectlist/', { objectlistid: '3' })).json as Array<Record<string, unknown>>
+  t.same(list.map((r) => r.id), [BigInt(E)], 'list 3 now holds E')
+  const record = (await post(sb, 'objects/', { objects: E })).json as Array<{ object: Record<string, unknown> }>
+  t.equal(record[0]?.object.detection_list_id, 3, 'the object record changed too')
+})
+
+test('§12 auth: a read-only user writing gets 403, without WWW-Authenticate', async (t) => {
+  const sb = await startTestSandbox(t)
+  for (const [path, form] of [['vrascores/', { objectid: A }], ['vratodo/', { objectid: A }], ['objectgroups/', { objectid: A, objectgroupid: '73' }],
+    ['objectgroupsdelete/', { objectid: C, objectgroupid: '73' }], ['vrarank/', { objectid: A, rank: '1' }], ['objectdetectionlist/', { objectid: A, objectlist: '4' }]] as const) {
+    const res = await post(sb, path, form, 'read')
+    t.equal(res.status, 403, path)
+    t.equal(res.headers['www-authenticate'], undefined)
+    t.strictSame(res.json, { detail: 'You do not have permission to perform this action.' })
+  }
+  t.equal((await post(sb, 'vrascores/', {}, 'write')).status, 400, 'a write user gets as far as validation')
+  t.equal((await post(sb, 'vrascores/', { objectid: A }, 'staff')).status, 201, 'staff may write without a group')
+})
+
+test('§10.6 / §12 bad input gives a 500 HTML page', async (t) => {
+  const sb = await startTestSandbox(t)
+  const bad = [
+    await post(sb, 'objects/', { objects: 'abc' }),
+    await post(sb, 'objects/', { objects: `${A},` }),
+    await post(sb, 'objects/', { objects: `${A},,${B}` }),
+    await post(sb, 'objectlist/', { objectlistid: '14' }),
+    await post(sb, 'objectlist/', { objectlistid: '-15' }),
+    await post(sb, 'objectgroupsdelete/', {}),
+    await call(sb, 'POST', 'objectgroupsdelete/', { token: 'write', json: { objectid: 'x', objectgroupid: 73 } }),
+    await call(sb, 'POST', 'auth-token/', { form: { username: 'sandbox_noprofile', password: sb.users.noprofile?.password ?? '' } })
+  ]
+  for (const res of bad) {
+    t.equal(res.status, 500)
+    t.equal(res.headers['content-type'], 'text/html; charset=utf-8')
+    t.ok(res.text.includes('Error 500: Server Error'))
+  }
+})
+
+test('§10.7 negative list ids index from the end', async (t) => {
+  const sb = await startTestSandbox(t)
+  for (const [negative, positive] of [['-1', '13'], ['-12', '2'], ['-14', '0']]) {
+    const a = await post(sb, 'objectlist/', { objectlistid: negative ?? '' })
+    const b = await post(sb, 'objectlist/', { objectlistid: positive ?? '' })
+    t.equal(a.status, 200)
+    t.equal(a.text, b.text, `${negative} is list ${positive}`)
+  }
+})
+
+test('§10.8 non-JSON errors: 301, oversized form 400, 404 and 500 are HTML', async (t) => {
+  const sb = await startTestSandbox(t)
+  const redirect = await call(sb, 'GET', 'objects', { token: 'write', query: { objects: A } })
+  t.equal(redirect.status, 301)
+  t.equal(redirect.headers.location, `/api/objects/?objects=${A}`)
+  t.equal(redirect.text, '')
+  const big = await post(sb, 'objects/', { objects: A, pad: 'x'.repeat(2.6 * 1024 * 1024) })
+  t.equal(big.status, 400)
+  t.ok(big.text.includes('Error 400: Bad Request'))
+  const missing = await call(sb, 'GET', 'nosuch/', { token: 'write' })
+  t.equal(missing.status, 404)
+  t.ok(missing.text.includes('Error 404: Page not found'))
+  t.equal((await call(sb, 'GET', '/', {})).status, 404, 'outside the prefix')
+  t.equal((await call(sb, 'GET', 'cone/extra/', {})).status, 404, 'below an endpoint')
+})
+
+test('§10.9 ignored parameters', async (t) => {
+  const sb = await startTestSandbox(t)
+  const plain = await post(sb, 'objectlist/', { objectlistid: '2' })
+  const filtered = await post(sb, 'objectlist/', { objectlistid: '2', vra_gte: '100', sherlock_class: 'NOPE', ra_lte: '0' })
+  t.equal(filtered.text, plain.text, 'objectlist filters are ignored')
+  const ranks = await post(sb, 'vraranklist/', {})
+  t.equal((await post(sb, 'vraranklist/', { idthreshold: '999999999999' })).text, ranks.text, 'vraranklist ignores idthreshold')
+  const scores = await post(sb, 'vrascoreslist/', {})
+  t.equal((await post(sb, 'vrascoreslist/', { objectid: U })).text, scores.text, 'vrascoreslist ignores objectid')
+  t.equal((await post(sb, 'vrascoreslist/', { debug: 'true' })).text, scores.text, 'debug applies only with objects')
+  t.strictSame((await post(sb, 'externalxmlist/', { externalobjects: '2025abc' })).json, [], 'lowercase externalobjects is ignored')
+  const table = await post(sb, 'objectgroupslist/', {})
+  t.equal((await post(sb, 'objectgroupslist/', { objectid: B, objectgroupid: '999' })).text, table.text, 'both filters: whole table')
+  const rows = (await post(sb, 'vrascoreslist/', { objects: `${B},abc, ${U}` })).json as unknown[]
+  t.equal(rows.length, 1, 'non-integer tokens of objects are skipped')
+})
+
+test('§10.10 strict and inclusive bounds', async (t) => {
+  const sb = await startTestSandbox(t)
+  const rows = (await post(sb, 'objectlist/', { objectlistid: '2' })).json as Array<Record<string, unknown>>
+  const a = rows.find((r) => r.id === BigInt(A))
+  const flag = String(a?.followup_flag_date)
+  const after = (await post(sb, 'objectlist/', { objectlistid: '2', datethreshold: flag })).json as Array<Record<string, unknown>>
+  t.notOk(after.some((r) => r.id === BigInt(A)), 'objectlist datethreshold is strict (>)')
+  const scores = (await post(sb, 'vrascoreslist/', {})).json as Array<Record<string, unknown>>
+  const first = scores[0]
+  const since = (await post(sb, 'vrascoreslist/', { datethreshold: String(first?.timestamp), idthreshold: String(first?.id) })).json as Array<Record<string, unknown>>
+  t.ok(since.some((r) => r.id === first?.id), 'VRA lists are inclusive (>=) on time and id')
+  const todo = (await post(sb, 'vratodolist/', {})).json as Array<Record<string, unknown>>
+  const c = todo.find((r) => r.transient_object_id === BigInt(C))
+  const todoSince = (await post(sb, 'vratodolist/', { datethreshold: String(c?.timestamp), idthreshold: C })).json as Array<Record<string, unknown>>
+  t.ok(todoSince.some((r) => r.transient_object_id === BigInt(C)), 'vratodolist idthreshold compares object ids, inclusively')
+})
+
+test('§10.10 objects mjd: lc and lcnondets keep mjd > value, fp keeps mjd_obs >= value', async (t) => {
+  const sb = await startTestSandbox(t)
+  type Rec = { lc: Array<{ mjd: number }>, lcnondets: Array<{ mjd: number }>, fp: Array<{ mjd_obs: number }> }
+  const full = ((await post(sb, 'objects/', { objects: A })).json as Rec[])[0]
+  const pivot = full?.lc[Math.floor(full.lc.length / 2)]?.mjd ?? 0
+  t.ok(full?.fp.some((r) => r.mjd_obs === pivot), 'fp has a row at the same MJD as the lc row')
+  const cut = ((await post(sb, 'objects/', { objects: A, mjd: String(pivot) })).json as Rec[])[0]
+  t.ok(cut?.lc.every((r) => r.mjd > pivot), 'lc: strictly after')
+  t.equal(cut?.lc.length, full?.lc.filter((r) => r.mjd > pivot).length)
+  t.ok(cut?.lcnondets.every((r) => r.mjd > pivot), 'lcnondets: strictly after')
+  t.ok(cut?.fp.some((r) => r.mjd_obs === pivot), 'fp: the row at the threshold is kept')
+  t.equal(cut?.fp.length, full?.fp.filter((r) => r.mjd_obs >= pivot).length)
+})
+
+test('§10.11 datetime input: date-only, no zone (UTC), offsets; bad formats are 400s', async (t) => {
+  const sb = await startTestSandbox(t)
+  const list = async (datethreshold: string): Promise<string> => (await post(sb, 'objectlist/', { objectlistid: '2', datethreshold })).text
+  t.equal(await list('2025-06-03'), await list('2025-06-03T00:00:00Z'))
+  t.equal(await list('2025-06-03 00:00'), await list('2025-06-03T00:00:00Z'))
+  t.equal(await list('2025-06-03T02:00:00+02:00'), await list('2025-06-03T00:00:00.000000Z'))
+  for (const bad of ['04/06/2025', '2025-13-01', '2025-02-30T00:00', '2025-06-03T25:00', '2025-06-03T00:00+24:00', 'yesterday']) {
+    const res = await post(sb, 'objectlist/', { objectlistid: '2', datethreshold: bad })
+    t.equal(res.status, 400, bad)
+  }
+})
+
+test('§10.12 requestType is case-sensitive', async (t) => {
+  const sb = await startTestSandbox(t)
+  const res = await post(sb, 'cone/', { ...CONE, requestType: 'ALL' })
+  t.strictSame(res.json, { requestType: ['"ALL" is not a valid choice.'] })
+})
+
+test('§10.13 19-digit ids come out as bare JSON integers, digit for digit; lc[].id repeats the object id', async (t) => {
+  const sb = await startTestSandbox(t, { objects: 300 })
+  const ids = sb.ids().slice(0, 200)
+  const res = await post(sb, 'objects/', { objects: ids.join(',') })
+  t.notMatch(res.text, /"\d{19}"/, 'no quoted ids')
+  const records = res.json as Array<{ object: { id: unknown }, lc: Array<{ id: unknown }>, fp: Array<{ atlas_object_id: unknown }> }>
+  t.strictSame(records.map((r) => r.object.id), ids)
+  for (const r of records) {
+    t.ok(r.lc.every((row) => row.id === r.object.id) && r.fp.every((row) => row.atlas_object_id === r.object.id))
+    t.match(String(r.object.id), /^\d{19}$/)
+  }
+})
+
+test('§10.14 datetimes: Z on records, naive date_modified on main-list rows', async (t) => {
+  const sb = await startTestSandbox(t)
+  const main = (await post(sb, 'objectlist/', { objectlistid: '2' })).json as Array<Record<string, unknown>>
+  t.match(String(main[0]?.date_modified), /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d$/)
+  t.match(String(main[0]?.followup_flag_date), /Z$/)
+  const custom = (await post(sb, 'objectlist/', { objectlistid: '73', getcustomlist: 'true' })).json as Array<Record<string, unknown>>
+  t.match(String(custom[0]?.date_modified), /Z$/)
+})
+
+test('§10.15 / §12 token lifecycle and every 401 detail string', async (t) => {
+  const sb = await startTestSandbox(t, { seed: SEED })
+  const detail = async (opts: CallOptions): Promise<unknown> => {
+    const res = await call(sb, 'POST', 'cone/', { form: CONE, ...opts })
+    t.equal(res.status, 401)
+    t.equal(res.headers['www-authenticate'], 'Token')
+    return (res.json as { detail: unknown }).detail
+  }
+  t.equal(await detail({}), 'Authentication credentials were not provided.')
+  t.equal(await detail({ headers: { Authorization: `Bearer ${sb.tokens.write}` } }), 'Authentication credentials were not provided.')
+  t.equal(await detail({ token: '0'.repeat(40) }), 'Invalid token.')
+  t.equal(await detail({ token: 'expired' }), 'Token has expired.')
+  t.equal(await detail({ query: { token: 'a.b' } }), 'Invalid token format.')
+  t.equal(await detail({ headers: { Authorization: 'Token' } }), 'Invalid token header. No credentials provided.')
+  t.equal(await detail({ headers: { Authorization: 'Token a b' } }), 'Invalid token header. Token string should not contain spaces.')
+  t.equal(await detail({ headers: { Authorization: 'Token \u00ff' } }), 'Invalid token header. Token string should not contain invalid characters.')
+  t.equal(await detail({ token: deriveToken(SEED, 'sandbox_inactive') }), 'User inactive or deleted.')
+  t.equal(await detail({ token: deriveToken(SEED, 'sandbox_noprofile') }),
+    'Could not authenticate: Group has no profile. Please contact administrator.')
+
+  // Using a token does not extend it; expiry is measured from creation.
+  t.equal((await post(sb, 'cone/', CONE, 'read')).status, 200)
+  sb.expireToken('read')
+  t.equal(await detail({ token: 'read' }), 'Token has expired.')
+  // Staff never expire in use.
+  sb.expireToken('staff')
+  t.equal((await post(sb, 'cone/', CONE, 'staff')).status, 200)
+
+  const login = async (key: string): Promise<{ token: string, expires_in: number, refreshed: boolean }> => {
+    const user = sb.users[key]
+    const res = await call(sb, 'POST', 'auth-token/', { form: { username: user?.username ?? '', password: user?.password ?? '' } })
+    t.equal(res.status, 200)
+    return res.json as { token: string, expires_in: number, refreshed: boolean }
+  }
+  const writeKey = sb.tokens.write
+  const same = await login('write')
+  t.same([same.token, same.refreshed], [writeKey, false], 'a valid token comes back unchanged')
+  t.ok(same.expires_in > 0 && same.expires_in <= 90 * 86400)
+  const rotated = await login('read')
+  t.equal(rotated.refreshed, true, 'an expired token is rotated')
+  t.equal(sb.tokens.read, rotated.token, 'sandbox.tokens follows the rotation')
+  const staff = await login('staff')
+  t.equal(staff.refreshed, true, 'an old staff token is rotated too')
+  const old = sb.tokens.write
+  const fresh = sb.rotateToken('write')
+  t.not(fresh, old)
+  t.match(fresh, /^[0-9a-f]{40}$/)
+  t.equal(await detail({ token: old }), 'Invalid token.', 'a rotated key is invalid everywhere')
+  t.equal((await call(sb, 'POST', 'cone/', { form: CONE, query: { token: fresh } })).status, 200, '?token= works on API endpoints')
+  t.equal((await call(sb, 'GET', 'vratodo/', { query: { token: fresh } })).status, 200)
+  const first = await call(sb, 'POST', 'auth-token/', { form: { username: 'golden_newuser', password: sb.users.golden_newuser?.password ?? '' } })
+  t.equal((first.json as { refreshed: boolean }).refreshed, true, 'a first token is "refreshed"')
+})
+
+test('§10.15 auth-token: anonymous, Basic auth only, JSON or form, POST only', async (t) => {
+  const sb = await startTestSandbox(t)
+  const w = sb.users.write
+  const basic = (text: string): Record<string, string> => ({ Authorization: `Basic ${text}` })
+  const body = { username: w?.username ?? '', password: w?.password ?? '' }
+  const viaJson = await call(sb, 'POST', 'auth-token/', { json: body })
+  t.equal((viaJson.json as { token: string }).token, sb.tokens.write)
+  const multipartLogin = await call(sb, 'POST', 'auth-token/', { multipart: body })
+  t.equal(multipartLogin.status, 200)
+  const good = Buffer.from(`${body.username}:${body.password}`).toString('base64')
+  t.equal((await call(sb, 'POST', 'auth-token/', { form: body, headers: basic(good) })).status, 200, 'valid Basic credentials')
+  const failures: Array<[string, string]> = [
+    ['a b', 'Invalid basic header. Credentials string should not contain spaces.'],
+    ['abc', 'Invalid basic header. Credentials not correctly base64 encoded.'],
+    [Buffer.from('nobody:x').toString('base64'), 'Invalid username/password.'],
+    [Buffer.from(`sandbox_inactive:${sb.users.inactive?.password ?? ''}`).toString('base64'), 'User inactive or deleted.']
+  ]
+  for (const [value, message] of failures) {
+    const res = await call(sb, 'POST', 'auth-token/', { form: body, headers: basic(value) })
+    t.equal(res.status, 403)
+    t.equal(res.headers['www-authenticate'], undefined)
+    t.strictSame(res.json, { detail: message })
+  }
+  t.equal((await call(sb, 'POST', 'auth-token/', { form: body, headers: basic(Buffer.from([0xff, 0x3a, 0x78]).toString('base64')) })).status, 403, 'Latin-1 credentials')
+  const withToken = await call(sb, 'POST', 'auth-token/', { form: body, query: { token: '0'.repeat(40) }, headers: { Authorization: `Token ${'0'.repeat(40)}` } })
+  t.equal(withToken.status, 200, 'Token header and ?token= are ignored there')
+  t.strictSame((await call(sb, 'POST', 'auth-token/', { form: { ...body, password: ` ${body.password}` } })).json,
+    { non_field_errors: ['Unable to log in with provided credentials.'] }, 'passwords are not trimmed')
+  const options = await call(sb, 'OPTIONS', 'auth-token/', {})
+  t.equal(options.status, 200)
+  t.equal(options.headers.allow, 'POST, OPTIONS')
+  t.match(options.json, { name: 'Obtain Expiring Auth Token', renders: ['application/json'], actions: { POST: { username: { required: true } } } })
+  t.equal((await call(sb, 'HEAD', 'auth-token/', {})).status, 405)
+  t.equal((await call(sb, 'GET', 'auth-token/', { query: { format: 'api' } })).status, 404, 'no browsable renderer there')
+})
+
+test('§10.16 / §12 throttling: one bucket per user across endpoints, 429 with Retry-After', async (t) => {
+  const sb = await startTestSandbox(t, { throttleRate: '3/min', anonThrottleRate: '2/min' })
+  t.equal((await post(sb, 'cone/', CONE, 'read')).status, 200)
+  t.equal((await post(sb, 'objects/', { objects: A }, 'read')).status, 200)
+  t.equal((await post(sb, 'objectlist/', { objectlistid: 'x' }, 'read')).status, 400, '400s count too')
+  const limited = await post(sb, 'vrascoreslist/', {}, 'read')
+  t.equal(limited.status, 429)
+  t.equal(limited.headers['retry-after'], '60')
+  t.strictSame(limited.json, { detail: 'Request was throttled. Expected available in 60 seconds.' })
+  t.equal((await call(sb, 'POST', 'cone/', { form: CONE, token: '0'.repeat(40) })).status, 401, 'auth runs before throttling')
+  t.equal((await post(sb, 'vrascores/', { objectid: A }, 'read')).status, 403, 'so do permissions')
+  t.equal((await post(sb, 'cone/', CONE, 'write')).status, 200, 'other users have their own bucket')
+  for (let i = 0; i < 5; i++) t.equal((await post(sb, 'cone/', CONE, 'staff')).status, 200, 'staff use the admin rate')
+  const login = { username: 'nobody', password: 'x' }
+  t.equal((await call(sb, 'POST', 'auth-token/', { form: login })).status, 400)
+  t.equal((await call(sb, 'POST', 'auth-token/', { form: login })).status, 400)
+  const anon = await call(sb, 'POST', 'auth-token/', { form: login })
+  t.equal(anon.status, 429, 'failed logins count')
+  t.equal(anon.headers['retry-after'], '60')
+  const other = await call(sb, 'POST', 'auth-token/', { form: login, headers: { 'X-Forwarded-For': '203.0.113.9' } })
+  t.equal(other.status, 400, 'a different X-Forwarded-For gets a fresh bucket')
+  sb.resetThrottle()
+  t.equal((await post(sb, 'cone/', CONE, 'read')).status, 200, 'resetThrottle empties every bucket')
+  sb.setOptions({ throttleRate: '1/hour' })
+  t.equal((await post(sb, 'cone/', CONE, 'write')).status, 200)
+  t.equal((await post(sb, 'cone/', CONE, 'write')).headers['retry-after'], '3600', 'setOptions changes the user rate')
+})
+
+test('§12 at production rates: the 101st call in an hour and the 11th auth-token call are throttled', async (t) => {
+  const sb = await startTestSandbox(t, { objects: 10, throttleRate: '100/hour', anonThrottleRate: '10/hour' })
+  for (let i = 0; i < 100; i++) {
+    const res = await post(sb, i % 2 === 0 ? 'cone/' : 'vraranklist/', i % 2 === 0 ? CONE : {}, 'write')
+    if (res.status !== 200) t.fail(`call ${i + 1} answered ${res.status}`)
+  }
+  const res = await post(sb, 'cone/', CONE, 'write')
+  t.equal(res.status, 429)
+  t.equal(res.headers['retry-after'], '3600')
+  t.strictSame(res.json, { detail: 'Request was throttled. Expected available in 3600 seconds.' })
+  for (let i = 0; i < 10; i++) await call(sb, 'POST', 'auth-token/', { form: { username: 'x', password: 'y' } })
+  const anon = await call(sb, 'POST', 'auth-token/', { form: { username: 'x', password: 'y' } })
+  t.equal(anon.status, 429)
+  t.equal(anon.headers['retry-after'], '3600')
+})
+
+test('§10.17 no pagination: a whole list in one array', async (t) => {
+  const sb = await startTestSandbox(t, { objects: 3000 })
+  const attic = (await post(sb, 'objectlist/', { objectlistid: '5' })).json as unknown[]
+  t.ok(attic.length > 500, `${attic.length} rows at once`)
+})
+
+test('§12 protocol: 405, 406, 415 and 301', async (t) => {
+  const sb = await startTestSandbox(t)
+  const put = await call(sb, 'PUT', 'objects/', { token: 'write' })
+  t.equal(put.status, 405)
+  t.equal(put.headers.allow, 'GET, POST, HEAD, OPTIONS')
+  t.strictSame(put.json, { detail: 'Method "PUT" not allowed.' })
+  t.equal((await call(sb, 'PUT', 'vrascores/', { token: 'read' })).status, 403, 'permissions come before the method check')
+  const accept = await post(sb, 'cone/', CONE)
+  t.equal(accept.status, 200)
+  const xml = await call(sb, 'POST', 'cone/', { token: 'write', form: CONE, headers: { Accept: 'application/xml' } })
+  t.equal(xml.status, 406)
+  t.strictSame(xml.json, { detail: 'Could not satisfy the request Accept header.' })
+  t.equal((await call(sb, 'POST', 'cone/', { token: 'write', form: CONE, headers: { Accept: 'application/*' } })).status, 200)
+  t.equal((await call(sb, 'POST', 'cone/', { token: 'write', form: CONE, headers: { Accept: 'application/json; indent=4' } })).status, 200)
+  const forced = await call(sb, 'POST', 'cone/', { token: 'write', form: CONE, query: { format: 'json' }, headers: { Accept: 'text/html, */*' } })
+  t.equal(forced.headers['content-type'], 'application/json', '?format=json picks JSON')
+  t.equal((await call(sb, 'POST', 'cone/', { token: 'write', form: CONE, query: { format: 'xml' } })).status, 404, 'an unknown format is a 404')
+  const html = await call(sb, 'GET', 'cone/', { token: 'write', query: { format: 'api' } })
+  t.equal(html.headers['content-type'], 'text/html; charset=utf-8')
+  t.ok(html.text.includes('Django REST framework'))
+  const text = await call(sb, 'POST', 'cone/', { token: 'write', raw: 'ra=1', headers: { 'Content-Type': 'text/plain; charset=utf-8' } })
+  t.strictSame(text.json, { detail: 'Unsupported media type "text/plain; charset=utf-8" in request.' })
+  const none = await call(sb, 'POST', 'cone/', { token: 'write', raw: 'ra=1' })
+  t.equal(none.status, 415)
+  t.strictSame(none.json, { detail: 'Unsupported media type "" in request.' })
+  const redirect = await call(sb, 'POST', 'cone', { token: 'write', form: CONE })
+  t.equal(redirect.status, 301)
+  t.equal(redirect.headers.location, '/api/cone/')
+  const head = await call(sb, 'HEAD', 'vraranklist/', { token: 'write' })
+  t.equal(head.status, 200)
+  t.equal(head.text, '')
+  t.equal((await call(sb, 'OPTIONS', 'cone/', { token: 'write' })).headers.allow, 'GET, POST, HEAD, OPTIONS')
+})
+
+test('§12 bad input: JSON, multipart and serializer errors are worded as DRF does', async (t) => {
+  const sb = await startTestSandbox(t)
+  const raw = async (text: string, type = 'application/json'): Promise<unknown> =>
+    (await call(sb, 'POST', 'cone/', { token: 'write', raw: text, headers: { 'Content-Type': type } })).json
+  t.strictSame(await raw('x'), { detail: 'JSON parse error - Expecting value: line 1 column 1 (char 0)' })
+  t.strictSame(await raw('{"ra": 1} x'), { detail: 'JSON parse error - Extra data: line 1 column 11 (char 10)' })
+  t.strictSame(await raw('{"ra" 1}'), { detail: 'JSON parse error - Expecting \':\' delimiter: line 1 column 7 (char 6)' })
+  t.strictSame(await raw('[1 2]'), { detail: 'JSON parse error - Expecting \',\' delimiter: line 1 column 4 (char 3)' })
+  t.strictSame(await raw('{"ra": NaN}'), { detail: 'JSON parse error - Out of range float values are not JSON compliant: \'NaN\'' })
+  t.strictSame(await raw('{"a":\n"b'), { detail: 'JSON parse error - Unterminated string starting at: line 2 column 1 (char 6)' })
+  t.strictSame(await raw('[1, 2]'), { non_field_errors: ['Invalid data. Expected a dictionary, but got list.'] })
+  t.strictSame(await raw('null'), { non_field_errors: ['No data provided'] })
+  t.strictSame(await raw('{"ra": 1, "ra": "x", "dec": 1, "radius": 1, "requestType": "count"}'), { ra: ['A valid number is required.'] },
+    'duplicate keys: the last one wins, as in Python')
+  t.strictSame(await raw('ra=1', 'multipart/form-data'), { detail: 'Multipart form parse error - Invalid boundary in multipart: None' })
+  const file = '--b\r\nContent-Disposition: form-data; name="objects"; filename="ids.txt"\r\nContent-Type: text/plain\r\n\r\n1\r\n--b--\r\n'
+  t.strictSame((await call(sb, 'POST', 'objects/', { token: 'write', raw: file, headers: { 'Content-Type': 'multipart/form-data; boundary=b' } })).json,
+    { objects: ['Not a valid string.'] })
+  t.strictSame((await call(sb, 'POST', 'cone/', { token: 'write', json: { ra: true, dec: [1], radius: '1e1', requestType: 1 } })).json,
+    { dec: ['A valid number is required.'], requestType: ['"1" is not a valid choice.'] })
+  t.strictSame((await call(sb, 'POST', 'objectlist/', { token: 'write', json: { objectlistid: 4.5, getcustomlist: 'maybe' } })).json,
+    { objectlistid: ['A valid integer is required.'], getcustomlist: ['Must be a valid boolean.'] })
+  t.equal((await call(sb, 'POST', 'objectlist/', { token: 'write', json: { objectlistid: 2.0, getcustomlist: 0 } })).status, 200)
+  t.strictSame((await post(sb, 'objects/', { objects: '   ' })).json, { objects: ['This field may not be blank.'] })
+  t.strictSame((await call(sb, 'POST', 'objects/', { token: 'write', json: { objects: true } })).json, { objects: ['Not a valid string.'] })
+  t.strictSame((await post(sb, 'cone/', { ...CONE, ra: '1'.repeat(1001) })).json, { ra: ['String value too large.'] })
+  t.equal((await post(sb, 'cone/', { ...CONE, ra: ' 2_44.000_92 ', radius: 'inf', requestType: 'count' })).status, 400, 'an infinite radius is over the limit')
+  t.strictSame((await post(sb, 'cone/', { ...CONE, ra: 'nan', requestType: 'count' })).json, { count: 0 }, 'NaN passes validation and finds nothing')
+  t.strictSame((await post(sb, 'cone/', { ...CONE, radius: '-1', requestType: 'all' })).json, [], 'a negative radius finds nothing')
+  t.equal((await post(sb, 'objects/', { objects: ` +${A} , 0${B}` })).status, 200, 'tokens are read as Python int() reads them')
+  t.equal((await call(sb, 'GET', `objects/?objects=${'1'.repeat(9000)}`, { token: 'write' })).status, 414, 'the request line is limited')
+  const latin = await call(sb, 'POST', 'objects/', { token: 'write', raw: '{"objects": "\u00ff', headers: { 'Content-Type': 'application/json' } })
+  t.equal(latin.status, 400)
+  const bytes = Buffer.from([0x7b, 0xff, 0x7d])
+  const bad = await call(sb, 'POST', 'objects/', { token: 'write', raw: bytes.toString('latin1'), headers: { 'Content-Type': 'application/json; charset=latin-1' } })
+  t.equal(bad.status, 400)
+})
+
+test('cone: results sorted by true angular separation (arcsec), nearest first', async (t) => {
+  const sb = await startTestSandbox(t)
+  const rec = (await post(sb, 'objects/', { objects: `${A},${B}` })).json as Array<{ object: { ra: number, dec: number } }>
+  const [a, b] = [rec[0]?.object, rec[1]?.object]
+  // 10" west of A along the sky (away from B): an RA offset of 10"/cos(dec), which a flat
+  // distance in degrees would overstate.
+  const dec = a?.dec ?? 0
+  const ra = (a?.ra ?? 0) - 10 / 3600 / Math.cos(dec * Math.PI / 180)
+  const hits = (await post(sb, 'cone/', { ra: String(ra), dec: String(dec), radius: '60', requestType: 'all' })).json as Array<{ object: bigint, separation: number }>
+  t.same(hits.map((h) => h.object), [BigInt(A), BigInt(B)])
+  t.ok(Math.abs((hits[0]?.separation ?? 0) - 10) < 0.01, `separation ${hits[0]?.separation} is the true 10"`)
+  t.ok((hits[0]?.separation ?? 0) <= (hits[1]?.separation ?? 0), 'ascending')
+  // Near B, B comes first.
+  const nearB = (await post(sb, 'cone/', { ra: String(b?.ra), dec: String((b?.dec ?? 0) + 1 / 3600), radius: '60', requestType: 'all' })).json as Array<{ object: bigint }>
+  t.same(nearB.map((h) => h.object), [BigInt(B), BigInt(A)])
+  t.strictSame((await post(sb, 'cone/', { ra: String(ra), dec: String(dec), radius: '60', requestType: 'count' })).json, { count: 2 })
+  t.strictSame((await post(sb, 'cone/', { ...CONE, radius: '300.5' })).json, { error: 'Max radius is 300 arcsec.' })
+})
+
+test('paths override: a renamed upstream path serves, the old one is a 404', async (t) => {
+  const sb = await startTestSandbox(t, { paths: { objects: 'objects2', cone: '/cone-search/' }, prefix: 'sne/atlas4/api' })
+  t.match(sb.baseUrl, /^http:\/\/127\.0\.0\.1:\d+\/sne\/atlas4\/api\/$/)
+  t.equal(sb.origin, sb.baseUrl.replace(/\/sne\/atlas4\/api\/$/, ''))
+  const renamed = await post(sb, 'objects2/', { objects: A })
+  t.equal(renamed.status, 200)
+  t.equal((await post(sb, 'objects/', { objects: A })).status, 404)
+  t.equal((await post(sb, 'cone-search/', CONE)).status, 200)
+  const redirect = await post(sb, 'objects2', { objects: A })
+  t.equal(redirect.headers.location, '/sne/atlas4/api/objects2/', 'the redirect keeps the mount prefix')
+  t.equal(sb.calls.get('objects'), 2, 'counted under the endpoint name')
+  t.equal(sb.calls.get('unknown'), 1)
+})
+
+test('calls: per endpoint, whatever the outcome; unknown paths apart', async (t) => {
+  const sb = await startTestSandbox(t)
+  await post(sb, 'cone/', CONE)
+  await call(sb, 'POST', 'cone/', { form: CONE })
+  await call(sb, 'GET', 'cone')
+  await post(sb, 'objects/', { objects: 'abc' })
+  await call(sb, 'GET', 'nosuch/')
+  t.equal(sb.calls.get('cone'), 3)
+  t.equal(sb.calls.get('objects'), 1)
+  t.equal(sb.calls.get('unknown'), 1)
+  t.equal(sb.totalCalls(), 5)
+  sb.resetCalls()
+  t.equal(sb.totalCalls(), 0)
+  t.equal(sb.calls.size, 0)
+})
+
+test('faults: html500, status, throttle, delay, n-shot, per endpoint, cleared', async (t) => {
+  const sb = await startTestSandbox(t)
+  sb.inject({ kind: 'html500' })
+  const html = await post(sb, 'cone/', CONE)
+  t.equal(html.status, 500)
+  t.ok(html.text.includes('Error 500: Server Error'))
+  sb.inject({ kind: 'status', status: 503, times: 2 })
+  t.same([(await post(sb, 'cone/', CONE)).status, (await post(sb, 'cone/', CONE)).status, (await post(sb, 'cone/', CONE)).status], [503, 503, 200])
+  sb.inject({ kind: 'status', status: 502 })
+  t.strictSame((await post(sb, 'cone/', CONE)).json, { detail: 'injected' })
+  sb.inject({ kind: 'status', status: 200, body: '<p>maintenance</p>', contentType: 'text/html' })
+  const custom = await post(sb, 'cone/', CONE)
+  t.same([custom.status, custom.headers['content-type'], custom.text], [200, 'text/html', '<p>maintenance</p>'])
+  sb.inject({ kind: 'throttle', retryAfterS: 7 })
+  const throttled = await post(sb, 'cone/', CONE)
+  t.same([throttled.status, throttled.headers['retry-after'], throttled.json], [429, '7', { detail: 'Request was throttled. Expected available in 7 seconds.' }])
+  sb.inject({ kind: 'throttle', retryAfterS: 1 })
+  t.strictSame((await post(sb, 'cone/', CONE)).json, { detail: 'Request was throttled. Expected available in 1 second.' })
+  sb.inject({ kind: 'throttle' })
+  t.equal((await post(sb, 'cone/', CONE)).headers['retry-after'], '3600')
+  sb.inject({ kind: 'delay', delayMs: 20 })
+  const delayed = await post(sb, 'objects/', { objects: A })
+  t.equal(delayed.status, 200, 'a delayed answer is the normal answer')
+  sb.inject({ endpoint: 'objects', kind: 'status', status: 504 })
+  t.equal((await post(sb, 'cone/', CONE)).status, 200, 'another endpoint is unaffected')
+  t.equal((await post(sb, 'objects/', { objects: A })).status, 504)
+  sb.inject({ kind: 'status', status: 500, times: 5 })
+  sb.inject({ kind: 'status', status: 500, times: 0 })
+  sb.clearFaults()
+  t.equal((await post(sb, 'cone/', CONE)).status, 200, 'clearFaults drops what is queued')
+})
+
+test('faults: slow-body sends the headers, then the body in slices', async (t) => {
+  const sb = await startTestSandbox(t)
+  const normal = await post(sb, 'objects/', { objects: A })
+  sb.inject({ kind: 'slow-body', delayMs: 50 })
+  const { request } = await import('node:http')
+  const chunks = await new Promise<Buffer[]>((resolve, reject) => {
+    const body = `objects=${A}`
+    const req = request(`${sb.baseUrl}objects/`, {
+      method: 'POST',
+      headers: { Authorization: `Token ${sb.tokens.write}`, 'Content-Type': 'application/x-www-form-urlencoded', 'Content-Length': String(body.length) }
+    }, (res) => {
+      const parts: Buffer[] = []
+      res.on('data', (c: Buffer) => parts.push(c))
+      res.on('end', () => resolve(parts))
+    })
+    req.on('error', reject)
+    req.end(body)
+  })
+  t.ok(chunks.length > 1, `${chunks.length} slices`)
+  t.equal(Buffer.concat(chunks).toString(), normal.text, 'the same body in the end')
+  sb.inject({ kind: 'slow-body' })
+  t.equal((await post(sb, 'cone/', CONE)).status, 200)
+})
+
+test('faults: reset drops the connection; hang never answers, and close() still returns', async (t) => {
+  const sb = await startTestSandbox(t)
+  sb.inject({ kind: 'reset' })
+  await t.rejects(post(sb, 'cone/', CONE), 'the request fails without a response')
+  t.equal((await post(sb, 'cone/', CONE)).status, 200)
+  sb.inject({ kind: 'hang', endpoint: 'objects' })
+  sb.setOptions({ latencyMs: 10_000 })
+  const hung = post(sb, 'objects/', { objects: A })
+  const slow = post(sb, 'cone/', CONE)
+  while ((sb.calls.get('objects') ?? 0) < 1 || (sb.calls.get('cone') ?? 0) < 2) await new Promise((resolve) => setImmediate(resolve))
+  await sb.close()
+  await t.rejects(hung, 'the hung request ends when the sandbox closes')
+  await t.rejects(slow, 'so does one waiting out its latency')
+  await sb.close()
+})
+
+test('knobs: errorRate, latency and jitter', async (t) => {
+  const sb = await startTestSandbox(t, { errorRate: 1, latencyMs: 1, jitterMs: 1 })
+  t.equal((await post(sb, 'cone/', CONE)).status, 500)
+  sb.setOptions({ errorRate: 0, latencyMs: 0, jitterMs: 2 })
+  t.equal((await post(sb, 'cone/', CONE)).status, 200)
+})
