@@ -2,7 +2,7 @@
 // summary (position, lists, dates, scores). Full records are built lazily from these (data-records.ts).
 import { base26, decodeAtlasId, encodeAtlasId, separationArcsec } from './ids.js'
 import { createRng, round } from './rng.js'
-import { DATA_EPOCH_MJD, mjdToUs } from './time.js'
+import { DATA_EPOCH_MJD, mjdToUs } from '../drf/time.js'
 
 export interface ObjectMeta {
   id: bigint

@@ -5,7 +5,7 @@ import { lcCount, magModel } from './data-rows.js'
 import type { XmRow } from './data-tables.js'
 import { TNS_LIST } from './data-tables.js'
 import { createRng, round, type Rng } from './rng.js'
-import { formatDateTime, mjdToUs } from './time.js'
+import { formatDateTime, mjdToUs } from '../drf/time.js'
 
 export interface TimedJson {
   mjd: number

@@ -4,7 +4,7 @@ import type { ObjectMeta } from './data-catalog.js'
 import type { XmRow } from './data-tables.js'
 import { TNS_LIST } from './data-tables.js'
 import { createRng, round } from './rng.js'
-import { formatDateTime, mjdToUs } from './time.js'
+import { formatDateTime, mjdToUs } from '../drf/time.js'
 
 export interface ObjectExtras {
   followupId: number

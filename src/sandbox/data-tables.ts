@@ -4,7 +4,7 @@ import { base26 } from './ids.js'
 import type { ObjectMeta } from './data-catalog.js'
 import { FIXTURE_IDS } from './data-catalog.js'
 import { createRng, round, type Rng } from './rng.js'
-import { DATA_EPOCH_MJD, mjdToUs } from './time.js'
+import { DATA_EPOCH_MJD, mjdToUs } from '../drf/time.js'
 
 export interface VraScoreRow {
   id: number

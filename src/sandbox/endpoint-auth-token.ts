@@ -1,8 +1,8 @@
 // api/auth-token/ (contract §2.3): username/password in, {token, expires_in, refreshed} out. The
 // existing token comes back until it is older than the user's window; then it is rotated, even for
 // staff, and the old key stops working everywhere.
-import { DjangoHtmlError } from './errors.js'
-import { validate } from './fields.js'
+import { DjangoHtmlError } from '../drf/errors.js'
+import { validate } from '../drf/fields.js'
 import type { EndpointDef } from './view.js'
 
 export const authToken: EndpointDef = {

@@ -1,7 +1,7 @@
 // The read endpoints (contract §5.1–5.3, 5.5, 5.7, 5.9, 5.12, 5.13): any authenticated user, GET or POST.
-import { DjangoHtmlError } from './errors.js'
-import { pyInt, pyStrip, type FieldSpec } from './fields.js'
-import { formatDateTime } from './time.js'
+import { DjangoHtmlError } from '../drf/errors.js'
+import { pyInt, pyStrip, type FieldSpec } from '../drf/fields.js'
+import { formatDateTime } from '../drf/time.js'
 import { int, num, RawJson, readHandlers, reqNum, reqStr, str, type EndpointDef } from './view.js'
 
 const MAX_RADIUS_ARCSEC = 300

@@ -1,7 +1,7 @@
 // The write endpoints (contract §5.4, 5.6, 5.8, 5.10, 5.11, 5.14) and their quirks: failures with
 // success codes, `objectgroupid` holding the object id, 204 then 400, GET that writes.
-import { DjangoHtmlError } from './errors.js'
-import { validate, type FieldSpec } from './fields.js'
+import { DjangoHtmlError } from '../drf/errors.js'
+import { validate, type FieldSpec } from '../drf/fields.js'
 import { GET_STUB, int, num, reqNum, writeHandlers, type EndpointDef, type Handler, type Values, type ViewContext } from './view.js'
 
 const NOT_FOUND = 'Object does not exist.'

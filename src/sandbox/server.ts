@@ -5,7 +5,7 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { AddressInfo, Socket } from 'node:net'
 import { runApiView, type ApiDeps, type Reply } from './api-view.js'
 import { UserStore } from './auth.js'
-import { parseQueryDict } from './body.js'
+import { parseQueryDict } from '../drf/body.js'
 import { DEFAULT_SLOW_BODY_MS, FaultQueue, faultReply } from './faults.js'
 import { HTML_TYPE, page400, page404, page414, page500 } from './html.js'
 import { parseRate, resolveOptions } from './options.js'
@@ -13,7 +13,7 @@ import { createRng } from './rng.js'
 import { Router, type Route } from './router.js'
 import { Store } from './store.js'
 import { SlidingWindowThrottle } from './throttle.js'
-import { nowUs } from './time.js'
+import { nowUs } from '../drf/time.js'
 import type { Sandbox, SandboxFault, SandboxOptions, TokenRole } from './types.js'
 
 // Apache's LimitRequestLine: longer request lines get a 414 before Django sees them.

@@ -1,7 +1,7 @@
 // What an endpoint is to the DRF-like pipeline (api-view.ts): a permission class and a handler per
 // method. Read views validate the query string on GET and the body on POST with the same serializer.
 import type { SandboxUser, UserStore } from './auth.js'
-import { validate, type DataSource, type FieldSpec, type FieldValue } from './fields.js'
+import { validate, type DataSource, type FieldSpec, type FieldValue } from '../drf/fields.js'
 import type { Store } from './store.js'
 import type { EndpointName } from './types.js'
 

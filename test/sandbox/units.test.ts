@@ -1,17 +1,17 @@
 // The sandbox's building blocks on their own: Python-compatible JSON errors, request-data parsing,
 // option and rate parsing, the throttle window, negotiation, and the seeded data.
 import { test } from 'tap'
-import { ApiException, DjangoHtmlError } from '../../src/sandbox/errors.js'
-import { parseQueryDict, parseRequestData } from '../../src/sandbox/body.js'
+import { ApiException, DjangoHtmlError } from '../../src/drf/errors.js'
+import { parseQueryDict, parseRequestData } from '../../src/drf/body.js'
 import { generateCatalog, isClear } from '../../src/sandbox/data-catalog.js'
-import { validate, type DataSource } from '../../src/sandbox/fields.js'
+import { validate, type DataSource } from '../../src/drf/fields.js'
 import { decodeAtlasId, encodeAtlasId } from '../../src/sandbox/ids.js'
-import { negotiate } from '../../src/sandbox/negotiation.js'
+import { negotiate } from '../../src/drf/negotiation.js'
 import { parseRate, resolveOptions } from '../../src/sandbox/options.js'
-import { PythonJsonError, pythonJsonLoads } from '../../src/sandbox/python-json.js'
+import { PythonJsonError, pythonJsonLoads } from '../../src/drf/python-json.js'
 import { Store } from '../../src/sandbox/store.js'
 import { SlidingWindowThrottle, throttledDetail } from '../../src/sandbox/throttle.js'
-import { formatDateTime, parseDateTime } from '../../src/sandbox/time.js'
+import { formatDateTime, parseDateTime } from '../../src/drf/time.js'
 import { call, startTestSandbox } from '../fixtures/sandbox-client.js'
 
 function pyError (text: string): string {

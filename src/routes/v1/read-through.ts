@@ -42,13 +42,10 @@ export interface CacheInfo { status: FetchResult['status'], ageS: number, route:
 
 export interface TableRead extends CacheInfo { value: unknown }
 
-/**
- * A whole upstream read reply through the cache. The reply must be 200 JSON; anything else is an
- * upstream error (never stored). Returns the losslessly parsed value.
- */
-export async function readTable (
+/** A whole upstream read reply through the cache, as the upstream's text (compat answers it as is). */
+export async function readTableText (
   app: FastifyInstance, request: FastifyRequest, route: RouteId, endpoint: UpstreamEndpoint, fields: Fields, tags: string[] = []
-): Promise<TableRead> {
+): Promise<CacheInfo & { text: string, entry: FetchResult['entry'] }> {
   const key = buildCacheKey(route, fields)
   const result = await app.cache.fetch(key, app.cache.freshness(route), async () => {
     await chargeShare(app, request)
@@ -59,7 +56,18 @@ export async function readTable (
     return { body: Buffer.from(reply.text, 'utf8'), contentType: JSON_TYPE, tags: [cacheTags.route(route), ...tags] }
   }, { route, bypass: wantsBypass(request) })
   request.cacheStatus = result.status
-  return { value: parseMemo(result.entry), status: result.status, ageS: result.ageS, route }
+  return { text: result.entry.body.toString('utf8'), entry: result.entry, status: result.status, ageS: result.ageS, route }
+}
+
+/**
+ * A whole upstream read reply through the cache, losslessly parsed (ids as bigint). The reply must be
+ * 200 JSON; anything else is an upstream error, never stored.
+ */
+export async function readTable (
+  app: FastifyInstance, request: FastifyRequest, route: RouteId, endpoint: UpstreamEndpoint, fields: Fields, tags: string[] = []
+): Promise<TableRead> {
+  const { entry, status, ageS } = await readTableText(app, request, route, endpoint, fields, tags)
+  return { value: parseMemo(entry), status, ageS, route }
 }
 
 /** Sends a body derived from a cached read with the read's cache headers and its own strong ETag. */
