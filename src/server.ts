@@ -1,14 +1,77 @@
 // The only file with side effects: reads process.env once, builds the app, listens, and shuts down
 // gracefully. With no ATLAS_BASE_URL it starts the sandbox upstream in-process (the embedded default).
 import closeWithGrace from 'close-with-grace'
+import type { FastifyInstance } from 'fastify'
 import { loadConfig, type Config } from './config.js'
 import { buildApp } from './app.js'
-import { startSandbox, type Sandbox } from './sandbox/index.js'
+import { startSandbox, type Sandbox, type SandboxOptions } from './sandbox/index.js'
+
+// Beyond SHUTDOWN_TIMEOUT_MS, closing Redis and the upstream pool may take this long before
+// close-with-grace gives up and exits 1.
+const DEFAULT_CLOSE_MARGIN_MS = 5000
+
+type Env = Record<string, string | undefined>
+
+function numberOf (env: Env, name: string): number | undefined {
+  const text = env[name]
+  if (text === undefined || text === '') return undefined
+  const value = Number(text)
+  if (!Number.isFinite(value)) throw new Error(`${name} must be a number, got "${text}"`)
+  return value
+}
+
+function stringOf (env: Env, name: string): string | undefined {
+  const text = env[name]
+  return text === undefined || text === '' ? undefined : text
+}
+
+/**
+ * The embedded sandbox's knobs, from the same SANDBOX_* variables `npm run sandbox` reads, so a demo or
+ * a test can make the embedded upstream slow or flaky (SANDBOX_PORT and the host stay loopback/ephemeral).
+ */
+function embeddedSandboxOptions (env: Env): SandboxOptions {
+  // Unset knobs stay undefined, which the sandbox reads as "use my default".
+  return {
+    host: '127.0.0.1',
+    port: 0,
+    objects: numberOf(env, 'SANDBOX_OBJECTS'),
+    seed: numberOf(env, 'SANDBOX_SEED'),
+    latencyMs: numberOf(env, 'SANDBOX_LATENCY_MS'),
+    jitterMs: numberOf(env, 'SANDBOX_JITTER_MS'),
+    errorRate: numberOf(env, 'SANDBOX_ERROR_RATE'),
+    tokenTtlS: numberOf(env, 'SANDBOX_TOKEN_TTL_S'),
+    throttleRate: stringOf(env, 'SANDBOX_THROTTLE_RATE'),
+    staffThrottleRate: stringOf(env, 'SANDBOX_STAFF_THROTTLE_RATE'),
+    anonThrottleRate: stringOf(env, 'SANDBOX_ANON_THROTTLE_RATE')
+  }
+}
+
+/** A URL a person can paste: a wildcard listen address becomes localhost. */
+function humanUrl (address: string): string {
+  return address.replace('//0.0.0.0', '//localhost').replace('//[::]', '//localhost')
+}
+
+/** SIGHUP re-reads the consumers file; a failed reload keeps the previous consumers (consumers/registry). */
+async function reloadConsumers (app: FastifyInstance): Promise<void> {
+  if (!app.hasDecorator('consumers')) {
+    app.log.info({ signal: 'SIGHUP' }, 'SIGHUP: nothing to reload')
+    return
+  }
+  try {
+    const result = await app.consumers.reload()
+    if (result.ok) app.log.info({ signal: 'SIGHUP' }, 'SIGHUP: consumers file reloaded')
+    else app.log.error({ signal: 'SIGHUP', error: result.error }, 'SIGHUP: consumers file reload failed; the previous consumers stay')
+  } catch (err) {
+    app.log.error({ signal: 'SIGHUP', err }, 'SIGHUP: consumers file reload failed; the previous consumers stay')
+  }
+}
 
 async function main (): Promise<void> {
   let config: Config
+  let sandboxOptions: SandboxOptions
   try {
     config = loadConfig(process.env)
+    sandboxOptions = embeddedSandboxOptions(process.env)
   } catch (err) {
     process.stderr.write(`atlas-gateway: invalid setting: ${(err as Error).message}\n`)
     process.exit(1)
@@ -16,7 +79,7 @@ async function main (): Promise<void> {
 
   let sandbox: Sandbox | undefined
   if (config.ATLAS_BASE_URL === '') {
-    sandbox = await startSandbox({ host: '127.0.0.1', port: 0 })
+    sandbox = await startSandbox(sandboxOptions)
     const writer = sandbox.users.write
     config = {
       ...config,
@@ -28,19 +91,55 @@ async function main (): Promise<void> {
   }
 
   const app = await buildApp(config)
-  closeWithGrace({ delay: config.SHUTDOWN_TIMEOUT_MS }, async ({ signal, err }) => {
+  const shutdownMs = config.SHUTDOWN_TIMEOUT_MS
+  // SIGHUP means "reload" here, not "close" (close-with-grace handles it by default).
+  closeWithGrace({
+    delay: shutdownMs + DEFAULT_CLOSE_MARGIN_MS,
+    skip: ['SIGHUP'],
+    logger: { error: (msg: unknown) => app.log.error({ detail: String(msg) }, 'shutdown did not finish') }
+  }, async ({ signal, err }) => {
     if (err !== undefined) app.log.error({ err }, 'shutting down after an error')
-    else app.log.info({ signal }, 'shutting down')
+    else app.log.info({ signal, timeout_ms: shutdownMs }, 'shutting down: not ready, finishing in-flight requests')
+    // /readyz answers 503 from now on; app.close() then stops accepting (return503OnClosing answers
+    // requests on kept-alive sockets) and waits for in-flight requests before its onClose hooks close
+    // Redis and the upstream pool.
     app.readiness.shuttingDown()
+    const cut = setTimeout(() => {
+      app.log.warn({ timeout_ms: shutdownMs }, 'in-flight requests still running at SHUTDOWN_TIMEOUT_MS; closing their connections')
+      app.server.closeAllConnections()
+    }, shutdownMs)
+    try {
+      await app.close()
+    } finally {
+      clearTimeout(cut)
+    }
+    await sandbox?.close()
+    app.log.info('shut down')
+  })
+  // reloadConsumers logs its own failures; nothing is left to handle here.
+  process.on('SIGHUP', () => { reloadConsumers(app).catch(() => {}) })
+
+  let address: string
+  try {
+    address = await app.listen({ port: config.PORT, host: config.HOST })
+  } catch (err) {
+    app.log.fatal({ err }, 'cannot listen')
     await app.close()
     await sandbox?.close()
-  })
-
-  const address = await app.listen({ port: config.PORT, host: config.HOST })
+    process.exit(1)
+  }
   if (sandbox !== undefined) {
     app.log.info({ upstream: sandbox.baseUrl }, 'embedded sandbox upstream started (set ATLAS_BASE_URL to use the real server)')
   }
-  app.log.info({ address, docs: `${address}/docs` }, 'atlas-gateway listening')
+  const url = humanUrl(address)
+  app.log.info({ address, docs: `${url}/docs` }, 'atlas-gateway listening')
+  app.log.info(`try it: curl -H "Authorization: Bearer <consumer key>" ${url}/v1/lists   (API docs: ${url}/docs)`)
 }
 
-await main()
+try {
+  await main()
+} catch (err) {
+  // A boot failure (e.g. an unreadable consumers file): say why in one line instead of a stack trace.
+  process.stderr.write(`atlas-gateway: cannot start: ${(err as Error).message}\n`)
+  process.exit(1)
+}

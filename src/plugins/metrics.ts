@@ -1,8 +1,11 @@
 // Prometheus metrics (prom-client). Every metric the gateway exports is created here, so names and
 // label sets are in one place; other modules receive `app.metrics` and only inc/observe. Label values
 // are bounded: route templates (never raw URLs), endpoint names, consumer ids, fixed outcome words.
+import { createHash, timingSafeEqual } from 'node:crypto'
 import fp from 'fastify-plugin'
+import type { FastifyRequest } from 'fastify'
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
+import { UnauthenticatedError } from '../errors.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -11,6 +14,10 @@ declare module 'fastify' {
 }
 
 export type Metrics = ReturnType<typeof createMetrics>
+
+/** The route label of a request that matched no route: raw URLs would make label values unbounded. */
+export const UNMATCHED_ROUTE = 'unmatched'
+export const ANONYMOUS_CONSUMER = 'anonymous'
 
 export function createMetrics (registry = new Registry()) {
   const registers = [registry]
@@ -35,3 +42,54 @@ export const metricsPlugin = fp(async (app) => {
   collectDefaultMetrics({ register: metrics.registry })
   app.decorate('metrics', metrics)
 }, { name: 'metrics', fastify: '5.x' })
+
+/** The route template of a request (`/v1/objects/:id`), never its raw URL. */
+export function routeLabel (request: FastifyRequest): string {
+  return request.routeOptions.url ?? UNMATCHED_ROUTE
+}
+
+/**
+ * The consumer id of a request. `request.consumer` is decorated by the consumer-auth plugin, which may
+ * be absent (tests, or before auth ran on a rejected request), so it is read without assuming it exists.
+ */
+export function consumerLabel (request: FastifyRequest): string {
+  const id = (request as { consumer?: { id?: unknown } | null }).consumer?.id
+  return typeof id === 'string' && id !== '' ? id : ANONYMOUS_CONSUMER
+}
+
+/** Constant-time comparison of a presented secret with the expected one (digests make lengths equal). */
+export function isSameSecret (given: string, expected: string): boolean {
+  const a = createHash('sha256').update(given).digest()
+  const b = createHash('sha256').update(expected).digest()
+  return timingSafeEqual(a, b)
+}
+
+function bearerOf (request: FastifyRequest): string {
+  const header = request.headers.authorization
+  if (typeof header !== 'string') return ''
+  const match = /^Bearer\s+(\S+)\s*$/i.exec(header)
+  return match?.[1] ?? ''
+}
+
+/**
+ * GET /metrics (Prometheus text) and the per-request metrics. A root hook applies to every route,
+ * including those registered before this plugin (Fastify binds hooks to routes at ready time).
+ */
+export const metricsEndpointPlugin = fp(async (app) => {
+  const { metrics, config } = app
+
+  app.addHook('onResponse', async (request, reply) => {
+    const route = routeLabel(request)
+    metrics.requests.inc({ route, status: String(reply.statusCode), consumer: consumerLabel(request) })
+    metrics.requestDuration.observe({ route }, reply.elapsedTime / 1000)
+  })
+
+  app.get('/metrics', { schema: { hide: true } }, async (request, reply) => {
+    if (config.METRICS_TOKEN !== '' && !isSameSecret(bearerOf(request), config.METRICS_TOKEN)) {
+      reply.header('www-authenticate', 'Bearer realm="metrics"')
+      throw new UnauthenticatedError('/metrics needs Authorization: Bearer <METRICS_TOKEN>.')
+    }
+    const text = await metrics.registry.metrics()
+    return reply.type(metrics.registry.contentType).send(text)
+  })
+}, { name: 'metrics-endpoint', fastify: '5.x', dependencies: ['metrics'] })

@@ -1,0 +1,86 @@
+import { test } from 'tap'
+import type { Test } from 'tap'
+import { PassThrough } from 'node:stream'
+import { buildApp } from '../../src/app.js'
+import { buildTestApp, startTestSandbox, testConfig } from '../helper.js'
+
+interface LogLine { level: number, msg: string, [field: string]: unknown }
+
+function parseLines (text: string): LogLine[] {
+  return text.split('\n').filter((l) => l.trim() !== '').map((l) => JSON.parse(l) as LogLine)
+}
+
+const accessLines = (text: string) => parseLines(text).filter((l) => l.msg === 'request completed')
+
+/** An app that is not ready yet (so a test can add routes), with its log lines captured. */
+async function appWithLogs (t: Test) {
+  const sandbox = await startTestSandbox(t)
+  const chunks: string[] = []
+  const logStream = new PassThrough()
+  logStream.on('data', (c: Buffer) => chunks.push(c.toString('utf8')))
+  const app = await buildApp(testConfig({ LOG_LEVEL: 'info', REDIS_URL: '', ATLAS_BASE_URL: sandbox.baseUrl }), { logStream })
+  t.teardown(() => app.close())
+  return { app, chunks }
+}
+
+test('one access line per request, with route template, consumer, status, duration, cache and upstream calls', async (t) => {
+  const { app, chunks } = await appWithLogs(t)
+  app.get('/things/:id', async (request) => {
+    // What the cache, upstream and consumer-auth modules set on a request.
+    request.cacheStatus = 'MISS'
+    request.upstreamCalls += 2
+    Object.assign(request, { consumer: { id: 'broker-1' } })
+    return { ok: true }
+  })
+  await app.ready()
+
+  const res = await app.inject({ url: '/things/1234567890123456789?mjd_min=60000', headers: { 'x-request-id': 'req-42' } })
+  t.equal(res.statusCode, 200)
+  await app.inject({ url: '/healthz' })
+
+  const lines = parseLines(chunks.join(''))
+  const access = lines.filter((l) => l.msg === 'request completed')
+  t.equal(access.length, 2, 'exactly one line per request')
+  t.notOk(lines.some((l) => l.msg === 'incoming request'), "Fastify's own request lines are off")
+  const [first, second] = access
+  t.match(first, {
+    level: 30,
+    request_id: 'req-42',
+    consumer: 'broker-1',
+    route: '/things/:id',
+    method: 'GET',
+    status: 200,
+    cache: 'MISS',
+    upstream_calls: 2
+  })
+  t.type(first?.duration_ms, 'number')
+  t.match(second, { route: '/healthz', consumer: 'anonymous', cache: '-', upstream_calls: 0, status: 200 })
+})
+
+test('unmatched routes and errors get their access line too; 5xx keeps its error log', async (t) => {
+  const { app, chunks } = await appWithLogs(t)
+  app.get('/boom', async () => { throw new Error('kaput') })
+  await app.ready()
+  await app.inject({ url: '/no/such/thing' })
+  await app.inject({ url: '/boom' })
+  const lines = parseLines(chunks.join(''))
+  t.match(accessLines(chunks.join('')), [{ route: 'unmatched', status: 404 }, { route: '/boom', status: 500 }])
+  t.ok(lines.some((l) => l.msg === 'request failed' && l.level === 50), 'the problem handler still logs the 5xx')
+})
+
+test('keys, tokens and passwords never reach the access log', async (t) => {
+  const { app, logs } = await buildTestApp(t)
+  const secret = 'feedfacefeedfacefeedfacefeedfacefeedface'
+  const password = 'correct-horse-battery-staple'
+  await app.inject({
+    url: `/healthz?token=${secret}&password=${password}`,
+    headers: { authorization: `Bearer ${secret}`, 'x-api-key': secret }
+  })
+  await app.inject({ url: `/atlas/api/objects/?token=${secret}`, headers: { authorization: `Token ${secret}` } })
+  await app.inject({ url: '/metrics', headers: { authorization: `Bearer ${secret}` } })
+  await app.inject({ url: `/v1/lists?api_key=${secret}`, headers: { 'x-api-key': secret } })
+  const text = logs()
+  t.equal(accessLines(text).length, 4)
+  t.notOk(text.includes(secret), 'no key or token in the logs')
+  t.notOk(text.includes(password), 'no password in the logs')
+})
