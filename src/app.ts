@@ -1,6 +1,6 @@
 // buildApp(config) assembles the gateway: plugins are registered in one explicit order, because each
 // builds on the ones before it (config → errors → health → redis → upstream → cache → auth → quota → routes).
-import Fastify, { type FastifyInstance } from 'fastify'
+import Fastify, { LogController, type FastifyInstance } from 'fastify'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import type { Config } from './config.js'
 import { buildLoggerOptions, genReqId } from './logger.js'
@@ -12,6 +12,7 @@ import { accessLogPlugin } from './plugins/access-log.js'
 import { redisPlugin } from './plugins/redis.js'
 import { consumerAuthPlugin } from './plugins/consumer-auth.js'
 import { v1Routes } from './routes/v1/index.js'
+import { COMPAT_PREFIX, compatNegotiationPlugin, compatRoutes } from './routes/compat/index.js'
 import { upstreamPlugin } from './upstream/plugin.js'
 import { createListCatalog, type ListCatalog } from './lists.js'
 import { cachePlugin } from './cache/plugin.js'
@@ -36,12 +37,12 @@ export async function buildApp (config: Config, deps: AppDeps = {}): Promise<Fas
   const app = Fastify({
     logger: deps.logStream === undefined ? loggerOptions : Object.assign(loggerOptions, { stream: deps.logStream }),
     genReqId,
-    requestIdLogLabel: 'request_id',
+    // The LogController carries both log options (the top-level ones are deprecated in Fastify 5.x);
+    // plugins/access-log.ts writes one line per request instead of Fastify's two.
+    logController: new LogController({ requestIdLogLabel: 'request_id', disableRequestLogging: true }),
     bodyLimit: config.BODY_LIMIT_BYTES,
     trustProxy: false,
     return503OnClosing: true,
-    // plugins/access-log.ts writes one line per request instead of Fastify's two.
-    disableRequestLogging: true,
     ajv: { customOptions: { removeAdditional: 'all', coerceTypes: 'array', useDefaults: true } }
   }).withTypeProvider<TypeBoxTypeProvider>()
 
@@ -64,9 +65,11 @@ export async function buildApp (config: Config, deps: AppDeps = {}): Promise<Fas
   // [plugins: cache]
   await app.register(cachePlugin)
   // [plugins: consumers, auth, quota]
+  await app.register(compatNegotiationPlugin)
   await app.register(consumerAuthPlugin)
   // [routes]
   await app.register(v1Routes, { prefix: '/v1' })
+  await app.register(compatRoutes, { prefix: COMPAT_PREFIX })
 
   return app
 }

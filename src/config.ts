@@ -22,7 +22,7 @@ export const ConfigSchema = Type.Object({
   ATLAS_USERNAME_FILE: OptionalString('file holding ATLAS_USERNAME'),
   ATLAS_PASSWORD: OptionalString('password for unattended token refresh'),
   ATLAS_PASSWORD_FILE: OptionalString('file holding ATLAS_PASSWORD'),
-  REDIS_URL: OptionalString('Redis for cache L2, limits, budget and token; empty means memory (redis://, rediss://, or sentinel via redis+sentinel://)'),
+  REDIS_URL: OptionalString('Redis for cache L2, limits, budget and token; empty means memory (redis:// or rediss://; no Sentinel or Cluster, see deploy/kubernetes/README.md)'),
   REDIS_KEY_PREFIX: Type.String({ default: 'agw:', description: 'prefix of every Redis key the gateway writes' }),
   REDIS_COMMAND_TIMEOUT_MS: Int(500, 10, 'a Redis command slower than this fails (so a stalled Redis never hangs a request)'),
   CONSUMERS_FILE: OptionalString('consumers file (YAML or JSON); empty creates an in-memory demo consumer'),

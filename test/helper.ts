@@ -23,6 +23,8 @@ export interface TestAppOptions {
   deps?: AppDeps
   /** Use Redis from the REDIS_URL environment variable (default true when it is set). */
   useRedis?: boolean
+  /** Registers test routes before the app is readied. */
+  register?: (app: FastifyInstance) => void | Promise<void>
 }
 
 /** Fixture objects every sandbox holds (upstream-golden.json `fixtures`). */
@@ -88,6 +90,7 @@ export async function buildTestApp (t: Test, opts: TestAppOptions = {}): Promise
   logStream.on('data', (c: Buffer) => chunks.push(c.toString('utf8')))
   const app = await buildApp(config, { logStream, ...opts.deps })
   t.teardown(() => app.close())
+  await opts.register?.(app)
   await app.ready()
   return { app, sandbox, config, logs: () => chunks.join('') }
 }

@@ -3,17 +3,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type, type Static } from '@sinclair/typebox'
 import { UnauthenticatedError } from '../../errors.js'
-
-// The RFC 9457 problem document of plugins/problem-handler.ts.
-const ProblemSchema = Type.Object({
-  type: Type.String(),
-  title: Type.String(),
-  status: Type.Integer(),
-  detail: Type.String(),
-  code: Type.String(),
-  request_id: Type.String(),
-  errors: Type.Optional(Type.Array(Type.Object({ path: Type.String(), message: Type.String() })))
-}, { description: 'RFC 9457 problem (application/problem+json)' })
+import { problems } from '../../schemas/common.js'
 
 const Count = (description: string) => Type.Union([Type.Integer({ minimum: 0 }), Type.Null()], { description })
 
@@ -43,13 +33,7 @@ export const meRoutes: FastifyPluginAsyncTypebox = async (app) => {
       summary: 'The calling consumer: identity, scopes, limits and current usage',
       tags: ['consumers'],
       security: [{ bearer: [] }, { apiKey: [] }],
-      response: {
-        200: MeSchema,
-        401: ProblemSchema,
-        403: ProblemSchema,
-        429: ProblemSchema,
-        503: ProblemSchema
-      }
+      response: { 200: MeSchema, ...problems() }
     }
   }, async (request): Promise<Me> => {
     const consumer = request.consumer

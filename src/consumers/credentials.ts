@@ -1,0 +1,58 @@
+// Where a request carries its key, per dialect. v1: `Authorization: Bearer <key>` or `X-API-Key`.
+// compat: the upstream's own rules (upstream-contract §2), detail strings included: the header
+// `Authorization: Token <key>` (keyword case-insensitive) wins when present, else `?token=`.
+import { isUtf8 } from 'node:buffer'
+import type { FastifyRequest } from 'fastify'
+
+export const COMPAT_NOT_PROVIDED = 'Authentication credentials were not provided.'
+export const COMPAT_INVALID_TOKEN = 'Invalid token.'
+const COMPAT_NO_CREDENTIALS = 'Invalid token header. No credentials provided.'
+const COMPAT_SPACES = 'Invalid token header. Token string should not contain spaces.'
+const COMPAT_INVALID_CHARS = 'Invalid token header. Token string should not contain invalid characters.'
+const COMPAT_BAD_FORMAT = 'Invalid token format.'
+
+const BEARER = /^bearer(?:[ \t]+(.*))?$/i
+// Python's bytes.split() with no argument: runs of ASCII whitespace.
+const PY_WHITESPACE = /[ \t\n\r\v\f]+/
+// The upstream checks ?token= against Python's `^\w+$`, which is Unicode-aware.
+const PY_WORD = /^[\p{L}\p{N}_]+$/u
+
+/** The v1 key, or undefined when none was sent. A malformed Bearer value is returned as is (→ invalid). */
+export function v1Key (request: FastifyRequest): string | undefined {
+  const header = request.headers.authorization
+  if (typeof header === 'string') {
+    const match = BEARER.exec(header.trim())
+    if (match !== null) return (match[1] ?? '').trim()
+  }
+  const apiKey = request.headers['x-api-key']
+  if (typeof apiKey === 'string' && apiKey.trim() !== '') return apiKey.trim()
+  return undefined
+}
+
+function queryToken (request: FastifyRequest): string | undefined {
+  const query = request.query as Record<string, unknown> | undefined
+  const value = query?.token
+  // Django's QueryDict.get returns the last of repeated values.
+  const token = Array.isArray(value) ? value[value.length - 1] : value
+  return typeof token === 'string' && token !== '' ? token : undefined
+}
+
+/** The compat key, or the upstream's exact 401 detail explaining why there is none. */
+export function compatKey (request: FastifyRequest): { key: string } | { detail: string } {
+  const header = request.headers.authorization
+  if (typeof header === 'string') {
+    const parts = header.split(PY_WHITESPACE).filter((part) => part !== '')
+    if (parts[0]?.toLowerCase() === 'token') {
+      if (parts.length === 1) return { detail: COMPAT_NO_CREDENTIALS }
+      if (parts.length > 2) return { detail: COMPAT_SPACES }
+      const key = parts[1] as string
+      // Node hands header bytes over as latin1; the upstream decodes them as UTF-8.
+      if (!isUtf8(Buffer.from(key, 'latin1'))) return { detail: COMPAT_INVALID_CHARS }
+      return { key }
+    }
+  }
+  const token = queryToken(request)
+  if (token === undefined) return { detail: COMPAT_NOT_PROVIDED }
+  if (!PY_WORD.test(token)) return { detail: COMPAT_BAD_FORMAT }
+  return { key: token }
+}

@@ -1,0 +1,82 @@
+// The set of known consumers, swapped whole on reload: a request sees either the old set or the new one,
+// never a half-read file, and a broken file leaves the old set in place.
+import type { FastifyBaseLogger } from 'fastify'
+import { readConsumersFile } from './file.js'
+import { generateKey, hashKey, isKeyShaped, verifyKey } from './keys.js'
+import { toRecord, type Consumer, type ConsumerRecord } from './schema.js'
+import { ALL_LISTS, SCOPES } from './scopes.js'
+
+export const DEMO_CONSUMER_ID = 'demo'
+
+export interface ConsumerRegistryOptions {
+  /** Path of the consumers file; '' creates the in-memory demo consumer. */
+  file: string
+  log: Pick<FastifyBaseLogger, 'info' | 'warn'>
+}
+
+export interface ReloadResult { ok: boolean, error?: string }
+
+export type ConsumerRegistry = Awaited<ReturnType<typeof createConsumerRegistry>>
+
+function demoRecord (key: string): ConsumerRecord {
+  return toRecord({
+    id: DEMO_CONSUMER_ID,
+    name: 'Demo consumer (in memory; set CONSUMERS_FILE to use real consumers)',
+    key_sha256: hashKey(key),
+    scopes: [...SCOPES],
+    lists: [ALL_LISTS]
+  })
+}
+
+export async function createConsumerRegistry (opts: ConsumerRegistryOptions) {
+  let byHash = new Map<string, ConsumerRecord>()
+  let byId = new Map<string, ConsumerRecord>()
+  const demoKey = opts.file === '' ? generateKey() : undefined
+
+  function install (records: readonly ConsumerRecord[]): void {
+    const hashes = new Map<string, ConsumerRecord>()
+    const ids = new Map<string, ConsumerRecord>()
+    for (const record of records) {
+      ids.set(record.consumer.id, record)
+      for (const hash of record.hashes) hashes.set(hash, record)
+    }
+    byHash = hashes
+    byId = ids
+  }
+
+  // Boot: a bad file throws here and so fails buildApp, naming the entry and field.
+  install(demoKey === undefined ? await readConsumersFile(opts.file) : [demoRecord(demoKey)])
+
+  return {
+    demoKey,
+    /** The enabled consumer holding this key, or undefined (malformed, unknown, revoked or disabled). */
+    authenticate (key: string): Consumer | undefined {
+      if (!isKeyShaped(key)) return undefined
+      // The map lookup is by the hash of a 160-bit random key, which reveals nothing useful through
+      // timing; verifyKey then makes the final comparison in constant time.
+      const record = byHash.get(hashKey(key))
+      if (record === undefined || !verifyKey(key, record.hashes) || record.consumer.disabled) return undefined
+      return record.consumer
+    },
+    get (id: string): Consumer | undefined {
+      return byId.get(id)?.consumer
+    },
+    list (): Consumer[] {
+      return [...byId.values()].map((r) => r.consumer)
+    },
+    /** Re-reads the file; on any error the current consumers stay and the reason is logged and returned. */
+    async reload (): Promise<ReloadResult> {
+      if (demoKey !== undefined) return { ok: true }
+      try {
+        const records = await readConsumersFile(opts.file)
+        install(records)
+        opts.log.info({ consumers: records.length }, 'consumers reloaded')
+        return { ok: true }
+      } catch (err) {
+        const error = (err as Error).message
+        opts.log.warn({ error }, 'consumers reload failed; keeping the previous consumers')
+        return { ok: false, error }
+      }
+    }
+  }
+}

@@ -1,0 +1,165 @@
+// Consumer authentication, scopes, per-list permissions and limits for every route whose config names
+// a `scope` (health, docs and metrics routes have none and are untouched). Order (design §4):
+//   onRequest:  key → consumer (401) → [compat: scope (403)] → request rate (429)
+//   (schema validation)
+//   preHandler: [v1: scope (403)] → custom list (403) → max_batch (413) → daily object units (429)
+// v1 errors are GW_ problems; the compat dialect answers with the upstream's exact `{"detail"}` bodies.
+import fp from 'fastify-plugin'
+import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify'
+import { consumersPlugin } from '../consumers/plugin.js'
+import { COMPAT_INVALID_TOKEN, compatKey, v1Key } from '../consumers/credentials.js'
+import type { Consumer } from '../consumers/schema.js'
+import { hasScope, mayWriteList, type Scope } from '../consumers/scopes.js'
+import {
+  ForbiddenError, PayloadTooLargeError, QuotaExhaustedError, RateLimitedError, UnauthenticatedError, withRetryAfter
+} from '../errors.js'
+import { quotaPlugin } from '../quota/plugin.js'
+
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /** The scope a consumer needs; routes without one are public. */
+    scope?: Scope
+    /** How rejections are written: v1 problem+json (default) or the upstream's `{"detail"}`. */
+    dialect?: 'v1' | 'compat'
+    /** Object units the request costs (one per requested id); charged before the handler runs. */
+    units?: (request: FastifyRequest) => number
+    /** The custom list the request writes; the consumer must be allowed to write it. */
+    list?: (request: FastifyRequest) => string | undefined
+  }
+  interface FastifyRequest {
+    /** The authenticated consumer on scoped routes; null elsewhere. */
+    consumer: Consumer | null
+  }
+}
+
+const REALM = 'Bearer realm="atlas-gateway"'
+const COMPAT_FORBIDDEN = 'You do not have permission to perform this action.'
+const COMPAT_UNAVAILABLE = 'Service temporarily unavailable, try again later.'
+
+type Rejection = FastifyError & { retryAfter?: number }
+
+function throttledDetail (seconds: number): string {
+  return `Request was throttled. Expected available in ${seconds} second${seconds === 1 ? '' : 's'}.`
+}
+
+function sendCompat (reply: FastifyReply, status: number, detail: string): FastifyReply {
+  // A Buffer, so Fastify sends the type as is: the upstream's is `application/json` with no charset.
+  return reply.code(status).type('application/json').send(Buffer.from(JSON.stringify({ detail })))
+}
+
+/**
+ * Writes a gateway limit/auth error the way the upstream would (`{"detail"}`, DRF wording); rethrows
+ * anything else. Exported for the compat routes, e.g. for a GW_QUOTA_EXHAUSTED from takeUpstreamShare.
+ */
+export function sendCompatError (reply: FastifyReply, err: Rejection): FastifyReply {
+  const retryAfter = err.retryAfter ?? 1
+  switch (err.code) {
+    case 'GW_FORBIDDEN': return sendCompat(reply, 403, COMPAT_FORBIDDEN)
+    case 'GW_RATE_LIMITED':
+    case 'GW_QUOTA_EXHAUSTED':
+      // The only 429 the upstream's clients know is DRF's throttle reply.
+      return sendCompat(reply.header('retry-after', String(retryAfter)), 429, throttledDetail(retryAfter))
+    case 'GW_UNAVAILABLE': return sendCompat(reply, 503, COMPAT_UNAVAILABLE)
+    case 'GW_PAYLOAD_TOO_LARGE': return sendCompat(reply, 413, err.message)
+    default: throw err
+  }
+}
+
+/** v1: throws the GW_ error for the problem handler. compat: writes the upstream-shaped reply. */
+function reject (request: FastifyRequest, reply: FastifyReply, err: Rejection): FastifyReply {
+  if (request.routeOptions.config.dialect !== 'compat') throw err
+  return sendCompatError(reply, err)
+}
+
+function policyHeader (consumer: Consumer): string {
+  return `"requests";q=${consumer.rate.max};w=${Math.max(1, Math.round(consumer.rate.windowMs / 1000))}`
+}
+
+export const consumerAuthPlugin = fp(async (app) => {
+  await app.register(consumersPlugin)
+  await app.register(quotaPlugin)
+  app.decorateRequest('consumer', null)
+
+  function authenticateV1 (request: FastifyRequest, reply: FastifyReply): Consumer {
+    const key = v1Key(request)
+    if (key === undefined) {
+      reply.header('www-authenticate', REALM)
+      throw new UnauthenticatedError('This API needs a key: send Authorization: Bearer <key> or X-API-Key: <key>.')
+    }
+    const consumer = app.consumers.authenticate(key)
+    if (consumer === undefined) {
+      reply.header('www-authenticate', `${REALM}, error="invalid_token"`)
+      throw new UnauthenticatedError('This key is not valid: it is unknown, revoked or disabled.')
+    }
+    return consumer
+  }
+
+  async function limitRate (request: FastifyRequest, reply: FastifyReply, consumer: Consumer): Promise<FastifyReply | undefined> {
+    reply.header('ratelimit-policy', policyHeader(consumer))
+    let state
+    try {
+      state = await app.quota.checkRate(request)
+    } catch (err) {
+      return reject(request, reply, err as Rejection)
+    }
+    if (state === undefined) return undefined
+    reply.header('ratelimit', `"requests";r=${state.remaining};t=${state.resetSeconds}`)
+    if (!state.isExceeded) return undefined
+    app.metrics.limitRejections.inc({ consumer: consumer.id, kind: 'rate' })
+    return reject(request, reply, withRetryAfter(new RateLimitedError(
+      `This key allows ${consumer.rate.text} requests; retry after ${state.resetSeconds} s.`
+    ), state.resetSeconds))
+  }
+
+  app.addHook('onRequest', async (request, reply) => {
+    const scope = request.routeOptions.config.scope
+    if (scope === undefined) return
+    if (request.routeOptions.config.dialect === 'compat') {
+      const credential = compatKey(request)
+      const consumer = 'key' in credential ? app.consumers.authenticate(credential.key) : undefined
+      if (consumer === undefined) {
+        return sendCompat(reply.header('www-authenticate', 'Token'), 401, 'detail' in credential ? credential.detail : COMPAT_INVALID_TOKEN)
+      }
+      request.consumer = consumer
+      // The upstream checks permission before throttling (a 403 is never a 429); compat keeps that order.
+      if (!hasScope(consumer, scope)) return sendCompat(reply, 403, COMPAT_FORBIDDEN)
+      return await limitRate(request, reply, consumer)
+    }
+    const consumer = authenticateV1(request, reply)
+    request.consumer = consumer
+    return await limitRate(request, reply, consumer)
+  })
+
+  app.addHook('preHandler', async (request, reply) => {
+    const config = request.routeOptions.config
+    const consumer = request.consumer
+    if (config.scope === undefined || consumer === null) return
+    if (!hasScope(consumer, config.scope)) {
+      return reject(request, reply, new ForbiddenError(`This key lacks the scope "${config.scope}" that this operation needs.`))
+    }
+    const list = config.list?.(request)
+    if (list !== undefined && !mayWriteList(consumer, list)) {
+      return reject(request, reply, new ForbiddenError(`This key may not write the custom list "${list}".`))
+    }
+    const units = config.units?.(request) ?? 0
+    if (units > consumer.max_batch) {
+      app.metrics.limitRejections.inc({ consumer: consumer.id, kind: 'max_batch' })
+      return reject(request, reply, new PayloadTooLargeError(
+        `This request asks for ${units} objects; this key allows at most ${consumer.max_batch} per request. Split the batch.`
+      ))
+    }
+    if (units <= 0) return
+    let charge
+    try {
+      charge = await app.quota.chargeUnits(request, consumer, units)
+    } catch (err) {
+      return reject(request, reply, err as Rejection)
+    }
+    if (charge === undefined || charge.isAllowed) return
+    app.metrics.limitRejections.inc({ consumer: consumer.id, kind: 'daily_objects' })
+    return reject(request, reply, withRetryAfter(new QuotaExhaustedError(
+      `This request needs ${units} object units; ${Math.max(0, consumer.daily_objects - charge.used)} of ` +
+      `${consumer.daily_objects} are left today. The budget resets at 00:00 UTC.`
+    ), charge.resetSeconds))
+  })
+}, { name: 'consumer-auth', fastify: '5.x', dependencies: ['health', 'metrics', 'redis'] })

@@ -1,0 +1,81 @@
+// Counters over fixed calendar windows (UTC days, UTC hours): the one contract behind daily object
+// units and the upstream share, in memory or in Redis. A charge is all or nothing: one that would pass
+// the limit is refused whole and adds nothing, so a refused batch never eats budget.
+import type { Redis, Result } from 'ioredis'
+
+declare module 'ioredis' {
+  interface RedisCommander<Context> {
+    agwWindowCharge (key: string, units: number, limit: number, period: number, now: string): Result<[number, number, number], Context>
+  }
+}
+
+export interface WindowCharge {
+  isAllowed: boolean
+  /** Units used in the current window after this call. */
+  used: number
+  /** Seconds until the current window ends (at least 1). */
+  resetSeconds: number
+}
+
+export interface WindowStore {
+  /** Adds `units` to `key` unless that would pass `limit`; `units = 0` only reads. */
+  charge (key: string, units: number, limit: number, periodSeconds: number): Promise<WindowCharge>
+}
+
+/** Milliseconds since the epoch; injected by tests to cross a UTC midnight without sleeping. */
+export type Clock = () => number
+
+// Windows are aligned to multiples of the period since the epoch, which for 86400 s are UTC days
+// (Unix time has no leap seconds) and for 3600 s UTC hours. The Redis server's clock decides (TIME), so
+// every replica agrees on when a day ends. ARGV[4] overrides the time; only tests pass it.
+const CHARGE_LUA = `
+local units = tonumber(ARGV[1])
+local limit = tonumber(ARGV[2])
+local period = tonumber(ARGV[3])
+local now = tonumber(ARGV[4])
+if not now then
+  now = tonumber(redis.call('TIME')[1])
+end
+local window = math.floor(now / period)
+local reset = (window + 1) * period - now
+local stored = redis.call('HMGET', KEYS[1], 'w', 'n')
+local used = 0
+if tonumber(stored[1]) == window then used = tonumber(stored[2]) or 0 end
+if units <= 0 then return {1, used, reset} end
+if used + units > limit then return {0, used, reset} end
+used = used + units
+redis.call('HSET', KEYS[1], 'w', window, 'n', used)
+redis.call('EXPIRE', KEYS[1], reset + 60)
+return {1, used, reset}
+`
+
+export function createRedisWindowStore (redis: Redis, opts: { now?: Clock } = {}): WindowStore {
+  // defineCommand loads the script once and then calls it by SHA (EVALSHA, falling back to EVAL).
+  redis.defineCommand('agwWindowCharge', { numberOfKeys: 1, lua: CHARGE_LUA })
+  const now = opts.now
+  return {
+    async charge (key, units, limit, periodSeconds) {
+      const at = now === undefined ? '' : String(Math.floor(now() / 1000))
+      const [allowed, used, reset] = await redis.agwWindowCharge(key, units, limit, periodSeconds, at)
+      return { isAllowed: allowed === 1, used, resetSeconds: Math.max(1, reset) }
+    }
+  }
+}
+
+export function createMemoryWindowStore (opts: { now?: Clock } = {}): WindowStore {
+  const now = opts.now ?? Date.now
+  const counters = new Map<string, { window: number, used: number }>()
+  return {
+    async charge (key, units, limit, periodSeconds) {
+      const seconds = Math.floor(now() / 1000)
+      const window = Math.floor(seconds / periodSeconds)
+      const resetSeconds = Math.max(1, (window + 1) * periodSeconds - seconds)
+      const entry = counters.get(key)
+      const used = entry?.window === window ? entry.used : 0
+      if (units <= 0) return { isAllowed: true, used, resetSeconds }
+      if (used + units > limit) return { isAllowed: false, used, resetSeconds }
+      counters.set(key, { window, used: used + units })
+      return { isAllowed: true, used: used + units, resetSeconds }
+    }
+  }
+}

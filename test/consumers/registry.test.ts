@@ -1,0 +1,78 @@
+import { test } from 'tap'
+import { join } from 'node:path'
+import { writeFileSync } from 'node:fs'
+import { PassThrough } from 'node:stream'
+import { pino } from 'pino'
+import { stringify } from 'yaml'
+import { createConsumerRegistry, DEMO_CONSUMER_ID } from '../../src/consumers/registry.js'
+import { generateKey, hashKey } from '../../src/consumers/keys.js'
+import { SCOPES } from '../../src/consumers/scopes.js'
+
+function captureLog () {
+  const chunks: string[] = []
+  const stream = new PassThrough()
+  stream.on('data', (c: Buffer) => chunks.push(c.toString('utf8')))
+  return { log: pino(stream), text: () => chunks.join('') }
+}
+
+test('authenticate: known, rotated, unknown, malformed and disabled keys', async (t) => {
+  const [a1, a2, b, unknown] = [generateKey(), generateKey(), generateKey(), generateKey()]
+  const path = join(t.testdir(), 'c.yaml')
+  writeFileSync(path, stringify({
+    consumers: [
+      { id: 'a', key_sha256: [hashKey(a1), hashKey(a2)] },
+      { id: 'b', key_sha256: hashKey(b), disabled: true }
+    ]
+  }))
+  const { log } = captureLog()
+  const registry = await createConsumerRegistry({ file: path, log })
+  t.equal(registry.demoKey, undefined)
+  t.equal(registry.authenticate(a1)?.id, 'a')
+  t.equal(registry.authenticate(a2)?.id, 'a', 'both keys of a rotation work')
+  t.equal(registry.authenticate(unknown), undefined)
+  t.equal(registry.authenticate(a1.toUpperCase()), undefined, 'keys are lowercase hex')
+  t.equal(registry.authenticate(''), undefined)
+  t.equal(registry.authenticate(hashKey(a1)), undefined, 'the hash is not a key')
+  t.equal(registry.authenticate(b), undefined, 'a disabled consumer does not authenticate')
+  t.equal(registry.get('b')?.disabled, true)
+  t.strictSame(registry.list().map((c) => c.id), ['a', 'b'])
+  t.notOk(JSON.stringify(registry.list()).includes(hashKey(a1)), 'consumers carry no key hashes')
+})
+
+test('reload swaps the set; a broken file keeps the old one and says why', async (t) => {
+  const [a, c] = [generateKey(), generateKey()]
+  const path = join(t.testdir(), 'c.yaml')
+  writeFileSync(path, stringify({ consumers: [{ id: 'a', key_sha256: hashKey(a) }] }))
+  const { text, log } = captureLog()
+  const registry = await createConsumerRegistry({ file: path, log })
+
+  writeFileSync(path, stringify({ consumers: [{ id: 'c', key_sha256: hashKey(c) }] }))
+  t.strictSame(await registry.reload(), { ok: true })
+  t.equal(registry.authenticate(c)?.id, 'c')
+  t.equal(registry.authenticate(a), undefined, 'a consumer removed from the file is gone')
+
+  writeFileSync(path, 'consumers:\n  - id: c\n    key_sha256: nope\n')
+  const result = await registry.reload()
+  t.equal(result.ok, false)
+  t.match(result.error, /consumers\[0\] \(id "c"\): field "key_sha256"/)
+  t.equal(registry.authenticate(c)?.id, 'c', 'the previous consumers stay')
+  t.match(text(), /"level":40.*reload failed/, 'the failure is logged as a warning')
+})
+
+test('a bad file at boot rejects, naming the problem', async (t) => {
+  const path = join(t.testdir(), 'c.yaml')
+  writeFileSync(path, 'consumers:\n  - id: x\n    key_sha256: 12\n')
+  await t.rejects(createConsumerRegistry({ file: path, log: captureLog().log }), /consumers\[0\] \(id "x"\): field "key_sha256"/)
+})
+
+test('no file: an in-memory demo consumer with every scope and every list', async (t) => {
+  const registry = await createConsumerRegistry({ file: '', log: captureLog().log })
+  const key = registry.demoKey
+  t.match(key, /^[0-9a-f]{40}$/)
+  const demo = registry.authenticate(key ?? '')
+  t.equal(demo?.id, DEMO_CONSUMER_ID)
+  t.strictSame(demo?.scopes, [...SCOPES])
+  t.strictSame(demo?.lists, ['*'])
+  t.strictSame(await registry.reload(), { ok: true }, 'reload keeps the demo consumer')
+  t.equal(registry.authenticate(key ?? '')?.id, DEMO_CONSUMER_ID)
+})

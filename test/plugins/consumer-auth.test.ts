@@ -1,0 +1,234 @@
+// Authentication, scopes, lists and limits through the real app, with test routes declaring
+// `config: { scope, list, units, dialect }` the way the v1 and compat routes do.
+import { test } from 'tap'
+import type { FastifyInstance } from 'fastify'
+import { buildApp } from '../../src/app.js'
+import { SCOPES } from '../../src/consumers/scopes.js'
+import { hashKey } from '../../src/consumers/keys.js'
+import { startTestSandbox, testConfig, TEST_REDIS_URL } from '../helper.js'
+import { bearer, buildAuthTestApp, consumersFile, makeConsumer, registerTestRoutes, uniquePrefix } from '../consumer-helper.js'
+
+async function rejections (app: FastifyInstance, consumer: string, kind: string): Promise<number> {
+  const metric = await app.metrics.limitRejections.get()
+  return metric.values.find((v) => v.labels.consumer === consumer && v.labels.kind === kind)?.value ?? 0
+}
+
+test('authentication, scopes and lists', async (t) => {
+  const sandbox = await startTestSandbox(t)
+  const reader = makeConsumer('reader')
+  const mookodi = makeConsumer('mookodi-bot', { scopes: ['read', 'write:custom-lists'], lists: ['mookodi'] })
+  const writer = makeConsumer('writer', { scopes: [...SCOPES], lists: ['*'] })
+  const off = makeConsumer('off', { disabled: true })
+  const file = consumersFile(t, [reader, mookodi, writer, off])
+  const { app, logs } = await buildAuthTestApp(t, { upstream: sandbox, config: { CONSUMERS_FILE: file }, register: registerTestRoutes })
+
+  t.test('v1: 401 for missing, malformed, unknown and disabled keys, with WWW-Authenticate: Bearer', async (t) => {
+    const cases: Array<[string, Record<string, string>, RegExp]> = [
+      ['no credentials', {}, /^Bearer realm="atlas-gateway"$/],
+      ['another scheme', { authorization: `Token ${reader.key}` }, /^Bearer realm="atlas-gateway"$/],
+      ['Bearer without a key', { authorization: 'Bearer' }, /^Bearer .*error="invalid_token"/],
+      ['malformed key', bearer('abc'), /^Bearer .*error="invalid_token"/],
+      ['uppercase key', bearer(reader.key.toUpperCase()), /error="invalid_token"/],
+      ['unknown key', bearer('0'.repeat(40)), /error="invalid_token"/],
+      ['unknown X-API-Key', { 'x-api-key': '1'.repeat(40) }, /error="invalid_token"/],
+      ['disabled consumer', bearer(off.key), /error="invalid_token"/]
+    ]
+    for (const [name, headers, challenge] of cases) {
+      const res = await app.inject({ method: 'GET', url: '/t/read', headers })
+      t.equal(res.statusCode, 401, name)
+      t.match(res.headers['www-authenticate'], challenge, `${name}: challenge`)
+      t.match(res.headers['content-type'], /^application\/problem\+json/)
+      t.match(res.json(), { status: 401, code: 'GW_UNAUTHENTICATED', detail: /key/ }, `${name}: problem`)
+    }
+  })
+
+  t.test('v1: Bearer (any case) and X-API-Key both authenticate', async (t) => {
+    for (const headers of [bearer(reader.key), { authorization: `bearer ${reader.key}` }, { 'x-api-key': reader.key }]) {
+      const res = await app.inject({ method: 'GET', url: '/t/read', headers })
+      t.equal(res.statusCode, 200)
+      t.equal(res.headers['ratelimit-policy'], '"requests";q=600;w=60', 'the policy header')
+      t.match(res.headers.ratelimit, /^"requests";r=\d+;t=\d+$/, 'the current state header')
+    }
+  })
+
+  t.test('routes without a scope are untouched', async (t) => {
+    const res = await app.inject({ method: 'GET', url: '/t/public' })
+    t.equal(res.statusCode, 200)
+    t.equal(res.headers['ratelimit-policy'], undefined)
+    t.equal((await app.inject({ method: 'GET', url: '/healthz' })).statusCode, 200)
+  })
+
+  t.test('v1: 403 names the missing scope; a read-only key cannot write anything', async (t) => {
+    for (const [method, url, scope] of [['POST', '/t/vra', 'write:vra'], ['POST', '/t/detection', 'write:detection-list'], ['PUT', '/t/lists/mookodi', 'write:custom-lists']] as const) {
+      const res = await app.inject({ method, url, headers: bearer(reader.key) })
+      t.equal(res.statusCode, 403, `${method} ${url}`)
+      t.equal(res.headers['www-authenticate'], undefined)
+      t.match(res.json(), { code: 'GW_FORBIDDEN', detail: new RegExp(`"${scope}"`) })
+    }
+  })
+
+  t.test('v1: a key may write only its own custom lists', async (t) => {
+    t.equal((await app.inject({ method: 'PUT', url: '/t/lists/mookodi', headers: bearer(mookodi.key) })).statusCode, 200)
+    const other = await app.inject({ method: 'PUT', url: '/t/lists/vra', headers: bearer(mookodi.key) })
+    t.equal(other.statusCode, 403)
+    t.match(other.json(), { code: 'GW_FORBIDDEN', detail: /custom list "vra"/ })
+    t.equal((await app.inject({ method: 'POST', url: '/t/vra', headers: bearer(mookodi.key) })).statusCode, 403)
+    for (const url of ['/t/lists/vra', '/t/lists/anything']) {
+      t.equal((await app.inject({ method: 'PUT', url, headers: bearer(writer.key) })).statusCode, 200, `"*" allows ${url}`)
+    }
+    t.equal((await app.inject({ method: 'POST', url: '/t/vra', headers: bearer(writer.key) })).statusCode, 200)
+    t.equal((await app.inject({ method: 'POST', url: '/t/detection', headers: bearer(writer.key) })).statusCode, 200)
+  })
+
+  t.test('compat: the upstream\'s exact 401 and 403 replies', async (t) => {
+    const unknown = '0'.repeat(40)
+    const cases: Array<[string, string, Record<string, string>, string]> = [
+      ['nothing', '/compat/read/', {}, 'Authentication credentials were not provided.'],
+      ['Bearer is not a compat scheme', '/compat/read/', bearer(reader.key), 'Authentication credentials were not provided.'],
+      ['unknown key', '/compat/read/', { authorization: `Token ${unknown}` }, 'Invalid token.'],
+      ['disabled consumer', '/compat/read/', { authorization: `Token ${off.key}` }, 'Invalid token.'],
+      ['keyword alone', '/compat/read/', { authorization: 'Token' }, 'Invalid token header. No credentials provided.'],
+      ['spaces', '/compat/read/', { authorization: 'Token abc def' }, 'Invalid token header. Token string should not contain spaces.'],
+      ['non-UTF-8 bytes', '/compat/read/', { authorization: 'Token \u00e9\u00ff' }, 'Invalid token header. Token string should not contain invalid characters.'],
+      ['?token= bad format', '/compat/read/?token=abc-def', {}, 'Invalid token format.'],
+      ['?token= unknown', `/compat/read/?token=${unknown}`, {}, 'Invalid token.'],
+      ['a bad header wins over a good ?token=', `/compat/read/?token=${reader.key}`, { authorization: `Token ${unknown}` }, 'Invalid token.']
+    ]
+    for (const [name, url, headers, detail] of cases) {
+      const res = await app.inject({ method: 'GET', url, headers })
+      t.equal(res.statusCode, 401, name)
+      t.equal(res.headers['www-authenticate'], 'Token', `${name}: challenge`)
+      t.equal(res.headers['content-type'], 'application/json', `${name}: content type`)
+      t.equal(res.body, JSON.stringify({ detail }), `${name}: body`)
+    }
+    for (const [url, headers] of [['/compat/read/', { authorization: `Token ${reader.key}` }], ['/compat/read/', { authorization: `token ${reader.key}` }], [`/compat/read/?token=${reader.key}`, {}]] as const) {
+      t.equal((await app.inject({ method: 'GET', url, headers })).statusCode, 200, `accepted: ${url} ${JSON.stringify(headers).slice(0, 20)}`)
+    }
+    const forbidden = await app.inject({ method: 'POST', url: '/compat/vra/', headers: { authorization: `Token ${reader.key}` } })
+    t.equal(forbidden.statusCode, 403)
+    t.equal(forbidden.headers['www-authenticate'], undefined)
+    t.equal(forbidden.headers['content-type'], 'application/json')
+    t.equal(forbidden.body, '{"detail":"You do not have permission to perform this action."}')
+  })
+
+  t.test('keys and their hashes never reach the logs', async (t) => {
+    await app.inject({ method: 'GET', url: `/compat/read/?token=${writer.key}` })
+    await app.inject({ method: 'GET', url: '/t/read', headers: { 'x-api-key': mookodi.key } })
+    const text = logs()
+    t.ok(text.length > 0, 'logs were captured')
+    for (const c of [reader, mookodi, writer, off]) {
+      t.notOk(text.includes(c.key), `${c.entry.id}: key not logged`)
+      t.notOk(text.includes(hashKey(c.key)), `${c.entry.id}: hash not logged`)
+    }
+  })
+})
+
+test('request rate: the (max+1)th request is 429 with Retry-After, per consumer, in both dialects', async (t) => {
+  const slow = makeConsumer('slow', { rate: '3/minute' })
+  const other = makeConsumer('other', { rate: '3/minute' })
+  const { app, config } = await buildAuthTestApp(t, { config: { CONSUMERS_FILE: consumersFile(t, [slow, other]) }, register: registerTestRoutes })
+  for (let i = 0; i < 3; i++) {
+    const res = await app.inject({ method: 'GET', url: '/t/read', headers: bearer(slow.key) })
+    t.equal(res.statusCode, 200)
+    t.equal(res.headers['ratelimit-policy'], '"requests";q=3;w=60')
+    t.match(res.headers.ratelimit, new RegExp(`^"requests";r=${2 - i};t=\\d+$`))
+  }
+  const limited = await app.inject({ method: 'GET', url: '/t/read', headers: bearer(slow.key) })
+  t.equal(limited.statusCode, 429)
+  t.match(limited.json(), { code: 'GW_RATE_LIMITED', status: 429 })
+  const retryAfter = Number(limited.headers['retry-after'])
+  t.ok(Number.isInteger(retryAfter) && retryAfter >= 1 && retryAfter <= 60, `Retry-After ${retryAfter}`)
+  t.match(limited.headers.ratelimit, /^"requests";r=0;t=\d+$/)
+  t.equal(await rejections(app, 'slow', 'rate'), 1, 'counted in gateway_limit_rejections_total')
+
+  const compat = await app.inject({ method: 'GET', url: '/compat/read/', headers: { authorization: `Token ${slow.key}` } })
+  t.equal(compat.statusCode, 429)
+  t.equal(compat.headers['content-type'], 'application/json')
+  const seconds = Number(compat.headers['retry-after'])
+  t.equal(compat.body, JSON.stringify({ detail: `Request was throttled. Expected available in ${seconds} second${seconds === 1 ? '' : 's'}.` }))
+
+  t.equal((await app.inject({ method: 'GET', url: '/t/read', headers: bearer(other.key) })).statusCode, 200, 'other consumers are unaffected (keyed by consumer, not IP)')
+
+  if (app.redis !== null) {
+    const keys = await app.redis.keys(`${config.REDIS_KEY_PREFIX}*`)
+    t.ok(keys.includes(`${config.REDIS_KEY_PREFIX}rate:slow`), 'counters live under REDIS_KEY_PREFIX')
+  }
+})
+
+test('two gateway instances on one Redis allow exactly max requests in total', { skip: TEST_REDIS_URL === '' ? 'REDIS_URL is not set' : false }, async (t) => {
+  const sandbox = await startTestSandbox(t)
+  const shared = makeConsumer('shared', { rate: '5/minute' })
+  const config = { CONSUMERS_FILE: consumersFile(t, [shared]), REDIS_KEY_PREFIX: uniquePrefix('replicas') }
+  const one = await buildAuthTestApp(t, { upstream: sandbox, config, register: registerTestRoutes })
+  const two = await buildAuthTestApp(t, { upstream: sandbox, config, register: registerTestRoutes })
+  const statuses: number[] = []
+  for (let i = 0; i < 12; i++) {
+    const app = i % 2 === 0 ? one.app : two.app
+    statuses.push((await app.inject({ method: 'GET', url: '/t/read', headers: bearer(shared.key) })).statusCode)
+  }
+  t.equal(statuses.filter((s) => s === 200).length, 5, `exactly max succeed: ${statuses.join(',')}`)
+  t.equal(statuses.filter((s) => s === 429).length, 7)
+  // Concurrency as well: a burst split across both instances.
+  const burst = makeConsumer('burst', { rate: '10/minute' })
+  const burstConfig = { CONSUMERS_FILE: consumersFile(t, [burst]), REDIS_KEY_PREFIX: uniquePrefix('burst') }
+  const a = await buildAuthTestApp(t, { upstream: sandbox, config: burstConfig, register: registerTestRoutes })
+  const b = await buildAuthTestApp(t, { upstream: sandbox, config: burstConfig, register: registerTestRoutes })
+  const results = await Promise.all(Array.from({ length: 30 }, (_, i) =>
+    (i % 2 === 0 ? a.app : b.app).inject({ method: 'GET', url: '/t/read', headers: bearer(burst.key) })))
+  t.equal(results.filter((r) => r.statusCode === 200).length, 10)
+})
+
+test('max_batch and daily object units', async (t) => {
+  const batcher = makeConsumer('batcher', { daily_objects: 10, max_batch: 6 })
+  const { app } = await buildAuthTestApp(t, { config: { CONSUMERS_FILE: consumersFile(t, [batcher]) }, register: registerTestRoutes })
+  const batch = (n: number) => app.inject({
+    method: 'POST', url: '/t/batch', headers: bearer(batcher.key), payload: { ids: Array.from({ length: n }, (_, i) => String(i)) }
+  })
+  const tooBig = await batch(7)
+  t.equal(tooBig.statusCode, 413)
+  t.match(tooBig.json(), { code: 'GW_PAYLOAD_TOO_LARGE', detail: /at most 6/ })
+  t.equal(await rejections(app, 'batcher', 'max_batch'), 1)
+
+  t.equal((await batch(6)).statusCode, 200)
+  const over = await batch(5)
+  t.equal(over.statusCode, 429, 'a batch that would cross the daily budget is refused')
+  t.match(over.json(), { code: 'GW_QUOTA_EXHAUSTED', detail: /4 of 10 are left today/ })
+  const retryAfter = Number(over.headers['retry-after'])
+  const toMidnight = 86400 - Math.floor(Date.now() / 1000) % 86400
+  t.ok(retryAfter >= 1 && Math.abs(retryAfter - toMidnight) <= 5, `Retry-After runs to the next UTC midnight (${retryAfter})`)
+  t.equal(await rejections(app, 'batcher', 'daily_objects'), 1)
+  t.equal((await batch(4)).statusCode, 200, 'the refused batch charged nothing: 4 units were still left')
+  t.equal((await batch(1)).statusCode, 429)
+
+  const compatBig = await app.inject({ method: 'POST', url: '/compat/batch/?n=7', headers: { authorization: `Token ${batcher.key}` } })
+  t.equal(compatBig.statusCode, 413)
+  t.equal(compatBig.headers['content-type'], 'application/json')
+  t.match(compatBig.json(), { detail: /at most 6/ })
+
+  const compat = await app.inject({ method: 'POST', url: '/compat/batch/?n=1', headers: { authorization: `Token ${batcher.key}` } })
+  t.equal(compat.statusCode, 429)
+  t.match(compat.body, /^\{"detail":"Request was throttled\. Expected available in \d+ seconds?\."\}$/)
+
+  const me = await app.inject({ method: 'GET', url: '/v1/me', headers: bearer(batcher.key) })
+  t.equal(me.json().usage.units_today, 10)
+})
+
+test('a bad consumers file fails boot, naming the entry and the field', async (t) => {
+  const sandbox = await startTestSandbox(t)
+  const file = consumersFile(t, [{ id: 'broken', key_sha256: 'xyz' }])
+  const config = testConfig({ ATLAS_BASE_URL: sandbox.baseUrl, ATLAS_TOKEN: sandbox.tokens.write, CONSUMERS_FILE: file, LOG_LEVEL: 'silent' })
+  await t.rejects(buildApp(config), /consumers\[0\] \(id "broken"\): field "key_sha256"/)
+})
+
+test('no consumers file: the demo consumer\'s key is logged once, and only once', async (t) => {
+  const { app, logs } = await buildAuthTestApp(t, { config: { CONSUMERS_FILE: '' }, register: registerTestRoutes })
+  const key = app.consumers.demoKey ?? ''
+  t.match(key, /^[0-9a-f]{40}$/)
+  const line = logs().split('\n').find((l) => l.includes('demo consumer key'))
+  t.match(JSON.parse(line ?? '{}'), { level: 30, msg: `demo consumer key: ${key} (in memory, all scopes; set CONSUMERS_FILE for real consumers)` })
+  for (const url of ['/t/read', '/t/lists/anything']) {
+    const res = await app.inject({ method: url === '/t/read' ? 'GET' : 'PUT', url, headers: bearer(key) })
+    t.equal(res.statusCode, 200, `demo may ${url}`)
+  }
+  t.equal(logs().split(key).length - 1, 1, 'the key appears in exactly one log line')
+})

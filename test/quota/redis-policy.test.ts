@@ -1,0 +1,105 @@
+// LIMITS_ON_REDIS_ERROR against a Redis this test starts and freezes with SIGSTOP (never the shared
+// one): requests still answer (open: served, closed: 503), and after SIGCONT the limits hold again.
+import { test, type Test } from 'tap'
+import { spawn } from 'node:child_process'
+import { createServer } from 'node:net'
+import { Redis } from 'ioredis'
+import { startTestSandbox } from '../helper.js'
+import { bearer, buildAuthTestApp, consumersFile, makeConsumer, registerTestRoutes } from '../consumer-helper.js'
+
+async function freePort (): Promise<number> {
+  const server = createServer()
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  const address = server.address()
+  await new Promise<void>((resolve) => server.close(() => resolve()))
+  if (address === null || typeof address === 'string') throw new Error('no port')
+  return address.port
+}
+
+async function startRedis (t: Test): Promise<{ url: string, pid: number }> {
+  const port = await freePort()
+  const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' })
+  const pid = child.pid
+  if (pid === undefined) throw new Error('redis-server did not start')
+  t.teardown(() => {
+    child.kill('SIGCONT')
+    child.kill('SIGTERM')
+  })
+  const url = `redis://127.0.0.1:${port}`
+  // Wait until it accepts commands: poll with fresh connections (bounded), not a fixed sleep.
+  for (let attempt = 0; ; attempt++) {
+    const probe = new Redis(url, { lazyConnect: true, retryStrategy: () => null, maxRetriesPerRequest: 0 })
+    probe.on('error', () => {})
+    try {
+      await probe.connect()
+      await probe.ping()
+      return { url, pid }
+    } catch (err) {
+      if (attempt >= 100) throw err
+      await new Promise((resolve) => setTimeout(resolve, 50))
+    } finally {
+      probe.disconnect()
+    }
+  }
+}
+
+function hasRedisServer (): Promise<boolean> {
+  return new Promise((resolve) => {
+    const probe = spawn('redis-server', ['--version'], { stdio: 'ignore' })
+    probe.on('error', () => resolve(false))
+    probe.on('exit', (code) => resolve(code === 0))
+  })
+}
+
+const skip = (await hasRedisServer()) ? false : 'redis-server is not installed'
+
+for (const policy of ['open', 'closed'] as const) {
+  test(`a frozen Redis under LIMITS_ON_REDIS_ERROR=${policy}`, { skip }, async (t) => {
+    const redis = await startRedis(t)
+    const sandbox = await startTestSandbox(t)
+    const c = makeConsumer('frozen', { rate: '3/minute', daily_objects: 100 })
+    const { app } = await buildAuthTestApp(t, {
+      upstream: sandbox,
+      register: registerTestRoutes,
+      config: { CONSUMERS_FILE: consumersFile(t, [c]), REDIS_URL: redis.url, REDIS_COMMAND_TIMEOUT_MS: 150, LIMITS_ON_REDIS_ERROR: policy }
+    })
+    const read = () => app.inject({ method: 'GET', url: '/t/read', headers: bearer(c.key) })
+    t.equal((await read()).statusCode, 200, 'healthy Redis: served')
+
+    process.kill(redis.pid, 'SIGSTOP')
+    let thawed = false
+    t.teardown(() => { if (!thawed) process.kill(redis.pid, 'SIGCONT') })
+
+    const during = await read()
+    const batch = await app.inject({ method: 'POST', url: '/t/batch', headers: bearer(c.key), payload: { ids: ['1', '2'] } })
+    const compat = await app.inject({ method: 'GET', url: '/compat/read/', headers: { authorization: `Token ${c.key}` } })
+    const me = await app.inject({ method: 'GET', url: '/v1/me', headers: bearer(c.key) })
+    if (policy === 'open') {
+      t.equal(during.statusCode, 200, 'open: served')
+      t.equal(during.headers.ratelimit, undefined, 'open: no counts to report')
+      t.equal(batch.statusCode, 200, 'open: units not charged, request served')
+      t.equal(compat.statusCode, 200)
+      t.equal(me.statusCode, 200)
+      t.match(me.json().usage, { requests_this_window: null, units_today: null, upstream_share_used: null })
+    } else {
+      t.equal(during.statusCode, 503, 'closed: refused')
+      t.match(during.json(), { code: 'GW_UNAVAILABLE' })
+      t.equal(batch.statusCode, 503)
+      t.equal(compat.statusCode, 503)
+      t.equal(compat.body, '{"detail":"Service temporarily unavailable, try again later."}')
+      t.equal(me.statusCode, 503)
+    }
+    const errors = (await app.metrics.redisErrors.get()).values[0]?.value ?? 0
+    t.ok(errors >= 1, `Redis errors counted (${errors})`)
+
+    process.kill(redis.pid, 'SIGCONT')
+    thawed = true
+    await app.redis?.ping()
+    // Commands that timed out while frozen still ran once Redis woke up, so the count may already be
+    // spent; either way the limit holds again within max+1 requests.
+    const statuses: number[] = []
+    for (let i = 0; i < 4 && !statuses.includes(429); i++) statuses.push((await read()).statusCode)
+    t.ok(statuses.includes(429), `limits hold again after SIGCONT (${statuses.join(',')})`)
+    t.notOk(statuses.includes(503), 'no more 503s')
+  })
+}

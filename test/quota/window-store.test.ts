@@ -1,0 +1,87 @@
+// One contract, run against the memory store and the Redis store (real Redis when REDIS_URL is set).
+import { test, type Test } from 'tap'
+import { Redis } from 'ioredis'
+import { createMemoryWindowStore, createRedisWindowStore, type Clock, type WindowStore } from '../../src/quota/window-store.js'
+
+const REDIS_URL = process.env.REDIS_URL ?? ''
+const DAY = 86400
+const HOUR = 3600
+
+function prefix (): string {
+  return `agw-test:window:${process.pid}:${Math.random().toString(36).slice(2)}:`
+}
+
+async function redisClient (t: Test): Promise<Redis> {
+  const redis = new Redis(REDIS_URL, { lazyConnect: true })
+  await redis.connect()
+  t.teardown(() => redis.quit())
+  return redis
+}
+
+type Maker = (t: Test, now?: Clock) => Promise<WindowStore>
+
+const makers: Array<[string, Maker | undefined]> = [
+  ['memory', async (_t, now) => createMemoryWindowStore(now === undefined ? {} : { now })],
+  ['redis', REDIS_URL === '' ? undefined : async (t, now) => createRedisWindowStore(await redisClient(t), now === undefined ? {} : { now })]
+]
+
+for (const [name, make] of makers) {
+  test(`${name} window store`, { skip: make === undefined ? 'REDIS_URL is not set' : false }, async (t) => {
+    if (make === undefined) return
+    // 23:59:00 UTC: one minute before the day changes.
+    let now = Date.UTC(2026, 7, 1, 23, 59, 0)
+    const store = await make(t, () => now)
+    const key = `${prefix()}units`
+
+    t.test('charges accumulate up to the limit', async (t) => {
+      t.strictSame(await store.charge(key, 4, 10, DAY), { isAllowed: true, used: 4, resetSeconds: 60 })
+      t.strictSame(await store.charge(key, 6, 10, DAY), { isAllowed: true, used: 10, resetSeconds: 60 }, 'exactly the limit is allowed')
+    })
+
+    t.test('a charge that would cross the limit is refused whole and charges nothing', async (t) => {
+      t.strictSame(await store.charge(key, 1, 10, DAY), { isAllowed: false, used: 10, resetSeconds: 60 })
+      t.strictSame(await store.charge(key, 0, 10, DAY), { isAllowed: true, used: 10, resetSeconds: 60 }, 'units 0 only reads')
+      const other = `${prefix()}units`
+      await store.charge(other, 7, 10, DAY)
+      t.equal((await store.charge(other, 5, 10, DAY)).isAllowed, false)
+      t.strictSame(await store.charge(other, 3, 10, DAY), { isAllowed: true, used: 10, resetSeconds: 60 }, 'a smaller charge still fits')
+    })
+
+    t.test('the next UTC day starts from zero', async (t) => {
+      now = Date.UTC(2026, 7, 2, 0, 0, 1)
+      t.strictSame(await store.charge(key, 0, 10, DAY), { isAllowed: true, used: 0, resetSeconds: DAY - 1 })
+      t.strictSame(await store.charge(key, 10, 10, DAY), { isAllowed: true, used: 10, resetSeconds: DAY - 1 })
+    })
+
+    t.test('hour windows are UTC hours', async (t) => {
+      const hourKey = `${prefix()}share`
+      now = Date.UTC(2026, 7, 2, 10, 59, 30)
+      t.strictSame(await store.charge(hourKey, 1, 1, HOUR), { isAllowed: true, used: 1, resetSeconds: 30 })
+      t.equal((await store.charge(hourKey, 1, 1, HOUR)).isAllowed, false)
+      now = Date.UTC(2026, 7, 2, 11, 0, 0)
+      t.strictSame(await store.charge(hourKey, 1, 1, HOUR), { isAllowed: true, used: 1, resetSeconds: HOUR })
+    })
+
+    t.test('a limit of zero refuses every charge', async (t) => {
+      t.equal((await store.charge(`${prefix()}zero`, 1, 0, DAY)).isAllowed, false)
+    })
+  })
+}
+
+test('redis: the TTL is set in the same step, and the server clock decides the day', { skip: REDIS_URL === '' ? 'REDIS_URL is not set' : false }, async (t) => {
+  const redis = await redisClient(t)
+  const store = createRedisWindowStore(redis)
+  const key = `${prefix()}units`
+  const charge = await store.charge(key, 3, 10, DAY)
+  t.equal(charge.isAllowed, true)
+  t.equal(charge.used, 3)
+  const [seconds] = await redis.time()
+  const expected = DAY - (Number(seconds) % DAY)
+  t.ok(Math.abs(charge.resetSeconds - expected) <= 2, 'seconds to the next UTC midnight by the Redis clock')
+  const ttl = await redis.ttl(key)
+  t.ok(ttl > 0 && ttl <= charge.resetSeconds + 60, `key expires after the day ends (ttl ${ttl})`)
+  t.equal(await redis.ttl(`${prefix()}never-charged`), -2, 'a read does not create keys')
+  await store.charge(`${key}:read`, 0, 10, DAY)
+  t.equal(await redis.exists(`${key}:read`), 0)
+  await redis.del(key)
+})
