@@ -32,7 +32,7 @@ export function createUpstream ({ config, metrics, log, redis }: UpstreamDeps) {
       metrics.redisErrors.inc()
       log.warn({ err: { message: (err as Error).message } }, 'redis budget unavailable; using the local budget')
     })
-  let client: UpstreamClient | undefined
+  // The token manager logs in through the client, and the client takes tokens from the manager.
   const tokens = createTokenManager({
     token: config.ATLAS_TOKEN,
     tokenFile: config.ATLAS_TOKEN_FILE,
@@ -40,8 +40,8 @@ export function createUpstream ({ config, metrics, log, redis }: UpstreamDeps) {
     usernameFile: config.ATLAS_USERNAME_FILE,
     password: config.ATLAS_PASSWORD,
     passwordFile: config.ATLAS_PASSWORD_FILE
-  }, (u, p) => (client as UpstreamClient).login(u, p), (result) => metrics.tokenRefreshes.inc({ result }))
-  client = createUpstreamClient({
+  }, (u, p) => client.login(u, p), (result) => metrics.tokenRefreshes.inc({ result }))
+  const client: UpstreamClient = createUpstreamClient({
     baseUrl: config.ATLAS_BASE_URL,
     paths: resolvePaths(config.UPSTREAM_PATHS),
     timeoutMs: config.UPSTREAM_TIMEOUT_MS,

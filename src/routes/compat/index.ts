@@ -1,0 +1,212 @@
+// The upstream's own dialect at /atlas/api/<endpoint>/, so scripts built on the official Python client
+// work by changing only base URL and token. Every request runs through the same consumer auth, limits,
+// cache, batching and upstream budget as v1; answers are upstream-shaped (ids as bare integers). Only
+// the endpoints below exist: paths are never forwarded, so nothing a client sends can reach another URL.
+import fp from 'fastify-plugin'
+import type { FastifyError, FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify'
+import { sendCompatError } from '../../plugins/consumer-auth.js'
+import type { Scope } from '../../consumers/scopes.js'
+import { parseQueryDict, parseRequestData } from '../../drf/body.js'
+import { ApiException, DjangoHtmlError } from '../../drf/errors.js'
+import { validate, type DataSource } from '../../drf/fields.js'
+import { negotiate } from '../../drf/negotiation.js'
+import { DEFAULT_PATHS, WRITE_ENDPOINTS, type UpstreamEndpoint } from '../../upstream/endpoints.js'
+import { SERIALIZERS } from '../../upstream/serializers.js'
+import * as reads from './reads.js'
+import { write, type WriteEndpoint } from './writes.js'
+
+export const COMPAT_PREFIX = '/atlas/api'
+const JSON_TYPE = 'application/json'
+const ALLOW = 'GET, POST, HEAD, OPTIONS'
+const GET_STUB = '{"Error":"GET is not implemented for this service."}'
+// The gateway manages the upstream token; a consumer key does not expire on its own (a year, in seconds).
+const KEY_EXPIRES_IN = '31536000.0'
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** The compat request's data (query for GET, body for POST), or the DRF error parsing it gave. */
+    compat: { data?: DataSource, error?: ApiException | DjangoHtmlError } | null
+  }
+}
+
+interface Parsed { values: reads.Values, original: Record<string, string> }
+
+const ENDPOINTS = Object.keys(DEFAULT_PATHS) as UpstreamEndpoint[]
+
+const WRITE_SCOPES: Readonly<Record<WriteEndpoint, Scope>> = {
+  vrascores: 'write:vra',
+  vratodo: 'write:vra',
+  vrarank: 'write:vra',
+  objectgroups: 'write:custom-lists',
+  objectgroupsdelete: 'write:custom-lists',
+  objectdetectionlist: 'write:detection-list'
+}
+
+function send (reply: FastifyReply, status: number, body: string): FastifyReply {
+  reply.header('vary', 'Accept').header('allow', ALLOW)
+  // A Buffer keeps Fastify from adding a charset: the upstream's type is plain application/json.
+  return reply.code(status).type(JSON_TYPE).send(status === 204 ? undefined : Buffer.from(body))
+}
+
+const detail = (text: string) => JSON.stringify({ detail: text })
+
+/** The values a request's data validates to, with the original strings (datetimes are re-sent as given). */
+function parse (endpoint: UpstreamEndpoint, data: DataSource): Parsed | { errors: Record<string, string[]> } {
+  const result = validate(SERIALIZERS[endpoint], data)
+  if (!result.ok) return { errors: result.errors }
+  const original: Record<string, string> = {}
+  for (const spec of SERIALIZERS[endpoint]) {
+    const raw = data.kind === 'json'
+      ? (data.value as Record<string, unknown>)[spec.name]
+      : data.map.get(spec.name)?.at(-1)
+    if (typeof raw === 'string' || typeof raw === 'number' || typeof raw === 'bigint' || typeof raw === 'boolean') original[spec.name] = String(raw)
+  }
+  return { values: result.values, original }
+}
+
+function parsedOf (request: FastifyRequest, endpoint: UpstreamEndpoint): Parsed | undefined {
+  const data = request.compat?.data
+  if (data === undefined) return undefined
+  const p = parse(endpoint, data)
+  return 'values' in p ? p : undefined
+}
+
+async function answer (app: FastifyInstance, request: FastifyRequest, endpoint: UpstreamEndpoint, p: Parsed): Promise<reads.CompatReply> {
+  const { values: v, original } = p
+  switch (endpoint) {
+    case 'cone': return reads.cone(app, request, v)
+    case 'objects': return reads.objects(app, request, v)
+    case 'objectlist': return reads.objectlist(app, request, v, original)
+    case 'vrascoreslist':
+    case 'vratodolist':
+    case 'vraranklist': return reads.vraList(app, request, endpoint, v, original)
+    case 'objectgroupslist': return reads.objectgroupslist(app, request, v)
+    case 'externalxmlist': return reads.externalxmlist(app, request, v)
+    case 'auth-token': {
+      // Answers with the caller's own key when the credentials are a consumer id and its key.
+      const password = String(v.password)
+      const consumer = app.consumers.authenticate(password)
+      if (consumer === undefined || consumer.id !== String(v.username)) {
+        return { status: 400, body: '{"non_field_errors":["Unable to log in with provided credentials."]}' }
+      }
+      return { status: 200, body: `{"token":${JSON.stringify(password)},"expires_in":${KEY_EXPIRES_IN},"refreshed":false}` }
+    }
+    default: return write(app, request, endpoint as WriteEndpoint, v, original)
+  }
+}
+
+function handlerFor (app: FastifyInstance, endpoint: UpstreamEndpoint, method: 'GET' | 'POST') {
+  return async (request: FastifyRequest, reply: FastifyReply) => {
+    const isWrite = WRITE_ENDPOINTS.has(endpoint) && endpoint !== 'auth-token'
+    // GET on a write endpoint never writes (the upstream's GET on objectdetectionlist/ does: contract §10.5).
+    if (method === 'GET' && isWrite) return send(reply, 200, GET_STUB)
+    const state = request.compat
+    if (state?.error !== undefined) throw state.error
+    const data = state?.data as DataSource
+    const p = parse(endpoint, data)
+    if ('errors' in p) return send(reply, 400, JSON.stringify(p.errors))
+    const r = await answer(app, request, endpoint, p)
+    return send(reply, r.status, r.body)
+  }
+}
+
+/** Object units (one per requested id) and the custom list a membership write targets. */
+function unitsOf (request: FastifyRequest): number {
+  const p = parsedOf(request, 'objects')
+  return p === undefined ? 0 : reads.objectTokens(p.values).length
+}
+
+function listOf (endpoint: UpstreamEndpoint) {
+  return (request: FastifyRequest): string | undefined => {
+    const p = parsedOf(request, endpoint)
+    if (p === undefined) return undefined
+    const groupId = Number(p.values.objectgroupid)
+    return request.server.lists.customName(groupId) ?? `group-${groupId}`
+  }
+}
+
+export const compatRoutes: FastifyPluginAsync = async (app) => {
+  app.decorateRequest('compat', null)
+  // Bodies are read raw and parsed the way DRF does (form, multipart, JSON with exact big integers).
+  app.removeAllContentTypeParsers()
+  app.addContentTypeParser('*', { parseAs: 'buffer' }, (_request, body, done) => { done(null, body) })
+
+  app.setErrorHandler((err: FastifyError & { retryAfter?: number }, request, reply) => {
+    if (err instanceof ApiException) return send(reply, err.status, detail(err.detail))
+    if (err instanceof DjangoHtmlError) return send(reply, 400, detail('Bad request.'))
+    if (err.code === 'GW_UPSTREAM_BUDGET' || err.code === 'GW_QUOTA_EXHAUSTED' || err.code === 'GW_RATE_LIMITED') {
+      return sendCompatError(reply, Object.assign(err, { code: 'GW_RATE_LIMITED' }))
+    }
+    const status = err.statusCode ?? 500
+    if (status >= 500) request.log.error({ err }, 'compat request failed')
+    const text = status >= 500 && err.code?.startsWith('GW_') !== true ? 'A server error occurred.' : err.message
+    return send(reply, status, detail(text))
+  })
+  app.setNotFoundHandler((_request, reply) => send(reply, 404, detail('Not found.')))
+
+  app.addHook('preValidation', async (request) => {
+    if (request.routeOptions.config.dialect !== 'compat') return
+    const [, query = ''] = request.url.split('?', 2)
+    try {
+      request.compat = request.method === 'POST'
+        ? { data: await parseRequestData(request.headers['content-type'], (request.body as Buffer | undefined) ?? Buffer.alloc(0)) }
+        : { data: parseQueryDict(query) }
+    } catch (err) {
+      if (err instanceof ApiException || err instanceof DjangoHtmlError) request.compat = { error: err }
+      else throw err
+    }
+  })
+
+  for (const endpoint of ENDPOINTS) {
+    const url = `/${endpoint}/`
+    const isWrite = WRITE_ENDPOINTS.has(endpoint) && endpoint !== 'auth-token'
+    const isAnonymous = endpoint === 'auth-token'
+    const readScope: Scope | undefined = isAnonymous ? undefined : 'read'
+    const postScope: Scope | undefined = isAnonymous ? undefined : isWrite ? WRITE_SCOPES[endpoint as WriteEndpoint] : 'read'
+    const list = endpoint === 'objectgroups' || endpoint === 'objectgroupsdelete' ? listOf(endpoint) : undefined
+    const units = endpoint === 'objects' ? unitsOf : undefined
+    const base = { dialect: 'compat' as const, ...(units === undefined ? {} : { units }) }
+
+    if (isAnonymous) {
+      app.get(url, { config: { dialect: 'compat' }, schema: { hide: true } }, async (_request, reply) => send(reply, 405, detail('Method "GET" not allowed.')))
+    } else {
+      app.get(url, { config: { ...base, scope: readScope }, schema: { hide: true } }, handlerFor(app, endpoint, 'GET'))
+    }
+    app.post(url, { config: { ...base, ...(postScope === undefined ? {} : { scope: postScope }), ...(list === undefined ? {} : { list }) }, schema: { hide: true } }, handlerFor(app, endpoint, 'POST'))
+    app.route({
+      method: ['PUT', 'PATCH', 'DELETE'],
+      url,
+      config: { dialect: 'compat', ...(readScope === undefined ? {} : { scope: readScope }) },
+      schema: { hide: true },
+      handler: async (request, reply) => send(reply, 405, detail(`Method "${request.method}" not allowed.`))
+    })
+    // Django's APPEND_SLASH: a 301 with an empty body to the same path with the slash, query kept.
+    app.route({
+      method: ['GET', 'POST', 'PUT', 'PATCH', 'DELETE'],
+      url: `/${endpoint}`,
+      schema: { hide: true },
+      handler: async (request, reply) => {
+        const [path = '', query] = request.url.split('?', 2)
+        return reply.code(301).header('location', `${path}/${query === undefined ? '' : `?${query}`}`).send('')
+      }
+    })
+  }
+}
+
+/**
+ * Content negotiation runs before authentication upstream (a bad Accept is a 406 even without a token),
+ * so it is a root hook registered ahead of consumer auth.
+ */
+export const compatNegotiationPlugin = fp(async (app) => {
+  app.addHook('onRequest', async (request, reply) => {
+    if (request.routeOptions.config.dialect !== 'compat') return
+    const format = new URLSearchParams(request.url.split('?', 2)[1] ?? '').get('format') ?? undefined
+    const renderers = request.routeOptions.url?.endsWith('/auth-token/') === true ? ['json' as const] : ['json' as const, 'html' as const]
+    const result = negotiate(request.headers.accept, format, renderers)
+    if ('error' in result) {
+      return result.error === 'not-found'
+        ? send(reply, 404, detail('Not found.'))
+        : send(reply, 406, detail('Could not satisfy the request Accept header.'))
+    }
+  })
+}, { name: 'compat-negotiation', fastify: '5.x' })

@@ -1,0 +1,136 @@
+// Read endpoints of the compatibility path: the upstream's semantics (contract §5) computed from the
+// same cached wide reads as v1, answered in the upstream's bytes.
+import type { FastifyInstance, FastifyRequest } from 'fastify'
+import { cacheTags } from '../../cache/keys.js'
+import type { FieldValue } from '../../drf/fields.js'
+import { pyInt, pyStrip } from '../../drf/fields.js'
+import { parseDateTime } from '../../drf/time.js'
+import { MAX_CONE_RADIUS_ARCSEC, fields, type ConeMode } from '../../upstream/endpoints.js'
+import { readObjects, readTableText } from '../v1/read-through.js'
+import { digitsOf, filterRecordText, filterRows, type TextRow } from './text.js'
+
+export type Values = Record<string, FieldValue>
+export interface CompatReply { status: number, body: string }
+
+const MAIN_LISTS = 14
+const UPSTREAM_MAX_OBJECTS = 50_000
+const ATLAS_ID = /^\d{19}$/
+/** The upstream's placeholder for an unknown id (contract §5.2). */
+export const MISSING_RECORD = '{"object":"AtlasDiffObjects matching query does not exist.","lc":null,"lcnondets":null,"fp":null,' +
+  '"sherlock_crossmatches":null,"sherlock_classifications":null,"tns_crossmatches":null,"external_crossmatches":null}'
+
+const ok = (body: string): CompatReply => ({ status: 200, body })
+const fieldError = (field: string, message: string): CompatReply => ({ status: 400, body: JSON.stringify({ [field]: [message] }) })
+
+/** Splits a CSV field and strips each token, as the serializers do. */
+export function csvTokens (csv: string): string[] {
+  return csv.split(',').map(pyStrip)
+}
+
+function num (v: FieldValue | undefined): number | undefined {
+  return typeof v === 'number' ? v : undefined
+}
+
+/** A cached wide read, as the upstream's text. */
+async function tableText (...args: Parameters<typeof readTableText>): Promise<string> {
+  return (await readTableText(...args)).text
+}
+
+/** Datetime threshold in microseconds, from a validated (and so parseable) value. */
+function thresholdUs (original: string | undefined): number | undefined {
+  return original === undefined ? undefined : parseDateTime(original) ?? undefined
+}
+
+/** A row's datetime in microseconds; naive values are UTC, as the upstream's are. */
+function rowTimeUs (row: TextRow, field: string): number | undefined {
+  const v = row[field]
+  return typeof v === 'string' ? parseDateTime(v) ?? undefined : undefined
+}
+
+export async function cone (app: FastifyInstance, request: FastifyRequest, v: Values): Promise<CompatReply> {
+  const [ra, dec, radius] = [num(v.ra), num(v.dec), num(v.radius)] as [number, number, number]
+  // The upstream's own check, answered here without spending an upstream call.
+  if (radius > MAX_CONE_RADIUS_ARCSEC) return { status: 400, body: '{"error":"Max radius is 300 arcsec."}' }
+  for (const [name, value] of [['ra', ra], ['dec', dec], ['radius', radius]] as const) {
+    if (!Number.isFinite(value)) return fieldError(name, 'A valid number is required.')
+  }
+  return ok(await tableText(app, request, 'cone', 'cone', fields.cone({ ra, dec, radius, mode: v.requestType as ConeMode })))
+}
+
+export function objectTokens (v: Values): string[] {
+  return csvTokens(String(v.objects ?? ''))
+}
+
+export async function objects (app: FastifyInstance, request: FastifyRequest, v: Values): Promise<CompatReply> {
+  const tokens = objectTokens(v)
+  if (tokens.length > UPSTREAM_MAX_OBJECTS) return ok('{"info":"Max number of objects for each requests is 50,000"}')
+  // The upstream answers a malformed id with a 500 page for the whole batch: refuse it here instead.
+  const bad = tokens.find((t) => !ATLAS_ID.test(t))
+  if (bad !== undefined) return fieldError('objects', `"${bad}" is not an ATLAS id (19 digits).`)
+  const distinct = [...new Set(tokens)]
+  const { records } = await readObjects(app, request, distinct)
+  const byId = new Map(distinct.map((id, i) => [id, records[i] ?? null]))
+  const mjd = num(v.mjd)
+  const texts = tokens.map((id) => {
+    const text = byId.get(id) ?? null
+    if (text === null) return MISSING_RECORD
+    return mjd === undefined ? text : filterRecordText(text, mjd)
+  })
+  return ok(`[${texts.join(',')}]`)
+}
+
+export async function objectlist (app: FastifyInstance, request: FastifyRequest, v: Values, original: Record<string, string>): Promise<CompatReply> {
+  const raw = v.objectlistid as bigint
+  const isCustom = v.getcustomlist === true
+  let listId: number
+  if (isCustom) {
+    listId = Number(raw)
+  } else {
+    // The upstream indexes a Python list: -1 is list 13, and 14 or more is a 500 page. Refuse those here.
+    if (raw >= BigInt(MAIN_LISTS) || raw < -BigInt(MAIN_LISTS)) return fieldError('objectlistid', `Detection lists are 0 to ${MAIN_LISTS - 1}.`)
+    listId = raw < 0n ? MAIN_LISTS + Number(raw) : Number(raw)
+  }
+  const name = isCustom ? app.lists.customName(listId) : app.lists.all.find((l) => l.kind === 'detection' && l.id === listId)?.name
+  const text = await tableText(app, request, 'lists', 'objectlist', fields.objectlist({ listId, isCustom }), name === undefined ? [] : [cacheTags.list(name)])
+  const since = thresholdUs(original.datethreshold)
+  if (since === undefined) return ok(text)
+  // followup_flag_date > threshold (strict), as the upstream filters.
+  return ok(filterRows(text, (r) => (rowTimeUs(r, 'followup_flag_date') ?? -Infinity) > since))
+}
+
+/** The VRA lists: with `objects`, those ids (and `debug` on scores), thresholds ignored; else thresholds. */
+export async function vraList (app: FastifyInstance, request: FastifyRequest, endpoint: 'vrascoreslist' | 'vratodolist' | 'vraranklist', v: Values, original: Record<string, string>): Promise<CompatReply> {
+  const route = endpoint === 'vrascoreslist' ? 'vra-scores' : endpoint === 'vratodolist' ? 'vra-todo' : 'vra-ranks'
+  const text = await tableText(app, request, route, endpoint, fields.wholeTable())
+  if (typeof v.objects === 'string') {
+    // Non-integer tokens are skipped silently upstream.
+    const ids = new Set(csvTokens(v.objects).map(pyInt).filter((id) => id !== null).map(String))
+    return ok(filterRows(text, (r) => ids.has(digitsOf(r, 'transient_object_id') ?? '') &&
+      (endpoint !== 'vrascoreslist' || r.debug === v.debug)))
+  }
+  const since = thresholdUs(original.datethreshold) ?? 0
+  const minId = endpoint === 'vraranklist' ? undefined : (v.idthreshold as bigint)
+  // The to-do table's primary key is the object id, so idthreshold compares object ids there.
+  const idField = endpoint === 'vratodolist' ? 'transient_object_id' : 'id'
+  return ok(filterRows(text, (r) => (rowTimeUs(r, 'timestamp') ?? -Infinity) >= since &&
+    (minId === undefined || BigInt(digitsOf(r, idField) ?? '-1') >= minId)))
+}
+
+export async function objectgroupslist (app: FastifyInstance, request: FastifyRequest, v: Values): Promise<CompatReply> {
+  const objectId = typeof v.objectid === 'bigint' ? String(v.objectid) : undefined
+  const groupId = typeof v.objectgroupid === 'bigint' ? Number(v.objectgroupid) : undefined
+  // Exactly one filter applies; both or neither return the whole table (contract §5.9).
+  if ((objectId === undefined) === (groupId === undefined)) {
+    return ok(await tableText(app, request, 'custom-lists', 'objectgroupslist', fields.wholeTable()))
+  }
+  if (groupId !== undefined) {
+    const name = app.lists.customName(groupId)
+    return ok(await tableText(app, request, 'custom-lists', 'objectgroupslist', fields.customListMembers(groupId), name === undefined ? [] : [cacheTags.customList(name)]))
+  }
+  return ok(await tableText(app, request, 'object-custom-lists', 'objectgroupslist', fields.objectCustomLists(objectId as string), [`object-lists:${objectId as string}`]))
+}
+
+export async function externalxmlist (app: FastifyInstance, request: FastifyRequest, v: Values): Promise<CompatReply> {
+  if (typeof v.externalObjects !== 'string') return ok('[]')
+  return ok(await tableText(app, request, 'crossmatches', 'externalxmlist', fields.crossmatches(csvTokens(v.externalObjects))))
+}

@@ -1,0 +1,52 @@
+// Filtering upstream JSON without changing a byte of what is kept: numbers stay as the upstream wrote
+// them (lossless-json keeps each literal), so a filtered compat reply equals what the upstream would send.
+import { isLosslessNumber, parse, stringify } from 'lossless-json'
+
+export type TextRow = Record<string, unknown>
+
+export function parseText (text: string): unknown {
+  return parse(text)
+}
+
+export function stringifyText (value: unknown): string {
+  return stringify(value) ?? 'null'
+}
+
+/** A number field of a row parsed by parseText, or undefined when absent or not a number. */
+export function numberOf (row: TextRow, field: string): number | undefined {
+  const v = row[field]
+  if (isLosslessNumber(v)) return v.valueOf() as number
+  return typeof v === 'number' ? v : undefined
+}
+
+/** The exact digits of an integer field (ids), or undefined. */
+export function digitsOf (row: TextRow, field: string): string | undefined {
+  const v = row[field]
+  return isLosslessNumber(v) ? v.toString() : undefined
+}
+
+/** Keeps the rows for which `keep` holds; returns the text of the kept rows, byte-exact. */
+export function filterRows (text: string, keep: (row: TextRow) => boolean): string {
+  const rows = parseText(text)
+  if (!Array.isArray(rows)) return text
+  return stringifyText((rows as TextRow[]).filter(keep))
+}
+
+/**
+ * The upstream's `mjd` threshold on one record (contract §5.2): lc and lcnondets keep mjd > value,
+ * fp keeps mjd_obs >= value.
+ */
+export function filterRecordText (recordText: string, mjd: number): string {
+  const record = parseText(recordText) as Record<string, unknown>
+  const keep = (rows: unknown, field: string, isInclusive: boolean): unknown => {
+    if (!Array.isArray(rows)) return rows
+    return (rows as TextRow[]).filter((r) => {
+      const v = numberOf(r, field)
+      return v !== undefined && (isInclusive ? v >= mjd : v > mjd)
+    })
+  }
+  record.lc = keep(record.lc, 'mjd', false)
+  record.lcnondets = keep(record.lcnondets, 'mjd', false)
+  record.fp = keep(record.fp, 'mjd_obs', true)
+  return stringifyText(record)
+}
