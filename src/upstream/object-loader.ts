@@ -24,6 +24,8 @@ export interface ObjectLoaderOptions {
 
 export type ObjectLoader = ReturnType<typeof createObjectLoader>
 
+const WINDOW_CLAIM_SLACK_MS = 50
+
 export function createObjectLoader (opts: ObjectLoaderOptions) {
   let maxIds = opts.maxIds
   // ids waiting for the current window, and ids whose upstream call is in flight
@@ -31,6 +33,8 @@ export function createObjectLoader (opts: ObjectLoaderOptions) {
   const pendingCtx = new Set<CallContext>()
   const inFlight = new Map<string, Promise<RecordText>>()
   let timer: NodeJS.Timeout | undefined
+  let windows = 0
+  let claimedUntil = 0
 
   async function fetchChunk (ids: string[], ctxs: CallContext[]): Promise<RecordText[]> {
     const onCall = () => { for (const c of ctxs) c.onCall?.() }
@@ -60,6 +64,8 @@ export function createObjectLoader (opts: ObjectLoaderOptions) {
 
   function flush (): void {
     timer = undefined
+    claimedUntil = 0
+    windows++
     const batch = pending
     const ctxs = [...pendingCtx]
     pending = new Map()
@@ -98,6 +104,19 @@ export function createObjectLoader (opts: ObjectLoaderOptions) {
   }
 
   return {
+    /**
+     * Whether reading `ids` would open a new batching window (and so cause an upstream call): a request
+     * that joins an open window or an in-flight call rides along for free (upstream-share accounting).
+     */
+    opensWindow (ids: readonly string[]): boolean {
+      // Claimed synchronously, so concurrent requests that check before any of them has enqueued do not
+      // all count as openers; the claim lapses with the window it stands for.
+      const now = Date.now()
+      if (pending.size > 0 || now < claimedUntil || ids.every((id) => inFlight.has(id))) return false
+      claimedUntil = now + opts.windowMs + WINDOW_CLAIM_SLACK_MS
+      return true
+    },
+
     /** Records for `ids` (distinct), in the same order; null for unknown ids. */
     async load (ids: readonly string[], ctx: CallContext = {}): Promise<RecordText[]> {
       if (ids.length === 0) return []
@@ -114,6 +133,8 @@ export function createObjectLoader (opts: ObjectLoaderOptions) {
       })
       return Promise.all(results)
     },
-    get maxIds (): number { return maxIds }
+    get maxIds (): number { return maxIds },
+    /** Batching windows flushed so far (each sends one objects/ call per UPSTREAM_MAX_IDS_PER_CALL ids). */
+    get windows (): number { return windows }
   }
 }

@@ -127,7 +127,8 @@ export async function readObjects (app: FastifyInstance, request: FastifyRequest
 
   const load = async (idx: number[]): Promise<RecordText[]> => {
     const wanted = idx.map((i) => ids[i] as string)
-    await chargeShare(app, request)
+    // The share counts upstream calls a consumer causes; joining another request's window causes none.
+    if (app.upstream.objects.opensWindow(wanted)) await chargeShare(app, request)
     const loaded = await app.upstream.objects.load(wanted, callContext(request))
     await cache.putEntries(loaded.map((text, k) => ({
       key: objectKey(wanted[k] as string),
