@@ -40,7 +40,16 @@ export function createUpstream ({ config, metrics, log, redis }: UpstreamDeps) {
     usernameFile: config.ATLAS_USERNAME_FILE,
     password: config.ATLAS_PASSWORD,
     passwordFile: config.ATLAS_PASSWORD_FILE
-  }, (u, p) => client.login(u, p), (result) => metrics.tokenRefreshes.inc({ result }))
+  }, (u, p) => client.login(u, p), (result) => metrics.tokenRefreshes.inc({ result }), redis === null
+    ? undefined
+    : {
+        redis,
+        prefix: config.REDIS_KEY_PREFIX,
+        onError: (err) => {
+          metrics.redisErrors.inc()
+          log.warn({ err: { message: (err as Error).message } }, 'redis token store unavailable; using the local token')
+        }
+      })
   const client: UpstreamClient = createUpstreamClient({
     baseUrl: config.ATLAS_BASE_URL,
     paths: resolvePaths(config.UPSTREAM_PATHS),

@@ -1,10 +1,13 @@
 // Holds the upstream token server-side and keeps it usable unattended (contract §2.2–§2.3):
 // - `Token has expired.` → one refresh through auth-token/ (single flight: every caller that saw the
 //   same stale token waits on the same promise), then the caller replays once;
-// - `Invalid token.` (another holder rotated it) → re-read the token source first, refresh only if that
-//   gives nothing new.
+// - `Invalid token.` (another holder rotated it) → re-read the shared token and the token source first,
+//   refresh only if neither gives anything new.
+// With Redis, replicas share the current token, and one replica refreshes under a lock while the others
+// wait for the new token (a refresh rotates the key, which would kill every other replica's copy).
 // The token never leaves this module except as the Authorization header the client builds.
 import { readFile } from 'node:fs/promises'
+import type { Redis } from 'ioredis'
 import { UpstreamAuthError } from '../errors.js'
 
 export interface TokenSources {
@@ -19,25 +22,52 @@ export interface TokenSources {
 /** Logs in through auth-token/ and returns the new key; throws when the upstream refuses. */
 export type LoginFn = (username: string, password: string) => Promise<string>
 
+export interface SharedToken {
+  redis: Redis
+  prefix: string
+  onError: (err: unknown) => void
+}
+
 export type TokenManager = ReturnType<typeof createTokenManager>
 
 const TOKEN_RE = /^[0-9a-f]{40}$/
+const LOCK_TTL_MS = 15_000
+const WAIT_STEP_MS = 100
+const WAIT_MAX_MS = 10_000
 
 async function readSecret (value: string, file: string): Promise<string> {
   if (file === '') return value
   return (await readFile(file, 'utf8')).trim()
 }
 
-export function createTokenManager (sources: TokenSources, login: LoginFn, onRefresh: (result: 'ok' | 'failed') => void = () => {}) {
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
+
+export function createTokenManager (sources: TokenSources, login: LoginFn, onRefresh: (result: 'ok' | 'failed') => void = () => {}, shared?: SharedToken) {
   let current: string | undefined
   let refreshing: Promise<string> | undefined
   let lastRefreshFailed = false
+  const tokenKey = `${shared?.prefix ?? ''}token`
+  const lockKey = `${shared?.prefix ?? ''}token:lock`
+
+  /** Redis failures never stop upstream calls: the local copy serves, and the error is counted. */
+  async function guarded<T> (fn: (redis: Redis) => Promise<T>, fallback: T): Promise<T> {
+    if (shared === undefined) return fallback
+    try {
+      return await fn(shared.redis)
+    } catch (err) {
+      shared.onError(err)
+      return fallback
+    }
+  }
+
+  const readShared = () => guarded(async (r) => (await r.get(tokenKey)) ?? undefined, undefined)
+  const writeShared = (token: string) => guarded(async (r) => { await r.set(tokenKey, token) }, undefined)
 
   async function readSource (): Promise<string> {
     return readSecret(sources.token, sources.tokenFile)
   }
 
-  async function doRefresh (): Promise<string> {
+  async function login1 (): Promise<string> {
     const username = await readSecret(sources.username, sources.usernameFile).catch(() => '')
     const password = await readSecret(sources.password, sources.passwordFile).catch(() => '')
     if (username === '' || password === '') {
@@ -51,6 +81,7 @@ export function createTokenManager (sources: TokenSources, login: LoginFn, onRef
       current = token
       lastRefreshFailed = false
       onRefresh('ok')
+      await writeShared(token)
       return token
     } catch (err) {
       lastRefreshFailed = true
@@ -59,9 +90,34 @@ export function createTokenManager (sources: TokenSources, login: LoginFn, onRef
     }
   }
 
+  /** One replica logs in under the lock; the others wait for the token it stores. */
+  async function refreshAcrossReplicas (stale: string): Promise<string> {
+    const isLocked = await guarded(async (r) => (await r.set(lockKey, '1', 'PX', LOCK_TTL_MS, 'NX')) === 'OK', true)
+    if (isLocked) {
+      try {
+        const fresh = await readShared()
+        if (fresh !== undefined && fresh !== stale) return (current = fresh)
+        return await login1()
+      } finally {
+        await guarded(async (r) => { await r.del(lockKey) }, undefined)
+      }
+    }
+    for (let waited = 0; waited < WAIT_MAX_MS; waited += WAIT_STEP_MS) {
+      await sleep(WAIT_STEP_MS)
+      const fresh = await readShared()
+      if (fresh !== undefined && fresh !== stale) return (current = fresh)
+    }
+    return login1()
+  }
+
   return {
     async current (): Promise<string> {
-      if (current === undefined) current = await readSource()
+      const fromRedis = await readShared()
+      if (fromRedis !== undefined) return (current = fromRedis)
+      if (current === undefined) {
+        current = await readSource()
+        if (current !== '') await guarded(async (r) => { await r.set(tokenKey, current as string, 'NX') }, undefined)
+      }
       return current
     },
 
@@ -69,17 +125,20 @@ export function createTokenManager (sources: TokenSources, login: LoginFn, onRef
     async refresh (stale: string): Promise<string> {
       if (refreshing !== undefined) return refreshing
       if (current !== undefined && current !== stale) return current
-      refreshing = doRefresh().finally(() => { refreshing = undefined })
+      refreshing = refreshAcrossReplicas(stale).finally(() => { refreshing = undefined })
       return refreshing
     },
 
-    /** After `Invalid token.`: a changed token source wins; otherwise refresh. */
+    /** After `Invalid token.`: a newer shared token or a changed token source wins; otherwise refresh. */
     async recoverInvalid (stale: string): Promise<string> {
       if (refreshing !== undefined) return refreshing
+      const fromRedis = await readShared()
+      if (fromRedis !== undefined && fromRedis !== stale) return (current = fromRedis)
       if (current !== undefined && current !== stale) return current
       const fromSource = await readSource().catch(() => '')
       if (fromSource !== '' && fromSource !== stale) {
         current = fromSource
+        await writeShared(fromSource)
         return fromSource
       }
       return this.refresh(stale)
