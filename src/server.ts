@@ -4,46 +4,18 @@ import closeWithGrace from 'close-with-grace'
 import type { FastifyInstance } from 'fastify'
 import { loadConfig, type Config } from './config.js'
 import { buildApp } from './app.js'
-import { startSandbox, type Sandbox, type SandboxOptions } from './sandbox/index.js'
+import { sandboxOptionsFromEnv, startSandbox, type Sandbox, type SandboxOptions } from './sandbox/index.js'
 
 // Beyond SHUTDOWN_TIMEOUT_MS, closing Redis and the upstream pool may take this long before
 // close-with-grace gives up and exits 1.
 const DEFAULT_CLOSE_MARGIN_MS = 5000
 
-type Env = Record<string, string | undefined>
-
-function numberOf (env: Env, name: string): number | undefined {
-  const text = env[name]
-  if (text === undefined || text === '') return undefined
-  const value = Number(text)
-  if (!Number.isFinite(value)) throw new Error(`${name} must be a number, got "${text}"`)
-  return value
-}
-
-function stringOf (env: Env, name: string): string | undefined {
-  const text = env[name]
-  return text === undefined || text === '' ? undefined : text
-}
-
 /**
  * The embedded sandbox's knobs, from the same SANDBOX_* variables `npm run sandbox` reads, so a demo or
- * a test can make the embedded upstream slow or flaky (SANDBOX_PORT and the host stay loopback/ephemeral).
+ * a test can make the embedded upstream slow or flaky (the host and port stay loopback/ephemeral).
  */
-function embeddedSandboxOptions (env: Env): SandboxOptions {
-  // Unset knobs stay undefined, which the sandbox reads as "use my default".
-  return {
-    host: '127.0.0.1',
-    port: 0,
-    objects: numberOf(env, 'SANDBOX_OBJECTS'),
-    seed: numberOf(env, 'SANDBOX_SEED'),
-    latencyMs: numberOf(env, 'SANDBOX_LATENCY_MS'),
-    jitterMs: numberOf(env, 'SANDBOX_JITTER_MS'),
-    errorRate: numberOf(env, 'SANDBOX_ERROR_RATE'),
-    tokenTtlS: numberOf(env, 'SANDBOX_TOKEN_TTL_S'),
-    throttleRate: stringOf(env, 'SANDBOX_THROTTLE_RATE'),
-    staffThrottleRate: stringOf(env, 'SANDBOX_STAFF_THROTTLE_RATE'),
-    anonThrottleRate: stringOf(env, 'SANDBOX_ANON_THROTTLE_RATE')
-  }
+function embeddedSandboxOptions (env: Record<string, string | undefined>): SandboxOptions {
+  return { ...sandboxOptionsFromEnv(env), host: '127.0.0.1', port: 0 }
 }
 
 /** A URL a person can paste: a wildcard listen address becomes localhost. */

@@ -84,3 +84,38 @@ export function resolveOptions (opts: SandboxOptions = {}): ResolvedOptions {
     segments
   }
 }
+
+type Env = Record<string, string | undefined>
+
+function numberFrom (env: Env, name: string): number | undefined {
+  const text = env[name]
+  if (text === undefined || text === '') return undefined
+  const value = Number(text)
+  if (!Number.isFinite(value)) throw new Error(`${name} must be a number, got "${text}"`)
+  return value
+}
+
+function textFrom (env: Env, name: string): string | undefined {
+  const text = env[name]
+  return text === undefined || text === '' ? undefined : text
+}
+
+/**
+ * The SANDBOX_* knobs (design §6), read by `npm run sandbox` and by the gateway's embedded sandbox.
+ * Unset knobs stay undefined, which resolveOptions reads as "use the default".
+ */
+export function sandboxOptionsFromEnv (env: Env): SandboxOptions {
+  return {
+    host: textFrom(env, 'SANDBOX_HOST'),
+    port: numberFrom(env, 'SANDBOX_PORT'),
+    objects: numberFrom(env, 'SANDBOX_OBJECTS'),
+    seed: numberFrom(env, 'SANDBOX_SEED'),
+    latencyMs: numberFrom(env, 'SANDBOX_LATENCY_MS'),
+    jitterMs: numberFrom(env, 'SANDBOX_JITTER_MS'),
+    errorRate: numberFrom(env, 'SANDBOX_ERROR_RATE'),
+    tokenTtlS: numberFrom(env, 'SANDBOX_TOKEN_TTL_S'),
+    throttleRate: textFrom(env, 'SANDBOX_THROTTLE_RATE'),
+    staffThrottleRate: textFrom(env, 'SANDBOX_STAFF_THROTTLE_RATE'),
+    anonThrottleRate: textFrom(env, 'SANDBOX_ANON_THROTTLE_RATE')
+  }
+}
