@@ -240,6 +240,29 @@ export function createCache (opts: CacheOptions = {}) {
       return entries.map((e) => (usable(e, at) ? e : undefined))
     },
 
+    /**
+     * Cross-replica single flight for per-key fills (object records): runs `load` for the keys this
+     * replica claims (or all of them without Redis), and waits for the others' fills of keys another
+     * replica is loading; keys whose fill does not arrive are loaded here after all. Resolves when every
+     * key has been loaded here or found filled.
+     */
+    async fillShared (keys: readonly string[], load: (keys: string[]) => Promise<void>): Promise<void> {
+      if (lock === undefined || keys.length === 0) return load([...keys])
+      const claims = await Promise.all(keys.map(async (key) => ({ key, got: await lock.acquire(key) })))
+      const mine = claims.filter((c) => c.got.isAcquired || !c.got.isBusy)
+      const theirs = claims.filter((c) => !c.got.isAcquired && c.got.isBusy).map((c) => c.key)
+      try {
+        if (mine.length > 0) await load(mine.map((c) => c.key))
+      } finally {
+        await Promise.all(mine.map(async (c) => { if (c.got.isAcquired) await c.got.release() }))
+      }
+      if (theirs.length === 0) return
+      opts.onCoalesced?.('lock-wait')
+      const filled = await Promise.all(theirs.map(async (key) => lock.waitFor(key, async () => (await fromL2(key)) ?? undefined)))
+      const left = theirs.filter((_, i) => filled[i] === undefined)
+      if (left.length > 0) await load(left)
+    },
+
     /** Stores per-key entries (e.g. one object record per id) in both tiers; `ttlMs` is the store lifetime. */
     async putEntries (items: readonly PutItem[]): Promise<void> {
       const at = now()

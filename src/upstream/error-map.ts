@@ -19,9 +19,10 @@ export function isTimeout (err: unknown): boolean {
   return name === 'TimeoutError' || TIMEOUT_CODES.has(codeOf(err) ?? '')
 }
 
-/** A network failure where the upstream most likely did not process the request: reads may retry. */
+/** A network failure (its own code, or its cause's): reads may retry it, writes never do. */
 export function isRetryableTransport (err: unknown): boolean {
-  return RETRYABLE_CODES.has(codeOf(err) ?? '') || (codeOf(err) === undefined && codeOf((err as { cause?: unknown }).cause) !== undefined && RETRYABLE_CODES.has(codeOf((err as { cause?: unknown }).cause) ?? ''))
+  const code = codeOf(err) ?? codeOf((err as { cause?: unknown } | null)?.cause)
+  return code !== undefined && RETRYABLE_CODES.has(code)
 }
 
 export function isRetryableStatus (status: number): boolean {

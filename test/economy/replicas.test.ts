@@ -23,6 +23,16 @@ test('replicas on one Redis', { skip: TEST_REDIS_URL === '' ? 'needs REDIS_URL' 
     t.same(new Set(results.map((r) => r.body)).size, 1, 'all four got the same bytes')
   })
 
+  t.test('the same object missed on both replicas at once → one objects/ call', async (t) => {
+    const { sandbox, a, b, auth } = await twoReplicas(t, { UPSTREAM_BATCH_WINDOW_MS: 50 })
+    const ids = sandbox.ids().slice(20, 25).map(String).join(',')
+    sandbox.resetCalls()
+    const results = await Promise.all([a, b].map((app) => app.inject({ url: `/v1/objects?ids=${ids}`, headers: auth })))
+    t.ok(results.every((r) => r.statusCode === 200))
+    t.equal(results[0]?.body, results[1]?.body)
+    t.equal(sandbox.calls.get('objects'), 1, 'the second replica waited for the first one\'s fill')
+  })
+
   t.test('one upstream budget for both', async (t) => {
     const { sandbox, a, b, auth } = await twoReplicas(t, { UPSTREAM_RATE: '3/hour' })
     const ids = sandbox.ids().slice(10, 14).map(String)

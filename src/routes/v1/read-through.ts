@@ -3,7 +3,7 @@
 // request causes is charged to its consumer's upstream share and counted for its access log line.
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { UpstreamError } from '../../errors.js'
-import type { FetchResult } from '../../cache/cache.js'
+import { isUpstreamError, type FetchResult } from '../../cache/cache.js'
 import { computeEtag } from '../../cache/entry.js'
 import { buildCacheControl, storeTtlMs, type RouteId } from '../../cache/freshness.js'
 import { matchesIfNoneMatch, wantsBypass } from '../../cache/http.js'
@@ -125,8 +125,8 @@ export async function readObjects (app: FastifyInstance, request: FastifyRequest
     }
   })
 
-  const load = async (idx: number[]): Promise<RecordText[]> => {
-    const wanted = idx.map((i) => ids[i] as string)
+  /** Loads `wanted` through the batching loader and stores each record (or "missing") under its id. */
+  const load = async (wanted: string[]): Promise<RecordText[]> => {
     // The share counts upstream calls a consumer causes; joining another request's window causes none.
     if (app.upstream.objects.opensWindow(wanted)) await chargeShare(app, request)
     const loaded = await app.upstream.objects.load(wanted, callContext(request))
@@ -138,22 +138,36 @@ export async function readObjects (app: FastifyInstance, request: FastifyRequest
     })))
     return loaded
   }
+  const idsAt = (idx: number[]) => idx.map((i) => ids[i] as string)
 
   if (stale.length > 0) {
     status = 'STALE'
     // One background refresh per batch of stale ids; its failure leaves the stale records in place.
-    load(stale).catch((err: unknown) => request.log.warn({ err }, 'background refresh of object records failed'))
+    load(idsAt(stale)).catch((err: unknown) => request.log.warn({ err }, 'background refresh of object records failed'))
   }
   if (misses.length > 0) {
+    const wanted = idsAt(misses)
     try {
-      const loaded = await load(misses)
-      misses.forEach((i, k) => { records[i] = loaded[k] ?? null })
+      // With Redis, a miss another replica is already loading is waited for instead of loaded twice.
+      const loaded = new Map<string, RecordText>()
+      await cache.fillShared(wanted.map(objectKey), async (keys) => {
+        const mine = wanted.filter((id) => keys.includes(objectKey(id)))
+        const texts = await load(mine)
+        mine.forEach((id, k) => loaded.set(id, texts[k] ?? null))
+      })
+      const filledElsewhere = wanted.filter((id) => !loaded.has(id))
+      const found = filledElsewhere.length === 0 ? [] : await cache.getEntries(filledElsewhere.map(objectKey))
+      filledElsewhere.forEach((id, k) => {
+        const e = found[k]
+        loaded.set(id, e === undefined || e.body.equals(MISSING) ? null : e.body.toString('utf8'))
+      })
+      misses.forEach((i) => { records[i] = loaded.get(ids[i] as string) ?? null })
       if (!bypass) status = 'MISS'
     } catch (err) {
       // stale-if-error: answer from expired-but-kept records when every miss has one.
-      const usable = misses.every((i) => {
+      const usable = isUpstreamError(err) && misses.every((i) => {
         const e = entries[i]
-        return e !== undefined && now - e.storedAt < fresh.freshMs + fresh.staleIfErrorMs && (err as { code?: string }).code?.startsWith('GW_UPSTREAM') === true
+        return e !== undefined && now - e.storedAt < fresh.freshMs + fresh.staleIfErrorMs
       })
       if (!usable) throw err
       for (const i of misses) {
