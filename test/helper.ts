@@ -87,7 +87,18 @@ export async function buildTestApp (t: Test, opts: TestAppOptions = {}): Promise
   })
   const chunks: string[] = []
   const logStream = new PassThrough()
-  logStream.on('data', (c: Buffer) => chunks.push(c.toString('utf8')))
+  // Every test app guards the whole suite: no upstream token or password may ever reach a log line.
+  const leaks = new Set<string>()
+  logStream.on('data', (c: Buffer) => {
+    const line = c.toString('utf8')
+    chunks.push(line)
+    for (const secret of [...Object.values(sandbox.tokens), config.ATLAS_TOKEN, config.ATLAS_PASSWORD]) {
+      if (secret.length >= 8 && line.includes(secret)) leaks.add(secret === config.ATLAS_PASSWORD ? 'ATLAS_PASSWORD' : 'an upstream token')
+    }
+  })
+  t.teardown(() => {
+    if (leaks.size > 0) throw new Error(`secret in the logs: ${[...leaks].join(', ')}`)
+  })
   const app = await buildApp(config, { logStream, ...opts.deps })
   t.teardown(() => app.close())
   await opts.register?.(app)

@@ -41,6 +41,8 @@ test('lists: catalogue, members with local filters, unknown names', async (t) =>
   const rows = good.json().objects as Array<{ id: string, vra: number, followup_flag_date: string, sherlockClassification: string }>
   t.ok(rows.length > 0)
   t.ok(rows.every((r) => /^\d{19}$/.test(r.id)), 'row ids are strings')
+  const direct = parseLossless((await sandboxPost(sandbox, 'objectlist', { objectlistid: '2' })).text) as Array<{ id: bigint }>
+  t.same(rows.map((r) => r.id), direct.map((r) => String(r.id)), 'the same ids as the upstream, digit for digit')
   const vras = rows.map((r) => r.vra).filter((v) => typeof v === 'number').sort((a, b) => a - b)
   const mid = vras[Math.floor(vras.length / 2)] as number
   sandbox.resetCalls()
