@@ -3,6 +3,7 @@
 // staff, and the old key stops working everywhere.
 import { DjangoHtmlError } from '../drf/errors.js'
 import { validate } from '../drf/fields.js'
+import { SERIALIZERS } from '../upstream/serializers.js'
 import type { EndpointDef } from './view.js'
 
 export const authToken: EndpointDef = {
@@ -10,11 +11,8 @@ export const authToken: EndpointDef = {
   viewName: 'Obtain Expiring Auth Token',
   access: 'anon',
   post: async (ctx) => {
-    const result = validate([
-      { name: 'username', kind: 'char', required: true },
-      // AuthTokenSerializer does not trim passwords.
-      { name: 'password', kind: 'char', required: true, trim: false }
-    ], await ctx.data())
+    // AuthTokenSerializer: username and password (not trimmed).
+    const result = validate(SERIALIZERS['auth-token'], await ctx.data())
     if (!result.ok) return { status: 400, data: result.errors }
     const user = ctx.users.checkPassword(String(result.values.username), String(result.values.password))
     if (user === null) return { status: 400, data: { non_field_errors: ['Unable to log in with provided credentials.'] } }

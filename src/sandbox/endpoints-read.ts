@@ -1,6 +1,7 @@
 // The read endpoints (contract §5.1–5.3, 5.5, 5.7, 5.9, 5.12, 5.13): any authenticated user, GET or POST.
 import { DjangoHtmlError } from '../drf/errors.js'
-import { pyInt, pyStrip, type FieldSpec } from '../drf/fields.js'
+import { pyInt, pyStrip } from '../drf/fields.js'
+import { SERIALIZERS } from '../upstream/serializers.js'
 import { formatDateTime } from '../drf/time.js'
 import { int, num, RawJson, readHandlers, reqNum, reqStr, str, type EndpointDef } from './view.js'
 
@@ -32,12 +33,7 @@ const cone: EndpointDef = {
   name: 'cone',
   viewName: 'Cone',
   access: 'read',
-  ...readHandlers([
-    { name: 'ra', kind: 'float', required: true },
-    { name: 'dec', kind: 'float', required: true },
-    { name: 'radius', kind: 'float', required: true },
-    { name: 'requestType', kind: 'choice', required: true, choices: ['count', 'all', 'nearest'] }
-  ], (v, ctx) => {
+  ...readHandlers(SERIALIZERS.cone, (v, ctx) => {
     const radius = reqNum(v.radius)
     if (radius > MAX_RADIUS_ARCSEC) return { error: 'Max radius is 300 arcsec.' }
     const hits = ctx.store.coneSearch(reqNum(v.ra), reqNum(v.dec), radius)
@@ -54,10 +50,7 @@ const objects: EndpointDef = {
   name: 'objects',
   viewName: 'Objects',
   access: 'read',
-  ...readHandlers([
-    { name: 'objects', kind: 'char', required: true },
-    { name: 'mjd', kind: 'float' }
-  ], (v, ctx) => {
+  ...readHandlers(SERIALIZERS.objects, (v, ctx) => {
     const list = tokens(reqStr(v.objects))
     const max = ctx.maxObjectsPerCall()
     if (list.length > max) return maxObjectsInfo(max)
@@ -76,11 +69,7 @@ const objectlist: EndpointDef = {
   name: 'objectlist',
   viewName: 'Object List',
   access: 'read',
-  ...readHandlers([
-    { name: 'objectlistid', kind: 'int', required: true },
-    { name: 'getcustomlist', kind: 'bool', default: false },
-    { name: 'datethreshold', kind: 'datetime' }
-  ], (v, ctx) => {
+  ...readHandlers(SERIALIZERS.objectlist, (v, ctx) => {
     const id = int(v.objectlistid)
     const threshold = num(v.datethreshold)
     if (v.getcustomlist === true) return ctx.store.customList(id, threshold)
@@ -91,21 +80,11 @@ const objectlist: EndpointDef = {
   })
 }
 
-// Thresholds of the VRA lists default to 1970-01-01 and are inclusive.
-const OBJECTS_FIELD: FieldSpec = { name: 'objects', kind: 'char' }
-const SINCE_FIELD: FieldSpec = { name: 'datethreshold', kind: 'datetime', default: 0 }
-const ID_THRESHOLD_FIELD: FieldSpec = { name: 'idthreshold', kind: 'int', default: 0n }
-
 const vrascoreslist: EndpointDef = {
   name: 'vrascoreslist',
   viewName: 'VRA Scores List',
   access: 'read',
-  ...readHandlers([
-    OBJECTS_FIELD,
-    { name: 'debug', kind: 'bool', default: false },
-    SINCE_FIELD,
-    ID_THRESHOLD_FIELD
-  ], (v, ctx) => {
+  ...readHandlers(SERIALIZERS.vrascoreslist, (v, ctx) => {
     const ids = idSet(str(v.objects))
     const since = reqNum(v.datethreshold)
     const minId = int(v.idthreshold)
@@ -133,7 +112,7 @@ const vratodolist: EndpointDef = {
   name: 'vratodolist',
   viewName: 'VRA Todo List',
   access: 'read',
-  ...readHandlers([OBJECTS_FIELD, SINCE_FIELD, ID_THRESHOLD_FIELD], (v, ctx) => {
+  ...readHandlers(SERIALIZERS.vratodolist, (v, ctx) => {
     const ids = idSet(str(v.objects))
     const since = reqNum(v.datethreshold)
     const minId = int(v.idthreshold)
@@ -148,10 +127,7 @@ const objectgroupslist: EndpointDef = {
   name: 'objectgroupslist',
   viewName: 'Tcs Object Groups List',
   access: 'read',
-  ...readHandlers([
-    { name: 'objectid', kind: 'int' },
-    { name: 'objectgroupid', kind: 'int' }
-  ], (v, ctx) => {
+  ...readHandlers(SERIALIZERS.objectgroupslist, (v, ctx) => {
     const objectId = typeof v.objectid === 'bigint' ? v.objectid : null
     const groupId = typeof v.objectgroupid === 'bigint' ? v.objectgroupid : null
     // Exactly one filter applies; both or neither return the whole table.
@@ -166,7 +142,7 @@ const vraranklist: EndpointDef = {
   name: 'vraranklist',
   viewName: 'VRA Rank List',
   access: 'read',
-  ...readHandlers([OBJECTS_FIELD, SINCE_FIELD], (v, ctx) => {
+  ...readHandlers(SERIALIZERS.vraranklist, (v, ctx) => {
     const ids = idSet(str(v.objects))
     const since = reqNum(v.datethreshold)
     return [...ctx.store.tables.vraRank.values()]
@@ -186,7 +162,7 @@ const externalxmlist: EndpointDef = {
   viewName: 'External Crossmatches List',
   access: 'read',
   // camelCase and case-sensitive: `externalobjects` is an unknown field, so ignored.
-  ...readHandlers([{ name: 'externalObjects', kind: 'char' }], (v, ctx) => {
+  ...readHandlers(SERIALIZERS.externalxmlist, (v, ctx) => {
     const names = str(v.externalObjects)
     return names === null ? [] : tokens(names).map((name) => ctx.store.externalByName(name))
   })

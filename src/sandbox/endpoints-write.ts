@@ -1,7 +1,8 @@
 // The write endpoints (contract §5.4, 5.6, 5.8, 5.10, 5.11, 5.14) and their quirks: failures with
 // success codes, `objectgroupid` holding the object id, 204 then 400, GET that writes.
 import { DjangoHtmlError } from '../drf/errors.js'
-import { validate, type FieldSpec } from '../drf/fields.js'
+import { validate } from '../drf/fields.js'
+import { SERIALIZERS } from '../upstream/serializers.js'
 import { GET_STUB, int, num, reqNum, writeHandlers, type EndpointDef, type Handler, type Values, type ViewContext } from './view.js'
 
 const NOT_FOUND = 'Object does not exist.'
@@ -10,10 +11,6 @@ const DUPLICATE = 'Duplicate row. Cannot add row.'
 const NO_GROUP = 'Object group ID does not exist.'
 // objectdetectionlist accepts only possible ("snooze"), eyeball and galcand.
 const DETECTION_LISTS = new Set([3n, 4n, 12n])
-
-const OBJECT_ID: FieldSpec = { name: 'objectid', kind: 'int', required: true }
-const GROUP_ID: FieldSpec = { name: 'objectgroupid', kind: 'int', required: true }
-const INSERT_DATE: FieldSpec = { name: 'insertdate', kind: 'datetime' }
 
 /** `insertdate` when given, else the server's "now". */
 function insertDate (v: Values, ctx: ViewContext): number {
@@ -24,17 +21,7 @@ const vrascores: EndpointDef = {
   name: 'vrascores',
   viewName: 'VRA Scores',
   access: 'write',
-  ...writeHandlers([
-    OBJECT_ID,
-    { name: 'preal', kind: 'float' },
-    { name: 'pgal', kind: 'float' },
-    { name: 'pfast', kind: 'float' },
-    { name: 'rank', kind: 'float' },
-    { name: 'rank_alt1', kind: 'float' },
-    { name: 'is_gal_cand', kind: 'int' },
-    { name: 'debug', kind: 'bool', default: false },
-    INSERT_DATE
-  ], (v, ctx) => {
+  ...writeHandlers(SERIALIZERS.vrascores, (v, ctx) => {
     const objectid = int(v.objectid)
     if (!ctx.store.has(objectid)) return { objectid, info: NOT_FOUND }
     // Rows are append-only history; apiusername is the authenticated user.
@@ -60,7 +47,7 @@ const vratodo: EndpointDef = {
   name: 'vratodo',
   viewName: 'VRA Todo',
   access: 'write',
-  ...writeHandlers([OBJECT_ID, INSERT_DATE], (v, ctx) => {
+  ...writeHandlers(SERIALIZERS.vratodo, (v, ctx) => {
     const objectid = int(v.objectid)
     if (!ctx.store.has(objectid)) return { objectid, info: NOT_FOUND }
     return { objectid, info: ctx.store.addTodo(objectid, insertDate(v, ctx)) ? CREATED : DUPLICATE }
@@ -71,7 +58,7 @@ const objectgroups: EndpointDef = {
   name: 'objectgroups',
   viewName: 'Tcs Object Groups',
   access: 'write',
-  ...writeHandlers([OBJECT_ID, GROUP_ID], (v, ctx) => {
+  ...writeHandlers(SERIALIZERS.objectgroups, (v, ctx) => {
     const objectid = int(v.objectid)
     const groupId = int(v.objectgroupid)
     if (!ctx.store.has(objectid)) return { objectid, info: NOT_FOUND }
@@ -87,7 +74,7 @@ const objectgroupsdelete: EndpointDef = {
   access: 'write',
   get: async () => ({ status: 200, data: GET_STUB }),
   post: async (ctx) => {
-    const result = validate([OBJECT_ID, GROUP_ID], await ctx.data())
+    const result = validate(SERIALIZERS.objectgroupsdelete, await ctx.data())
     // The view reads `message` even when validation failed: UnboundLocalError, a 500 page.
     if (!result.ok) throw new DjangoHtmlError(500, "local variable 'message' referenced before assignment")
     const objectid = int(result.values.objectid)
@@ -105,13 +92,7 @@ const vrarank: EndpointDef = {
   name: 'vrarank',
   viewName: 'VRA Rank',
   access: 'write',
-  ...writeHandlers([
-    OBJECT_ID,
-    { name: 'rank', kind: 'float', required: true },
-    { name: 'rank_alt1', kind: 'float' },
-    { name: 'is_gal_cand', kind: 'int' },
-    INSERT_DATE
-  ], (v, ctx) => {
+  ...writeHandlers(SERIALIZERS.vrarank, (v, ctx) => {
     const objectid = int(v.objectid)
     if (!ctx.store.has(objectid)) return { objectid, info: NOT_FOUND }
     // A plain save(): insert, or replace every column of the existing row; same text either way.
@@ -130,11 +111,10 @@ const vrarank: EndpointDef = {
 }
 
 // objectdetectionlist/ writes on GET too (from the query string), for any authenticated user.
-const DETECTION_SPECS: FieldSpec[] = [OBJECT_ID, { name: 'objectlist', kind: 'int', required: true }, INSERT_DATE]
 
 function detectionHandler (source: 'query' | 'body'): Handler {
   return async (ctx) => {
-    const result = validate(DETECTION_SPECS, source === 'query' ? ctx.query : await ctx.data())
+    const result = validate(SERIALIZERS.objectdetectionlist, source === 'query' ? ctx.query : await ctx.data())
     if (!result.ok) return { status: 400, data: result.errors }
     const objectid = int(result.values.objectid)
     if (!ctx.store.has(objectid)) return { status: 200, data: { objectid, info: NOT_FOUND } }

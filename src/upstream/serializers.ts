@@ -1,6 +1,7 @@
 // The upstream's serializers (psat_server_web atlasapi/serializers.py): the fields each endpoint reads,
-// with DRF's types, in declaration order (which is also the order of DRF's error keys). The compatibility
-// path validates with these before anything reaches the upstream. Contract §5.
+// with DRF's types, in declaration order (which is also the order of DRF's error keys). One table serves
+// both sides: the sandbox validates with it, and the compatibility path validates with it before anything
+// reaches the upstream. Contract §5.
 import type { FieldSpec } from '../drf/fields.js'
 import type { UpstreamEndpoint } from './endpoints.js'
 
@@ -9,6 +10,8 @@ const GROUP_ID: FieldSpec = { name: 'objectgroupid', kind: 'int', required: true
 const INSERT_DATE: FieldSpec = { name: 'insertdate', kind: 'datetime' }
 const OBJECTS_CSV: FieldSpec = { name: 'objects', kind: 'char' }
 const SINCE: FieldSpec = { name: 'datethreshold', kind: 'datetime' }
+// The VRA lists' thresholds default to 1970-01-01 (0 µs since the epoch) and are inclusive.
+const VRA_SINCE: FieldSpec = { name: 'datethreshold', kind: 'datetime', default: 0 }
 const ID_THRESHOLD: FieldSpec = { name: 'idthreshold', kind: 'int', default: 0n }
 
 export const SERIALIZERS: Readonly<Record<UpstreamEndpoint, readonly FieldSpec[]>> = {
@@ -24,9 +27,9 @@ export const SERIALIZERS: Readonly<Record<UpstreamEndpoint, readonly FieldSpec[]
     { name: 'getcustomlist', kind: 'bool', default: false },
     SINCE
   ],
-  vrascoreslist: [OBJECTS_CSV, { name: 'debug', kind: 'bool', default: false }, SINCE, ID_THRESHOLD],
-  vratodolist: [OBJECTS_CSV, SINCE, ID_THRESHOLD],
-  vraranklist: [OBJECTS_CSV, SINCE],
+  vrascoreslist: [OBJECTS_CSV, { name: 'debug', kind: 'bool', default: false }, VRA_SINCE, ID_THRESHOLD],
+  vratodolist: [OBJECTS_CSV, VRA_SINCE, ID_THRESHOLD],
+  vraranklist: [OBJECTS_CSV, VRA_SINCE],
   objectgroupslist: [{ name: 'objectid', kind: 'int' }, { name: 'objectgroupid', kind: 'int' }],
   externalxmlist: [{ name: 'externalObjects', kind: 'char' }],
   vrascores: [
