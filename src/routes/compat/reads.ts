@@ -72,8 +72,9 @@ export async function objects (app: FastifyInstance, request: FastifyRequest, v:
   const byId = new Map(distinct.map((id, i) => [id, records[i] ?? null]))
   const mjd = num(v.mjd)
   const texts = tokens.map((id) => {
-    const text = byId.get(id) ?? null
-    if (text === null) return MISSING_RECORD
+    const record = byId.get(id) ?? null
+    if (record === null) return MISSING_RECORD
+    const text = record.bytes.toString('utf8')
     return mjd === undefined ? text : filterRecordText(text, mjd)
   })
   return ok(`[${texts.join(',')}]`)

@@ -32,16 +32,23 @@ export function parseIdList (text: string): string[] {
   return distinct(text.split(','))
 }
 
-async function batchJson (app: FastifyInstance, request: FastifyRequest, ids: string[], mjdMin: number | undefined): Promise<{ text: string, read: CacheInfo }> {
+const OPEN = Buffer.from('{"objects":[')
+const COMMA = Buffer.from(',')
+
+async function batchJson (app: FastifyInstance, request: FastifyRequest, ids: string[], mjdMin: number | undefined): Promise<{ body: Buffer, read: CacheInfo }> {
   const read = await readObjects(app, request, ids)
-  const { records } = read
-  const found: string[] = []
+  const parts: Buffer[] = [OPEN]
   const missing: string[] = []
-  records.forEach((text, i) => {
-    if (text === null) missing.push(`"${ids[i] as string}"`)
-    else found.push(recordToV1(text, mjdMin))
+  read.records.forEach((record, i) => {
+    if (record === null) {
+      missing.push(`"${ids[i] as string}"`)
+      return
+    }
+    if (parts.length > 1) parts.push(COMMA)
+    parts.push(recordToV1(record, mjdMin).bytes)
   })
-  return { text: `{"objects":[${found.join(',')}],"missing":[${missing.join(',')}]}`, read }
+  parts.push(Buffer.from(`],"missing":[${missing.join(',')}]}`))
+  return { body: Buffer.concat(parts), read }
 }
 
 /**
@@ -51,7 +58,8 @@ async function batchJson (app: FastifyInstance, request: FastifyRequest, ids: st
  */
 function streamNdjson (app: FastifyInstance, request: FastifyRequest, ids: string[], mjdMin: number | undefined): Readable {
   const chunkSize = app.config.UPSTREAM_MAX_IDS_PER_CALL
-  async function * lines (): AsyncGenerator<string> {
+  const END = Buffer.from('}\n')
+  async function * lines (): AsyncGenerator<Buffer> {
     for (let i = 0; i < ids.length; i += chunkSize) {
       const chunk = ids.slice(i, i + chunkSize)
       let records
@@ -61,18 +69,18 @@ function streamNdjson (app: FastifyInstance, request: FastifyRequest, ids: strin
         const e = err as { code?: string, statusCode?: number, message?: string }
         const problem = buildProblem(request, e.statusCode ?? 500, e.code ?? 'GW_INTERNAL', e.code?.startsWith('GW_') === true ? (e.message ?? '') : 'internal error')
         request.log.warn({ err }, 'ndjson stream ended early')
-        yield JSON.stringify({ error: problem }) + '\n'
+        yield Buffer.from(JSON.stringify({ error: problem }) + '\n')
         return
       }
-      let out = ''
-      records.forEach((text, k) => {
+      for (const [k, record] of records.entries()) {
         const id = chunk[k] as string
-        out += text === null ? `{"id":"${id}","missing":true}\n` : `{"id":"${id}","object":${recordToV1(text, mjdMin)}}\n`
-      })
-      yield out
+        yield record === null
+          ? Buffer.from(`{"id":"${id}","missing":true}\n`)
+          : Buffer.concat([Buffer.from(`{"id":"${id}","object":`), recordToV1(record, mjdMin).bytes, END])
+      }
     }
   }
-  return Readable.from(lines(), { objectMode: false, highWaterMark: 1 })
+  return Readable.from(lines(), { objectMode: false })
 }
 
 export const objectRoutes: FastifyPluginAsyncTypebox = async (app) => {
@@ -87,9 +95,10 @@ export const objectRoutes: FastifyPluginAsyncTypebox = async (app) => {
     }
   }, async (request, reply) => {
     const read = await readObjects(app, request, [request.params.id])
-    const text = read.records[0]
-    if (text === null || text === undefined) throw new NotFoundError(`No ATLAS object ${request.params.id}.`)
-    return sendDerived(request, reply, read, recordToV1(text, request.query.mjd_min))
+    const record = read.records[0]
+    if (record === null || record === undefined) throw new NotFoundError(`No ATLAS object ${request.params.id}.`)
+    const rendered = recordToV1(record, request.query.mjd_min)
+    return sendDerived(request, reply, read, rendered.bytes, rendered.etag)
   })
 
   app.get('/objects', {
@@ -103,8 +112,8 @@ export const objectRoutes: FastifyPluginAsyncTypebox = async (app) => {
   }, async (request, reply) => {
     const ids = parseIdList(request.query.ids)
     if (ids.length > MAX_URL_IDS) throw new ValidationError(`At most ${MAX_URL_IDS} ids in a URL; POST /v1/objects/query takes more.`)
-    const { text, read } = await batchJson(app, request, ids, request.query.mjd_min)
-    return sendDerived(request, reply, read, text)
+    const { body, read } = await batchJson(app, request, ids, request.query.mjd_min)
+    return sendDerived(request, reply, read, body)
   })
 
   app.post('/objects/query', {
@@ -125,8 +134,8 @@ export const objectRoutes: FastifyPluginAsyncTypebox = async (app) => {
     if ((request.headers.accept ?? '').includes(NDJSON)) {
       return sendRaw(reply, NDJSON, streamNdjson(app, request, ids, request.body.mjd_min))
     }
-    const { text, read } = await batchJson(app, request, ids, request.body.mjd_min)
+    const { body, read } = await batchJson(app, request, ids, request.body.mjd_min)
     reply.header('x-cache', read.status)
-    return sendRaw(reply, 'application/json; charset=utf-8', text)
+    return sendRaw(reply, 'application/json; charset=utf-8', body)
   })
 }

@@ -11,7 +11,7 @@ import { buildCacheKey, cacheTags, objectKey } from '../../cache/keys.js'
 import { parseLossless } from '../../lib/json.js'
 import type { CallContext } from '../../upstream/client.js'
 import type { Fields, UpstreamEndpoint } from '../../upstream/endpoints.js'
-import type { RecordText } from '../../upstream/object-loader.js'
+import type { StoredRecord } from './render.js'
 
 const JSON_TYPE = 'application/json; charset=utf-8'
 const MISSING = Buffer.from('null')
@@ -71,15 +71,15 @@ export async function readTable (
 }
 
 /** Sends a body derived from a cached read with the read's cache headers and its own strong ETag. */
-export function sendDerived (request: FastifyRequest, reply: FastifyReply, info: CacheInfo, text: string): FastifyReply {
-  const body = Buffer.from(text, 'utf8')
-  const etag = computeEtag(body)
+export function sendDerived (request: FastifyRequest, reply: FastifyReply, info: CacheInfo, body: string | Buffer, etag?: string): FastifyReply {
+  const bytes = typeof body === 'string' ? Buffer.from(body, 'utf8') : body
+  const tag = etag ?? computeEtag(bytes)
   reply.header('x-cache', info.status)
   reply.header('age', String(info.ageS))
   reply.header('cache-control', buildCacheControl(request.server.cache.freshness(info.route), info.ageS))
-  reply.header('etag', etag)
-  if (matchesIfNoneMatch(request.headers['if-none-match'], etag)) return reply.code(304).send()
-  return reply.code(200).type(JSON_TYPE).send(body)
+  reply.header('etag', tag)
+  if (matchesIfNoneMatch(request.headers['if-none-match'], tag)) return reply.code(304).send()
+  return reply.code(200).type(JSON_TYPE).send(bytes)
 }
 
 /** Sends bytes or a stream as they are (no schema serialisation: upstream data passes through). */
@@ -88,8 +88,12 @@ export function sendRaw (reply: FastifyReply, contentType: string, body: string 
 }
 
 export interface ObjectsRead extends CacheInfo {
-  /** Record texts in the upstream dialect (ids as bare integers), null for unknown ids, in `ids` order. */
-  records: RecordText[]
+  /** Records in the upstream dialect (ids as bare integers), null for unknown ids, in `ids` order. */
+  records: Array<StoredRecord | null>
+}
+
+function fromEntry (entry: { body: Buffer, etag: string }): StoredRecord | null {
+  return entry.body.equals(MISSING) ? null : { bytes: entry.body, etag: entry.etag }
 }
 
 /**
@@ -104,7 +108,7 @@ export async function readObjects (app: FastifyInstance, request: FastifyRequest
   const now = Date.now()
   const bypass = wantsBypass(request)
   const entries = bypass ? ids.map(() => undefined) : await cache.getEntries(ids.map(objectKey))
-  const records: RecordText[] = new Array<RecordText>(ids.length).fill(null)
+  const records = new Array<StoredRecord | null>(ids.length).fill(null)
   const misses: number[] = []
   const stale: number[] = []
   let status: FetchResult['status'] = bypass ? 'BYPASS' : 'HIT'
@@ -116,9 +120,9 @@ export async function readObjects (app: FastifyInstance, request: FastifyRequest
     const age = now - entry.storedAt
     oldest = Math.min(oldest, entry.storedAt)
     if (age < f.freshMs) {
-      records[i] = isMissing ? null : entry.body.toString('utf8')
+      records[i] = fromEntry(entry)
     } else if (age < f.freshMs + f.staleWhileRevalidateMs) {
-      records[i] = isMissing ? null : entry.body.toString('utf8')
+      records[i] = fromEntry(entry)
       stale.push(i)
     } else {
       misses.push(i)
@@ -126,14 +130,19 @@ export async function readObjects (app: FastifyInstance, request: FastifyRequest
   })
 
   /** Loads `wanted` through the batching loader and stores each record (or "missing") under its id. */
-  const load = async (wanted: string[]): Promise<RecordText[]> => {
+  const load = async (wanted: string[]): Promise<Array<StoredRecord | null>> => {
     // The share counts upstream calls a consumer causes; joining another request's window causes none.
     if (app.upstream.objects.opensWindow(wanted)) await chargeShare(app, request)
-    const loaded = await app.upstream.objects.load(wanted, callContext(request))
-    await cache.putEntries(loaded.map((text, k) => ({
+    const loaded = (await app.upstream.objects.load(wanted, callContext(request)))
+      .map((text) => {
+        if (text === null) return null
+        const bytes = Buffer.from(text, 'utf8')
+        return { bytes, etag: computeEtag(bytes) }
+      })
+    await cache.putEntries(loaded.map((record, k) => ({
       key: objectKey(wanted[k] as string),
-      body: text === null ? MISSING : Buffer.from(text, 'utf8'),
-      ttlMs: storeTtlMs(text === null ? freshMissing : fresh),
+      body: record === null ? MISSING : record.bytes,
+      ttlMs: storeTtlMs(record === null ? freshMissing : fresh),
       tags: [cacheTags.object(wanted[k] as string)]
     })))
     return loaded
@@ -149,7 +158,7 @@ export async function readObjects (app: FastifyInstance, request: FastifyRequest
     const wanted = idsAt(misses)
     try {
       // With Redis, a miss another replica is already loading is waited for instead of loaded twice.
-      const loaded = new Map<string, RecordText>()
+      const loaded = new Map<string, StoredRecord | null>()
       await cache.fillShared(wanted.map(objectKey), async (keys) => {
         const mine = wanted.filter((id) => keys.includes(objectKey(id)))
         const texts = await load(mine)
@@ -159,7 +168,7 @@ export async function readObjects (app: FastifyInstance, request: FastifyRequest
       const found = filledElsewhere.length === 0 ? [] : await cache.getEntries(filledElsewhere.map(objectKey))
       filledElsewhere.forEach((id, k) => {
         const e = found[k]
-        loaded.set(id, e === undefined || e.body.equals(MISSING) ? null : e.body.toString('utf8'))
+        loaded.set(id, e === undefined ? null : fromEntry(e))
       })
       misses.forEach((i) => { records[i] = loaded.get(ids[i] as string) ?? null })
       if (!bypass) status = 'MISS'
@@ -172,7 +181,7 @@ export async function readObjects (app: FastifyInstance, request: FastifyRequest
       if (!usable) throw err
       for (const i of misses) {
         const e = entries[i] as NonNullable<typeof entries[number]>
-        records[i] = e.body.equals(MISSING) ? null : e.body.toString('utf8')
+        records[i] = fromEntry(e)
         oldest = Math.min(oldest, e.storedAt)
       }
       status = 'STALE'
