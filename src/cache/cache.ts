@@ -5,7 +5,7 @@
 // stored: a loader that throws leaves the stores as they were.
 import { createSingleFlight } from '../lib/single-flight.js'
 import type { CacheStore } from './store.js'
-import { createEntry, decodeEntry, encodeEntry, type CacheEntry } from './entry.js'
+import { createEntry, decodeEntry as decodeBytes, encodeEntry, type CacheEntry } from './entry.js'
 import { DEFAULT_FRESHNESS, storeTtlMs, type Freshness, type FreshnessTable, type RouteId } from './freshness.js'
 import { createFillLock, type FillLockOptions } from './lock.js'
 import type { InvalidationBus } from './invalidation-bus.js'
@@ -64,6 +64,17 @@ const DEFAULT_ROUTE = 'other'
 export function isUpstreamError (err: unknown): boolean {
   const code = typeof err === 'object' && err !== null ? (err as { code?: unknown }).code : undefined
   return typeof code === 'string' && code.startsWith('GW_UPSTREAM')
+}
+
+// The memory store hands back the very Buffer it holds, so an L1 hit can reuse the entry decoded the
+// first time instead of decoding the header again on every request.
+const decoded = new WeakMap<Buffer, CacheEntry | undefined>()
+
+function decodeEntry (raw: Buffer): CacheEntry | undefined {
+  if (decoded.has(raw)) return decoded.get(raw)
+  const entry = decodeBytes(raw)
+  decoded.set(raw, entry)
+  return entry
 }
 
 export function createCache (opts: CacheOptions = {}) {

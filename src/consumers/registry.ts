@@ -2,7 +2,7 @@
 // never a half-read file, and a broken file leaves the old set in place.
 import type { FastifyBaseLogger } from 'fastify'
 import { readConsumersFile } from './file.js'
-import { generateKey, hashKey, isKeyShaped, verifyKey } from './keys.js'
+import { generateKey, hashKey, isKeyShaped, keyDigest, verifyKey } from './keys.js'
 import { toRecord, type Consumer, type ConsumerRecord } from './schema.js'
 import { ALL_LISTS, SCOPES } from './scopes.js'
 
@@ -54,8 +54,10 @@ export async function createConsumerRegistry (opts: ConsumerRegistryOptions) {
       if (!isKeyShaped(key)) return undefined
       // The map lookup is by the hash of a 160-bit random key, which reveals nothing useful through
       // timing; verifyKey then makes the final comparison in constant time.
-      const record = byHash.get(hashKey(key))
-      if (record === undefined || !verifyKey(key, record.hashes) || record.consumer.disabled) return undefined
+      // One hash per request: the hex form finds the record, the raw digest is compared in constant time.
+      const digest = keyDigest(key)
+      const record = byHash.get(digest.toString('hex'))
+      if (record === undefined || !verifyKey(key, record.hashes, digest) || record.consumer.disabled) return undefined
       return record.consumer
     },
     get (id: string): Consumer | undefined {

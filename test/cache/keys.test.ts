@@ -80,3 +80,7 @@ test('long queries are hashed with SHA-256; every key stays short', async (t) =>
   t.equal(cacheTags.customList('vra'), 'custom-list:vra')
   t.equal(cacheTags.route('lists'), 'route:lists')
 })
+
+test('objectKey is the key buildCacheKey gives for one id', async (t) => {
+  for (const id of ['1161600211221604900', '1000000000000000000']) t.equal(objectKey(id), buildCacheKey('objects', { id }))
+})
