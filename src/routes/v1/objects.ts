@@ -76,7 +76,7 @@ function streamNdjson (app: FastifyInstance, request: FastifyRequest, ids: strin
         const id = chunk[k] as string
         yield record === null
           ? Buffer.from(`{"id":"${id}","missing":true}\n`)
-          : Buffer.concat([Buffer.from(`{"id":"${id}","object":`), recordToV1(record, mjdMin).bytes, END])
+          : Buffer.concat([Buffer.from(`{"id":"${id}","object":`), recordToV1(record, mjdMin, true).bytes, END])
       }
     }
   }

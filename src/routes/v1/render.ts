@@ -9,7 +9,7 @@ import { parseLossless, stringifyV1 } from '../../lib/json.js'
 /** An object record as the upstream sent it (ids as bare integers), with the ETag of those bytes. */
 export interface StoredRecord { bytes: Buffer, etag: string }
 
-/** A v1 body and its strong ETag. */
+/** A v1 body and its strong ETag ('' for one-off renderings, which are never sent with one). */
 export interface Rendered { bytes: Buffer, etag: string }
 
 // Bounded by bytes: renderings of the hottest records, independent of the L1 cache (which may be off).
@@ -58,8 +58,11 @@ export function applyMjdMin (record: RecordValue, mjdMin: number): RecordValue {
   }
 }
 
-/** One stored record as a v1 body. Without mjd_min the rendering is memoised by the stored ETag. */
-export function recordToV1 (record: StoredRecord, mjdMin?: number): Rendered {
+/**
+ * One stored record as a v1 body. Without mjd_min the rendering is memoised by the stored ETag, unless
+ * `isOneOff` (a bulk stream passing through once would only push the hot records out of the memo).
+ */
+export function recordToV1 (record: StoredRecord, mjdMin?: number, isOneOff = false): Rendered {
   if (mjdMin !== undefined) {
     const bytes = Buffer.from(stringifyV1(applyMjdMin(parseLossless(record.bytes.toString('utf8')) as RecordValue, mjdMin)), 'utf8')
     return { bytes, etag: computeEtag(bytes) }
@@ -72,5 +75,6 @@ export function recordToV1 (record: StoredRecord, mjdMin?: number): Rendered {
     return hit
   }
   const bytes = Buffer.from(quoteBigInts(record.bytes.toString('utf8')), 'utf8')
+  if (isOneOff) return { bytes, etag: '' }
   return remember(record.etag, { bytes, etag: computeEtag(bytes) })
 }
