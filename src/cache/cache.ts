@@ -100,7 +100,8 @@ export function createCache (opts: CacheOptions = {}) {
   /** The L2 entry when it is stored later than `newerThan` (any, when undefined); copied into L1. */
   async function fromL2 (key: string, newerThan?: number): Promise<CacheEntry | undefined> {
     const raw = l2 === undefined ? undefined : await l2.get(key)
-    const entry = raw === undefined ? undefined : decodeEntry(raw)
+    // A fresh Buffer from Redis every time: decode it directly, the L1 memo would only churn.
+    const entry = raw === undefined ? undefined : decodeBytes(raw)
     const at = now()
     if (!usable(entry, at) || raw === undefined) return undefined
     if (newerThan !== undefined && entry.storedAt <= newerThan) return undefined
@@ -241,7 +242,7 @@ export function createCache (opts: CacheOptions = {}) {
         const toL1: Array<{ key: string, raw: Buffer, entry: CacheEntry }> = []
         missing.forEach((m, j) => {
           const raw = fills[j]
-          const entry = raw === undefined ? undefined : decodeEntry(raw)
+          const entry = raw === undefined ? undefined : decodeBytes(raw)
           if (raw === undefined || !usable(entry, at)) return
           entries[m.i] = entry
           toL1.push({ key: m.key, raw, entry })

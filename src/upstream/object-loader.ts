@@ -34,6 +34,7 @@ export function createObjectLoader (opts: ObjectLoaderOptions) {
   const inFlight = new Map<string, Promise<RecordText>>()
   let timer: NodeJS.Timeout | undefined
   let windows = 0
+  let isScheduled = false
   let claimedUntil = 0
 
   async function fetchChunk (ids: string[], ctxs: CallContext[]): Promise<RecordText[]> {
@@ -63,7 +64,11 @@ export function createObjectLoader (opts: ObjectLoaderOptions) {
   }
 
   function flush (): void {
+    clearTimeout(timer)
     timer = undefined
+    isScheduled = false
+    // A scheduled flush can find the window already sent by an early flush (maxIds reached).
+    if (pending.size === 0) return
     claimedUntil = 0
     windows++
     const batch = pending
@@ -95,10 +100,13 @@ export function createObjectLoader (opts: ObjectLoaderOptions) {
       }
       pending.set(id, [{ resolve, reject }])
       if (pending.size >= maxIds) {
-        clearTimeout(timer)
         flush()
-      } else if (timer === undefined) {
-        timer = setTimeout(flush, opts.windowMs)
+      } else if (!isScheduled) {
+        // A zero window still gathers what arrives in the same turn of the event loop; setTimeout(0)
+        // would wait a whole millisecond.
+        isScheduled = true
+        if (opts.windowMs === 0) setImmediate(flush)
+        else timer = setTimeout(flush, opts.windowMs)
       }
     })
   }

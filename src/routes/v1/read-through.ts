@@ -56,7 +56,9 @@ export async function readTableText (
     return { body: Buffer.from(reply.text, 'utf8'), contentType: JSON_TYPE, tags: [cacheTags.route(route), ...tags] }
   }, { route, bypass: wantsBypass(request) })
   request.cacheStatus = result.status
-  return { text: result.entry.body.toString('utf8'), entry: result.entry, status: result.status, ageS: result.ageS, route }
+  const { entry, status, ageS } = result
+  // The text only when asked for: v1 reads use the parsed memo and never need the whole body as a string.
+  return { get text () { return entry.body.toString('utf8') }, entry, status, ageS, route }
 }
 
 /**
