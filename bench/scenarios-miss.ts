@@ -1,0 +1,167 @@
+// Miss scenarios against a sandbox with realistic latency (50 ms ± 10 ms), open loop at a fixed rate
+// with a distinct id per request so that every request misses: the sandbox alone (B3-slow), the
+// gateway as configured by default (S3, with its 10 ms id-batching window) and with the window off
+// (S3-w0, the pipeline's own cost). Then S5, a 50,000-id NDJSON batch, cold and then cached.
+import type { Child } from './children.js'
+import { expectStatus, probe, timeStream } from './http-probe.js'
+import type { LoadRequest } from './load.js'
+import { emptyResult, measureOpen, type ScenarioResult } from './measure.js'
+import { runOpenLoop } from './open-loop.js'
+import { cpuMs, peakRssMb } from './proc-stats.js'
+import { LOAD_CPU, type BenchEnv, type SandboxInfo } from './setup.js'
+
+export const SLOW_LATENCY_MS = 50
+export const SLOW_JITTER_MS = 10
+// The default BODY_LIMIT_BYTES (1 MiB) is below a 50,000-id body (~1.1 MB); S5 raises it and says so.
+const S5_BODY_LIMIT = String(4 * 1024 * 1024)
+const S3_W0_CONNECTIONS = '128'
+const PREWARM_S = 3
+// 19-digit ids the sandbox does not hold (its ids encode a sky position; these decode to none it made).
+const UNKNOWN_ID_BASE = 1000000000000000000n
+
+interface Calls { objects: number, total: number }
+
+// The sandbox keeps 5,000 built records (src/sandbox/store.ts RECORD_CACHE_SIZE). Building one costs it
+// ~0.5 ms of CPU on the load core, which would count as gateway latency; so the miss runs use 5,000 ids
+// built once before measuring, and every gateway repetition starts cold in a fresh process instead.
+const MISS_IDS = 5000
+const PREBUILD_CHUNK = 1000
+
+interface MissIds { warm: string[], measured: string[] }
+
+function missIds (env: BenchEnv, ids: readonly string[]): MissIds {
+  const { missRate, missWarmupS, missDurationS } = env.opts
+  const warmN = Math.round(missRate * missWarmupS)
+  const measuredN = Math.round(missRate * missDurationS)
+  if (warmN + measuredN > ids.length) throw new Error(`the miss runs need ${warmN + measuredN} distinct ids; the sandbox reported ${ids.length}`)
+  return { warm: ids.slice(0, warmN), measured: ids.slice(warmN, warmN + measuredN) }
+}
+
+/** Request i of a run: the warm-up (rep -1) and the measured runs draw from disjoint ids. */
+function idOf (ids: MissIds, rep: number, i: number): string {
+  const list = rep < 0 ? ids.warm : ids.measured
+  return list[i % list.length] ?? ''
+}
+
+export async function startSlowSandbox (env: BenchEnv): Promise<Child<SandboxInfo>> {
+  const sandbox = await env.startSandbox({ objects: MISS_IDS, latencyMs: SLOW_LATENCY_MS, jitterMs: SLOW_JITTER_MS }, MISS_IDS, LOAD_CPU)
+  for (let i = 0; i < sandbox.info.ids.length; i += PREBUILD_CHUNK) {
+    const chunk = sandbox.info.ids.slice(i, i + PREBUILD_CHUNK)
+    const reply = await probe(sandbox.info.origin, {
+      method: 'POST',
+      path: `${new URL(sandbox.info.baseUrl).pathname}objects/`,
+      headers: { authorization: `Token ${sandbox.info.tokens.read}`, 'content-type': 'application/x-www-form-urlencoded' },
+      body: `objects=${chunk.join(',')}`
+    })
+    expectStatus(reply, 200, 'prebuilding the slow sandbox\'s records')
+  }
+  return sandbox
+}
+
+/**
+ * A fresh process has not compiled its hot paths yet, and the 5,000 prebuilt ids are too few to warm it
+ * on real misses as well as measure. Unknown ids cost the sandbox nothing and take the same path through
+ * the gateway (auth, limits, cache lookups, batching, the upstream call, the store), ending in a 404.
+ */
+async function prewarm (env: BenchEnv, origin: string, headers: Record<string, string>, rep: number): Promise<void> {
+  const base = UNKNOWN_ID_BASE + BigInt(rep) * 10000000n
+  await runOpenLoop({
+    origin,
+    rate: env.opts.missRate,
+    durationS: PREWARM_S,
+    request: (i) => ({ method: 'GET', path: `/v1/objects/${String(base + BigInt(i))}`, headers })
+  })
+}
+
+function openPlan (env: BenchEnv, origin: string, pid: number, repetitions: number, request: (rep: number, i: number) => LoadRequest) {
+  const { opts } = env
+  return { load: { origin, rate: opts.missRate }, request, warmupS: opts.missWarmupS, durationS: opts.missDurationS, repetitions, pid }
+}
+
+export async function runB3Slow (env: BenchEnv, slow: Child<SandboxInfo>): Promise<ScenarioResult> {
+  const base = new URL(slow.info.baseUrl).pathname
+  const result = emptyResult('B3-slow', `the sandbox alone, ${SLOW_LATENCY_MS} ms ± ${SLOW_JITTER_MS} ms`, `GET ${base}objects/?objects={distinct id}`)
+  const ids = missIds(env, slow.info.ids)
+  const headers = { authorization: `Token ${slow.info.tokens.read}`, accept: 'application/json' }
+  const request = (rep: number, i: number): LoadRequest => ({ method: 'GET', path: `${base}objects/?objects=${idOf(ids, rep, i)}`, headers })
+  await measureOpen(result, openPlan(env, slow.info.origin, slow.pid, env.opts.repetitions, request))
+  result.notes.push('CPU and RSS columns are the sandbox\'s (it shares the load core)')
+  return result
+}
+
+export async function runS3 (env: BenchEnv, slow: Child<SandboxInfo>, variant: 'S3' | 'S3-w0'): Promise<ScenarioResult> {
+  const overrides: Record<string, string> = variant === 'S3-w0' ? { UPSTREAM_BATCH_WINDOW_MS: '0', UPSTREAM_CONNECTIONS: S3_W0_CONNECTIONS } : {}
+  const title = variant === 'S3'
+    ? 'object read, every request a miss to the slow sandbox (defaults: 10 ms batching window)'
+    : `as S3 with UPSTREAM_BATCH_WINDOW_MS=0, UPSTREAM_CONNECTIONS=${S3_W0_CONNECTIONS}`
+  const result = emptyResult(variant, title, 'GET /v1/objects/{distinct id}')
+  const ids = missIds(env, slow.info.ids)
+  const headers = { authorization: `Bearer ${env.key}` }
+  const request = (rep: number, i: number): LoadRequest => ({ method: 'GET', path: `/v1/objects/${idOf(ids, rep, i)}`, headers })
+  let calls = 0
+  for (let rep = 0; rep < env.opts.repetitions; rep++) {
+    // A fresh process and key space per repetition: every measured id is a miss again.
+    const gateway = await env.startGateway(`${variant}-${rep}`, slow.info, overrides)
+    try {
+      await prewarm(env, gateway.info.origin, headers, rep)
+      const hooks = env.profiler(`${variant}-${rep}`, gateway)
+      const before = await slow.ask<Calls>({ type: 'calls' })
+      await measureOpen(result, { ...openPlan(env, gateway.info.origin, gateway.pid, 1, request), ...(hooks === undefined ? {} : { hooks }) })
+      calls += (await slow.ask<Calls>({ type: 'calls' })).objects - before.objects
+    } finally {
+      await gateway.stop()
+    }
+  }
+  const requests = env.opts.repetitions * (ids.warm.length + ids.measured.length)
+  result.extra.upstream_calls_per_1000_requests = Math.round((calls / Math.max(1, requests)) * 1000)
+  if (Object.keys(overrides).length > 0) result.notes.push(`settings: ${Object.entries(overrides).map(([k, v]) => `${k}=${v}`).join(', ')}`)
+  result.notes.push(`a fresh gateway per repetition (cold cache), warmed by ${PREWARM_S} s of misses on unknown ids and ${env.opts.missWarmupS} s on other real ids`)
+  return result
+}
+
+export async function runS5 (env: BenchEnv): Promise<ScenarioResult> {
+  const n = env.opts.ndjsonIds
+  const result = emptyResult('S5', `NDJSON batch of ${n.toLocaleString('en-US')} ids, cold then cached`, 'POST /v1/objects/query (Accept: application/x-ndjson)')
+  const sandbox = await env.startSandbox({ objects: n }, n, LOAD_CPU)
+  try {
+    const ids = sandbox.info.ids.slice(0, n)
+    const req: LoadRequest = {
+      method: 'POST',
+      path: '/v1/objects/query',
+      headers: { authorization: `Bearer ${env.key}`, 'content-type': 'application/json', accept: 'application/x-ndjson' },
+      body: JSON.stringify({ ids })
+    }
+    const gateway = await env.startGateway('S5', sandbox.info, { BODY_LIMIT_BYTES: S5_BODY_LIMIT })
+    try {
+      const small = await probe(gateway.info.origin, { ...req, body: JSON.stringify({ ids: ids.slice(0, 10) }) })
+      expectStatus(small, 200, 'S5 check')
+      const hooks = env.profiler('S5', gateway)
+      await hooks?.before()
+      for (const phase of ['cold', 'warm'] as const) {
+        const cpu0 = cpuMs(gateway.pid)
+        const t = await timeStream(gateway.info.origin, req)
+        const cpu1 = cpuMs(gateway.pid)
+        if (t.status !== 200) throw new Error(`S5 ${phase}: status ${t.status}`)
+        if (t.lastLine.startsWith('{"error"')) result.notes.push(`${phase} stream ended with ${t.lastLine.slice(0, 200)}`)
+        result.extra[`${phase}_ttfb_ms`] = round(t.ttfbMs)
+        result.extra[`${phase}_total_ms`] = round(t.totalMs)
+        result.extra[`${phase}_lines`] = t.lines
+        result.extra[`${phase}_mb`] = round(t.bytes / 1048576)
+        if (cpu0 !== undefined && cpu1 !== undefined) result.extra[`${phase}_cpu_ms`] = round(cpu1 - cpu0)
+      }
+      await hooks?.after()
+      const peak = peakRssMb(gateway.pid)
+      if (peak !== undefined) result.peakRssMb = peak
+      result.notes.push(`BODY_LIMIT_BYTES=${S5_BODY_LIMIT}: the default 1 MiB refuses a ${n.toLocaleString('en-US')}-id body (${req.body?.length ?? 0} bytes)`)
+    } finally {
+      await gateway.stop()
+    }
+  } finally {
+    await sandbox.stop()
+  }
+  return result
+}
+
+function round (x: number): number {
+  return Math.round(x * 10) / 10
+}
