@@ -1,7 +1,6 @@
 // Redis for the cache tests: a client on the shared REDIS_URL with a per-test key prefix (removed on
 // teardown), and a private redis-server child process for tests that pause it (never the shared one).
-import { spawn, spawnSync } from 'node:child_process'
-import { createServer } from 'node:net'
+import { spawnSync } from 'node:child_process'
 import type { Test } from 'tap'
 import type { Redis } from 'ioredis'
 import { createRedis } from '../../src/plugins/redis.js'
@@ -37,56 +36,4 @@ export async function connectRedis (t: Test, url = REDIS_URL, timeoutMs = 2000):
   return { redis, prefix }
 }
 
-async function freePort (): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer()
-    server.once('error', reject)
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address()
-      const port = typeof address === 'object' && address !== null ? address.port : 0
-      server.close(() => resolve(port))
-    })
-  })
-}
-
-export interface RedisServer {
-  url: string
-  pause: () => void
-  resume: () => void
-}
-
-/** Starts a throw-away redis-server on a free port; it is resumed and stopped on teardown. */
-export async function startRedisServer (t: Test): Promise<RedisServer> {
-  const port = await freePort()
-  const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--daemonize', 'no'], { stdio: 'ignore' })
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()))
-  t.teardown(async () => {
-    child.kill('SIGCONT')
-    child.kill('SIGTERM')
-    await exited
-  })
-  const url = `redis://127.0.0.1:${port}`
-  // Ready when it answers PING (bounded number of attempts, not a timing assertion).
-  const probe = createRedis({ REDIS_URL: url, REDIS_COMMAND_TIMEOUT_MS: 1000 })
-  probe.on('error', () => {})
-  try {
-    for (let attempt = 0; ; attempt++) {
-      try {
-        if (probe.status !== 'ready') await probe.connect()
-        await probe.ping()
-        break
-      } catch (err) {
-        if (attempt >= 50) throw err
-        probe.disconnect()
-        await new Promise((resolve) => setTimeout(resolve, 50))
-      }
-    }
-  } finally {
-    probe.disconnect()
-  }
-  return {
-    url,
-    pause: () => { child.kill('SIGSTOP') },
-    resume: () => { child.kill('SIGCONT') }
-  }
-}
+export { freePort, startRedisServer, type RedisServer } from '../fixtures/redis-server.js'

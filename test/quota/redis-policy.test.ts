@@ -1,47 +1,10 @@
 // LIMITS_ON_REDIS_ERROR against a Redis this test starts and freezes with SIGSTOP (never the shared
 // one): requests still answer (open: served, closed: 503), and after SIGCONT the limits hold again.
-import { test, type Test } from 'tap'
+import { test } from 'tap'
 import { spawn } from 'node:child_process'
-import { createServer } from 'node:net'
-import { Redis } from 'ioredis'
+import { startRedisServer } from '../fixtures/redis-server.js'
 import { startTestSandbox } from '../helper.js'
 import { bearer, buildAuthTestApp, consumersFile, makeConsumer, registerTestRoutes } from '../consumer-helper.js'
-
-async function freePort (): Promise<number> {
-  const server = createServer()
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  const address = server.address()
-  await new Promise<void>((resolve) => server.close(() => resolve()))
-  if (address === null || typeof address === 'string') throw new Error('no port')
-  return address.port
-}
-
-async function startRedis (t: Test): Promise<{ url: string, pid: number }> {
-  const port = await freePort()
-  const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' })
-  const pid = child.pid
-  if (pid === undefined) throw new Error('redis-server did not start')
-  t.teardown(() => {
-    child.kill('SIGCONT')
-    child.kill('SIGTERM')
-  })
-  const url = `redis://127.0.0.1:${port}`
-  // Wait until it accepts commands: poll with fresh connections (bounded), not a fixed sleep.
-  for (let attempt = 0; ; attempt++) {
-    const probe = new Redis(url, { lazyConnect: true, retryStrategy: () => null, maxRetriesPerRequest: 0 })
-    probe.on('error', () => {})
-    try {
-      await probe.connect()
-      await probe.ping()
-      return { url, pid }
-    } catch (err) {
-      if (attempt >= 100) throw err
-      await new Promise((resolve) => setTimeout(resolve, 50))
-    } finally {
-      probe.disconnect()
-    }
-  }
-}
 
 function hasRedisServer (): Promise<boolean> {
   return new Promise((resolve) => {
@@ -55,7 +18,7 @@ const skip = (await hasRedisServer()) ? false : 'redis-server is not installed'
 
 for (const policy of ['open', 'closed'] as const) {
   test(`a frozen Redis under LIMITS_ON_REDIS_ERROR=${policy}`, { skip }, async (t) => {
-    const redis = await startRedis(t)
+    const redis = await startRedisServer(t)
     const sandbox = await startTestSandbox(t)
     const c = makeConsumer('frozen', { rate: '3/minute', daily_objects: 100 })
     const { app } = await buildAuthTestApp(t, {
@@ -66,9 +29,9 @@ for (const policy of ['open', 'closed'] as const) {
     const read = () => app.inject({ method: 'GET', url: '/t/read', headers: bearer(c.key) })
     t.equal((await read()).statusCode, 200, 'healthy Redis: served')
 
-    process.kill(redis.pid, 'SIGSTOP')
+    redis.pause()
     let thawed = false
-    t.teardown(() => { if (!thawed) process.kill(redis.pid, 'SIGCONT') })
+    t.teardown(() => { if (!thawed) redis.resume() })
 
     const during = await read()
     const batch = await app.inject({ method: 'POST', url: '/t/batch', headers: bearer(c.key), payload: { ids: ['1', '2'] } })
@@ -92,7 +55,7 @@ for (const policy of ['open', 'closed'] as const) {
     const errors = (await app.metrics.redisErrors.get()).values[0]?.value ?? 0
     t.ok(errors >= 1, `Redis errors counted (${errors})`)
 
-    process.kill(redis.pid, 'SIGCONT')
+    redis.resume()
     thawed = true
     await app.redis?.ping()
     // Commands that timed out while frozen still ran once Redis woke up, so the count may already be
