@@ -57,17 +57,14 @@ export async function buildApp (config: Config, deps: AppDeps = {}): Promise<Fas
   await app.register(metricsPlugin)
   await app.register(redisPlugin, deps.redis === undefined ? {} : { client: deps.redis })
   await app.register(openapiPlugin)
-  // [plugins: access log / metrics endpoint]
   await app.register(accessLogPlugin)
   await app.register(metricsEndpointPlugin)
-  // [plugins: upstream]
+  // The upstream (client, token, budget, batching), then the cache in front of it.
   await app.register(upstreamPlugin)
-  // [plugins: cache]
   await app.register(cachePlugin)
-  // [plugins: consumers, auth, quota]
+  // The compat path's 406 comes before authentication, as upstream; then consumers, auth and limits.
   await app.register(compatNegotiationPlugin)
   await app.register(consumerAuthPlugin)
-  // [routes]
   await app.register(v1Routes, { prefix: '/v1' })
   await app.register(compatRoutes, { prefix: COMPAT_PREFIX })
 

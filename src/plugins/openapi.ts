@@ -14,6 +14,8 @@ export const openapiPlugin = fp(async (app) => {
           'is a JSON string in v1, and so is any other integer beyond 2^53. Errors are RFC 9457 problem+json ' +
           'documents with a stable `code`.'
       },
+      // Every v1 route needs a consumer key (health, docs and metrics routes are hidden from the document).
+      security: [{ bearer: [] }, { apiKey: [] }],
       components: {
         securitySchemes: {
           bearer: { type: 'http', scheme: 'bearer', description: 'the consumer key (40 hex)' },
