@@ -1,12 +1,12 @@
 // The read endpoints (contract §5.1–5.3, 5.5, 5.7, 5.9, 5.12, 5.13): any authenticated user, GET or POST.
 import { DjangoHtmlError } from '../drf/errors.js'
 import { pyInt, pyStrip } from '../drf/fields.js'
+import { MAIN_LIST_COUNT, maxObjectsInfo } from '../upstream/endpoints.js'
 import { SERIALIZERS } from '../upstream/serializers.js'
 import { formatDateTime } from '../drf/time.js'
 import { int, num, RawJson, readHandlers, reqNum, reqStr, str, type EndpointDef } from './view.js'
 
 const MAX_RADIUS_ARCSEC = 300
-const MAIN_LISTS = 14
 
 /** Splits a CSV field on commas and strips each token, as the serializers do. */
 function tokens (csv: string): string[] {
@@ -22,11 +22,6 @@ function idSet (csv: string | null): Set<bigint> | null {
     if (id !== null) ids.add(id)
   }
   return ids
-}
-
-/** "50,000": the upstream's wording, with the configured limit. */
-function maxObjectsInfo (max: number): { info: string } {
-  return { info: `Max number of objects for each requests is ${max.toLocaleString('en-US')}` }
 }
 
 const cone: EndpointDef = {
@@ -53,7 +48,7 @@ const objects: EndpointDef = {
   ...readHandlers(SERIALIZERS.objects, (v, ctx) => {
     const list = tokens(reqStr(v.objects))
     const max = ctx.maxObjectsPerCall()
-    if (list.length > max) return maxObjectsInfo(max)
+    if (list.length > max) return new RawJson(maxObjectsInfo(max))
     // AtlasDiffObjects.objects.get(pk=token) raises ValueError on a non-integer: a 500 for the batch.
     const ids = list.map((t) => {
       const id = pyInt(t)
@@ -74,8 +69,8 @@ const objectlist: EndpointDef = {
     const threshold = num(v.datethreshold)
     if (v.getcustomlist === true) return ctx.store.customList(id, threshold)
     // OBJECT_LISTS[id]: Python indexing, so -1 is list 13 and 14 is an IndexError (a 500).
-    if (id >= BigInt(MAIN_LISTS) || id < -BigInt(MAIN_LISTS)) throw new DjangoHtmlError(500, 'list index out of range')
-    const index = id < 0n ? MAIN_LISTS + Number(id) : Number(id)
+    if (id >= BigInt(MAIN_LIST_COUNT) || id < -BigInt(MAIN_LIST_COUNT)) throw new DjangoHtmlError(500, 'list index out of range')
+    const index = id < 0n ? MAIN_LIST_COUNT + Number(id) : Number(id)
     return ctx.store.mainList(index, threshold)
   })
 }

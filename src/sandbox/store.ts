@@ -2,13 +2,10 @@
 // endpoints need. Writes change what later reads see, within one running sandbox.
 import { stringifyUpstream } from '../lib/json.js'
 import { ConeIndex, generateCatalog, type ObjectMeta } from './data-catalog.js'
+import { MISSING_RECORD } from '../upstream/endpoints.js'
 import { buildRecordParts, type RecordParts, type TimedJson, xmRowJson } from './data-records.js'
 import { customListRow, mainListRow, objectBlock, objectExtras } from './data-rows.js'
 import { generateTables, type Tables, type VraScoreRow, type XmRow } from './data-tables.js'
-
-/** objects/ answer for an id that does not exist (since 2025-11-21; before, a 500). */
-export const MISSING_RECORD = '{"object":"AtlasDiffObjects matching query does not exist.","lc":null,"lcnondets":null,"fp":null,' +
-  '"sherlock_crossmatches":null,"sherlock_classifications":null,"tns_crossmatches":null,"external_crossmatches":null}'
 
 // Records kept as JSON text (~10 kB each); older ones are rebuilt on demand.
 const RECORD_CACHE_SIZE = 5000

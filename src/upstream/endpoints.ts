@@ -92,6 +92,21 @@ function compact (values: Record<string, string | number | boolean | undefined>)
 
 // ---- Replies ----
 
+/** The upstream's id limit of one `objects/` call (50,000 since 2025-11-21). */
+export const UPSTREAM_MAX_OBJECTS = 50_000
+
+/** Main detection lists 0…13; the upstream indexes a Python list with objectlistid (contract §5.3). */
+export const MAIN_LIST_COUNT = 14
+
+/** The `objects/` reply over its id limit: a dict, not a list, with status 200 (contract §5.2). */
+export function maxObjectsInfo (max = UPSTREAM_MAX_OBJECTS): string {
+  return `{"info":"Max number of objects for each requests is ${max.toLocaleString('en-US')}"}`
+}
+
+/** The upstream's element for an unknown id (since 2025-11-21; before, a 500 page). */
+export const MISSING_RECORD = '{"object":"AtlasDiffObjects matching query does not exist.","lc":null,"lcnondets":null,"fp":null,' +
+  '"sherlock_crossmatches":null,"sherlock_classifications":null,"tns_crossmatches":null,"external_crossmatches":null}'
+
 /** The `objects/` reply over its id limit is a dict, not a list (contract §5.2). */
 export function isMaxObjectsInfo (text: string): boolean {
   return /^\s*\{\s*"info"\s*:\s*"Max number of objects/.test(text)

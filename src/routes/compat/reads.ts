@@ -5,19 +5,16 @@ import { cacheTags } from '../../cache/keys.js'
 import type { FieldValue } from '../../drf/fields.js'
 import { pyInt, pyStrip } from '../../drf/fields.js'
 import { parseDateTime } from '../../drf/time.js'
-import { MAX_CONE_RADIUS_ARCSEC, fields, type ConeMode } from '../../upstream/endpoints.js'
+import {
+  MAIN_LIST_COUNT, MAX_CONE_RADIUS_ARCSEC, MISSING_RECORD, UPSTREAM_MAX_OBJECTS, fields, maxObjectsInfo, type ConeMode
+} from '../../upstream/endpoints.js'
 import { readObjects, readTableText } from '../v1/read-through.js'
 import { digitsOf, filterRecordText, filterRows, type TextRow } from './text.js'
 
 export type Values = Record<string, FieldValue>
 export interface CompatReply { status: number, body: string }
 
-const MAIN_LISTS = 14
-const UPSTREAM_MAX_OBJECTS = 50_000
 const ATLAS_ID = /^\d{19}$/
-/** The upstream's placeholder for an unknown id (contract §5.2). */
-export const MISSING_RECORD = '{"object":"AtlasDiffObjects matching query does not exist.","lc":null,"lcnondets":null,"fp":null,' +
-  '"sherlock_crossmatches":null,"sherlock_classifications":null,"tns_crossmatches":null,"external_crossmatches":null}'
 
 const ok = (body: string): CompatReply => ({ status: 200, body })
 const fieldError = (field: string, message: string): CompatReply => ({ status: 400, body: JSON.stringify({ [field]: [message] }) })
@@ -63,7 +60,7 @@ export function objectTokens (v: Values): string[] {
 
 export async function objects (app: FastifyInstance, request: FastifyRequest, v: Values): Promise<CompatReply> {
   const tokens = objectTokens(v)
-  if (tokens.length > UPSTREAM_MAX_OBJECTS) return ok('{"info":"Max number of objects for each requests is 50,000"}')
+  if (tokens.length > UPSTREAM_MAX_OBJECTS) return ok(maxObjectsInfo())
   // The upstream answers a malformed id with a 500 page for the whole batch: refuse it here instead.
   const bad = tokens.find((t) => !ATLAS_ID.test(t))
   if (bad !== undefined) return fieldError('objects', `"${bad}" is not an ATLAS id (19 digits).`)
@@ -88,8 +85,8 @@ export async function objectlist (app: FastifyInstance, request: FastifyRequest,
     listId = Number(raw)
   } else {
     // The upstream indexes a Python list: -1 is list 13, and 14 or more is a 500 page. Refuse those here.
-    if (raw >= BigInt(MAIN_LISTS) || raw < -BigInt(MAIN_LISTS)) return fieldError('objectlistid', `Detection lists are 0 to ${MAIN_LISTS - 1}.`)
-    listId = raw < 0n ? MAIN_LISTS + Number(raw) : Number(raw)
+    if (raw >= BigInt(MAIN_LIST_COUNT) || raw < -BigInt(MAIN_LIST_COUNT)) return fieldError('objectlistid', `Detection lists are 0 to ${MAIN_LIST_COUNT - 1}.`)
+    listId = raw < 0n ? MAIN_LIST_COUNT + Number(raw) : Number(raw)
   }
   const name = isCustom ? app.lists.customName(listId) : app.lists.all.find((l) => l.kind === 'detection' && l.id === listId)?.name
   const text = await tableText(app, request, 'lists', 'objectlist', fields.objectlist({ listId, isCustom }), name === undefined ? [] : [cacheTags.list(name)])
