@@ -4,13 +4,13 @@ import Fastify, { LogController, type FastifyInstance } from 'fastify'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import type { Config } from './config.js'
 import { buildLoggerOptions, genReqId } from './logger.js'
-import { problemHandlerPlugin } from './plugins/problem-handler.js'
+import { clientErrorHandler, frameworkErrors, problemHandlerPlugin } from './plugins/problem-handler.js'
 import { healthPlugin } from './plugins/health.js'
 import { openapiPlugin } from './plugins/openapi.js'
 import { metricsEndpointPlugin, metricsPlugin } from './plugins/metrics.js'
 import { accessLogPlugin } from './plugins/access-log.js'
 import { redisPlugin } from './plugins/redis.js'
-import { consumerAuthPlugin } from './plugins/consumer-auth.js'
+import { consumerAuthPlugin, routeGuardPlugin } from './auth/plugin.js'
 import { v1Routes } from './routes/v1/index.js'
 import { COMPAT_PREFIX, compatNegotiationPlugin, compatRoutes } from './routes/compat/index.js'
 import { upstreamPlugin } from './upstream/plugin.js'
@@ -42,8 +42,22 @@ export async function buildApp (config: Config, deps: AppDeps = {}): Promise<Fas
     logController: new LogController({ requestIdLogLabel: 'request_id', disableRequestLogging: true }),
     bodyLimit: config.BODY_LIMIT_BYTES,
     trustProxy: false,
-    return503OnClosing: true,
-    ajv: { customOptions: { removeAdditional: 'all', coerceTypes: 'array', useDefaults: true } }
+    // A request (headers and body) must arrive within REQUEST_TIMEOUT_MS (408); an idle connection is
+    // closed after the longest upstream call could have ended.
+    requestTimeout: config.REQUEST_TIMEOUT_MS,
+    connectionTimeout: config.UPSTREAM_TIMEOUT_MS + 30_000,
+    // Node enforces requestTimeout only while headersTimeout is not longer, and checks every interval.
+    http: {
+      headersTimeout: Math.min(60_000, config.REQUEST_TIMEOUT_MS),
+      connectionsCheckingInterval: Math.min(30_000, Math.max(100, Math.floor(config.REQUEST_TIMEOUT_MS / 2)))
+    },
+    // Requests that arrive while the gateway drains get a problem (below), not Fastify's own 503 body.
+    return503OnClosing: false,
+    clientErrorHandler,
+    frameworkErrors,
+    // Routes outside /v1 (health, compat) validate nothing but what they declare; v1 installs its own
+    // strict validators (routes/v1/input.ts).
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: false, useDefaults: true } }
   }).withTypeProvider<TypeBoxTypeProvider>()
 
   app.decorate('config', config)
@@ -52,6 +66,8 @@ export async function buildApp (config: Config, deps: AppDeps = {}): Promise<Fas
     reply.header('x-request-id', request.id)
   })
 
+  // The route guard first, so it sees every route: each declares a scope or public, or boot fails.
+  await app.register(routeGuardPlugin)
   await app.register(problemHandlerPlugin)
   await app.register(healthPlugin)
   await app.register(metricsPlugin)

@@ -41,7 +41,8 @@ export const ConfigSchema = Type.Object({
   CACHE_FILL_WAIT_MS: Int(5000, 0, 'how long a replica waits for another replica filling the same cache miss before calling the upstream itself'),
   LIMITS_ON_REDIS_ERROR: Enum(['open', 'closed'], 'open', 'serve (open) or refuse with 503 (closed) when Redis fails during a limit check'),
   METRICS_TOKEN: OptionalString('when set, /metrics needs Authorization: Bearer <token>'),
-  BODY_LIMIT_BYTES: Int(1048576, 1024, 'largest request body accepted'),
+  BODY_LIMIT_BYTES: Int(1048576, 1024, 'largest request body accepted (the bulk object query takes more when a consumer\'s max_batch needs it)'),
+  REQUEST_TIMEOUT_MS: Int(30000, 100, 'a request\'s headers and body must arrive within this, else 408'),
   SHUTDOWN_TIMEOUT_MS: Int(10000, 0, 'how long in-flight requests may finish after SIGTERM')
 })
 

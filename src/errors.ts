@@ -13,6 +13,17 @@ export const UpstreamAuthError = createError<'GW_UPSTREAM_AUTH', 502, [string]>(
 export const UpstreamError = createError<'GW_UPSTREAM_ERROR', 502, [string]>('GW_UPSTREAM_ERROR', '%s', 502)
 export const UpstreamTimeoutError = createError<'GW_UPSTREAM_TIMEOUT', 504, [string]>('GW_UPSTREAM_TIMEOUT', '%s', 504)
 export const UnavailableError = createError<'GW_UNAVAILABLE', 503, [string]>('GW_UNAVAILABLE', '%s', 503)
+export const MethodNotAllowedError = createError<'GW_METHOD_NOT_ALLOWED', 405, [string]>('GW_METHOD_NOT_ALLOWED', '%s', 405)
+export const NotAcceptableError = createError<'GW_NOT_ACCEPTABLE', 406, [string]>('GW_NOT_ACCEPTABLE', '%s', 406)
+export const UnsupportedMediaTypeError = createError<'GW_UNSUPPORTED_MEDIA_TYPE', 415, [string]>('GW_UNSUPPORTED_MEDIA_TYPE', '%s', 415)
+
+/** One failing input, as problem documents list them: `path` is `/<part>/<field>`, e.g. `/body/id`. */
+export interface FieldError { path: string, message: string }
+
+/** A 400 naming each failing field. */
+export function invalidFields (detail: string, errors: FieldError[]): Error & { errors: FieldError[] } {
+  return Object.assign(new ValidationError(detail), { errors })
+}
 
 /** Titles of the problem documents, by code (RFC 9457 `title`: the same for every occurrence). */
 export const PROBLEM_TITLES: Readonly<Record<string, string>> = {
@@ -28,6 +39,11 @@ export const PROBLEM_TITLES: Readonly<Record<string, string>> = {
   GW_UPSTREAM_ERROR: 'Upstream error',
   GW_UPSTREAM_TIMEOUT: 'Upstream timeout',
   GW_UNAVAILABLE: 'Service unavailable',
+  GW_METHOD_NOT_ALLOWED: 'Method not allowed',
+  GW_NOT_ACCEPTABLE: 'Not acceptable',
+  GW_REQUEST_TIMEOUT: 'Request timeout',
+  GW_UNSUPPORTED_MEDIA_TYPE: 'Unsupported media type',
+  GW_HEADERS_TOO_LARGE: 'Request headers too large',
   GW_INTERNAL: 'Internal error'
 }
 

@@ -1,7 +1,7 @@
 // The list catalogue: facade names ↔ upstream ids. Detection lists are fixed by the upstream server
 // (contract §7); custom lists (object groups) come from configuration, with the official client's names
 // as defaults.
-import { ValidationError } from './errors.js'
+import { NotFoundError } from './errors.js'
 
 export type ListKind = 'detection' | 'custom'
 export interface ListInfo { name: string, id: number, kind: ListKind }
@@ -62,15 +62,15 @@ export function createListCatalog (customListsSetting: string) {
   const customById = new Map(Object.entries(custom).map(([name, id]) => [id, name]))
   return {
     all,
-    /** A detection or custom list by name; 400 GW_VALIDATION for an unknown name. */
+    /** A detection or custom list by name; 404 GW_NOT_FOUND for an unknown name. */
     resolve (name: string): ListInfo {
       const list = byName.get(name)
-      if (list === undefined) throw new ValidationError(`Unknown list "${name}"; GET /v1/lists names the known lists.`)
+      if (list === undefined) throw new NotFoundError(`Unknown list "${name}"; GET /v1/lists names the known lists.`)
       return list
     },
     resolveCustom (name: string): ListInfo {
       const list = byName.get(name)
-      if (list?.kind !== 'custom') throw new ValidationError(`Unknown custom list "${name}"; GET /v1/lists names the known lists.`)
+      if (list?.kind !== 'custom') throw new NotFoundError(`Unknown custom list "${name}"; GET /v1/lists names the known lists.`)
       return list
     },
     customName (groupId: number): string | undefined {

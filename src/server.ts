@@ -72,8 +72,8 @@ async function main (): Promise<void> {
   }, async ({ signal, err }) => {
     if (err !== undefined) app.log.error({ err }, 'shutting down after an error')
     else app.log.info({ signal, timeout_ms: shutdownMs }, 'shutting down: not ready, finishing in-flight requests')
-    // /readyz answers 503 from now on; app.close() then stops accepting (return503OnClosing answers
-    // requests on kept-alive sockets) and waits for in-flight requests before its onClose hooks close
+    // /readyz answers 503 from now on; app.close() then stops accepting (requests that still arrive on
+    // kept-alive sockets get a 503 problem, plugins/health.ts) and waits for in-flight requests before its onClose hooks close
     // Redis and the upstream pool.
     app.readiness.shuttingDown()
     const cut = setTimeout(() => {

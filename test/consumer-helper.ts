@@ -10,16 +10,17 @@ import type { Config } from '../src/config.js'
 import { generateKey, hashKey } from '../src/consumers/keys.js'
 import type { ConsumerEntry } from '../src/consumers/schema.js'
 import type { Sandbox } from '../src/sandbox/index.js'
-import { buildTestApp, type TestApp } from './helper.js'
+import { buildTestApp, guardSecret, type TestApp } from './helper.js'
 
 export interface TestConsumer {
   key: string
   entry: ConsumerEntry
 }
 
-/** A consumer entry with a fresh key; `key_sha256` is derived from it. */
+/** A consumer entry with a fresh key; `key_sha256` is derived from it. Every test app's log guard fails on the key. */
 export function makeConsumer (id: string, fields: Partial<Omit<ConsumerEntry, 'id'>> = {}): TestConsumer {
   const key = generateKey()
+  guardSecret(key)
   return { key, entry: { id, key_sha256: [hashKey(key)], ...fields } }
 }
 
@@ -62,7 +63,7 @@ export function registerTestRoutes (app: FastifyInstance): void {
     config: { scope: 'read', units: (request) => (request.body as { ids: string[] }).ids.length },
     schema: { body: { type: 'object', required: ['ids'], properties: { ids: { type: 'array', items: { type: 'string' } } } } }
   }, async () => ({ ok: true }))
-  app.get('/t/public', async () => ({ ok: true }))
+  app.get('/t/public', { config: { public: true } }, async () => ({ ok: true }))
   app.get('/compat/read/', { config: { scope: 'read', dialect: 'compat' } }, async () => ({ ok: true }))
   app.post('/compat/vra/', { config: { scope: 'write:vra', dialect: 'compat' } }, async () => ({ ok: true }))
   app.post('/compat/batch/', {

@@ -6,6 +6,7 @@ import type { FastifyInstance } from 'fastify'
 import { buildApp, type AppDeps } from '../src/app.js'
 import { loadConfig, type Config } from '../src/config.js'
 import { startSandbox, type Sandbox, type SandboxOptions } from '../src/sandbox/index.js'
+import { deleteKeysOnTeardown, testKeyPrefix } from './fixtures/redis-keys.js'
 
 export interface TestApp {
   app: FastifyInstance
@@ -25,7 +26,25 @@ export interface TestAppOptions {
   useRedis?: boolean
   /** Registers test routes before the app is readied. */
   register?: (app: FastifyInstance) => void | Promise<void>
+  /**
+   * More secrets (consumer keys) the log guard must never find in this app's logs. Read when the test
+   * ends, so a Set may still grow during the test. Keys from makeConsumer are guarded already.
+   */
+  secrets?: Iterable<string>
 }
+
+/** Secrets every test app's log guard looks for, whichever test app logs them (see guardSecret). */
+const guardedSecrets = new Set<string>()
+
+/** Makes every test app of this process fail its test if `secret` reaches its logs. */
+export function guardSecret (secret: string): void {
+  guardedSecrets.add(secret)
+}
+
+// The guard ignores shorter values, which could match ordinary log text.
+const MIN_GUARDED_LENGTH = 8
+// The one intended disclosure of a key: the demo consumer's key is logged once at boot.
+const DEMO_KEY_LINE = 'demo consumer key: '
 
 /** Fixture objects every sandbox holds (upstream-golden.json `fixtures`). */
 export const FIXTURE_IDS = {
@@ -71,8 +90,38 @@ export async function startTestSandbox (t: Test, opts: SandboxOptions = {}): Pro
   return sandbox
 }
 
+/** The secrets found in `text`, each with a label that does not repeat it. */
+function findLeaks (text: string, secrets: ReadonlyMap<string, string>): string[] {
+  const found = new Set<string>()
+  for (const [secret, label] of secrets) {
+    if (secret.length >= MIN_GUARDED_LENGTH && text.includes(secret)) found.add(label)
+  }
+  return [...found]
+}
+
 export async function buildTestApp (t: Test, opts: TestAppOptions = {}): Promise<TestApp> {
+  const chunks: string[] = []
+  const secrets = new Map<string, string>()
+  // Filled in below; the guard reads them when the test ends.
+  const built: { app?: FastifyInstance, sandbox?: Sandbox } = {}
+  // Every test app guards the whole suite: no upstream token or password and no consumer key may reach a
+  // log line. Registered first so that it runs last, when the app (and the sandbox started here) are
+  // closed: a failing guard skips the teardowns that have not run yet.
+  t.teardown(() => {
+    const demoKey = built.app?.consumers.demoKey
+    let text = chunks.join('')
+    if (demoKey !== undefined) {
+      text = text.replace(DEMO_KEY_LINE + demoKey, DEMO_KEY_LINE)
+      secrets.set(demoKey, 'the demo consumer key')
+    }
+    for (const token of Object.values(built.sandbox?.tokens ?? {})) secrets.set(token, 'an upstream token')
+    for (const key of guardedSecrets) secrets.set(key, 'a consumer key')
+    for (const key of opts.secrets ?? []) secrets.set(key, 'a consumer key')
+    const leaks = findLeaks(text, secrets)
+    if (leaks.length > 0) throw new Error(`secret in the logs: ${leaks.join(', ')}`)
+  })
   const sandbox = opts.upstream ?? await startTestSandbox(t, opts.sandbox)
+  built.sandbox = sandbox
   const writer = sandbox.users.write
   const useRedis = opts.useRedis ?? TEST_REDIS_URL !== ''
   const config = testConfig({
@@ -82,24 +131,19 @@ export async function buildTestApp (t: Test, opts: TestAppOptions = {}): Promise
     ATLAS_PASSWORD: writer?.password ?? '',
     REDIS_URL: useRedis ? TEST_REDIS_URL : '',
     // Every test app gets its own key space in the shared Redis.
-    REDIS_KEY_PREFIX: `agw-test:${process.pid}:${Math.random().toString(36).slice(2)}:`,
+    REDIS_KEY_PREFIX: testKeyPrefix(),
     ...opts.config
   })
-  const chunks: string[] = []
+  // Registered before the app's close, so it runs after it: the key space goes when the test ends.
+  deleteKeysOnTeardown(t, config.REDIS_URL, config.REDIS_KEY_PREFIX)
+  // The tokens as they were at boot (a test may rotate them); the guard adds the later ones.
+  for (const token of [...Object.values(sandbox.tokens), config.ATLAS_TOKEN]) secrets.set(token, 'an upstream token')
+  for (const user of Object.values(sandbox.users)) secrets.set(user.password, 'an upstream password')
+  secrets.set(config.ATLAS_PASSWORD, 'ATLAS_PASSWORD')
   const logStream = new PassThrough()
-  // Every test app guards the whole suite: no upstream token or password may ever reach a log line.
-  const leaks = new Set<string>()
-  logStream.on('data', (c: Buffer) => {
-    const line = c.toString('utf8')
-    chunks.push(line)
-    for (const secret of [...Object.values(sandbox.tokens), config.ATLAS_TOKEN, config.ATLAS_PASSWORD]) {
-      if (secret.length >= 8 && line.includes(secret)) leaks.add(secret === config.ATLAS_PASSWORD ? 'ATLAS_PASSWORD' : 'an upstream token')
-    }
-  })
-  t.teardown(() => {
-    if (leaks.size > 0) throw new Error(`secret in the logs: ${[...leaks].join(', ')}`)
-  })
+  logStream.on('data', (c: Buffer) => chunks.push(c.toString('utf8')))
   const app = await buildApp(config, { logStream, ...opts.deps })
+  built.app = app
   t.teardown(() => app.close())
   await opts.register?.(app)
   await app.ready()

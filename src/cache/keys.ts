@@ -60,10 +60,7 @@ export function objectKey (id: string): string {
   return `${FACADE_VERSION}:objects:id=${id}`
 }
 
-/** Tags name what a write changes; a write invalidates every entry carrying its tags. */
+/** Every table read also carries its route's tag (what a write changes is in tags.ts). */
 export const cacheTags = {
-  object: (id: string): string => `object:${id}`,
-  list: (name: string): string => `list:${name}`,
-  customList: (name: string): string => `custom-list:${name}`,
   route: (route: string): string => `route:${route}`
 }

@@ -3,7 +3,7 @@
 import { parseLossless } from '../lib/json.js'
 import { ApiException, DjangoHtmlError } from './errors.js'
 import { UploadedFile, type DataSource } from './fields.js'
-import { PythonJsonError, pythonJsonLoads } from './python-json.js'
+import { isNestedDeeper, PythonJsonError, pythonJsonLoads } from './python-json.js'
 
 // Django's DATA_UPLOAD_MAX_MEMORY_SIZE and DATA_UPLOAD_MAX_NUMBER_FIELDS.
 const MAX_FORM_BYTES = 2.5 * 1024 * 1024
@@ -89,19 +89,23 @@ function decodeUtf8 (body: Buffer): string {
 
 function parseJson (body: Buffer): DataSource {
   const text = decodeUtf8(body)
-  try {
-    return { kind: 'json', value: parseLossless(text) }
-  } catch {
-    // lossless-json refused it: let the Python-compatible decoder decide, and word the error.
+  // A body nested deeper than Python's decoder goes never meets the recursive lossless parser (a stack
+  // overflow): the Python-compatible decoder words it, or the syntax error it meets first.
+  if (!isNestedDeeper(text)) {
     try {
-      return { kind: 'json', value: pythonJsonLoads(text) }
-    } catch (err) {
-      if (err instanceof PythonJsonError) throw new ApiException(400, `JSON parse error - ${err.message}`)
-      /* c8 ignore start -- the decoder throws nothing else */
-      throw err
+      return { kind: 'json', value: parseLossless(text) }
+    } catch {
+      // lossless-json refused it: let the Python-compatible decoder decide, and word the error.
     }
-    /* c8 ignore stop */
   }
+  try {
+    return { kind: 'json', value: pythonJsonLoads(text) }
+  } catch (err) {
+    if (err instanceof PythonJsonError) throw new ApiException(400, `JSON parse error - ${err.message}`)
+    /* c8 ignore start -- the decoder throws nothing else */
+    throw err
+  }
+  /* c8 ignore stop */
 }
 
 async function parseMultipart (contentType: string, body: Buffer): Promise<DataSource> {

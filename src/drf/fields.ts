@@ -40,6 +40,7 @@ export const MSG = {
   float: 'A valid number is required.',
   bool: 'Must be a valid boolean.',
   tooLong: 'String value too large.',
+  nullCharacters: 'Null characters are not allowed.',
   datetime: 'Datetime has wrong format. Use one of these formats instead: YYYY-MM-DDThh:mm[:ss[.uuuuuu]][+HH:MM|-HH:MM|Z].'
 } as const
 
@@ -101,9 +102,13 @@ function pyStr (v: unknown): string {
 
 function toInternal (spec: FieldSpec, v: unknown): FieldValue {
   switch (spec.kind) {
-    case 'char':
+    case 'char': {
       if (typeof v !== 'string' && typeof v !== 'number' && typeof v !== 'bigint') throw new FieldError(MSG.string)
-      return spec.trim === false ? String(v) : pyStrip(String(v))
+      const text = spec.trim === false ? String(v) : pyStrip(String(v))
+      // CharField's ProhibitNullCharactersValidator, run on the converted value.
+      if (text.includes('\u0000')) throw new FieldError(MSG.nullCharacters)
+      return text
+    }
     case 'int': return toInt(v)
     case 'float': return toFloat(v)
     case 'bool':

@@ -42,3 +42,58 @@ export function stringifyUpstream (value: unknown): string {
   const text = JSON.stringify(value, bigintToMark)
   return text.includes('bigint:') ? text.replace(BIG_MARK_RE, '$1') : text
 }
+
+/** How deep a request body may nest: no v1 body needs more than 3 levels. */
+export const MAX_REQUEST_DEPTH = 32
+
+/** Thrown for a request body that is not acceptable JSON; `message` says why, for the consumer. */
+export class RequestJsonError extends Error {}
+
+/** The nesting depth of JSON text, stopping early once `limit` is passed; strings are skipped. */
+export function jsonDepthExceeds (text: string, limit: number): boolean {
+  let depth = 0
+  let inString = false
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i)
+    if (inString) {
+      if (c === 0x5c) i++ // backslash: skip the escaped character
+      else if (c === 0x22) inString = false
+    } else if (c === 0x22) {
+      inString = true
+    } else if (c === 0x7b || c === 0x5b) {
+      if (++depth > limit) return true
+    } else if (c === 0x7d || c === 0x5d) {
+      depth--
+    }
+  }
+  return false
+}
+
+function refuseProtoKeys (key: string, value: unknown): unknown {
+  if (key === '__proto__' || key === 'constructor') throw new RequestJsonError(`The body has a forbidden key "${key}".`)
+  return value
+}
+
+function requestNumber (text: string): number | string {
+  const n = Number(text)
+  if (!Number.isFinite(n)) throw new RequestJsonError(`The number ${text.slice(0, 40)} is out of range.`)
+  // An integer beyond 2^53 (every ATLAS id) keeps its exact digits, as a string: a number field then
+  // fails validation by name instead of receiving a rounded value.
+  if (INTEGER.test(text) && !Number.isSafeInteger(n)) return text
+  return n
+}
+
+/**
+ * A consumer's JSON body, read without losing digits: integers beyond 2^53 arrive as strings of their
+ * exact digits (never rounded), numbers that overflow to Infinity and bodies nested deeper than
+ * MAX_REQUEST_DEPTH are refused with a RequestJsonError, and so is anything that is not JSON.
+ */
+export function parseRequestJson (text: string): unknown {
+  if (jsonDepthExceeds(text, MAX_REQUEST_DEPTH)) throw new RequestJsonError(`The body nests deeper than ${MAX_REQUEST_DEPTH} levels.`)
+  try {
+    return parse(text, refuseProtoKeys, requestNumber)
+  } catch (err) {
+    if (err instanceof RequestJsonError) throw err
+    throw new RequestJsonError(`The body is not valid JSON: ${(err as Error).message}`)
+  }
+}

@@ -1,6 +1,7 @@
 // /healthz answers while the process runs; /readyz runs the registered dependency checks.
 import fp from 'fastify-plugin'
 import { Type } from '@sinclair/typebox'
+import { UnavailableError, withRetryAfter } from '../errors.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -46,12 +47,22 @@ const CheckSchema = Type.Object({ ok: Type.Boolean(), detail: Type.Optional(Type
 
 export const healthPlugin = fp(async (app) => {
   app.decorate('readiness', createReadiness())
+  // Closing for any reason (a signal, a test) turns /readyz to 503 and refuses new work with a problem,
+  // while in-flight requests finish.
+  app.addHook('preClose', async () => { app.readiness.shuttingDown() })
+  app.addHook('onRequest', async (request, reply) => {
+    if (!app.readiness.isShuttingDown || request.routeOptions.config.public === true) return
+    reply.header('connection', 'close')
+    throw withRetryAfter(new UnavailableError('The gateway is shutting down; retry (another replica will answer).'), 1)
+  })
 
   app.get('/healthz', {
+    config: { public: true },
     schema: { hide: true, response: { 200: Type.Object({ status: Type.Literal('ok') }) } }
   }, async () => ({ status: 'ok' as const }))
 
   app.get('/readyz', {
+    config: { public: true },
     schema: {
       hide: true,
       response: {

@@ -84,7 +84,8 @@ export const metricsEndpointPlugin = fp(async (app) => {
     metrics.requestDuration.observe({ route }, reply.elapsedTime / 1000)
   })
 
-  app.get('/metrics', { schema: { hide: true } }, async (request, reply) => {
+  // Public to the route guard: METRICS_TOKEN, when set, guards it here.
+  app.get('/metrics', { config: { public: true }, schema: { hide: true } }, async (request, reply) => {
     if (config.METRICS_TOKEN !== '' && !isSameSecret(bearerOf(request), config.METRICS_TOKEN)) {
       reply.header('www-authenticate', 'Bearer realm="metrics"')
       throw new UnauthenticatedError('/metrics needs Authorization: Bearer <METRICS_TOKEN>.')

@@ -24,6 +24,11 @@ export const openapiPlugin = fp(async (app) => {
       }
     }
   })
-  await app.register(swaggerUi, { routePrefix: '/docs' })
-  app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger())
+  // The docs page's routes are registered by @fastify/swagger-ui, which takes no route config: they are
+  // marked public in a context of their own.
+  await app.register(async (docs) => {
+    docs.addHook('onRoute', (route) => { (route.config ??= {}).public = true })
+    await docs.register(swaggerUi, { routePrefix: '/docs' })
+  })
+  app.get('/openapi.json', { config: { public: true }, schema: { hide: true } }, async () => app.swagger())
 }, { name: 'openapi', fastify: '5.x' })

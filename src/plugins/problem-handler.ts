@@ -1,8 +1,16 @@
-// Turns every error, 404 and validation failure into RFC 9457 application/problem+json with a stable
-// `code`. 5xx bodies hide internals; the cause is logged.
+// Turns every error into RFC 9457 application/problem+json with a stable `code`: thrown errors,
+// validation failures, unknown routes (404), known paths with another method (405 + Allow), bad URLs,
+// and the errors Node answers before a request exists (malformed HTTP, slow bodies: 408, huge headers).
+// 5xx bodies hide internals; the cause is logged.
+import { randomUUID } from 'node:crypto'
+import { STATUS_CODES } from 'node:http'
+import type { Socket } from 'node:net'
 import fp from 'fastify-plugin'
-import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify'
+import FindMyWay, { type HTTPMethod } from 'find-my-way'
+import type { FastifyError, FastifyReply, FastifyRequest, FastifyServerOptions } from 'fastify'
+import type { FieldError } from '../errors.js'
 import { PROBLEM_TITLES } from '../errors.js'
+import { DATETIME_RULE } from '../lib/datetime.js'
 import { ProblemSchema } from '../schemas/common.js'
 
 export const PROBLEM_CONTENT_TYPE = 'application/problem+json'
@@ -23,6 +31,8 @@ function codeOf (err: FastifyError, status: number): string {
   if (typeof err.code === 'string' && err.code.startsWith('GW_')) return err.code
   if (err.validation !== undefined) return 'GW_VALIDATION'
   if (status === 413) return 'GW_PAYLOAD_TOO_LARGE'
+  if (status === 415) return 'GW_UNSUPPORTED_MEDIA_TYPE'
+  if (status === 408) return 'GW_REQUEST_TIMEOUT'
   if (status === 404) return 'GW_NOT_FOUND'
   if (status === 401) return 'GW_UNAUTHENTICATED'
   if (status === 403) return 'GW_FORBIDDEN'
@@ -32,14 +42,28 @@ function codeOf (err: FastifyError, status: number): string {
   return 'GW_INTERNAL'
 }
 
-export function buildProblem (request: FastifyRequest, status: number, code: string, detail: string): Problem {
+type AjvError = NonNullable<FastifyError['validation']>[number]
+
+/** One Ajv failure as a field error: the field named in the path, the rule said in words. */
+function fieldError (context: string, v: AjvError): FieldError {
+  const base = `/${context}${v.instancePath}`
+  const params = v.params as Record<string, unknown>
+  switch (v.keyword) {
+    case 'additionalProperties': return { path: `${base}/${String(params.additionalProperty)}`, message: 'is not a known field' }
+    case 'required': return { path: `${base}/${String(params.missingProperty)}`, message: 'is required' }
+    case 'format': return params.format === 'instant' ? { path: base, message: `must be ${DATETIME_RULE}` } : { path: base, message: v.message ?? 'is invalid' }
+    default: return { path: base, message: v.message ?? 'is invalid' }
+  }
+}
+
+export function buildProblem (request: FastifyRequest | undefined, status: number, code: string, detail: string): Problem {
   return {
     type: TYPE_BASE + code.toLowerCase().replaceAll('_', '-'),
     title: PROBLEM_TITLES[code] ?? 'Error',
     status,
     detail,
     code,
-    request_id: request.id
+    request_id: request?.id ?? randomUUID()
   }
 }
 
@@ -50,7 +74,7 @@ export function sendProblem (reply: FastifyReply, problem: Problem): FastifyRepl
 export const problemHandlerPlugin = fp(async (app) => {
   // Routes refer to it as { $ref: 'Problem' } in their error responses (schemas/common.ts problems()).
   app.addSchema(ProblemSchema)
-  app.setErrorHandler((err: FastifyError & { retryAfter?: number }, request, reply) => {
+  app.setErrorHandler((err: FastifyError & { retryAfter?: number, errors?: FieldError[] }, request, reply) => {
     const raw = err.statusCode ?? 500
     const status = raw >= 400 && raw < 600 ? raw : 500
     const code = codeOf(err, status)
@@ -64,16 +88,59 @@ export const problemHandlerPlugin = fp(async (app) => {
     const detail = isInternal ? 'An internal error occurred; quote the request id when reporting it.' : err.message
     const problem = buildProblem(request, status, code, detail)
     if (err.validation !== undefined) {
-      problem.errors = err.validation.map((v) => ({
-        path: `${err.validationContext ?? ''}${v.instancePath}`,
-        message: v.message ?? 'is invalid'
-      }))
+      problem.errors = err.validation.map((v) => fieldError(err.validationContext ?? '', v))
+      const [first] = problem.errors
+      if (first !== undefined) problem.detail = `${first.path.slice(1)} ${first.message}`
+    } else if (err.errors !== undefined) {
+      problem.errors = err.errors
     }
     if (err.retryAfter !== undefined) reply.header('retry-after', String(err.retryAfter))
     return sendProblem(reply, problem)
   })
 
+  // Every route is also entered in a router of our own, so that a path that exists under another method
+  // answers 405 with Allow instead of 404.
+  const router = FindMyWay()
+  app.addHook('onRoute', (route) => {
+    for (const method of [route.method].flat()) {
+      if (router.hasRoute(method as HTTPMethod, route.url)) continue
+      router.on(method as HTTPMethod, route.url, () => {})
+    }
+  })
+
   app.setNotFoundHandler((request, reply) => {
-    return sendProblem(reply, buildProblem(request, 404, 'GW_NOT_FOUND', `No route ${request.method} ${request.url.split('?')[0] ?? ''}`))
+    const path = request.url.split('?')[0] ?? ''
+    const allowed = METHODS.filter((m) => m !== request.method && router.find(m, path) !== null)
+    if (allowed.length > 0) {
+      reply.header('allow', allowed.join(', '))
+      return sendProblem(reply, buildProblem(request, 405, 'GW_METHOD_NOT_ALLOWED', `${path} does not take ${request.method}; it takes ${allowed.join(', ')}.`))
+    }
+    return sendProblem(reply, buildProblem(request, 404, 'GW_NOT_FOUND', `No route ${request.method} ${path}`))
   })
 }, { name: 'problem-handler', fastify: '5.x' })
+
+const METHODS: HTTPMethod[] = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS']
+
+/** Fastify's framework errors (a URL it cannot decode, an over-long parameter) as problems. */
+export const frameworkErrors: NonNullable<FastifyServerOptions['frameworkErrors']> = (err, request, reply) => {
+  sendProblem(reply, buildProblem(request, 400, 'GW_VALIDATION', `The request URL cannot be read: ${err.message}`))
+}
+
+/**
+ * Errors Node answers on the socket before a request exists: a malformed request (400), a body that
+ * arrives slower than REQUEST_TIMEOUT_MS (408), headers over Node's limit (431).
+ */
+export function clientErrorHandler (err: Error & { code?: string }, socket: Socket): void {
+  if (err.code === 'ECONNRESET' || socket.destroyed) return
+  const [status, code, detail] = err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+    ? [408, 'GW_REQUEST_TIMEOUT', 'The request did not arrive in time.']
+    : err.code === 'HPE_HEADER_OVERFLOW'
+      ? [431, 'GW_HEADERS_TOO_LARGE', 'The request headers are too large.']
+      : [400, 'GW_VALIDATION', 'The request is not valid HTTP.']
+  const body = JSON.stringify(buildProblem(undefined, status, code, detail))
+  if (socket.writable) {
+    socket.write(`HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\nConnection: close\r\nContent-Type: ${PROBLEM_CONTENT_TYPE}\r\n` +
+      `Content-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`)
+  }
+  socket.destroy(err)
+}

@@ -13,6 +13,10 @@ export function createDailyUnits (store: WindowStore, keyPrefix: string) {
     charge (consumer: Consumer, units: number): Promise<WindowCharge> {
       return store.charge(keyOf(consumer), units, consumer.daily_objects, DAY_SECONDS)
     },
+    /** Gives back units charged today (a request the gateway could not serve). */
+    refund (consumer: Consumer, units: number): Promise<WindowCharge> {
+      return store.charge(keyOf(consumer), -units, consumer.daily_objects, DAY_SECONDS)
+    },
     async used (consumer: Consumer): Promise<number> {
       return (await store.charge(keyOf(consumer), 0, consumer.daily_objects, DAY_SECONDS)).used
     }

@@ -105,6 +105,10 @@ export async function createQuota (app: FastifyInstance, opts: QuotaPluginOption
       if (degraded.has(request)) return undefined
       return await policy.run('daily_objects', () => units.charge(consumer, count))
     },
+    /** Gives back daily units of a request the gateway answered with a 5xx. */
+    async refundUnits (consumer: Consumer, count: number): Promise<void> {
+      await policy.run('daily_objects', () => units.refund(consumer, count))
+    },
     /**
      * Takes one upstream call from the consumer's hourly share. The upstream scheduler calls it once per
      * upstream call a consumer's miss causes. Throws 429 GW_QUOTA_EXHAUSTED (with retryAfter) when the

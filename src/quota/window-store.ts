@@ -18,7 +18,10 @@ export interface WindowCharge {
 }
 
 export interface WindowStore {
-  /** Adds `units` to `key` unless that would pass `limit`; `units = 0` only reads. */
+  /**
+   * Adds `units` to `key` unless that would pass `limit`; `units = 0` only reads; negative units give
+   * back what was charged in the current window (never below 0; a charge of an ended window stays).
+   */
   charge (key: string, units: number, limit: number, periodSeconds: number): Promise<WindowCharge>
 }
 
@@ -41,7 +44,13 @@ local reset = (window + 1) * period - now
 local stored = redis.call('HMGET', KEYS[1], 'w', 'n')
 local used = 0
 if tonumber(stored[1]) == window then used = tonumber(stored[2]) or 0 end
-if units <= 0 then return {1, used, reset} end
+if units == 0 then return {1, used, reset} end
+if units < 0 then
+  if used == 0 then return {1, 0, reset} end
+  used = math.max(0, used + units)
+  redis.call('HSET', KEYS[1], 'w', window, 'n', used)
+  return {1, used, reset}
+end
 if used + units > limit then return {0, used, reset} end
 used = used + units
 redis.call('HSET', KEYS[1], 'w', window, 'n', used)
@@ -72,7 +81,11 @@ export function createMemoryWindowStore (opts: { now?: Clock } = {}): WindowStor
       const resetSeconds = Math.max(1, (window + 1) * periodSeconds - seconds)
       const entry = counters.get(key)
       const used = entry?.window === window ? entry.used : 0
-      if (units <= 0) return { isAllowed: true, used, resetSeconds }
+      if (units === 0) return { isAllowed: true, used, resetSeconds }
+      if (units < 0) {
+        if (used > 0) counters.set(key, { window, used: Math.max(0, used + units) })
+        return { isAllowed: true, used: Math.max(0, used + units), resetSeconds }
+      }
       if (used + units > limit) return { isAllowed: false, used, resetSeconds }
       counters.set(key, { window, used: used + units })
       return { isAllowed: true, used: used + units, resetSeconds }

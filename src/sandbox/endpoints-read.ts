@@ -13,15 +13,27 @@ function tokens (csv: string): string[] {
   return csv.split(',').map(pyStrip)
 }
 
-/** Integer tokens of an `objects` CSV; the VRA lists skip the others silently. */
-function idSet (csv: string | null): Set<bigint> | null {
+/** Integer tokens of an `objects` CSV, in order and with repeats; the VRA lists skip the others silently. */
+function idList (csv: string | null): bigint[] | null {
   if (csv === null) return null
-  const ids = new Set<bigint>()
-  for (const t of tokens(csv)) {
-    const id = pyInt(t)
-    if (id !== null) ids.add(id)
+  return tokens(csv).map(pyInt).filter((id) => id !== null)
+}
+
+/**
+ * The VRA lists with `objects`: one query per id, in the order asked, so rows come grouped by id (table
+ * order within an id) and a repeated id repeats its rows.
+ */
+function rowsPerId<R> (ids: readonly bigint[], rows: Iterable<R>, idOf: (row: R) => bigint): R[] {
+  const wanted = new Set(ids)
+  const byId = new Map<bigint, R[]>()
+  for (const row of rows) {
+    const id = idOf(row)
+    if (!wanted.has(id)) continue
+    const group = byId.get(id)
+    if (group === undefined) byId.set(id, [row])
+    else group.push(row)
   }
-  return ids
+  return ids.flatMap((id) => byId.get(id) ?? [])
 }
 
 const cone: EndpointDef = {
@@ -31,7 +43,10 @@ const cone: EndpointDef = {
   ...readHandlers(SERIALIZERS.cone, (v, ctx) => {
     const radius = reqNum(v.radius)
     if (radius > MAX_RADIUS_ARCSEC) return { error: 'Max radius is 300 arcsec.' }
-    const hits = ctx.store.coneSearch(reqNum(v.ra), reqNum(v.dec), radius)
+    const [ra, dec] = [reqNum(v.ra), reqNum(v.dec)]
+    // The sky index takes sines and cosines of the position: an infinite one is Python's ValueError.
+    if (Math.abs(ra) === Infinity || Math.abs(dec) === Infinity) throw new DjangoHtmlError(500, 'math domain error')
+    const hits = ctx.store.coneSearch(ra, dec, radius)
     const row = (h: typeof hits[number]): Record<string, unknown> =>
       ({ object: h.meta.id, separation: h.separation, objectname: h.meta.designation })
     if (v.requestType === 'count') return { count: hits.length }
@@ -80,12 +95,15 @@ const vrascoreslist: EndpointDef = {
   viewName: 'VRA Scores List',
   access: 'read',
   ...readHandlers(SERIALIZERS.vrascoreslist, (v, ctx) => {
-    const ids = idSet(str(v.objects))
+    const ids = idList(str(v.objects))
     const since = reqNum(v.datethreshold)
     const minId = int(v.idthreshold)
     // With `objects`, both thresholds are ignored and `debug` filters; without, debug rows are included.
-    return ctx.store.tables.vraScores
-      .filter((r) => ids !== null ? ids.has(r.objectId) && r.debug === v.debug : r.timestampUs >= since && BigInt(r.id) >= minId)
+    const table = ctx.store.tables.vraScores
+    const rows = ids !== null
+      ? rowsPerId(ids, table.filter((r) => r.debug === v.debug), (r) => r.objectId)
+      : table.filter((r) => r.timestampUs >= since && BigInt(r.id) >= minId)
+    return rows
       .map((r) => ({
         id: r.id,
         transient_object_id: r.objectId,
@@ -108,12 +126,13 @@ const vratodolist: EndpointDef = {
   viewName: 'VRA Todo List',
   access: 'read',
   ...readHandlers(SERIALIZERS.vratodolist, (v, ctx) => {
-    const ids = idSet(str(v.objects))
+    const ids = idList(str(v.objects))
     const since = reqNum(v.datethreshold)
     const minId = int(v.idthreshold)
     // The todo table's primary key is the object id, so idthreshold compares object ids.
-    return [...ctx.store.tables.vraTodo]
-      .filter(([id, ts]) => ids !== null ? ids.has(id) : ts >= since && id >= minId)
+    const table = ctx.store.tables.vraTodo
+    const rows = ids !== null ? rowsPerId(ids, table, ([id]) => id) : [...table].filter(([id, ts]) => ts >= since && id >= minId)
+    return rows
       .map(([id, ts]) => ({ transient_object_id: id, timestamp: formatDateTime(ts) }))
   })
 }
@@ -138,10 +157,11 @@ const vraranklist: EndpointDef = {
   viewName: 'VRA Rank List',
   access: 'read',
   ...readHandlers(SERIALIZERS.vraranklist, (v, ctx) => {
-    const ids = idSet(str(v.objects))
+    const ids = idList(str(v.objects))
     const since = reqNum(v.datethreshold)
-    return [...ctx.store.tables.vraRank.values()]
-      .filter((r) => ids !== null ? ids.has(r.objectId) : r.timestampUs >= since)
+    const table = ctx.store.tables.vraRank.values()
+    const rows = ids !== null ? rowsPerId(ids, table, (r) => r.objectId) : [...table].filter((r) => r.timestampUs >= since)
+    return rows
       .map((r) => ({
         transient_object_id: r.objectId,
         rank: r.rank,

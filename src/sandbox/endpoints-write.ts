@@ -2,13 +2,14 @@
 // success codes, `objectgroupid` holding the object id, 204 then 400, GET that writes.
 import { DjangoHtmlError } from '../drf/errors.js'
 import { validate } from '../drf/fields.js'
+import { WRITE_INFO } from '../upstream/endpoints.js'
 import { SERIALIZERS } from '../upstream/serializers.js'
 import { GET_STUB, int, num, reqNum, writeHandlers, type EndpointDef, type Handler, type Values, type ViewContext } from './view.js'
 
-const NOT_FOUND = 'Object does not exist.'
-const CREATED = 'Row created.'
-const DUPLICATE = 'Duplicate row. Cannot add row.'
-const NO_GROUP = 'Object group ID does not exist.'
+const NOT_FOUND = WRITE_INFO.unknownObject
+const CREATED = WRITE_INFO.created
+const DUPLICATE = WRITE_INFO.duplicate
+const NO_GROUP = WRITE_INFO.unknownList
 // objectdetectionlist accepts only possible ("snooze"), eyeball and galcand.
 const DETECTION_LISTS = new Set([3n, 4n, 12n])
 
@@ -82,7 +83,7 @@ const objectgroupsdelete: EndpointDef = {
     if (!ctx.store.has(objectid)) return { status: 400, data: { objectid, info: NOT_FOUND } }
     if (!ctx.store.groupExists(groupId)) return { status: 400, data: { objectgroupid: groupId, info: NO_GROUP } }
     if (!ctx.store.removeGroupMember(objectid, Number(groupId))) {
-      return { status: 400, data: { objectgroupid: groupId, objectid, info: 'Object group ID does not exist or object ID does not exist.' } }
+      return { status: 400, data: { objectgroupid: groupId, objectid, info: WRITE_INFO.notMember } }
     }
     return { status: 204 }
   }
@@ -119,7 +120,7 @@ function detectionHandler (source: 'query' | 'body'): Handler {
     const objectid = int(result.values.objectid)
     if (!ctx.store.has(objectid)) return { status: 200, data: { objectid, info: NOT_FOUND } }
     const list = int(result.values.objectlist)
-    if (!DETECTION_LISTS.has(list)) return { status: 200, data: { objectid, info: 'Error updating row.' } }
+    if (!DETECTION_LISTS.has(list)) return { status: 200, data: { objectid, info: WRITE_INFO.rejected } }
     ctx.store.setDetectionList(objectid, Number(list), insertDate(result.values, ctx))
     return { status: 200, data: { objectid, info: CREATED } }
   }

@@ -28,6 +28,9 @@ const DJANGO_HEADERS = {
   'Cross-Origin-Opener-Policy': 'same-origin'
 }
 
+// How many requests the received log keeps (tests read the last few).
+const MAX_RECEIVED = 1000
+
 function readBody (req: IncomingMessage): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = []
@@ -58,6 +61,7 @@ export async function startSandbox (opts: SandboxOptions = {}): Promise<Sandbox>
   const faults = new FaultQueue()
   const router = new Router(options.prefix, options.segments)
   const calls = new Map<string, number>()
+  const received: Array<{ endpoint: string, body: string }> = []
   const chance = createRng(options.seed, 'faults')
   const sockets = new Set<Socket>()
   const sleepers = new Set<{ timer: NodeJS.Timeout, wake: () => void }>()
@@ -161,6 +165,8 @@ export async function startSandbox (opts: SandboxOptions = {}): Promise<Sandbox>
     // A hung request is left open until the client gives up or close() destroys the socket.
     if (fault?.kind === 'hang') return
     const body = await readBody(req)
+    received.push({ endpoint: name ?? 'unknown', body: body.toString('utf8') })
+    if (received.length > MAX_RECEIVED) received.shift()
     let reply = fault === undefined ? undefined : faultReply(fault)
     if (reply === undefined && live.errorRate > 0 && chance.next() < live.errorRate) {
       reply = { status: 500, headers: {}, body: '', html: 'page500' }
@@ -217,7 +223,8 @@ export async function startSandbox (opts: SandboxOptions = {}): Promise<Sandbox>
     users: Object.fromEntries([...users.users].map(([key, u]) => [key, { username: u.username, password: u.password, role: u.role }])),
     calls,
     totalCalls: () => [...calls.values()].reduce((a, b) => a + b, 0),
-    resetCalls: () => calls.clear(),
+    received,
+    resetCalls: () => { calls.clear(); received.length = 0 },
     ids: () => store.catalog.map((m) => m.id),
     expireToken: (role: TokenRole) => users.expire(roleUser(role), nowUs()),
     rotateToken: (role: TokenRole) => users.rotate(roleUser(role), nowUs()).key,

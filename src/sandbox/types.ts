@@ -59,6 +59,9 @@ export interface Sandbox {
   /** Requests received per endpoint name ('unknown' for other paths). */
   calls: Map<string, number>
   totalCalls(): number
+  /** The last requests' endpoint names and raw bodies (at most 1,000, oldest first), for tests. */
+  received: Array<{ endpoint: string, body: string }>
+  /** Clears the call counts and the received log. */
   resetCalls(): void
   ids(): bigint[]
   expireToken(role: TokenRole): void

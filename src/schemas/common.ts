@@ -41,6 +41,7 @@ export const IdListQuery = Type.String({
 })
 
 export const SinceQuery = Type.String({
-  pattern: '^\\d{4}-\\d{2}-\\d{2}([T ]\\d{2}:\\d{2}(:\\d{2}(\\.\\d{1,6})?)?(Z|[+-]\\d{2}:?\\d{2})?)?$',
-  description: 'ISO date or datetime (UTC when no zone); sent upstream as YYYY-MM-DDThh:mm:ssZ'
+  format: 'instant',
+  description: 'a calendar date YYYY-MM-DD or a datetime YYYY-MM-DDThh:mm[:ss[.ffffff]] with an optional zone Z or ±hh:mm ' +
+    '(UTC when none; hours 00–23); impossible dates such as 2025-02-30 are refused'
 })

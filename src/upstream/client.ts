@@ -10,6 +10,7 @@ import { AUTH_DETAILS, WRITE_ENDPOINTS, type Fields, type UpstreamEndpoint } fro
 import {
   ResponseTooLargeError, budgetError, isRetryableStatus, isRetryableTransport, mapBadReply, mapTransportError
 } from './error-map.js'
+import { scrubSecrets } from './scrub.js'
 import type { TokenManager } from './token.js'
 
 export interface UpstreamReply {
@@ -21,7 +22,12 @@ export interface UpstreamReply {
 }
 
 export interface CallContext {
-  /** Called once for every request actually sent upstream (for the access log and share accounting). */
+  /**
+   * Called before every upstream call, retries included, ahead of the global budget: charges the
+   * consumer's upstream share, and throws (429 GW_QUOTA_EXHAUSTED) to stop the call when it is spent.
+   */
+  beforeCall?: () => Promise<void>
+  /** Called once for every request actually sent upstream (for the access log). */
   onCall?: () => void
 }
 
@@ -98,10 +104,13 @@ export function createUpstreamClient (opts: ClientOptions) {
         const v = res.headers[name]
         return Array.isArray(v) ? v[0] : v
       }
+      const text = Buffer.concat(chunks, size).toString('utf8')
       return {
         status: res.statusCode,
         contentType: header('content-type') ?? '',
-        text: Buffer.concat(chunks, size).toString('utf8'),
+        // Scrubbed of our token and password before anything can log or forward it; auth-token/'s reply
+        // is the token itself, read only by login() below.
+        text: endpoint === 'auth-token' ? text : scrubSecrets(text, opts.tokens.secrets()),
         retryAfter: header('retry-after')
       }
     } catch (err) {
@@ -131,7 +140,11 @@ export function createUpstreamClient (opts: ClientOptions) {
     let attempt = 0
     let authReplays = 0
     let token = await opts.tokens.current()
+    // A replay after the upstream refused the gateway's own token is not charged to the consumer again.
+    let isAuthReplay = false
     for (;;) {
+      if (!isAuthReplay) await ctx.beforeCall?.()
+      isAuthReplay = false
       await takeBudget()
       ctx.onCall?.()
       let reply: UpstreamReply
@@ -153,6 +166,7 @@ export function createUpstreamClient (opts: ClientOptions) {
           throw Object.assign(new UpstreamAuthError('The upstream rejected the gateway token after a refresh; the operator must check the ATLAS credentials.'), { cause: { detail } })
         }
         authReplays++
+        isAuthReplay = true
         token = detail === AUTH_DETAILS.expired || authReplays > 1
           ? await opts.tokens.refresh(token)
           : await opts.tokens.recoverInvalid(token)

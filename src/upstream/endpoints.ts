@@ -1,6 +1,6 @@
 // The one file that knows the upstream: paths, field names and what its replies mean. An upstream
 // rename is a change here (or an UPSTREAM_PATHS override), and consumers change nothing.
-// Source of truth: ../shared/upstream-contract.md §5 and §10.
+// What it encodes is summarised in docs/architecture.md (the upstream's endpoints and quirks).
 
 export type UpstreamEndpoint =
   'cone' | 'objects' | 'objectlist' | 'vrascores' | 'vrascoreslist' | 'vratodo' | 'vratodolist' |
@@ -51,12 +51,6 @@ export function resolvePaths (overrides: string): Record<UpstreamEndpoint, strin
 }
 
 // ---- Values sent upstream ----
-
-/** The upstream wants full datetimes: older deployments (Django 3.2) reject date-only values. */
-export function toUpstreamDateTime (value: string): string {
-  const date = new Date(/^\d{4}-\d{2}-\d{2}$/.test(value) ? `${value}T00:00:00Z` : value)
-  return date.toISOString().replace(/\.\d{3}Z$/, 'Z')
-}
 
 export const CONE_MODES = ['nearest', 'all', 'count'] as const
 export type ConeMode = typeof CONE_MODES[number]
@@ -112,6 +106,51 @@ export function isMaxObjectsInfo (text: string): boolean {
   return /^\s*\{\s*"info"\s*:\s*"Max number of objects/.test(text)
 }
 
+/** What a cone search that matches nothing answers, per mode (status 200 in every mode). */
+export function emptyConeReply (mode: ConeMode): string {
+  return mode === 'count' ? '{"count":0}' : mode === 'all' ? '[]' : '{}'
+}
+
+// ---- Ids ----
+
+// ATLAS ids are 19-digit positive integers. The upstream reads any integer as an id; one outside this
+// range names no object, so its reply is known without asking.
+const MIN_ATLAS_ID = 10n ** 18n
+const MAX_ATLAS_ID = 10n ** 19n - 1n
+
+/** Whether an integer (as Python's int() read it) can be an ATLAS id at all. */
+export function canBeAtlasId (id: bigint): boolean {
+  return id >= MIN_ATLAS_ID && id <= MAX_ATLAS_ID
+}
+
+/** The `info` texts of the write replies; failures among them come with success statuses too. */
+export const WRITE_INFO = {
+  created: 'Row created.',
+  duplicate: 'Duplicate row. Cannot add row.',
+  unknownObject: 'Object does not exist.',
+  unknownList: 'Object group ID does not exist.',
+  notMember: 'Object group ID does not exist or object ID does not exist.',
+  rejected: 'Error updating row.'
+} as const
+
+export type ObjectWriteEndpoint = 'vrascores' | 'vratodo' | 'objectgroups' | 'objectgroupsdelete' | 'vrarank' | 'objectdetectionlist'
+
+// Every write checks its object before anything else and answers a missing one with the endpoint's
+// usual status: 201 on the inserts, 200 on objectdetectionlist, 400 on objectgroupsdelete.
+const UNKNOWN_OBJECT_STATUS: Readonly<Record<ObjectWriteEndpoint, number>> = {
+  vrascores: 201,
+  vratodo: 201,
+  vrarank: 201,
+  objectgroups: 201,
+  objectgroupsdelete: 400,
+  objectdetectionlist: 200
+}
+
+/** A write's reply for an object id that does not exist: `{"objectid":<id>,"info":"Object does not exist."}`. */
+export function unknownObjectReply (endpoint: ObjectWriteEndpoint, objectId: bigint): { status: number, body: string } {
+  return { status: UNKNOWN_OBJECT_STATUS[endpoint], body: `{"objectid":${objectId},"info":${JSON.stringify(WRITE_INFO.unknownObject)}}` }
+}
+
 /** An unknown id comes back as a placeholder whose `object` is a message string, not a record. */
 export function isMissingRecord (recordText: string): boolean {
   return recordText.startsWith('{"object":"')
@@ -145,12 +184,12 @@ export function writeOutcome (status: number, body: unknown): WriteOutcome | und
   if (status === 204) return 'removed'
   const info = body !== null && typeof body === 'object' && 'info' in body ? (body as { info: unknown }).info : undefined
   switch (info) {
-    case 'Row created.': return 'created'
-    case 'Duplicate row. Cannot add row.': return 'duplicate'
-    case 'Object does not exist.': return 'unknown_object'
-    case 'Object group ID does not exist.': return 'unknown_list'
-    case 'Object group ID does not exist or object ID does not exist.': return 'not_member'
-    case 'Error updating row.': return 'rejected'
+    case WRITE_INFO.created: return 'created'
+    case WRITE_INFO.duplicate: return 'duplicate'
+    case WRITE_INFO.unknownObject: return 'unknown_object'
+    case WRITE_INFO.unknownList: return 'unknown_list'
+    case WRITE_INFO.notMember: return 'not_member'
+    case WRITE_INFO.rejected: return 'rejected'
     default: return undefined
   }
 }

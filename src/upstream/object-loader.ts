@@ -24,8 +24,6 @@ export interface ObjectLoaderOptions {
 
 export type ObjectLoader = ReturnType<typeof createObjectLoader>
 
-const WINDOW_CLAIM_SLACK_MS = 50
-
 export function createObjectLoader (opts: ObjectLoaderOptions) {
   let maxIds = opts.maxIds
   // ids waiting for the current window, and ids whose upstream call is in flight
@@ -35,11 +33,10 @@ export function createObjectLoader (opts: ObjectLoaderOptions) {
   let timer: NodeJS.Timeout | undefined
   let windows = 0
   let isScheduled = false
-  let claimedUntil = 0
 
   async function fetchChunk (ids: string[], ctxs: CallContext[]): Promise<RecordText[]> {
     const onCall = () => { for (const c of ctxs) c.onCall?.() }
-    const reply = await opts.client.call('objects', fields.objects(ids), { onCall })
+    const reply = await opts.client.call('objects', fields.objects(ids), { beforeCall: () => chargeOne(ctxs), onCall })
     if (reply.status !== 200) {
       throw Object.assign(new UpstreamError(`The upstream refused an objects/ read (status ${reply.status}).`), { cause: reply.text.slice(0, 200) })
     }
@@ -63,13 +60,30 @@ export function createObjectLoader (opts: ObjectLoaderOptions) {
     return parts.map((p) => (isMissingRecord(p) ? null : p))
   }
 
+  /**
+   * A call that serves several requests is charged once, to the first of them (in arrival order) whose
+   * consumer still has upstream share; it fails only when none has.
+   */
+  async function chargeOne (ctxs: CallContext[]): Promise<void> {
+    let refusal: unknown
+    for (const c of ctxs) {
+      if (c.beforeCall === undefined) return
+      try {
+        await c.beforeCall()
+        return
+      } catch (err) {
+        refusal ??= err
+      }
+    }
+    if (refusal !== undefined) throw refusal
+  }
+
   function flush (): void {
     clearTimeout(timer)
     timer = undefined
     isScheduled = false
     // A scheduled flush can find the window already sent by an early flush (maxIds reached).
     if (pending.size === 0) return
-    claimedUntil = 0
     windows++
     const batch = pending
     const ctxs = [...pendingCtx]
@@ -112,19 +126,6 @@ export function createObjectLoader (opts: ObjectLoaderOptions) {
   }
 
   return {
-    /**
-     * Whether reading `ids` would open a new batching window (and so cause an upstream call): a request
-     * that joins an open window or an in-flight call rides along for free (upstream-share accounting).
-     */
-    opensWindow (ids: readonly string[]): boolean {
-      // Claimed synchronously, so concurrent requests that check before any of them has enqueued do not
-      // all count as openers; the claim lapses with the window it stands for.
-      const now = Date.now()
-      if (pending.size > 0 || now < claimedUntil || ids.every((id) => inFlight.has(id))) return false
-      claimedUntil = now + opts.windowMs + WINDOW_CLAIM_SLACK_MS
-      return true
-    },
-
     /** Records for `ids` (distinct), in the same order; null for unknown ids. */
     async load (ids: readonly string[], ctx: CallContext = {}): Promise<RecordText[]> {
       if (ids.length === 0) return []
@@ -135,7 +136,8 @@ export function createObjectLoader (opts: ObjectLoaderOptions) {
           opts.metrics.coalesced.inc({ kind: 'single_flight' })
           return flying
         }
-        // The request shares the upstream calls of the window it joins (for its access log line).
+        // The request shares the upstream calls of the window it joins (its access log line counts them;
+        // the call is charged once, see chargeOne).
         pendingCtx.add(ctx)
         return enqueue(id)
       })

@@ -5,7 +5,8 @@
 //   refresh only if neither gives anything new.
 // With Redis, replicas share the current token, and one replica refreshes under a lock while the others
 // wait for the new token (a refresh rotates the key, which would kill every other replica's copy).
-// The token never leaves this module except as the Authorization header the client builds.
+// The token never leaves this module except as the Authorization header the client builds, and as the
+// list of secrets the client scrubs from upstream replies (secrets()).
 import { readFile } from 'node:fs/promises'
 import type { Redis } from 'ioredis'
 import { UpstreamAuthError } from '../errors.js'
@@ -34,6 +35,8 @@ const TOKEN_RE = /^[0-9a-f]{40}$/
 const LOCK_TTL_MS = 15_000
 const WAIT_STEP_MS = 100
 const WAIT_MAX_MS = 10_000
+// Tokens remembered for scrubbing: the current one and a few before it (a reply may quote an old one).
+const HELD_TOKENS = 4
 
 async function readSecret (value: string, file: string): Promise<string> {
   if (file === '') return value
@@ -46,6 +49,17 @@ export function createTokenManager (sources: TokenSources, login: LoginFn, onRef
   let current: string | undefined
   let refreshing: Promise<string> | undefined
   let lastRefreshFailed = false
+  const held = new Set<string>()
+  let password = sources.password
+  /** Makes `token` the current token, and remembers it for secrets(). */
+  function hold (token: string): string {
+    current = token
+    if (token === '') return token
+    held.delete(token)
+    held.add(token)
+    if (held.size > HELD_TOKENS) held.delete(held.values().next().value as string)
+    return token
+  }
   const tokenKey = `${shared?.prefix ?? ''}token`
   const lockKey = `${shared?.prefix ?? ''}token:lock`
 
@@ -69,7 +83,7 @@ export function createTokenManager (sources: TokenSources, login: LoginFn, onRef
 
   async function login1 (): Promise<string> {
     const username = await readSecret(sources.username, sources.usernameFile).catch(() => '')
-    const password = await readSecret(sources.password, sources.passwordFile).catch(() => '')
+    password = await readSecret(sources.password, sources.passwordFile).catch(() => '')
     if (username === '' || password === '') {
       lastRefreshFailed = true
       onRefresh('failed')
@@ -78,7 +92,7 @@ export function createTokenManager (sources: TokenSources, login: LoginFn, onRef
     try {
       const token = await login(username, password)
       if (!TOKEN_RE.test(token)) throw new Error('auth-token/ returned a token that is not 40 hex characters')
-      current = token
+      hold(token)
       lastRefreshFailed = false
       onRefresh('ok')
       await writeShared(token)
@@ -96,7 +110,7 @@ export function createTokenManager (sources: TokenSources, login: LoginFn, onRef
     if (isLocked) {
       try {
         const fresh = await readShared()
-        if (fresh !== undefined && fresh !== stale) return (current = fresh)
+        if (fresh !== undefined && fresh !== stale) return hold(fresh)
         return await login1()
       } finally {
         await guarded(async (r) => { await r.del(lockKey) }, undefined)
@@ -105,7 +119,7 @@ export function createTokenManager (sources: TokenSources, login: LoginFn, onRef
     for (let waited = 0; waited < WAIT_MAX_MS; waited += WAIT_STEP_MS) {
       await sleep(WAIT_STEP_MS)
       const fresh = await readShared()
-      if (fresh !== undefined && fresh !== stale) return (current = fresh)
+      if (fresh !== undefined && fresh !== stale) return hold(fresh)
     }
     return login1()
   }
@@ -113,9 +127,9 @@ export function createTokenManager (sources: TokenSources, login: LoginFn, onRef
   return {
     async current (): Promise<string> {
       const fromRedis = await readShared()
-      if (fromRedis !== undefined) return (current = fromRedis)
+      if (fromRedis !== undefined) return hold(fromRedis)
       if (current === undefined) {
-        current = await readSource()
+        current = hold(await readSource())
         if (current !== '') await guarded(async (r) => { await r.set(tokenKey, current as string, 'NX') }, undefined)
       }
       return current
@@ -133,15 +147,20 @@ export function createTokenManager (sources: TokenSources, login: LoginFn, onRef
     async recoverInvalid (stale: string): Promise<string> {
       if (refreshing !== undefined) return refreshing
       const fromRedis = await readShared()
-      if (fromRedis !== undefined && fromRedis !== stale) return (current = fromRedis)
+      if (fromRedis !== undefined && fromRedis !== stale) return hold(fromRedis)
       if (current !== undefined && current !== stale) return current
       const fromSource = await readSource().catch(() => '')
       if (fromSource !== '' && fromSource !== stale) {
-        current = fromSource
+        hold(fromSource)
         await writeShared(fromSource)
         return fromSource
       }
       return this.refresh(stale)
+    },
+
+    /** What an upstream reply must never show: the configured and recently held tokens, and the password. */
+    secrets (): string[] {
+      return [sources.token, ...held, password]
     },
 
     /** For /readyz: a token is configured and the last refresh (if any) did not fail. */

@@ -7,9 +7,9 @@ import { Type } from '@sinclair/typebox'
 
 async function appWithRoutes (t: Test) {
   const app = await buildApp(testConfig({ LOG_LEVEL: 'silent', ATLAS_BASE_URL: UNUSED_UPSTREAM }))
-  app.get('/boom', async () => { throw new Error('database password is hunter2 at /srv/secret') })
-  app.get('/bad', async () => { throw new ValidationError('radius must be at most 300 arcsec') })
-  app.get('/typed', { schema: { querystring: Type.Object({ n: Type.Integer({ minimum: 1 }) }) } }, async () => ({ ok: true }))
+  app.get('/boom', { config: { public: true } }, async () => { throw new Error('database password is hunter2 at /srv/secret') })
+  app.get('/bad', { config: { public: true } }, async () => { throw new ValidationError('radius must be at most 300 arcsec') })
+  app.get('/typed', { config: { public: true }, schema: { querystring: Type.Object({ n: Type.Integer({ minimum: 1 }) }) } }, async () => ({ ok: true }))
   t.teardown(() => app.close())
   return app
 }

@@ -3,6 +3,7 @@
 import { test } from 'tap'
 import { deriveToken } from '../../src/sandbox/auth.js'
 import { call, post, startTestSandbox, type CallOptions } from '../fixtures/sandbox-client.js'
+import { waitFor } from '../fixtures/wait.js'
 
 const A = '1161600211221604900'
 const B = '1161601191221611900'
@@ -572,7 +573,7 @@ test('faults: reset drops the connection; hang never answers, and close() still 
   sb.setOptions({ latencyMs: 10_000 })
   const hung = post(sb, 'objects/', { objects: A })
   const slow = post(sb, 'cone/', CONE)
-  while ((sb.calls.get('objects') ?? 0) < 1 || (sb.calls.get('cone') ?? 0) < 2) await new Promise((resolve) => setImmediate(resolve))
+  await waitFor('the sandbox to hold the hung objects/ and the slow cone/ request', () => (sb.calls.get('objects') ?? 0) >= 1 && (sb.calls.get('cone') ?? 0) >= 2)
   await sb.close()
   await t.rejects(hung, 'the hung request ends when the sandbox closes')
   await t.rejects(slow, 'so does one waiting out its latency')
@@ -584,4 +585,49 @@ test('knobs: errorRate, latency and jitter', async (t) => {
   t.equal((await post(sb, 'cone/', CONE)).status, 500)
   sb.setOptions({ errorRate: 0, latencyMs: 0, jitterMs: 2 })
   t.equal((await post(sb, 'cone/', CONE)).status, 200)
+})
+
+test('VRA tables with objects=: rows grouped in the order of the ids asked, repeated for a repeated id', async (t) => {
+  const sb = await startTestSandbox(t)
+  const stamp = '2026-01-02T00:00:00Z'
+  // B already has a score row and a rank row, C is queued: these rows land after them in table order.
+  for (const preal of ['0.5', '0.6']) t.equal((await post(sb, 'vrascores/', { objectid: A, preal, insertdate: stamp })).status, 201)
+  t.equal((await post(sb, 'vrarank/', { objectid: A, rank: '2.5', insertdate: stamp })).status, 201)
+  t.equal((await post(sb, 'vratodo/', { objectid: D, insertdate: stamp })).status, 201)
+  const ids = async (path: string, objects: string[], extra: Record<string, string> = {}): Promise<string[]> => {
+    const rows = (await post(sb, path, { objects: objects.join(','), ...extra })).json as Array<{ transient_object_id: bigint }>
+    return rows.map((r) => String(r.transient_object_id))
+  }
+  t.strictSame(await ids('vrascoreslist/', [A, B]), [A, A, B])
+  t.strictSame(await ids('vrascoreslist/', [B, A, B]), [B, A, A, B])
+  t.strictSame(await ids('vrascoreslist/', [A, 'x', U, ' ', A]), [A, A, A, A], 'non-integer tokens are skipped, a repeat repeats')
+  t.strictSame(await ids('vrascoreslist/', [A, B], { debug: 'true' }), [], 'debug still filters')
+  t.strictSame(await ids('vratodolist/', [D, C, D]), [D, C, D])
+  t.strictSame(await ids('vraranklist/', [A, B, A]), [A, B, A])
+  const scores = (await post(sb, 'vrascoreslist/', { objects: `${A},${B}` })).json as Array<{ id: number }>
+  t.ok((scores[0]?.id ?? 0) < (scores[1]?.id ?? 0), 'within one id, rows keep table order')
+})
+
+test('cone: an infinite coordinate is a 500 page upstream (a math domain error); NaN finds nothing', async (t) => {
+  const sb = await startTestSandbox(t)
+  for (const [field, value] of [['ra', 'inf'], ['ra', '-inf'], ['dec', 'Infinity'], ['dec', '-infinity']]) {
+    const res = await post(sb, 'cone/', { ...CONE, [field as string]: value as string })
+    t.equal(res.status, 500, `${field}=${value}`)
+    t.ok(res.text.includes('Error 500: Server Error'))
+  }
+  t.strictSame((await post(sb, 'cone/', { ...CONE, ra: 'nan', requestType: 'all' })).json, [])
+  t.strictSame((await post(sb, 'cone/', { ...CONE, dec: 'nan' })).json, {})
+  t.strictSame((await post(sb, 'cone/', { ...CONE, radius: 'nan', requestType: 'count' })).json, { count: 0 })
+  t.strictSame((await post(sb, 'cone/', { ...CONE, radius: '-inf', requestType: 'all' })).json, [], 'a negative radius finds nothing')
+})
+
+test('a JSON nesting bomb is a DRF 400 parse error (Python\'s decoder gives up), not a crash', async (t) => {
+  const sb = await startTestSandbox(t)
+  const raw = async (text: string) => await call(sb, 'POST', 'objects/', { token: 'write', raw: text, headers: { 'Content-Type': 'application/json' } })
+  const deep = await raw('['.repeat(10_000) + ']'.repeat(10_000))
+  t.equal(deep.status, 400)
+  t.strictSame(deep.json, { detail: 'JSON parse error - maximum recursion depth exceeded while decoding a JSON array from a unicode string' })
+  t.strictSame((await raw('{"a":'.repeat(10_000))).json,
+    { detail: 'JSON parse error - maximum recursion depth exceeded while decoding a JSON object from a unicode string' })
+  t.equal((await post(sb, 'cone/', CONE)).status, 200, 'the sandbox still answers')
 })

@@ -8,11 +8,12 @@ import { validate, type DataSource } from '../../src/drf/fields.js'
 import { decodeAtlasId, encodeAtlasId } from '../../src/sandbox/ids.js'
 import { negotiate } from '../../src/drf/negotiation.js'
 import { parseRate, resolveOptions } from '../../src/sandbox/options.js'
-import { PythonJsonError, pythonJsonLoads } from '../../src/drf/python-json.js'
+import { MAX_JSON_DEPTH, PythonJsonError, pythonJsonLoads } from '../../src/drf/python-json.js'
 import { Store } from '../../src/sandbox/store.js'
 import { SlidingWindowThrottle, throttledDetail } from '../../src/sandbox/throttle.js'
 import { formatDateTime, parseDateTime } from '../../src/drf/time.js'
 import { call, startTestSandbox } from '../fixtures/sandbox-client.js'
+import { waitFor } from '../fixtures/wait.js'
 
 function pyError (text: string): string {
   try {
@@ -57,6 +58,21 @@ test('python-json: error messages and positions as CPython words them', async (t
     ['{\n"a" 1}', "Expecting ':' delimiter: line 2 column 5 (char 6)"]
   ]
   for (const [text, message] of cases) t.equal(pyError(text), message, JSON.stringify(text))
+})
+
+test('python-json: nesting deeper than the limit is a RecursionError, worded as CPython words it', async (t) => {
+  const nested = (n: number): string => '['.repeat(n) + ']'.repeat(n)
+  t.ok(Array.isArray(pythonJsonLoads(nested(MAX_JSON_DEPTH))), `${MAX_JSON_DEPTH} levels are read`)
+  t.equal(pyError(nested(MAX_JSON_DEPTH + 1)), 'maximum recursion depth exceeded while decoding a JSON array from a unicode string')
+  t.equal(pyError(`[${'{"a":'.repeat(MAX_JSON_DEPTH)}1`), 'maximum recursion depth exceeded while decoding a JSON object from a unicode string')
+  t.equal(pyError('['.repeat(1_000_000)), 'maximum recursion depth exceeded while decoding a JSON array from a unicode string', 'a million levels')
+  t.equal(pyError(`[1 ${'['.repeat(5000)}`), "Expecting ',' delimiter: line 1 column 4 (char 3)", 'an earlier syntax error wins')
+  // request.data: the lossless parser never sees a body deeper than the limit.
+  const bomb = await parseRequestData('application/json', Buffer.from(nested(100_000))).catch((err: unknown) => err)
+  t.ok(bomb instanceof ApiException, 'a DRF exception, not a stack overflow')
+  t.match(bomb, { status: 400, detail: 'JSON parse error - maximum recursion depth exceeded while decoding a JSON array from a unicode string' })
+  const atLimit = await parseRequestData('application/json', Buffer.from(`{"a": ${nested(MAX_JSON_DEPTH - 1)}, "b": "${'['.repeat(5000)}"}`))
+  t.equal(atLimit.kind, 'json', 'brackets inside strings are text, not nesting')
 })
 
 test('request data: encodings, limits and UTF-8 errors', async (t) => {
@@ -220,7 +236,7 @@ test('server: optional empty form values, default delays, a client that leaves, 
   const gone = request(`${sb.baseUrl}vraranklist/`, { headers: { Authorization: `Token ${sb.tokens.write}` } })
   gone.on('error', () => {})
   gone.end()
-  while ((sb.calls.get('vraranklist') ?? 0) < 2) await new Promise((resolve) => setImmediate(resolve))
+  await waitFor('the sandbox to receive the abandoned vraranklist/ request', () => (sb.calls.get('vraranklist') ?? 0) >= 2)
   gone.destroy()
   // Same latency, started later: by the time it answers, the first timer has fired.
   t.equal((await call(sb, 'GET', 'vraranklist/', { token: 'write' })).status, 200)

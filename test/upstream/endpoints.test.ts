@@ -1,6 +1,6 @@
 import { test } from 'tap'
 import { buildTestApp, demoAuth, FIXTURE_IDS, startTestSandbox } from '../helper.js'
-import { resolvePaths, toUpstreamDateTime, writeOutcome } from '../../src/upstream/endpoints.js'
+import { resolvePaths, writeOutcome } from '../../src/upstream/endpoints.js'
 
 test('an upstream rename is one override: a sandbox with objects/ renamed still serves the facade', async (t) => {
   const sandbox = await startTestSandbox(t, { paths: { objects: 'objects2' } })
@@ -18,12 +18,6 @@ test('UPSTREAM_PATHS is validated', async (t) => {
   t.throws(() => resolvePaths('{"objects":"../admin/"}'), /relative path/)
   t.throws(() => resolvePaths('[1]'), /JSON object/)
   t.equal(resolvePaths('').objects, 'objects/')
-})
-
-test('dates go upstream as full UTC datetimes', async (t) => {
-  t.equal(toUpstreamDateTime('2026-08-01'), '2026-08-01T00:00:00Z')
-  t.equal(toUpstreamDateTime('1858-11-17'), '1858-11-17T00:00:00Z')
-  t.equal(toUpstreamDateTime('2026-08-01T12:30:00+02:00'), '2026-08-01T10:30:00Z')
 })
 
 test('write outcomes are read from the info text, not the status', async (t) => {

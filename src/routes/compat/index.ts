@@ -4,7 +4,7 @@
 // the endpoints below exist: paths are never forwarded, so nothing a client sends can reach another URL.
 import fp from 'fastify-plugin'
 import type { FastifyError, FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify'
-import { sendCompatError } from '../../plugins/consumer-auth.js'
+import { sendCompatError } from '../../auth/plugin.js'
 import type { Scope } from '../../consumers/scopes.js'
 import { parseQueryDict, parseRequestData } from '../../drf/body.js'
 import { ApiException, DjangoHtmlError } from '../../drf/errors.js'
@@ -110,10 +110,10 @@ function handlerFor (app: FastifyInstance, endpoint: UpstreamEndpoint, method: '
   }
 }
 
-/** Object units (one per requested id) and the custom list a membership write targets. */
+/** Object units (one per requested id that can exist) and the custom list a membership write targets. */
 function unitsOf (request: FastifyRequest): number {
   const p = parsedOf(request, 'objects')
-  return p === undefined ? 0 : reads.objectTokens(p.values).length
+  return p === undefined ? 0 : reads.objectUnits(p.values)
 }
 
 function listOf (endpoint: UpstreamEndpoint) {
@@ -168,15 +168,15 @@ export const compatRoutes: FastifyPluginAsync = async (app) => {
     const base = { dialect: 'compat' as const, ...(units === undefined ? {} : { units }) }
 
     if (isAnonymous) {
-      app.get(url, { config: { dialect: 'compat' }, schema: { hide: true } }, async (_request, reply) => send(reply, 405, detail('Method "GET" not allowed.')))
+      app.get(url, { config: { dialect: 'compat', public: true }, schema: { hide: true } }, async (_request, reply) => send(reply, 405, detail('Method "GET" not allowed.')))
     } else {
       app.get(url, { config: { ...base, scope: readScope }, schema: { hide: true } }, handlerFor(app, endpoint, 'GET'))
     }
-    app.post(url, { config: { ...base, ...(postScope === undefined ? {} : { scope: postScope }), ...(list === undefined ? {} : { list }) }, schema: { hide: true } }, handlerFor(app, endpoint, 'POST'))
+    app.post(url, { config: { ...base, ...(postScope === undefined ? { public: true } : { scope: postScope }), ...(list === undefined ? {} : { list }) }, schema: { hide: true } }, handlerFor(app, endpoint, 'POST'))
     app.route({
       method: ['PUT', 'PATCH', 'DELETE'],
       url,
-      config: { dialect: 'compat', ...(readScope === undefined ? {} : { scope: readScope }) },
+      config: { dialect: 'compat', ...(readScope === undefined ? { public: true } : { scope: readScope }) },
       schema: { hide: true },
       handler: async (request, reply) => send(reply, 405, detail(`Method "${request.method}" not allowed.`))
     })
@@ -184,6 +184,8 @@ export const compatRoutes: FastifyPluginAsync = async (app) => {
     app.route({
       method: ['GET', 'POST', 'PUT', 'PATCH', 'DELETE'],
       url: `/${endpoint}`,
+      // A redirect to the same path with the slash, where the real route checks the key.
+      config: { public: true },
       schema: { hide: true },
       handler: async (request, reply) => {
         const [path = '', query] = request.url.split('?', 2)

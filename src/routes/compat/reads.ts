@@ -1,20 +1,18 @@
 // Read endpoints of the compatibility path: the upstream's semantics (contract §5) computed from the
 // same cached wide reads as v1, answered in the upstream's bytes.
 import type { FastifyInstance, FastifyRequest } from 'fastify'
-import { cacheTags } from '../../cache/keys.js'
-import type { FieldValue } from '../../drf/fields.js'
-import { pyInt, pyStrip } from '../../drf/fields.js'
+import { views } from '../../cache/tags.js'
+import { MSG, pyInt, pyStrip, type FieldValue } from '../../drf/fields.js'
 import { parseDateTime } from '../../drf/time.js'
 import {
-  MAIN_LIST_COUNT, MAX_CONE_RADIUS_ARCSEC, MISSING_RECORD, UPSTREAM_MAX_OBJECTS, fields, maxObjectsInfo, type ConeMode
+  MAIN_LIST_COUNT, MAX_CONE_RADIUS_ARCSEC, MISSING_RECORD, UPSTREAM_MAX_OBJECTS, canBeAtlasId, emptyConeReply, fields,
+  maxObjectsInfo, type ConeMode
 } from '../../upstream/endpoints.js'
 import { readObjects, readTableText } from '../v1/read-through.js'
-import { digitsOf, filterRecordText, filterRows, type TextRow } from './text.js'
+import { digitsOf, filterRecordText, filterRows, rowsInIdOrder, type TextRow } from './text.js'
 
 export type Values = Record<string, FieldValue>
 export interface CompatReply { status: number, body: string }
-
-const ATLAS_ID = /^\d{19}$/
 
 const ok = (body: string): CompatReply => ({ status: 200, body })
 const fieldError = (field: string, message: string): CompatReply => ({ status: 400, body: JSON.stringify({ [field]: [message] }) })
@@ -46,30 +44,51 @@ function rowTimeUs (row: TextRow, field: string): number | undefined {
 
 export async function cone (app: FastifyInstance, request: FastifyRequest, v: Values): Promise<CompatReply> {
   const [ra, dec, radius] = [num(v.ra), num(v.dec), num(v.radius)] as [number, number, number]
+  const mode = v.requestType as ConeMode
   // The upstream's own check, answered here without spending an upstream call.
   if (radius > MAX_CONE_RADIUS_ARCSEC) return { status: 400, body: '{"error":"Max radius is 300 arcsec."}' }
-  for (const [name, value] of [['ra', ra], ['dec', dec], ['radius', radius]] as const) {
-    if (!Number.isFinite(value)) return fieldError(name, 'A valid number is required.')
+  // An infinite coordinate is a 500 page upstream (a math domain error in its sky index): refuse it in
+  // DRF's words instead, as the other 500-page inputs are.
+  for (const [name, value] of [['ra', ra], ['dec', dec]] as const) {
+    if (value === Infinity || value === -Infinity) return fieldError(name, MSG.float)
   }
-  return ok(await tableText(app, request, 'cone', 'cone', fields.cone({ ra, dec, radius, mode: v.requestType as ConeMode })))
+  // NaN passes DRF's FloatField and then matches nothing, as does a negative radius: the answer is known.
+  if (Number.isNaN(ra) || Number.isNaN(dec) || !(radius >= 0)) return ok(emptyConeReply(mode))
+  return ok(await tableText(app, request, 'cone', 'cone', fields.cone({ ra, dec, radius, mode })))
 }
 
 export function objectTokens (v: Values): string[] {
   return csvTokens(String(v.objects ?? ''))
 }
 
+/**
+ * The object units an `objects` request spends: one per token that can be an ATLAS id. The others
+ * are answered locally (a placeholder, or a 400), and so is a batch over the upstream's limit.
+ */
+export function objectUnits (v: Values): number {
+  const tokens = objectTokens(v)
+  if (tokens.length > UPSTREAM_MAX_OBJECTS) return 0
+  return tokens.filter((t) => { const id = pyInt(t); return id !== null && canBeAtlasId(id) }).length
+}
+
 export async function objects (app: FastifyInstance, request: FastifyRequest, v: Values): Promise<CompatReply> {
   const tokens = objectTokens(v)
   if (tokens.length > UPSTREAM_MAX_OBJECTS) return ok(maxObjectsInfo())
-  // The upstream answers a malformed id with a 500 page for the whole batch: refuse it here instead.
-  const bad = tokens.find((t) => !ATLAS_ID.test(t))
-  if (bad !== undefined) return fieldError('objects', `"${bad}" is not an ATLAS id (19 digits).`)
-  const distinct = [...new Set(tokens)]
-  const { records } = await readObjects(app, request, distinct)
+  // Each token is read as Python's int() reads it (sign, leading zeros, underscores); the upstream
+  // answers a token int() refuses with a 500 page for the whole batch: refuse it here instead.
+  const ids: bigint[] = []
+  for (const token of tokens) {
+    const id = pyInt(token)
+    if (id === null) return fieldError('objects', `"${token}" is not an ATLAS id (19 digits).`)
+    ids.push(id)
+  }
+  // An integer that cannot be an ATLAS id gets the upstream's placeholder without being asked for.
+  const distinct = [...new Set(ids.filter(canBeAtlasId).map(String))]
+  const { records } = distinct.length === 0 ? { records: [] } : await readObjects(app, request, distinct)
   const byId = new Map(distinct.map((id, i) => [id, records[i] ?? null]))
   const mjd = num(v.mjd)
-  const texts = tokens.map((id) => {
-    const record = byId.get(id) ?? null
+  const texts = ids.map((id) => {
+    const record = byId.get(String(id)) ?? null
     if (record === null) return MISSING_RECORD
     const text = record.bytes.toString('utf8')
     return mjd === undefined ? text : filterRecordText(text, mjd)
@@ -88,8 +107,8 @@ export async function objectlist (app: FastifyInstance, request: FastifyRequest,
     if (raw >= BigInt(MAIN_LIST_COUNT) || raw < -BigInt(MAIN_LIST_COUNT)) return fieldError('objectlistid', `Detection lists are 0 to ${MAIN_LIST_COUNT - 1}.`)
     listId = raw < 0n ? MAIN_LIST_COUNT + Number(raw) : Number(raw)
   }
-  const name = isCustom ? app.lists.customName(listId) : app.lists.all.find((l) => l.kind === 'detection' && l.id === listId)?.name
-  const text = await tableText(app, request, 'lists', 'objectlist', fields.objectlist({ listId, isCustom }), name === undefined ? [] : [cacheTags.list(name)])
+  const text = await tableText(app, request, 'lists', 'objectlist', fields.objectlist({ listId, isCustom }),
+    isCustom ? [views.customListRows(), views.groupMembers(listId)] : [views.detectionLists()])
   const since = thresholdUs(original.datethreshold)
   if (since === undefined) return ok(text)
   // followup_flag_date > threshold (strict), as the upstream filters.
@@ -99,13 +118,16 @@ export async function objectlist (app: FastifyInstance, request: FastifyRequest,
 /** The VRA lists: with `objects`, those ids (and `debug` on scores), thresholds ignored; else thresholds. */
 export async function vraList (app: FastifyInstance, request: FastifyRequest, endpoint: 'vrascoreslist' | 'vratodolist' | 'vraranklist', v: Values, original: Record<string, string>): Promise<CompatReply> {
   const route = endpoint === 'vrascoreslist' ? 'vra-scores' : endpoint === 'vratodolist' ? 'vra-todo' : 'vra-ranks'
-  const text = await tableText(app, request, route, endpoint, fields.wholeTable())
+  const view = endpoint === 'vrascoreslist' ? views.vraScores() : endpoint === 'vratodolist' ? views.vraTodo() : views.vraRanks()
   if (typeof v.objects === 'string') {
-    // Non-integer tokens are skipped silently upstream.
-    const ids = new Set(csvTokens(v.objects).map(pyInt).filter((id) => id !== null).map(String))
-    return ok(filterRows(text, (r) => ids.has(digitsOf(r, 'transient_object_id') ?? '') &&
-      (endpoint !== 'vrascoreslist' || r.debug === v.debug)))
+    // The upstream queries the table once per token, in order: non-integer tokens are skipped silently,
+    // and an integer that cannot be an ATLAS id has no rows (rows are only written for existing objects).
+    const ids = csvTokens(v.objects).map(pyInt).filter((id) => id !== null && canBeAtlasId(id)).map(String)
+    if (ids.length === 0) return ok('[]')
+    const text = await tableText(app, request, route, endpoint, fields.wholeTable(), [view])
+    return ok(rowsInIdOrder(text, 'transient_object_id', ids, (r) => endpoint !== 'vrascoreslist' || r.debug === v.debug))
   }
+  const text = await tableText(app, request, route, endpoint, fields.wholeTable(), [view])
   const since = thresholdUs(original.datethreshold) ?? 0
   const minId = endpoint === 'vraranklist' ? undefined : (v.idthreshold as bigint)
   // The to-do table's primary key is the object id, so idthreshold compares object ids there.
@@ -119,13 +141,14 @@ export async function objectgroupslist (app: FastifyInstance, request: FastifyRe
   const groupId = typeof v.objectgroupid === 'bigint' ? Number(v.objectgroupid) : undefined
   // Exactly one filter applies; both or neither return the whole table (contract §5.9).
   if ((objectId === undefined) === (groupId === undefined)) {
-    return ok(await tableText(app, request, 'custom-lists', 'objectgroupslist', fields.wholeTable()))
+    return ok(await tableText(app, request, 'custom-lists', 'objectgroupslist', fields.wholeTable(), [views.allGroups()]))
   }
+  // The lists of an object that cannot exist: none.
+  if (objectId !== undefined && !canBeAtlasId(BigInt(objectId))) return ok('[]')
   if (groupId !== undefined) {
-    const name = app.lists.customName(groupId)
-    return ok(await tableText(app, request, 'custom-lists', 'objectgroupslist', fields.customListMembers(groupId), name === undefined ? [] : [cacheTags.customList(name)]))
+    return ok(await tableText(app, request, 'custom-lists', 'objectgroupslist', fields.customListMembers(groupId), [views.groupMembers(groupId)]))
   }
-  return ok(await tableText(app, request, 'object-custom-lists', 'objectgroupslist', fields.objectCustomLists(objectId as string), [`object-lists:${objectId as string}`]))
+  return ok(await tableText(app, request, 'object-custom-lists', 'objectgroupslist', fields.objectCustomLists(objectId as string), [views.objectGroups(objectId as string)]))
 }
 
 export async function externalxmlist (app: FastifyInstance, request: FastifyRequest, v: Values): Promise<CompatReply> {

@@ -33,6 +33,25 @@ export function filterRows (text: string, keep: (row: TextRow) => boolean): stri
 }
 
 /**
+ * The rows whose `field` holds each of `ids` in turn, as one query per id would return them: grouped
+ * in the order of `ids`, table order within a group, and a repeated id repeats its rows. Byte-exact.
+ */
+export function rowsInIdOrder (text: string, field: string, ids: readonly string[], keep: (row: TextRow) => boolean): string {
+  const rows = parseText(text)
+  if (!Array.isArray(rows)) return text
+  const wanted = new Set(ids)
+  const byId = new Map<string, TextRow[]>()
+  for (const row of rows as TextRow[]) {
+    const id = digitsOf(row, field)
+    if (id === undefined || !wanted.has(id) || !keep(row)) continue
+    const group = byId.get(id)
+    if (group === undefined) byId.set(id, [row])
+    else group.push(row)
+  }
+  return stringifyText(ids.flatMap((id) => byId.get(id) ?? []))
+}
+
+/**
  * The upstream's `mjd` threshold on one record (contract §5.2): lc and lcnondets keep mjd > value,
  * fp keeps mjd_obs >= value.
  */

@@ -2,15 +2,15 @@
 // upstream, whose answer to some of it is a 500 page), then sent once, and the upstream's reply passed
 // back exactly. Never retried blindly; never cached; the cache entries they change are invalidated.
 import type { FastifyInstance, FastifyRequest } from 'fastify'
-import { cacheTags } from '../../cache/keys.js'
-import type { FieldValue } from '../../drf/fields.js'
+import { writeTags } from '../../cache/tags.js'
+import { MSG, type FieldValue } from '../../drf/fields.js'
 import { formatDateTime, parseDateTime } from '../../drf/time.js'
-import type { Fields, UpstreamEndpoint } from '../../upstream/endpoints.js'
+import { canBeAtlasId, unknownObjectReply, type Fields, type ObjectWriteEndpoint, type UpstreamEndpoint } from '../../upstream/endpoints.js'
 import { SERIALIZERS } from '../../upstream/serializers.js'
-import { callContext, chargeShare } from '../v1/read-through.js'
+import { callContext } from '../v1/read-through.js'
 import type { CompatReply, Values } from './reads.js'
 
-export type WriteEndpoint = 'vrascores' | 'vratodo' | 'objectgroups' | 'objectgroupsdelete' | 'vrarank' | 'objectdetectionlist'
+export type WriteEndpoint = ObjectWriteEndpoint
 
 /** Validated values back into form fields, normalised (datetimes in full UTC, contract §1). */
 function toFields (endpoint: UpstreamEndpoint, v: Values, original: Record<string, string>): Fields {
@@ -28,25 +28,19 @@ function toFields (endpoint: UpstreamEndpoint, v: Values, original: Record<strin
   return out
 }
 
-/** What a write may change, as cache tags (the same tags v1 writes invalidate). */
-function tagsFor (app: FastifyInstance, endpoint: WriteEndpoint, v: Values): string[] {
-  const objectId = String(v.objectid)
-  switch (endpoint) {
-    case 'vrascores': return [cacheTags.route('vra-scores')]
-    case 'vratodo': return [cacheTags.route('vra-todo')]
-    case 'vrarank': return [cacheTags.route('vra-ranks')]
-    case 'objectdetectionlist': return [cacheTags.object(objectId), cacheTags.route('lists')]
-    default: {
-      const name = app.lists.customName(Number(v.objectgroupid))
-      // An unnamed group can still be cached under its raw query: drop every custom-list read.
-      return [`object-lists:${objectId}`, ...(name === undefined ? [cacheTags.route('custom-lists')] : [cacheTags.customList(name), cacheTags.list(name)])]
-    }
-  }
-}
-
 export async function write (app: FastifyInstance, request: FastifyRequest, endpoint: WriteEndpoint, v: Values, original: Record<string, string>): Promise<CompatReply> {
-  await chargeShare(app, request)
+  // Every write checks its object first upstream: an id that cannot be an ATLAS id has a known answer,
+  // given here without a call (nothing changes, so nothing is invalidated).
+  const objectId = v.objectid as bigint
+  if (!canBeAtlasId(objectId)) return unknownObjectReply(endpoint, objectId)
+  // DRF's FloatField lets nan and inf through; the upstream's database cannot store them (its answer
+  // would be a 500 page). Refuse them in DRF's words, as the other 500-page inputs are.
+  for (const spec of SERIALIZERS[endpoint]) {
+    const value = v[spec.name]
+    if (typeof value === 'number' && !Number.isFinite(value)) return { status: 400, body: JSON.stringify({ [spec.name]: [MSG.float] }) }
+  }
   const reply = await app.upstream.client.call(endpoint, toFields(endpoint, v, original), callContext(request))
-  await app.cache.invalidate(tagsFor(app, endpoint, v))
+  const groupId = typeof v.objectgroupid === 'bigint' ? Number(v.objectgroupid) : undefined
+  await app.cache.invalidate(writeTags(endpoint, { objectId: String(v.objectid), ...(groupId === undefined ? {} : { groupId }) }))
   return { status: reply.status, body: reply.text }
 }

@@ -1,12 +1,21 @@
 // External crossmatches by name (scope read): `{results: {name: rows}}`.
 import { Type } from '@sinclair/typebox'
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import { ValidationError } from '../../errors.js'
 import { stringifyV1 } from '../../lib/json.js'
 import { passthrough, problems } from '../../schemas/common.js'
 import { fields } from '../../upstream/endpoints.js'
 import { readTable, sendDerived } from './read-through.js'
 
 const MAX_NAMES = 100
+// Names separated by commas, none empty or starting with a space, no control characters (a NUL byte
+// would reach the upstream's SQL).
+const NAME = '[^,\\s\\u0000-\\u001f\\u007f][^,\\u0000-\\u001f\\u007f]*'
+const NAMES_PATTERN = `^${NAME}(,${NAME})*$`
+
+function namesOf (text: string): string[] {
+  return [...new Set(text.split(',').map((n) => n.trim()))]
+}
 
 export const crossmatchRoutes: FastifyPluginAsyncTypebox = async (app) => {
   app.get('/crossmatches', {
@@ -15,16 +24,20 @@ export const crossmatchRoutes: FastifyPluginAsyncTypebox = async (app) => {
       summary: 'External catalogue crossmatches (e.g. TNS names) by name',
       tags: ['objects'],
       querystring: Type.Object({
-        names: Type.String({ pattern: '^[^,\\s][^,]*(,[^,\\s][^,]*)*$', maxLength: 4000, description: `comma-separated names, at most ${MAX_NAMES}` })
+        names: Type.String({ pattern: NAMES_PATTERN, maxLength: 4000, description: `comma-separated names, at most ${MAX_NAMES}; no control characters` })
       }),
       response: {
         200: Type.Object({ results: Type.Record(Type.String(), Type.Array(passthrough('crossmatch row; transient_object_id is a string'))) }),
         304: Type.Null(),
         ...problems()
       }
+    },
+    preHandler: async (request) => {
+      const count = namesOf(request.query.names).length
+      if (count > MAX_NAMES) throw new ValidationError(`At most ${MAX_NAMES} names in one request; this one has ${count}.`)
     }
   }, async (request, reply) => {
-    const names = [...new Set(request.query.names.split(',').map((n) => n.trim()))].slice(0, MAX_NAMES)
+    const names = namesOf(request.query.names)
     const read = await readTable(app, request, 'crossmatches', 'externalxmlist', fields.crossmatches(names))
     const groups = Array.isArray(read.value) ? read.value : []
     const results: Record<string, unknown> = {}

@@ -3,7 +3,7 @@
 import { Type } from '@sinclair/typebox'
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
-import { cacheTags } from '../../cache/keys.js'
+import { views, writeTags } from '../../cache/tags.js'
 import { NotFoundError } from '../../errors.js'
 import { stringifyV1 } from '../../lib/json.js'
 import { AtlasIdSchema, passthrough, problems } from '../../schemas/common.js'
@@ -13,15 +13,14 @@ import { rowsOf } from './tables.js'
 import { upstreamWrite } from './writes.js'
 
 const MAX_MEMBER_CHANGES = 1000
-const objectListsTag = (id: string) => `object-lists:${id}`
 const listParam = (request: FastifyRequest) => (request.params as { name?: string }).name
 
 const MembershipSchema = Type.Object({ list: Type.String(), id: AtlasIdSchema, outcome: Type.String() })
 
 async function changeMembership (app: FastifyInstance, request: FastifyRequest, name: string, id: string, isAdd: boolean): Promise<WriteOutcome> {
   const list = app.lists.resolveCustom(name)
-  const tags = [cacheTags.customList(list.name), cacheTags.list(list.name), objectListsTag(id)]
-  return upstreamWrite(app, request, isAdd ? 'objectgroups' : 'objectgroupsdelete', fields.listMembership(id, list.id), tags)
+  const kind = isAdd ? 'objectgroups' : 'objectgroupsdelete'
+  return upstreamWrite(app, request, kind, fields.listMembership(id, list.id), writeTags(kind, { objectId: id, groupId: list.id }))
 }
 
 /** v1 status and outcome word of a membership change. */
@@ -52,7 +51,7 @@ export const customListRoutes: FastifyPluginAsyncTypebox = async (app) => {
     }
   }, async (request, reply) => {
     const list = app.lists.resolveCustom(request.params.name)
-    const read = await readTable(app, request, 'custom-lists', 'objectgroupslist', fields.customListMembers(list.id), [cacheTags.customList(list.name)])
+    const read = await readTable(app, request, 'custom-lists', 'objectgroupslist', fields.customListMembers(list.id), [views.groupMembers(list.id)])
     const rows = rowsOf(read.value)
     return sendDerived(request, reply, read, stringifyV1({ list: list.name, count: rows.length, objects: rows }))
   })
@@ -71,7 +70,7 @@ export const customListRoutes: FastifyPluginAsyncTypebox = async (app) => {
     }
   }, async (request, reply) => {
     const { id } = request.params
-    const read = await readTable(app, request, 'object-custom-lists', 'objectgroupslist', fields.objectCustomLists(id), [objectListsTag(id)])
+    const read = await readTable(app, request, 'object-custom-lists', 'objectgroupslist', fields.objectCustomLists(id), [views.objectGroups(id)])
     const lists = rowsOf(read.value).map((r) => {
       const groupId = Number(r[replyFields.groupId])
       return { name: app.lists.customName(groupId) ?? null, group_id: groupId }
@@ -126,7 +125,7 @@ export const customListRoutes: FastifyPluginAsyncTypebox = async (app) => {
       body: Type.Object({
         add: Type.Optional(Type.Array(AtlasIdSchema, { maxItems: MAX_MEMBER_CHANGES })),
         remove: Type.Optional(Type.Array(AtlasIdSchema, { maxItems: MAX_MEMBER_CHANGES }))
-      }, { additionalProperties: false }),
+      }, { additionalProperties: false, minProperties: 1 }),
       response: {
         200: Type.Object({
           list: Type.String(),
@@ -134,10 +133,11 @@ export const customListRoutes: FastifyPluginAsyncTypebox = async (app) => {
         }),
         ...problems(404, 413)
       }
-    }
+    },
+    // An unknown list is a 404 before authorisation charges the units.
+    preHandler: async (request) => { app.lists.resolveCustom(request.params.name) }
   }, async (request) => {
     const { name } = request.params
-    app.lists.resolveCustom(name)
     const ops = [
       ...(request.body.add ?? []).map((id) => ({ id, isAdd: true })),
       ...(request.body.remove ?? []).map((id) => ({ id, isAdd: false }))

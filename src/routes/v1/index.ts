@@ -1,5 +1,7 @@
-// The v1 facade, mounted at /v1. Every route declares the scope it needs (plugins/consumer-auth.ts).
+// The v1 facade, mounted at /v1, in a context of its own: strict input (routes/v1/input.ts) applies to
+// every v1 route and to nothing else. Every route declares the scope it needs (auth/plugin.ts).
 import type { FastifyPluginAsync } from 'fastify'
+import { strictInput } from './input.js'
 import { objectRoutes } from './objects.js'
 import { coneRoutes } from './cone.js'
 import { listRoutes } from './lists.js'
@@ -10,6 +12,7 @@ import { detectionListRoutes } from './detection-list.js'
 import { meRoutes } from './me.js'
 
 export const v1Routes: FastifyPluginAsync = async (app) => {
+  strictInput(app)
   await app.register(objectRoutes)
   await app.register(coneRoutes)
   await app.register(listRoutes)

@@ -2,7 +2,7 @@
 // here (the upstream ignores the client's filters, contract §9).
 import { Type } from '@sinclair/typebox'
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
-import { cacheTags } from '../../cache/keys.js'
+import { views } from '../../cache/tags.js'
 import { stringifyV1 } from '../../lib/json.js'
 import { passthrough, problems, SinceQuery } from '../../schemas/common.js'
 import { fields, replyFields } from '../../upstream/endpoints.js'
@@ -52,7 +52,8 @@ export const listRoutes: FastifyPluginAsyncTypebox = async (app) => {
     }
   }, async (request, reply) => {
     const list = app.lists.resolve(request.params.name)
-    const read = await readTable(app, request, 'lists', 'objectlist', fields.objectlist({ listId: list.id, isCustom: list.kind === 'custom' }), [cacheTags.list(list.name)])
+    const read = await readTable(app, request, 'lists', 'objectlist', fields.objectlist({ listId: list.id, isCustom: list.kind === 'custom' }),
+      list.kind === 'custom' ? [views.customListRows(), views.groupMembers(list.id)] : [views.detectionLists()])
     const { since, ...filters } = request.query
     const rows = applyListFilters(filterSince(rowsOf(read.value), replyFields.listRowDate, since, false), filters)
     return sendDerived(request, reply, read, stringifyV1({ list, count: rows.length, objects: rows }))

@@ -1,15 +1,47 @@
 // Object reads (scope read): one record, up to 100 ids in a URL, or a batch by POST (JSON or NDJSON).
-import { Readable } from 'node:stream'
+import { Readable, Transform } from 'node:stream'
 import { Type } from '@sinclair/typebox'
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
-import { NotFoundError, ValidationError } from '../../errors.js'
+import { NotFoundError, PayloadTooLargeError, ValidationError } from '../../errors.js'
 import { AtlasIdSchema, IdListQuery, passthrough, problems } from '../../schemas/common.js'
 import { readObjects, sendDerived, sendRaw, type CacheInfo } from './read-through.js'
 import { recordToV1 } from './render.js'
 import { buildProblem } from '../../plugins/problem-handler.js'
 
 const MAX_URL_IDS = 100
+// The bulk query's body may hold the consumer's whole max_batch: an id takes at most 22 bytes in JSON
+// ("…19 digits…",); the rest allows for whitespace and the other fields. Never below BODY_LIMIT_BYTES.
+const BULK_BYTES_PER_ID = 32
+const BULK_SLACK_BYTES = 65536
+const BULK_CEILING_BYTES = 256 * 1024 * 1024
+
+function bulkBodyLimit (app: FastifyInstance, request: FastifyRequest): number {
+  const maxBatch = request.consumer?.max_batch ?? 0
+  return Math.min(BULK_CEILING_BYTES, Math.max(app.config.BODY_LIMIT_BYTES, maxBatch * BULK_BYTES_PER_ID + BULK_SLACK_BYTES))
+}
+
+function tooLarge (limit: number): Error {
+  return new PayloadTooLargeError(`The body is larger than the ${limit} bytes this key's max_batch allows.`)
+}
+
+/** Counts the body as it arrives and stops it at the consumer's limit (known once the key is read). */
+function limitBody (app: FastifyInstance, request: FastifyRequest, payload: NodeJS.ReadableStream): NodeJS.ReadableStream {
+  const limit = bulkBodyLimit(app, request)
+  const declared = Number(request.headers['content-length'] ?? '0')
+  if (declared > limit) throw tooLarge(limit)
+  let seen = 0
+  const counted = new Transform({
+    transform (chunk: Buffer, _encoding, callback) {
+      seen += chunk.length
+      if (seen > limit) callback(tooLarge(limit))
+      else callback(null, chunk)
+    }
+  })
+  // Fastify compares what it received with Content-Length through this property.
+  Object.defineProperty(counted, 'receivedEncodedLength', { get: () => seen })
+  return payload.pipe(counted)
+}
 const NDJSON = 'application/x-ndjson'
 
 const MjdMin = Type.Number({ minimum: 0, description: 'keep lc/lcnondets with mjd > mjd_min and fp with mjd_obs >= mjd_min' })
@@ -108,16 +140,23 @@ export const objectRoutes: FastifyPluginAsyncTypebox = async (app) => {
       tags: ['objects'],
       querystring: Type.Object({ ids: IdListQuery, mjd_min: Type.Optional(MjdMin) }),
       response: { 200: BatchSchema, ...problems(413) }
+    },
+    // Before authorisation charges the units: a refused request costs nothing.
+    preHandler: async (request) => {
+      const count = parseIdList(request.query.ids).length
+      if (count > MAX_URL_IDS) throw new ValidationError(`At most ${MAX_URL_IDS} ids in a URL (this one has ${count}); POST /v1/objects/query takes more.`)
     }
   }, async (request, reply) => {
     const ids = parseIdList(request.query.ids)
-    if (ids.length > MAX_URL_IDS) throw new ValidationError(`At most ${MAX_URL_IDS} ids in a URL; POST /v1/objects/query takes more.`)
     const { body, read } = await batchJson(app, request, ids, request.query.mjd_min)
     return sendDerived(request, reply, read, body)
   })
 
   app.post('/objects/query', {
-    config: { scope: 'read', units: (request) => distinct((request.body as { ids: string[] }).ids).length },
+    config: { scope: 'read', units: (request) => distinct((request.body as { ids: string[] }).ids).length, produces: [NDJSON] },
+    // The route's own ceiling; the consumer's limit is applied while the body arrives.
+    bodyLimit: BULK_CEILING_BYTES,
+    preParsing: async (request, _reply, payload) => limitBody(app, request, payload),
     schema: {
       summary: 'Objects by id, in bulk (JSON, or NDJSON with Accept: application/x-ndjson)',
       description: 'Up to the consumer\'s max_batch ids. With `Accept: application/x-ndjson` the answer streams one line per id: ' +

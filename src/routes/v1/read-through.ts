@@ -1,6 +1,7 @@
 // Reads through the cache to the upstream, shared by the v1 routes (and the compatibility path):
 // whole tables fetched wide and filtered locally, and per-id object records. Every upstream call a
-// request causes is charged to its consumer's upstream share and counted for its access log line.
+// request causes is charged to its consumer's upstream share (in the upstream client, callContext) and
+// counted for its access log line.
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { UpstreamError } from '../../errors.js'
 import { isUpstreamError, type FetchResult } from '../../cache/cache.js'
@@ -8,6 +9,7 @@ import { computeEtag } from '../../cache/entry.js'
 import { buildCacheControl, storeTtlMs, type RouteId } from '../../cache/freshness.js'
 import { matchesIfNoneMatch, wantsBypass } from '../../cache/http.js'
 import { buildCacheKey, cacheTags, objectKey } from '../../cache/keys.js'
+import { views } from '../../cache/tags.js'
 import { parseLossless } from '../../lib/json.js'
 import type { CallContext } from '../../upstream/client.js'
 import type { Fields, UpstreamEndpoint } from '../../upstream/endpoints.js'
@@ -19,13 +21,17 @@ const MISSING = Buffer.from('null')
 const PARSED_MEMO_SIZE = 32
 const parsedMemo = new Map<string, unknown>()
 
+/**
+ * What the upstream client needs to know of a request: each upstream call it causes (retries and
+ * every chunk of a batch included) takes one unit of its consumer's upstream share and is counted for
+ * its access log line.
+ */
 export function callContext (request: FastifyRequest): CallContext {
-  return { onCall: () => { request.upstreamCalls++ } }
-}
-
-/** Charges the consumer's upstream share once per upstream call its misses cause. */
-export async function chargeShare (app: FastifyInstance, request: FastifyRequest): Promise<void> {
-  if (request.consumer !== null) await app.quota.takeUpstreamShare(request.consumer)
+  const consumer = request.consumer
+  return {
+    ...(consumer === null ? {} : { beforeCall: () => request.server.quota.takeUpstreamShare(consumer) }),
+    onCall: () => { request.upstreamCalls++ }
+  }
 }
 
 function parseMemo (entry: FetchResult['entry']): unknown {
@@ -48,7 +54,6 @@ export async function readTableText (
 ): Promise<CacheInfo & { text: string, entry: FetchResult['entry'] }> {
   const key = buildCacheKey(route, fields)
   const result = await app.cache.fetch(key, app.cache.freshness(route), async () => {
-    await chargeShare(app, request)
     const reply = await app.upstream.client.call(endpoint, fields, callContext(request))
     if (reply.status !== 200 || !/^\s*[[{]/.test(reply.text)) {
       throw Object.assign(new UpstreamError(`The upstream refused a ${endpoint}/ read (status ${reply.status}).`), { cause: reply.text.slice(0, 200) })
@@ -133,8 +138,6 @@ export async function readObjects (app: FastifyInstance, request: FastifyRequest
 
   /** Loads `wanted` through the batching loader and stores each record (or "missing") under its id. */
   const load = async (wanted: string[]): Promise<Array<StoredRecord | null>> => {
-    // The share counts upstream calls a consumer causes; joining another request's window causes none.
-    if (app.upstream.objects.opensWindow(wanted)) await chargeShare(app, request)
     const loaded = (await app.upstream.objects.load(wanted, callContext(request)))
       .map((text) => {
         if (text === null) return null
@@ -145,7 +148,7 @@ export async function readObjects (app: FastifyInstance, request: FastifyRequest
       key: objectKey(wanted[k] as string),
       body: record === null ? MISSING : record.bytes,
       ttlMs: storeTtlMs(record === null ? freshMissing : fresh),
-      tags: [cacheTags.object(wanted[k] as string)]
+      tags: [views.object(wanted[k] as string)]
     })))
     return loaded
   }

@@ -1,7 +1,8 @@
 // Local filtering of tables fetched wide (design §4): the upstream ignores most filters or applies them
 // differently, and one wide upstream read per freshness window serves every consumer's variant.
 import { UpstreamError } from '../../errors.js'
-import { replyFields, toUpstreamDateTime } from '../../upstream/endpoints.js'
+import { parseInstant } from '../../lib/datetime.js'
+import { replyFields } from '../../upstream/endpoints.js'
 
 export type Row = Record<string, unknown>
 
@@ -18,8 +19,9 @@ export function timeOf (value: unknown): number | null {
   return Number.isNaN(t) ? null : t
 }
 
+/** `since` has passed validation (lib/datetime.ts), so it parses. */
 export function sinceMs (since: string): number {
-  return Date.parse(toUpstreamDateTime(since))
+  return parseInstant(since) as number
 }
 
 /** Rows whose `field` is after `since`: strictly (detection lists) or inclusively (VRA tables), as upstream. */

@@ -1,8 +1,8 @@
 // VRA tables (scope read) and VRA writes (scope write:vra). Tables are fetched whole and filtered here.
 import { Type, type TSchema } from '@sinclair/typebox'
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
-import { cacheTags } from '../../cache/keys.js'
 import type { RouteId } from '../../cache/freshness.js'
+import { views, writeTags } from '../../cache/tags.js'
 import { NotFoundError } from '../../errors.js'
 import { stringifyV1 } from '../../lib/json.js'
 import { AtlasIdSchema, IdListQuery, passthrough, problems, SinceQuery } from '../../schemas/common.js'
@@ -15,12 +15,12 @@ const TableSchema = Type.Object({ count: Type.Integer(), rows: Type.Array(passth
 const WriteSchema = Type.Object({ id: AtlasIdSchema, outcome: Type.String() })
 const Probability = Type.Number({ minimum: 0, maximum: 1 })
 
-interface TableSpec { path: string, route: RouteId, endpoint: UpstreamEndpoint, summary: string, extra: Record<string, TSchema> }
+interface TableSpec { path: string, route: RouteId, endpoint: UpstreamEndpoint, view: string, summary: string, extra: Record<string, TSchema> }
 
 const TABLES: TableSpec[] = [
-  { path: '/vra/scores', route: 'vra-scores', endpoint: 'vrascoreslist', summary: 'VRA scores (rows appended over time)', extra: { after_id: Type.Optional(Type.Integer({ minimum: 0, description: 'rows with id > after_id (incremental polling)' })), debug: Type.Optional(Type.Boolean()) } },
-  { path: '/vra/todo', route: 'vra-todo', endpoint: 'vratodolist', summary: 'Objects queued for VRA', extra: {} },
-  { path: '/vra/ranks', route: 'vra-ranks', endpoint: 'vraranklist', summary: 'VRA ranks', extra: {} }
+  { path: '/vra/scores', route: 'vra-scores', endpoint: 'vrascoreslist', view: views.vraScores(), summary: 'VRA scores (rows appended over time)', extra: { after_id: Type.Optional(Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER, description: 'rows with id > after_id (incremental polling)' })), debug: Type.Optional(Type.Boolean()) } },
+  { path: '/vra/todo', route: 'vra-todo', endpoint: 'vratodolist', view: views.vraTodo(), summary: 'Objects queued for VRA', extra: {} },
+  { path: '/vra/ranks', route: 'vra-ranks', endpoint: 'vraranklist', view: views.vraRanks(), summary: 'VRA ranks', extra: {} }
 ]
 
 export const vraRoutes: FastifyPluginAsyncTypebox = async (app) => {
@@ -36,7 +36,7 @@ export const vraRoutes: FastifyPluginAsyncTypebox = async (app) => {
       }
     }, async (request, reply) => {
       const q = request.query as { since?: string, ids?: string, after_id?: number, debug?: boolean }
-      const read = await readTable(app, request, spec.route, spec.endpoint, fields.wholeTable())
+      const read = await readTable(app, request, spec.route, spec.endpoint, fields.wholeTable(), [spec.view])
       let rows: Row[] = filterSince(rowsOf(read.value), replyFields.tableTimestamp, q.since, true)
       rows = filterIds(rows, replyFields.tableObjectId, q.ids)
       if (q.after_id !== undefined) rows = rows.filter((r) => Number(r.id) > (q.after_id as number))
@@ -44,8 +44,6 @@ export const vraRoutes: FastifyPluginAsyncTypebox = async (app) => {
       return sendDerived(request, reply, read, stringifyV1({ count: rows.length, rows }))
     })
   }
-
-  const invalidates = (route: RouteId) => [cacheTags.route(route)]
 
   app.post('/vra/scores', {
     config: { scope: 'write:vra' },
@@ -65,7 +63,7 @@ export const vraRoutes: FastifyPluginAsyncTypebox = async (app) => {
       response: { 201: WriteSchema, ...problems(404) }
     }
   }, async (request, reply) => {
-    const outcome = await upstreamWrite(app, request, 'vrascores', fields.vraScore(request.body), invalidates('vra-scores'))
+    const outcome = await upstreamWrite(app, request, 'vrascores', fields.vraScore(request.body), writeTags('vrascores', { objectId: request.body.id }))
     if (outcome === 'unknown_object') throw new NotFoundError(`No ATLAS object ${request.body.id}.`)
     return reply.code(201).send({ id: request.body.id, outcome })
   })
@@ -79,7 +77,7 @@ export const vraRoutes: FastifyPluginAsyncTypebox = async (app) => {
       response: { 200: WriteSchema, 201: WriteSchema, ...problems(404) }
     }
   }, async (request, reply) => {
-    const outcome = await upstreamWrite(app, request, 'vratodo', fields.vraTodo(request.body.id), invalidates('vra-todo'))
+    const outcome = await upstreamWrite(app, request, 'vratodo', fields.vraTodo(request.body.id), writeTags('vratodo', { objectId: request.body.id }))
     if (outcome === 'unknown_object') throw new NotFoundError(`No ATLAS object ${request.body.id}.`)
     return outcome === 'duplicate'
       ? reply.code(200).send({ id: request.body.id, outcome: 'already_queued' })
@@ -100,7 +98,7 @@ export const vraRoutes: FastifyPluginAsyncTypebox = async (app) => {
       response: { 201: WriteSchema, ...problems(404) }
     }
   }, async (request, reply) => {
-    const outcome = await upstreamWrite(app, request, 'vrarank', fields.vraRank(request.body), invalidates('vra-ranks'))
+    const outcome = await upstreamWrite(app, request, 'vrarank', fields.vraRank(request.body), writeTags('vrarank', { objectId: request.body.id }))
     if (outcome === 'unknown_object') throw new NotFoundError(`No ATLAS object ${request.body.id}.`)
     return reply.code(201).send({ id: request.body.id, outcome })
   })

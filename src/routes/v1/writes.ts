@@ -5,12 +5,11 @@ import type { FastifyInstance, FastifyRequest } from 'fastify'
 import { UpstreamAuthError, UpstreamError, ValidationError } from '../../errors.js'
 import { parseLossless } from '../../lib/json.js'
 import { writeOutcome, type Fields, type UpstreamEndpoint, type WriteOutcome } from '../../upstream/endpoints.js'
-import { callContext, chargeShare } from './read-through.js'
+import { callContext } from './read-through.js'
 
 export async function upstreamWrite (
   app: FastifyInstance, request: FastifyRequest, endpoint: UpstreamEndpoint, fields: Fields, invalidate: string[]
 ): Promise<WriteOutcome> {
-  await chargeShare(app, request)
   const reply = await app.upstream.client.call(endpoint, fields, callContext(request))
   let body: unknown = null
   if (reply.text.length > 0) {

@@ -56,8 +56,8 @@ test('lists: catalogue, members with local filters, unknown names', async (t) =>
   t.equal(sandbox.calls.get('objectlist') ?? 0, 0, 'every variant was served from the one wide upstream read')
 
   const unknown = await app.inject({ url: '/v1/lists/nope/objects', headers: auth })
-  t.equal(unknown.statusCode, 400)
-  t.equal(unknown.json().code, 'GW_VALIDATION')
+  t.equal(unknown.statusCode, 404, 'an unknown list is not found, as the README says')
+  t.equal(unknown.json().code, 'GW_NOT_FOUND')
   t.equal((await app.inject({ url: '/v1/lists/good/objects?since=yesterday', headers: auth })).statusCode, 400)
 })
 
@@ -68,7 +68,7 @@ test('custom lists: members and the lists of an object', async (t) => {
   t.ok(members.objects.some((r: { transient_object_id: string }) => r.transient_object_id === C))
   const lists = (await app.inject({ url: `/v1/objects/${C}/custom-lists`, headers: auth })).json()
   t.same(lists.lists, [{ name: 'vra', group_id: 73 }])
-  t.equal((await app.inject({ url: '/v1/custom-lists/good/objects', headers: auth })).statusCode, 400, 'a detection list is not a custom list')
+  t.equal((await app.inject({ url: '/v1/custom-lists/good/objects', headers: auth })).statusCode, 404, 'a detection list is not a custom list')
 })
 
 test('VRA tables: since, ids, after_id and debug applied locally', async (t) => {

@@ -25,7 +25,7 @@ test('custom-list membership: 201 added, 200 already, 204 removed, 404 not a mem
   const unknown = await app.inject({ method: 'PUT', url: `/v1/custom-lists/vra/objects/${U}`, headers: auth })
   t.equal(unknown.statusCode, 404)
   sandbox.resetCalls()
-  t.equal((await app.inject({ method: 'PUT', url: '/v1/custom-lists/nope/objects/' + A, headers: auth })).statusCode, 400)
+  t.equal((await app.inject({ method: 'PUT', url: '/v1/custom-lists/nope/objects/' + A, headers: auth })).statusCode, 404, 'an unknown list is 404, as the README says')
   t.equal((await app.inject({ method: 'PUT', url: '/v1/custom-lists/vra/objects/123', headers: auth })).statusCode, 400)
   t.equal(sandbox.totalCalls(), 0)
 })

@@ -1,11 +1,14 @@
-// Consumer authentication, scopes, per-list permissions and limits for every route whose config names
-// a `scope` (health, docs and metrics routes have none and are untouched). Order (design §4):
+// Consumer authentication, scopes, per-list permissions and limits, attached to each route as it is
+// registered (an onRoute hook, as @fastify/rate-limit does). Authorisation fails closed: every route
+// declares `config.scope` (protected) or `config.public: true`; the app refuses to start while any route
+// declares neither. Order, per protected route (docs/architecture.md):
 //   onRequest:  key → consumer (401) → [compat: scope (403)] → request rate (429)
 //   (schema validation)
 //   preHandler: [v1: scope (403)] → custom list (403) → max_batch (413) → daily object units (429)
+//   onResponse: daily units are given back when the gateway answered 5xx (nothing was delivered)
 // v1 errors are GW_ problems; the compat dialect answers with the upstream's exact `{"detail"}` bodies.
 import fp from 'fastify-plugin'
-import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify'
+import type { FastifyError, FastifyReply, FastifyRequest, RouteOptions, onRequestHookHandler, preHandlerHookHandler, onResponseHookHandler } from 'fastify'
 import { consumersPlugin } from '../consumers/plugin.js'
 import { COMPAT_INVALID_TOKEN, compatKey, v1Key } from '../consumers/credentials.js'
 import type { Consumer } from '../consumers/schema.js'
@@ -17,8 +20,10 @@ import { quotaPlugin } from '../quota/plugin.js'
 
 declare module 'fastify' {
   interface FastifyContextConfig {
-    /** The scope a consumer needs; routes without one are public. */
+    /** The scope a consumer needs. A route declares this or `public`, or the app will not start. */
     scope?: Scope
+    /** Marks a route that anyone may call (health, docs, metrics). */
+    public?: boolean
     /** How rejections are written: v1 problem+json (default) or the upstream's `{"detail"}`. */
     dialect?: 'v1' | 'compat'
     /** Object units the request costs (one per requested id); charged before the handler runs. */
@@ -29,6 +34,18 @@ declare module 'fastify' {
   interface FastifyRequest {
     /** The authenticated consumer on scoped routes; null elsewhere. */
     consumer: Consumer | null
+    /** Daily object units this request was charged (given back if the answer is a 5xx). */
+    chargedUnits: number
+  }
+  interface FastifyInstance {
+    /** Every route registered, with its protection: a scope, or 'public'. */
+    routeTable: RouteProtection[]
+    /** The per-route hooks the route guard attaches to protected routes. */
+    auth: {
+      authenticate: (request: FastifyRequest, reply: FastifyReply) => Promise<FastifyReply | undefined>
+      authorize: (request: FastifyRequest, reply: FastifyReply) => Promise<FastifyReply | undefined>
+      refund: (request: FastifyRequest) => Promise<void>
+    }
   }
 }
 
@@ -37,6 +54,8 @@ const COMPAT_FORBIDDEN = 'You do not have permission to perform this action.'
 const COMPAT_UNAVAILABLE = 'Service temporarily unavailable, try again later.'
 
 type Rejection = FastifyError & { retryAfter?: number }
+
+export interface RouteProtection { method: string, url: string, protection: Scope | 'public' | 'none' }
 
 function throttledDetail (seconds: number): string {
   return `Request was throttled. Expected available in ${seconds} second${seconds === 1 ? '' : 's'}.`
@@ -75,10 +94,53 @@ function policyHeader (consumer: Consumer): string {
   return `"requests";q=${consumer.rate.max};w=${Math.max(1, Math.round(consumer.rate.windowMs / 1000))}`
 }
 
+/**
+ * The route guard: registered before any route, so it sees every one. Routes with a scope get the
+ * authentication, limit and refund hooks; the check that no route declares neither runs when the app
+ * is readied (plugins that register third-party routes mark them public in their own context, after
+ * this hook has run for them).
+ */
+export const routeGuardPlugin = fp(async (app) => {
+  const table: Array<{ method: string, url: string, config: { scope?: Scope, public?: boolean } }> = []
+  app.decorate('routeTable', {
+    getter (): RouteProtection[] {
+      return table.map((r) => ({ method: r.method, url: r.url, protection: r.config.public === true ? 'public' : r.config.scope ?? 'none' }))
+    }
+  })
+  app.decorateRequest('consumer', null)
+  app.decorateRequest('chargedUnits', 0)
+
+  const onRequest: onRequestHookHandler = async function (request, reply) {
+    return await this.auth.authenticate(request, reply)
+  }
+  const preHandler: preHandlerHookHandler = async function (request, reply) {
+    return await this.auth.authorize(request, reply)
+  }
+  const onResponse: onResponseHookHandler = async function (request, reply) {
+    if (request.chargedUnits > 0 && reply.statusCode >= 500) await this.auth.refund(request)
+  }
+
+  app.addHook('onRoute', (route: RouteOptions) => {
+    route.config ??= {}
+    const config = route.config as { scope?: Scope, public?: boolean }
+    for (const method of [route.method].flat()) table.push({ method, url: route.url, config })
+    if (config.scope === undefined) return
+    if (config.public === true) throw new Error(`Route ${route.url} declares both a scope and public.`)
+    route.onRequest = [...[route.onRequest ?? []].flat(), onRequest]
+    route.preHandler = [...[route.preHandler ?? []].flat(), preHandler]
+    route.onResponse = [...[route.onResponse ?? []].flat(), onResponse]
+  })
+  app.addHook('onReady', async () => {
+    const open = app.routeTable.filter((r) => r.protection === 'none')
+    if (open.length > 0) {
+      throw new Error(`Routes must declare config.scope or config.public: ${open.map((r) => `${r.method} ${r.url}`).join(', ')}`)
+    }
+  })
+}, { name: 'route-guard', fastify: '5.x' })
+
 export const consumerAuthPlugin = fp(async (app) => {
   await app.register(consumersPlugin)
   await app.register(quotaPlugin)
-  app.decorateRequest('consumer', null)
 
   function authenticateV1 (request: FastifyRequest, reply: FastifyReply): Consumer {
     const key = v1Key(request)
@@ -111,9 +173,8 @@ export const consumerAuthPlugin = fp(async (app) => {
     ), state.resetSeconds))
   }
 
-  app.addHook('onRequest', async (request, reply) => {
-    const scope = request.routeOptions.config.scope
-    if (scope === undefined) return
+  async function authenticate (request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply | undefined> {
+    const scope = request.routeOptions.config.scope as Scope
     if (request.routeOptions.config.dialect === 'compat') {
       const credential = compatKey(request)
       const consumer = 'key' in credential ? app.consumers.authenticate(credential.key) : undefined
@@ -128,13 +189,14 @@ export const consumerAuthPlugin = fp(async (app) => {
     const consumer = authenticateV1(request, reply)
     request.consumer = consumer
     return await limitRate(request, reply, consumer)
-  })
+  }
 
-  app.addHook('preHandler', async (request, reply) => {
+  async function authorize (request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply | undefined> {
     const config = request.routeOptions.config
     const consumer = request.consumer
-    if (config.scope === undefined || consumer === null) return
-    if (!hasScope(consumer, config.scope)) {
+    /* c8 ignore next -- authenticate() has set the consumer or answered */
+    if (consumer === null) return undefined
+    if (!hasScope(consumer, config.scope as Scope)) {
       return reject(request, reply, new ForbiddenError(`This key lacks the scope "${config.scope}" that this operation needs.`))
     }
     const list = config.list?.(request)
@@ -148,18 +210,36 @@ export const consumerAuthPlugin = fp(async (app) => {
         `This request asks for ${units} objects; this key allows at most ${consumer.max_batch} per request. Split the batch.`
       ))
     }
-    if (units <= 0) return
+    if (units <= 0) return undefined
     let charge
     try {
       charge = await app.quota.chargeUnits(request, consumer, units)
     } catch (err) {
       return reject(request, reply, err as Rejection)
     }
-    if (charge === undefined || charge.isAllowed) return
+    if (charge === undefined) return undefined
+    if (charge.isAllowed) {
+      request.chargedUnits = units
+      return undefined
+    }
     app.metrics.limitRejections.inc({ consumer: consumer.id, kind: 'daily_objects' })
     return reject(request, reply, withRetryAfter(new QuotaExhaustedError(
       `This request needs ${units} object units; ${Math.max(0, consumer.daily_objects - charge.used)} of ` +
       `${consumer.daily_objects} are left today. The budget resets at 00:00 UTC.`
     ), charge.resetSeconds))
-  })
-}, { name: 'consumer-auth', fastify: '5.x', dependencies: ['health', 'metrics', 'redis'] })
+  }
+
+  async function refund (request: FastifyRequest): Promise<void> {
+    const consumer = request.consumer
+    if (consumer === null) return
+    const units = request.chargedUnits
+    request.chargedUnits = 0
+    try {
+      await app.quota.refundUnits(consumer, units)
+    } catch (err) {
+      request.log.warn({ err }, 'daily units could not be given back')
+    }
+  }
+
+  app.decorate('auth', { authenticate, authorize, refund })
+}, { name: 'consumer-auth', fastify: '5.x', dependencies: ['route-guard', 'health', 'metrics', 'redis'] })

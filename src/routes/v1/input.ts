@@ -1,0 +1,118 @@
+// Strict v1 input, set up once for the /v1 context (routes/v1/index.ts):
+// - JSON bodies are read losslessly: an id sent as a JSON number arrives as its exact digits or the
+//   request fails by name; nothing is rounded (lib/json.ts parseRequestJson).
+// - Bodies are validated without coercion and without removing anything: an unknown field, a wrong
+//   type or a null is a 400 naming the field.
+// - Query strings: unknown or repeated parameters are a 400 naming them; numbers must be written in
+//   decimal (no 0x10, Infinity or empty values); then Ajv converts the text to the schema's type.
+// - Dates (`format: 'instant'`) are calendar-strict (lib/datetime.ts).
+// - A request that accepts none of the answer's media types gets 406.
+// All of this runs before authorisation charges anything and before any cache or upstream work.
+import { Ajv, type Options, type ValidateFunction } from 'ajv'
+import type { FastifyInstance, FastifyRequest } from 'fastify'
+import { invalidFields, NotAcceptableError, type FieldError } from '../../errors.js'
+import { isInstant } from '../../lib/datetime.js'
+import { parseRequestJson, RequestJsonError } from '../../lib/json.js'
+
+const BASE: Options = { useDefaults: true, removeAdditional: false, allErrors: false, addUsedSchema: false }
+// Decimal numbers only: Ajv's own coercion would read "0x10" as 16 and "Infinity" as a number.
+const DECIMAL = /^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/
+
+function makeAjv (coerceTypes: boolean): Ajv {
+  const ajv = new Ajv({ ...BASE, coerceTypes })
+  ajv.addFormat('instant', { type: 'string', validate: isInstant })
+  return ajv
+}
+
+function compiler (ajv: Ajv) {
+  return (schema: object): ValidateFunction => {
+    const id = (schema as { $id?: unknown }).$id
+    const known = typeof id === 'string' ? ajv.getSchema(id) : undefined
+    return known ?? ajv.compile(schema)
+  }
+}
+
+interface QuerySchema { properties?: Record<string, { type?: string }> }
+
+/** Unknown, repeated and non-decimal query parameters, named. */
+function checkQuery (request: FastifyRequest): void {
+  const query = request.query as Record<string, string | string[]>
+  const names = Object.keys(query)
+  if (names.length === 0) return
+  const properties = (request.routeOptions.schema?.querystring as QuerySchema | undefined)?.properties ?? {}
+  const errors: FieldError[] = []
+  for (const name of names) {
+    const value = query[name]
+    const spec = Object.hasOwn(properties, name) ? properties[name] : undefined
+    const path = `/querystring/${name}`
+    if (spec === undefined) {
+      errors.push({ path, message: 'is not a parameter of this route' })
+    } else if (Array.isArray(value)) {
+      errors.push({ path, message: 'is repeated; send it once' })
+    } else if ((spec.type === 'number' || spec.type === 'integer') && (!DECIMAL.test(value as string) || !Number.isFinite(Number(value)))) {
+      errors.push({ path, message: 'must be a finite decimal number' })
+    }
+  }
+  if (errors.length > 0) {
+    throw invalidFields(errors.map((e) => `${e.path.slice(1)} ${e.message}`).join('; '), errors)
+  }
+}
+
+interface MediaRange { type: string, subtype: string, q: number }
+
+function parseAccept (header: string): MediaRange[] {
+  return header.split(',').map((part) => {
+    const [range = '', ...params] = part.trim().split(';')
+    const [type = '', subtype = ''] = range.trim().toLowerCase().split('/')
+    const qParam = params.map((p) => p.trim().toLowerCase()).find((p) => p.startsWith('q='))
+    const q = qParam === undefined ? 1 : Number(qParam.slice(2))
+    return { type, subtype, q: Number.isFinite(q) ? q : 0 }
+  })
+}
+
+/** Whether an Accept header allows any of `types` (e.g. 'application/json'). */
+export function accepts (header: string | undefined, types: readonly string[]): boolean {
+  if (header === undefined || header.trim() === '') return true
+  const ranges = parseAccept(header).filter((r) => r.q > 0)
+  return types.some((t) => {
+    const [type, subtype] = t.split('/')
+    return ranges.some((r) => (r.type === '*' || r.type === type) && (r.subtype === '*' || r.subtype === subtype))
+  })
+}
+
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /** Media types a v1 route answers with besides JSON (e.g. NDJSON). */
+    produces?: readonly string[]
+  }
+}
+
+const JSON_TYPES = ['application/json', 'application/problem+json'] as const
+
+/** Installs the strict input rules on the v1 context. */
+export function strictInput (app: FastifyInstance): void {
+  const bodyAjv = makeAjv(false)
+  const partAjv = makeAjv(true)
+  const forBody = compiler(bodyAjv)
+  const forParts = compiler(partAjv)
+  app.setValidatorCompiler(({ schema, httpPart }) => httpPart === 'body' ? forBody(schema) : forParts(schema))
+
+  // JSON is the only body v1 reads (Fastify would also parse text/plain): anything else is a 415.
+  app.removeAllContentTypeParsers()
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (_request, body, done) => {
+    try {
+      done(null, parseRequestJson(body as string))
+    } catch (err) {
+      const message = err instanceof RequestJsonError ? err.message : 'The body cannot be read.'
+      done(invalidFields(message, [{ path: '/body', message }]), undefined)
+    }
+  })
+
+  app.addHook('onRequest', async (request) => {
+    const extra = request.routeOptions.config.produces ?? []
+    if (!accepts(request.headers.accept, [...JSON_TYPES, ...extra])) {
+      throw new NotAcceptableError(`This route answers with ${[...JSON_TYPES, ...extra].join(' or ')}; the Accept header allows none of them.`)
+    }
+  })
+  app.addHook('preValidation', async (request) => { checkQuery(request) })
+}

@@ -1,0 +1,142 @@
+// Compat reads against the upstream's own semantics: VRA table rows in the order the ids were asked
+// (repeated for a repeated id), and answers the gateway knows without asking the upstream (ids that
+// cannot exist, NaN coordinates, too many ids) given locally, byte for byte, with no upstream call.
+import { test, type Test } from 'tap'
+import { FIXTURE_IDS } from '../../helper.js'
+import { rowIds, startDialects, type Dialects, type Payload } from './dialect-helper.js'
+
+const { A, B, C, D, U } = FIXTURE_IDS
+// Integers DRF and Python's int() accept that no ATLAS id can be (ids are 19-digit positive integers).
+const IMPOSSIBLE = ['12345', '-1', '0', '18446744073709551616', '999999999999999999', '10000000000000000000']
+const STAMP = '2026-01-02T00:00:00Z'
+
+/** The same rows on both sandboxes, written before the gateway reads anything (so nothing is cached). */
+async function seedVraRows (d: Dialects): Promise<void> {
+  for (const sandbox of [d.behind, d.direct]) {
+    const send = async (endpoint: string, form: Record<string, string>) => {
+      const res = await fetch(`${sandbox.baseUrl}${endpoint}/`, {
+        method: 'POST',
+        headers: { authorization: `Token ${sandbox.tokens.write}`, 'content-type': 'application/x-www-form-urlencoded' },
+        body: new URLSearchParams(form).toString()
+      })
+      if (res.status !== 201) throw new Error(`seeding ${endpoint}: ${res.status}`)
+    }
+    // B already has a score row and a rank row, and C is queued: these land after them in table order.
+    await send('vrascores', { objectid: A, preal: '0.5', insertdate: STAMP })
+    await send('vrascores', { objectid: A, preal: '0.6', insertdate: STAMP })
+    await send('vrarank', { objectid: A, rank: '2.5', insertdate: STAMP })
+    await send('vratodo', { objectid: D, insertdate: STAMP })
+  }
+}
+
+async function same (t: Test, d: Dialects, endpoint: string, payload: Payload, what: string): Promise<string> {
+  const ours = await d.gateway(endpoint, payload)
+  const theirs = await d.upstream(endpoint, payload)
+  t.equal(ours.status, theirs.status, `${what}: status ${theirs.status}`)
+  t.equal(ours.body, theirs.body, `${what}: same bytes`)
+  return ours.body
+}
+
+test('VRA tables with objects=: rows grouped in the order asked, a repeated id repeats its rows', async (t) => {
+  const d = await startDialects(t)
+  await seedVraRows(d)
+  const cases: Array<[string, string[], string[]]> = [
+    // endpoint, ids asked, the transient_object_id of each row in the answer
+    ['vrascoreslist', [A, B], [A, A, B]],
+    ['vrascoreslist', [B, A], [B, A, A]],
+    ['vrascoreslist', [B, B], [B, B]],
+    ['vrascoreslist', [A, U, B, A], [A, A, B, A, A]],
+    ['vratodolist', [D, C], [D, C]],
+    ['vratodolist', [C, C, D], [C, C, D]],
+    ['vraranklist', [A, B], [A, B]],
+    ['vraranklist', [B, A, B], [B, A, B]]
+  ]
+  for (const [endpoint, ids, rows] of cases) {
+    const what = `${endpoint} objects=${ids.map((id) => Object.entries(FIXTURE_IDS).find(([, v]) => v === id)?.[0]).join(',')}`
+    const body = await same(t, d, endpoint, { form: { objects: ids.join(',') } }, what)
+    t.strictSame(rowIds(body), rows, `${what}: rows in the order asked`)
+  }
+  // GET reads the query string the same way.
+  const get = await d.gateway('vraranklist', { query: { objects: `${A},${B}` } })
+  t.strictSame(rowIds(get.body), [A, B], 'GET: rows in the order asked')
+})
+
+test('objects/: ids that cannot exist get the upstream\'s placeholder, without an upstream call', async (t) => {
+  const d = await startDialects(t)
+  d.behind.resetCalls()
+  for (const id of IMPOSSIBLE) await same(t, d, 'objects', { form: { objects: id } }, `objects=${id}`)
+  await same(t, d, 'objects', { form: { objects: IMPOSSIBLE.join(',') } }, 'all of them in one request')
+  await same(t, d, 'objects', { json: '{"objects": -7, "mjd": 0}' }, 'a JSON number')
+  await same(t, d, 'objects', { query: { objects: '12345' } }, 'GET objects=12345')
+  // Over the id limit: the upstream's "Max number" reply, also without a call.
+  await same(t, d, 'objects', { form: { objects: Array.from({ length: 50_001 }, () => '1').join(',') } }, '50,001 ids')
+  t.equal(d.behind.totalCalls(), 0, 'none of these reached the upstream')
+
+  // Mixed with real ids: only the ids that can exist are fetched, in one call; the order and repeats stay.
+  const mixed = await same(t, d, 'objects', { form: { objects: [A, '12345', A, '0'].join(',') } }, 'real and impossible ids mixed')
+  t.match(mixed, /^\[\{"object":\{"id":1161600211221604900,/, 'the real record first')
+  t.equal(d.behind.totalCalls(), 1, 'one call for the real id')
+  t.equal(d.behind.received.at(-1)?.body, `objects=${A}`, 'asking for the real id only')
+  // Python's int() spellings of a real id (sign, leading zero) are that id, as upstream reads them.
+  await same(t, d, 'objects', { form: { objects: ` +${A} , 0${B}` } }, 'int() spellings of real ids')
+})
+
+test('VRA tables and objectgroupslist: ids that cannot exist have no rows, answered without a call', async (t) => {
+  const d = await startDialects(t)
+  d.behind.resetCalls()
+  for (const endpoint of ['vrascoreslist', 'vratodolist', 'vraranklist']) {
+    await same(t, d, endpoint, { form: { objects: IMPOSSIBLE.join(',') } }, `${endpoint} impossible ids`)
+    await same(t, d, endpoint, { form: { objects: '12345,ATLAS18qqn, ,x' } }, `${endpoint} impossible and non-integer ids`)
+  }
+  await same(t, d, 'vrascoreslist', { form: { objects: '-1', debug: 'true' } }, 'vrascoreslist with debug')
+  for (const id of IMPOSSIBLE) await same(t, d, 'objectgroupslist', { form: { objectid: id } }, `objectgroupslist objectid=${id}`)
+  t.equal(d.behind.totalCalls(), 0, 'none of these reached the upstream')
+
+  // With a real id among them the table is read (once per table), and only the real id's rows come back.
+  const body = await same(t, d, 'vrascoreslist', { form: { objects: `12345,${B},-1` } }, 'vrascoreslist impossible and real ids')
+  t.strictSame(rowIds(body), [B])
+  // Both filters (or neither) mean the whole table upstream, whatever the id: that needs the table.
+  await same(t, d, 'objectgroupslist', { form: { objectid: '-1', objectgroupid: '73' } }, 'objectgroupslist both filters')
+  t.equal(d.behind.totalCalls(), 2, 'one call per table')
+})
+
+test('cone/: NaN finds nothing, answered locally; infinite coordinates never reach the upstream', async (t) => {
+  const d = await startDialects(t)
+  d.behind.resetCalls()
+  const base = { ra: '244.00092', dec: '22.26801', radius: '5' }
+  for (const requestType of ['nearest', 'all', 'count']) {
+    await same(t, d, 'cone', { form: { ...base, ra: 'nan', requestType } }, `ra=nan ${requestType}`)
+    await same(t, d, 'cone', { form: { ...base, dec: 'NaN', requestType } }, `dec=NaN ${requestType}`)
+    await same(t, d, 'cone', { form: { ...base, radius: 'nan', requestType } }, `radius=nan ${requestType}`)
+    await same(t, d, 'cone', { form: { ...base, radius: '-inf', requestType } }, `radius=-inf ${requestType}`)
+    await same(t, d, 'cone', { form: { ...base, radius: '-1', requestType } }, `radius=-1 ${requestType}`)
+  }
+  await same(t, d, 'cone', { query: { ...base, ra: 'nan', requestType: 'all' } }, 'GET ra=nan')
+  await same(t, d, 'cone', { form: { ...base, radius: 'inf', requestType: 'all' } }, 'radius=inf is over the limit')
+  // The upstream answers an infinite coordinate with a 500 page (a math domain error); the gateway
+  // refuses it in DRF's words instead, as it does for its other 500-page inputs.
+  for (const field of ['ra', 'dec']) {
+    for (const value of ['inf', '-Infinity']) {
+      const ours = await d.gateway('cone', { form: { ...base, [field]: value, requestType: 'all' } })
+      t.equal(ours.status, 400, `${field}=${value}: 400`)
+      t.equal(ours.body, JSON.stringify({ [field]: ['A valid number is required.'] }))
+      const theirs = await d.upstream('cone', { form: { ...base, [field]: value, requestType: 'all' } })
+      t.equal(theirs.status, 500, `${field}=${value}: the upstream's own answer is a 500 page`)
+      t.match(theirs.contentType, /^text\/html/)
+    }
+  }
+  t.equal(d.behind.totalCalls(), 0, 'none of these reached the upstream')
+})
+
+test('a NUL character in a text field is DRF\'s 400, as upstream, without a call', async (t) => {
+  const d = await startDialects(t)
+  d.behind.resetCalls()
+  t.equal(await same(t, d, 'externalxmlist', { form: { externalObjects: '2025abc\u0000' } }, 'externalObjects with a NUL'),
+    '{"externalObjects":["Null characters are not allowed."]}')
+  t.equal(await same(t, d, 'vraranklist', { query: { objects: `${A}\u0000` } }, 'GET objects with a NUL'),
+    '{"objects":["Null characters are not allowed."]}')
+  const res = await d.gateway('externalxmlist', { json: '{"externalObjects": "a\\u0000b"}' })
+  t.equal(res.status, 400)
+  t.equal(res.body, '{"externalObjects":["Null characters are not allowed."]}')
+  t.equal(d.behind.totalCalls(), 0, 'none of these reached the upstream')
+})

@@ -1,0 +1,72 @@
+// Compat writes whose object id cannot be an ATLAS id: every write endpoint checks the object first
+// upstream, so the answer ("Object does not exist." with that endpoint's status) is known. The gateway
+// gives it locally, byte for byte what the upstream gives, and nothing reaches the upstream.
+import { test, type Test } from 'tap'
+import { FIXTURE_IDS } from '../../helper.js'
+import { startDialects, type Dialects, type Payload } from './dialect-helper.js'
+
+const { A, U } = FIXTURE_IDS
+const IMPOSSIBLE = ['-1', '0', '12345', '18446744073709551616', '999999999999999999', '4.0', ' -0 ']
+
+// Each write endpoint with the other fields it needs; the object id goes in `objectid`.
+const WRITES: Array<[string, Record<string, string>]> = [
+  ['vrascores', { preal: '0.9', debug: 'True' }],
+  ['vratodo', {}],
+  ['vrarank', { rank: '1.4' }],
+  ['objectgroups', { objectgroupid: '73' }],
+  // The object is checked before the group: an unknown group changes nothing.
+  ['objectgroups', { objectgroupid: '999' }],
+  ['objectgroupsdelete', { objectgroupid: '73' }],
+  ['objectgroupsdelete', { objectgroupid: '999' }],
+  ['objectdetectionlist', { objectlist: '4' }],
+  // The object is checked before the list number.
+  ['objectdetectionlist', { objectlist: '2' }]
+]
+
+async function same (t: Test, d: Dialects, endpoint: string, payload: Payload, what: string): Promise<void> {
+  const ours = await d.gateway(endpoint, payload)
+  const theirs = await d.upstream(endpoint, payload)
+  t.equal(ours.status, theirs.status, `${what}: status ${theirs.status}`)
+  t.equal(ours.body, theirs.body, `${what}: same bytes`)
+  t.equal(ours.contentType, theirs.contentType, `${what}: same content type`)
+}
+
+test('writes for ids that cannot exist: the upstream\'s "Object does not exist." reply, without a call', async (t) => {
+  const d = await startDialects(t)
+  d.behind.resetCalls()
+  for (const [endpoint, fields] of WRITES) {
+    for (const id of IMPOSSIBLE) {
+      await same(t, d, endpoint, { form: { objectid: id, ...fields } }, `${endpoint} ${JSON.stringify(fields)} objectid=${id}`)
+    }
+    await same(t, d, endpoint, { json: JSON.stringify({ objectid: -5, ...fields }) }, `${endpoint} JSON objectid -5`)
+  }
+  t.equal(d.behind.totalCalls(), 0, 'none of these reached the upstream')
+  const metrics = await d.app.inject({ url: '/metrics' })
+  t.notMatch(metrics.body, /gateway_upstream_calls_total\{endpoint="(vrascores|vratodo|vrarank|objectgroups|objectgroupsdelete|objectdetectionlist)"/,
+    'the gateway counted no upstream write call either')
+})
+
+test('writes for a 19-digit id still go upstream (it may exist), however it is spelled', async (t) => {
+  const d = await startDialects(t)
+  d.behind.resetCalls()
+  await same(t, d, 'vratodo', { form: { objectid: U } }, 'vratodo unknown 19-digit id')
+  await same(t, d, 'vrascores', { form: { objectid: `+0${U}` } }, 'vrascores the same id with a sign and a leading zero')
+  t.equal(d.behind.totalCalls(), 2, 'both reached the upstream')
+  t.match(d.behind.received.at(-1)?.body ?? '', new RegExp(`(^|&)objectid=${U}(&|$)`), 'as the id itself, digit for digit')
+  await same(t, d, 'objectdetectionlist', { form: { objectid: A, objectlist: '4' } }, 'a real object')
+  t.equal(d.behind.totalCalls(), 3)
+})
+
+test('writes with a float the upstream cannot store (nan, inf) get DRF\'s field error, without a call', async (t) => {
+  const d = await startDialects(t)
+  d.behind.resetCalls()
+  for (const [endpoint, field] of [['vrascores', 'preal'], ['vrascores', 'rank'], ['vrarank', 'rank'], ['vrarank', 'rank_alt1']] as const) {
+    for (const value of ['nan', 'inf', '-Infinity']) {
+      const fields: Record<string, string> = { objectid: A, ...(endpoint === 'vrarank' && field !== 'rank' ? { rank: '1' } : {}), [field]: value }
+      const res = await d.gateway(endpoint, { form: fields })
+      t.equal(res.status, 400, `${endpoint} ${field}=${value}`)
+      t.equal(res.body, JSON.stringify({ [field]: ['A valid number is required.'] }), `${endpoint} ${field}=${value}: DRF's words`)
+    }
+  }
+  t.equal(d.behind.totalCalls(), 0, 'none reached the upstream')
+})

@@ -1,0 +1,214 @@
+// Nothing a consumer sends is changed, dropped or charged for nothing: ids arrive digit for digit or the
+// request fails by name; unknown fields, unknown or repeated parameters, impossible dates and numbers
+// the upstream cannot take are 400s before any cache read, charge or upstream call; units are given
+// back when the gateway answers 5xx; the upstream share counts every upstream call.
+import { connect } from 'node:net'
+import { test } from 'tap'
+import fc from 'fast-check'
+import { buildTestApp, demoAuth, FIXTURE_IDS } from '../../helper.js'
+import { consumersFile, makeConsumer } from '../../consumer-helper.js'
+
+const { A, U } = FIXTURE_IDS
+const json = { 'content-type': 'application/json' }
+
+/** The form fields of the last request the sandbox received for `endpoint`. */
+function lastFields (sandbox: { received: Array<{ endpoint: string, body: string }> }, endpoint: string): URLSearchParams {
+  const hit = [...sandbox.received].reverse().find((r) => r.endpoint === endpoint)
+  return new URLSearchParams(hit?.body ?? '')
+}
+
+test('property: an id sent as a JSON number or string reaches the upstream digit for digit', async (t) => {
+  const writer = makeConsumer('writer', { scopes: ['read', 'write:vra', 'write:custom-lists'], lists: ['*'], upstream_share: 10000 })
+  const { app, sandbox } = await buildTestApp(t, { config: { CONSUMERS_FILE: consumersFile(t, [writer]), UPSTREAM_BATCH_WINDOW_MS: 0 } })
+  const auth = { authorization: `Bearer ${writer.key}`, ...json }
+  const routes: Array<{ url: string, body: (id: string) => string, endpoint: string, field: string }> = [
+    { url: '/v1/vra/todo', body: (id) => `{"id":${id}}`, endpoint: 'vratodo', field: 'objectid' },
+    { url: '/v1/vra/scores', body: (id) => `{"id":${id},"preal":0.5}`, endpoint: 'vrascores', field: 'objectid' },
+    { url: '/v1/vra/ranks', body: (id) => `{"id":${id},"rank":3}`, endpoint: 'vrarank', field: 'objectid' },
+    { url: '/v1/custom-lists/vra/members', body: (id) => `{"add":[${id}]}`, endpoint: 'objectgroups', field: 'objectid' },
+    { url: '/v1/objects/query', body: (id) => `{"ids":[${id}]}`, endpoint: 'objects', field: 'objects' }
+  ]
+  let checked = 0
+  await fc.assert(fc.asyncProperty(
+    fc.bigInt(10n ** 18n, 10n ** 19n - 1n), fc.boolean(), fc.constantFrom(...routes),
+    async (n, asNumber, route) => {
+      const id = n.toString()
+      const res = await app.inject({ method: 'POST', url: route.url, headers: auth, payload: route.body(asNumber ? id : `"${id}"`) })
+      checked++
+      // Random ids are mostly unknown upstream (404 on writes, `missing` on reads): what matters is the id sent.
+      return [200, 201, 404].includes(res.statusCode) && lastFields(sandbox, route.endpoint).get(route.field) === id
+    }), { seed: 1130, numRuns: 60 })
+  t.equal(checked, 60)
+
+  // The classic case: a Python int that float64 would round to …4900.
+  sandbox.resetCalls()
+  const res = await app.inject({ method: 'POST', url: '/v1/vra/todo', headers: auth, payload: '{"id": 1161600211221604901}' })
+  t.equal(res.statusCode, 404, '…4901 is unknown upstream: no row was written for the existing …4900')
+  t.equal(lastFields(sandbox, 'vratodo').get('objectid'), '1161600211221604901', 'and the upstream got that id')
+})
+
+test('ids that cannot be read exactly are refused by name, never rounded', async (t) => {
+  const { app, sandbox } = await buildTestApp(t)
+  const auth = { ...demoAuth(app), ...json }
+  sandbox.resetCalls()
+  for (const payload of ['{"id":1.1616002112216049e18}', '{"id":1161600211221604901.0}', '{"id":-1161600211221604901}', '{"id":116160021122160490}']) {
+    const res = await app.inject({ method: 'POST', url: '/v1/vra/todo', headers: auth, payload })
+    t.equal(res.statusCode, 400, payload)
+    t.equal(res.json().errors[0].path, '/body/id', `${payload} names the field`)
+  }
+  const big = await app.inject({ method: 'POST', url: '/v1/vra/ranks', headers: auth, payload: `{"id":"${A}","rank":1e999}` })
+  t.equal(big.statusCode, 400, 'a number that overflows to Infinity is refused')
+  const huge = await app.inject({ method: 'POST', url: '/v1/vra/ranks', headers: auth, payload: `{"id":"${A}","rank":123456789012345678901}` })
+  t.equal(huge.statusCode, 400, 'an integer beyond 2^53 in a number field is refused, not rounded')
+  t.equal(huge.json().errors[0].path, '/body/rank')
+  t.equal(sandbox.totalCalls(), 0, 'nothing reached the upstream')
+})
+
+test('unknown fields, unknown and repeated parameters are 400s naming them', async (t) => {
+  const { app, sandbox } = await buildTestApp(t)
+  const auth = demoAuth(app)
+  sandbox.resetCalls()
+  const typo = await app.inject({ method: 'POST', url: '/v1/vra/scores', headers: { ...auth, ...json }, payload: `{"id":"${A}","preal":0.93,"rnak":5}` })
+  t.equal(typo.statusCode, 400)
+  t.equal(typo.json().code, 'GW_VALIDATION')
+  t.same(typo.json().errors, [{ path: '/body/rnak', message: 'is not a known field' }])
+  const adds = await app.inject({ method: 'POST', url: '/v1/custom-lists/vra/members', headers: { ...auth, ...json }, payload: `{"adds":["${A}"]}` })
+  t.equal(adds.statusCode, 400)
+  t.equal(adds.json().errors[0].path, '/body/adds')
+  const empty = await app.inject({ method: 'POST', url: '/v1/custom-lists/vra/members', headers: { ...auth, ...json }, payload: '{}' })
+  t.equal(empty.statusCode, 400, 'a change set with nothing in it')
+  const nul = await app.inject({ method: 'POST', url: '/v1/vra/ranks', headers: { ...auth, ...json }, payload: `{"id":"${A}","rank":null}` })
+  t.equal(nul.statusCode, 400, 'null is not coerced to 0')
+  const text = await app.inject({ method: 'POST', url: '/v1/vra/ranks', headers: { ...auth, ...json }, payload: `{"id":"${A}","rank":"7"}` })
+  t.equal(text.statusCode, 400, 'a string is not coerced to a number in a body')
+
+  const param = await app.inject({ url: '/v1/lists/good/objects?vra_min=5', headers: auth })
+  t.equal(param.statusCode, 400)
+  t.same(param.json().errors, [{ path: '/querystring/vra_min', message: 'is not a parameter of this route' }])
+  const me = await app.inject({ url: '/v1/me?verbose=1', headers: auth })
+  t.equal(me.statusCode, 400, 'a route without parameters takes none')
+  const twice = await app.inject({ url: '/v1/lists/good/objects?vra_gte=5&vra_gte=6', headers: auth })
+  t.equal(twice.statusCode, 400)
+  t.match(twice.json().detail, /vra_gte is repeated/)
+  t.equal(sandbox.totalCalls(), 0, 'nothing reached the upstream')
+})
+
+test('impossible dates and numbers the upstream cannot take are 400s before any upstream call', async (t) => {
+  const { app, sandbox } = await buildTestApp(t)
+  const auth = demoAuth(app)
+  sandbox.resetCalls()
+  const bad = [
+    '/v1/lists/good/objects?since=2025-13-45', '/v1/lists/good/objects?since=2025-01-01T25:00',
+    '/v1/lists/good/objects?since=2025-01-01T12:61', '/v1/lists/good/objects?since=0000-00-00',
+    '/v1/lists/good/objects?since=2025-02-30', '/v1/vra/scores?since=2025-02-30', '/v1/vra/todo?since=2025-13-45',
+    '/v1/vra/ranks?since=2025-01-01T24:00', '/v1/vra/scores?after_id=abc', '/v1/vra/scores?after_id=1e400',
+    '/v1/vra/scores?after_id=99999999999999999999', '/v1/cone?ra=Infinity&dec=0&radius=5', '/v1/cone?ra=0x10&dec=0&radius=5',
+    '/v1/cone?ra=&dec=0&radius=5', '/v1/cone?ra=1&dec=0&radius=NaN', '/v1/crossmatches?names=2018cow%00',
+    `/v1/objects/${A}?mjd_min=Infinity`, '/v1/lists/good/objects?vra_gte=1e999'
+  ]
+  for (const url of bad) {
+    const res = await app.inject({ url, headers: auth })
+    t.equal(res.statusCode, 400, url)
+    t.match(res.headers['content-type'], /^application\/problem\+json/, url)
+  }
+  t.equal(sandbox.totalCalls(), 0, 'no invalid request reached the upstream')
+  t.match((await app.inject({ url: '/v1/lists/good/objects?since=2025-02-30', headers: auth })).json().errors[0].message, /calendar date/)
+  for (const url of ['/v1/lists/good/objects?since=2024-02-29', '/v1/lists/good/objects?since=2025-01-01T23:59:59.5%2B05:30']) {
+    t.equal((await app.inject({ url, headers: auth })).statusCode, 200, url)
+  }
+})
+
+test('charges: validation first, units back on 5xx, the share counts every upstream call', async (t) => {
+  const reader = makeConsumer('reader', { scopes: ['read'], upstream_share: 1000, daily_objects: 100000 })
+  const { app, sandbox } = await buildTestApp(t, {
+    config: { CONSUMERS_FILE: consumersFile(t, [reader]), UPSTREAM_MAX_IDS_PER_CALL: 500, UPSTREAM_RETRIES: 0 }
+  })
+  const auth = { authorization: `Bearer ${reader.key}` }
+  const usage = async () => (await app.inject({ url: '/v1/me', headers: auth })).json().usage
+
+  const ids150 = Array.from({ length: 150 }, (_, i) => (BigInt(U) + BigInt(i) * 1000n).toString())
+  const tooMany = await app.inject({ url: `/v1/objects?ids=${ids150.join(',')}`, headers: auth })
+  t.equal(tooMany.statusCode, 400)
+  t.equal((await usage()).units_today, 0, '150 ids refused: nothing charged')
+
+  sandbox.inject({ endpoint: 'objects', kind: 'html500' })
+  const failed = await app.inject({ url: `/v1/objects/${A}`, headers: auth })
+  t.equal(failed.statusCode, 502)
+  t.equal((await usage()).units_today, 0, 'a 5xx gives its units back')
+  t.equal((await usage()).upstream_share_used, 1, 'the failed call still cost an upstream call')
+
+  sandbox.resetCalls()
+  const ids = Array.from({ length: 3000 }, (_, i) => (BigInt(U) + BigInt(i + 1) * 1000n).toString())
+  const bulk = await app.inject({ method: 'POST', url: '/v1/objects/query', headers: { ...auth, ...json }, payload: JSON.stringify({ ids }) })
+  t.equal(bulk.statusCode, 200)
+  const calls = sandbox.calls.get('objects') ?? 0
+  t.equal(calls, 6, '3,000 ids in calls of 500')
+  t.equal((await usage()).upstream_share_used, 1 + calls, 'each upstream call took one unit of the share')
+  t.equal((await usage()).units_today, 3000)
+})
+
+test('every v1 error is problem+json: 405 with Allow, 406, 413, 415, malformed JSON, nesting, bad URLs', async (t) => {
+  const { app, sandbox } = await buildTestApp(t)
+  const auth = demoAuth(app)
+  sandbox.resetCalls()
+  const problem = (res: { statusCode: number, headers: Record<string, unknown>, json: () => { code: string } }, status: number, code: string, what: string) => {
+    t.equal(res.statusCode, status, what)
+    t.match(String(res.headers['content-type']), /^application\/problem\+json/, what)
+    t.equal(res.json().code, code, what)
+  }
+  const wrong = await app.inject({ method: 'DELETE', url: `/v1/objects/${A}`, headers: auth })
+  problem(wrong, 405, 'GW_METHOD_NOT_ALLOWED', 'DELETE on an object')
+  t.equal(wrong.headers.allow, 'GET, HEAD')
+  const post = await app.inject({ method: 'POST', url: '/v1/me', headers: auth })
+  problem(post, 405, 'GW_METHOD_NOT_ALLOWED', 'POST /v1/me')
+  problem(await app.inject({ url: '/v1/nothing', headers: auth }), 404, 'GW_NOT_FOUND', 'unknown route')
+  problem(await app.inject({ url: '/v1/me', headers: { ...auth, accept: 'text/html' } }), 406, 'GW_NOT_ACCEPTABLE', 'Accept: text/html')
+  t.equal((await app.inject({ url: '/v1/me', headers: { ...auth, accept: 'text/html, application/*;q=0.1' } })).statusCode, 200, 'application/* is fine')
+  problem(await app.inject({ method: 'POST', url: '/v1/vra/todo', headers: { ...auth, 'content-type': 'text/plain' }, payload: A }), 415, 'GW_UNSUPPORTED_MEDIA_TYPE', 'text/plain')
+  problem(await app.inject({ method: 'POST', url: '/v1/vra/todo', headers: { ...auth, ...json }, payload: '{"id":' }), 400, 'GW_VALIDATION', 'malformed JSON')
+  problem(await app.inject({ method: 'POST', url: '/v1/vra/todo', headers: { ...auth, ...json }, payload: '' }), 400, 'GW_VALIDATION', 'empty JSON body')
+  problem(await app.inject({ method: 'POST', url: '/v1/vra/todo', headers: { ...auth, ...json }, payload: '['.repeat(5000) + ']'.repeat(5000) }), 400, 'GW_VALIDATION', 'nested 5,000 deep')
+  problem(await app.inject({ method: 'POST', url: '/v1/vra/todo', headers: { ...auth, ...json }, payload: `{"id":"${A}","__proto__":{"x":1}}` }), 400, 'GW_VALIDATION', '__proto__')
+  problem(await app.inject({ method: 'POST', url: '/v1/vra/todo', headers: { ...auth, ...json }, payload: `{"id":"${A}","pad":"${'x'.repeat(1_100_000)}"}` }), 413, 'GW_PAYLOAD_TOO_LARGE', 'a body over BODY_LIMIT_BYTES')
+  problem(await app.inject({ url: '/v1/objects/%E0%A4%A', headers: auth }), 400, 'GW_VALIDATION', 'a URL that does not decode')
+  t.equal(sandbox.totalCalls(), 0)
+})
+
+test('a slow body gets 408 and malformed HTTP gets 400, both problem+json, from Node\'s own socket errors', async (t) => {
+  const { app } = await buildTestApp(t, { config: { REQUEST_TIMEOUT_MS: 300 } })
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  const { port } = app.server.address() as { port: number }
+  const exchange = (bytes: string): Promise<string> => new Promise((resolve, reject) => {
+    const socket = connect(port, '127.0.0.1', () => { socket.write(bytes) })
+    let out = ''
+    socket.setTimeout(5000, () => { socket.destroy(); reject(new Error('no answer')) })
+    socket.on('data', (c) => { out += c.toString() })
+    socket.on('close', () => resolve(out))
+    socket.on('error', () => resolve(out))
+  })
+  const key = demoAuth(app).authorization as string
+  const slow = await exchange(`POST /v1/vra/todo HTTP/1.1\r\nHost: x\r\nAuthorization: ${key}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"id":`)
+  t.match(slow, /^HTTP\/1\.1 408 /)
+  t.match(slow, /content-type: application\/problem\+json/i)
+  t.match(slow, /"code":"GW_REQUEST_TIMEOUT"/)
+  const garbage = await exchange('GARBAGE\r\n\r\n')
+  t.match(garbage, /^HTTP\/1\.1 400 /)
+  t.match(garbage, /"code":"GW_VALIDATION"/)
+})
+
+test('the bulk body follows the consumer\'s max_batch: 50,000 ids fit', async (t) => {
+  const big = makeConsumer('big', { scopes: ['read'], max_batch: 50000, daily_objects: 10 })
+  const small = makeConsumer('small', { scopes: ['read'], max_batch: 100 })
+  const { app, sandbox } = await buildTestApp(t, { config: { CONSUMERS_FILE: consumersFile(t, [big, small]) } })
+  const ids = Array.from({ length: 50000 }, (_, i) => (BigInt(U) + BigInt(i) * 1000n).toString())
+  const payload = JSON.stringify({ ids })
+  t.ok(payload.length > 1048576, 'the body is over the 1 MiB default')
+  sandbox.resetCalls()
+  const res = await app.inject({ method: 'POST', url: '/v1/objects/query', headers: { authorization: `Bearer ${big.key}`, ...json }, payload })
+  t.equal(res.statusCode, 429, 'read whole and refused by its daily units, not by size')
+  t.equal(res.json().code, 'GW_QUOTA_EXHAUSTED')
+  const refused = await app.inject({ method: 'POST', url: '/v1/objects/query', headers: { authorization: `Bearer ${small.key}`, ...json }, payload })
+  t.equal(refused.statusCode, 413, 'a key with a small max_batch keeps the default limit')
+  t.equal(refused.json().code, 'GW_PAYLOAD_TOO_LARGE')
+  t.equal(sandbox.totalCalls(), 0)
+})
