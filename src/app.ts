@@ -48,6 +48,8 @@ export async function buildApp (config: Config, deps: AppDeps = {}): Promise<Fas
     connectionTimeout: config.UPSTREAM_TIMEOUT_MS + 30_000,
     // Node enforces requestTimeout only while headersTimeout is not longer, and checks every interval.
     http: {
+      // A missing Host gets a problem from plugins/problem-handler.ts instead of Node's empty 400.
+      requireHostHeader: false,
       headersTimeout: Math.min(60_000, config.REQUEST_TIMEOUT_MS),
       connectionsCheckingInterval: Math.min(30_000, Math.max(100, Math.floor(config.REQUEST_TIMEOUT_MS / 2)))
     },

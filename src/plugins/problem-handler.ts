@@ -101,11 +101,29 @@ export const problemHandlerPlugin = fp(async (app) => {
   // Every route is also entered in a router of our own, so that a path that exists under another method
   // answers 405 with Allow instead of 404.
   const router = FindMyWay()
+  // Static paths and their methods: `/v1/objects/query` is a POST route even though GET
+  // `/v1/objects/:id` would match the same path as an id; a GET there is a 405, not a bad id.
+  const staticRoutes = new Map<string, string[]>()
   app.addHook('onRoute', (route) => {
     for (const method of [route.method].flat()) {
+      if (!/[:*]/.test(route.url)) staticRoutes.set(route.url, [...(staticRoutes.get(route.url) ?? []), method])
       if (router.hasRoute(method as HTTPMethod, route.url)) continue
       router.on(method as HTTPMethod, route.url, () => {})
     }
+  })
+  app.addHook('onRequest', async (request, reply) => {
+    // HTTP/1.1 needs a Host header (RFC 9112 §3.2); Node's own check answers with an empty 400.
+    if (request.headers.host === undefined && request.raw.httpVersion === '1.1') {
+      return sendProblem(reply, buildProblem(request, 400, 'GW_VALIDATION', 'An HTTP/1.1 request needs a Host header.'))
+    }
+    // Unmatched requests are the not-found handlers' (each dialect has its own); this is for a path that
+    // matched a parametric route under this method while a static route of that path takes others.
+    if (request.is404) return
+    const path = request.url.split('?')[0] ?? ''
+    const methods = staticRoutes.get(path)
+    if (methods === undefined || methods.includes(request.method) || request.routeOptions.url === path) return
+    reply.header('allow', methods.join(', '))
+    return sendProblem(reply, buildProblem(request, 405, 'GW_METHOD_NOT_ALLOWED', `${path} does not take ${request.method}; it takes ${methods.join(', ')}.`))
   })
 
   app.setNotFoundHandler((request, reply) => {
