@@ -16,6 +16,7 @@ import { COMPAT_PREFIX, compatNegotiationPlugin, compatRoutes } from './routes/c
 import { upstreamPlugin } from './upstream/plugin.js'
 import { createListCatalog, type ListCatalog } from './lists.js'
 import { cachePlugin } from './cache/plugin.js'
+import { servicePlugin } from './service/index.js'
 import type { Redis } from 'ioredis'
 
 export interface AppDeps {
@@ -80,6 +81,8 @@ export async function buildApp (config: Config, deps: AppDeps = {}): Promise<Fas
   // The upstream (client, token, budget, batching), then the cache in front of it.
   await app.register(upstreamPlugin)
   await app.register(cachePlugin)
+  // What both dialects call: reads and writes through the cache and the upstream.
+  await app.register(servicePlugin)
   // The compat path's 406 comes before authentication, as upstream; then consumers, auth and limits.
   await app.register(compatNegotiationPlugin)
   await app.register(consumerAuthPlugin)

@@ -23,19 +23,11 @@ function humanUrl (address: string): string {
   return address.replace('//0.0.0.0', '//localhost').replace('//[::]', '//localhost')
 }
 
-/** SIGHUP re-reads the consumers file; a failed reload keeps the previous consumers (consumers/registry). */
+/** SIGHUP re-reads the consumers file; a failed reload keeps the previous consumers (it never throws). */
 async function reloadConsumers (app: FastifyInstance): Promise<void> {
-  if (!app.hasDecorator('consumers')) {
-    app.log.info({ signal: 'SIGHUP' }, 'SIGHUP: nothing to reload')
-    return
-  }
-  try {
-    const result = await app.consumers.reload()
-    if (result.ok) app.log.info({ signal: 'SIGHUP' }, 'SIGHUP: consumers file reloaded')
-    else app.log.error({ signal: 'SIGHUP', error: result.error }, 'SIGHUP: consumers file reload failed; the previous consumers stay')
-  } catch (err) {
-    app.log.error({ signal: 'SIGHUP', err }, 'SIGHUP: consumers file reload failed; the previous consumers stay')
-  }
+  const result = await app.consumers.reload()
+  if (result.ok) app.log.info({ signal: 'SIGHUP' }, 'SIGHUP: consumers file reloaded')
+  else app.log.error({ signal: 'SIGHUP', error: result.error }, 'SIGHUP: consumers file reload failed; the previous consumers stay')
 }
 
 async function main (): Promise<void> {

@@ -36,6 +36,23 @@ export interface FetchOptions {
 
 export interface FetchResult { entry: CacheEntry, status: CacheStatus, ageS: number }
 
+export interface ManyOptions {
+  /** Route id for metrics. */
+  route: string
+  /** Skip cached values: load every key, store and answer with status BYPASS. */
+  bypass?: boolean
+  /** The freshness of one stored entry (e.g. a shorter life for a "does not exist" marker). */
+  freshnessOf: (entry: CacheEntry) => Freshness
+  /** Whether a loader error may be answered with stale entries (default: GW_UPSTREAM_* errors). */
+  isStaleUsable?: (err: unknown) => boolean
+}
+
+/** Entries in the order of the keys asked for, all present; the batch's status and oldest age. */
+export interface ManyResult { entries: CacheEntry[], status: CacheStatus, ageS: number }
+
+/** Loads the given keys; one item per key, in the same order. */
+export type ManyLoader = (keys: string[]) => Promise<PutItem[]>
+
 export interface PutItem { key: string, body: Buffer, ttlMs: number, tags?: string[], contentType?: string, status?: number }
 
 export interface CacheOptions {
@@ -205,6 +222,143 @@ export function createCache (opts: CacheOptions = {}) {
     return { entry: await loadForeground(key, freshness, loader), status: 'MISS' }
   }
 
+  /** Per-key entries (fresh or stale, not expired) in the order of `keys`; the caller judges freshness. */
+  async function getEntries (keys: readonly string[]): Promise<Array<CacheEntry | undefined>> {
+    const at = now()
+    const raws: Array<Buffer | undefined> = l1 === undefined ? keys.map(() => undefined) : await l1.getMany(keys)
+    const entries = raws.map((raw) => (raw === undefined ? undefined : decodeEntry(raw)))
+    const missing = keys.flatMap((key, i) => (usable(entries[i], at) ? [] : [{ key, i }]))
+    if (l2 !== undefined && missing.length > 0) {
+      const fills = await l2.getMany(missing.map((m) => m.key))
+      const toL1: Array<{ key: string, raw: Buffer, entry: CacheEntry }> = []
+      missing.forEach((m, j) => {
+        const raw = fills[j]
+        const entry = raw === undefined ? undefined : decodeBytes(raw)
+        if (raw === undefined || !usable(entry, at)) return
+        entries[m.i] = entry
+        toL1.push({ key: m.key, raw, entry })
+      })
+      await fillL1(toL1, at)
+    }
+    return entries.map((e) => (usable(e, at) ? e : undefined))
+  }
+
+  /**
+   * Cross-replica single flight for per-key fills (object records): runs `load` for the keys this
+   * replica claims (or all of them without Redis), and waits for the others' fills of keys another
+   * replica is loading; keys whose fill does not arrive are loaded here after all. Resolves when every
+   * key has been loaded here or found filled.
+   */
+  async function fillShared (keys: readonly string[], load: (keys: string[]) => Promise<void>): Promise<void> {
+    if (lock === undefined || keys.length === 0) return load([...keys])
+    const claims = await Promise.all(keys.map(async (key) => ({ key, got: await lock.acquire(key) })))
+    const mine = claims.filter((c) => c.got.isAcquired || !c.got.isBusy)
+    const theirs = claims.filter((c) => !c.got.isAcquired && c.got.isBusy).map((c) => c.key)
+    try {
+      if (mine.length > 0) await load(mine.map((c) => c.key))
+    } finally {
+      await Promise.all(mine.map(async (c) => { if (c.got.isAcquired) await c.got.release() }))
+    }
+    if (theirs.length === 0) return
+    opts.onCoalesced?.('lock-wait')
+    const filled = await Promise.all(theirs.map(async (key) => lock.waitFor(key, async () => (await fromL2(key)) ?? undefined)))
+    const left = theirs.filter((_, i) => filled[i] === undefined)
+    if (left.length > 0) await load(left)
+  }
+
+  /** Stores per-key entries in both tiers, except those a write invalidated since `mark`; returns them all. */
+  async function putEntries (items: readonly PutItem[], mark?: number): Promise<CacheEntry[]> {
+    const at = now()
+    const all = items.map((item) => ({ key: item.key, entry: createEntry(item.body, at, item.ttlMs, item.contentType, item.status, item.tags) }))
+    const kept = all.filter(({ entry }) => entry.expiresAt > at && (mark === undefined || !invalidations.isInvalidatedSince(mark, entry.tags)))
+    const values = kept.map(({ key, entry }) => ({ key, value: encodeEntry(entry), ttlMs: entry.expiresAt - at }))
+    const tiers = [l1, l2].filter((s): s is CacheStore => s !== undefined)
+    // One batch write per tier; the Redis store also batches the tagging calls made here.
+    await Promise.all(tiers.map(async (s) => s.setMany(values)))
+    await Promise.all(kept.flatMap(({ key, entry }) => entry.tags.length === 0
+      ? []
+      : tiers.map(async (s) => s.addTags(entry.tags, [key], entry.expiresAt - at))))
+    return all.map(({ entry }) => entry)
+  }
+
+  /** Loads `keys`, stores what it got (unless a write invalidated it meanwhile), returns the entries by key. */
+  async function loadMany (keys: string[], load: ManyLoader): Promise<Map<string, CacheEntry>> {
+    const mark = invalidations.mark()
+    const items = await load(keys)
+    const entries = await putEntries(items, mark)
+    return new Map(items.map((item, k) => [item.key, entries[k] as CacheEntry]))
+  }
+
+  /**
+   * Per-key reads (object records) with the same freshness rules as fetch: fresh entries are hits;
+   * entries within stale-while-revalidate are served while one background load refreshes them; absent
+   * or older ones are loaded together in one call of `load` (with Redis, keys another replica is
+   * loading are waited for instead); when that load fails with an upstream error and every missing key
+   * still has an entry within stale-if-error, those are served.
+   */
+  async function fetchMany (keys: readonly string[], load: ManyLoader, manyOpts: ManyOptions): Promise<ManyResult> {
+    const at = now()
+    const bypass = manyOpts.bypass === true
+    const found = bypass ? keys.map(() => undefined) : await getEntries(keys)
+    const entries = new Array<CacheEntry | undefined>(keys.length)
+    const misses: number[] = []
+    const stale: number[] = []
+    let status: CacheStatus = bypass ? 'BYPASS' : 'HIT'
+    let oldest = at
+    found.forEach((entry, i) => {
+      if (entry === undefined) { misses.push(i); return }
+      const f = manyOpts.freshnessOf(entry)
+      const age = at - entry.storedAt
+      oldest = Math.min(oldest, entry.storedAt)
+      if (age < f.freshMs) {
+        entries[i] = entry
+      } else if (age < f.freshMs + f.staleWhileRevalidateMs) {
+        entries[i] = entry
+        stale.push(i)
+      } else {
+        misses.push(i)
+      }
+    })
+    const keysAt = (idx: number[]): string[] => [...new Set(idx.map((i) => keys[i] as string))]
+
+    if (stale.length > 0) {
+      status = 'STALE'
+      const refresh: Promise<void> = loadMany(keysAt(stale), load)
+        .then(() => {}, (err: unknown) => { opts.onRefreshError?.(err, keys[stale[0] as number] as string) })
+        .finally(() => { background.delete(refresh) })
+      background.add(refresh)
+    }
+    if (misses.length > 0) {
+      const wanted = keysAt(misses)
+      try {
+        const loaded = new Map<string, CacheEntry>()
+        await fillShared(wanted, async (mine) => {
+          for (const [key, entry] of await loadMany(mine, load)) loaded.set(key, entry)
+        })
+        const elsewhere = wanted.filter((key) => !loaded.has(key))
+        if (elsewhere.length > 0) {
+          const filled = await getEntries(elsewhere)
+          elsewhere.forEach((key, k) => { const e = filled[k]; if (e !== undefined) loaded.set(key, e) })
+          const lost = elsewhere.filter((key) => !loaded.has(key))
+          if (lost.length > 0) for (const [key, entry] of await loadMany(lost, load)) loaded.set(key, entry)
+        }
+        for (const i of misses) entries[i] = loaded.get(keys[i] as string)
+        if (!bypass) status = 'MISS'
+      } catch (err) {
+        const f = (i: number) => manyOpts.freshnessOf(found[i] as CacheEntry)
+        const usable = (manyOpts.isStaleUsable ?? isUpstreamError)(err) && misses.every((i) => {
+          const e = found[i]
+          return e !== undefined && at - e.storedAt < f(i).freshMs + f(i).staleIfErrorMs
+        })
+        if (!usable) throw err
+        for (const i of misses) entries[i] = found[i]
+        status = 'STALE'
+      }
+    }
+    opts.onResult?.(status, manyOpts.route)
+    return { entries: entries as CacheEntry[], status, ageS: Math.max(0, Math.floor((now() - oldest) / 1000)) }
+  }
+
   function finish (entry: CacheEntry, status: CacheStatus, route: string): FetchResult {
     opts.onResult?.(status, route)
     return { entry, status, ageS: Math.max(0, Math.floor((now() - entry.storedAt) / 1000)) }
@@ -231,62 +385,15 @@ export function createCache (opts: CacheOptions = {}) {
       return finish(entry, status, route)
     },
 
-    /** Per-key entries (fresh or stale, not expired) in the order of `keys`; the caller judges freshness. */
-    async getEntries (keys: readonly string[]): Promise<Array<CacheEntry | undefined>> {
-      const at = now()
-      const raws: Array<Buffer | undefined> = l1 === undefined ? keys.map(() => undefined) : await l1.getMany(keys)
-      const entries = raws.map((raw) => (raw === undefined ? undefined : decodeEntry(raw)))
-      const missing = keys.flatMap((key, i) => (usable(entries[i], at) ? [] : [{ key, i }]))
-      if (l2 !== undefined && missing.length > 0) {
-        const fills = await l2.getMany(missing.map((m) => m.key))
-        const toL1: Array<{ key: string, raw: Buffer, entry: CacheEntry }> = []
-        missing.forEach((m, j) => {
-          const raw = fills[j]
-          const entry = raw === undefined ? undefined : decodeBytes(raw)
-          if (raw === undefined || !usable(entry, at)) return
-          entries[m.i] = entry
-          toL1.push({ key: m.key, raw, entry })
-        })
-        await fillL1(toL1, at)
-      }
-      return entries.map((e) => (usable(e, at) ? e : undefined))
-    },
+    getEntries,
 
-    /**
-     * Cross-replica single flight for per-key fills (object records): runs `load` for the keys this
-     * replica claims (or all of them without Redis), and waits for the others' fills of keys another
-     * replica is loading; keys whose fill does not arrive are loaded here after all. Resolves when every
-     * key has been loaded here or found filled.
-     */
-    async fillShared (keys: readonly string[], load: (keys: string[]) => Promise<void>): Promise<void> {
-      if (lock === undefined || keys.length === 0) return load([...keys])
-      const claims = await Promise.all(keys.map(async (key) => ({ key, got: await lock.acquire(key) })))
-      const mine = claims.filter((c) => c.got.isAcquired || !c.got.isBusy)
-      const theirs = claims.filter((c) => !c.got.isAcquired && c.got.isBusy).map((c) => c.key)
-      try {
-        if (mine.length > 0) await load(mine.map((c) => c.key))
-      } finally {
-        await Promise.all(mine.map(async (c) => { if (c.got.isAcquired) await c.got.release() }))
-      }
-      if (theirs.length === 0) return
-      opts.onCoalesced?.('lock-wait')
-      const filled = await Promise.all(theirs.map(async (key) => lock.waitFor(key, async () => (await fromL2(key)) ?? undefined)))
-      const left = theirs.filter((_, i) => filled[i] === undefined)
-      if (left.length > 0) await load(left)
-    },
+    fillShared,
+
+    fetchMany,
 
     /** Stores per-key entries (e.g. one object record per id) in both tiers; `ttlMs` is the store lifetime. */
     async putEntries (items: readonly PutItem[]): Promise<void> {
-      const at = now()
-      const entries = items.filter((item) => item.ttlMs > 0)
-        .map((item) => ({ key: item.key, entry: createEntry(item.body, at, item.ttlMs, item.contentType, item.status, item.tags) }))
-      const values = entries.map(({ key, entry }) => ({ key, value: encodeEntry(entry), ttlMs: entry.expiresAt - at }))
-      const tiers = [l1, l2].filter((s): s is CacheStore => s !== undefined)
-      // One batch write per tier; the Redis store also batches the tagging calls made here.
-      await Promise.all(tiers.map(async (s) => s.setMany(values)))
-      await Promise.all(entries.flatMap(({ key, entry }) => entry.tags.length === 0
-        ? []
-        : tiers.map(async (s) => s.addTags(entry.tags, [key], entry.expiresAt - at))))
+      await putEntries(items)
     },
 
     /** Deletes every entry carrying any of `tags` from both tiers (after a write). */

@@ -1,12 +1,9 @@
-// Cache headers and conditional answers for a cached result. These headers are written here rather than
-// through @fastify/caching: that plugin keeps its own ETag store and answers 304 from an onRequest hook,
-// i.e. before consumer auth, quota and our two-tier cache have run, and it sets one Cache-Control for
-// the whole instance, while ours differs per route and shrinks with the entry's age.
-import type { FastifyReply, FastifyRequest } from 'fastify'
-import type { FetchResult } from './cache.js'
-import { buildCacheControl, type Freshness } from './freshness.js'
-
-export type CacheHeaderOptions = { cacheControl: string } | { freshness: Freshness }
+// Conditional requests and cache bypass for cached reads (routes/v1/send.ts writes the headers). They
+// are handled here rather than through @fastify/caching: that plugin keeps its own ETag store and
+// answers 304 from an onRequest hook, i.e. before consumer auth, quota and our two-tier cache have run,
+// and it sets one Cache-Control for the whole instance, while ours differs per route and shrinks with
+// the entry's age.
+import type { FastifyRequest } from 'fastify'
 
 /** RFC 9110 §13.1.2: If-None-Match uses the weak comparison, so W/"x" matches "x"; `*` matches any. */
 export function matchesIfNoneMatch (header: string | undefined, etag: string): boolean {
@@ -15,27 +12,6 @@ export function matchesIfNoneMatch (header: string | undefined, etag: string): b
     const tag = candidate.trim()
     return tag === '*' || tag === etag || tag === `W/${etag}`
   })
-}
-
-/**
- * Answers with a cached entry: X-Cache, Age, Cache-Control, ETag and the body bytes as stored (no
- * re-serialisation), or 304 with no body when the caller already holds those bytes.
- */
-export function sendCached (
-  request: FastifyRequest, reply: FastifyReply, result: FetchResult, opts: CacheHeaderOptions
-): FastifyReply {
-  const { entry, status, ageS } = result
-  const cacheControl = 'cacheControl' in opts ? opts.cacheControl : buildCacheControl(opts.freshness, ageS)
-  reply.header('x-cache', status)
-  reply.header('age', String(ageS))
-  reply.header('cache-control', cacheControl)
-  reply.header('etag', entry.etag)
-  const isSuccess = entry.status >= 200 && entry.status < 300
-  const ifNoneMatch = request.headers['if-none-match']
-  if (isSuccess && (request.method === 'GET' || request.method === 'HEAD') && matchesIfNoneMatch(ifNoneMatch, entry.etag)) {
-    return reply.code(304).send()
-  }
-  return reply.code(entry.status).type(entry.contentType).send(entry.body)
 }
 
 function hasNoCache (value: string | string[] | undefined): boolean {

@@ -118,10 +118,10 @@ export const problemHandlerPlugin = fp(async (app) => {
     }
     // Unmatched requests are the not-found handlers' (each dialect has its own); this is for a path that
     // matched a parametric route under this method while a static route of that path takes others.
-    if (request.is404) return
+    if (request.is404 || !/[:*]/.test(request.routeOptions.url ?? '')) return
     const path = request.url.split('?')[0] ?? ''
     const methods = staticRoutes.get(path)
-    if (methods === undefined || methods.includes(request.method) || request.routeOptions.url === path) return
+    if (methods === undefined || methods.includes(request.method)) return
     reply.header('allow', methods.join(', '))
     return sendProblem(reply, buildProblem(request, 405, 'GW_METHOD_NOT_ALLOWED', `${path} does not take ${request.method}; it takes ${methods.join(', ')}.`))
   })

@@ -95,7 +95,6 @@ export async function createQuota (app: FastifyInstance, opts: QuotaPluginOption
   }
 
   return {
-    policy,
     /** Counts this request against its consumer's rate; undefined when skipped (open policy). */
     checkRate (request: FastifyRequest): Promise<RateState | undefined> {
       return readRate(request, true)

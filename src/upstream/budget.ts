@@ -17,7 +17,6 @@ export interface UpstreamBudget {
   take(): Promise<BudgetTake>
   /** Stops every call for `seconds` (an upstream 429 said so). */
   pause(seconds: number): Promise<void>
-  state(): Promise<{ remaining: number, pausedForS: number }>
 }
 
 const WINDOWS_MS: Record<string, number> = { second: 1000, minute: 60_000, hour: 3_600_000, day: 86_400_000 }
@@ -54,20 +53,15 @@ export function createMemoryBudget (rate: string, now: () => number = Date.now):
     },
     async pause (seconds) {
       pausedUntil = Math.max(pausedUntil, now() + seconds * 1000)
-    },
-    async state () {
-      refill()
-      return { remaining: Math.floor(tokens), pausedForS: Math.max(0, Math.ceil((pausedUntil - now()) / 1000)) }
     }
   }
 }
 
-// KEYS[1] bucket hash, KEYS[2] pause key; ARGV capacity, window ms, take (1 or 0 for a read of state).
+// KEYS[1] bucket hash, KEYS[2] pause key; ARGV capacity, window ms. Takes one token unless paused.
 // Returns {ok, remaining, wait ms, paused}. TIME makes every replica use the Redis clock.
 const TAKE_LUA = `
 local capacity = tonumber(ARGV[1])
 local window = tonumber(ARGV[2])
-local take = tonumber(ARGV[3])
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local data = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
@@ -77,15 +71,15 @@ tokens = math.min(capacity, tokens + math.max(0, now - ts) * capacity / window)
 local pause = redis.call('PTTL', KEYS[2])
 if pause > 0 then return {0, math.floor(tokens), pause, 1} end
 local ok = 0
-if take > 0 and tokens >= 1 then tokens = tokens - 1; ok = 1 end
+if tokens >= 1 then tokens = tokens - 1; ok = 1 end
 redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ts', now)
 redis.call('PEXPIRE', KEYS[1], window * 2)
 local wait = 0
-if ok == 0 and take > 0 then wait = math.ceil((1 - tokens) * window / capacity) end
+if ok == 0 then wait = math.ceil((1 - tokens) * window / capacity) end
 return {ok, math.floor(tokens), wait, 0}
 `
 
-type BudgetCommand = (bucket: string, pause: string, capacity: number, windowMs: number, take: number) => Promise<[number, number, number, number]>
+type BudgetCommand = (bucket: string, pause: string, capacity: number, windowMs: number) => Promise<[number, number, number, number]>
 
 export function createRedisBudget (redis: Redis, prefix: string, rate: string): UpstreamBudget {
   const { capacity, windowMs } = parseRate(rate)
@@ -93,13 +87,13 @@ export function createRedisBudget (redis: Redis, prefix: string, rate: string): 
   const command = (redis as unknown as { agwBudgetTake: BudgetCommand }).agwBudgetTake.bind(redis)
   const bucketKey = `${prefix}budget:${rate}`
   const pauseKey = `${prefix}budget:pause`
-  async function run (take: number) {
-    const [ok, remaining, waitMs, paused] = await command(bucketKey, pauseKey, capacity, windowMs, take)
+  async function run () {
+    const [ok, remaining, waitMs, paused] = await command(bucketKey, pauseKey, capacity, windowMs)
     return { ok: ok === 1, remaining, waitMs, paused: paused === 1 }
   }
   return {
     async take () {
-      const r = await run(1)
+      const r = await run()
       if (r.ok) return { ok: true, remaining: r.remaining, retryAfterS: 0 }
       return { ok: false, remaining: r.remaining, retryAfterS: Math.max(1, Math.ceil(r.waitMs / 1000)), reason: r.paused ? 'paused' : 'budget' }
     },
@@ -107,10 +101,6 @@ export function createRedisBudget (redis: Redis, prefix: string, rate: string): 
       // Never shorten a longer pause another replica already set.
       const current = await redis.pttl(pauseKey)
       if (current < seconds * 1000) await redis.set(pauseKey, '1', 'PX', Math.ceil(seconds * 1000))
-    },
-    async state () {
-      const r = await run(0)
-      return { remaining: r.remaining, pausedForS: r.paused ? Math.ceil(r.waitMs / 1000) : 0 }
     }
   }
 }
@@ -133,7 +123,6 @@ export function createResilientBudget (primary: UpstreamBudget, fallback: Upstre
     pause: async (seconds) => {
       await fallback.pause(seconds)
       await guard((b) => b.pause(seconds))
-    },
-    state: () => guard((b) => b.state())
+    }
   }
 }

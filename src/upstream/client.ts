@@ -123,10 +123,9 @@ export function createUpstreamClient (opts: ClientOptions) {
   async function takeBudget (): Promise<void> {
     const take = await opts.budget.take()
     metrics.upstreamBudgetRemaining.set(take.remaining)
-    if (!take.ok) {
-      if (take.reason === 'paused') metrics.upstreamPauseSeconds.set(take.retryAfterS)
-      throw budgetError(take.retryAfterS, take.reason)
-    }
+    // The pause gauge shows the pause left; any answer that is not "paused" means there is none.
+    metrics.upstreamPauseSeconds.set(take.reason === 'paused' ? take.retryAfterS : 0)
+    if (!take.ok) throw budgetError(take.retryAfterS, take.reason)
   }
 
   /**

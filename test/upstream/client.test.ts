@@ -141,3 +141,17 @@ test('an oversized upstream body → 502', async (t) => {
   t.equal(res.statusCode, 502)
   t.equal(res.json().code, 'GW_UPSTREAM_ERROR')
 })
+
+test('the pause gauge shows the pause left and returns to 0 when the pause is over', async (t) => {
+  const { app, sandbox } = await buildTestApp(t)
+  const gauge = async () => {
+    const text = (await app.inject({ url: '/metrics' })).body
+    return Number(/^gateway_upstream_pause_seconds (\S+)$/m.exec(text)?.[1])
+  }
+  sandbox.inject({ kind: 'throttle', retryAfterS: 1 })
+  t.equal((await app.inject({ url: `/v1/objects/${A}`, headers: demoAuth(app) })).statusCode, 503)
+  t.equal(await gauge(), 1, 'paused for 1 s')
+  await new Promise((resolve) => setTimeout(resolve, 1100))
+  t.equal((await app.inject({ url: `/v1/objects/${B}`, headers: demoAuth(app) })).statusCode, 200)
+  t.equal(await gauge(), 0, 'the next call after the pause resets it')
+})

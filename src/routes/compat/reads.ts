@@ -6,9 +6,9 @@ import { MSG, pyInt, pyStrip, type FieldValue } from '../../drf/fields.js'
 import { parseDateTime } from '../../drf/time.js'
 import {
   MAIN_LIST_COUNT, MAX_CONE_RADIUS_ARCSEC, MISSING_RECORD, UPSTREAM_MAX_OBJECTS, canBeAtlasId, emptyConeReply, fields,
-  maxObjectsInfo, type ConeMode
+  maxObjectsInfo, type ConeMode, type Fields, type UpstreamEndpoint
 } from '../../upstream/endpoints.js'
-import { readObjects, readTableText } from '../v1/read-through.js'
+import type { RouteId } from '../../cache/freshness.js'
 import { digitsOf, filterRecordText, filterRows, rowsInIdOrder, type TextRow } from './text.js'
 
 export type Values = Record<string, FieldValue>
@@ -27,8 +27,8 @@ function num (v: FieldValue | undefined): number | undefined {
 }
 
 /** A cached wide read, as the upstream's text. */
-async function tableText (...args: Parameters<typeof readTableText>): Promise<string> {
-  return (await readTableText(...args)).text
+async function tableText (app: FastifyInstance, request: FastifyRequest, route: RouteId, endpoint: UpstreamEndpoint, fields: Fields, tags: string[] = []): Promise<string> {
+  return (await app.atlas.tableText(request, route, endpoint, fields, tags)).text
 }
 
 /** Datetime threshold in microseconds, from a validated (and so parseable) value. */
@@ -84,7 +84,7 @@ export async function objects (app: FastifyInstance, request: FastifyRequest, v:
   }
   // An integer that cannot be an ATLAS id gets the upstream's placeholder without being asked for.
   const distinct = [...new Set(ids.filter(canBeAtlasId).map(String))]
-  const { records } = distinct.length === 0 ? { records: [] } : await readObjects(app, request, distinct)
+  const { records } = distinct.length === 0 ? { records: [] } : await app.atlas.objects(request, distinct)
   const byId = new Map(distinct.map((id, i) => [id, records[i] ?? null]))
   const mjd = num(v.mjd)
   const texts = ids.map((id) => {

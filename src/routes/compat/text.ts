@@ -1,6 +1,7 @@
 // Filtering upstream JSON without changing a byte of what is kept: numbers stay as the upstream wrote
 // them (lossless-json keeps each literal), so a filtered compat reply equals what the upstream would send.
 import { isLosslessNumber, parse, stringify } from 'lossless-json'
+import { applyMjd } from '../../upstream/record.js'
 
 export type TextRow = Record<string, unknown>
 
@@ -51,21 +52,7 @@ export function rowsInIdOrder (text: string, field: string, ids: readonly string
   return stringifyText(ids.flatMap((id) => byId.get(id) ?? []))
 }
 
-/**
- * The upstream's `mjd` threshold on one record (contract §5.2): lc and lcnondets keep mjd > value,
- * fp keeps mjd_obs >= value.
- */
+/** The upstream's `mjd` threshold on one record (upstream/record.ts), byte-exact for what is kept. */
 export function filterRecordText (recordText: string, mjd: number): string {
-  const record = parseText(recordText) as Record<string, unknown>
-  const keep = (rows: unknown, field: string, isInclusive: boolean): unknown => {
-    if (!Array.isArray(rows)) return rows
-    return (rows as TextRow[]).filter((r) => {
-      const v = numberOf(r, field)
-      return v !== undefined && (isInclusive ? v >= mjd : v > mjd)
-    })
-  }
-  record.lc = keep(record.lc, 'mjd', false)
-  record.lcnondets = keep(record.lcnondets, 'mjd', false)
-  record.fp = keep(record.fp, 'mjd_obs', true)
-  return stringifyText(record)
+  return stringifyText(applyMjd(parseText(recordText) as TextRow, mjd, numberOf))
 }

@@ -2,12 +2,10 @@
 // upstream, whose answer to some of it is a 500 page), then sent once, and the upstream's reply passed
 // back exactly. Never retried blindly; never cached; the cache entries they change are invalidated.
 import type { FastifyInstance, FastifyRequest } from 'fastify'
-import { writeTags } from '../../cache/tags.js'
 import { MSG, type FieldValue } from '../../drf/fields.js'
 import { formatDateTime, parseDateTime } from '../../drf/time.js'
 import { canBeAtlasId, unknownObjectReply, type Fields, type ObjectWriteEndpoint, type UpstreamEndpoint } from '../../upstream/endpoints.js'
 import { SERIALIZERS } from '../../upstream/serializers.js'
-import { callContext } from '../v1/read-through.js'
 import type { CompatReply, Values } from './reads.js'
 
 export type WriteEndpoint = ObjectWriteEndpoint
@@ -39,8 +37,7 @@ export async function write (app: FastifyInstance, request: FastifyRequest, endp
     const value = v[spec.name]
     if (typeof value === 'number' && !Number.isFinite(value)) return { status: 400, body: JSON.stringify({ [spec.name]: [MSG.float] }) }
   }
-  const reply = await app.upstream.client.call(endpoint, toFields(endpoint, v, original), callContext(request))
   const groupId = typeof v.objectgroupid === 'bigint' ? Number(v.objectgroupid) : undefined
-  await app.cache.invalidate(writeTags(endpoint, { objectId: String(v.objectid), ...(groupId === undefined ? {} : { groupId }) }))
+  const { reply } = await app.atlas.write(request, endpoint, toFields(endpoint, v, original), { objectId: String(v.objectid), ...(groupId === undefined ? {} : { groupId }) })
   return { status: reply.status, body: reply.text }
 }

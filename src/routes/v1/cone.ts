@@ -4,7 +4,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { AtlasIdSchema, problems } from '../../schemas/common.js'
 import { stringifyV1 } from '../../lib/json.js'
 import { CONE_MODES, MAX_CONE_RADIUS_ARCSEC, fields, replyFields } from '../../upstream/endpoints.js'
-import { readTable, sendDerived } from './read-through.js'
+import { sendDerived } from './send.js'
 
 const HitSchema = Type.Object({ id: AtlasIdSchema, name: Type.Union([Type.String(), Type.Null()]), separation_arcsec: Type.Number() })
 
@@ -39,7 +39,7 @@ export const coneRoutes: FastifyPluginAsyncTypebox = async (app) => {
     }
   }, async (request, reply) => {
     const q = request.query
-    const read = await readTable(app, request, 'cone', 'cone', fields.cone(q))
+    const read = await app.atlas.table(request, 'cone', 'cone', fields.cone(q))
     const value = read.value as Hit | Hit[]
     let out: { mode: string, count: number, results?: unknown[] }
     if (q.mode === 'count') {

@@ -5,7 +5,7 @@ import { ValidationError } from '../../errors.js'
 import { stringifyV1 } from '../../lib/json.js'
 import { passthrough, problems } from '../../schemas/common.js'
 import { fields } from '../../upstream/endpoints.js'
-import { readTable, sendDerived } from './read-through.js'
+import { sendDerived } from './send.js'
 
 const MAX_NAMES = 100
 // Names separated by commas, none empty or starting with a space, no control characters (a NUL byte
@@ -38,7 +38,7 @@ export const crossmatchRoutes: FastifyPluginAsyncTypebox = async (app) => {
     }
   }, async (request, reply) => {
     const names = namesOf(request.query.names)
-    const read = await readTable(app, request, 'crossmatches', 'externalxmlist', fields.crossmatches(names))
+    const read = await app.atlas.table(request, 'crossmatches', 'externalxmlist', fields.crossmatches(names))
     const groups = Array.isArray(read.value) ? read.value : []
     const results: Record<string, unknown> = {}
     names.forEach((name, i) => { results[name] = Array.isArray(groups[i]) ? groups[i] : [] })

@@ -3,12 +3,12 @@
 import { Type } from '@sinclair/typebox'
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
-import { views, writeTags } from '../../cache/tags.js'
+import { views } from '../../cache/tags.js'
 import { NotFoundError } from '../../errors.js'
 import { stringifyV1 } from '../../lib/json.js'
 import { AtlasIdSchema, passthrough, problems } from '../../schemas/common.js'
 import { fields, replyFields, type WriteOutcome } from '../../upstream/endpoints.js'
-import { readTable, sendDerived } from './read-through.js'
+import { sendDerived } from './send.js'
 import { rowsOf } from './tables.js'
 import { upstreamWrite } from './writes.js'
 
@@ -20,7 +20,7 @@ const MembershipSchema = Type.Object({ list: Type.String(), id: AtlasIdSchema, o
 async function changeMembership (app: FastifyInstance, request: FastifyRequest, name: string, id: string, isAdd: boolean): Promise<WriteOutcome> {
   const list = app.lists.resolveCustom(name)
   const kind = isAdd ? 'objectgroups' : 'objectgroupsdelete'
-  return upstreamWrite(app, request, kind, fields.listMembership(id, list.id), writeTags(kind, { objectId: id, groupId: list.id }))
+  return upstreamWrite(app, request, kind, fields.listMembership(id, list.id), { objectId: id, groupId: list.id })
 }
 
 /** v1 status and outcome word of a membership change. */
@@ -51,7 +51,7 @@ export const customListRoutes: FastifyPluginAsyncTypebox = async (app) => {
     }
   }, async (request, reply) => {
     const list = app.lists.resolveCustom(request.params.name)
-    const read = await readTable(app, request, 'custom-lists', 'objectgroupslist', fields.customListMembers(list.id), [views.groupMembers(list.id)])
+    const read = await app.atlas.table(request, 'custom-lists', 'objectgroupslist', fields.customListMembers(list.id), [views.groupMembers(list.id)])
     const rows = rowsOf(read.value)
     return sendDerived(request, reply, read, stringifyV1({ list: list.name, count: rows.length, objects: rows }))
   })
@@ -70,7 +70,7 @@ export const customListRoutes: FastifyPluginAsyncTypebox = async (app) => {
     }
   }, async (request, reply) => {
     const { id } = request.params
-    const read = await readTable(app, request, 'object-custom-lists', 'objectgroupslist', fields.objectCustomLists(id), [views.objectGroups(id)])
+    const read = await app.atlas.table(request, 'object-custom-lists', 'objectgroupslist', fields.objectCustomLists(id), [views.objectGroups(id)])
     const lists = rowsOf(read.value).map((r) => {
       const groupId = Number(r[replyFields.groupId])
       return { name: app.lists.customName(groupId) ?? null, group_id: groupId }

@@ -2,7 +2,6 @@
 // objectdetectionlist/ writes too, even for read-only users (contract §10.5), so the gateway never sends one.
 import { Type } from '@sinclair/typebox'
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
-import { writeTags } from '../../cache/tags.js'
 import { NotFoundError, ValidationError } from '../../errors.js'
 import { DETECTION_LISTS, DETECTION_LIST_TARGETS } from '../../lists.js'
 import { AtlasIdSchema, problems } from '../../schemas/common.js'
@@ -23,7 +22,7 @@ export const detectionListRoutes: FastifyPluginAsyncTypebox = async (app) => {
     const { id } = request.params
     const { list } = request.body
     const listId = DETECTION_LISTS[list] as number
-    const outcome = await upstreamWrite(app, request, 'objectdetectionlist', fields.detectionList(id, listId), writeTags('objectdetectionlist', { objectId: id }))
+    const outcome = await upstreamWrite(app, request, 'objectdetectionlist', fields.detectionList(id, listId), { objectId: id })
     if (outcome === 'unknown_object') throw new NotFoundError(`No ATLAS object ${id}.`)
     if (outcome === 'rejected') throw new ValidationError(`The upstream refused to move ${id} to "${list}".`)
     return { id, list, outcome: 'moved' }

@@ -6,7 +6,7 @@ import { views } from '../../cache/tags.js'
 import { stringifyV1 } from '../../lib/json.js'
 import { passthrough, problems, SinceQuery } from '../../schemas/common.js'
 import { fields, replyFields } from '../../upstream/endpoints.js'
-import { readTable, sendDerived } from './read-through.js'
+import { sendDerived } from './send.js'
 import { applyListFilters, filterSince, rowsOf } from './tables.js'
 
 const ListSchema = Type.Object({ name: Type.String(), id: Type.Integer(), kind: Type.Union([Type.Literal('detection'), Type.Literal('custom')]) })
@@ -52,7 +52,7 @@ export const listRoutes: FastifyPluginAsyncTypebox = async (app) => {
     }
   }, async (request, reply) => {
     const list = app.lists.resolve(request.params.name)
-    const read = await readTable(app, request, 'lists', 'objectlist', fields.objectlist({ listId: list.id, isCustom: list.kind === 'custom' }),
+    const read = await app.atlas.table(request, 'lists', 'objectlist', fields.objectlist({ listId: list.id, isCustom: list.kind === 'custom' }),
       list.kind === 'custom' ? [views.customListRows(), views.groupMembers(list.id)] : [views.detectionLists()])
     const { since, ...filters } = request.query
     const rows = applyListFilters(filterSince(rowsOf(read.value), replyFields.listRowDate, since, false), filters)

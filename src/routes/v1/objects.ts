@@ -5,8 +5,9 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import { NotFoundError, PayloadTooLargeError, ValidationError } from '../../errors.js'
 import { AtlasIdSchema, IdListQuery, passthrough, problems } from '../../schemas/common.js'
-import { readObjects, sendDerived, sendRaw, type CacheInfo } from './read-through.js'
-import { recordToV1 } from './render.js'
+import type { CacheInfo } from '../../service/index.js'
+import { sendDerived, sendRaw } from './send.js'
+import { createRecordRenderer, type RecordRenderer } from './render.js'
 import { buildProblem } from '../../plugins/problem-handler.js'
 
 const MAX_URL_IDS = 100
@@ -67,8 +68,8 @@ export function parseIdList (text: string): string[] {
 const OPEN = Buffer.from('{"objects":[')
 const COMMA = Buffer.from(',')
 
-async function batchJson (app: FastifyInstance, request: FastifyRequest, ids: string[], mjdMin: number | undefined): Promise<{ body: Buffer, read: CacheInfo }> {
-  const read = await readObjects(app, request, ids)
+async function batchJson (app: FastifyInstance, recordToV1: RecordRenderer, request: FastifyRequest, ids: string[], mjdMin: number | undefined): Promise<{ body: Buffer, read: CacheInfo }> {
+  const read = await app.atlas.objects(request, ids)
   const parts: Buffer[] = [OPEN]
   const missing: string[] = []
   read.records.forEach((record, i) => {
@@ -88,7 +89,7 @@ async function batchJson (app: FastifyInstance, request: FastifyRequest, ids: st
  * in chunks of UPSTREAM_MAX_IDS_PER_CALL so memory holds one chunk, never the whole result. An error
  * after the first line cannot change the status any more, so it ends the stream with an `error` line.
  */
-function streamNdjson (app: FastifyInstance, request: FastifyRequest, ids: string[], mjdMin: number | undefined): Readable {
+function streamNdjson (app: FastifyInstance, recordToV1: RecordRenderer, request: FastifyRequest, ids: string[], mjdMin: number | undefined): Readable {
   const chunkSize = app.config.UPSTREAM_MAX_IDS_PER_CALL
   const END = Buffer.from('}\n')
   async function * lines (): AsyncGenerator<Buffer> {
@@ -96,7 +97,7 @@ function streamNdjson (app: FastifyInstance, request: FastifyRequest, ids: strin
       const chunk = ids.slice(i, i + chunkSize)
       let records
       try {
-        ({ records } = await readObjects(app, request, chunk))
+        ({ records } = await app.atlas.objects(request, chunk))
       } catch (err) {
         const e = err as { code?: string, statusCode?: number, message?: string }
         const problem = buildProblem(request, e.statusCode ?? 500, e.code ?? 'GW_INTERNAL', e.code?.startsWith('GW_') === true ? (e.message ?? '') : 'internal error')
@@ -116,6 +117,7 @@ function streamNdjson (app: FastifyInstance, request: FastifyRequest, ids: strin
 }
 
 export const objectRoutes: FastifyPluginAsyncTypebox = async (app) => {
+  const recordToV1 = createRecordRenderer()
   app.get('/objects/:id', {
     config: { scope: 'read', units: () => 1 },
     schema: {
@@ -126,7 +128,7 @@ export const objectRoutes: FastifyPluginAsyncTypebox = async (app) => {
       response: { 200: ObjectRecordSchema, 304: Type.Null(), ...problems(404) }
     }
   }, async (request, reply) => {
-    const read = await readObjects(app, request, [request.params.id])
+    const read = await app.atlas.objects(request, [request.params.id])
     const record = read.records[0]
     if (record === null || record === undefined) throw new NotFoundError(`No ATLAS object ${request.params.id}.`)
     const rendered = recordToV1(record, request.query.mjd_min)
@@ -148,7 +150,7 @@ export const objectRoutes: FastifyPluginAsyncTypebox = async (app) => {
     }
   }, async (request, reply) => {
     const ids = parseIdList(request.query.ids)
-    const { body, read } = await batchJson(app, request, ids, request.query.mjd_min)
+    const { body, read } = await batchJson(app, recordToV1, request, ids, request.query.mjd_min)
     return sendDerived(request, reply, read, body)
   })
 
@@ -171,9 +173,9 @@ export const objectRoutes: FastifyPluginAsyncTypebox = async (app) => {
   }, async (request, reply) => {
     const ids = distinct(request.body.ids)
     if ((request.headers.accept ?? '').includes(NDJSON)) {
-      return sendRaw(reply, NDJSON, streamNdjson(app, request, ids, request.body.mjd_min))
+      return sendRaw(reply, NDJSON, streamNdjson(app, recordToV1, request, ids, request.body.mjd_min))
     }
-    const { body, read } = await batchJson(app, request, ids, request.body.mjd_min)
+    const { body, read } = await batchJson(app, recordToV1, request, ids, request.body.mjd_min)
     reply.header('x-cache', read.status)
     return sendRaw(reply, 'application/json; charset=utf-8', body)
   })

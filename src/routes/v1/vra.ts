@@ -2,12 +2,12 @@
 import { Type, type TSchema } from '@sinclair/typebox'
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { RouteId } from '../../cache/freshness.js'
-import { views, writeTags } from '../../cache/tags.js'
+import { views } from '../../cache/tags.js'
 import { NotFoundError } from '../../errors.js'
 import { stringifyV1 } from '../../lib/json.js'
 import { AtlasIdSchema, IdListQuery, passthrough, problems, SinceQuery } from '../../schemas/common.js'
 import { fields, replyFields, type UpstreamEndpoint } from '../../upstream/endpoints.js'
-import { readTable, sendDerived } from './read-through.js'
+import { sendDerived } from './send.js'
 import { filterIds, filterSince, rowsOf, type Row } from './tables.js'
 import { upstreamWrite } from './writes.js'
 
@@ -36,7 +36,7 @@ export const vraRoutes: FastifyPluginAsyncTypebox = async (app) => {
       }
     }, async (request, reply) => {
       const q = request.query as { since?: string, ids?: string, after_id?: number, debug?: boolean }
-      const read = await readTable(app, request, spec.route, spec.endpoint, fields.wholeTable(), [spec.view])
+      const read = await app.atlas.table(request, spec.route, spec.endpoint, fields.wholeTable(), [spec.view])
       let rows: Row[] = filterSince(rowsOf(read.value), replyFields.tableTimestamp, q.since, true)
       rows = filterIds(rows, replyFields.tableObjectId, q.ids)
       if (q.after_id !== undefined) rows = rows.filter((r) => Number(r.id) > (q.after_id as number))
@@ -63,7 +63,7 @@ export const vraRoutes: FastifyPluginAsyncTypebox = async (app) => {
       response: { 201: WriteSchema, ...problems(404) }
     }
   }, async (request, reply) => {
-    const outcome = await upstreamWrite(app, request, 'vrascores', fields.vraScore(request.body), writeTags('vrascores', { objectId: request.body.id }))
+    const outcome = await upstreamWrite(app, request, 'vrascores', fields.vraScore(request.body), { objectId: request.body.id })
     if (outcome === 'unknown_object') throw new NotFoundError(`No ATLAS object ${request.body.id}.`)
     return reply.code(201).send({ id: request.body.id, outcome })
   })
@@ -77,7 +77,7 @@ export const vraRoutes: FastifyPluginAsyncTypebox = async (app) => {
       response: { 200: WriteSchema, 201: WriteSchema, ...problems(404) }
     }
   }, async (request, reply) => {
-    const outcome = await upstreamWrite(app, request, 'vratodo', fields.vraTodo(request.body.id), writeTags('vratodo', { objectId: request.body.id }))
+    const outcome = await upstreamWrite(app, request, 'vratodo', fields.vraTodo(request.body.id), { objectId: request.body.id })
     if (outcome === 'unknown_object') throw new NotFoundError(`No ATLAS object ${request.body.id}.`)
     return outcome === 'duplicate'
       ? reply.code(200).send({ id: request.body.id, outcome: 'already_queued' })
@@ -98,7 +98,7 @@ export const vraRoutes: FastifyPluginAsyncTypebox = async (app) => {
       response: { 201: WriteSchema, ...problems(404) }
     }
   }, async (request, reply) => {
-    const outcome = await upstreamWrite(app, request, 'vrarank', fields.vraRank(request.body), writeTags('vrarank', { objectId: request.body.id }))
+    const outcome = await upstreamWrite(app, request, 'vrarank', fields.vraRank(request.body), { objectId: request.body.id })
     if (outcome === 'unknown_object') throw new NotFoundError(`No ATLAS object ${request.body.id}.`)
     return reply.code(201).send({ id: request.body.id, outcome })
   })

@@ -1,0 +1,26 @@
+// How v1 answers a read: the cache headers (X-Cache, Age, Cache-Control, a strong ETag with 304) of the
+// service's read, and bodies sent as bytes (no schema serialisation: upstream data passes through).
+import type { FastifyReply, FastifyRequest } from 'fastify'
+import { computeEtag } from '../../cache/entry.js'
+import { buildCacheControl } from '../../cache/freshness.js'
+import { matchesIfNoneMatch } from '../../cache/http.js'
+import type { CacheInfo } from '../../service/index.js'
+
+const JSON_TYPE = 'application/json; charset=utf-8'
+
+/** Sends a body derived from a cached read with the read's cache headers and its own strong ETag. */
+export function sendDerived (request: FastifyRequest, reply: FastifyReply, info: CacheInfo, body: string | Buffer, etag?: string): FastifyReply {
+  const bytes = typeof body === 'string' ? Buffer.from(body, 'utf8') : body
+  const tag = etag ?? computeEtag(bytes)
+  reply.header('x-cache', info.status)
+  reply.header('age', String(info.ageS))
+  reply.header('cache-control', buildCacheControl(request.server.cache.freshness(info.route), info.ageS))
+  reply.header('etag', tag)
+  if (matchesIfNoneMatch(request.headers['if-none-match'], tag)) return reply.code(304).send()
+  return reply.code(200).type(JSON_TYPE).send(bytes)
+}
+
+/** Sends bytes or a stream as they are (no schema serialisation: upstream data passes through). */
+export function sendRaw (reply: FastifyReply, contentType: string, body: string | Buffer | NodeJS.ReadableStream, status = 200): FastifyReply {
+  return reply.code(status).type(contentType).send(body)
+}
