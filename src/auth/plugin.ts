@@ -17,6 +17,7 @@ import {
   ForbiddenError, PayloadTooLargeError, QuotaExhaustedError, RateLimitedError, UnauthenticatedError, withRetryAfter
 } from '../errors.js'
 import { quotaPlugin } from '../quota/plugin.js'
+import { DETAILS } from '../upstream/endpoints.js'
 
 declare module 'fastify' {
   interface FastifyContextConfig {
@@ -50,16 +51,12 @@ declare module 'fastify' {
 }
 
 const REALM = 'Bearer realm="atlas-gateway"'
-const COMPAT_FORBIDDEN = 'You do not have permission to perform this action.'
+const COMPAT_FORBIDDEN = DETAILS.forbidden
 const COMPAT_UNAVAILABLE = 'Service temporarily unavailable, try again later.'
 
 type Rejection = FastifyError & { retryAfter?: number }
 
 export interface RouteProtection { method: string, url: string, protection: Scope | 'public' | 'none' }
-
-function throttledDetail (seconds: number): string {
-  return `Request was throttled. Expected available in ${seconds} second${seconds === 1 ? '' : 's'}.`
-}
 
 function sendCompat (reply: FastifyReply, status: number, detail: string): FastifyReply {
   // A Buffer, so Fastify sends the type as is: the upstream's is `application/json` with no charset.
@@ -77,7 +74,7 @@ export function sendCompatError (reply: FastifyReply, err: Rejection): FastifyRe
     case 'GW_RATE_LIMITED':
     case 'GW_QUOTA_EXHAUSTED':
       // The only 429 the upstream's clients know is DRF's throttle reply.
-      return sendCompat(reply.header('retry-after', String(retryAfter)), 429, throttledDetail(retryAfter))
+      return sendCompat(reply.header('retry-after', String(retryAfter)), 429, DETAILS.throttled(retryAfter))
     case 'GW_UNAVAILABLE': return sendCompat(reply, 503, COMPAT_UNAVAILABLE)
     case 'GW_PAYLOAD_TOO_LARGE': return sendCompat(reply, 413, err.message)
     default: throw err

@@ -4,12 +4,14 @@
 import { isUtf8 } from 'node:buffer'
 import type { FastifyRequest } from 'fastify'
 
-export const COMPAT_NOT_PROVIDED = 'Authentication credentials were not provided.'
-export const COMPAT_INVALID_TOKEN = 'Invalid token.'
-const COMPAT_NO_CREDENTIALS = 'Invalid token header. No credentials provided.'
-const COMPAT_SPACES = 'Invalid token header. Token string should not contain spaces.'
-const COMPAT_INVALID_CHARS = 'Invalid token header. Token string should not contain invalid characters.'
-const COMPAT_BAD_FORMAT = 'Invalid token format.'
+import { AUTH_DETAILS } from '../upstream/endpoints.js'
+
+export const COMPAT_NOT_PROVIDED = AUTH_DETAILS.notProvided
+export const COMPAT_INVALID_TOKEN = AUTH_DETAILS.invalid
+const COMPAT_NO_CREDENTIALS = AUTH_DETAILS.noCredentials
+const COMPAT_SPACES = AUTH_DETAILS.spaces
+const COMPAT_INVALID_CHARS = AUTH_DETAILS.invalidChars
+const COMPAT_BAD_FORMAT = AUTH_DETAILS.badFormat
 
 const BEARER = /^bearer(?:[ \t]+(.*))?$/i
 // Python's bytes.split() with no argument: runs of ASCII whitespace.

@@ -13,6 +13,7 @@ import type { Rate } from './options.js'
 import type { Store } from './store.js'
 import { throttledDetail, type SlidingWindowThrottle } from './throttle.js'
 import type { EndpointDef, ViewContext, ViewResult } from './view.js'
+import { AUTH_DETAILS, DETAILS } from '../upstream/endpoints.js'
 
 export interface ApiRequest {
   method: string
@@ -119,9 +120,9 @@ async function dispatch (def: EndpointDef, req: ApiRequest, deps: ApiDeps): Prom
     // Requests authenticated by Basic auth are not anon-throttled.
     if (user === null) checkThrottle(`anon:${anonIdent(req)}`, rates.anon, deps)
   } else {
-    if (user === null) throw new ApiException(401, 'Authentication credentials were not provided.', { 'WWW-Authenticate': 'Token' })
+    if (user === null) throw new ApiException(401, AUTH_DETAILS.notProvided, { 'WWW-Authenticate': 'Token' })
     if (def.access === 'write' && !SAFE_METHODS.has(req.method) && !deps.users.hasWriteAccess(user)) {
-      throw new ApiException(403, 'You do not have permission to perform this action.')
+      throw new ApiException(403, DETAILS.forbidden)
     }
     // UserAdminRateThrottle: one bucket per user across all endpoints; staff use the admin scope.
     checkThrottle(`${user.isStaff ? 'admin' : 'user'}:${user.id}`, user.isStaff ? rates.staff : rates.user, deps)
@@ -131,7 +132,7 @@ async function dispatch (def: EndpointDef, req: ApiRequest, deps: ApiDeps): Prom
   const handler = method === 'GET' || method === 'HEAD' ? def.get : method === 'POST' ? def.post : undefined
   // DRF maps HEAD to get(); PUT, PATCH, DELETE and anything else have no handler here.
   if (handler === undefined) {
-    throw new ApiException(405, `Method "${method}" not allowed.`)
+    throw new ApiException(405, DETAILS.methodNotAllowed(method))
   }
   let parsed: Promise<DataSource> | undefined
   const ctx: ViewContext = {
@@ -152,8 +153,8 @@ export async function runApiView (def: EndpointDef, req: ApiRequest, deps: ApiDe
   if ('error' in negotiated) {
     // A failed negotiation renders with the first renderer (JSON), as DRF's force=True does.
     return negotiated.error === 'not-found'
-      ? render(def, 'json', { status: 404, data: { detail: 'Not found.' } })
-      : render(def, 'json', { status: 406, data: { detail: 'Could not satisfy the request Accept header.' } })
+      ? render(def, 'json', { status: 404, data: { detail: DETAILS.notFound } })
+      : render(def, 'json', { status: 406, data: { detail: DETAILS.notAcceptable } })
   }
   try {
     return render(def, negotiated.renderer, await dispatch(def, req, deps))

@@ -2,6 +2,7 @@
 // case-insensitive), then `?token=`; per-group expiry measured from token creation; staff exempt from
 // expiry but not from the group-profile check. Basic auth exists only for auth-token, as in DRF.
 import { createHash } from 'node:crypto'
+import { AUTH_DETAILS } from '../upstream/endpoints.js'
 
 /** settings.TOKEN_EXPIRY: the window of users with no group. */
 export const DEFAULT_TOKEN_EXPIRY_S = 86400
@@ -131,12 +132,12 @@ export class UserStore {
   /** ExpiringTokenAuthentication.authenticate_credentials. */
   authenticateKey (key: string, nowUs: number): SandboxUser {
     const user = this.byKey.get(key)
-    if (user?.token == null) throw new AuthFailed('Invalid token.')
+    if (user?.token == null) throw new AuthFailed(AUTH_DETAILS.invalid)
     if (!user.isActive) throw new AuthFailed('User inactive or deleted.')
     if (user.group === 'no-profile') {
       throw new AuthFailed('Could not authenticate: Group has no profile. Please contact administrator.')
     }
-    if (!user.isStaff && nowUs - user.token.createdUs > this.windowS(user) * 1e6) throw new AuthFailed('Token has expired.')
+    if (!user.isStaff && nowUs - user.token.createdUs > this.windowS(user) * 1e6) throw new AuthFailed(AUTH_DETAILS.expired)
     return user
   }
 
@@ -147,13 +148,13 @@ export class UserStore {
   authenticateHeader (header: string | undefined, nowUs: number): SandboxUser | null {
     const parts = splitPyWhitespace(header ?? '')
     if (parts.length === 0 || parts[0]?.toLowerCase() !== 'token') return null
-    if (parts.length === 1) throw new AuthFailed('Invalid token header. No credentials provided.')
-    if (parts.length > 2) throw new AuthFailed('Invalid token header. Token string should not contain spaces.')
+    if (parts.length === 1) throw new AuthFailed(AUTH_DETAILS.noCredentials)
+    if (parts.length > 2) throw new AuthFailed(AUTH_DETAILS.spaces)
     let key: string
     try {
       key = new TextDecoder('utf-8', { fatal: true }).decode(Buffer.from(parts.slice(1).join(''), 'latin1'))
     } catch {
-      throw new AuthFailed('Invalid token header. Token string should not contain invalid characters.')
+      throw new AuthFailed(AUTH_DETAILS.invalidChars)
     }
     return this.authenticateKey(key, nowUs)
   }
@@ -161,7 +162,7 @@ export class UserStore {
   /** QueryAuthentication: `?token=` (the last value, as QueryDict.get does). */
   authenticateQuery (token: string | undefined, nowUs: number): SandboxUser | null {
     if (token === undefined || token === '') return null
-    if (!QUERY_TOKEN_RE.test(token)) throw new AuthFailed('Invalid token format.')
+    if (!QUERY_TOKEN_RE.test(token)) throw new AuthFailed(AUTH_DETAILS.badFormat)
     return this.authenticateKey(token, nowUs)
   }
 

@@ -4,6 +4,7 @@
 import { DjangoHtmlError } from '../drf/errors.js'
 import { validate } from '../drf/fields.js'
 import { SERIALIZERS } from '../upstream/serializers.js'
+import { LOGIN_FAILED } from '../upstream/endpoints.js'
 import type { EndpointDef } from './view.js'
 
 export const authToken: EndpointDef = {
@@ -15,7 +16,7 @@ export const authToken: EndpointDef = {
     const result = validate(SERIALIZERS['auth-token'], await ctx.data())
     if (!result.ok) return { status: 400, data: result.errors }
     const user = ctx.users.checkPassword(String(result.values.username), String(result.values.password))
-    if (user === null) return { status: 400, data: { non_field_errors: ['Unable to log in with provided credentials.'] } }
+    if (user === null) return { status: 400, data: { non_field_errors: [LOGIN_FAILED] } }
     // Reading the expiry of a group without a profile raises: a 500 page.
     if (user.group === 'no-profile') throw new DjangoHtmlError(500, 'GroupProfile.DoesNotExist')
     const now = ctx.nowUs()

@@ -1,6 +1,7 @@
 // DRF's SimpleRateThrottle (contract §4): a sliding window of request times per key, kept in
 // process memory like the upstream's LocMemCache. Keys are `user:<id>`, `admin:<id>` or `anon:<ident>`.
 import type { Rate } from './options.js'
+import { DETAILS } from '../upstream/endpoints.js'
 
 export interface ThrottleDecision {
   allowed: boolean
@@ -59,6 +60,5 @@ function wait (oldest: number | undefined, count: number, rate: Rate, nowMs: num
 
 /** The 429 text of rest_framework.exceptions.Throttled. */
 export function throttledDetail (waitS: number | null): string {
-  if (waitS === null) return 'Request was throttled.'
-  return `Request was throttled. Expected available in ${waitS} ${waitS === 1 ? 'second' : 'seconds'}.`
+  return DETAILS.throttled(waitS)
 }

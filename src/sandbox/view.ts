@@ -4,6 +4,7 @@ import type { SandboxUser, UserStore } from './auth.js'
 import { validate, type DataSource, type FieldSpec, type FieldValue } from '../drf/fields.js'
 import type { Store } from './store.js'
 import type { EndpointName } from './types.js'
+import { GET_STUB } from '../upstream/endpoints.js'
 
 export interface ViewContext {
   method: string
@@ -65,7 +66,7 @@ export function readHandlers (specs: readonly FieldSpec[], run: (v: Values, ctx:
   }
 }
 
-export const GET_STUB = { Error: 'GET is not implemented for this service.' }
+export { GET_STUB }
 
 /** Write views: GET is a 200 stub with a capital-E "Error"; POST answers 201 whatever the outcome. */
 export function writeHandlers (specs: readonly FieldSpec[], run: (v: Values, ctx: ViewContext) => unknown): Pick<EndpointDef, 'get' | 'post'> {

@@ -6,7 +6,8 @@ import type { FastifyBaseLogger } from 'fastify'
 import { UpstreamAuthError } from '../errors.js'
 import type { Metrics } from '../plugins/metrics.js'
 import type { UpstreamBudget } from './budget.js'
-import { AUTH_DETAILS, WRITE_ENDPOINTS, type Fields, type UpstreamEndpoint } from './endpoints.js'
+import { parseLossless } from '../lib/json.js'
+import { AUTH_DETAILS, WRITE_ENDPOINTS, fields, replyFields, type Fields, type UpstreamEndpoint } from './endpoints.js'
 import {
   ResponseTooLargeError, budgetError, isRetryableStatus, isRetryableTransport, mapBadReply, mapTransportError
 } from './error-map.js'
@@ -54,10 +55,16 @@ function sleep (ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms))
 }
 
+/** The `detail` text of a `{"detail": …}` reply, or undefined. */
 function detailOf (reply: UpstreamReply): string | undefined {
-  if (!reply.contentType.includes('json')) return undefined
-  const match = /^\s*\{\s*"detail"\s*:\s*"((?:[^"\\]|\\.)*)"\s*\}\s*$/.exec(reply.text)
-  return match?.[1]
+  if (!reply.contentType.includes('json') || !reply.text.includes(replyFields.detail)) return undefined
+  try {
+    const body = parseLossless(reply.text)
+    const detail = body !== null && typeof body === 'object' ? (body as Record<string, unknown>)[replyFields.detail] : undefined
+    return typeof detail === 'string' ? detail : undefined
+  } catch {
+    return undefined
+  }
 }
 
 export function createUpstreamClient (opts: ClientOptions) {
@@ -194,11 +201,12 @@ export function createUpstreamClient (opts: ClientOptions) {
 
   /** auth-token/: anonymous, outside the user budget (the upstream throttles it separately). */
   async function login (username: string, password: string): Promise<string> {
-    const reply = await send('auth-token', { username, password }, undefined, Date.now() + opts.timeoutMs)
+    const reply = await send('auth-token', fields.login(username, password), undefined, Date.now() + opts.timeoutMs)
     if (reply.status !== 200) throw new Error(`auth-token/ answered ${reply.status}`)
-    const match = /"token"\s*:\s*"([0-9a-f]{40})"/.exec(reply.text)
-    if (match?.[1] === undefined) throw new Error('auth-token/ reply has no token')
-    return match[1]
+    const body = reply.contentType.includes('json') ? parseLossless(reply.text) : undefined
+    const token = body !== null && typeof body === 'object' ? (body as Record<string, unknown>)[replyFields.authToken] : undefined
+    if (typeof token !== 'string' || !/^[0-9a-f]{40}$/.test(token)) throw new Error('auth-token/ reply has no token')
+    return token
   }
 
   /** For /readyz: any HTTP answer from the API root means reachable; costs no budget (no token sent). */

@@ -52,6 +52,9 @@ export function resolvePaths (overrides: string): Record<UpstreamEndpoint, strin
 
 // ---- Values sent upstream ----
 
+/** Request field names the compatibility path names in its own error replies. */
+export const requestFields = { objectListId: 'objectlistid' } as const
+
 export const CONE_MODES = ['nearest', 'all', 'count'] as const
 export type ConeMode = typeof CONE_MODES[number]
 export const MAX_CONE_RADIUS_ARCSEC = 300
@@ -194,7 +197,37 @@ export function writeOutcome (status: number, body: unknown): WriteOutcome | und
   }
 }
 
+/** The upstream's 401 details (token authentication, header then `?token=`). */
 export const AUTH_DETAILS = {
+  notProvided: 'Authentication credentials were not provided.',
   expired: 'Token has expired.',
-  invalid: 'Invalid token.'
+  invalid: 'Invalid token.',
+  noCredentials: 'Invalid token header. No credentials provided.',
+  spaces: 'Invalid token header. Token string should not contain spaces.',
+  invalidChars: 'Invalid token header. Token string should not contain invalid characters.',
+  badFormat: 'Invalid token format.'
 } as const
+
+/** The upstream's other `{"detail"}` texts (permission, protocol, throttling). */
+export const DETAILS = {
+  forbidden: 'You do not have permission to perform this action.',
+  notFound: 'Not found.',
+  notAcceptable: 'Could not satisfy the request Accept header.',
+  serverError: 'A server error occurred.',
+  methodNotAllowed: (method: string): string => `Method "${method}" not allowed.`,
+  /** The throttle's detail; `waitS` null when the wait is not known. */
+  throttled: (waitS: number | null): string => waitS === null
+    ? 'Request was throttled.'
+    : `Request was throttled. Expected available in ${waitS} ${waitS === 1 ? 'second' : 'seconds'}.`
+} as const
+
+/** What a GET on a write endpoint answers (200), except objectdetectionlist/, whose GET writes. */
+export const GET_STUB = { Error: 'GET is not implemented for this service.' } as const
+
+/** auth-token/ with wrong credentials: 400 with this non-field error. */
+export const LOGIN_FAILED = 'Unable to log in with provided credentials.'
+
+/** auth-token/'s success body, with the key and its lifetime in seconds (a float upstream). */
+export function authTokenReply (key: string, expiresInS: number): string {
+  return `{"token":${JSON.stringify(key)},"expires_in":${expiresInS.toFixed(1)},"refreshed":false}`
+}

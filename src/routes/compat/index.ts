@@ -10,7 +10,7 @@ import { parseQueryDict, parseRequestData } from '../../drf/body.js'
 import { ApiException, DjangoHtmlError } from '../../drf/errors.js'
 import { validate, type DataSource } from '../../drf/fields.js'
 import { negotiate } from '../../drf/negotiation.js'
-import { DEFAULT_PATHS, WRITE_ENDPOINTS, type UpstreamEndpoint } from '../../upstream/endpoints.js'
+import { DEFAULT_PATHS, DETAILS, GET_STUB, LOGIN_FAILED, WRITE_ENDPOINTS, authTokenReply, type UpstreamEndpoint } from '../../upstream/endpoints.js'
 import { SERIALIZERS } from '../../upstream/serializers.js'
 import * as reads from './reads.js'
 import { write, type WriteEndpoint } from './writes.js'
@@ -18,9 +18,9 @@ import { write, type WriteEndpoint } from './writes.js'
 export const COMPAT_PREFIX = '/atlas/api'
 const JSON_TYPE = 'application/json'
 const ALLOW = 'GET, POST, HEAD, OPTIONS'
-const GET_STUB = '{"Error":"GET is not implemented for this service."}'
+const GET_STUB_BODY = JSON.stringify(GET_STUB)
 // The gateway manages the upstream token; a consumer key does not expire on its own (a year, in seconds).
-const KEY_EXPIRES_IN = '31536000.0'
+const KEY_EXPIRES_IN_S = 31_536_000
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -87,9 +87,9 @@ async function answer (app: FastifyInstance, request: FastifyRequest, endpoint: 
       const password = String(v.password)
       const consumer = app.consumers.authenticate(password)
       if (consumer === undefined || consumer.id !== String(v.username)) {
-        return { status: 400, body: '{"non_field_errors":["Unable to log in with provided credentials."]}' }
+        return { status: 400, body: JSON.stringify({ non_field_errors: [LOGIN_FAILED] }) }
       }
-      return { status: 200, body: `{"token":${JSON.stringify(password)},"expires_in":${KEY_EXPIRES_IN},"refreshed":false}` }
+      return { status: 200, body: authTokenReply(password, KEY_EXPIRES_IN_S) }
     }
     default: return write(app, request, endpoint as WriteEndpoint, v, original)
   }
@@ -99,7 +99,7 @@ function handlerFor (app: FastifyInstance, endpoint: UpstreamEndpoint, method: '
   return async (request: FastifyRequest, reply: FastifyReply) => {
     const isWrite = WRITE_ENDPOINTS.has(endpoint) && endpoint !== 'auth-token'
     // GET on a write endpoint never writes (the upstream's GET on objectdetectionlist/ does: contract §10.5).
-    if (method === 'GET' && isWrite) return send(reply, 200, GET_STUB)
+    if (method === 'GET' && isWrite) return send(reply, 200, GET_STUB_BODY)
     const state = request.compat
     if (state?.error !== undefined) throw state.error
     const data = state?.data as DataSource
@@ -139,10 +139,10 @@ export const compatRoutes: FastifyPluginAsync = async (app) => {
     }
     const status = err.statusCode ?? 500
     if (status >= 500) request.log.error({ err }, 'compat request failed')
-    const text = status >= 500 && err.code?.startsWith('GW_') !== true ? 'A server error occurred.' : err.message
+    const text = status >= 500 && err.code?.startsWith('GW_') !== true ? DETAILS.serverError : err.message
     return send(reply, status, detail(text))
   })
-  app.setNotFoundHandler((_request, reply) => send(reply, 404, detail('Not found.')))
+  app.setNotFoundHandler((_request, reply) => send(reply, 404, detail(DETAILS.notFound)))
 
   app.addHook('preValidation', async (request) => {
     if (request.routeOptions.config.dialect !== 'compat') return
@@ -168,7 +168,7 @@ export const compatRoutes: FastifyPluginAsync = async (app) => {
     const base = { dialect: 'compat' as const, ...(units === undefined ? {} : { units }) }
 
     if (isAnonymous) {
-      app.get(url, { config: { dialect: 'compat', public: true }, schema: { hide: true } }, async (_request, reply) => send(reply, 405, detail('Method "GET" not allowed.')))
+      app.get(url, { config: { dialect: 'compat', public: true }, schema: { hide: true } }, async (_request, reply) => send(reply, 405, detail(DETAILS.methodNotAllowed('GET'))))
     } else {
       app.get(url, { config: { ...base, scope: readScope }, schema: { hide: true } }, handlerFor(app, endpoint, 'GET'))
     }
@@ -178,7 +178,7 @@ export const compatRoutes: FastifyPluginAsync = async (app) => {
       url,
       config: { dialect: 'compat', ...(readScope === undefined ? { public: true } : { scope: readScope }) },
       schema: { hide: true },
-      handler: async (request, reply) => send(reply, 405, detail(`Method "${request.method}" not allowed.`))
+      handler: async (request, reply) => send(reply, 405, detail(DETAILS.methodNotAllowed(request.method)))
     })
     // Django's APPEND_SLASH: a 301 with an empty body to the same path with the slash, query kept.
     app.route({
@@ -203,12 +203,12 @@ export const compatNegotiationPlugin = fp(async (app) => {
   app.addHook('onRequest', async (request, reply) => {
     if (request.routeOptions.config.dialect !== 'compat') return
     const format = new URLSearchParams(request.url.split('?', 2)[1] ?? '').get('format') ?? undefined
-    const renderers = request.routeOptions.url?.endsWith('/auth-token/') === true ? ['json' as const] : ['json' as const, 'html' as const]
+    const renderers = request.routeOptions.url?.endsWith(`/${DEFAULT_PATHS['auth-token']}`) === true ? ['json' as const] : ['json' as const, 'html' as const]
     const result = negotiate(request.headers.accept, format, renderers)
     if ('error' in result) {
       return result.error === 'not-found'
-        ? send(reply, 404, detail('Not found.'))
-        : send(reply, 406, detail('Could not satisfy the request Accept header.'))
+        ? send(reply, 404, detail(DETAILS.notFound))
+        : send(reply, 406, detail(DETAILS.notAcceptable))
     }
   })
 }, { name: 'compat-negotiation', fastify: '5.x' })

@@ -6,7 +6,7 @@ import { MSG, pyInt, pyStrip, type FieldValue } from '../../drf/fields.js'
 import { parseDateTime } from '../../drf/time.js'
 import {
   MAIN_LIST_COUNT, MAX_CONE_RADIUS_ARCSEC, MISSING_RECORD, UPSTREAM_MAX_OBJECTS, canBeAtlasId, emptyConeReply, fields,
-  maxObjectsInfo, type ConeMode, type Fields, type UpstreamEndpoint
+  maxObjectsInfo, replyFields, requestFields, type ConeMode, type Fields, type UpstreamEndpoint
 } from '../../upstream/endpoints.js'
 import type { RouteId } from '../../cache/freshness.js'
 import { digitsOf, filterRecordText, filterRows, rowsInIdOrder, type TextRow } from './text.js'
@@ -104,7 +104,7 @@ export async function objectlist (app: FastifyInstance, request: FastifyRequest,
     listId = Number(raw)
   } else {
     // The upstream indexes a Python list: -1 is list 13, and 14 or more is a 500 page. Refuse those here.
-    if (raw >= BigInt(MAIN_LIST_COUNT) || raw < -BigInt(MAIN_LIST_COUNT)) return fieldError('objectlistid', `Detection lists are 0 to ${MAIN_LIST_COUNT - 1}.`)
+    if (raw >= BigInt(MAIN_LIST_COUNT) || raw < -BigInt(MAIN_LIST_COUNT)) return fieldError(requestFields.objectListId, `Detection lists are 0 to ${MAIN_LIST_COUNT - 1}.`)
     listId = raw < 0n ? MAIN_LIST_COUNT + Number(raw) : Number(raw)
   }
   const text = await tableText(app, request, 'lists', 'objectlist', fields.objectlist({ listId, isCustom }),
@@ -112,7 +112,7 @@ export async function objectlist (app: FastifyInstance, request: FastifyRequest,
   const since = thresholdUs(original.datethreshold)
   if (since === undefined) return ok(text)
   // followup_flag_date > threshold (strict), as the upstream filters.
-  return ok(filterRows(text, (r) => (rowTimeUs(r, 'followup_flag_date') ?? -Infinity) > since))
+  return ok(filterRows(text, (r) => (rowTimeUs(r, replyFields.listRowDate) ?? -Infinity) > since))
 }
 
 /** The VRA lists: with `objects`, those ids (and `debug` on scores), thresholds ignored; else thresholds. */
@@ -125,14 +125,14 @@ export async function vraList (app: FastifyInstance, request: FastifyRequest, en
     const ids = csvTokens(v.objects).map(pyInt).filter((id) => id !== null && canBeAtlasId(id)).map(String)
     if (ids.length === 0) return ok('[]')
     const text = await tableText(app, request, route, endpoint, fields.wholeTable(), [view])
-    return ok(rowsInIdOrder(text, 'transient_object_id', ids, (r) => endpoint !== 'vrascoreslist' || r.debug === v.debug))
+    return ok(rowsInIdOrder(text, replyFields.tableObjectId, ids, (r) => endpoint !== 'vrascoreslist' || r.debug === v.debug))
   }
   const text = await tableText(app, request, route, endpoint, fields.wholeTable(), [view])
   const since = thresholdUs(original.datethreshold) ?? 0
   const minId = endpoint === 'vraranklist' ? undefined : (v.idthreshold as bigint)
   // The to-do table's primary key is the object id, so idthreshold compares object ids there.
-  const idField = endpoint === 'vratodolist' ? 'transient_object_id' : 'id'
-  return ok(filterRows(text, (r) => (rowTimeUs(r, 'timestamp') ?? -Infinity) >= since &&
+  const idField = endpoint === 'vratodolist' ? replyFields.tableObjectId : replyFields.listRowId
+  return ok(filterRows(text, (r) => (rowTimeUs(r, replyFields.tableTimestamp) ?? -Infinity) >= since &&
     (minId === undefined || BigInt(digitsOf(r, idField) ?? '-1') >= minId)))
 }
 
