@@ -1,5 +1,5 @@
 // The list catalogue: facade names ↔ upstream ids. Detection lists are fixed by the upstream server
-// (contract §7); custom lists (object groups) come from configuration, with the official client's names
+//; custom lists (object groups) come from configuration, with the official client's names
 // as defaults.
 import { NotFoundError } from './errors.js'
 
@@ -23,7 +23,7 @@ export const DETECTION_LISTS: Readonly<Record<string, number>> = {
   duplicates: 13
 }
 
-/** The lists objectdetectionlist/ accepts (contract §5.14): possible ("snooze"), eyeball, galcand. */
+/** The lists objectdetectionlist/ accepts: possible ("snooze"), eyeball, galcand. */
 export const DETECTION_LIST_TARGETS = ['possible', 'eyeball', 'galcand'] as const
 
 export const DEFAULT_CUSTOM_LISTS: Readonly<Record<string, number>> = {

@@ -1,6 +1,6 @@
 // How long each route's answers stay fresh, then usable while a refresh runs (stale-while-revalidate,
 // RFC 5861), then usable only when the upstream fails (stale-if-error). The defaults trade the upstream
-// budget (about 100 calls per hour for everyone, design §2) against how fast each kind of data changes;
+// budget (about 100 calls per hour for everyone) against how fast each kind of data changes;
 // CACHE_FRESHNESS overrides them per route, validated at boot.
 
 export interface Freshness {

@@ -53,7 +53,7 @@ export function buildCacheKey (route: string, query: Query = {}, opts: KeyOption
   return `${opts.version ?? FACADE_VERSION}:${route}:${part}`
 }
 
-/** The per-id entry holding an object's full-history record (design §4 "Objects"). */
+/** The per-id entry holding an object's full-history record. */
 export function objectKey (id: string): string {
   // The same key buildCacheKey('objects', { id }) gives, without normalising a one-field query per id
   // on the hot path (keys.test.ts checks they agree).

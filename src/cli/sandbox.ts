@@ -1,5 +1,5 @@
-// `npm run sandbox`: the sandbox ATLAS upstream on its own, configured by SANDBOX_* variables (design
-// §6). Prints the API base URL and the users' 40-hex tokens, then serves until SIGINT or SIGTERM.
+// `npm run sandbox`: the sandbox ATLAS upstream on its own, configured by SANDBOX_* variables (README,
+// The sandbox upstream). Prints the API base URL and the users' 40-hex tokens, then serves until SIGINT or SIGTERM.
 import { sandboxOptionsFromEnv, startSandbox } from '../sandbox/index.js'
 
 const DEFAULT_PORT = 8081

@@ -1,5 +1,5 @@
 // Where a request carries its key, per dialect. v1: `Authorization: Bearer <key>` or `X-API-Key`.
-// compat: the upstream's own rules (upstream-contract §2), detail strings included: the header
+// compat: the upstream's own rules, detail strings included: the header
 // `Authorization: Token <key>` (keyword case-insensitive) wins when present, else `?token=`.
 import { isUtf8 } from 'node:buffer'
 import type { FastifyRequest } from 'fastify'

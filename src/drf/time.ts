@@ -33,7 +33,7 @@ export function formatDateTime (us: number, zone: 'Z' | '' = 'Z'): string {
 
 // Django's datetime_re (django/utils/dateparse.py), which DRF's ISO-8601 input format uses.
 const DATETIME_RE = /^(\d{4})-(\d{1,2})-(\d{1,2})[T ](\d{1,2}):(\d{1,2})(?::(\d{1,2})(?:[.,](\d{1,6})\d{0,6})?)?\s*(Z|[+-]\d{2}(?::?\d{2})?)?$/
-// Date-only values are accepted since Django 4.0 (datetime.fromisoformat), as the design asks.
+// Date-only values are accepted since Django 4.0 (datetime.fromisoformat); the deployment likely runs 4.1.
 const DATE_RE = /^(\d{4})-(\d{2})-(\d{2})$/
 
 function daysInMonth (year: number, month: number): number {

@@ -1,4 +1,4 @@
-// Users, tokens and the authentication schemes (contract §2): `Authorization: Token <key>` (keyword
+// Users, tokens and the authentication schemes: `Authorization: Token <key>` (keyword
 // case-insensitive), then `?token=`; per-group expiry measured from token creation; staff exempt from
 // expiry but not from the group-profile check. Basic auth exists only for auth-token, as in DRF.
 import { createHash } from 'node:crypto'

@@ -67,7 +67,7 @@ export interface Tables {
   xm: XmRow[]
 }
 
-/** The client's custom lists (contract §7) except `dummy` (999), which must not exist. */
+/** The client's custom lists except `dummy` (999), which must not exist. */
 export const CUSTOM_LIST_IDS = [2, 14, 16, 17, 40, 56, 72, 73] as const
 
 function recentUs (rng: Rng): number {

@@ -1,4 +1,4 @@
-// api/auth-token/ (contract §2.3): username/password in, {token, expires_in, refreshed} out. The
+// api/auth-token/: username/password in, {token, expires_in, refreshed} out. The
 // existing token comes back until it is older than the user's window; then it is rotated, even for
 // staff, and the old key stops working everywhere.
 import { DjangoHtmlError } from '../drf/errors.js'

@@ -1,4 +1,4 @@
-// The read endpoints (contract §5.1–5.3, 5.5, 5.7, 5.9, 5.12, 5.13): any authenticated user, GET or POST.
+// The read endpoints: any authenticated user, GET or POST.
 import { DjangoHtmlError } from '../drf/errors.js'
 import { pyInt, pyStrip } from '../drf/fields.js'
 import { MAIN_LIST_COUNT, maxObjectsInfo } from '../upstream/endpoints.js'

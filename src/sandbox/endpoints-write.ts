@@ -1,4 +1,4 @@
-// The write endpoints (contract §5.4, 5.6, 5.8, 5.10, 5.11, 5.14) and their quirks: failures with
+// The write endpoints and their quirks: failures with
 // success codes, `objectgroupid` holding the object id, 204 then 400, GET that writes.
 import { DjangoHtmlError } from '../drf/errors.js'
 import { validate } from '../drf/fields.js'

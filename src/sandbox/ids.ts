@@ -1,4 +1,4 @@
-// ATLAS ids and sky geometry. Ids follow the observed layout (contract §7): `1` + RA hhmmssss +
+// ATLAS ids and sky geometry. Ids follow the observed layout: `1` + RA hhmmssss +
 // Dec sign digit (1 = +, 0 = -) + Dec ddmmsss + 2 disambiguation digits, 19 digits in all.
 
 export function encodeAtlasId (ra: number, dec: number, suffix: number): bigint {

@@ -5,7 +5,7 @@ export const DEFAULT_HOST = '127.0.0.1'
 export const DEFAULT_PREFIX = '/api/'
 export const DEFAULT_OBJECTS = 2000
 export const DEFAULT_SEED = 42
-// The upstream's REST_FRAMEWORK rates (contract §4).
+// The upstream's REST_FRAMEWORK rates.
 export const DEFAULT_USER_RATE = '100/hour'
 export const DEFAULT_STAFF_RATE = '100000/hour'
 export const DEFAULT_ANON_RATE = '10/hour'
@@ -101,7 +101,7 @@ function textFrom (env: Env, name: string): string | undefined {
 }
 
 /**
- * The SANDBOX_* knobs (design §6), read by `npm run sandbox` and by the gateway's embedded sandbox.
+ * The SANDBOX_* knobs, read by `npm run sandbox` and by the gateway's embedded sandbox.
  * Unset knobs stay undefined, which resolveOptions reads as "use the default".
  */
 export function sandboxOptionsFromEnv (env: Env): SandboxOptions {

@@ -1,4 +1,4 @@
-// DRF's SimpleRateThrottle (contract §4): a sliding window of request times per key, kept in
+// DRF's SimpleRateThrottle: a sliding window of request times per key, kept in
 // process memory like the upstream's LocMemCache. Keys are `user:<id>`, `admin:<id>` or `anon:<ident>`.
 import type { Rate } from './options.js'
 import { DETAILS } from '../upstream/endpoints.js'

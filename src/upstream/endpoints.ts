@@ -92,10 +92,10 @@ function compact (values: Record<string, string | number | boolean | undefined>)
 /** The upstream's id limit of one `objects/` call (50,000 since 2025-11-21). */
 export const UPSTREAM_MAX_OBJECTS = 50_000
 
-/** Main detection lists 0…13; the upstream indexes a Python list with objectlistid (contract §5.3). */
+/** Main detection lists 0…13; the upstream indexes a Python list with objectlistid. */
 export const MAIN_LIST_COUNT = 14
 
-/** The `objects/` reply over its id limit: a dict, not a list, with status 200 (contract §5.2). */
+/** The `objects/` reply over its id limit: a dict, not a list, with status 200. */
 export function maxObjectsInfo (max = UPSTREAM_MAX_OBJECTS): string {
   return `{"info":"Max number of objects for each requests is ${max.toLocaleString('en-US')}"}`
 }
@@ -104,7 +104,7 @@ export function maxObjectsInfo (max = UPSTREAM_MAX_OBJECTS): string {
 export const MISSING_RECORD = '{"object":"AtlasDiffObjects matching query does not exist.","lc":null,"lcnondets":null,"fp":null,' +
   '"sherlock_crossmatches":null,"sherlock_classifications":null,"tns_crossmatches":null,"external_crossmatches":null}'
 
-/** The `objects/` reply over its id limit is a dict, not a list (contract §5.2). */
+/** The `objects/` reply over its id limit is a dict, not a list. */
 export function isMaxObjectsInfo (text: string): boolean {
   return /^\s*\{\s*"info"\s*:\s*"Max number of objects/.test(text)
 }
@@ -170,7 +170,7 @@ export const replyFields = {
   groupId: 'object_group_id',
   authToken: 'token',
   detail: 'detail',
-  // The list filters of the client (contract §9) and the row fields they apply to.
+  // The list filters of the client and the row fields they apply to.
   listFilters: {
     vra: 'vra', rb_pix: 'rb_pix', ra: 'ra', dec: 'dec', sherlock_class: 'sherlockClassification', spec_type: 'observation_status'
   }
@@ -181,7 +181,7 @@ export type WriteOutcome =
 
 /**
  * Reads a write reply. The upstream says "failure" with success codes (201 `Object does not exist.`,
- * 200 `Error updating row.`), so the `info` text decides, never the status alone (contract §10.1).
+ * 200 `Error updating row.`), so the `info` text decides, never the status alone.
  */
 export function writeOutcome (status: number, body: unknown): WriteOutcome | undefined {
   if (status === 204) return 'removed'

@@ -41,7 +41,7 @@ export function createObjectLoader (opts: ObjectLoaderOptions) {
       throw Object.assign(new UpstreamError(`The upstream refused an objects/ read (status ${reply.status}).`), { cause: reply.text.slice(0, 200) })
     }
     if (isMaxObjectsInfo(reply.text)) {
-      // The upstream lowered its id limit: halve ours and split this chunk (design §4).
+      // The upstream lowered its id limit: halve ours and split this chunk.
       if (ids.length === 1) throw new UpstreamError('The upstream refused a single-id objects/ read.')
       maxIds = Math.max(1, Math.floor(ids.length / 2))
       const half = Math.ceil(ids.length / 2)

@@ -1,7 +1,7 @@
 // The upstream's serializers (psat_server_web atlasapi/serializers.py): the fields each endpoint reads,
 // with DRF's types, in declaration order (which is also the order of DRF's error keys). One table serves
 // both sides: the sandbox validates with it, and the compatibility path validates with it before anything
-// reaches the upstream. Contract §5.
+// reaches the upstream.
 import type { FieldSpec } from '../drf/fields.js'
 import type { UpstreamEndpoint } from './endpoints.js'
 

@@ -98,7 +98,7 @@ async function answer (app: FastifyInstance, request: FastifyRequest, endpoint: 
 function handlerFor (app: FastifyInstance, endpoint: UpstreamEndpoint, method: 'GET' | 'POST') {
   return async (request: FastifyRequest, reply: FastifyReply) => {
     const isWrite = WRITE_ENDPOINTS.has(endpoint) && endpoint !== 'auth-token'
-    // GET on a write endpoint never writes (the upstream's GET on objectdetectionlist/ does: contract §10.5).
+    // GET on a write endpoint never writes (the upstream's GET on objectdetectionlist/ does).
     if (method === 'GET' && isWrite) return send(reply, 200, GET_STUB_BODY)
     const state = request.compat
     if (state?.error !== undefined) throw state.error

@@ -1,4 +1,4 @@
-// Read endpoints of the compatibility path: the upstream's semantics (contract §5) computed from the
+// Read endpoints of the compatibility path: the upstream's semantics computed from the
 // same cached wide reads as v1, answered in the upstream's bytes.
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import { views } from '../../cache/tags.js'
@@ -139,7 +139,7 @@ export async function vraList (app: FastifyInstance, request: FastifyRequest, en
 export async function objectgroupslist (app: FastifyInstance, request: FastifyRequest, v: Values): Promise<CompatReply> {
   const objectId = typeof v.objectid === 'bigint' ? String(v.objectid) : undefined
   const groupId = typeof v.objectgroupid === 'bigint' ? Number(v.objectgroupid) : undefined
-  // Exactly one filter applies; both or neither return the whole table (contract §5.9).
+  // Exactly one filter applies; both or neither return the whole table.
   if ((objectId === undefined) === (groupId === undefined)) {
     return ok(await tableText(app, request, 'custom-lists', 'objectgroupslist', fields.wholeTable(), [views.allGroups()]))
   }

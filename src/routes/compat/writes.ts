@@ -10,7 +10,7 @@ import type { CompatReply, Values } from './reads.js'
 
 export type WriteEndpoint = ObjectWriteEndpoint
 
-/** Validated values back into form fields, normalised (datetimes in full UTC, contract §1). */
+/** Validated values back into form fields, normalised (datetimes in full UTC). */
 function toFields (endpoint: UpstreamEndpoint, v: Values, original: Record<string, string>): Fields {
   const out: Fields = {}
   for (const spec of SERIALIZERS[endpoint]) {

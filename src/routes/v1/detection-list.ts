@@ -1,5 +1,5 @@
 // Moving an object to a detection list (scope write:detection-list). Always a POST upstream: a GET to
-// objectdetectionlist/ writes too, even for read-only users (contract §10.5), so the gateway never sends one.
+// objectdetectionlist/ writes too, even for read-only users, so the gateway never sends one.
 import { Type } from '@sinclair/typebox'
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { NotFoundError, ValidationError } from '../../errors.js'

@@ -1,5 +1,5 @@
 // Detection and custom lists (scope read): the catalogue, and list members fetched wide and filtered
-// here (the upstream ignores the client's filters, contract §9).
+// here (the upstream ignores the client's filters).
 import { Type } from '@sinclair/typebox'
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { views } from '../../cache/tags.js'

@@ -1,4 +1,4 @@
-// Local filtering of tables fetched wide (design §4): the upstream ignores most filters or applies them
+// Local filtering of tables fetched wide: the upstream ignores most filters or applies them
 // differently, and one wide upstream read per freshness window serves every consumer's variant.
 import { UpstreamError } from '../../errors.js'
 import { parseInstant } from '../../lib/datetime.js'
@@ -55,7 +55,7 @@ export interface ListFilters {
 
 const RANGE_FILTERS = ['vra', 'rb_pix', 'ra', 'dec'] as const
 
-/** The client's objectlist filters (contract §9): inclusive bounds, exact-match strings. */
+/** The client's objectlist filters: inclusive bounds, exact-match strings. */
 export function applyListFilters (rows: Row[], f: ListFilters): Row[] {
   const checks: Array<(r: Row) => boolean> = []
   for (const name of RANGE_FILTERS) {
