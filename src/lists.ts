@@ -1,41 +1,13 @@
 // The list catalogue: facade names ↔ upstream ids. Detection lists are fixed by the upstream server
-//; custom lists (object groups) come from configuration, with the official client's names
-// as defaults.
+// (upstream/lists.ts); custom lists (object groups) come from configuration, with the official
+// client's names as defaults.
 import { NotFoundError } from './errors.js'
+import { DEFAULT_CUSTOM_LISTS, DETECTION_LISTS } from './upstream/lists.js'
+
+export { DEFAULT_CUSTOM_LISTS, DETECTION_LISTS, DETECTION_LIST_TARGETS } from './upstream/lists.js'
 
 export type ListKind = 'detection' | 'custom'
 export interface ListInfo { name: string, id: number, kind: ListKind }
-
-export const DETECTION_LISTS: Readonly<Record<string, number>> = {
-  garbage: 0,
-  follow_up: 1,
-  good: 2,
-  possible: 3,
-  eyeball: 4,
-  attic: 5,
-  stars: 6,
-  agn: 7,
-  fasttrack: 8,
-  movers: 9,
-  magellanic_clouds: 10,
-  pm_stars: 11,
-  galcand: 12,
-  duplicates: 13
-}
-
-/** The lists objectdetectionlist/ accepts: possible ("snooze"), eyeball, galcand. */
-export const DETECTION_LIST_TARGETS = ['possible', 'eyeball', 'galcand'] as const
-
-export const DEFAULT_CUSTOM_LISTS: Readonly<Record<string, number>> = {
-  mookodi: 2,
-  salt: 14,
-  mookodi_live: 16,
-  mookodi_peak: 17,
-  cv: 40,
-  mdwarf: 56,
-  heloise: 72,
-  vra: 73
-}
 
 export type ListCatalog = ReturnType<typeof createListCatalog>
 
