@@ -1,4 +1,4 @@
-// Holds the upstream token server-side and keeps it usable unattended (contract §2.2–§2.3):
+// Holds the upstream token server-side and keeps it usable unattended:
 // - `Token has expired.` → one refresh through auth-token/ (single flight: every caller that saw the
 //   same stale token waits on the same promise), then the caller replays once;
 // - `Invalid token.` (another holder rotated it) → re-read the shared token and the token source first,
@@ -33,6 +33,10 @@ export type TokenManager = ReturnType<typeof createTokenManager>
 
 const TOKEN_RE = /^[0-9a-f]{40}$/
 const LOCK_TTL_MS = 15_000
+// The shared token key expires like every gateway key. Each refresh rewrites it; when it lapses (a token
+// unused and unrefreshed for this long), replicas keep their own copy, and one that starts fresh falls
+// back to the configured token and the usual `Invalid token.` recovery.
+const TOKEN_KEY_TTL_S = 30 * 86400
 const WAIT_STEP_MS = 100
 const WAIT_MAX_MS = 10_000
 // Tokens remembered for scrubbing: the current one and a few before it (a reply may quote an old one).
@@ -75,7 +79,7 @@ export function createTokenManager (sources: TokenSources, login: LoginFn, onRef
   }
 
   const readShared = () => guarded(async (r) => (await r.get(tokenKey)) ?? undefined, undefined)
-  const writeShared = (token: string) => guarded(async (r) => { await r.set(tokenKey, token) }, undefined)
+  const writeShared = (token: string) => guarded(async (r) => { await r.set(tokenKey, token, 'EX', TOKEN_KEY_TTL_S) }, undefined)
 
   async function readSource (): Promise<string> {
     return readSecret(sources.token, sources.tokenFile)
@@ -130,7 +134,7 @@ export function createTokenManager (sources: TokenSources, login: LoginFn, onRef
       if (fromRedis !== undefined) return hold(fromRedis)
       if (current === undefined) {
         current = hold(await readSource())
-        if (current !== '') await guarded(async (r) => { await r.set(tokenKey, current as string, 'NX') }, undefined)
+        if (current !== '') await guarded(async (r) => { await r.set(tokenKey, current as string, 'EX', TOKEN_KEY_TTL_S, 'NX') }, undefined)
       }
       return current
     },

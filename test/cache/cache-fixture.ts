@@ -21,12 +21,18 @@ export function deferred<T = void> () {
   return { promise, resolve, reject }
 }
 
-/** A loader answering `body()` (or throwing `fail()`), counting calls; `gate` holds each call until opened. */
+/**
+ * A loader answering `body()` (or throwing `fail()`), counting calls; `gate` holds each call until
+ * opened. `started` settles when the first call begins: await it instead of polling `calls`.
+ */
 export function countingLoader (body: () => string = () => 'v1', opts: { tags?: string[], fail?: () => unknown, gate?: Promise<void> } = {}) {
+  const first = deferred()
   const loader = {
     calls: 0,
+    started: first.promise,
     fn: async (): Promise<LoaderResult> => {
       loader.calls++
+      first.resolve()
       if (opts.gate !== undefined) await opts.gate
       // Resolve on a later macrotask, as a network call would.
       await new Promise((resolve) => setImmediate(resolve))

@@ -48,8 +48,8 @@ test('two instances on one Redis with the fill lock → one loader call for the 
   const loaderA = countingLoader(() => 'from A', { gate: gate.promise })
   const loaderB = countingLoader(() => 'from B')
   const fromA = a.cache.fetch('k', FRESHNESS, loaderA.fn)
-  // Wait until A holds the lock and is inside its loader.
-  for (let i = 0; i < 1000 && loaderA.calls === 0; i++) await new Promise((resolve) => setImmediate(resolve))
+  // A holds the lock once it is inside its loader.
+  await loaderA.started
   const [ra, rb] = await Promise.all([fromA, b.cache.fetch('k', FRESHNESS, loaderB.fn)])
   t.equal(loaderA.calls + loaderB.calls, 1)
   t.equal(ra.entry.body.toString(), 'from A')
@@ -65,7 +65,7 @@ test('when the lock holder fails, the waiter loads itself instead of waiting out
   const b = await twoTierCache(t, { clock, shared: a.conn, withLock: true, onCoalesced: () => gate.resolve() })
   const failing = countingLoader(() => 'x', { gate: gate.promise, fail: () => new UpstreamError('upstream 502') })
   const fromA = a.cache.fetch('k', FRESHNESS, failing.fn)
-  for (let i = 0; i < 1000 && failing.calls === 0; i++) await new Promise((resolve) => setImmediate(resolve))
+  await failing.started
   const loaderB = countingLoader(() => 'from B')
   const [ra, rb] = await Promise.allSettled([fromA, b.cache.fetch('k', FRESHNESS, loaderB.fn)])
   t.equal(ra.status, 'rejected')
@@ -84,7 +84,7 @@ test('a background refresh defers to another replica already refreshing', { skip
   const refreshA = countingLoader(() => 'new', { gate: gate.promise })
   const refreshB = countingLoader(() => 'new')
   t.equal((await a.cache.fetch('k', FRESHNESS, refreshA.fn)).status, 'STALE')
-  for (let i = 0; i < 1000 && refreshA.calls === 0; i++) await new Promise((resolve) => setImmediate(resolve))
+  await refreshA.started
   t.equal((await b.cache.fetch('k', FRESHNESS, refreshB.fn)).status, 'STALE')
   await b.cache.drain()
   gate.resolve()
@@ -103,6 +103,8 @@ test('invalidation removes tagged entries from L1, L2 and, through the bus, the 
   await Promise.all([busA.ready, busB.ready])
   const a = await twoTierCache(t, { clock, shared: conn, bus: busA })
   const b = await twoTierCache(t, { clock, shared: conn, bus: busB })
+  // B's cache subscribed first, so when this handler runs B's cache has handled the message.
+  const reachedB = new Promise<string[]>((resolve) => busB.onInvalidate(resolve))
   const list = countingLoader(() => 'members', { tags: ['custom-list:vra'] })
   await a.cache.fetch('members', FRESHNESS, list.fn)
   await a.cache.fetch('untagged', FRESHNESS, countingLoader().fn)
@@ -112,8 +114,8 @@ test('invalidation removes tagged entries from L1, L2 and, through the bus, the 
   await a.cache.invalidate(['custom-list:vra'])
   t.equal(await a.l1.get('members'), undefined, 'gone from A\'s L1')
   t.equal(await a.l2.get('members'), undefined, 'gone from L2')
-  // Pub/sub delivery is asynchronous: wait (boundedly) for B's subscriber to act.
-  for (let i = 0; i < 200 && await b.l1.get('members') !== undefined; i++) await new Promise((resolve) => setTimeout(resolve, 5))
+  // Pub/sub delivery is asynchronous: wait for the message to reach B.
+  t.same(await reachedB, ['custom-list:vra'], 'B received the invalidation')
   t.equal(await b.l1.get('members'), undefined, 'gone from B\'s L1')
   t.equal((await b.cache.fetch('members', FRESHNESS, list.fn)).status, 'MISS')
   t.equal((await a.cache.fetch('untagged', FRESHNESS, countingLoader().fn)).status, 'HIT', 'untagged entries stay')
@@ -157,7 +159,7 @@ test('a waiter whose bound passes while the holder is still loading loads itself
   const b = await twoTierCache(t, { clock, shared: a.conn, withLock: true, lockWaitMs: 50 })
   const stuck = countingLoader(() => 'from A', { gate: gate.promise })
   const fromA = a.cache.fetch('k', FRESHNESS, stuck.fn)
-  for (let i = 0; i < 1000 && stuck.calls === 0; i++) await new Promise((resolve) => setImmediate(resolve))
+  await stuck.started
   const loaderB = countingLoader(() => 'from B')
   const rb = await b.cache.fetch('k', FRESHNESS, loaderB.fn)
   t.equal(rb.entry.body.toString(), 'from B')

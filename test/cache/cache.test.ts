@@ -5,10 +5,6 @@ import { createCache, isUpstreamError, type CacheStatus } from '../../src/cache/
 import { UpstreamError, UpstreamTimeoutError, ValidationError } from '../../src/errors.js'
 import { FRESHNESS, countingLoader, deferred, manualClock, memoryCache } from './cache-fixture.js'
 
-const until = async (check: () => boolean): Promise<void> => {
-  for (let i = 0; i < 1000 && !check(); i++) await new Promise((resolve) => setImmediate(resolve))
-}
-
 test('absent → MISS through the loader; then HIT with its age', async (t) => {
   const results: Array<[CacheStatus, string]> = []
   const { cache, clock, l1 } = memoryCache(manualClock(), { onResult: (s, r) => results.push([s, r]) })
@@ -167,7 +163,7 @@ test('invalidate drops tagged entries; a load racing an invalidation of its tags
   const gate = deferred()
   const slow = countingLoader(() => 'before the write', { tags: ['object:9'], gate: gate.promise })
   const pending = cache.fetch('c', FRESHNESS, slow.fn)
-  await until(() => slow.calls === 1)
+  await slow.started
   await cache.invalidate(['object:9'])
   gate.resolve()
   t.equal((await pending).entry.body.toString(), 'before the write', 'the caller still gets its answer')
@@ -176,7 +172,7 @@ test('invalidate drops tagged entries; a load racing an invalidation of its tags
   const unrelated = deferred()
   const other = countingLoader(() => 'z', { tags: ['object:10'], gate: unrelated.promise })
   const pendingOther = cache.fetch('d', FRESHNESS, other.fn)
-  await until(() => other.calls === 1)
+  await other.started
   await cache.invalidate(['object:11'])
   unrelated.resolve()
   await pendingOther

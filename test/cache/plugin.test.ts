@@ -10,6 +10,7 @@ import { metricsPlugin } from '../../src/plugins/metrics.js'
 import { redisPlugin } from '../../src/plugins/redis.js'
 import { countingLoader } from './cache-fixture.js'
 import { REDIS_URL, connectRedis, uniquePrefix } from './redis-fixture.js'
+import { waitFor } from '../fixtures/wait.js'
 
 const skip = REDIS_URL === '' ? 'REDIS_URL is not set' : false
 
@@ -68,11 +69,12 @@ test('with Redis: L2 under REDIS_KEY_PREFIX, shared by two apps; invalidation re
   t.equal((await b.cache.fetch('v1:custom-lists:name=vra', freshness, loader.fn)).status, 'HIT')
   await a.cache.invalidate(['custom-list:vra'])
   let status = 'HIT'
-  // Pub/sub is asynchronous: retry boundedly until B's L1 has dropped the entry.
-  for (let i = 0; i < 200 && status === 'HIT'; i++) {
-    await new Promise((resolve) => setTimeout(resolve, 5))
+  // Pub/sub is asynchronous and the app does not expose its subscriber: re-check until B's L1 has
+  // dropped the entry (waitFor fails the test, naming this, if it never does).
+  await waitFor('B\'s L1 to drop the invalidated entry', async () => {
     status = (await b.cache.fetch('v1:custom-lists:name=vra', freshness, loader.fn)).status
-  }
+    return status !== 'HIT'
+  })
   t.equal(status, 'MISS')
   t.equal(loader.calls, 2)
 })

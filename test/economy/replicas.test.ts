@@ -54,5 +54,8 @@ test('replicas on one Redis', { skip: TEST_REDIS_URL === '' ? 'needs REDIS_URL' 
     const results = await Promise.all(cones)
     t.same(results.map((r) => r.statusCode), results.map(() => 200))
     t.equal(sandbox.calls.get('auth-token'), 1, 'one refresh across both replicas')
+    // Like every key the gateway writes, the shared token expires (each refresh rewrites it).
+    const ttl = await a.redis?.ttl(`${a.config.REDIS_KEY_PREFIX}token`)
+    t.ok(ttl !== undefined && ttl > 0, `the shared token key has a TTL (${ttl} s)`)
   })
 })

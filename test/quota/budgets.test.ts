@@ -5,6 +5,7 @@ import { Redis } from 'ioredis'
 import { createDailyUnits, DAY_SECONDS } from '../../src/quota/budgets.js'
 import { createMemoryWindowStore, createRedisWindowStore, type Clock, type WindowStore } from '../../src/quota/window-store.js'
 import { toRecord } from '../../src/consumers/schema.js'
+import { deleteKeysOnTeardown, testKeyPrefix } from '../fixtures/redis-keys.js'
 
 const REDIS_URL = process.env.REDIS_URL ?? ''
 const consumer = toRecord({ id: 'bot', key_sha256: [], daily_objects: 100 }).consumer
@@ -25,7 +26,9 @@ for (const [name, make] of stores) {
   test(`daily units (${name})`, { skip: make === undefined ? 'REDIS_URL is not set' : false }, async (t) => {
     if (make === undefined) return
     let now = Date.UTC(2026, 2, 10, 18, 0, 0)
-    const units = createDailyUnits(await make(t, () => now), `agw-test:budgets:${process.pid}:${Math.random().toString(36).slice(2)}:`)
+    const prefix = testKeyPrefix('budgets')
+    if (name === 'redis') deleteKeysOnTeardown(t, REDIS_URL, prefix)
+    const units = createDailyUnits(await make(t, () => now), prefix)
 
     t.equal(await units.used(consumer), 0)
     t.match(await units.charge(consumer, 60), { isAllowed: true, used: 60 })

@@ -1,4 +1,6 @@
 import { test } from 'tap'
+import type { FastifyInstance } from 'fastify'
+import { createQuota, type Quota } from '../../src/quota/plugin.js'
 import { createUpstreamShare } from '../../src/quota/upstream-share.js'
 import { createMemoryWindowStore } from '../../src/quota/window-store.js'
 import { toRecord } from '../../src/consumers/schema.js'
@@ -16,31 +18,42 @@ test('the share is per UTC hour (injected clock)', async (t) => {
   t.equal(await share.used(consumer), 1)
 })
 
-test('app.quota.takeUpstreamShare throws GW_QUOTA_EXHAUSTED with retryAfter once the share is spent', async (t) => {
+// The share is per UTC hour, so the app's quota is built here with an injected clock (createQuota is
+// what the quota plugin decorates app.quota with): the test means the same at any wall-clock minute.
+test('the app\'s quota: takeUpstreamShare throws GW_QUOTA_EXHAUSTED with retryAfter once the share is spent', async (t) => {
+  let now = Date.UTC(2026, 0, 1, 9, 30, 0)
+  const clock = () => now
   const sandbox = await startTestSandbox(t)
   const file = consumersFile(t, [makeConsumer('two', { upstream_share: 2 }), makeConsumer('none', { upstream_share: 0 })])
   const config = { CONSUMERS_FILE: file, REDIS_KEY_PREFIX: uniquePrefix('share') }
-  const { app } = await buildAuthTestApp(t, { upstream: sandbox, config })
+  const quotaOf = async (app: FastifyInstance) => { quotas.set(app, await createQuota(app, { now: clock })) }
+  const quotas = new Map<FastifyInstance, Quota>()
+  const { app } = await buildAuthTestApp(t, { upstream: sandbox, config, register: quotaOf })
+  const quota = quotas.get(app)
   const two = app.consumers.get('two')
   const none = app.consumers.get('none')
-  if (two === undefined || none === undefined) throw new Error('consumers not loaded')
+  if (quota === undefined || two === undefined || none === undefined) throw new Error('quota or consumers not loaded')
 
-  await app.quota.takeUpstreamShare(two)
-  await app.quota.takeUpstreamShare(two)
-  const err = await app.quota.takeUpstreamShare(two).then(() => undefined, (e: unknown) => e)
+  await quota.takeUpstreamShare(two)
+  await quota.takeUpstreamShare(two)
+  const err = await quota.takeUpstreamShare(two).then(() => undefined, (e: unknown) => e)
   t.match(err, { code: 'GW_QUOTA_EXHAUSTED', statusCode: 429 })
-  const retryAfter = (err as { retryAfter?: number }).retryAfter ?? 0
-  t.ok(retryAfter >= 1 && retryAfter <= 3600, `retryAfter to the end of the hour (${retryAfter})`)
-  await t.rejects(app.quota.takeUpstreamShare(none), { code: 'GW_QUOTA_EXHAUSTED' }, 'a share of 0 allows no upstream calls')
+  t.equal((err as { retryAfter?: number }).retryAfter, 1800, 'retryAfter runs to the end of the UTC hour')
+  await t.rejects(quota.takeUpstreamShare(none), { code: 'GW_QUOTA_EXHAUSTED' }, 'a share of 0 allows no upstream calls')
 
   const metric = await app.metrics.limitRejections.get()
   t.equal(metric.values.find((v) => v.labels.consumer === 'two' && v.labels.kind === 'upstream_share')?.value, 1)
-  t.match(await app.quota.usage(two), { upstream_share_used: 2, units_today: 0, requests_this_window: null })
+  t.match(await quota.usage(two), { upstream_share_used: 2, units_today: 0, requests_this_window: null })
 
   if (TEST_REDIS_URL !== '') {
-    const replica = await buildAuthTestApp(t, { upstream: sandbox, config })
+    const replica = await buildAuthTestApp(t, { upstream: sandbox, config, register: quotaOf })
     const same = replica.app.consumers.get('two')
-    if (same === undefined) throw new Error('consumer not loaded')
-    await t.rejects(replica.app.quota.takeUpstreamShare(same), { code: 'GW_QUOTA_EXHAUSTED' }, 'another replica sees the same count')
+    const replicaQuota = quotas.get(replica.app)
+    if (same === undefined || replicaQuota === undefined) throw new Error('quota or consumer not loaded')
+    await t.rejects(replicaQuota.takeUpstreamShare(same), { code: 'GW_QUOTA_EXHAUSTED' }, 'another replica sees the same count')
   }
+
+  now = Date.UTC(2026, 0, 1, 10, 0, 0)
+  await quota.takeUpstreamShare(two)
+  t.match(await quota.usage(two), { upstream_share_used: 1 }, 'the next UTC hour starts a new share')
 })

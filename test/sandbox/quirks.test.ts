@@ -574,9 +574,10 @@ test('faults: reset drops the connection; hang never answers, and close() still 
   const hung = post(sb, 'objects/', { objects: A })
   const slow = post(sb, 'cone/', CONE)
   await waitFor('the sandbox to hold the hung objects/ and the slow cone/ request', () => (sb.calls.get('objects') ?? 0) >= 1 && (sb.calls.get('cone') ?? 0) >= 2)
+  // Both outcomes are awaited from here on: a rejection while close() runs is never unhandled.
+  const ended = [t.rejects(hung, 'the hung request ends when the sandbox closes'), t.rejects(slow, 'so does one waiting out its latency')]
   await sb.close()
-  await t.rejects(hung, 'the hung request ends when the sandbox closes')
-  await t.rejects(slow, 'so does one waiting out its latency')
+  await Promise.all(ended)
   await sb.close()
 })
 
