@@ -18,12 +18,15 @@ import { createListCatalog, type ListCatalog } from './lists.js'
 import { cachePlugin } from './cache/plugin.js'
 import { servicePlugin } from './service/index.js'
 import type { Redis } from 'ioredis'
+import type { Clock } from './quota/window-store.js'
 
 export interface AppDeps {
   /** A pino-compatible destination stream for logs (tests capture logs through it). */
   logStream?: NodeJS.WritableStream
   /** An ioredis client to use instead of creating one from REDIS_URL (not closed by the app). */
   redis?: Redis
+  /** Tests only: the clock of the daily and hourly limit windows (e.g. to cross a UTC midnight). */
+  now?: Clock
 }
 
 declare module 'fastify' {
@@ -85,7 +88,7 @@ export async function buildApp (config: Config, deps: AppDeps = {}): Promise<Fas
   await app.register(servicePlugin)
   // The compat path's 406 comes before authentication, as upstream; then consumers, auth and limits.
   await app.register(compatNegotiationPlugin)
-  await app.register(consumerAuthPlugin)
+  await app.register(consumerAuthPlugin, deps.now === undefined ? {} : { now: deps.now })
   await app.register(v1Routes, { prefix: '/v1' })
   await app.register(compatRoutes, { prefix: COMPAT_PREFIX })
 

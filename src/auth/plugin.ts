@@ -16,7 +16,7 @@ import { hasScope, mayWriteList, type Scope } from '../consumers/scopes.js'
 import {
   ForbiddenError, PayloadTooLargeError, QuotaExhaustedError, RateLimitedError, UnauthenticatedError, withRetryAfter
 } from '../errors.js'
-import { quotaPlugin } from '../quota/plugin.js'
+import { quotaPlugin, type QuotaPluginOptions } from '../quota/plugin.js'
 import { DETAILS } from '../upstream/endpoints.js'
 
 declare module 'fastify' {
@@ -135,9 +135,9 @@ export const routeGuardPlugin = fp(async (app) => {
   })
 }, { name: 'route-guard', fastify: '5.x' })
 
-export const consumerAuthPlugin = fp(async (app) => {
+export const consumerAuthPlugin = fp(async (app, opts: QuotaPluginOptions) => {
   await app.register(consumersPlugin)
-  await app.register(quotaPlugin)
+  await app.register(quotaPlugin, opts)
 
   function authenticateV1 (request: FastifyRequest, reply: FastifyReply): Consumer {
     const key = v1Key(request)
