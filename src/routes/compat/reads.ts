@@ -4,6 +4,8 @@ import type { FastifyInstance, FastifyRequest } from 'fastify'
 import { views } from '../../cache/tags.js'
 import { MSG, pyInt, pyStrip, type FieldValue } from '../../drf/fields.js'
 import { parseDateTime } from '../../drf/time.js'
+import { UpstreamError } from '../../errors.js'
+import { CONE_RADIUS_ERROR, coneFromWide, wideConeFields } from '../../upstream/cone.js'
 import {
   MAIN_LIST_COUNT, MAX_CONE_RADIUS_ARCSEC, MISSING_RECORD, UPSTREAM_MAX_OBJECTS, canBeAtlasId, emptyConeReply, fields,
   maxObjectsInfo, replyFields, requestFields, type ConeMode, type Fields, type UpstreamEndpoint
@@ -46,7 +48,7 @@ export async function cone (app: FastifyInstance, request: FastifyRequest, v: Va
   const [ra, dec, radius] = [num(v.ra), num(v.dec), num(v.radius)] as [number, number, number]
   const mode = v.requestType as ConeMode
   // The upstream's own check, answered here without spending an upstream call.
-  if (radius > MAX_CONE_RADIUS_ARCSEC) return { status: 400, body: '{"error":"Max radius is 300 arcsec."}' }
+  if (radius > MAX_CONE_RADIUS_ARCSEC) return { status: 400, body: CONE_RADIUS_ERROR }
   // An infinite coordinate is a 500 page upstream (a math domain error in its sky index): refuse it in
   // DRF's words instead, as the other 500-page inputs are.
   for (const [name, value] of [['ra', ra], ['dec', dec]] as const) {
@@ -54,7 +56,10 @@ export async function cone (app: FastifyInstance, request: FastifyRequest, v: Va
   }
   // NaN passes DRF's FloatField and then matches nothing, as does a negative radius: the answer is known.
   if (Number.isNaN(ra) || Number.isNaN(dec) || !(radius >= 0)) return ok(emptyConeReply(mode))
-  return ok(await tableText(app, request, 'cone', 'cone', fields.cone({ ra, dec, radius, mode })))
+  // One wide search per position answers every radius and mode (upstream/cone.ts).
+  const derived = coneFromWide(await tableText(app, request, 'cone', 'cone', wideConeFields(ra, dec)), radius, mode)
+  if (derived === undefined) throw new UpstreamError('The upstream sent something other than a list for a cone search.')
+  return ok(derived)
 }
 
 export function objectTokens (v: Values): string[] {

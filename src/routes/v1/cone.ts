@@ -2,8 +2,10 @@
 import { Type } from '@sinclair/typebox'
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { AtlasIdSchema, problems } from '../../schemas/common.js'
-import { stringifyV1 } from '../../lib/json.js'
-import { CONE_MODES, MAX_CONE_RADIUS_ARCSEC, fields, replyFields } from '../../upstream/endpoints.js'
+import { UpstreamError } from '../../errors.js'
+import { parseLossless, stringifyV1 } from '../../lib/json.js'
+import { coneFromWide, wideConeFields } from '../../upstream/cone.js'
+import { CONE_MODES, MAX_CONE_RADIUS_ARCSEC, replyFields } from '../../upstream/endpoints.js'
 import { sendDerived } from './send.js'
 
 const HitSchema = Type.Object({ id: AtlasIdSchema, name: Type.Union([Type.String(), Type.Null()]), separation_arcsec: Type.Number() })
@@ -39,8 +41,11 @@ export const coneRoutes: FastifyPluginAsyncTypebox = async (app) => {
     }
   }, async (request, reply) => {
     const q = request.query
-    const read = await app.atlas.table(request, 'cone', 'cone', fields.cone(q))
-    const value = read.value as Hit | Hit[]
+    // One wide search per position answers every radius and mode (upstream/cone.ts).
+    const read = await app.atlas.tableText(request, 'cone', 'cone', wideConeFields(q.ra, q.dec))
+    const derived = coneFromWide(read.text, q.radius, q.mode)
+    if (derived === undefined) throw new UpstreamError('The upstream sent something other than a list for a cone search.')
+    const value = parseLossless(derived) as Hit | Hit[]
     let out: { mode: string, count: number, results?: unknown[] }
     if (q.mode === 'count') {
       out = { mode: q.mode, count: Number((value as Hit)[replyFields.coneCount] ?? 0) }
