@@ -1,9 +1,9 @@
-# syntax=docker/dockerfile:1
 # atlas-gateway image: build with dev dependencies, run with production dependencies only.
 # `scripts/install-check.sh` repeats the runtime stage's steps without Docker (CI has no Docker) and
 # test/deploy/manifests.test.ts checks that this file, compose and the Kubernetes manifests agree on
 # the port and the image name.
-ARG NODE_IMAGE=node:20-bookworm-slim
+# Node 22 LTS. No `# syntax=` line: it makes BuildKit pull a frontend image, which fails offline.
+ARG NODE_IMAGE=node:22-bookworm-slim
 
 FROM ${NODE_IMAGE} AS build
 WORKDIR /app
@@ -15,6 +15,8 @@ RUN npm run build
 
 FROM ${NODE_IMAGE} AS runtime
 # No secrets here: ATLAS_TOKEN, credentials and METRICS_TOKEN come from the environment at run time.
+# HOST is set on purpose: the gateway's own default is loopback (127.0.0.1), unreachable from outside a
+# container.
 ENV NODE_ENV=production \
     PORT=8080 \
     HOST=0.0.0.0
@@ -25,9 +27,12 @@ COPY --from=build /app/dist ./dist
 # Files stay root-owned and read-only to the process, so a read-only root filesystem works.
 USER node
 EXPOSE 8080
-# The slim image has no curl; Node 20's fetch does the probe.
+# Liveness only (/healthz, never /readyz: a draining replica is alive). The slim image has no curl
+# (and no kill); Node's fetch does the probe.
 HEALTHCHECK --interval=15s --timeout=3s --start-period=15s --retries=3 \
   CMD ["node", "-e", "fetch('http://127.0.0.1:' + (process.env.PORT || 8080) + '/healthz').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
-# node is PID 1 and handles SIGTERM itself (src/server.ts: graceful shutdown); no npm wrapper, which
-# would not forward the signal.
+# node is PID 1 and handles SIGTERM itself (src/server.ts: drain, then close); no npm wrapper, which
+# would not forward the signal. Docker's default stop timeout (10 s) is shorter than SHUTDOWN_DRAIN_MS +
+# SHUTDOWN_TIMEOUT_MS (5 s + 10 s): run with `docker run --stop-timeout 25` (compose: stop_grace_period).
+# Reload the consumers file with `docker exec <c> node -e "process.kill(1, 'SIGHUP')"`.
 CMD ["node", "dist/server.js"]

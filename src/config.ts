@@ -13,7 +13,8 @@ const OptionalString = (description: string) => Type.String({ default: '', descr
 
 export const ConfigSchema = Type.Object({
   PORT: Int(8080, 0, 'TCP port the gateway listens on', 65535),
-  HOST: Type.String({ default: '0.0.0.0', description: 'address the gateway listens on' }),
+  // Loopback by default: with no settings the demo consumer has every scope and /metrics is open.
+  HOST: Type.String({ default: '127.0.0.1', description: 'address the gateway listens on; 0.0.0.0 to serve other machines (the image sets it)' }),
   LOG_LEVEL: Enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], 'info', 'pino log level'),
   ATLAS_BASE_URL: Type.String({ default: '', pattern: '^$|^https?://.+/$', description: 'upstream API base ending in /api/; empty starts the embedded sandbox' }),
   ATLAS_TOKEN: OptionalString('the upstream token (40 hex)'),
@@ -32,18 +33,28 @@ export const ConfigSchema = Type.Object({
   UPSTREAM_TIMEOUT_MS: Int(120000, 100, 'overall deadline of one upstream call (the real server allows 600 s)'),
   UPSTREAM_CONNECT_TIMEOUT_MS: Int(5000, 10, 'TCP/TLS connect timeout to the upstream'),
   UPSTREAM_MAX_RESPONSE_BYTES: Int(268435456, 1024, 'largest upstream response body accepted'),
-  UPSTREAM_RETRIES: Int(2, 0, 'retries of a read on network errors and 502/503/504', 5),
+  UPSTREAM_RETRIES: Int(1, 0, 'retries of a read on a network error or a 5xx (at most one; only with UPSTREAM_RETRY_MIN_BUDGET tokens left)', 1),
+  UPSTREAM_RETRY_MIN_BUDGET: Int(10, 0, 'a read is retried only while at least this many budget tokens are left'),
   UPSTREAM_CONNECTIONS: Int(8, 1, 'keep-alive connections to the upstream'),
-  CUSTOM_LISTS: OptionalString('JSON map of custom-list name → upstream object group id; replaces the defaults of contract §7 (mookodi 2, salt 14, …)'),
+  UPSTREAM_POOL_WAIT_MS: Int(5000, 10, 'longest an upstream call waits for a free connection before failing fast with 503 (no budget spent)'),
+  UPSTREAM_BREAKER_THRESHOLD: Int(5, 1, 'consecutive upstream network failures or 5xx replies that open the circuit breaker'),
+  UPSTREAM_BREAKER_OPEN_MS: Int(30000, 10, 'how long an open circuit breaker fails misses fast before it lets a probe through'),
+  UPSTREAM_BREAKER_PROBE_INTERVAL_MS: Int(5000, 10, 'half-open circuit breaker: one probe at a time, at most one per this interval'),
+  UPSTREAM_LOGIN_BACKOFF_MS: Int(60000, 10, 'wait after a failed auth-token/ login; doubles with each failure (with jitter), for every replica'),
+  UPSTREAM_LOGIN_BACKOFF_MAX_MS: Int(1800000, 10, 'longest wait between failed logins (auth-token/ allows 10 anonymous calls an hour)'),
+  CUSTOM_LISTS: OptionalString('JSON map of custom-list name → upstream object group id; replaces the defaults (mookodi 2, salt 14, …; src/lists.ts)'),
   UPSTREAM_PATHS: OptionalString('JSON map of upstream endpoint → path overrides, e.g. {"objects":"objects2/"} (an upstream rename without a release)'),
   CACHE_MAX_BYTES: Int(67108864, 0, 'in-process (L1) cache budget in bytes; 0 disables L1'),
   CACHE_FRESHNESS: OptionalString('JSON per-route freshness overrides in seconds, e.g. {"lists":{"freshS":30,"swrS":600,"sieS":3600}}; empty uses the defaults'),
   CACHE_FILL_WAIT_MS: Int(5000, 0, 'how long a replica waits for another replica filling the same cache miss before calling the upstream itself'),
+  IDEMPOTENCY_WAIT_MS: Int(5000, 0, 'how long a write waits for an earlier request with the same Idempotency-Key to finish before answering 409'),
   LIMITS_ON_REDIS_ERROR: Enum(['open', 'closed'], 'open', 'serve (open) or refuse with 503 (closed) when Redis fails during a limit check'),
   METRICS_TOKEN: OptionalString('when set, /metrics needs Authorization: Bearer <token>'),
   BODY_LIMIT_BYTES: Int(1048576, 1024, 'largest request body accepted (the bulk object query takes more when a consumer\'s max_batch needs it)'),
   REQUEST_TIMEOUT_MS: Int(30000, 100, 'a request\'s headers and body must arrive within this, else 408'),
-  SHUTDOWN_TIMEOUT_MS: Int(10000, 0, 'how long in-flight requests may finish after SIGTERM')
+  SHUTDOWN_DRAIN_MS: Int(5000, 0, 'after SIGTERM, how long /readyz answers 503 while every request is still served, so load balancers stop sending new ones before the listener closes'),
+  SHUTDOWN_TIMEOUT_MS: Int(10000, 0, 'after the drain, how long in-flight requests may finish; those still running then get a 503 problem'),
+  HEALTH_CHECK_INTERVAL_MS: Int(30000, 10, 'how often a background check looks at Redis, the upstream and the token for /healthz and gateway_dependency_up (probes never call them)')
 })
 
 export type Config = Static<typeof ConfigSchema>

@@ -1,14 +1,19 @@
 // The only file with side effects: reads process.env once, builds the app, listens, and shuts down
 // gracefully. With no ATLAS_BASE_URL it starts the sandbox upstream in-process (the embedded default).
+import { setTimeout as sleep } from 'node:timers/promises'
 import closeWithGrace from 'close-with-grace'
 import type { FastifyInstance } from 'fastify'
 import { loadConfig, type Config } from './config.js'
 import { buildApp } from './app.js'
 import { sandboxOptionsFromEnv, startSandbox, type Sandbox, type SandboxOptions } from './sandbox/index.js'
 
-// Beyond SHUTDOWN_TIMEOUT_MS, closing Redis and the upstream pool may take this long before
-// close-with-grace gives up and exits 1.
+// Beyond drain + SHUTDOWN_TIMEOUT_MS, answering the requests left and closing Redis may take this long
+// before close-with-grace gives up and exits 1.
 const DEFAULT_CLOSE_MARGIN_MS = 5000
+// After the requests left at SHUTDOWN_TIMEOUT_MS were answered 503, their connections get this long to
+// deliver that answer before every connection still open is closed.
+const DEFAULT_CUT_GRACE_MS = 1000
+const LOOPBACK_HOSTS = new Set(['127.0.0.1', '::1', 'localhost'])
 
 /**
  * The embedded sandbox's knobs, from the same SANDBOX_* variables `npm run sandbox` reads, so a demo or
@@ -55,27 +60,41 @@ async function main (): Promise<void> {
   }
 
   const app = await buildApp(config)
+  const drainMs = config.SHUTDOWN_DRAIN_MS
   const shutdownMs = config.SHUTDOWN_TIMEOUT_MS
   // SIGHUP means "reload" here, not "close" (close-with-grace handles it by default).
   closeWithGrace({
-    delay: shutdownMs + DEFAULT_CLOSE_MARGIN_MS,
+    delay: drainMs + shutdownMs + DEFAULT_CLOSE_MARGIN_MS,
     skip: ['SIGHUP'],
     logger: { error: (msg: unknown) => app.log.error({ detail: String(msg) }, 'shutdown did not finish') }
   }, async ({ signal, err }) => {
+    // Only SIGTERM (an orchestrator stopping the replica) drains: nothing balances load onto a process
+    // stopped with Ctrl-C (SIGINT), and a crash should not keep serving.
+    const drain = signal === 'SIGTERM' ? drainMs : 0
+    // /readyz answers 503 from now on, so load balancers stop sending new requests.
+    app.health.drain()
     if (err !== undefined) app.log.error({ err }, 'shutting down after an error')
+    else if (drain > 0) app.log.info({ signal, drain_ms: drain, timeout_ms: shutdownMs }, 'shutting down: draining (/readyz 503, still serving)')
     else app.log.info({ signal, timeout_ms: shutdownMs }, 'shutting down: not ready, finishing in-flight requests')
-    // /readyz answers 503 from now on; app.close() then stops accepting (requests that still arrive on
-    // kept-alive sockets get a 503 problem, plugins/health.ts) and waits for in-flight requests before its onClose hooks close
-    // Redis and the upstream pool.
-    app.readiness.shuttingDown()
+    if (drain > 0) {
+      await sleep(drain)
+      app.log.info({ in_flight: app.health.inFlightCount, timeout_ms: shutdownMs }, 'drain over: closing the listener, finishing in-flight requests')
+    }
+    // app.close() stops accepting (requests that still arrive on kept-alive sockets get a 503 problem,
+    // plugins/health.ts) and waits for in-flight requests before its onClose hooks close Redis and
+    // abandon pending upstream calls. Requests still running at SHUTDOWN_TIMEOUT_MS are answered 503
+    // instead of having their sockets cut.
+    let grace: NodeJS.Timeout | undefined
     const cut = setTimeout(() => {
-      app.log.warn({ timeout_ms: shutdownMs }, 'in-flight requests still running at SHUTDOWN_TIMEOUT_MS; closing their connections')
-      app.server.closeAllConnections()
+      const count = app.health.answerInFlight('SHUTDOWN_TIMEOUT_MS')
+      app.log.warn({ timeout_ms: shutdownMs, requests: count }, 'SHUTDOWN_TIMEOUT_MS reached: requests still running were answered 503')
+      grace = setTimeout(() => { app.server.closeAllConnections() }, DEFAULT_CUT_GRACE_MS)
     }, shutdownMs)
     try {
       await app.close()
     } finally {
       clearTimeout(cut)
+      clearTimeout(grace)
     }
     await sandbox?.close()
     app.log.info('shut down')
@@ -94,6 +113,9 @@ async function main (): Promise<void> {
   }
   if (sandbox !== undefined) {
     app.log.info({ upstream: sandbox.baseUrl }, 'embedded sandbox upstream started (set ATLAS_BASE_URL to use the real server)')
+  }
+  if (LOOPBACK_HOSTS.has(config.HOST)) {
+    app.log.info({ host: config.HOST }, `listening on loopback only: other machines and containers cannot connect (set HOST=0.0.0.0 to serve them${config.CONSUMERS_FILE === '' ? '; the demo consumer has every scope' : ''})`)
   }
   const url = humanUrl(address)
   app.log.info({ address, docs: `${url}/docs` }, 'atlas-gateway listening')

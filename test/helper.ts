@@ -80,8 +80,13 @@ export const UNUSED_UPSTREAM = 'http://127.0.0.1:9/api/'
 
 export const TEST_REDIS_URL = process.env.REDIS_URL ?? ''
 
+// Test apps share two cores with a whole parallel suite: a healthy Redis can answer a big write slower
+// than the production default of 500 ms, and one timeout makes every Redis user skip Redis for a second.
+// Tests of Redis faults set their own (short) timeout.
+const TEST_REDIS_TIMEOUT_MS = 3000
+
 export function testConfig (overrides: Partial<Config> = {}): Config {
-  return { ...loadConfig({ LOG_LEVEL: 'info', UPSTREAM_RATE: '100000/hour' }), ...overrides }
+  return { ...loadConfig({ LOG_LEVEL: 'info', UPSTREAM_RATE: '100000/hour', REDIS_COMMAND_TIMEOUT_MS: String(TEST_REDIS_TIMEOUT_MS) }), ...overrides }
 }
 
 export async function startTestSandbox (t: Test, opts: SandboxOptions = {}): Promise<Sandbox> {

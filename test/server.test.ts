@@ -2,105 +2,18 @@
 // request in flight. Ordering comes from observable events (the upstream saw the call, a log line was
 // written), never from sleeps.
 import { test } from 'tap'
-import type { Test } from 'tap'
-import { spawn } from 'node:child_process'
-import { fileURLToPath } from 'node:url'
-import { Agent, request } from 'undici'
+import { networkInterfaces } from 'node:os'
 import { startTestSandbox } from './helper.js'
-
-const ROOT = fileURLToPath(new URL('../', import.meta.url))
-const POLL_MS = 20
-// Settings the caller's environment might carry that would change what the process under test does.
-const CLEARED = /^(ATLAS_|REDIS_|CONSUMERS_FILE$|METRICS_TOKEN$|PORT$|HOST$|SANDBOX_|LOG_LEVEL$|SHUTDOWN_TIMEOUT_MS$)/
-
-interface LogLine { msg?: string, [field: string]: unknown }
-
-interface ServerProcess {
-  lines: LogLine[]
-  stderr: () => string
-  /** Resolves with the first log line (past or future) that matches. */
-  waitFor: (match: (line: LogLine) => boolean) => Promise<LogLine>
-  exited: Promise<number | null>
-  signal: (name: NodeJS.Signals) => void
-}
-
-function startServer (t: Test, env: Record<string, string>): ServerProcess {
-  const base = Object.fromEntries(Object.entries(process.env).filter(([k]) => !CLEARED.test(k)))
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/server.ts'], {
-    cwd: ROOT,
-    env: { ...base, PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: 'info', ...env },
-    stdio: ['ignore', 'pipe', 'pipe']
-  })
-  const lines: LogLine[] = []
-  const waiters: Array<{ match: (l: LogLine) => boolean, resolve: (l: LogLine) => void }> = []
-  let pending = ''
-  let stderr = ''
-  child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
-    pending += chunk
-    const parts = pending.split('\n')
-    pending = parts.pop() ?? ''
-    for (const part of parts) {
-      if (part.trim() === '') continue
-      let line: LogLine
-      try { line = JSON.parse(part) as LogLine } catch { line = { msg: part } }
-      lines.push(line)
-      for (const w of waiters.filter((x) => x.match(line))) {
-        waiters.splice(waiters.indexOf(w), 1)
-        w.resolve(line)
-      }
-    }
-  })
-  child.stderr.setEncoding('utf8').on('data', (chunk: string) => { stderr += chunk })
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)))
-  t.teardown(() => { if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL') })
-  return {
-    lines,
-    stderr: () => stderr,
-    exited,
-    signal: (name) => { child.kill(name) },
-    waitFor: async (match) => {
-      const seen = lines.find(match)
-      if (seen !== undefined) return seen
-      return new Promise<LogLine>((resolve, reject) => {
-        waiters.push({ match, resolve })
-        exited.then((code) => reject(new Error(`server exited (${code}) first; stderr: ${stderr}`)), () => {})
-      })
-    }
-  }
-}
-
-const byMsg = (text: string | RegExp) => (l: LogLine) => typeof l.msg === 'string' && (typeof text === 'string' ? l.msg === text : text.test(l.msg))
-
-async function listeningAddress (server: ServerProcess): Promise<string> {
-  const line = await server.waitFor(byMsg('atlas-gateway listening'))
-  return String(line.address)
-}
-
-async function demoKey (server: ServerProcess): Promise<string> {
-  const line = await server.waitFor(byMsg(/^demo consumer key: [0-9a-f]{40}/))
-  return String(line.msg).slice('demo consumer key: '.length, 'demo consumer key: '.length + 40)
-}
-
-/** A GET on a connection of its own, so that it is a new connection to the server. */
-async function freshGet (url: string, headers: Record<string, string> = {}) {
-  const dispatcher = new Agent({ pipelining: 0 })
-  try {
-    const res = await request(url, { headers, dispatcher })
-    return { status: res.statusCode, body: await res.body.text() }
-  } finally {
-    await dispatcher.close()
-  }
-}
-
-async function until (condition: () => boolean): Promise<void> {
-  while (!condition()) await new Promise((resolve) => setTimeout(resolve, POLL_MS))
-}
+import { byMsg, demoKey, freshGet, freshGetOrCode, listeningAddress, startServer } from './fixtures/server-process.js'
+import { waitFor } from './fixtures/wait.js'
 
 test('SIGTERM: the in-flight request completes, new connections are refused, exit code 0', async (t) => {
   const sandbox = await startTestSandbox(t)
   const server = startServer(t, {
     ATLAS_BASE_URL: sandbox.baseUrl,
     ATLAS_TOKEN: sandbox.tokens.write,
+    // No drain: the listener closes at once (test/faults/shutdown.test.ts covers the drain).
+    SHUTDOWN_DRAIN_MS: '0',
     SHUTDOWN_TIMEOUT_MS: '20000'
   })
   const address = await listeningAddress(server)
@@ -112,7 +25,7 @@ test('SIGTERM: the in-flight request completes, new connections are refused, exi
   sandbox.resetCalls()
   sandbox.inject({ endpoint: 'objects', kind: 'delay', delayMs: 1500 })
   const slow = freshGet(`${address}/v1/objects/${id}`, { authorization: `Bearer ${key}` })
-  await until(() => (sandbox.calls.get('objects') ?? 0) >= 1)
+  await waitFor('the upstream call', () => (sandbox.calls.get('objects') ?? 0) >= 1)
 
   server.signal('SIGTERM')
   await server.waitFor(byMsg(/^shutting down/))
@@ -131,10 +44,22 @@ test('SIGTERM: the in-flight request completes, new connections are refused, exi
   t.ok(access.some((l) => l.route === '/v1/objects/:id' && l.status === 200), 'the in-flight request was logged')
 })
 
-test('embedded defaults: boots with the sandbox, prints how to call it, reloads on SIGHUP, exits 0', async (t) => {
-  const server = startServer(t, {})
+test('embedded defaults: boots with the sandbox on loopback only, prints how to call it, reloads on SIGHUP, exits 0', async (t) => {
+  // No HOST at all: the demo consumer has every scope and /metrics is open, so the default is loopback.
+  const server = startServer(t, {}, { omit: ['HOST'] })
   const address = await listeningAddress(server)
   t.match(address, /^http:\/\/127\.0\.0\.1:\d+$/)
+  // Fastify reports a wildcard bind as 127.0.0.1 too; what proves the bind is that another interface's
+  // address refuses the connection.
+  const other = Object.values(networkInterfaces()).flat().find((i) => i?.family === 'IPv4' && !i.internal)
+  if (other === undefined) t.comment('no non-loopback IPv4 interface here: the bind itself is not checked')
+  else {
+    const outside = await freshGetOrCode(address.replace('127.0.0.1', other.address) + '/healthz')
+    t.equal(outside, 'ECONNREFUSED', `not reachable on ${other.address}`)
+  }
+  const notice = await server.waitFor(byMsg(/^listening on loopback only/))
+  t.match(notice, { host: '127.0.0.1' }, 'a log line says so and names HOST')
+  t.match(notice.msg, /HOST=0\.0\.0\.0/)
   await server.waitFor(byMsg(/embedded sandbox upstream started/))
   const hint = await server.waitFor(byMsg(/^try it: curl/))
   t.match(hint.msg, `${address}/docs`, 'the hint names the docs page')
@@ -146,8 +71,10 @@ test('embedded defaults: boots with the sandbox, prints how to call it, reloads 
   t.match(reload.msg, /reloaded|nothing to reload/)
   t.equal((await freshGet(`${address}/healthz`)).status, 200, 'SIGHUP does not stop the server')
 
-  server.signal('SIGTERM')
+  // Ctrl-C at a terminal: no drain (nothing balances load onto this process), exit 0.
+  server.signal('SIGINT')
   t.equal(await server.exited, 0)
+  t.notOk(server.lines.some(byMsg(/draining/)), 'SIGINT skips the drain')
 })
 
 test('a bad embedded-sandbox knob stops the boot with a message naming it', async (t) => {

@@ -2,10 +2,11 @@
 // and from L2, then publishes the tags on a Redis channel so that replicas B, C… drop their L1 copies too.
 // Without it, a bot that writes through one replica and reads through another would see the old list
 // until the entry's fresh time ran out. Pub/sub is fire-and-forget: a replica that misses a message
-// (Redis down) keeps its copy at most until that entry goes stale.
+// (Redis down) keeps its copy at most until that entry goes stale; while Redis is being skipped after a
+// failure, a publish is not even attempted, so a write never waits on it.
 import { randomUUID } from 'node:crypto'
 import type { Redis } from 'ioredis'
-import { createRedisGuard, type RedisGuard } from './redis-guard.js'
+import { createRedisHealth, type RedisGuard } from '../lib/redis-health.js'
 
 export interface InvalidationBusOptions {
   /** Publishes on the shared client. */
@@ -40,7 +41,7 @@ function parseMessage (text: string): { from: string, tags: string[] } | undefin
 export function createInvalidationBus (opts: InvalidationBusOptions): InvalidationBus {
   const self = randomUUID()
   const channel = `${opts.prefix}c:invalidate`
-  const guard = opts.guard ?? createRedisGuard()
+  const guard = opts.guard ?? createRedisHealth().guard('pubsub')
   const handlers: Array<(tags: string[]) => void> = []
   opts.subscriber.on('message', (from: string, text: string) => {
     if (from !== channel) return

@@ -1,10 +1,11 @@
 // The cross-replica fill lock: when several replicas miss the same key at once, one takes a short Redis
 // lock (SET NX PX) and calls the upstream; the others poll L2 for its fill with bounded backoff, and load
 // themselves only if the holder gives up (lock gone, nothing stored) or the wait passes its bound. The
-// lock is an optimisation, never a dependency: when Redis fails, every replica just loads.
+// lock is an optimisation, never a dependency: when Redis fails or is being skipped after a failure,
+// every replica just loads, without waiting on Redis.
 import { randomUUID } from 'node:crypto'
 import type { Redis } from 'ioredis'
-import { createRedisGuard, type RedisGuard } from './redis-guard.js'
+import { createRedisHealth, type RedisGuard } from '../lib/redis-health.js'
 
 export interface FillLockOptions {
   redis: Redis
@@ -14,7 +15,7 @@ export interface FillLockOptions {
   ttlMs?: number
   /** Longest wait for another replica's fill before loading anyway (default 5 s, ~2× a slow upstream call). */
   waitMs?: number
-  /** Shared with the L2 store so both skip a failing Redis together. */
+  /** The app's shared Redis health, so the lock skips a failing Redis with every other user. */
   guard?: RedisGuard
 }
 
@@ -41,7 +42,7 @@ const sleep = async (ms: number): Promise<void> => { await new Promise((resolve)
 
 export function createFillLock (opts: FillLockOptions): FillLock {
   const { redis } = opts
-  const guard = opts.guard ?? createRedisGuard()
+  const guard = opts.guard ?? createRedisHealth().guard('lock')
   const ttlMs = opts.ttlMs ?? DEFAULT_LOCK_TTL_MS
   const waitMs = opts.waitMs ?? DEFAULT_LOCK_WAIT_MS
   const lockKey = (key: string): string => `${opts.prefix}c:l:${key}`

@@ -1,12 +1,12 @@
 // Decorates `app.cache`: L1 in memory when CACHE_MAX_BYTES > 0, L2 on the shared Redis client when there
-// is one, and the cross-replica fill lock with it. Redis failures of the cache are counted and skipped
-// for a moment (one guard for store and lock), so reads go on from L1 and the upstream.
+// is one, and the cross-replica fill lock with it. Store, lock and pub/sub consult the app's shared
+// Redis health (plugins/redis.ts): after a Redis failure anywhere they skip Redis until it answers
+// again, so reads go on from L1 and the upstream without waiting.
 import fp from 'fastify-plugin'
 import { createCache, type Cache } from './cache.js'
 import { parseFreshness } from './freshness.js'
 import { createInvalidationBus, type InvalidationBus } from './invalidation-bus.js'
 import { createMemoryStore } from './memory-store.js'
-import { createRedisGuard } from './redis-guard.js'
 import { createRedisStore } from './redis-store.js'
 
 declare module 'fastify' {
@@ -21,14 +21,7 @@ export const cachePlugin = fp(async (app) => {
   const freshness = parseFreshness(config.CACHE_FRESHNESS)
   const l1 = config.CACHE_MAX_BYTES > 0 ? createMemoryStore({ maxBytes: config.CACHE_MAX_BYTES }) : undefined
   const redis = app.redis
-  const guard = createRedisGuard({
-    timeoutMs: config.REDIS_COMMAND_TIMEOUT_MS,
-    onError: (err: unknown) => {
-      app.metrics.redisErrors.inc()
-      app.log.warn({ err }, 'cache: redis call failed; skipping redis briefly')
-    }
-  })
-  const l2 = redis === null ? undefined : createRedisStore({ redis, prefix: config.REDIS_KEY_PREFIX, guard })
+  const l2 = redis === null ? undefined : createRedisStore({ redis, prefix: config.REDIS_KEY_PREFIX, guard: app.redisHealth.guard('cache') })
   let bus: InvalidationBus | undefined
   if (redis !== null && l1 !== undefined) {
     // A subscribed connection can run no other command, hence a second one, owned (and closed) here.
@@ -45,14 +38,14 @@ export const cachePlugin = fp(async (app) => {
       app.metrics.redisErrors.inc()
       app.log.warn({ err }, 'cache: invalidation subscriber not connected; other replicas may serve invalidated entries until they go stale')
     }
-    bus = createInvalidationBus({ publisher: redis, subscriber, prefix: config.REDIS_KEY_PREFIX, guard })
+    bus = createInvalidationBus({ publisher: redis, subscriber, prefix: config.REDIS_KEY_PREFIX, guard: app.redisHealth.guard('pubsub') })
     await bus.ready
   }
   const cache = createCache({
     freshness,
     ...(l1 === undefined ? {} : { l1 }),
     ...(l2 === undefined ? {} : { l2 }),
-    ...(redis === null ? {} : { lock: { redis, prefix: config.REDIS_KEY_PREFIX, guard, waitMs: config.CACHE_FILL_WAIT_MS } }),
+    ...(redis === null ? {} : { lock: { redis, prefix: config.REDIS_KEY_PREFIX, guard: app.redisHealth.guard('lock'), waitMs: config.CACHE_FILL_WAIT_MS } }),
     ...(bus === undefined ? {} : { bus }),
     onResult: (status, route) => { app.metrics.cacheResults.inc({ route, result: status.toLowerCase() }) },
     onCoalesced: (kind) => { app.metrics.coalesced.inc({ kind }) },

@@ -1,15 +1,16 @@
 // The shared (L2) store on Redis. Values are raw bytes (getBuffer/mgetBuffer, SET PX), keys carry the
-// gateway prefix, and tags are Redis sets of the keys carrying them. Every call goes through a
-// RedisGuard: an error or timeout is a miss or a no-op for the caller, reported through onError.
+// gateway prefix, and tags are Redis sets of the keys carrying them. Every call goes through the
+// gateway's RedisGuard (lib/redis-health.ts): an error or timeout is a miss or a no-op for the caller,
+// and while Redis is unavailable the store is skipped without a call.
 import type { Redis } from 'ioredis'
+import { createRedisHealth, type RedisGuard } from '../lib/redis-health.js'
 import type { CacheStore, StoreEntry } from './store.js'
-import { createRedisGuard, type RedisGuard } from './redis-guard.js'
 
 export interface RedisStoreOptions {
   redis: Redis
   /** The gateway's key prefix (REDIS_KEY_PREFIX); the store adds `c:` and its own sub-spaces. */
   prefix: string
-  /** Shared with the fill lock so both skip a failing Redis together; built from the options below when absent. */
+  /** The app's shared Redis health (every Redis user skips a failing Redis together); built from the options below when absent. */
   guard?: RedisGuard
   timeoutMs?: number
   onError?: (err: unknown) => void
@@ -53,10 +54,10 @@ function chunk (entries: readonly StoreEntry[]): StoreEntry[][] {
 
 export function createRedisStore (opts: RedisStoreOptions): CacheStore {
   const { redis } = opts
-  const guard = opts.guard ?? createRedisGuard({
+  const guard = opts.guard ?? createRedisHealth({
     ...(opts.timeoutMs === undefined ? {} : { timeoutMs: opts.timeoutMs }),
-    ...(opts.onError === undefined ? {} : { onError: opts.onError })
-  })
+    ...(opts.onError === undefined ? {} : { onFailure: opts.onError })
+  }).guard('cache')
   const entryPrefix = `${opts.prefix}c:k:`
   const tagPrefix = `${opts.prefix}c:t:`
   const entryKey = (key: string): string => entryPrefix + key

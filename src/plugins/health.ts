@@ -1,77 +1,201 @@
-// /healthz answers while the process runs; /readyz runs the registered dependency checks.
+// The replica's lifecycle and its dependencies' health, kept apart on purpose. /readyz says whether this
+// replica can take traffic (started and not shutting down): a cache keeps serving while Redis or the
+// upstream is down, so their outages must not take every replica out of the load balancer. /healthz
+// (liveness) reports the dependencies as a background check last saw them, and no probe ever calls
+// the upstream or Redis itself. The plugin also tracks requests in flight, so that a shutdown can
+// answer the ones still running at its deadline instead of cutting their sockets.
 import fp from 'fastify-plugin'
+import type { FastifyReply, FastifyRequest } from 'fastify'
 import { Type } from '@sinclair/typebox'
 import { UnavailableError, withRetryAfter } from '../errors.js'
+import { routeLabel } from './metrics.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
-    readiness: ReturnType<typeof createReadiness>
+    health: ReturnType<typeof createHealth>
   }
 }
 
 export interface CheckResult { ok: boolean, detail?: string }
 type Check = () => Promise<CheckResult>
 
+/** starting → ready → draining (SIGTERM: /readyz 503, still serving) → closing (new requests get 503). */
+export type LifecycleState = 'starting' | 'ready' | 'draining' | 'closing'
+
+export interface DependencyState {
+  status: 'up' | 'down' | 'unknown'
+  detail?: string
+  /** When the check last ran (ISO 8601). */
+  checked_at?: string
+  /** Since when the status has been what it is (ISO 8601). */
+  since?: string
+}
+
+export interface HealthOptions {
+  /** Told about every check result, e.g. to set a gauge and log transitions. */
+  onResult?: (name: string, state: DependencyState, previous: DependencyState['status']) => void
+}
+
 const DEFAULT_CHECK_TIMEOUT_MS = 2000
 
-export function createReadiness () {
+async function runCheck (check: Check): Promise<CheckResult> {
+  let timer: NodeJS.Timeout | undefined
+  const timeout = new Promise<CheckResult>((resolve) => {
+    timer = setTimeout(() => resolve({ ok: false, detail: `no answer within ${DEFAULT_CHECK_TIMEOUT_MS} ms` }), DEFAULT_CHECK_TIMEOUT_MS)
+  })
+  try {
+    return await Promise.race([check().catch((err: Error) => ({ ok: false, detail: err.message })), timeout])
+  } finally {
+    clearTimeout(timer)
+  }
+}
+
+export function createHealth (opts: HealthOptions = {}) {
   const checks = new Map<string, Check>()
-  let isShuttingDown = false
+  const states = new Map<string, DependencyState>()
+  const inFlight = new Map<FastifyRequest, FastifyReply>()
+  let state: LifecycleState = 'starting'
+  let isChecking = false
+
   return {
-    add (name: string, check: Check): void { checks.set(name, check) },
-    shuttingDown (): void { isShuttingDown = true },
-    get isShuttingDown (): boolean { return isShuttingDown },
-    async run (): Promise<{ ready: boolean, checks: Record<string, CheckResult> }> {
-      const names = [...checks.keys()]
-      const results = await Promise.all(names.map(async (name) => {
-        const check = checks.get(name) as Check
-        let timer: NodeJS.Timeout | undefined
-        const timeout = new Promise<CheckResult>((resolve) => {
-          timer = setTimeout(() => resolve({ ok: false, detail: 'timed out' }), DEFAULT_CHECK_TIMEOUT_MS)
-        })
-        try {
-          return await Promise.race([check().catch((err: Error) => ({ ok: false, detail: err.message })), timeout])
-        } finally {
-          clearTimeout(timer)
+    /** Registers a dependency check; it runs in the background only (runChecks), never per probe. */
+    addCheck (name: string, check: Check): void {
+      checks.set(name, check)
+      states.set(name, { status: 'unknown' })
+    },
+    get state (): LifecycleState { return state },
+    get isReady (): boolean { return state === 'ready' },
+    markReady (): void { if (state === 'starting') state = 'ready' },
+    /** /readyz turns 503 while requests are still served. */
+    drain (): void { if (state !== 'closing') state = 'draining' },
+    /** New requests get 503 (the listener is closing). */
+    markClosing (): void { state = 'closing' },
+
+    dependencies (): Record<string, DependencyState> {
+      return Object.fromEntries(states)
+    },
+
+    /** One round of every check, in parallel; a round still running makes the next one a no-op. */
+    async runChecks (): Promise<void> {
+      if (isChecking) return
+      isChecking = true
+      try {
+        await Promise.all([...checks].map(async ([name, check]) => {
+          const result = await runCheck(check)
+          const previous = states.get(name) ?? { status: 'unknown' }
+          const now = new Date().toISOString()
+          const status = result.ok ? 'up' : 'down'
+          const next: DependencyState = { status, checked_at: now, since: status === previous.status ? previous.since ?? now : now }
+          if (result.detail !== undefined) next.detail = result.detail
+          states.set(name, next)
+          opts.onResult?.(name, next, previous.status)
+        }))
+      } finally {
+        isChecking = false
+      }
+    },
+
+    track (request: FastifyRequest, reply: FastifyReply): void {
+      inFlight.set(request, reply)
+      // 'close' comes when the response is done or the connection is gone, whichever is first.
+      reply.raw.once('close', () => inFlight.delete(request))
+    },
+    get inFlightCount (): number { return inFlight.size },
+
+    /**
+     * Answers every request still running with a 503 problem (rendered by the route's own error handler)
+     * and logs each; a response already under way cannot change its status, so its connection is closed
+     * instead, and that is logged too. Returns how many requests were cut.
+     */
+    answerInFlight (reason: string): number {
+      let cut = 0
+      for (const [request, reply] of inFlight) {
+        if (reply.raw.writableEnded) continue
+        cut++
+        const fields = { route: routeLabel(request), method: request.method, elapsed_ms: Math.round(reply.elapsedTime) }
+        // Headers on the wire, or a hijacked reply (sent, yet not ended): only the connection can go.
+        if (reply.raw.headersSent || reply.sent) {
+          request.log.warn({ ...fields, status: reply.statusCode }, `request cut at ${reason}: its response had started, closing the connection`)
+          request.raw.socket?.destroy()
+          continue
         }
-      }))
-      const out: Record<string, CheckResult> = {}
-      names.forEach((n, i) => { out[n] = results[i] as CheckResult })
-      if (isShuttingDown) out.shutdown = { ok: false, detail: 'shutting down' }
-      return { ready: !isShuttingDown && results.every((r) => r.ok), checks: out }
+        request.log.warn(fields, `request cut at ${reason}: answered 503`)
+        reply.header('connection', 'close')
+        reply.send(withRetryAfter(new UnavailableError('The gateway shut down before this request finished; retry (another replica will answer).'), 1))
+      }
+      return cut
     }
   }
 }
 
-const CheckSchema = Type.Object({ ok: Type.Boolean(), detail: Type.Optional(Type.String()) })
+const DependencySchema = Type.Object({
+  status: Type.Union([Type.Literal('up'), Type.Literal('down'), Type.Literal('unknown')]),
+  detail: Type.Optional(Type.String()),
+  checked_at: Type.Optional(Type.String()),
+  since: Type.Optional(Type.String())
+})
+const StateSchema = Type.Union([Type.Literal('starting'), Type.Literal('ready'), Type.Literal('draining'), Type.Literal('closing')])
+const ReadySchema = Type.Object({ ready: Type.Boolean(), state: StateSchema })
 
 export const healthPlugin = fp(async (app) => {
-  app.decorate('readiness', createReadiness())
+  app.decorate('health', createHealth({
+    onResult: (name, state, previous) => {
+      // Registered after this plugin; present in every app buildApp assembles.
+      if (app.hasDecorator('metrics')) app.metrics.dependencyUp.set({ dependency: name }, state.status === 'up' ? 1 : 0)
+      if (state.status === previous) return
+      if (state.status === 'down') app.log.warn({ dependency: name, detail: state.detail }, `dependency down: ${name}`)
+      else if (previous === 'down') app.log.info({ dependency: name }, `dependency up again: ${name}`)
+    }
+  }))
+
+  // The first round runs one interval after boot, not at once: a replica that just started has just
+  // connected to Redis, and an extra upstream call per boot helps nobody.
+  const intervalMs = app.config.HEALTH_CHECK_INTERVAL_MS
+  let timer: NodeJS.Timeout | undefined
+  app.addHook('onReady', async () => {
+    app.health.markReady()
+    // runChecks catches every check's failure itself.
+    timer = setInterval(() => { app.health.runChecks().catch(() => {}) }, intervalMs)
+    timer.unref()
+  })
   // Closing for any reason (a signal, a test) turns /readyz to 503 and refuses new work with a problem,
   // while in-flight requests finish.
-  app.addHook('preClose', async () => { app.readiness.shuttingDown() })
+  app.addHook('preClose', async () => {
+    clearInterval(timer)
+    app.health.markClosing()
+  })
+
   app.addHook('onRequest', async (request, reply) => {
-    if (!app.readiness.isShuttingDown || request.routeOptions.config.public === true) return
+    const { state } = app.health
+    if (state === 'ready') {
+      app.health.track(request, reply)
+      return
+    }
+    // Draining and closing: keep-alive clients (a load balancer's pooled connections) move to another
+    // replica after this response.
     reply.header('connection', 'close')
+    if (state === 'draining' || request.routeOptions.config.public === true) {
+      app.health.track(request, reply)
+      return
+    }
     throw withRetryAfter(new UnavailableError('The gateway is shutting down; retry (another replica will answer).'), 1)
   })
 
   app.get('/healthz', {
     config: { public: true },
-    schema: { hide: true, response: { 200: Type.Object({ status: Type.Literal('ok') }) } }
-  }, async () => ({ status: 'ok' as const }))
-
-  app.get('/readyz', {
-    config: { public: true },
     schema: {
       hide: true,
       response: {
-        200: Type.Object({ ready: Type.Boolean(), checks: Type.Record(Type.String(), CheckSchema) }),
-        503: Type.Object({ ready: Type.Boolean(), checks: Type.Record(Type.String(), CheckSchema) })
+        200: Type.Object({ status: Type.Literal('ok'), state: StateSchema, checks: Type.Record(Type.String(), DependencySchema) })
       }
     }
+  }, async () => ({ status: 'ok' as const, state: app.health.state, checks: app.health.dependencies() }))
+
+  app.get('/readyz', {
+    config: { public: true },
+    schema: { hide: true, response: { 200: ReadySchema, 503: ReadySchema } }
   }, async (_request, reply) => {
-    const result = await app.readiness.run()
-    return reply.code(result.ready ? 200 : 503).send(result)
+    const { isReady, state } = app.health
+    return reply.code(isReady ? 200 : 503).send({ ready: isReady, state })
   })
 }, { name: 'health', fastify: '5.x' })

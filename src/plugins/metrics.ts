@@ -19,10 +19,24 @@ export type Metrics = ReturnType<typeof createMetrics>
 export const UNMATCHED_ROUTE = 'unmatched'
 export const ANONYMOUS_CONSUMER = 'anonymous'
 
+/** Counts of the upstream connection pool (undici PoolStats), read when /metrics is scraped. */
+export interface PoolCounts { connected: number, free: number, pending: number, queued: number, running: number }
+
+/**
+ * State owned by other modules that the gauges below read at scrape time. Owners register a reader
+ * (the upstream client does, for its pool and the token manager's login backoff).
+ */
+export interface LiveSources {
+  pool?: () => PoolCounts
+  loginBackoff?: () => { reason: string | undefined, retryAfterS: number }
+}
+
 export function createMetrics (registry = new Registry()) {
   const registers = [registry]
+  const live: LiveSources = {}
   return {
     registry,
+    live,
     requests: new Counter({ name: 'gateway_requests_total', help: 'requests by route template, status and consumer', labelNames: ['route', 'status', 'consumer'] as const, registers }),
     requestDuration: new Histogram({ name: 'gateway_request_duration_seconds', help: 'request duration by route template', labelNames: ['route'] as const, buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30], registers }),
     cacheResults: new Counter({ name: 'gateway_cache_results_total', help: 'cache outcomes by route (hit, miss, stale, bypass)', labelNames: ['route', 'result'] as const, registers }),
@@ -30,10 +44,54 @@ export function createMetrics (registry = new Registry()) {
     upstreamDuration: new Histogram({ name: 'gateway_upstream_duration_seconds', help: 'upstream call duration by endpoint', labelNames: ['endpoint'] as const, buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 600], registers }),
     upstreamBudgetRemaining: new Gauge({ name: 'gateway_upstream_budget_remaining', help: 'upstream calls left in the global budget (last seen)', registers }),
     upstreamPauseSeconds: new Gauge({ name: 'gateway_upstream_pause_seconds', help: 'seconds left of an upstream 429 pause (0 when not paused)', registers }),
-    tokenRefreshes: new Counter({ name: 'gateway_token_refreshes_total', help: 'upstream token refreshes by result', labelNames: ['result'] as const, registers }),
+    upstreamBudgetRefunds: new Counter({ name: 'gateway_upstream_budget_refunds_total', help: 'budget tokens given back for calls that never reached the upstream (refused connection, DNS failure, no free connection)', registers }),
+    upstreamBreakerState: new Gauge({ name: 'gateway_upstream_breaker_state', help: 'upstream circuit breaker: 0 closed, 1 half-open, 2 open', registers }),
+    upstreamBreakerTransitions: new Counter({ name: 'gateway_upstream_breaker_transitions_total', help: 'upstream circuit breaker state changes', labelNames: ['from', 'to'] as const, registers }),
+    upstreamBreakerRejections: new Counter({ name: 'gateway_upstream_breaker_rejections_total', help: 'upstream calls not made because the circuit breaker was open (or its probe was in flight)', registers }),
+    upstreamPoolConnections: new Gauge({
+      name: 'gateway_upstream_pool_connections',
+      help: 'upstream pool connections by state (connected, free)',
+      labelNames: ['state'] as const,
+      registers,
+      collect () {
+        const stats = live.pool?.()
+        if (stats === undefined) return
+        this.set({ state: 'connected' }, stats.connected)
+        this.set({ state: 'free' }, stats.free)
+      }
+    }),
+    upstreamPoolRequests: new Gauge({
+      name: 'gateway_upstream_pool_requests',
+      help: 'upstream pool requests by state: running (sent), pending (on a connection, not sent), queued (waiting for a connection)',
+      labelNames: ['state'] as const,
+      registers,
+      collect () {
+        const stats = live.pool?.()
+        if (stats === undefined) return
+        this.set({ state: 'running' }, stats.running)
+        this.set({ state: 'pending' }, stats.pending)
+        this.set({ state: 'queued' }, stats.queued)
+      }
+    }),
+    upstreamPoolWaitTimeouts: new Counter({ name: 'gateway_upstream_pool_wait_timeouts_total', help: 'upstream calls that found no free connection within UPSTREAM_POOL_WAIT_MS', registers }),
+    tokenRefreshBackoffSeconds: new Gauge({
+      name: 'gateway_token_refresh_backoff_seconds',
+      help: 'seconds until the next upstream login may be tried, by why the last one failed (reason="none" and 0 when not backing off)',
+      labelNames: ['reason'] as const,
+      registers,
+      collect () {
+        const backoff = live.loginBackoff?.()
+        this.reset()
+        this.set({ reason: backoff?.reason ?? 'none' }, backoff?.retryAfterS ?? 0)
+      }
+    }),
+    tokenRefreshes: new Counter({ name: 'gateway_token_refreshes_total', help: 'upstream token refreshes by result: ok, failed, locked_out (not tried: logins are backing off)', labelNames: ['result'] as const, registers }),
     limitRejections: new Counter({ name: 'gateway_limit_rejections_total', help: 'rate-limit and quota rejections by consumer and kind', labelNames: ['consumer', 'kind'] as const, registers }),
     coalesced: new Counter({ name: 'gateway_coalesced_total', help: 'reads served by joining another in-flight upstream call (single flight or id batching)', labelNames: ['kind'] as const, registers }),
-    redisErrors: new Counter({ name: 'gateway_redis_errors_total', help: 'Redis errors (timeouts, disconnects) seen by the gateway', registers })
+    redisErrors: new Counter({ name: 'gateway_redis_errors_total', help: 'Redis errors (timeouts, disconnects) seen by the gateway', registers }),
+    dependencyUp: new Gauge({ name: 'gateway_dependency_up', help: 'last background check of each dependency (redis, upstream, token): 1 up, 0 down', labelNames: ['dependency'] as const, registers }),
+    redisAvailable: new Gauge({ name: 'gateway_redis_available', help: '1 while the gateway uses Redis; 0 while it skips Redis after a failure (until a probe answers), and without REDIS_URL', registers }),
+    redisSkipped: new Counter({ name: 'gateway_redis_skipped_total', help: 'Redis calls not made because Redis was unavailable, by the user that skipped it (cache, lock, pubsub, limits, token, budget, idempotency)', labelNames: ['user'] as const, registers })
   }
 }
 

@@ -1,5 +1,6 @@
 // Decorates `app.quota`: the request rate (@fastify/rate-limit, keyed by consumer id, on the shared
-// ioredis client), daily object units and the upstream share, all behind LIMITS_ON_REDIS_ERROR.
+// ioredis client), daily object units and the upstream share, all behind LIMITS_ON_REDIS_ERROR and the
+// app's shared Redis health: once Redis has failed, no check calls it until it answers again.
 // HTTP concerns (headers, status codes, dialects) live in plugins/consumer-auth.ts.
 import fp from 'fastify-plugin'
 import rateLimit from '@fastify/rate-limit'
@@ -66,23 +67,17 @@ async function createLimiter (app: FastifyInstance): Promise<Limiter> {
 }
 
 export async function createQuota (app: FastifyInstance, opts: QuotaPluginOptions = {}) {
-  const isRedis = app.redis !== null
   const store = app.redis === null ? createMemoryWindowStore(opts) : createRedisWindowStore(app.redis, opts)
   const units = createDailyUnits(store, app.config.REDIS_KEY_PREFIX)
   const share = createUpstreamShare(store, app.config.REDIS_KEY_PREFIX)
   const mode = app.config.LIMITS_ON_REDIS_ERROR === 'closed' ? 'closed' : 'open'
-  const policy = createRedisPolicy({ mode, isRedis, log: app.log, metrics: app.metrics })
+  const guard = app.redis === null ? undefined : app.redisHealth.guard('limits')
+  const policy = createRedisPolicy({ mode, guard, log: app.log })
   const limiter = await createLimiter(app)
-  // A request that already met a failing Redis skips its later checks (open policy), so it waits for
-  // at most one command timeout instead of one per check.
-  const degraded = new WeakSet<FastifyRequest>()
 
   async function readRate (request: FastifyRequest, increment: boolean): Promise<RateState | undefined> {
     const result = await policy.run('rate', () => limiter(request, { increment }))
-    if (result === undefined) {
-      degraded.add(request)
-      return undefined
-    }
+    if (result === undefined) return undefined
     /* c8 ignore next -- no allowList is configured, so every result carries counts */
     if (result.isAllowed) return undefined
     return {
@@ -100,8 +95,7 @@ export async function createQuota (app: FastifyInstance, opts: QuotaPluginOption
       return readRate(request, true)
     },
     /** Charges daily object units all or nothing; undefined when skipped (open policy). */
-    async chargeUnits (request: FastifyRequest, consumer: Consumer, count: number): Promise<WindowCharge | undefined> {
-      if (degraded.has(request)) return undefined
+    async chargeUnits (_request: FastifyRequest, consumer: Consumer, count: number): Promise<WindowCharge | undefined> {
       return await policy.run('daily_objects', () => units.charge(consumer, count))
     },
     /** Gives back daily units of a request the gateway answered with a 5xx. */
@@ -121,16 +115,17 @@ export async function createQuota (app: FastifyInstance, opts: QuotaPluginOption
         `This key has caused its ${consumer.upstream_share} upstream calls this hour; cached data is still served. Retry after the hour resets.`
       ), result.resetSeconds)
     },
+    /** Gives back one unit of the share for a call that was charged but never reached the upstream. */
+    async refundUpstreamShare (consumer: Consumer): Promise<void> {
+      await policy.run('upstream_share', () => share.refund(consumer))
+    },
     /** Current usage for /v1/me; pass the request to include the rate window count. */
     async usage (consumer: Consumer, request?: FastifyRequest): Promise<Usage> {
       const rate = request === undefined ? undefined : await readRate(request, false)
-      const isDegraded = request !== undefined && degraded.has(request)
-      const [today, shared] = isDegraded
-        ? [undefined, undefined]
-        : await Promise.all([
-          policy.run('usage', () => units.used(consumer)),
-          policy.run('usage', () => share.used(consumer))
-        ])
+      const [today, shared] = await Promise.all([
+        policy.run('usage', () => units.used(consumer)),
+        policy.run('usage', () => share.used(consumer))
+      ])
       return {
         requests_this_window: rate === undefined ? null : rate.limit - rate.remaining,
         units_today: today ?? null,

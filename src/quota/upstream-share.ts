@@ -14,6 +14,10 @@ export function createUpstreamShare (store: WindowStore, keyPrefix: string) {
     take (consumer: Consumer): Promise<WindowCharge> {
       return store.charge(keyOf(consumer), 1, consumer.upstream_share, HOUR_SECONDS)
     },
+    /** Gives back one call that was charged but never sent. */
+    refund (consumer: Consumer): Promise<WindowCharge> {
+      return store.charge(keyOf(consumer), -1, consumer.upstream_share, HOUR_SECONDS)
+    },
     async used (consumer: Consumer): Promise<number> {
       return (await store.charge(keyOf(consumer), 0, consumer.upstream_share, HOUR_SECONDS)).used
     }

@@ -10,6 +10,8 @@
 //   client, before the global budget) and counted for its access log line.
 // - A write is sent once, its `info` text read (the upstream reports failures with success codes), and
 //   every cached view that shows it invalidated (cache/tags.ts), on every replica.
+// - A write whose reply was lost can be read back (read-back.ts), never from the cache; v1 writes keep
+//   their outcomes under an Idempotency-Key (idempotency.ts), in Redis when there is one.
 import fp from 'fastify-plugin'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import { UpstreamError } from '../errors.js'
@@ -21,6 +23,9 @@ import { views, writeTags, type WriteKind, type WriteTarget } from '../cache/tag
 import { parseLossless } from '../lib/json.js'
 import type { CallContext, UpstreamReply } from '../upstream/client.js'
 import { writeOutcome, type Fields, type UpstreamEndpoint, type WriteOutcome } from '../upstream/endpoints.js'
+import { createIdempotency } from './idempotency.js'
+import { createMemoryIdempotencyStore, createRedisIdempotencyStore } from './idempotency-store.js'
+import { readBack, type ReadBack } from './read-back.js'
 
 const JSON_TYPE = 'application/json; charset=utf-8'
 // How an id the upstream does not know is cached.
@@ -65,7 +70,12 @@ export type AtlasService = ReturnType<typeof createAtlasService>
 function callContext (request: FastifyRequest): CallContext {
   const consumer = request.consumer
   return {
-    ...(consumer === null ? {} : { beforeCall: () => request.server.quota.takeUpstreamShare(consumer) }),
+    ...(consumer === null
+      ? {}
+      : {
+          beforeCall: () => request.server.quota.takeUpstreamShare(consumer),
+          onUnsent: () => request.server.quota.refundUpstreamShare(consumer)
+        }),
     onCall: () => { request.upstreamCalls++ }
   }
 }
@@ -156,10 +166,29 @@ export function createAtlasService (app: FastifyInstance) {
       const outcome = writeOutcome(reply.status, body)
       if (outcome !== 'unknown_object' && outcome !== 'unknown_list') await cache.invalidate(writeTags(kind, target))
       return { reply, outcome }
-    }
+    },
+
+    /**
+     * After a write's reply was lost: invalidates every view that shows it (it may have landed), then
+     * reads its effect straight from the upstream where it can (never from the cache). The read is
+     * charged to the request's consumer and counted like any upstream call.
+     */
+    async readBack (request: FastifyRequest, kind: WriteKind, fields: Fields, target: WriteTarget): Promise<ReadBack> {
+      await cache.invalidate(writeTags(kind, target))
+      return await readBack((endpoint, readFields) => app.upstream.client.call(endpoint, readFields, callContext(request)), kind, fields)
+    },
+
+    /** Outcomes kept under Idempotency-Key, shared by every replica through Redis when there is one. */
+    idempotency: createIdempotency({
+      store: app.redis === null ? createMemoryIdempotencyStore() : createRedisIdempotencyStore(app.redis),
+      prefix: app.config.REDIS_KEY_PREFIX,
+      waitMs: app.config.IDEMPOTENCY_WAIT_MS,
+      log: app.log.child({ component: 'idempotency' }),
+      ...(app.redis === null ? {} : { guard: app.redisHealth.guard('idempotency') })
+    })
   }
 }
 
 export const servicePlugin = fp(async (app) => {
   app.decorate('atlas', createAtlasService(app))
-}, { name: 'service', fastify: '5.x', dependencies: ['upstream', 'cache'] })
+}, { name: 'service', fastify: '5.x', dependencies: ['upstream', 'cache', 'redis'] })

@@ -2,7 +2,11 @@
 // so the gateway never provokes the upstream's 429 itself (one token has ~100 calls/hour across all
 // endpoints, shared by every consumer). Also holds the pause after an upstream 429 (Retry-After).
 // With Redis the bucket and the pause are shared by every replica (atomic Lua, the Redis clock).
+import type { FastifyBaseLogger } from 'fastify'
 import type { Redis } from 'ioredis'
+import type { Metrics } from '../plugins/metrics.js'
+import { budgetError } from './error-map.js'
+import type { RedisGuard } from '../lib/redis-health.js'
 
 export interface BudgetTake {
   ok: boolean
@@ -15,6 +19,11 @@ export interface BudgetTake {
 
 export interface UpstreamBudget {
   take(): Promise<BudgetTake>
+  /**
+   * Gives back a token taken for a call that never reached the upstream (refused connection, DNS
+   * failure, no free connection in time); resolves with the whole tokens left. Never above capacity.
+   */
+  refund(): Promise<number>
   /** Stops every call for `seconds` (an upstream 429 said so). */
   pause(seconds: number): Promise<void>
 }
@@ -51,6 +60,11 @@ export function createMemoryBudget (rate: string, now: () => number = Date.now):
       }
       return { ok: false, remaining: 0, retryAfterS: Math.ceil((1 - tokens) * windowMs / capacity / 1000), reason: 'budget' }
     },
+    async refund () {
+      refill()
+      tokens = Math.min(capacity, tokens + 1)
+      return Math.floor(tokens)
+    },
     async pause (seconds) {
       pausedUntil = Math.max(pausedUntil, now() + seconds * 1000)
     }
@@ -79,12 +93,31 @@ if ok == 0 then wait = math.ceil((1 - tokens) * window / capacity) end
 return {ok, math.floor(tokens), wait, 0}
 `
 
+// KEYS[1] bucket hash; ARGV capacity, window ms. Refills like TAKE_LUA, adds one token (never above
+// capacity) and returns the whole tokens left, so a refund and a concurrent take never lose an update.
+const REFUND_LUA = `
+local capacity = tonumber(ARGV[1])
+local window = tonumber(ARGV[2])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local data = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
+local tokens = tonumber(data[1]) or capacity
+local ts = tonumber(data[2]) or now
+tokens = math.min(capacity, tokens + math.max(0, now - ts) * capacity / window + 1)
+redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ts', now)
+redis.call('PEXPIRE', KEYS[1], window * 2)
+return math.floor(tokens)
+`
+
 type BudgetCommand = (bucket: string, pause: string, capacity: number, windowMs: number) => Promise<[number, number, number, number]>
+type RefundCommand = (bucket: string, capacity: number, windowMs: number) => Promise<number>
 
 export function createRedisBudget (redis: Redis, prefix: string, rate: string): UpstreamBudget {
   const { capacity, windowMs } = parseRate(rate)
   if (!('agwBudgetTake' in redis)) redis.defineCommand('agwBudgetTake', { numberOfKeys: 2, lua: TAKE_LUA })
   const command = (redis as unknown as { agwBudgetTake: BudgetCommand }).agwBudgetTake.bind(redis)
+  if (!('agwBudgetRefund' in redis)) redis.defineCommand('agwBudgetRefund', { numberOfKeys: 1, lua: REFUND_LUA })
+  const refundCommand = (redis as unknown as { agwBudgetRefund: RefundCommand }).agwBudgetRefund.bind(redis)
   const bucketKey = `${prefix}budget:${rate}`
   const pauseKey = `${prefix}budget:pause`
   async function run () {
@@ -97,6 +130,7 @@ export function createRedisBudget (redis: Redis, prefix: string, rate: string): 
       if (r.ok) return { ok: true, remaining: r.remaining, retryAfterS: 0 }
       return { ok: false, remaining: r.remaining, retryAfterS: Math.max(1, Math.ceil(r.waitMs / 1000)), reason: r.paused ? 'paused' : 'budget' }
     },
+    refund: () => refundCommand(bucketKey, capacity, windowMs),
     async pause (seconds) {
       // Never shorten a longer pause another replica already set.
       const current = await redis.pttl(pauseKey)
@@ -106,23 +140,49 @@ export function createRedisBudget (redis: Redis, prefix: string, rate: string): 
 }
 
 /**
- * A Redis budget that falls back to a local one when Redis fails, so a Redis outage never stops
- * upstream reads (each replica then spends from its own local bucket; logged by the caller).
+ * A Redis budget that falls back to a local one when Redis fails or is being skipped after a failure
+ * (the app's shared Redis health), so a Redis outage never stops upstream reads and never makes them
+ * wait: each replica then spends from its own local bucket. Failures are counted and logged by the health.
  */
-export function createResilientBudget (primary: UpstreamBudget, fallback: UpstreamBudget, onError: (err: unknown) => void): UpstreamBudget {
-  async function guard<T> (fn: (b: UpstreamBudget) => Promise<T>): Promise<T> {
-    try {
-      return await fn(primary)
-    } catch (err) {
-      onError(err)
-      return fn(fallback)
-    }
+export function createResilientBudget (primary: UpstreamBudget, fallback: UpstreamBudget, guard: RedisGuard): UpstreamBudget {
+  async function either<T> (fn: (b: UpstreamBudget) => Promise<T>): Promise<T> {
+    const result = await guard.attempt(async () => fn(primary))
+    return result.ok ? result.value : fn(fallback)
   }
   return {
-    take: () => guard((b) => b.take()),
+    take: () => either((b) => b.take()),
+    refund: () => either((b) => b.refund()),
     pause: async (seconds) => {
       await fallback.pause(seconds)
-      await guard((b) => b.pause(seconds))
+      await guard.run(async () => primary.pause(seconds), undefined)
+    }
+  }
+}
+
+/**
+ * The budget as the upstream client uses it: a refused take throws GW_UPSTREAM_BUDGET (with the pause
+ * or the wait as Retry-After), and every take and refund updates the gauges.
+ */
+export function createBudgetGate (budget: UpstreamBudget, metrics: Metrics, log: FastifyBaseLogger) {
+  return {
+    /** Takes a token for a call about to be sent; returns the whole tokens left. */
+    async take (): Promise<number> {
+      const take = await budget.take()
+      metrics.upstreamBudgetRemaining.set(take.remaining)
+      // The pause gauge shows the pause left; any answer that is not "paused" means there is none.
+      metrics.upstreamPauseSeconds.set(take.reason === 'paused' ? take.retryAfterS : 0)
+      if (!take.ok) throw budgetError(take.retryAfterS, take.reason)
+      return take.remaining
+    },
+
+    /** Gives the token back for a call that never reached the upstream; a failure here only logs. */
+    async refund (endpoint: string): Promise<void> {
+      try {
+        metrics.upstreamBudgetRemaining.set(await budget.refund())
+        metrics.upstreamBudgetRefunds.inc()
+      } catch (err) {
+        log.warn({ endpoint, err: { message: (err as Error).message } }, 'upstream budget refund failed')
+      }
     }
   }
 }

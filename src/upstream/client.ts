@@ -1,16 +1,22 @@
 // The only way to reach ATLAS: an undici Pool with keep-alive, form-encoded POSTs with the trailing
 // slash (as the official client sends them), Accept: application/json, per-call deadline, response size
-// cap, the global budget, 429 pauses, token recovery and read retries.
-import { Pool } from 'undici'
+// cap, the global budget, 429 pauses, token recovery, the circuit breaker and read retries.
+//
+// The budget pays only for calls that reach the upstream: a token is taken just before a call and given
+// back when the call failed before any byte was sent (refused connection, DNS failure, no free
+// connection within UPSTREAM_POOL_WAIT_MS); pool.ts tells the two apart.
 import type { FastifyBaseLogger } from 'fastify'
 import { UpstreamAuthError } from '../errors.js'
 import type { Metrics } from '../plugins/metrics.js'
-import type { UpstreamBudget } from './budget.js'
+import { createBreaker, type Permit } from './breaker.js'
+import { createBudgetGate, type UpstreamBudget } from './budget.js'
 import { parseLossless } from '../lib/json.js'
 import { AUTH_DETAILS, WRITE_ENDPOINTS, fields, replyFields, type Fields, type UpstreamEndpoint } from './endpoints.js'
 import {
-  ResponseTooLargeError, budgetError, isRetryableStatus, isRetryableTransport, mapBadReply, mapTransportError
+  LoginRefusedError, PoolWaitError, ResponseTooLargeError, budgetError, describeError, isRetryableTransport, isServerError,
+  mapBadReply, mapTransportError, poolBusyError, retryAfterSeconds
 } from './error-map.js'
+import { createUpstreamPool, type Attempt } from './pool.js'
 import { scrubSecrets } from './scrub.js'
 import type { TokenManager } from './token.js'
 
@@ -28,6 +34,8 @@ export interface CallContext {
    * consumer's upstream share, and throws (429 GW_QUOTA_EXHAUSTED) to stop the call when it is spent.
    */
   beforeCall?: () => Promise<void>
+  /** Called when a call that beforeCall charged was never sent (refused connection, budget spent…). */
+  onUnsent?: () => Promise<void>
   /** Called once for every request actually sent upstream (for the access log). */
   onCall?: () => void
 }
@@ -38,8 +46,14 @@ export interface ClientOptions {
   timeoutMs: number
   connectTimeoutMs: number
   maxResponseBytes: number
+  /** Retries of a read on a network error or a 5xx: 0 or 1. */
   retries: number
+  /** A read is retried only while at least this many budget tokens are left. */
+  retryMinBudget?: number
   connections: number
+  /** Longest wait for a free connection before the call fails fast, unsent. */
+  poolWaitMs?: number
+  breaker?: { threshold: number, openMs: number, probeIntervalMs: number }
   budget: UpstreamBudget
   tokens: TokenManager
   metrics: Metrics
@@ -48,8 +62,16 @@ export interface ClientOptions {
 
 export type UpstreamClient = ReturnType<typeof createUpstreamClient>
 
-const RETRY_BASE_MS = 100
+const DEFAULT_RETRY_MIN_BUDGET = 10
+const DEFAULT_POOL_WAIT_MS = 5000
+const DEFAULT_BREAKER = { threshold: 5, openMs: 30_000, probeIntervalMs: 5000 }
+// A retry waits RETRY_BASE_MS, give or take half of it (jitter, so that replicas do not retry in step).
+const RETRY_BASE_MS = 200
 const MAX_AUTH_REPLAYS = 2
+// A login must end before the token lock it runs under expires (token.ts, 15 s), so that no other
+// replica starts a second one meanwhile.
+const LOGIN_TIMEOUT_MS = 10_000
+const PING_TIMEOUT_MS = 2000
 
 function sleep (ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms))
@@ -69,17 +91,21 @@ function detailOf (reply: UpstreamReply): string | undefined {
 
 export function createUpstreamClient (opts: ClientOptions) {
   const base = new URL(opts.baseUrl)
-  const pool = new Pool(base.origin, {
-    connections: opts.connections,
-    connect: { timeout: opts.connectTimeoutMs },
-    keepAliveTimeout: 30_000,
-    headersTimeout: opts.timeoutMs,
-    bodyTimeout: opts.timeoutMs
-  })
+  const pool = createUpstreamPool(base.origin, { connections: opts.connections, connectTimeoutMs: opts.connectTimeoutMs, timeoutMs: opts.timeoutMs })
+  const { exchange } = pool
   const { metrics, log } = opts
+  const retryMinBudget = opts.retryMinBudget ?? DEFAULT_RETRY_MIN_BUDGET
+  const poolWaitMs = opts.poolWaitMs ?? DEFAULT_POOL_WAIT_MS
+  const breaker = createBreaker({ ...(opts.breaker ?? DEFAULT_BREAKER), metrics, log })
+  const budget = createBudgetGate(opts.budget, metrics, log)
+  metrics.live.pool = () => pool.stats()
+  metrics.live.loginBackoff = () => {
+    const s = opts.tokens.refreshState()
+    return { reason: s.state === 'backoff' ? s.reason : undefined, retryAfterS: s.retryAfterS }
+  }
 
   /** One HTTP exchange; no budget, no retries. */
-  async function send (endpoint: UpstreamEndpoint, fields: Fields, token: string | undefined, deadline: number): Promise<UpstreamReply> {
+  async function send (endpoint: UpstreamEndpoint, fields: Fields, token: string | undefined, deadline: number, attempt: Attempt): Promise<UpstreamReply> {
     const headers: Record<string, string> = {
       accept: 'application/json',
       'content-type': 'application/x-www-form-urlencoded'
@@ -87,14 +113,16 @@ export function createUpstreamClient (opts: ClientOptions) {
     if (token !== undefined) headers.authorization = `Token ${token}`
     const started = performance.now()
     const endTimer = () => metrics.upstreamDuration.observe({ endpoint }, (performance.now() - started) / 1000)
+    let done = () => {}
     try {
-      const res = await pool.request({
+      const exchanged = await exchange({
         method: 'POST',
         path: base.pathname + opts.paths[endpoint],
         headers,
-        body: new URLSearchParams(fields).toString(),
-        signal: AbortSignal.timeout(Math.max(1, deadline - Date.now()))
-      })
+        body: new URLSearchParams(fields).toString()
+      }, deadline, poolWaitMs, attempt)
+      const { res } = exchanged
+      done = exchanged.done
       const chunks: Buffer[] = []
       let size = 0
       for await (const chunk of res.body) {
@@ -122,49 +150,95 @@ export function createUpstreamClient (opts: ClientOptions) {
       }
     } catch (err) {
       endTimer()
-      metrics.upstreamCalls.inc({ endpoint, status: err instanceof ResponseTooLargeError ? 'too_large' : 'network' })
+      // `not_sent`: the call never left the gateway (no connection); `network`: it failed after.
+      const status = err instanceof ResponseTooLargeError ? 'too_large' : attempt.isSent ? 'network' : 'not_sent'
+      metrics.upstreamCalls.inc({ endpoint, status })
       throw err
+    } finally {
+      done()
     }
   }
 
-  async function takeBudget (): Promise<void> {
-    const take = await opts.budget.take()
-    metrics.upstreamBudgetRemaining.set(take.remaining)
-    // The pause gauge shows the pause left; any answer that is not "paused" means there is none.
-    metrics.upstreamPauseSeconds.set(take.reason === 'paused' ? take.retryAfterS : 0)
-    if (!take.ok) throw budgetError(take.retryAfterS, take.reason)
+  /**
+   * The exchange with the breaker's leave: its outcome settles the permit. A call that found no free
+   * connection says nothing about the upstream; it fails fast with 503 GW_UPSTREAM_UNAVAILABLE.
+   */
+  async function sendWithPermit (permit: Permit, endpoint: UpstreamEndpoint, fields: Fields, token: string | undefined, deadline: number, attempt: Attempt): Promise<UpstreamReply> {
+    let reply: UpstreamReply
+    try {
+      reply = await send(endpoint, fields, token, deadline, attempt)
+    } catch (err) {
+      if (err instanceof PoolWaitError) {
+        permit.cancel()
+        metrics.upstreamPoolWaitTimeouts.inc()
+        const { running, pending, queued } = pool.stats()
+        log.warn({ endpoint, waitMs: poolWaitMs, pool: { running, pending, queued } }, 'no free upstream connection; call not sent')
+        throw poolBusyError(endpoint, poolWaitMs, err)
+      }
+      // An oversized body is our limit, not the upstream failing.
+      if (err instanceof ResponseTooLargeError) permit.success()
+      else permit.failure(describeError(err))
+      throw err
+    }
+    if (isServerError(reply.status)) permit.failure(`status ${reply.status}`)
+    else permit.success()
+    return reply
   }
 
   /**
    * Calls `endpoint` with `fields`. Resolves with 2xx and 4xx JSON replies (the caller reads them);
-   * throws GW_ errors for everything else. Reads retry on network errors and 502/503/504; writes are
-   * replayed only after a 401, which means the upstream did not process them.
+   * throws GW_ errors for everything else. A read is retried once on a network error or a 5xx while
+   * the breaker is closed and the budget has headroom; writes are replayed only after a 401, which means
+   * the upstream did not process them.
    */
   async function call (endpoint: UpstreamEndpoint, fields: Fields, ctx: CallContext = {}): Promise<UpstreamReply> {
     const isWrite = WRITE_ENDPOINTS.has(endpoint)
     const deadline = Date.now() + opts.timeoutMs
-    let attempt = 0
+    let retries = 0
     let authReplays = 0
     let token = await opts.tokens.current()
     // A replay after the upstream refused the gateway's own token is not charged to the consumer again.
     let isAuthReplay = false
+    const mayRetry = (remaining: number) => !isWrite && retries < Math.min(opts.retries, 1) && remaining >= retryMinBudget &&
+      breaker.state === 'closed' && Date.now() < deadline
+    const pauseBeforeRetry = () => sleep(Math.min(Math.max(0, deadline - Date.now()), RETRY_BASE_MS * (0.5 + Math.random())))
     for (;;) {
-      if (!isAuthReplay) await ctx.beforeCall?.()
+      const permit = breaker.acquire()
+      let remaining: number
+      let isCharged = false
+      try {
+        if (!isAuthReplay && ctx.beforeCall !== undefined) {
+          await ctx.beforeCall()
+          isCharged = true
+        }
+        remaining = await budget.take()
+      } catch (err) {
+        permit.cancel()
+        if (isCharged) await ctx.onUnsent?.()
+        throw err
+      }
       isAuthReplay = false
-      await takeBudget()
-      ctx.onCall?.()
+      const attempt: Attempt = { isSent: false }
       let reply: UpstreamReply
       try {
-        reply = await send(endpoint, fields, token, deadline)
+        reply = await sendWithPermit(permit, endpoint, fields, token, deadline, attempt)
       } catch (err) {
-        if (!isWrite && attempt < opts.retries && isRetryableTransport(err) && Date.now() < deadline) {
-          attempt++
-          log.warn({ endpoint, attempt, err: { message: (err as Error).message, code: (err as { code?: string }).code } }, 'upstream call failed; retrying')
-          await sleep(RETRY_BASE_MS * 2 ** attempt * (0.5 + Math.random()))
+        if (attempt.isSent) {
+          ctx.onCall?.()
+        } else {
+          // Nothing reached the upstream: neither the global budget nor the consumer's share pays.
+          await budget.refund(endpoint)
+          if (isCharged) await ctx.onUnsent?.()
+        }
+        if (isRetryableTransport(err) && mayRetry(remaining)) {
+          retries++
+          log.warn({ endpoint, err: { message: (err as Error).message, code: describeError(err) } }, 'upstream call failed; retrying once')
+          await pauseBeforeRetry()
           continue
         }
-        throw mapTransportError(err, endpoint)
+        throw (err as { code?: unknown }).code === 'GW_UPSTREAM_UNAVAILABLE' ? err : mapTransportError(err, endpoint)
       }
+      ctx.onCall?.()
 
       if (reply.status === 401) {
         const detail = detailOf(reply)
@@ -179,16 +253,16 @@ export function createUpstreamClient (opts: ClientOptions) {
         continue
       }
       if (reply.status === 429) {
-        const seconds = Number(reply.retryAfter ?? '')
-        const pauseS = Number.isFinite(seconds) && seconds > 0 ? seconds : 60
+        const pauseS = retryAfterSeconds(reply.retryAfter) ?? 60
         await opts.budget.pause(pauseS)
         metrics.upstreamPauseSeconds.set(pauseS)
         log.warn({ endpoint, pauseS }, 'upstream throttled the gateway; pausing every upstream call')
         throw budgetError(pauseS, 'paused')
       }
-      if (isRetryableStatus(reply.status) && !isWrite && attempt < opts.retries && Date.now() < deadline) {
-        attempt++
-        await sleep(RETRY_BASE_MS * 2 ** attempt * (0.5 + Math.random()))
+      if (isServerError(reply.status) && mayRetry(remaining)) {
+        retries++
+        log.warn({ endpoint, status: reply.status }, 'upstream answered with a server error; retrying once')
+        await pauseBeforeRetry()
         continue
       }
       const isJson = reply.contentType.includes('application/json')
@@ -199,22 +273,37 @@ export function createUpstreamClient (opts: ClientOptions) {
     }
   }
 
-  /** auth-token/: anonymous, outside the user budget (the upstream throttles it separately). */
+  /**
+   * auth-token/: anonymous, outside the user budget (the upstream throttles it separately), through the
+   * breaker. Throws LoginRefusedError with the status and Retry-After when no token comes back.
+   */
   async function login (username: string, password: string): Promise<string> {
-    const reply = await send('auth-token', fields.login(username, password), undefined, Date.now() + opts.timeoutMs)
-    if (reply.status !== 200) throw new Error(`auth-token/ answered ${reply.status}`)
+    const permit = breaker.acquire()
+    const deadline = Date.now() + Math.min(opts.timeoutMs, LOGIN_TIMEOUT_MS)
+    let reply: UpstreamReply
+    try {
+      reply = await sendWithPermit(permit, 'auth-token', fields.login(username, password), undefined, deadline, { isSent: false })
+    } catch (err) {
+      throw (err as { code?: unknown }).code === 'GW_UPSTREAM_UNAVAILABLE' ? err : mapTransportError(err, 'auth-token')
+    }
+    if (reply.status !== 200) throw new LoginRefusedError(reply.status, retryAfterSeconds(reply.retryAfter))
     const body = reply.contentType.includes('json') ? parseLossless(reply.text) : undefined
     const token = body !== null && typeof body === 'object' ? (body as Record<string, unknown>)[replyFields.authToken] : undefined
-    if (typeof token !== 'string' || !/^[0-9a-f]{40}$/.test(token)) throw new Error('auth-token/ reply has no token')
+    if (typeof token !== 'string' || !/^[0-9a-f]{40}$/.test(token)) throw new LoginRefusedError(200, undefined)
     return token
   }
 
-  /** For /readyz: any HTTP answer from the API root means reachable; costs no budget (no token sent). */
-  async function ping (): Promise<boolean> {
-    const res = await pool.request({ method: 'GET', path: base.pathname, signal: AbortSignal.timeout(2000) })
-    await res.body.dump()
-    return res.statusCode > 0
-  }
+  /** For the health check: any HTTP answer from the API root means reachable; costs no budget (no token sent). */
+  const ping = () => pool.ping(base.pathname, PING_TIMEOUT_MS)
 
-  return { call, login, ping, close: () => pool.close() }
+  return {
+    call,
+    login,
+    ping,
+    /** The circuit breaker's state, for health and tests. */
+    get breakerState () { return breaker.state },
+    close: async () => { breaker.close(); await pool.close() },
+    // destroy: abandons calls still pending (a shutdown past its deadline) instead of waiting for them.
+    destroy: async () => { breaker.close(); await pool.destroy() }
+  }
 }

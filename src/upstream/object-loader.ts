@@ -36,7 +36,12 @@ export function createObjectLoader (opts: ObjectLoaderOptions) {
 
   async function fetchChunk (ids: string[], ctxs: CallContext[]): Promise<RecordText[]> {
     const onCall = () => { for (const c of ctxs) c.onCall?.() }
-    const reply = await opts.client.call('objects', fields.objects(ids), { beforeCall: () => chargeOne(ctxs), onCall })
+    let payer: CallContext | undefined
+    const reply = await opts.client.call('objects', fields.objects(ids), {
+      beforeCall: async () => { payer = await chargeOne(ctxs) },
+      onUnsent: async () => { await payer?.onUnsent?.() },
+      onCall
+    })
     if (reply.status !== 200) {
       throw Object.assign(new UpstreamError(`The upstream refused an objects/ read (status ${reply.status}).`), { cause: reply.text.slice(0, 200) })
     }
@@ -64,18 +69,19 @@ export function createObjectLoader (opts: ObjectLoaderOptions) {
    * A call that serves several requests is charged once, to the first of them (in arrival order) whose
    * consumer still has upstream share; it fails only when none has.
    */
-  async function chargeOne (ctxs: CallContext[]): Promise<void> {
+  async function chargeOne (ctxs: CallContext[]): Promise<CallContext | undefined> {
     let refusal: unknown
     for (const c of ctxs) {
-      if (c.beforeCall === undefined) return
+      if (c.beforeCall === undefined) return undefined
       try {
         await c.beforeCall()
-        return
+        return c
       } catch (err) {
         refusal ??= err
       }
     }
     if (refusal !== undefined) throw refusal
+    return undefined
   }
 
   function flush (): void {

@@ -4,6 +4,7 @@ import fp from 'fastify-plugin'
 import type { FastifyBaseLogger } from 'fastify'
 import type { Redis } from 'ioredis'
 import type { Config } from '../config.js'
+import type { RedisHealth } from '../lib/redis-health.js'
 import type { Metrics } from '../plugins/metrics.js'
 import { createMemoryBudget, createRedisBudget, createResilientBudget, type UpstreamBudget } from './budget.js'
 import { createUpstreamClient, type UpstreamClient } from './client.js'
@@ -22,16 +23,15 @@ export interface UpstreamDeps {
   metrics: Metrics
   log: FastifyBaseLogger
   redis: Redis | null
+  /** The app's shared Redis health: budget and token skip Redis while it is unavailable. */
+  redisHealth: RedisHealth
 }
 
-export function createUpstream ({ config, metrics, log, redis }: UpstreamDeps) {
+export function createUpstream ({ config, metrics, log, redis, redisHealth }: UpstreamDeps) {
   const local = createMemoryBudget(config.UPSTREAM_RATE)
   const budget: UpstreamBudget = redis === null
     ? local
-    : createResilientBudget(createRedisBudget(redis, config.REDIS_KEY_PREFIX, config.UPSTREAM_RATE), local, (err) => {
-      metrics.redisErrors.inc()
-      log.warn({ err: { message: (err as Error).message } }, 'redis budget unavailable; using the local budget')
-    })
+    : createResilientBudget(createRedisBudget(redis, config.REDIS_KEY_PREFIX, config.UPSTREAM_RATE), local, redisHealth.guard('budget'))
   // The token manager logs in through the client, and the client takes tokens from the manager.
   const tokens = createTokenManager({
     token: config.ATLAS_TOKEN,
@@ -42,14 +42,8 @@ export function createUpstream ({ config, metrics, log, redis }: UpstreamDeps) {
     passwordFile: config.ATLAS_PASSWORD_FILE
   }, (u, p) => client.login(u, p), (result) => metrics.tokenRefreshes.inc({ result }), redis === null
     ? undefined
-    : {
-        redis,
-        prefix: config.REDIS_KEY_PREFIX,
-        onError: (err) => {
-          metrics.redisErrors.inc()
-          log.warn({ err: { message: (err as Error).message } }, 'redis token store unavailable; using the local token')
-        }
-      })
+    : { redis, prefix: config.REDIS_KEY_PREFIX, guard: redisHealth.guard('token') },
+  { baseMs: config.UPSTREAM_LOGIN_BACKOFF_MS, maxMs: config.UPSTREAM_LOGIN_BACKOFF_MAX_MS })
   const client: UpstreamClient = createUpstreamClient({
     baseUrl: config.ATLAS_BASE_URL,
     paths: resolvePaths(config.UPSTREAM_PATHS),
@@ -57,7 +51,10 @@ export function createUpstream ({ config, metrics, log, redis }: UpstreamDeps) {
     connectTimeoutMs: config.UPSTREAM_CONNECT_TIMEOUT_MS,
     maxResponseBytes: config.UPSTREAM_MAX_RESPONSE_BYTES,
     retries: config.UPSTREAM_RETRIES,
+    retryMinBudget: config.UPSTREAM_RETRY_MIN_BUDGET,
     connections: config.UPSTREAM_CONNECTIONS,
+    poolWaitMs: config.UPSTREAM_POOL_WAIT_MS,
+    breaker: { threshold: config.UPSTREAM_BREAKER_THRESHOLD, openMs: config.UPSTREAM_BREAKER_OPEN_MS, probeIntervalMs: config.UPSTREAM_BREAKER_PROBE_INTERVAL_MS },
     budget,
     tokens,
     metrics,
@@ -69,12 +66,25 @@ export function createUpstream ({ config, metrics, log, redis }: UpstreamDeps) {
 
 export const upstreamPlugin = fp(async (app) => {
   if (app.config.ATLAS_BASE_URL === '') throw new Error('ATLAS_BASE_URL is empty: the server starts the embedded sandbox; buildApp needs a base URL')
-  const upstream = createUpstream({ config: app.config, metrics: app.metrics, log: app.log, redis: app.redis })
+  const upstream = createUpstream({ config: app.config, metrics: app.metrics, log: app.log, redis: app.redis, redisHealth: app.redisHealth })
   app.decorate('upstream', upstream)
-  app.readiness.add('upstream', async () => ({ ok: await upstream.client.ping() }))
-  app.readiness.add('token', async () => {
+  app.health.addCheck('upstream', async () => ({ ok: await upstream.client.ping() }))
+  app.health.addCheck('token', async () => {
     const ok = await upstream.tokens.isUsable()
     return ok ? { ok } : { ok, detail: 'no usable upstream token' }
   })
-  app.addHook('onClose', async () => { await upstream.client.close() })
+  // What this replica last saw; neither check calls anything.
+  app.health.addCheck('token_refresh', async () => {
+    const s = upstream.tokens.refreshState()
+    if (s.state === 'ok') return { ok: true }
+    return { ok: false, detail: `logins ${s.state === 'backoff' ? 'backing off' : 'failing'} (${s.reason ?? 'unknown'}) after ${s.failures} failure(s); next attempt in ${s.retryAfterS} s` }
+  })
+  app.health.addCheck('upstream_breaker', async () => {
+    const state = upstream.client.breakerState
+    return state === 'closed' ? { ok: true } : { ok: false, detail: `circuit ${state}: misses fail fast while the upstream fails` }
+  })
+  // By onClose the server has answered every request (the shutdown answers those still running at its
+  // deadline), so a pending upstream call serves nobody: abandon it instead of waiting up to
+  // UPSTREAM_TIMEOUT_MS.
+  app.addHook('onClose', async () => { await upstream.client.destroy() })
 }, { name: 'upstream', fastify: '5.x', dependencies: ['health', 'metrics', 'redis'] })

@@ -5,11 +5,21 @@
 //   refresh only if neither gives anything new.
 // With Redis, replicas share the current token, and one replica refreshes under a lock while the others
 // wait for the new token (a refresh rotates the key, which would kill every other replica's copy).
+// A failed login starts a backoff shared by every replica (login-backoff.ts); until it ends, a token the
+// upstream refused is not sent again and callers get 503 GW_UPSTREAM_AUTH_BACKOFF with Retry-After.
 // The token never leaves this module except as the Authorization header the client builds, and as the
 // list of secrets the client scrubs from upstream replies (secrets()).
+import { createHash } from 'node:crypto'
 import { readFile } from 'node:fs/promises'
 import type { Redis } from 'ioredis'
-import { UpstreamAuthError } from '../errors.js'
+import { UpstreamAuthBackoffError, UpstreamAuthError, withRetryAfter } from '../errors.js'
+import type { RedisGuard } from '../lib/redis-health.js'
+import { DEFAULT_LOGIN_BACKOFF, classifyLoginError, createLoginBackoff, type LoginBackoffOptions, type RefreshState } from './login-backoff.js'
+
+export type { RefreshState } from './login-backoff.js'
+
+/** How a refresh went: a login succeeded or failed, or none was tried because logins are backing off. */
+export type RefreshResult = 'ok' | 'failed' | 'locked_out'
 
 export interface TokenSources {
   token: string
@@ -26,7 +36,8 @@ export type LoginFn = (username: string, password: string) => Promise<string>
 export interface SharedToken {
   redis: Redis
   prefix: string
-  onError: (err: unknown) => void
+  /** The app's shared Redis health: counts failures, and skips Redis while it is unavailable. */
+  guard: RedisGuard
 }
 
 export type TokenManager = ReturnType<typeof createTokenManager>
@@ -49,10 +60,21 @@ async function readSecret (value: string, file: string): Promise<string> {
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 
-export function createTokenManager (sources: TokenSources, login: LoginFn, onRefresh: (result: 'ok' | 'failed') => void = () => {}, shared?: SharedToken) {
+/** Tokens are compared by digest where they are remembered only to be refused. */
+const fingerprint = (token: string) => createHash('sha256').update(token).digest('hex').slice(0, 16)
+
+export function createTokenManager (
+  sources: TokenSources,
+  login: LoginFn,
+  onRefresh: (result: RefreshResult) => void = () => {},
+  shared?: SharedToken,
+  backoffOptions: LoginBackoffOptions = DEFAULT_LOGIN_BACKOFF
+) {
   let current: string | undefined
   let refreshing: Promise<string> | undefined
   let lastRefreshFailed = false
+  // Tokens the upstream refused that no login has replaced yet: sending them again would only spend budget.
+  const refused = new Set<string>()
   const held = new Set<string>()
   let password = sources.password
   /** Makes `token` the current token, and remembers it for secrets(). */
@@ -67,15 +89,14 @@ export function createTokenManager (sources: TokenSources, login: LoginFn, onRef
   const tokenKey = `${shared?.prefix ?? ''}token`
   const lockKey = `${shared?.prefix ?? ''}token:lock`
 
-  /** Redis failures never stop upstream calls: the local copy serves, and the error is counted. */
+  /**
+   * Redis failures never stop upstream calls, nor make them wait: the local copy serves, and while
+   * Redis is unavailable (after a failure anywhere in the gateway) it is not even asked.
+   */
   async function guarded<T> (fn: (redis: Redis) => Promise<T>, fallback: T): Promise<T> {
     if (shared === undefined) return fallback
-    try {
-      return await fn(shared.redis)
-    } catch (err) {
-      shared.onError(err)
-      return fallback
-    }
+    const { redis } = shared
+    return shared.guard.run(async () => fn(redis), fallback)
   }
 
   const readShared = () => guarded(async (r) => (await r.get(tokenKey)) ?? undefined, undefined)
@@ -85,7 +106,16 @@ export function createTokenManager (sources: TokenSources, login: LoginFn, onRef
     return readSecret(sources.token, sources.tokenFile)
   }
 
-  async function login1 (): Promise<string> {
+  const backoff = createLoginBackoff(backoffOptions, shared === undefined ? undefined : { run: guarded, prefix: shared.prefix })
+
+  /** Logins are backing off: `stale` is not sent again until a login replaces it. */
+  function lockedOut (record: Parameters<typeof backoff.error>[0], stale: string): Error {
+    refused.add(fingerprint(stale))
+    onRefresh('locked_out')
+    return backoff.error(record)
+  }
+
+  async function login1 (stale: string): Promise<string> {
     const username = await readSecret(sources.username, sources.usernameFile).catch(() => '')
     password = await readSecret(sources.password, sources.passwordFile).catch(() => '')
     if (username === '' || password === '') {
@@ -93,59 +123,97 @@ export function createTokenManager (sources: TokenSources, login: LoginFn, onRef
       onRefresh('failed')
       throw new UpstreamAuthError('The upstream token is no longer valid and no refresh credentials are configured; the operator must set ATLAS_USERNAME and ATLAS_PASSWORD.')
     }
+    let token: string
     try {
-      const token = await login(username, password)
+      token = await login(username, password)
       if (!TOKEN_RE.test(token)) throw new Error('auth-token/ returned a token that is not 40 hex characters')
-      hold(token)
-      lastRefreshFailed = false
-      onRefresh('ok')
-      await writeShared(token)
-      return token
     } catch (err) {
+      const failure = classifyLoginError(err)
+      // No login reached the upstream (its breaker is open): not a step of the backoff.
+      if (failure === undefined) throw err
       lastRefreshFailed = true
       onRefresh('failed')
-      throw Object.assign(new UpstreamAuthError('The upstream token could not be refreshed; the operator must check the ATLAS credentials.'), { cause: err })
+      refused.add(fingerprint(stale))
+      const record = await backoff.recordFailure(failure.reason, failure.retryAfterS)
+      throw Object.assign(backoff.error(record), { cause: err })
     }
+    hold(token)
+    lastRefreshFailed = false
+    refused.clear()
+    onRefresh('ok')
+    await backoff.recordSuccess()
+    await writeShared(token)
+    return token
   }
 
-  /** One replica logs in under the lock; the others wait for the token it stores. */
+  /**
+   * One replica logs in under the lock; the others wait for the token it stores, or for the backoff it
+   * records when its login fails. The record is written before the lock is released, so every replica
+   * sees it before it could try: one attempt per backoff step for the whole deployment.
+   */
   async function refreshAcrossReplicas (stale: string): Promise<string> {
-    const isLocked = await guarded(async (r) => (await r.set(lockKey, '1', 'PX', LOCK_TTL_MS, 'NX')) === 'OK', true)
-    if (isLocked) {
-      try {
-        const fresh = await readShared()
-        if (fresh !== undefined && fresh !== stale) return hold(fresh)
-        return await login1()
-      } finally {
-        await guarded(async (r) => { await r.del(lockKey) }, undefined)
+    for (let waited = 0; ; waited += WAIT_STEP_MS) {
+      const isLocked = await guarded(async (r) => (await r.set(lockKey, '1', 'PX', LOCK_TTL_MS, 'NX')) === 'OK', true)
+      if (isLocked) {
+        try {
+          const fresh = await readShared()
+          if (fresh !== undefined && fresh !== stale) return hold(fresh)
+          const waiting = await backoff.readShared()
+          if (waiting !== undefined) throw lockedOut(waiting, stale)
+          return await login1(stale)
+        } finally {
+          await guarded(async (r) => { await r.del(lockKey) }, undefined)
+        }
       }
-    }
-    for (let waited = 0; waited < WAIT_MAX_MS; waited += WAIT_STEP_MS) {
+      if (waited >= WAIT_MAX_MS) {
+        throw withRetryAfter(new UpstreamAuthBackoffError('Another gateway replica is refreshing the upstream token; retry after the indicated time.'), 1)
+      }
       await sleep(WAIT_STEP_MS)
       const fresh = await readShared()
       if (fresh !== undefined && fresh !== stale) return hold(fresh)
+      const waiting = await backoff.readShared()
+      if (waiting !== undefined) throw lockedOut(waiting, stale)
     }
-    return login1()
+  }
+
+  async function refresh (stale: string): Promise<string> {
+    if (refreshing !== undefined) return refreshing
+    if (current !== undefined && current !== stale) return current
+    const waiting = backoff.active()
+    if (waiting !== undefined) throw lockedOut(waiting, stale)
+    refreshing = refreshAcrossReplicas(stale).finally(() => { refreshing = undefined })
+    return refreshing
   }
 
   return {
+    /**
+     * The token to send. A token the upstream refused is not sent again: a changed token source wins,
+     * else 503 GW_UPSTREAM_AUTH_BACKOFF while logins back off, else a refresh before the call.
+     */
     async current (): Promise<string> {
       const fromRedis = await readShared()
-      if (fromRedis !== undefined) return hold(fromRedis)
-      if (current === undefined) {
-        current = hold(await readSource())
-        if (current !== '') await guarded(async (r) => { await r.set(tokenKey, current as string, 'EX', TOKEN_KEY_TTL_S, 'NX') }, undefined)
+      let token: string
+      if (fromRedis !== undefined) {
+        token = hold(fromRedis)
+      } else {
+        if (current === undefined) {
+          current = hold(await readSource())
+          if (current !== '') await guarded(async (r) => { await r.set(tokenKey, current as string, 'EX', TOKEN_KEY_TTL_S, 'NX') }, undefined)
+        }
+        token = current
       }
-      return current
+      if (refused.size === 0 || !refused.has(fingerprint(token))) return token
+      const fromSource = await readSource().catch(() => '')
+      if (fromSource !== '' && !refused.has(fingerprint(fromSource))) {
+        hold(fromSource)
+        await writeShared(fromSource)
+        return fromSource
+      }
+      return refresh(token)
     },
 
     /** Refreshes once for every caller that saw `stale`; a caller that saw an older token just gets the new one. */
-    async refresh (stale: string): Promise<string> {
-      if (refreshing !== undefined) return refreshing
-      if (current !== undefined && current !== stale) return current
-      refreshing = refreshAcrossReplicas(stale).finally(() => { refreshing = undefined })
-      return refreshing
-    },
+    refresh,
 
     /** After `Invalid token.`: a newer shared token or a changed token source wins; otherwise refresh. */
     async recoverInvalid (stale: string): Promise<string> {
@@ -159,7 +227,12 @@ export function createTokenManager (sources: TokenSources, login: LoginFn, onRef
         await writeShared(fromSource)
         return fromSource
       }
-      return this.refresh(stale)
+      return refresh(stale)
+    },
+
+    /** Token refresh as this replica last saw it: for /healthz detail and the backoff gauge. */
+    refreshState (): RefreshState {
+      return backoff.state()
     },
 
     /** What an upstream reply must never show: the configured and recently held tokens, and the password. */

@@ -1,25 +1,27 @@
 // A stalled Redis (SIGSTOP on a redis-server this test started; never the shared one) must not take
 // reads down: L1 still answers, misses go to the loader, failures are counted, and after SIGCONT and
-// the guard's cool-down (driven by an injected clock) L2 is used again. Statuses and values are
-// asserted, not durations.
+// the cool-down of the Redis health (driven by an injected clock; no background probe here, so the
+// first call after the cool-down is the probe) L2 is used again. Statuses and values are asserted,
+// not durations (test/faults/redis-stall.test.ts bounds them for the whole app).
 import { test } from 'tap'
 import { createCache } from '../../src/cache/cache.js'
 import { createMemoryStore } from '../../src/cache/memory-store.js'
-import { createRedisGuard } from '../../src/cache/redis-guard.js'
 import { createRedisStore } from '../../src/cache/redis-store.js'
+import { createRedisHealth } from '../../src/lib/redis-health.js'
 import { FRESHNESS, countingLoader, manualClock } from './cache-fixture.js'
 import { CAN_START_REDIS, connectRedis, startRedisServer } from './redis-fixture.js'
 
 test('Redis paused: reads answer from L1 or the loader; Redis comes back after SIGCONT', { skip: CAN_START_REDIS ? false : 'needs REDIS_URL and redis-server' }, async (t) => {
   const server = await startRedisServer(t)
-  // The client's own command timeout is long, so the guard's timeout is the one that bounds each call.
+  // The client's own command timeout is long, so the health's timeout is the one that bounds each call.
   const { redis, prefix } = await connectRedis(t, server.url, 10_000)
   const clock = manualClock()
   const errors: unknown[] = []
-  const guard = createRedisGuard({ timeoutMs: 200, cooldownMs: 1000, now: clock.now, onError: (err) => errors.push(err) })
-  const l2 = createRedisStore({ redis, prefix, guard })
+  const skips: string[] = []
+  const health = createRedisHealth({ timeoutMs: 200, cooldownMs: 1000, now: clock.now, onFailure: (err) => errors.push(err), onSkip: (user) => skips.push(user) })
+  const l2 = createRedisStore({ redis, prefix, guard: health.guard('cache') })
   const makeCache = () => createCache({
-    l1: createMemoryStore({ maxBytes: 1 << 20, now: clock.now }), l2, now: clock.now, lock: { redis, prefix, guard }
+    l1: createMemoryStore({ maxBytes: 1 << 20, now: clock.now }), l2, now: clock.now, lock: { redis, prefix, guard: health.guard('lock') }
   })
   const cache = makeCache()
   const loader = countingLoader(() => 'value')
@@ -36,8 +38,10 @@ test('Redis paused: reads answer from L1 or the loader; Redis comes back after S
   const miss = await cache.fetch('cold', FRESHNESS, loader.fn)
   t.equal(miss.status, 'MISS', 'a miss goes to the loader')
   t.equal(miss.entry.body.toString(), 'value')
-  t.ok(errors.length >= 1, `the stall was reported (${errors.length})`)
-  t.ok(guard.isOpen, 'Redis is skipped during the cool-down')
+  t.equal(errors.length, 1, 'one stall reported: calls after it were skipped or released')
+  t.equal(health.state, 'down')
+  t.notOk(health.isAvailable, 'Redis is skipped during the cool-down')
+  t.ok(skips.includes('cache') && skips.includes('lock'), `store and lock skipped Redis (${[...new Set(skips)].join(', ')})`)
 
   // A replica with an empty L1 still answers through its loader.
   const other = makeCache()
@@ -50,8 +54,9 @@ test('Redis paused: reads answer from L1 or the loader; Redis comes back after S
   // Let the stalled commands drain now that Redis runs again (each was already answered by the guard).
   await redis.ping()
   clock.advance(1000)
-  t.notOk(guard.isOpen)
+  t.ok(health.isAvailable, 'after the cool-down the next call probes Redis')
   t.equal((await cache.fetch('after', FRESHNESS, loader.fn)).status, 'MISS')
+  t.equal(health.state, 'up', 'the probe answered')
   t.ok(await redis.getBuffer(`${prefix}c:k:after`), 'fills reach L2 again')
   const third = makeCache()
   const fromL2 = await third.fetch('after', FRESHNESS, loader.fn)

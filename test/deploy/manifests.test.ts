@@ -56,6 +56,17 @@ const containerPort = Number(at(httpPort, 'containerPort'))
 const containerEnv = new Map(list(at(container, 'env')).map((e) => [String(at(e, 'name')), at(e, 'value')]))
 const compose = loadDocs(join(DEPLOY, 'docker-compose.yml'))[0]
 const dockerfile = readFileSync(join(ROOT, 'Dockerfile'), 'utf8')
+const haproxy = readFileSync(join(DEPLOY, 'haproxy.cfg'), 'utf8')
+const composeGateway = at(compose, 'services', 'gateway')
+const composeEnv = (name: string): unknown => at(composeGateway, 'environment', name)
+
+/** A compose duration such as `25s`, `1m30s` or `500ms`, in milliseconds. */
+function durationMs (text: unknown): number {
+  const units: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }
+  const parts = [...String(text).matchAll(/(\d+(?:\.\d+)?)(ms|s|m|h)/g)]
+  if (parts.length === 0) return Number.NaN
+  return parts.reduce((sum, [, n, unit]) => sum + Number(n) * (units[unit ?? ''] ?? Number.NaN), 0)
+}
 
 /** A probe or Service port given by name or number, as the number it means. */
 function portNumber (port: unknown): number {
@@ -101,7 +112,7 @@ test('ports agree: Dockerfile EXPOSE and PORT, containerPort, the PORT env, prob
   t.equal(portNumber(at(service, 'spec', 'ports', 0, 'targetPort')), containerPort, 'Service targetPort')
   t.same(at(service, 'spec', 'selector'), at(deployment, 'spec', 'selector', 'matchLabels'))
   t.equal(Number(at(compose, 'services', 'gateway', 'environment', 'PORT')), containerPort, 'compose PORT')
-  t.match(readFileSync(join(DEPLOY, 'haproxy.cfg'), 'utf8'), new RegExp(`gateway:${containerPort}\\b`), 'haproxy targets that port')
+  t.match(haproxy, new RegExp(`gateway:${containerPort}\\b`), 'haproxy targets that port')
   t.match(dockerfile, /HEALTHCHECK[\s\S]*\/healthz/, 'the image health check hits /healthz')
   t.match(dockerfile, /^CMD \["node", "dist\/server\.js"\]$/m)
   t.match(dockerfile, /^USER node$/m)
@@ -118,8 +129,6 @@ test('the Deployment is safe to run and to roll', async (t) => {
     t.ok(at(container, 'resources', kind, 'memory'), `memory ${kind}`)
     t.ok(at(container, 'resources', kind, 'cpu'), `cpu ${kind}`)
   }
-  const grace = Number(at(pod, 'terminationGracePeriodSeconds'))
-  t.ok(grace * 1000 > Number(containerEnv.get('SHUTDOWN_TIMEOUT_MS')), 'the grace period outlasts SHUTDOWN_TIMEOUT_MS')
   const [hpa] = byKind('HorizontalPodAutoscaler')
   t.equal(hpa?.apiVersion, 'autoscaling/v2')
   t.equal(at(hpa, 'spec', 'scaleTargetRef', 'name'), at(deployment, 'metadata', 'name'))
@@ -177,4 +186,80 @@ test('compose: two gateway replicas behind one port, Redis, and the sandbox as t
   t.equal(at(gateway, 'environment', 'ATLAS_TOKEN'), deriveToken(seed, 'sandbox_write'))
   t.equal(at(gateway, 'environment', 'ATLAS_USERNAME'), 'sandbox_write')
   t.equal(at(gateway, 'environment', 'ATLAS_PASSWORD'), derivePassword(seed, 'sandbox_write'))
+})
+
+test('readiness means "this replica can take traffic": probes and checks hit the right endpoint', async (t) => {
+  t.equal(at(container, 'readinessProbe', 'httpGet', 'path'), '/readyz', 'Kubernetes readiness: /readyz')
+  t.equal(at(container, 'livenessProbe', 'httpGet', 'path'), '/healthz', 'Kubernetes liveness: /healthz')
+  t.match(haproxy, /^\s*option httpchk GET \/readyz$/m, 'haproxy takes replicas out on /readyz')
+  t.match(JSON.stringify(at(composeGateway, 'healthcheck', 'test')), /\/healthz/, 'the compose health check is liveness (/healthz)')
+  t.notMatch(JSON.stringify(at(composeGateway, 'healthcheck', 'test')), /\/readyz/)
+  t.notOk(at(deployment, 'spec', 'template', 'spec', 'containers', 0, 'lifecycle', 'preStop'), 'no preStop sleep: SHUTDOWN_DRAIN_MS drains in the process')
+})
+
+test('stopping: a drain, haproxy retries elsewhere, and stop timeouts longer than drain + shutdown', async (t) => {
+  for (const [where, drain, shutdown] of [
+    ['Kubernetes', containerEnv.get('SHUTDOWN_DRAIN_MS'), containerEnv.get('SHUTDOWN_TIMEOUT_MS')],
+    ['compose', composeEnv('SHUTDOWN_DRAIN_MS'), composeEnv('SHUTDOWN_TIMEOUT_MS')]
+  ] as const) {
+    t.ok(Number(drain) > 0, `${where} drains before closing (SHUTDOWN_DRAIN_MS ${String(drain)})`)
+    t.ok(Number(shutdown) > 0, `${where} sets SHUTDOWN_TIMEOUT_MS`)
+  }
+  const k8sBudget = Number(containerEnv.get('SHUTDOWN_DRAIN_MS')) + Number(containerEnv.get('SHUTDOWN_TIMEOUT_MS'))
+  const grace = Number(at(deployment, 'spec', 'template', 'spec', 'terminationGracePeriodSeconds')) * 1000
+  t.ok(grace > k8sBudget, `terminationGracePeriodSeconds (${grace} ms) > drain + shutdown (${k8sBudget} ms)`)
+  const composeBudget = Number(composeEnv('SHUTDOWN_DRAIN_MS')) + Number(composeEnv('SHUTDOWN_TIMEOUT_MS'))
+  const stop = durationMs(at(composeGateway, 'stop_grace_period'))
+  t.ok(stop > composeBudget, `compose stop_grace_period (${stop} ms) > drain + shutdown (${composeBudget} ms)`)
+
+  t.match(haproxy, /^\s*option redispatch\b/m, 'haproxy redispatches a retried request to another replica')
+  t.match(haproxy, /^\s*retry-on .*\bconn-failure\b.*\b503\b/m, 'and retries on connection failures and 503')
+  t.match(haproxy, /^\s*http-request disable-l7-retry unless METH_GET$/m, 'writes are not replayed after an HTTP answer')
+  const server = /^\s*server-template .* check .*$/m.exec(haproxy)?.[0] ?? ''
+  const inter = Number(/\binter (\d+)s\b/.exec(server)?.[1]) * 1000
+  const fall = Number(/\bfall (\d+)\b/.exec(server)?.[1] ?? 3)
+  t.ok(inter * fall < Number(composeEnv('SHUTDOWN_DRAIN_MS')), `haproxy marks a draining replica down (${fall} × ${inter} ms) within the drain`)
+})
+
+test('Prometheus scrapes with METRICS_TOKEN: a ServiceMonitor with the bearer token from the Secret', async (t) => {
+  const [monitor] = byKind('ServiceMonitor')
+  const [service] = byKind('Service')
+  const [secret] = byKind('Secret')
+  t.equal(monitor?.apiVersion, 'monitoring.coreos.com/v1')
+  const endpoint = at(monitor, 'spec', 'endpoints', 0)
+  t.equal(at(endpoint, 'path'), '/metrics')
+  t.ok(list(at(service, 'spec', 'ports')).some((p) => at(p, 'name') === at(endpoint, 'port')), 'it names a port of the Service')
+  const serviceLabels = at(service, 'metadata', 'labels') as Record<string, unknown> | undefined
+  for (const [k, v] of Object.entries(at(monitor, 'spec', 'selector', 'matchLabels') as Record<string, unknown>)) {
+    t.equal(serviceLabels?.[k], v, `it selects the Service (${k})`)
+  }
+  t.equal(at(endpoint, 'authorization', 'type'), 'Bearer')
+  t.equal(at(endpoint, 'authorization', 'credentials', 'name'), at(secret, 'metadata', 'name'), 'the token comes from the gateway Secret')
+  const key = String(at(endpoint, 'authorization', 'credentials', 'key'))
+  t.equal(key, 'METRICS_TOKEN')
+  t.ok(key in (at(secret, 'stringData') as Record<string, unknown>), 'which holds METRICS_TOKEN')
+  t.ok('METRICS_TOKEN' in ConfigSchema.properties)
+  const annotations = at(deployment, 'spec', 'template', 'metadata', 'annotations') as Record<string, unknown> | undefined
+  t.notOk(annotations?.['prometheus.io/scrape'], 'no annotation-based scraping, which cannot send the token')
+  t.notOk(list(at(kustomization, 'resources')).includes('servicemonitor.yaml'), 'optional: the kind exists only with the Prometheus Operator')
+})
+
+test('the image: Node 22 LTS slim, no `# syntax` line, HOST=0.0.0.0 set although the default is loopback', async (t) => {
+  t.match(dockerfile, /^ARG NODE_IMAGE=node:22-bookworm-slim$/m)
+  t.equal([...dockerfile.matchAll(/^FROM \$\{NODE_IMAGE\}/gm)].length, 2, 'both stages use it')
+  t.notMatch(dockerfile, /^#\s*syntax\s*=/m, 'no BuildKit frontend to pull (offline builds work)')
+  t.equal(ConfigSchema.properties.HOST.default, '127.0.0.1', 'with no settings the gateway binds loopback')
+  t.match(dockerfile, /^\s*HOST=0\.0\.0\.0\b/m, 'the image sets HOST=0.0.0.0 explicitly')
+  t.equal(containerEnv.get('HOST'), '0.0.0.0', 'so does the Deployment')
+  t.equal(composeEnv('HOST'), '0.0.0.0', 'and compose')
+})
+
+test('reload instructions work in the slim image (no `kill` binary there)', async (t) => {
+  const docs = [
+    join(ROOT, 'Dockerfile'), join(ROOT, 'README.md'), join(K8S, 'README.md'), join(DEPLOY, 'haproxy.cfg'), ...yamlFiles(DEPLOY)
+  ]
+  for (const path of docs) {
+    t.notMatch(readFileSync(path, 'utf8'), /(exec\b[^\n]*--\s*kill\b|\bkill -(HUP|s HUP|1)\b)/, `${relative(ROOT, path)} does not tell anyone to run kill`)
+  }
+  t.match(readFileSync(join(K8S, 'README.md'), 'utf8'), /node -e\s+"process\.kill\(1, 'SIGHUP'\)"/, 'the Kubernetes README reloads through node')
 })

@@ -138,6 +138,8 @@ export const compatRoutes: FastifyPluginAsync = async (app) => {
       return sendCompatError(reply, Object.assign(err, { code: 'GW_RATE_LIMITED' }))
     }
     const status = err.statusCode ?? 500
+    // An upstream outage, a circuit open or a login backing off: say when to come back, as v1 does.
+    if (err.retryAfter !== undefined) reply.header('retry-after', String(err.retryAfter))
     if (status >= 500) request.log.error({ err }, 'compat request failed')
     const text = status >= 500 && err.code?.startsWith('GW_') !== true ? DETAILS.serverError : err.message
     return send(reply, status, detail(text))

@@ -10,7 +10,7 @@ import { AtlasIdSchema, passthrough, problems } from '../../schemas/common.js'
 import { fields, replyFields, type WriteOutcome } from '../../upstream/endpoints.js'
 import { sendDerived } from './send.js'
 import { rowsOf } from './tables.js'
-import { upstreamWrite } from './writes.js'
+import { idempotentWrites, upstreamWrite } from './writes.js'
 
 const MAX_MEMBER_CHANGES = 1000
 const listParam = (request: FastifyRequest) => (request.params as { name?: string }).name
@@ -37,6 +37,7 @@ function membershipResult (outcome: WriteOutcome, isAdd: boolean): { status: num
 }
 
 export const customListRoutes: FastifyPluginAsyncTypebox = async (app) => {
+  idempotentWrites(app)
   app.get('/custom-lists/:name/objects', {
     config: { scope: 'read' },
     schema: {
@@ -79,12 +80,12 @@ export const customListRoutes: FastifyPluginAsyncTypebox = async (app) => {
   })
 
   app.put('/custom-lists/:name/objects/:id', {
-    config: { scope: 'write:custom-lists', list: listParam },
+    config: { scope: 'write:custom-lists', list: listParam, idempotent: true },
     schema: {
       summary: 'Add an object to a custom list (201 added, 200 already a member)',
       tags: ['custom lists'],
       params: Type.Object({ name: Type.String({ maxLength: 64 }), id: AtlasIdSchema }),
-      response: { 200: MembershipSchema, 201: MembershipSchema, ...problems(404) }
+      response: { 200: MembershipSchema, 201: MembershipSchema, ...problems(404, 409, 422) }
     }
   }, async (request, reply) => {
     const { name, id } = request.params
@@ -94,12 +95,12 @@ export const customListRoutes: FastifyPluginAsyncTypebox = async (app) => {
   })
 
   app.delete('/custom-lists/:name/objects/:id', {
-    config: { scope: 'write:custom-lists', list: listParam },
+    config: { scope: 'write:custom-lists', list: listParam, idempotent: true },
     schema: {
       summary: 'Remove an object from a custom list (204 removed, 404 not a member)',
       tags: ['custom lists'],
       params: Type.Object({ name: Type.String({ maxLength: 64 }), id: AtlasIdSchema }),
-      response: { 204: Type.Null(), ...problems(404) }
+      response: { 204: Type.Null(), ...problems(404, 409, 422) }
     }
   }, async (request, reply) => {
     const { name, id } = request.params
@@ -112,6 +113,7 @@ export const customListRoutes: FastifyPluginAsyncTypebox = async (app) => {
     config: {
       scope: 'write:custom-lists',
       list: listParam,
+      idempotent: true,
       units: (request) => {
         const b = request.body as { add?: string[], remove?: string[] }
         return (b.add?.length ?? 0) + (b.remove?.length ?? 0)
@@ -131,7 +133,7 @@ export const customListRoutes: FastifyPluginAsyncTypebox = async (app) => {
           list: Type.String(),
           results: Type.Array(Type.Object({ id: AtlasIdSchema, op: Type.String(), status: Type.Integer(), outcome: Type.String(), code: Type.Optional(Type.String()) }))
         }),
-        ...problems(404, 413)
+        ...problems(404, 409, 413, 422)
       }
     },
     // An unknown list is a 404 before authorisation charges the units.

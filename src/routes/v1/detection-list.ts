@@ -6,17 +6,18 @@ import { NotFoundError, ValidationError } from '../../errors.js'
 import { DETECTION_LISTS, DETECTION_LIST_TARGETS } from '../../lists.js'
 import { AtlasIdSchema, problems } from '../../schemas/common.js'
 import { fields } from '../../upstream/endpoints.js'
-import { upstreamWrite } from './writes.js'
+import { idempotentWrites, upstreamWrite } from './writes.js'
 
 export const detectionListRoutes: FastifyPluginAsyncTypebox = async (app) => {
+  idempotentWrites(app)
   app.put('/objects/:id/detection-list', {
-    config: { scope: 'write:detection-list' },
+    config: { scope: 'write:detection-list', idempotent: true },
     schema: {
       summary: 'Move an object to the possible, eyeball or galcand detection list',
       tags: ['lists'],
       params: Type.Object({ id: AtlasIdSchema }),
       body: Type.Object({ list: Type.Union(DETECTION_LIST_TARGETS.map((l) => Type.Literal(l))) }, { additionalProperties: false }),
-      response: { 200: Type.Object({ id: AtlasIdSchema, list: Type.String(), outcome: Type.String() }), ...problems(404) }
+      response: { 200: Type.Object({ id: AtlasIdSchema, list: Type.String(), outcome: Type.String() }), ...problems(404, 409, 422) }
     }
   }, async (request) => {
     const { id } = request.params

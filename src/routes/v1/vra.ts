@@ -9,7 +9,7 @@ import { AtlasIdSchema, IdListQuery, passthrough, problems, SinceQuery } from '.
 import { fields, replyFields, type UpstreamEndpoint } from '../../upstream/endpoints.js'
 import { sendDerived } from './send.js'
 import { filterIds, filterSince, rowsOf, type Row } from './tables.js'
-import { upstreamWrite } from './writes.js'
+import { idempotentWrites, upstreamWrite } from './writes.js'
 
 const TableSchema = Type.Object({ count: Type.Integer(), rows: Type.Array(passthrough('a table row; transient_object_id is a string')) })
 const WriteSchema = Type.Object({ id: AtlasIdSchema, outcome: Type.String() })
@@ -24,6 +24,7 @@ const TABLES: TableSpec[] = [
 ]
 
 export const vraRoutes: FastifyPluginAsyncTypebox = async (app) => {
+  idempotentWrites(app)
   for (const spec of TABLES) {
     app.get(spec.path, {
       config: { scope: 'read' },
@@ -46,7 +47,7 @@ export const vraRoutes: FastifyPluginAsyncTypebox = async (app) => {
   }
 
   app.post('/vra/scores', {
-    config: { scope: 'write:vra' },
+    config: { scope: 'write:vra', idempotent: true },
     schema: {
       summary: 'Append a VRA score row (201; 404 for an unknown object)',
       tags: ['vra'],
@@ -60,7 +61,7 @@ export const vraRoutes: FastifyPluginAsyncTypebox = async (app) => {
         is_gal_cand: Type.Optional(Type.Integer({ minimum: 0, maximum: 32767 })),
         debug: Type.Optional(Type.Boolean())
       }, { additionalProperties: false }),
-      response: { 201: WriteSchema, ...problems(404) }
+      response: { 201: WriteSchema, ...problems(404, 409, 422) }
     }
   }, async (request, reply) => {
     const outcome = await upstreamWrite(app, request, 'vrascores', fields.vraScore(request.body), { objectId: request.body.id })
@@ -69,12 +70,12 @@ export const vraRoutes: FastifyPluginAsyncTypebox = async (app) => {
   })
 
   app.post('/vra/todo', {
-    config: { scope: 'write:vra' },
+    config: { scope: 'write:vra', idempotent: true },
     schema: {
       summary: 'Queue an object for VRA (201 queued, 200 already queued, 404 unknown object)',
       tags: ['vra'],
       body: Type.Object({ id: AtlasIdSchema }, { additionalProperties: false }),
-      response: { 200: WriteSchema, 201: WriteSchema, ...problems(404) }
+      response: { 200: WriteSchema, 201: WriteSchema, ...problems(404, 409, 422) }
     }
   }, async (request, reply) => {
     const outcome = await upstreamWrite(app, request, 'vratodo', fields.vraTodo(request.body.id), { objectId: request.body.id })
@@ -85,7 +86,7 @@ export const vraRoutes: FastifyPluginAsyncTypebox = async (app) => {
   })
 
   app.post('/vra/ranks', {
-    config: { scope: 'write:vra' },
+    config: { scope: 'write:vra', idempotent: true },
     schema: {
       summary: 'Set the VRA rank of an object (201; 404 for an unknown object)',
       tags: ['vra'],
@@ -95,7 +96,7 @@ export const vraRoutes: FastifyPluginAsyncTypebox = async (app) => {
         rank_alt1: Type.Optional(Type.Number()),
         is_gal_cand: Type.Optional(Type.Integer({ minimum: 0, maximum: 32767 }))
       }, { additionalProperties: false }),
-      response: { 201: WriteSchema, ...problems(404) }
+      response: { 201: WriteSchema, ...problems(404, 409, 422) }
     }
   }, async (request, reply) => {
     const outcome = await upstreamWrite(app, request, 'vrarank', fields.vraRank(request.body), { objectId: request.body.id })

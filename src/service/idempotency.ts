@@ -1,0 +1,168 @@
+// Idempotency-Key for writes (IETF httpapi draft "The Idempotency-Key HTTP Header Field"): the first
+// final outcome per (consumer, key) is kept 24 h and replayed to retries with the same key; the same key
+// on a different request is a 422, and a retry while the first request still runs waits for it
+// (bounded by IDEMPOTENCY_WAIT_MS) and then gets a 409. Requests without the header never reach the store.
+import { createHash, randomUUID } from 'node:crypto'
+import { setTimeout as sleep } from 'node:timers/promises'
+import type { FastifyBaseLogger } from 'fastify'
+import type { RedisGuard } from '../lib/redis-health.js'
+import {
+  IdempotencyInProgressError, IdempotencyKeyReusedError, invalidFields, UnavailableError, withRetryAfter
+} from '../errors.js'
+import { OUTCOME_TTL_MS, type DoneEntry, type IdempotencyStore, type RunningEntry } from './idempotency-store.js'
+
+export const IDEMPOTENCY_HEADER = 'idempotency-key'
+/** Set on an answer replayed from the first request's outcome (the name Stripe's API uses). */
+export const REPLAYED_HEADER = 'idempotent-replayed'
+export const MAX_KEY_LENGTH = 255
+// An in-progress marker lapses this long after its request last renewed it (every third of it).
+const LEASE_MS = 30_000
+const RENEW_EVERY_MS = LEASE_MS / 3
+const POLL_FIRST_MS = 20
+const POLL_MAX_MS = 250
+// Failures that are not final: a retry with the same key must run again.
+const TRANSIENT_4XX = new Set([408, 409, 425, 429])
+// A write the gateway sent but could not confirm: sending it again might apply it twice.
+const KEPT_5XX_CODES = new Set(['GW_WRITE_OUTCOME_UNKNOWN'])
+
+// The draft makes the value a Structured Field String (RFC 8941: printable ASCII in quotes, with \" and
+// \\ escaped). Many clients send a bare value (a UUID); that is read as the same key when it holds no
+// space and none of the characters that delimit structured fields (" , ; \).
+const SF_STRING = /^"((?:[\x20\x21\x23-\x5b\x5d-\x7e]|\\["\\])*)"$/
+const BARE = /^[\x21\x23-\x2b\x2d-\x3a\x3c-\x5b\x5d-\x7e]+$/
+
+/** The key sent, unquoted; undefined when there is none. Throws a 400 naming the header when malformed. */
+export function parseIdempotencyKey (value: string | string[] | undefined): string | undefined {
+  if (value === undefined) return undefined
+  const text = Array.isArray(value) ? value.join(', ') : value
+  const quoted = SF_STRING.exec(text)
+  const key = quoted === null ? (BARE.test(text) ? text : undefined) : (quoted[1] ?? '').replace(/\\(.)/g, '$1')
+  const rule = `must be one string of 1 to ${MAX_KEY_LENGTH} printable ASCII characters, e.g. "8e03978e-40d5-43e8-bc93-6894a57f9324"`
+  if (key === undefined || key.length === 0 || key.length > MAX_KEY_LENGTH) {
+    throw invalidFields(`The Idempotency-Key header ${rule}.`, [{ path: `/headers/${IDEMPOTENCY_HEADER}`, message: rule }])
+  }
+  return key
+}
+
+function canonical (value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(canonical)
+  if (value !== null && typeof value === 'object') {
+    return Object.fromEntries(Object.keys(value).sort().map((k) => [k, canonical((value as Record<string, unknown>)[k])]))
+  }
+  return value
+}
+
+/**
+ * What makes two requests "the same request": method, route, path parameters and the body as parsed
+ * (so key order and an id sent as a number or as a string do not matter).
+ */
+export function requestFingerprint (parts: { method: string, route: string, params: unknown, body: unknown }): string {
+  const text = JSON.stringify(canonical([parts.method, parts.route, parts.params ?? null, parts.body ?? null]))
+  return createHash('sha256').update(text).digest('base64url')
+}
+
+/** Whether an answer is the request's final outcome, to be kept and replayed. */
+export function isFinalOutcome (status: number, code: string | undefined): boolean {
+  if (status >= 500) return code !== undefined && KEPT_5XX_CODES.has(code)
+  return !TRANSIENT_4XX.has(status)
+}
+
+/** A key this request holds while it runs; finish() ends it. */
+export interface Claim { key: string, marker: RunningEntry, timer: NodeJS.Timeout }
+
+export type Begun = { kind: 'run', claim: Claim } | { kind: 'replay', outcome: DoneEntry }
+
+export type Outcome = Omit<DoneEntry, 'state' | 'fingerprint'>
+
+export interface IdempotencyOptions {
+  store: IdempotencyStore
+  prefix: string
+  /** How long a retry waits for a request with the same key that is still running. */
+  waitMs: number
+  log: FastifyBaseLogger
+  /** The shared view of Redis health, for a Redis store: a stalled Redis is skipped like by every other user. */
+  guard?: RedisGuard
+}
+
+export type Idempotency = ReturnType<typeof createIdempotency>
+
+export function createIdempotency ({ store, prefix, waitMs, log, guard }: IdempotencyOptions) {
+  const storeKey = (consumerId: string, key: string): string =>
+    `${prefix}idem:${consumerId}:${createHash('sha256').update(key).digest('base64url')}`
+
+  /** One store call, through the Redis guard when there is one (skipped while Redis is cooling down). */
+  async function call<T> (op: () => Promise<T>): Promise<T> {
+    if (guard === undefined) return await op()
+    const result = await guard.attempt(op)
+    if (result.ok) return result.value
+    throw result.err ?? new Error('redis is down; skipped')
+  }
+
+  /** Store failures with a key are not served blind: a retry without the first outcome could write twice. */
+  async function guarded<T> (op: () => Promise<T>): Promise<T> {
+    try {
+      return await call(op)
+    } catch (err) {
+      log.warn({ err: { message: (err as Error).message } }, 'idempotency store unavailable')
+      throw withRetryAfter(Object.assign(new UnavailableError(
+        'The gateway cannot check the Idempotency-Key now; send the request again shortly with the same key.'
+      ), { cause: err }), 1)
+    }
+  }
+
+  function hold (key: string, marker: RunningEntry): Claim {
+    const timer = setInterval(() => {
+      call(() => store.renew(key, marker, LEASE_MS)).then((isHeld) => {
+        if (!isHeld) log.warn('idempotency marker lost while its request runs')
+      }, (err: unknown) => { log.warn({ err: { message: (err as Error).message } }, 'idempotency marker not renewed') })
+    }, RENEW_EVERY_MS)
+    timer.unref()
+    return { key, marker, timer }
+  }
+
+  return {
+    store,
+    storeKey,
+
+    /**
+     * Claims (consumer, key) for a request with `fingerprint`, or answers from what holds it: the kept
+     * outcome (replay), 422 for another request under the key, 409 when the first still runs after the wait.
+     */
+    async begin (consumerId: string, key: string, fingerprint: string): Promise<Begun> {
+      const k = storeKey(consumerId, key)
+      const deadline = Date.now() + waitMs
+      let pause = POLL_FIRST_MS
+      for (;;) {
+        const marker: RunningEntry = { state: 'running', owner: randomUUID(), fingerprint }
+        const held = await guarded(() => store.claim(k, marker, LEASE_MS))
+        if (held === undefined) return { kind: 'run', claim: hold(k, marker) }
+        if (held.fingerprint !== fingerprint) {
+          throw new IdempotencyKeyReusedError('This Idempotency-Key was used for a different request (method, path or body); use a new key for a new request.')
+        }
+        if (held.state === 'done') return { kind: 'replay', outcome: held }
+        if (Date.now() + pause > deadline) {
+          throw withRetryAfter(new IdempotencyInProgressError(
+            'A request with this Idempotency-Key is still running; send it again with the same key to get its outcome.'
+          ), 1)
+        }
+        await sleep(pause)
+        pause = Math.min(POLL_MAX_MS, pause * 2)
+      }
+    },
+
+    /** Keeps `outcome` for 24 h under the claim, or (undefined) drops the claim so a retry runs again. */
+    async finish (claim: Claim, outcome: Outcome | undefined): Promise<void> {
+      clearInterval(claim.timer)
+      try {
+        if (outcome === undefined) {
+          await call(() => store.release(claim.key, claim.marker))
+        } else if (!await call(() => store.complete(claim.key, claim.marker, { ...outcome, state: 'done', fingerprint: claim.marker.fingerprint }, OUTCOME_TTL_MS))) {
+          log.warn('idempotency marker lapsed before the outcome was kept')
+        }
+      } catch (err) {
+        // The marker lapses with its lease; a retry then runs again.
+        log.warn({ err: { message: (err as Error).message } }, 'idempotency outcome not kept')
+      }
+    }
+  }
+}

@@ -1,0 +1,157 @@
+// Writes whose reply was lost (the upstream deadline passed, or the connection dropped once the request
+// was sent) are read back where the upstream can show the effect: custom-list membership, the to-do
+// queue and the detection list. The read goes to the upstream (never the cache) and is charged like
+// any upstream call. The sandbox applies a write before it sleeps on a `delay` fault; a `hang` fault
+// never reads the request, so that write is not applied.
+import { createServer, request as httpRequest } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { test, type Test } from 'tap'
+import { buildTestApp, demoAuth, FIXTURE_IDS, startTestSandbox, UNUSED_UPSTREAM } from '../helper.js'
+import type { Sandbox } from '../../src/sandbox/index.js'
+
+const { A, C, D, E, F } = FIXTURE_IDS
+const TIMEOUT_MS = 300
+const DELAY_MS = 700
+// The `vra` custom list is upstream object group 73.
+const VRA_GROUP = 73
+
+/**
+ * A loopback proxy in front of the sandbox that, for the endpoints in `dropAfterSend`, forwards the
+ * request, waits for the sandbox's answer (so the write is applied) and then destroys the gateway's
+ * connection instead of relaying it.
+ */
+async function startDroppingProxy (t: Test, sandbox: Sandbox): Promise<{ url: string, dropAfterSend: Set<string> }> {
+  const target = new URL(sandbox.baseUrl)
+  const dropAfterSend = new Set<string>()
+  const server = createServer((req, res) => {
+    const chunks: Buffer[] = []
+    req.on('data', (c: Buffer) => chunks.push(c))
+    req.on('end', () => {
+      const forward = httpRequest({ host: target.hostname, port: target.port, path: req.url, method: req.method, headers: req.headers, agent: false }, (up) => {
+        const body: Buffer[] = []
+        up.on('data', (c: Buffer) => body.push(c))
+        up.on('end', () => {
+          const endpoint = (req.url ?? '').split('?')[0]?.split('/').filter(Boolean).pop() ?? ''
+          if (dropAfterSend.delete(endpoint)) {
+            req.socket.destroy()
+            return
+          }
+          res.writeHead(up.statusCode ?? 502, up.headers)
+          res.end(Buffer.concat(body))
+        })
+      })
+      forward.end(Buffer.concat(chunks))
+    })
+  })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => new Promise<void>((resolve) => { server.closeAllConnections(); server.close(() => resolve()) }))
+  const { port } = server.address() as AddressInfo
+  return { url: `http://127.0.0.1:${port}${target.pathname}`, dropAfterSend }
+}
+
+function accessLine (logs: string, method: string, route: string): { upstream_calls: number, status: number } | undefined {
+  return logs.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>)
+    .filter((l) => l.msg === 'request completed' && l.method === method && l.route === route)
+    .pop() as { upstream_calls: number, status: number } | undefined
+}
+
+test('a membership add whose reply timed out is read back from the upstream, not the cache, and charged', async (t) => {
+  const { app, sandbox, logs } = await buildTestApp(t, { config: { UPSTREAM_TIMEOUT_MS: TIMEOUT_MS } })
+  const auth = demoAuth(app)
+  const listsOf = async () => (await app.inject({ url: `/v1/objects/${D}/custom-lists`, headers: auth })).json().lists.map((l: { group_id: number }) => l.group_id)
+  t.notOk((await listsOf()).includes(VRA_GROUP), 'cached now: D is not in the vra list')
+  const shareBefore = (await app.inject({ url: '/v1/me', headers: auth })).json().usage.upstream_share_used
+  sandbox.resetCalls()
+  sandbox.inject({ endpoint: 'objectgroups', kind: 'delay', delayMs: DELAY_MS })
+  const res = await app.inject({ method: 'PUT', url: `/v1/custom-lists/vra/objects/${D}`, headers: auth })
+  t.equal(res.statusCode, 201)
+  t.same(res.json(), { list: 'vra', id: D, outcome: 'added' })
+  t.equal(res.headers['write-read-back'], 'applied', 'the answer says it comes from a read-back')
+  t.equal(sandbox.calls.get('objectgroups'), 1, 'the write was sent once')
+  t.equal(sandbox.calls.get('objectgroupslist'), 1, 'one read-back, from the upstream although the cache held the answer')
+  t.equal(accessLine(logs(), 'PUT', '/v1/custom-lists/:name/objects/:id')?.upstream_calls, 2, 'both calls are counted')
+  const shareAfter = (await app.inject({ url: '/v1/me', headers: auth })).json().usage.upstream_share_used
+  t.equal(shareAfter - shareBefore, 2, 'and both are charged to the consumer\'s upstream share')
+  t.ok((await listsOf()).includes(VRA_GROUP), 'the cached view was invalidated')
+})
+
+test('a membership removal whose reply timed out reads back 204 removed', async (t) => {
+  const { app, sandbox } = await buildTestApp(t, { config: { UPSTREAM_TIMEOUT_MS: TIMEOUT_MS } })
+  const auth = demoAuth(app)
+  t.equal((await app.inject({ method: 'PUT', url: `/v1/custom-lists/salt/objects/${E}`, headers: auth })).statusCode, 201)
+  sandbox.inject({ endpoint: 'objectgroupsdelete', kind: 'delay', delayMs: DELAY_MS })
+  const res = await app.inject({ method: 'DELETE', url: `/v1/custom-lists/salt/objects/${E}`, headers: auth })
+  t.equal(res.statusCode, 204)
+  t.equal(res.headers['write-read-back'], 'applied')
+})
+
+test('a to-do write: read back as queued when it landed; when it did not, a 504 that says so and is not kept', async (t) => {
+  const { app, sandbox } = await buildTestApp(t, { config: { UPSTREAM_TIMEOUT_MS: TIMEOUT_MS } })
+  const auth = demoAuth(app)
+  sandbox.inject({ endpoint: 'vratodo', kind: 'delay', delayMs: DELAY_MS })
+  const landed = await app.inject({ method: 'POST', url: '/v1/vra/todo', headers: auth, payload: { id: C } })
+  t.equal(landed.statusCode, 201)
+  t.same(landed.json(), { id: C, outcome: 'created' })
+  t.equal(landed.headers['write-read-back'], 'applied')
+
+  sandbox.resetCalls()
+  sandbox.inject({ endpoint: 'vratodo', kind: 'hang' })
+  const headers = { ...auth, 'idempotency-key': 'todo-hung' }
+  const lost = await app.inject({ method: 'POST', url: '/v1/vra/todo', headers, payload: { id: F } })
+  t.equal(lost.statusCode, 504)
+  t.equal(lost.json().code, 'GW_UPSTREAM_TIMEOUT')
+  t.match(lost.json().detail, /a read-back shows that the object was not queued, so sending it again is safe/)
+  t.equal(sandbox.calls.get('vratodolist'), 1)
+  const retry = await app.inject({ method: 'POST', url: '/v1/vra/todo', headers, payload: { id: F } })
+  t.equal(retry.statusCode, 201, 'the 504 was not kept: the retry with the same key ran')
+  t.equal(retry.headers['idempotent-replayed'], undefined)
+  t.equal(sandbox.calls.get('vratodo'), 2)
+})
+
+test('a detection-list move whose reply timed out reads back 200 moved', async (t) => {
+  const { app, sandbox } = await buildTestApp(t, { config: { UPSTREAM_TIMEOUT_MS: TIMEOUT_MS } })
+  sandbox.resetCalls()
+  sandbox.inject({ endpoint: 'objectdetectionlist', kind: 'delay', delayMs: DELAY_MS })
+  const res = await app.inject({ method: 'PUT', url: `/v1/objects/${C}/detection-list`, headers: demoAuth(app), payload: { list: 'eyeball' } })
+  t.equal(res.statusCode, 200)
+  t.same(res.json(), { id: C, list: 'eyeball', outcome: 'moved' })
+  t.equal(res.headers['write-read-back'], 'applied')
+  t.equal(sandbox.calls.get('objects'), 1, 'read from the object\'s record')
+})
+
+test('a connection dropped after the write was sent: membership is read back, a score is unknown', async (t) => {
+  const sandbox = await startTestSandbox(t)
+  const proxy = await startDroppingProxy(t, sandbox)
+  const { app } = await buildTestApp(t, { upstream: sandbox, config: { ATLAS_BASE_URL: proxy.url } })
+  const auth = demoAuth(app)
+  proxy.dropAfterSend.add('objectgroups')
+  const added = await app.inject({ method: 'PUT', url: `/v1/custom-lists/mookodi/objects/${C}`, headers: auth })
+  t.equal(added.statusCode, 201)
+  t.equal(added.headers['write-read-back'], 'applied')
+
+  proxy.dropAfterSend.add('vrascores')
+  const score = await app.inject({ method: 'POST', url: '/v1/vra/scores', headers: auth, payload: { id: C, pfast: 0.5 } })
+  t.equal(score.statusCode, 504)
+  t.equal(score.json().code, 'GW_WRITE_OUTCOME_UNKNOWN')
+  t.match(score.json().detail, /The connection to the upstream broke during vrascores\/ after the request was sent/)
+})
+
+test('a read-back that cannot run (budget spent) says the outcome is open and that resending is safe', async (t) => {
+  const { app, sandbox } = await buildTestApp(t, { config: { UPSTREAM_TIMEOUT_MS: TIMEOUT_MS, UPSTREAM_RATE: '1/hour' } })
+  sandbox.resetCalls()
+  sandbox.inject({ endpoint: 'objectgroups', kind: 'delay', delayMs: DELAY_MS })
+  const res = await app.inject({ method: 'PUT', url: `/v1/custom-lists/vra/objects/${A}`, headers: demoAuth(app) })
+  t.equal(res.statusCode, 504)
+  t.equal(res.json().code, 'GW_UPSTREAM_TIMEOUT')
+  t.match(res.json().detail, /the object may have been added and reading it back failed \(The shared upstream budget is spent/)
+  t.match(res.json().detail, /cannot take effect twice, so sending it again is safe/)
+  t.equal(sandbox.calls.get('objectgroupslist'), undefined, 'no call beyond the budget')
+})
+
+test('a refused connection never reached the upstream: no read-back', async (t) => {
+  const { app, logs } = await buildTestApp(t, { config: { ATLAS_BASE_URL: UNUSED_UPSTREAM } })
+  const res = await app.inject({ method: 'PUT', url: `/v1/custom-lists/vra/objects/${A}`, headers: demoAuth(app) })
+  t.ok(res.statusCode === 502 || res.statusCode === 503, `an upstream failure (${res.statusCode} ${res.json().code as string})`)
+  t.equal(res.headers['write-read-back'], undefined)
+  t.notMatch(logs(), /write reply lost/, 'nothing was read back')
+})

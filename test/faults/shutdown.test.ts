@@ -1,0 +1,84 @@
+// Stopping a replica under load (issue 12, item 5), on the real process: SIGTERM first drains (/readyz
+// 503 while every request is still served, so a load balancer can take the replica out), then stops
+// accepting, lets in-flight requests run until SHUTDOWN_TIMEOUT_MS, answers what is left with a 503
+// problem and exits 0 even when upstream calls hang. Bounds, never asserted durations.
+import { test } from 'tap'
+import { startTestSandbox } from '../helper.js'
+import { byMsg, demoKey, freshGet, freshGetOrCode, listeningAddress, startServer, type Answer } from '../fixtures/server-process.js'
+import { waitFor } from '../fixtures/wait.js'
+
+// close-with-grace's margin over drain + SHUTDOWN_TIMEOUT_MS in src/server.ts; the exit must come sooner.
+const CLOSE_MARGIN_MS = 5000
+
+test('SIGTERM drains: /readyz turns 503 at once while requests on new connections are still served', async (t) => {
+  const sandbox = await startTestSandbox(t)
+  // Long enough that the requests below certainly land inside the drain, however loaded the machine.
+  const drainMs = 4000
+  const server = startServer(t, {
+    ATLAS_BASE_URL: sandbox.baseUrl,
+    ATLAS_TOKEN: sandbox.tokens.write,
+    SHUTDOWN_DRAIN_MS: String(drainMs),
+    SHUTDOWN_TIMEOUT_MS: '5000'
+  })
+  const address = await listeningAddress(server)
+  const key = await demoKey(server)
+  t.equal((await freshGet(`${address}/readyz`)).status, 200, 'ready before the signal')
+
+  server.signal('SIGTERM')
+  await server.waitFor(byMsg(/^shutting down/))
+  const ready = await freshGetOrCode(`${address}/readyz`)
+  const served = await freshGetOrCode(`${address}/v1/me`, { authorization: `Bearer ${key}` })
+  t.comment(`during the drain: /readyz ${typeof ready === 'string' ? ready : ready.status}, /v1/me ${typeof served === 'string' ? served : served.status}`)
+  t.match(ready, { status: 503 }, '/readyz says 503 as soon as SIGTERM is handled')
+  t.match(JSON.parse(typeof ready === 'string' ? '{}' : ready.body), { ready: false, state: 'draining' })
+  t.match(served, { status: 200 }, 'a request on a new connection is still served while draining')
+
+  t.equal(await server.exited, 0, 'exit code 0')
+  t.ok(server.lines.some(byMsg('shut down')))
+})
+
+test('requests still running at SHUTDOWN_TIMEOUT_MS get a 503 problem, each is logged, and the process exits 0 despite hung upstream calls', async (t) => {
+  const sandbox = await startTestSandbox(t)
+  const shutdownMs = 1000
+  const server = startServer(t, {
+    ATLAS_BASE_URL: sandbox.baseUrl,
+    ATLAS_TOKEN: sandbox.tokens.write,
+    SHUTDOWN_DRAIN_MS: '0',
+    SHUTDOWN_TIMEOUT_MS: String(shutdownMs)
+  })
+  const address = await listeningAddress(server)
+  const key = await demoKey(server)
+
+  // Each read gets an upstream call of its own that never answers (the default UPSTREAM_TIMEOUT_MS is
+  // 120 s): the next read starts only once the upstream holds the previous one, so none are batched.
+  const count = 5
+  const ids = sandbox.ids().slice(0, count).map(String)
+  sandbox.resetCalls()
+  sandbox.inject({ endpoint: 'objects', kind: 'hang', times: count })
+  const pending: Array<Promise<Answer | string>> = []
+  for (const [i, id] of ids.entries()) {
+    pending.push(freshGetOrCode(`${address}/v1/objects/${id}`, { authorization: `Bearer ${key}` }))
+    await waitFor(`upstream call ${i + 1}`, () => (sandbox.calls.get('objects') ?? 0) >= i + 1)
+  }
+
+  const signalled = performance.now()
+  server.signal('SIGTERM')
+  const results = await Promise.all(pending)
+  const code = await server.exited
+  const elapsedMs = performance.now() - signalled
+
+  const unanswered = results.filter((r): r is string => typeof r === 'string')
+  const cutLines = server.lines.filter(byMsg(/^request cut at SHUTDOWN_TIMEOUT_MS/))
+  t.comment(`${count} requests in flight: ${unanswered.length} without an HTTP answer (${unanswered.join(', ')}), ${cutLines.length} cut lines logged, exit code ${code} after ${Math.round(elapsedMs)} ms`)
+  t.equal(unanswered.length, 0, 'every request in flight gets an HTTP answer')
+  for (const r of results) {
+    if (typeof r === 'string') continue
+    t.equal(r.status, 503)
+    t.match(r.contentType, /^application\/problem\+json/)
+    t.match(JSON.parse(r.body), { status: 503, code: 'GW_UNAVAILABLE' })
+  }
+  t.equal(cutLines.length, count, 'one log line per cut request')
+  t.ok(cutLines.every((l) => l.route === '/v1/objects/:id' && typeof l.request_id === 'string'), 'each names its route and request id')
+  t.equal(code, 0, 'exit code 0: the hung upstream calls are abandoned, not waited for')
+  t.ok(elapsedMs < shutdownMs + CLOSE_MARGIN_MS, `exit within SHUTDOWN_TIMEOUT_MS + ${CLOSE_MARGIN_MS} ms`)
+})
