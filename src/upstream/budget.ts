@@ -164,10 +164,19 @@ export function createResilientBudget (primary: UpstreamBudget, fallback: Upstre
  * or the wait as Retry-After), and every take and refund updates the gauges.
  */
 export function createBudgetGate (budget: UpstreamBudget, metrics: Metrics, log: FastifyBaseLogger) {
+  // Whole tokens left as the last take or refund saw them (Infinity until the first call).
+  let lastRemaining = Infinity
   return {
+    /**
+     * The budget left as the last call saw it, without asking the store: what background work (refresh
+     * ahead, prefetch) checks for headroom. Infinity before the first call.
+     */
+    get lastRemaining (): number { return lastRemaining },
+
     /** Takes a token for a call about to be sent; returns the whole tokens left. */
     async take (): Promise<number> {
       const take = await budget.take()
+      lastRemaining = take.remaining
       metrics.upstreamBudgetRemaining.set(take.remaining)
       // The pause gauge shows the pause left; any answer that is not "paused" means there is none.
       metrics.upstreamPauseSeconds.set(take.reason === 'paused' ? take.retryAfterS : 0)
@@ -178,7 +187,8 @@ export function createBudgetGate (budget: UpstreamBudget, metrics: Metrics, log:
     /** Gives the token back for a call that never reached the upstream; a failure here only logs. */
     async refund (endpoint: string): Promise<void> {
       try {
-        metrics.upstreamBudgetRemaining.set(await budget.refund())
+        lastRemaining = await budget.refund()
+        metrics.upstreamBudgetRemaining.set(lastRemaining)
         metrics.upstreamBudgetRefunds.inc()
       } catch (err) {
         log.warn({ endpoint, err: { message: (err as Error).message } }, 'upstream budget refund failed')

@@ -300,6 +300,8 @@ export function createUpstreamClient (opts: ClientOptions) {
     call,
     login,
     ping,
+    /** Whole budget tokens left as the last call saw them (Infinity before the first): for headroom checks. */
+    get budgetRemaining (): number { return budget.lastRemaining },
     /** The circuit breaker's state, for health and tests. */
     get breakerState () { return breaker.state },
     close: async () => { breaker.close(); await pool.close() },
