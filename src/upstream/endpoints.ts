@@ -32,7 +32,7 @@ export const WRITE_ENDPOINTS: ReadonlySet<UpstreamEndpoint> = new Set([
   'vrascores', 'vratodo', 'objectgroups', 'objectgroupsdelete', 'vrarank', 'objectdetectionlist', 'auth-token'
 ])
 
-export function isUpstreamEndpoint (name: string): name is UpstreamEndpoint {
+function isUpstreamEndpoint (name: string): name is UpstreamEndpoint {
   return Object.hasOwn(DEFAULT_PATHS, name)
 }
 
