@@ -17,9 +17,13 @@ FROM ${NODE_IMAGE} AS runtime
 # No secrets here: ATLAS_TOKEN, credentials and METRICS_TOKEN come from the environment at run time.
 # HOST is set on purpose: the gateway's own default is loopback (127.0.0.1), unreachable from outside a
 # container.
+# The V8 heap limit: old space + CACHE_MAX_BYTES (L1 and its derived memo live in Buffers, outside the
+# heap) + 128 MiB (young generation, code, sockets, compression) fits in 512 MiB, the Kubernetes memory
+# limit; deploy/kubernetes/deployment.yaml sets the same value (checked by test/deploy/manifests.test.ts).
 ENV NODE_ENV=production \
     PORT=8080 \
-    HOST=0.0.0.0
+    HOST=0.0.0.0 \
+    NODE_OPTIONS=--max-old-space-size=320
 WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force

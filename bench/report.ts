@@ -104,7 +104,9 @@ export function computeRatios (scenarios: ScenarioResult[], opts: BenchOptions):
       ? ratio('S5 peak RSS', get('S5')?.peakRssMb, 'MiB', '≤ 300 MB', (v) => v <= 300)
       : ratio(`S5 peak RSS (${opts.ndjsonIds.toLocaleString('en-US')} ids: not judged)`, get('S5')?.peakRssMb, 'MiB', '≤ 300 MB at 50,000 ids'),
     ratio('gateway peak RSS under S1–S4', rssOf(['S1', 'S2', 'S3', 'S3-w0', 'S4']), 'MiB', `≤ ${rssLimit} MiB (150 + L1 ${L1_BUDGET_MIB} MiB)`, (v) => v <= rssLimit),
-    ratio('S1 / B4 req/s (information)', quotient(rps('S1'), rps('B4')), '×', 'report')
+    ratio('S1 / B4 req/s (information)', quotient(rps('S1'), rps('B4')), '×', 'report'),
+    ratio('S1-gzip / S1 req/s (information: gzip from the memo)', quotient(rps('S1-gzip'), rps('S1')), '×', 'report'),
+    ratio('S1-br / S1 req/s (information: brotli from the memo)', quotient(rps('S1-br'), rps('S1')), '×', 'report')
   ]
   const s3 = get('S3')
   if (s3 !== undefined) {

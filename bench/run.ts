@@ -9,13 +9,13 @@ import { machineBusy } from './proc-stats.js'
 import { profileTable, readProfile, summariseByFile, summariseInclusive, summariseProfile } from './profile-summary.js'
 import { computeRatios, currentLoad, describeCode, describeMachine, ratioTable, renderMarkdown, type Report } from './report.js'
 import { runB3Slow, runS3, runS5, startSlowSandbox } from './scenarios-miss.js'
-import { runB3, runB4, runBaseline, runS1, runS2, runS4, runS6, runS7, type HitContext } from './scenarios-hit.js'
+import { runB3, runB4, runBaseline, runS1, runS1Encoded, runS2, runS4, runS6, runS7, type HitContext } from './scenarios-hit.js'
 import { createBenchEnv, LOAD_CPU, profileDir, type BenchEnv } from './setup.js'
 
-const ALL = ['S1', 'B1', 'B4', 'S2', 'B2', 'B3', 'S4', 'S6', 'S7', 'B3-SLOW', 'S3', 'S3-W0', 'S5']
+const ALL = ['S1', 'S1-GZIP', 'S1-BR', 'B1', 'B4', 'S2', 'B2', 'B3', 'S4', 'S6', 'S7', 'B3-SLOW', 'S3', 'S3-W0', 'S5']
 // A ratio needs its baseline in the same run; B1, B2 and B4 serve the bytes S1 answered.
 const NEEDS: Record<string, string[]> = {
-  S1: ['B1', 'B4'], S2: ['B2', 'S1'], B1: ['S1'], B2: ['S1'], B4: ['S1'], S3: ['B3-SLOW'], 'S3-W0': ['B3-SLOW']
+  S1: ['B1', 'B4'], 'S1-GZIP': ['S1', 'B1'], 'S1-BR': ['S1', 'B1'], S2: ['B2', 'S1'], B1: ['S1'], B2: ['S1'], B4: ['S1'], S3: ['B3-SLOW'], 'S3-W0': ['B3-SLOW']
 }
 
 function selected (only: string[], isExact: boolean): Set<string> {
@@ -53,12 +53,14 @@ async function step (results: ScenarioResult[], want: Set<string>, id: string, t
 
 async function runAll (env: BenchEnv, want: Set<string>): Promise<ScenarioResult[]> {
   const results: ScenarioResult[] = []
-  const hitIds = ['S1', 'B1', 'B4', 'S2', 'B2', 'S4', 'S6', 'S7']
+  const hitIds = ['S1', 'S1-GZIP', 'S1-BR', 'B1', 'B4', 'S2', 'B2', 'S4', 'S6', 'S7']
   if (hitIds.some((id) => want.has(id))) {
     const fast = await env.startSandbox({}, 1000, LOAD_CPU)
     const ctx: HitContext = { env, upstream: fast.info }
     try {
       await step(results, want, 'S1', 'object read, L1 hit', () => runS1(ctx))
+      await step(results, want, 'S1-gzip', 'object read, L1 hit, gzip', () => runS1Encoded(ctx, 'gzip'))
+      await step(results, want, 'S1-br', 'object read, L1 hit, brotli', () => runS1Encoded(ctx, 'br'))
       await step(results, want, 'B1', 'bare Fastify from memory', () => runBaseline(ctx, 'memory'))
       await step(results, want, 'B4', 'nginx proxy_cache hit', () => runB4(ctx))
       await step(results, want, 'S2', 'object read, L2 hit', () => runS2(ctx))

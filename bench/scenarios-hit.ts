@@ -65,6 +65,15 @@ export function runS1 (ctx: HitContext): Promise<ScenarioResult> {
   return gatewayHit(ctx, 'S1', 'object read, L1 (memory) hit', { method: 'GET', path: `/v1/objects/${OBJECT_A}`, headers: bearer(ctx.env) })
 }
 
+/** S1 with `Accept-Encoding`: the encoded bytes come from L1's derived memo, compressed once. */
+export async function runS1Encoded (ctx: HitContext, encoding: 'gzip' | 'br'): Promise<ScenarioResult> {
+  const id = `S1-${encoding}`
+  const result = await gatewayHit(ctx, id, `object read, L1 hit, Accept-Encoding: ${encoding}`,
+    { method: 'GET', path: `/v1/objects/${OBJECT_A}`, headers: { ...bearer(ctx.env), 'accept-encoding': encoding } })
+  result.notes.push(`response_bytes is the ${encoding} body; S1's is the identity body`)
+  return result
+}
+
 export function runS2 (ctx: HitContext): Promise<ScenarioResult> {
   return gatewayHit(ctx, 'S2', 'object read, L2 (Redis) hit, L1 off', { method: 'GET', path: `/v1/objects/${OBJECT_A}`, headers: bearer(ctx.env) }, { CACHE_MAX_BYTES: '0' })
 }

@@ -17,6 +17,7 @@ import { upstreamPlugin } from './upstream/plugin.js'
 import { createListCatalog, type ListCatalog } from './lists.js'
 import { cachePlugin } from './cache/plugin.js'
 import { servicePlugin } from './service/index.js'
+import { compressPlugin } from './plugins/compress.js'
 import type { Redis } from 'ioredis'
 import type { Clock } from './quota/window-store.js'
 
@@ -25,7 +26,11 @@ export interface AppDeps {
   logStream?: NodeJS.WritableStream
   /** An ioredis client to use instead of creating one from REDIS_URL (not closed by the app). */
   redis?: Redis
-  /** Tests only: the clock of the daily and hourly limit windows (e.g. to cross a UTC midnight). */
+  /**
+   * Tests only: the app's clock, for the daily and hourly limit windows (e.g. to cross a UTC midnight),
+   * cache freshness and the Age served, the service's predictions, and the in-memory upstream budget
+   * (e.g. to run a simulated hour in seconds). The Redis budget keeps the Redis server's clock.
+   */
   now?: Clock
 }
 
@@ -82,10 +87,13 @@ export async function buildApp (config: Config, deps: AppDeps = {}): Promise<Fas
   await app.register(accessLogPlugin)
   await app.register(metricsEndpointPlugin)
   // The upstream (client, token, budget, batching), then the cache in front of it.
-  await app.register(upstreamPlugin)
-  await app.register(cachePlugin)
+  const clock = deps.now === undefined ? {} : { now: deps.now }
+  await app.register(upstreamPlugin, clock)
+  await app.register(cachePlugin, clock)
+  // Compression (gzip, brotli) for every route registered after it; encoded bodies kept in L1.
+  await app.register(compressPlugin)
   // What both dialects call: reads and writes through the cache and the upstream.
-  await app.register(servicePlugin)
+  await app.register(servicePlugin, clock)
   // The compat path's 406 comes before authentication, as upstream; then consumers, auth and limits.
   await app.register(compatNegotiationPlugin)
   await app.register(consumerAuthPlugin, deps.now === undefined ? {} : { now: deps.now })

@@ -1,8 +1,12 @@
 // pino options: structured JSON, secrets redacted by path, and URLs logged
 // without the values of secret query parameters, since the compatibility path accepts `?token=`.
+// Lines go to stdout through an asynchronous, buffered destination: a request never waits for a
+// write(2), and lines go out together, once LOG_BUFFER_BYTES have gathered or LOG_FLUSH_MS after the
+// first line of a batch, whichever comes first. server.ts flushes it on shutdown and pino flushes it
+// synchronously on process exit, so only a kill -9 loses lines (at most one batch).
 import { randomUUID } from 'node:crypto'
 import type { IncomingMessage } from 'node:http'
-import type { LoggerOptions } from 'pino'
+import { destination, type DestinationStream, type LoggerOptions } from 'pino'
 import type { Config } from './config.js'
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/
@@ -45,6 +49,13 @@ export const REDACT_PATHS = [
 ]
 
 /**
+ * Redaction for flat log lines (no nested objects), such as the access line: the secret names as
+ * top-level fields only. Without the `*.name` paths pino hands every field of a line to the redactor;
+ * with these it checks only fields so named.
+ */
+export const FLAT_REDACT = { paths: [...SECRET_NAMES], censor: '[Redacted]' }
+
+/**
  * A URL as it may appear in logs: the value of every secret parameter is replaced, whatever the form of
  * its name (`%74oken`, `TOKEN`, `token[]`, `token+`, after `;`). The name is kept as sent.
  */
@@ -60,9 +71,34 @@ export function genReqId (req: IncomingMessage): string {
   return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID()
 }
 
-export function buildLoggerOptions (config: Config): LoggerOptions {
+const LOG_BUFFER_BYTES = 4096
+const LOG_FLUSH_MS = 200
+
+/** stdout, written asynchronously in batches (see above). */
+export function createLogDestination (): DestinationStream {
+  const stream = destination({ dest: 1, sync: false, minLength: LOG_BUFFER_BYTES })
+  let timer: NodeJS.Timeout | undefined
+  const flush = (): void => {
+    timer = undefined
+    // A destroyed stream (stdout closed) reports it to the callback instead of throwing.
+    stream.flush(() => {})
+  }
+  const write = stream.write.bind(stream)
+  stream.write = (line: string): boolean => {
+    if (timer === undefined) {
+      timer = setTimeout(flush, LOG_FLUSH_MS)
+      // A pending flush never keeps the process alive; exit flushes synchronously.
+      timer.unref()
+    }
+    return write(line)
+  }
+  return stream
+}
+
+export function buildLoggerOptions (config: Config): LoggerOptions & { stream?: DestinationStream | NodeJS.WritableStream } {
   return {
     level: config.LOG_LEVEL,
+    ...(config.LOG_LEVEL === 'silent' ? {} : { stream: createLogDestination() }),
     redact: { paths: REDACT_PATHS, censor: '[Redacted]' },
     serializers: {
       req (req: { method: string, url: string, ip?: string }): Record<string, unknown> {

@@ -98,6 +98,9 @@ async function main (): Promise<void> {
     }
     await sandbox?.close()
     app.log.info('shut down')
+    // The log destination is asynchronous (logger.ts): write out what it holds before the process ends.
+    const log = app.log as typeof app.log & { flush?: (cb: (err?: Error) => void) => void }
+    await new Promise<void>((resolve) => { if (log.flush === undefined) resolve(); else log.flush(() => { resolve() }) })
   })
   // reloadConsumers logs its own failures; nothing is left to handle here.
   process.on('SIGHUP', () => { reloadConsumers(app).catch(() => {}) })

@@ -28,3 +28,38 @@ test('a request carrying Authorization and ?token= logs neither secret', async (
   t.ok(text.length > 0)
   t.notOk(text.includes(secret), 'no secret in the logs')
 })
+
+// The production destination (stdout, asynchronous, batched), in a child process whose stdout this
+// test reads: a lone line still comes out soon (the batch timer), and lines written just before
+// process.exit are not lost.
+test('the stdout destination: batched, yet a lone line arrives, and exit flushes', async (t) => {
+  const { spawn } = await import('node:child_process')
+  const { fileURLToPath } = await import('node:url')
+  const logger = fileURLToPath(new URL('../src/logger.ts', import.meta.url))
+  const script = `
+    import { pino } from 'pino'
+    import { createLogDestination } from ${JSON.stringify(logger)}
+    const log = pino({ level: 'info' }, createLogDestination())
+    log.info('lone')
+    process.stdin.once('data', () => {
+      for (let i = 0; i < 3; i++) log.info({ i }, 'before exit')
+      process.exit(0)
+    })`
+  const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { stdio: ['pipe', 'pipe', 'inherit'] })
+  t.teardown(() => { child.kill() })
+  let out = ''
+  const lone = new Promise<void>((resolve) => {
+    child.stdout.on('data', (c: Buffer) => {
+      out += c.toString('utf8')
+      if (out.includes('"lone"')) resolve()
+    })
+  })
+  // Far longer than the 200 ms batch timer: a bound on a hang, not a timing assertion.
+  await Promise.race([lone, new Promise((_resolve, reject) => setTimeout(() => reject(new Error(`no lone line in 5 s: ${out}`)), 5000))])
+  t.ok(out.includes('"msg":"lone"'), 'a lone line is written without a flush from the caller')
+  const exited = new Promise<number | null>((resolve) => child.once('close', resolve))
+  child.stdin.write('go\n')
+  t.equal(await exited, 0)
+  const lines = out.split('\n').filter((l) => l.includes('before exit'))
+  t.equal(lines.length, 3, 'lines written just before process.exit are flushed')
+})

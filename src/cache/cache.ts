@@ -3,6 +3,12 @@
 // when the loader fails with an upstream error (stale-if-error). Identical concurrent misses share one
 // loader call in this process (single flight) and, with a Redis lock, across replicas. Errors are never
 // stored: a loader that throws leaves the stores as they were.
+//
+// The upstream budget sets priorities (the budget policy, set by the service): a background refresh
+// runs only while background work may spend a token; while it may not (the budget is low), entries
+// past their freshness answer without a load, up to the maximum staleness, so the tokens left go to
+// misses nothing cached can answer; a load refused by the budget is answered by any entry within the
+// maximum staleness. Nothing older than the maximum staleness is ever served stale.
 import { createSingleFlight } from '../lib/single-flight.js'
 import type { CacheStore } from './store.js'
 import { createEntry, decodeEntry as decodeBytes, encodeEntry, type CacheEntry } from './entry.js'
@@ -15,6 +21,11 @@ export type { CacheEntry } from './entry.js'
 export type { Freshness } from './freshness.js'
 
 export type CacheStatus = 'HIT' | 'MISS' | 'STALE' | 'BYPASS'
+/**
+ * Why a STALE answer is not the ordinary stale-while-revalidate one: `budget-low`, the budget is low or
+ * spent, so nothing refreshes it now; `upstream-error`, the load failed and stale-if-error answered.
+ */
+export type StaleReason = 'budget-low' | 'upstream-error'
 export type CoalesceKind = 'single-flight' | 'lock-wait'
 
 export interface LoaderResult {
@@ -34,7 +45,7 @@ export interface FetchOptions {
   isStaleUsable?: (err: unknown) => boolean
 }
 
-export interface FetchResult { entry: CacheEntry, status: CacheStatus, ageS: number }
+export interface FetchResult { entry: CacheEntry, status: CacheStatus, ageS: number, reason?: StaleReason }
 
 export interface ManyOptions {
   /** Route id for metrics. */
@@ -48,7 +59,7 @@ export interface ManyOptions {
 }
 
 /** Entries in the order of the keys asked for, all present; the batch's status and oldest age. */
-export interface ManyResult { entries: CacheEntry[], status: CacheStatus, ageS: number }
+export interface ManyResult { entries: CacheEntry[], status: CacheStatus, ageS: number, reason?: StaleReason }
 
 /** Loads the given keys; one item per key, in the same order. */
 export type ManyLoader = (keys: string[]) => Promise<PutItem[]>
@@ -71,11 +82,43 @@ export interface CacheOptions {
   lock?: FillLockOptions
   /** Carries invalidations to the other replicas' L1. */
   bus?: InvalidationBus
+  /**
+   * The oldest an entry may be (ms since it was loaded) when served stale: it caps every route's stale
+   * windows, entries are kept this long, and while background work may not spend they answer up to it
+   * without a load. Undefined: the routes' windows alone, and no budget-low answers.
+   */
+  maxStaleMs?: number
+  /** Whether background work may spend an upstream token now; false means the budget is low. Default: always. */
+  backgroundAllowed?: () => boolean
+}
+
+/** The upstream budget's say in the cache's decisions (see CacheOptions). */
+export interface BudgetPolicy {
+  maxStaleMs?: number
+  backgroundAllowed: () => boolean
 }
 
 export type Cache = ReturnType<typeof createCache>
 
 const DEFAULT_ROUTE = 'other'
+
+/** One read's outcome, shared by every request that joined it. */
+interface Answer { entry: CacheEntry, status: CacheStatus, reason?: StaleReason }
+
+/** A refusal by the upstream budget (spent, or paused after an upstream 429). */
+function isBudgetError (err: unknown): boolean {
+  return typeof err === 'object' && err !== null && (err as { code?: unknown }).code === 'GW_UPSTREAM_BUDGET'
+}
+
+/** Whether a route's entries are ever served stale: a "does not exist" marker, with no stale window, is not. */
+function servesStale (f: Freshness): boolean {
+  return f.staleWhileRevalidateMs > 0 || f.staleIfErrorMs > 0
+}
+
+/** What a cached entry answers: a hit, a stale answer (refreshed in the background or not), or nothing without a load. */
+type Plan = { kind: 'hit' } | { kind: 'stale', refresh: boolean, reason?: StaleReason } | { kind: 'load' }
+const HIT_PLAN: Plan = { kind: 'hit' }
+const LOAD_PLAN: Plan = { kind: 'load' }
 
 /** Default stale-if-error policy: only upstream failures (error, timeout, auth, budget) may be papered over. */
 export function isUpstreamError (err: unknown): boolean {
@@ -99,19 +142,52 @@ export function createCache (opts: CacheOptions = {}) {
   const now = opts.now ?? Date.now
   const table = opts.freshness ?? DEFAULT_FRESHNESS
   const lock = opts.lock !== undefined && l2 !== undefined ? createFillLock(opts.lock) : undefined
-  const reads = createSingleFlight<string, { entry: CacheEntry, status: CacheStatus }>()
+  const reads = createSingleFlight<string, Answer>()
   const loads = createSingleFlight<string, CacheEntry | undefined>()
   const background = new Set<Promise<void>>()
   const invalidations = createInvalidationLog()
+  const policy: BudgetPolicy = {
+    ...(opts.maxStaleMs === undefined ? {} : { maxStaleMs: opts.maxStaleMs }),
+    backgroundAllowed: opts.backgroundAllowed ?? (() => true)
+  }
+
+  /** How long the stores keep an entry of a route: its own lifetime, or up to the maximum staleness. */
+  function retainMs (f: Freshness, ttlMs: number): number {
+    return policy.maxStaleMs === undefined || !servesStale(f) ? ttlMs : Math.max(ttlMs, policy.maxStaleMs)
+  }
+
+  /**
+   * What an entry of this age answers. Fresh: a hit. Within stale-while-revalidate: stale, refreshed in
+   * the background only while background work may spend. Older, while it may not (the budget is low):
+   * stale up to the maximum staleness, without a load. Otherwise (or from the maximum staleness on): a
+   * foreground load.
+   */
+  function plan (age: number, f: Freshness): Plan {
+    if (age < f.freshMs) return HIT_PLAN
+    if (!servesStale(f) || age >= (policy.maxStaleMs ?? Infinity)) return LOAD_PLAN
+    if (age < f.freshMs + f.staleWhileRevalidateMs) {
+      return policy.backgroundAllowed() ? { kind: 'stale', refresh: true } : { kind: 'stale', refresh: false, reason: 'budget-low' }
+    }
+    if (policy.maxStaleMs !== undefined && !policy.backgroundAllowed()) return { kind: 'stale', refresh: false, reason: 'budget-low' }
+    return LOAD_PLAN
+  }
+
+  /**
+   * Whether an entry of this age answers when its load failed with `err`, and why: a budget refusal is
+   * answered up to the maximum staleness, other upstream failures within the route's stale-if-error.
+   */
+  function fallback (err: unknown, age: number, f: Freshness, isStaleUsable: (err: unknown) => boolean): StaleReason | undefined {
+    if (!servesStale(f) || !isStaleUsable(err) || age >= (policy.maxStaleMs ?? Infinity)) return undefined
+    if (policy.maxStaleMs !== undefined && isBudgetError(err)) return 'budget-low'
+    return age < f.freshMs + f.staleIfErrorMs ? 'upstream-error' : undefined
+  }
 
   const usable = (entry: CacheEntry | undefined, at: number): entry is CacheEntry => entry !== undefined && entry.expiresAt > at
 
   /** Copies L2 values into L1 with the same bytes (no re-encoding) for the rest of their life, tags included. */
   async function fillL1 (items: ReadonlyArray<{ key: string, raw: Buffer, entry: CacheEntry }>, at: number): Promise<void> {
     if (l1 === undefined || items.length === 0) return
-    await l1.setMany(items.map(({ key, raw, entry }) => ({ key, value: raw, ttlMs: entry.expiresAt - at })))
-    await Promise.all(items.map(async ({ key, entry }) =>
-      entry.tags.length > 0 ? l1.addTags(entry.tags, [key], entry.expiresAt - at) : undefined))
+    await l1.setMany(items.map(({ key, raw, entry }) => ({ key, value: raw, ttlMs: entry.expiresAt - at, tags: entry.tags })))
   }
 
   /** The L2 entry when it is stored later than `newerThan` (any, when undefined); copied into L1. */
@@ -144,10 +220,9 @@ export function createCache (opts: CacheOptions = {}) {
   async function store (key: string, entry: CacheEntry): Promise<void> {
     const ttlMs = entry.expiresAt - entry.storedAt
     if (ttlMs <= 0) return
-    const value = encodeEntry(entry)
+    const value = [{ key, value: encodeEntry(entry), ttlMs, tags: entry.tags }]
     const tiers = [l1, l2].filter((s): s is CacheStore => s !== undefined)
-    await Promise.all(tiers.map(async (s) => s.set(key, value, ttlMs)))
-    if (entry.tags.length > 0) await Promise.all(tiers.map(async (s) => s.addTags(entry.tags, [key], ttlMs)))
+    await Promise.all(tiers.map(async (s) => s.setMany(value)))
   }
 
   opts.bus?.onInvalidate(async (tags) => {
@@ -158,7 +233,7 @@ export function createCache (opts: CacheOptions = {}) {
   async function loadAndStore (key: string, freshness: Freshness, loader: () => Promise<LoaderResult>): Promise<CacheEntry> {
     const mark = invalidations.mark()
     const result = await loader()
-    const entry = createEntry(result.body, now(), storeTtlMs(freshness), result.contentType, result.status, result.tags)
+    const entry = createEntry(result.body, now(), retainMs(freshness, storeTtlMs(freshness)), result.contentType, result.status, result.tags)
     if (!invalidations.isInvalidatedSince(mark, entry.tags)) await store(key, entry)
     return entry
   }
@@ -201,25 +276,23 @@ export function createCache (opts: CacheOptions = {}) {
 
   async function read (
     key: string, freshness: Freshness, loader: () => Promise<LoaderResult>, isStaleUsable: (err: unknown) => boolean
-  ): Promise<{ entry: CacheEntry, status: CacheStatus }> {
+  ): Promise<Answer> {
     const found = await lookup(key, freshness)
-    if (found !== undefined) {
-      const age = now() - found.storedAt
-      if (age < freshness.freshMs) return { entry: found, status: 'HIT' }
-      if (age < freshness.freshMs + freshness.staleWhileRevalidateMs) {
-        refreshInBackground(key, freshness, loader, found.storedAt)
-        return { entry: found, status: 'STALE' }
-      }
-      if (age < freshness.freshMs + freshness.staleIfErrorMs) {
-        try {
-          return { entry: await loadForeground(key, freshness, loader, found.storedAt), status: 'MISS' }
-        } catch (err) {
-          if (isStaleUsable(err)) return { entry: found, status: 'STALE' }
-          throw err
-        }
-      }
+    if (found === undefined) return { entry: await loadForeground(key, freshness, loader), status: 'MISS' }
+    const age = now() - found.storedAt
+    const next = plan(age, freshness)
+    if (next.kind === 'hit') return { entry: found, status: 'HIT' }
+    if (next.kind === 'stale') {
+      if (next.refresh) refreshInBackground(key, freshness, loader, found.storedAt)
+      return { entry: found, status: 'STALE', ...(next.reason === undefined ? {} : { reason: next.reason }) }
     }
-    return { entry: await loadForeground(key, freshness, loader), status: 'MISS' }
+    try {
+      return { entry: await loadForeground(key, freshness, loader, found.storedAt), status: 'MISS' }
+    } catch (err) {
+      const reason = fallback(err, age, freshness, isStaleUsable)
+      if (reason === undefined) throw err
+      return { entry: found, status: 'STALE', reason }
+    }
   }
 
   /** Per-key entries (fresh or stale, not expired) in the order of `keys`; the caller judges freshness. */
@@ -267,25 +340,26 @@ export function createCache (opts: CacheOptions = {}) {
   }
 
   /** Stores per-key entries in both tiers, except those a write invalidated since `mark`; returns them all. */
-  async function putEntries (items: readonly PutItem[], mark?: number): Promise<CacheEntry[]> {
+  async function putEntries (items: readonly PutItem[], mark?: number, freshnessOf?: (entry: CacheEntry) => Freshness): Promise<CacheEntry[]> {
     const at = now()
-    const all = items.map((item) => ({ key: item.key, entry: createEntry(item.body, at, item.ttlMs, item.contentType, item.status, item.tags) }))
+    const all = items.map((item) => {
+      const entry = createEntry(item.body, at, item.ttlMs, item.contentType, item.status, item.tags)
+      // Kept up to the maximum staleness when the route's entries may be served stale.
+      return { key: item.key, entry: freshnessOf === undefined ? entry : { ...entry, expiresAt: at + retainMs(freshnessOf(entry), item.ttlMs) } }
+    })
     const kept = all.filter(({ entry }) => entry.expiresAt > at && (mark === undefined || !invalidations.isInvalidatedSince(mark, entry.tags)))
-    const values = kept.map(({ key, entry }) => ({ key, value: encodeEntry(entry), ttlMs: entry.expiresAt - at }))
+    const values = kept.map(({ key, entry }) => ({ key, value: encodeEntry(entry), ttlMs: entry.expiresAt - at, tags: entry.tags }))
     const tiers = [l1, l2].filter((s): s is CacheStore => s !== undefined)
-    // One batch write per tier; the Redis store also batches the tagging calls made here.
+    // One batch write per tier, tags included: one Redis round trip per slice of the batch.
     await Promise.all(tiers.map(async (s) => s.setMany(values)))
-    await Promise.all(kept.flatMap(({ key, entry }) => entry.tags.length === 0
-      ? []
-      : tiers.map(async (s) => s.addTags(entry.tags, [key], entry.expiresAt - at))))
     return all.map(({ entry }) => entry)
   }
 
   /** Loads `keys`, stores what it got (unless a write invalidated it meanwhile), returns the entries by key. */
-  async function loadMany (keys: string[], load: ManyLoader): Promise<Map<string, CacheEntry>> {
+  async function loadMany (keys: string[], load: ManyLoader, freshnessOf: (entry: CacheEntry) => Freshness): Promise<Map<string, CacheEntry>> {
     const mark = invalidations.mark()
     const items = await load(keys)
-    const entries = await putEntries(items, mark)
+    const entries = await putEntries(items, mark, freshnessOf)
     return new Map(items.map((item, k) => [item.key, entries[k] as CacheEntry]))
   }
 
@@ -294,7 +368,8 @@ export function createCache (opts: CacheOptions = {}) {
    * entries within stale-while-revalidate are served while one background load refreshes them; absent
    * or older ones are loaded together in one call of `load` (with Redis, keys another replica is
    * loading are waited for instead); when that load fails with an upstream error and every missing key
-   * still has an entry within stale-if-error, those are served.
+   * still has an entry within stale-if-error (within the maximum staleness for a budget refusal), those
+   * are served. The budget policy applies per entry as in fetch.
    */
   async function fetchMany (keys: readonly string[], load: ManyLoader, manyOpts: ManyOptions): Promise<ManyResult> {
     const at = now()
@@ -304,26 +379,24 @@ export function createCache (opts: CacheOptions = {}) {
     const misses: number[] = []
     const stale: number[] = []
     let status: CacheStatus = bypass ? 'BYPASS' : 'HIT'
+    let reason: StaleReason | undefined
+    // The oldest entry served (loaded ones are new).
     let oldest = at
     found.forEach((entry, i) => {
       if (entry === undefined) { misses.push(i); return }
-      const f = manyOpts.freshnessOf(entry)
-      const age = at - entry.storedAt
+      const next = plan(at - entry.storedAt, manyOpts.freshnessOf(entry))
+      if (next.kind === 'load') { misses.push(i); return }
+      entries[i] = entry
       oldest = Math.min(oldest, entry.storedAt)
-      if (age < f.freshMs) {
-        entries[i] = entry
-      } else if (age < f.freshMs + f.staleWhileRevalidateMs) {
-        entries[i] = entry
-        stale.push(i)
-      } else {
-        misses.push(i)
-      }
+      if (next.kind === 'hit') return
+      status = 'STALE'
+      if (next.refresh) stale.push(i)
+      if (next.reason !== undefined) reason = next.reason
     })
     const keysAt = (idx: number[]): string[] => [...new Set(idx.map((i) => keys[i] as string))]
 
     if (stale.length > 0) {
-      status = 'STALE'
-      const refresh: Promise<void> = loadMany(keysAt(stale), load)
+      const refresh: Promise<void> = loadMany(keysAt(stale), load, manyOpts.freshnessOf)
         .then(() => {}, (err: unknown) => { opts.onRefreshError?.(err, keys[stale[0] as number] as string) })
         .finally(() => { background.delete(refresh) })
       background.add(refresh)
@@ -333,35 +406,40 @@ export function createCache (opts: CacheOptions = {}) {
       try {
         const loaded = new Map<string, CacheEntry>()
         await fillShared(wanted, async (mine) => {
-          for (const [key, entry] of await loadMany(mine, load)) loaded.set(key, entry)
+          for (const [key, entry] of await loadMany(mine, load, manyOpts.freshnessOf)) loaded.set(key, entry)
         })
         const elsewhere = wanted.filter((key) => !loaded.has(key))
         if (elsewhere.length > 0) {
           const filled = await getEntries(elsewhere)
           elsewhere.forEach((key, k) => { const e = filled[k]; if (e !== undefined) loaded.set(key, e) })
           const lost = elsewhere.filter((key) => !loaded.has(key))
-          if (lost.length > 0) for (const [key, entry] of await loadMany(lost, load)) loaded.set(key, entry)
+          if (lost.length > 0) for (const [key, entry] of await loadMany(lost, load, manyOpts.freshnessOf)) loaded.set(key, entry)
         }
         for (const i of misses) entries[i] = loaded.get(keys[i] as string)
-        if (!bypass) status = 'MISS'
+        if (!bypass) { status = 'MISS'; reason = undefined }
       } catch (err) {
-        const f = (i: number) => manyOpts.freshnessOf(found[i] as CacheEntry)
-        const usable = (manyOpts.isStaleUsable ?? isUpstreamError)(err) && misses.every((i) => {
+        const isStaleUsable = manyOpts.isStaleUsable ?? isUpstreamError
+        const reasons = misses.map((i) => {
           const e = found[i]
-          return e !== undefined && at - e.storedAt < f(i).freshMs + f(i).staleIfErrorMs
+          return e === undefined ? undefined : fallback(err, at - e.storedAt, manyOpts.freshnessOf(e), isStaleUsable)
         })
-        if (!usable) throw err
-        for (const i of misses) entries[i] = found[i]
+        if (reasons.some((r) => r === undefined)) throw err
+        for (const i of misses) {
+          entries[i] = found[i]
+          oldest = Math.min(oldest, (found[i] as CacheEntry).storedAt)
+        }
         status = 'STALE'
+        reason = reasons.includes('budget-low') || reason === 'budget-low' ? 'budget-low' : 'upstream-error'
       }
     }
     opts.onResult?.(status, manyOpts.route)
-    return { entries: entries as CacheEntry[], status, ageS: Math.max(0, Math.floor((now() - oldest) / 1000)) }
+    return { entries: entries as CacheEntry[], status, ageS: Math.max(0, Math.floor((now() - oldest) / 1000)), ...(reason === undefined ? {} : { reason }) }
   }
 
-  function finish (entry: CacheEntry, status: CacheStatus, route: string): FetchResult {
+  function finish (answer: Answer, route: string): FetchResult {
+    const { entry, status, reason } = answer
     opts.onResult?.(status, route)
-    return { entry, status, ageS: Math.max(0, Math.floor((now() - entry.storedAt) / 1000)) }
+    return { entry, status, ageS: Math.max(0, Math.floor((now() - entry.storedAt) / 1000)), ...(reason === undefined ? {} : { reason }) }
   }
 
   return {
@@ -370,22 +448,35 @@ export function createCache (opts: CacheOptions = {}) {
       return table[route]
     },
 
+    /** The cache's clock (ms); injected in tests. */
+    now,
+
+    /** The upstream budget's say in freshness decisions (the service sets it once at boot). */
+    setBudgetPolicy (next: BudgetPolicy): void {
+      if (next.maxStaleMs === undefined) delete policy.maxStaleMs
+      else policy.maxStaleMs = next.maxStaleMs
+      policy.backgroundAllowed = next.backgroundAllowed
+    },
+
     async fetch (key: string, freshness: Freshness, loader: () => Promise<LoaderResult>, fetchOpts: FetchOptions = {}): Promise<FetchResult> {
       const route = fetchOpts.route ?? DEFAULT_ROUTE
       if (fetchOpts.bypass === true) {
         // Shares an in-flight load (its answer is as new as ours would be), never a cached value.
         const entry = await loads.run(key, async () => loadAndStore(key, freshness, loader))
-        return finish(entry ?? await loadAndStore(key, freshness, loader), 'BYPASS', route)
+        return finish({ entry: entry ?? await loadAndStore(key, freshness, loader), status: 'BYPASS' }, route)
       }
       // The whole read (lookup included) is shared: a request arriving while a fill is being stored
       // cannot slip between a miss and the store and start a second load.
       const isJoining = reads.has(key)
-      const { entry, status } = await reads.run(key, async () => read(key, freshness, loader, fetchOpts.isStaleUsable ?? isUpstreamError))
-      if (isJoining && status === 'MISS') opts.onCoalesced?.('single-flight')
-      return finish(entry, status, route)
+      const answer = await reads.run(key, async () => read(key, freshness, loader, fetchOpts.isStaleUsable ?? isUpstreamError))
+      if (isJoining && answer.status === 'MISS') opts.onCoalesced?.('single-flight')
+      return finish(answer, route)
     },
 
     getEntries,
+
+    /** Derived representations (renderings, compressed variants) within L1's byte budget; none without L1. */
+    derived: l1?.derived,
 
     fillShared,
 

@@ -93,7 +93,10 @@ export function parseFreshness (text: string): FreshnessTable {
   return table
 }
 
-/** How long the stores keep an entry: fresh, then the longer of the two stale windows. */
+/**
+ * An entry's own lifetime: fresh, then the longer of the two stale windows. The cache keeps entries of
+ * routes served stale at least up to the maximum staleness (CACHE_MAX_STALE_S), which also cuts these windows.
+ */
 export function storeTtlMs (freshness: Freshness): number {
   return freshness.freshMs + Math.max(freshness.staleWhileRevalidateMs, freshness.staleIfErrorMs)
 }

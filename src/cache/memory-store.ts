@@ -1,7 +1,11 @@
 // The in-process (L1) store: an LRU bounded by bytes. toad-cache (used by rate-limit) bounds entries by
 // count, but cache values range from a 200-byte negative entry to a multi-megabyte list, so a count says
 // nothing about memory; this is a plain Map, whose insertion order doubles as the recency order.
-import type { CacheStore, StoreEntry } from './store.js'
+//
+// The same Map and byte budget hold derived representations (v1 renderings, compressed variants; see
+// DerivedMemo): they are what a hit sends, so they compete with the entries for the same memory, and
+// CACHE_MAX_BYTES bounds both together.
+import type { CacheStore, Derived, DerivedMemo, StoreEntry } from './store.js'
 
 export interface MemoryStoreOptions {
   /** Budget for the sum of key and value sizes, in bytes. */
@@ -16,9 +20,35 @@ interface Slot {
   size: number
   /** Tags live with the entry: they are dropped when it is evicted, expires or is deleted. */
   tags?: Set<string>
+  /** Set on derived slots only: the derived body's ETag ('' for a parsed value). */
+  etag?: string
+  /** Set on parsed-value slots only. */
+  parsed?: unknown
 }
 
+const EMPTY = Buffer.alloc(0)
+
+// A GET reply's value sits in a Buffer 10 bytes longer than itself (the protocol's framing): not worth a copy.
+const OWNED_SLACK_BYTES = 1024
+
+/**
+ * The bytes in a Buffer of their own. A Buffer that is a view into a larger one (a value sliced out of
+ * a Redis reply, zlib output, Node's small-Buffer pool) keeps the whole of it alive while stored, so the
+ * budget, which counts the view's length, would undercount what is held: an MGET reply's values are
+ * slices of one 64 KiB read buffer, and 5 KB of gzip output sits in a 16 KiB one. Copying costs a
+ * memcpy of the value once per write.
+ */
+function owned (value: Buffer): Buffer {
+  return value.buffer.byteLength - value.byteLength <= OWNED_SLACK_BYTES ? value : Buffer.copyBytesFrom(value)
+}
+
+// Derived keys start with a byte no cache key contains (keys.ts builds them from printable text).
+const DERIVED_PREFIX = '\u0000d:'
+// Per-slot overhead charged for a derived slot besides its key, body and ETag (the objects holding them).
+const DERIVED_OVERHEAD = 64
+
 export interface MemoryStore extends CacheStore {
+  readonly derived: DerivedMemo
   /** Bytes held (keys and values). */
   readonly bytes: number
   /** Entries held, including expired ones not yet swept. */
@@ -47,7 +77,8 @@ export function createMemoryStore (opts: MemoryStoreOptions): MemoryStore {
 
   function read (key: string): Buffer | undefined {
     const slot = slots.get(key)
-    if (slot === undefined) return undefined
+    // A derived slot is reachable only through `derived`.
+    if (slot === undefined || slot.etag !== undefined) return undefined
     if (slot.expiresAt <= now()) {
       remove(key)
       return undefined
@@ -58,18 +89,23 @@ export function createMemoryStore (opts: MemoryStoreOptions): MemoryStore {
     return slot.value
   }
 
-  function write (key: string, value: Buffer, ttlMs: number): void {
-    const previous = remove(key)
-    const size = Buffer.byteLength(key) + value.length
-    // A value that cannot fit would evict everything and still not fit; the old value is gone either way,
-    // since keeping it would serve data the caller just replaced.
-    if (ttlMs <= 0 || size > maxBytes) return
+  function makeRoom (size: number): void {
     while (bytes + size > maxBytes) {
       const oldest = slots.keys().next()
       /* c8 ignore next -- unreachable: size ≤ maxBytes, so the loop ends before the Map empties */
       if (oldest.done === true) break
       remove(oldest.value)
     }
+  }
+
+  function write (key: string, given: Buffer, ttlMs: number): void {
+    const previous = remove(key)
+    const value = owned(given)
+    const size = Buffer.byteLength(key) + value.length
+    // A value that cannot fit would evict everything and still not fit; the old value is gone either way,
+    // since keeping it would serve data the caller just replaced.
+    if (ttlMs <= 0 || size > maxBytes) return
+    makeRoom(size)
     // Tags survive an overwrite, as a Redis tag set does: the key still belongs to the same resource.
     const tags = previous?.tags
     slots.set(key, { value, expiresAt: now() + ttlMs, size, ...(tags === undefined ? {} : { tags }) })
@@ -86,7 +122,57 @@ export function createMemoryStore (opts: MemoryStoreOptions): MemoryStore {
     keys.add(key)
   }
 
+  function tag (tags: readonly string[], keys: readonly string[]): void {
+    for (const key of keys) {
+      const slot = slots.get(key)
+      if (slot === undefined) continue
+      slot.tags ??= new Set()
+      for (const t of tags) {
+        slot.tags.add(t)
+        indexTag(t, key)
+      }
+    }
+  }
+
+  function getDerived (key: string): Slot | undefined {
+    const k = DERIVED_PREFIX + key
+    const slot = slots.get(k)
+    if (slot?.etag === undefined) return undefined
+    slots.delete(k)
+    slots.set(k, slot)
+    return slot
+  }
+
+  function setDerived (key: string, slot: Omit<Slot, 'size' | 'expiresAt'>, charged: number): void {
+    const k = DERIVED_PREFIX + key
+    remove(k)
+    const size = k.length + charged + DERIVED_OVERHEAD
+    // One derived value may not take more than a quarter of the budget: it would evict too many entries.
+    if (size > maxBytes / 4) return
+    makeRoom(size)
+    slots.set(k, { ...slot, expiresAt: Number.POSITIVE_INFINITY, size })
+    bytes += size
+  }
+
+  const derived: DerivedMemo = {
+    get (key) {
+      const slot = getDerived(key)
+      return slot === undefined || slot.parsed !== undefined ? undefined : { bytes: slot.value, etag: slot.etag as string }
+    },
+    set (key, value: Derived) {
+      setDerived(key, { value: owned(value.bytes), etag: value.etag }, value.bytes.length + value.etag.length)
+    },
+    getValue (key) {
+      return getDerived(key)?.parsed
+    },
+    setValue (key, value, size) {
+      if (value === undefined) return
+      setDerived(key, { value: EMPTY, etag: '', parsed: value }, size)
+    }
+  }
+
   return {
+    derived,
     get bytes () { return bytes },
     get size () { return slots.size },
     async get (key) {
@@ -99,7 +185,10 @@ export function createMemoryStore (opts: MemoryStoreOptions): MemoryStore {
       write(key, value, ttlMs)
     },
     async setMany (entries: readonly StoreEntry[]) {
-      for (const e of entries) write(e.key, e.value, e.ttlMs)
+      for (const e of entries) {
+        write(e.key, e.value, e.ttlMs)
+        if (e.tags !== undefined && e.tags.length > 0) tag(e.tags, [e.key])
+      }
     },
     async delete (keys) {
       for (const key of keys) remove(key)
@@ -107,15 +196,7 @@ export function createMemoryStore (opts: MemoryStoreOptions): MemoryStore {
     // ttlMs is not needed here: a tag lives exactly as long as the entries carrying it. Tagging a key
     // that is not stored is a no-op (nothing to invalidate).
     async addTags (tags, keys, _ttlMs) {
-      for (const key of keys) {
-        const slot = slots.get(key)
-        if (slot === undefined) continue
-        slot.tags ??= new Set()
-        for (const tag of tags) {
-          slot.tags.add(tag)
-          indexTag(tag, key)
-        }
-      }
+      tag(tags, keys)
     },
     async invalidateTags (tags) {
       let deleted = 0

@@ -15,11 +15,16 @@ declare module 'fastify' {
   }
 }
 
-export const cachePlugin = fp(async (app) => {
+export interface CachePluginOptions {
+  /** The cache's clock (freshness, ages, L1 expiry); tests inject one through buildApp's deps.now. */
+  now?: () => number
+}
+
+export const cachePlugin = fp<CachePluginOptions>(async (app, opts) => {
   const config = app.config
   // Fails boot, naming the route and field, when CACHE_FRESHNESS is malformed.
   const freshness = parseFreshness(config.CACHE_FRESHNESS)
-  const l1 = config.CACHE_MAX_BYTES > 0 ? createMemoryStore({ maxBytes: config.CACHE_MAX_BYTES }) : undefined
+  const l1 = config.CACHE_MAX_BYTES > 0 ? createMemoryStore({ maxBytes: config.CACHE_MAX_BYTES, ...(opts.now === undefined ? {} : { now: opts.now }) }) : undefined
   const redis = app.redis
   const l2 = redis === null ? undefined : createRedisStore({ redis, prefix: config.REDIS_KEY_PREFIX, guard: app.redisHealth.guard('cache') })
   let bus: InvalidationBus | undefined
@@ -43,6 +48,7 @@ export const cachePlugin = fp(async (app) => {
   }
   const cache = createCache({
     freshness,
+    ...(opts.now === undefined ? {} : { now: opts.now }),
     ...(l1 === undefined ? {} : { l1 }),
     ...(l2 === undefined ? {} : { l2 }),
     ...(redis === null ? {} : { lock: { redis, prefix: config.REDIS_KEY_PREFIX, guard: app.redisHealth.guard('lock'), waitMs: config.CACHE_FILL_WAIT_MS } }),

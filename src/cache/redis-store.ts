@@ -29,6 +29,17 @@ for _, tag in ipairs(KEYS) do
 end
 return 0`
 
+// setMany's tagging: one EVAL for a whole slice of entries, each entry's (tag, key) pairs with its own
+// TTL: KEYS[i] is a tag set, ARGV[2i-1] the key it gains and ARGV[2i] that key's TTL. The same rule as
+// ADD_TAGS_LUA: a tag's TTL is extended, never shortened.
+const TAG_PAIRS_LUA = `
+for i, tag in ipairs(KEYS) do
+  local ttl = tonumber(ARGV[2 * i])
+  redis.call('SADD', tag, ARGV[2 * i - 1])
+  if redis.call('PTTL', tag) < ttl then redis.call('PEXPIRE', tag, ttl) end
+end
+return 0`
+
 const DEL_CHUNK = 1000
 // A large batch (a 1,000-id objects/ answer) is written in slices, each its own guarded round trip, so
 // that one slow slice cannot make the whole batch count as a Redis failure.
@@ -75,9 +86,22 @@ export function createRedisStore (opts: RedisStoreOptions): CacheStore {
 
   async function setMany (entries: readonly StoreEntry[]): Promise<void> {
     // Independent SETs need no transaction: a pipeline is one round trip without MULTI's bookkeeping.
+    // The slice's tags ride in the same pipeline as one EVAL, so a batch of records costs one round
+    // trip per slice, not a second one (or one script call per record) for the tags.
     await Promise.all(chunk(entries.filter((e) => e.ttlMs > 0)).map(async (slice) => guard.run(async () => {
       const pipeline = redis.pipeline()
-      for (const e of slice) pipeline.set(entryKey(e.key), e.value, 'PX', ttlOf(e.ttlMs))
+      const tagKeys: string[] = []
+      const tagArgs: Array<string | number> = []
+      for (const e of slice) {
+        const key = entryKey(e.key)
+        const ttl = ttlOf(e.ttlMs)
+        pipeline.set(key, e.value, 'PX', ttl)
+        for (const tag of e.tags ?? []) {
+          tagKeys.push(tagKey(tag))
+          tagArgs.push(key, ttl)
+        }
+      }
+      if (tagKeys.length > 0) pipeline.eval(TAG_PAIRS_LUA, tagKeys.length, ...tagKeys, ...tagArgs)
       check(await pipeline.exec())
     }, undefined)))
   }

@@ -11,7 +11,27 @@ export interface StoreEntry {
   value: Buffer
   /** Time to live in ms; a value ≤ 0 stores nothing. */
   ttlMs: number
+  /** Tags to record for this key, as addTags(tags, [key], ttlMs) would, in the same write. */
+  tags?: readonly string[]
 }
+
+/**
+ * Representations derived from a stored body (a v1 rendering, a compressed variant), keyed by what
+ * they derive from (a content ETag plus the kind), so they never go stale. The memory store keeps them
+ * in its own LRU and byte budget (CACHE_MAX_BYTES), so they cannot grow memory beyond it.
+ */
+export interface DerivedMemo {
+  get: (key: string) => Derived | undefined
+  /** Kept unless larger than the memo allows (a quarter of the budget); evicts the least recently used. */
+  set: (key: string, value: Derived) => void
+  /** A value parsed from a stored body (a table), by what it derives from; undefined when not kept. */
+  getValue: (key: string) => unknown
+  /** Keeps a parsed value charged `size` bytes: an estimate, since heap objects cannot be measured. */
+  setValue: (key: string, value: unknown, size: number) => void
+}
+
+/** A derived body and its own strong ETag. */
+export interface Derived { bytes: Buffer, etag: string }
 
 export interface CacheStore {
   /** The value, or undefined when absent, expired or unreadable. */
@@ -19,6 +39,7 @@ export interface CacheStore {
   /** Values in the order of `keys`. */
   getMany: (keys: readonly string[]) => Promise<Array<Buffer | undefined>>
   set: (key: string, value: Buffer, ttlMs: number) => Promise<void>
+  /** Stores every entry and records its tags; the Redis store makes this one round trip per slice of a batch. */
   setMany: (entries: readonly StoreEntry[]) => Promise<void>
   delete: (keys: readonly string[]) => Promise<void>
   /**
@@ -28,4 +49,6 @@ export interface CacheStore {
   addTags: (tags: readonly string[], keys: readonly string[], ttlMs: number) => Promise<void>
   /** Deletes every key carrying any of `tags`; resolves with how many stored values were deleted. */
   invalidateTags: (tags: readonly string[]) => Promise<number>
+  /** In-process stores only: derived representations within the same byte budget. */
+  readonly derived?: DerivedMemo
 }

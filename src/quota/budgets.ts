@@ -10,6 +10,7 @@ export type DailyUnits = ReturnType<typeof createDailyUnits>
 export function createDailyUnits (store: WindowStore, keyPrefix: string) {
   const keyOf = (consumer: Consumer): string => `${keyPrefix}quota:units:${consumer.id}`
   return {
+    keyOf,
     charge (consumer: Consumer, units: number): Promise<WindowCharge> {
       return store.charge(keyOf(consumer), units, consumer.daily_objects, DAY_SECONDS)
     },

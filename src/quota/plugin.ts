@@ -1,21 +1,76 @@
-// Decorates `app.quota`: the request rate (@fastify/rate-limit, keyed by consumer id, on the shared
-// ioredis client), daily object units and the upstream share, all behind LIMITS_ON_REDIS_ERROR and the
-// app's shared Redis health: once Redis has failed, no check calls it until it answers again.
-// HTTP concerns (headers, status codes, dialects) live in plugins/consumer-auth.ts.
+// Decorates `app.quota`: the request rate (@fastify/rate-limit keyed by consumer id, with a store that
+// counts on leases) and daily object units, both counted in the process on leases from Redis
+// (quota/lease.ts: most requests make no Redis call, and replicas never let a consumer pass a limit
+// together), and the upstream share, all behind LIMITS_ON_REDIS_ERROR
+// and the app's shared Redis health: once Redis has failed, no check calls it until it answers again.
+// HTTP concerns (headers, status codes, dialects) live in auth/plugin.ts.
 import fp from 'fastify-plugin'
 import rateLimit from '@fastify/rate-limit'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import { QuotaExhaustedError, withRetryAfter } from '../errors.js'
 import type { Consumer } from '../consumers/schema.js'
-import { createDailyUnits } from './budgets.js'
+import { DAY_SECONDS, createDailyUnits } from './budgets.js'
+import { calendarLeaseStore, createLeasedCounter, createMemoryRateStore, createRedisRateStore, type LeasedCounter, type LimitCharge } from './lease.js'
 import { createRedisPolicy } from './redis-policy.js'
 import { createUpstreamShare } from './upstream-share.js'
-import { createMemoryWindowStore, createRedisWindowStore, type Clock, type WindowCharge } from './window-store.js'
+import { createMemoryWindowStore, createRedisWindowStore, type Clock } from './window-store.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
     quota: Quota
   }
+}
+
+type Limiter = ReturnType<FastifyInstance['createRateLimit']>
+type StoreCallback = (err: Error | null, res?: { current: number, ttl: number }) => void
+
+/**
+ * A @fastify/rate-limit store that counts on leases (quota/lease.ts) instead of one Redis INCR per
+ * request. A charge the shared Redis view skips (open policy) counts as nothing.
+ */
+function leasedRateStore (counter: LeasedCounter, skipped: Set<string>) {
+  const answer = (key: string, charge: LimitCharge | undefined, max: number, timeWindow: number, cb: StoreCallback, isRead: boolean): void => {
+    if (charge === undefined) {
+      if (!isRead) skipped.add(key)
+      return cb(null, { current: 0, ttl: timeWindow })
+    }
+    const current = isRead || charge.isAllowed ? charge.used : max + 1
+    cb(null, { current, ttl: charge.resetSeconds * 1000 })
+  }
+  return class LeasedRateStore {
+    incr (key: string, cb: StoreCallback, timeWindow: number, max: number): void {
+      counter.charge(key, 1, max, timeWindow).then((c) => answer(key, c, max, timeWindow, cb, false), (err: Error) => cb(err))
+    }
+
+    read (key: string, cb: StoreCallback, timeWindow: number, max: number): void {
+      counter.used(key, max, timeWindow).then((c) => answer(key, c, max, timeWindow, cb, true), (err: Error) => cb(err))
+    }
+
+    child (): this { return this }
+  }
+}
+
+/**
+ * The request-rate limiter: @fastify/rate-limit keyed by consumer id, in an encapsulated child so its
+ * decorators and onRoute hook stay private (routes are limited by the auth hooks after authentication,
+ * never by the plugin's per-route config).
+ */
+async function createLimiter (app: FastifyInstance, counter: LeasedCounter, prefix: string, skipped: Set<string>): Promise<Limiter> {
+  let limiter: Limiter | undefined
+  await app.register(async (scope) => {
+    await scope.register(rateLimit, {
+      global: false,
+      keyGenerator: (request) => `${prefix}rate:${request.consumer?.id ?? 'anonymous'}`,
+      max: (request) => request.consumer?.rate.max ?? 1,
+      timeWindow: (request) => request.consumer?.rate.windowMs ?? 60_000,
+      store: leasedRateStore(counter, skipped),
+      skipOnError: false
+    })
+    limiter = scope.createRateLimit()
+  })
+  /* c8 ignore next -- the child plugin above always runs before register() resolves */
+  if (limiter === undefined) throw new Error('rate limiter was not created')
+  return limiter
 }
 
 export interface RateState {
@@ -39,68 +94,70 @@ export interface QuotaPluginOptions {
 }
 
 export type Quota = Awaited<ReturnType<typeof createQuota>>
-type Limiter = ReturnType<FastifyInstance['createRateLimit']>
 
-const ANONYMOUS = 'anonymous'
-const DEFAULT_RATE_MAX = 60
-const DEFAULT_RATE_WINDOW_MS = 60000
+const DAY_MS = DAY_SECONDS * 1000
 
-async function createLimiter (app: FastifyInstance): Promise<Limiter> {
-  let limiter: Limiter | undefined
-  // Registered in an encapsulated child so its decorators and onRoute hook stay private: routes are
-  // limited by consumer-auth's hooks (after authentication), never by the plugin's per-route config.
-  await app.register(async (scope) => {
-    await scope.register(rateLimit, {
-      global: false,
-      keyGenerator: (request) => request.consumer?.id ?? ANONYMOUS,
-      max: (request) => request.consumer?.rate.max ?? DEFAULT_RATE_MAX,
-      timeWindow: (request) => request.consumer?.rate.windowMs ?? DEFAULT_RATE_WINDOW_MS,
-      // Errors reach createRedisPolicy, which applies LIMITS_ON_REDIS_ERROR and counts them.
-      skipOnError: false,
-      ...(app.redis === null ? {} : { redis: app.redis, nameSpace: `${app.config.REDIS_KEY_PREFIX}rate:` })
-    })
-    limiter = scope.createRateLimit()
-  })
-  /* c8 ignore next -- the child plugin above always runs before register() resolves */
-  if (limiter === undefined) throw new Error('rate limiter was not created')
-  return limiter
+/** Units leased per Redis call for a limit: 1 (exact across replicas) below LIMIT_LEASE_DIVISOR × 2. */
+export function leaseBlock (limit: number, divisor: number, max: number): number {
+  return Math.max(1, Math.min(max, Math.floor(limit / divisor)))
 }
 
 export async function createQuota (app: FastifyInstance, opts: QuotaPluginOptions = {}) {
+  const { REDIS_KEY_PREFIX: prefix, LIMIT_LEASE_DIVISOR: divisor, LIMIT_LEASE_MAX: maxBlock } = app.config
   const store = app.redis === null ? createMemoryWindowStore(opts) : createRedisWindowStore(app.redis, opts)
-  const units = createDailyUnits(store, app.config.REDIS_KEY_PREFIX)
-  const share = createUpstreamShare(store, app.config.REDIS_KEY_PREFIX)
+  const units = createDailyUnits(store, prefix)
+  const share = createUpstreamShare(store, prefix)
   const mode = app.config.LIMITS_ON_REDIS_ERROR === 'closed' ? 'closed' : 'open'
   const guard = app.redis === null ? undefined : app.redisHealth.guard('limits')
   const policy = createRedisPolicy({ mode, guard, log: app.log })
-  const limiter = await createLimiter(app)
+  const blockFor = (limit: number): number => leaseBlock(limit, divisor, maxBlock)
+  const rates = createLeasedCounter({
+    store: app.redis === null ? createMemoryRateStore() : createRedisRateStore(app.redis),
+    run: async (op) => await policy.run('rate', op),
+    blockFor
+  })
+  const dailyUnits = createLeasedCounter({
+    store: calendarLeaseStore(store),
+    run: async (op) => await policy.run('daily_objects', op),
+    blockFor,
+    ...(opts.now === undefined ? {} : { now: opts.now })
+  })
+  const rateKey = (consumer: Consumer): string => `${prefix}rate:${consumer.id}`
+  const unitsKey = units.keyOf
+  // Keys whose last rate check the shared Redis view skipped (open policy): no RateLimit headers then.
+  const skipped = new Set<string>()
+  const limiter = await createLimiter(app, rates, prefix, skipped)
 
-  async function readRate (request: FastifyRequest, increment: boolean): Promise<RateState | undefined> {
-    const result = await policy.run('rate', () => limiter(request, { increment }))
-    if (result === undefined) return undefined
-    /* c8 ignore next -- no allowList is configured, so every result carries counts */
-    if (result.isAllowed) return undefined
-    return {
-      limit: result.max,
-      remaining: result.remaining,
-      windowSeconds: Math.max(1, Math.ceil(result.timeWindow / 1000)),
-      resetSeconds: Math.max(1, result.ttlInSeconds),
-      isExceeded: result.isExceeded
-    }
-  }
+  // Unspent leases go back to Redis before its client closes (registered later, so closed earlier).
+  app.addHook('onClose', async () => {
+    await Promise.allSettled([rates.release(), dailyUnits.release()])
+  })
 
   return {
     /** Counts this request against its consumer's rate; undefined when skipped (open policy). */
-    checkRate (request: FastifyRequest): Promise<RateState | undefined> {
-      return readRate(request, true)
+    async checkRate (request: FastifyRequest): Promise<RateState | undefined> {
+      const consumer = request.consumer
+      /* c8 ignore next -- the auth hook sets the consumer before it checks the rate */
+      if (consumer === null) return undefined
+      const result = await limiter(request)
+      if (skipped.delete(rateKey(consumer))) return undefined
+      /* c8 ignore next -- no allowList is configured, so every result carries counts */
+      if (result.isAllowed) return undefined
+      return {
+        limit: result.max,
+        remaining: result.remaining,
+        windowSeconds: Math.max(1, Math.ceil(result.timeWindow / 1000)),
+        resetSeconds: Math.max(1, result.ttlInSeconds),
+        isExceeded: result.isExceeded
+      }
     },
     /** Charges daily object units all or nothing; undefined when skipped (open policy). */
-    async chargeUnits (_request: FastifyRequest, consumer: Consumer, count: number): Promise<WindowCharge | undefined> {
-      return await policy.run('daily_objects', () => units.charge(consumer, count))
+    async chargeUnits (_request: FastifyRequest, consumer: Consumer, count: number): Promise<LimitCharge | undefined> {
+      return await dailyUnits.charge(unitsKey(consumer), count, consumer.daily_objects, DAY_MS)
     },
     /** Gives back daily units of a request the gateway answered with a 5xx. */
     async refundUnits (consumer: Consumer, count: number): Promise<void> {
-      await policy.run('daily_objects', () => units.refund(consumer, count))
+      await dailyUnits.refund(unitsKey(consumer), count, consumer.daily_objects, DAY_MS)
     },
     /**
      * Takes one upstream call from the consumer's hourly share. The upstream scheduler calls it once per
@@ -121,14 +178,14 @@ export async function createQuota (app: FastifyInstance, opts: QuotaPluginOption
     },
     /** Current usage for /v1/me; pass the request to include the rate window count. */
     async usage (consumer: Consumer, request?: FastifyRequest): Promise<Usage> {
-      const rate = request === undefined ? undefined : await readRate(request, false)
+      const rate = request === undefined ? undefined : await rates.used(rateKey(consumer), consumer.rate.max, consumer.rate.windowMs)
       const [today, shared] = await Promise.all([
-        policy.run('usage', () => units.used(consumer)),
+        dailyUnits.used(unitsKey(consumer), consumer.daily_objects, DAY_MS),
         policy.run('usage', () => share.used(consumer))
       ])
       return {
-        requests_this_window: rate === undefined ? null : rate.limit - rate.remaining,
-        units_today: today ?? null,
+        requests_this_window: rate === undefined ? null : rate.used,
+        units_today: today?.used ?? null,
         upstream_share_used: shared ?? null
       }
     }

@@ -1,7 +1,7 @@
 // LIMITS_ON_REDIS_ERROR: what a limit check does when Redis fails (timeout, disconnect) or is being
 // skipped after a failure (the app's shared Redis health, lib/redis-health.ts). `open` serves the
 // request unchecked; `closed` refuses with 503 GW_UNAVAILABLE. While Redis is skipped the check is not
-// attempted at all (the @fastify/rate-limit store and the Lua counters are never called), so either
+// attempted at all (the Lua counters are never called; leases already held are still spent), so either
 // policy answers at once; only the call that meets the failure waits, for at most one command timeout.
 import type { FastifyBaseLogger } from 'fastify'
 import { UnavailableError } from '../errors.js'

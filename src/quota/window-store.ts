@@ -5,7 +5,7 @@ import type { Redis, Result } from 'ioredis'
 
 declare module 'ioredis' {
   interface RedisCommander<Context> {
-    agwWindowCharge (key: string, units: number, limit: number, period: number, now: string): Result<[number, number, number], Context>
+    agwWindowCharge (key: string, units: number, limit: number, period: number, now: string, block: number): Result<[number, number, number, number], Context>
   }
 }
 
@@ -23,6 +23,20 @@ export interface WindowStore {
    * back what was charged in the current window (never below 0; a charge of an ended window stays).
    */
   charge (key: string, units: number, limit: number, periodSeconds: number): Promise<WindowCharge>
+  /**
+   * A charge of at least `units` and, while more than twice `block` is left, up to `block` (a lease:
+   * quota/lease.ts spends it locally). `granted` is what was added: 0 when refused.
+   */
+  lease (key: string, units: number, block: number, limit: number, periodSeconds: number): Promise<WindowCharge & { granted: number }>
+}
+
+/**
+ * What a lease grants: `units`, or more (up to `block`) while plenty is left. Never more than half of
+ * what is left beyond `units`, so the last units of a window go out a few at a time and no replica holds
+ * many of them unused while another is refused. Never more than the limit in total.
+ */
+export function grantOf (units: number, block: number, used: number, limit: number): number {
+  return block <= units ? units : Math.max(units, Math.min(block, Math.floor((limit - used) / 2)))
 }
 
 /** Milliseconds since the epoch; injected by tests to cross a UTC midnight without sleeping. */
@@ -36,6 +50,7 @@ local units = tonumber(ARGV[1])
 local limit = tonumber(ARGV[2])
 local period = tonumber(ARGV[3])
 local now = tonumber(ARGV[4])
+local block = tonumber(ARGV[5]) or 0
 if not now then
   now = tonumber(redis.call('TIME')[1])
 end
@@ -44,18 +59,20 @@ local reset = (window + 1) * period - now
 local stored = redis.call('HMGET', KEYS[1], 'w', 'n')
 local used = 0
 if tonumber(stored[1]) == window then used = tonumber(stored[2]) or 0 end
-if units == 0 then return {1, used, reset} end
+if units == 0 then return {1, used, reset, 0} end
 if units < 0 then
-  if used == 0 then return {1, 0, reset} end
+  if used == 0 then return {1, 0, reset, 0} end
   used = math.max(0, used + units)
   redis.call('HSET', KEYS[1], 'w', window, 'n', used)
-  return {1, used, reset}
+  return {1, used, reset, 0}
 end
-if used + units > limit then return {0, used, reset} end
-used = used + units
+if used + units > limit then return {0, used, reset, 0} end
+local grant = units
+if block > units then grant = math.max(units, math.min(block, math.floor((limit - used) / 2))) end
+used = used + grant
 redis.call('HSET', KEYS[1], 'w', window, 'n', used)
 redis.call('EXPIRE', KEYS[1], reset + 60)
-return {1, used, reset}
+return {1, used, reset, grant}
 `
 
 export function createRedisWindowStore (redis: Redis, opts: { now?: Clock } = {}): WindowStore {
@@ -65,8 +82,13 @@ export function createRedisWindowStore (redis: Redis, opts: { now?: Clock } = {}
   return {
     async charge (key, units, limit, periodSeconds) {
       const at = now === undefined ? '' : String(Math.floor(now() / 1000))
-      const [allowed, used, reset] = await redis.agwWindowCharge(key, units, limit, periodSeconds, at)
+      const [allowed, used, reset] = await redis.agwWindowCharge(key, units, limit, periodSeconds, at, 0)
       return { isAllowed: allowed === 1, used, resetSeconds: Math.max(1, reset) }
+    },
+    async lease (key, units, block, limit, periodSeconds) {
+      const at = now === undefined ? '' : String(Math.floor(now() / 1000))
+      const [allowed, used, reset, granted] = await redis.agwWindowCharge(key, units, limit, periodSeconds, at, block)
+      return { isAllowed: allowed === 1, used, resetSeconds: Math.max(1, reset), granted }
     }
   }
 }
@@ -74,7 +96,13 @@ export function createRedisWindowStore (redis: Redis, opts: { now?: Clock } = {}
 export function createMemoryWindowStore (opts: { now?: Clock } = {}): WindowStore {
   const now = opts.now ?? Date.now
   const counters = new Map<string, { window: number, used: number }>()
-  return {
+  const store: WindowStore = {
+    async lease (key, units, block, limit, periodSeconds) {
+      const read = await store.charge(key, 0, limit, periodSeconds)
+      if (read.used + units > limit) return { ...read, isAllowed: false, granted: 0 }
+      const granted = grantOf(units, block, read.used, limit)
+      return { ...(await store.charge(key, granted, limit, periodSeconds)), granted }
+    },
     async charge (key, units, limit, periodSeconds) {
       const seconds = Math.floor(now() / 1000)
       const window = Math.floor(seconds / periodSeconds)
@@ -91,4 +119,5 @@ export function createMemoryWindowStore (opts: { now?: Clock } = {}): WindowStor
       return { isAllowed: true, used: used + units, resetSeconds }
     }
   }
+  return store
 }

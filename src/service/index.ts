@@ -5,7 +5,9 @@
 // - Tables (lists, VRA tables, membership, cone, crossmatches) are read whole per query and cached by
 //   route and fields; routes filter them locally.
 // - Object records are cached per id with their full history; a batch is split into hits and misses,
-//   and only the misses go upstream (batched across concurrent requests by the object loader).
+//   and only the misses go upstream (batched across concurrent requests by the object loader). Each
+//   objects/ call is topped up with ids predicted to be read soon, and list members are prefetched
+//   (prefetch.ts).
 // - Every upstream call a request causes is charged to its consumer's upstream share (in the upstream
 //   client, before the global budget) and counted for its access log line.
 // - A write is sent once, its `info` text read (the upstream reports failures with success codes), and
@@ -15,29 +17,42 @@
 import fp from 'fastify-plugin'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import { UpstreamError } from '../errors.js'
-import type { CacheEntry, CacheStatus } from '../cache/cache.js'
+import type { CacheEntry, CacheStatus, StaleReason } from '../cache/cache.js'
 import { storeTtlMs, type RouteId } from '../cache/freshness.js'
 import { wantsBypass } from '../cache/http.js'
 import { buildCacheKey, cacheTags, objectKey } from '../cache/keys.js'
 import { views, writeTags, type WriteKind, type WriteTarget } from '../cache/tags.js'
 import { parseLossless } from '../lib/json.js'
 import type { CallContext, UpstreamReply } from '../upstream/client.js'
-import { writeOutcome, type Fields, type UpstreamEndpoint, type WriteOutcome } from '../upstream/endpoints.js'
+import { replyFields, writeOutcome, type Fields, type UpstreamEndpoint, type WriteOutcome } from '../upstream/endpoints.js'
+import type { RecordText } from '../upstream/object-loader.js'
 import { createIdempotency } from './idempotency.js'
 import { createMemoryIdempotencyStore, createRedisIdempotencyStore } from './idempotency-store.js'
 import { readBack, type ReadBack } from './read-back.js'
+import { createPrefetch, MISSING_ENTRY } from './prefetch.js'
+import { backgroundAllowed } from './priorities.js'
 
 const JSON_TYPE = 'application/json; charset=utf-8'
-// How an id the upstream does not know is cached.
-const MISSING_ENTRY = Buffer.from('null')
-// Parsed tables by ETag, per app: pollers re-read the same table many times per freshness window.
-const PARSED_MEMO_SIZE = 32
+// A table parsed losslessly takes about 4-5 times its JSON bytes of heap (measured on a list and a record).
+const PARSED_BYTES_PER_BODY_BYTE = 5
+// The list reads whose members are prediction sources, and the row field naming each member.
+const LIST_MEMBER_FIELD: Partial<Record<UpstreamEndpoint, string>> = {
+  objectlist: replyFields.listRowId,
+  objectgroupslist: replyFields.tableObjectId
+}
+const LIST_ROUTES: ReadonlySet<RouteId> = new Set(['lists', 'custom-lists'])
 
 /** An object record as the upstream sent it (ids as bare integers), with the ETag of those bytes. */
 export interface StoredRecord { bytes: Buffer, etag: string }
 
 /** What the cache headers of an answer derive from. */
-export interface CacheInfo { status: CacheStatus, ageS: number, route: RouteId }
+export interface CacheInfo {
+  status: CacheStatus
+  ageS: number
+  route: RouteId
+  /** Why a STALE answer is not the ordinary stale-while-revalidate one (the budget is low, or the upstream failed). */
+  reason?: StaleReason
+}
 
 export interface TableRead extends CacheInfo { value: unknown }
 export interface TableText extends CacheInfo { readonly text: string }
@@ -84,16 +99,92 @@ function fromEntry (entry: CacheEntry): StoredRecord | null {
   return entry.body.equals(MISSING_ENTRY) ? null : { bytes: entry.body, etag: entry.etag }
 }
 
-export function createAtlasService (app: FastifyInstance) {
-  const { cache } = app
-  const parsedMemo = new Map<string, unknown>()
+/** Member ids of a list table, digit for digit (rows are parsed losslessly). */
+function memberIds (value: unknown, field: string): string[] {
+  if (!Array.isArray(value)) return []
+  const ids: string[] = []
+  for (const row of value as unknown[]) {
+    const id = row !== null && typeof row === 'object' ? (row as Record<string, unknown>)[field] : undefined
+    if (typeof id === 'bigint' || typeof id === 'number' || typeof id === 'string') ids.push(String(id))
+  }
+  return ids
+}
 
+export interface ServiceOptions {
+  /** The clock of the predictions (tests inject the app's). */
+  now?: () => number
+}
+
+export function createAtlasService (app: FastifyInstance, serviceOpts: ServiceOptions = {}) {
+  const { cache } = app
+  const config = app.config
+  const now = serviceOpts.now ?? Date.now
+
+  /** Cache items for records as the upstream sent them: one per id, tagged with the object. */
+  function recordItems (ids: readonly string[], texts: readonly RecordText[]) {
+    const fresh = cache.freshness('objects')
+    const freshMissing = cache.freshness('objects-missing')
+    return ids.map((id, k) => {
+      const text = texts[k] ?? null
+      return {
+        key: objectKey(id),
+        body: text === null ? MISSING_ENTRY : Buffer.from(text, 'utf8'),
+        ttlMs: storeTtlMs(text === null ? freshMissing : fresh),
+        tags: [views.object(id)]
+      }
+    })
+  }
+
+  /** Records by id through the cache; misses go upstream under `ctx`. */
+  async function readObjects (ids: readonly string[], ctx: CallContext, route: string, bypass: boolean) {
+    const fresh = cache.freshness('objects')
+    const freshMissing = cache.freshness('objects-missing')
+    const idOf = new Map(ids.map((id) => [objectKey(id), id]))
+    return cache.fetchMany(ids.map(objectKey), async (keys) => {
+      const wanted = keys.map((key) => idOf.get(key) as string)
+      return recordItems(wanted, await app.upstream.objects.load(wanted, ctx))
+    }, {
+      route,
+      bypass,
+      freshnessOf: (entry) => (entry.body.equals(MISSING_ENTRY) ? freshMissing : fresh)
+    })
+  }
+
+  const prefetch = config.PREFETCH_ENABLED
+    ? createPrefetch({
+      ...(serviceOpts.now === undefined ? {} : { now: serviceOpts.now }),
+      metrics: app.metrics,
+      freshness: () => ({ record: cache.freshness('objects'), missing: cache.freshness('objects-missing') }),
+      horizonMs: config.PREFETCH_HORIZON_S * 1000,
+      delayMs: config.PREFETCH_DELAY_MS,
+      minIds: config.PREFETCH_MIN_IDS,
+      maxBytesPerCall: config.PREFETCH_MAX_BYTES_PER_CALL,
+      recordBytes: config.PREFETCH_RECORD_BYTES,
+      maxIds: () => app.upstream.objects.maxIds,
+      isTaken: (id) => app.upstream.objects.isTaken(id),
+      store: async (ids, texts) => { await cache.putEntries(recordItems(ids, texts)) },
+      loadInBackground: async (ids) => (await readObjects(ids, {}, 'prefetch', false)).entries,
+      isBackgroundAllowed: () => backgroundAllowed(app),
+      onError: (err) => { app.log.warn({ err }, 'prefetch failed; predictions skipped') }
+    })
+    : undefined
+  if (prefetch !== undefined) app.upstream.objects.setFiller(prefetch.filler)
+
+  /** Invalidates every view a write changes; a prediction of a changed record in flight is not stored. */
+  async function invalidateWrite (kind: WriteKind, target: WriteTarget): Promise<void> {
+    const tags = writeTags(kind, target)
+    if (tags.includes(views.object(target.objectId))) prefetch?.noteWrite(target.objectId)
+    await cache.invalidate(tags)
+  }
+
+  // Parsed tables by ETag in L1's derived memo, inside CACHE_MAX_BYTES (none without L1): pollers re-read
+  // the same table many times per freshness window.
   function parsed (entry: CacheEntry): unknown {
-    const hit = parsedMemo.get(entry.etag)
+    const key = 'parsed:' + entry.etag
+    const hit = cache.derived?.getValue(key)
     if (hit !== undefined) return hit
     const value = parseLossless(entry.body.toString('utf8'))
-    if (parsedMemo.size >= PARSED_MEMO_SIZE) parsedMemo.delete(parsedMemo.keys().next().value as string)
-    parsedMemo.set(entry.etag, value)
+    cache.derived?.setValue(key, value, entry.body.length * PARSED_BYTES_PER_BODY_BYTE)
     return value
   }
 
@@ -106,20 +197,25 @@ export function createAtlasService (app: FastifyInstance) {
       return { body: Buffer.from(reply.text, 'utf8'), contentType: JSON_TYPE, tags: [cacheTags.route(route), ...tags] }
     }, { route, bypass: wantsBypass(request) })
     request.cacheStatus = result.status
+    const field = LIST_MEMBER_FIELD[endpoint]
+    if (prefetch !== undefined && field !== undefined && LIST_ROUTES.has(route)) {
+      const { entry } = result
+      prefetch.noteList(buildCacheKey(route, fields), entry.etag, () => memberIds(parsed(entry), field))
+    }
     return result
   }
 
   return {
     /** A whole upstream read reply through the cache, as the upstream's text (compat answers it as is). */
     async tableText (request: FastifyRequest, route: RouteId, endpoint: UpstreamEndpoint, fields: Fields, tags: string[] = []): Promise<TableText> {
-      const { entry, status, ageS } = await fetchTable(request, route, endpoint, fields, tags)
-      return { get text () { return entry.body.toString('utf8') }, status, ageS, route }
+      const { entry, status, ageS, reason } = await fetchTable(request, route, endpoint, fields, tags)
+      return { get text () { return entry.body.toString('utf8') }, status, ageS, route, ...(reason === undefined ? {} : { reason }) }
     },
 
     /** The same read, losslessly parsed (integers beyond 2^53 as bigint). */
     async table (request: FastifyRequest, route: RouteId, endpoint: UpstreamEndpoint, fields: Fields, tags: string[] = []): Promise<TableRead> {
-      const { entry, status, ageS } = await fetchTable(request, route, endpoint, fields, tags)
-      return { value: parsed(entry), status, ageS, route }
+      const { entry, status, ageS, reason } = await fetchTable(request, route, endpoint, fields, tags)
+      return { value: parsed(entry), status, ageS, route, ...(reason === undefined ? {} : { reason }) }
     },
 
     /**
@@ -128,26 +224,30 @@ export function createAtlasService (app: FastifyInstance) {
      * remembered as missing for a shorter time.
      */
     async objects (request: FastifyRequest, ids: readonly string[]): Promise<ObjectsRead> {
-      const fresh = cache.freshness('objects')
-      const freshMissing = cache.freshness('objects-missing')
-      const idOf = new Map(ids.map((id) => [objectKey(id), id]))
-      const result = await cache.fetchMany(ids.map(objectKey), async (keys) => {
-        const wanted = keys.map((key) => idOf.get(key) as string)
-        const texts = await app.upstream.objects.load(wanted, callContext(request))
-        return texts.map((text, k) => ({
-          key: keys[k] as string,
-          body: text === null ? MISSING_ENTRY : Buffer.from(text, 'utf8'),
-          ttlMs: storeTtlMs(text === null ? freshMissing : fresh),
-          tags: [views.object(wanted[k] as string)]
-        }))
-      }, {
-        route: 'objects',
-        bypass: wantsBypass(request),
-        freshnessOf: (entry) => (entry.body.equals(MISSING_ENTRY) ? freshMissing : fresh)
-      })
+      const result = await readObjects(ids, callContext(request), 'objects', wantsBypass(request))
       request.cacheStatus = result.status
-      return { records: result.entries.map(fromEntry), status: result.status, ageS: result.ageS, route: 'objects' }
+      prefetch?.noteRead(ids, result.entries)
+      return { records: result.entries.map(fromEntry), status: result.status, ageS: result.ageS, route: 'objects', ...(result.reason === undefined ? {} : { reason: result.reason }) }
     },
+
+    /**
+     * Of `ids` (distinct), those a read would have to load upstream now: absent, or older than their
+     * stale-while-revalidate window. Looks at the cache only (a store read, never the upstream); the
+     * entries are not kept, so a caller can look ahead without holding records.
+     */
+    async misses (ids: readonly string[]): Promise<string[]> {
+      const entries = await cache.getEntries(ids.map(objectKey))
+      const at = now()
+      return ids.filter((_, k) => {
+        const entry = entries[k]
+        if (entry === undefined) return true
+        const f = cache.freshness(entry.body.equals(MISSING_ENTRY) ? 'objects-missing' : 'objects')
+        return at - entry.storedAt >= f.freshMs + f.staleWhileRevalidateMs
+      })
+    },
+
+    /** The predictor (undefined when PREFETCH_ENABLED is off). */
+    prefetch,
 
     /**
      * One upstream write, sent once (never retried blindly, never cached). Unless the upstream says the
@@ -164,7 +264,7 @@ export function createAtlasService (app: FastifyInstance) {
         }
       }
       const outcome = writeOutcome(reply.status, body)
-      if (outcome !== 'unknown_object' && outcome !== 'unknown_list') await cache.invalidate(writeTags(kind, target))
+      if (outcome !== 'unknown_object' && outcome !== 'unknown_list') await invalidateWrite(kind, target)
       return { reply, outcome }
     },
 
@@ -174,7 +274,7 @@ export function createAtlasService (app: FastifyInstance) {
      * charged to the request's consumer and counted like any upstream call.
      */
     async readBack (request: FastifyRequest, kind: WriteKind, fields: Fields, target: WriteTarget): Promise<ReadBack> {
-      await cache.invalidate(writeTags(kind, target))
+      await invalidateWrite(kind, target)
       return await readBack((endpoint, readFields) => app.upstream.client.call(endpoint, readFields, callContext(request)), kind, fields)
     },
 
@@ -189,6 +289,14 @@ export function createAtlasService (app: FastifyInstance) {
   }
 }
 
-export const servicePlugin = fp(async (app) => {
-  app.decorate('atlas', createAtlasService(app))
+export const servicePlugin = fp<ServiceOptions>(async (app, opts) => {
+  // Background revalidation only above the budget's headroom; below it, stale answers up to the maximum
+  // staleness instead of loads (priorities.ts).
+  app.cache.setBudgetPolicy({ maxStaleMs: app.config.CACHE_MAX_STALE_S * 1000, backgroundAllowed: () => backgroundAllowed(app) })
+  const service = createAtlasService(app, opts)
+  app.decorate('atlas', service)
+  app.addHook('onClose', async () => {
+    app.upstream.objects.setFiller(undefined)
+    service.prefetch?.close()
+  })
 }, { name: 'service', fastify: '5.x', dependencies: ['upstream', 'cache', 'redis'] })

@@ -1,6 +1,9 @@
 // Id batching and single flight for `objects/`: ids wanted by concurrent requests within a short window
 // are fetched together in one upstream call (up to maxIds), identical in-flight ids are shared, and the
 // reply is split back per id without parsing it (lib/json-scan.ts keeps every byte, so ids stay exact).
+// A call costs one budget token whatever it carries, so a filler (set by the service) may top each call
+// up with ids it predicts will be read soon: they ride after the requested ids, never delay the call,
+// and their records go to the filler instead of a waiter.
 import { UpstreamError } from '../errors.js'
 import { splitArray } from '../lib/json-scan.js'
 import type { Metrics } from '../plugins/metrics.js'
@@ -22,6 +25,20 @@ export interface ObjectLoaderOptions {
   metrics: Metrics
 }
 
+/** Tops calls up with predicted ids (service/prefetch.ts). */
+export interface CallFiller {
+  /**
+   * Up to `room` ids to add to a call of `requested` ids, most likely first; `isTaken(id)` is true for
+   * ids already in this call, waiting for the next one or in flight. Must not block: the call is sent
+   * right after.
+   */
+  pick: (room: number, requested: number, isTaken: (id: string) => boolean) => string[]
+  /** The records of the ids `pick` added, once their call answered (null for an unknown id). */
+  deliver: (ids: string[], records: RecordText[]) => void
+  /** The reply of a call: its ids and body size (the filler estimates record sizes from them). */
+  observe?: (ids: number, bytes: number) => void
+}
+
 export type ObjectLoader = ReturnType<typeof createObjectLoader>
 
 export function createObjectLoader (opts: ObjectLoaderOptions) {
@@ -33,6 +50,7 @@ export function createObjectLoader (opts: ObjectLoaderOptions) {
   let timer: NodeJS.Timeout | undefined
   let windows = 0
   let isScheduled = false
+  let filler: CallFiller | undefined
 
   async function fetchChunk (ids: string[], ctxs: CallContext[]): Promise<RecordText[]> {
     const onCall = () => { for (const c of ctxs) c.onCall?.() }
@@ -53,6 +71,7 @@ export function createObjectLoader (opts: ObjectLoaderOptions) {
       const [a, b] = await Promise.all([fetchChunk(ids.slice(0, half), ctxs), fetchChunk(ids.slice(half), ctxs)])
       return [...a, ...b]
     }
+    filler?.observe?.(ids.length, reply.text.length)
     let parts: string[]
     try {
       parts = splitArray(reply.text)
@@ -98,7 +117,9 @@ export function createObjectLoader (opts: ObjectLoaderOptions) {
     const ids = [...batch.keys()]
     for (let i = 0; i < ids.length; i += maxIds) {
       const chunk = ids.slice(i, i + maxIds)
-      const promise = fetchChunk(chunk, ctxs)
+      const predicted = fill(chunk)
+      const promise = fetchChunk([...chunk, ...predicted], ctxs)
+      if (predicted.length > 0) track(predicted, chunk.length, promise)
       chunk.forEach((id, k) => {
         const one = promise.then((records) => records[k] ?? null)
         inFlight.set(id, one)
@@ -108,6 +129,33 @@ export function createObjectLoader (opts: ObjectLoaderOptions) {
         ).finally(() => { inFlight.delete(id) })
       })
     }
+  }
+
+  /** Predicted ids for the room a chunk leaves; requested ids stay first and decide when it goes. */
+  function fill (chunk: string[]): string[] {
+    if (filler === undefined || chunk.length >= maxIds) return []
+    const inChunk = new Set(chunk)
+    const taken = (id: string) => inChunk.has(id) || pending.has(id) || inFlight.has(id)
+    const picked: string[] = []
+    for (const id of filler.pick(maxIds - chunk.length, chunk.length, taken)) {
+      if (picked.length >= maxIds - chunk.length) break
+      if (taken(id)) continue
+      inChunk.add(id)
+      picked.push(id)
+    }
+    return picked
+  }
+
+  /** Predicted ids are in flight like requested ones (a request for one joins the call); the filler gets their records. */
+  function track (predicted: string[], offset: number, promise: Promise<RecordText[]>): void {
+    const records = promise.then((all) => all.slice(offset))
+    predicted.forEach((id, k) => {
+      const one = records.then((r) => r[k] ?? null)
+      inFlight.set(id, one)
+      one.catch(() => {}).finally(() => { inFlight.delete(id) })
+    })
+    // A failed call loses only predictions: the requested ids' waiters get the error.
+    records.then((r) => { filler?.deliver(predicted, r) }, () => {})
   }
 
   function enqueue (id: string): Promise<RecordText> {
@@ -149,6 +197,10 @@ export function createObjectLoader (opts: ObjectLoaderOptions) {
       })
       return Promise.all(results)
     },
+    /** Sets (or, with undefined, removes) what tops calls up with predicted ids. */
+    setFiller (next: CallFiller | undefined): void { filler = next },
+    /** Ids waiting for the next call or in flight (a prefetch leaves them alone). */
+    isTaken (id: string): boolean { return pending.has(id) || inFlight.has(id) },
     get maxIds (): number { return maxIds },
     /** Batching windows flushed so far (each sends one objects/ call per UPSTREAM_MAX_IDS_PER_CALL ids). */
     get windows (): number { return windows }

@@ -25,10 +25,12 @@ export interface UpstreamDeps {
   redis: Redis | null
   /** The app's shared Redis health: budget and token skip Redis while it is unavailable. */
   redisHealth: RedisHealth
+  /** The in-memory budget's clock (tests: a simulated hour); the Redis budget uses the Redis server's. */
+  now?: () => number
 }
 
-export function createUpstream ({ config, metrics, log, redis, redisHealth }: UpstreamDeps) {
-  const local = createMemoryBudget(config.UPSTREAM_RATE)
+export function createUpstream ({ config, metrics, log, redis, redisHealth, now }: UpstreamDeps) {
+  const local = createMemoryBudget(config.UPSTREAM_RATE, now)
   const budget: UpstreamBudget = redis === null
     ? local
     : createResilientBudget(createRedisBudget(redis, config.REDIS_KEY_PREFIX, config.UPSTREAM_RATE), local, redisHealth.guard('budget'))
@@ -64,9 +66,9 @@ export function createUpstream ({ config, metrics, log, redis, redisHealth }: Up
   return { client, objects, tokens, budget }
 }
 
-export const upstreamPlugin = fp(async (app) => {
+export const upstreamPlugin = fp<{ now?: () => number }>(async (app, opts) => {
   if (app.config.ATLAS_BASE_URL === '') throw new Error('ATLAS_BASE_URL is empty: the server starts the embedded sandbox; buildApp needs a base URL')
-  const upstream = createUpstream({ config: app.config, metrics: app.metrics, log: app.log, redis: app.redis, redisHealth: app.redisHealth })
+  const upstream = createUpstream({ config: app.config, metrics: app.metrics, log: app.log, redis: app.redis, redisHealth: app.redisHealth, ...(opts.now === undefined ? {} : { now: opts.now }) })
   app.decorate('upstream', upstream)
   app.health.addCheck('upstream', async () => ({ ok: await upstream.client.ping() }))
   app.health.addCheck('token', async () => {

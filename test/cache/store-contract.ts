@@ -81,6 +81,19 @@ export function runStoreContract (t: Test, make: (t: Test) => Promise<StoreHarne
     t.equal(await store.invalidateTags([]), 0)
   })
 
+  t.test('setMany with tags tags each key as addTags would, in the same call', async (t) => {
+    const { store } = await make(t)
+    await store.setMany([
+      { key: 'a', value: b('a'), ttlMs: MIN, tags: ['object:a', 'list:x'] },
+      { key: 'b', value: b('b'), ttlMs: 2 * MIN, tags: ['object:b'] },
+      { key: 'c', value: b('c'), ttlMs: MIN, tags: [] },
+      { key: 'd', value: b('d'), ttlMs: MIN }
+    ])
+    t.equal(await store.invalidateTags(['object:b']), 1)
+    t.equal(await store.invalidateTags(['list:x']), 1)
+    t.same((await store.getMany(['a', 'b', 'c', 'd'])).map((v) => v?.toString()), [undefined, undefined, 'c', 'd'])
+  })
+
   t.test('a tag survives an overwrite of its key', async (t) => {
     const { store } = await make(t)
     await store.set('k', b('v1'), MIN)

@@ -263,3 +263,30 @@ test('reload instructions work in the slim image (no `kill` binary there)', asyn
   }
   t.match(readFileSync(join(K8S, 'README.md'), 'utf8'), /node -e\s+"process\.kill\(1, 'SIGHUP'\)"/, 'the Kubernetes README reloads through node')
 })
+
+/** A Kubernetes memory quantity (`512Mi`, `1Gi`, `600M`) in MiB. */
+function mebibytes (quantity: unknown): number {
+  const m = /^(\d+(?:\.\d+)?)(Ki|Mi|Gi|K|M|G)?$/.exec(String(quantity))
+  if (m === null) return Number.NaN
+  const bytes: Record<string, number> = { Ki: 1024, Mi: 1024 ** 2, Gi: 1024 ** 3, K: 1e3, M: 1e6, G: 1e9, '': 1 }
+  return Number(m[1]) * (bytes[m[2] ?? ''] ?? Number.NaN) / 1024 ** 2
+}
+
+// What a process needs besides its old space and CACHE_MAX_BYTES: the young generation (up to 2 ×
+// 16 MiB semi-spaces on 64-bit), code, sockets, zlib contexts, Buffers of answers in flight.
+const NON_HEAP_MIB = 128
+
+test('the heap limit: the same in the image and the Deployment, and it fits the memory limit with L1', async (t) => {
+  const heapOf = (options: unknown): number => Number(/--max-old-space-size=(\d+)/.exec(String(options))?.[1])
+  const image = heapOf(/^\s*NODE_OPTIONS=(\S+)/m.exec(dockerfile)?.[1])
+  const pod = heapOf(containerEnv.get('NODE_OPTIONS'))
+  t.ok(image > 0, `the Dockerfile sets --max-old-space-size (${image} MiB)`)
+  t.equal(pod, image, 'the Deployment sets the same heap limit')
+  const cacheBytes = Number(containerEnv.get('CACHE_MAX_BYTES') ?? ConfigSchema.properties.CACHE_MAX_BYTES.default)
+  const limit = mebibytes(at(container, 'resources', 'limits', 'memory'))
+  const needed = pod + cacheBytes / 1024 ** 2 + NON_HEAP_MIB
+  t.ok(needed <= limit, `heap ${pod} MiB + CACHE_MAX_BYTES ${cacheBytes / 1024 ** 2} MiB + ${NON_HEAP_MIB} MiB = ${needed} MiB ≤ the ${limit} MiB memory limit`)
+  t.ok(pod >= limit / 2, 'and uses at least half of it: a much smaller heap only trades memory for GC time')
+  t.equal(mebibytes('512Mi'), 512)
+  t.equal(mebibytes('1Gi'), 1024)
+})

@@ -84,6 +84,8 @@ test('upstream calls per 1,000 consumer requests under a mixed workload', async 
   const perThousand = Math.round(upstreamCalls * 1000 / requests * 10) / 10
   const objectCalls = sandbox.calls.get('objects') ?? 0
   t.comment(`workload: ${requests} consumer requests, ${upstreamCalls} upstream calls (${objectCalls} objects/), ${perThousand} per 1,000 requests`)
+  const count = async (name: 'predicted' | 'predictedRead') => (await app.metrics[name].get()).values.reduce((sum, v) => sum + v.value, 0)
+  t.comment(`predicted records: ${await count('predicted')}, of which read: ${await count('predictedRead')}`)
   t.equal(failures, 0, 'every consumer request succeeded')
   t.ok(upstreamCalls <= 83, `upstream calls ${upstreamCalls} ≤ the derived ceiling 83`)
   t.ok(objectCalls <= ROUNDS * 3, `objects/ calls ${objectCalls} ≤ one per wave (${ROUNDS * 3})`)

@@ -44,6 +44,8 @@ function limitBody (app: FastifyInstance, request: FastifyRequest, payload: Node
   return payload.pipe(counted)
 }
 const NDJSON = 'application/x-ndjson'
+// How far an NDJSON stream looks ahead on cache presence to pack later chunks' misses into one call.
+const NDJSON_LOOKAHEAD_CHUNKS = 16
 
 const MjdMin = Type.Number({ minimum: 0, description: 'keep lc/lcnondets with mjd > mjd_min and fp with mjd_obs >= mjd_min' })
 
@@ -85,19 +87,57 @@ async function batchJson (app: FastifyInstance, recordToV1: RecordRenderer, requ
 }
 
 /**
+ * Before chunk `from` is read: when the misses from there on (absent or too old in the cache; ids
+ * cached as missing are hits) are few per chunk, loads the misses of the next chunks together in one
+ * full call, so each chunk then reads from the cache. Looks ahead on cache presence only, one chunk of
+ * ids at a time, and keeps no records (the stream holds one chunk of them). Returns the index up to
+ * which the ids have been looked at: nothing before it is looked at again (a stream of cached ids
+ * checks each chunk once ahead, then reads it).
+ */
+async function packMisses (app: FastifyInstance, request: FastifyRequest, ids: string[], from: number, chunkSize: number): Promise<number> {
+  const callSize = app.upstream.objects.maxIds
+  const misses: string[] = []
+  let until = from
+  const end = Math.min(ids.length, from + chunkSize * NDJSON_LOOKAHEAD_CHUNKS)
+  while (until < end && misses.length < callSize) {
+    const slice = ids.slice(until, Math.min(end, until + chunkSize))
+    const sliceMisses = new Set(await app.atlas.misses(slice))
+    for (const id of slice) {
+      if (sliceMisses.has(id)) {
+        if (misses.length === callSize) break
+        misses.push(id)
+      }
+      until++
+    }
+  }
+  // Misses all inside the first chunk (or none): its own read makes the same call.
+  if (until <= from + chunkSize || misses.length === 0) return until
+  try {
+    await app.atlas.objects(request, misses)
+  } catch (err) {
+    // Each chunk then reads on its own: a failure shows at the chunk it concerns, after the lines before it.
+    request.log.debug({ err }, 'ndjson: packed read failed; reading chunk by chunk')
+  }
+  return until
+}
+
+/**
  * NDJSON: one line per id in request order, `{"id":…,"object":{…}}` or `{"id":…,"missing":true}`; read
- * in chunks of UPSTREAM_MAX_IDS_PER_CALL so memory holds one chunk, never the whole result. An error
- * after the first line cannot change the status any more, so it ends the stream with an `error` line.
+ * in chunks of UPSTREAM_MAX_IDS_PER_CALL so memory holds one chunk, never the whole result. The misses
+ * of several mostly cached chunks go out together in full calls (packMisses). An error after the first
+ * line cannot change the status any more, so it ends the stream with an `error` line.
  */
 function streamNdjson (app: FastifyInstance, recordToV1: RecordRenderer, request: FastifyRequest, ids: string[], mjdMin: number | undefined): Readable {
   const chunkSize = app.config.UPSTREAM_MAX_IDS_PER_CALL
   const END = Buffer.from('}\n')
   async function * lines (): AsyncGenerator<Buffer> {
+    let packedUntil = 0
     for (let i = 0; i < ids.length; i += chunkSize) {
       const chunk = ids.slice(i, i + chunkSize)
       let records
       try {
-        ({ records } = await app.atlas.objects(request, chunk))
+        if (i >= packedUntil) packedUntil = await packMisses(app, request, ids, i, chunkSize)
+        ;({ records } = await app.atlas.objects(request, chunk))
       } catch (err) {
         const e = err as { code?: string, statusCode?: number, message?: string }
         const problem = buildProblem(request, e.statusCode ?? 500, e.code ?? 'GW_INTERNAL', e.code?.startsWith('GW_') === true ? (e.message ?? '') : 'internal error')
@@ -117,7 +157,7 @@ function streamNdjson (app: FastifyInstance, recordToV1: RecordRenderer, request
 }
 
 export const objectRoutes: FastifyPluginAsyncTypebox = async (app) => {
-  const recordToV1 = createRecordRenderer()
+  const recordToV1 = createRecordRenderer(app.cache.derived)
   app.get('/objects/:id', {
     config: { scope: 'read', units: () => 1 },
     schema: {

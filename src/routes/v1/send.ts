@@ -1,5 +1,6 @@
-// How v1 answers a read: the cache headers (X-Cache, Age, Cache-Control, a strong ETag with 304) of the
-// service's read, and bodies sent as bytes (no schema serialisation: upstream data passes through).
+// How v1 answers a read: the cache headers (X-Cache, X-Cache-Reason, Age, Cache-Control, a strong ETag
+// with 304) of the service's read, and bodies sent as bytes (no schema serialisation: upstream data
+// passes through).
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { computeEtag } from '../../cache/entry.js'
 import { buildCacheControl } from '../../cache/freshness.js'
@@ -14,6 +15,9 @@ export function sendDerived (request: FastifyRequest, reply: FastifyReply, info:
   const tag = etag ?? computeEtag(bytes)
   reply.header('x-cache', info.status)
   reply.header('age', String(info.ageS))
+  // Why a STALE answer is not being refreshed now: budget-low (the upstream budget is kept for misses)
+  // or upstream-error (stale-if-error). A custom header: RFC 9111 obsoletes Warning (110).
+  if (info.status === 'STALE' && info.reason !== undefined) reply.header('x-cache-reason', info.reason)
   reply.header('cache-control', buildCacheControl(request.server.cache.freshness(info.route), info.ageS))
   reply.header('etag', tag)
   if (matchesIfNoneMatch(request.headers['if-none-match'], tag)) return reply.code(304).send()

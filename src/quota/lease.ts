@@ -1,0 +1,253 @@
+// Limits counted in the process, reconciled with the shared store (Redis) by leases: a replica takes a
+// block of units from the store's counter in one call and spends it locally, so most requests make no
+// Redis call at all. The store only ever grants what is left under the limit, and a replica spends
+// only what it was granted, so the sum over replicas never exceeds the limit.
+// - Small limits lease one unit at a time (block 1): every charge is a store call, exact across
+//   replicas, as before leases.
+// - Larger limits lease min(limit / LIMIT_LEASE_DIVISOR, LIMIT_LEASE_MAX) units. A unit leased but
+//   not spent is lost when its window ends (the store counted it), and may make another replica refuse
+//   a little early: at most one block per replica, less near the limit (grantOf halves the block as
+//   the window fills up). Units given back (a 5xx) stay with the replica up to one block; the rest go
+//   back to the store, and so does every unspent unit when the app closes.
+// A lease's local end is taken from when its store call was sent, so it never outlives the store's
+// window.
+import type { Redis, Result } from 'ioredis'
+import { grantOf, type Clock, type WindowStore } from './window-store.js'
+
+declare module 'ioredis' {
+  interface RedisCommander<Context> {
+    agwRateLease (key: string, units: number, block: number, limit: number, periodMs: number): Result<[number, number, number], Context>
+  }
+}
+
+/** The store's answer: `granted` units (0: refused, or a read or a give-back), the counter after it. */
+export interface LeaseGrant {
+  granted: number
+  used: number
+  /** Milliseconds until the counter's window ends, as reported (Retry-After). */
+  resetMs: number
+  /** How long a lease granted now may be spent: at most resetMs, less when the store rounds it up. */
+  leaseMs: number
+}
+
+/** One counter kind in the shared store: `units` > 0 leases (grant at least `units`, up to `block`), 0 reads, < 0 gives back. */
+export interface LeaseStore {
+  lease: (key: string, units: number, block: number, limit: number, periodMs: number) => Promise<LeaseGrant>
+}
+
+export interface LimitCharge {
+  isAllowed: boolean
+  /** Units used in the window, as this replica knows it (exact when the limit leases one at a time). */
+  used: number
+  /** Seconds until the window ends (at least 1). */
+  resetSeconds: number
+}
+
+// Request-rate windows start at a consumer's first request and last the rate's period, on a plain
+// string counter with a TTL: the same key and shape as @fastify/rate-limit's Redis store used, so
+// replicas of either kind count together during a rolling deploy.
+const RATE_LEASE_LUA = `
+local units = tonumber(ARGV[1])
+local block = tonumber(ARGV[2])
+local limit = tonumber(ARGV[3])
+local period = tonumber(ARGV[4])
+local used = tonumber(redis.call('GET', KEYS[1]) or '0') or 0
+local ttl = period
+if used > 0 then
+  ttl = redis.call('PTTL', KEYS[1])
+  if ttl < 0 then
+    redis.call('PEXPIRE', KEYS[1], period)
+    ttl = period
+  end
+end
+if units == 0 then return {0, used, ttl} end
+if units < 0 then
+  if used == 0 then return {0, 0, ttl} end
+  used = math.max(0, used + units)
+  redis.call('SET', KEYS[1], used, 'KEEPTTL')
+  return {0, used, ttl}
+end
+if used + units > limit then return {0, used, ttl} end
+local grant = units
+if block > units then grant = math.max(units, math.min(block, math.floor((limit - used) / 2))) end
+local after = redis.call('INCRBY', KEYS[1], grant)
+if after == grant then redis.call('PEXPIRE', KEYS[1], period) end
+return {grant, after, ttl}
+`
+
+export function createRedisRateStore (redis: Redis): LeaseStore {
+  redis.defineCommand('agwRateLease', { numberOfKeys: 1, lua: RATE_LEASE_LUA })
+  return {
+    async lease (key, units, block, limit, periodMs) {
+      const [granted, used, resetMs] = await redis.agwRateLease(key, units, block, limit, periodMs)
+      return { granted, used, resetMs, leaseMs: resetMs }
+    }
+  }
+}
+
+export function createMemoryRateStore (now: Clock = Date.now): LeaseStore {
+  const counters = new Map<string, { end: number, used: number }>()
+  return {
+    async lease (key, units, block, limit, periodMs) {
+      const at = now()
+      let entry = counters.get(key)
+      if (entry === undefined || at >= entry.end) {
+        if (units <= 0) return { granted: 0, used: 0, resetMs: periodMs, leaseMs: periodMs }
+        entry = { end: at + periodMs, used: 0 }
+        counters.set(key, entry)
+      }
+      const resetMs = entry.end - at
+      if (units < 0) entry.used = Math.max(0, entry.used + units)
+      if (units <= 0 || entry.used + units > limit) return { granted: 0, used: entry.used, resetMs, leaseMs: resetMs }
+      const granted = grantOf(units, block, entry.used, limit)
+      entry.used += granted
+      return { granted, used: entry.used, resetMs, leaseMs: resetMs }
+    }
+  }
+}
+
+/** Calendar windows (UTC days) of a WindowStore, as a LeaseStore. */
+export function calendarLeaseStore (store: WindowStore): LeaseStore {
+  return {
+    async lease (key, units, block, limit, periodMs) {
+      const period = Math.round(periodMs / 1000)
+      // The store answers in whole seconds, rounded up: a lease lasts a second less, so that it ends
+      // before the store's window does.
+      const charge = units > 0 ? await store.lease(key, units, block, limit, period) : { ...(await store.charge(key, units, limit, period)), granted: 0 }
+      return { granted: charge.granted, used: charge.used, resetMs: charge.resetSeconds * 1000, leaseMs: (charge.resetSeconds - 1) * 1000 }
+    }
+  }
+}
+
+export interface LeasedCounterOptions {
+  store: LeaseStore
+  /** Runs a store call under the Redis policy: undefined when it was skipped or failed (open policy). */
+  run: <T>(op: () => Promise<T>) => Promise<T | undefined>
+  /** Units leased per store call for a limit: 1 keeps the limit exact across replicas. */
+  blockFor: (limit: number) => number
+  now?: Clock
+}
+
+interface Lease {
+  /** Units granted to this replica and not spent yet. */
+  left: number
+  /** The store's counter after the last grant (it includes `left`). */
+  used: number
+  /** Local time the lease ends (before the store's window does). */
+  end: number
+  /** The store call in flight for this key, which the other charges wait for. */
+  pending: Promise<unknown> | undefined
+  limit: number
+  periodMs: number
+}
+
+export type LeasedCounter = ReturnType<typeof createLeasedCounter>
+
+export function createLeasedCounter (opts: LeasedCounterOptions) {
+  const { store, run, blockFor } = opts
+  const now = opts.now ?? Date.now
+  const leases = new Map<string, Lease>()
+
+  function seconds (ms: number): number {
+    return ms < 1000 ? 1 : Math.ceil(ms / 1000)
+  }
+
+  /** One store call per key at a time; the charges that meet it wait for it and try again. */
+  async function refill (key: string, lease: Lease, units: number, block: number, limit: number, periodMs: number): Promise<LimitCharge | undefined> {
+    const sent = now()
+    // What is left of the lease goes into this charge: taken now, so no other charge spends it too.
+    const have = sent < lease.end ? lease.left : 0
+    lease.left = 0
+    const call = run(() => store.lease(key, units - have, Math.max(block, units - have), limit, periodMs))
+    lease.pending = call
+    let grant: LeaseGrant | undefined
+    try {
+      grant = await call
+    } finally {
+      lease.pending = undefined
+      // Not spent (skipped, failed or refused): it is still this replica's while its window lasts.
+      if (grant === undefined || grant.granted === 0) lease.left += have
+    }
+    if (grant === undefined) return undefined
+    if (grant.granted === 0) {
+      return { isAllowed: false, used: grant.used - lease.left, resetSeconds: seconds(grant.resetMs) }
+    }
+    // Charges that found the lease empty waited for this call; only a refund can have added to it since.
+    lease.left += have + grant.granted - units
+    lease.used = grant.used
+    lease.limit = limit
+    lease.periodMs = periodMs
+    lease.end = sent + grant.leaseMs
+    return { isAllowed: true, used: lease.used - lease.left, resetSeconds: seconds(grant.resetMs) }
+  }
+
+  return {
+    /**
+     * Counts `units` (> 0) all or nothing: from this replica's lease when it holds enough, else with one
+     * store call. undefined when the store call was skipped under the open policy.
+     */
+    async charge (key: string, units: number, limit: number, periodMs: number): Promise<LimitCharge | undefined> {
+      const block = blockFor(limit)
+      if (block <= 1) {
+        const grant = await run(() => store.lease(key, units, units, limit, periodMs))
+        if (grant === undefined) return undefined
+        return { isAllowed: grant.granted > 0, used: grant.used, resetSeconds: seconds(grant.resetMs) }
+      }
+      let lease = leases.get(key)
+      if (lease === undefined) {
+        lease = { left: 0, used: 0, end: 0, pending: undefined, limit, periodMs }
+        leases.set(key, lease)
+      }
+      for (;;) {
+        const at = now()
+        if (at < lease.end && lease.left >= units) {
+          lease.left -= units
+          return { isAllowed: true, used: lease.used - lease.left, resetSeconds: seconds(lease.end - at) }
+        }
+        if (lease.pending === undefined) return await refill(key, lease, units, block, limit, periodMs)
+        await lease.pending.catch(() => {})
+      }
+    },
+    /**
+     * Gives back units charged in the current window: kept by this replica up to one block (0 round
+     * trips), the rest to the store. Units of an ended window stay spent.
+     */
+    async refund (key: string, units: number, limit: number, periodMs: number): Promise<void> {
+      const block = blockFor(limit)
+      const lease = leases.get(key)
+      if (block <= 1 || lease === undefined) {
+        await run(() => store.lease(key, -units, 0, limit, periodMs))
+        return
+      }
+      if (now() >= lease.end) return
+      lease.left += units
+      const extra = lease.left - block
+      if (extra <= 0) return
+      lease.left -= extra
+      lease.used -= extra
+      await run(() => store.lease(key, -extra, 0, limit, periodMs))
+    },
+    /** Units used in the current window (the store's count less what this replica holds unspent); undefined when skipped. */
+    async used (key: string, limit: number, periodMs: number): Promise<LimitCharge | undefined> {
+      const read = await run(() => store.lease(key, 0, 0, limit, periodMs))
+      if (read === undefined) return undefined
+      const lease = leases.get(key)
+      const held = lease !== undefined && now() < lease.end ? lease.left : 0
+      return { isAllowed: read.used <= limit, used: Math.max(0, read.used - held), resetSeconds: seconds(read.resetMs) }
+    },
+    /** Gives every unspent unit back to the store (on close), so that no replica strands them. */
+    async release (): Promise<void> {
+      const at = now()
+      const returns: Array<Promise<unknown>> = []
+      for (const [key, lease] of leases) {
+        if (lease.left > 0 && at < lease.end) {
+          const left = lease.left
+          lease.left = 0
+          returns.push(run(() => store.lease(key, -left, 0, lease.limit, lease.periodMs)))
+        }
+      }
+      leases.clear()
+      await Promise.allSettled(returns)
+    }
+  }
+}

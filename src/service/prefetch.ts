@@ -1,0 +1,263 @@
+// Prediction for objects/ calls. A call costs one budget token whether it carries 1 id or
+// UPSTREAM_MAX_IDS_PER_CALL, so the room a call leaves is filled with the ids most likely to be read
+// soon: members of lists consumers read recently that are not cached (or go stale within the horizon),
+// then hot records (read more than once) that go stale within the horizon (refresh ahead). After a list
+// read, members still uncached once PREFETCH_DELAY_MS has passed (no consumer call carried them) are
+// fetched in calls of their own, only while the budget is above the background headroom.
+//
+// What is cached is known from what this replica read and stored (no store round trip while a call
+// waits to go); another replica's fills may be fetched again, which costs bytes in a call that goes
+// anyway, never a token. A prefetch call of its own goes through the cache, which skips what is stored.
+import type { Freshness } from '../cache/freshness.js'
+import type { CacheEntry } from '../cache/cache.js'
+import type { Metrics } from '../plugins/metrics.js'
+import type { CallFiller, RecordText } from '../upstream/object-loader.js'
+
+// How many ids and lists the predictor remembers; the oldest are forgotten first.
+const MAX_TRACKED_IDS = 50_000
+const MAX_LISTS = 32
+// Weight of the newest reply in the running record-size estimate.
+const SIZE_WEIGHT = 0.2
+// Calls one prefetch run may make at most (a run stops earlier once nothing is left to fetch).
+const MAX_CALLS_PER_RUN = 16
+
+/** How an id the upstream does not know is cached (the service stores it so). */
+export const MISSING_ENTRY = Buffer.from('null')
+
+export type PredictionSource = 'list' | 'refresh'
+
+interface Seen { storedAt: number, isMissing: boolean, reads: number, lastReadAt: number }
+interface ListSource { ids: readonly string[], etag: string, readAt: number }
+
+export interface PrefetchOptions {
+  now?: () => number
+  metrics: Metrics
+  /** Object records' freshness, and that of "no such id". */
+  freshness: () => { record: Freshness, missing: Freshness }
+  horizonMs: number
+  delayMs: number
+  minIds: number
+  maxBytesPerCall: number
+  recordBytes: number
+  /** The loader's current id limit per call. */
+  maxIds: () => number
+  /** Ids waiting for a call or in flight. */
+  isTaken: (id: string) => boolean
+  /** Stores predicted records as any record is stored (same tags and freshness). */
+  store: (ids: string[], records: RecordText[]) => Promise<void>
+  /** Reads ids through the cache without a consumer (a prefetch call); the entries by id. */
+  loadInBackground: (ids: string[]) => Promise<Array<CacheEntry | undefined>>
+  /** Whether background work may spend a token now (service/priorities.ts). */
+  isBackgroundAllowed: () => boolean
+  onError?: (err: unknown) => void
+}
+
+export type Prefetch = ReturnType<typeof createPrefetch>
+
+/** Moves a key to the newest end of a Map, forgetting the oldest beyond `max`. */
+function touch<K, V> (map: Map<K, V>, key: K, value: V, max: number): void {
+  map.delete(key)
+  map.set(key, value)
+  while (map.size > max) map.delete(map.keys().next().value as K)
+}
+
+export function createPrefetch (opts: PrefetchOptions) {
+  const now = opts.now ?? Date.now
+  const seen = new Map<string, Seen>()
+  const lists = new Map<string, ListSource>()
+  // Predicted records not read yet: when they were stored and why they were picked.
+  const predicted = new Map<string, { at: number, source: PredictionSource }>()
+  // Picked for a call, not delivered yet: why, and the write sequence at the pick.
+  const picked = new Map<string, { source: PredictionSource, seq: number }>()
+  // Object records a write changed, by write sequence: a prediction in flight across it is not stored.
+  const written = new Map<string, number>()
+  let writeSeq = 0
+  let recordBytes = opts.recordBytes
+  let timer: NodeJS.Timeout | undefined
+  let running: Promise<void> | undefined
+  let isClosed = false
+  // A list read while a run was going: run again after it.
+  let isRerunDue = false
+
+  const isMissingFresh = (s: Seen, at: number) => at - s.storedAt < opts.freshness().missing.freshMs
+  /** Whether a read now would find the id cached (fresh or stale but not dropped); by this replica's knowledge. */
+  function isCached (s: Seen | undefined, at: number): boolean {
+    if (s === undefined) return false
+    if (s.isMissing) return isMissingFresh(s, at)
+    const f = opts.freshness().record
+    return at - s.storedAt < f.freshMs + Math.max(f.staleWhileRevalidateMs, f.staleIfErrorMs)
+  }
+  /** When a cached record goes stale; -Infinity for what is not cached (most wanted first). */
+  function dueAt (s: Seen | undefined, at: number): number {
+    return s === undefined || !isCached(s, at) ? -Infinity : s.storedAt + opts.freshness().record.freshMs
+  }
+
+  /** Candidates with their source and due time, most wanted first; `isTaken` and `limit` bound them. */
+  function candidates (at: number, limit: number, isTaken: (id: string) => boolean, onlyUncached: boolean): Array<{ id: string, source: PredictionSource }> {
+    const horizonEnd = at + opts.horizonMs
+    const chosen = new Map<string, { source: PredictionSource, due: number, order: number }>()
+    let order = 0
+    const consider = (id: string, source: PredictionSource) => {
+      if (chosen.has(id) || isTaken(id)) return
+      const s = seen.get(id)
+      // An id known to be missing is not asked for again while that answer is fresh.
+      if (s?.isMissing === true && isMissingFresh(s, at)) return
+      const due = dueAt(s, at)
+      if (onlyUncached ? due !== -Infinity : due > horizonEnd) return
+      chosen.set(id, { source, due, order: order++ })
+    }
+    const recent = [...lists.values()].filter((l) => at - l.readAt <= opts.horizonMs).sort((a, b) => b.readAt - a.readAt)
+    for (const list of recent) for (const id of list.ids) consider(id, 'list')
+    if (!onlyUncached) {
+      for (const [id, s] of seen) {
+        if (s.reads >= 2 && !s.isMissing && at - s.lastReadAt <= opts.horizonMs) consider(id, 'refresh')
+      }
+    }
+    return [...chosen.entries()]
+      .sort(([, a], [, b]) => a.due - b.due || a.order - b.order)
+      .slice(0, limit)
+      .map(([id, c]) => ({ id, source: c.source }))
+  }
+
+  function remember (ids: readonly string[], isMissing: (k: number) => boolean, storedAt: (k: number) => number): void {
+    ids.forEach((id, k) => {
+      const s = seen.get(id)
+      touch(seen, id, { storedAt: storedAt(k), isMissing: isMissing(k), reads: s?.reads ?? 0, lastReadAt: s?.lastReadAt ?? 0 }, MAX_TRACKED_IDS)
+    })
+  }
+
+  function notePredicted (ids: readonly string[], source: (id: string) => PredictionSource): void {
+    const at = now()
+    for (const id of ids) {
+      const s = source(id)
+      opts.metrics.predicted.inc({ source: s })
+      touch(predicted, id, { at, source: s }, MAX_TRACKED_IDS)
+    }
+  }
+
+  async function runBackground (): Promise<void> {
+    const maxIds = opts.maxIds()
+    const minIds = Math.min(opts.minIds, maxIds)
+    let progress = true
+    for (let calls = 0; progress && calls < MAX_CALLS_PER_RUN && opts.isBackgroundAllowed(); calls++) {
+      if (isClosed) return
+      const room = Math.max(1, Math.min(maxIds, Math.floor(opts.maxBytesPerCall / recordBytes)))
+      const ids = candidates(now(), room, opts.isTaken, true).map((c) => c.id)
+      if (ids.length < minIds) return
+      const startedAt = now()
+      const entries = await opts.loadInBackground(ids)
+      const got = ids.flatMap((id, k) => { const e = entries[k]; return e === undefined ? [] : [{ id, e }] })
+      remember(got.map((g) => g.id), (k) => (got[k] as { e: CacheEntry }).e.body.equals(MISSING_ENTRY), (k) => (got[k] as { e: CacheEntry }).e.storedAt)
+      // Entries another replica had stored already were not fetched here: not predictions of ours.
+      notePredicted(got.filter((g) => g.e.storedAt >= startedAt && !predicted.has(g.id)).map((g) => g.id), () => 'list')
+      progress = got.length > 0
+    }
+  }
+
+  function schedule (): void {
+    if (running !== undefined) isRerunDue = true
+    if (timer !== undefined || running !== undefined || isClosed) return
+    timer = setTimeout(() => {
+      timer = undefined
+      running = runBackground()
+        .catch((err: unknown) => { opts.onError?.(err) })
+        .finally(() => {
+          running = undefined
+          if (isRerunDue) {
+            isRerunDue = false
+            schedule()
+          }
+        })
+    }, opts.delayMs)
+    timer.unref()
+  }
+
+  const filler: CallFiller = {
+    pick (room, requested, isTaken) {
+      const byBytes = Math.floor(opts.maxBytesPerCall / recordBytes) - requested
+      const limit = Math.min(room, byBytes)
+      if (limit <= 0) return []
+      const chosen = candidates(now(), limit, isTaken, false)
+      for (const c of chosen) touch(picked, c.id, { source: c.source, seq: writeSeq }, MAX_TRACKED_IDS)
+      return chosen.map((c) => c.id)
+    },
+    deliver (ids, records) {
+      const keep: number[] = []
+      const sources = new Map<string, PredictionSource>()
+      ids.forEach((id, k) => {
+        const p = picked.get(id)
+        picked.delete(id)
+        if (p !== undefined && (written.get(id) ?? 0) > p.seq) return
+        sources.set(id, p?.source ?? 'list')
+        keep.push(k)
+      })
+      const keptIds = keep.map((k) => ids[k] as string)
+      const keptRecords = keep.map((k) => records[k] ?? null)
+      const at = now()
+      remember(keptIds, (k) => keptRecords[k] === null, () => at)
+      notePredicted(keptIds, (id) => sources.get(id) ?? 'list')
+      opts.store(keptIds, keptRecords).catch((err: unknown) => { opts.onError?.(err) })
+    },
+    observe (ids, bytes) {
+      if (ids > 0) recordBytes = Math.max(1, Math.round((1 - SIZE_WEIGHT) * recordBytes + SIZE_WEIGHT * (bytes / ids)))
+    }
+  }
+
+  return {
+    filler,
+
+    /** A consumer read these ids and got these entries: what is cached, what is hot, which predictions hit. */
+    noteRead (ids: readonly string[], entries: ReadonlyArray<CacheEntry | undefined>): void {
+      const at = now()
+      const freshMs = opts.freshness().record.freshMs
+      ids.forEach((id, k) => {
+        const entry = entries[k]
+        const s = seen.get(id)
+        if (entry !== undefined) {
+          touch(seen, id, { storedAt: entry.storedAt, isMissing: entry.body.equals(MISSING_ENTRY), reads: (s?.reads ?? 0) + 1, lastReadAt: at }, MAX_TRACKED_IDS)
+        }
+        const p = predicted.get(id)
+        if (p === undefined) return
+        predicted.delete(id)
+        if (at - p.at < freshMs) opts.metrics.predictedRead.inc({ source: p.source })
+      })
+    },
+
+    /** A consumer read a list: its members become prediction sources (parsed once per version). */
+    noteList (key: string, etag: string, members: () => string[]): void {
+      const known = lists.get(key)
+      const ids = known?.etag === etag ? known.ids : members().slice(0, MAX_TRACKED_IDS)
+      touch(lists, key, { ids, etag, readAt: now() }, MAX_LISTS)
+      schedule()
+    },
+
+    /** A write changed this object's record: a prediction of it in flight is not stored. */
+    noteWrite (id: string): void {
+      writeSeq++
+      seen.delete(id)
+      touch(written, id, writeSeq, MAX_TRACKED_IDS)
+    },
+
+    /** The current record-size estimate, in bytes. */
+    get recordBytes (): number { return recordBytes },
+
+    /**
+     * Stops prefetching (shutdown). A prefetch call in flight is not waited for: the upstream client
+     * abandons its calls on close, and a prefetch serves nobody waiting.
+     */
+    close (): void {
+      isClosed = true
+      clearTimeout(timer)
+      timer = undefined
+    },
+
+    /** Waits for the pending prefetch to run and finish (tests). */
+    async settle (): Promise<void> {
+      const isBusy = () => timer !== undefined || running !== undefined
+      while (isBusy()) {
+        if (running !== undefined) await running
+        else await new Promise((resolve) => setTimeout(resolve, Math.max(1, opts.delayMs / 4)))
+      }
+    }
+  }
+}

@@ -1,0 +1,131 @@
+// A batch of per-id records (a miss batch) is stored in Redis in one round trip: one pipeline of SETs
+// and a single tagging script, not a transaction or a script call per record. Counted on a private
+// redis-server: commands by MONITOR, round trips by a TCP relay between the client and the server.
+import { createServer, connect, type Socket } from 'node:net'
+import { test, type Test } from 'tap'
+import { Redis } from 'ioredis'
+import { createCache } from '../../src/cache/cache.js'
+import { createMemoryStore } from '../../src/cache/memory-store.js'
+import { createRedisStore } from '../../src/cache/redis-store.js'
+import { CAN_START_REDIS, connectRedis, startRedisServer } from './redis-fixture.js'
+import { buildTestApp, demoAuth, FIXTURE_IDS } from '../helper.js'
+
+/**
+ * Relays TCP to `port` and counts round trips: client bursts that start after the server has answered
+ * (or first), i.e. how many times the client had to wait for Redis.
+ */
+async function startRelay (port: number): Promise<{ url: string, roundTrips: () => number, close: () => Promise<void> }> {
+  let trips = 0
+  const sockets = new Set<Socket>()
+  const server = createServer((client) => {
+    const upstream = connect(port, '127.0.0.1')
+    sockets.add(client).add(upstream)
+    let answered = true
+    client.on('data', (chunk) => {
+      if (answered) trips++
+      answered = false
+      upstream.write(chunk)
+    })
+    upstream.on('data', (chunk) => {
+      answered = true
+      client.write(chunk)
+    })
+    const end = () => { client.destroy(); upstream.destroy() }
+    client.on('close', end).on('error', end)
+    upstream.on('close', end).on('error', end)
+  })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  const address = server.address() as { port: number }
+  return {
+    url: `redis://127.0.0.1:${address.port}`,
+    roundTrips: () => trips,
+    close: async () => {
+      for (const s of sockets) s.destroy()
+      await new Promise<void>((resolve) => server.close(() => resolve()))
+    }
+  }
+}
+
+interface Seen { name: string, args: string[] }
+
+/** MONITOR on `port`: every command clients send (not those scripts run), and a way to wait for them. */
+async function watch (t: Test, port: number, client: Redis): Promise<{ seen: Seen[], settle: (marker: string) => Promise<void> }> {
+  const monitor = new Redis(port, '127.0.0.1', { lazyConnect: true })
+  await monitor.connect()
+  const seen: Seen[] = []
+  const watching = await monitor.monitor()
+  watching.on('monitor', (_time: string, args: string[], source: string) => {
+    if (source !== 'lua') seen.push({ name: String(args[0]).toUpperCase(), args: args.map(String) })
+  })
+  t.teardown(async () => { watching.disconnect(); monitor.disconnect() })
+  // MONITOR reports asynchronously; a marker command says when everything before it was seen.
+  const settle = async (marker: string): Promise<void> => {
+    await client.echo(marker)
+    for (let i = 0; i < 200 && !seen.some((s) => s.name === 'ECHO' && s.args[1] === marker); i++) await new Promise((resolve) => setTimeout(resolve, 10))
+  }
+  return { seen, settle }
+}
+
+test('putEntries of a 50-record batch: one round trip, 50 SETs and one EVAL, no MULTI', { skip: CAN_START_REDIS ? false : 'needs REDIS_URL and redis-server' }, async (t) => {
+  const server = await startRedisServer(t)
+  const port = Number(new URL(server.url).port)
+  const relay = await startRelay(port)
+  t.teardown(relay.close)
+  const { redis, prefix } = await connectRedis(t, relay.url)
+  await redis.ping()
+  const { seen, settle } = await watch(t, port, redis)
+  await settle('ready')
+  seen.length = 0
+
+  const cache = createCache({ l1: createMemoryStore({ maxBytes: 1 << 24 }), l2: createRedisStore({ redis, prefix }) })
+  const records = Array.from({ length: 50 }, (_, i) => ({
+    key: `objects:${1000 + i}`,
+    body: Buffer.from(JSON.stringify({ object: { id: 1000 + i }, lc: 'x'.repeat(100) })),
+    ttlMs: 60_000 + i,
+    tags: [`object:${1000 + i}`]
+  }))
+  const before = relay.roundTrips()
+  await cache.putEntries(records)
+  const trips = relay.roundTrips() - before
+  await settle('stored')
+  const byName = new Map<string, number>()
+  for (const s of seen) if (s.name !== 'ECHO') byName.set(s.name, (byName.get(s.name) ?? 0) + 1)
+  t.comment(`commands for a 50-record batch: ${JSON.stringify(Object.fromEntries(byName))}, round trips: ${trips}`)
+  t.equal(trips, 1, 'one round trip for the batch, tags included')
+  t.equal(byName.get('SET'), 50, 'one SET per record')
+  t.equal(byName.get('EVAL'), 1, 'one tagging script for the whole batch')
+  t.same([...byName.keys()].sort(), ['EVAL', 'SET'], 'nothing else: no MULTI/EXEC, no per-record EVAL')
+
+  // Tags work: invalidating one record's tag removes it from both tiers, with its TTL on the tag set.
+  t.ok(await redis.pttl(`${prefix}c:t:object:1049`) > 59_000, 'the tag set lives as long as its key')
+  await cache.invalidate(['object:1049'])
+  t.equal(await redis.exists(`${prefix}c:k:objects:1049`), 0)
+  t.equal(await redis.exists(`${prefix}c:k:objects:1048`), 1)
+  t.equal((await cache.getEntries(['objects:1049', 'objects:1048'])).filter((e) => e !== undefined).length, 1)
+})
+
+test('a miss batch through the app: the records are stored with one SET each and one tagging EVAL', { skip: CAN_START_REDIS ? false : 'needs REDIS_URL and redis-server' }, async (t) => {
+  const server = await startRedisServer(t)
+  const port = Number(new URL(server.url).port)
+  const { app } = await buildTestApp(t, { config: { REDIS_URL: server.url } })
+  const { redis } = await connectRedis(t, server.url)
+  const { seen, settle } = await watch(t, port, redis)
+  // Boot traffic and the consumer's first limit keys out of the way.
+  t.equal((await app.inject({ url: `/v1/objects/${FIXTURE_IDS.U}`, headers: demoAuth(app) })).statusCode, 404)
+  await settle('warm')
+  seen.length = 0
+  const ids = [FIXTURE_IDS.A, FIXTURE_IDS.B, FIXTURE_IDS.C, FIXTURE_IDS.D, FIXTURE_IDS.E, FIXTURE_IDS.F]
+  const res = await app.inject({ url: `/v1/objects?ids=${ids.join(',')}`, headers: demoAuth(app) })
+  t.equal(res.statusCode, 200)
+  t.equal(res.headers['x-cache'], 'MISS')
+  await settle('batch')
+  const commands = seen.filter((s) => s.name !== 'ECHO')
+  const stores = commands.filter((s) => s.name === 'SET' && s.args[1]?.includes(':c:k:') === true)
+  const tagging = commands.filter((s) => s.name === 'EVAL' && s.args[1]?.includes('SADD') === true)
+  const byName = new Map<string, number>()
+  for (const s of commands) byName.set(s.name, (byName.get(s.name) ?? 0) + 1)
+  t.comment(`commands for a ${ids.length}-id miss request: ${JSON.stringify(Object.fromEntries(byName))}`)
+  t.equal(stores.length, ids.length, 'one SET per record')
+  t.equal(tagging.length, 1, 'one tagging script for the batch')
+  t.equal(commands.filter((s) => s.name === 'MULTI').length, 0, 'no transaction')
+})

@@ -1,0 +1,140 @@
+// Leased counters (quota/lease.ts) over both rate stores and the calendar store, with two or three
+// counters on one store standing for replicas: however the charges are spread and interleaved, the
+// replicas together never admit more than the limit; small limits (block 1) stay exact; leased units
+// go back to the store on refund (beyond one block) and on release.
+import { test, type Test } from 'tap'
+import { Redis } from 'ioredis'
+import {
+  calendarLeaseStore, createLeasedCounter, createMemoryRateStore, createRedisRateStore, type LeaseStore
+} from '../../src/quota/lease.js'
+import { createMemoryWindowStore, createRedisWindowStore, type Clock } from '../../src/quota/window-store.js'
+import { leaseBlock } from '../../src/quota/plugin.js'
+import { deleteKeysOnTeardown, testKeyPrefix } from '../fixtures/redis-keys.js'
+
+const REDIS_URL = process.env.REDIS_URL ?? ''
+const MINUTE_MS = 60_000
+const DAY_MS = 86_400_000
+const FILE_PREFIX = testKeyPrefix('lease')
+let keyCount = 0
+const newKey = (): string => `${FILE_PREFIX}${++keyCount}`
+
+async function redisClient (t: Test): Promise<Redis> {
+  deleteKeysOnTeardown(t, REDIS_URL, FILE_PREFIX)
+  const redis = new Redis(REDIS_URL, { lazyConnect: true })
+  await redis.connect()
+  t.teardown(() => redis.quit())
+  return redis
+}
+
+/** A counter as a replica holds it: its own leases, the shared store, every call counted. */
+function replica (store: LeaseStore, block: number, now?: Clock) {
+  let calls = 0
+  const counter = createLeasedCounter({
+    store,
+    run: async (op) => { calls++; return await op() },
+    blockFor: () => block,
+    ...(now === undefined ? {} : { now })
+  })
+  return { counter, calls: () => calls }
+}
+
+type StoreMaker = (t: Test) => Promise<LeaseStore>
+const stores: Array<[string, StoreMaker | undefined]> = [
+  ['memory rate', async () => createMemoryRateStore()],
+  ['memory calendar', async () => calendarLeaseStore(createMemoryWindowStore())],
+  ['redis rate', REDIS_URL === '' ? undefined : async (t) => createRedisRateStore(await redisClient(t))],
+  ['redis calendar', REDIS_URL === '' ? undefined : async (t) => calendarLeaseStore(createRedisWindowStore(await redisClient(t)))]
+]
+
+test('lease sizes: one unit below twice the divisor, then limit / divisor, capped', async (t) => {
+  t.equal(leaseBlock(600, 1000, 1000), 1)
+  t.equal(leaseBlock(1999, 1000, 1000), 1)
+  t.equal(leaseBlock(100000, 1000, 1000), 100)
+  t.equal(leaseBlock(1e12, 1000, 1000), 1000)
+})
+
+for (const [name, make] of stores) {
+  test(`leases over the ${name} store`, { skip: make === undefined ? 'REDIS_URL is not set' : false }, async (t) => {
+    if (make === undefined) return
+    const store = await make(t)
+    const period = name.endsWith('calendar') ? DAY_MS : MINUTE_MS
+
+    t.test('three replicas, sequential, alternating: never more than the limit together', async (t) => {
+      const key = newKey()
+      const limit = 1000
+      const replicas = [replica(store, 50), replica(store, 50), replica(store, 50)]
+      let admitted = 0
+      let callsBelowLimit = 0
+      for (let i = 0; i < 1500; i++) {
+        const charge = await replicas[i % 3]?.counter.charge(key, 1, limit, period)
+        if (charge?.isAllowed === true) admitted++
+        if (i === 899) callsBelowLimit = replicas.reduce((sum, r) => sum + r.calls(), 0)
+      }
+      t.ok(admitted <= limit, `${admitted} admitted ≤ ${limit}`)
+      // Near the limit grants halve, so at most a few units per replica are left unspent.
+      t.ok(admitted >= limit - 3 * 2, `${admitted} admitted: little stranded`)
+      t.ok(callsBelowLimit <= 900 / 50 + 3, `${callsBelowLimit} store calls for the first 900 charges (blocks of 50)`)
+    })
+
+    t.test('a burst split across two replicas: never more than the limit', async (t) => {
+      const key = newKey()
+      const limit = 500
+      const [a, b] = [replica(store, 40), replica(store, 40)]
+      const results = await Promise.all(Array.from({ length: 800 }, (_, i) => (i % 2 === 0 ? a : b).counter.charge(key, 1 + (i % 3), limit, period)))
+      const admitted = results.reduce((sum, r, i) => sum + (r?.isAllowed === true ? 1 + (i % 3) : 0), 0)
+      t.ok(admitted <= limit, `${admitted} units admitted ≤ ${limit}`)
+      t.ok(admitted >= limit - 2 * 2 * 3, `${admitted} units admitted: little stranded`)
+    })
+
+    t.test('block 1: exact across replicas, one store call per charge', async (t) => {
+      const key = newKey()
+      const [a, b] = [replica(store, 1), replica(store, 1)]
+      const statuses: boolean[] = []
+      for (let i = 0; i < 12; i++) statuses.push((await (i % 2 === 0 ? a : b).counter.charge(key, 1, 5, period))?.isAllowed === true)
+      t.equal(statuses.filter(Boolean).length, 5)
+      t.strictSame(statuses.slice(0, 5), [true, true, true, true, true], 'the first five, whichever replica')
+      t.equal(a.calls() + b.calls(), 12)
+    })
+
+    t.test('a charge larger than the block is granted whole or refused whole', async (t) => {
+      const key = newKey()
+      const r = replica(store, 10)
+      t.match(await r.counter.charge(key, 60, 100, period), { isAllowed: true, used: 60 })
+      const refused = await r.counter.charge(key, 45, 100, period)
+      t.match(refused, { isAllowed: false }, 'would cross the limit')
+      t.ok(refused !== undefined && refused.used <= 60 + 10, `the refusal reports what is used (${refused?.used})`)
+      t.match(await r.counter.charge(key, 30, 100, period), { isAllowed: true })
+    })
+
+    t.test('refunds stay local up to one block; the rest and release go back to the store', async (t) => {
+      const key = newKey()
+      const limit = 10_000
+      const a = replica(store, 100)
+      const b = replica(store, 100)
+      t.match(await a.counter.charge(key, 1, limit, period), { isAllowed: true, used: 1 })
+      t.equal((await a.counter.used(key, limit, period))?.used, 1, 'the store count less what the replica holds')
+      t.equal((await b.counter.used(key, limit, period))?.used, 100, 'another replica sees the whole lease as used')
+      await a.counter.charge(key, 500, limit, period)
+      await a.counter.refund(key, 500, limit, period)
+      t.equal((await a.counter.used(key, limit, period))?.used, 1, 'refunded')
+      t.equal((await b.counter.used(key, limit, period))?.used, 101, 'beyond one block (100 kept), the refund went back to the store')
+      await a.counter.release()
+      t.equal((await b.counter.used(key, limit, period))?.used, 1, 'released: only what was spent stays counted')
+    })
+  })
+}
+
+test('a lease ends with its window', async (t) => {
+  let now = Date.UTC(2026, 7, 1, 12, 0, 0)
+  const store = createMemoryRateStore(() => now)
+  const r = replica(store, 10, () => now)
+  const key = newKey()
+  t.match(await r.counter.charge(key, 1, 100, MINUTE_MS), { isAllowed: true, resetSeconds: 60 })
+  t.equal(r.calls(), 1)
+  now += 30_000
+  t.match(await r.counter.charge(key, 1, 100, MINUTE_MS), { isAllowed: true, resetSeconds: 30 }, 'spent from the lease')
+  t.equal(r.calls(), 1)
+  now += 30_000
+  t.match(await r.counter.charge(key, 1, 100, MINUTE_MS), { isAllowed: true, used: 1, resetSeconds: 60 }, 'a new window, a new lease')
+  t.equal(r.calls(), 2)
+})

@@ -1,0 +1,159 @@
+// Compression: gzip and brotli when asked, above the threshold, with a strong ETag per representation,
+// Vary, 304 per encoding, encoded bytes kept in L1's memo, and the NDJSON stream compressed.
+import { brotliDecompressSync, gunzipSync, gzipSync } from 'node:zlib'
+import { test } from 'tap'
+import { buildTestApp, demoAuth, FIXTURE_IDS } from '../../helper.js'
+import { encodedEtag } from '../../../src/plugins/compress.js'
+
+const { A, B, U } = FIXTURE_IDS
+
+const decoders: Record<string, (b: Buffer) => Buffer> = { gzip: gunzipSync, br: brotliDecompressSync }
+
+test('a cached object read: br and gzip decode to the identity bytes, each with its own strong ETag and Vary', async (t) => {
+  const { app } = await buildTestApp(t)
+  const url = `/v1/objects/${A}`
+  const plain = await app.inject({ url, headers: demoAuth(app) })
+  t.equal(plain.statusCode, 200)
+  t.notOk(plain.headers['content-encoding'], 'no Accept-Encoding: identity')
+  t.match(plain.headers.vary, /accept-encoding/i, 'identity answers say they vary too')
+  const identityTag = plain.headers.etag as string
+  t.match(identityTag, /^"[A-Za-z0-9_-]+"$/)
+  const tags = new Set([identityTag])
+  for (const encoding of ['gzip', 'br']) {
+    const res = await app.inject({ url, headers: { ...demoAuth(app), 'accept-encoding': encoding } })
+    t.equal(res.statusCode, 200)
+    t.equal(res.headers['content-encoding'], encoding)
+    t.match(res.headers.vary, /accept-encoding/i)
+    t.equal(res.headers.etag, encodedEtag(identityTag, encoding as 'gzip' | 'br'), `${encoding}: its own ETag`)
+    t.equal(Number(res.headers['content-length']), res.rawPayload.length)
+    t.ok(res.rawPayload.length < plain.rawPayload.length / 2, `${encoding} is smaller (${res.rawPayload.length} of ${plain.rawPayload.length})`)
+    t.ok((decoders[encoding] as (b: Buffer) => Buffer)(res.rawPayload).equals(plain.rawPayload), `${encoding} decodes to the same bytes`)
+    tags.add(res.headers.etag as string)
+  }
+  t.equal(tags.size, 3, 'three representations, three ETags')
+  // The client's preference decides; brotli first when both are equal.
+  const both = await app.inject({ url, headers: { ...demoAuth(app), 'accept-encoding': 'gzip, deflate, br' } })
+  t.equal(both.headers['content-encoding'], 'br')
+  const gzipPreferred = await app.inject({ url, headers: { ...demoAuth(app), 'accept-encoding': 'br;q=0.5, gzip' } })
+  t.equal(gzipPreferred.headers['content-encoding'], 'gzip')
+  const none = await app.inject({ url, headers: { ...demoAuth(app), 'accept-encoding': 'identity' } })
+  t.notOk(none.headers['content-encoding'])
+  t.ok(none.rawPayload.equals(plain.rawPayload))
+})
+
+test('a large batch answer (compressed off the event loop) decodes to the same bytes, with its own ETag', async (t) => {
+  const { app } = await buildTestApp(t)
+  const { A, B, C, D, E, F } = FIXTURE_IDS
+  const url = `/v1/objects?ids=${[A, B, C, D, E, F].join(',')}`
+  const plain = await app.inject({ url, headers: demoAuth(app) })
+  t.ok(plain.rawPayload.length > 64 * 1024, `above the inline size (${plain.rawPayload.length} bytes)`)
+  for (const encoding of ['gzip', 'br'] as const) {
+    const res = await app.inject({ url, headers: { ...demoAuth(app), 'accept-encoding': encoding } })
+    t.equal(res.headers['content-encoding'], encoding)
+    t.equal(res.headers.etag, encodedEtag(plain.headers.etag as string, encoding))
+    t.ok((decoders[encoding] as (b: Buffer) => Buffer)(res.rawPayload).equals(plain.rawPayload), `${encoding} decodes to the same bytes`)
+  }
+})
+
+test('If-None-Match per encoding: 304 for the matching representation, 200 for another', async (t) => {
+  const { app } = await buildTestApp(t)
+  const url = `/v1/objects/${B}`
+  const auth = demoAuth(app)
+  const gz = await app.inject({ url, headers: { ...auth, 'accept-encoding': 'gzip' } })
+  const gzTag = gz.headers.etag as string
+  const notModified = await app.inject({ url, headers: { ...auth, 'accept-encoding': 'gzip', 'if-none-match': gzTag } })
+  t.equal(notModified.statusCode, 304, 'gzip ETag with gzip: 304')
+  t.equal(notModified.rawPayload.length, 0)
+  t.equal(notModified.headers.etag, gzTag)
+  t.match(notModified.headers.vary, /accept-encoding/i)
+  t.notOk(notModified.headers['content-encoding'])
+
+  const weak = await app.inject({ url, headers: { ...auth, 'accept-encoding': 'gzip', 'if-none-match': `W/${gzTag}` } })
+  t.equal(weak.statusCode, 304, 'weak comparison, as for identity')
+
+  const asBrotli = await app.inject({ url, headers: { ...auth, 'accept-encoding': 'br', 'if-none-match': gzTag } })
+  t.equal(asBrotli.statusCode, 200, 'the gzip ETag does not validate the brotli representation')
+  t.equal(asBrotli.headers['content-encoding'], 'br')
+
+  const asIdentity = await app.inject({ url, headers: { ...auth, 'if-none-match': gzTag } })
+  t.equal(asIdentity.statusCode, 200, 'nor the identity one')
+  t.notOk(asIdentity.headers['content-encoding'])
+
+  const identityTag = asIdentity.headers.etag as string
+  const identity304 = await app.inject({ url, headers: { ...auth, 'if-none-match': identityTag } })
+  t.equal(identity304.statusCode, 304, 'the identity ETag still validates identity')
+  t.match(identity304.headers.vary, /accept-encoding/i)
+})
+
+test('an L1 hit sends the encoded bytes kept in the memo, not compressed again; without L1 nothing is kept', async (t) => {
+  const { app } = await buildTestApp(t)
+  const url = `/v1/objects/${A}`
+  const headers = { ...demoAuth(app), 'accept-encoding': 'gzip' }
+  const first = await app.inject({ url, headers })
+  const gzTag = first.headers.etag as string
+  const memoKey = `gzip:${gzTag.replace(/\.gzip"$/, '"')}`
+  const derived = app.cache.derived
+  t.ok(derived !== undefined, 'L1 is on, so there is a derived memo')
+  t.ok(derived?.get(memoKey)?.bytes.equals(first.rawPayload), 'the memo holds the bytes sent')
+  // Other valid gzip bytes of the same body (another level): a hit that sends exactly these read the memo.
+  const marker = gzipSync(gunzipSync(first.rawPayload), { level: 1 })
+  t.notOk(marker.equals(first.rawPayload), 'level 1 output differs from the default level')
+  derived?.set(memoKey, { bytes: marker, etag: gzTag })
+  const hit = await app.inject({ url, headers })
+  t.equal(hit.headers['x-cache'], 'HIT')
+  t.ok(hit.rawPayload.equals(marker), 'the hit sent the memo bytes')
+
+  const off = await buildTestApp(t, { config: { CACHE_MAX_BYTES: 0 } })
+  t.equal(off.app.cache.derived, undefined, 'CACHE_MAX_BYTES=0: no in-process memo at all')
+  const res = await off.app.inject({ url, headers: { ...demoAuth(off.app), 'accept-encoding': 'gzip' } })
+  t.equal(res.headers['content-encoding'], 'gzip')
+  t.ok(gunzipSync(res.rawPayload).equals(gunzipSync(first.rawPayload)), 'still compressed, every time')
+})
+
+test('small bodies and problems are not compressed; POST JSON and the NDJSON stream are', async (t) => {
+  const { app } = await buildTestApp(t)
+  const auth = demoAuth(app)
+  const problem = await app.inject({ url: `/v1/objects/${U}`, headers: { ...auth, 'accept-encoding': 'gzip, br' } })
+  t.equal(problem.statusCode, 404)
+  t.match(problem.headers['content-type'], /application\/problem\+json/)
+  t.notOk(problem.headers['content-encoding'], 'a small problem goes out as it is')
+  t.equal(problem.json().code, 'GW_NOT_FOUND')
+
+  const ids = [A, B, U]
+  const json = await app.inject({ method: 'POST', url: '/v1/objects/query', headers: { ...auth, 'content-type': 'application/json', 'accept-encoding': 'gzip' }, payload: { ids } })
+  const jsonPlain = await app.inject({ method: 'POST', url: '/v1/objects/query', headers: { ...auth, 'content-type': 'application/json' }, payload: { ids } })
+  t.equal(json.headers['content-encoding'], 'gzip')
+  t.ok(gunzipSync(json.rawPayload).equals(jsonPlain.rawPayload), 'POST JSON: same bytes once decoded')
+
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  const { port } = app.server.address() as { port: number }
+  const ndjson = async (encoding?: string): Promise<{ headers: Headers, raw: Buffer }> => {
+    // fetch decodes bodies itself; node:http hands over the bytes as sent.
+    const { request } = await import('node:http')
+    return await new Promise((resolve, reject) => {
+      const req = request({
+        host: '127.0.0.1',
+        port,
+        method: 'POST',
+        path: '/v1/objects/query',
+        headers: { ...auth, 'content-type': 'application/json', accept: 'application/x-ndjson', ...(encoding === undefined ? {} : { 'accept-encoding': encoding }) }
+      }, (res) => {
+        const chunks: Buffer[] = []
+        res.on('data', (c: Buffer) => chunks.push(c))
+        res.on('end', () => resolve({ headers: new Headers(res.headers as Record<string, string>), raw: Buffer.concat(chunks) }))
+        res.on('error', reject)
+      })
+      req.on('error', reject)
+      req.end(JSON.stringify({ ids }))
+    })
+  }
+  const plain = await ndjson()
+  t.notOk(plain.headers.get('content-encoding'))
+  for (const encoding of ['gzip', 'br']) {
+    const res = await ndjson(encoding)
+    t.equal(res.headers.get('content-encoding'), encoding, `NDJSON streamed with ${encoding}`)
+    t.match(res.headers.get('content-type'), /application\/x-ndjson/)
+    t.notOk(res.headers.get('content-length'), 'streamed: no length known up front')
+    t.ok((decoders[encoding] as (b: Buffer) => Buffer)(res.raw).equals(plain.raw), `${encoding}: the same lines once decoded`)
+  }
+})

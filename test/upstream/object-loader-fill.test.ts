@@ -1,0 +1,54 @@
+// The object loader's fill: predicted ids ride after the requested ones in the same call, and are in
+// flight like them (a request for one joins the call instead of making another).
+import { test } from 'tap'
+import type { FastifyInstance } from 'fastify'
+import type { Sandbox } from '../../src/sandbox/index.js'
+import { buildTestApp, demoAuth } from '../helper.js'
+
+function objectCalls (sandbox: Sandbox): string[][] {
+  return sandbox.received
+    .filter((r) => r.endpoint === 'objects')
+    .map((r) => (new URLSearchParams(r.body).get('objects') ?? '').split(','))
+}
+
+async function listMembers (app: FastifyInstance, name: string): Promise<string[]> {
+  const res = await app.inject({ url: `/v1/lists/${name}/objects`, headers: demoAuth(app) })
+  return (res.json() as { objects: Array<{ id: string }> }).objects.map((o) => o.id)
+}
+
+test('a predicted id requested while its call is in flight joins that call', async (t) => {
+  const { app, sandbox } = await buildTestApp(t, { config: { PREFETCH_DELAY_MS: 600000 } })
+  const members = await listMembers(app, 'good')
+  sandbox.resetCalls()
+  sandbox.inject({ endpoint: 'objects', kind: 'delay', delayMs: 300 })
+  const first = app.inject({ url: `/v1/objects/${members[0] as string}`, headers: demoAuth(app) })
+  await new Promise((resolve) => setTimeout(resolve, 100))
+  const second = await app.inject({ url: `/v1/objects/${members[1] as string}`, headers: demoAuth(app) })
+  t.equal((await first).statusCode, 200)
+  t.equal(second.statusCode, 200)
+  t.equal((second.json() as { object: { id: string } }).object.id, members[1])
+  t.equal(objectCalls(sandbox).length, 1, 'one objects/ call served both')
+})
+
+test('the fill stays under the bytes cap of a call', async (t) => {
+  // Ten expected records per call, requested ones included.
+  const config = { PREFETCH_DELAY_MS: 600000, PREFETCH_RECORD_BYTES: 16384, PREFETCH_MAX_BYTES_PER_CALL: 16384 * 10 }
+  const { app, sandbox } = await buildTestApp(t, { config })
+  const members = await listMembers(app, 'good')
+  sandbox.resetCalls()
+  const res = await app.inject({ url: `/v1/objects/${members[0] as string}`, headers: demoAuth(app) })
+  t.equal(res.statusCode, 200)
+  const calls = objectCalls(sandbox)
+  t.equal(calls.length, 1)
+  t.equal(calls[0]?.[0], members[0], 'the requested id first')
+  t.equal(calls[0]?.length, 10, 'the requested id and 9 predicted ones')
+})
+
+test('the fill is off with PREFETCH_ENABLED=false', async (t) => {
+  const { app, sandbox } = await buildTestApp(t, { config: { PREFETCH_ENABLED: false } })
+  const members = await listMembers(app, 'good')
+  sandbox.resetCalls()
+  await app.inject({ url: `/v1/objects/${members[0] as string}`, headers: demoAuth(app) })
+  t.strictSame(objectCalls(sandbox), [[members[0]]], 'only the requested id')
+  t.equal(app.atlas.prefetch, undefined)
+})
