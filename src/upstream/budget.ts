@@ -71,9 +71,9 @@ export function createMemoryBudget (rate: string, now: () => number = Date.now):
   }
 }
 
-// KEYS[1] bucket hash, KEYS[2] pause key; ARGV capacity, window ms. Takes one token unless paused.
-// Returns {ok, remaining, wait ms, paused}. TIME makes every replica use the Redis clock.
-const TAKE_LUA = `
+// KEYS[1] bucket hash; ARGV capacity, window ms. The bucket's tokens now: what was left, refilled for
+// the time since, never above capacity. TIME makes every replica use the Redis clock.
+const REFILL_LUA = `
 local capacity = tonumber(ARGV[1])
 local window = tonumber(ARGV[2])
 local t = redis.call('TIME')
@@ -82,6 +82,10 @@ local data = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
 local tokens = tonumber(data[1]) or capacity
 local ts = tonumber(data[2]) or now
 tokens = math.min(capacity, tokens + math.max(0, now - ts) * capacity / window)
+`
+
+// KEYS[2] pause key. Takes one token unless paused. Returns {ok, remaining, wait ms, paused}.
+const TAKE_LUA = REFILL_LUA + `
 local pause = redis.call('PTTL', KEYS[2])
 if pause > 0 then return {0, math.floor(tokens), pause, 1} end
 local ok = 0
@@ -93,17 +97,10 @@ if ok == 0 then wait = math.ceil((1 - tokens) * window / capacity) end
 return {ok, math.floor(tokens), wait, 0}
 `
 
-// KEYS[1] bucket hash; ARGV capacity, window ms. Refills like TAKE_LUA, adds one token (never above
-// capacity) and returns the whole tokens left, so a refund and a concurrent take never lose an update.
-const REFUND_LUA = `
-local capacity = tonumber(ARGV[1])
-local window = tonumber(ARGV[2])
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local data = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
-local tokens = tonumber(data[1]) or capacity
-local ts = tonumber(data[2]) or now
-tokens = math.min(capacity, tokens + math.max(0, now - ts) * capacity / window + 1)
+// Adds one token (never above capacity) and returns the whole tokens left, so a refund and a
+// concurrent take never lose an update.
+const REFUND_LUA = REFILL_LUA + `
+tokens = math.min(capacity, tokens + 1)
 redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ts', now)
 redis.call('PEXPIRE', KEYS[1], window * 2)
 return math.floor(tokens)

@@ -105,7 +105,7 @@ function endpointFamilies (ep: CompatEndpoint): Weighted[] {
   }))
   if (ep.isWrite) {
     add(1, fc.tuple(valid, postEncodingArb).map(([fields, enc]) => build(ep, 'read-only key', enc, fields, { statuses: { why: 'key without write scope', codes: [403] } }, { key: READ_KEY })))
-    add(1, valid.map((fields) => build(ep, 'GET on a write endpoint', 'query', fields, { noUpstream: 'GET never writes (contract §10.5)' })))
+    add(1, valid.map((fields) => build(ep, 'GET on a write endpoint', 'query', fields, { noUpstream: 'GET never writes' })))
   }
   const fieldArb = fc.constantFrom(...ep.fields)
   const invalidFields = ep.fields.filter((f) => f.invalid !== undefined)

@@ -1,4 +1,4 @@
-// The compat path's 15 endpoints as the fuzz suite sees them (contract §5 and src/upstream/serializers.ts):
+// The compat path's 15 endpoints as the fuzz suite sees them:
 // per field, values DRF accepts, values DRF refuses (the gateway must answer those itself, with no upstream
 // call) and, for object ids, integers DRF accepts that can be no ATLAS id (answered locally, issue 11 item 8).
 import fc from 'fast-check'
@@ -102,7 +102,7 @@ export const COMPAT_ENDPOINTS: readonly CompatEndpoint[] = [
   { name: 'vrascoreslist', isWrite: false, fields: [vraObjects, bool('debug'), since(), idThreshold] },
   { name: 'vratodolist', isWrite: false, fields: [vraObjects, since(), idThreshold] },
   { name: 'vraranklist', isWrite: false, fields: [vraObjects, since()] },
-  // objectid alone selects the lists of one object; with objectgroupid too, the whole table (contract §5.9).
+  // objectid alone selects the lists of one object; with objectgroupid too, the whole table.
   { name: 'objectgroupslist', isWrite: false, fields: [{ ...objectid(false), soleFilter: true }, groupid(false)] },
   { name: 'externalxmlist', isWrite: false, fields: [{ name: 'externalObjects', kind: 'char', valid: fc.constantFrom('2018cow', '2018cow,AT2019abc', 'x', 'SN 2011fe') }] },
   {

@@ -97,7 +97,7 @@ function checkIds (obs: Observation, ids: readonly string[], out: Violation[]): 
 
 /**
  * The compat path relays the upstream's own business answers, and objectgroupsdelete/ says "not a
- * member" with a 400 `{…,"info":…}` that only the upstream can know (contract §5.10). That 400 is not a
+ * member" with a 400 `{…,"info":…}` that only the upstream can know. That 400 is not a
  * refusal of invalid input, so the refusal rule does not apply to it (expectations still do).
  */
 function isUpstreamBusiness400 (obs: Observation): boolean {

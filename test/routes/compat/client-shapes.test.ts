@@ -1,4 +1,4 @@
-// The official Python client's request shapes (contract §8 and §12), replayed over loopback HTTP both
+// The official Python client's request shapes, replayed over loopback HTTP both
 // through the gateway's compatibility path and straight to an identical sandbox; statuses and bodies
 // must be the same bytes, except where the gateway is deliberately safer (tested further down).
 import { test, type Test } from 'tap'
