@@ -371,6 +371,19 @@ export function createCache (opts: CacheOptions = {}) {
    * still has an entry within stale-if-error (within the maximum staleness for a budget refusal), those
    * are served. The budget policy applies per entry as in fetch.
    */
+  /**
+   * The keys a fetchMany now would load (absent, or too old to serve under the current freshness and
+   * budget rules), without loading anything or keeping the entries: for callers that look ahead.
+   */
+  async function toLoad (keys: readonly string[], freshnessOf: (entry: CacheEntry) => Freshness): Promise<string[]> {
+    const found = await getEntries(keys)
+    const at = now()
+    return keys.filter((_, i) => {
+      const entry = found[i]
+      return entry === undefined || plan(at - entry.storedAt, freshnessOf(entry)).kind === 'load'
+    })
+  }
+
   async function fetchMany (keys: readonly string[], load: ManyLoader, manyOpts: ManyOptions): Promise<ManyResult> {
     const at = now()
     const bypass = manyOpts.bypass === true
@@ -481,6 +494,8 @@ export function createCache (opts: CacheOptions = {}) {
     fillShared,
 
     fetchMany,
+
+    toLoad,
 
     /** Stores per-key entries (e.g. one object record per id) in both tiers; `ttlMs` is the store lifetime. */
     async putEntries (items: readonly PutItem[]): Promise<void> {

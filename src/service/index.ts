@@ -18,7 +18,7 @@ import fp from 'fastify-plugin'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import { UpstreamError } from '../errors.js'
 import type { CacheEntry, CacheStatus, StaleReason } from '../cache/cache.js'
-import { storeTtlMs, type RouteId } from '../cache/freshness.js'
+import { storeTtlMs, type Freshness, type RouteId } from '../cache/freshness.js'
 import { wantsBypass } from '../cache/http.js'
 import { buildCacheKey, cacheTags, objectKey } from '../cache/keys.js'
 import { views, writeTags, type WriteKind, type WriteTarget } from '../cache/tags.js'
@@ -118,7 +118,6 @@ export interface ServiceOptions {
 export function createAtlasService (app: FastifyInstance, serviceOpts: ServiceOptions = {}) {
   const { cache } = app
   const config = app.config
-  const now = serviceOpts.now ?? Date.now
 
   /** Cache items for records as the upstream sent them: one per id, tagged with the object. */
   function recordItems (ids: readonly string[], texts: readonly RecordText[]) {
@@ -135,10 +134,12 @@ export function createAtlasService (app: FastifyInstance, serviceOpts: ServiceOp
     })
   }
 
+  /** An object entry's freshness: a record's, or the shorter one of an id the upstream does not know. */
+  const objectFreshness = (entry: CacheEntry): Freshness =>
+    cache.freshness(entry.body.equals(MISSING_ENTRY) ? 'objects-missing' : 'objects')
+
   /** Records by id through the cache; misses go upstream under `ctx`. */
   async function readObjects (ids: readonly string[], ctx: CallContext, route: string, bypass: boolean) {
-    const fresh = cache.freshness('objects')
-    const freshMissing = cache.freshness('objects-missing')
     const idOf = new Map(ids.map((id) => [objectKey(id), id]))
     return cache.fetchMany(ids.map(objectKey), async (keys) => {
       const wanted = keys.map((key) => idOf.get(key) as string)
@@ -146,7 +147,7 @@ export function createAtlasService (app: FastifyInstance, serviceOpts: ServiceOp
     }, {
       route,
       bypass,
-      freshnessOf: (entry) => (entry.body.equals(MISSING_ENTRY) ? freshMissing : fresh)
+      freshnessOf: objectFreshness
     })
   }
 
@@ -236,14 +237,9 @@ export function createAtlasService (app: FastifyInstance, serviceOpts: ServiceOp
      * entries are not kept, so a caller can look ahead without holding records.
      */
     async misses (ids: readonly string[]): Promise<string[]> {
-      const entries = await cache.getEntries(ids.map(objectKey))
-      const at = now()
-      return ids.filter((_, k) => {
-        const entry = entries[k]
-        if (entry === undefined) return true
-        const f = cache.freshness(entry.body.equals(MISSING_ENTRY) ? 'objects-missing' : 'objects')
-        return at - entry.storedAt >= f.freshMs + f.staleWhileRevalidateMs
-      })
+      const keys = ids.map(objectKey)
+      const load = new Set(await cache.toLoad(keys, objectFreshness))
+      return ids.filter((_, k) => load.has(keys[k] as string))
     },
 
     /** The predictor (undefined when PREFETCH_ENABLED is off). */

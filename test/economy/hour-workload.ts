@@ -30,7 +30,7 @@ export interface SimRequest {
 /** What a consumer's answer tells its next requests (the VRA poller's after_id, the curator's additions). */
 export interface SimAnswer { request: SimRequest, status: number, body: string }
 
-/** A small seeded generator (mulberry32). */
+/** A small seeded generator (mulberry32), shared with the replay test so both workloads stay fixed. */
 export function createRandom (seed: number): () => number {
   let a = seed
   return () => {

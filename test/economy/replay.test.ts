@@ -17,22 +17,12 @@
 import { test } from 'tap'
 import { buildTestApp } from '../helper.js'
 import { consumersFile, makeConsumer } from '../consumer-helper.js'
+import { createRandom } from './hour-workload.js'
 
 const CONSUMERS = 20
 const ROUNDS = 12
 const OBJECT_POOL = 300
 const CONES = [[244.00092, 22.26801], [10, 10], [120, -30], [200, 45], [300, 5]] as const
-
-/** A small seeded generator (mulberry32), so the workload is the same on every run. */
-function rng (seed: number): () => number {
-  let a = seed
-  return () => {
-    a = (a + 0x6d2b79f5) | 0
-    let x = Math.imul(a ^ (a >>> 15), 1 | a)
-    x = (x + Math.imul(x ^ (x >>> 7), 61 | x)) ^ x
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296
-  }
-}
 
 /** Zipf-like rank: rank k has weight 1/k. */
 function zipf (random: () => number, n: number): number {
@@ -51,7 +41,7 @@ test('upstream calls per 1,000 consumer requests under a mixed workload', async 
   }))
   const { app, sandbox } = await buildTestApp(t, { config: { CONSUMERS_FILE: consumersFile(t, consumers), UPSTREAM_BATCH_WINDOW_MS: 250 } })
   const pool = sandbox.ids().slice(0, OBJECT_POOL).map(String)
-  const random = rng(42)
+  const random = createRandom(42)
   sandbox.resetCalls()
   let requests = 0
   let failures = 0
