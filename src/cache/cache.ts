@@ -88,14 +88,17 @@ export interface CacheOptions {
    * without a load. Undefined: the routes' windows alone, and no budget-low answers.
    */
   maxStaleMs?: number
-  /** Whether background work may spend an upstream token now; false means the budget is low. Default: always. */
-  backgroundAllowed?: () => boolean
+  /**
+   * Whether background work may spend an upstream token now; false means the budget is low. `claim`:
+   * a yes will be spent (a look-ahead only peeks). Default: always.
+   */
+  backgroundAllowed?: (claim: boolean) => boolean
 }
 
 /** The upstream budget's say in the cache's decisions (see CacheOptions). */
 export interface BudgetPolicy {
   maxStaleMs?: number
-  backgroundAllowed: () => boolean
+  backgroundAllowed: (claim: boolean) => boolean
 }
 
 export type Cache = ReturnType<typeof createCache>
@@ -162,14 +165,20 @@ export function createCache (opts: CacheOptions = {}) {
    * stale up to the maximum staleness, without a load. Otherwise (or from the maximum staleness on): a
    * foreground load.
    */
-  function plan (age: number, f: Freshness): Plan {
+  function plan (age: number, f: Freshness, allowed: () => boolean = () => policy.backgroundAllowed(true)): Plan {
     if (age < f.freshMs) return HIT_PLAN
     if (!servesStale(f) || age >= (policy.maxStaleMs ?? Infinity)) return LOAD_PLAN
     if (age < f.freshMs + f.staleWhileRevalidateMs) {
-      return policy.backgroundAllowed() ? { kind: 'stale', refresh: true } : { kind: 'stale', refresh: false, reason: 'budget-low' }
+      return allowed() ? { kind: 'stale', refresh: true } : { kind: 'stale', refresh: false, reason: 'budget-low' }
     }
-    if (policy.maxStaleMs !== undefined && !policy.backgroundAllowed()) return { kind: 'stale', refresh: false, reason: 'budget-low' }
+    if (policy.maxStaleMs !== undefined && !allowed()) return { kind: 'stale', refresh: false, reason: 'budget-low' }
     return LOAD_PLAN
+  }
+
+  /** One budget answer for a whole batch (its loads go out in one call): asked once, when first needed. */
+  function batchAllowance (claim: boolean): () => boolean {
+    let answer: boolean | undefined
+    return () => (answer ??= policy.backgroundAllowed(claim))
   }
 
   /**
@@ -378,9 +387,10 @@ export function createCache (opts: CacheOptions = {}) {
   async function toLoad (keys: readonly string[], freshnessOf: (entry: CacheEntry) => Freshness): Promise<string[]> {
     const found = await getEntries(keys)
     const at = now()
+    const allowed = batchAllowance(false)
     return keys.filter((_, i) => {
       const entry = found[i]
-      return entry === undefined || plan(at - entry.storedAt, freshnessOf(entry)).kind === 'load'
+      return entry === undefined || plan(at - entry.storedAt, freshnessOf(entry), allowed).kind === 'load'
     })
   }
 
@@ -395,9 +405,10 @@ export function createCache (opts: CacheOptions = {}) {
     let reason: StaleReason | undefined
     // The oldest entry served (loaded ones are new).
     let oldest = at
+    const allowed = batchAllowance(true)
     found.forEach((entry, i) => {
       if (entry === undefined) { misses.push(i); return }
-      const next = plan(at - entry.storedAt, manyOpts.freshnessOf(entry))
+      const next = plan(at - entry.storedAt, manyOpts.freshnessOf(entry), allowed)
       if (next.kind === 'load') { misses.push(i); return }
       entries[i] = entry
       oldest = Math.min(oldest, entry.storedAt)

@@ -165,7 +165,7 @@ export function createAtlasService (app: FastifyInstance, serviceOpts: ServiceOp
       isTaken: (id) => app.upstream.objects.isTaken(id),
       store: async (ids, texts) => { await cache.putEntries(recordItems(ids, texts)) },
       loadInBackground: async (ids) => (await readObjects(ids, {}, 'prefetch', false)).entries,
-      isBackgroundAllowed: () => backgroundAllowed(app),
+      isBackgroundAllowed: () => backgroundAllowed(app, true),
       onError: (err) => { app.log.warn({ err }, 'prefetch failed; predictions skipped') }
     })
     : undefined
@@ -288,7 +288,7 @@ export function createAtlasService (app: FastifyInstance, serviceOpts: ServiceOp
 export const servicePlugin = fp<ServiceOptions>(async (app, opts) => {
   // Background revalidation only above the budget's headroom; below it, stale answers up to the maximum
   // staleness instead of loads (priorities.ts).
-  app.cache.setBudgetPolicy({ maxStaleMs: app.config.CACHE_MAX_STALE_S * 1000, backgroundAllowed: () => backgroundAllowed(app) })
+  app.cache.setBudgetPolicy({ maxStaleMs: app.config.CACHE_MAX_STALE_S * 1000, backgroundAllowed: (claim) => backgroundAllowed(app, claim) })
   const service = createAtlasService(app, opts)
   app.decorate('atlas', service)
   app.addHook('onClose', async () => {

@@ -1,34 +1,53 @@
-// Who may spend the upstream budget. Foreground misses (a consumer waits and nothing cached can answer)
-// may take every token; background work (the cache's stale-while-revalidate refreshes, refresh ahead,
-// list prefetch) only while the budget is above the headroom UPSTREAM_BACKGROUND_HEADROOM keeps for
-// foreground misses. Below it the budget counts as low: the cache also answers entries past their
-// freshness without a load, up to CACHE_MAX_STALE_S (cache.ts, the budget policy).
+// Priorities for the upstream budget: misses a consumer waits for come first; work that can wait
+// (stale-while-revalidate refreshes, refresh ahead, list prefetch, loads of entries a stale answer could
+// serve) spends a token only while two things hold:
 //
-// The check costs no store round trip: it starts from the tokens left as the last upstream call of this
-// replica saw them and adds what the bucket has refilled since, so background work resumes after a quiet
-// spell without a foreground call to update the figure. It can be optimistic (other replicas spend from
-// the same bucket meanwhile); the budget itself still refuses a spent bucket.
+// - the bucket is above the headroom UPSTREAM_BACKGROUND_HEADROOM keeps for foreground misses, and
+// - the pace allows it (upstream/budget.ts): every call takes one from a small bucket of `headroom`
+//   tokens refilled at (capacity - headroom) per window, and work that can wait needs one there. So what
+//   the gateway spends in any rolling window stays within UPSTREAM_RATE (the bucket alone starts full and
+//   would let a first hour spend twice that), spread over the window instead of spent in a burst, and
+//   only misses nothing cached can answer go beyond it.
+//
+// When either says no, the budget counts as low: the cache answers entries past their freshness without
+// a load, up to CACHE_MAX_STALE_S (cache.ts, the budget policy), so polled tables are refreshed only as
+// often as the budget sustains, and the object loader gathers misses for longer (object-loader.ts).
+//
+// The check costs no store round trip: it starts from the figures the last upstream call of this replica
+// saw and adds what has refilled since, so background work resumes after a quiet spell without a
+// foreground call to update them. It can be optimistic (other replicas spend from the same bucket
+// meanwhile); the budget itself still refuses a spent bucket.
 import type { FastifyInstance } from 'fastify'
 import type { Config } from '../config.js'
-import { parseRate } from '../upstream/budget.js'
+import { paceBurst, parseHeadroom, parseRate } from '../upstream/budget.js'
 
 /**
  * The headroom in whole tokens: UPSTREAM_BACKGROUND_HEADROOM as a count (`20`) or as a share of the
  * bucket's capacity (`20%`, rounded up), never above the capacity.
  */
 export function backgroundHeadroom (config: Pick<Config, 'UPSTREAM_RATE' | 'UPSTREAM_BACKGROUND_HEADROOM'>): number {
-  const { capacity } = parseRate(config.UPSTREAM_RATE)
-  const text = config.UPSTREAM_BACKGROUND_HEADROOM.trim()
-  const tokens = text.endsWith('%')
-    ? Math.ceil(capacity * Number(text.slice(0, -1)) / 100)
-    : Number(text)
-  return Math.min(capacity, tokens)
+  return parseHeadroom(config.UPSTREAM_RATE, config.UPSTREAM_BACKGROUND_HEADROOM)
 }
 
-interface Sighting { remaining: number, at: number }
+interface Sighting { seen: number, at: number, claims: number }
 
-// Per app: the last figure the client reported and when this module first saw it.
+// Per app: the last budget figure the client reported and when this module first saw it.
 const sightings = new WeakMap<FastifyInstance, Sighting>()
+
+/** Ms since this module first saw the client's current budget figures (0 for a new figure). */
+function sinceFigure (app: FastifyInstance): number {
+  const seen = app.upstream.client.budgetSeen
+  const now = app.cache.now()
+  let s = sightings.get(app)
+  if (s === undefined || s.seen !== seen || now < s.at) {
+    s = { seen, at: now, claims: 0 }
+    sightings.set(app, s)
+  }
+  return now - s.at
+}
+
+/** Tokens of the pace promised to work that can wait since the last figure (the figure will show them). */
+const claimed = (app: FastifyInstance): number => sightings.get(app)?.claims ?? 0
 
 /**
  * Whole tokens the bucket holds now, as far as this replica can tell without asking the store: the
@@ -38,22 +57,30 @@ const sightings = new WeakMap<FastifyInstance, Sighting>()
 export function estimatedRemaining (app: FastifyInstance): number {
   const remaining = app.upstream.client.budgetRemaining
   if (!Number.isFinite(remaining)) return remaining
-  const now = app.cache.now()
-  let seen = sightings.get(app)
-  if (seen === undefined || seen.remaining !== remaining || now < seen.at) {
-    seen = { remaining, at: now }
-    sightings.set(app, seen)
-  }
   const { capacity, windowMs } = parseRate(app.config.UPSTREAM_RATE)
-  return Math.min(capacity, Math.floor(remaining + (now - seen.at) * capacity / windowMs))
+  return Math.min(capacity, Math.floor(remaining + sinceFigure(app) * capacity / windowMs))
+}
+
+/** The pace now, likewise: the last call's figure plus its refill since (never above its burst). */
+export function estimatedPace (app: FastifyInstance): number {
+  const pace = app.upstream.client.budgetPace
+  if (!Number.isFinite(pace)) return pace
+  const { capacity, windowMs } = parseRate(app.config.UPSTREAM_RATE)
+  const burst = paceBurst(capacity, backgroundHeadroom(app.config))
+  return Math.min(burst, pace + sinceFigure(app) * (capacity - burst) / windowMs) - claimed(app)
 }
 
 /**
- * May background work spend an upstream token now? True while the budget is above the headroom (always
- * before the first upstream call). Refresh ahead, prefetch and the cache's background revalidation ask
- * this before loading; a foreground miss never does. False also means the budget is low: cached entries
- * answer past their freshness (up to CACHE_MAX_STALE_S) instead of loading.
+ * May work that can wait spend an upstream token now? True while the bucket is above the headroom and
+ * the pace holds a token (always before the first upstream call). Refresh ahead, prefetch and the
+ * cache's revalidation ask this before loading; a foreground miss never does. False also means the
+ * budget is low: cached entries answer past their freshness (up to CACHE_MAX_STALE_S) instead of loading.
+ * With `claim`, a yes promises the token: until the next budget figure arrives, the estimate counts it
+ * as spent, so concurrent requests that find stale entries do not all refresh on the same token.
  */
-export function backgroundAllowed (app: FastifyInstance): boolean {
-  return estimatedRemaining(app) > backgroundHeadroom(app.config)
+export function backgroundAllowed (app: FastifyInstance, claim = false): boolean {
+  const allowed = estimatedRemaining(app) > backgroundHeadroom(app.config) && estimatedPace(app) >= 1
+  const s = sightings.get(app)
+  if (allowed && claim && s !== undefined) s.claims++
+  return allowed
 }

@@ -2,6 +2,14 @@
 // so the gateway never provokes the upstream's 429 itself (one token has ~100 calls/hour across all
 // endpoints, shared by every consumer). Also holds the pause after an upstream 429 (Retry-After).
 // With Redis the bucket and the pause are shared by every replica (atomic Lua, the Redis clock).
+//
+// Beside the bucket, the same take keeps the pace: a second, smaller bucket (GCRA-like) of `burst`
+// tokens refilled at (capacity - burst) per window, from which every call takes one, never refused (it
+// may go negative, down to -capacity). The bucket starts full, so on its own it lets a first hour spend
+// up to twice the rate; work that can wait (background refreshes, prefetch, loads of entries that a stale
+// answer could serve) runs only while the pace is at 1 or above, which keeps what the gateway spends in
+// any rolling window within the rate: at most burst + (capacity - burst) calls start while it allows,
+// and only misses nothing cached can answer go beyond (service/priorities.ts).
 import type { FastifyBaseLogger } from 'fastify'
 import type { Redis } from 'ioredis'
 import type { Metrics } from '../plugins/metrics.js'
@@ -15,6 +23,8 @@ export interface BudgetTake {
   /** When refused: seconds until a token is available or the pause ends. */
   retryAfterS: number
   reason?: 'budget' | 'paused'
+  /** The pace after this take (ok) or now (refused): may be fractional or negative; see above. */
+  pace: number
 }
 
 export interface UpstreamBudget {
@@ -30,6 +40,22 @@ export interface UpstreamBudget {
 
 const WINDOWS_MS: Record<string, number> = { second: 1000, minute: 60_000, hour: 3_600_000, day: 86_400_000 }
 
+/**
+ * The headroom in whole tokens: a count (`20`) or a share of the bucket's capacity (`20%`, rounded up),
+ * never above the capacity (UPSTREAM_BACKGROUND_HEADROOM; also the pace's burst).
+ */
+export function parseHeadroom (rate: string, headroom: string): number {
+  const { capacity } = parseRate(rate)
+  const text = headroom.trim()
+  const tokens = text.endsWith('%') ? Math.ceil(capacity * Number(text.slice(0, -1)) / 100) : Number(text)
+  return Math.min(capacity, tokens)
+}
+
+/** The pace's burst for a headroom: at least one token, so that work that can wait ever runs. */
+export function paceBurst (capacity: number, headroom: number): number {
+  return Math.min(capacity, Math.max(1, headroom))
+}
+
 /** Parses `100/hour` into a capacity and a refill window (validated by the config schema). */
 export function parseRate (rate: string): { capacity: number, windowMs: number } {
   const [count, unit] = rate.split('/')
@@ -39,30 +65,36 @@ export function parseRate (rate: string): { capacity: number, windowMs: number }
   return { capacity, windowMs }
 }
 
-export function createMemoryBudget (rate: string, now: () => number = Date.now): UpstreamBudget {
+/** `burst`: the pace's capacity (default a fifth of the bucket's); see the top of this file. */
+export function createMemoryBudget (rate: string, now: () => number = Date.now, burst?: number): UpstreamBudget {
   const { capacity, windowMs } = parseRate(rate)
+  const paceCapacity = burst ?? paceBurst(capacity, Math.ceil(capacity / 5))
   let tokens = capacity
+  let pace = paceCapacity
   let updatedAt = now()
   let pausedUntil = 0
   function refill (): void {
     const t = now()
     tokens = Math.min(capacity, tokens + (t - updatedAt) * capacity / windowMs)
+    pace = Math.min(paceCapacity, pace + (t - updatedAt) * (capacity - paceCapacity) / windowMs)
     updatedAt = t
   }
   return {
     async take () {
       const pausedMs = pausedUntil - now()
       refill()
-      if (pausedMs > 0) return { ok: false, remaining: Math.floor(tokens), retryAfterS: Math.ceil(pausedMs / 1000), reason: 'paused' }
+      if (pausedMs > 0) return { ok: false, remaining: Math.floor(tokens), retryAfterS: Math.ceil(pausedMs / 1000), reason: 'paused', pace }
       if (tokens >= 1) {
         tokens -= 1
-        return { ok: true, remaining: Math.floor(tokens), retryAfterS: 0 }
+        pace = Math.max(-capacity, pace - 1)
+        return { ok: true, remaining: Math.floor(tokens), retryAfterS: 0, pace }
       }
-      return { ok: false, remaining: 0, retryAfterS: Math.ceil((1 - tokens) * windowMs / capacity / 1000), reason: 'budget' }
+      return { ok: false, remaining: 0, retryAfterS: Math.ceil((1 - tokens) * windowMs / capacity / 1000), reason: 'budget', pace }
     },
     async refund () {
       refill()
       tokens = Math.min(capacity, tokens + 1)
+      pace = Math.min(paceCapacity, pace + 1)
       return Math.floor(tokens)
     },
     async pause (seconds) {
@@ -71,46 +103,54 @@ export function createMemoryBudget (rate: string, now: () => number = Date.now):
   }
 }
 
-// KEYS[1] bucket hash; ARGV capacity, window ms. The bucket's tokens now: what was left, refilled for
-// the time since, never above capacity. TIME makes every replica use the Redis clock.
+// KEYS[1] bucket hash; ARGV capacity, window ms, pace burst. The bucket's tokens now: what was left,
+// refilled for the time since, never above capacity; the pace likewise (in the same hash, so no new key).
+// TIME makes every replica use the Redis clock.
 const REFILL_LUA = `
 local capacity = tonumber(ARGV[1])
 local window = tonumber(ARGV[2])
+local burst = tonumber(ARGV[3])
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local data = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
+local data = redis.call('HMGET', KEYS[1], 'tokens', 'ts', 'pace')
 local tokens = tonumber(data[1]) or capacity
 local ts = tonumber(data[2]) or now
+local pace = tonumber(data[3]) or burst
 tokens = math.min(capacity, tokens + math.max(0, now - ts) * capacity / window)
+pace = math.min(burst, pace + math.max(0, now - ts) * (capacity - burst) / window)
 `
 
-// KEYS[2] pause key. Takes one token unless paused. Returns {ok, remaining, wait ms, paused}.
+// KEYS[2] pause key. Takes one token unless paused. Returns {ok, remaining, wait ms, paused, pace}
+// (the pace as text: Lua numbers become integers in a reply).
 const TAKE_LUA = REFILL_LUA + `
 local pause = redis.call('PTTL', KEYS[2])
-if pause > 0 then return {0, math.floor(tokens), pause, 1} end
+if pause > 0 then return {0, math.floor(tokens), pause, 1, tostring(pace)} end
 local ok = 0
-if tokens >= 1 then tokens = tokens - 1; ok = 1 end
-redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ts', now)
+if tokens >= 1 then tokens = tokens - 1; pace = math.max(-capacity, pace - 1); ok = 1 end
+redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ts', now, 'pace', tostring(pace))
 redis.call('PEXPIRE', KEYS[1], window * 2)
 local wait = 0
 if ok == 0 then wait = math.ceil((1 - tokens) * window / capacity) end
-return {ok, math.floor(tokens), wait, 0}
+return {ok, math.floor(tokens), wait, 0, tostring(pace)}
 `
 
-// Adds one token (never above capacity) and returns the whole tokens left, so a refund and a
-// concurrent take never lose an update.
+// Adds one token (never above capacity) and one to the pace, and returns the whole tokens left, so a
+// refund and a concurrent take never lose an update.
 const REFUND_LUA = REFILL_LUA + `
 tokens = math.min(capacity, tokens + 1)
-redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ts', now)
+pace = math.min(burst, pace + 1)
+redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ts', now, 'pace', tostring(pace))
 redis.call('PEXPIRE', KEYS[1], window * 2)
 return math.floor(tokens)
 `
 
-type BudgetCommand = (bucket: string, pause: string, capacity: number, windowMs: number) => Promise<[number, number, number, number]>
-type RefundCommand = (bucket: string, capacity: number, windowMs: number) => Promise<number>
+type BudgetCommand = (bucket: string, pause: string, capacity: number, windowMs: number, burst: number) => Promise<[number, number, number, number, string]>
+type RefundCommand = (bucket: string, capacity: number, windowMs: number, burst: number) => Promise<number>
 
-export function createRedisBudget (redis: Redis, prefix: string, rate: string): UpstreamBudget {
+/** `burst`: the pace's capacity (default a fifth of the bucket's); see the top of this file. */
+export function createRedisBudget (redis: Redis, prefix: string, rate: string, burst?: number): UpstreamBudget {
   const { capacity, windowMs } = parseRate(rate)
+  const paceCapacity = burst ?? paceBurst(capacity, Math.ceil(capacity / 5))
   if (!('agwBudgetTake' in redis)) redis.defineCommand('agwBudgetTake', { numberOfKeys: 2, lua: TAKE_LUA })
   const command = (redis as unknown as { agwBudgetTake: BudgetCommand }).agwBudgetTake.bind(redis)
   if (!('agwBudgetRefund' in redis)) redis.defineCommand('agwBudgetRefund', { numberOfKeys: 1, lua: REFUND_LUA })
@@ -118,16 +158,16 @@ export function createRedisBudget (redis: Redis, prefix: string, rate: string): 
   const bucketKey = `${prefix}budget:${rate}`
   const pauseKey = `${prefix}budget:pause`
   async function run () {
-    const [ok, remaining, waitMs, paused] = await command(bucketKey, pauseKey, capacity, windowMs)
-    return { ok: ok === 1, remaining, waitMs, paused: paused === 1 }
+    const [ok, remaining, waitMs, paused, pace] = await command(bucketKey, pauseKey, capacity, windowMs, paceCapacity)
+    return { ok: ok === 1, remaining, waitMs, paused: paused === 1, pace: Number(pace) }
   }
   return {
     async take () {
       const r = await run()
-      if (r.ok) return { ok: true, remaining: r.remaining, retryAfterS: 0 }
-      return { ok: false, remaining: r.remaining, retryAfterS: Math.max(1, Math.ceil(r.waitMs / 1000)), reason: r.paused ? 'paused' : 'budget' }
+      if (r.ok) return { ok: true, remaining: r.remaining, retryAfterS: 0, pace: r.pace }
+      return { ok: false, remaining: r.remaining, retryAfterS: Math.max(1, Math.ceil(r.waitMs / 1000)), reason: r.paused ? 'paused' : 'budget', pace: r.pace }
     },
-    refund: () => refundCommand(bucketKey, capacity, windowMs),
+    refund: () => refundCommand(bucketKey, capacity, windowMs, paceCapacity),
     async pause (seconds) {
       // Never shorten a longer pause another replica already set.
       const current = await redis.pttl(pauseKey)
@@ -161,8 +201,11 @@ export function createResilientBudget (primary: UpstreamBudget, fallback: Upstre
  * or the wait as Retry-After), and every take and refund updates the gauges.
  */
 export function createBudgetGate (budget: UpstreamBudget, metrics: Metrics, log: FastifyBaseLogger) {
-  // Whole tokens left as the last take or refund saw them (Infinity until the first call).
+  // Whole tokens left and the pace as the last take or refund saw them (Infinity until the first call),
+  // and how many figures there have been (a reader notes when a new one arrives).
   let lastRemaining = Infinity
+  let lastPace = Infinity
+  let seen = 0
   return {
     /**
      * The budget left as the last call saw it, without asking the store: what background work (refresh
@@ -170,10 +213,18 @@ export function createBudgetGate (budget: UpstreamBudget, metrics: Metrics, log:
      */
     get lastRemaining (): number { return lastRemaining },
 
+    /** The pace as the last call saw it (Infinity before the first call). */
+    get lastPace (): number { return lastPace },
+
+    /** A count of the figures seen: it changes with every take and refund. */
+    get seen (): number { return seen },
+
     /** Takes a token for a call about to be sent; returns the whole tokens left. */
     async take (): Promise<number> {
       const take = await budget.take()
+      seen++
       lastRemaining = take.remaining
+      lastPace = take.pace
       metrics.upstreamBudgetRemaining.set(take.remaining)
       // The pause gauge shows the pause left; any answer that is not "paused" means there is none.
       metrics.upstreamPauseSeconds.set(take.reason === 'paused' ? take.retryAfterS : 0)
@@ -185,6 +236,8 @@ export function createBudgetGate (budget: UpstreamBudget, metrics: Metrics, log:
     async refund (endpoint: string): Promise<void> {
       try {
         lastRemaining = await budget.refund()
+        if (Number.isFinite(lastPace)) lastPace += 1
+        seen++
         metrics.upstreamBudgetRemaining.set(lastRemaining)
         metrics.upstreamBudgetRefunds.inc()
       } catch (err) {

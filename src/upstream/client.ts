@@ -302,6 +302,10 @@ export function createUpstreamClient (opts: ClientOptions) {
     ping,
     /** Whole budget tokens left as the last call saw them (Infinity before the first): for headroom checks. */
     get budgetRemaining (): number { return budget.lastRemaining },
+    /** The budget's pace as the last call saw it (Infinity before the first; budget.ts). */
+    get budgetPace (): number { return budget.lastPace },
+    /** Changes with every budget figure the client sees (a reader times the refill since). */
+    get budgetSeen (): number { return budget.seen },
     /** The circuit breaker's state, for health and tests. */
     get breakerState () { return breaker.state },
     close: async () => { breaker.close(); await pool.close() },

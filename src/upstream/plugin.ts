@@ -6,7 +6,7 @@ import type { Redis } from 'ioredis'
 import type { Config } from '../config.js'
 import type { RedisHealth } from '../lib/redis-health.js'
 import type { Metrics } from '../plugins/metrics.js'
-import { createMemoryBudget, createRedisBudget, createResilientBudget, type UpstreamBudget } from './budget.js'
+import { createMemoryBudget, createRedisBudget, createResilientBudget, paceBurst, parseHeadroom, parseRate, type UpstreamBudget } from './budget.js'
 import { createUpstreamClient, type UpstreamClient } from './client.js'
 import { resolvePaths } from './endpoints.js'
 import { createObjectLoader } from './object-loader.js'
@@ -30,10 +30,12 @@ export interface UpstreamDeps {
 }
 
 export function createUpstream ({ config, metrics, log, redis, redisHealth, now }: UpstreamDeps) {
-  const local = createMemoryBudget(config.UPSTREAM_RATE, now)
+  // The pace's burst is the background headroom: work that can wait leaves it to foreground misses.
+  const burst = paceBurst(parseRate(config.UPSTREAM_RATE).capacity, parseHeadroom(config.UPSTREAM_RATE, config.UPSTREAM_BACKGROUND_HEADROOM))
+  const local = createMemoryBudget(config.UPSTREAM_RATE, now, burst)
   const budget: UpstreamBudget = redis === null
     ? local
-    : createResilientBudget(createRedisBudget(redis, config.REDIS_KEY_PREFIX, config.UPSTREAM_RATE), local, redisHealth.guard('budget'))
+    : createResilientBudget(createRedisBudget(redis, config.REDIS_KEY_PREFIX, config.UPSTREAM_RATE, burst), local, redisHealth.guard('budget'))
   // The token manager logs in through the client, and the client takes tokens from the manager.
   const tokens = createTokenManager({
     token: config.ATLAS_TOKEN,

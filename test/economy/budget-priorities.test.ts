@@ -13,7 +13,7 @@ import { createCache, type LoaderResult, type PutItem } from '../../src/cache/ca
 import { createMemoryStore } from '../../src/cache/memory-store.js'
 import type { Freshness } from '../../src/cache/freshness.js'
 import { UpstreamBudgetError, UpstreamError, withRetryAfter } from '../../src/errors.js'
-import { backgroundAllowed, backgroundHeadroom } from '../../src/service/priorities.js'
+import { backgroundAllowed, backgroundHeadroom, estimatedPace, estimatedRemaining } from '../../src/service/priorities.js'
 import { parseRate } from '../../src/upstream/budget.js'
 import { loadConfig } from '../../src/config.js'
 
@@ -46,19 +46,39 @@ test('headroom: UPSTREAM_BACKGROUND_HEADROOM as a count or a share of the bucket
   t.throws(() => loadConfig({ UPSTREAM_BACKGROUND_HEADROOM: '120%' }))
 })
 
-test('backgroundAllowed(app): only while the budget is above the headroom', async (t) => {
-  const { app, sandbox, get } = await lowBudgetApp(t, { UPSTREAM_BACKGROUND_HEADROOM: '1' })
-  const capacity = parseRate(app.config.UPSTREAM_RATE).capacity
-  t.equal(capacity, 3)
+test('backgroundAllowed(app): only while the bucket is above the headroom and the pace holds a token', async (t) => {
+  // Memory mode on an injected clock. 10/hour with a headroom of 2: the pace holds 2 tokens and refills
+  // 8 an hour (one every 7.5 minutes); the bucket refills one every 6 minutes.
+  let clock = Date.UTC(2026, 0, 5, 12)
+  const bot = makeConsumer('bot', { scopes: ['read'], rate: '100000/minute', daily_objects: 1000000, upstream_share: 10000 })
+  const { app, sandbox } = await buildTestApp(t, {
+    useRedis: false,
+    deps: { now: () => clock },
+    config: { CONSUMERS_FILE: consumersFile(t, [bot]), UPSTREAM_RATE: '10/hour', PREFETCH_ENABLED: false, UPSTREAM_BACKGROUND_HEADROOM: '2' }
+  })
+  const get = async (url: string) => app.inject({ url, headers: { authorization: `Bearer ${bot.key}` } })
+  t.equal(parseRate(app.config.UPSTREAM_RATE).capacity, 10)
   t.equal(app.upstream.client.budgetRemaining, Infinity)
   t.ok(backgroundAllowed(app), 'before the first call')
-  const ids = sandbox.ids().slice(0, 3).map(String)
+  const ids = sandbox.ids().slice(0, 12).map(String)
   t.equal((await get(`/v1/objects/${ids[0] as string}`)).statusCode, 200)
-  t.equal(app.upstream.client.budgetRemaining, 2)
-  t.ok(backgroundAllowed(app), '2 tokens left, headroom 1')
+  t.equal(app.upstream.client.budgetRemaining, 9)
+  t.equal(estimatedPace(app), 1)
+  t.ok(backgroundAllowed(app), '9 tokens left, the pace holds 1')
   t.equal((await get(`/v1/objects/${ids[1] as string}`)).statusCode, 200)
+  t.equal(app.upstream.client.budgetRemaining, 8)
+  t.notOk(backgroundAllowed(app), '8 tokens left, far above the headroom, but the pace is spent: the rolling hour is kept for misses')
+  clock += 7.5 * 60 * 1000
+  t.ok(backgroundAllowed(app), 'the pace refills (capacity - headroom) an hour')
+  t.ok(backgroundAllowed(app, true), 'a claimed token…')
+  t.notOk(backgroundAllowed(app), '…counts as spent until the next budget figure')
+  // Foreground misses are never held back by the pace; they drive it below zero.
+  for (const id of ids.slice(2, 10)) t.equal((await get(`/v1/objects/${id}`)).statusCode, 200)
   t.equal(app.upstream.client.budgetRemaining, 1)
-  t.notOk(backgroundAllowed(app), '1 token left is the headroom: kept for foreground misses')
+  t.ok(estimatedPace(app) < -6, `the pace ${estimatedPace(app)} owes what the misses spent`)
+  clock += 60 * 60 * 1000
+  t.equal(estimatedRemaining(app), 10, 'an hour later the bucket is full')
+  t.ok(backgroundAllowed(app), 'and the pace has earned a token again')
 })
 
 test('the budget low: stale-while-revalidate entries are served without a background refresh; the last token answers a miss', async (t) => {
@@ -152,7 +172,7 @@ test('nothing served is older than CACHE_MAX_STALE_S', async (t) => {
   t.equal(calls(sandbox), 0)
 })
 
-test('background work resumes once the bucket has refilled above the headroom, without a foreground call', async (t) => {
+test('background work resumes once the bucket and the pace have refilled, without a foreground call', async (t) => {
   // Memory mode on the app's injected clock: the budget refills on it too.
   let clock = Date.UTC(2026, 0, 5, 12)
   const bot = makeConsumer('bot', { scopes: ['read'], rate: '100000/minute', daily_objects: 1000000, upstream_share: 10000 })
@@ -164,7 +184,7 @@ test('background work resumes once the bucket has refilled above the headroom, w
       UPSTREAM_RATE: '3/hour',
       PREFETCH_ENABLED: false,
       UPSTREAM_BACKGROUND_HEADROOM: '1',
-      CACHE_FRESHNESS: JSON.stringify({ lists: { freshS: 1, swrS: 3600, sieS: 3600 } })
+      CACHE_FRESHNESS: JSON.stringify({ lists: { freshS: 1, swrS: 7200, sieS: 7200 } })
     }
   })
   const get = async (url: string) => app.inject({ url, headers: { authorization: `Bearer ${bot.key}` } })
@@ -177,8 +197,11 @@ test('background work resumes once the bucket has refilled above the headroom, w
   t.notOk(backgroundAllowed(app), '1 token left')
   await app.cache.drain()
   t.equal(calls(sandbox), 2)
-  // 3/hour: one token every 20 minutes.
+  // 3/hour: one token every 20 minutes; the pace (a headroom of 1) refills 2 an hour and owes one.
   clock += 20 * 60 * 1000
+  t.equal(estimatedRemaining(app), 2, 'the bucket has refilled above the headroom…')
+  t.notOk(backgroundAllowed(app), '…but the pace has not')
+  clock += 40 * 60 * 1000
   t.ok(backgroundAllowed(app), 'the refill since the last call counts')
   const refreshed = await get('/v1/lists/good/objects')
   t.equal(refreshed.headers['x-cache'], 'STALE')

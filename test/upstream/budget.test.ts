@@ -7,17 +7,17 @@ import { deleteKeysOnTeardown, testKeyPrefix } from '../fixtures/redis-keys.js'
 
 const REDIS_URL = process.env.REDIS_URL ?? ''
 
-async function redisBudget (t: Test, rate: string): Promise<UpstreamBudget> {
+async function redisBudget (t: Test, rate: string, burst?: number): Promise<UpstreamBudget> {
   const prefix = testKeyPrefix('budget')
   deleteKeysOnTeardown(t, REDIS_URL, prefix)
   const redis = new Redis(REDIS_URL, { lazyConnect: true })
   await redis.connect()
   t.teardown(() => redis.quit())
-  return createRedisBudget(redis, prefix, rate)
+  return createRedisBudget(redis, prefix, rate, burst)
 }
 
-const makers: Array<[string, ((t: Test, rate: string) => Promise<UpstreamBudget>) | undefined]> = [
-  ['memory', async (_t, rate) => createMemoryBudget(rate)],
+const makers: Array<[string, ((t: Test, rate: string, burst?: number) => Promise<UpstreamBudget>) | undefined]> = [
+  ['memory', async (_t, rate, burst) => createMemoryBudget(rate, Date.now, burst)],
   ['redis', REDIS_URL === '' ? undefined : redisBudget]
 ]
 
@@ -48,6 +48,20 @@ for (const [name, make] of makers) {
     t.equal(after.remaining, 100 - 40 + 10 - 1, 'every take and refund counted once')
   })
 
+  test(`${name} budget: every call takes one from the pace, which is never refused and goes below zero`, { skip: make === undefined ? 'REDIS_URL is not set' : false }, async (t) => {
+    if (make === undefined) return
+    // 10/hour with a burst of 2: the pace refills 8 an hour, nothing measurable during the test.
+    const budget = await make(t, '10/hour', 2)
+    const near = (value: number, expected: number, what: string) => t.ok(Math.abs(value - expected) < 0.01, `${what}: pace ${value} ≈ ${expected}`)
+    near((await budget.take()).pace, 1, 'first take')
+    near((await budget.take()).pace, 0, 'second take')
+    const third = await budget.take()
+    t.equal(third.ok, true, 'the bucket still holds tokens: the pace never refuses a call')
+    near(third.pace, -1, 'third take')
+    t.equal(await budget.refund(), 8, 'a refund gives the bucket its token back…')
+    near((await budget.take()).pace, -1, '…and the pace its one')
+  })
+
   test(`${name} budget: a pause refuses every take until it ends`, { skip: make === undefined ? 'REDIS_URL is not set' : false }, async (t) => {
     if (make === undefined) return
     const budget = await make(t, '100/hour')
@@ -57,3 +71,24 @@ for (const [name, make] of makers) {
     t.ok(take.retryAfterS > 50 && take.retryAfterS <= 60)
   })
 }
+
+test('the pace refills (capacity - burst) per window, up to its burst (memory, injected clock)', async (t) => {
+  let clock = 0
+  const budget = createMemoryBudget('10/hour', () => clock, 2)
+  for (let i = 0; i < 5; i++) await budget.take()
+  t.equal((await budget.take()).pace, -4, '6 takes from a pace of 2')
+  clock += 30 * 60 * 1000
+  t.equal((await budget.take()).pace, -1, 'half an hour refills 4 (8 an hour), the take spends 1')
+  clock += 10 * 60 * 60 * 1000
+  t.equal((await budget.take()).pace, 1, 'never above the burst before the take')
+})
+
+test('a refused take spends no pace', async (t) => {
+  const budget = createMemoryBudget('3/second', () => 0, 1)
+  let last = 0
+  for (let i = 0; i < 3; i++) last = (await budget.take()).pace
+  t.equal(last, -2)
+  const refused = await budget.take()
+  t.equal(refused.ok, false, 'a spent bucket refuses')
+  t.equal(refused.pace, -2, 'a refused take spends no pace')
+})
