@@ -30,17 +30,22 @@ import { createIdempotency } from './idempotency.js'
 import { createMemoryIdempotencyStore, createRedisIdempotencyStore } from './idempotency-store.js'
 import { readBack, type ReadBack } from './read-back.js'
 import { createPrefetch, MISSING_ENTRY } from './prefetch.js'
-import { backgroundAllowed } from './priorities.js'
+import { backgroundAllowed, budgetPressure } from './priorities.js'
 
 const JSON_TYPE = 'application/json; charset=utf-8'
 // A table parsed losslessly takes about 4-5 times its JSON bytes of heap (measured on a list and a record).
 const PARSED_BYTES_PER_BODY_BYTE = 5
-// The list reads whose members are prediction sources, and the row field naming each member.
+// The table reads whose rows name objects consumers may read next (prediction sources), and the row
+// field naming each: lists and custom lists, the VRA tables, cone hits.
 const LIST_MEMBER_FIELD: Partial<Record<UpstreamEndpoint, string>> = {
   objectlist: replyFields.listRowId,
-  objectgroupslist: replyFields.tableObjectId
+  objectgroupslist: replyFields.tableObjectId,
+  vrascoreslist: replyFields.tableObjectId,
+  vratodolist: replyFields.tableObjectId,
+  vraranklist: replyFields.tableObjectId,
+  cone: replyFields.coneHit.id
 }
-const LIST_ROUTES: ReadonlySet<RouteId> = new Set(['lists', 'custom-lists'])
+const LIST_ROUTES: ReadonlySet<RouteId> = new Set(['lists', 'custom-lists', 'vra-scores', 'vra-todo', 'vra-ranks', 'cone'])
 
 /** An object record as the upstream sent it (ids as bare integers), with the ETag of those bytes. */
 export interface StoredRecord { bytes: Buffer, etag: string }
@@ -289,9 +294,12 @@ export const servicePlugin = fp<ServiceOptions>(async (app, opts) => {
   // Background revalidation only above the budget's headroom; below it, stale answers up to the maximum
   // staleness instead of loads (priorities.ts).
   app.cache.setBudgetPolicy({ maxStaleMs: app.config.CACHE_MAX_STALE_S * 1000, backgroundAllowed: (claim) => backgroundAllowed(app, claim) })
+  // Object misses are gathered for longer while the budget is pressed (object-loader.ts).
+  app.upstream.objects.setPressure(() => budgetPressure(app))
   const service = createAtlasService(app, opts)
   app.decorate('atlas', service)
   app.addHook('onClose', async () => {
+    app.upstream.objects.setPressure(undefined)
     app.upstream.objects.setFiller(undefined)
     service.prefetch?.close()
   })

@@ -1,6 +1,7 @@
 // Prediction for objects/ calls. A call costs one budget token whether it carries 1 id or
 // UPSTREAM_MAX_IDS_PER_CALL, so the room a call leaves is filled with the ids most likely to be read
-// soon: members of lists consumers read recently that are not cached (or go stale within the horizon),
+// soon: members of tables consumers read recently (lists, custom lists, VRA tables, cone hits; those
+// whose members consumers have been reading first) that are not cached (or go stale within the horizon),
 // then hot records (read more than once) that go stale within the horizon (refresh ahead). After a list
 // read, members still uncached once PREFETCH_DELAY_MS has passed (no consumer call carried them) are
 // fetched in calls of their own, only while the budget is above the background headroom.
@@ -15,7 +16,7 @@ import type { CallFiller, RecordText } from '../upstream/object-loader.js'
 
 // How many ids and lists the predictor remembers; the oldest are forgotten first.
 const MAX_TRACKED_IDS = 50_000
-const MAX_LISTS = 32
+const MAX_LISTS = 256
 // Weight of the newest reply in the running record-size estimate.
 const SIZE_WEIGHT = 0.2
 // Calls one prefetch run may make at most (a run stops earlier once nothing is left to fetch).
@@ -27,7 +28,7 @@ export const MISSING_ENTRY = Buffer.from('null')
 export type PredictionSource = 'list' | 'refresh'
 
 interface Seen { storedAt: number, isMissing: boolean, reads: number, lastReadAt: number }
-interface ListSource { ids: readonly string[], etag: string, readAt: number }
+interface ListSource { ids: readonly string[], members: ReadonlySet<string>, etag: string, readAt: number, hits: number }
 
 export interface PrefetchOptions {
   now?: () => number
@@ -106,7 +107,9 @@ export function createPrefetch (opts: PrefetchOptions) {
       if (onlyUncached ? due !== -Infinity : due > horizonEnd) return
       chosen.set(id, { source, due, order: order++ })
     }
-    const recent = [...lists.values()].filter((l) => at - l.readAt <= opts.horizonMs).sort((a, b) => b.readAt - a.readAt)
+    // Tables whose members consumers have been reading come first (a call's room is bounded by bytes),
+    // then the most recently read.
+    const recent = [...lists.values()].filter((l) => at - l.readAt <= opts.horizonMs).sort((a, b) => b.hits - a.hits || b.readAt - a.readAt)
     for (const list of recent) for (const id of list.ids) consider(id, 'list')
     if (!onlyUncached) {
       for (const [id, s] of seen) {
@@ -210,6 +213,11 @@ export function createPrefetch (opts: PrefetchOptions) {
     noteRead (ids: readonly string[], entries: ReadonlyArray<CacheEntry | undefined>): void {
       const at = now()
       const freshMs = opts.freshness().record.freshMs
+      // Which tables name what consumers read: those rank first as prediction sources.
+      for (const list of lists.values()) {
+        if (at - list.readAt > opts.horizonMs) continue
+        for (const id of ids) if (list.members.has(id)) list.hits++
+      }
       ids.forEach((id, k) => {
         const entry = entries[k]
         const s = seen.get(id)
@@ -227,7 +235,7 @@ export function createPrefetch (opts: PrefetchOptions) {
     noteList (key: string, etag: string, members: () => string[]): void {
       const known = lists.get(key)
       const ids = known?.etag === etag ? known.ids : members().slice(0, MAX_TRACKED_IDS)
-      touch(lists, key, { ids, etag, readAt: now() }, MAX_LISTS)
+      touch(lists, key, { ids, members: known?.etag === etag ? known.members : new Set(ids), etag, readAt: now(), hits: known?.hits ?? 0 }, MAX_LISTS)
       schedule()
     },
 

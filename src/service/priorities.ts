@@ -84,3 +84,39 @@ export function backgroundAllowed (app: FastifyInstance, claim = false): boolean
   if (allowed && claim && s !== undefined) s.claims++
   return allowed
 }
+
+// The spend rate: this replica's calls, decayed with this time constant.
+const RATE_TAU_MS = 60_000
+interface SpendRate { takes: number, value: number, at: number }
+const rates = new WeakMap<FastifyInstance, SpendRate>()
+
+/**
+ * This replica's recent calls: each counts 1 when made and decays by e every RATE_TAU_MS, so the value is
+ * about the calls of the last minute (a burst shows at once, a steady trickle stays small).
+ */
+export function recentCalls (app: FastifyInstance): number {
+  const takes = app.upstream.client.budgetTakes
+  const now = app.cache.now()
+  const r = rates.get(app) ?? { takes: 0, value: 0, at: now }
+  const value = r.value * Math.exp(-Math.max(0, now - r.at) / RATE_TAU_MS) + (takes - r.takes)
+  rates.set(app, { takes, value, at: now })
+  return value
+}
+
+/**
+ * How pressed the budget is, 0 to 1, from the larger of two signs: the pace running down (0 with its
+ * whole burst, 1 when spent; 1 too when the bucket is at the headroom), and the spend rate above the
+ * pace (the calls of about the last minute against the pace's refill over that minute: at the pace or
+ * below 0, at twice it 1). The object loader widens its batching window by it, so a burst of
+ * misses (a cold start, a crowd) shares calls before the pace is gone.
+ */
+export function budgetPressure (app: FastifyInstance): number {
+  const pace = estimatedPace(app)
+  if (!Number.isFinite(pace)) return 0
+  if (estimatedRemaining(app) <= backgroundHeadroom(app.config)) return 1
+  const { capacity, windowMs } = parseRate(app.config.UPSTREAM_RATE)
+  const burst = paceBurst(capacity, backgroundHeadroom(app.config))
+  const perTau = Math.max(1e-9, (capacity - burst) * RATE_TAU_MS / windowMs)
+  const byRate = (recentCalls(app) - perTau) / perTau
+  return Math.min(1, Math.max(0, 1 - pace / burst, byRate))
+}

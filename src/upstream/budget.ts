@@ -206,6 +206,7 @@ export function createBudgetGate (budget: UpstreamBudget, metrics: Metrics, log:
   let lastRemaining = Infinity
   let lastPace = Infinity
   let seen = 0
+  let takes = 0
   return {
     /**
      * The budget left as the last call saw it, without asking the store: what background work (refresh
@@ -219,12 +220,16 @@ export function createBudgetGate (budget: UpstreamBudget, metrics: Metrics, log:
     /** A count of the figures seen: it changes with every take and refund. */
     get seen (): number { return seen },
 
+    /** Tokens taken by this replica so far (calls sent or about to be). */
+    get takes (): number { return takes },
+
     /** Takes a token for a call about to be sent; returns the whole tokens left. */
     async take (): Promise<number> {
       const take = await budget.take()
       seen++
       lastRemaining = take.remaining
       lastPace = take.pace
+      if (take.ok) takes++
       metrics.upstreamBudgetRemaining.set(take.remaining)
       // The pause gauge shows the pause left; any answer that is not "paused" means there is none.
       metrics.upstreamPauseSeconds.set(take.reason === 'paused' ? take.retryAfterS : 0)

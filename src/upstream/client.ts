@@ -306,6 +306,8 @@ export function createUpstreamClient (opts: ClientOptions) {
     get budgetPace (): number { return budget.lastPace },
     /** Changes with every budget figure the client sees (a reader times the refill since). */
     get budgetSeen (): number { return budget.seen },
+    /** Tokens this replica has taken so far (its spend rate derives from it). */
+    get budgetTakes (): number { return budget.takes },
     /** The circuit breaker's state, for health and tests. */
     get breakerState () { return breaker.state },
     close: async () => { breaker.close(); await pool.close() },

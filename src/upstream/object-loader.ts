@@ -4,6 +4,14 @@
 // A call costs one budget token whatever it carries, so a filler (set by the service) may top each call
 // up with ids it predicts will be read soon: they ride after the requested ids, never delay the call,
 // and their records go to the filler instead of a waiter.
+//
+// The window adapts to the budget (setPressure, from the service): at no pressure it is windowMs; as the
+// budget is pressed it widens linearly up to maxWindowMs, so that misses arriving spread over time share
+// one call instead of one each. A miss arriving while an objects/ call is in flight waits the whole
+// maxWindowMs (as Nagle's algorithm holds small segments while one is unacknowledged): consumers are
+// missing right now, and more misses are likely to follow. A requested id therefore waits at most
+// maxWindowMs before its call leaves (or less: a window that reaches maxIds leaves at once); predicted
+// ids never hold a call back.
 import { UpstreamError } from '../errors.js'
 import { splitArray } from '../lib/json-scan.js'
 import type { Metrics } from '../plugins/metrics.js'
@@ -21,6 +29,8 @@ interface Waiter {
 export interface ObjectLoaderOptions {
   client: UpstreamClient
   windowMs: number
+  /** The widest window, under full budget pressure (default windowMs: no widening). */
+  maxWindowMs?: number
   maxIds: number
   metrics: Metrics
 }
@@ -51,15 +61,26 @@ export function createObjectLoader (opts: ObjectLoaderOptions) {
   let windows = 0
   let isScheduled = false
   let filler: CallFiller | undefined
+  let callsInFlight = 0
+  let pressure: () => number = () => 0
+  const maxWindowMs = Math.max(opts.windowMs, opts.maxWindowMs ?? opts.windowMs)
+
+  /** The batching window now: windowMs widened towards maxWindowMs by the budget pressure (0…1). */
+  function windowNow (): number {
+    if (callsInFlight > 0) return maxWindowMs
+    const p = Math.min(1, Math.max(0, pressure()))
+    return Math.round(opts.windowMs + (maxWindowMs - opts.windowMs) * (Number.isFinite(p) ? p : 0))
+  }
 
   async function fetchChunk (ids: string[], ctxs: CallContext[]): Promise<RecordText[]> {
     const onCall = () => { for (const c of ctxs) c.onCall?.() }
     let payer: CallContext | undefined
+    callsInFlight++
     const reply = await opts.client.call('objects', fields.objects(ids), {
       beforeCall: async () => { payer = await chargeOne(ctxs) },
       onUnsent: async () => { await payer?.onUnsent?.() },
       onCall
-    })
+    }).finally(() => { callsInFlight-- })
     if (reply.status !== 200) {
       throw Object.assign(new UpstreamError(`The upstream refused an objects/ read (status ${reply.status}).`), { cause: reply.text.slice(0, 200) })
     }
@@ -173,8 +194,9 @@ export function createObjectLoader (opts: ObjectLoaderOptions) {
         // A zero window still gathers what arrives in the same turn of the event loop; setTimeout(0)
         // would wait a whole millisecond.
         isScheduled = true
-        if (opts.windowMs === 0) setImmediate(flush)
-        else timer = setTimeout(flush, opts.windowMs)
+        const windowMs = windowNow()
+        if (windowMs === 0) setImmediate(flush)
+        else timer = setTimeout(flush, windowMs)
       }
     })
   }
@@ -199,6 +221,12 @@ export function createObjectLoader (opts: ObjectLoaderOptions) {
     },
     /** Sets (or, with undefined, removes) what tops calls up with predicted ids. */
     setFiller (next: CallFiller | undefined): void { filler = next },
+    /** Sets how much budget pressure there is now (0 none … 1 full), which widens the batching window. */
+    setPressure (next: (() => number) | undefined): void { pressure = next ?? (() => 0) },
+    /** The batching window a miss arriving now would open (ms): maxWindowMs while a call is in flight. */
+    get windowMs (): number { return windowNow() },
+    /** Ids waiting for a call or in flight (tests wait for an idle loader). */
+    get busy (): number { return pending.size + inFlight.size },
     /** Ids waiting for the next call or in flight (a prefetch leaves them alone). */
     isTaken (id: string): boolean { return pending.has(id) || inFlight.has(id) },
     get maxIds (): number { return maxIds },

@@ -64,7 +64,7 @@ export function createUpstream ({ config, metrics, log, redis, redisHealth, now 
     metrics,
     log
   })
-  const objects = createObjectLoader({ client, windowMs: config.UPSTREAM_BATCH_WINDOW_MS, maxIds: config.UPSTREAM_MAX_IDS_PER_CALL, metrics })
+  const objects = createObjectLoader({ client, windowMs: config.UPSTREAM_BATCH_WINDOW_MS, maxWindowMs: config.UPSTREAM_BATCH_WINDOW_MAX_MS, maxIds: config.UPSTREAM_MAX_IDS_PER_CALL, metrics })
   return { client, objects, tokens, budget }
 }
 

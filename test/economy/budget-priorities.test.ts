@@ -213,6 +213,50 @@ test('background work resumes once the bucket and the pace have refilled, withou
   t.equal(fresh.headers.age, '0')
 })
 
+test('the pace spent, the bucket not: stale entries answer without a call up to CACHE_MAX_STALE_S; misses and older entries still load', async (t) => {
+  // Memory mode on an injected clock. 10/hour with a headroom of 2: the pace holds 2 tokens.
+  let clock = Date.UTC(2026, 0, 5, 12)
+  const bot = makeConsumer('bot', { scopes: ['read'], rate: '100000/minute', daily_objects: 1000000, upstream_share: 10000 })
+  const { app, sandbox } = await buildTestApp(t, {
+    useRedis: false,
+    deps: { now: () => clock },
+    config: {
+      CONSUMERS_FILE: consumersFile(t, [bot]),
+      UPSTREAM_RATE: '10/hour',
+      UPSTREAM_BACKGROUND_HEADROOM: '2',
+      PREFETCH_ENABLED: false,
+      CACHE_MAX_STALE_S: 600,
+      CACHE_FRESHNESS: JSON.stringify({ lists: { freshS: 1, swrS: 60, sieS: 60 } })
+    }
+  })
+  const get = async (url: string) => app.inject({ url, headers: { authorization: `Bearer ${bot.key}` } })
+  sandbox.resetCalls()
+  const first = await get('/v1/lists/good/objects')
+  t.equal((await get('/v1/lists/possible/objects')).statusCode, 200)
+  t.equal(calls(sandbox), 2, 'two loads spent the pace')
+  t.ok(app.upstream.client.budgetRemaining > backgroundHeadroom(app.config), 'the bucket is far above the headroom')
+  for (const [afterS, what] of [[5, 'within stale-while-revalidate'], [125, 'past every window of the route']] as const) {
+    clock = Date.UTC(2026, 0, 5, 12) + afterS * 1000
+    const res = await get('/v1/lists/good/objects')
+    t.equal(res.statusCode, 200, `${what}: answered`)
+    t.equal(res.headers['x-cache'], 'STALE')
+    t.equal(res.headers['x-cache-reason'], 'budget-low')
+    t.equal(Number(res.headers.age), afterS, `Age ${String(res.headers.age)}`)
+    t.ok(res.body === first.body, 'the answer as loaded')
+    await app.cache.drain()
+    t.equal(calls(sandbox), 2, `${what}: no call, no background refresh`)
+  }
+  const miss = await get(`/v1/objects/${FIXTURE_IDS.A}`)
+  t.equal(miss.statusCode, 200, 'a miss nothing cached can answer still goes upstream')
+  t.equal(calls(sandbox), 3)
+  clock = Date.UTC(2026, 0, 5, 12) + 601 * 1000
+  const old = await get('/v1/lists/good/objects')
+  t.equal(old.statusCode, 200, 'past CACHE_MAX_STALE_S the entry is loaded again (the bucket has tokens)')
+  t.equal(old.headers['x-cache'], 'MISS')
+  t.equal(old.headers.age, '0', 'never served older than the maximum staleness')
+  t.equal(calls(sandbox), 4)
+})
+
 // --- the cache's decisions, on an injected clock -----------------------------------------------------
 
 const S = 1000

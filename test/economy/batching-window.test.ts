@@ -1,0 +1,66 @@
+// The object loader's adaptive batching window: UPSTREAM_BATCH_WINDOW_MS at no budget pressure, widened
+// towards UPSTREAM_BATCH_WINDOW_MAX_MS as the budget is pressed (service/priorities.ts budgetPressure),
+// and the whole maximum for a miss arriving while an objects/ call is in flight, so misses spread over
+// time share calls. A requested id never waits longer than the maximum before its call leaves.
+import { setTimeout as sleep } from 'node:timers/promises'
+import { test } from 'tap'
+import { buildTestApp } from '../helper.js'
+import { consumersFile, makeConsumer } from '../consumer-helper.js'
+import { budgetPressure } from '../../src/service/priorities.js'
+
+const bot = makeConsumer('bot', { scopes: ['read'], rate: '100000/minute', daily_objects: 1000000, upstream_share: 10000 })
+
+for (const [maxWindowMs, expected] of [[300, 2], [5, 3]] as const) {
+  test(`misses 40 ms apart while an objects/ call is in flight, maximum window ${maxWindowMs} ms: ${expected} calls`, async (t) => {
+    // Every upstream reply takes 400 ms, so the first call is in flight while the next misses arrive.
+    const { app, sandbox } = await buildTestApp(t, {
+      sandbox: { latencyMs: 400 },
+      config: { CONSUMERS_FILE: consumersFile(t, [bot]), PREFETCH_ENABLED: false, UPSTREAM_BATCH_WINDOW_MS: 5, UPSTREAM_BATCH_WINDOW_MAX_MS: maxWindowMs }
+    })
+    const ids = sandbox.ids().slice(10, 13).map(String)
+    sandbox.resetCalls()
+    t.equal(app.upstream.objects.windowMs, 5, 'no pressure, nothing in flight: the base window')
+    const answers: Array<Promise<{ statusCode: number }>> = []
+    for (const id of ids) {
+      answers.push(app.inject({ url: `/v1/objects/${id}`, headers: { authorization: `Bearer ${bot.key}` } }))
+      if (id === ids[0]) {
+        // The first call has reached the upstream (which answers 400 ms later).
+        while (sandbox.calls.get('objects') !== 1) await sleep(2)
+        t.equal(app.upstream.objects.windowMs, maxWindowMs, 'a call in flight: the widest window')
+      }
+      await sleep(40)
+    }
+    t.ok((await Promise.all(answers)).every((r) => r.statusCode === 200))
+    t.equal(sandbox.calls.get('objects'), expected, `${expected} objects/ calls for 3 misses`)
+  })
+}
+
+test('budget pressure widens the window: none before the first call, full once the pace is spent', async (t) => {
+  let clock = Date.UTC(2026, 0, 5, 12)
+  const { app, sandbox } = await buildTestApp(t, {
+    useRedis: false,
+    deps: { now: () => clock },
+    config: {
+      CONSUMERS_FILE: consumersFile(t, [bot]),
+      PREFETCH_ENABLED: false,
+      UPSTREAM_RATE: '100/hour',
+      UPSTREAM_BACKGROUND_HEADROOM: '4',
+      UPSTREAM_BATCH_WINDOW_MS: 10,
+      UPSTREAM_BATCH_WINDOW_MAX_MS: 210
+    }
+  })
+  const get = async (url: string) => app.inject({ url, headers: { authorization: `Bearer ${bot.key}` } })
+  t.equal(budgetPressure(app), 0, 'before the first call')
+  t.equal((await get('/v1/lists/good/objects')).statusCode, 200)
+  // One call of a pace of 4: a quarter spent; one call in a minute is below the pace's 96/hour.
+  t.equal(budgetPressure(app), 0.25)
+  t.equal(app.upstream.objects.windowMs, 60, 'a quarter of the way from 10 to 210 ms')
+  t.equal((await get('/v1/lists/eyeball/objects')).statusCode, 200)
+  t.equal((await get('/v1/lists/follow_up/objects')).statusCode, 200)
+  t.equal((await get('/v1/lists/attic/objects')).statusCode, 200)
+  t.equal(budgetPressure(app), 1, 'the pace is spent')
+  t.equal(app.upstream.objects.windowMs, 210)
+  clock += 60 * 60 * 1000
+  t.equal(budgetPressure(app), 0, 'an hour later: the pace is whole again and the calls have decayed')
+  t.equal(sandbox.calls.get('objectlist'), 4)
+})
