@@ -90,15 +90,16 @@ export interface CacheOptions {
   maxStaleMs?: number
   /**
    * Whether background work may spend an upstream token now; false means the budget is low. `claim`:
-   * a yes will be spent (a look-ahead only peeks). Default: always.
+   * a yes will be spent (a look-ahead only peeks). `overdue`: how far past its freshness the entry is, in
+   * ms (older entries may be refreshed first). Default: always.
    */
-  backgroundAllowed?: (claim: boolean) => boolean
+  backgroundAllowed?: (claim: boolean, overdue: number) => boolean
 }
 
 /** The upstream budget's say in the cache's decisions (see CacheOptions). */
 export interface BudgetPolicy {
   maxStaleMs?: number
-  backgroundAllowed: (claim: boolean) => boolean
+  backgroundAllowed: (claim: boolean, overdue: number) => boolean
 }
 
 export type Cache = ReturnType<typeof createCache>
@@ -165,7 +166,7 @@ export function createCache (opts: CacheOptions = {}) {
    * stale up to the maximum staleness, without a load. Otherwise (or from the maximum staleness on): a
    * foreground load.
    */
-  function plan (age: number, f: Freshness, allowed: () => boolean = () => policy.backgroundAllowed(true)): Plan {
+  function plan (age: number, f: Freshness, allowed: () => boolean = () => policy.backgroundAllowed(true, overdue(age, f))): Plan {
     if (age < f.freshMs) return HIT_PLAN
     if (!servesStale(f) || age >= (policy.maxStaleMs ?? Infinity)) return LOAD_PLAN
     if (age < f.freshMs + f.staleWhileRevalidateMs) {
@@ -175,10 +176,24 @@ export function createCache (opts: CacheOptions = {}) {
     return LOAD_PLAN
   }
 
-  /** One budget answer for a whole batch (its loads go out in one call): asked once, when first needed. */
-  function batchAllowance (claim: boolean): () => boolean {
+  /** How far past its freshness an entry of this age is, in ms (0 while fresh). */
+  function overdue (age: number, f: Freshness): number {
+    return Math.max(0, age - f.freshMs)
+  }
+
+  /**
+   * One budget answer for a whole batch (its loads go out in one call), asked once when first needed,
+   * for the most overdue of its entries.
+   */
+  function batchAllowance (claim: boolean, found: ReadonlyArray<CacheEntry | undefined>, at: number, freshnessOf: (entry: CacheEntry) => Freshness): () => boolean {
     let answer: boolean | undefined
-    return () => (answer ??= policy.backgroundAllowed(claim))
+    return () => {
+      if (answer !== undefined) return answer
+      let most = 0
+      for (const e of found) if (e !== undefined) most = Math.max(most, overdue(at - e.storedAt, freshnessOf(e)))
+      answer = policy.backgroundAllowed(claim, most)
+      return answer
+    }
   }
 
   /**
@@ -387,7 +402,7 @@ export function createCache (opts: CacheOptions = {}) {
   async function toLoad (keys: readonly string[], freshnessOf: (entry: CacheEntry) => Freshness): Promise<string[]> {
     const found = await getEntries(keys)
     const at = now()
-    const allowed = batchAllowance(false)
+    const allowed = batchAllowance(false, found, at, freshnessOf)
     return keys.filter((_, i) => {
       const entry = found[i]
       return entry === undefined || plan(at - entry.storedAt, freshnessOf(entry), allowed).kind === 'load'
@@ -405,7 +420,7 @@ export function createCache (opts: CacheOptions = {}) {
     let reason: StaleReason | undefined
     // The oldest entry served (loaded ones are new).
     let oldest = at
-    const allowed = batchAllowance(true)
+    const allowed = batchAllowance(true, found, at, manyOpts.freshnessOf)
     found.forEach((entry, i) => {
       if (entry === undefined) { misses.push(i); return }
       const next = plan(at - entry.storedAt, manyOpts.freshnessOf(entry), allowed)

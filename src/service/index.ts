@@ -293,7 +293,7 @@ export function createAtlasService (app: FastifyInstance, serviceOpts: ServiceOp
 export const servicePlugin = fp<ServiceOptions>(async (app, opts) => {
   // Background revalidation only above the budget's headroom; below it, stale answers up to the maximum
   // staleness instead of loads (priorities.ts).
-  app.cache.setBudgetPolicy({ maxStaleMs: app.config.CACHE_MAX_STALE_S * 1000, backgroundAllowed: (claim) => backgroundAllowed(app, claim) })
+  app.cache.setBudgetPolicy({ maxStaleMs: app.config.CACHE_MAX_STALE_S * 1000, backgroundAllowed: (claim, overdue) => backgroundAllowed(app, claim, overdue) })
   // Object misses are gathered for longer while the budget is pressed (object-loader.ts).
   app.upstream.objects.setPressure(() => budgetPressure(app))
   const service = createAtlasService(app, opts)

@@ -70,16 +70,32 @@ export function estimatedPace (app: FastifyInstance): number {
   return Math.min(burst, pace + sinceFigure(app) * (capacity - burst) / windowMs) - claimed(app)
 }
 
+// An entry this long past its freshness (or longer) needs just one token of the pace.
+const URGENT_OVERDUE_MS = 120_000
+
+/**
+ * The pace a load that can wait needs, by how overdue its entry is (ms past its freshness): one token
+ * for an entry URGENT_OVERDUE_MS past or more (and for work with no entry, such as a prefetch), up to
+ * the whole burst for one just past its freshness. The pace refills a token at a time,
+ * so the most overdue entries asking get the tokens first, and entries barely stale are refreshed only
+ * from a surplus: tables polled often cannot take every token from those polled less.
+ */
+export function paceNeeded (app: FastifyInstance, overdue: number): number {
+  const burst = paceBurst(parseRate(app.config.UPSTREAM_RATE).capacity, backgroundHeadroom(app.config))
+  return 1 + (burst - 1) * Math.min(1, Math.max(0, 1 - overdue / URGENT_OVERDUE_MS))
+}
+
 /**
  * May work that can wait spend an upstream token now? True while the bucket is above the headroom and
  * the pace holds a token (always before the first upstream call). Refresh ahead, prefetch and the
  * cache's revalidation ask this before loading; a foreground miss never does. False also means the
  * budget is low: cached entries answer past their freshness (up to CACHE_MAX_STALE_S) instead of loading.
+ * `overdue` (ms past the entry's freshness) sets how much of the pace it needs (paceNeeded).
  * With `claim`, a yes promises the token: until the next budget figure arrives, the estimate counts it
  * as spent, so concurrent requests that find stale entries do not all refresh on the same token.
  */
-export function backgroundAllowed (app: FastifyInstance, claim = false): boolean {
-  const allowed = estimatedRemaining(app) > backgroundHeadroom(app.config) && estimatedPace(app) >= 1
+export function backgroundAllowed (app: FastifyInstance, claim = false, overdue = Infinity): boolean {
+  const allowed = estimatedRemaining(app) > backgroundHeadroom(app.config) && estimatedPace(app) >= paceNeeded(app, overdue)
   const s = sightings.get(app)
   if (allowed && claim && s !== undefined) s.claims++
   return allowed

@@ -100,6 +100,7 @@ test('a simulated hour at 100 upstream calls an hour', async (t) => {
   const cacheStates = new Map<string, number>()
   const byKind = new Map<string, { sent: number, ok: number }>()
   const ages: number[] = []
+  const agesByKind = new Map<string, number[]>()
   let sent = 0
   let ok = 0
   const send = async (request: SimRequest) => {
@@ -116,7 +117,10 @@ test('a simulated hour at 100 upstream calls an hour', async (t) => {
     const xCache = res.headers['x-cache']
     if (typeof xCache === 'string') cacheStates.set(xCache, (cacheStates.get(xCache) ?? 0) + 1)
     const age = res.headers.age
-    if (isOk && typeof age === 'string') ages.push(Number(age))
+    if (isOk && typeof age === 'string') {
+      ages.push(Number(age))
+      agesByKind.set(request.kind, [...(agesByKind.get(request.kind) ?? []), Number(age)])
+    }
     workload.answered({ request, status: res.statusCode, body: res.body })
   }
 
@@ -144,6 +148,7 @@ test('a simulated hour at 100 upstream calls an hour', async (t) => {
   t.comment(`statuses: ${fmt(statuses)}`)
   t.comment(`X-Cache: ${fmt(cacheStates)}`)
   t.comment(`age of what was served (s): median ${percentile(ages, 50)}, 95th percentile ${percentile(ages, 95)}, max ${ages.at(-1) ?? 'n/a'} (${ages.length} answers with Age)`)
+  t.comment(`age by kind (s, median/95th): ${[...agesByKind].map(([k, a]) => { a.sort((x, y) => x - y); return `${k} ${percentile(a, 50)}/${percentile(a, 95)}` }).join(', ')}`)
   t.comment(`upstream calls: ${upstreamCalls} (${fmt(sandbox.calls)}); per ${SLICE_S / 60} minutes: ${callsPerSlice.join(', ')}`)
   t.comment(`prediction hit rate: ${hitRate}`)
 
