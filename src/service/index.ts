@@ -46,6 +46,8 @@ const LIST_MEMBER_FIELD: Partial<Record<UpstreamEndpoint, string>> = {
   cone: replyFields.coneHit.id
 }
 const LIST_ROUTES: ReadonlySet<RouteId> = new Set(['lists', 'custom-lists', 'vra-scores', 'vra-todo', 'vra-ranks', 'cone'])
+// Of those, the ones whose members are also prefetched in calls of their own (PREFETCH_MIN_IDS): lists.
+const PREFETCHED_ROUTES: ReadonlySet<RouteId> = new Set(['lists', 'custom-lists'])
 
 /** An object record as the upstream sent it (ids as bare integers), with the ETag of those bytes. */
 export interface StoredRecord { bytes: Buffer, etag: string }
@@ -206,7 +208,7 @@ export function createAtlasService (app: FastifyInstance, serviceOpts: ServiceOp
     const field = LIST_MEMBER_FIELD[endpoint]
     if (prefetch !== undefined && field !== undefined && LIST_ROUTES.has(route)) {
       const { entry } = result
-      prefetch.noteList(buildCacheKey(route, fields), entry.etag, () => memberIds(parsed(entry), field))
+      prefetch.noteList(buildCacheKey(route, fields), entry.etag, () => memberIds(parsed(entry), field), PREFETCHED_ROUTES.has(route))
     }
     return result
   }

@@ -28,7 +28,7 @@ export const MISSING_ENTRY = Buffer.from('null')
 export type PredictionSource = 'list' | 'refresh'
 
 interface Seen { storedAt: number, isMissing: boolean, reads: number, lastReadAt: number }
-interface ListSource { ids: readonly string[], members: ReadonlySet<string>, etag: string, readAt: number, hits: number }
+interface ListSource { ids: readonly string[], members: ReadonlySet<string>, etag: string, readAt: number, hits: number, isPrefetched: boolean }
 
 export interface PrefetchOptions {
   now?: () => number
@@ -109,7 +109,10 @@ export function createPrefetch (opts: PrefetchOptions) {
     }
     // Tables whose members consumers have been reading come first (a call's room is bounded by bytes),
     // then the most recently read.
-    const recent = [...lists.values()].filter((l) => at - l.readAt <= opts.horizonMs).sort((a, b) => b.hits - a.hits || b.readAt - a.readAt)
+    // A prefetch call of its own (onlyUncached) takes only the members of lists (isPrefetched).
+    const recent = [...lists.values()]
+      .filter((l) => at - l.readAt <= opts.horizonMs && (!onlyUncached || l.isPrefetched))
+      .sort((a, b) => b.hits - a.hits || b.readAt - a.readAt)
     for (const list of recent) for (const id of list.ids) consider(id, 'list')
     if (!onlyUncached) {
       for (const [id, s] of seen) {
@@ -231,12 +234,16 @@ export function createPrefetch (opts: PrefetchOptions) {
       })
     },
 
-    /** A consumer read a list: its members become prediction sources (parsed once per version). */
-    noteList (key: string, etag: string, members: () => string[]): void {
+    /**
+     * A consumer read a table naming objects: its members become prediction sources (parsed once per
+     * version). Only a list's (`isPrefetched`) are also fetched in calls of their own; the others only
+     * ride along calls that go anyway.
+     */
+    noteList (key: string, etag: string, members: () => string[], isPrefetched = true): void {
       const known = lists.get(key)
       const ids = known?.etag === etag ? known.ids : members().slice(0, MAX_TRACKED_IDS)
-      touch(lists, key, { ids, members: known?.etag === etag ? known.members : new Set(ids), etag, readAt: now(), hits: known?.hits ?? 0 }, MAX_LISTS)
-      schedule()
+      touch(lists, key, { ids, members: known?.etag === etag ? known.members : new Set(ids), etag, readAt: now(), hits: known?.hits ?? 0, isPrefetched }, MAX_LISTS)
+      if (isPrefetched) schedule()
     },
 
     /** A write changed this object's record: a prediction of it in flight is not stored. */
