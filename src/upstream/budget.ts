@@ -220,7 +220,7 @@ export function createBudgetGate (budget: UpstreamBudget, metrics: Metrics, log:
     /** A count of the figures seen: it changes with every take and refund. */
     get seen (): number { return seen },
 
-    /** Tokens taken by this replica so far (calls sent or about to be). */
+    /** Tokens this replica has taken and kept so far (calls sent or about to be; refunds give back). */
     get takes (): number { return takes },
 
     /** Takes a token for a call about to be sent; returns the whole tokens left. */
@@ -242,6 +242,7 @@ export function createBudgetGate (budget: UpstreamBudget, metrics: Metrics, log:
       try {
         lastRemaining = await budget.refund()
         if (Number.isFinite(lastPace)) lastPace += 1
+        takes = Math.max(0, takes - 1)
         seen++
         metrics.upstreamBudgetRemaining.set(lastRemaining)
         metrics.upstreamBudgetRefunds.inc()
