@@ -2,7 +2,7 @@
 // hit (the gateway under valgrind's callgrind, counters zeroed after warm-up and dumped after N hits),
 // Redis commands per hit (a redis-server of its own, INFO commandstats before and after), and, under
 // closed-loop load (wrk or autocannon), the event loop's delay histogram and the process's memory.
-//   npx tsx bench/hit-cost.ts [--callgrind] [--hits N] [--limits large|default] [--load S] [--path P]
+//   npx tsx bench/hit-cost.ts [--callgrind] [--hits N] [--warm N] [--limits large|default] [--load S] [--path P] [--root DIR]
 // --limits default spreads the hits over consumers with the default limits (600/minute, 100,000 units
 // a day), 400 hits each, so that none is refused; large is the bench consumer (no effective limits).
 import { spawnSync } from 'node:child_process'
@@ -32,7 +32,10 @@ const { values } = parseArgs({
     connections: { type: 'string', default: '50' },
     path: { type: 'string', default: `/v1/objects/${OBJECT_A}` },
     'log-level': { type: 'string', default: 'info' },
-    profile: { type: 'string' }
+    profile: { type: 'string' },
+    /** Another checkout's root whose src/ (and bench/) to measure, e.g. the base of a change (before/after). */
+    root: { type: 'string' },
+    warm: { type: 'string' }
   }
 })
 const HITS = Number(values.hits)
@@ -47,7 +50,7 @@ const children: Child[] = []
 const teardowns: Array<() => Promise<void> | void> = []
 
 async function main (): Promise<void> {
-  useCompiled(compileForRun(root, join(root, 'node_modules', '.cache', 'atlas-hit-cost', String(process.pid))))
+  useCompiled(compileForRun(values.root ?? root, join(root, 'node_modules', '.cache', 'atlas-hit-cost', String(process.pid))))
   const redis = await startRedisServer({ teardown: (fn: () => Promise<void> | void) => teardowns.push(fn) } as never)
   const file = join(tmp, 'consumers.yaml')
   writeFileSync(file, stringify({
@@ -85,7 +88,7 @@ async function main (): Promise<void> {
   // Warm-up: the fill, then enough hits for every consumer's leases and the JIT.
   for (const c of consumers) await read(c.key)
   // With the default limits each consumer gets 100 hits of warm-up and 400 measured: 500 of its 600 a minute.
-  const warm = isDefault ? consumers.length * 100 : values.callgrind ? 200 : 2000
+  const warm = isDefault ? consumers.length * 100 : Number(values.warm ?? 2000)
   for (let i = 0; i < warm; i++) await read(consumers[i % consumers.length]?.key ?? '')
 
   const stats = new Redis(redis.url)
