@@ -30,6 +30,10 @@ export interface SpawnOptions {
   cpu?: number
   /** Extra node flags, e.g. ['--cpu-prof', '--cpu-prof-dir', dir]. */
   nodeFlags?: string[]
+  /** A command the node process runs under, e.g. ['valgrind', '--tool=callgrind'] (hit-cost.ts). */
+  wrapper?: string[]
+  /** How long the child may take to report ready (valgrind needs far longer than READY_TIMEOUT_MS). */
+  readyTimeoutMs?: number
 }
 
 let isTasksetUsable: boolean | undefined
@@ -65,13 +69,16 @@ function nodeArgs (script: string): string[] {
 }
 
 export async function spawnChild<T extends ChildInfo> (opts: SpawnOptions, cores: number): Promise<Child<T>> {
-  const [cmd, args] = pinnedCommand(process.execPath, [...(opts.nodeFlags ?? []), ...nodeArgs(opts.script)], opts.cpu, cores)
+  const wrapper = opts.wrapper ?? []
+  const argv = [...wrapper, process.execPath, ...(opts.nodeFlags ?? []), ...nodeArgs(opts.script)]
+  const [cmd, args] = pinnedCommand(argv[0] as string, argv.slice(1), opts.cpu, cores)
+  const readyTimeoutMs = opts.readyTimeoutMs ?? READY_TIMEOUT_MS
   // stdout is discarded: the gateway logs there (one access-log line per request, as deployed) and
   // reading it here would put that cost on the load generator's core.
   const child = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'inherit', 'ipc'], env: { ...process.env, ...opts.env } })
   const waiting = new Map<string, (value: unknown) => void>()
   const info = await new Promise<T>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`${opts.script} did not report ready within ${READY_TIMEOUT_MS} ms`)), READY_TIMEOUT_MS)
+    const timer = setTimeout(() => reject(new Error(`${opts.script} did not report ready within ${readyTimeoutMs} ms`)), readyTimeoutMs)
     child.once('exit', (code) => { clearTimeout(timer); reject(new Error(`${opts.script} exited with ${String(code)} before it was ready`)) })
     child.on('message', (message: { type?: string }) => {
       if (message.type === 'ready') {

@@ -4,6 +4,7 @@
 // the measured runs only (the V8 profiler that node --cpu-prof uses, minus boot and warm-up).
 import { writeFileSync } from 'node:fs'
 import { Session } from 'node:inspector/promises'
+import { monitorEventLoopDelay, PerformanceObserver, type IntervalHistogram } from 'node:perf_hooks'
 import { buildApp } from '../src/app.js'
 import { loadConfig } from '../src/config.js'
 import { announce, onClose, onCommand, settingsFrom } from './child-ipc.js'
@@ -32,5 +33,46 @@ onCommand('profile-stop', async (message) => {
   session.disconnect()
   return { file }
 })
+// The event loop's delay while load runs (hit-cost.ts): a stall shows up as a long max and tail.
+// A timer that ticks every millisecond also records the longest gaps between its ticks and the CPU
+// this process spent in each: a gap spent on the CPU is a stall of ours (a long task, a GC pause), one
+// spent off it is the machine's scheduler.
+let delay: IntervalHistogram | undefined
+let ticker: NodeJS.Timeout | undefined
+let gaps: Array<{ wallMs: number, cpuMs: number }> = []
+let gcPauses: number[] = []
+const gcObserver = new PerformanceObserver((list) => { for (const e of list.getEntries()) gcPauses.push(e.duration) })
+onCommand('delay-start', async () => {
+  delay = monitorEventLoopDelay({ resolution: 1 })
+  delay.enable()
+  gaps = []
+  gcPauses = []
+  gcObserver.observe({ entryTypes: ['gc'] })
+  let wall = performance.now()
+  let cpu = process.cpuUsage()
+  ticker = setInterval(() => {
+    const nowWall = performance.now()
+    if (nowWall - wall > 20) {
+      const used = process.cpuUsage(cpu)
+      gaps.push({ wallMs: Math.round(nowWall - wall), cpuMs: Math.round((used.user + used.system) / 1000) })
+    }
+    wall = nowWall
+    cpu = process.cpuUsage()
+  }, 1)
+  return {}
+})
+onCommand('delay-stop', async () => {
+  const h = delay
+  if (h === undefined) return {}
+  h.disable()
+  clearInterval(ticker)
+  gcObserver.disconnect()
+  const gc = { count: gcPauses.length, totalMs: Math.round(gcPauses.reduce((a, b) => a + b, 0)), maxMs: Math.round(Math.max(0, ...gcPauses) * 10) / 10 }
+  const ms = (ns: number): number => Math.round(ns / 1e4) / 100
+  const longest = gaps.sort((a, b) => b.wallMs - a.wallMs).slice(0, 8)
+  return { p50Ms: ms(h.percentile(50)), p99Ms: ms(h.percentile(99)), p999Ms: ms(h.percentile(99.9)), maxMs: ms(h.max), count: h.count, longest, gc }
+})
+onCommand('memory', async () => ({ ...process.memoryUsage() }))
+onCommand('cpu', async () => ({ ...process.cpuUsage() }))
 onClose(async () => { await app.close() })
 announce({ port, origin: `http://127.0.0.1:${port}` })

@@ -1,6 +1,13 @@
 // Command-line options of `npm run bench` and the two modes. Quick mode trades precision for a run
 // under two minutes (one repetition, short runs); the full run repeats each scenario and reports medians.
+import { readFileSync } from 'node:fs'
 import { parseArgs } from 'node:util'
+
+/** The image's NODE_OPTIONS (the heap limits), so the gateway is measured with the memory it is deployed with. */
+export function deployedNodeOptions (dockerfile = readFileSync(new URL('../Dockerfile', import.meta.url), 'utf8')): string {
+  const m = /NODE_OPTIONS=(?:"([^"]*)"|(\S+))/.exec(dockerfile)
+  return m?.[1] ?? m?.[2] ?? ''
+}
 
 export interface BenchOptions {
   isQuick: boolean
@@ -62,7 +69,7 @@ export function parseOptions (argv: string[], env: Record<string, string | undef
       'miss-rate': { type: 'string' },
       loader: { type: 'string', default: 'auto' },
       'log-level': { type: 'string', default: 'info' },
-      'node-flags': { type: 'string', default: '' },
+      'node-flags': { type: 'string' },
       out: { type: 'string', default: 'bench/results' },
       help: { type: 'boolean', default: false }
     }
@@ -90,7 +97,7 @@ export function parseOptions (argv: string[], env: Record<string, string | undef
     profile: list(values.profile),
     loader,
     logLevel: values['log-level'],
-    gatewayNodeFlags: values['node-flags'].split(' ').filter((f) => f !== ''),
+    gatewayNodeFlags: (values['node-flags'] ?? deployedNodeOptions()).split(' ').filter((f) => f !== ''),
     outDir: values.out,
     redisUrl: env.REDIS_URL ?? 'redis://127.0.0.1:6379'
   }
@@ -107,7 +114,8 @@ export const USAGE = `npm run bench [-- options]
   --connections N      connections of the closed-loop scenarios (default 50)
   --miss-rate N        request rate of B3-slow and S3 (default 1000/s; at most 5,000 ids per run)
   --loader wrk|autocannon|auto
-  --node-flags=FLAGS   node flags for the gateway processes, e.g. --node-flags=--max-old-space-size=256
+  --node-flags=FLAGS   node flags for the gateway processes (default: the Dockerfile's NODE_OPTIONS, the
+                       heap limits it is deployed with), e.g. --node-flags=--max-old-space-size=256
   --log-level LEVEL    the gateway's LOG_LEVEL (default info: one access-log line per request, as deployed)
   --out DIR            report directory (default bench/results)
 Needs Redis (REDIS_URL, default redis://127.0.0.1:6379). Optional: wrk and nginx

@@ -6,7 +6,7 @@ import { emptyResult, measureClosed, type ScenarioResult } from './measure.js'
 import { expectStatus, header, probe } from './http-probe.js'
 import type { LoadRequest } from './load.js'
 import { hasNginx, NGINX_HINT, startNginx } from './nginx.js'
-import { SERVER_CPU, type BenchEnv, type SandboxInfo } from './setup.js'
+import { recordMemory, SERVER_CPU, type BenchEnv, type SandboxInfo } from './setup.js'
 
 /** Fixture object A: present in every sandbox (upstream-golden.json `fixtures`). */
 export const OBJECT_A = '1161600211221604900'
@@ -55,7 +55,9 @@ async function gatewayHit (
     const p = plan(env, connections)
     const hooks = env.profiler(id, gateway)
     if (hooks !== undefined) result.notes.push('profiled: the V8 profiler was on during the measured runs, so they are slower')
-    return await measureClosed(result, { ...p, load: { origin: gateway.info.origin, request: req, connections: p.connections }, pid: gateway.pid, ...(hooks === undefined ? {} : { hooks }) })
+    await measureClosed(result, { ...p, load: { origin: gateway.info.origin, request: req, connections: p.connections }, pid: gateway.pid, ...(hooks === undefined ? {} : { hooks }) })
+    await recordMemory(result, gateway)
+    return result
   } finally {
     await gateway.stop()
   }

@@ -8,7 +8,7 @@ import type { LoadRequest } from './load.js'
 import { emptyResult, measureOpen, type ScenarioResult } from './measure.js'
 import { runOpenLoop } from './open-loop.js'
 import { cpuMs, peakRssMb } from './proc-stats.js'
-import { LOAD_CPU, type BenchEnv, type SandboxInfo } from './setup.js'
+import { LOAD_CPU, recordMemory, type BenchEnv, type SandboxInfo } from './setup.js'
 
 export const SLOW_LATENCY_MS = 50
 export const SLOW_JITTER_MS = 10
@@ -108,6 +108,7 @@ export async function runS3 (env: BenchEnv, slow: Child<SandboxInfo>, variant: '
       const before = await slow.ask<Calls>({ type: 'calls' })
       await measureOpen(result, { ...openPlan(env, gateway.info.origin, gateway.pid, 1, request), ...(hooks === undefined ? {} : { hooks }) })
       calls += (await slow.ask<Calls>({ type: 'calls' })).objects - before.objects
+      await recordMemory(result, gateway)
     } finally {
       await gateway.stop()
     }
@@ -150,6 +151,7 @@ export async function runS5 (env: BenchEnv): Promise<ScenarioResult> {
         if (cpu0 !== undefined && cpu1 !== undefined) result.extra[`${phase}_cpu_ms`] = round(cpu1 - cpu0)
       }
       await hooks?.after()
+      await recordMemory(result, gateway)
       const peak = peakRssMb(gateway.pid)
       if (peak !== undefined) result.peakRssMb = peak
       result.notes.push(`BODY_LIMIT_BYTES=${S5_BODY_LIMIT}: the default 1 MiB refuses a ${n.toLocaleString('en-US')}-id body (${req.body?.length ?? 0} bytes)`)

@@ -35,6 +35,16 @@ export interface SandboxInfo extends ChildInfo {
 }
 export interface BaselineInfo extends ChildInfo { origin: string }
 
+/** What the gateway process holds at the end of a run (the memory command of gateway-process.ts), in MiB. */
+export async function recordMemory (result: { extra: Record<string, number | string> }, gateway: Child<GatewayInfo>): Promise<void> {
+  const m = await gateway.ask<Record<string, number>>({ type: 'memory' })
+  const mib = (n: number | undefined): number => Math.round((n ?? 0) / 1048576)
+  result.extra.end_heap_used_mib = mib(m.heapUsed)
+  result.extra.end_heap_total_mib = mib(m.heapTotal)
+  result.extra.end_external_mib = mib(m.external)
+  result.extra.end_rss_mib = mib(m.rss)
+}
+
 export interface BenchEnv {
   opts: BenchOptions
   cores: number

@@ -3,7 +3,7 @@
 import Fastify, { LogController, type FastifyInstance } from 'fastify'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import type { Config } from './config.js'
-import { buildLoggerOptions, genReqId } from './logger.js'
+import { buildLoggerOptions, genReqId, lazyRequestLogger } from './logger.js'
 import { clientErrorHandler, frameworkErrors, problemHandlerPlugin } from './plugins/problem-handler.js'
 import { healthPlugin } from './plugins/health.js'
 import { openapiPlugin } from './plugins/openapi.js'
@@ -46,6 +46,8 @@ export async function buildApp (config: Config, deps: AppDeps = {}): Promise<Fas
   const app = Fastify({
     logger: deps.logStream === undefined ? loggerOptions : Object.assign(loggerOptions, { stream: deps.logStream }),
     genReqId,
+    // request.log is made only when a request logs something (logger.ts).
+    childLoggerFactory: lazyRequestLogger,
     // The LogController carries both log options (the top-level ones are deprecated in Fastify 5.x);
     // plugins/access-log.ts writes one line per request instead of Fastify's two.
     logController: new LogController({ requestIdLogLabel: 'request_id', disableRequestLogging: true }),

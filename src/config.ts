@@ -57,7 +57,7 @@ export const ConfigSchema = Type.Object({
   CACHE_FRESHNESS: OptionalString('JSON per-route freshness overrides in seconds, e.g. {"lists":{"freshS":30,"swrS":600,"sieS":3600}}; empty uses the defaults'),
   CACHE_FILL_WAIT_MS: Int(5000, 0, 'how long a replica waits for another replica filling the same cache miss before calling the upstream itself'),
   IDEMPOTENCY_WAIT_MS: Int(5000, 0, 'how long a write waits for an earlier request with the same Idempotency-Key to finish before answering 409'),
-  LIMIT_LEASE_DIVISOR: Int(1000, 1, 'request rates and daily units are counted in the process on leases of min(limit / LIMIT_LEASE_DIVISOR, LIMIT_LEASE_MAX) units per Redis call; a limit below twice this leases one unit at a time and stays exact across replicas'),
+  LIMIT_LEASE_DIVISOR: Int(20, 1, 'request rates and daily units are counted in the process on leases of min(limit / LIMIT_LEASE_DIVISOR, LIMIT_LEASE_MAX) units per Redis call; a limit below twice this leases one unit at a time and stays exact across replicas'),
   LIMIT_LEASE_MAX: Int(1000, 1, 'the largest lease of request-rate or daily units one replica takes per Redis call (what it may hold unspent, and so what it may make other replicas refuse early)'),
   LIMITS_ON_REDIS_ERROR: Enum(['open', 'closed'], 'open', 'serve (open) or refuse with 503 (closed) when Redis fails during a limit check'),
   METRICS_TOKEN: OptionalString('when set, /metrics needs Authorization: Bearer <token>'),

@@ -6,7 +6,8 @@
 // synchronously on process exit, so only a kill -9 loses lines (at most one batch).
 import { randomUUID } from 'node:crypto'
 import type { IncomingMessage } from 'node:http'
-import { destination, type DestinationStream, type LoggerOptions } from 'pino'
+import type { FastifyBaseLogger } from 'fastify'
+import { destination, type Bindings, type ChildLoggerOptions, type DestinationStream, type LoggerOptions } from 'pino'
 import type { Config } from './config.js'
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/
@@ -109,4 +110,39 @@ export function buildLoggerOptions (config: Config): LoggerOptions & { stream?: 
       }
     }
   }
+}
+
+/**
+ * request.log, made only when a request logs something. Fastify makes a pino child per request (its
+ * bindings serialised, its level methods set up), and a cache hit never logs through it: the access
+ * line has its own logger (plugins/access-log.ts). This stands in with the same methods and makes the
+ * real child, with the same bindings and options, on first use.
+ */
+type Log = (...args: unknown[]) => void
+
+class RequestLogger {
+  private real: FastifyBaseLogger | undefined
+  constructor (private readonly parent: FastifyBaseLogger, private readonly bindings: Bindings, private readonly options: ChildLoggerOptions) {}
+
+  private get log (): FastifyBaseLogger {
+    this.real ??= this.parent.child(this.bindings, this.options)
+    return this.real
+  }
+
+  get level (): string { return this.real?.level ?? this.options.level ?? this.parent.level }
+  set level (level: string) { this.log.level = level }
+  // Prototype methods (not per-instance closures): a request that never logs allocates only this object.
+  fatal (...args: unknown[]): void { (this.log.fatal as Log)(...args) }
+  error (...args: unknown[]): void { (this.log.error as Log)(...args) }
+  warn (...args: unknown[]): void { (this.log.warn as Log)(...args) }
+  info (...args: unknown[]): void { (this.log.info as Log)(...args) }
+  debug (...args: unknown[]): void { (this.log.debug as Log)(...args) }
+  trace (...args: unknown[]): void { (this.log.trace as Log)(...args) }
+  silent (): void {}
+  child (bindings: Bindings, options?: ChildLoggerOptions): FastifyBaseLogger { return this.log.child(bindings, options) }
+}
+
+/** Fastify's childLoggerFactory: request.log is made on first use (see RequestLogger). */
+export function lazyRequestLogger (logger: FastifyBaseLogger, bindings: Bindings, options: ChildLoggerOptions): FastifyBaseLogger {
+  return new RequestLogger(logger, bindings, options) as unknown as FastifyBaseLogger
 }

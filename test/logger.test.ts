@@ -1,7 +1,9 @@
 import { test } from 'tap'
 import { PassThrough } from 'node:stream'
 import { buildApp } from '../src/app.js'
-import { redactUrl } from '../src/logger.js'
+import { lazyRequestLogger, redactUrl } from '../src/logger.js'
+import { pino } from 'pino'
+import type { FastifyBaseLogger } from 'fastify'
 import { testConfig, UNUSED_UPSTREAM } from './helper.js'
 
 test('redactUrl hides secret query values only', async (t) => {
@@ -62,4 +64,27 @@ test('the stdout destination: batched, yet a lone line arrives, and exit flushes
   t.equal(await exited, 0)
   const lines = out.split('\n').filter((l) => l.includes('before exit'))
   t.equal(lines.length, 3, 'lines written just before process.exit are flushed')
+})
+
+test('request.log is made on first use, with the request id and the route\'s options', async (t) => {
+  const chunks: string[] = []
+  const stream = new PassThrough()
+  stream.on('data', (c: Buffer) => chunks.push(c.toString()))
+  const parent = pino({ level: 'info' }, stream) as unknown as FastifyBaseLogger
+  let children = 0
+  const counting = Object.create(parent, { child: { value: (...args: Parameters<FastifyBaseLogger['child']>) => { children++; return parent.child(...args) } } }) as FastifyBaseLogger
+  const quiet = lazyRequestLogger(counting, { request_id: 'r-1' }, {})
+  t.equal(quiet.level, 'info', 'the level is the parent\'s until the route sets one')
+  t.equal(children, 0, 'a request that logs nothing makes no child logger')
+  const loud = lazyRequestLogger(counting, { request_id: 'r-2' }, { level: 'warn' })
+  t.equal(loud.level, 'warn')
+  loud.info('not at warn')
+  loud.warn({ n: 1 }, 'kept')
+  loud.error('kept too')
+  await new Promise((resolve) => setImmediate(resolve))
+  t.equal(children, 1, 'one child, on first use')
+  const lines = chunks.join('').trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>)
+  t.match(lines, [{ request_id: 'r-2', n: 1, msg: 'kept', level: 40 }, { request_id: 'r-2', msg: 'kept too', level: 50 }])
+  t.equal(lines.length, 2)
+  t.match((loud.child({ step: 'x' }, {}) as unknown as { bindings: () => object }).bindings(), { request_id: 'r-2', step: 'x' })
 })

@@ -87,8 +87,15 @@ function reject (request: FastifyRequest, reply: FastifyReply, err: Rejection): 
   return sendCompatError(reply, err)
 }
 
+// Built once per consumer object (a reload makes new ones), not per request.
+const policyHeaders = new WeakMap<Consumer, string>()
 function policyHeader (consumer: Consumer): string {
-  return `"requests";q=${consumer.rate.max};w=${Math.max(1, Math.round(consumer.rate.windowMs / 1000))}`
+  let header = policyHeaders.get(consumer)
+  if (header === undefined) {
+    header = `"requests";q=${consumer.rate.max};w=${Math.max(1, Math.round(consumer.rate.windowMs / 1000))}`
+    policyHeaders.set(consumer, header)
+  }
+  return header
 }
 
 /**

@@ -54,7 +54,9 @@ export function createFillLock (opts: FillLockOptions): FillLock {
       if (answer === 'OK') {
         return {
           isAcquired: true,
-          release: async () => { await guard.run(async () => redis.eval(RELEASE_LUA, 1, lockKey(key), token), 0) }
+          // Sent at once but not waited for: the fill is already in L2 (or the load failed), waiters
+          // look at L2 before the lock, and the answer it holds back is a round trip on every miss.
+          release: async () => { guard.run(async () => redis.eval(RELEASE_LUA, 1, lockKey(key), token), 0).catch(() => {}) }
         }
       }
       return { isAcquired: false, isBusy: answer === null }

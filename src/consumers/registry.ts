@@ -7,11 +7,15 @@ import { toRecord, type Consumer, type ConsumerRecord } from './schema.js'
 import { ALL_LISTS, SCOPES } from './scopes.js'
 
 export const DEMO_CONSUMER_ID = 'demo'
+/** Keys remembered after a verified lookup (the oldest is forgotten first). */
+export const KNOWN_KEYS_MAX = 10_000
 
 export interface ConsumerRegistryOptions {
   /** Path of the consumers file; '' creates the in-memory demo consumer. */
   file: string
   log: Pick<FastifyBaseLogger, 'info' | 'warn'>
+  /** How many verified keys to remember (default KNOWN_KEYS_MAX). */
+  knownKeysMax?: number
 }
 
 export interface ReloadResult { ok: boolean, error?: string }
@@ -31,6 +35,12 @@ function demoRecord (key: string): ConsumerRecord {
 export async function createConsumerRegistry (opts: ConsumerRegistryOptions) {
   let byHash = new Map<string, ConsumerRecord>()
   let byId = new Map<string, ConsumerRecord>()
+  // Keys that hashed to a record: a known key costs one map lookup instead of a SHA-256 per request.
+  // Only keys that matched a record go in (an unknown key is hashed every time, so guessing cannot
+  // fill it), it is bounded, and it is emptied whenever the set of consumers changes. Looking a key up
+  // by its own text compares strings only on a full hash match, which tells a guesser nothing.
+  let known = new Map<string, ConsumerRecord>()
+  const knownMax = opts.knownKeysMax ?? KNOWN_KEYS_MAX
   const demoKey = opts.file === '' ? generateKey() : undefined
 
   function install (records: readonly ConsumerRecord[]): void {
@@ -42,6 +52,23 @@ export async function createConsumerRegistry (opts: ConsumerRegistryOptions) {
     }
     byHash = hashes
     byId = ids
+    known = new Map()
+  }
+
+  /** The record holding this key (enabled or not), or undefined. */
+  function recordOf (key: string): ConsumerRecord | undefined {
+    const remembered = known.get(key)
+    if (remembered !== undefined) return remembered
+    if (!isKeyShaped(key)) return undefined
+    // The map lookup is by the hash of a 160-bit random key, which reveals nothing useful through
+    // timing; verifyKey then makes the final comparison in constant time.
+    // One hash per new key: the hex form finds the record, the raw digest is compared in constant time.
+    const digest = keyDigest(key)
+    const record = byHash.get(digest.toString('hex'))
+    if (record === undefined || !verifyKey(key, record.hashes, digest)) return undefined
+    if (known.size >= knownMax) known.delete(known.keys().next().value as string)
+    known.set(key, record)
+    return record
   }
 
   // Boot: a bad file throws here and so fails buildApp, naming the entry and field.
@@ -51,13 +78,8 @@ export async function createConsumerRegistry (opts: ConsumerRegistryOptions) {
     demoKey,
     /** The enabled consumer holding this key, or undefined (malformed, unknown, revoked or disabled). */
     authenticate (key: string): Consumer | undefined {
-      if (!isKeyShaped(key)) return undefined
-      // The map lookup is by the hash of a 160-bit random key, which reveals nothing useful through
-      // timing; verifyKey then makes the final comparison in constant time.
-      // One hash per request: the hex form finds the record, the raw digest is compared in constant time.
-      const digest = keyDigest(key)
-      const record = byHash.get(digest.toString('hex'))
-      if (record === undefined || !verifyKey(key, record.hashes, digest) || record.consumer.disabled) return undefined
+      const record = recordOf(key)
+      if (record === undefined || record.consumer.disabled) return undefined
       return record.consumer
     },
     get (id: string): Consumer | undefined {

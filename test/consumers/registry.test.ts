@@ -45,10 +45,16 @@ test('reload swaps the set; a broken file keeps the old one and says why', async
   writeFileSync(path, stringify({ consumers: [{ id: 'a', key_sha256: hashKey(a) }] }))
   const { text, log } = captureLog()
   const registry = await createConsumerRegistry({ file: path, log })
+  t.equal(registry.authenticate(a)?.id, 'a', 'a key seen once is remembered (no hash on the next request)')
+  t.equal(registry.authenticate(a)?.id, 'a')
+
+  writeFileSync(path, stringify({ consumers: [{ id: 'c', key_sha256: hashKey(c) }, { id: 'a', key_sha256: hashKey(a), disabled: true }] }))
+  t.strictSame(await registry.reload(), { ok: true })
+  t.equal(registry.authenticate(c)?.id, 'c')
+  t.equal(registry.authenticate(a), undefined, 'a remembered key follows the reload: its consumer is now disabled')
 
   writeFileSync(path, stringify({ consumers: [{ id: 'c', key_sha256: hashKey(c) }] }))
   t.strictSame(await registry.reload(), { ok: true })
-  t.equal(registry.authenticate(c)?.id, 'c')
   t.equal(registry.authenticate(a), undefined, 'a consumer removed from the file is gone')
 
   writeFileSync(path, 'consumers:\n  - id: c\n    key_sha256: nope\n')
@@ -57,6 +63,20 @@ test('reload swaps the set; a broken file keeps the old one and says why', async
   t.match(result.error, /consumers\[0\] \(id "c"\): field "key_sha256"/)
   t.equal(registry.authenticate(c)?.id, 'c', 'the previous consumers stay')
   t.match(text(), /"level":40.*reload failed/, 'the failure is logged as a warning')
+})
+
+test('more keys than are remembered: every key still authenticates, unknown ones never do', async (t) => {
+  const remembered = 20
+  const keys = Array.from({ length: remembered + 5 }, () => generateKey())
+  const path = join(t.testdir(), 'c.yaml')
+  writeFileSync(path, stringify({ consumers: keys.map((key, i) => ({ id: `c${i}`, key_sha256: hashKey(key) })) }))
+  const registry = await createConsumerRegistry({ file: path, log: captureLog().log, knownKeysMax: remembered })
+  let wrong = 0
+  for (let round = 0; round < 2; round++) {
+    keys.forEach((key, i) => { if (registry.authenticate(key)?.id !== `c${i}`) wrong++ })
+  }
+  t.equal(wrong, 0, 'the oldest remembered keys are forgotten and hashed again, never mixed up')
+  t.equal(registry.authenticate(generateKey()), undefined)
 })
 
 test('a bad file at boot rejects, naming the problem', async (t) => {

@@ -51,6 +51,12 @@ test('lease sizes: one unit below twice the divisor, then limit / divisor, cappe
   t.equal(leaseBlock(1999, 1000, 1000), 1)
   t.equal(leaseBlock(100000, 1000, 1000), 100)
   t.equal(leaseBlock(1e12, 1000, 1000), 1000)
+  // The defaults (LIMIT_LEASE_DIVISOR 20, LIMIT_LEASE_MAX 1000): 600/minute leases 30 requests at a
+  // time, the default 100,000 daily units 1,000; limits under 40 stay exact.
+  t.equal(leaseBlock(600, 20, 1000), 30)
+  t.equal(leaseBlock(100000, 20, 1000), 1000)
+  t.equal(leaseBlock(39, 20, 1000), 1)
+  t.equal(leaseBlock(10, 20, 1000), 1)
 })
 
 for (const [name, make] of stores) {

@@ -1,8 +1,9 @@
 // Redis commands per cached read, counted with MONITOR on a redis-server this test starts (never the
-// shared one, where other tests' commands would be counted too). A consumer whose limits are large
-// leases request-rate and daily units in blocks (quota/lease.ts), so an L1 hit on a warm lease makes no
-// Redis call at all; a consumer with small limits leases one unit at a time and stays exact, at two
-// calls per request (the rate and the units).
+// shared one, where other tests' commands would be counted too). Request rates and daily units are
+// leased from Redis in blocks (quota/lease.ts), so an L1 hit on a warm lease makes no Redis call at
+// all: with large limits and with the default ones (600/minute leases 30 requests at a time). A
+// consumer whose limits are below twice LIMIT_LEASE_DIVISOR leases one unit at a time and stays exact,
+// at two calls per request (the rate and the units).
 // Before leases, every hit made those two calls whatever the limits.
 import { test } from 'tap'
 import { spawn } from 'node:child_process'
@@ -26,8 +27,9 @@ const HITS = 50
 test('Redis commands per L1 hit', { skip }, async (t) => {
   const redis = await startRedisServer(t)
   const large = makeConsumer('large', { rate: '1000000/minute', daily_objects: 100000000 })
-  const small = makeConsumer('small', { rate: '600/minute', daily_objects: 1000 })
-  const { app } = await buildTestApp(t, { config: { REDIS_URL: redis.url, CONSUMERS_FILE: consumersFile(t, [large, small]) } })
+  const defaults = makeConsumer('defaults')
+  const small = makeConsumer('small', { rate: '30/minute', daily_objects: 30 })
+  const { app } = await buildTestApp(t, { config: { REDIS_URL: redis.url, CONSUMERS_FILE: consumersFile(t, [large, defaults, small]) } })
   const url = `/v1/objects/${FIXTURE_IDS.A}`
   const read = async (key: string): Promise<string> => {
     const res = await app.inject({ url, headers: bearer(key) })
@@ -61,6 +63,8 @@ test('Redis commands per L1 hit', { skip }, async (t) => {
   }
 
   t.equal(await read(large.key), 'MISS', 'the first read fills the cache')
+  // The fill lock is released after the answer (cache/lock.ts): wait for it, so it is not counted below.
+  await waitFor('the fill lock release', () => seen.some((c) => c.startsWith('eval') && c.includes(':c:l:')))
   t.equal(await read(large.key), 'HIT')
 
   const warm = await commandsDuring(async () => {
@@ -68,6 +72,14 @@ test('Redis commands per L1 hit', { skip }, async (t) => {
   })
   t.comment(`large limits: ${warm.length} Redis commands for ${HITS} L1 hits${warm.length === 0 ? '' : `: ${warm.slice(0, 5).join(' | ')}`}`)
   t.equal(warm.length, 0, 'no Redis command on an L1 hit whose leases are warm')
+
+  // No limits in its entry: the defaults, 600/minute and 100,000 units a day.
+  await read(defaults.key)
+  const typical = await commandsDuring(async () => {
+    for (let i = 0; i < 20; i++) t.equal(await read(defaults.key), 'HIT')
+  })
+  t.comment(`default limits: ${typical.length} Redis commands for 20 L1 hits${typical.length === 0 ? '' : `: ${typical.slice(0, 5).join(' | ')}`}`)
+  t.equal(typical.length, 0, 'no Redis command on an L1 hit with the default limits once the leases are warm')
 
   await read(small.key)
   const exact = await commandsDuring(async () => {
