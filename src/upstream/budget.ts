@@ -115,8 +115,9 @@ export function createRedisBudget (redis: Redis, prefix: string, rate: string): 
   const command = (redis as unknown as { agwBudgetTake: BudgetCommand }).agwBudgetTake.bind(redis)
   if (!('agwBudgetRefund' in redis)) redis.defineCommand('agwBudgetRefund', { numberOfKeys: 1, lua: REFUND_LUA })
   const refundCommand = (redis as unknown as { agwBudgetRefund: RefundCommand }).agwBudgetRefund.bind(redis)
-  const bucketKey = `${prefix}budget:${rate}`
-  const pauseKey = `${prefix}budget:pause`
+  // One hash tag: the take script reads both keys, so on a Redis Cluster they must share a slot.
+  const bucketKey = `${prefix}{budget}:${rate}`
+  const pauseKey = `${prefix}{budget}:pause`
   async function run () {
     const [ok, remaining, waitMs, paused] = await command(bucketKey, pauseKey, capacity, windowMs)
     return { ok: ok === 1, remaining, waitMs, paused: paused === 1 }
