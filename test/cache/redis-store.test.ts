@@ -2,7 +2,7 @@ import { test } from 'tap'
 import { createRedisStore } from '../../src/cache/redis-store.js'
 import { createRedis } from '../../src/plugins/redis.js'
 import { runStoreContract } from './store-contract.js'
-import { REDIS_URL, connectRedis, uniquePrefix } from './redis-fixture.js'
+import { REDIS_URL, TEST_STORE_TIMEOUT_MS, connectRedis, uniquePrefix } from './redis-fixture.js'
 
 const MIN = 60_000
 const skip = REDIS_URL === '' ? 'REDIS_URL is not set' : false
@@ -10,7 +10,7 @@ const skip = REDIS_URL === '' ? 'REDIS_URL is not set' : false
 test('store contract: redis', { skip }, async (t) => {
   runStoreContract(t, async (t) => {
     const { redis, prefix } = await connectRedis(t)
-    return { store: createRedisStore({ redis, prefix }) }
+    return { store: createRedisStore({ redis, prefix, timeoutMs: TEST_STORE_TIMEOUT_MS }) }
   })
 })
 
