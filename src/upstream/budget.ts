@@ -138,6 +138,18 @@ export function createRedisBudget (redis: Redis, prefix: string, rate: string): 
 }
 
 /**
+ * The fallback under LIMITS_ON_REDIS_ERROR=closed: while the shared budget cannot be asked, nothing is
+ * spent (a local bucket per replica would let N replicas spend N budgets during a Redis failover).
+ */
+export function createRefusingBudget (): UpstreamBudget {
+  return {
+    take: async () => ({ ok: false, remaining: 0, retryAfterS: 1, reason: 'budget' }),
+    refund: async () => 0,
+    pause: async () => {}
+  }
+}
+
+/**
  * A Redis budget that falls back to a local one when Redis fails or is being skipped after a failure
  * (the app's shared Redis health), so a Redis outage never stops upstream reads and never makes them
  * wait: each replica then spends from its own local bucket. Failures are counted and logged by the health.
