@@ -6,7 +6,7 @@
 import fp from 'fastify-plugin'
 import { Cluster, Redis } from 'ioredis'
 import type { Config } from '../config.js'
-import { parseRedisUrl } from '../lib/redis-url.js'
+import { parseRedisUrl, redactRedisUrl } from '../lib/redis-url.js'
 import { createRedisHealth, DEFAULT_REDIS_COOLDOWN_MS, type RedisHealth } from '../lib/redis-health.js'
 
 declare module 'fastify' {
@@ -117,7 +117,10 @@ export const redisPlugin = fp(async (app, opts: { client?: Redis }) => {
   client.on('error', (err: Error) => { health.report(err, 'connection') })
   // A (re)connection that passed ioredis' ready check: Redis answers.
   client.on('ready', () => { health.reportSuccess() })
-  if (isOwned) await client.connect()
+  if (isOwned) {
+    app.log.info({ redis: redactRedisUrl(config.REDIS_URL), form: parseRedisUrl(config.REDIS_URL).kind }, 'redis: connecting')
+    await client.connect()
+  }
   app.decorate('redis', client)
   app.decorate('redisHealth', health)
   app.health.addCheck('redis', async () => {
