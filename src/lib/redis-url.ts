@@ -1,5 +1,5 @@
 // REDIS_URL's three forms, parsed into what ioredis needs (README "Settings" documents them):
-//   redis://[[user]:password@]host[:port][/db]            one server (rediss:// with TLS), as ioredis reads it
+//   redis://[[user]:password@]host[:port][/db]            one server (rediss:// with TLS; or a socket path), as ioredis reads it
 //   redis+sentinel://[[user]:password@]host:port[,host:port…]/mastername[/db][?sentinelPassword=…&sentinelUsername=…]
 //   redis+cluster://[[user]:password@]host:port[,host:port…]
 // The password is the data nodes' (the master and replicas, or every cluster node); a Sentinel's own
@@ -51,8 +51,10 @@ function parseNode (text: string, defaultPort: number): RedisNode {
 
 /** Throws a message naming what is wrong (config.ts reports it at boot); '' is not a target. */
 export function parseRedisUrl (url: string): RedisTarget {
+  // A Unix socket path, as ioredis reads it.
+  if (url.startsWith('/')) return { kind: 'single', url }
   const scheme = SCHEME.exec(url)
-  if (scheme === null) return fail('must start with redis://, rediss://, redis+sentinel://, rediss+sentinel://, redis+cluster:// or rediss+cluster://')
+  if (scheme === null) return fail('must be a socket path or start with redis://, rediss://, redis+sentinel://, rediss+sentinel://, redis+cluster:// or rediss+cluster:// (lower-case)')
   const kind = scheme[2]
   if (kind === undefined) return { kind: 'single', url }
   const tls = scheme[1] === 'rediss'

@@ -10,6 +10,7 @@ import { loadConfig } from '../../src/config.js'
 test('one server: passed to ioredis as it is', async (t) => {
   t.same(parseRedisUrl('redis://127.0.0.1:6379/2'), { kind: 'single', url: 'redis://127.0.0.1:6379/2' })
   t.same(parseRedisUrl('rediss://:pw@h:6380'), { kind: 'single', url: 'rediss://:pw@h:6380' })
+  t.same(parseRedisUrl('/var/run/redis/redis.sock'), { kind: 'single', url: '/var/run/redis/redis.sock' })
 })
 
 test('Sentinel: nodes, master name, db, passwords, TLS', async (t) => {
@@ -46,7 +47,8 @@ test('Cluster: seed nodes, password, TLS', async (t) => {
 
 test('a malformed REDIS_URL fails at boot, saying what is wrong', async (t) => {
   const bad: Array<[string, RegExp]> = [
-    ['http://x', /must start with redis:\/\//],
+    ['http://x', /must be a socket path or start with redis:\/\//],
+    ['REDISS://h:6380', /lower-case/],
     ['redis+sentinel://s1:26379', /needs the master name/],
     ['redis+sentinel://s1:26379/m/x', /mastername\/db/],
     ['redis+sentinel://s1:26379/m?tls=true', /unknown parameter "tls"/],
