@@ -2,6 +2,7 @@
 // src/server.ts passes process.env in; everything else receives the typed Config.
 import { envSchema } from 'env-schema'
 import { Type, type Static } from '@sinclair/typebox'
+import { parseRedisUrl } from './lib/redis-url.js'
 
 const Rate = (def: string, description: string) =>
   Type.String({ pattern: '^\\d+/(second|minute|hour|day)$', default: def, description })
@@ -23,8 +24,9 @@ export const ConfigSchema = Type.Object({
   ATLAS_USERNAME_FILE: OptionalString('file holding ATLAS_USERNAME'),
   ATLAS_PASSWORD: OptionalString('password for unattended token refresh'),
   ATLAS_PASSWORD_FILE: OptionalString('file holding ATLAS_PASSWORD'),
-  REDIS_URL: OptionalString('Redis for cache L2, limits, budget and token; empty means memory (redis:// or rediss://; no Sentinel or Cluster, see deploy/kubernetes/README.md)'),
-  REDIS_KEY_PREFIX: Type.String({ default: 'agw:', description: 'prefix of every Redis key the gateway writes' }),
+  REDIS_URL: OptionalString('Redis for cache L2, limits, budget and token; empty means memory. One server (redis://, rediss://), Sentinel (redis+sentinel://host:port,…/mastername) or Cluster (redis+cluster://host:port,…); rediss+… for TLS (README "Settings")'),
+  // Braces would make the prefix a hash tag and put every key in one cluster slot.
+  REDIS_KEY_PREFIX: Type.String({ default: 'agw:', pattern: '^[^{}]*$', description: 'prefix of every Redis key the gateway writes (no { or })' }),
   REDIS_COMMAND_TIMEOUT_MS: Int(500, 10, 'a Redis command slower than this fails (so a stalled Redis never hangs a request)'),
   CONSUMERS_FILE: OptionalString('consumers file (YAML or JSON); empty creates an in-memory demo consumer'),
   UPSTREAM_RATE: Rate('100/hour', 'global upstream budget shared by every consumer and replica'),
@@ -77,7 +79,9 @@ export function loadConfig (env: Record<string, string | undefined>): Config {
     const value = env[key]
     if (value !== undefined) data[key] = value
   }
-  return envSchema<Config>({ schema: ConfigSchema, data, env: false, dotenv: false })
+  const config = envSchema<Config>({ schema: ConfigSchema, data, env: false, dotenv: false })
+  if (config.REDIS_URL !== '') parseRedisUrl(config.REDIS_URL)
+  return config
 }
 
 /** Defaults of every setting, as a user with an empty environment gets them. */

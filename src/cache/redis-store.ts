@@ -69,8 +69,10 @@ export function createRedisStore (opts: RedisStoreOptions): CacheStore {
     ...(opts.timeoutMs === undefined ? {} : { timeoutMs: opts.timeoutMs }),
     ...(opts.onError === undefined ? {} : { onFailure: opts.onError })
   }).guard('cache')
-  const entryPrefix = `${opts.prefix}c:k:`
-  const tagPrefix = `${opts.prefix}c:t:`
+  // Entries and tag sets share one hash tag, `{c}`: an invalidation deletes entries and trims tag sets
+  // in one MULTI, which a Redis Cluster runs only on keys of one slot (docs/architecture.md, Redis keys).
+  const entryPrefix = `${opts.prefix}{c}:k:`
+  const tagPrefix = `${opts.prefix}{c}:t:`
   const entryKey = (key: string): string => entryPrefix + key
   const tagKey = (tag: string): string => tagPrefix + tag
   const ttlOf = (ttlMs: number): number => Math.max(1, Math.ceil(ttlMs))

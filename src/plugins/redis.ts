@@ -4,8 +4,9 @@
 // rejects at once; after the first failure every user skips Redis until a background PING answers, so
 // a request waits for at most one command timeout in total.
 import fp from 'fastify-plugin'
-import { Redis } from 'ioredis'
+import { Cluster, Redis } from 'ioredis'
 import type { Config } from '../config.js'
+import { parseRedisUrl, redactRedisUrl } from '../lib/redis-url.js'
 import { createRedisHealth, DEFAULT_REDIS_COOLDOWN_MS, type RedisHealth } from '../lib/redis-health.js'
 
 declare module 'fastify' {
@@ -18,20 +19,67 @@ declare module 'fastify' {
 }
 
 const DEFAULT_CONNECT_TIMEOUT_MS = 2000
+// How long a cluster client waits before retrying a command that met a failover (MOVED to a node that is
+// gone, CLUSTERDOWN): about the time a replica needs to be promoted, in a few steps.
+const CLUSTER_RETRY_DELAY_MS = 200
 
+const retryStrategy = (attempt: number): number => Math.min(attempt * 100, 2000)
+
+/**
+ * The client for REDIS_URL's form (lib/redis-url.ts): one server, a Sentinel-managed master, or a
+ * Cluster. A Cluster client is returned as the `Redis` type: the gateway uses only the command surface
+ * both share (single-slot scripts, pipelines and MULTIs whose keys carry one hash tag, pub/sub), which
+ * the cluster matrix (test/scale) runs every Redis suite through.
+ */
 export function createRedis (config: Pick<Config, 'REDIS_URL' | 'REDIS_COMMAND_TIMEOUT_MS'>): Redis {
-  return new Redis(config.REDIS_URL, {
-    lazyConnect: true,
+  const common = {
     commandTimeout: config.REDIS_COMMAND_TIMEOUT_MS,
     connectTimeout: DEFAULT_CONNECT_TIMEOUT_MS,
-    maxRetriesPerRequest: 1,
+    maxRetriesPerRequest: 1
+  }
+  const fast = {
+    lazyConnect: true,
     // Without an offline queue, commands issued while disconnected fail immediately instead of piling up.
     enableOfflineQueue: false,
     // Commands issued in the same tick (the many small reads and writes of concurrent requests) go out
     // as one pipeline: one write and one read on the socket instead of one per command.
-    enableAutoPipelining: true,
-    retryStrategy: (attempt) => Math.min(attempt * 100, 2000)
+    enableAutoPipelining: true
+  }
+  const target = parseRedisUrl(config.REDIS_URL)
+  if (target.kind === 'single') return new Redis(config.REDIS_URL, { ...common, ...fast, retryStrategy })
+  const auth = {
+    ...(target.username === undefined ? {} : { username: target.username }),
+    ...(target.password === undefined ? {} : { password: target.password })
+  }
+  if (target.kind === 'sentinel') {
+    return new Redis({
+      ...common,
+      ...fast,
+      ...auth,
+      retryStrategy,
+      sentinels: target.sentinels,
+      name: target.name,
+      db: target.db,
+      ...(target.sentinelUsername === undefined ? {} : { sentinelUsername: target.sentinelUsername }),
+      ...(target.sentinelPassword === undefined ? {} : { sentinelPassword: target.sentinelPassword }),
+      ...(target.tls ? { tls: {}, sentinelTLS: {}, enableTLSForSentinelMode: true } : {}),
+      sentinelCommandTimeout: DEFAULT_CONNECT_TIMEOUT_MS,
+      // No failoverDetector: its Sentinel connections outlive quit() and log outside the logger; a
+      // promotion closes the old master's client connections anyway, and the reconnect asks a Sentinel.
+      sentinelRetryStrategy: retryStrategy
+    })
+  }
+  const cluster = new Cluster(target.nodes, {
+    ...fast,
+    redisOptions: { ...common, ...auth, ...(target.tls ? { tls: {} } : {}) },
+    clusterRetryStrategy: retryStrategy,
+    retryDelayOnFailover: CLUSTER_RETRY_DELAY_MS,
+    retryDelayOnClusterDown: CLUSTER_RETRY_DELAY_MS,
+    slotsRefreshTimeout: DEFAULT_CONNECT_TIMEOUT_MS,
+    // TLS certificates name the hosts in the URL; without this ioredis would connect to resolved addresses.
+    ...(target.tls ? { dnsLookup: (address: string, callback: (err: null, address: string) => void) => { callback(null, address) } } : {})
   })
+  return cluster as unknown as Redis
 }
 
 const errorFields = (err: unknown) => ({ message: (err as Error).message, code: (err as NodeJS.ErrnoException).code })
@@ -69,7 +117,10 @@ export const redisPlugin = fp(async (app, opts: { client?: Redis }) => {
   client.on('error', (err: Error) => { health.report(err, 'connection') })
   // A (re)connection that passed ioredis' ready check: Redis answers.
   client.on('ready', () => { health.reportSuccess() })
-  if (isOwned) await client.connect()
+  if (isOwned) {
+    app.log.info({ redis: redactRedisUrl(config.REDIS_URL), form: parseRedisUrl(config.REDIS_URL).kind }, 'redis: connecting')
+    await client.connect()
+  }
   app.decorate('redis', client)
   app.decorate('redisHealth', health)
   app.health.addCheck('redis', async () => {

@@ -155,8 +155,9 @@ export function createRedisBudget (redis: Redis, prefix: string, rate: string, b
   const command = (redis as unknown as { agwBudgetTake: BudgetCommand }).agwBudgetTake.bind(redis)
   if (!('agwBudgetRefund' in redis)) redis.defineCommand('agwBudgetRefund', { numberOfKeys: 1, lua: REFUND_LUA })
   const refundCommand = (redis as unknown as { agwBudgetRefund: RefundCommand }).agwBudgetRefund.bind(redis)
-  const bucketKey = `${prefix}budget:${rate}`
-  const pauseKey = `${prefix}budget:pause`
+  // One hash tag: the take script reads both keys, so on a Redis Cluster they must share a slot.
+  const bucketKey = `${prefix}{budget}:${rate}`
+  const pauseKey = `${prefix}{budget}:pause`
   async function run () {
     const [ok, remaining, waitMs, paused, pace] = await command(bucketKey, pauseKey, capacity, windowMs, paceCapacity)
     return { ok: ok === 1, remaining, waitMs, paused: paused === 1, pace: Number(pace) }
@@ -173,6 +174,18 @@ export function createRedisBudget (redis: Redis, prefix: string, rate: string, b
       const current = await redis.pttl(pauseKey)
       if (current < seconds * 1000) await redis.set(pauseKey, '1', 'PX', Math.ceil(seconds * 1000))
     }
+  }
+}
+
+/**
+ * The fallback under LIMITS_ON_REDIS_ERROR=closed: while the shared budget cannot be asked, nothing is
+ * spent (a local bucket per replica would let N replicas spend N budgets during a Redis failover).
+ */
+export function createRefusingBudget (): UpstreamBudget {
+  return {
+    take: async () => ({ ok: false, remaining: 0, retryAfterS: 1, reason: 'budget' }),
+    refund: async () => 0,
+    pause: async () => {}
   }
 }
 

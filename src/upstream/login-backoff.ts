@@ -71,8 +71,9 @@ export function classifyLoginError (err: unknown): { reason: BackoffReason, retr
 }
 
 export function createLoginBackoff (opts: LoginBackoffOptions, redis?: { run: GuardedRedis, prefix: string }, now: () => number = Date.now, random: () => number = Math.random) {
-  const recordKey = `${redis?.prefix ?? ''}token:backoff`
-  const failuresKey = `${redis?.prefix ?? ''}token:failures`
+  // One hash tag: a success deletes both in one DEL, which a Redis Cluster runs only within one slot.
+  const recordKey = `${redis?.prefix ?? ''}{token}:backoff`
+  const failuresKey = `${redis?.prefix ?? ''}{token}:failures`
   let last: FailureRecord | undefined
   let failures = 0
 

@@ -6,7 +6,7 @@ import type { Redis } from 'ioredis'
 import type { Config } from '../config.js'
 import type { RedisHealth } from '../lib/redis-health.js'
 import type { Metrics } from '../plugins/metrics.js'
-import { createMemoryBudget, createRedisBudget, createResilientBudget, paceBurst, parseHeadroom, parseRate, type UpstreamBudget } from './budget.js'
+import { createMemoryBudget, createRedisBudget, createRefusingBudget, createResilientBudget, paceBurst, parseHeadroom, parseRate, type UpstreamBudget } from './budget.js'
 import { createUpstreamClient, type UpstreamClient } from './client.js'
 import { resolvePaths } from './endpoints.js'
 import { createObjectLoader } from './object-loader.js'
@@ -35,7 +35,7 @@ export function createUpstream ({ config, metrics, log, redis, redisHealth, now 
   const local = createMemoryBudget(config.UPSTREAM_RATE, now, burst)
   const budget: UpstreamBudget = redis === null
     ? local
-    : createResilientBudget(createRedisBudget(redis, config.REDIS_KEY_PREFIX, config.UPSTREAM_RATE, burst), local, redisHealth.guard('budget'))
+    : createResilientBudget(createRedisBudget(redis, config.REDIS_KEY_PREFIX, config.UPSTREAM_RATE, burst), config.LIMITS_ON_REDIS_ERROR === 'closed' ? createRefusingBudget() : local, redisHealth.guard('budget'))
   // The token manager logs in through the client, and the client takes tokens from the manager.
   const tokens = createTokenManager({
     token: config.ATLAS_TOKEN,
@@ -46,7 +46,7 @@ export function createUpstream ({ config, metrics, log, redis, redisHealth, now 
     passwordFile: config.ATLAS_PASSWORD_FILE
   }, (u, p) => client.login(u, p), (result) => metrics.tokenRefreshes.inc({ result }), redis === null
     ? undefined
-    : { redis, prefix: config.REDIS_KEY_PREFIX, guard: redisHealth.guard('token') },
+    : { redis, prefix: config.REDIS_KEY_PREFIX, guard: redisHealth.guard('token'), isClosed: config.LIMITS_ON_REDIS_ERROR === 'closed' },
   { baseMs: config.UPSTREAM_LOGIN_BACKOFF_MS, maxMs: config.UPSTREAM_LOGIN_BACKOFF_MAX_MS })
   const client: UpstreamClient = createUpstreamClient({
     baseUrl: config.ATLAS_BASE_URL,

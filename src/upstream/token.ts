@@ -38,6 +38,11 @@ export interface SharedToken {
   prefix: string
   /** The app's shared Redis health: counts failures, and skips Redis while it is unavailable. */
   guard: RedisGuard
+  /**
+   * LIMITS_ON_REDIS_ERROR=closed: while the lock cannot be taken, no replica logs in (each would, and a
+   * Redis failover would cost one login per replica); requests wait, then get a 503 with Retry-After.
+   */
+  isClosed?: boolean
 }
 
 export type TokenManager = ReturnType<typeof createTokenManager>
@@ -153,7 +158,7 @@ export function createTokenManager (
    */
   async function refreshAcrossReplicas (stale: string): Promise<string> {
     for (let waited = 0; ; waited += WAIT_STEP_MS) {
-      const isLocked = await guarded(async (r) => (await r.set(lockKey, '1', 'PX', LOCK_TTL_MS, 'NX')) === 'OK', true)
+      const isLocked = await guarded(async (r) => (await r.set(lockKey, '1', 'PX', LOCK_TTL_MS, 'NX')) === 'OK', shared?.isClosed !== true)
       if (isLocked) {
         try {
           const fresh = await readShared()

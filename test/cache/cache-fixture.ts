@@ -5,7 +5,7 @@ import { createCache, type CacheOptions, type LoaderResult } from '../../src/cac
 import { createMemoryStore } from '../../src/cache/memory-store.js'
 import { createRedisStore } from '../../src/cache/redis-store.js'
 import type { Freshness } from '../../src/cache/freshness.js'
-import { connectRedis } from './redis-fixture.js'
+import { TEST_STORE_TIMEOUT_MS, connectRedis } from './redis-fixture.js'
 
 export const FRESHNESS: Freshness = { freshMs: 10_000, staleWhileRevalidateMs: 20_000, staleIfErrorMs: 60_000 }
 
@@ -54,7 +54,7 @@ export async function twoTierCache (t: Test, opts: CacheOptions & { clock?: Retu
   const clock = opts.clock ?? manualClock()
   const conn = opts.shared ?? await connectRedis(t)
   const l1 = createMemoryStore({ maxBytes: 1 << 20, now: clock.now })
-  const l2 = createRedisStore({ redis: conn.redis, prefix: conn.prefix })
+  const l2 = createRedisStore({ redis: conn.redis, prefix: conn.prefix, timeoutMs: TEST_STORE_TIMEOUT_MS })
   const { clock: _c, shared: _s, withLock, lockWaitMs, ...cacheOpts } = opts
   const cache = createCache({
     l1,

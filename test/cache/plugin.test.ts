@@ -65,7 +65,7 @@ test('with Redis: L2 under REDIS_KEY_PREFIX, shared by two apps; invalidation re
   const loader = countingLoader(() => 'members', { tags: ['custom-list:vra'] })
   const freshness = a.cache.freshness('custom-lists')
   await a.cache.fetch('v1:custom-lists:name=vra', freshness, loader.fn, { route: 'custom-lists' })
-  t.ok(await redis.exists(`${prefix}c:k:v1:custom-lists:name=vra`), 'stored in L2 under the prefix')
+  t.ok(await redis.exists(`${prefix}{c}:k:v1:custom-lists:name=vra`), 'stored in L2 under the prefix')
   t.equal((await b.cache.fetch('v1:custom-lists:name=vra', freshness, loader.fn)).status, 'HIT')
   await a.cache.invalidate(['custom-list:vra'])
   let status = 'HIT'

@@ -97,10 +97,10 @@ test('putEntries of a 50-record batch: one round trip, 50 SETs and one EVAL, no 
   t.same([...byName.keys()].sort(), ['EVAL', 'SET'], 'nothing else: no MULTI/EXEC, no per-record EVAL')
 
   // Tags work: invalidating one record's tag removes it from both tiers, with its TTL on the tag set.
-  t.ok(await redis.pttl(`${prefix}c:t:object:1049`) > 59_000, 'the tag set lives as long as its key')
+  t.ok(await redis.pttl(`${prefix}{c}:t:object:1049`) > 59_000, 'the tag set lives as long as its key')
   await cache.invalidate(['object:1049'])
-  t.equal(await redis.exists(`${prefix}c:k:objects:1049`), 0)
-  t.equal(await redis.exists(`${prefix}c:k:objects:1048`), 1)
+  t.equal(await redis.exists(`${prefix}{c}:k:objects:1049`), 0)
+  t.equal(await redis.exists(`${prefix}{c}:k:objects:1048`), 1)
   t.equal((await cache.getEntries(['objects:1049', 'objects:1048'])).filter((e) => e !== undefined).length, 1)
 })
 
@@ -120,7 +120,7 @@ test('a miss batch through the app: the records are stored with one SET each and
   t.equal(res.headers['x-cache'], 'MISS')
   await settle('batch')
   const commands = seen.filter((s) => s.name !== 'ECHO')
-  const stores = commands.filter((s) => s.name === 'SET' && s.args[1]?.includes(':c:k:') === true)
+  const stores = commands.filter((s) => s.name === 'SET' && s.args[1]?.includes(':{c}:k:') === true)
   const tagging = commands.filter((s) => s.name === 'EVAL' && s.args[1]?.includes('SADD') === true)
   const byName = new Map<string, number>()
   for (const s of commands) byName.set(s.name, (byName.get(s.name) ?? 0) + 1)

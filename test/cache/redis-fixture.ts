@@ -4,22 +4,20 @@ import { spawnSync } from 'node:child_process'
 import type { Test } from 'tap'
 import type { Redis } from 'ioredis'
 import { createRedis } from '../../src/plugins/redis.js'
+import { deleteByPrefix } from '../fixtures/redis-keys.js'
 
 export const REDIS_URL = process.env.REDIS_URL ?? ''
 /** Tests that start their own redis-server need the binary; like the others they run only when Redis is configured. */
 export const CAN_START_REDIS = REDIS_URL !== '' && spawnSync('redis-server', ['--version']).status === 0
 
+/**
+ * The store's guard bound in these tests: writes of thousands of keys share two cores with a whole
+ * parallel suite (and, in test/scale's matrix, a six-node cluster), far slower than production's 500 ms.
+ */
+export const TEST_STORE_TIMEOUT_MS = 3000
+
 export function uniquePrefix (): string {
   return `agw-test:${process.pid}:${Math.random().toString(36).slice(2)}:`
-}
-
-async function deleteByPrefix (redis: Redis, prefix: string): Promise<void> {
-  let cursor = '0'
-  do {
-    const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 500)
-    if (keys.length > 0) await redis.del(...keys)
-    cursor = next
-  } while (cursor !== '0')
 }
 
 /** A connected client on `url` (default REDIS_URL); its prefix's keys are deleted and it quits on teardown. */

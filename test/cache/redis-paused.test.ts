@@ -27,7 +27,7 @@ test('Redis paused: reads answer from L1 or the loader; Redis comes back after S
   const loader = countingLoader(() => 'value')
 
   t.equal((await cache.fetch('warm', FRESHNESS, loader.fn)).status, 'MISS')
-  t.ok(await redis.getBuffer(`${prefix}c:k:warm`), 'stored in L2 while Redis runs')
+  t.ok(await redis.getBuffer(`${prefix}{c}:k:warm`), 'stored in L2 while Redis runs')
 
   server.pause()
   t.teardown(() => server.resume())
@@ -57,7 +57,7 @@ test('Redis paused: reads answer from L1 or the loader; Redis comes back after S
   t.ok(health.isAvailable, 'after the cool-down the next call probes Redis')
   t.equal((await cache.fetch('after', FRESHNESS, loader.fn)).status, 'MISS')
   t.equal(health.state, 'up', 'the probe answered')
-  t.ok(await redis.getBuffer(`${prefix}c:k:after`), 'fills reach L2 again')
+  t.ok(await redis.getBuffer(`${prefix}{c}:k:after`), 'fills reach L2 again')
   const third = makeCache()
   const fromL2 = await third.fetch('after', FRESHNESS, loader.fn)
   t.equal(fromL2.status, 'HIT', 'a fresh L1 is served from L2 again')

@@ -2,7 +2,7 @@ import { test } from 'tap'
 import { createRedisStore } from '../../src/cache/redis-store.js'
 import { createRedis } from '../../src/plugins/redis.js'
 import { runStoreContract } from './store-contract.js'
-import { REDIS_URL, connectRedis, uniquePrefix } from './redis-fixture.js'
+import { REDIS_URL, TEST_STORE_TIMEOUT_MS, connectRedis, uniquePrefix } from './redis-fixture.js'
 
 const MIN = 60_000
 const skip = REDIS_URL === '' ? 'REDIS_URL is not set' : false
@@ -10,7 +10,7 @@ const skip = REDIS_URL === '' ? 'REDIS_URL is not set' : false
 test('store contract: redis', { skip }, async (t) => {
   runStoreContract(t, async (t) => {
     const { redis, prefix } = await connectRedis(t)
-    return { store: createRedisStore({ redis, prefix }) }
+    return { store: createRedisStore({ redis, prefix, timeoutMs: TEST_STORE_TIMEOUT_MS }) }
   })
 })
 
@@ -18,10 +18,10 @@ test('values live under the gateway prefix with their TTL', { skip }, async (t) 
   const { redis, prefix } = await connectRedis(t)
   const store = createRedisStore({ redis, prefix })
   await store.set('v1:lists:', Buffer.from('x'), 90_000)
-  const ttl = await redis.pttl(`${prefix}c:k:v1:lists:`)
+  const ttl = await redis.pttl(`${prefix}{c}:k:v1:lists:`)
   t.ok(ttl > 80_000 && ttl <= 90_000, `PTTL ${ttl}`)
   await store.setMany([{ key: 'a', value: Buffer.from('y'), ttlMs: 1500.2 }])
-  const ttlA = await redis.pttl(`${prefix}c:k:a`)
+  const ttlA = await redis.pttl(`${prefix}{c}:k:a`)
   t.ok(ttlA > 0 && ttlA <= 1501, `fractional TTLs round up: ${ttlA}`)
 })
 
@@ -32,7 +32,7 @@ test('a tag set lives as long as its longest-lived key: its TTL grows, never shr
   await store.set('short', Buffer.from('x'), MIN)
   await store.addTags(['t'], ['long'], 10 * MIN)
   await store.addTags(['t'], ['short'], MIN)
-  const ttl = await redis.pttl(`${prefix}c:t:t`)
+  const ttl = await redis.pttl(`${prefix}{c}:t:t`)
   t.ok(ttl > 9 * MIN, `tag PTTL ${ttl} kept the longer lifetime`)
   t.equal(await store.invalidateTags(['t']), 2)
 })

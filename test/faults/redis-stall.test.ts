@@ -49,7 +49,7 @@ async function rateCounted (app: FastifyInstance, prefix: string): Promise<numbe
 }
 
 async function cacheKeys (app: FastifyInstance, prefix: string): Promise<number> {
-  return (await app.redis?.keys(`${prefix}c:k:*`))?.length ?? 0
+  return (await app.redis?.keys(`${prefix}{c}:k:*`))?.length ?? 0
 }
 
 test('a stalled Redis costs a request at most one timeout, later requests none; it comes back after SIGCONT', async (t) => {

@@ -1,19 +1,16 @@
 // Daily object units over both stores, with the day driven by an injected clock (passed to the Redis
 // script as its test-only time override), never by sleeping.
 import { test, type Test } from 'tap'
-import { Redis } from 'ioredis'
 import { createDailyUnits, DAY_SECONDS } from '../../src/quota/budgets.js'
 import { createMemoryWindowStore, createRedisWindowStore, type Clock, type WindowStore } from '../../src/quota/window-store.js'
 import { toRecord } from '../../src/consumers/schema.js'
-import { deleteKeysOnTeardown, testKeyPrefix } from '../fixtures/redis-keys.js'
+import { connectTestRedis, deleteKeysOnTeardown, testKeyPrefix } from '../fixtures/redis-keys.js'
 
 const REDIS_URL = process.env.REDIS_URL ?? ''
 const consumer = toRecord({ id: 'bot', key_sha256: [], daily_objects: 100 }).consumer
 
 async function redisStore (t: Test, now: Clock): Promise<WindowStore> {
-  const redis = new Redis(REDIS_URL, { lazyConnect: true })
-  await redis.connect()
-  t.teardown(() => redis.quit())
+  const redis = await connectTestRedis(t, REDIS_URL)
   return createRedisWindowStore(redis, { now })
 }
 

@@ -3,13 +3,13 @@
 // replicas together never admit more than the limit; small limits (block 1) stay exact; leased units
 // go back to the store on refund (beyond one block) and on release.
 import { test, type Test } from 'tap'
-import { Redis } from 'ioredis'
+import type { Redis } from 'ioredis'
 import {
   calendarLeaseStore, createLeasedCounter, createMemoryRateStore, createRedisRateStore, type LeaseStore
 } from '../../src/quota/lease.js'
 import { createMemoryWindowStore, createRedisWindowStore, type Clock } from '../../src/quota/window-store.js'
 import { leaseBlock } from '../../src/quota/plugin.js'
-import { deleteKeysOnTeardown, testKeyPrefix } from '../fixtures/redis-keys.js'
+import { connectTestRedis, deleteKeysOnTeardown, testKeyPrefix } from '../fixtures/redis-keys.js'
 
 const REDIS_URL = process.env.REDIS_URL ?? ''
 const MINUTE_MS = 60_000
@@ -20,9 +20,7 @@ const newKey = (): string => `${FILE_PREFIX}${++keyCount}`
 
 async function redisClient (t: Test): Promise<Redis> {
   deleteKeysOnTeardown(t, REDIS_URL, FILE_PREFIX)
-  const redis = new Redis(REDIS_URL, { lazyConnect: true })
-  await redis.connect()
-  t.teardown(() => redis.quit())
+  const redis = await connectTestRedis(t, REDIS_URL)
   return redis
 }
 

@@ -1,8 +1,8 @@
 // One contract, run against the memory store and the Redis store (real Redis when REDIS_URL is set).
 import { test, type Test } from 'tap'
-import { Redis } from 'ioredis'
+import type { Redis } from 'ioredis'
 import { createMemoryWindowStore, createRedisWindowStore, type Clock, type WindowStore } from '../../src/quota/window-store.js'
-import { deleteKeysOnTeardown, testKeyPrefix } from '../fixtures/redis-keys.js'
+import { connectTestRedis, deleteKeysOnTeardown, testKeyPrefix } from '../fixtures/redis-keys.js'
 
 const REDIS_URL = process.env.REDIS_URL ?? ''
 const DAY = 86400
@@ -17,9 +17,7 @@ function prefix (): string {
 
 async function redisClient (t: Test): Promise<Redis> {
   deleteKeysOnTeardown(t, REDIS_URL, FILE_PREFIX)
-  const redis = new Redis(REDIS_URL, { lazyConnect: true })
-  await redis.connect()
-  t.teardown(() => redis.quit())
+  const redis = await connectTestRedis(t, REDIS_URL)
   return redis
 }
 

@@ -1,18 +1,15 @@
 // The global upstream budget, memory and Redis behind one contract: takes, refunds for calls that never
 // reached the upstream (never above capacity, never losing a concurrent take), and the 429 pause.
 import { test, type Test } from 'tap'
-import { Redis } from 'ioredis'
 import { createMemoryBudget, createRedisBudget, type UpstreamBudget } from '../../src/upstream/budget.js'
-import { deleteKeysOnTeardown, testKeyPrefix } from '../fixtures/redis-keys.js'
+import { connectTestRedis, deleteKeysOnTeardown, testKeyPrefix } from '../fixtures/redis-keys.js'
 
 const REDIS_URL = process.env.REDIS_URL ?? ''
 
 async function redisBudget (t: Test, rate: string, burst?: number): Promise<UpstreamBudget> {
   const prefix = testKeyPrefix('budget')
   deleteKeysOnTeardown(t, REDIS_URL, prefix)
-  const redis = new Redis(REDIS_URL, { lazyConnect: true })
-  await redis.connect()
-  t.teardown(() => redis.quit())
+  const redis = await connectTestRedis(t, REDIS_URL)
   return createRedisBudget(redis, prefix, rate, burst)
 }
 

@@ -2,11 +2,10 @@
 // takes at most half a step, a 429's Retry-After is a floor, failed logins are classified, and with Redis
 // every replica sees one record and one failure count.
 import { test, type Test } from 'tap'
-import { Redis } from 'ioredis'
 import { classifyLoginError, createLoginBackoff, type GuardedRedis } from '../../src/upstream/login-backoff.js'
 import { LoginRefusedError } from '../../src/upstream/error-map.js'
 import { UpstreamError, UpstreamUnavailableError } from '../../src/errors.js'
-import { deleteKeysOnTeardown, testKeyPrefix } from '../fixtures/redis-keys.js'
+import { connectTestRedis, deleteKeysOnTeardown, testKeyPrefix } from '../fixtures/redis-keys.js'
 
 const REDIS_URL = process.env.REDIS_URL ?? ''
 const BASE = 1000
@@ -49,9 +48,7 @@ test('failed logins are classified; a login that never reached the upstream is n
 })
 
 async function shared (t: Test, prefix: string): Promise<{ run: GuardedRedis, prefix: string }> {
-  const redis = new Redis(REDIS_URL, { lazyConnect: true })
-  await redis.connect()
-  t.teardown(() => redis.quit())
+  const redis = await connectTestRedis(t, REDIS_URL)
   return { run: async (fn, fallback) => { try { return await fn(redis) } catch { return fallback } }, prefix }
 }
 

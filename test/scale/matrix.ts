@@ -1,0 +1,38 @@
+// The REDIS_URL matrix: the Redis-backed suites (consumers' limits, quota, cache, upstream budget, token,
+// replicas) run unchanged against another form of REDIS_URL, as a child process whose TAP output becomes
+// a subtest here. The files read REDIS_URL like every test; the topology is started once per form by the
+// calling test file.
+import type { Test } from 'tap'
+
+export const MATRIX_FILES = [
+  // consumers and their request-rate limits, two instances sharing the counters
+  'test/auth/consumer-auth.test.ts',
+  // limits: leases, windows, daily units, upstream share, the Redis-error policy
+  'test/quota/lease.test.ts',
+  'test/quota/window-store.test.ts',
+  'test/quota/budgets.test.ts',
+  'test/quota/upstream-share.test.ts',
+  'test/quota/redis-policy.test.ts',
+  // cache: the store contract, two tiers with invalidation across instances, the plugin
+  'test/cache/redis-store.test.ts',
+  'test/cache/cache-redis.test.ts',
+  'test/cache/plugin.test.ts',
+  // the upstream budget
+  'test/upstream/budget.test.ts',
+  'test/economy/budget-priorities.test.ts',
+  // the token: shared login back-off, one refresh across replicas
+  'test/upstream/login-backoff.test.ts',
+  'test/faults/login-backoff.test.ts',
+  'test/economy/replicas.test.ts'
+]
+
+// The child's own whole-run bound (its files run one after another in one process), and the calling
+// file's (tap's default per file is .taprc's 180 s).
+const CHILD_TIMEOUT_S = 900
+export const MATRIX_TIMEOUT_MS = (CHILD_TIMEOUT_S + 60) * 1000
+
+export async function runMatrix (t: Test, name: string, url: string, files: readonly string[] = MATRIX_FILES): Promise<void> {
+  await t.spawn(process.execPath, ['--import', 'tsx', 'test/scale/suites.ts'], {
+    env: { ...process.env, REDIS_URL: url, AGW_SCALE_FILES: files.join(','), TAP_TIMEOUT: String(CHILD_TIMEOUT_S) }
+  }, name)
+}
