@@ -18,6 +18,7 @@ import { createListCatalog, type ListCatalog } from './lists.js'
 import { cachePlugin } from './cache/plugin.js'
 import { servicePlugin } from './service/index.js'
 import { compressPlugin } from './plugins/compress.js'
+import { pageRoutes } from './routes/pages.js'
 import type { Redis } from 'ioredis'
 import type { Clock } from './quota/window-store.js'
 
@@ -81,11 +82,12 @@ export async function buildApp (config: Config, deps: AppDeps = {}): Promise<Fas
 
   // The route guard first, so it sees every route: each declares a scope or public, or boot fails.
   await app.register(routeGuardPlugin)
+  // The OpenAPI document next, so that it sees every route after the guard's.
+  await app.register(openapiPlugin)
   await app.register(problemHandlerPlugin)
   await app.register(healthPlugin)
   await app.register(metricsPlugin)
   await app.register(redisPlugin, deps.redis === undefined ? {} : { client: deps.redis })
-  await app.register(openapiPlugin)
   await app.register(accessLogPlugin)
   await app.register(metricsEndpointPlugin)
   // The upstream (client, token, budget, batching), then the cache in front of it.
@@ -101,6 +103,8 @@ export async function buildApp (config: Config, deps: AppDeps = {}): Promise<Fas
   await app.register(consumerAuthPlugin, deps.now === undefined ? {} : { now: deps.now })
   await app.register(v1Routes, { prefix: '/v1' })
   await app.register(compatRoutes, { prefix: COMPAT_PREFIX })
+  // The landing page (/) and the operators' status page (/status).
+  await app.register(pageRoutes)
 
   return app
 }

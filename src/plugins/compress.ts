@@ -25,7 +25,7 @@ export const COMPRESS_THRESHOLD_BYTES = 1024
 // Preferred first when the client accepts both equally.
 const ENCODINGS: Encoding[] = ['br', 'gzip']
 // JSON, NDJSON and text; never event streams (they must flush per event).
-const COMPRESSIBLE = /^text\/(?!event-stream)|[/+](?:x-nd)?json(?:;|$)/
+const COMPRESSIBLE = /^text\/(?!event-stream)|[/+](?:x-nd)?json(?:;|$)|\+xml(?:;|$)/
 // Bodies with an ETag are compressed once and then served from the memo: brotli quality 4 and gzip's
 // default level (6), a better ratio for a one-off cost. Everything else (the NDJSON stream, POST answers
 // of thousands of records) is compressed on every request, so it gets the fast settings: on v1 records,

@@ -3,7 +3,7 @@
 // are bounded: route templates (never raw URLs), endpoint names, consumer ids, fixed outcome words.
 import { createHash, timingSafeEqual } from 'node:crypto'
 import fp from 'fastify-plugin'
-import type { FastifyRequest } from 'fastify'
+import type { FastifyReply, FastifyRequest } from 'fastify'
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
 import { UnauthenticatedError } from '../errors.js'
 
@@ -124,11 +124,31 @@ export function isSameSecret (given: string, expected: string): boolean {
   return timingSafeEqual(a, b)
 }
 
-function bearerOf (request: FastifyRequest): string {
+/** The secret a request presents: a Bearer token, or (when `isBasicAllowed`) the password of HTTP Basic. */
+function presentedSecret (request: FastifyRequest, isBasicAllowed: boolean): string {
   const header = request.headers.authorization
   if (typeof header !== 'string') return ''
-  const match = /^Bearer\s+(\S+)\s*$/i.exec(header)
-  return match?.[1] ?? ''
+  const bearer = /^Bearer\s+(\S+)\s*$/i.exec(header)
+  if (bearer !== null) return bearer[1] as string
+  if (!isBasicAllowed) return ''
+  const basic = /^Basic\s+([A-Za-z0-9+/=]+)\s*$/i.exec(header)
+  if (basic === null) return ''
+  const decoded = Buffer.from(basic[1] as string, 'base64').toString('utf8')
+  const colon = decoded.indexOf(':')
+  return colon < 0 ? '' : decoded.slice(colon + 1)
+}
+
+/**
+ * The operators' routes (/metrics, /status): when METRICS_TOKEN is set, a request must present it as
+ * `Authorization: Bearer <token>`, or for a page a browser opens (`isPage`), as the password of HTTP
+ * Basic (any user name; the Basic challenge makes the browser ask for it); else 401.
+ */
+export function requireMetricsToken (request: FastifyRequest, reply: FastifyReply, isPage = false): void {
+  const expected = request.server.config.METRICS_TOKEN
+  if (expected === '' || isSameSecret(presentedSecret(request, isPage), expected)) return
+  reply.header('www-authenticate', isPage ? 'Basic realm="atlas-gateway operators", charset="UTF-8"' : 'Bearer realm="metrics"')
+  const url = request.routeOptions.url ?? ''
+  throw new UnauthenticatedError(`${url} needs Authorization: Bearer <METRICS_TOKEN>${isPage ? ' (or HTTP Basic with it as the password)' : ''}.`)
 }
 
 /**
@@ -136,7 +156,7 @@ function bearerOf (request: FastifyRequest): string {
  * including those registered before this plugin (Fastify binds hooks to routes at ready time).
  */
 export const metricsEndpointPlugin = fp(async (app) => {
-  const { metrics, config } = app
+  const { metrics } = app
 
   app.addHook('onResponse', async (request, reply) => {
     const route = routeLabel(request)
@@ -146,10 +166,7 @@ export const metricsEndpointPlugin = fp(async (app) => {
 
   // Public to the route guard: METRICS_TOKEN, when set, guards it here.
   app.get('/metrics', { config: { public: true }, schema: { hide: true } }, async (request, reply) => {
-    if (config.METRICS_TOKEN !== '' && !isSameSecret(bearerOf(request), config.METRICS_TOKEN)) {
-      reply.header('www-authenticate', 'Bearer realm="metrics"')
-      throw new UnauthenticatedError('/metrics needs Authorization: Bearer <METRICS_TOKEN>.')
-    }
+    requireMetricsToken(request, reply)
     const text = await metrics.registry.metrics()
     return reply.type(metrics.registry.contentType).send(text)
   })

@@ -1,7 +1,214 @@
-// OpenAPI 3 document at /openapi.json and a browsable page at /docs, generated from the route schemas.
+// OpenAPI 3.1 document at /openapi.json and a browsable page at /docs, generated from the route schemas.
+// What every operation shares is added here, centrally, in the swagger transform, so that route files
+// declare only their own schemas: an operationId from method and path, problem responses as
+// application/problem+json with the shared Problem schema, the response headers (ETag, X-Cache, Age,
+// RateLimit, RateLimit-Policy, Retry-After), extra media types a route produces (NDJSON), and
+// `security: []` on public routes. The compat path and the operational routes (/, /status, health,
+// metrics, this document) are described under tags of their own. Every route the app has is in the
+// document except the docs page's own files and the compat path's 405 and trailing-slash redirects;
+// test/pages/openapi-lint.test.ts lints the live document (0 errors, 0 warnings).
 import fp from 'fastify-plugin'
 import swagger from '@fastify/swagger'
 import swaggerUi from '@fastify/swagger-ui'
+import type { RouteOptions } from 'fastify'
+import { SERIALIZERS } from '../upstream/serializers.js'
+import type { UpstreamEndpoint } from '../upstream/endpoints.js'
+import type { FieldKind } from '../drf/fields.js'
+
+export const DOCS_PREFIX = '/docs'
+// Not imported from routes/compat (plugins import no route module); checked by the lint test.
+export const COMPAT_DOC_PREFIX = '/atlas/api'
+
+const TAGS = [
+  { name: 'objects', description: 'Object records, light curves, cone searches and crossmatches (scope `read`).' },
+  { name: 'lists', description: 'Detection lists and custom lists, filtered by the gateway (scope `read`).' },
+  { name: 'custom lists', description: 'Custom list membership: reads (`read`) and writes (`write:custom-lists` and the list).' },
+  { name: 'vra', description: 'Virtual Research Assistant scores, to-do queue and ranks.' },
+  { name: 'consumers', description: 'The calling consumer: identity, limits and usage.' },
+  {
+    name: 'compat',
+    description: 'The upstream\'s own dialect at `/atlas/api/<endpoint>/`: scripts built on the official ATLAS client work by ' +
+      'changing only their base URL and token (`Authorization: Token <consumer key>`). Bodies are form-encoded (or JSON), ' +
+      'answers and errors are the upstream\'s (`{"detail": …}`, DRF field errors), ids are bare JSON integers.'
+  },
+  { name: 'operations', description: 'For people and operators: the landing page, the status page, health probes, Prometheus metrics and this document.' }
+]
+
+// Descriptions of routes registered without a schema of their own (plugins/health.ts, metrics.ts, this file).
+const OPERATIONS: Record<string, { summary: string, description?: string, type: string, security?: boolean }> = {
+  '/healthz': { summary: 'Liveness, with each dependency as the background check last saw it', type: 'application/json' },
+  '/readyz': { summary: 'Readiness: 200 while this replica takes traffic, 503 while starting or draining', type: 'application/json' },
+  '/metrics': { summary: 'Prometheus metrics', description: 'Needs `Authorization: Bearer <METRICS_TOKEN>` when METRICS_TOKEN is set.', type: 'text/plain', security: true },
+  '/openapi.json': { summary: 'This OpenAPI document', type: 'application/json' }
+}
+
+const h = (description: string, schema: Record<string, unknown> = { type: 'string' }): Record<string, unknown> => ({ ...schema, description })
+const RATE_HEADERS = {
+  'RateLimit-Policy': h('the key\'s request rate policy (IETF draft), e.g. `"requests";q=600;w=60`'),
+  RateLimit: h('requests left in the current window and seconds until it resets, e.g. `"requests";r=599;t=60`'),
+  'X-Request-Id': h('the request id (yours when you sent a safe one)')
+}
+const CACHE_HEADERS = {
+  ETag: h('strong validator of this representation; send it back in If-None-Match for a 304'),
+  'X-Cache': h('HIT, MISS, STALE or BYPASS: how the cache served the read'),
+  Age: h('seconds since the data was fetched from the upstream', { type: 'integer', minimum: 0 }),
+  'Cache-Control': h('how long the answer may be reused')
+}
+const RETRY_AFTER = { 'Retry-After': h('seconds to wait before retrying', { type: 'integer', minimum: 0 }) }
+const MEDIA_NOTES: Record<string, string> = {
+  'application/x-ndjson': 'NDJSON: one JSON document per line, streamed',
+  'text/event-stream': 'Server-sent events'
+}
+
+const capital = (s: string): string => s.charAt(0).toUpperCase() + s.slice(1)
+const words = (s: string): string => s.split(/[^a-zA-Z0-9]+/).filter((w) => w !== '').map(capital).join('')
+
+/** `getObjectsByIdLightcurve` for GET /v1/objects/:id/lightcurve; `compatPostObjects` for the compat path. */
+export function operationIdOf (method: string, url: string): string {
+  const isCompat = url.startsWith(COMPAT_DOC_PREFIX + '/')
+  const path = isCompat ? url.slice(COMPAT_DOC_PREFIX.length) : url.replace(/^\/v1(?=\/)/, '')
+  const parts = path.split('/').filter((s) => s !== '').map((s) => s.startsWith(':') ? 'By' + words(s.slice(1)) : words(s))
+  const name = method.toLowerCase() + (parts.length === 0 ? 'Root' : parts.join(''))
+  return isCompat ? 'compat' + capital(name) : name
+}
+
+type Schema = Record<string, unknown>
+
+const isProblemRef = (s: unknown): boolean => s !== null && typeof s === 'object' && (s as Schema).$ref === 'Problem'
+
+function problemResponse (status: string, headers: Schema): Schema {
+  return {
+    description: PROBLEM_TEXT[status] ?? 'a problem (RFC 9457)',
+    headers,
+    content: { 'application/problem+json': { schema: { $ref: 'Problem' } } }
+  }
+}
+const PROBLEM_TEXT: Record<string, string> = {
+  400: 'invalid input; `errors` names each field',
+  401: 'no key, or an unknown, revoked or disabled key',
+  403: 'the key lacks the scope or the list',
+  404: 'not found',
+  406: 'the Accept header allows none of the media types this route answers with',
+  409: 'a request with the same Idempotency-Key is still running',
+  413: 'more ids than the key\'s max_batch (or the route) allows',
+  415: 'the body is not JSON',
+  422: 'the Idempotency-Key was used for another request',
+  429: 'a limit of the key (request rate, daily object units, upstream share) or the upstream budget is spent',
+  502: 'the upstream failed or answered something unreadable',
+  503: 'the upstream or a dependency is unavailable, or this replica is shutting down',
+  504: 'the upstream did not answer in time'
+}
+
+/** Problems as problem+json; v1: headers documented, extra media types on the 200. */
+function withProblems (route: RouteOptions, responses: Schema): Schema {
+  const method = String(route.method)
+  const isV1 = route.url.startsWith('/v1/')
+  const isRead = isV1 && method === 'GET' && route.url !== '/v1/me'
+  const produces = (route.config as { produces?: readonly string[] } | undefined)?.produces ?? []
+  const out: Schema = {}
+  for (const [status, schema] of Object.entries(responses)) {
+    const retry = status === '429' || status === '503' ? RETRY_AFTER : {}
+    if (isProblemRef(schema)) {
+      out[status] = problemResponse(status, { ...(isV1 ? RATE_HEADERS : {}), ...retry })
+      continue
+    }
+    const s = schema as Schema
+    if (!isV1) {
+      out[status] = s
+      continue
+    }
+    const headers = { ...RATE_HEADERS, ...(isRead && (status === '200' || status === '304') ? CACHE_HEADERS : {}), ...retry }
+    if (status === '304') {
+      out[status] = { description: 'not modified (If-None-Match matched the ETag)', type: 'null', headers }
+      continue
+    }
+    if (status.startsWith('2') && s.content === undefined && produces.length > 0) {
+      const content: Schema = { 'application/json': { schema: s } }
+      for (const type of produces) content[type] = { schema: { type: 'string', description: MEDIA_NOTES[type] ?? type } }
+      out[status] = { description: (s.description as string | undefined) ?? 'OK', headers, content }
+      continue
+    }
+    out[status] = { ...s, headers: { ...headers, ...(s.headers as Schema | undefined) } }
+  }
+  return out
+}
+
+const FIELD_TYPES: Record<FieldKind, Schema> = {
+  char: { type: 'string' },
+  int: { type: 'integer' },
+  float: { type: 'number' },
+  bool: { type: 'boolean' },
+  choice: { type: 'string' },
+  datetime: { type: 'string', description: 'a date or datetime, as the upstream reads it' }
+}
+
+/** A compat GET or POST on /atlas/api/<endpoint>/: the upstream's fields, form-encoded. */
+function compatSchema (route: RouteOptions): Schema {
+  const endpoint = route.url.slice(COMPAT_DOC_PREFIX.length).replace(/^\/|\/$/g, '') as UpstreamEndpoint
+  const specs = SERIALIZERS[endpoint] ?? []
+  const properties = Object.fromEntries(specs.map((f) => [f.name, { ...FIELD_TYPES[f.kind], ...(f.kind === 'choice' && f.choices !== undefined ? { enum: [...f.choices] } : {}) }]))
+  const required = specs.filter((f) => f.required === true).map((f) => f.name)
+  const fields = { type: 'object', properties, ...(required.length > 0 ? { required } : {}) }
+  const method = String(route.method)
+  const detail = { description: 'the upstream dialect\'s error: `{"detail": …}` or DRF field errors', type: 'object', additionalProperties: true }
+  return {
+    summary: `${endpoint}/ in the upstream's dialect (${method})`,
+    tags: ['compat'],
+    // The login endpoint is the one that takes no key.
+    security: (route.config as { public?: boolean } | undefined)?.public === true ? [] : [{ compatToken: [] }],
+    ...(method === 'POST'
+      ? { body: fields, consumes: ['application/x-www-form-urlencoded', 'multipart/form-data', 'application/json'] }
+      : { querystring: fields }),
+    response: {
+      200: { description: 'the upstream\'s answer, as the upstream would send it', type: 'object', additionalProperties: true },
+      400: detail,
+      401: { ...detail, description: 'no key, or a key the gateway does not know' },
+      429: { ...detail, description: 'throttled: a limit of the key or the upstream budget', headers: RETRY_AFTER }
+    }
+  }
+}
+
+function operationSchema (route: RouteOptions): Schema | undefined {
+  const op = OPERATIONS[route.url]
+  if (op === undefined) return undefined
+  const response = (route.schema as Schema | undefined)?.response as Schema | undefined
+  const ok = response?.['200'] ?? response?.[200]
+  return {
+    summary: op.summary,
+    ...(op.description === undefined ? {} : { description: op.description }),
+    tags: ['operations'],
+    security: op.security === true ? [{ metricsToken: [] }] : [],
+    produces: [op.type],
+    response: {
+      ...(response ?? {}),
+      200: ok ?? { description: 'OK', type: op.type === 'application/json' ? 'object' : 'string' },
+      // Any route: a request the gateway cannot read (no Host header, a malformed URL) is a 400 problem.
+      400: { $ref: 'Problem' },
+      ...(op.security === true ? { 401: { $ref: 'Problem' } } : {})
+    }
+  }
+}
+
+/** The transform: hides what is not an API operation and completes what is. */
+export function transformRoute ({ schema, url, route }: { schema: unknown, url: string, route: RouteOptions }): { schema: Schema, url: string } {
+  const s = { ...((schema ?? {}) as Schema) }
+  const method = String(route.method)
+  const hidden = { schema: { ...s, hide: true }, url }
+  if (url.startsWith(DOCS_PREFIX)) return hidden
+  const config = (route.config ?? {}) as { public?: boolean, scope?: string }
+  if (url.startsWith(COMPAT_DOC_PREFIX + '/')) {
+    // The real endpoints only: the 405 answers and APPEND_SLASH redirects are the upstream's quirks.
+    const isEndpoint = url.endsWith('/') && (method === 'POST' || (method === 'GET' && config.scope !== undefined))
+    if (!isEndpoint) return hidden
+    return { schema: { ...compatSchema(route), operationId: operationIdOf(method, url) }, url }
+  }
+  delete s.hide
+  const completed: Schema = { ...s, ...(operationSchema(route) ?? {}) }
+  if (completed.operationId === undefined) completed.operationId = operationIdOf(method, url)
+  if (config.public === true && completed.security === undefined) completed.security = []
+  if (completed.response !== undefined) completed.response = withProblems(route, completed.response as Schema)
+  return { schema: completed, url }
+}
 
 export const openapiPlugin = fp(async (app) => {
   await app.register(swagger, {
@@ -12,23 +219,31 @@ export const openapiPlugin = fp(async (app) => {
         version: '1',
         description: 'A stable facade over the ATLAS Transient Server API. Every ATLAS id (19 digits, above 2^53) ' +
           'is a JSON string in v1, and so is any other integer beyond 2^53. Errors are RFC 9457 problem+json ' +
-          'documents with a stable `code`.'
+          'documents with a stable `code`.',
+        license: { name: 'MIT', url: 'https://opensource.org/licenses/MIT' }
       },
-      // Every v1 route needs a consumer key (health, docs and metrics routes are hidden from the document).
+      servers: [{ url: '/', description: 'this gateway' }],
+      tags: TAGS,
+      // Every v1 route needs a consumer key; public routes say `security: []`.
       security: [{ bearer: [] }, { apiKey: [] }],
       components: {
         securitySchemes: {
           bearer: { type: 'http', scheme: 'bearer', description: 'the consumer key (40 hex)' },
-          apiKey: { type: 'apiKey', in: 'header', name: 'X-API-Key' }
+          apiKey: { type: 'apiKey', in: 'header', name: 'X-API-Key' },
+          compatToken: { type: 'apiKey', in: 'header', name: 'Authorization', description: '`Token <consumer key>`, as the upstream\'s own clients send their token' },
+          metricsToken: { type: 'http', scheme: 'bearer', description: 'METRICS_TOKEN (operators), when set' }
         }
       }
-    }
+    },
+    // Shared schemas keep their $id as their name (components/schemas/Problem), not def-N.
+    refResolver: { buildLocalReference: (json, _baseUri, _fragment, i) => typeof json.$id === 'string' ? json.$id : `def-${i}` },
+    transform: transformRoute as never
   })
   // The docs page's routes are registered by @fastify/swagger-ui, which takes no route config: they are
   // marked public in a context of their own.
   await app.register(async (docs) => {
     docs.addHook('onRoute', (route) => { (route.config ??= {}).public = true })
-    await docs.register(swaggerUi, { routePrefix: '/docs' })
+    await docs.register(swaggerUi, { routePrefix: DOCS_PREFIX })
   })
-  app.get('/openapi.json', { config: { public: true }, schema: { hide: true } }, async () => app.swagger())
+  app.get('/openapi.json', { config: { public: true } }, async () => app.swagger())
 }, { name: 'openapi', fastify: '5.x' })

@@ -4,9 +4,10 @@ import { test } from 'tap'
 import { buildApp } from '../../src/app.js'
 import { buildTestApp, FIXTURE_IDS, testConfig, UNUSED_UPSTREAM } from '../helper.js'
 
-// The routes anyone may call, by design: health, metrics (its own token), the API document and page,
-// the compat login (anonymous upstream too) and the compat slash redirects (the target checks the key).
-const PUBLIC = /^(\/healthz|\/readyz|\/metrics|\/openapi\.json|\/docs.*|\/atlas\/api\/auth-token\/|\/atlas\/api\/[a-z-]+)$/
+// The routes anyone may call, by design: health, metrics and the status page (METRICS_TOKEN), the landing
+// page, the API document and page, the compat login (anonymous upstream too) and the compat slash
+// redirects (the target checks the key).
+const PUBLIC = /^(\/|\/status|\/healthz|\/readyz|\/metrics|\/openapi\.json|\/docs.*|\/atlas\/api\/auth-token\/|\/atlas\/api\/[a-z-]+)$/
 
 test('every route declares its protection, and every protected route refuses a missing key', async (t) => {
   const { app, sandbox } = await buildTestApp(t)

@@ -94,6 +94,14 @@ const jsonTarget: ValueSpec = { valid: str(fc.constantFrom('possible', 'eyeball'
 
 export const V1_ROUTES: readonly V1Route[] = [
   { method: 'GET', template: '/v1/objects/:id', allowed: ['GET', 'HEAD'], scope: 'read', pathParams: { id: idParam }, query: { mjd_min: mjdMin } },
+  {
+    method: 'GET',
+    template: '/v1/objects/:id/lightcurve',
+    allowed: ['GET', 'HEAD'],
+    scope: 'read',
+    pathParams: { id: idParam },
+    query: { mjd_min: mjdMin, format: { valid: fc.constantFrom('json', 'csv', 'svg'), invalid: fc.oneof(fc.constantFrom('png', 'SVG', 'json ', ''), oddText) } }
+  },
   { method: 'GET', template: '/v1/objects', allowed: ['GET', 'HEAD'], scope: 'read', query: { ids: urlIdList, mjd_min: mjdMin }, requiredQuery: ['ids'] },
   {
     method: 'POST',

@@ -69,10 +69,11 @@ test('with METRICS_TOKEN set, /metrics needs the bearer token', async (t) => {
   t.match(right.body, /gateway_requests_total/)
 })
 
-test('/metrics is not in the OpenAPI document', async (t) => {
+test('/metrics is described in the OpenAPI document as an operational route behind METRICS_TOKEN', async (t) => {
   const app = await appWith(t)
-  const doc = (await app.inject({ url: '/openapi.json' })).json() as { paths?: Record<string, unknown> }
-  t.notOk(Object.keys(doc.paths ?? {}).includes('/metrics'))
+  const doc = (await app.inject({ url: '/openapi.json' })).json() as { paths: Record<string, { get?: { tags?: string[], security?: unknown[] } }> }
+  t.same(doc.paths['/metrics']?.get?.tags, ['operations'])
+  t.same(doc.paths['/metrics']?.get?.security, [{ metricsToken: [] }])
 })
 
 test('isSameSecret compares whole secrets of any length', async (t) => {

@@ -10,7 +10,7 @@ import type { CacheInfo } from '../../service/index.js'
 const JSON_TYPE = 'application/json; charset=utf-8'
 
 /** Sends a body derived from a cached read with the read's cache headers and its own strong ETag. */
-export function sendDerived (request: FastifyRequest, reply: FastifyReply, info: CacheInfo, body: string | Buffer, etag?: string): FastifyReply {
+export function sendDerived (request: FastifyRequest, reply: FastifyReply, info: CacheInfo, body: string | Buffer, etag?: string, contentType = JSON_TYPE): FastifyReply {
   const bytes = typeof body === 'string' ? Buffer.from(body, 'utf8') : body
   const tag = etag ?? computeEtag(bytes)
   reply.header('x-cache', info.status)
@@ -21,7 +21,7 @@ export function sendDerived (request: FastifyRequest, reply: FastifyReply, info:
   reply.header('cache-control', buildCacheControl(request.server.cache.freshness(info.route), info.ageS))
   reply.header('etag', tag)
   if (matchesIfNoneMatch(request.headers['if-none-match'], tag)) return reply.code(304).send()
-  return reply.code(200).type(JSON_TYPE).send(bytes)
+  return reply.code(200).type(contentType).send(bytes)
 }
 
 /** Sends bytes or a stream as they are (no schema serialisation: upstream data passes through). */

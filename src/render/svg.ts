@@ -1,0 +1,61 @@
+// Small pieces for server-rendered SVG: escaping, linear scales, readable axis ticks, and MJD dates.
+// The light curve (lightcurve.ts) and the status page's charts (charts.ts) are built from these; why
+// hand-written SVG rather than a plotting library is in docs/architecture.md (Pictures and pages).
+
+/** Text for an XML text node or attribute value. */
+export function esc (text: string): string {
+  return text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;').replace(/'/g, '&#39;')
+}
+
+/** A number for SVG coordinates: two decimals at most, no exponent. */
+export function n (v: number): string {
+  return String(Math.round(v * 100) / 100)
+}
+
+export interface Scale { (v: number): number, domain: [number, number] }
+
+/** Maps [d0, d1] onto [r0, r1]; a zero-width domain maps to the middle of the range. */
+export function linear (d0: number, d1: number, r0: number, r1: number): Scale {
+  const span = d1 - d0
+  const f = ((v: number) => span === 0 ? (r0 + r1) / 2 : r0 + (v - d0) * (r1 - r0) / span) as Scale
+  f.domain = [d0, d1]
+  return f
+}
+
+/** About `count` round tick values (1, 2 or 5 × 10^k apart) covering [min, max]. */
+export function ticks (min: number, max: number, count: number): number[] {
+  if (!Number.isFinite(min) || !Number.isFinite(max)) return []
+  if (min === max) return [min]
+  const raw = (max - min) / Math.max(1, count)
+  const mag = 10 ** Math.floor(Math.log10(raw))
+  // The nearest of 1, 2, 5 and 10 × 10^k on a log scale (the thresholds are their geometric means).
+  const r = raw / mag
+  const step = (r >= Math.sqrt(50) ? 10 : r >= Math.sqrt(10) ? 5 : r >= Math.sqrt(2) ? 2 : 1) * mag
+  const out: number[] = []
+  for (let v = Math.ceil(min / step) * step; v <= max + step * 1e-9; v += step) out.push(Math.round(v / step) * step)
+  return out
+}
+
+/** A tick label: as many decimals as the step needs. */
+export function tickLabel (v: number, step: number): string {
+  const decimals = step >= 1 || step === 0 ? 0 : Math.min(6, Math.ceil(-Math.log10(step)))
+  return v.toFixed(decimals)
+}
+
+/** [min, max] padded by `fraction` of the span (or ±`empty` when the span is zero). */
+export function padded (values: readonly number[], fraction: number, empty: number): [number, number] {
+  let min = Infinity
+  let max = -Infinity
+  for (const v of values) { if (v < min) min = v; if (v > max) max = v }
+  if (min === Infinity) return [0, 1]
+  const pad = max === min ? empty : (max - min) * fraction
+  return [min - pad, max + pad]
+}
+
+// MJD 40587 is 1970-01-01 (the Unix epoch).
+const MJD_UNIX_EPOCH = 40587
+
+/** The UTC calendar date (YYYY-MM-DD) of a Modified Julian Date. */
+export function mjdToDate (mjd: number): string {
+  return new Date((mjd - MJD_UNIX_EPOCH) * 86_400_000).toISOString().slice(0, 10)
+}

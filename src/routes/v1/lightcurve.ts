@@ -1,0 +1,93 @@
+// GET /v1/objects/{id}/lightcurve (scope read): the light curve of the cached full record, as JSON, CSV
+// or SVG (src/render/lightcurve.ts). The record is read like GET /v1/objects/{id} (no upstream call
+// when cached; one object unit; a miss is charged like an object read), and each rendering is a
+// derived view: kept in the L1 derived memo by the record's ETag, sent with the read's cache headers.
+import { Type } from '@sinclair/typebox'
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import { computeEtag } from '../../cache/entry.js'
+import { NotFoundError } from '../../errors.js'
+import { parseLossless } from '../../lib/json.js'
+import { lightCurveCsv, lightCurveJson, lightCurveSvg } from '../../render/lightcurve.js'
+import { AtlasIdSchema, problems } from '../../schemas/common.js'
+import { lightCurveOf } from '../../upstream/record.js'
+import { applyMjdMin } from './render.js'
+import { sendDerived } from './send.js'
+
+const FORMATS = {
+  json: { type: 'application/json; charset=utf-8', render: lightCurveJson },
+  csv: { type: 'text/csv; charset=utf-8; header=present', render: lightCurveCsv },
+  svg: { type: 'image/svg+xml; charset=utf-8', render: lightCurveSvg }
+} as const
+type Format = keyof typeof FORMATS
+
+// An SVG served from the gateway's origin runs nothing and loads nothing.
+const SVG_POLICY = "default-src 'none'; style-src 'unsafe-inline'"
+
+const PointSchema = Type.Object({
+  kind: Type.Union([Type.Literal('detection'), Type.Literal('non_detection'), Type.Literal('forced')]),
+  mjd: Type.Number(),
+  date: Type.String({ description: 'UTC calendar date of the MJD' }),
+  filter: Type.String({ description: 'ATLAS filter (c, o, …)' }),
+  mag: Type.Union([Type.Number(), Type.Null()], { description: 'magnitude; for a non-detection, its 5-sigma limiting magnitude' }),
+  mag_err: Type.Union([Type.Number(), Type.Null()]),
+  flux_ujy: Type.Union([Type.Number(), Type.Null()], { description: 'forced photometry: flux in µJy' }),
+  flux_err_ujy: Type.Union([Type.Number(), Type.Null()]),
+  exposure: Type.Union([Type.String(), Type.Null()], { description: 'exposure name' })
+})
+
+const LightCurveSchema = Type.Object({
+  id: AtlasIdSchema,
+  name: Type.Union([Type.String(), Type.Null()], { description: 'ATLAS designation' }),
+  other_name: Type.Union([Type.String(), Type.Null()], { description: 'another designation (e.g. the TNS name)' }),
+  points: Type.Array(PointSchema)
+})
+
+export const lightCurveRoutes: FastifyPluginAsyncTypebox = async (app) => {
+  const memo = app.cache.derived
+  app.get('/objects/:id/lightcurve', {
+    config: { scope: 'read', units: () => 1, produces: ['text/csv', 'image/svg+xml'] },
+    schema: {
+      summary: 'The light curve of one object (JSON, CSV or SVG)',
+      description: 'Detections (magnitude ± error), non-detections (5-sigma limiting magnitude) and forced photometry ' +
+        '(flux in µJy ± error) with filter and exposure name, from the cached full record: no upstream call when it is cached, ' +
+        'one object unit like `GET /v1/objects/{id}`. `format=svg` draws it (magnitude axis inverted, c cyan, o orange, ' +
+        'upper limits, a flux panel, MJD with calendar dates); `format=csv` has one row per point.',
+      tags: ['objects'],
+      params: Type.Object({ id: AtlasIdSchema }),
+      querystring: Type.Object({
+        mjd_min: Type.Optional(Type.Number({ minimum: 0, description: 'keep detections and non-detections with mjd > mjd_min and forced photometry with MJD >= mjd_min' })),
+        format: Type.Optional(Type.Union([Type.Literal('json'), Type.Literal('csv'), Type.Literal('svg')], { default: 'json', description: 'json (default), csv or svg' }))
+      }),
+      response: {
+        200: {
+          description: 'the light curve',
+          content: {
+            'application/json': { schema: LightCurveSchema },
+            'text/csv': { schema: Type.String({ description: 'header kind,mjd,date,filter,mag,mag_err,flux_ujy,flux_err_ujy,exposure; one row per point' }) },
+            'image/svg+xml': { schema: Type.String({ description: 'an SVG document (800×400 viewBox)' }) }
+          }
+        },
+        304: Type.Null(),
+        ...problems(404)
+      }
+    }
+  }, async (request, reply) => {
+    const { id } = request.params
+    const format: Format = request.query.format ?? 'json'
+    const mjdMin = request.query.mjd_min
+    const read = await app.atlas.objects(request, [id])
+    const record = read.records[0]
+    if (record === null || record === undefined) throw new NotFoundError(`No ATLAS object ${id}.`)
+    const key = `lightcurve:${format}:${mjdMin ?? ''}:${record.etag}`
+    let rendered = memo?.get(key)
+    if (rendered === undefined) {
+      const parsed = parseLossless(record.bytes.toString('utf8')) as Record<string, unknown>
+      const lc = lightCurveOf(mjdMin === undefined ? parsed : applyMjdMin(parsed, mjdMin), id)
+      const bytes = Buffer.from(FORMATS[format].render(lc), 'utf8')
+      rendered = { bytes, etag: computeEtag(bytes) }
+      memo?.set(key, rendered)
+    }
+    if (format === 'svg') reply.header('content-security-policy', SVG_POLICY)
+    return sendDerived(request, reply, read, rendered.bytes, rendered.etag, FORMATS[format].type)
+  })
+}

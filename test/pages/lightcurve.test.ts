@@ -1,0 +1,157 @@
+// GET /v1/objects/{id}/lightcurve: points taken from the record the sandbox serves (compared with the
+// upstream dialect read directly), the mjd rules, the three formats, and the read's economy (no upstream
+// call when the record is cached, one object unit).
+import { test } from 'tap'
+import { buildTestApp, demoAuth, FIXTURE_IDS, sandboxPost } from '../helper.js'
+import { mjdToDate, ticks, esc, tickLabel, padded, linear } from '../../src/render/svg.js'
+
+const A = FIXTURE_IDS.A
+
+interface Row { mjd?: number, mjd_obs?: number, filter: string, expname: string, mag: number, magerr?: number, mag5sig?: number, uJy?: number, duJy?: number }
+interface UpstreamRecord { object: { atlas_designation: string, other_designation: string }, lc: Row[], lcnondets: Row[], fp: Row[] }
+interface Point { kind: string, mjd: number, date: string, filter: string, mag: number | null, mag_err: number | null, flux_ujy: number | null, flux_err_ujy: number | null, exposure: string | null }
+
+async function upstreamRecord (sandbox: Parameters<typeof sandboxPost>[0], id: string): Promise<UpstreamRecord> {
+  const res = await sandboxPost(sandbox, 'objects', { objects: id })
+  return (JSON.parse(res.text) as UpstreamRecord[])[0] as UpstreamRecord
+}
+
+test('JSON: one point per detection, non-detection and forced-photometry row, with the record\'s values', async (t) => {
+  const { app, sandbox } = await buildTestApp(t)
+  const record = await upstreamRecord(sandbox, A)
+  const res = await app.inject({ url: `/v1/objects/${A}/lightcurve`, headers: demoAuth(app) })
+  t.equal(res.statusCode, 200)
+  t.match(res.headers['content-type'], /^application\/json/)
+  const body = res.json() as { id: string, name: string, other_name: string, points: Point[] }
+  t.equal(body.id, A, 'the id as a string, digit for digit')
+  t.equal(body.name, record.object.atlas_designation)
+  t.equal(body.other_name, record.object.other_designation)
+  const of = (kind: string): Point[] => body.points.filter((p) => p.kind === kind)
+  t.equal(of('detection').length, record.lc.length)
+  t.equal(of('non_detection').length, record.lcnondets.length)
+  t.equal(of('forced').length, record.fp.length)
+  t.ok(record.lc.length > 0 && record.fp.length > 0, 'the fixture has detections and forced photometry')
+  const first = record.lc[0] as Row
+  t.match(of('detection')[0], { mjd: first.mjd, filter: first.filter, mag: first.mag, mag_err: first.magerr, exposure: first.expname, flux_ujy: null, date: mjdToDate(first.mjd as number) })
+  const nd = record.lcnondets[0] as Row
+  t.match(of('non_detection')[0], { mjd: nd.mjd, mag: nd.mag5sig, mag_err: null, exposure: nd.expname })
+  const fp = record.fp[0] as Row
+  t.match(of('forced')[0], { mjd: fp.mjd_obs, flux_ujy: fp.uJy, flux_err_ujy: fp.duJy, exposure: fp.expname })
+})
+
+test('mjd_min: detections and non-detections keep mjd > value, forced photometry mjd >= value', async (t) => {
+  const { app, sandbox } = await buildTestApp(t)
+  const record = await upstreamRecord(sandbox, A)
+  // The sandbox takes forced photometry at every detection's exposure: this MJD is both a detection's
+  // and a forced point's, so the two bounds differ on it.
+  const mjd = (record.lc[2] as Row).mjd as number
+  t.ok(record.fp.some((r) => r.mjd_obs === mjd), 'a forced point shares the MJD')
+  const res = await app.inject({ url: `/v1/objects/${A}/lightcurve?mjd_min=${mjd}`, headers: demoAuth(app) })
+  t.equal(res.statusCode, 200)
+  const points = (res.json() as { points: Point[] }).points
+  t.equal(points.filter((p) => p.kind === 'detection').length, record.lc.filter((r) => (r.mjd as number) > mjd).length)
+  t.equal(points.filter((p) => p.kind === 'non_detection').length, record.lcnondets.filter((r) => (r.mjd as number) > mjd).length)
+  t.equal(points.filter((p) => p.kind === 'forced').length, record.fp.filter((r) => (r.mjd_obs as number) >= mjd).length)
+  t.ok(points.some((p) => p.kind === 'forced' && p.mjd === mjd), 'the forced point at mjd_min is kept')
+  t.notOk(points.some((p) => p.kind === 'detection' && p.mjd === mjd), 'the detection at mjd_min is not')
+})
+
+test('CSV: a header and one row per point; SVG: one mark per point, legend, axes, title, headers', async (t) => {
+  const { app, sandbox } = await buildTestApp(t)
+  const record = await upstreamRecord(sandbox, A)
+  const total = record.lc.length + record.lcnondets.length + record.fp.length
+  const csv = await app.inject({ url: `/v1/objects/${A}/lightcurve?format=csv`, headers: demoAuth(app) })
+  t.equal(csv.statusCode, 200)
+  t.match(csv.headers['content-type'], /^text\/csv; charset=utf-8/)
+  const lines = csv.body.split('\r\n')
+  t.equal(lines[0], 'kind,mjd,date,filter,mag,mag_err,flux_ujy,flux_err_ujy,exposure')
+  t.equal(lines.at(-1), '', 'ends with CRLF')
+  t.equal(lines.length - 2, total, 'one row per point')
+  const fp = record.fp[0] as Row
+  t.ok(lines.includes(['forced', fp.mjd_obs, mjdToDate(fp.mjd_obs as number), fp.filter, fp.mag, (fp as unknown as { dm: number }).dm, fp.uJy, fp.duJy, fp.expname].join(',')), 'a forced row, every column')
+
+  const svg = await app.inject({ url: `/v1/objects/${A}/lightcurve?format=svg`, headers: demoAuth(app) })
+  t.equal(svg.statusCode, 200)
+  t.match(svg.headers['content-type'], /^image\/svg\+xml/)
+  t.equal(svg.headers['content-security-policy'], "default-src 'none'; style-src 'unsafe-inline'")
+  t.ok(svg.headers.etag, 'a strong ETag')
+  t.match(svg.headers['cache-control'], /max-age=/)
+  const count = (kind: string): number => svg.body.split(`class="pt" data-kind="${kind}"`).length - 1
+  t.equal(count('detection'), record.lc.length)
+  t.equal(count('non_detection'), record.lcnondets.length)
+  t.equal(count('forced'), record.fp.length)
+  t.match(svg.body, new RegExp(`<text class="title"[^>]*>${record.object.atlas_designation} / ${record.object.other_designation} \\(${A}\\)</text>`))
+  t.match(svg.body, /<g class="legend"><g class="item" data-filter="c"><circle[^>]*fill="#00a5c8"/, 'c is cyan in the legend')
+  t.match(svg.body, /data-filter="o"><circle[^>]*fill="#f28c00"/, 'o is orange')
+  t.match(svg.body, /class="axis y-mag"/)
+  t.match(svg.body, /class="axis y-flux"/)
+  t.match(svg.body, /class="date"[^>]*>\d{4}-\d\d-\d\d</, 'calendar dates under the MJD ticks')
+  const again = await app.inject({ url: `/v1/objects/${A}/lightcurve?format=svg`, headers: { ...demoAuth(app), 'if-none-match': svg.headers.etag as string } })
+  t.equal(again.statusCode, 304)
+  const gz = await app.inject({ url: `/v1/objects/${A}/lightcurve?format=svg`, headers: { ...demoAuth(app), 'accept-encoding': 'gzip' } })
+  t.equal(gz.headers['content-encoding'], 'gzip', 'SVG is compressed')
+})
+
+test('the SVG draws the brighter magnitude higher (inverted axis) and upper limits as triangles', async (t) => {
+  const { app, sandbox } = await buildTestApp(t)
+  const record = await upstreamRecord(sandbox, A)
+  const svg = (await app.inject({ url: `/v1/objects/${A}/lightcurve?format=svg`, headers: demoAuth(app) })).body
+  const dets = [...svg.matchAll(/data-kind="detection"[^>]*>.*?<circle cx="([\d.]+)" cy="([\d.]+)"/g)].map((m) => Number(m[2]))
+  const mags = record.lc.map((r) => r.mag)
+  const brightest = mags.indexOf(Math.min(...mags))
+  const faintest = mags.indexOf(Math.max(...mags))
+  t.ok((dets[brightest] as number) < (dets[faintest] as number), 'the brightest detection is above the faintest')
+  t.equal([...svg.matchAll(/data-kind="non_detection"[^>]*>.*?<path d="M/g)].length, record.lcnondets.length)
+})
+
+test('economy: one object unit and one upstream call on a miss, none when the record is cached', async (t) => {
+  const { app, sandbox } = await buildTestApp(t)
+  sandbox.resetCalls()
+  const units = async (): Promise<number> => (await app.inject({ url: '/v1/me', headers: demoAuth(app) })).json().usage.units_today
+  const first = await app.inject({ url: `/v1/objects/${A}/lightcurve?format=svg`, headers: demoAuth(app) })
+  t.equal(first.statusCode, 200)
+  t.equal(first.headers['x-cache'], 'MISS')
+  t.equal(sandbox.calls.get('objects'), 1)
+  t.equal(await units(), 1, 'one object unit, like GET /v1/objects/{id}')
+  for (const format of ['json', 'csv', 'svg']) {
+    const res = await app.inject({ url: `/v1/objects/${A}/lightcurve?format=${format}`, headers: demoAuth(app) })
+    t.equal(res.headers['x-cache'], 'HIT', `${format}: from the cache`)
+  }
+  const record = await app.inject({ url: `/v1/objects/${A}`, headers: demoAuth(app) })
+  t.equal(record.headers['x-cache'], 'HIT', 'the same cached record serves the object read')
+  t.equal(sandbox.calls.get('objects'), 1, 'no more upstream calls')
+  t.equal(await units(), 5)
+})
+
+test('refusals: unknown object 404, bad format and id 400, no key 401', async (t) => {
+  const { app } = await buildTestApp(t)
+  const unknown = await app.inject({ url: `/v1/objects/${FIXTURE_IDS.U}/lightcurve?format=svg`, headers: demoAuth(app) })
+  t.equal(unknown.statusCode, 404)
+  t.match(unknown.headers['content-type'], /^application\/problem\+json/)
+  const format = await app.inject({ url: `/v1/objects/${A}/lightcurve?format=png`, headers: demoAuth(app) })
+  t.equal(format.statusCode, 400)
+  t.equal(format.json().code, 'GW_VALIDATION')
+  const id = await app.inject({ url: '/v1/objects/123/lightcurve', headers: demoAuth(app) })
+  t.equal(id.statusCode, 400)
+  const mjd = await app.inject({ url: `/v1/objects/${A}/lightcurve?mjd_min=-1`, headers: demoAuth(app) })
+  t.equal(mjd.statusCode, 400)
+  const anon = await app.inject({ url: `/v1/objects/${A}/lightcurve` })
+  t.equal(anon.statusCode, 401)
+})
+
+test('svg helpers: ticks, labels, dates, escaping, scales', async (t) => {
+  t.same(ticks(0, 10, 5), [0, 2, 4, 6, 8, 10])
+  t.same(ticks(60743.2, 60871.9, 6), [60760, 60780, 60800, 60820, 60840, 60860])
+  t.same(ticks(3, 3, 5), [3])
+  t.same(ticks(Number.NaN, 1, 5), [])
+  t.equal(tickLabel(0.25, 0.05), '0.25')
+  t.equal(tickLabel(60800, 20), '60800')
+  t.equal(mjdToDate(40587), '1970-01-01')
+  t.equal(mjdToDate(60000.9), '2023-02-25')
+  t.equal(esc('<a href="x">&\'</a>'), '&lt;a href=&quot;x&quot;&gt;&amp;&#39;&lt;/a&gt;')
+  t.same(padded([], 0.1, 1), [0, 1])
+  t.same(padded([5], 0.1, 1), [4, 6])
+  const s = linear(10, 20, 100, 0)
+  t.equal(s(15), 50)
+  t.equal(linear(3, 3, 0, 10)(3), 5, 'a zero-width domain maps to the middle')
+})
