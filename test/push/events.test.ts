@@ -5,6 +5,7 @@ import { test, type Test } from 'tap'
 import type { FastifyInstance } from 'fastify'
 import { buildTestApp } from '../helper.js'
 import { bearer, consumersFile, makeConsumer } from '../consumer-helper.js'
+import { pollInterval } from '../../src/push/poller.js'
 import { openSse, type SseClient } from './sse-client.js'
 
 const LIST = 'mookodi'
@@ -135,5 +136,32 @@ test('event streams', async (t) => {
     await c.ended
     t.equal(c.events.at(-1)?.event, 'shutdown')
     t.same(c.retries, [1000, 1000])
+  })
+})
+
+test('no subscribers, no polling; the interval follows the budget', async (t) => {
+  t.test('polls stop when the last stream closes', async (t) => {
+    const { app, sandbox, base, read, write } = await pushApp(t)
+    const c = await openSse(`${base}/v1/lists/${LIST}/events`, read)
+    await baseline(app, SOURCE)
+    await c.close()
+    await new Promise((resolve) => setTimeout(resolve, 400))
+    const before = sandbox.calls.get('objectlist') ?? 0
+    t.equal((await app.inject({ method: 'PUT', url: `/v1/custom-lists/${LIST}/objects/${String(sandbox.ids()[90])}`, headers: write })).statusCode, 201)
+    await new Promise((resolve) => setTimeout(resolve, 500))
+    t.equal(sandbox.calls.get('objectlist') ?? 0, before, 'the list was not read again after its invalidation')
+    t.same(app.push.leading(), [], 'no source is led')
+  })
+
+  t.test('the interval grows as the budget empties; no poll below the headroom', async (t) => {
+    const { app, read } = await pushApp(t, { UPSTREAM_RATE: '10/hour', UPSTREAM_BACKGROUND_HEADROOM: '2' })
+    t.equal(pollInterval(app), 100, 'before any upstream call: the base interval')
+    const ids = ['1161600211221604900', '1161601191221611900', '1033249000275412900', '1123049421122328000', '1004244331411607400', '1132527610430108700']
+    for (const id of ids.slice(0, 5)) t.equal((await app.inject({ url: `/v1/objects/${id}`, headers: read })).statusCode, 200)
+    t.equal(pollInterval(app), Math.round(100 * (10 - 2) / (5 - 2)), '5 tokens left of 10, headroom 2: 8/3 of the base')
+    for (const id of ids.slice(5)) t.equal((await app.inject({ url: `/v1/objects/${id}`, headers: read })).statusCode, 200)
+    t.equal((await app.inject({ url: '/v1/cone?ra=10&dec=10&radius=5', headers: read })).statusCode, 200)
+    t.equal((await app.inject({ url: '/v1/cone?ra=11&dec=10&radius=5', headers: read })).statusCode, 200)
+    t.equal(pollInterval(app), null, 'at the headroom: no poll')
   })
 })
