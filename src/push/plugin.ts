@@ -112,10 +112,7 @@ export const pushPlugin = fp(async (app) => {
     try {
       const attached = hub.attach(stream, resumeFrom)
       poller.ensure(spec)
-      const { gap } = await attached
-      if (gap) {
-        out.write(`event: gap\ndata: ${JSON.stringify({ type: 'gap', source: spec.name, detail: 'Events after your Last-Event-ID were dropped (older than the retention window); read the source again to resynchronise.' })}\n\n`)
-      }
+      await attached
     } catch (err) {
       done()
       throw err

@@ -14,6 +14,7 @@ const FANOUT_MS = 200
 const PAGE = 500
 // A client this far behind (bytes it has not read) is closed; it resumes with Last-Event-ID.
 const MAX_BUFFERED_BYTES = 4 * 1024 * 1024
+const GAP_DETAIL = 'Events after your Last-Event-ID were dropped (older than the retention window); read the source again to resynchronise.'
 
 export interface Stream {
   id: string
@@ -101,9 +102,9 @@ export function createHub (opts: HubOptions) {
   return {
     /**
      * Attaches a stream and brings it up to date: from `lastEventId` when it resumes (the events after
-     * it), else from now. Returns whether events were trimmed after `lastEventId` (a gap).
+     * it, after an `event: gap` when some were trimmed), else from now.
      */
-    async attach (stream: Stream, lastEventId: string | undefined): Promise<{ gap: boolean }> {
+    async attach (stream: Stream, lastEventId: string | undefined): Promise<void> {
       let entry = bySource.get(stream.source)
       if (entry === undefined) {
         // The fan-out's cursor is the stream's tail as it was before any of this source's streams read
@@ -123,12 +124,13 @@ export function createHub (opts: HubOptions) {
         entry.cursor.catch(() => {})
         throw err
       }
-      let gap = false
       if (lastEventId === undefined) {
         stream.lastId = await store.tail(stream.source)
       } else {
         stream.lastId = lastEventId
-        gap = idBefore(lastEventId, await store.trimmed(stream.source))
+        const gap = idBefore(lastEventId, await store.trimmed(stream.source))
+        // Before the backlog: the client learns first that what follows does not join up.
+        if (gap) stream.out.write(`event: gap\ndata: ${JSON.stringify({ type: 'gap', source: stream.source, detail: GAP_DETAIL })}\n\n`)
         for (;;) {
           const events = await store.read(stream.source, stream.lastId, PAGE)
           for (const event of events) write(stream, event)
@@ -138,7 +140,6 @@ export function createHub (opts: HubOptions) {
       const pending = stream.pending ?? []
       stream.pending = null
       for (const event of pending) write(stream, event)
-      return { gap }
     },
 
     detach (stream: Stream): void {
