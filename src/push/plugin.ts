@@ -6,7 +6,7 @@ import { randomUUID } from 'node:crypto'
 import { PassThrough } from 'node:stream'
 import fp from 'fastify-plugin'
 import type { FastifyReply, FastifyRequest } from 'fastify'
-import { RateLimitedError, invalidFields, withRetryAfter } from '../errors.js'
+import { RateLimitedError, UnavailableError, invalidFields, withRetryAfter } from '../errors.js'
 import { createPoller } from './poller.js'
 import { sourceByName, type SourceSpec } from './sources.js'
 import { createHub, type Stream } from './sse.js'
@@ -36,6 +36,11 @@ function lastEventId (request: FastifyRequest): string | undefined {
     throw invalidFields('Last-Event-ID must be an event id as sent in an `id:` line (e.g. 1764500000000-0).', [{ path: '/headers/last-event-id', message: 'must look like 1764500000000-0' }])
   }
   return value.trim()
+}
+
+/** A store failure (Redis down or slow) as a 503 the client retries, with the cause kept for the log. */
+function unavailable (err: unknown): Error {
+  return Object.assign(withRetryAfter(new UnavailableError('Events cannot be read now; retry with Last-Event-ID.'), 1), { cause: err })
 }
 
 export const pushPlugin = fp(async (app) => {
@@ -86,7 +91,13 @@ export const pushPlugin = fp(async (app) => {
     const consumer = request.consumer?.id ?? 'anonymous'
     const streamId = randomUUID()
     const slotTtl = config.PUSH_HEARTBEAT_MS * 3
-    if (!await store.claimStream(consumer, streamId, config.PUSH_MAX_STREAMS_PER_CONSUMER, slotTtl)) {
+    let isClaimed: boolean
+    try {
+      isClaimed = await store.claimStream(consumer, streamId, config.PUSH_MAX_STREAMS_PER_CONSUMER, slotTtl)
+    } catch (err) {
+      throw unavailable(err)
+    }
+    if (!isClaimed) {
       throw withRetryAfter(new RateLimitedError(`This key may hold ${config.PUSH_MAX_STREAMS_PER_CONSUMER} open event streams; close one first.`), Math.ceil(slotTtl / 1000))
     }
     const out = new PassThrough()
@@ -115,7 +126,7 @@ export const pushPlugin = fp(async (app) => {
       await attached
     } catch (err) {
       done()
-      throw err
+      throw unavailable(err)
     }
     return reply
       .header('content-type', 'text/event-stream; charset=utf-8')

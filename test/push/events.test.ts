@@ -165,3 +165,12 @@ test('no subscribers, no polling; the interval follows the budget', async (t) =>
     t.equal(pollInterval(app), null, 'at the headroom: no poll')
   })
 })
+
+test('a store that cannot be reached: 503 with Retry-After, not a hang', { skip: process.env.REDIS_URL === undefined ? 'needs REDIS_URL' : false }, async (t) => {
+  const { app, base, read } = await pushApp(t)
+  app.redis?.disconnect()
+  const c = await openSse(`${base}/v1/lists/${LIST}/events`, read)
+  t.equal(c.status, 503)
+  t.equal(c.headers['retry-after'], '1')
+  await c.close()
+})
