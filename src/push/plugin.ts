@@ -48,7 +48,9 @@ export const pushPlugin = fp(async (app) => {
   const limits = { retentionMs: config.PUSH_RETENTION_S * 1000, maxEvents: config.PUSH_MAX_EVENTS }
   const store = app.redis === null ? createMemoryPushStore(limits) : createRedisPushStore(app.redis, config.REDIS_KEY_PREFIX, limits)
   const log = app.log.child({ component: 'push' })
-  const webhooks = createWebhooks(app, store)
+  // Set below: the poller decides which sources this replica leads.
+  let leads: (source: string) => boolean = () => false
+  const webhooks = createWebhooks(app, store, (source) => leads(source))
   const hub = createHub({
     store,
     log,
@@ -64,6 +66,8 @@ export const pushPlugin = fp(async (app) => {
     },
     whileLeading: (source) => { webhooks.deliver(source) }
   })
+
+  leads = (source) => poller.leading().includes(source)
 
   // Webhook sources are polled while a webhook names them (the consumers file may be reloaded).
   const badSources = new Set<string>()

@@ -74,7 +74,7 @@ export function backoffMs (baseMs: number, attempt: number): number {
 
 interface TargetState { isBusy: boolean, attempts: number, retryAt: number, timer: NodeJS.Timeout | undefined }
 
-export function createWebhooks (app: FastifyInstance, store: PushStore) {
+export function createWebhooks (app: FastifyInstance, store: PushStore, isLeading: (source: string) => boolean) {
   const config = app.config
   const allowed = new Set(config.PUSH_WEBHOOK_ALLOWED_HOSTS.split(',').map((h) => h.trim()).filter((h) => h !== ''))
   const log = app.log.child({ component: 'push-webhooks' })
@@ -146,7 +146,8 @@ export function createWebhooks (app: FastifyInstance, store: PushStore) {
       const events = await store.read(source, cursor, PAGE)
       if (events.length === 0) return
       for (const event of events) {
-        if (isClosed || Date.now() < state.retryAt) return
+        // A retry timer may fire after the lead moved: the new leader delivers from the stored cursor.
+        if (isClosed || Date.now() < state.retryAt || !isLeading(source)) return
         const type = (JSON.parse(event.data) as { type?: string }).type ?? ''
         if (wanted === undefined || wanted.includes(type)) {
           const result = await post(target, key, event)
