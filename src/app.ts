@@ -19,6 +19,7 @@ import { cachePlugin } from './cache/plugin.js'
 import { servicePlugin } from './service/index.js'
 import { compressPlugin } from './plugins/compress.js'
 import { pageRoutes } from './routes/pages.js'
+import { pushPlugin } from './push/plugin.js'
 import type { Redis } from 'ioredis'
 import type { Clock } from './quota/window-store.js'
 
@@ -101,6 +102,8 @@ export async function buildApp (config: Config, deps: AppDeps = {}): Promise<Fas
   // The compat path's 406 comes before authentication, as upstream; then consumers, auth and limits.
   await app.register(compatNegotiationPlugin)
   await app.register(consumerAuthPlugin, deps.now === undefined ? {} : { now: deps.now })
+  // Push: sources polled once for every subscriber, event streams and webhooks (src/push/).
+  await app.register(pushPlugin)
   await app.register(v1Routes, { prefix: '/v1' })
   await app.register(compatRoutes, { prefix: COMPAT_PREFIX })
   // The landing page (/) and the operators' status page (/status).

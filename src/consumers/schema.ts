@@ -14,6 +14,19 @@ export const DEFAULT_UPSTREAM_SHARE = 50
 export const RATE_PATTERN = '^[1-9]\\d*/(second|minute|hour|day)$'
 const WINDOW_MS: Readonly<Record<string, number>> = { second: 1000, minute: 60000, hour: 3600000, day: 86400000 }
 
+// A webhook's secret is never written in the file: it names a file or an environment variable holding
+// `whsec_<base64>` (Standard Webhooks); src/push/webhooks.ts reads it.
+export const WebhookSchema = Type.Object({
+  url: Type.String({ pattern: '^https?://[^\\s]+$', maxLength: 2000, description: 'https, or http to a host on PUSH_WEBHOOK_ALLOWED_HOSTS' }),
+  sources: Type.Array(Type.String({ pattern: '^(lists|vra)/[a-z0-9_-]{1,64}$' }), { minItems: 1, description: 'event sources, e.g. lists/good, vra/scores' }),
+  events: Type.Optional(Type.Array(Type.String({ pattern: '^[a-z]+\\.[a-z]+$' }), { minItems: 1, description: 'event types (member.added, …); all when absent' })),
+  secret: Type.Union([
+    Type.Object({ file: Type.String({ minLength: 1 }) }, { additionalProperties: false }),
+    Type.Object({ env: Type.String({ pattern: '^[A-Za-z_][A-Za-z0-9_]*$' }) }, { additionalProperties: false })
+  ])
+}, { additionalProperties: false })
+export type Webhook = Static<typeof WebhookSchema>
+
 const HashSchema = Type.String({ pattern: '^[0-9a-f]{64}$', description: 'SHA-256 (hex) of a 40-hex consumer key' })
 
 export const ConsumerEntrySchema = Type.Object({
@@ -27,7 +40,8 @@ export const ConsumerEntrySchema = Type.Object({
   max_batch: Type.Optional(Type.Integer({ minimum: 1 })),
   upstream_share: Type.Optional(Type.Integer({ minimum: 0 })),
   disabled: Type.Optional(Type.Boolean()),
-  allow_bypass: Type.Optional(Type.Boolean())
+  allow_bypass: Type.Optional(Type.Boolean()),
+  webhooks: Type.Optional(Type.Array(WebhookSchema, { maxItems: 20 }))
 }, { additionalProperties: false })
 export type ConsumerEntry = Static<typeof ConsumerEntrySchema>
 
@@ -55,6 +69,8 @@ export interface Consumer {
   readonly disabled: boolean
   /** Whether this consumer's `Cache-Control: no-cache` forces a revalidation upstream. */
   readonly allow_bypass: boolean
+  /** Where events are posted (src/push/webhooks.ts). */
+  readonly webhooks: readonly Webhook[]
 }
 
 export interface ConsumerRecord {
@@ -85,7 +101,8 @@ export function toRecord (entry: ConsumerEntry): ConsumerRecord {
     max_batch: entry.max_batch ?? DEFAULT_MAX_BATCH,
     upstream_share: entry.upstream_share ?? DEFAULT_UPSTREAM_SHARE,
     disabled: entry.disabled ?? false,
-    allow_bypass: entry.allow_bypass ?? false
+    allow_bypass: entry.allow_bypass ?? false,
+    webhooks: entry.webhooks ?? []
   }
   return { consumer, hashes }
 }

@@ -38,7 +38,8 @@ consumers:
     max_batch: DEFAULT_MAX_BATCH,
     upstream_share: DEFAULT_UPSTREAM_SHARE,
     disabled: false,
-    allow_bypass: false
+    allow_bypass: false,
+    webhooks: []
   })
   t.equal(second?.consumer.name, 'broker', 'name defaults to the id')
   t.strictSame(second?.consumer.scopes, ['read'], 'scopes default to read')

@@ -11,6 +11,7 @@ import { crossmatchRoutes } from './crossmatches.js'
 import { detectionListRoutes } from './detection-list.js'
 import { meRoutes } from './me.js'
 import { lightCurveRoutes } from './lightcurve.js'
+import { eventRoutes } from './events.js'
 
 export const v1Routes: FastifyPluginAsync = async (app) => {
   strictInput(app)
@@ -23,4 +24,5 @@ export const v1Routes: FastifyPluginAsync = async (app) => {
   await app.register(detectionListRoutes)
   await app.register(meRoutes)
   await app.register(lightCurveRoutes)
+  await app.register(eventRoutes)
 }

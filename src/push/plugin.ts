@@ -1,0 +1,157 @@
+// Push (`app.push`): event sources polled once for every subscriber, events kept in the store and sent
+// as server-sent events (routes/v1/events.ts) and signed webhooks. docs/architecture.md has the tour:
+// sources.ts (what is polled, how a poll becomes events), poller.ts (one poll per source per interval
+// across replicas), store.ts (events, snapshots, leads), sse.ts (streams and fan-out), webhooks.ts.
+import { randomUUID } from 'node:crypto'
+import { PassThrough } from 'node:stream'
+import fp from 'fastify-plugin'
+import type { FastifyReply, FastifyRequest } from 'fastify'
+import { RateLimitedError, UnavailableError, invalidFields, withRetryAfter } from '../errors.js'
+import { createPoller } from './poller.js'
+import { sourceByName, type SourceSpec } from './sources.js'
+import { createHub, type Stream } from './sse.js'
+import { createMemoryPushStore, createRedisPushStore, EVENT_ID, type PushStore } from './store.js'
+import { createWebhooks } from './webhooks.js'
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    push: {
+      store: PushStore
+      /** Answers a request with an event stream of `spec` (after the route's auth has run). */
+      open: (request: FastifyRequest, reply: FastifyReply, spec: SourceSpec) => Promise<FastifyReply>
+      /** Sources this replica polls now (it leads them). */
+      leading: () => string[]
+    }
+  }
+}
+
+// Clients are told to reconnect after this long when a stream ends at shutdown (another replica answers).
+const RETRY_MS = 1000
+
+/** Last-Event-ID as sent, or undefined; a malformed one is a 400 naming the header. */
+function lastEventId (request: FastifyRequest): string | undefined {
+  const value = request.headers['last-event-id']
+  if (value === undefined || value === '') return undefined
+  if (typeof value !== 'string' || !EVENT_ID.test(value.trim())) {
+    throw invalidFields('Last-Event-ID must be an event id as sent in an `id:` line (e.g. 1764500000000-0).', [{ path: '/headers/last-event-id', message: 'must look like 1764500000000-0' }])
+  }
+  return value.trim()
+}
+
+/** A store failure (Redis down or slow) as a 503 the client retries, with the cause kept for the log. */
+function unavailable (err: unknown): Error {
+  return Object.assign(withRetryAfter(new UnavailableError('Events cannot be read now; retry with Last-Event-ID.'), 1), { cause: err })
+}
+
+export const pushPlugin = fp(async (app) => {
+  const config = app.config
+  const limits = { retentionMs: config.PUSH_RETENTION_S * 1000, maxEvents: config.PUSH_MAX_EVENTS }
+  const store = app.redis === null ? createMemoryPushStore(limits) : createRedisPushStore(app.redis, config.REDIS_KEY_PREFIX, limits)
+  const log = app.log.child({ component: 'push' })
+  // Set below: the poller decides which sources this replica leads.
+  let leads: (source: string) => boolean = () => false
+  const webhooks = createWebhooks(app, store, (source) => leads(source))
+  const hub = createHub({
+    store,
+    log,
+    onSubscribers: (source, count) => { app.metrics.pushSubscribers.set({ source, kind: 'sse' }, count) }
+  })
+  const poller = createPoller({
+    app,
+    store,
+    hasInterest: (source) => hub.count(source) > 0 || webhooks.count(source) > 0,
+    onCommit: (source) => {
+      hub.poke()
+      webhooks.deliver(source)
+    },
+    whileLeading: (source) => { webhooks.deliver(source) }
+  })
+
+  leads = (source) => poller.leading().includes(source)
+
+  // Webhook sources are polled while a webhook names them (the consumers file may be reloaded).
+  const badSources = new Set<string>()
+  function watchWebhookSources (): void {
+    for (const name of webhooks.sources()) {
+      try {
+        const spec = sourceByName(app, name)
+        app.metrics.pushSubscribers.set({ source: spec.name, kind: 'webhook' }, webhooks.count(name))
+        poller.ensure(spec)
+      } catch {
+        if (!badSources.has(name)) log.error({ source: name }, 'push: a webhook names an unknown source; ignored')
+        badSources.add(name)
+      }
+    }
+  }
+  let watcher: NodeJS.Timeout | undefined
+  app.addHook('onReady', async () => {
+    watchWebhookSources()
+    watcher = setInterval(watchWebhookSources, Math.max(100, Math.floor(config.PUSH_LEADER_TTL_MS / 3)))
+    watcher.unref()
+  })
+
+  async function open (request: FastifyRequest, reply: FastifyReply, spec: SourceSpec): Promise<FastifyReply> {
+    const resumeFrom = lastEventId(request)
+    const consumer = request.consumer?.id ?? 'anonymous'
+    const streamId = randomUUID()
+    const slotTtl = config.PUSH_HEARTBEAT_MS * 3
+    let isClaimed: boolean
+    try {
+      isClaimed = await store.claimStream(consumer, streamId, config.PUSH_MAX_STREAMS_PER_CONSUMER, slotTtl)
+    } catch (err) {
+      throw unavailable(err)
+    }
+    if (!isClaimed) {
+      throw withRetryAfter(new RateLimitedError(`This key may hold ${config.PUSH_MAX_STREAMS_PER_CONSUMER} open event streams; close one first.`), Math.ceil(slotTtl / 1000))
+    }
+    const out = new PassThrough()
+    const stream: Stream = { id: streamId, consumer, source: spec.name, out, lastId: '0-0', pending: [] }
+    const heartbeat = setInterval(() => {
+      out.write(': heartbeat\n\n')
+      store.claimStream(consumer, streamId, Number.MAX_SAFE_INTEGER, slotTtl).catch(() => {})
+    }, config.PUSH_HEARTBEAT_MS)
+    heartbeat.unref()
+    let isDone = false
+    const done = () => {
+      if (isDone) return
+      isDone = true
+      clearInterval(heartbeat)
+      hub.detach(stream)
+      store.releaseStream(consumer, streamId).catch(() => {})
+      if (!out.writableEnded) out.end()
+    }
+    request.raw.once('close', done)
+    out.once('close', done)
+    // The first bytes: the reconnection delay, before any event.
+    out.write(`retry: ${RETRY_MS}\n: ${spec.name}\n\n`)
+    try {
+      const attached = hub.attach(stream, resumeFrom)
+      poller.ensure(spec)
+      await attached
+    } catch (err) {
+      done()
+      throw unavailable(err)
+    }
+    return reply
+      .header('content-type', 'text/event-stream; charset=utf-8')
+      .header('cache-control', 'no-store')
+      .header('x-accel-buffering', 'no')
+      .send(out)
+  }
+
+  app.decorate('push', { store, open, leading: () => poller.leading() })
+
+  // Streams never end by themselves: close them before the listener waits for open connections, and
+  // tell clients to come back (to another replica) soon.
+  app.addHook('preClose', async () => {
+    clearInterval(watcher)
+    for (const stream of hub.streams()) {
+      stream.out.end(`retry: ${RETRY_MS}\nevent: shutdown\ndata: {"type":"shutdown"}\n\n`)
+    }
+  })
+  app.addHook('onClose', async () => {
+    hub.close()
+    webhooks.close()
+    await poller.close()
+  })
+}, { name: 'push', fastify: '5.x', dependencies: ['redis', 'metrics', 'service', 'consumer-auth'] })

@@ -1,0 +1,154 @@
+// One poll per source per interval across every replica. Each replica with subscribers to a source
+// (event streams open here, or webhooks naming it) runs a loop for it that ticks every third of
+// PUSH_LEADER_TTL_MS: it takes or renews the source's lead (store.ts), and the leader polls when the
+// interval since the last poll (of any leader: the snapshot records it) has passed. A replica that dies
+// stops renewing; within PUSH_LEADER_TTL_MS another one with subscribers takes over and carries on from
+// the stored snapshot. No subscribers on a replica, no loop there; none anywhere, no polling.
+//
+// The interval adapts to the upstream budget: PUSH_POLL_INTERVAL_MS while the budget is full, growing as
+// it empties (interval × capacity above the headroom / tokens above the headroom, up to
+// PUSH_POLL_MAX_INTERVAL_MS), and no poll at all while background work may not spend (priorities.ts):
+// the tokens left go to consumers' misses.
+import { randomUUID } from 'node:crypto'
+import type { FastifyInstance } from 'fastify'
+import { backgroundAllowed, backgroundHeadroom, estimatedRemaining } from '../service/priorities.js'
+import { parseRate } from '../upstream/budget.js'
+import { diffRows, keyedRows, pollRequest, type Row, type SourceSpec } from './sources.js'
+import type { PushStore } from './store.js'
+
+// After a poll answered by a stale entry whose refresh runs in the background, the next poll comes this
+// soon (it reads the refreshed entry from the cache, at no upstream cost).
+const AFTER_REFRESH_MS = 1000
+
+export interface PollerOptions {
+  app: FastifyInstance
+  store: PushStore
+  /** Whether anyone on this replica still subscribes to the source. */
+  hasInterest: (source: string) => boolean
+  /** Events were written (this replica led): deliver them now rather than at the next read. */
+  onCommit: (source: string) => void
+  /** Runs while this replica leads a source (webhook deliveries). */
+  whileLeading: (source: string) => void
+}
+
+/** The poll interval for the budget as this replica sees it, or null when no poll may spend now. */
+export function pollInterval (app: FastifyInstance): number | null {
+  const { PUSH_POLL_INTERVAL_MS: base, PUSH_POLL_MAX_INTERVAL_MS: max } = app.config
+  if (!backgroundAllowed(app)) return null
+  const remaining = estimatedRemaining(app)
+  if (!Number.isFinite(remaining)) return base
+  const headroom = backgroundHeadroom(app.config)
+  const above = parseRate(app.config.UPSTREAM_RATE).capacity - headroom
+  return Math.min(max, Math.max(base, Math.round(base * above / Math.max(1, remaining - headroom))))
+}
+
+export function createPoller (opts: PollerOptions) {
+  const { app, store } = opts
+  const token = randomUUID()
+  const tickMs = Math.max(50, Math.floor(app.config.PUSH_LEADER_TTL_MS / 3))
+  const log = app.log.child({ component: 'push' })
+  const loops = new Map<string, { spec: SourceSpec, timer: NodeJS.Timeout | undefined, running: boolean, leading: boolean, rows: Record<string, Row> | null, nextAt: number }>()
+  let isClosed = false
+
+  async function poll (loop: NonNullable<ReturnType<typeof loops.get>>): Promise<void> {
+    const source = loop.spec.name
+    const stored = loop.leading && loop.rows !== null ? null : await store.snapshot(source)
+    if (stored !== null) {
+      loop.nextAt = stored.at + (pollInterval(app) ?? app.config.PUSH_POLL_INTERVAL_MS)
+      loop.rows = stored.rows === '' ? {} : JSON.parse(stored.rows) as Record<string, Row>
+      if (Date.now() < loop.nextAt) return
+    }
+    const interval = pollInterval(app)
+    if (interval === null) {
+      app.metrics.pushPolls.inc({ source, result: 'budget_low' })
+      loop.nextAt = Date.now() + app.config.PUSH_POLL_INTERVAL_MS
+      return
+    }
+    const request = pollRequest(app)
+    const at = Date.now()
+    let read
+    try {
+      read = await loop.spec.read(app, request)
+    } catch (err) {
+      app.metrics.pushPolls.inc({ source, result: 'error' })
+      app.metrics.pushPollCalls.inc({ source }, request.upstreamCalls)
+      log.warn({ err, source }, 'push: poll failed; trying again at the next interval')
+      loop.nextAt = at + interval
+      return
+    }
+    app.metrics.pushPollCalls.inc({ source }, request.upstreamCalls)
+    const after = keyedRows(read.value)
+    const before = loop.rows
+    const events = before === null ? [] : diffRows(loop.spec, before, after, new Date(at).toISOString())
+    const rows = before === null || events.length > 0 ? JSON.stringify(after) : ''
+    const ids = await store.commit({ source, token, rows, at, events: events.map((e) => JSON.stringify(e)) })
+    if (ids === null) {
+      // The lead moved while this poll ran: what it saw is for the new leader to announce.
+      app.metrics.pushPolls.inc({ source, result: 'lost_lead' })
+      loop.leading = false
+      loop.rows = null
+      return
+    }
+    app.metrics.pushPolls.inc({ source, result: before === null ? 'baseline' : 'ok' })
+    for (const e of events) app.metrics.pushEvents.inc({ source, type: e.type })
+    loop.rows = after
+    loop.nextAt = at + (read.status === 'STALE' && read.reason === undefined ? Math.min(interval, AFTER_REFRESH_MS) : interval)
+    if (events.length > 0) opts.onCommit(source)
+  }
+
+  async function tick (source: string): Promise<void> {
+    const loop = loops.get(source)
+    if (loop === undefined || loop.running || isClosed) return
+    if (!opts.hasInterest(source)) {
+      loops.delete(source)
+      clearTimeout(loop.timer)
+      if (loop.leading) await store.resign(source, token).catch(() => {})
+      return
+    }
+    loop.running = true
+    try {
+      const wasLeading = loop.leading
+      loop.leading = await store.lead(source, token, app.config.PUSH_LEADER_TTL_MS)
+      // A lead taken (anew) starts from the stored snapshot: another leader may have written since.
+      if (!loop.leading || !wasLeading) loop.rows = null
+      if (loop.leading) {
+        opts.whileLeading(source)
+        if (Date.now() >= loop.nextAt) await poll(loop)
+      }
+    } catch (err) {
+      loop.leading = false
+      loop.rows = null
+      log.warn({ err, source }, 'push: poll loop failed; retrying')
+    } finally {
+      loop.running = false
+      if (!isClosed && loops.get(source) === loop) {
+        const wait = loop.leading ? Math.max(0, Math.min(tickMs, loop.nextAt - Date.now())) : tickMs
+        loop.timer = setTimeout(() => { tick(source).catch(() => {}) }, wait)
+        loop.timer.unref()
+      }
+    }
+  }
+
+  return {
+    /** Starts the loop of a source with subscribers here (no-op when it runs). */
+    ensure (spec: SourceSpec): void {
+      if (isClosed || loops.has(spec.name)) return
+      const loop = { spec, timer: undefined as NodeJS.Timeout | undefined, running: false, leading: false, rows: null, nextAt: 0 }
+      loops.set(spec.name, loop)
+      // On the next turn: the caller registers its subscriber first.
+      loop.timer = setTimeout(() => { tick(spec.name).catch(() => {}) }, 0)
+    },
+    /** Sources this replica leads now. */
+    leading (): string[] {
+      return [...loops].filter(([, l]) => l.leading).map(([name]) => name)
+    },
+    /** Stops every loop and gives up the leads held, so another replica takes over at once. */
+    async close (): Promise<void> {
+      isClosed = true
+      const held = [...loops].filter(([, l]) => l.leading).map(([name]) => name)
+      for (const loop of loops.values()) clearTimeout(loop.timer)
+      loops.clear()
+      await Promise.all(held.map(async (source) => store.resign(source, token).catch(() => {})))
+    }
+  }
+}

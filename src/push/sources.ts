@@ -1,0 +1,139 @@
+// Event sources: what push polls on behalf of every subscriber, and how a poll becomes events.
+// - `lists/<name>`, a detection or custom list: `member.added`, `member.removed` and `member.changed`
+//   (any field of the member's row: VRA score, rank, classification, …, with the old and new values).
+// - `vra/scores`, `vra/todo`, `vra/ranks`: `row.added` for new rows, `row.changed` for rows rewritten in
+//   place (a rank is an upsert).
+// A poll reads through the service (`app.atlas.table`) with exactly the fields and cache key of the
+// matching v1 read, so it shares the cache with readers: a poll that finds the table fresh costs no
+// upstream call, and one that loads it refreshes what readers see. Its upstream calls go through the
+// upstream client like any other (global budget, metrics) and are counted per source.
+import type { FastifyInstance, FastifyRequest } from 'fastify'
+import type { RouteId } from '../cache/freshness.js'
+import { views } from '../cache/tags.js'
+import type { TableRead } from '../service/index.js'
+import { NotFoundError } from '../errors.js'
+import { stringifyV1 } from '../lib/json.js'
+import { fields, replyFields, type UpstreamEndpoint } from '../upstream/endpoints.js'
+
+export const LIST_EVENTS = ['member.added', 'member.removed', 'member.changed'] as const
+export const TABLE_EVENTS = ['row.added', 'row.changed'] as const
+export const EVENT_TYPES: readonly string[] = [...LIST_EVENTS, ...TABLE_EVENTS]
+
+export type Row = Record<string, unknown>
+
+export interface PushEventBody {
+  type: string
+  source: string
+  /** The member's object id (lists) or the row's id (VRA tables), as a string. */
+  id: string
+  /** The row as the v1 read shows it; absent for member.removed. */
+  row?: Row
+  /** member.changed, row.changed: each changed field's old and new value. */
+  changes?: Record<string, { from: unknown, to: unknown }>
+  /** When the poll that saw the change ran (ISO 8601). */
+  detected_at: string
+}
+
+export interface SourceSpec {
+  /** `lists/good`, `vra/scores`. */
+  name: string
+  kind: 'list' | 'table'
+  /** The scope a subscriber needs (that of the matching read). */
+  scope: 'read'
+  /** Reads the source's table through the service (and so the cache). */
+  read: (app: FastifyInstance, request: FastifyRequest) => Promise<TableRead>
+}
+
+const TABLES: Readonly<Record<string, { route: RouteId, endpoint: UpstreamEndpoint, view: () => string }>> = {
+  scores: { route: 'vra-scores', endpoint: 'vrascoreslist', view: views.vraScores },
+  todo: { route: 'vra-todo', endpoint: 'vratodolist', view: views.vraTodo },
+  ranks: { route: 'vra-ranks', endpoint: 'vraranklist', view: views.vraRanks }
+}
+
+export const VRA_TABLES = Object.keys(TABLES)
+
+/** The source for a list name; 404 GW_NOT_FOUND for an unknown list. */
+export function listSource (app: FastifyInstance, name: string): SourceSpec {
+  const list = app.lists.resolve(name)
+  return {
+    name: `lists/${list.name}`,
+    kind: 'list',
+    scope: 'read',
+    // The same call, fields and tags as GET /v1/lists/{name}/objects.
+    read: async (a, request) => a.atlas.table(request, 'lists', 'objectlist', fields.objectlist({ listId: list.id, isCustom: list.kind === 'custom' }),
+      list.kind === 'custom' ? [views.customListRows(), views.groupMembers(list.id)] : [views.detectionLists()])
+  }
+}
+
+/** The source for a VRA table (scores, todo, ranks); 404 GW_NOT_FOUND otherwise. */
+export function tableSource (table: string): SourceSpec {
+  const spec = Object.hasOwn(TABLES, table) ? TABLES[table] : undefined
+  if (spec === undefined) throw new NotFoundError(`Unknown VRA table "${table}"; the tables are ${VRA_TABLES.join(', ')}.`)
+  return {
+    name: `vra/${table}`,
+    kind: 'table',
+    scope: 'read',
+    read: async (a, request) => a.atlas.table(request, spec.route, spec.endpoint, fields.wholeTable(), [spec.view()])
+  }
+}
+
+/** A source by its name (`lists/good`), as webhooks name them. */
+export function sourceByName (app: FastifyInstance, name: string): SourceSpec {
+  const [kind, rest = ''] = name.split('/', 2)
+  if (kind === 'lists') return listSource(app, rest)
+  if (kind === 'vra') return tableSource(rest)
+  throw new NotFoundError(`Unknown event source "${name}".`)
+}
+
+/**
+ * The request a poll reads with: no consumer (nothing is charged to anyone's share; the global budget
+ * still is), no headers (never a bypass), and the counters the service fills in (upstreamCalls).
+ */
+export function pollRequest (app: FastifyInstance): FastifyRequest & { upstreamCalls: number } {
+  return { server: app, log: app.log, consumer: null, headers: {}, upstreamCalls: 0, cacheStatus: '' } as unknown as FastifyRequest & { upstreamCalls: number }
+}
+
+/** Rows keyed by id, in the v1 form (ids as strings), as stored in a snapshot. */
+export function keyedRows (value: unknown): Record<string, Row> {
+  const rows = JSON.parse(stringifyV1(Array.isArray(value) ? value : [])) as Row[]
+  const out: Record<string, Row> = {}
+  for (const row of rows) {
+    const id = row[replyFields.listRowId]
+    if (typeof id === 'string' || typeof id === 'number') out[String(id)] = row
+  }
+  return out
+}
+
+function changedFields (before: Row, after: Row): Record<string, { from: unknown, to: unknown }> | undefined {
+  let changes: Record<string, { from: unknown, to: unknown }> | undefined
+  for (const field of new Set([...Object.keys(before), ...Object.keys(after)])) {
+    const from = before[field] ?? null
+    const to = after[field] ?? null
+    if (JSON.stringify(from) !== JSON.stringify(to)) (changes ??= {})[field] = { from, to }
+  }
+  return changes
+}
+
+const byId = (a: string, b: string) => a.length - b.length || (a < b ? -1 : a > b ? 1 : 0)
+
+/** The events between two snapshots of a source, in a stable order: removals, additions, changes, each by id. */
+export function diffRows (source: SourceSpec, before: Record<string, Row>, after: Record<string, Row>, detectedAt: string): PushEventBody[] {
+  const events: PushEventBody[] = []
+  const isList = source.kind === 'list'
+  if (isList) {
+    for (const id of Object.keys(before).sort(byId)) {
+      if (!Object.hasOwn(after, id)) events.push({ type: 'member.removed', source: source.name, id, detected_at: detectedAt })
+    }
+  }
+  const ids = Object.keys(after).sort(byId)
+  for (const id of ids) {
+    if (!Object.hasOwn(before, id)) events.push({ type: isList ? 'member.added' : 'row.added', source: source.name, id, row: after[id] as Row, detected_at: detectedAt })
+  }
+  for (const id of ids) {
+    const old = Object.hasOwn(before, id) ? before[id] : undefined
+    if (old === undefined) continue
+    const changes = changedFields(old, after[id] as Row)
+    if (changes !== undefined) events.push({ type: isList ? 'member.changed' : 'row.changed', source: source.name, id, row: after[id] as Row, changes, detected_at: detectedAt })
+  }
+  return events
+}

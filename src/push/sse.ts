@@ -1,0 +1,176 @@
+// Server-sent events: the open streams of this replica and the fan-out that feeds them. Every replica
+// reads each source it has streams for from the store (not from the poll: the poll may run on another
+// replica), every FANOUT_MS or at once after a local commit, and writes each new event to each stream.
+//
+// A stream that resumes (Last-Event-ID) is attached before its backlog is read, and buffers what the
+// fan-out hands it meanwhile; the backlog (events after its id) is written, then the buffer minus what
+// the backlog held, so nothing falls between the two reads and nothing comes twice. Ids only grow, and
+// each stream writes an event only when its id is past the last one it wrote.
+import type { FastifyBaseLogger } from 'fastify'
+import type { PassThrough } from 'node:stream'
+import { idBefore, type PushStore, type StoredEvent } from './store.js'
+
+const FANOUT_MS = 200
+const PAGE = 500
+// A client this far behind (bytes it has not read) is closed; it resumes with Last-Event-ID.
+const MAX_BUFFERED_BYTES = 4 * 1024 * 1024
+const GAP_DETAIL = 'Events after your Last-Event-ID were dropped (older than the retention window); read the source again to resynchronise.'
+
+export interface Stream {
+  id: string
+  consumer: string
+  source: string
+  out: PassThrough
+  /** The last event id written to this stream. */
+  lastId: string
+  /** Events handed over while the backlog was read; null once live. */
+  pending: StoredEvent[] | null
+}
+
+/** One SSE frame. `data` is one line of JSON (JSON.stringify never writes a raw newline). */
+export function frame (event: StoredEvent): string {
+  let type = 'message'
+  try {
+    type = String((JSON.parse(event.data) as { type?: unknown }).type ?? 'message')
+  } catch {}
+  return `id: ${event.id}\nevent: ${type}\ndata: ${event.data}\n\n`
+}
+
+export interface HubOptions {
+  store: PushStore
+  log: FastifyBaseLogger
+  onSubscribers: (source: string, count: number) => void
+}
+
+export function createHub (opts: HubOptions) {
+  const { store, log } = opts
+  const bySource = new Map<string, { streams: Set<Stream>, cursor: Promise<string> }>()
+  let timer: NodeJS.Timeout | undefined
+  let isRunning = false
+  let again = false
+
+  function write (stream: Stream, event: StoredEvent): void {
+    if (!idBefore(stream.lastId, event.id)) return
+    stream.lastId = event.id
+    stream.out.write(frame(event))
+    if (stream.out.writableLength > MAX_BUFFERED_BYTES) {
+      log.warn({ source: stream.source, consumer: stream.consumer }, 'push: a stream fell too far behind; closed (it resumes with Last-Event-ID)')
+      stream.out.end()
+    }
+  }
+
+  async function fanOut (): Promise<void> {
+    if (isRunning) {
+      again = true
+      return
+    }
+    isRunning = true
+    try {
+      do {
+        again = false
+        await Promise.all([...bySource].map(async ([source, entry]) => {
+          let cursor = await entry.cursor
+          for (;;) {
+            const events = await store.read(source, cursor, PAGE)
+            for (const event of events) {
+              for (const stream of entry.streams) {
+                if (stream.pending === null) write(stream, event)
+                else stream.pending.push(event)
+              }
+            }
+            const last = events.at(-1)
+            if (last === undefined) break
+            cursor = last.id
+            entry.cursor = Promise.resolve(cursor)
+            if (events.length < PAGE) break
+          }
+        }))
+      } while (again)
+    } catch (err) {
+      log.warn({ err }, 'push: reading new events failed; retrying')
+    } finally {
+      isRunning = false
+    }
+  }
+
+  function schedule (): void {
+    if (timer !== undefined || bySource.size === 0) return
+    timer = setInterval(() => { fanOut().catch(() => {}) }, FANOUT_MS)
+    timer.unref()
+  }
+
+  return {
+    /**
+     * Attaches a stream and brings it up to date: from `lastEventId` when it resumes (the events after
+     * it, after an `event: gap` when some were trimmed), else from now.
+     */
+    async attach (stream: Stream, lastEventId: string | undefined): Promise<void> {
+      let entry = bySource.get(stream.source)
+      if (entry === undefined) {
+        // The fan-out's cursor is the stream's tail as it was before any of this source's streams read
+        // their backlog: what is added later is read by the fan-out or by their backlog read, or both.
+        const cursor = store.tail(stream.source)
+        cursor.catch(() => {})
+        entry = { streams: new Set(), cursor }
+        bySource.set(stream.source, entry)
+      }
+      entry.streams.add(stream)
+      opts.onSubscribers(stream.source, entry.streams.size)
+      schedule()
+      try {
+        await entry.cursor
+      } catch (err) {
+        entry.cursor = store.tail(stream.source)
+        entry.cursor.catch(() => {})
+        throw err
+      }
+      if (lastEventId === undefined) {
+        stream.lastId = await store.tail(stream.source)
+      } else {
+        stream.lastId = lastEventId
+        const gap = idBefore(lastEventId, await store.trimmed(stream.source))
+        // Before the backlog: the client learns first that what follows does not join up.
+        if (gap) stream.out.write(`event: gap\ndata: ${JSON.stringify({ type: 'gap', source: stream.source, detail: GAP_DETAIL })}\n\n`)
+        for (;;) {
+          const events = await store.read(stream.source, stream.lastId, PAGE)
+          for (const event of events) write(stream, event)
+          if (events.length < PAGE) break
+        }
+      }
+      const pending = stream.pending ?? []
+      stream.pending = null
+      for (const event of pending) write(stream, event)
+    },
+
+    detach (stream: Stream): void {
+      const entry = bySource.get(stream.source)
+      if (entry === undefined || !entry.streams.delete(stream)) return
+      opts.onSubscribers(stream.source, entry.streams.size)
+      if (entry.streams.size === 0) bySource.delete(stream.source)
+      if (bySource.size === 0) {
+        clearInterval(timer)
+        timer = undefined
+      }
+    },
+
+    /** Streams open on this replica for `source`. */
+    count (source: string): number {
+      return bySource.get(source)?.streams.size ?? 0
+    },
+
+    /** Reads new events now (after a local commit) instead of at the next interval. */
+    poke (): void {
+      fanOut().catch(() => {})
+    },
+
+    /** Every open stream, to say goodbye at shutdown. */
+    streams (): Stream[] {
+      return [...bySource.values()].flatMap((e) => [...e.streams])
+    },
+
+    close (): void {
+      clearInterval(timer)
+      timer = undefined
+    }
+  }
+}

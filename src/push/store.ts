@@ -1,0 +1,290 @@
+// Where push keeps what every replica must agree on: each source's events (a Redis stream, trimmed to
+// PUSH_RETENTION_S and PUSH_MAX_EVENTS), the snapshot its next poll is compared with, the lead of its
+// poll, webhook cursors, dead letters and the count of open event streams per consumer. Without Redis,
+// the same in memory (one replica).
+//
+// Event ids are stream ids (`<ms>-<seq>`), increasing per source. A poll's events and its new snapshot
+// are written by one script that first checks the writer still holds the lead (a fencing check): a
+// replica that lost the lead while it polled writes nothing, and the next leader polls again from the
+// snapshot that went with the last events written, so no change is announced twice or lost. The keys
+// of one source share a hash tag (`{push:<source>}`), so the script stays in one slot on a Cluster.
+import type { Redis } from 'ioredis'
+
+export interface StoredEvent {
+  id: string
+  /** The event as JSON (see sources.ts). */
+  data: string
+}
+
+export interface Snapshot {
+  /** When the poll that produced it ran (ms since the epoch, the writer's clock). */
+  at: number
+  /** The JSON of the rows it saw ('' when a commit left the rows as they were). */
+  rows: string
+}
+
+export interface CommitInput {
+  source: string
+  token: string
+  /** The rows as JSON, or '' to keep the stored ones (nothing changed). */
+  rows: string
+  at: number
+  events: string[]
+}
+
+export interface PushStore {
+  /** Takes the lead of `source` for `ttlMs`, or renews it when `token` holds it; false when another does. */
+  lead: (source: string, token: string, ttlMs: number) => Promise<boolean>
+  /** Gives the lead up (shutdown), when `token` holds it. */
+  resign: (source: string, token: string) => Promise<void>
+  snapshot: (source: string) => Promise<Snapshot | null>
+  /** Writes a poll's events and snapshot if `token` still leads; the new ids, or null when it does not. */
+  commit: (input: CommitInput) => Promise<string[] | null>
+  /** Up to `count` events with ids after `afterId`, oldest first. */
+  read: (source: string, afterId: string, count: number) => Promise<StoredEvent[]>
+  /** The newest event id ('0-0' when there is none). */
+  tail: (source: string) => Promise<string>
+  /** The newest id trimmed away ('0-0' when none was): a resume from before it has a gap. */
+  trimmed: (source: string) => Promise<string>
+  /** Claims one of `limit` open streams of `consumer` for `ttlMs` (renewed by heartbeats). */
+  claimStream: (consumer: string, streamId: string, limit: number, ttlMs: number) => Promise<boolean>
+  releaseStream: (consumer: string, streamId: string) => Promise<void>
+  cursor: (source: string, target: string) => Promise<string | null>
+  setCursor: (source: string, target: string, id: string) => Promise<void>
+  deadLetter: (consumer: string, entry: string, keep: number) => Promise<void>
+  deadLetters: (consumer: string) => Promise<string[]>
+}
+
+export interface StoreLimits {
+  retentionMs: number
+  maxEvents: number
+}
+
+/** `a` < `b` for stream ids `<ms>-<seq>`. */
+export function idBefore (a: string, b: string): boolean {
+  const [am = 0n, as = 0n] = a.split('-').map(BigInt)
+  const [bm = 0n, bs = 0n] = b.split('-').map(BigInt)
+  return am < bm || (am === bm && as < bs)
+}
+
+export const EVENT_ID = /^\d{1,20}-\d{1,20}$/
+
+// KEYS: lock, stream, snapshot. ARGV: token, rows ('' keeps them), at, retention ms, max events, events…
+const COMMIT = `
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return false end
+local ids = {}
+if #ARGV > 5 then
+  local t = redis.call('TIME')
+  local minid = tostring(math.max(0, t[1] * 1000 + math.floor(t[2] / 1000) - tonumber(ARGV[4])))
+  for i = 6, #ARGV do
+    ids[#ids + 1] = redis.call('XADD', KEYS[2], 'MINID', '~', minid, '*', 'e', ARGV[i])
+  end
+  redis.call('XTRIM', KEYS[2], 'MAXLEN', '~', ARGV[5])
+end
+local prev = redis.call('HGET', KEYS[3], 'rows')
+if ARGV[2] ~= '' or not prev then redis.call('HSET', KEYS[3], 'rows', ARGV[2]) end
+redis.call('HSET', KEYS[3], 'at', ARGV[3])
+redis.call('PEXPIRE', KEYS[3], ARGV[4])
+return ids
+`
+// KEYS: lock. ARGV: token, ttl ms.
+const LEAD = `
+local v = redis.call('GET', KEYS[1])
+if v == ARGV[1] then redis.call('PEXPIRE', KEYS[1], ARGV[2]) return 1 end
+if not v then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) return 1 end
+return 0
+`
+const RESIGN = `
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+`
+// KEYS: the consumer's open streams (a sorted set by expiry). ARGV: now ms, stream id, limit, ttl ms.
+const CLAIM = `
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+if redis.call('ZSCORE', KEYS[1], ARGV[2]) or redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[3]) then
+  redis.call('ZADD', KEYS[1], tonumber(ARGV[1]) + tonumber(ARGV[4]), ARGV[2])
+  redis.call('PEXPIRE', KEYS[1], ARGV[4])
+  return 1
+end
+return 0
+`
+
+type Commands = Redis & {
+  pushCommit: (...args: Array<string | number>) => Promise<string[] | null>
+  pushLead: (...args: Array<string | number>) => Promise<number>
+  pushResign: (...args: Array<string | number>) => Promise<number>
+  pushClaim: (...args: Array<string | number>) => Promise<number>
+}
+
+export function createRedisPushStore (redis: Redis, prefix: string, limits: StoreLimits): PushStore {
+  const r = redis as Commands
+  if (typeof r.pushCommit !== 'function') {
+    redis.defineCommand('pushCommit', { numberOfKeys: 3, lua: COMMIT })
+    redis.defineCommand('pushLead', { numberOfKeys: 1, lua: LEAD })
+    redis.defineCommand('pushResign', { numberOfKeys: 1, lua: RESIGN })
+    redis.defineCommand('pushClaim', { numberOfKeys: 1, lua: CLAIM })
+  }
+  const key = (source: string, part: string) => `${prefix}{push:${source}}:${part}`
+  const streamsKey = (consumer: string) => `${prefix}{push-streams:${consumer}}`
+  const deadKey = (consumer: string) => `${prefix}{push-dead:${consumer}}`
+
+  return {
+    async lead (source, token, ttlMs) {
+      return await r.pushLead(key(source, 'lead'), token, ttlMs) === 1
+    },
+    async resign (source, token) {
+      await r.pushResign(key(source, 'lead'), token)
+    },
+    async snapshot (source) {
+      const [rows, at] = await redis.hmget(key(source, 'snap'), 'rows', 'at')
+      return rows === null || rows === undefined || at === null || at === undefined ? null : { rows, at: Number(at) }
+    },
+    async commit ({ source, token, rows, at, events }) {
+      const ids = await r.pushCommit(key(source, 'lead'), key(source, 'events'), key(source, 'snap'),
+        token, rows, at, limits.retentionMs, limits.maxEvents, ...events)
+      return ids ?? null
+    },
+    async read (source, afterId, count) {
+      const entries = await redis.xrange(key(source, 'events'), `(${afterId}`, '+', 'COUNT', count)
+      return entries.map(([id, fields]) => ({ id, data: fields[1] ?? '{}' }))
+    },
+    async tail (source) {
+      const [last] = await redis.xrevrange(key(source, 'events'), '+', '-', 'COUNT', 1)
+      return last?.[0] ?? '0-0'
+    },
+    async trimmed (source) {
+      let info: unknown[]
+      try {
+        info = await redis.xinfo('STREAM', key(source, 'events')) as unknown[]
+      } catch (err) {
+        // No stream yet: nothing was ever trimmed.
+        if (/no such key/i.test((err as Error).message)) return '0-0'
+        throw err
+      }
+      const at = info.indexOf('max-deleted-entry-id')
+      return at < 0 ? '0-0' : String(info[at + 1])
+    },
+    async claimStream (consumer, streamId, limit, ttlMs) {
+      return await r.pushClaim(streamsKey(consumer), Date.now(), streamId, limit, ttlMs) === 1
+    },
+    async releaseStream (consumer, streamId) {
+      await redis.zrem(streamsKey(consumer), streamId)
+    },
+    async cursor (source, target) {
+      return await redis.hget(key(source, 'cursors'), target)
+    },
+    async setCursor (source, target, id) {
+      await redis.hset(key(source, 'cursors'), target, id)
+    },
+    async deadLetter (consumer, entry, keep) {
+      await redis.multi().lpush(deadKey(consumer), entry).ltrim(deadKey(consumer), 0, keep - 1).exec()
+    },
+    async deadLetters (consumer) {
+      return await redis.lrange(deadKey(consumer), 0, -1)
+    }
+  }
+}
+
+interface MemorySource {
+  events: StoredEvent[]
+  trimmed: string
+  snapshot: Snapshot | null
+  lead: { token: string, until: number } | null
+  cursors: Map<string, string>
+}
+
+/** One replica's store, for a gateway without Redis. */
+export function createMemoryPushStore (limits: StoreLimits, now: () => number = Date.now): PushStore {
+  const sources = new Map<string, MemorySource>()
+  const streams = new Map<string, Map<string, number>>()
+  const dead = new Map<string, string[]>()
+  let lastMs = 0
+  let seq = 0
+  const of = (source: string): MemorySource => {
+    let s = sources.get(source)
+    if (s === undefined) {
+      s = { events: [], trimmed: '0-0', snapshot: null, lead: null, cursors: new Map() }
+      sources.set(source, s)
+    }
+    return s
+  }
+  const nextId = (): string => {
+    const ms = Math.max(now(), lastMs)
+    seq = ms === lastMs ? seq + 1 : 0
+    lastMs = ms
+    return `${ms}-${seq}`
+  }
+  const holds = (s: MemorySource, token: string) => s.lead !== null && s.lead.token === token && s.lead.until > now()
+
+  return {
+    async lead (source, token, ttlMs) {
+      const s = of(source)
+      if (s.lead !== null && s.lead.until > now() && s.lead.token !== token) return false
+      s.lead = { token, until: now() + ttlMs }
+      return true
+    },
+    async resign (source, token) {
+      const s = of(source)
+      if (s.lead?.token === token) s.lead = null
+    },
+    async snapshot (source) {
+      return of(source).snapshot
+    },
+    async commit ({ source, token, rows, at, events }) {
+      const s = of(source)
+      if (!holds(s, token)) return null
+      const ids = events.map((data) => {
+        const id = nextId()
+        s.events.push({ id, data })
+        return id
+      })
+      const oldest = now() - limits.retentionMs
+      let drop = Math.max(0, s.events.length - limits.maxEvents)
+      while (drop < s.events.length && Number((s.events[drop] as StoredEvent).id.split('-')[0]) < oldest) drop++
+      if (drop > 0) s.trimmed = (s.events[drop - 1] as StoredEvent).id
+      s.events.splice(0, drop)
+      s.snapshot = { at, rows: rows !== '' || s.snapshot === null ? rows : s.snapshot.rows }
+      return ids
+    },
+    async read (source, afterId, count) {
+      const out: StoredEvent[] = []
+      for (const e of of(source).events) {
+        if (idBefore(afterId, e.id)) out.push(e)
+        if (out.length >= count) break
+      }
+      return out
+    },
+    async tail (source) {
+      return of(source).events.at(-1)?.id ?? '0-0'
+    },
+    async trimmed (source) {
+      return of(source).trimmed
+    },
+    async claimStream (consumer, streamId, limit, ttlMs) {
+      const open = streams.get(consumer) ?? new Map<string, number>()
+      streams.set(consumer, open)
+      for (const [id, until] of open) if (until <= now()) open.delete(id)
+      if (!open.has(streamId) && open.size >= limit) return false
+      open.set(streamId, now() + ttlMs)
+      return true
+    },
+    async releaseStream (consumer, streamId) {
+      streams.get(consumer)?.delete(streamId)
+    },
+    async cursor (source, target) {
+      return of(source).cursors.get(target) ?? null
+    },
+    async setCursor (source, target, id) {
+      of(source).cursors.set(target, id)
+    },
+    async deadLetter (consumer, entry, keep) {
+      const list = dead.get(consumer) ?? []
+      list.unshift(entry)
+      list.splice(keep)
+      dead.set(consumer, list)
+    },
+    async deadLetters (consumer) {
+      return [...dead.get(consumer) ?? []]
+    }
+  }
+}

@@ -1,0 +1,222 @@
+// Webhooks: consumers name them in the consumers file (`webhooks:` — URL, sources, event types, and a
+// secret held in a file or an environment variable, never inline). Deliveries follow Standard Webhooks:
+// a JSON body `{type, timestamp, data}` posted with `webhook-id` (the event's id, the same on every
+// retry), `webhook-timestamp` (seconds) and `webhook-signature: v1,<base64 HMAC-SHA256 of
+// "<id>.<timestamp>.<body>">` keyed with the secret `whsec_<base64>`.
+//
+// The replica that leads a source delivers its events, one target (consumer, webhook) at a time and in
+// order, from a cursor kept in the store: a new leader carries on where the last one stopped (a message
+// whose answer was lost with its replica may come twice; receivers deduplicate by webhook-id). A failed
+// attempt (no 2xx within PUSH_WEBHOOK_TIMEOUT_MS) is retried after PUSH_WEBHOOK_BACKOFF_MS doubled per
+// failure, with full jitter, up to an hour; after PUSH_WEBHOOK_MAX_ATTEMPTS the message goes to the
+// consumer's dead-letter list and the next one is sent. Deliveries run beside the poll, never in it.
+import { createHmac, randomInt } from 'node:crypto'
+import { readFileSync } from 'node:fs'
+import type { FastifyInstance } from 'fastify'
+import { request } from 'undici'
+import type { Consumer, Webhook } from '../consumers/schema.js'
+import type { PushStore, StoredEvent } from './store.js'
+
+const MAX_BACKOFF_MS = 3_600_000
+const DEAD_LETTERS_KEPT = 1000
+const PAGE = 100
+// Bytes of a receiver's answer read (and kept in a dead letter) at most.
+const ANSWER_BYTES = 512
+
+export interface Target {
+  /** `<consumer>#<index>`: the webhook's place in the consumers file. */
+  key: string
+  consumer: Consumer
+  webhook: Webhook
+}
+
+/** The HMAC key of a `whsec_<base64>` secret; throws naming what is wrong (never the secret). */
+export function secretKey (secret: string): Buffer {
+  const text = secret.trim()
+  if (!text.startsWith('whsec_')) throw new Error('the secret must start with whsec_')
+  const key = Buffer.from(text.slice('whsec_'.length), 'base64')
+  if (key.length < 16) throw new Error('the secret must hold at least 16 bytes (base64 after whsec_)')
+  return key
+}
+
+/** `v1,<base64 HMAC-SHA256 of "<id>.<timestamp>.<body>">`. */
+export function sign (key: Buffer, id: string, timestamp: number, body: string): string {
+  return 'v1,' + createHmac('sha256', key).update(`${id}.${timestamp}.${body}`).digest('base64')
+}
+
+/** Reads a webhook's secret from the file or environment variable it names. */
+export function readSecret (webhook: Webhook): Buffer {
+  const ref = webhook.secret
+  const text = 'file' in ref ? readFileSync(ref.file, 'utf8') : process.env[ref.env]
+  if (text === undefined || text.trim() === '') throw new Error('file' in ref ? `the secret file ${ref.file} is empty` : `the environment variable ${ref.env} is not set`)
+  return secretKey(text)
+}
+
+/** Why a webhook URL may not be used, or undefined: https, or http to a host on the allow-list. */
+export function urlProblem (url: string, allowedHosts: ReadonlySet<string>): string | undefined {
+  let parsed: URL
+  try {
+    parsed = new URL(url)
+  } catch {
+    return 'not a URL'
+  }
+  if (parsed.username !== '' || parsed.password !== '') return 'credentials in the URL'
+  if (parsed.protocol === 'https:') return undefined
+  if (parsed.protocol === 'http:' && allowedHosts.has(parsed.hostname.replace(/^\[|\]$/g, ''))) return undefined
+  return 'only https, or http to a host on PUSH_WEBHOOK_ALLOWED_HOSTS'
+}
+
+/** The wait before attempt `attempt + 1`: the base doubled per failure, capped, with full jitter. */
+export function backoffMs (baseMs: number, attempt: number): number {
+  const ceiling = Math.min(MAX_BACKOFF_MS, baseMs * 2 ** Math.min(30, attempt - 1))
+  return Math.max(1, randomInt(Math.max(2, Math.floor(ceiling)) + 1))
+}
+
+interface TargetState { isBusy: boolean, attempts: number, retryAt: number, timer: NodeJS.Timeout | undefined }
+
+export function createWebhooks (app: FastifyInstance, store: PushStore, isLeading: (source: string) => boolean) {
+  const config = app.config
+  const allowed = new Set(config.PUSH_WEBHOOK_ALLOWED_HOSTS.split(',').map((h) => h.trim()).filter((h) => h !== ''))
+  const log = app.log.child({ component: 'push-webhooks' })
+  const states = new Map<string, TargetState>()
+  const warned = new Set<string>()
+  let isClosed = false
+
+  function targets (): Target[] {
+    const out: Target[] = []
+    for (const consumer of app.consumers.list()) {
+      if (consumer.disabled) continue
+      consumer.webhooks.forEach((webhook, index) => { out.push({ key: `${consumer.id}#${index}`, consumer, webhook }) })
+    }
+    return out
+  }
+
+  function warnOnce (target: Target, reason: string): void {
+    const key = `${target.key} ${reason}`
+    if (warned.has(key)) return
+    warned.add(key)
+    log.error({ consumer: target.consumer.id, webhook: target.key, reason }, 'push: webhook not used')
+  }
+
+  /** Posts one event; resolves with the outcome, never throws. */
+  async function post (target: Target, key: Buffer, event: StoredEvent): Promise<{ ok: boolean, detail: string }> {
+    const data = JSON.parse(event.data) as { type: string }
+    const timestamp = Math.floor(Date.now() / 1000)
+    const body = JSON.stringify({ type: data.type, timestamp: new Date(timestamp * 1000).toISOString(), data })
+    const id = `${(data as { source?: string }).source ?? ''}:${event.id}`
+    try {
+      const res = await request(target.webhook.url, {
+        method: 'POST',
+        headers: {
+          'content-type': 'application/json',
+          'user-agent': 'atlas-gateway-webhooks',
+          'webhook-id': id,
+          'webhook-timestamp': String(timestamp),
+          'webhook-signature': sign(key, id, timestamp, body)
+        },
+        body,
+        headersTimeout: config.PUSH_WEBHOOK_TIMEOUT_MS,
+        bodyTimeout: config.PUSH_WEBHOOK_TIMEOUT_MS
+      })
+      const text = (await res.body.text()).slice(0, ANSWER_BYTES)
+      return { ok: res.statusCode >= 200 && res.statusCode < 300, detail: `status ${res.statusCode}${text === '' ? '' : `: ${text}`}` }
+    } catch (err) {
+      return { ok: false, detail: (err as NodeJS.ErrnoException).code ?? (err as Error).message }
+    }
+  }
+
+  /** Delivers what `target` has pending on `source`, in order, until it is done or must wait. */
+  async function drain (target: Target, source: string, state: TargetState): Promise<void> {
+    const problem = urlProblem(target.webhook.url, allowed)
+    if (problem !== undefined) return warnOnce(target, problem)
+    let key: Buffer
+    try {
+      key = readSecret(target.webhook)
+    } catch (err) {
+      return warnOnce(target, (err as Error).message)
+    }
+    let cursor = await store.cursor(source, target.key)
+    if (cursor === null) {
+      // A new webhook starts from now, not from the start of the retention window.
+      cursor = await store.tail(source)
+      await store.setCursor(source, target.key, cursor)
+    }
+    const wanted = target.webhook.events
+    for (;;) {
+      const events = await store.read(source, cursor, PAGE)
+      if (events.length === 0) return
+      for (const event of events) {
+        // A retry timer may fire after the lead moved: the new leader delivers from the stored cursor.
+        if (isClosed || Date.now() < state.retryAt || !isLeading(source)) return
+        const type = (JSON.parse(event.data) as { type?: string }).type ?? ''
+        if (wanted === undefined || wanted.includes(type)) {
+          const result = await post(target, key, event)
+          if (!result.ok) {
+            state.attempts++
+            if (state.attempts < config.PUSH_WEBHOOK_MAX_ATTEMPTS) {
+              app.metrics.pushDeliveries.inc({ consumer: target.consumer.id, outcome: 'retry' })
+              const wait = backoffMs(config.PUSH_WEBHOOK_BACKOFF_MS, state.attempts)
+              state.retryAt = Date.now() + wait
+              log.warn({ consumer: target.consumer.id, webhook: target.key, event: event.id, attempt: state.attempts, retry_in_ms: wait, detail: result.detail }, 'push: webhook delivery failed; retrying')
+              return
+            }
+            app.metrics.pushDeliveries.inc({ consumer: target.consumer.id, outcome: 'dead_letter' })
+            log.error({ consumer: target.consumer.id, webhook: target.key, event: event.id, attempts: state.attempts, detail: result.detail }, 'push: webhook delivery gave up; message kept in the dead-letter list')
+            await store.deadLetter(target.consumer.id, JSON.stringify({
+              webhook: target.key, url: target.webhook.url, event_id: event.id, attempts: state.attempts, last_error: result.detail, failed_at: new Date().toISOString(), event: JSON.parse(event.data) as unknown
+            }), DEAD_LETTERS_KEPT)
+          } else {
+            app.metrics.pushDeliveries.inc({ consumer: target.consumer.id, outcome: 'delivered' })
+          }
+          state.attempts = 0
+          state.retryAt = 0
+        }
+        cursor = event.id
+        await store.setCursor(source, target.key, cursor)
+      }
+    }
+  }
+
+  function run (target: Target, source: string): void {
+    const id = `${target.key} ${source}`
+    let state = states.get(id)
+    if (state === undefined) {
+      state = { isBusy: false, attempts: 0, retryAt: 0, timer: undefined }
+      states.set(id, state)
+    }
+    if (state.isBusy || isClosed) return
+    const s = state
+    s.isBusy = true
+    drain(target, source, s).catch((err: unknown) => {
+      log.warn({ err, webhook: target.key, source }, 'push: webhook deliveries failed; retrying')
+    }).finally(() => {
+      s.isBusy = false
+      // A retry that is due later wakes itself (the leader's loop also runs deliveries at each tick).
+      if (s.retryAt > Date.now() && s.timer === undefined && !isClosed) {
+        s.timer = setTimeout(() => { s.timer = undefined; run(target, source) }, s.retryAt - Date.now())
+        s.timer.unref()
+      }
+    })
+  }
+
+  return {
+    /** The sources some enabled consumer's webhook names (they are polled while it exists). */
+    sources (): string[] {
+      return [...new Set(targets().flatMap((t) => t.webhook.sources))]
+    },
+    /** Webhooks of `source` as configured now. */
+    count (source: string): number {
+      return targets().filter((t) => t.webhook.sources.includes(source)).length
+    },
+    /** Starts the deliveries of `source` (this replica leads it); each target runs at most once at a time. */
+    deliver (source: string): void {
+      for (const target of targets()) {
+        if (target.webhook.sources.includes(source)) run(target, source)
+      }
+    },
+    close (): void {
+      isClosed = true
+      for (const s of states.values()) clearTimeout(s.timer)
+    }
+  }
+}

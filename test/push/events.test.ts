@@ -1,0 +1,176 @@
+// Event streams over real HTTP, on the sandbox upstream (memory, or Redis when REDIS_URL is set): the
+// events of gateway writes, ids and Last-Event-ID resumption, the per-key stream limit, input errors,
+// a poll that shares the cache with readers, and the goodbye at shutdown.
+import { test, type Test } from 'tap'
+import type { FastifyInstance } from 'fastify'
+import { buildTestApp } from '../helper.js'
+import { bearer, consumersFile, makeConsumer } from '../consumer-helper.js'
+import { pollInterval } from '../../src/push/poller.js'
+import { openSse, type SseClient } from './sse-client.js'
+
+const LIST = 'mookodi'
+const SOURCE = `lists/${LIST}`
+
+async function pushApp (t: Test, config: Record<string, string | number | boolean> = {}) {
+  const reader = makeConsumer('reader', { scopes: ['read'] })
+  const writer = makeConsumer('writer', { scopes: ['read', 'write:custom-lists', 'write:vra'], lists: [LIST] })
+  const built = await buildTestApp(t, {
+    config: {
+      CONSUMERS_FILE: consumersFile(t, [reader, writer]),
+      PUSH_POLL_INTERVAL_MS: 100,
+      PUSH_LEADER_TTL_MS: 300,
+      PUSH_HEARTBEAT_MS: 200,
+      PUSH_MAX_STREAMS_PER_CONSUMER: 3,
+      PREFETCH_ENABLED: false,
+      ...config
+    } as never
+  })
+  const base = await built.app.listen({ port: 0, host: '127.0.0.1' })
+  return { ...built, base, read: bearer(reader.key), write: bearer(writer.key) }
+}
+
+/** Resolves once the source has a stored snapshot (its first poll, the baseline, is done). */
+async function baseline (app: FastifyInstance, source: string): Promise<void> {
+  for (let i = 0; i < 200; i++) {
+    if (await app.push.store.snapshot(source) !== null) return
+    await new Promise((resolve) => setTimeout(resolve, 25))
+  }
+  throw new Error(`no baseline poll of ${source}`)
+}
+
+const dataOf = (c: SseClient) => c.events.filter((e) => e.id !== undefined).map((e) => JSON.parse(e.data) as { type: string, id: string, source: string })
+
+test('event streams', async (t) => {
+  t.test('a write becomes one event per stream, with an id; Last-Event-ID resumes after it', async (t) => {
+    const { app, sandbox, base, read, write } = await pushApp(t)
+    const [first, second] = sandbox.ids().slice(40, 42).map(String) as [string, string]
+    const a = await openSse(`${base}/v1/lists/${LIST}/events`, read)
+    t.teardown(() => a.close())
+    t.equal(a.status, 200)
+    t.match(a.headers['content-type'], /^text\/event-stream/)
+    t.equal(a.headers['cache-control'], 'no-store')
+    await baseline(app, SOURCE)
+
+    const put = await app.inject({ method: 'PUT', url: `/v1/custom-lists/${LIST}/objects/${first}`, headers: write })
+    t.equal(put.statusCode, 201)
+    await a.waitFor((events) => dataOf(a).length >= 1)
+    const [added] = dataOf(a)
+    t.match(added, { type: 'member.added', source: SOURCE, id: first })
+    t.equal(a.events.find((e) => e.id !== undefined)?.event, 'member.added', 'the SSE event name is the type')
+    const firstId = a.lastId() as string
+    t.match(firstId, /^\d+-\d+$/)
+
+    const del = await app.inject({ method: 'DELETE', url: `/v1/custom-lists/${LIST}/objects/${first}`, headers: write })
+    t.equal(del.statusCode, 204)
+    const put2 = await app.inject({ method: 'PUT', url: `/v1/custom-lists/${LIST}/objects/${second}`, headers: write })
+    t.equal(put2.statusCode, 201)
+    await a.waitFor(() => dataOf(a).length >= 3)
+    t.same(dataOf(a).map((e) => [e.type, e.id]), [['member.added', first], ['member.removed', first], ['member.added', second]])
+
+    // A client that saw only the first event resumes after it: the other two, once each, in order.
+    const b = await openSse(`${base}/v1/lists/${LIST}/events`, { ...read, 'last-event-id': firstId })
+    t.teardown(() => b.close())
+    await b.waitFor(() => dataOf(b).length >= 2)
+    t.same(b.events.filter((e) => e.id !== undefined).map((e) => e.id), a.events.filter((e) => e.id !== undefined).slice(1).map((e) => e.id))
+    t.ok(b.retries.includes(1000), 'the stream names its reconnection delay')
+    await b.waitFor(() => b.comments >= 2, 5000)
+    t.pass('heartbeats come while the stream is idle')
+  })
+
+  t.test('input and limits', async (t) => {
+    const { base, read } = await pushApp(t)
+    const none = await openSse(`${base}/v1/lists/${LIST}/events`, {})
+    t.equal(none.status, 401)
+    await none.close()
+    const unknown = await openSse(`${base}/v1/lists/nope/events`, read)
+    t.equal(unknown.status, 404)
+    await unknown.close()
+    const table = await openSse(`${base}/v1/vra/nope/events`, read)
+    t.equal(table.status, 404)
+    await table.close()
+    const bad = await openSse(`${base}/v1/lists/${LIST}/events`, { ...read, 'last-event-id': 'yesterday' })
+    t.equal(bad.status, 400)
+    await bad.ended
+    const query = await openSse(`${base}/v1/lists/${LIST}/events?since=2025-01-01`, read)
+    t.equal(query.status, 400, 'an unknown query parameter is refused as on every v1 route')
+    await query.close()
+
+    const open = await Promise.all([1, 2, 3].map(async () => openSse(`${base}/v1/vra/scores/events`, read)))
+    t.same(open.map((c) => c.status), [200, 200, 200])
+    const fourth = await openSse(`${base}/v1/vra/todo/events`, read)
+    t.equal(fourth.status, 429, 'a fourth open stream of the key is refused')
+    t.ok(Number(fourth.headers['retry-after']) > 0)
+    await fourth.close()
+    await open[0]?.close()
+    let again: SseClient | undefined
+    for (let i = 0; i < 50 && again?.status !== 200; i++) {
+      await again?.close()
+      again = await openSse(`${base}/v1/vra/todo/events`, read)
+    }
+    t.equal(again?.status, 200, 'a closed stream frees its place')
+    await Promise.all([again?.close(), ...open.map(async (c) => c.close())])
+  })
+
+  t.test('a poll shares the cache with readers and is counted', async (t) => {
+    const { app, sandbox, base, read } = await pushApp(t, { CACHE_FRESHNESS: '{"vra-ranks":{"freshS":3600}}' })
+    sandbox.resetCalls()
+    const c = await openSse(`${base}/v1/vra/ranks/events`, read)
+    t.teardown(() => c.close())
+    await baseline(app, 'vra/ranks')
+    t.equal(sandbox.calls.get('vraranklist'), 1, 'the baseline poll read the table once')
+    const r = await app.inject({ url: '/v1/vra/ranks', headers: read })
+    t.equal(r.statusCode, 200)
+    t.equal(r.headers['x-cache'], 'HIT', 'a reader gets what the poll loaded')
+    await new Promise((resolve) => setTimeout(resolve, 500))
+    t.equal(sandbox.calls.get('vraranklist'), 1, 'later polls found it fresh in the cache: no upstream call')
+    const metrics = await app.inject({ url: '/metrics' })
+    t.match(metrics.body, /gateway_push_poll_calls_total\{source="vra\/ranks"\} 1/)
+    t.match(metrics.body, /gateway_push_subscribers\{source="vra\/ranks",kind="sse"\} 1/)
+  })
+
+  t.test('shutdown ends every stream with retry: and a shutdown event', async (t) => {
+    const { app, base, read } = await pushApp(t)
+    const c = await openSse(`${base}/v1/lists/${LIST}/events`, read)
+    await c.waitFor(() => c.retries.length > 0)
+    await app.close()
+    await c.ended
+    t.equal(c.events.at(-1)?.event, 'shutdown')
+    t.same(c.retries, [1000, 1000])
+  })
+})
+
+test('no subscribers, no polling; the interval follows the budget', async (t) => {
+  t.test('polls stop when the last stream closes', async (t) => {
+    const { app, sandbox, base, read, write } = await pushApp(t)
+    const c = await openSse(`${base}/v1/lists/${LIST}/events`, read)
+    await baseline(app, SOURCE)
+    await c.close()
+    await new Promise((resolve) => setTimeout(resolve, 400))
+    const before = sandbox.calls.get('objectlist') ?? 0
+    t.equal((await app.inject({ method: 'PUT', url: `/v1/custom-lists/${LIST}/objects/${String(sandbox.ids()[90])}`, headers: write })).statusCode, 201)
+    await new Promise((resolve) => setTimeout(resolve, 500))
+    t.equal(sandbox.calls.get('objectlist') ?? 0, before, 'the list was not read again after its invalidation')
+    t.same(app.push.leading(), [], 'no source is led')
+  })
+
+  t.test('the interval grows as the budget empties; no poll below the headroom', async (t) => {
+    const { app, read } = await pushApp(t, { UPSTREAM_RATE: '10/hour', UPSTREAM_BACKGROUND_HEADROOM: '2' })
+    t.equal(pollInterval(app), 100, 'before any upstream call: the base interval')
+    const ids = ['1161600211221604900', '1161601191221611900', '1033249000275412900', '1123049421122328000', '1004244331411607400', '1132527610430108700']
+    for (const id of ids.slice(0, 5)) t.equal((await app.inject({ url: `/v1/objects/${id}`, headers: read })).statusCode, 200)
+    t.equal(pollInterval(app), Math.round(100 * (10 - 2) / (5 - 2)), '5 tokens left of 10, headroom 2: 8/3 of the base')
+    for (const id of ids.slice(5)) t.equal((await app.inject({ url: `/v1/objects/${id}`, headers: read })).statusCode, 200)
+    t.equal((await app.inject({ url: '/v1/cone?ra=10&dec=10&radius=5', headers: read })).statusCode, 200)
+    t.equal((await app.inject({ url: '/v1/cone?ra=11&dec=10&radius=5', headers: read })).statusCode, 200)
+    t.equal(pollInterval(app), null, 'at the headroom: no poll')
+  })
+})
+
+test('a store that cannot be reached: 503 with Retry-After, not a hang', { skip: process.env.REDIS_URL === undefined ? 'needs REDIS_URL' : false }, async (t) => {
+  const { app, base, read } = await pushApp(t)
+  app.redis?.disconnect()
+  const c = await openSse(`${base}/v1/lists/${LIST}/events`, read)
+  t.equal(c.status, 503)
+  t.equal(c.headers['retry-after'], '1')
+  await c.close()
+})

@@ -1,0 +1,144 @@
+// Webhooks: signing (checked against the standardwebhooks library), secrets held by reference, the
+// URL rule, backoff bounds, and over real HTTP: retries into the dead-letter list, a URL that is not
+// allowed is never called, an event-type filter.
+import { randomBytes } from 'node:crypto'
+import { writeFileSync } from 'node:fs'
+import { createServer } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { join } from 'node:path'
+import { test, type Test } from 'tap'
+import type { FastifyInstance } from 'fastify'
+import { Webhook } from 'standardwebhooks'
+import { buildTestApp } from '../helper.js'
+import { bearer, makeConsumer, writeConsumers } from '../consumer-helper.js'
+import { parseConsumers } from '../../src/consumers/file.js'
+import { backoffMs, readSecret, secretKey, sign, urlProblem } from '../../src/push/webhooks.js'
+
+const whsec = () => 'whsec_' + randomBytes(24).toString('base64')
+
+test('signatures match the Standard Webhooks reference library', async (t) => {
+  const secret = whsec()
+  const key = secretKey(secret)
+  const body = '{"type":"member.added","data":{"id":"1161600211221604900"}}'
+  const at = new Date(1_764_500_000_000)
+  t.equal(sign(key, 'lists/good:1-0', Math.floor(at.getTime() / 1000), body), new Webhook(secret).sign('lists/good:1-0', at, body))
+  t.throws(() => secretKey('abc'), /whsec_/)
+  t.throws(() => secretKey('whsec_AAAA'), /16 bytes/)
+})
+
+test('secrets are read from the file or variable named', async (t) => {
+  const dir = t.testdir()
+  const file = join(dir, 's')
+  const secret = whsec()
+  writeFileSync(file, secret + '\n')
+  t.same(readSecret({ url: 'https://x/', sources: ['lists/good'], secret: { file } }), secretKey(secret))
+  t.throws(() => readSecret({ url: 'https://x/', sources: ['lists/good'], secret: { env: 'PUSH_TEST_SURELY_UNSET' } }), /not set/)
+  writeFileSync(file, '')
+  t.throws(() => readSecret({ url: 'https://x/', sources: ['lists/good'], secret: { file } }), /empty/)
+  // Inline secrets are not part of the consumers file's language.
+  t.throws(() => parseConsumers(JSON.stringify({ consumers: [{ id: 'c', key_sha256: 'a'.repeat(64), webhooks: [{ url: 'https://x/', sources: ['lists/good'], secret }] }] }), 'consumers.yaml'), /webhooks/)
+  t.throws(() => parseConsumers(JSON.stringify({ consumers: [{ id: 'c', key_sha256: 'a'.repeat(64), webhooks: [{ url: 'https://x/', sources: ['lists/good'], secret: { value: secret } }] }] }), 'consumers.yaml'), /webhooks/)
+  t.equal(parseConsumers(JSON.stringify({ consumers: [{ id: 'c', key_sha256: 'a'.repeat(64), webhooks: [{ url: 'https://x/', sources: ['vra/scores'], secret: { env: 'X' } }] }] }), 'c.yaml')[0]?.consumer.webhooks.length, 1)
+})
+
+test('webhook URLs: https, or http to an allowed host', async (t) => {
+  const allowed = new Set(['127.0.0.1', '::1'])
+  t.equal(urlProblem('https://broker.example/hook', allowed), undefined)
+  t.equal(urlProblem('http://127.0.0.1:8000/hook', allowed), undefined)
+  t.equal(urlProblem('http://[::1]:8000/hook', allowed), undefined)
+  t.match(urlProblem('http://broker.example/hook', allowed), /https/)
+  t.match(urlProblem('ftp://127.0.0.1/hook', allowed), /https/)
+  t.match(urlProblem('https://user:pw@broker.example/hook', allowed), /credentials/)
+  t.match(urlProblem('not a url', allowed), /not a URL/)
+})
+
+test('backoff doubles, is capped at an hour, and is jittered', async (t) => {
+  for (let attempt = 1; attempt < 40; attempt++) {
+    const ceiling = Math.min(3_600_000, 1000 * 2 ** (attempt - 1))
+    const waits = Array.from({ length: 20 }, () => backoffMs(1000, attempt))
+    t.ok(waits.every((w) => w >= 1 && w <= ceiling), `attempt ${attempt}: within (0, ${ceiling}]`)
+  }
+  t.ok(new Set(Array.from({ length: 20 }, () => backoffMs(1000, 5))).size > 1, 'jittered')
+})
+
+const LIST = 'cv'
+
+async function hookApp (t: Test, webhooks: (url: string, file: string) => unknown[], status: number) {
+  const posts: Array<{ id: string, type: string }> = []
+  const server = createServer((req, res) => {
+    let body = ''
+    req.on('data', (c: Buffer) => { body += c.toString('utf8') })
+    req.on('end', () => {
+      posts.push({ id: String(req.headers['webhook-id']), type: (JSON.parse(body) as { type: string }).type })
+      res.writeHead(status).end()
+    })
+  })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => new Promise<void>((resolve) => { server.closeAllConnections(); server.close(() => resolve()) }))
+  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/hook`
+  const dir = t.testdir()
+  const file = join(dir, 'whsec')
+  writeFileSync(file, whsec())
+  const writer = makeConsumer('writer', { scopes: ['read', 'write:custom-lists'], lists: [LIST] })
+  const hooks = makeConsumer('hooks', { scopes: ['read'], webhooks: webhooks(url, file) as never })
+  const { app, logs } = await buildTestApp(t, {
+    config: {
+      CONSUMERS_FILE: writeConsumers(join(dir, 'consumers.yaml'), [writer, hooks]),
+      PUSH_POLL_INTERVAL_MS: 100,
+      PUSH_LEADER_TTL_MS: 300,
+      PUSH_WEBHOOK_ALLOWED_HOSTS: '127.0.0.1',
+      PUSH_WEBHOOK_MAX_ATTEMPTS: 3,
+      PUSH_WEBHOOK_BACKOFF_MS: 10,
+      PREFETCH_ENABLED: false
+    } as never
+  })
+  return { app, logs, posts, write: bearer(writer.key) }
+}
+
+async function waitUntil (check: () => boolean | Promise<boolean>, timeoutMs = 15_000): Promise<void> {
+  const until = Date.now() + timeoutMs
+  while (!await check()) {
+    if (Date.now() > until) throw new Error('timed out')
+    await new Promise((resolve) => setTimeout(resolve, 20))
+  }
+}
+
+async function change (app: FastifyInstance, write: Record<string, string>, method: 'PUT' | 'DELETE', id: string): Promise<number> {
+  return (await app.inject({ method, url: `/v1/custom-lists/${LIST}/objects/${id}`, headers: write })).statusCode
+}
+
+test('a receiver that keeps failing: retries, then the dead-letter list, and the next message goes on', async (t) => {
+  const { app, posts, write } = await hookApp(t, (url, file) => [{ url, sources: [`lists/${LIST}`], secret: { file } }], 503)
+  await waitUntil(async () => (await app.push.store.snapshot(`lists/${LIST}`)) !== null)
+  const id = '1161600211221604900'
+  t.equal(await change(app, write, 'PUT', id), 201)
+  await waitUntil(async () => (await app.push.store.deadLetters('hooks')).length === 1)
+  t.equal(posts.length, 3, 'PUSH_WEBHOOK_MAX_ATTEMPTS attempts')
+  t.equal(new Set(posts.map((p) => p.id)).size, 1, 'one webhook-id on every attempt')
+  const [dead] = await app.push.store.deadLetters('hooks')
+  t.match(JSON.parse(dead as string), { webhook: 'hooks#0', attempts: 3, last_error: /status 503/, event: { type: 'member.added', id } })
+  t.equal(await change(app, write, 'DELETE', id), 204)
+  await waitUntil(async () => (await app.push.store.deadLetters('hooks')).length === 2)
+  t.equal(posts.length, 6, 'the next message was tried after the first one gave up')
+  const metrics = (await app.inject({ url: '/metrics' })).body
+  t.match(metrics, /gateway_push_deliveries_total\{consumer="hooks",outcome="retry"\} 4/)
+  t.match(metrics, /gateway_push_deliveries_total\{consumer="hooks",outcome="dead_letter"\} 2/)
+  t.match(metrics, /gateway_push_events_total\{source="lists\/cv",type="member.added"\} 1/)
+})
+
+test('event-type filter, and a URL that is not allowed is never called', async (t) => {
+  const { app, logs, posts, write } = await hookApp(t, (url, file) => [
+    { url, sources: [`lists/${LIST}`], events: ['member.removed'], secret: { file } },
+    { url: url.replace('127.0.0.1', 'localhost'), sources: [`lists/${LIST}`], secret: { file } }
+  ], 204)
+  await waitUntil(async () => (await app.push.store.snapshot(`lists/${LIST}`)) !== null)
+  const id = '1161601191221611900'
+  t.equal(await change(app, write, 'PUT', id), 201)
+  // A poll must see the member before it goes (an add and a removal between two polls cancel out).
+  await waitUntil(async () => (await app.push.store.read(`lists/${LIST}`, '0-0', 10)).length === 1)
+  t.equal(await change(app, write, 'DELETE', id), 204)
+  await waitUntil(() => posts.length >= 1)
+  await new Promise((resolve) => setTimeout(resolve, 300))
+  t.same(posts.map((p) => p.type), ['member.removed'], 'only the type asked for, and nothing to the host off the allow-list')
+  t.match(logs(), /webhook not used/)
+})
