@@ -10,6 +10,7 @@ import { vraRoutes } from './vra.js'
 import { crossmatchRoutes } from './crossmatches.js'
 import { detectionListRoutes } from './detection-list.js'
 import { meRoutes } from './me.js'
+import { adminRoutes } from './admin.js'
 
 export const v1Routes: FastifyPluginAsync = async (app) => {
   strictInput(app)
@@ -21,4 +22,5 @@ export const v1Routes: FastifyPluginAsync = async (app) => {
   await app.register(crossmatchRoutes)
   await app.register(detectionListRoutes)
   await app.register(meRoutes)
+  await app.register(adminRoutes)
 }
