@@ -99,6 +99,9 @@ export function testConfig (overrides: Partial<Config> = {}): Config {
     ...loadConfig({ LOG_LEVEL: 'info', UPSTREAM_RATE: '100000/hour', REDIS_COMMAND_TIMEOUT_MS: String(TEST_REDIS_TIMEOUT_MS) }),
     AUDIT_FILE: join(STATE_DIR, `audit-${tag}.jsonl`),
     USAGE_FILE: join(STATE_DIR, `usage-${tag}.json`),
+    // Usage is flushed when the app closes (or when a test calls app.usage.flush()), not on a timer in
+    // the middle of a test that counts Redis commands; test/usage/ sets a short interval of its own.
+    USAGE_FLUSH_MS: 3600000,
     ...overrides
   }
 }
