@@ -37,8 +37,9 @@ export async function runUsage (argv: readonly string[], io: CliIo): Promise<num
     io.err(`usage: ${(err as Error).message}\n${USAGE}`)
     return 2
   }
-  const isRange = values.from !== undefined && values.to !== undefined
-  if ((values.month === undefined) === isRange || (values.json === true && values.csv === true)) {
+  const isMonth = values.month !== undefined && values.from === undefined && values.to === undefined
+  const isRange = values.month === undefined && values.from !== undefined && values.to !== undefined
+  if ((!isMonth && !isRange) || (values.json === true && values.csv === true)) {
     io.err(USAGE)
     return 2
   }

@@ -128,8 +128,9 @@ export const adminRoutes: FastifyPluginAsyncTypebox = async (app) => {
     }
   }, async (request) => {
     const q = request.query
-    const isRange = q.from !== undefined && q.to !== undefined
-    if ((q.month === undefined) === isRange || (!isRange && (q.from !== undefined || q.to !== undefined))) {
+    const isMonth = q.month !== undefined && q.from === undefined && q.to === undefined
+    const isRange = q.month === undefined && q.from !== undefined && q.to !== undefined
+    if (!isMonth && !isRange) {
       throw new ValidationError('Give either month=YYYY-MM or both from and to (YYYY-MM-DD).')
     }
     const days = q.month !== undefined ? daysOfMonth(q.month) : daysBetween(q.from as string, q.to as string, app.config.USAGE_RETENTION_DAYS)
