@@ -163,6 +163,16 @@ test('without Redis: a JSON-lines file; a failed write is recorded once, with it
   t.match(second.json(), { records: [{ id: lines[1]?.id }], next_cursor: lines[1]?.id })
 })
 
+test('a bulk membership change: one record per object written, all with its request id', async (t) => {
+  const { alice, admin } = consumers()
+  const { app } = await buildTestApp(t, { config: { CONSUMERS_FILE: consumersFile(t, [alice, admin]) } })
+  const res = await app.inject({ method: 'POST', url: '/v1/custom-lists/vra/members', headers: bearer(alice.key), payload: { add: [A, B], remove: [C] } })
+  t.equal(res.statusCode, 200, res.body)
+  const records = await allRecords(app, admin)
+  t.strictSame(records.map((r) => [r.endpoint, r.object_ids[0]]).sort(), [['objectgroups', A], ['objectgroups', B], ['objectgroupsdelete', C]].sort())
+  t.ok(records.every((r) => r.request_id === res.headers['x-request-id'] && r.consumer === 'alice' && r.list === VRA_GROUP))
+})
+
 test('a write refused before it goes upstream leaves no record; an idempotent replay none either', async (t) => {
   const { alice, admin } = consumers()
   const reader = makeConsumer('reader')
