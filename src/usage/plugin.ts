@@ -91,6 +91,8 @@ export function createUsage (app: FastifyInstance, store: UsageStore, now: () =>
       const kind = code === undefined ? request.routeOptions.config.dialect === 'compat' ? STATUS_KINDS[status] : undefined : REJECTION_KINDS[code]
       add(c, kind !== undefined ? COUNTER.rejectedOf(kind) : status >= 500 ? COUNTER.errors : COUNTER.clientErrors)
     }
+    // A key refused as expired was not used: its last use stays the last one that was served.
+    if (status === 401) return
     const credential = request.routeOptions.config.dialect === 'compat' ? compatKey(request) : { key: v1Key(request) }
     if ('key' in credential && credential.key !== undefined) keysSeen.set(credential.key, { consumer: consumer.id, ms })
   }
