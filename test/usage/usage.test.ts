@@ -2,7 +2,8 @@
 // the gateway closes), read back by GET /v1/admin/usage with filters and cursor pages. The days follow
 // the app's clock (deps.now). test/quota/redis-round-trips.test.ts shows a hit still makes no Redis call.
 import { test } from 'tap'
-import { readFileSync } from 'node:fs'
+import { mkdirSync, readFileSync } from 'node:fs'
+import { join } from 'node:path'
 import { Redis } from 'ioredis'
 import type { FastifyInstance } from 'fastify'
 import type { UsageRow } from '../../src/usage/report.js'
@@ -106,4 +107,24 @@ test('without Redis: counts reach the usage file when the gateway closes', async
   const day = new Date().toISOString().slice(0, 10)
   t.equal(data.days[day]?.alice?.requests, 4)
   t.ok((data.last_used['consumer:alice'] ?? 0) > 0)
+})
+
+test('a store that cannot be written: the write is served and logged in full; usage waits for the next flush', async (t) => {
+  const alice = makeConsumer('alice', { scopes: ['read', 'write:vra'] })
+  const dir = join(t.testdir(), 'not-yet')
+  const { app, config, logs } = await buildTestApp(t, {
+    useRedis: false,
+    config: { CONSUMERS_FILE: consumersFile(t, [alice]), AUDIT_FILE: join(dir, 'audit.jsonl'), USAGE_FILE: join(dir, 'usage.json') }
+  })
+  const res = await app.inject({ method: 'POST', url: '/v1/vra/todo', headers: bearer(alice.key), payload: { id: B } })
+  t.equal(res.statusCode, 201, 'the write is answered')
+  const line = logs().split('\n').find((l) => l.includes('the audit store failed'))
+  t.match(JSON.parse(line ?? '{}'), { level: 50, audit: { consumer: 'alice', endpoint: 'vratodo', request_id: res.headers['x-request-id'] } })
+  await app.usage.flush()
+  t.match(logs(), /usage flush failed; the counts are kept for the next/)
+  mkdirSync(dir)
+  await app.usage.flush()
+  const data = JSON.parse(readFileSync(config.USAGE_FILE, 'utf8')) as { days: Record<string, Record<string, Record<string, number>>> }
+  const day = new Date().toISOString().slice(0, 10)
+  t.match(data.days[day]?.alice, { requests: 1, writes: 1 }, 'the counts of the failed flush arrive with the next')
 })
