@@ -48,7 +48,7 @@ export async function runUsage (argv: readonly string[], io: CliIo): Promise<num
       const days = values.month !== undefined
         ? daysOfMonth(values.month)
         : daysBetween(values.from as string, values.to as string, config.USAGE_RETENTION_DAYS)
-      if (days === undefined) throw new Error('--month must be YYYY-MM; --from and --to YYYY-MM-DD')
+      if (days === undefined) throw new Error(`--month must be YYYY-MM; --from and --to YYYY-MM-DD, from ≤ to, at most ${config.USAGE_RETENTION_DAYS} days apart`)
       const all: UsageRow[] = []
       for (let cursor: string | null | undefined; cursor !== null;) {
         const page = await readUsage(usage, { days, limit: MAX_ROWS_PER_READ, ...(values.consumer === undefined ? {} : { consumer: values.consumer }), ...(cursor === undefined ? {} : { cursor }) })

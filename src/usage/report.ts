@@ -2,6 +2,7 @@
 // consumer and day, with the cache hit ratio worked out). Shared by the plugin, the store, the admin
 // route and `npm run usage`.
 import { toCsv } from '../lib/csv.js'
+import { parseInstant } from '../lib/datetime.js'
 
 /** Counters of one consumer on one day: `requests`, `requests:<class>`, `rejected:<kind>`, … */
 export type Counters = Record<string, number>
@@ -71,13 +72,18 @@ export function daysOfMonth (month: string): string[] | undefined {
   return Array.from({ length: count }, (_, k) => `${month}-${String(k + 1).padStart(2, '0')}`)
 }
 
-/** Every UTC day from `from` to `to` (inclusive, YYYY-MM-DD), at most `max`; undefined when not dates. */
+/**
+ * Every UTC day from `from` to `to` (inclusive, YYYY-MM-DD); undefined when they are not dates, `to` is
+ * before `from`, or the range is longer than `max` days (refused rather than cut short).
+ */
 export function daysBetween (from: string, to: string, max: number): string[] | undefined {
-  const start = Date.parse(from + 'T00:00:00Z')
-  const end = Date.parse(to + 'T00:00:00Z')
-  if (Number.isNaN(start) || Number.isNaN(end) || !/^\d{4}-\d{2}-\d{2}$/.test(from) || !/^\d{4}-\d{2}-\d{2}$/.test(to)) return undefined
+  // Calendar-strict: 2026-02-30 is refused, not read as 2 March.
+  const isDate = (text: string): boolean => /^\d{4}-\d{2}-\d{2}$/.test(text)
+  const start = isDate(from) ? parseInstant(from) : undefined
+  const end = isDate(to) ? parseInstant(to) : undefined
+  if (start === undefined || end === undefined || end < start || (end - start) / 86400000 >= max) return undefined
   const days: string[] = []
-  for (let ms = start; ms <= end && days.length < max; ms += 86400000) days.push(new Date(ms).toISOString().slice(0, 10))
+  for (let ms = start; ms <= end; ms += 86400000) days.push(new Date(ms).toISOString().slice(0, 10))
   return days
 }
 

@@ -99,6 +99,12 @@ test('npm run audit, usage and keys read what the gateway wrote', { timeout: 300
   const usageJson = await inProcess(runUsage, ['--month', month, '--consumer', 'bob', '--json'], env)
   t.match(JSON.parse(usageJson.out.trim()), { consumer: 'bob', requests: 1, writes: 1 })
   t.equal((await inProcess(runUsage, ['--month', '2026-13'], env)).code, 1)
+  const rolled = await inProcess(runUsage, ['--from', '2026-02-30', '--to', '2026-03-01'], env)
+  t.equal(rolled.code, 1, 'an impossible date is refused, not rolled over')
+  t.match(rolled.err, /from ≤ to/)
+  const range = await inProcess(runUsage, ['--from', `${month}-01`, '--to', `${month}-28`, '--consumer', 'alice'], env)
+  t.equal(range.code, 0, range.err)
+  t.match(range.out, /\talice\trequests=2 \(custom-lists=1,vra=1\)\tunits=0\t/)
   t.equal((await inProcess(runUsage, [], env)).code, 2)
 
   // keys: last use per key, expiry set, listed, extended.

@@ -76,7 +76,7 @@ test('counts per consumer per day: route classes, units, upstream calls, cache, 
   t.strictSame((await usage(app, admin.key, 'month=2026-11&consumer=alice')).rows.map((r) => r.day), ['2026-11-15', '2026-11-16'])
   t.strictSame((await usage(app, admin.key, 'from=2026-11-16&to=2026-11-30&consumer=alice')).rows.map((r) => r.day), ['2026-11-16'])
   t.equal((await usage(app, admin.key, 'month=2026-10')).rows.length, 0)
-  for (const bad of ['month=2026-13', 'month=2026-11&from=2026-11-01&to=2026-11-02', 'from=2026-11-01', 'to=2026-11-01', '']) {
+  for (const bad of ['month=2026-13', 'month=2026-11&from=2026-11-01&to=2026-11-02', 'from=2026-11-01', 'to=2026-11-01', '', 'from=2026-11-02&to=2026-11-01', 'from=2000-01-01&to=2026-11-01', 'from=2026-02-30&to=2026-03-01']) {
     t.equal((await get(`/v1/admin/usage?${bad}`, admin.key)).statusCode, 400, `400 for "${bad}"`)
   }
 })

@@ -134,8 +134,9 @@ export const adminRoutes: FastifyPluginAsyncTypebox = async (app) => {
       throw new ValidationError('Give either month=YYYY-MM or both from and to (YYYY-MM-DD).')
     }
     const days = q.month !== undefined ? daysOfMonth(q.month) : daysBetween(q.from as string, q.to as string, app.config.USAGE_RETENTION_DAYS)
-    /* c8 ignore next -- the querystring schema has checked the shapes */
-    if (days === undefined) throw new ValidationError('month, from or to is not a date.')
+    if (days === undefined) {
+      throw new ValidationError(`from and to must be dates with from ≤ to, at most USAGE_RETENTION_DAYS (${app.config.USAGE_RETENTION_DAYS}) days apart.`)
+    }
     await app.usage.flush()
     const page = await readUsage(app.usage.store, {
       days,
