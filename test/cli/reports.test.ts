@@ -102,7 +102,7 @@ test('npm run audit, usage and keys read what the gateway wrote', { timeout: 300
   const rolled = await inProcess(runUsage, ['--from', '2026-02-30', '--to', '2026-03-01'], env)
   t.equal(rolled.code, 1, 'an impossible date is refused, not rolled over')
   t.match(rolled.err, /from ≤ to/)
-  const range = await inProcess(runUsage, ['--from', `${month}-01`, '--to', `${month}-28`, '--consumer', 'alice'], env)
+  const range = await inProcess(runUsage, ['--from', `${month}-01`, '--to', new Date().toISOString().slice(0, 10), '--consumer', 'alice'], env)
   t.equal(range.code, 0, range.err)
   t.match(range.out, /\talice\trequests=2 \(custom-lists=1,vra=1\)\tunits=0\t/)
   t.equal((await inProcess(runUsage, [], env)).code, 2)
