@@ -17,6 +17,8 @@ import { upstreamPlugin } from './upstream/plugin.js'
 import { createListCatalog, type ListCatalog } from './lists.js'
 import { cachePlugin } from './cache/plugin.js'
 import { servicePlugin } from './service/index.js'
+import { auditPlugin } from './audit/plugin.js'
+import { usagePlugin } from './usage/plugin.js'
 import { compressPlugin } from './plugins/compress.js'
 import { pageRoutes } from './routes/pages.js'
 import { pushPlugin } from './push/plugin.js'
@@ -97,6 +99,8 @@ export async function buildApp (config: Config, deps: AppDeps = {}): Promise<Fas
   await app.register(cachePlugin, clock)
   // Compression (gzip, brotli) for every route registered after it; encoded bodies kept in L1.
   await app.register(compressPlugin)
+  // Every upstream write leaves one audit record (the service records it).
+  await app.register(auditPlugin)
   // What both dialects call: reads and writes through the cache and the upstream.
   await app.register(servicePlugin, clock)
   // The compat path's 406 comes before authentication, as upstream; then consumers, auth and limits.
@@ -104,6 +108,8 @@ export async function buildApp (config: Config, deps: AppDeps = {}): Promise<Fas
   await app.register(consumerAuthPlugin, deps.now === undefined ? {} : { now: deps.now })
   // Push: sources polled once for every subscriber, event streams and webhooks (src/push/).
   await app.register(pushPlugin)
+  // Usage per consumer per UTC day, counted in memory and flushed in batches.
+  await app.register(usagePlugin, clock)
   await app.register(v1Routes, { prefix: '/v1' })
   await app.register(compatRoutes, { prefix: COMPAT_PREFIX })
   // The landing page (/) and the operators' status page (/status).

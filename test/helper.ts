@@ -1,5 +1,8 @@
 // buildTestApp: the real app against the sandbox upstream on 127.0.0.1:0 (and real Redis when
 // REDIS_URL is set), closed on teardown. Tests override settings through `config`.
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { PassThrough } from 'node:stream'
 import type { Test } from 'tap'
 import type { FastifyInstance } from 'fastify'
@@ -85,8 +88,22 @@ export const TEST_REDIS_URL = process.env.REDIS_URL ?? ''
 // Tests of Redis faults set their own (short) timeout.
 const TEST_REDIS_TIMEOUT_MS = 3000
 
+// Without Redis the audit and usage go to files: each test config gets its own, in a directory of this
+// process that goes when it exits.
+const STATE_DIR = mkdtempSync(join(tmpdir(), 'agw-test-state-'))
+process.on('exit', () => { rmSync(STATE_DIR, { recursive: true, force: true }) })
+
 export function testConfig (overrides: Partial<Config> = {}): Config {
-  return { ...loadConfig({ LOG_LEVEL: 'info', UPSTREAM_RATE: '100000/hour', REDIS_COMMAND_TIMEOUT_MS: String(TEST_REDIS_TIMEOUT_MS) }), ...overrides }
+  const tag = Math.random().toString(36).slice(2)
+  return {
+    ...loadConfig({ LOG_LEVEL: 'info', UPSTREAM_RATE: '100000/hour', REDIS_COMMAND_TIMEOUT_MS: String(TEST_REDIS_TIMEOUT_MS) }),
+    AUDIT_FILE: join(STATE_DIR, `audit-${tag}.jsonl`),
+    USAGE_FILE: join(STATE_DIR, `usage-${tag}.json`),
+    // Usage is flushed when the app closes (or when a test calls app.usage.flush()), not on a timer in
+    // the middle of a test that counts Redis commands; test/usage/ sets a short interval of its own.
+    USAGE_FLUSH_MS: 3600000,
+    ...overrides
+  }
 }
 
 export async function startTestSandbox (t: Test, opts: SandboxOptions = {}): Promise<Sandbox> {

@@ -13,6 +13,7 @@ import { consumersPlugin } from '../consumers/plugin.js'
 import { COMPAT_INVALID_TOKEN, compatKey, v1Key } from '../consumers/credentials.js'
 import type { Consumer } from '../consumers/schema.js'
 import { hasScope, mayWriteList, type Scope } from '../consumers/scopes.js'
+import { DAY_MS, expiredMessage, sunsetHeader } from '../consumers/expiry.js'
 import {
   ForbiddenError, PayloadTooLargeError, QuotaExhaustedError, RateLimitedError, UnauthenticatedError, withRetryAfter
 } from '../errors.js'
@@ -46,6 +47,8 @@ declare module 'fastify' {
       authenticate: (request: FastifyRequest, reply: FastifyReply) => Promise<FastifyReply | undefined>
       authorize: (request: FastifyRequest, reply: FastifyReply) => Promise<FastifyReply | undefined>
       refund: (request: FastifyRequest) => Promise<void>
+      /** The app's clock (tests inject one): key expiry, usage days. */
+      now: () => number
     }
   }
 }
@@ -145,6 +148,20 @@ export const routeGuardPlugin = fp(async (app) => {
 export const consumerAuthPlugin = fp(async (app, opts: QuotaPluginOptions) => {
   await app.register(consumersPlugin)
   await app.register(quotaPlugin, opts)
+  const now = opts.now ?? Date.now
+  const warnMs = app.config.EXPIRY_WARNING_DAYS * DAY_MS
+
+  /**
+   * A consumer with `expires`: the 401 message once it has passed (the consumer stays on the request, so
+   * logs and usage name it), the Sunset header in its last days. One number comparison otherwise.
+   */
+  function expiredDetail (reply: FastifyReply, consumer: Consumer): string | undefined {
+    const expiresAt = consumer.expiresAt as number
+    const leftMs = expiresAt - now()
+    if (leftMs <= 0) return expiredMessage(consumer.expires as string)
+    if (leftMs <= warnMs) reply.header('sunset', sunsetHeader(expiresAt))
+    return undefined
+  }
 
   function authenticateV1 (request: FastifyRequest, reply: FastifyReply): Consumer {
     const key = v1Key(request)
@@ -186,12 +203,19 @@ export const consumerAuthPlugin = fp(async (app, opts: QuotaPluginOptions) => {
         return sendCompat(reply.header('www-authenticate', 'Token'), 401, 'detail' in credential ? credential.detail : COMPAT_INVALID_TOKEN)
       }
       request.consumer = consumer
+      const expired = consumer.expiresAt === undefined ? undefined : expiredDetail(reply, consumer)
+      if (expired !== undefined) return sendCompat(reply.header('www-authenticate', 'Token'), 401, expired)
       // The upstream checks permission before throttling (a 403 is never a 429); compat keeps that order.
       if (!hasScope(consumer, scope)) return sendCompat(reply, 403, COMPAT_FORBIDDEN)
       return await limitRate(request, reply, consumer)
     }
     const consumer = authenticateV1(request, reply)
     request.consumer = consumer
+    const expired = consumer.expiresAt === undefined ? undefined : expiredDetail(reply, consumer)
+    if (expired !== undefined) {
+      reply.header('www-authenticate', `${REALM}, error="invalid_token"`)
+      throw new UnauthenticatedError(expired)
+    }
     return await limitRate(request, reply, consumer)
   }
 
@@ -245,5 +269,5 @@ export const consumerAuthPlugin = fp(async (app, opts: QuotaPluginOptions) => {
     }
   }
 
-  app.decorate('auth', { authenticate, authorize, refund })
+  app.decorate('auth', { authenticate, authorize, refund, now })
 }, { name: 'consumer-auth', fastify: '5.x', dependencies: ['route-guard', 'health', 'metrics', 'redis'] })

@@ -1,7 +1,12 @@
 // npm run keys -- create <id> [--name …] [--scopes read,write:vra] [--lists a,b] [--rate 600/minute]
 //                          [--daily-objects N] [--max-batch N] [--upstream-share N] [--replace] [--file path]
+//                          [--expires DATE]
 //                 list [--file path]
+//                 expired [--file path]
+//                 expire <id> <DATE|never> [--file path]
+//                 extend <id> --days N [--file path]
 //                 revoke <id|hash-prefix> [--file path]
+// `list` shows each key's last use (kept by the gateway in Redis or USAGE_FILE, cli/stores.ts).
 // Edits the consumers file in place, keeping its comments; the new key is printed once (alone on
 // stdout, so `KEY=$(npm run -s keys -- create bot)` works) and only its SHA-256 is stored. The gateway
 // picks changes up on SIGHUP. Like server.ts this is an entry point, so it may read process.env.
@@ -12,17 +17,25 @@ import { parseArgs } from 'node:util'
 import { Document, isMap, isSeq, parseDocument, type YAMLMap, type YAMLSeq } from 'yaml'
 import { parseConsumers } from '../consumers/file.js'
 import { generateKey, hashKey } from '../consumers/keys.js'
+import { DAY_MS } from '../consumers/expiry.js'
+import { parseExpires } from '../consumers/schema.js'
+import { withStores } from './stores.js'
 
 export const DEFAULT_CONSUMERS_FILE = './consumers.yaml'
 const MIN_HASH_PREFIX = 8
 const HEADER = ' atlas-gateway consumers (see README "Consumers"). Keys are stored only as SHA-256; create them with `npm run keys -- create <id>`.'
 const USAGE = 'usage: keys create <id> [--name N] [--scopes a,b] [--lists a,b] [--rate 600/minute] [--daily-objects N]\n' +
-  '                   [--max-batch N] [--upstream-share N] [--replace] [--file path]\n' +
+  '                   [--max-batch N] [--upstream-share N] [--expires DATE] [--replace] [--file path]\n' +
   '       keys list [--file path]\n' +
+  '       keys expired [--file path]\n' +
+  '       keys expire <id> <DATE|never> [--file path]     DATE: 2026-12-31 (through that UTC day) or 2026-12-31T12:00:00Z\n' +
+  '       keys extend <id> --days N [--file path]         from the current expiry, or from today once expired\n' +
   '       keys revoke <id|hash-prefix> [--file path]\n'
 
 export interface KeysIo {
   env: Record<string, string | undefined>
+  /** Tests only: the clock that decides what has expired. */
+  now?: () => number
   out: (text: string) => void
   err: (text: string) => void
 }
@@ -36,6 +49,8 @@ const OPTIONS = {
   'daily-objects': { type: 'string' },
   'max-batch': { type: 'string' },
   'upstream-share': { type: 'string' },
+  expires: { type: 'string' },
+  days: { type: 'string' },
   replace: { type: 'boolean' }
 } as const
 
@@ -99,6 +114,7 @@ async function create (doc: Document, path: string, id: string, flags: Flags, io
   if (flags['daily-objects'] !== undefined) entry.set('daily_objects', toInt('daily-objects', flags['daily-objects']))
   if (flags['max-batch'] !== undefined) entry.set('max_batch', toInt('max-batch', flags['max-batch']))
   if (flags['upstream-share'] !== undefined) entry.set('upstream_share', toInt('upstream-share', flags['upstream-share']))
+  if (flags.expires !== undefined) entry.set('expires', flags.expires)
   // A consumer revoked by id is disabled; giving it a new key is the deliberate way back.
   const wasDisabled = entry.get('disabled') === true
   entry.delete('disabled')
@@ -108,14 +124,70 @@ async function create (doc: Document, path: string, id: string, flags: Flags, io
   io.out(`${key}\n`)
 }
 
-function list (doc: Document, io: KeysIo): void {
+function findEntry (doc: Document, id: string): YAMLMap {
+  const entry = entries(doc).find((e) => e.get('id') === id)
+  if (entry === undefined) throw new Error(`no consumer "${id}"`)
+  return entry
+}
+
+/** The instant an entry's access ends, or undefined; an invalid value is reported by the file check. */
+function expiresAtOf (entry: YAMLMap): number | undefined {
+  const value = entry.get('expires')
+  if (typeof value !== 'string') return undefined
+  try {
+    return parseExpires(value)
+  } catch {
+    return undefined
+  }
+}
+
+const when = (ms: number | undefined): string => ms === undefined ? 'never' : new Date(ms).toISOString()
+
+function list (doc: Document, io: KeysIo, lastUsed: Readonly<Record<string, number>>, nowMs: number): void {
   for (const entry of entries(doc)) {
     const c = entry.toJSON() as Record<string, unknown>
-    const keys = hashesOf(entry).map((h) => h.slice(0, 12)).join(',') || '-'
+    const keys = hashesOf(entry).map((h) => `${h.slice(0, 12)}@${when(lastUsed[`key:${h}`])}`).join(',') || '-'
     const fmt = (v: unknown, def: string): string => Array.isArray(v) ? v.join(',') : v === undefined ? def : String(v)
+    const expiresAt = expiresAtOf(entry)
+    const expiry = c.expires === undefined ? '' : `\texpires=${String(c.expires)}${expiresAt !== undefined && expiresAt <= nowMs ? ' EXPIRED' : ''}`
     io.out(`${String(c.id)}\tname=${fmt(c.name, String(c.id))}\tscopes=${fmt(c.scopes, 'read')}\tlists=${fmt(c.lists, '-')}` +
-      `\trate=${fmt(c.rate, 'default')}\tkeys=${keys}${c.disabled === true ? '\tDISABLED' : ''}\n`)
+      `\trate=${fmt(c.rate, 'default')}${expiry}\tlast_used=${when(lastUsed[`consumer:${String(c.id)}`])}\tkeys=${keys}${c.disabled === true ? '\tDISABLED' : ''}\n`)
   }
+}
+
+function listExpired (doc: Document, io: KeysIo, nowMs: number): void {
+  for (const entry of entries(doc)) {
+    const expiresAt = expiresAtOf(entry)
+    if (expiresAt === undefined || expiresAt > nowMs) continue
+    io.out(`${String(entry.get('id'))}\texpires=${String(entry.get('expires'))}\texpired=${when(expiresAt)}\n`)
+  }
+}
+
+async function setExpiry (doc: Document, path: string, id: string, value: string | undefined, io: KeysIo): Promise<void> {
+  if (value === undefined) throw new Error('give a date (2026-12-31), a UTC datetime (2026-12-31T12:00:00Z) or never')
+  const entry = findEntry(doc, id)
+  if (value === 'never') entry.delete('expires')
+  else entry.set('expires', value)
+  await save(doc, path)
+  io.err(`consumer "${id}" ${value === 'never' ? 'no longer expires' : `expires ${value}`}; send SIGHUP to the gateway to apply it\n`)
+}
+
+/** Adds days to the expiry, or to today once it has passed; a date stays a date, a datetime a datetime. */
+async function extend (doc: Document, path: string, id: string, days: string | undefined, nowMs: number, io: KeysIo): Promise<void> {
+  if (days === undefined) throw new Error('give --days N')
+  const count = toInt('days', days)
+  const entry = findEntry(doc, id)
+  const current = entry.get('expires')
+  const expiresAt = expiresAtOf(entry)
+  if (typeof current !== 'string' || expiresAt === undefined) throw new Error(`consumer "${id}" has no expiry to extend; set one with keys expire`)
+  const isDate = current.length === 10
+  // A date grants its whole day: its end is the start of the next one.
+  const base = Math.max(expiresAt, isDate ? Date.parse(new Date(nowMs).toISOString().slice(0, 10) + 'T00:00:00Z') + DAY_MS : nowMs)
+  const next = new Date(base + count * DAY_MS - (isDate ? DAY_MS : 0)).toISOString()
+  const value = isDate ? next.slice(0, 10) : next.replace('.000Z', 'Z')
+  entry.set('expires', value)
+  await save(doc, path)
+  io.err(`consumer "${id}" now expires ${value} (was ${current}); send SIGHUP to the gateway to apply it\n`)
 }
 
 async function revoke (doc: Document, path: string, target: string, io: KeysIo): Promise<void> {
@@ -140,6 +212,18 @@ async function revoke (doc: Document, path: string, target: string, io: KeysIo):
   io.err(`revoked key ${match.h.slice(0, 12)}… of consumer "${String(match.e.get('id'))}"\n`)
 }
 
+const nowOf = (io: KeysIo): number => (io.now ?? Date.now)()
+
+/** Last uses the gateway recorded; none (with a note) when its store cannot be read. */
+async function lastUses (io: KeysIo): Promise<Record<string, number>> {
+  try {
+    return await withStores(io.env, async ({ usage }) => await usage.lastUsed())
+  } catch (err) {
+    io.err(`keys: last uses unknown (${(err as Error).message})\n`)
+    return {}
+  }
+}
+
 /** Runs the CLI; resolves to the process exit code. */
 export async function runKeys (argv: readonly string[], io: KeysIo): Promise<number> {
   try {
@@ -149,7 +233,10 @@ export async function runKeys (argv: readonly string[], io: KeysIo): Promise<num
     const path = values.file ?? (env !== undefined && env !== '' ? env : DEFAULT_CONSUMERS_FILE)
     const doc = await loadDocument(path)
     if (command === 'create' && target !== undefined) await create(doc, path, target, values, io)
-    else if (command === 'list') list(doc, io)
+    else if (command === 'list') list(doc, io, await lastUses(io), nowOf(io))
+    else if (command === 'expired') listExpired(doc, io, nowOf(io))
+    else if (command === 'expire' && target !== undefined) await setExpiry(doc, path, target, positionals[2], io)
+    else if (command === 'extend' && target !== undefined) await extend(doc, path, target, values.days, nowOf(io), io)
     else if (command === 'revoke' && target !== undefined) await revoke(doc, path, target, io)
     else {
       io.err(USAGE)

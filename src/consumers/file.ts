@@ -10,7 +10,8 @@ import { SCOPES } from './scopes.js'
 const FIELD_HINTS: Readonly<Record<string, string>> = {
   key_sha256: 'must be a SHA-256 hex string (64 lowercase hex) or a list of them',
   scopes: `must be a list of: ${SCOPES.join(', ')}`,
-  rate: 'must look like 600/minute (per second, minute, hour or day)'
+  rate: 'must look like 600/minute (per second, minute, hour or day)',
+  expires: 'must be a date (2026-12-31) or a UTC datetime (2026-12-31T12:00:00Z)'
 }
 
 function describeEntry (data: unknown, index: number): string {
@@ -67,7 +68,14 @@ export function parseConsumers (text: string, source: string): ConsumerRecord[] 
   } catch (err) {
     throw new Error(`${source}: not valid YAML or JSON: ${(err as Error).message}`)
   }
-  const records = validate(data, source).map(toRecord)
+  const records = validate(data, source).map((entry, index) => {
+    try {
+      return toRecord(entry)
+    } catch (err) {
+      // The schema checked the shapes; what is left is a value such as an impossible date.
+      throw new Error(`${source}: ${describeEntry(data, index)}: ${(err as Error).message}`)
+    }
+  })
   checkUnique(records, source)
   return records
 }

@@ -3,6 +3,7 @@
 // silently granting defaults.
 import { Type, type Static } from '@sinclair/typebox'
 import { SCOPES, type Scope } from './scopes.js'
+import { parseInstant } from '../lib/datetime.js'
 
 export const DEFAULT_SCOPES: readonly Scope[] = ['read']
 export const DEFAULT_RATE = '600/minute'
@@ -26,6 +27,9 @@ export const WebhookSchema = Type.Object({
   ])
 }, { additionalProperties: false })
 export type Webhook = Static<typeof WebhookSchema>
+// A date, or a datetime in UTC (`Z`, `+00:00` or no offset): access is granted for a stated time.
+export const EXPIRES_PATTERN = '^\\d{4}-\\d{2}-\\d{2}(T\\d{2}:\\d{2}(:\\d{2}(\\.\\d{1,3})?)?(Z|\\+00:?00)?)?$'
+const DAY_MS = 86400000
 
 const HashSchema = Type.String({ pattern: '^[0-9a-f]{64}$', description: 'SHA-256 (hex) of a 40-hex consumer key' })
 
@@ -41,7 +45,11 @@ export const ConsumerEntrySchema = Type.Object({
   upstream_share: Type.Optional(Type.Integer({ minimum: 0 })),
   disabled: Type.Optional(Type.Boolean()),
   allow_bypass: Type.Optional(Type.Boolean()),
-  webhooks: Type.Optional(Type.Array(WebhookSchema, { maxItems: 20 }))
+  webhooks: Type.Optional(Type.Array(WebhookSchema, { maxItems: 20 })),
+  expires: Type.Optional(Type.String({
+    pattern: EXPIRES_PATTERN,
+    description: 'end of access, UTC: a date (the key works through that day) or a datetime (Z or no offset)'
+  }))
 }, { additionalProperties: false })
 export type ConsumerEntry = Static<typeof ConsumerEntrySchema>
 
@@ -71,6 +79,10 @@ export interface Consumer {
   readonly allow_bypass: boolean
   /** Where events are posted (src/push/webhooks.ts). */
   readonly webhooks: readonly Webhook[]
+  /** The `expires` value as written (a date or a UTC datetime); undefined when access does not expire. */
+  readonly expires?: string
+  /** The first instant (epoch ms) the key is refused; compared per request, so no restart is needed. */
+  readonly expiresAt?: number
 }
 
 export interface ConsumerRecord {
@@ -89,6 +101,19 @@ export function parseRate (text: string): RateSpec {
   return { text, max, windowMs }
 }
 
+/**
+ * The first instant (epoch ms) an `expires` value refuses the key: a date grants that whole UTC day
+ * (2026-12-31 → 2027-01-01T00:00Z); a datetime is the instant itself. Throws on an impossible date.
+ */
+export function parseExpires (text: string): number {
+  // Calendar-strict (2026-02-30 is refused), as every date the gateway reads.
+  const ms = new RegExp(EXPIRES_PATTERN).test(text) ? parseInstant(text) : undefined
+  if (ms === undefined) {
+    throw new Error(`invalid expires "${text}" (expected a date such as 2026-12-31 or a UTC datetime such as 2026-12-31T12:00:00Z)`)
+  }
+  return text.length === 10 ? ms + DAY_MS : ms
+}
+
 export function toRecord (entry: ConsumerEntry): ConsumerRecord {
   const hashes = typeof entry.key_sha256 === 'string' ? [entry.key_sha256] : [...entry.key_sha256]
   const consumer: Consumer = {
@@ -102,7 +127,8 @@ export function toRecord (entry: ConsumerEntry): ConsumerRecord {
     upstream_share: entry.upstream_share ?? DEFAULT_UPSTREAM_SHARE,
     disabled: entry.disabled ?? false,
     allow_bypass: entry.allow_bypass ?? false,
-    webhooks: entry.webhooks ?? []
+    webhooks: entry.webhooks ?? [],
+    ...(entry.expires === undefined ? {} : { expires: entry.expires, expiresAt: parseExpires(entry.expires) })
   }
   return { consumer, hashes }
 }

@@ -257,18 +257,21 @@ export function createAtlasService (app: FastifyInstance, serviceOpts: ServiceOp
      * object or list does not exist, every view that shows the write is invalidated.
      */
     async write (request: FastifyRequest, kind: WriteKind, fields: Fields, target: WriteTarget): Promise<WriteResult> {
-      const reply = await app.upstream.client.call(kind, fields, callContext(request))
-      let body: unknown = null
-      if (reply.text.length > 0 && reply.contentType.includes('json')) {
-        try {
-          body = parseLossless(reply.text)
-        } catch (err) {
-          throw Object.assign(new UpstreamError(`The upstream sent malformed JSON for ${kind}/.`), { cause: err })
+      // Recorded once, with its consumer and outcome (audit/plugin.ts).
+      return await app.audit.around(request, kind, fields, target, async () => {
+        const reply = await app.upstream.client.call(kind, fields, callContext(request))
+        let body: unknown = null
+        if (reply.text.length > 0 && reply.contentType.includes('json')) {
+          try {
+            body = parseLossless(reply.text)
+          } catch (err) {
+            throw Object.assign(new UpstreamError(`The upstream sent malformed JSON for ${kind}/.`), { cause: err })
+          }
         }
-      }
-      const outcome = writeOutcome(reply.status, body)
-      if (outcome !== 'unknown_object' && outcome !== 'unknown_list') await invalidateWrite(kind, target)
-      return { reply, outcome }
+        const outcome = writeOutcome(reply.status, body)
+        if (outcome !== 'unknown_object' && outcome !== 'unknown_list') await invalidateWrite(kind, target)
+        return { reply, outcome }
+      })
     },
 
     /**
@@ -305,4 +308,4 @@ export const servicePlugin = fp<ServiceOptions>(async (app, opts) => {
     app.upstream.objects.setFiller(undefined)
     service.prefetch?.close()
   })
-}, { name: 'service', fastify: '5.x', dependencies: ['upstream', 'cache', 'redis'] })
+}, { name: 'service', fastify: '5.x', dependencies: ['upstream', 'cache', 'redis', 'audit'] })

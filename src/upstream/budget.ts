@@ -183,7 +183,7 @@ export function createRedisBudget (redis: Redis, prefix: string, rate: string, b
  */
 export function createRefusingBudget (): UpstreamBudget {
   return {
-    take: async () => ({ ok: false, remaining: 0, retryAfterS: 1, reason: 'budget' }),
+    take: async () => ({ ok: false, remaining: 0, retryAfterS: 1, reason: 'budget', pace: 0 }),
     refund: async () => 0,
     pause: async () => {}
   }

@@ -44,7 +44,7 @@ test('create → the key works; update adds a key; revoke → 401; reload picks 
 
   const listed = await keys(['list', '--file', file])
   t.equal(listed.code, 0)
-  t.match(listed.out, /^mookodi-bot\tname=Mookodi\tscopes=read,write:custom-lists\tlists=mookodi\trate=100\/minute\tkeys=[0-9a-f]{12},[0-9a-f]{12}\n$/)
+  t.match(listed.out, /^mookodi-bot\tname=Mookodi\tscopes=read,write:custom-lists\tlists=mookodi\trate=100\/minute\tlast_used=never\tkeys=[0-9a-f]{12}@never,[0-9a-f]{12}@never\n$/)
   for (const key of [first, second]) {
     t.notOk(listed.out.includes(key), 'list shows no keys')
     t.notOk(listed.out.includes(hashKey(key)), 'nor whole hashes')
@@ -84,7 +84,7 @@ test('bad input leaves the file unchanged', async (t) => {
   const file = join(t.testdir(), 'c.yaml')
   t.equal((await keys(['create', 'a', '--file', file])).code, 0)
   const before = readFileSync(file, 'utf8')
-  const bad = await keys(['create', 'b', '--scopes', 'read,admin', '--file', file])
+  const bad = await keys(['create', 'b', '--scopes', 'read,root', '--file', file])
   t.equal(bad.code, 1)
   t.match(bad.err, /consumers\[1\] \(id "b"\): field "scopes\[1\]"/)
   t.equal(bad.out, '', 'no key is printed for a consumer that was not saved')

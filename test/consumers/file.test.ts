@@ -59,7 +59,7 @@ test('a JSON file and an empty list are accepted', async (t) => {
 
 test('errors name the entry (index and id) and the field', async (t) => {
   const cases: Array<[string, RegExp]> = [
-    [`consumers:\n  - id: a\n    key_sha256: ${h1}\n  - id: b\n    key_sha256: ${h2}\n    scopes: [read, admin]`,
+    [`consumers:\n  - id: a\n    key_sha256: ${h1}\n  - id: b\n    key_sha256: ${h2}\n    scopes: [read, root]`,
       /x\.yaml: consumers\[1\] \(id "b"\): field "scopes\[1\]": must be a list of: read, write:vra/],
     ['consumers:\n  - id: a\n    key_sha256: nothex', /consumers\[0\] \(id "a"\): field "key_sha256": must be a SHA-256/],
     [`consumers:\n  - id: a\n    key_sha256: ${h1}\n    scope: [read]`, /consumers\[0\] \(id "a"\): field "scope"/],

@@ -12,6 +12,7 @@ import { detectionListRoutes } from './detection-list.js'
 import { meRoutes } from './me.js'
 import { lightCurveRoutes } from './lightcurve.js'
 import { eventRoutes } from './events.js'
+import { adminRoutes } from './admin.js'
 
 export const v1Routes: FastifyPluginAsync = async (app) => {
   strictInput(app)
@@ -25,4 +26,5 @@ export const v1Routes: FastifyPluginAsync = async (app) => {
   await app.register(meRoutes)
   await app.register(lightCurveRoutes)
   await app.register(eventRoutes)
+  await app.register(adminRoutes)
 }

@@ -4,6 +4,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type, type Static } from '@sinclair/typebox'
 import { UnauthenticatedError } from '../../errors.js'
 import { problems } from '../../schemas/common.js'
+import { expiryOf } from '../../consumers/expiry.js'
 
 const Count = (description: string) => Type.Union([Type.Integer({ minimum: 0 }), Type.Null()], { description })
 
@@ -18,6 +19,8 @@ export const MeSchema = Type.Object({
     max_batch: Type.Integer({ description: 'most ids in one request' }),
     upstream_share: Type.Integer({ description: 'upstream calls (cache misses) this key may cause per hour' })
   }),
+  expires: Type.Union([Type.String(), Type.Null()], { description: 'end of access (UTC) as the consumers file states it: a date (access through that day) or a datetime; null when it does not expire' }),
+  days_left: Type.Union([Type.Integer({ minimum: 0 }), Type.Null()], { description: 'whole days of access left, rounded up; null when it does not expire' }),
   usage: Type.Object({
     requests_this_window: Count('requests in the current rate window, this one included; null when unknown'),
     units_today: Count('object units charged since 00:00 UTC; null when unknown'),
@@ -40,6 +43,7 @@ export const meRoutes: FastifyPluginAsyncTypebox = async (app) => {
     /* c8 ignore next -- consumer-auth authenticates every route with a scope before its handler */
     if (consumer === null) throw new UnauthenticatedError('This API needs a key.')
     const usage = await app.quota.usage(consumer, request)
+    const expiry = expiryOf(consumer, app.auth.now())
     return {
       id: consumer.id,
       name: consumer.name,
@@ -51,6 +55,8 @@ export const meRoutes: FastifyPluginAsyncTypebox = async (app) => {
         max_batch: consumer.max_batch,
         upstream_share: consumer.upstream_share
       },
+      expires: expiry?.expires ?? null,
+      days_left: expiry?.daysLeft ?? null,
       usage
     }
   })

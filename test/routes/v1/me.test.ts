@@ -26,6 +26,8 @@ test('GET /v1/me: identity, scopes, lists, limits and usage, never the key', asy
     scopes: ['read', 'write:custom-lists'],
     lists: ['mookodi'],
     limits: { rate: '100/hour', daily_objects: 5000, max_batch: 200, upstream_share: 7 },
+    expires: null,
+    days_left: null,
     usage: { requests_this_window: 2, units_today: 0, upstream_share_used: 1 }
   })
   t.notOk(res.body.includes(bot.key), 'no key')

@@ -1,0 +1,126 @@
+// Where audit records are kept. With Redis: one stream (`<prefix>audit`), capped at about
+// AUDIT_MAX_ENTRIES and trimmed to AUDIT_RETENTION_DAYS on every append (XADD and XTRIM on one key, in
+// one MULTI), shared by every replica. Without Redis: an append-only JSON-lines file, one record a line;
+// it is never rewritten (rotate it outside, e.g. logrotate's copytruncate), and records older than the
+// retention are skipped when read. Both read pages in id order, from a time or after a cursor.
+import { createReadStream } from 'node:fs'
+import { appendFile } from 'node:fs/promises'
+import { createInterface } from 'node:readline'
+import type { Redis } from 'ioredis'
+import { compareIds, matches, type AuditDraft, type AuditFilter, type AuditPage, type AuditRecord } from './record.js'
+
+export const MAX_PAGE = 1000
+// Stream entries read per XRANGE while a filtered page fills.
+const SCAN_BATCH = 500
+const DAY_MS = 86400000
+
+export interface AuditStore {
+  append: (draft: AuditDraft) => Promise<AuditRecord>
+  query: (filter: AuditFilter) => Promise<AuditPage>
+}
+
+export interface AuditStoreOptions {
+  retentionDays: number
+  maxEntries: number
+  now?: () => number
+}
+
+/** Collects matching records in id order until a page and one more are found. */
+function createPager (filter: AuditFilter, oldest: number) {
+  const records: AuditRecord[] = []
+  let hasMore = false
+  return {
+    /** Takes a record; false once the page is full (and one more match showed there is a next page). */
+    offer (record: AuditRecord): boolean {
+      if (filter.cursor !== undefined && compareIds(record.id, filter.cursor) <= 0) return true
+      if (Date.parse(record.time) < oldest || !matches(record, filter)) return true
+      if (records.length === filter.limit) {
+        hasMore = true
+        return false
+      }
+      records.push(record)
+      return true
+    },
+    page (): AuditPage {
+      return { records, next: hasMore ? (records[records.length - 1]?.id ?? null) : null }
+    }
+  }
+}
+
+export function createRedisAuditStore (redis: Redis, prefix: string, opts: AuditStoreOptions): AuditStore {
+  const key = `${prefix}audit`
+  const now = opts.now ?? Date.now
+  return {
+    async append (draft) {
+      const cutoff = now() - opts.retentionDays * DAY_MS
+      const result = await redis.multi()
+        .xadd(key, 'MAXLEN', '~', String(opts.maxEntries), '*', 'r', JSON.stringify(draft))
+        .xtrim(key, 'MINID', '~', String(cutoff))
+        .exec()
+      const [err, id] = result?.[0] ?? [new Error('the audit MULTI was discarded'), null]
+      if (err !== null) throw err
+      return { id: String(id), ...draft }
+    },
+    async query (filter) {
+      const oldest = now() - opts.retentionDays * DAY_MS
+      const pager = createPager(filter, oldest)
+      // Stream ids start with the (Redis server's) ms time of the append: a time bound narrows the range.
+      let start = filter.cursor !== undefined ? `(${filter.cursor}` : String(Math.max(0, filter.since ?? 0))
+      const end = filter.until === undefined ? '+' : `(${filter.until}`
+      for (;;) {
+        const batch = await redis.xrange(key, start, end, 'COUNT', SCAN_BATCH)
+        for (const [id, fields] of batch) {
+          const json = fields[fields.indexOf('r') + 1]
+          if (json === undefined) continue
+          if (!pager.offer({ id, ...(JSON.parse(json) as AuditDraft) })) return pager.page()
+        }
+        const last = batch[batch.length - 1]
+        if (last === undefined || batch.length < SCAN_BATCH) return pager.page()
+        start = `(${last[0]}`
+      }
+    }
+  }
+}
+
+export function createFileAuditStore (path: string, opts: AuditStoreOptions): AuditStore {
+  const now = opts.now ?? Date.now
+  let lastMs = 0
+  let seq = 0
+  // Appends one after another, in id order, even when writes finish together.
+  let tail: Promise<unknown> = Promise.resolve()
+  return {
+    async append (draft) {
+      const ms = Date.now()
+      seq = ms === lastMs ? seq + 1 : 0
+      lastMs = Math.max(ms, lastMs)
+      const record: AuditRecord = { id: `${lastMs}-${seq}`, ...draft }
+      const line = JSON.stringify(record) + '\n'
+      const done = tail.then(async () => { await appendFile(path, line, { mode: 0o600 }) })
+      tail = done.catch(() => {})
+      await done
+      return record
+    },
+    async query (filter) {
+      const pager = createPager(filter, now() - opts.retentionDays * DAY_MS)
+      const lines = createInterface({ input: createReadStream(path, 'utf8'), crlfDelay: Infinity })
+      try {
+        for await (const line of lines) {
+          if (line.trim() === '') continue
+          let record: AuditRecord
+          try {
+            record = JSON.parse(line) as AuditRecord
+          } catch {
+            // A line cut short by a crash mid-append: the records around it stay readable.
+            continue
+          }
+          if (!pager.offer(record)) break
+        }
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
+      } finally {
+        lines.close()
+      }
+      return pager.page()
+    }
+  }
+}

@@ -1,0 +1,163 @@
+// `app.usage`: what each consumer did per UTC day (report.ts). Counted in the process, in one onResponse
+// callback (no Redis call, no promise per request), and written in batches: every USAGE_FLUSH_MS and when
+// the gateway closes (store.ts: one pipeline per flush). So a cache hit costs no Redis round trip. A
+// failed flush keeps its counts for the next. `last_used` per key and per consumer rides along (the
+// keys are held only until the flush, which stores their SHA-256).
+import fp from 'fastify-plugin'
+import type { FastifyInstance, FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify'
+import type { Redis } from 'ioredis'
+import type { Config } from '../config.js'
+import { compatKey, v1Key } from '../consumers/credentials.js'
+import { hashKey } from '../consumers/keys.js'
+import { COUNTER, type Counters } from './report.js'
+import { createFileUsageStore, createRedisUsageStore, type LastUsed, type UsageDelta, type UsageStore } from './store.js'
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    usage: Usage
+  }
+}
+
+export type Usage = ReturnType<typeof createUsage>
+
+const DAY_MS = 86400000
+// What a rejection's GW_ code counts as; compat rejections carry no code and are named by status.
+const REJECTION_KINDS: Readonly<Record<string, string>> = {
+  GW_UNAUTHENTICATED: 'expired',
+  GW_FORBIDDEN: 'forbidden',
+  GW_RATE_LIMITED: 'rate',
+  GW_QUOTA_EXHAUSTED: 'quota',
+  GW_PAYLOAD_TOO_LARGE: 'max_batch',
+  GW_UPSTREAM_BUDGET: 'upstream_budget'
+}
+const STATUS_KINDS: Readonly<Record<number, string>> = { 401: 'expired', 403: 'forbidden', 413: 'max_batch', 429: 'throttled' }
+const CACHE_HITS = new Set(['HIT', 'STALE'])
+
+export function createUsageStore (config: Config, redis: Redis | null): UsageStore {
+  return redis === null
+    ? createFileUsageStore(config.USAGE_FILE, config.USAGE_RETENTION_DAYS)
+    : createRedisUsageStore(redis, config.REDIS_KEY_PREFIX, config.USAGE_RETENTION_DAYS)
+}
+
+/** `/v1/objects/:id` → `objects`; compat routes by what they do (the endpoint names are the upstream's). */
+function routeClass (request: FastifyRequest): string {
+  const config = request.routeOptions.config
+  if (config.dialect === 'compat') return config.scope === 'read' ? 'compat-read' : 'compat-write'
+  const url = request.routeOptions.url ?? ''
+  return url.split('/')[2] ?? 'other'
+}
+
+export function createUsage (app: FastifyInstance, store: UsageStore, now: () => number) {
+  let delta: UsageDelta = new Map()
+  let keysSeen = new Map<string, { consumer: string, ms: number }>()
+  let day = ''
+  let dayEnds = 0
+  const errorCodes = new WeakMap<FastifyRequest, string>()
+
+  function countersOf (consumer: string, ms: number): Counters {
+    if (ms >= dayEnds || ms < dayEnds - DAY_MS) {
+      day = new Date(ms).toISOString().slice(0, 10)
+      dayEnds = Date.parse(day + 'T00:00:00Z') + DAY_MS
+    }
+    return slot(day, consumer)
+  }
+
+  function slot (d: string, consumer: string): Counters {
+    let consumers = delta.get(d)
+    if (consumers === undefined) delta.set(d, consumers = new Map())
+    let counters = consumers.get(consumer)
+    if (counters === undefined) consumers.set(consumer, counters = {})
+    return counters
+  }
+
+  const add = (c: Counters, name: string, n = 1): void => { c[name] = (c[name] ?? 0) + n }
+
+  function count (request: FastifyRequest, reply: FastifyReply): void {
+    const consumer = request.consumer
+    if (consumer === null) return
+    const ms = now()
+    const c = countersOf(consumer.id, ms)
+    add(c, COUNTER.requests)
+    add(c, COUNTER.requestsOf(routeClass(request)))
+    if (request.chargedUnits > 0) add(c, COUNTER.units, request.chargedUnits)
+    if (request.upstreamCalls > 0) add(c, COUNTER.upstreamCalls, request.upstreamCalls)
+    if (request.cacheStatus !== '') {
+      add(c, COUNTER.cacheLookups)
+      if (CACHE_HITS.has(request.cacheStatus)) add(c, COUNTER.cacheHits)
+    }
+    const status = reply.statusCode
+    if (status >= 400) {
+      const code = errorCodes.get(request)
+      const kind = code === undefined ? request.routeOptions.config.dialect === 'compat' ? STATUS_KINDS[status] : undefined : REJECTION_KINDS[code]
+      add(c, kind !== undefined ? COUNTER.rejectedOf(kind) : status >= 500 ? COUNTER.errors : COUNTER.clientErrors)
+    }
+    // A key refused as expired was not used: its last use stays the last one that was served.
+    if (status === 401) return
+    const credential = request.routeOptions.config.dialect === 'compat' ? compatKey(request) : { key: v1Key(request) }
+    if ('key' in credential && credential.key !== undefined) keysSeen.set(credential.key, { consumer: consumer.id, ms })
+  }
+
+  let flushing: Promise<void> = Promise.resolve()
+
+  /** Writes what was counted since the last flush; on failure keeps it for the next. */
+  async function flushOnce (): Promise<void> {
+    if (delta.size === 0 && keysSeen.size === 0) return
+    const batch = delta
+    const seen = keysSeen
+    delta = new Map()
+    keysSeen = new Map()
+    day = ''
+    dayEnds = 0
+    const lastUsed: LastUsed = new Map()
+    for (const [key, { consumer, ms }] of seen) {
+      lastUsed.set(`key:${hashKey(key)}`, ms)
+      lastUsed.set(`consumer:${consumer}`, Math.max(ms, lastUsed.get(`consumer:${consumer}`) ?? 0))
+    }
+    try {
+      await store.add(batch, lastUsed)
+    } catch (err) {
+      app.log.warn({ err: { message: (err as Error).message } }, 'usage flush failed; the counts are kept for the next')
+      for (const [d, consumers] of batch) {
+        for (const [consumer, counters] of consumers) {
+          const into = slot(d, consumer)
+          for (const [name, n] of Object.entries(counters)) add(into, name, n)
+        }
+      }
+      for (const [key, value] of seen) if (!keysSeen.has(key)) keysSeen.set(key, value)
+    }
+  }
+
+  return {
+    store,
+    count,
+    noteError (request: FastifyRequest, code: string): void { errorCodes.set(request, code) },
+    /** Counts one upstream write of `consumer` (the audit tells). */
+    noteWrite (consumer: string): void { add(countersOf(consumer, now()), COUNTER.writes) },
+    /** One flush at a time; a flush asked for during one runs after it. */
+    async flush (): Promise<void> {
+      flushing = flushing.then(flushOnce)
+      await flushing
+    }
+  }
+}
+
+export const usagePlugin = fp<{ now?: () => number }>(async (app, opts) => {
+  const now = opts.now ?? Date.now
+  const usage = createUsage(app, createUsageStore(app.config, app.redis), now)
+  app.decorate('usage', usage)
+  app.audit.onWrite((consumer) => { if (consumer !== '-') usage.noteWrite(consumer) })
+  app.addHook('onError', (request, _reply, err, done) => {
+    if (typeof err.code === 'string') usage.noteError(request, err.code)
+    done()
+  })
+  app.addHook('onResponse', function countUsage (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction) {
+    usage.count(request, reply)
+    done()
+  })
+  const timer = setInterval(() => { usage.flush().catch(() => {}) }, app.config.USAGE_FLUSH_MS)
+  timer.unref()
+  app.addHook('onClose', async () => {
+    clearInterval(timer)
+    await usage.flush()
+  })
+}, { name: 'usage', fastify: '5.x', dependencies: ['redis', 'audit', 'consumer-auth', 'access-log'] })

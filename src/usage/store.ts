@@ -1,0 +1,135 @@
+// Where usage counters and last_used go, one batch at a time (the plugin counts in memory). With Redis:
+// one hash per UTC day (`<prefix>usage:{<day>}`, fields `<consumer>|<counter>`), HINCRBY per counter and
+// an EXPIREAT at the end of the retention, all in one pipeline; last_used in one hash
+// (`<prefix>last-used`, fields `consumer:<id>` and `key:<sha256>`). Without Redis: one JSON file,
+// rewritten whole (write to a temporary file, then rename) at each flush.
+import { readFile, rename, writeFile } from 'node:fs/promises'
+import type { Redis } from 'ioredis'
+import { toRow, type Counters, type UsageRow } from './report.js'
+
+const DAY_MS = 86400000
+
+/** Increments by day, then consumer. */
+export type UsageDelta = Map<string, Map<string, Counters>>
+/** Epoch ms of the last use, by `consumer:<id>` or `key:<sha256>`. */
+export type LastUsed = Map<string, number>
+
+export interface UsageStore {
+  add: (delta: UsageDelta, lastUsed: LastUsed) => Promise<void>
+  /** Counters of the given days, by day then consumer. */
+  read: (days: readonly string[]) => Promise<Map<string, Map<string, Counters>>>
+  lastUsed: () => Promise<Record<string, number>>
+}
+
+const expiresAt = (day: string, retentionDays: number): number => Date.parse(day + 'T00:00:00Z') + (retentionDays + 1) * DAY_MS
+
+export function createRedisUsageStore (redis: Redis, prefix: string, retentionDays: number): UsageStore {
+  const dayKey = (day: string): string => `${prefix}usage:{${day}}`
+  const lastKey = `${prefix}last-used`
+  return {
+    async add (delta, lastUsed) {
+      const pipeline = redis.pipeline()
+      for (const [day, consumers] of delta) {
+        const key = dayKey(day)
+        for (const [consumer, counters] of consumers) {
+          for (const [name, n] of Object.entries(counters)) pipeline.hincrby(key, `${consumer}|${name}`, n)
+        }
+        pipeline.pexpireat(key, expiresAt(day, retentionDays))
+      }
+      if (lastUsed.size > 0) pipeline.hset(lastKey, Object.fromEntries(lastUsed))
+      const results = await pipeline.exec()
+      const failed = results?.find(([err]) => err !== null)?.[0]
+      if (failed !== undefined && failed !== null) throw failed
+    },
+    async read (days) {
+      const out = new Map<string, Map<string, Counters>>()
+      const hashes = await Promise.all(days.map((day) => redis.hgetall(dayKey(day))))
+      days.forEach((day, k) => {
+        const consumers = new Map<string, Counters>()
+        for (const [field, value] of Object.entries(hashes[k] ?? {})) {
+          const bar = field.indexOf('|')
+          const consumer = field.slice(0, bar)
+          const counters = consumers.get(consumer) ?? {}
+          counters[field.slice(bar + 1)] = Number(value)
+          consumers.set(consumer, counters)
+        }
+        if (consumers.size > 0) out.set(day, consumers)
+      })
+      return out
+    },
+    async lastUsed () {
+      const all = await redis.hgetall(lastKey)
+      return Object.fromEntries(Object.entries(all).map(([k, v]) => [k, Number(v)]))
+    }
+  }
+}
+
+interface UsageFile { days: Record<string, Record<string, Counters>>, last_used: Record<string, number> }
+
+async function readUsageFile (path: string): Promise<UsageFile> {
+  try {
+    const data = JSON.parse(await readFile(path, 'utf8')) as Partial<UsageFile>
+    return { days: data.days ?? {}, last_used: data.last_used ?? {} }
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { days: {}, last_used: {} }
+    throw err
+  }
+}
+
+export function createFileUsageStore (path: string, retentionDays: number, now: () => number = Date.now): UsageStore {
+  return {
+    async add (delta, lastUsed) {
+      const data = await readUsageFile(path)
+      for (const [day, consumers] of delta) {
+        const stored = data.days[day] ??= {}
+        for (const [consumer, counters] of consumers) {
+          const into = stored[consumer] ??= {}
+          for (const [name, n] of Object.entries(counters)) into[name] = (into[name] ?? 0) + n
+        }
+      }
+      for (const [day] of Object.entries(data.days)) if (expiresAt(day, retentionDays) <= now()) delete data.days[day]
+      for (const [key, ms] of lastUsed) data.last_used[key] = Math.max(ms, data.last_used[key] ?? 0)
+      const tmp = `${path}.${process.pid}.tmp`
+      await writeFile(tmp, JSON.stringify(data), { mode: 0o600 })
+      await rename(tmp, path)
+    },
+    async read (days) {
+      const data = await readUsageFile(path)
+      const out = new Map<string, Map<string, Counters>>()
+      for (const day of days) {
+        const consumers = data.days[day]
+        if (consumers !== undefined) out.set(day, new Map(Object.entries(consumers)))
+      }
+      return out
+    },
+    async lastUsed () {
+      return (await readUsageFile(path)).last_used
+    }
+  }
+}
+
+export interface UsageQuery {
+  days: readonly string[]
+  consumer?: string
+  /** `<day>|<consumer>` of the last row of the previous page. */
+  cursor?: string
+  limit: number
+}
+
+/** Report rows in (day, consumer) order, a page at a time. */
+export async function readUsage (store: UsageStore, query: UsageQuery): Promise<{ rows: UsageRow[], next: string | null }> {
+  const data = await store.read(query.days)
+  const rows: UsageRow[] = []
+  for (const day of [...query.days].sort()) {
+    const consumers = data.get(day)
+    if (consumers === undefined) continue
+    for (const consumer of [...consumers.keys()].sort()) {
+      if (query.consumer !== undefined && consumer !== query.consumer) continue
+      if (query.cursor !== undefined && `${day}|${consumer}` <= query.cursor) continue
+      rows.push(toRow(day, consumer, consumers.get(consumer) as Counters))
+    }
+  }
+  const page = rows.slice(0, query.limit)
+  const last = page[page.length - 1]
+  return { rows: page, next: rows.length > query.limit && last !== undefined ? `${last.day}|${last.consumer}` : null }
+}

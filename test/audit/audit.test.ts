@@ -1,0 +1,189 @@
+// The audit of upstream writes: every write route of both dialects leaves exactly one record naming the
+// consumer that sent it, across two replicas sharing Redis; records hold no secret; the admin route
+// filters and pages them. Without Redis the records go to the JSON-lines file.
+import { test } from 'tap'
+import { readFileSync } from 'node:fs'
+import type { FastifyInstance } from 'fastify'
+import type { AuditRecord } from '../../src/audit/record.js'
+import { hashKey } from '../../src/consumers/keys.js'
+import { buildTestApp, FIXTURE_IDS, startTestSandbox, TEST_REDIS_URL } from '../helper.js'
+import { bearer, consumersFile, makeConsumer, type TestConsumer } from '../consumer-helper.js'
+import { testKeyPrefix } from '../fixtures/redis-keys.js'
+
+const { A, B, C } = FIXTURE_IDS
+const VRA_GROUP = '73' // the custom list "vra"
+const WRITE_SCOPES = ['read', 'write:vra', 'write:custom-lists', 'write:detection-list'] as const
+
+interface Write {
+  endpoint: string
+  id: string
+  v1: { method: 'POST' | 'PUT' | 'DELETE', url: string, body?: Record<string, unknown> }
+  compat: Record<string, string>
+}
+
+// Every write of cache/tags.ts WRITES, as the invalidation matrix sends them.
+const WRITES: Write[] = [
+  { endpoint: 'objectgroups', id: A, v1: { method: 'PUT', url: `/v1/custom-lists/vra/objects/${A}` }, compat: { objectid: A, objectgroupid: VRA_GROUP } },
+  { endpoint: 'objectgroupsdelete', id: C, v1: { method: 'DELETE', url: `/v1/custom-lists/vra/objects/${C}` }, compat: { objectid: C, objectgroupid: VRA_GROUP } },
+  { endpoint: 'vrascores', id: B, v1: { method: 'POST', url: '/v1/vra/scores', body: { id: B, preal: 0.5 } }, compat: { objectid: B, preal: '0.5' } },
+  { endpoint: 'vratodo', id: B, v1: { method: 'POST', url: '/v1/vra/todo', body: { id: B } }, compat: { objectid: B } },
+  { endpoint: 'vrarank', id: B, v1: { method: 'POST', url: '/v1/vra/ranks', body: { id: B, rank: 9.25 } }, compat: { objectid: B, rank: '9.25' } },
+  { endpoint: 'objectdetectionlist', id: C, v1: { method: 'PUT', url: `/v1/objects/${C}/detection-list`, body: { list: 'possible' } }, compat: { objectid: C, objectlist: '3' } }
+]
+
+async function send (app: FastifyInstance, who: TestConsumer, write: Write, dialect: 'v1' | 'compat'): Promise<string> {
+  const res = dialect === 'v1'
+    ? await app.inject({ method: write.v1.method, url: write.v1.url, headers: bearer(who.key), ...(write.v1.body === undefined ? {} : { payload: write.v1.body }) })
+    : await app.inject({
+      method: 'POST',
+      url: `/atlas/api/${write.endpoint}/`,
+      headers: { authorization: `Token ${who.key}`, 'content-type': 'application/x-www-form-urlencoded' },
+      payload: new URLSearchParams(write.compat).toString()
+    })
+  // A write the upstream refuses (removing what another write removed) is still a write: it is audited.
+  if (res.statusCode >= 500) throw new Error(`${dialect} ${write.endpoint}: ${res.statusCode} ${res.body}`)
+  return String(res.headers['x-request-id'])
+}
+
+async function allRecords (app: FastifyInstance, admin: TestConsumer, query = ''): Promise<AuditRecord[]> {
+  const res = await app.inject({ url: `/v1/admin/audit?limit=1000${query}`, headers: bearer(admin.key) })
+  if (res.statusCode !== 200) throw new Error(`${res.statusCode} ${res.body}`)
+  return (res.json() as { records: AuditRecord[] }).records
+}
+
+function consumers () {
+  return {
+    alice: makeConsumer('alice', { scopes: [...WRITE_SCOPES], lists: ['*'] }),
+    bob: makeConsumer('bob', { scopes: [...WRITE_SCOPES], lists: ['*'] }),
+    admin: makeConsumer('auditor', { scopes: ['admin'] })
+  }
+}
+
+test('every write route, both dialects, two replicas: exactly one record each, with its consumer', { skip: TEST_REDIS_URL === '' ? 'needs REDIS_URL' : false }, async (t) => {
+  const sandbox = await startTestSandbox(t)
+  const { alice, bob, admin } = consumers()
+  const file = consumersFile(t, [alice, bob, admin])
+  const prefix = testKeyPrefix('audit')
+  const replicas = [
+    await buildTestApp(t, { upstream: sandbox, config: { CONSUMERS_FILE: file, REDIS_KEY_PREFIX: prefix } }),
+    await buildTestApp(t, { upstream: sandbox, config: { CONSUMERS_FILE: file, REDIS_KEY_PREFIX: prefix } })
+  ]
+  const sent: Array<{ requestId: string, consumer: string, endpoint: string, dialect: string, id: string }> = []
+  let k = 0
+  for (const write of WRITES) {
+    for (const dialect of ['v1', 'compat'] as const) {
+      // Consumers and replicas alternate out of step, so neither stands for the other.
+      const who = k % 3 === 0 ? bob : alice
+      const replica = replicas[k % 2] as { app: FastifyInstance }
+      k++
+      sent.push({ requestId: await send(replica.app, who, write, dialect), consumer: who.entry.id, endpoint: write.endpoint, dialect, id: write.id })
+    }
+  }
+  t.equal(sent.length, 12)
+
+  for (const { app } of replicas) {
+    const records = await allRecords(app, admin)
+    t.equal(records.length, sent.length, 'one record per write, on either replica')
+    for (const s of sent) {
+      const mine = records.filter((r) => r.request_id === s.requestId)
+      t.equal(mine.length, 1, `${s.dialect} ${s.endpoint}: exactly one record`)
+      t.match(mine[0], { consumer: s.consumer, endpoint: s.endpoint, dialect: s.dialect, object_ids: [s.id], upstream_status: Number, error: null })
+      t.not(mine[0]?.outcome, 'error')
+    }
+  }
+  const records = await allRecords(replicas[0]?.app as FastifyInstance, admin)
+  t.match(records.find((r) => r.endpoint === 'objectgroups'), { list: VRA_GROUP, fields: { objectid: A, objectgroupid: VRA_GROUP }, outcome: 'created' })
+  t.match(records.find((r) => r.endpoint === 'vrascores' && r.dialect === 'v1'), { route: 'POST /v1/vra/scores', fields: { preal: '0.5' } })
+  t.match(records.find((r) => r.dialect === 'compat'), { route: /^POST \/atlas\/api\// })
+
+  // No secret anywhere: not the consumers' keys or their hashes, the upstream tokens or passwords.
+  const text = JSON.stringify(records)
+  for (const c of [alice, bob, admin]) {
+    t.notOk(text.includes(c.key), 'no consumer key')
+    t.notOk(text.includes(hashKey(c.key)), 'no key hash')
+  }
+  for (const token of Object.values(sandbox.tokens)) t.notOk(text.includes(token), 'no upstream token')
+  for (const user of Object.values(sandbox.users)) t.notOk(text.includes(user.password), 'no upstream password')
+  t.equal(records.filter((r) => Object.keys(r.fields).some((f) => /token|password|key/i.test(f))).length, 0, 'no field named like a secret')
+
+  // Filters and cursor pagination.
+  const app = replicas[1]?.app as FastifyInstance
+  const page = async (query: string) => {
+    const res = await app.inject({ url: `/v1/admin/audit?${query}`, headers: bearer(admin.key) })
+    t.equal(res.statusCode, 200, res.body)
+    return res.json() as { records: AuditRecord[], next_cursor: string | null }
+  }
+  const seen: string[] = []
+  let cursor: string | null = null
+  let pages = 0
+  do {
+    const p: { records: AuditRecord[], next_cursor: string | null } = await page(`limit=5${cursor === null ? '' : `&cursor=${cursor}`}`)
+    seen.push(...p.records.map((r) => r.request_id))
+    cursor = p.next_cursor
+    pages++
+  } while (cursor !== null)
+  t.equal(pages, 3, '12 records in pages of 5')
+  t.strictSame(seen, sent.map((s) => s.requestId), 'every record once, in the order written')
+  const bobs = await page('consumer=bob')
+  t.strictSame(bobs.records.map((r) => r.request_id), sent.filter((s) => s.consumer === 'bob').map((s) => s.requestId))
+  t.equal(bobs.next_cursor, null)
+  const ofC = await page(`object=${C}&limit=2`)
+  t.equal(ofC.records.length, 2)
+  t.ok(ofC.records.every((r) => r.object_ids.includes(C)))
+  const restOfC = await page(`object=${C}&limit=10&cursor=${String(ofC.next_cursor)}`)
+  t.equal(ofC.records.length + restOfC.records.length, sent.filter((s) => s.id === C).length)
+  t.equal((await page('since=2999-01-01')).records.length, 0, 'since filters by time')
+  t.equal((await page('until=2000-01-01')).records.length, 0, 'until too')
+  t.equal((await page(`since=${new Date(Date.now() - 3600000).toISOString()}`)).records.length, 12)
+  const bad = await app.inject({ url: '/v1/admin/audit?since=2026-02-30', headers: bearer(admin.key) })
+  t.equal(bad.statusCode, 400, 'an impossible date is a 400')
+  t.equal((await app.inject({ url: '/v1/admin/audit?limit=0', headers: bearer(admin.key) })).statusCode, 400)
+  t.equal((await app.inject({ url: '/v1/admin/audit?cursor=x', headers: bearer(admin.key) })).statusCode, 400)
+})
+
+test('without Redis: a JSON-lines file; a failed write is recorded once, with its error', async (t) => {
+  const { alice, admin } = consumers()
+  const { app, config, sandbox } = await buildTestApp(t, { useRedis: false, config: { CONSUMERS_FILE: consumersFile(t, [alice, admin]) } })
+  await send(app, alice, WRITES[3] as Write, 'v1')
+  sandbox.inject({ endpoint: 'vratodo', kind: 'status', status: 500 })
+  const failed = await app.inject({ method: 'POST', url: '/v1/vra/todo', headers: bearer(alice.key), payload: { id: B } })
+  t.ok(failed.statusCode >= 500, `the write failed: ${failed.statusCode}`)
+  await send(app, alice, WRITES[2] as Write, 'compat')
+
+  const lines = readFileSync(config.AUDIT_FILE, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as AuditRecord)
+  t.equal(lines.length, 3, 'one line per write')
+  t.match(lines[0], { consumer: 'alice', endpoint: 'vratodo', outcome: 'created', upstream_status: Number })
+  t.match(lines[1], { consumer: 'alice', endpoint: 'vratodo', request_id: String(failed.headers['x-request-id']), outcome: 'error', error: /^GW_/ })
+  t.match(lines[2], { consumer: 'alice', endpoint: 'vrascores', dialect: 'compat' })
+  t.notOk(readFileSync(config.AUDIT_FILE, 'utf8').includes(alice.key))
+
+  const records = await allRecords(app, admin)
+  t.strictSame(records.map((r) => r.id), lines.map((l) => l.id), 'the admin route reads the file')
+  const second = await app.inject({ url: `/v1/admin/audit?limit=1&cursor=${lines[0]?.id ?? ''}`, headers: bearer(admin.key) })
+  t.match(second.json(), { records: [{ id: lines[1]?.id }], next_cursor: lines[1]?.id })
+})
+
+test('a bulk membership change: one record per object written, all with its request id', async (t) => {
+  const { alice, admin } = consumers()
+  const { app } = await buildTestApp(t, { config: { CONSUMERS_FILE: consumersFile(t, [alice, admin]) } })
+  const res = await app.inject({ method: 'POST', url: '/v1/custom-lists/vra/members', headers: bearer(alice.key), payload: { add: [A, B], remove: [C] } })
+  t.equal(res.statusCode, 200, res.body)
+  const records = await allRecords(app, admin)
+  t.strictSame(records.map((r) => [r.endpoint, r.object_ids[0]]).sort(), [['objectgroups', A], ['objectgroups', B], ['objectgroupsdelete', C]].sort())
+  t.ok(records.every((r) => r.request_id === res.headers['x-request-id'] && r.consumer === 'alice' && r.list === VRA_GROUP))
+})
+
+test('a write refused before it goes upstream leaves no record; an idempotent replay none either', async (t) => {
+  const { alice, admin } = consumers()
+  const reader = makeConsumer('reader')
+  const { app } = await buildTestApp(t, { config: { CONSUMERS_FILE: consumersFile(t, [alice, admin, reader]) } })
+  const refused = await app.inject({ method: 'POST', url: '/v1/vra/todo', headers: bearer(reader.key), payload: { id: B } })
+  t.equal(refused.statusCode, 403)
+  const headers = { ...bearer(alice.key), 'idempotency-key': 'audit-once' }
+  t.equal((await app.inject({ method: 'POST', url: '/v1/vra/todo', headers, payload: { id: B } })).statusCode, 201)
+  const replay = await app.inject({ method: 'POST', url: '/v1/vra/todo', headers, payload: { id: B } })
+  t.equal(replay.headers['idempotent-replayed'], 'true')
+  const records = await allRecords(app, admin)
+  t.equal(records.length, 1)
+  t.equal(records[0]?.consumer, 'alice')
+})

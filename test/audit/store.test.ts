@@ -1,0 +1,79 @@
+// The two audit stores behind one contract: the Redis stream and the JSON-lines file page the same way
+// through more records than one read takes (store.ts SCAN_BATCH), filter alike, and skip what is past
+// the retention.
+import { test, type Test } from 'tap'
+import { appendFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { Redis } from 'ioredis'
+import type { AuditDraft, AuditRecord } from '../../src/audit/record.js'
+import { createFileAuditStore, createRedisAuditStore, type AuditStore } from '../../src/audit/store.js'
+import { TEST_REDIS_URL } from '../helper.js'
+import { deleteKeysOnTeardown, testKeyPrefix } from '../fixtures/redis-keys.js'
+
+const COUNT = 1100
+
+function draft (k: number, time: number): AuditDraft {
+  return {
+    time: new Date(time).toISOString(),
+    consumer: k % 100 === 7 ? 'rare' : 'common',
+    request_id: `req-${k}`,
+    route: 'POST /v1/vra/todo',
+    dialect: 'v1',
+    endpoint: 'vratodo',
+    object_ids: [String(1000000000000000000n + BigInt(k % 10))],
+    list: null,
+    fields: { objectid: String(k) },
+    outcome: 'created',
+    upstream_status: 201,
+    error: null
+  }
+}
+
+async function contract (t: Test, store: AuditStore, name: string) {
+  const start = Date.now()
+  const written: AuditRecord[] = []
+  for (let k = 0; k < COUNT; k++) written.push(await store.append(draft(k, start)))
+  const ids: string[] = []
+  for (let cursor: string | null | undefined; cursor !== null;) {
+    const page = await store.query({ limit: 400, ...(cursor === undefined ? {} : { cursor }) })
+    t.ok(page.records.length <= 400)
+    ids.push(...page.records.map((r) => r.id))
+    cursor = page.next
+  }
+  t.strictSame(ids, written.map((r) => r.id), `${name}: every record once, in order, across pages`)
+  const rare = await store.query({ limit: 1000, consumer: 'rare' })
+  t.strictSame(rare.records.map((r) => r.request_id), written.filter((r) => r.consumer === 'rare').map((r) => r.request_id), `${name}: a sparse filter reads past one batch`)
+  t.equal(rare.next, null)
+  const first = await store.query({ limit: 3, consumer: 'rare', object: '1000000000000000007' })
+  t.equal(first.records.length, 3)
+  t.ok(first.next !== null)
+  t.equal((await store.query({ limit: 10, since: start + 60000 })).records.length, 0, `${name}: since`)
+  t.equal((await store.query({ limit: 10, until: start - 60000 })).records.length, 0, `${name}: until`)
+}
+
+test('the file store', async (t) => {
+  const path = join(t.testdir(), 'audit.jsonl')
+  t.equal((await createFileAuditStore(path, { retentionDays: 30, maxEntries: 100 }).query({ limit: 10 })).records.length, 0, 'no file yet: no records')
+  const store = createFileAuditStore(path, { retentionDays: 30, maxEntries: 100 })
+  await contract(t, store, 'file')
+  // A line cut short by a crash, and a record older than the retention, are skipped.
+  appendFileSync(path, '{"id":"1-0","time":"2000-01-01T00:00:00.000Z"\n' + JSON.stringify({ id: '2-0', ...draft(1, Date.parse('2001-01-01')) }) + '\n')
+  const after = await store.append(draft(5, Date.now()))
+  const last = await store.query({ limit: 1000, cursor: '0-0', since: Date.now() - 60000, consumer: 'common', object: '1000000000000000005' })
+  t.equal(last.records[last.records.length - 1]?.id, after.id, 'appends continue after a damaged line')
+  const all = await store.query({ limit: 1000, cursor: after.id })
+  t.equal(all.records.length, 0)
+})
+
+test('the Redis stream', { skip: TEST_REDIS_URL === '' ? 'needs REDIS_URL' : false }, async (t) => {
+  const prefix = testKeyPrefix('audit-store')
+  deleteKeysOnTeardown(t, TEST_REDIS_URL, prefix)
+  const redis = new Redis(TEST_REDIS_URL)
+  t.teardown(() => redis.disconnect())
+  await contract(t, createRedisAuditStore(redis, prefix, { retentionDays: 30, maxEntries: 5000 }), 'redis')
+  // The cap: a stream capped at 100 keeps about that many (trimming is approximate, by whole nodes).
+  const capped = createRedisAuditStore(redis, prefix + 'capped:', { retentionDays: 30, maxEntries: 100 })
+  for (let k = 0; k < 400; k++) await capped.append(draft(k, Date.now()))
+  const length = await redis.xlen(`${prefix}capped:audit`)
+  t.ok(length >= 100 && length < 400, `capped (${length} kept of 400)`)
+})

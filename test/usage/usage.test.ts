@@ -1,0 +1,130 @@
+// Usage per consumer per UTC day: counted in memory, written in batches (on a timer, on demand and when
+// the gateway closes), read back by GET /v1/admin/usage with filters and cursor pages. The days follow
+// the app's clock (deps.now). test/quota/redis-round-trips.test.ts shows a hit still makes no Redis call.
+import { test } from 'tap'
+import { mkdirSync, readFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { Redis } from 'ioredis'
+import type { FastifyInstance } from 'fastify'
+import type { UsageRow } from '../../src/usage/report.js'
+import { buildTestApp, FIXTURE_IDS, TEST_REDIS_URL } from '../helper.js'
+import { bearer, consumersFile, makeConsumer } from '../consumer-helper.js'
+import { waitFor } from '../fixtures/wait.js'
+
+const { A, B } = FIXTURE_IDS
+
+async function usage (app: FastifyInstance, key: string, query: string) {
+  const res = await app.inject({ url: `/v1/admin/usage?${query}`, headers: bearer(key) })
+  if (res.statusCode !== 200) throw new Error(`${res.statusCode} ${res.body}`)
+  return res.json() as { rows: UsageRow[], next_cursor: string | null }
+}
+
+test('counts per consumer per day: route classes, units, upstream calls, cache, writes, errors, rejections', async (t) => {
+  let now = Date.parse('2026-11-15T10:00:00Z')
+  const alice = makeConsumer('alice', { scopes: ['read', 'write:vra'] })
+  const tiny = makeConsumer('tiny', { rate: '1/hour' })
+  const old = makeConsumer('old', { expires: '2026-11-01' })
+  const admin = makeConsumer('ops', { scopes: ['admin'] })
+  const { app } = await buildTestApp(t, { config: { CONSUMERS_FILE: consumersFile(t, [alice, tiny, old, admin]) }, deps: { now: () => now } })
+  const get = async (url: string, key: string) => await app.inject({ url, headers: bearer(key) })
+
+  for (let k = 0; k < 3; k++) t.equal((await get(`/v1/objects/${A}`, alice.key)).statusCode, 200)
+  t.equal((await get(`/v1/objects?ids=${A},${B}`, alice.key)).statusCode, 200)
+  t.equal((await app.inject({ method: 'POST', url: '/v1/vra/todo', headers: bearer(alice.key), payload: { id: B } })).statusCode, 201)
+  t.equal((await get('/v1/custom-lists/nope/objects', alice.key)).statusCode, 404)
+  t.equal((await app.inject({ method: 'PUT', url: `/v1/objects/${A}/detection-list`, headers: bearer(alice.key), payload: { list: 'possible' } })).statusCode, 403)
+  t.equal((await app.inject({ url: '/atlas/api/vratodolist/', headers: { authorization: `Token ${alice.key}` } })).statusCode, 200)
+  t.equal((await get('/v1/me', tiny.key)).statusCode, 200)
+  t.equal((await get('/v1/me', tiny.key)).statusCode, 429)
+  t.equal((await get('/v1/me', old.key)).statusCode, 401)
+  now = Date.parse('2026-11-16T00:00:01Z')
+  t.equal((await get('/v1/me', alice.key)).statusCode, 200, 'the next UTC day')
+
+  const { rows } = await usage(app, admin.key, 'month=2026-11')
+  const row = (day: string, consumer: string) => rows.find((r) => r.day === day && r.consumer === consumer)
+  t.match(row('2026-11-15', 'alice'), {
+    requests: 8,
+    // The detection-list move is under /v1/objects/:id.
+    requests_by_class: { objects: 5, vra: 1, 'custom-lists': 1, 'compat-read': 1 },
+    units: 5,
+    writes: 1,
+    client_errors: 1,
+    errors: 0,
+    rejections: { forbidden: 1 }
+  })
+  const alice15 = row('2026-11-15', 'alice') as UsageRow
+  t.ok(alice15.upstream_calls >= 2, `the misses caused upstream calls (${alice15.upstream_calls})`)
+  t.ok(alice15.cache_hits >= 2 && alice15.cache_hits < alice15.cache_lookups, `hits ${alice15.cache_hits} of ${alice15.cache_lookups}`)
+  t.equal(alice15.cache_hit_ratio, Math.round(alice15.cache_hits / alice15.cache_lookups * 10000) / 10000)
+  t.match(row('2026-11-15', 'tiny'), { requests: 2, rejections: { rate: 1 } })
+  t.match(row('2026-11-15', 'old'), { requests: 1, rejections: { expired: 1 } })
+  t.match(row('2026-11-16', 'alice'), { requests: 1, requests_by_class: { me: 1 } })
+
+  // Filters and pages, in (day, consumer) order.
+  // The admin's own reads are counted too, as they come: leave them out of the comparison.
+  const all = rows.filter((r) => r.consumer !== 'ops').map((r) => `${r.day}|${r.consumer}`)
+  t.strictSame(all, [...all].sort())
+  const seen: string[] = []
+  let cursor: string | null = null
+  do {
+    const page: { rows: UsageRow[], next_cursor: string | null } = await usage(app, admin.key, `month=2026-11&limit=2${cursor === null ? '' : `&cursor=${encodeURIComponent(cursor)}`}`)
+    t.ok(page.rows.length <= 2)
+    seen.push(...page.rows.filter((r) => r.consumer !== 'ops').map((r) => `${r.day}|${r.consumer}`))
+    cursor = page.next_cursor
+  } while (cursor !== null)
+  t.strictSame(seen, all, 'pages cover every row once')
+  t.strictSame((await usage(app, admin.key, 'month=2026-11&consumer=alice')).rows.map((r) => r.day), ['2026-11-15', '2026-11-16'])
+  t.strictSame((await usage(app, admin.key, 'from=2026-11-16&to=2026-11-30&consumer=alice')).rows.map((r) => r.day), ['2026-11-16'])
+  t.equal((await usage(app, admin.key, 'month=2026-10')).rows.length, 0)
+  for (const bad of ['month=2026-13', 'month=2026-11&from=2026-11-01&to=2026-11-02', 'from=2026-11-01', 'to=2026-11-01', '', 'from=2026-11-02&to=2026-11-01', 'from=2000-01-01&to=2026-11-01', 'from=2026-02-30&to=2026-03-01']) {
+    t.equal((await get(`/v1/admin/usage?${bad}`, admin.key)).statusCode, 400, `400 for "${bad}"`)
+  }
+})
+
+test('a flush on the timer, with Redis: one hash per day with its retention', { skip: TEST_REDIS_URL === '' ? 'needs REDIS_URL' : false }, async (t) => {
+  const alice = makeConsumer('alice')
+  const { app, config } = await buildTestApp(t, { config: { CONSUMERS_FILE: consumersFile(t, [alice]), USAGE_FLUSH_MS: 50, USAGE_RETENTION_DAYS: 30 } })
+  const redis = new Redis(TEST_REDIS_URL)
+  t.teardown(() => redis.disconnect())
+  const day = new Date().toISOString().slice(0, 10)
+  const key = `${config.REDIS_KEY_PREFIX}usage:{${day}}`
+  t.equal((await app.inject({ url: '/v1/me', headers: bearer(alice.key) })).statusCode, 200)
+  await waitFor('the timer to flush', async () => await redis.hget(key, 'alice|requests') === '1')
+  const ttl = await redis.pttl(key)
+  t.ok(ttl > 29 * 86400000 && ttl <= 32 * 86400000, `kept for the retention (${ttl} ms)`)
+  const lastUsed = await redis.hgetall(`${config.REDIS_KEY_PREFIX}last-used`)
+  t.ok(Number(lastUsed['consumer:alice']) > 0, 'last_used of the consumer')
+  t.equal(Object.keys(lastUsed).filter((k) => k.startsWith('key:')).length, 1, 'and of its key, by hash')
+  t.notOk(JSON.stringify(lastUsed).includes(alice.key), 'never the key itself')
+})
+
+test('without Redis: counts reach the usage file when the gateway closes', async (t) => {
+  const alice = makeConsumer('alice')
+  const { app, config } = await buildTestApp(t, { useRedis: false, config: { CONSUMERS_FILE: consumersFile(t, [alice]) } })
+  for (let k = 0; k < 4; k++) await app.inject({ url: '/v1/me', headers: bearer(alice.key) })
+  await app.close()
+  const data = JSON.parse(readFileSync(config.USAGE_FILE, 'utf8')) as { days: Record<string, Record<string, Record<string, number>>>, last_used: Record<string, number> }
+  const day = new Date().toISOString().slice(0, 10)
+  t.equal(data.days[day]?.alice?.requests, 4)
+  t.ok((data.last_used['consumer:alice'] ?? 0) > 0)
+})
+
+test('a store that cannot be written: the write is served and logged in full; usage waits for the next flush', async (t) => {
+  const alice = makeConsumer('alice', { scopes: ['read', 'write:vra'] })
+  const dir = join(t.testdir(), 'not-yet')
+  const { app, config, logs } = await buildTestApp(t, {
+    useRedis: false,
+    config: { CONSUMERS_FILE: consumersFile(t, [alice]), AUDIT_FILE: join(dir, 'audit.jsonl'), USAGE_FILE: join(dir, 'usage.json') }
+  })
+  const res = await app.inject({ method: 'POST', url: '/v1/vra/todo', headers: bearer(alice.key), payload: { id: B } })
+  t.equal(res.statusCode, 201, 'the write is answered')
+  const line = logs().split('\n').find((l) => l.includes('the audit store failed'))
+  t.match(JSON.parse(line ?? '{}'), { level: 50, audit: { consumer: 'alice', endpoint: 'vratodo', request_id: res.headers['x-request-id'] } })
+  await app.usage.flush()
+  t.match(logs(), /usage flush failed; the counts are kept for the next/)
+  mkdirSync(dir)
+  await app.usage.flush()
+  const data = JSON.parse(readFileSync(config.USAGE_FILE, 'utf8')) as { days: Record<string, Record<string, Record<string, number>>> }
+  const day = new Date().toISOString().slice(0, 10)
+  t.match(data.days[day]?.alice, { requests: 1, writes: 1 }, 'the counts of the failed flush arrive with the next')
+})
