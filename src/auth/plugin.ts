@@ -216,14 +216,17 @@ export const consumerAuthPlugin = fp(async (app, opts: QuotaPluginOptions) => {
       reply.header('www-authenticate', `${REALM}, error="invalid_token"`)
       throw new UnauthenticatedError(expired)
     }
-    return await limitRate(request, reply, consumer)
+    const limited = await limitRate(request, reply, consumer)
+    if (limited !== undefined) return limited
+    return permit(request, reply, consumer)
   }
 
-  async function authorize (request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply | undefined> {
+  /**
+   * v1's permission, before the input is validated: a key that may not call the route learns nothing
+   * about its input (a 403, not a 400), and nothing is charged.
+   */
+  function permit (request: FastifyRequest, reply: FastifyReply, consumer: Consumer): FastifyReply | undefined {
     const config = request.routeOptions.config
-    const consumer = request.consumer
-    /* c8 ignore next -- authenticate() has set the consumer or answered */
-    if (consumer === null) return undefined
     if (!hasScope(consumer, config.scope as Scope)) {
       return reject(request, reply, new ForbiddenError(`This key lacks the scope "${config.scope}" that this operation needs.`))
     }
@@ -231,6 +234,15 @@ export const consumerAuthPlugin = fp(async (app, opts: QuotaPluginOptions) => {
     if (list !== undefined && !mayWriteList(consumer, list)) {
       return reject(request, reply, new ForbiddenError(`This key may not write the custom list "${list}".`))
     }
+    return undefined
+  }
+
+  async function authorize (request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply | undefined> {
+    const config = request.routeOptions.config
+    const consumer = request.consumer
+    /* c8 ignore next -- authenticate() has set the consumer or answered */
+    if (consumer === null) return undefined
+    // Scope and custom list were checked in onRequest (v1: permit; compat: the upstream's order).
     const units = config.units?.(request) ?? 0
     if (units > consumer.max_batch) {
       app.metrics.limitRejections.inc({ consumer: consumer.id, kind: 'max_batch' })

@@ -25,6 +25,8 @@ const TAGS = [
   { name: 'custom lists', description: 'Custom list membership: reads (`read`) and writes (`write:custom-lists` and the list).' },
   { name: 'vra', description: 'Virtual Research Assistant scores, to-do queue and ranks.' },
   { name: 'consumers', description: 'The calling consumer: identity, limits and usage.' },
+  { name: 'events', description: 'Server-sent events of list members and VRA rows, polled once for every subscriber (scope `read`).' },
+  { name: 'admin', description: 'For the people who review data access: the audit of upstream writes, usage per consumer per day, the consumers (scope `admin`).' },
   {
     name: 'compat',
     description: 'The upstream\'s own dialect at `/atlas/api/<endpoint>/`: scripts built on the official ATLAS client work by ' +

@@ -43,7 +43,9 @@ export async function startHarness (t: Test, timeoutMs = DEFAULT_REQUEST_TIMEOUT
   const full = makeConsumer('fuzz', { scopes: [...SCOPES], lists: ['*'], ...UNLIMITED })
   const reader = makeConsumer('fuzz-reader', { scopes: ['read'], ...UNLIMITED })
   const lister = makeConsumer('fuzz-lister', { scopes: [...SCOPES], lists: ['mookodi'], ...UNLIMITED })
-  // No stale-while-revalidate: a background refresh would land on the next request's count.
+  // No stale-while-revalidate and no list prefetch: a background refresh or prefetch would land on the
+  // next request's count (each request's upstream calls are counted between its start and the proxy's
+  // idle). Prefetch has tests of its own (test/economy/fill.test.ts).
   const freshness = Object.fromEntries(ROUTE_IDS.map((r) => [r, { swrS: 0 }]))
   const testApp = await buildTestApp(t, {
     upstream: sandbox,
@@ -51,6 +53,7 @@ export async function startHarness (t: Test, timeoutMs = DEFAULT_REQUEST_TIMEOUT
       ATLAS_BASE_URL: proxy.url,
       CONSUMERS_FILE: consumersFile(t, [full, reader, lister]),
       UPSTREAM_RATE: '100000000/hour',
+      PREFETCH_ENABLED: false,
       CACHE_FRESHNESS: JSON.stringify(freshness)
     }
   })

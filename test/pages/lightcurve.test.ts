@@ -155,3 +155,20 @@ test('svg helpers: ticks, labels, dates, escaping, scales', async (t) => {
   t.equal(s(15), 50)
   t.equal(linear(3, 3, 0, 10)(3), 5, 'a zero-width domain maps to the middle')
 })
+
+test('Accept chooses the rendering when format is absent; a format Accept excludes is a 406 before any charge', async (t) => {
+  const { app, sandbox } = await buildTestApp(t)
+  sandbox.resetCalls()
+  const get = async (accept: string, query = '') => app.inject({ url: `/v1/objects/${A}/lightcurve${query}`, headers: { ...demoAuth(app), accept } })
+  const units = async (): Promise<number> => (await app.inject({ url: '/v1/me', headers: demoAuth(app) })).json().usage.units_today
+  const refused = await get('text/csv', '?format=svg')
+  t.equal(refused.statusCode, 406)
+  t.match(refused.headers['content-type'], /^application\/problem\+json/)
+  t.equal(await units(), 0, 'the 406 charged nothing')
+  t.equal(sandbox.calls.get('objects') ?? 0, 0, 'and called nothing')
+  t.equal((await get('image/png')).statusCode, 406, 'no rendering the Accept header allows')
+  t.match((await get('text/csv')).headers['content-type'], /^text\/csv/, 'Accept: text/csv alone gets CSV')
+  t.match((await get('image/svg+xml')).headers['content-type'], /^image\/svg\+xml/)
+  t.match((await get('text/csv, application/json;q=0.5')).headers['content-type'], /^application\/json/, 'JSON first when both are allowed')
+  t.match((await get('*/*', '?format=csv')).headers['content-type'], /^text\/csv/)
+})

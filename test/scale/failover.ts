@@ -155,8 +155,10 @@ export async function failover (t: Test, url: string, kill: () => Promise<void>)
 }
 
 async function scoreRows (sandbox: Sandbox): Promise<Array<{ preal: number | null }>> {
-  const res = await sandboxPost(sandbox, 'vrascoreslist', { objects: FIXTURE_IDS.E })
-  return JSON.parse(res.text) as Array<{ preal: number | null }>
+  const res = await sandboxPost(sandbox, 'vrascoreslist', { objects: FIXTURE_IDS.E }, sandbox.tokens.read)
+  const rows = JSON.parse(res.text) as unknown
+  if (!Array.isArray(rows)) throw new Error(`vrascoreslist answered ${res.status}: ${res.text.slice(0, 300)}`)
+  return rows as Array<{ preal: number | null }>
 }
 
 async function checkInvariants (t: Test, sandbox: Sandbox, apps: FastifyInstance[], samples: Sample[], rowsBefore: number): Promise<void> {

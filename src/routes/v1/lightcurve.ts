@@ -5,11 +5,12 @@
 import { Type } from '@sinclair/typebox'
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { computeEtag } from '../../cache/entry.js'
-import { NotFoundError } from '../../errors.js'
+import { NotAcceptableError, NotFoundError } from '../../errors.js'
 import { parseLossless } from '../../lib/json.js'
 import { lightCurveCsv, lightCurveJson, lightCurveSvg } from '../../render/lightcurve.js'
 import { AtlasIdSchema, problems } from '../../schemas/common.js'
 import { lightCurveOf } from '../../upstream/record.js'
+import { accepts } from './input.js'
 import { applyMjdMin } from './render.js'
 import { sendDerived } from './send.js'
 
@@ -19,6 +20,21 @@ const FORMATS = {
   svg: { type: 'image/svg+xml; charset=utf-8', render: lightCurveSvg }
 } as const
 type Format = keyof typeof FORMATS
+const MEDIA: Record<Format, string> = { json: 'application/json', csv: 'text/csv', svg: 'image/svg+xml' }
+
+/**
+ * The rendering a request gets: `format` when given (406 when Accept excludes its type), else the first
+ * of JSON, CSV and SVG that Accept allows (so `Accept: text/csv` alone gets CSV, not JSON).
+ */
+function formatOf (format: string | undefined, accept: string | undefined): Format {
+  if (format !== undefined && format in FORMATS) {
+    if (accepts(accept, [MEDIA[format as Format]])) return format as Format
+    throw new NotAcceptableError(`format=${format} answers with ${MEDIA[format as Format]}; the Accept header does not allow it.`)
+  }
+  const chosen = (Object.keys(MEDIA) as Format[]).find((f) => accepts(accept, [MEDIA[f]]))
+  if (chosen === undefined) throw new NotAcceptableError('This route answers with application/json, text/csv or image/svg+xml; the Accept header allows none of them.')
+  return chosen
+}
 
 // An SVG served from the gateway's origin runs nothing and loads nothing.
 const SVG_POLICY = "default-src 'none'; style-src 'unsafe-inline'"
@@ -56,7 +72,7 @@ export const lightCurveRoutes: FastifyPluginAsyncTypebox = async (app) => {
       params: Type.Object({ id: AtlasIdSchema }),
       querystring: Type.Object({
         mjd_min: Type.Optional(Type.Number({ minimum: 0, description: 'keep detections and non-detections with mjd > mjd_min and forced photometry with MJD >= mjd_min' })),
-        format: Type.Optional(Type.Union([Type.Literal('json'), Type.Literal('csv'), Type.Literal('svg')], { default: 'json', description: 'json (default), csv or svg' }))
+        format: Type.Optional(Type.Union([Type.Literal('json'), Type.Literal('csv'), Type.Literal('svg')], { description: 'json, csv or svg; when absent, the first of them that the Accept header allows (JSON for most clients)' }))
       }),
       response: {
         200: {
@@ -70,10 +86,12 @@ export const lightCurveRoutes: FastifyPluginAsyncTypebox = async (app) => {
         304: Type.Null(),
         ...problems(404)
       }
-    }
+    },
+    // Before validation, so that a 406 comes before any charge (format's own errors are the schema's).
+    preValidation: async (request) => { formatOf((request.query as { format?: string }).format, request.headers.accept) }
   }, async (request, reply) => {
     const { id } = request.params
-    const format: Format = request.query.format ?? 'json'
+    const format = formatOf(request.query.format, request.headers.accept)
     const mjdMin = request.query.mjd_min
     const read = await app.atlas.objects(request, [id])
     const record = read.records[0]
