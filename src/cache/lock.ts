@@ -9,7 +9,11 @@ import { createRedisHealth, type RedisGuard } from '../lib/redis-health.js'
 
 export interface FillLockOptions {
   redis: Redis
-  /** The gateway's key prefix (REDIS_KEY_PREFIX); locks live under `<prefix>c:l:`. */
+  /**
+   * The gateway's key prefix (REDIS_KEY_PREFIX); locks live under `<prefix>{c}:l:`, in the cache's hash
+   * slot: on a Redis Cluster one replica's claims for a batch (pipelined) then reach one node in order,
+   * so replicas missing the same ids at once do not split the batch between them (one call, not two).
+   */
   prefix: string
   /** Lock lifetime: a holder that dies frees the key after this long (default 10 s). */
   ttlMs?: number
@@ -45,7 +49,7 @@ export function createFillLock (opts: FillLockOptions): FillLock {
   const guard = opts.guard ?? createRedisHealth().guard('lock')
   const ttlMs = opts.ttlMs ?? DEFAULT_LOCK_TTL_MS
   const waitMs = opts.waitMs ?? DEFAULT_LOCK_WAIT_MS
-  const lockKey = (key: string): string => `${opts.prefix}c:l:${key}`
+  const lockKey = (key: string): string => `${opts.prefix}{c}:l:${key}`
 
   return {
     async acquire (key) {

@@ -64,7 +64,7 @@ test('Redis commands per L1 hit', { skip }, async (t) => {
 
   t.equal(await read(large.key), 'MISS', 'the first read fills the cache')
   // The fill lock is released after the answer (cache/lock.ts): wait for it, so it is not counted below.
-  await waitFor('the fill lock release', () => seen.some((c) => c.startsWith('eval') && c.includes(':c:l:')))
+  await waitFor('the fill lock release', () => seen.some((c) => c.startsWith('eval') && c.includes('{c}:l:')))
   t.equal(await read(large.key), 'HIT')
 
   const warm = await commandsDuring(async () => {
