@@ -27,14 +27,17 @@ export const MATRIX_FILES = [
 ]
 
 // The child's own whole-run bound (its files run one after another in one process), and the calling
-// file's (tap's default per file is .taprc's 180 s). A form's run takes about 1 minute alone; once, under
-// the whole suite's load, the Sentinel child stopped making progress and held the run for 12 minutes, so
-// the bound is kept well under CI's 30.
+// file's (tap's default per file is .taprc's 180 s). A form's run takes about 1 minute alone; a child that
+// stopped making progress once held a run for 12 minutes, so the bound is kept well under CI's 30.
 const CHILD_TIMEOUT_S = 300
 export const MATRIX_TIMEOUT_MS = (CHILD_TIMEOUT_S + 60) * 1000
 
 export async function runMatrix (t: Test, name: string, url: string, files: readonly string[] = MATRIX_FILES): Promise<void> {
-  await t.spawn(process.execPath, ['--import', 'tsx', 'test/scale/suites.ts'], {
+  // The form (redis+cluster, redis+sentinel) as an argument: tap names t.testdir() after the main script
+  // and its arguments, so without it two forms' children running at once shared every fixture directory
+  // (a replica booted on the other child's consumers file and refused a valid key; the other child hung).
+  const form = url.slice(0, url.indexOf(':'))
+  await t.spawn(process.execPath, ['--import', 'tsx', 'test/scale/suites.ts', form], {
     env: { ...process.env, REDIS_URL: url, AGW_SCALE_FILES: files.join(','), TAP_TIMEOUT: String(CHILD_TIMEOUT_S) }
   }, name)
 }
