@@ -54,6 +54,9 @@ export async function startHarness (t: Test, timeoutMs = DEFAULT_REQUEST_TIMEOUT
       CONSUMERS_FILE: consumersFile(t, [full, reader, lister]),
       UPSTREAM_RATE: '100000000/hour',
       PREFETCH_ENABLED: false,
+      // The background health check pings the upstream every 30 s by default: its call would land on
+      // whichever request is in flight (seen: a 400 "after 1 upstream call").
+      HEALTH_CHECK_INTERVAL_MS: 3_600_000,
       CACHE_FRESHNESS: JSON.stringify(freshness)
     }
   })
