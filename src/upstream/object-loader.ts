@@ -7,12 +7,11 @@
 //
 // The window adapts to the budget (setPressure, from the service): at no pressure it is windowMs; as the
 // budget is pressed it widens linearly up to maxWindowMs, so that misses arriving spread over time share
-// one call instead of one each. From HOLD_PRESSURE on, a miss arriving while an objects/ call is in flight
-// waits the whole maxWindowMs (as Nagle's algorithm holds small segments while one is unacknowledged):
-// consumers are missing right now, and more misses are likely to follow. Below it (budget to spare) the
-// window is the pressure-scaled one, so the miss path's latency does not depend on other calls. A
-// requested id therefore waits at most maxWindowMs before its call leaves (or less: a window that
-// reaches maxIds leaves at once); predicted ids never hold a call back.
+// one call instead of one each. A miss arriving while an objects/ call is in flight waits the whole
+// maxWindowMs (as Nagle's algorithm holds small segments while one is unacknowledged): consumers are
+// missing right now, and more misses are likely to follow. A requested id therefore waits at most
+// maxWindowMs before its call leaves (or less: a window that reaches maxIds leaves at once); predicted
+// ids never hold a call back.
 import { UpstreamError } from '../errors.js'
 import { splitArray } from '../lib/json-scan.js'
 import type { Metrics } from '../plugins/metrics.js'
@@ -26,9 +25,6 @@ interface Waiter {
   resolve: (value: RecordText) => void
   reject: (err: unknown) => void
 }
-
-/** The budget pressure (0…1) from which a miss waits for the widest window while a call is in flight. */
-export const HOLD_PRESSURE = 0.5
 
 export interface ObjectLoaderOptions {
   client: UpstreamClient
@@ -71,11 +67,9 @@ export function createObjectLoader (opts: ObjectLoaderOptions) {
 
   /** The batching window now: windowMs widened towards maxWindowMs by the budget pressure (0…1). */
   function windowNow (): number {
-    const raw = pressure()
-    const p = Number.isFinite(raw) ? Math.min(1, Math.max(0, raw)) : 0
-    // Held like Nagle's only under pressure: with budget to spare a miss never waits for a call in flight.
-    if (callsInFlight > 0 && p >= HOLD_PRESSURE) return maxWindowMs
-    return Math.round(opts.windowMs + (maxWindowMs - opts.windowMs) * p)
+    if (callsInFlight > 0) return maxWindowMs
+    const p = Math.min(1, Math.max(0, pressure()))
+    return Math.round(opts.windowMs + (maxWindowMs - opts.windowMs) * (Number.isFinite(p) ? p : 0))
   }
 
   async function fetchChunk (ids: string[], ctxs: CallContext[]): Promise<RecordText[]> {
