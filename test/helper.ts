@@ -171,3 +171,10 @@ export async function buildTestApp (t: Test, opts: TestAppOptions = {}): Promise
   await app.ready()
   return { app, sandbox, config, logs: () => chunks.join('') }
 }
+
+/** `count` replicas of the gateway on one upstream (and REDIS_URL), each listening on a loopback port. */
+export async function listeningReplicas (t: Test, count: number, opts: TestAppOptions = {}): Promise<{ apps: FastifyInstance[], bases: string[] }> {
+  const apps = await Promise.all(Array.from({ length: count }, async () => (await buildTestApp(t, opts)).app))
+  const bases = await Promise.all(apps.map(async (app) => app.listen({ port: 0, host: '127.0.0.1' })))
+  return { apps, bases }
+}

@@ -36,6 +36,8 @@ declare module 'fastify' {
   interface FastifyRequest {
     /** The authenticated consumer on scoped routes; null elsewhere. */
     consumer: Consumer | null
+    /** The key that authenticated the consumer ('' when none did): usage records its last use. */
+    consumerKey: string
     /** Daily object units this request was charged (given back if the answer is a 5xx). */
     chargedUnits: number
   }
@@ -115,6 +117,7 @@ export const routeGuardPlugin = fp(async (app) => {
     }
   })
   app.decorateRequest('consumer', null)
+  app.decorateRequest('consumerKey', '')
   app.decorateRequest('chargedUnits', 0)
 
   const onRequest: onRequestHookHandler = async function (request, reply) {
@@ -174,6 +177,7 @@ export const consumerAuthPlugin = fp(async (app, opts: QuotaPluginOptions) => {
       reply.header('www-authenticate', `${REALM}, error="invalid_token"`)
       throw new UnauthenticatedError('This key is not valid: it is unknown, revoked or disabled.')
     }
+    request.consumerKey = key
     return consumer
   }
 
@@ -203,6 +207,7 @@ export const consumerAuthPlugin = fp(async (app, opts: QuotaPluginOptions) => {
         return sendCompat(reply.header('www-authenticate', 'Token'), 401, 'detail' in credential ? credential.detail : COMPAT_INVALID_TOKEN)
       }
       request.consumer = consumer
+      request.consumerKey = (credential as { key: string }).key
       const expired = consumer.expiresAt === undefined ? undefined : expiredDetail(reply, consumer)
       if (expired !== undefined) return sendCompat(reply.header('www-authenticate', 'Token'), 401, expired)
       // The upstream checks permission before throttling (a 403 is never a 429); compat keeps that order.

@@ -3,19 +3,14 @@
 // stream or the JSON-lines file by the same settings). Text by default; --json writes JSON Lines (one
 // record a line), --csv RFC 4180 CSV with a header. Like server.ts this is an entry point, so it may
 // read process.env.
-import { pathToFileURL } from 'node:url'
-import { resolve } from 'node:path'
 import { parseArgs } from 'node:util'
 import { auditCsv, type AuditFilter, type AuditRecord } from '../audit/record.js'
 import { MAX_PAGE } from '../audit/store.js'
 import { parseInstant } from '../lib/datetime.js'
+import { allPages, formatRows, runAsMain, type CliIo } from './main.js'
 import { withStores } from './stores.js'
 
-export interface CliIo {
-  env: Record<string, string | undefined>
-  out: (text: string) => void
-  err: (text: string) => void
-}
+export type { CliIo } from './main.js'
 
 const USAGE = 'usage: audit --since DATE [--until DATE] [--consumer ID] [--object ID] [--json|--csv]\n' +
   '  DATE: YYYY-MM-DD or YYYY-MM-DDThh:mm[:ss][Z|±hh:mm] (UTC when no zone)\n'
@@ -63,18 +58,11 @@ export async function runAudit (argv: readonly string[], io: CliIo): Promise<num
       ...(values.consumer === undefined ? {} : { consumer: values.consumer }),
       ...(values.object === undefined ? {} : { object: values.object })
     }
-    const records = await withStores(io.env, async ({ audit }) => {
-      const all: AuditRecord[] = []
-      for (let cursor: string | null | undefined; cursor !== null;) {
-        const page = await audit.query(cursor === undefined ? filter : { ...filter, cursor })
-        all.push(...page.records)
-        cursor = page.next
-      }
-      return all
-    })
-    if (values.csv === true) io.out(auditCsv(records))
-    else if (values.json === true) io.out(records.map((r) => JSON.stringify(r) + '\n').join(''))
-    else io.out(records.map(textLine).join(''))
+    const records = await withStores(io.env, async ({ audit }) => allPages(async (cursor) => {
+      const page = await audit.query(cursor === undefined ? filter : { ...filter, cursor })
+      return { items: page.records, next: page.next }
+    }))
+    io.out(formatRows(records, values, auditCsv, textLine))
     io.err(`${records.length} record${records.length === 1 ? '' : 's'}\n`)
     return 0
   } catch (err) {
@@ -83,12 +71,4 @@ export async function runAudit (argv: readonly string[], io: CliIo): Promise<num
   }
 }
 
-/* c8 ignore start -- the entry point; tests spawn it, and coverage sees runAudit through them */
-if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(resolve(process.argv[1])).href) {
-  process.exitCode = await runAudit(process.argv.slice(2), {
-    env: process.env,
-    out: (text) => process.stdout.write(text),
-    err: (text) => process.stderr.write(text)
-  })
-}
-/* c8 ignore stop */
+await runAsMain(import.meta.url, runAudit)

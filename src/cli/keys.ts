@@ -11,14 +11,13 @@
 // stdout, so `KEY=$(npm run -s keys -- create bot)` works) and only its SHA-256 is stored. The gateway
 // picks changes up on SIGHUP. Like server.ts this is an entry point, so it may read process.env.
 import { readFile, rename, writeFile } from 'node:fs/promises'
-import { pathToFileURL } from 'node:url'
-import { resolve } from 'node:path'
 import { parseArgs } from 'node:util'
 import { Document, isMap, isSeq, parseDocument, type YAMLMap, type YAMLSeq } from 'yaml'
 import { parseConsumers } from '../consumers/file.js'
 import { generateKey, hashKey } from '../consumers/keys.js'
 import { DAY_MS } from '../consumers/expiry.js'
 import { parseExpires } from '../consumers/schema.js'
+import { runAsMain } from './main.js'
 import { withStores } from './stores.js'
 
 export const DEFAULT_CONSUMERS_FILE = './consumers.yaml'
@@ -249,12 +248,4 @@ export async function runKeys (argv: readonly string[], io: KeysIo): Promise<num
   }
 }
 
-/* c8 ignore start -- the entry point; tests call runKeys */
-if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(resolve(process.argv[1])).href) {
-  process.exitCode = await runKeys(process.argv.slice(2), {
-    env: process.env,
-    out: (text) => process.stdout.write(text),
-    err: (text) => process.stderr.write(text)
-  })
-}
-/* c8 ignore stop */
+await runAsMain(import.meta.url, runKeys)

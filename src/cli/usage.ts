@@ -3,12 +3,10 @@
 // Usage per consumer per UTC day (usage/report.ts), read from the gateway's store (cli/stores.ts).
 // Replicas write their counts every USAGE_FLUSH_MS and when they close, so the last seconds may be
 // missing. Text by default; --json writes JSON Lines, --csv RFC 4180 CSV with a header.
-import { pathToFileURL } from 'node:url'
-import { resolve } from 'node:path'
 import { parseArgs } from 'node:util'
 import { daysBetween, daysOfMonth, usageCsv, type UsageRow } from '../usage/report.js'
 import { readUsage } from '../usage/store.js'
-import type { CliIo } from './audit.js'
+import { allPages, formatRows, runAsMain, type CliIo } from './main.js'
 import { withStores } from './stores.js'
 
 const USAGE = 'usage: usage (--month YYYY-MM | --from YYYY-MM-DD --to YYYY-MM-DD) [--consumer ID] [--json|--csv]\n'
@@ -49,17 +47,12 @@ export async function runUsage (argv: readonly string[], io: CliIo): Promise<num
         ? daysOfMonth(values.month)
         : daysBetween(values.from as string, values.to as string, config.USAGE_RETENTION_DAYS)
       if (days === undefined) throw new Error(`--month must be YYYY-MM; --from and --to YYYY-MM-DD, from ≤ to, at most ${config.USAGE_RETENTION_DAYS} days apart`)
-      const all: UsageRow[] = []
-      for (let cursor: string | null | undefined; cursor !== null;) {
+      return await allPages(async (cursor) => {
         const page = await readUsage(usage, { days, limit: MAX_ROWS_PER_READ, ...(values.consumer === undefined ? {} : { consumer: values.consumer }), ...(cursor === undefined ? {} : { cursor }) })
-        all.push(...page.rows)
-        cursor = page.next
-      }
-      return all
+        return { items: page.rows, next: page.next }
+      })
     })
-    if (values.csv === true) io.out(usageCsv(rows))
-    else if (values.json === true) io.out(rows.map((r) => JSON.stringify(r) + '\n').join(''))
-    else io.out(rows.map(textLine).join(''))
+    io.out(formatRows(rows, values, usageCsv, textLine))
     return 0
   } catch (err) {
     io.err(`usage: ${(err as Error).message}\n`)
@@ -67,12 +60,4 @@ export async function runUsage (argv: readonly string[], io: CliIo): Promise<num
   }
 }
 
-/* c8 ignore start -- the entry point; tests spawn it */
-if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(resolve(process.argv[1])).href) {
-  process.exitCode = await runUsage(process.argv.slice(2), {
-    env: process.env,
-    out: (text) => process.stdout.write(text),
-    err: (text) => process.stderr.write(text)
-  })
-}
-/* c8 ignore stop */
+await runAsMain(import.meta.url, runUsage)

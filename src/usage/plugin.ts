@@ -7,7 +7,6 @@ import fp from 'fastify-plugin'
 import type { FastifyInstance, FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify'
 import type { Redis } from 'ioredis'
 import type { Config } from '../config.js'
-import { compatKey, v1Key } from '../consumers/credentials.js'
 import { hashKey } from '../consumers/keys.js'
 import { COUNTER, type Counters } from './report.js'
 import { createFileUsageStore, createRedisUsageStore, type LastUsed, type UsageDelta, type UsageStore } from './store.js'
@@ -47,6 +46,15 @@ function routeClass (request: FastifyRequest): string {
   return url.split('/')[2] ?? 'other'
 }
 
+// The requests counter of a route, worked out once per route (its config object) rather than per request.
+const requestCounters = new WeakMap<object, string>()
+function requestCounterOf (request: FastifyRequest): string {
+  const config = request.routeOptions.config
+  let name = requestCounters.get(config)
+  if (name === undefined) requestCounters.set(config, name = COUNTER.requestsOf(routeClass(request)))
+  return name
+}
+
 export function createUsage (app: FastifyInstance, store: UsageStore, now: () => number) {
   let delta: UsageDelta = new Map()
   let keysSeen = new Map<string, { consumer: string, ms: number }>()
@@ -78,7 +86,7 @@ export function createUsage (app: FastifyInstance, store: UsageStore, now: () =>
     const ms = now()
     const c = countersOf(consumer.id, ms)
     add(c, COUNTER.requests)
-    add(c, COUNTER.requestsOf(routeClass(request)))
+    add(c, requestCounterOf(request))
     if (request.chargedUnits > 0) add(c, COUNTER.units, request.chargedUnits)
     if (request.upstreamCalls > 0) add(c, COUNTER.upstreamCalls, request.upstreamCalls)
     if (request.cacheStatus !== '') {
@@ -93,8 +101,7 @@ export function createUsage (app: FastifyInstance, store: UsageStore, now: () =>
     }
     // A key refused as expired was not used: its last use stays the last one that was served.
     if (status === 401) return
-    const credential = request.routeOptions.config.dialect === 'compat' ? compatKey(request) : { key: v1Key(request) }
-    if ('key' in credential && credential.key !== undefined) keysSeen.set(credential.key, { consumer: consumer.id, ms })
+    if (request.consumerKey !== '') keysSeen.set(request.consumerKey, { consumer: consumer.id, ms })
   }
 
   let flushing: Promise<void> = Promise.resolve()

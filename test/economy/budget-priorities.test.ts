@@ -19,12 +19,21 @@ import { loadConfig } from '../../src/config.js'
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 
-async function lowBudgetApp (t: Test, config: Record<string, string | number | boolean>) {
+async function lowBudgetApp (t: Test, config: Record<string, string | number | boolean>, opts: Omit<Parameters<typeof buildTestApp>[1], 'config'> = {}) {
   const bot = makeConsumer('bot', { scopes: ['read'], rate: '100000/minute', daily_objects: 1000000, upstream_share: 10000 })
   // Prefetch off: every upstream call here is one a test makes on purpose.
-  const built = await buildTestApp(t, { config: { CONSUMERS_FILE: consumersFile(t, [bot]), UPSTREAM_RATE: '3/hour', PREFETCH_ENABLED: false, ...config } })
+  const built = await buildTestApp(t, { ...opts, config: { CONSUMERS_FILE: consumersFile(t, [bot]), UPSTREAM_RATE: '3/hour', PREFETCH_ENABLED: false, ...config } })
   const get = async (url: string) => built.app.inject({ url, headers: { authorization: `Bearer ${bot.key}` } })
   return { ...built, get }
+}
+
+const T0 = Date.UTC(2026, 0, 5, 12)
+
+/** lowBudgetApp in memory mode on an injected clock (the budget refills on it too): `advance(ms)`, `at(ms after T0)`. */
+async function clockedApp (t: Test, config: Record<string, string | number | boolean>) {
+  let clock = T0
+  const built = await lowBudgetApp(t, config, { useRedis: false, deps: { now: () => clock } })
+  return { ...built, advance: (ms: number) => { clock += ms }, at: (ms: number) => { clock = T0 + ms } }
 }
 
 function calls (sandbox: { calls: Map<string, number> }): number {
@@ -49,14 +58,7 @@ test('headroom: UPSTREAM_BACKGROUND_HEADROOM as a count or a share of the bucket
 test('backgroundAllowed(app): only while the bucket is above the headroom and the pace holds a token', async (t) => {
   // Memory mode on an injected clock. 10/hour with a headroom of 2: the pace holds 2 tokens and refills
   // 8 an hour (one every 7.5 minutes); the bucket refills one every 6 minutes.
-  let clock = Date.UTC(2026, 0, 5, 12)
-  const bot = makeConsumer('bot', { scopes: ['read'], rate: '100000/minute', daily_objects: 1000000, upstream_share: 10000 })
-  const { app, sandbox } = await buildTestApp(t, {
-    useRedis: false,
-    deps: { now: () => clock },
-    config: { CONSUMERS_FILE: consumersFile(t, [bot]), UPSTREAM_RATE: '10/hour', PREFETCH_ENABLED: false, UPSTREAM_BACKGROUND_HEADROOM: '2' }
-  })
-  const get = async (url: string) => app.inject({ url, headers: { authorization: `Bearer ${bot.key}` } })
+  const { app, sandbox, get, advance } = await clockedApp(t, { UPSTREAM_RATE: '10/hour', PREFETCH_ENABLED: false, UPSTREAM_BACKGROUND_HEADROOM: '2' })
   t.equal(parseRate(app.config.UPSTREAM_RATE).capacity, 10)
   t.equal(app.upstream.client.budgetRemaining, Infinity)
   t.ok(backgroundAllowed(app), 'before the first call')
@@ -68,7 +70,7 @@ test('backgroundAllowed(app): only while the bucket is above the headroom and th
   t.equal((await get(`/v1/objects/${ids[1] as string}`)).statusCode, 200)
   t.equal(app.upstream.client.budgetRemaining, 8)
   t.notOk(backgroundAllowed(app), '8 tokens left, far above the headroom, but the pace is spent: the rolling hour is kept for misses')
-  clock += 7.5 * 60 * 1000
+  advance(7.5 * 60 * 1000)
   t.ok(backgroundAllowed(app), 'the pace refills (capacity - headroom) an hour')
   t.ok(backgroundAllowed(app, true), 'a claimed token…')
   t.notOk(backgroundAllowed(app), '…counts as spent until the next budget figure')
@@ -76,7 +78,7 @@ test('backgroundAllowed(app): only while the bucket is above the headroom and th
   for (const id of ids.slice(2, 10)) t.equal((await get(`/v1/objects/${id}`)).statusCode, 200)
   t.equal(app.upstream.client.budgetRemaining, 1)
   t.ok(estimatedPace(app) < -6, `the pace ${estimatedPace(app)} owes what the misses spent`)
-  clock += 60 * 60 * 1000
+  advance(60 * 60 * 1000)
   t.equal(estimatedRemaining(app), 10, 'an hour later the bucket is full')
   t.ok(backgroundAllowed(app), 'and the pace has earned a token again')
 })
@@ -174,34 +176,26 @@ test('nothing served is older than CACHE_MAX_STALE_S', async (t) => {
 
 test('background work resumes once the bucket and the pace have refilled, without a foreground call', async (t) => {
   // Memory mode on the app's injected clock: the budget refills on it too.
-  let clock = Date.UTC(2026, 0, 5, 12)
-  const bot = makeConsumer('bot', { scopes: ['read'], rate: '100000/minute', daily_objects: 1000000, upstream_share: 10000 })
-  const { app, sandbox } = await buildTestApp(t, {
-    useRedis: false,
-    deps: { now: () => clock },
-    config: {
-      CONSUMERS_FILE: consumersFile(t, [bot]),
-      UPSTREAM_RATE: '3/hour',
-      PREFETCH_ENABLED: false,
-      UPSTREAM_BACKGROUND_HEADROOM: '1',
-      CACHE_FRESHNESS: JSON.stringify({ lists: { freshS: 1, swrS: 7200, sieS: 7200 } })
-    }
+  const { app, sandbox, get, advance } = await clockedApp(t, {
+    UPSTREAM_RATE: '3/hour',
+    PREFETCH_ENABLED: false,
+    UPSTREAM_BACKGROUND_HEADROOM: '1',
+    CACHE_FRESHNESS: JSON.stringify({ lists: { freshS: 1, swrS: 7200, sieS: 7200 } })
   })
-  const get = async (url: string) => app.inject({ url, headers: { authorization: `Bearer ${bot.key}` } })
   sandbox.resetCalls()
   t.equal((await get('/v1/lists/good/objects')).statusCode, 200)
   t.equal((await get('/v1/lists/possible/objects')).statusCode, 200)
-  clock += 2000
+  advance(2000)
   const low = await get('/v1/lists/good/objects')
   t.equal(low.headers['x-cache-reason'], 'budget-low')
   t.notOk(backgroundAllowed(app), '1 token left')
   await app.cache.drain()
   t.equal(calls(sandbox), 2)
   // 3/hour: one token every 20 minutes; the pace (a headroom of 1) refills 2 an hour and owes one.
-  clock += 20 * 60 * 1000
+  advance(20 * 60 * 1000)
   t.equal(estimatedRemaining(app), 2, 'the bucket has refilled above the headroom…')
   t.notOk(backgroundAllowed(app), '…but the pace has not')
-  clock += 40 * 60 * 1000
+  advance(40 * 60 * 1000)
   t.ok(backgroundAllowed(app), 'the refill since the last call counts')
   const refreshed = await get('/v1/lists/good/objects')
   t.equal(refreshed.headers['x-cache'], 'STALE')
@@ -215,28 +209,20 @@ test('background work resumes once the bucket and the pace have refilled, withou
 
 test('the pace spent, the bucket not: stale entries answer without a call up to CACHE_MAX_STALE_S; misses and older entries still load', async (t) => {
   // Memory mode on an injected clock. 10/hour with a headroom of 2: the pace holds 2 tokens.
-  let clock = Date.UTC(2026, 0, 5, 12)
-  const bot = makeConsumer('bot', { scopes: ['read'], rate: '100000/minute', daily_objects: 1000000, upstream_share: 10000 })
-  const { app, sandbox } = await buildTestApp(t, {
-    useRedis: false,
-    deps: { now: () => clock },
-    config: {
-      CONSUMERS_FILE: consumersFile(t, [bot]),
-      UPSTREAM_RATE: '10/hour',
-      UPSTREAM_BACKGROUND_HEADROOM: '2',
-      PREFETCH_ENABLED: false,
-      CACHE_MAX_STALE_S: 600,
-      CACHE_FRESHNESS: JSON.stringify({ lists: { freshS: 1, swrS: 60, sieS: 60 } })
-    }
+  const { app, sandbox, get, at } = await clockedApp(t, {
+    UPSTREAM_RATE: '10/hour',
+    UPSTREAM_BACKGROUND_HEADROOM: '2',
+    PREFETCH_ENABLED: false,
+    CACHE_MAX_STALE_S: 600,
+    CACHE_FRESHNESS: JSON.stringify({ lists: { freshS: 1, swrS: 60, sieS: 60 } })
   })
-  const get = async (url: string) => app.inject({ url, headers: { authorization: `Bearer ${bot.key}` } })
   sandbox.resetCalls()
   const first = await get('/v1/lists/good/objects')
   t.equal((await get('/v1/lists/possible/objects')).statusCode, 200)
   t.equal(calls(sandbox), 2, 'two loads spent the pace')
   t.ok(app.upstream.client.budgetRemaining > backgroundHeadroom(app.config), 'the bucket is far above the headroom')
   for (const [afterS, what] of [[5, 'within stale-while-revalidate'], [125, 'past every window of the route']] as const) {
-    clock = Date.UTC(2026, 0, 5, 12) + afterS * 1000
+    at(afterS * 1000)
     const res = await get('/v1/lists/good/objects')
     t.equal(res.statusCode, 200, `${what}: answered`)
     t.equal(res.headers['x-cache'], 'STALE')
@@ -249,7 +235,7 @@ test('the pace spent, the bucket not: stale entries answer without a call up to 
   const miss = await get(`/v1/objects/${FIXTURE_IDS.A}`)
   t.equal(miss.statusCode, 200, 'a miss nothing cached can answer still goes upstream')
   t.equal(calls(sandbox), 3)
-  clock = Date.UTC(2026, 0, 5, 12) + 601 * 1000
+  at(601 * 1000)
   const old = await get('/v1/lists/good/objects')
   t.equal(old.statusCode, 200, 'past CACHE_MAX_STALE_S the entry is loaded again (the bucket has tokens)')
   t.equal(old.headers['x-cache'], 'MISS')

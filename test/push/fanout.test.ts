@@ -12,7 +12,7 @@ import { join } from 'node:path'
 import { test, type Test } from 'tap'
 import type { FastifyInstance } from 'fastify'
 import { Webhook } from 'standardwebhooks'
-import { buildTestApp, startTestSandbox, TEST_REDIS_URL } from '../helper.js'
+import { listeningReplicas, startTestSandbox, TEST_REDIS_URL } from '../helper.js'
 import { bearer, makeConsumer, uniquePrefix, writeConsumers } from '../consumer-helper.js'
 import type { Sandbox } from '../../src/sandbox/index.js'
 import { openSse, type SseClient } from './sse-client.js'
@@ -99,13 +99,7 @@ async function replicas (t: Test, sandbox: Sandbox, receivers: Receiver[], secre
     CACHE_FRESHNESS: '{"lists":{"freshS":3600,"swrS":0}}',
     PREFETCH_ENABLED: false
   }
-  const apps: FastifyInstance[] = []
-  const bases: string[] = []
-  for (let i = 0; i < 2; i++) {
-    const { app } = await buildTestApp(t, { upstream: sandbox, config: config as never })
-    apps.push(app)
-    bases.push(await app.listen({ port: 0, host: '127.0.0.1' }))
-  }
+  const { apps, bases } = await listeningReplicas(t, 2, { upstream: sandbox, config: config as never })
   await waitUntil('the baseline poll', async () => (await apps[0]?.push.store.snapshot(SOURCE)) !== null)
   return { apps, bases, read: bearer(reader.key), write: bearer(writer.key) }
 }

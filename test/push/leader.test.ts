@@ -3,7 +3,7 @@
 // snapshot, and subscribers that resume on it lose nothing and get nothing twice.
 import { test, type Test } from 'tap'
 import type { FastifyInstance } from 'fastify'
-import { buildTestApp, startTestSandbox, TEST_REDIS_URL } from '../helper.js'
+import { listeningReplicas, startTestSandbox, TEST_REDIS_URL } from '../helper.js'
 import { bearer, consumersFile, makeConsumer, uniquePrefix } from '../consumer-helper.js'
 import { openSse, type SseClient } from './sse-client.js'
 
@@ -33,13 +33,7 @@ async function twoReplicas (t: Test) {
     CACHE_FRESHNESS: '{"lists":{"freshS":3600,"swrS":0}}',
     PREFETCH_ENABLED: false
   }
-  const apps: FastifyInstance[] = []
-  const bases: string[] = []
-  for (let i = 0; i < 2; i++) {
-    const { app } = await buildTestApp(t, { upstream: sandbox, config: config as never })
-    apps.push(app)
-    bases.push(await app.listen({ port: 0, host: '127.0.0.1' }))
-  }
+  const { apps, bases } = await listeningReplicas(t, 2, { upstream: sandbox, config: config as never })
   return { sandbox, apps: apps as [FastifyInstance, FastifyInstance], bases, read: bearer(reader.key), write: bearer(writer.key) }
 }
 

@@ -3,21 +3,12 @@
 // Redis instead of trying it, and once the background probe finds Redis back (after SIGCONT, no
 // restart) the limits hold again.
 import { test } from 'tap'
-import { spawn } from 'node:child_process'
-import { startRedisServer } from '../fixtures/redis-server.js'
+import { REDIS_SERVER_SKIP, startRedisServer } from '../fixtures/redis-server.js'
 import { startTestSandbox } from '../helper.js'
 import { bearer, buildAuthTestApp, consumersFile, makeConsumer, registerTestRoutes } from '../consumer-helper.js'
 import { waitFor } from '../fixtures/wait.js'
 
-function hasRedisServer (): Promise<boolean> {
-  return new Promise((resolve) => {
-    const probe = spawn('redis-server', ['--version'], { stdio: 'ignore' })
-    probe.on('error', () => resolve(false))
-    probe.on('exit', (code) => resolve(code === 0))
-  })
-}
-
-const skip = (await hasRedisServer()) ? false : 'redis-server is not installed'
+const skip = REDIS_SERVER_SKIP
 
 for (const policy of ['open', 'closed'] as const) {
   test(`a frozen Redis under LIMITS_ON_REDIS_ERROR=${policy}`, { skip }, async (t) => {

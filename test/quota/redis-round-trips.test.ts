@@ -6,22 +6,13 @@
 // at two calls per request (the rate and the units).
 // Before leases, every hit made those two calls whatever the limits.
 import { test } from 'tap'
-import { spawn } from 'node:child_process'
 import { Redis } from 'ioredis'
-import { startRedisServer } from '../fixtures/redis-server.js'
+import { REDIS_SERVER_SKIP, startRedisServer } from '../fixtures/redis-server.js'
 import { buildTestApp, FIXTURE_IDS, TEST_REDIS_URL } from '../helper.js'
 import { bearer, consumersFile, makeConsumer } from '../consumer-helper.js'
 import { waitFor } from '../fixtures/wait.js'
 
-function hasRedisServer (): Promise<boolean> {
-  return new Promise((resolve) => {
-    const probe = spawn('redis-server', ['--version'], { stdio: 'ignore' })
-    probe.on('error', () => resolve(false))
-    probe.on('exit', (code) => resolve(code === 0))
-  })
-}
-
-const skip = (await hasRedisServer()) ? false : 'redis-server is not installed'
+const skip = REDIS_SERVER_SKIP
 const HITS = 50
 
 test('Redis commands per L1 hit', { skip }, async (t) => {

@@ -6,7 +6,7 @@
 import type { Test } from 'tap'
 import type { FastifyInstance } from 'fastify'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { buildTestApp, FIXTURE_IDS, sandboxPost, startTestSandbox } from '../helper.js'
+import { FIXTURE_IDS, listeningReplicas, sandboxPost, startTestSandbox } from '../helper.js'
 import { consumersFile, makeConsumer, uniquePrefix } from '../consumer-helper.js'
 import type { Sandbox } from '../../src/sandbox/index.js'
 
@@ -63,8 +63,7 @@ async function replicas (t: Test, url: string) {
     LIMITS_ON_REDIS_ERROR: 'closed' as const,
     UPSTREAM_RATE: `${LIMITS.upstream}/hour`
   }
-  const apps = await Promise.all([0, 1, 2].map(async () => (await buildTestApp(t, { upstream: sandbox, config })).app))
-  const bases = await Promise.all(apps.map(async (app) => app.listen({ port: 0, host: '127.0.0.1' })))
+  const { apps, bases } = await listeningReplicas(t, 3, { upstream: sandbox, config })
   return { sandbox, apps, bases, consumers }
 }
 
