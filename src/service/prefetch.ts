@@ -65,6 +65,9 @@ function touch<K, V> (map: Map<K, V>, key: K, value: V, max: number): void {
 export function createPrefetch (opts: PrefetchOptions) {
   const now = opts.now ?? Date.now
   const seen = new Map<string, Seen>()
+  // The ids of `seen` read at least twice (refresh-ahead candidates), so that a call's filler walks these
+  // rather than all of `seen` (up to MAX_TRACKED_IDS, on every call). Ids `seen` forgot leave on the next walk.
+  const hot = new Set<string>()
   const lists = new Map<string, ListSource>()
   // Predicted records not read yet: when they were stored and why they were picked.
   const predicted = new Map<string, { at: number, source: PredictionSource }>()
@@ -115,14 +118,22 @@ export function createPrefetch (opts: PrefetchOptions) {
       .sort((a, b) => b.hits - a.hits || b.readAt - a.readAt)
     for (const list of recent) for (const id of list.ids) consider(id, 'list')
     if (!onlyUncached) {
-      for (const [id, s] of seen) {
-        if (s.reads >= 2 && !s.isMissing && at - s.lastReadAt <= opts.horizonMs) consider(id, 'refresh')
+      for (const id of hot) {
+        const s = seen.get(id)
+        if (s === undefined || s.reads < 2) hot.delete(id)
+        else if (!s.isMissing && at - s.lastReadAt <= opts.horizonMs) consider(id, 'refresh')
       }
     }
     return [...chosen.entries()]
       .sort(([, a], [, b]) => a.due - b.due || a.order - b.order)
       .slice(0, limit)
       .map(([id, c]) => ({ id, source: c.source }))
+  }
+
+  function addHot (id: string): void {
+    hot.add(id)
+    // Without calls (whose walk drops forgotten ids), keep the set within what `seen` can hold.
+    if (hot.size > MAX_TRACKED_IDS) for (const h of hot) if (!seen.has(h)) hot.delete(h)
   }
 
   function remember (ids: readonly string[], isMissing: (k: number) => boolean, storedAt: (k: number) => number): void {
@@ -225,7 +236,9 @@ export function createPrefetch (opts: PrefetchOptions) {
         const entry = entries[k]
         const s = seen.get(id)
         if (entry !== undefined) {
-          touch(seen, id, { storedAt: entry.storedAt, isMissing: entry.body.equals(MISSING_ENTRY), reads: (s?.reads ?? 0) + 1, lastReadAt: at }, MAX_TRACKED_IDS)
+          const reads = (s?.reads ?? 0) + 1
+          touch(seen, id, { storedAt: entry.storedAt, isMissing: entry.body.equals(MISSING_ENTRY), reads, lastReadAt: at }, MAX_TRACKED_IDS)
+          if (reads === 2) addHot(id)
         }
         const p = predicted.get(id)
         if (p === undefined) return
@@ -250,6 +263,7 @@ export function createPrefetch (opts: PrefetchOptions) {
     noteWrite (id: string): void {
       writeSeq++
       seen.delete(id)
+      hot.delete(id)
       touch(written, id, writeSeq, MAX_TRACKED_IDS)
     },
 

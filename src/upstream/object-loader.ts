@@ -12,6 +12,12 @@
 // missing right now, and more misses are likely to follow. A requested id therefore waits at most
 // maxWindowMs before its call leaves (or less: a window that reaches maxIds leaves at once); predicted
 // ids never hold a call back.
+// Waiting only pays while calls are scarce: no window is longer than the budget takes to earn one call
+// (tokenMs, UPSTREAM_RATE's window over its capacity). At the upstream's 100 calls an hour that is 36 s,
+// so the windows above apply in full; a budget that earns a call every few microseconds (a private
+// upstream, a benchmark) sends each miss in the turn of the event loop it arrived in, unless maxCalls
+// calls (the upstream connections) are already in flight: then misses gather until one of them returns,
+// and go together (a call queued for a connection would wait as long, and carry one id).
 import { UpstreamError } from '../errors.js'
 import { splitArray } from '../lib/json-scan.js'
 import type { Metrics } from '../plugins/metrics.js'
@@ -33,6 +39,10 @@ export interface ObjectLoaderOptions {
   maxWindowMs?: number
   maxIds: number
   metrics: Metrics
+  /** How long the budget takes to earn one call (ms); caps every window (default: no cap). */
+  tokenMs?: number
+  /** With no window: calls in flight at which misses wait for one to return (default: no limit). */
+  maxCalls?: number
 }
 
 /** Tops calls up with predicted ids (service/prefetch.ts). */
@@ -64,12 +74,16 @@ export function createObjectLoader (opts: ObjectLoaderOptions) {
   let callsInFlight = 0
   let pressure: () => number = () => 0
   const maxWindowMs = Math.max(opts.windowMs, opts.maxWindowMs ?? opts.windowMs)
+  const tokenMs = Math.floor(opts.tokenMs ?? Infinity)
+  const maxCalls = opts.maxCalls ?? Infinity
+  // Misses wait for a call in flight to return (no window, maxCalls in flight).
+  let isWaitingForCall = false
 
   /** The batching window now: windowMs widened towards maxWindowMs by the budget pressure (0…1). */
   function windowNow (): number {
-    if (callsInFlight > 0) return maxWindowMs
+    if (callsInFlight > 0) return Math.min(maxWindowMs, tokenMs)
     const p = Math.min(1, Math.max(0, pressure()))
-    return Math.round(opts.windowMs + (maxWindowMs - opts.windowMs) * (Number.isFinite(p) ? p : 0))
+    return Math.min(tokenMs, Math.round(opts.windowMs + (maxWindowMs - opts.windowMs) * (Number.isFinite(p) ? p : 0)))
   }
 
   async function fetchChunk (ids: string[], ctxs: CallContext[]): Promise<RecordText[]> {
@@ -80,7 +94,13 @@ export function createObjectLoader (opts: ObjectLoaderOptions) {
       beforeCall: async () => { payer = await chargeOne(ctxs) },
       onUnsent: async () => { await payer?.onUnsent?.() },
       onCall
-    }).finally(() => { callsInFlight-- })
+    }).finally(() => {
+      callsInFlight--
+      if (isWaitingForCall) {
+        isWaitingForCall = false
+        setImmediate(flush)
+      }
+    })
     if (reply.status !== 200) {
       throw Object.assign(new UpstreamError(`The upstream refused an objects/ read (status ${reply.status}).`), { cause: reply.text.slice(0, 200) })
     }
@@ -128,6 +148,7 @@ export function createObjectLoader (opts: ObjectLoaderOptions) {
     clearTimeout(timer)
     timer = undefined
     isScheduled = false
+    isWaitingForCall = false
     // A scheduled flush can find the window already sent by an early flush (maxIds reached).
     if (pending.size === 0) return
     windows++
@@ -195,8 +216,9 @@ export function createObjectLoader (opts: ObjectLoaderOptions) {
         // would wait a whole millisecond.
         isScheduled = true
         const windowMs = windowNow()
-        if (windowMs === 0) setImmediate(flush)
-        else timer = setTimeout(flush, windowMs)
+        if (windowMs > 0) timer = setTimeout(flush, windowMs)
+        else if (callsInFlight < maxCalls) setImmediate(flush)
+        else isWaitingForCall = true
       }
     })
   }

@@ -64,7 +64,16 @@ export function createUpstream ({ config, metrics, log, redis, redisHealth, now 
     metrics,
     log
   })
-  const objects = createObjectLoader({ client, windowMs: config.UPSTREAM_BATCH_WINDOW_MS, maxWindowMs: config.UPSTREAM_BATCH_WINDOW_MAX_MS, maxIds: config.UPSTREAM_MAX_IDS_PER_CALL, metrics })
+  const rate = parseRate(config.UPSTREAM_RATE)
+  const objects = createObjectLoader({
+    client,
+    windowMs: config.UPSTREAM_BATCH_WINDOW_MS,
+    maxWindowMs: config.UPSTREAM_BATCH_WINDOW_MAX_MS,
+    tokenMs: rate.windowMs / rate.capacity,
+    maxCalls: config.UPSTREAM_CONNECTIONS,
+    maxIds: config.UPSTREAM_MAX_IDS_PER_CALL,
+    metrics
+  })
   return { client, objects, tokens, budget }
 }
 

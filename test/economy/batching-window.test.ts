@@ -1,7 +1,8 @@
 // The object loader's adaptive batching window: UPSTREAM_BATCH_WINDOW_MS at no budget pressure, widened
 // towards UPSTREAM_BATCH_WINDOW_MAX_MS as the budget is pressed (service/priorities.ts budgetPressure),
 // and the whole maximum for a miss arriving while an objects/ call is in flight, so misses spread over
-// time share calls. A requested id never waits longer than the maximum before its call leaves.
+// time share calls. A requested id never waits longer than the maximum before its call leaves, nor
+// longer than the budget takes to earn a call (UPSTREAM_RATE's window over its capacity).
 import { setTimeout as sleep } from 'node:timers/promises'
 import { test } from 'tap'
 import { buildTestApp } from '../helper.js'
@@ -10,23 +11,30 @@ import { budgetPressure } from '../../src/service/priorities.js'
 
 const bot = makeConsumer('bot', { scopes: ['read'], rate: '100000/minute', daily_objects: 1000000, upstream_share: 10000 })
 
-for (const [maxWindowMs, expected] of [[300, 2], [5, 3]] as const) {
-  test(`misses 40 ms apart while an objects/ call is in flight, maximum window ${maxWindowMs} ms: ${expected} calls`, async (t) => {
+// [maximum window, UPSTREAM_RATE, window with nothing in flight, window with a call in flight, calls]
+const cases = [
+  [300, '1000/hour', 5, 300, 2],
+  [5, '1000/hour', 5, 5, 3],
+  // A call earned every 3.6 µs: waiting buys nothing, so no miss waits (the bench's unlimited budget).
+  [300, '1000000000/hour', 0, 0, 3]
+] as const
+for (const [maxWindowMs, rate, baseWindowMs, heldWindowMs, expected] of cases) {
+  test(`misses 40 ms apart while an objects/ call is in flight, maximum window ${maxWindowMs} ms, UPSTREAM_RATE ${rate}: ${expected} calls`, async (t) => {
     // Every upstream reply takes 400 ms, so the first call is in flight while the next misses arrive.
     const { app, sandbox } = await buildTestApp(t, {
       sandbox: { latencyMs: 400 },
-      config: { CONSUMERS_FILE: consumersFile(t, [bot]), PREFETCH_ENABLED: false, UPSTREAM_BATCH_WINDOW_MS: 5, UPSTREAM_BATCH_WINDOW_MAX_MS: maxWindowMs }
+      config: { CONSUMERS_FILE: consumersFile(t, [bot]), PREFETCH_ENABLED: false, UPSTREAM_RATE: rate, UPSTREAM_BATCH_WINDOW_MS: 5, UPSTREAM_BATCH_WINDOW_MAX_MS: maxWindowMs }
     })
     const ids = sandbox.ids().slice(10, 13).map(String)
     sandbox.resetCalls()
-    t.equal(app.upstream.objects.windowMs, 5, 'no pressure, nothing in flight: the base window')
+    t.equal(app.upstream.objects.windowMs, baseWindowMs, 'no pressure, nothing in flight: the base window')
     const answers: Array<Promise<{ statusCode: number }>> = []
     for (const id of ids) {
       answers.push(app.inject({ url: `/v1/objects/${id}`, headers: { authorization: `Bearer ${bot.key}` } }))
       if (id === ids[0]) {
         // The first call has reached the upstream (which answers 400 ms later).
         while (sandbox.calls.get('objects') !== 1) await sleep(2)
-        t.equal(app.upstream.objects.windowMs, maxWindowMs, 'a call in flight: the widest window')
+        t.equal(app.upstream.objects.windowMs, heldWindowMs, 'a call in flight: the widest window the budget makes worth waiting')
       }
       await sleep(40)
     }
@@ -63,4 +71,23 @@ test('budget pressure widens the window: none before the first call, full once t
   clock += 60 * 60 * 1000
   t.equal(budgetPressure(app), 0, 'an hour later: the pace is whole again and the calls have decayed')
   t.equal(sandbox.calls.get('objectlist'), 4)
+})
+
+test('no window worth waiting, every upstream connection busy: misses gather until a call returns, then go together', async (t) => {
+  // A call earned every 3.6 µs (no window), one upstream connection, replies after 200 ms: the first miss
+  // goes at once, the next nine arrive 20 ms apart while it is out and leave together when it returns.
+  const { app, sandbox } = await buildTestApp(t, {
+    sandbox: { latencyMs: 200 },
+    config: { CONSUMERS_FILE: consumersFile(t, [bot]), PREFETCH_ENABLED: false, UPSTREAM_RATE: '1000000000/hour', UPSTREAM_CONNECTIONS: 1 }
+  })
+  const ids = sandbox.ids().slice(20, 30).map(String)
+  sandbox.resetCalls()
+  t.equal(app.upstream.objects.windowMs, 0)
+  const answers: Array<Promise<{ statusCode: number }>> = []
+  for (const id of ids) {
+    answers.push(app.inject({ url: `/v1/objects/${id}`, headers: { authorization: `Bearer ${bot.key}` } }))
+    await sleep(20)
+  }
+  t.ok((await Promise.all(answers)).every((r) => r.statusCode === 200))
+  t.equal(sandbox.calls.get('objects'), 2, '2 objects/ calls for 10 misses (not 10 calls queued for one connection)')
 })
