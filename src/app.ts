@@ -24,6 +24,7 @@ import { pageRoutes } from './routes/pages.js'
 import { pushPlugin } from './push/plugin.js'
 import type { Redis } from 'ioredis'
 import type { Clock } from './quota/window-store.js'
+import { decorateRouteMemo } from './lib/route.js'
 
 export interface AppDeps {
   /** A pino-compatible destination stream for logs (tests capture logs through it). */
@@ -79,8 +80,11 @@ export async function buildApp (config: Config, deps: AppDeps = {}): Promise<Fas
 
   app.decorate('config', config)
   app.decorate('lists', createListCatalog(config.CUSTOM_LISTS))
-  app.addHook('onRequest', async (request, reply) => {
+  decorateRouteMemo(app)
+  // Callback hooks on the hot path: an async hook costs a promise and a microtask per request.
+  app.addHook('onRequest', (request, reply, done) => {
     reply.header('x-request-id', request.id)
+    done()
   })
 
   // The route guard first, so it sees every route: each declares a scope or public, or boot fails.

@@ -50,13 +50,6 @@ export const REDACT_PATHS = [
 ]
 
 /**
- * Redaction for flat log lines (no nested objects), such as the access line: the secret names as
- * top-level fields only. Without the `*.name` paths pino hands every field of a line to the redactor;
- * with these it checks only fields so named.
- */
-export const FLAT_REDACT = { paths: [...SECRET_NAMES], censor: '[Redacted]' }
-
-/**
  * A URL as it may appear in logs: the value of every secret parameter is replaced, whatever the form of
  * its name (`%74oken`, `TOKEN`, `token[]`, `token+`, after `;`). The name is kept as sent.
  */

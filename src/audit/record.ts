@@ -5,6 +5,7 @@
 // whose names could hold a secret are dropped as well.
 import type { FastifyRequest } from 'fastify'
 import { toCsv } from '../lib/csv.js'
+import { routeOf } from '../lib/route.js'
 
 export interface AuditRecord {
   /** Position in the log (`<ms>-<seq>`, a Redis stream id or the file's own); the pagination cursor. */
@@ -67,8 +68,8 @@ export function draftRecord (
     time: new Date(nowMs).toISOString(),
     consumer: request.consumer?.id ?? '-',
     request_id: String(request.id),
-    route: `${request.method} ${request.routeOptions.url ?? request.url.split('?')[0] ?? ''}`,
-    dialect: request.routeOptions.config.dialect === 'compat' ? 'compat' : 'v1',
+    route: `${request.method} ${routeOf(request).url ?? request.url.split('?')[0] ?? ''}`,
+    dialect: routeOf(request).config.dialect === 'compat' ? 'compat' : 'v1',
     endpoint,
     object_ids: [target.objectId],
     list: target.groupId === undefined ? null : String(target.groupId),

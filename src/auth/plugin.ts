@@ -19,6 +19,7 @@ import {
 } from '../errors.js'
 import { quotaPlugin, type QuotaPluginOptions } from '../quota/plugin.js'
 import { DETAILS } from '../upstream/endpoints.js'
+import { routeOf } from '../lib/route.js'
 
 declare module 'fastify' {
   interface FastifyContextConfig {
@@ -88,7 +89,7 @@ export function sendCompatError (reply: FastifyReply, err: Rejection): FastifyRe
 
 /** v1: throws the GW_ error for the problem handler. compat: writes the upstream-shaped reply. */
 function reject (request: FastifyRequest, reply: FastifyReply, err: Rejection): FastifyReply {
-  if (request.routeOptions.config.dialect !== 'compat') throw err
+  if (routeOf(request).config.dialect !== 'compat') throw err
   return sendCompatError(reply, err)
 }
 
@@ -126,8 +127,10 @@ export const routeGuardPlugin = fp(async (app) => {
   const preHandler: preHandlerHookHandler = async function (request, reply) {
     return await this.auth.authorize(request, reply)
   }
-  const onResponse: onResponseHookHandler = async function (request, reply) {
-    if (request.chargedUnits > 0 && reply.statusCode >= 500) await this.auth.refund(request)
+  // A callback hook: most requests have nothing to give back, and pay no promise for it.
+  const onResponse: onResponseHookHandler = function (request, reply, done) {
+    if (request.chargedUnits > 0 && reply.statusCode >= 500) this.auth.refund(request).then(() => done(), done)
+    else done()
   }
 
   app.addHook('onRoute', (route: RouteOptions) => {
@@ -199,8 +202,8 @@ export const consumerAuthPlugin = fp(async (app, opts: QuotaPluginOptions) => {
   }
 
   async function authenticate (request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply | undefined> {
-    const scope = request.routeOptions.config.scope as Scope
-    if (request.routeOptions.config.dialect === 'compat') {
+    const scope = routeOf(request).config.scope as Scope
+    if (routeOf(request).config.dialect === 'compat') {
       const credential = compatKey(request)
       const consumer = 'key' in credential ? app.consumers.authenticate(credential.key) : undefined
       if (consumer === undefined) {
@@ -231,7 +234,7 @@ export const consumerAuthPlugin = fp(async (app, opts: QuotaPluginOptions) => {
    * about its input (a 403, not a 400), and nothing is charged.
    */
   function permit (request: FastifyRequest, reply: FastifyReply, consumer: Consumer): FastifyReply | undefined {
-    const config = request.routeOptions.config
+    const config = routeOf(request).config
     if (!hasScope(consumer, config.scope as Scope)) {
       return reject(request, reply, new ForbiddenError(`This key lacks the scope "${config.scope}" that this operation needs.`))
     }
@@ -243,7 +246,7 @@ export const consumerAuthPlugin = fp(async (app, opts: QuotaPluginOptions) => {
   }
 
   async function authorize (request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply | undefined> {
-    const config = request.routeOptions.config
+    const config = routeOf(request).config
     const consumer = request.consumer
     /* c8 ignore next -- authenticate() has set the consumer or answered */
     if (consumer === null) return undefined

@@ -1,13 +1,15 @@
 // One access log line per request, replacing Fastify's "incoming request" / "request completed" pair
 // (app.ts sets disableRequestLogging). It names the route template and the consumer, and only fields
 // that cannot hold a secret: headers are never logged and the URL goes through redactUrl.
-// On the hot path: a callback hook (no promise per request), one object of strings and numbers with
-// the same shape every time (no serializer runs on it), written by a child logger whose redaction
-// covers the flat fields of this line only (logger.ts FLAT_REDACT) rather than every nested path, and
-// redactUrl scans only URLs with a `=`.
+// On the hot path: a callback hook (no promise per request) that writes the line as one string to the
+// logger's own destination, in pino's format (level, time, the logger's bindings, the fields, msg),
+// without pino's object walk: the fields are fixed and none is secret-named (the redaction paths of
+// logger.ts match none of them), strings that come from outside (URL, consumer, route, request id) are
+// JSON-escaped, and redactUrl (which scans only URLs with a `=`) hides secret query values.
 import fp from 'fastify-plugin'
 import type { FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify'
-import { FLAT_REDACT, redactUrl } from '../logger.js'
+import { symbols } from 'pino'
+import { redactUrl } from '../logger.js'
 import { consumerLabel, routeLabel } from './metrics.js'
 
 declare module 'fastify' {
@@ -23,20 +25,21 @@ export const accessLogPlugin = fp(async (app) => {
   app.decorateRequest('cacheStatus', '')
   app.decorateRequest('upstreamCalls', 0)
 
-  // One child for every line, with the request id as a field (no route sets a log level of its own).
-  const accessLog = app.log.child({}, { redact: FLAT_REDACT })
+  const log = app.log as unknown as Record<symbol, unknown>
+  const stream = log[symbols.streamSym] as { write: (line: string) => unknown }
+  const time = log[symbols.timeSym] as () => string
+  // The logger's bindings as pino writes them: `,"pid":…,"hostname":"…"`.
+  const bindings = log[symbols.chindingsSym] as string
+  const INFO = 30
   app.addHook('onResponse', function accessLine (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction) {
-    accessLog.info({
-      request_id: request.id,
-      consumer: consumerLabel(request),
-      route: routeLabel(request),
-      method: request.method,
-      url: redactUrl(request.url),
-      status: reply.statusCode,
-      duration_ms: Math.round(reply.elapsedTime * 100) / 100,
-      cache: request.cacheStatus === '' ? '-' : request.cacheStatus,
-      upstream_calls: request.upstreamCalls
-    }, 'request completed')
+    if ((log[symbols.levelValSym] as number) <= INFO) {
+      const cache = request.cacheStatus === '' ? '-' : request.cacheStatus
+      stream.write(`{"level":${INFO}${time()}${bindings},"request_id":${JSON.stringify(request.id)},` +
+        `"consumer":${JSON.stringify(consumerLabel(request))},"route":${JSON.stringify(routeLabel(request))},` +
+        `"method":${JSON.stringify(request.method)},"url":${JSON.stringify(redactUrl(request.url))},` +
+        `"status":${reply.statusCode},"duration_ms":${Math.round(reply.elapsedTime * 100) / 100},` +
+        `"cache":${JSON.stringify(cache)},"upstream_calls":${request.upstreamCalls},"msg":"request completed"}\n`)
+    }
     done()
   })
 }, { name: 'access-log', fastify: '5.x' })

@@ -9,6 +9,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify'
 import { Type } from '@sinclair/typebox'
 import { UnavailableError, withRetryAfter } from '../errors.js'
 import { routeLabel } from './metrics.js'
+import { routeOf } from '../lib/route.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -165,20 +166,20 @@ export const healthPlugin = fp(async (app) => {
     app.health.markClosing()
   })
 
-  app.addHook('onRequest', async (request, reply) => {
+  app.addHook('onRequest', (request, reply, done) => {
     const { state } = app.health
     if (state === 'ready') {
       app.health.track(request, reply)
-      return
+      return done()
     }
     // Draining and closing: keep-alive clients (a load balancer's pooled connections) move to another
     // replica after this response.
     reply.header('connection', 'close')
-    if (state === 'draining' || request.routeOptions.config.public === true) {
+    if (state === 'draining' || routeOf(request).config.public === true) {
       app.health.track(request, reply)
-      return
+      return done()
     }
-    throw withRetryAfter(new UnavailableError('The gateway is shutting down; retry (another replica will answer).'), 1)
+    done(withRetryAfter(new UnavailableError('The gateway is shutting down; retry (another replica will answer).'), 1))
   })
 
   app.get('/healthz', {

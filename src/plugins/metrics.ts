@@ -6,6 +6,7 @@ import fp from 'fastify-plugin'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
 import { UnauthenticatedError } from '../errors.js'
+import { routeOf } from '../lib/route.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -110,7 +111,7 @@ export const metricsPlugin = fp(async (app) => {
 
 /** The route template of a request (`/v1/objects/:id`), never its raw URL. */
 export function routeLabel (request: FastifyRequest): string {
-  return request.routeOptions.url ?? UNMATCHED_ROUTE
+  return routeOf(request).url ?? UNMATCHED_ROUTE
 }
 
 /**
@@ -152,7 +153,7 @@ export function requireMetricsToken (request: FastifyRequest, reply: FastifyRepl
   const expected = request.server.config.METRICS_TOKEN
   if (expected === '' || isSameSecret(presentedSecret(request, isPage), expected)) return
   reply.header('www-authenticate', isPage ? 'Basic realm="atlas-gateway operators", charset="UTF-8"' : 'Bearer realm="metrics"')
-  const url = request.routeOptions.url ?? ''
+  const url = routeOf(request).url ?? ''
   throw new UnauthenticatedError(`${url} needs Authorization: Bearer <METRICS_TOKEN>${isPage ? ' (or HTTP Basic with it as the password)' : ''}.`)
 }
 
@@ -163,10 +164,11 @@ export function requireMetricsToken (request: FastifyRequest, reply: FastifyRepl
 export const metricsEndpointPlugin = fp(async (app) => {
   const { metrics } = app
 
-  app.addHook('onResponse', async (request, reply) => {
+  app.addHook('onResponse', (request, reply, done) => {
     const route = routeLabel(request)
     metrics.requests.inc({ route, status: String(reply.statusCode), consumer: consumerLabel(request) })
     metrics.requestDuration.observe({ route }, reply.elapsedTime / 1000)
+    done()
   })
 
   // Public to the route guard: METRICS_TOKEN, when set, guards it here.

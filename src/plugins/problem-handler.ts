@@ -12,6 +12,7 @@ import type { FieldError } from '../errors.js'
 import { PROBLEM_TITLES } from '../errors.js'
 import { DATETIME_RULE } from '../lib/datetime.js'
 import { ProblemSchema } from '../schemas/common.js'
+import { routeOf } from '../lib/route.js'
 
 export const PROBLEM_CONTENT_TYPE = 'application/problem+json'
 const TYPE_BASE = 'https://atlas-gateway.dev/problems/'
@@ -111,19 +112,21 @@ export const problemHandlerPlugin = fp(async (app) => {
       router.on(method as HTTPMethod, route.url, () => {})
     }
   })
-  app.addHook('onRequest', async (request, reply) => {
+  // A callback hook: it answers with reply.send and then does not call done.
+  app.addHook('onRequest', (request, reply, done) => {
     // HTTP/1.1 needs a Host header (RFC 9112 §3.2); Node's own check answers with an empty 400.
     if (request.headers.host === undefined && request.raw.httpVersion === '1.1') {
-      return sendProblem(reply, buildProblem(request, 400, 'GW_VALIDATION', 'An HTTP/1.1 request needs a Host header.'))
+      sendProblem(reply, buildProblem(request, 400, 'GW_VALIDATION', 'An HTTP/1.1 request needs a Host header.'))
+      return
     }
     // Unmatched requests are the not-found handlers' (each dialect has its own); this is for a path that
     // matched a parametric route under this method while a static route of that path takes others.
-    if (request.is404 || !/[:*]/.test(request.routeOptions.url ?? '')) return
+    if (request.is404 || !/[:*]/.test(routeOf(request).url ?? '')) return done()
     const path = request.url.split('?')[0] ?? ''
     const methods = staticRoutes.get(path)
-    if (methods === undefined || methods.includes(request.method)) return
+    if (methods === undefined || methods.includes(request.method)) return done()
     reply.header('allow', methods.join(', '))
-    return sendProblem(reply, buildProblem(request, 405, 'GW_METHOD_NOT_ALLOWED', `${path} does not take ${request.method}; it takes ${methods.join(', ')}.`))
+    sendProblem(reply, buildProblem(request, 405, 'GW_METHOD_NOT_ALLOWED', `${path} does not take ${request.method}; it takes ${methods.join(', ')}.`))
   })
 
   app.setNotFoundHandler((request, reply) => {

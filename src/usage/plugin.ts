@@ -10,6 +10,7 @@ import type { Config } from '../config.js'
 import { hashKey } from '../consumers/keys.js'
 import { COUNTER, type Counters } from './report.js'
 import { createFileUsageStore, createRedisUsageStore, type LastUsed, type UsageDelta, type UsageStore } from './store.js'
+import { routeOf } from '../lib/route.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -40,16 +41,16 @@ export function createUsageStore (config: Config, redis: Redis | null): UsageSto
 
 /** `/v1/objects/:id` → `objects`; compat routes by what they do (the endpoint names are the upstream's). */
 function routeClass (request: FastifyRequest): string {
-  const config = request.routeOptions.config
+  const config = routeOf(request).config
   if (config.dialect === 'compat') return config.scope === 'read' ? 'compat-read' : 'compat-write'
-  const url = request.routeOptions.url ?? ''
+  const url = routeOf(request).url ?? ''
   return url.split('/')[2] ?? 'other'
 }
 
 // The requests counter of a route, worked out once per route (its config object) rather than per request.
 const requestCounters = new WeakMap<object, string>()
 function requestCounterOf (request: FastifyRequest): string {
-  const config = request.routeOptions.config
+  const config = routeOf(request).config
   let name = requestCounters.get(config)
   if (name === undefined) requestCounters.set(config, name = COUNTER.requestsOf(routeClass(request)))
   return name
@@ -96,7 +97,7 @@ export function createUsage (app: FastifyInstance, store: UsageStore, now: () =>
     const status = reply.statusCode
     if (status >= 400) {
       const code = errorCodes.get(request)
-      const kind = code === undefined ? request.routeOptions.config.dialect === 'compat' ? STATUS_KINDS[status] : undefined : REJECTION_KINDS[code]
+      const kind = code === undefined ? routeOf(request).config.dialect === 'compat' ? STATUS_KINDS[status] : undefined : REJECTION_KINDS[code]
       add(c, kind !== undefined ? COUNTER.rejectedOf(kind) : status >= 500 ? COUNTER.errors : COUNTER.clientErrors)
     }
     // A key refused as expired was not used: its last use stays the last one that was served.

@@ -14,6 +14,7 @@ import { DEFAULT_PATHS, DETAILS, GET_STUB, LOGIN_FAILED, WRITE_ENDPOINTS, authTo
 import { SERIALIZERS } from '../../upstream/serializers.js'
 import * as reads from './reads.js'
 import { write, type WriteEndpoint } from './writes.js'
+import { routeOf } from '../../lib/route.js'
 
 export const COMPAT_PREFIX = '/atlas/api'
 const JSON_TYPE = 'application/json'
@@ -147,7 +148,7 @@ export const compatRoutes: FastifyPluginAsync = async (app) => {
   app.setNotFoundHandler((_request, reply) => send(reply, 404, detail(DETAILS.notFound)))
 
   app.addHook('preValidation', async (request) => {
-    if (request.routeOptions.config.dialect !== 'compat') return
+    if (routeOf(request).config.dialect !== 'compat') return
     const [, query = ''] = request.url.split('?', 2)
     try {
       request.compat = request.method === 'POST'
@@ -203,9 +204,9 @@ export const compatRoutes: FastifyPluginAsync = async (app) => {
  */
 export const compatNegotiationPlugin = fp(async (app) => {
   app.addHook('onRequest', async (request, reply) => {
-    if (request.routeOptions.config.dialect !== 'compat') return
+    if (routeOf(request).config.dialect !== 'compat') return
     const format = new URLSearchParams(request.url.split('?', 2)[1] ?? '').get('format') ?? undefined
-    const renderers = request.routeOptions.url?.endsWith(`/${DEFAULT_PATHS['auth-token']}`) === true ? ['json' as const] : ['json' as const, 'html' as const]
+    const renderers = routeOf(request).url?.endsWith(`/${DEFAULT_PATHS['auth-token']}`) === true ? ['json' as const] : ['json' as const, 'html' as const]
     const result = negotiate(request.headers.accept, format, renderers)
     if ('error' in result) {
       return result.error === 'not-found'

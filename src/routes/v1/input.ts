@@ -13,6 +13,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify'
 import { invalidFields, NotAcceptableError, type FieldError } from '../../errors.js'
 import { isInstant } from '../../lib/datetime.js'
 import { parseRequestJson, RequestJsonError } from '../../lib/json.js'
+import { routeOf } from '../../lib/route.js'
 
 const BASE: Options = { useDefaults: true, removeAdditional: false, allErrors: false, addUsedSchema: false }
 // Decimal numbers only: Ajv's own coercion would read "0x10" as 16 and "Infinity" as a number.
@@ -39,7 +40,7 @@ function checkQuery (request: FastifyRequest): void {
   const query = request.query as Record<string, string | string[]>
   const names = Object.keys(query)
   if (names.length === 0) return
-  const properties = (request.routeOptions.schema?.querystring as QuerySchema | undefined)?.properties ?? {}
+  const properties = (routeOf(request).schema?.querystring as QuerySchema | undefined)?.properties ?? {}
   const errors: FieldError[] = []
   for (const name of names) {
     const value = query[name]
@@ -108,11 +109,19 @@ export function strictInput (app: FastifyInstance): void {
     }
   })
 
-  app.addHook('onRequest', async (request) => {
-    const extra = request.routeOptions.config.produces ?? []
-    if (!accepts(request.headers.accept, [...JSON_TYPES, ...extra])) {
-      throw new NotAcceptableError(`This route answers with ${[...JSON_TYPES, ...extra].join(' or ')}; the Accept header allows none of them.`)
-    }
+  // Callback hooks (no promise per request); a request without Accept takes anything.
+  app.addHook('onRequest', (request, _reply, done) => {
+    if (request.headers.accept === undefined) return done()
+    const types = [...JSON_TYPES, ...(routeOf(request).config.produces ?? [])]
+    if (accepts(request.headers.accept, types)) return done()
+    done(new NotAcceptableError(`This route answers with ${types.join(' or ')}; the Accept header allows none of them.`))
   })
-  app.addHook('preValidation', async (request) => { checkQuery(request) })
+  app.addHook('preValidation', (request, _reply, done) => {
+    try {
+      checkQuery(request)
+    } catch (err) {
+      return done(err as Error)
+    }
+    done()
+  })
 }

@@ -16,6 +16,7 @@ import {
 } from '../../service/idempotency.js'
 import { mayHaveApplied } from '../../service/read-back.js'
 import type { Fields, WriteOutcome } from '../../upstream/endpoints.js'
+import { routeOf } from '../../lib/route.js'
 
 declare module 'fastify' {
   interface FastifyContextConfig {
@@ -166,7 +167,7 @@ export function idempotentWrites (app: FastifyInstance): void {
     const consumer = request.consumer
     if (state?.key === undefined || consumer === null) return
     const fingerprint = requestFingerprint({
-      method: request.method, route: request.routeOptions.url ?? request.url, params: request.params, body: request.body
+      method: request.method, route: routeOf(request).url ?? request.url, params: request.params, body: request.body
     })
     const begun = await idempotency.begin(consumer.id, state.key, fingerprint)
     if (begun.kind === 'run') {
