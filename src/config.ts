@@ -39,7 +39,7 @@ export const ConfigSchema = Type.Object({
   UPSTREAM_RATE: Rate('100/hour', 'global upstream budget shared by every consumer and replica'),
   UPSTREAM_MAX_IDS_PER_CALL: Int(1000, 1, 'ids per upstream objects/ call', 50000),
   UPSTREAM_BATCH_WINDOW_MS: Int(10, 0, 'how long concurrent object reads are gathered into one objects/ call'),
-  UPSTREAM_BATCH_WINDOW_MAX_MS: Int(250, 0, 'the batching window under budget pressure: it widens from UPSTREAM_BATCH_WINDOW_MS towards this as the budget\'s pace runs down, so misses spread over time share calls; the longest a requested id waits before its call leaves'),
+  UPSTREAM_BATCH_WINDOW_MAX_MS: Int(250, 0, 'the batching window under budget pressure: it widens from UPSTREAM_BATCH_WINDOW_MS towards this as the budget\'s pace runs down, so misses spread over time share calls; the longest a requested id waits before its call leaves. Neither window exceeds the time UPSTREAM_RATE takes to earn one call'),
   PREFETCH_ENABLED: Type.Boolean({ default: true, description: 'top every objects/ call up to UPSTREAM_MAX_IDS_PER_CALL with ids likely to be read soon (members of lists read recently, hot records close to going stale) and prefetch the members of lists read' }),
   PREFETCH_MAX_BYTES_PER_CALL: Int(33554432, 0, 'predicted ids are added to an objects/ call only while its expected reply stays under this many bytes'),
   PREFETCH_RECORD_BYTES: Int(16384, 1, 'expected bytes of one object record, until replies show the real average'),
