@@ -1,10 +1,11 @@
-// The in-process (L1) store: an LRU bounded by bytes. toad-cache (used by rate-limit) bounds entries by
+// The in-process (L1) store: an LRU (approximate in its newer half: lib/recency.ts) bounded by bytes. toad-cache (used by rate-limit) bounds entries by
 // count, but cache values range from a 200-byte negative entry to a multi-megabyte list, so a count says
 // nothing about memory; this is a plain Map, whose insertion order doubles as the recency order.
 //
 // The same Map and byte budget hold derived representations (v1 renderings, compressed variants; see
 // DerivedMemo): they are what a hit sends, so they compete with the entries for the same memory, and
 // CACHE_MAX_BYTES bounds both together.
+import { RecencyOrder, type Ranked } from '../lib/recency.js'
 import type { CacheStore, Derived, DerivedMemo, StoreEntry } from './store.js'
 
 export interface MemoryStoreOptions {
@@ -14,7 +15,7 @@ export interface MemoryStoreOptions {
   now?: () => number
 }
 
-interface Slot {
+interface Slot extends Ranked {
   value: Buffer
   expiresAt: number
   size: number
@@ -60,6 +61,7 @@ export function createMemoryStore (opts: MemoryStoreOptions): MemoryStore {
   const now = opts.now ?? Date.now
   const slots = new Map<string, Slot>()
   const tagIndex = new Map<string, Set<string>>()
+  const order = new RecencyOrder()
   let bytes = 0
 
   function remove (key: string): Slot | undefined {
@@ -83,9 +85,8 @@ export function createMemoryStore (opts: MemoryStoreOptions): MemoryStore {
       remove(key)
       return undefined
     }
-    // Re-inserting moves the key to the end of the Map: the most recently used position.
-    slots.delete(key)
-    slots.set(key, slot)
+    // The most recently used position: the end of the Map (lib/recency.ts).
+    order.touch(slots, key, slot)
     return slot.value
   }
 
@@ -108,7 +109,7 @@ export function createMemoryStore (opts: MemoryStoreOptions): MemoryStore {
     makeRoom(size)
     // Tags survive an overwrite, as a Redis tag set does: the key still belongs to the same resource.
     const tags = previous?.tags
-    slots.set(key, { value, expiresAt: now() + ttlMs, size, ...(tags === undefined ? {} : { tags }) })
+    slots.set(key, order.stamp({ value, expiresAt: now() + ttlMs, size, rank: 0, ...(tags === undefined ? {} : { tags }) }))
     for (const tag of tags ?? []) indexTag(tag, key)
     bytes += size
   }
@@ -138,19 +139,18 @@ export function createMemoryStore (opts: MemoryStoreOptions): MemoryStore {
     const k = DERIVED_PREFIX + key
     const slot = slots.get(k)
     if (slot?.etag === undefined) return undefined
-    slots.delete(k)
-    slots.set(k, slot)
+    order.touch(slots, k, slot)
     return slot
   }
 
-  function setDerived (key: string, slot: Omit<Slot, 'size' | 'expiresAt'>, charged: number): void {
+  function setDerived (key: string, slot: Omit<Slot, 'size' | 'expiresAt' | 'rank'>, charged: number): void {
     const k = DERIVED_PREFIX + key
     remove(k)
     const size = k.length + charged + DERIVED_OVERHEAD
     // One derived value may not take more than a quarter of the budget: it would evict too many entries.
     if (size > maxBytes / 4) return
     makeRoom(size)
-    slots.set(k, { ...slot, expiresAt: Number.POSITIVE_INFINITY, size })
+    slots.set(k, order.stamp({ ...slot, expiresAt: Number.POSITIVE_INFINITY, size, rank: 0 }))
     bytes += size
   }
 

@@ -54,7 +54,19 @@ async function runCheck (check: Check): Promise<CheckResult> {
 export function createHealth (opts: HealthOptions = {}) {
   const checks = new Map<string, Check>()
   const states = new Map<string, DependencyState>()
-  const inFlight = new Map<FastifyRequest, FastifyReply>()
+  // Requests in flight, oldest first, as a linked list rather than a Map: a Map's set and delete on every
+  // request keep reallocating its backing table (see lib/recency.ts), which under load outlived the young
+  // generation and fed major GCs.
+  let oldest: InFlight | undefined
+  let newest: InFlight | undefined
+  let inFlightCount = 0
+  const unlink = (node: InFlight): void => {
+    if (node.prev === undefined) oldest = node.next
+    else node.prev.next = node.next
+    if (node.next === undefined) newest = node.prev
+    else node.next.prev = node.prev
+    inFlightCount--
+  }
   let state: LifecycleState = 'starting'
   let isChecking = false
 
@@ -97,11 +109,15 @@ export function createHealth (opts: HealthOptions = {}) {
     },
 
     track (request: FastifyRequest, reply: FastifyReply): void {
-      inFlight.set(request, reply)
-      // 'close' comes when the response is done or the connection is gone, whichever is first.
-      reply.raw.once('close', () => inFlight.delete(request))
+      const node: InFlight = { request, reply, prev: newest, next: undefined }
+      if (newest === undefined) oldest = node
+      else newest.next = node
+      newest = node
+      inFlightCount++
+      // 'close' comes (once) when the response is done or the connection is gone, whichever is first.
+      reply.raw.once('close', () => { unlink(node) })
     },
-    get inFlightCount (): number { return inFlight.size },
+    get inFlightCount (): number { return inFlightCount },
 
     /**
      * Answers every request still running with a 503 problem (rendered by the route's own error handler)
@@ -110,7 +126,8 @@ export function createHealth (opts: HealthOptions = {}) {
      */
     answerInFlight (reason: string): number {
       let cut = 0
-      for (const [request, reply] of inFlight) {
+      for (let node = oldest; node !== undefined; node = node.next) {
+        const { request, reply } = node
         if (reply.raw.writableEnded) continue
         cut++
         const fields = { route: routeLabel(request), method: request.method, elapsed_ms: Math.round(reply.elapsedTime) }
@@ -129,6 +146,7 @@ export function createHealth (opts: HealthOptions = {}) {
   }
 }
 
+interface InFlight { request: FastifyRequest, reply: FastifyReply, prev: InFlight | undefined, next: InFlight | undefined }
 const DependencySchema = Type.Object({
   status: Type.Union([Type.Literal('up'), Type.Literal('down'), Type.Literal('unknown')]),
   detail: Type.Optional(Type.String()),

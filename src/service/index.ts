@@ -15,6 +15,7 @@
 // - A write whose reply was lost can be read back (read-back.ts), never from the cache; v1 writes keep
 //   their outcomes under an Idempotency-Key (idempotency.ts), in Redis when there is one.
 import fp from 'fastify-plugin'
+import type { Consumer } from '../consumers/schema.js'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import { UpstreamError } from '../errors.js'
 import type { CacheEntry, CacheStatus, StaleReason } from '../cache/cache.js'
@@ -91,15 +92,20 @@ export type AtlasService = ReturnType<typeof createAtlasService>
  */
 function callContext (request: FastifyRequest): CallContext {
   const consumer = request.consumer
-  return {
-    ...(consumer === null
-      ? {}
-      : {
-          beforeCall: () => request.server.quota.takeUpstreamShare(consumer),
-          onUnsent: () => request.server.quota.refundUpstreamShare(consumer)
-        }),
-    onCall: () => { request.upstreamCalls++ }
-  }
+  return consumer === null ? new RequestCalls(request) : new ConsumerCalls(request, consumer)
+}
+
+// Prototype methods, not closures: a cache hit builds its context and never calls, so it allocates one
+// small object. The upstream client and the object loader call these as methods.
+class RequestCalls implements CallContext {
+  constructor (protected readonly request: FastifyRequest) {}
+  onCall (): void { this.request.upstreamCalls++ }
+}
+
+class ConsumerCalls extends RequestCalls {
+  constructor (request: FastifyRequest, private readonly consumer: Consumer) { super(request) }
+  beforeCall (): Promise<void> { return this.request.server.quota.takeUpstreamShare(this.consumer) }
+  onUnsent (): Promise<void> { return this.request.server.quota.refundUpstreamShare(this.consumer) }
 }
 
 function fromEntry (entry: CacheEntry): StoredRecord | null {

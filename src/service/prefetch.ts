@@ -11,6 +11,7 @@
 // anyway, never a token. A prefetch call of its own goes through the cache, which skips what is stored.
 import type { Freshness } from '../cache/freshness.js'
 import type { CacheEntry } from '../cache/cache.js'
+import { RecencyOrder, type Ranked } from '../lib/recency.js'
 import type { Metrics } from '../plugins/metrics.js'
 import type { CallFiller, RecordText } from '../upstream/object-loader.js'
 
@@ -27,7 +28,7 @@ export const MISSING_ENTRY = Buffer.from('null')
 
 export type PredictionSource = 'list' | 'refresh'
 
-interface Seen { storedAt: number, isMissing: boolean, reads: number, lastReadAt: number }
+interface Seen extends Ranked { storedAt: number, isMissing: boolean, reads: number, lastReadAt: number }
 interface ListSource { ids: readonly string[], members: ReadonlySet<string>, etag: string, readAt: number, hits: number, isPrefetched: boolean }
 
 export interface PrefetchOptions {
@@ -65,6 +66,7 @@ function touch<K, V> (map: Map<K, V>, key: K, value: V, max: number): void {
 export function createPrefetch (opts: PrefetchOptions) {
   const now = opts.now ?? Date.now
   const seen = new Map<string, Seen>()
+  const seenOrder = new RecencyOrder()
   // The ids of `seen` read at least twice (refresh-ahead candidates), so that a call's filler walks these
   // rather than all of `seen` (up to MAX_TRACKED_IDS, on every call). Ids `seen` forgot leave on the next walk.
   const hot = new Set<string>()
@@ -136,11 +138,29 @@ export function createPrefetch (opts: PrefetchOptions) {
     if (hot.size > MAX_TRACKED_IDS) for (const h of hot) if (!seen.has(h)) hot.delete(h)
   }
 
+  /**
+   * Records what this replica knows of an id (updated in place: every cache hit comes here) and moves
+   * it towards the newest end of `seen` (lib/recency.ts); the oldest ids are forgotten beyond the limit.
+   */
+  function see (id: string, storedAt: number, isMissing: boolean, readAt?: number): Seen {
+    const s = seen.get(id)
+    if (s !== undefined) {
+      s.storedAt = storedAt
+      s.isMissing = isMissing
+      if (readAt !== undefined) {
+        s.reads++
+        s.lastReadAt = readAt
+      }
+      seenOrder.touch(seen, id, s)
+      return s
+    }
+    const fresh = seenOrder.stamp({ storedAt, isMissing, reads: readAt === undefined ? 0 : 1, lastReadAt: readAt ?? 0, rank: 0 })
+    touch(seen, id, fresh, MAX_TRACKED_IDS)
+    return fresh
+  }
+
   function remember (ids: readonly string[], isMissing: (k: number) => boolean, storedAt: (k: number) => number): void {
-    ids.forEach((id, k) => {
-      const s = seen.get(id)
-      touch(seen, id, { storedAt: storedAt(k), isMissing: isMissing(k), reads: s?.reads ?? 0, lastReadAt: s?.lastReadAt ?? 0 }, MAX_TRACKED_IDS)
-    })
+    ids.forEach((id, k) => { see(id, storedAt(k), isMissing(k)) })
   }
 
   function notePredicted (ids: readonly string[], source: (id: string) => PredictionSource): void {
@@ -234,12 +254,7 @@ export function createPrefetch (opts: PrefetchOptions) {
       }
       ids.forEach((id, k) => {
         const entry = entries[k]
-        const s = seen.get(id)
-        if (entry !== undefined) {
-          const reads = (s?.reads ?? 0) + 1
-          touch(seen, id, { storedAt: entry.storedAt, isMissing: entry.body.equals(MISSING_ENTRY), reads, lastReadAt: at }, MAX_TRACKED_IDS)
-          if (reads === 2) addHot(id)
-        }
+        if (entry !== undefined && see(id, entry.storedAt, entry.body.equals(MISSING_ENTRY), at).reads === 2) addHot(id)
         const p = predicted.get(id)
         if (p === undefined) return
         predicted.delete(id)
