@@ -5,6 +5,9 @@ import { cpus, loadavg, release, totalmem } from 'node:os'
 import { med, range, type ScenarioResult } from './measure.js'
 import type { BenchOptions } from './options.js'
 
+// Issue 14's S5 target, 300 MB, in the MiB the RSS is measured in.
+const S5_TARGET_MIB = 300e6 / 2 ** 20
+
 /** The default in-process cache budget (CACHE_MAX_BYTES), part of the RSS target. */
 const L1_BUDGET_MIB = 64
 const GATEWAY_BASE_RSS_MIB = 150
@@ -103,8 +106,9 @@ export function computeRatios (scenarios: ScenarioResult[], opts: BenchOptions):
     ratio(`S3-w0 added latency at ${opts.missRate}/s, p50 (batching window off)`, difference(p('S3-w0', 'p50Ms'), p('B3-slow', 'p50Ms')), 'ms', '≤ 2 ms', (v) => v <= 2),
     ratio('S3-w0 added latency, p99 (information)', difference(p('S3-w0', 'p99Ms'), p('B3-slow', 'p99Ms')), 'ms', 'report'),
     opts.ndjsonIds >= FULL_NDJSON_IDS
-      ? ratio('S5 peak RSS', get('S5')?.peakRssMb, 'MiB', '≤ 300 MB', (v) => v <= 300)
-      : ratio(`S5 peak RSS (${opts.ndjsonIds.toLocaleString('en-US')} ids: not judged)`, get('S5')?.peakRssMb, 'MiB', '≤ 300 MB at 50,000 ids'),
+      // The target is in MB (10^6 bytes), the measurement in MiB: 300 MB is 286.1 MiB.
+      ? ratio('S5 peak RSS', get('S5')?.peakRssMb, 'MiB', '≤ 300 MB (286.1 MiB)', (v) => v <= S5_TARGET_MIB)
+      : ratio(`S5 peak RSS (${opts.ndjsonIds.toLocaleString('en-US')} ids: not judged)`, get('S5')?.peakRssMb, 'MiB', '≤ 300 MB (286.1 MiB) at 50,000 ids'),
     ratio('gateway peak RSS under S1–S4', rssOf(['S1', 'S2', 'S3', 'S3-w0', 'S4']), 'MiB', `≤ ${rssLimit} MiB (150 + L1 ${L1_BUDGET_MIB} MiB)`, (v) => v <= rssLimit),
     ratio('S1 / B4 req/s (information)', quotient(rps('S1'), rps('B4')), '×', 'report'),
     ratio('S1-gzip / S1 req/s (information: gzip from the memo)', quotient(rps('S1-gzip'), rps('S1')), '×', 'report'),
