@@ -147,9 +147,14 @@ function streamNdjson (app: FastifyInstance, recordToV1: RecordRenderer, request
       }
       for (const [k, record] of records.entries()) {
         const id = chunk[k] as string
-        yield record === null
-          ? Buffer.from(`{"id":"${id}","missing":true}\n`)
-          : Buffer.concat([Buffer.from(`{"id":"${id}","object":`), recordToV1(record, mjdMin, true).bytes, END])
+        if (record === null) {
+          yield Buffer.from(`{"id":"${id}","missing":true}\n`)
+          continue
+        }
+        // A line in three writes rather than one concatenated copy of the record.
+        yield Buffer.from(`{"id":"${id}","object":`)
+        yield recordToV1(record, mjdMin, true).bytes
+        yield END
       }
     }
   }
