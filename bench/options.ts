@@ -9,6 +9,11 @@ export function deployedNodeOptions (dockerfile = readFileSync(new URL('../Docke
   return m?.[1] ?? m?.[2] ?? ''
 }
 
+/** The image's MALLOC_ARENA_MAX, given to the gateway processes like its NODE_OPTIONS ('' when unset). */
+export function deployedMallocArenas (dockerfile = readFileSync(new URL('../Dockerfile', import.meta.url), 'utf8')): string {
+  return /^\s*MALLOC_ARENA_MAX=(\d+)/m.exec(dockerfile)?.[1] ?? ''
+}
+
 export interface BenchOptions {
   isQuick: boolean
   /** Repetitions of each measured run (the report shows medians and min–max). */

@@ -140,7 +140,7 @@ test('settings named in the manifests exist, secrets come from the Secret, the c
   const known = new Set(Object.keys(ConfigSchema.properties))
   const gatewayEnv = Object.keys(at(compose, 'services', 'gateway', 'environment') as Record<string, unknown>)
   for (const name of [...containerEnv.keys(), ...gatewayEnv]) {
-    if (name === 'NODE_OPTIONS') continue
+    if (name === 'NODE_OPTIONS' || name === 'MALLOC_ARENA_MAX') continue
     t.ok(known.has(name), `${name} is a setting`)
   }
   const [secret] = byKind('Secret')
@@ -287,6 +287,9 @@ test('the heap limit: the same in the image and the Deployment, and it fits the 
   const needed = pod + cacheBytes / 1024 ** 2 + NON_HEAP_MIB
   t.ok(needed <= limit, `heap ${pod} MiB + CACHE_MAX_BYTES ${cacheBytes / 1024 ** 2} MiB + ${NON_HEAP_MIB} MiB = ${needed} MiB ≤ the ${limit} MiB memory limit`)
   t.ok(pod >= limit / 2, 'and uses at least half of it: a much smaller heap only trades memory for GC time')
+  const arenas = /^\s*MALLOC_ARENA_MAX=(\d+)/m.exec(dockerfile)?.[1]
+  t.equal(arenas, '2', 'the image limits glibc to two malloc arenas')
+  t.equal(containerEnv.get('MALLOC_ARENA_MAX'), arenas, 'and so does the Deployment')
   t.equal(mebibytes('512Mi'), 512)
   t.equal(mebibytes('1Gi'), 1024)
 })
