@@ -23,8 +23,9 @@ FROM ${NODE_IMAGE} AS runtime
 # test/deploy/manifests.test.ts). Semi-spaces of 8 MiB (V8's default is 16) keep the young generation
 # at 24 MiB under the allocation of a miss storm; `npm run bench` runs the gateway with these options.
 # MALLOC_ARENA_MAX=2: glibc gives each thread (libuv's pool, V8's workers) malloc arenas of its own, and
-# Buffers freed in one arena stay its RSS; two arenas took the peak of a 50,000-id NDJSON stream (S5)
-# from 327-332 MiB (two runs) to 283-318 MiB (three runs); the bench sets it too.
+# Buffers freed in one arena stay its RSS. The peak of a 50,000-id NDJSON stream (S5) was 283-324 MiB
+# (mean 306) in five runs with two arenas and 298-348 MiB (mean 326) in four without: a small gain
+# inside the noise of single runs. The bench sets it too.
 ENV NODE_ENV=production \
     PORT=8080 \
     HOST=0.0.0.0 \
