@@ -147,6 +147,7 @@ export function createHealth (opts: HealthOptions = {}) {
 }
 
 interface InFlight { request: FastifyRequest, reply: FastifyReply, prev: InFlight | undefined, next: InFlight | undefined }
+
 const DependencySchema = Type.Object({
   status: Type.Union([Type.Literal('up'), Type.Literal('down'), Type.Literal('unknown')]),
   detail: Type.Optional(Type.String()),
