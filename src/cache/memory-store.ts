@@ -1,7 +1,7 @@
 // The in-process (L1) store: an LRU bounded by bytes. toad-cache (used by rate-limit) bounds entries by
 // count, but cache values range from a 200-byte negative entry to a multi-megabyte list, so a count says
-// nothing about memory; this is a plain Map, whose insertion order doubles as the recency order (exact
-// in its older half, where eviction looks: lib/recency.ts).
+// nothing about memory; this is a plain Map, whose insertion order doubles as the recency order (a key
+// read while in the newer half keeps its place: lib/recency.ts).
 //
 // The same Map and byte budget hold derived representations (v1 renderings, compressed variants; see
 // DerivedMemo): they are what a hit sends, so they compete with the entries for the same memory, and

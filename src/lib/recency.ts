@@ -3,7 +3,8 @@
 // allocating a new backing table for the Map. Done on every cache hit, those tables outlived the young
 // generation and brought a major GC about every second under load (the S1 benchmark: 6 in 5 s, p99
 // 27-37 ms; 1-2 and 9-16 ms without the moves). So a key already in the newer half of the order stays
-// where it is: eviction then departs from exact LRU only in the order within the newer half.
+// where it is. Eviction is then approximately LRU: a key read while in the newer half may later be
+// evicted as if last read when it was last moved, at most half the Map's size in insertions earlier.
 
 /** A value whose place in the order is known by the stamp it got when last moved or inserted. */
 export interface Ranked { rank: number }
