@@ -16,8 +16,9 @@
 // (tokenMs, UPSTREAM_RATE's window over its capacity). At the upstream's 100 calls an hour that is 36 s,
 // so the windows above apply in full; a budget that earns a call every few microseconds (a private
 // upstream, a benchmark) sends each miss in the turn of the event loop it arrived in, unless maxCalls
-// calls (the upstream connections) are already in flight: then misses gather until one of them returns,
-// and go together (a call queued for a connection would wait as long, and carry one id).
+// calls (the upstream connections) are already in flight: then misses gather until one of them returns
+// (at most maxWindowMs), and go together (a call queued for a connection would wait as long, and carry
+// one id).
 import { UpstreamError } from '../errors.js'
 import { splitArray } from '../lib/json-scan.js'
 import type { Metrics } from '../plugins/metrics.js'
@@ -218,7 +219,12 @@ export function createObjectLoader (opts: ObjectLoaderOptions) {
         const windowMs = windowNow()
         if (windowMs > 0) timer = setTimeout(flush, windowMs)
         else if (callsInFlight < maxCalls) setImmediate(flush)
-        else isWaitingForCall = true
+        else {
+          // Until a call returns, but no longer than the widest window (calls can hang): then the call
+          // queues for a connection like any other, for at most UPSTREAM_POOL_WAIT_MS.
+          isWaitingForCall = true
+          timer = setTimeout(flush, maxWindowMs)
+        }
       }
     })
   }

@@ -91,3 +91,38 @@ test('no window worth waiting, every upstream connection busy: misses gather unt
   t.ok((await Promise.all(answers)).every((r) => r.statusCode === 200))
   t.equal(sandbox.calls.get('objects'), 2, '2 objects/ calls for 10 misses (not 10 calls queued for one connection)')
 })
+
+test('no window, every connection carrying a hung objects/ call: a miss still leaves within the maximum window and fails fast', async (t) => {
+  // Waiting for a call to return is bounded by UPSTREAM_BATCH_WINDOW_MAX_MS: the miss then queues for a
+  // connection like any call, for at most UPSTREAM_POOL_WAIT_MS, and gets 503 long before a hung call ends.
+  const { app, sandbox } = await buildTestApp(t, {
+    config: {
+      CONSUMERS_FILE: consumersFile(t, [bot]),
+      PREFETCH_ENABLED: false,
+      UPSTREAM_RATE: '1000000000/hour',
+      UPSTREAM_CONNECTIONS: 2,
+      UPSTREAM_BATCH_WINDOW_MAX_MS: 100,
+      UPSTREAM_POOL_WAIT_MS: 200,
+      UPSTREAM_TIMEOUT_MS: 15_000
+    }
+  })
+  const [a, b, c] = sandbox.ids().slice(40, 43).map(String)
+  sandbox.resetCalls()
+  sandbox.inject({ kind: 'hang', endpoint: 'objects', times: 2 })
+  let hungSettled = 0
+  const read = async (id: string | undefined) => app.inject({ url: `/v1/objects/${id as string}`, headers: { authorization: `Bearer ${bot.key}` } })
+  const hung: Array<Promise<unknown>> = []
+  for (const [k, id] of [a, b].entries()) {
+    hung.push(read(id).finally(() => { hungSettled++ }))
+    // One call each (sent together they would share one).
+    while (sandbox.calls.get('objects') !== k + 1) await sleep(2)
+  }
+  const started = Date.now()
+  const miss = await read(c)
+  const waitedMs = Date.now() - started
+  t.equal(hungSettled, 0, 'answered while both hung calls were still hanging')
+  t.equal(miss.statusCode, 503, 'the miss failed fast for want of a connection')
+  t.ok(waitedMs < 5000, `after ${waitedMs} ms (window 100 ms + pool wait 200 ms), not when a hung call ends`)
+  await sandbox.close()
+  await Promise.allSettled(hung)
+})
