@@ -153,9 +153,11 @@ export function createAtlasService (app: FastifyInstance, serviceOpts: ServiceOp
 
   /** Records by id through the cache; misses go upstream under `ctx`. */
   async function readObjects (ids: readonly string[], ctx: CallContext, route: string, bypass: boolean) {
-    const idOf = new Map(ids.map((id) => [objectKey(id), id]))
-    return cache.fetchMany(ids.map(objectKey), async (keys) => {
-      const wanted = keys.map((key) => idOf.get(key) as string)
+    const keys = ids.map(objectKey)
+    return cache.fetchMany(keys, async (missed) => {
+      // Back from keys to ids on a miss only: a hit never needs it.
+      const idOf = new Map(keys.map((key, k) => [key, ids[k] as string]))
+      const wanted = missed.map((key) => idOf.get(key) as string)
       return recordItems(wanted, await app.upstream.objects.load(wanted, ctx))
     }, {
       route,

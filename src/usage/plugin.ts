@@ -102,7 +102,14 @@ export function createUsage (app: FastifyInstance, store: UsageStore, now: () =>
     }
     // A key refused as expired was not used: its last use stays the last one that was served.
     if (status === 401) return
-    if (request.consumerKey !== '') keysSeen.set(request.consumerKey, { consumer: consumer.id, ms })
+    if (request.consumerKey === '') return
+    // Updated in place: a key is seen on every request, and needs one object per flush, not per request.
+    const seen = keysSeen.get(request.consumerKey)
+    if (seen === undefined) keysSeen.set(request.consumerKey, { consumer: consumer.id, ms })
+    else {
+      seen.consumer = consumer.id
+      seen.ms = ms
+    }
   }
 
   let flushing: Promise<void> = Promise.resolve()
