@@ -68,22 +68,40 @@ export function parseIdList (text: string): string[] {
 }
 
 const OPEN = Buffer.from('{"objects":[')
+// A bulk answer up to this size goes out as one Buffer (compressed above the threshold like any body).
+const STREAM_ABOVE_BYTES = 64 * 1024
 const COMMA = Buffer.from(',')
 
-async function batchJson (app: FastifyInstance, recordToV1: RecordRenderer, request: FastifyRequest, ids: string[], mjdMin: number | undefined): Promise<{ body: Buffer, read: CacheInfo }> {
+/** A batch answer as the parts it is made of (the memoised renderings, not copies) and their length. */
+interface BatchParts { parts: Buffer[], length: number, read: CacheInfo }
+
+async function batchParts (app: FastifyInstance, recordToV1: RecordRenderer, request: FastifyRequest, ids: string[], mjdMin: number | undefined): Promise<BatchParts> {
   const read = await app.atlas.objects(request, ids)
   const parts: Buffer[] = [OPEN]
+  let length = OPEN.length
   const missing: string[] = []
   read.records.forEach((record, i) => {
     if (record === null) {
       missing.push(`"${ids[i] as string}"`)
       return
     }
-    if (parts.length > 1) parts.push(COMMA)
-    parts.push(recordToV1(record, mjdMin).bytes)
+    if (parts.length > 1) {
+      parts.push(COMMA)
+      length += COMMA.length
+    }
+    const bytes = recordToV1(record, mjdMin).bytes
+    parts.push(bytes)
+    length += bytes.length
   })
-  parts.push(Buffer.from(`],"missing":[${missing.join(',')}]}`))
-  return { body: Buffer.concat(parts), read }
+  const tail = Buffer.from(`],"missing":[${missing.join(',')}]}`)
+  parts.push(tail)
+  return { parts, length: length + tail.length, read }
+}
+
+/** The batch answer in one Buffer (a URL's ≤ 100 ids: its ETag is computed over the bytes). */
+async function batchJson (app: FastifyInstance, recordToV1: RecordRenderer, request: FastifyRequest, ids: string[], mjdMin: number | undefined): Promise<{ body: Buffer, read: CacheInfo }> {
+  const { parts, length, read } = await batchParts(app, recordToV1, request, ids, mjdMin)
+  return { body: Buffer.concat(parts, length), read }
 }
 
 /**
@@ -220,8 +238,12 @@ export const objectRoutes: FastifyPluginAsyncTypebox = async (app) => {
     if ((request.headers.accept ?? '').includes(NDJSON)) {
       return sendRaw(reply, NDJSON, streamNdjson(app, recordToV1, request, ids, request.body.mjd_min))
     }
-    const { body, read } = await batchJson(app, recordToV1, request, ids, request.body.mjd_min)
+    // Thousands of records: written part by part from the renderings L1 holds, not copied into one
+    // Buffer per request (a 1,000-id answer is ~12 MB; bench S4).
+    const { parts, length, read } = await batchParts(app, recordToV1, request, ids, request.body.mjd_min)
     reply.header('x-cache', read.status)
-    return sendRaw(reply, 'application/json; charset=utf-8', body)
+    if (length <= STREAM_ABOVE_BYTES) return sendRaw(reply, 'application/json; charset=utf-8', Buffer.concat(parts, length))
+    reply.header('content-length', length)
+    return sendRaw(reply, 'application/json; charset=utf-8', Readable.from(parts, { objectMode: false }))
   })
 }

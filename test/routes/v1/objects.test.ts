@@ -79,6 +79,31 @@ test('POST /v1/objects/query: JSON batch, split into upstream calls of UPSTREAM_
   t.equal(again.headers['x-cache'], 'HIT')
 })
 
+test('POST /v1/objects/query: a large JSON answer streams with an exact Content-Length, plain and gzip', async (t) => {
+  const { app, sandbox } = await buildTestApp(t)
+  const ids = sandbox.ids().slice(0, 40).map(String)
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  const origin = `http://127.0.0.1:${(app.server.address() as { port: number }).port}`
+  const singles: string[] = []
+  for (const id of ids) singles.push((await app.inject({ url: `/v1/objects/${id}`, headers: demoAuth(app) })).body)
+  const expected = `{"objects":[${singles.join(',')}],"missing":["${U}"]}`
+  t.ok(Buffer.byteLength(expected) > 64 * 1024, `the answer (${Buffer.byteLength(expected)} bytes) is above the size sent as one Buffer`)
+  const post = async (headers: Record<string, string>) => await fetch(`${origin}/v1/objects/query`, {
+    method: 'POST',
+    headers: { ...demoAuth(app), 'content-type': 'application/json', ...headers },
+    body: JSON.stringify({ ids: [...ids, U] })
+  })
+  const plain = await post({ 'accept-encoding': 'identity' })
+  t.equal(plain.status, 200)
+  t.equal(plain.headers.get('content-length'), String(Buffer.byteLength(expected)), 'Content-Length is the body\'s length')
+  t.equal(await plain.text(), expected, 'the same bytes as the records read one by one')
+  const gzipped = await post({ 'accept-encoding': 'gzip' })
+  t.equal(gzipped.headers.get('x-cache'), 'HIT', 'the unknown id is cached as missing too')
+  t.equal(gzipped.headers.get('content-encoding'), 'gzip')
+  t.equal(gzipped.headers.get('content-length'), null, 'no identity length on a compressed stream')
+  t.equal(await gzipped.text(), expected, 'gzip decodes to the same bytes')
+})
+
 test('POST /v1/objects/query: bad bodies are 400, batches above max_batch are 413', async (t) => {
   const small = makeConsumer('small', { scopes: ['read'], max_batch: 5 })
   const { app } = await buildTestApp(t, { config: { CONSUMERS_FILE: consumersFile(t, [small]) } })
