@@ -150,6 +150,9 @@ export async function runS5 (env: BenchEnv): Promise<ScenarioResult> {
         result.extra[`${phase}_lines`] = t.lines
         result.extra[`${phase}_mb`] = round(t.bytes / 1048576)
         if (cpu0 !== undefined && cpu1 !== undefined) result.extra[`${phase}_cpu_ms`] = round(cpu1 - cpu0)
+        // VmHWM so far: after the cold phase, the peak of loading; after the warm one, of both.
+        const peak = peakRssMb(gateway.pid)
+        if (peak !== undefined) result.extra[`${phase}_peak_rss_mib`] = round(peak)
       }
       await hooks?.after()
       await recordMemory(result, gateway)

@@ -5,6 +5,7 @@
 // The budget pays only for calls that reach the upstream: a token is taken just before a call and given
 // back when the call failed before any byte was sent (refused connection, DNS failure, no free
 // connection within UPSTREAM_POOL_WAIT_MS); pool.ts tells the two apart.
+import { StringDecoder } from 'node:string_decoder'
 import type { FastifyBaseLogger } from 'fastify'
 import { UpstreamAuthError } from '../errors.js'
 import type { Metrics } from '../plugins/metrics.js'
@@ -123,7 +124,10 @@ export function createUpstreamClient (opts: ClientOptions) {
       }, deadline, poolWaitMs, attempt)
       const { res } = exchanged
       done = exchanged.done
-      const chunks: Buffer[] = []
+      // Decoded as it arrives (a character split across chunks is held over): an `objects/` reply of
+      // 1,000 records is ~11 MB, and the text is all that is kept, not also a copy of its bytes.
+      const decoder = new StringDecoder('utf8')
+      const pieces: string[] = []
       let size = 0
       for await (const chunk of res.body) {
         size += (chunk as Buffer).length
@@ -131,15 +135,16 @@ export function createUpstreamClient (opts: ClientOptions) {
           res.body.destroy()
           throw new ResponseTooLargeError(`upstream body over ${opts.maxResponseBytes} bytes`)
         }
-        chunks.push(chunk as Buffer)
+        pieces.push(decoder.write(chunk as Buffer))
       }
+      pieces.push(decoder.end())
       endTimer()
       metrics.upstreamCalls.inc({ endpoint, status: String(res.statusCode) })
       const header = (name: string) => {
         const v = res.headers[name]
         return Array.isArray(v) ? v[0] : v
       }
-      const text = Buffer.concat(chunks, size).toString('utf8')
+      const text = pieces.join('')
       return {
         status: res.statusCode,
         contentType: header('content-type') ?? '',
