@@ -141,6 +141,20 @@ function decodeEntry (raw: Buffer): CacheEntry | undefined {
   return entry
 }
 
+/**
+ * The entry's stored bytes; the entry's body becomes a view into them, so that a batch being loaded
+ * holds each record once (the stores keep these bytes), not also the Buffer the loader made.
+ */
+function encodeShared (entry: CacheEntry): Buffer {
+  const value = encodeEntry(entry)
+  entry.body = value.subarray(value.length - entry.body.length)
+  return value
+}
+
+// Bytes of a stored value a look-ahead reads (peekEntries): the header (about 130 bytes for a record
+// with one tag) and the start of the body, enough to tell a "does not exist" marker from a record.
+const PEEK_BYTES = 512
+
 export function createCache (opts: CacheOptions = {}) {
   const { l1, l2 } = opts
   const now = opts.now ?? Date.now
@@ -244,7 +258,7 @@ export function createCache (opts: CacheOptions = {}) {
   async function store (key: string, entry: CacheEntry): Promise<void> {
     const ttlMs = entry.expiresAt - entry.storedAt
     if (ttlMs <= 0) return
-    const value = [{ key, value: encodeEntry(entry), ttlMs, tags: entry.tags }]
+    const value = [{ key, value: encodeShared(entry), ttlMs, tags: entry.tags }]
     const tiers = [l1, l2].filter((s): s is CacheStore => s !== undefined)
     await Promise.all(tiers.map(async (s) => s.setMany(value)))
   }
@@ -341,6 +355,39 @@ export function createCache (opts: CacheOptions = {}) {
   }
 
   /**
+   * As getEntries, for a look-ahead: the entries' headers (their bodies cut short: a record's first
+   * bytes, a "does not exist" marker whole), read without counting as a use and without copying L2
+   * values into L1. A stream of thousands of cached records looked at ahead of reading them would
+   * otherwise fetch every record from Redis twice and push the records about to be read out of L1.
+   */
+  async function peekEntries (keys: readonly string[]): Promise<Array<CacheEntry | undefined>> {
+    const at = now()
+    const heads: Array<Buffer | undefined> = l1 === undefined ? keys.map(() => undefined) : await l1.peekMany(keys, PEEK_BYTES)
+    const entries = heads.map((raw) => (raw === undefined ? undefined : decodeEntry(raw)))
+    const missing = keys.flatMap((key, i) => (usable(entries[i], at) ? [] : [{ key, i }]))
+    if (l2 !== undefined && missing.length > 0) {
+      const l2Heads = await l2.peekMany(missing.map((m) => m.key), PEEK_BYTES)
+      const whole: Array<{ key: string, i: number }> = []
+      missing.forEach((m, j) => {
+        const raw = l2Heads[j]
+        if (raw === undefined) return
+        const entry = decodeBytes(raw)
+        // A header longer than the peek (many tags): read that value whole.
+        if (entry === undefined) whole.push(m)
+        else entries[m.i] = entry
+      })
+      if (whole.length > 0) {
+        const values = await l2.getMany(whole.map((m) => m.key))
+        whole.forEach((m, j) => {
+          const raw = values[j]
+          entries[m.i] = raw === undefined ? undefined : decodeBytes(raw)
+        })
+      }
+    }
+    return entries.map((e) => (usable(e, at) ? e : undefined))
+  }
+
+  /**
    * Cross-replica single flight for per-key fills (object records): runs `load` for the keys this
    * replica claims (or all of them without Redis), and waits for the others' fills of keys another
    * replica is loading; keys whose fill does not arrive are loaded here after all. Resolves when every
@@ -372,7 +419,7 @@ export function createCache (opts: CacheOptions = {}) {
       return { key: item.key, entry: freshnessOf === undefined ? entry : { ...entry, expiresAt: at + retainMs(freshnessOf(entry), item.ttlMs) } }
     })
     const kept = all.filter(({ entry }) => entry.expiresAt > at && (mark === undefined || !invalidations.isInvalidatedSince(mark, entry.tags)))
-    const values = kept.map(({ key, entry }) => ({ key, value: encodeEntry(entry), ttlMs: entry.expiresAt - at, tags: entry.tags }))
+    const values = kept.map(({ key, entry }) => ({ key, value: encodeShared(entry), ttlMs: entry.expiresAt - at, tags: entry.tags }))
     const tiers = [l1, l2].filter((s): s is CacheStore => s !== undefined)
     // One batch write per tier, tags included: one Redis round trip per slice of the batch.
     await Promise.all(tiers.map(async (s) => s.setMany(values)))
@@ -397,10 +444,12 @@ export function createCache (opts: CacheOptions = {}) {
    */
   /**
    * The keys a fetchMany now would load (absent, or too old to serve under the current freshness and
-   * budget rules), without loading anything or keeping the entries: for callers that look ahead.
+   * budget rules), without loading anything or keeping the entries: for callers that look ahead. It
+   * reads headers only (peekEntries), so `freshnessOf` sees the start of a body, at least the first
+   * PEEK_BYTES of the stored value.
    */
   async function toLoad (keys: readonly string[], freshnessOf: (entry: CacheEntry) => Freshness): Promise<string[]> {
-    const found = await getEntries(keys)
+    const found = await peekEntries(keys)
     const at = now()
     const allowed = batchAllowance(false, found, at, freshnessOf)
     return keys.filter((_, i) => {

@@ -136,6 +136,16 @@ export function createRedisStore (opts: RedisStoreOptions): CacheStore {
         return values.map((v) => v ?? undefined)
       }, misses)
     },
+    async peekMany (keys, bytes) {
+      const misses = keys.map(() => undefined)
+      if (keys.length === 0) return misses
+      return guard.run<Array<Buffer | undefined>>(async () => {
+        // One round trip; GETRANGE answers an absent key with an empty string.
+        const pipeline = redis.pipeline()
+        for (const key of keys) pipeline.getrangeBuffer(entryKey(key), 0, bytes - 1)
+        return (check(await pipeline.exec()) as Buffer[]).map((v) => (v.length === 0 ? undefined : v))
+      }, misses)
+    },
     async set (key, value, ttlMs) {
       await setMany([{ key, value, ttlMs }])
     },

@@ -38,6 +38,11 @@ export interface CacheStore {
   get: (key: string) => Promise<Buffer | undefined>
   /** Values in the order of `keys`. */
   getMany: (keys: readonly string[]) => Promise<Array<Buffer | undefined>>
+  /**
+   * The start of each value, at least its first `bytes` (all of it when shorter; more is allowed), in the
+   * order of `keys`, without counting as a use: enough to read an entry's header, not its body.
+   */
+  peekMany: (keys: readonly string[], bytes: number) => Promise<Array<Buffer | undefined>>
   set: (key: string, value: Buffer, ttlMs: number) => Promise<void>
   /** Stores every entry and records its tags; the Redis store makes this one round trip per slice of a batch. */
   setMany: (entries: readonly StoreEntry[]) => Promise<void>

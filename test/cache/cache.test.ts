@@ -179,6 +179,17 @@ test('invalidate drops tagged entries; a load racing an invalidation of its tags
   t.equal((await cache.fetch('d', FRESHNESS, other.fn)).status, 'HIT', 'an unrelated invalidation does not block the store')
 })
 
+test('fetchMany answers loaded entries whose bodies share the stored bytes (a loaded record is held once)', async (t) => {
+  const { cache } = memoryCache(manualClock())
+  const body = Buffer.from(JSON.stringify({ id: '1', lc: 'x'.repeat(20000) }))
+  const { entries: [entry] } = await cache.fetchMany(['o:1'], async () => [{ key: 'o:1', body, ttlMs: 5000 }], { route: 'objects', freshnessOf: () => FRESHNESS })
+  const [stored] = await cache.getEntries(['o:1'])
+  t.ok(entry !== undefined && stored !== undefined)
+  t.ok(entry?.body.equals(body), 'the same bytes')
+  t.not(entry?.body.buffer, body.buffer, 'not the loader\'s Buffer')
+  t.equal(entry?.body.buffer, stored?.body.buffer, 'the memory the store holds')
+})
+
 test('putEntries / getEntries: per-key records, in order, until they expire', async (t) => {
   const results: Array<[CacheStatus, string]> = []
   const { cache, clock } = memoryCache(manualClock(), { onResult: (s, r) => results.push([s, r]) })

@@ -54,6 +54,17 @@ test('a value larger than the budget is not stored and drops the old value of it
   t.equal(store.bytes, 15)
 })
 
+test('a peek does not refresh recency: the peeked entry is still evicted first', async (t) => {
+  const store = createMemoryStore({ maxBytes: 300 })
+  const v = Buffer.alloc(98)
+  await store.set('k1', v, MIN)
+  await store.set('k2', v, MIN)
+  await store.set('k3', v, MIN)
+  t.equal((await store.peekMany(['k1'], 16))[0]?.length, 98)
+  await store.set('k4', v, MIN)
+  t.same((await store.getMany(['k1', 'k2', 'k3', 'k4'])).map((x) => x !== undefined), [false, true, true, true])
+})
+
 test('evicted and expired keys leave their tags; invalidation counts only live entries', async (t) => {
   const c = clock()
   const store = createMemoryStore({ maxBytes: 250, now: c.now })

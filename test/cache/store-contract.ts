@@ -38,6 +38,18 @@ export function runStoreContract (t: Test, make: (t: Test) => Promise<StoreHarne
     await store.setMany([])
   })
 
+  t.test('peekMany answers at least the start of each value, in key order, misses included', async (t) => {
+    const { store } = await make(t)
+    const long = b('x'.repeat(100) + 'tail')
+    await store.setMany([{ key: 'long', value: long, ttlMs: MIN }, { key: 'short', value: b('abc'), ttlMs: MIN }])
+    const [a, missing, c] = await store.peekMany(['long', 'none', 'short'], 10)
+    t.ok(a !== undefined && a.length >= 10 && a.equals(long.subarray(0, a.length)), 'the start of a long value')
+    t.equal(missing, undefined, 'an absent key')
+    t.equal(c?.toString(), 'abc', 'a value shorter than asked for, whole')
+    t.same(await store.peekMany([], 10), [])
+    t.ok((await store.get('long'))?.equals(long), 'the value is still whole')
+  })
+
   t.test('a TTL of zero or less stores nothing', async (t) => {
     const { store } = await make(t)
     await store.set('zero', b('x'), 0)
