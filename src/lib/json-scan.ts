@@ -1,6 +1,6 @@
-// Byte-level helpers over compact JSON text, so the hot paths never parse whole upstream bodies:
-// splitting the upstream `objects/` array into one text per record, and turning the upstream dialect
-// (ids as bare integers) into the v1 dialect (ids as strings) in one pass.
+// Byte-level helpers over compact JSON, so the hot paths never parse whole upstream bodies: splitting
+// the upstream `objects/` array into one text per record, and turning the upstream dialect (ids as
+// bare integers) into the v1 dialect (ids as strings) in one pass over the bytes.
 const QUOTE = 0x22
 const BACKSLASH = 0x5c
 const OPEN_BRACE = 0x7b
@@ -13,7 +13,6 @@ const ZERO = 0x30
 const NINE = 0x39
 // Integers with more digits than this may exceed 2^53 (9007199254740991 has 16 digits).
 const MAX_SAFE_DIGITS = 15
-const MAX_SAFE = 9007199254740991n
 
 function isWhitespace (c: number): boolean {
   return c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09
@@ -66,46 +65,82 @@ export function splitArray (text: string): string[] {
   throw new SyntaxError('unterminated JSON array')
 }
 
+// 2^53 - 1: a 16-digit integer above it is beyond 2^53 (any longer one is, any shorter one is not).
+const MAX_SAFE_DIGITS_TEXT = Buffer.from('9007199254740991', 'latin1')
+
+/** Whether the digits buf[start, end) (no sign, no leading zeros) are an integer beyond 2^53 - 1. */
+function isBeyondSafe (buf: Uint8Array, start: number, end: number): boolean {
+  const digits = end - start
+  if (digits !== MAX_SAFE_DIGITS + 1) return digits > MAX_SAFE_DIGITS + 1
+  for (let k = 0; k < digits; k++) {
+    const a = buf[start + k] as number
+    const b = MAX_SAFE_DIGITS_TEXT[k] as number
+    if (a !== b) return a > b
+  }
+  return false
+}
+
 /**
  * Rewrites every integer literal beyond 2^53 as a JSON string of the same digits (the v1 rule), leaving
- * everything else byte for byte. Numbers inside strings are untouched.
+ * every other byte as it is. Numbers inside strings are untouched. Works on the UTF-8 bytes (the bytes
+ * of a multi-byte character are all above 0x7f, so none is taken for a quote or a digit): no decoding
+ * to a string and encoding back, and the output is the input's pieces copied around the quotes.
+ * Returns `bytes` itself when there is nothing to quote.
  */
-export function quoteBigInts (text: string): string {
-  let out = ''
-  let last = 0
-  const n = text.length
-  for (let i = 0; i < n; i++) {
-    const c = text.charCodeAt(i)
+export function quoteBigInts (bytes: Buffer): Buffer {
+  const n = bytes.length
+  // Start and end of each literal to quote, in pairs.
+  let marks: number[] | undefined
+  let i = 0
+  while (i < n) {
+    const c = bytes[i] as number
     if (c === QUOTE) {
-      i = skipString(text, i) - 1
+      i++
+      for (;;) {
+        if (i >= n) throw new SyntaxError('unterminated string in JSON')
+        const d = bytes[i] as number
+        if (d === QUOTE) break
+        i += d === BACKSLASH ? 2 : 1
+      }
+      i++
       continue
     }
-    if (c !== MINUS && (c < ZERO || c > NINE)) continue
-    // A number literal starts here: find its end and whether it is a plain integer.
-    let j = c === MINUS ? i + 1 : i
+    if (c !== MINUS && (c < ZERO || c > NINE)) {
+      i++
+      continue
+    }
+    // A number literal starts here: find the end of its integer part and whether it is a plain integer.
+    const digitsAt = c === MINUS ? i + 1 : i
+    let j = digitsAt
     while (j < n) {
-      const d = text.charCodeAt(j)
+      const d = bytes[j] as number
       if (d < ZERO || d > NINE) break
       j++
     }
-    const next = text.charCodeAt(j)
+    const next = bytes[j]
     const isInteger = next !== 0x2e && next !== 0x65 && next !== 0x45 // not . e E
-    const digits = j - (c === MINUS ? i + 1 : i)
-    if (isInteger && digits > MAX_SAFE_DIGITS) {
-      const literal = text.slice(i, j)
-      const big = BigInt(literal)
-      if (big > MAX_SAFE || big < -MAX_SAFE) {
-        out += text.slice(last, i) + '"' + literal + '"'
-        last = j
-      }
-    }
+    if (isInteger && isBeyondSafe(bytes, digitsAt, j)) (marks ??= []).push(i, j)
     // Skip the rest of the literal (fraction, exponent) so its digits are not read as a new number.
     while (j < n) {
-      const d = text.charCodeAt(j)
+      const d = bytes[j] as number
       if (d === COMMA || d === CLOSE_BRACE || d === CLOSE_BRACKET || isWhitespace(d)) break
       j++
     }
-    i = j - 1
+    i = j
   }
-  return last === 0 ? text : out + text.slice(last)
+  if (marks === undefined) return bytes
+  const out = Buffer.allocUnsafe(n + marks.length)
+  let at = 0
+  let last = 0
+  for (let k = 0; k < marks.length; k += 2) {
+    const from = marks[k] as number
+    const to = marks[k + 1] as number
+    at += bytes.copy(out, at, last, from)
+    out[at++] = QUOTE
+    at += bytes.copy(out, at, from, to)
+    out[at++] = QUOTE
+    last = to
+  }
+  bytes.copy(out, at, last)
+  return out
 }

@@ -45,7 +45,7 @@ export function createRecordRenderer (memo?: DerivedMemo): RecordRenderer {
     const key = memoKey(record.etag)
     const hit = memo?.get(key)
     if (hit !== undefined) return hit
-    const bytes = Buffer.from(quoteBigInts(record.bytes.toString('utf8')), 'utf8')
+    const bytes = quoteBigInts(record.bytes)
     if (isOneOff) return { bytes, etag: '' }
     const rendered = { bytes, etag: computeEtag(bytes) }
     if (memo === undefined) return rendered
