@@ -4,7 +4,6 @@
 import { test } from 'tap'
 import { createServer, request as httpRequest } from 'node:http'
 import type { AddressInfo } from 'node:net'
-import { setTimeout as sleep } from 'node:timers/promises'
 import type { Sandbox } from '../../src/sandbox/index.js'
 import { buildTestApp, demoAuth, startTestSandbox } from '../helper.js'
 
@@ -32,7 +31,7 @@ test('a character split across two chunks of an upstream reply arrives whole', a
         // The first write ends after the first byte of the two-byte character.
         split++
         res.write(body.subarray(0, at + 2))
-        void sleep(30).then(() => res.end(body.subarray(at + 2)))
+        setTimeout(() => res.end(body.subarray(at + 2)), 30)
       })
     })
     req.pipe(forward)
