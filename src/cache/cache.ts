@@ -333,12 +333,23 @@ export function createCache (opts: CacheOptions = {}) {
     }
   }
 
+  /**
+   * L1's entries for `keys` (a peek reads without counting as a use) and the keys it cannot answer,
+   * with their places in `keys`.
+   */
+  async function fromL1 (keys: readonly string[], at: number, isPeek: boolean) {
+    const raws: Array<Buffer | undefined> = l1 === undefined
+      ? keys.map(() => undefined)
+      : await (isPeek ? l1.peekMany(keys, PEEK_BYTES) : l1.getMany(keys))
+    const entries = raws.map((raw) => (raw === undefined ? undefined : decodeEntry(raw)))
+    const missing = keys.flatMap((key, i) => (usable(entries[i], at) ? [] : [{ key, i }]))
+    return { entries, missing }
+  }
+
   /** Per-key entries (fresh or stale, not expired) in the order of `keys`; the caller judges freshness. */
   async function getEntries (keys: readonly string[]): Promise<Array<CacheEntry | undefined>> {
     const at = now()
-    const raws: Array<Buffer | undefined> = l1 === undefined ? keys.map(() => undefined) : await l1.getMany(keys)
-    const entries = raws.map((raw) => (raw === undefined ? undefined : decodeEntry(raw)))
-    const missing = keys.flatMap((key, i) => (usable(entries[i], at) ? [] : [{ key, i }]))
+    const { entries, missing } = await fromL1(keys, at, false)
     if (l2 !== undefined && missing.length > 0) {
       const fills = await l2.getMany(missing.map((m) => m.key))
       const toL1: Array<{ key: string, raw: Buffer, entry: CacheEntry }> = []
@@ -362,9 +373,7 @@ export function createCache (opts: CacheOptions = {}) {
    */
   async function peekEntries (keys: readonly string[]): Promise<Array<CacheEntry | undefined>> {
     const at = now()
-    const heads: Array<Buffer | undefined> = l1 === undefined ? keys.map(() => undefined) : await l1.peekMany(keys, PEEK_BYTES)
-    const entries = heads.map((raw) => (raw === undefined ? undefined : decodeEntry(raw)))
-    const missing = keys.flatMap((key, i) => (usable(entries[i], at) ? [] : [{ key, i }]))
+    const { entries, missing } = await fromL1(keys, at, true)
     if (l2 !== undefined && missing.length > 0) {
       const l2Heads = await l2.peekMany(missing.map((m) => m.key), PEEK_BYTES)
       const whole: Array<{ key: string, i: number }> = []

@@ -29,13 +29,16 @@ test('the byte budget counts keys and values and is never exceeded', async (t) =
   t.equal(store.bytes, 13, 'key bytes + value bytes')
 })
 
-test('the least recently used entry is evicted first; a read refreshes recency', async (t) => {
-  // Each entry: 2-byte key + 98-byte value = 100 bytes; room for three.
+// Each entry: 2-byte key + 98-byte value = 100 bytes; room for three, and k1, k2, k3 fill it (oldest first).
+const V98 = Buffer.alloc(98)
+async function fullOfThree () {
   const store = createMemoryStore({ maxBytes: 300 })
-  const v = Buffer.alloc(98)
-  await store.set('k1', v, MIN)
-  await store.set('k2', v, MIN)
-  await store.set('k3', v, MIN)
+  for (const key of ['k1', 'k2', 'k3']) await store.set(key, V98, MIN)
+  return { store, v: V98 }
+}
+
+test('the least recently used entry is evicted first; a read refreshes recency', async (t) => {
+  const { store, v } = await fullOfThree()
   await store.get('k1')
   await store.set('k4', v, MIN)
   t.same((await store.getMany(['k1', 'k2', 'k3', 'k4'])).map((x) => x !== undefined), [true, false, true, true])
@@ -55,11 +58,7 @@ test('a value larger than the budget is not stored and drops the old value of it
 })
 
 test('a peek does not refresh recency: the peeked entry is still evicted first', async (t) => {
-  const store = createMemoryStore({ maxBytes: 300 })
-  const v = Buffer.alloc(98)
-  await store.set('k1', v, MIN)
-  await store.set('k2', v, MIN)
-  await store.set('k3', v, MIN)
+  const { store, v } = await fullOfThree()
   t.equal((await store.peekMany(['k1'], 16))[0]?.length, 98)
   await store.set('k4', v, MIN)
   t.same((await store.getMany(['k1', 'k2', 'k3', 'k4'])).map((x) => x !== undefined), [false, true, true, true])
