@@ -68,23 +68,49 @@ export function genReqId (req: IncomingMessage): string {
 const LOG_BUFFER_BYTES = 4096
 const LOG_FLUSH_MS = 200
 
-/** stdout, written asynchronously in batches (see above). */
+/**
+ * stdout, written asynchronously in batches (see above). Lines gather here into one string and reach
+ * sonic-boom a batch at a time: its write() measures the UTF-8 length of the line and of the whole
+ * buffer it appends to, so handing it one line per request re-measured the growing batch each time
+ * (1.7 % of a cache hit's CPU under `perf`). flush and flushSync (pino's exit handler) take the
+ * gathered lines first.
+ */
 export function createLogDestination (): DestinationStream {
   const stream = destination({ dest: 1, sync: false, minLength: LOG_BUFFER_BYTES })
+  let pending = ''
   let timer: NodeJS.Timeout | undefined
-  const flush = (): void => {
+  const write = stream.write.bind(stream)
+  const handOver = (): void => {
+    if (pending === '') return
+    const batch = pending
+    pending = ''
+    write(batch)
+  }
+  const flushAsync = stream.flush.bind(stream)
+  const flushSync = stream.flushSync.bind(stream)
+  stream.flush = (cb?: (err?: Error) => void): void => {
+    handOver()
+    flushAsync(cb)
+  }
+  stream.flushSync = (): void => {
+    handOver()
+    flushSync()
+  }
+  const onTimer = (): void => {
     timer = undefined
     // A destroyed stream (stdout closed) reports it to the callback instead of throwing.
     stream.flush(() => {})
   }
-  const write = stream.write.bind(stream)
   stream.write = (line: string): boolean => {
-    if (timer === undefined) {
-      timer = setTimeout(flush, LOG_FLUSH_MS)
+    pending += line
+    // UTF-16 units: the batch is at least this many bytes.
+    if (pending.length >= LOG_BUFFER_BYTES) handOver()
+    else if (timer === undefined) {
+      timer = setTimeout(onTimer, LOG_FLUSH_MS)
       // A pending flush never keeps the process alive; exit flushes synchronously.
       timer.unref()
     }
-    return write(line)
+    return true
   }
   return stream
 }

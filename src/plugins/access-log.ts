@@ -21,6 +21,23 @@ declare module 'fastify' {
   }
 }
 
+/**
+ * A value from a small set (consumer ids, route templates, methods, cache outcomes) as a JSON string,
+ * escaped once per distinct value instead of once per request. Should the set ever grow past
+ * QUOTED_MAX (say, consumers reloaded many times), it starts over.
+ */
+const QUOTED_MAX = 10_000
+const quotedValues = new Map<string, string>()
+function quoted (value: string): string {
+  let json = quotedValues.get(value)
+  if (json === undefined) {
+    if (quotedValues.size >= QUOTED_MAX) quotedValues.clear()
+    json = JSON.stringify(value)
+    quotedValues.set(value, json)
+  }
+  return json
+}
+
 export const accessLogPlugin = fp(async (app) => {
   app.decorateRequest('cacheStatus', '')
   app.decorateRequest('upstreamCalls', 0)
@@ -33,12 +50,13 @@ export const accessLogPlugin = fp(async (app) => {
   const INFO = 30
   app.addHook('onResponse', function accessLine (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction) {
     if ((log[symbols.levelValSym] as number) <= INFO) {
-      const cache = request.cacheStatus === '' ? '-' : request.cacheStatus
-      stream.write(`{"level":${INFO}${time()}${bindings},"request_id":${JSON.stringify(request.id)},` +
-        `"consumer":${JSON.stringify(consumerLabel(request))},"route":${JSON.stringify(routeLabel(request))},` +
-        `"method":${JSON.stringify(request.method)},"url":${JSON.stringify(redactUrl(request.url))},` +
+      // The request id needs no escaping: genReqId (logger.ts) keeps a caller's id only when it is made
+      // of [A-Za-z0-9._:-], and otherwise makes a UUID.
+      stream.write(`{"level":${INFO}${time()}${bindings},"request_id":"${request.id}",` +
+        `"consumer":${quoted(consumerLabel(request))},"route":${quoted(routeLabel(request))},` +
+        `"method":${quoted(request.method)},"url":${JSON.stringify(redactUrl(request.url))},` +
         `"status":${reply.statusCode},"duration_ms":${Math.round(reply.elapsedTime * 100) / 100},` +
-        `"cache":${JSON.stringify(cache)},"upstream_calls":${request.upstreamCalls},"msg":"request completed"}\n`)
+        `"cache":${quoted(request.cacheStatus === '' ? '-' : request.cacheStatus)},"upstream_calls":${request.upstreamCalls},"msg":"request completed"}\n`)
     }
     done()
   })

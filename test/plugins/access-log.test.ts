@@ -57,6 +57,22 @@ test('one access line per request, with route template, consumer, status, durati
   t.match(second, { route: '/healthz', consumer: 'anonymous', cache: '-', upstream_calls: 0, status: 200 })
 })
 
+test('every access line is JSON whatever the request carries: ids, URLs and consumers with quotes and backslashes', async (t) => {
+  const { app, chunks } = await appWithLogs(t)
+  app.get('/odd/:id', { config: { public: true } }, async (request) => {
+    Object.assign(request, { consumer: { id: 'quote"back\\slash' } })
+    return { ok: true }
+  })
+  await app.ready()
+  await app.inject({ url: '/odd/1?q=x\\y', headers: { 'x-request-id': 'bad"id\\' } })
+  await app.inject({ url: '/odd/2', headers: { 'x-request-id': 'ok-id.1:2' } })
+  const access = accessLines(chunks.join(''))
+  t.equal(access.length, 2, 'both lines parse as JSON')
+  t.match(access[0], { consumer: 'quote"back\\slash', url: '/odd/1?q=x\\y', route: '/odd/:id' })
+  t.match(access[0]?.request_id, /^[0-9a-f-]{36}$/, 'an id that would need escaping is replaced by a UUID')
+  t.equal(access[1]?.request_id, 'ok-id.1:2', 'a safe id is kept')
+})
+
 test('unmatched routes and errors get their access line too; 5xx keeps its error log', async (t) => {
   const { app, chunks } = await appWithLogs(t)
   app.get('/boom', { config: { public: true } }, async () => { throw new Error('kaput') })
