@@ -16,7 +16,7 @@ import fastifyCompress from '@fastify/compress'
 import { Negotiator } from '@fastify/accept-negotiator'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { matchesIfNoneMatch } from '../cache/http.js'
-import type { DerivedMemo } from '../cache/store.js'
+import type { Derived, DerivedMemo } from '../cache/store.js'
 
 export type Encoding = 'br' | 'gzip'
 
@@ -87,39 +87,45 @@ export function createEtagCompression (opts: EtagCompressionOptions = {}) {
     return negotiator.negotiate(header.toLowerCase().replace(/\*|x-gzip/g, 'gzip')) ?? undefined
   }
 
-  return async function onSend (request: FastifyRequest, reply: FastifyReply, payload: unknown): Promise<unknown> {
+  // A callback hook: only a body not yet in the memo waits for the encoder; the rest (every identity
+  // response, every hit of an encoded one) pays no promise.
+  return function onSend (request: FastifyRequest, reply: FastifyReply, payload: unknown, done: (err: Error | null, payload?: unknown) => void): void {
     const etag = reply.getHeader('etag')
-    if (typeof etag !== 'string' || !etag.startsWith('"') || reply.getHeader('content-encoding') !== undefined) return payload
+    if (typeof etag !== 'string' || !etag.startsWith('"') || reply.getHeader('content-encoding') !== undefined) return done(null, payload)
     if (reply.statusCode === 304) {
       // The client's stored representation (identity or encoded) is still current; it depends on
       // Accept-Encoding like the 200 it revalidates.
       addVary(reply)
-      return payload
+      return done(null, payload)
     }
-    if (reply.statusCode !== 200 || !(Buffer.isBuffer(payload) || typeof payload === 'string')) return payload
+    if (reply.statusCode !== 200 || !(Buffer.isBuffer(payload) || typeof payload === 'string')) return done(null, payload)
     const type = reply.getHeader('content-type')
-    if (typeof type !== 'string' || !COMPRESSIBLE.test(type)) return payload
+    if (typeof type !== 'string' || !COMPRESSIBLE.test(type)) return done(null, payload)
     const size = Buffer.byteLength(payload)
-    if (size < threshold) return payload
+    if (size < threshold) return done(null, payload)
     addVary(reply)
     const encoding = encodingOf(request)
-    if (encoding === undefined) return payload
+    if (encoding === undefined) return done(null, payload)
     const tag = encodedEtag(etag, encoding)
     reply.header('etag', tag)
     if (matchesIfNoneMatch(request.headers['if-none-match'], tag)) {
       reply.code(304)
       reply.removeHeader('content-type')
-      return null
+      return done(null, null)
     }
     const key = `${encoding}:${etag}`
-    let encoded = memo?.get(key)
-    if (encoded === undefined) {
-      encoded = { bytes: await encode(encoding, Buffer.isBuffer(payload) ? payload : Buffer.from(payload, 'utf8')), etag: tag }
-      memo?.set(key, encoded)
+    const send = (encoded: Derived): void => {
+      reply.header('content-encoding', encoding)
+      reply.header('content-length', encoded.bytes.length)
+      done(null, encoded.bytes)
     }
-    reply.header('content-encoding', encoding)
-    reply.header('content-length', encoded.bytes.length)
-    return encoded.bytes
+    const kept = memo?.get(key)
+    if (kept !== undefined) return send(kept)
+    encode(encoding, Buffer.isBuffer(payload) ? payload : Buffer.from(payload, 'utf8')).then((bytes) => {
+      const encoded = { bytes, etag: tag }
+      memo?.set(key, encoded)
+      send(encoded)
+    }, done)
   }
 }
 

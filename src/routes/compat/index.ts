@@ -203,15 +203,15 @@ export const compatRoutes: FastifyPluginAsync = async (app) => {
  * so it is a root hook registered ahead of consumer auth.
  */
 export const compatNegotiationPlugin = fp(async (app) => {
-  app.addHook('onRequest', async (request, reply) => {
-    if (routeOf(request).config.dialect !== 'compat') return
+  // A callback hook: every request passes here (v1 ones included), and an async hook costs each of
+  // them a promise. A refusal is sent and done is not called.
+  app.addHook('onRequest', (request, reply, done) => {
+    if (routeOf(request).config.dialect !== 'compat') return done()
     const format = new URLSearchParams(request.url.split('?', 2)[1] ?? '').get('format') ?? undefined
     const renderers = routeOf(request).url?.endsWith(`/${DEFAULT_PATHS['auth-token']}`) === true ? ['json' as const] : ['json' as const, 'html' as const]
     const result = negotiate(request.headers.accept, format, renderers)
-    if ('error' in result) {
-      return result.error === 'not-found'
-        ? send(reply, 404, detail(DETAILS.notFound))
-        : send(reply, 406, detail(DETAILS.notAcceptable))
-    }
+    if (!('error' in result)) return done()
+    if (result.error === 'not-found') send(reply, 404, detail(DETAILS.notFound))
+    else send(reply, 406, detail(DETAILS.notAcceptable))
   })
 }, { name: 'compat-negotiation', fastify: '5.x' })
