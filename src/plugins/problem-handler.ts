@@ -105,9 +105,13 @@ export const problemHandlerPlugin = fp(async (app) => {
   // Static paths and their methods: `/v1/objects/query` is a POST route even though GET
   // `/v1/objects/:id` would match the same path as an id; a GET there is a 405, not a bad id.
   const staticRoutes = new Map<string, string[]>()
+  // Route templates with a parameter or wildcard, known at registration (not tested per request).
+  const parametric = new Set<string>()
   app.addHook('onRoute', (route) => {
+    const isParametric = /[:*]/.test(route.url)
+    if (isParametric) parametric.add(route.url)
     for (const method of [route.method].flat()) {
-      if (!/[:*]/.test(route.url)) staticRoutes.set(route.url, [...(staticRoutes.get(route.url) ?? []), method])
+      if (!isParametric) staticRoutes.set(route.url, [...(staticRoutes.get(route.url) ?? []), method])
       if (router.hasRoute(method as HTTPMethod, route.url)) continue
       router.on(method as HTTPMethod, route.url, () => {})
     }
@@ -121,8 +125,9 @@ export const problemHandlerPlugin = fp(async (app) => {
     }
     // Unmatched requests are the not-found handlers' (each dialect has its own); this is for a path that
     // matched a parametric route under this method while a static route of that path takes others.
-    if (request.is404 || !/[:*]/.test(routeOf(request).url ?? '')) return done()
-    const path = request.url.split('?')[0] ?? ''
+    if (request.is404 || !parametric.has(routeOf(request).url ?? '')) return done()
+    const query = request.url.indexOf('?')
+    const path = query < 0 ? request.url : request.url.slice(0, query)
     const methods = staticRoutes.get(path)
     if (methods === undefined || methods.includes(request.method)) return done()
     reply.header('allow', methods.join(', '))
