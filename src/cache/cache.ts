@@ -346,6 +346,22 @@ export function createCache (opts: CacheOptions = {}) {
     return { entries, missing }
   }
 
+  /**
+   * getEntries when an in-process L1 holds every key (the common hit): the same entries, found without
+   * a promise. Undefined when any key is absent or expired there, so the caller takes the full path.
+   */
+  function entriesFromL1Now (keys: readonly string[], at: number): CacheEntry[] | undefined {
+    const raws = l1?.getManyNow?.(keys)
+    if (raws === undefined) return undefined
+    const entries: CacheEntry[] = []
+    for (const raw of raws) {
+      const entry = raw === undefined ? undefined : decodeEntry(raw)
+      if (!usable(entry, at)) return undefined
+      entries.push(entry)
+    }
+    return entries
+  }
+
   /** Per-key entries (fresh or stale, not expired) in the order of `keys`; the caller judges freshness. */
   async function getEntries (keys: readonly string[]): Promise<Array<CacheEntry | undefined>> {
     const at = now()
@@ -470,7 +486,7 @@ export function createCache (opts: CacheOptions = {}) {
   async function fetchMany (keys: readonly string[], load: ManyLoader, manyOpts: ManyOptions): Promise<ManyResult> {
     const at = now()
     const bypass = manyOpts.bypass === true
-    const found = bypass ? keys.map(() => undefined) : await getEntries(keys)
+    const found = bypass ? keys.map(() => undefined) : entriesFromL1Now(keys, at) ?? await getEntries(keys)
     const entries = new Array<CacheEntry | undefined>(keys.length)
     const misses: number[] = []
     const stale: number[] = []

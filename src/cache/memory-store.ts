@@ -188,6 +188,9 @@ export function createMemoryStore (opts: MemoryStoreOptions): MemoryStore {
     async getMany (keys) {
       return keys.map(read)
     },
+    getManyNow (keys) {
+      return keys.map(read)
+    },
     // Held in memory already: the whole value costs nothing more than its start.
     async peekMany (keys, _bytes) {
       return keys.map(peek)

@@ -56,4 +56,6 @@ export interface CacheStore {
   invalidateTags: (tags: readonly string[]) => Promise<number>
   /** In-process stores only: derived representations within the same byte budget. */
   readonly derived?: DerivedMemo
+  /** In-process stores only: getMany without a promise, for the cache's hit path. */
+  readonly getManyNow?: (keys: readonly string[]) => Array<Buffer | undefined>
 }

@@ -47,6 +47,15 @@ test('the least recently used entry is evicted first; a read refreshes recency',
   t.same((await store.getMany(['k1', 'k3', 'k4', 'k5'])).map((x) => x !== undefined), [false, true, true, true])
 })
 
+test('getManyNow answers what getMany answers, without a promise, and a read through it refreshes recency', async (t) => {
+  const { store, v } = await fullOfThree()
+  const now = store.getManyNow?.(['k1', 'absent'])
+  t.ok(Array.isArray(now), 'an array, not a promise')
+  t.same(now, await store.getMany(['k1', 'absent']))
+  await store.set('k4', v, MIN)
+  t.same((await store.getMany(['k1', 'k2', 'k3', 'k4'])).map((x) => x !== undefined), [true, false, true, true], 'k2 went first: k1 was read')
+})
+
 test('a value larger than the budget is not stored and drops the old value of its key', async (t) => {
   const store = createMemoryStore({ maxBytes: 100 })
   await store.set('small', Buffer.alloc(10), MIN)
