@@ -96,20 +96,35 @@ export function createLogDestination (): DestinationStream {
     handOver()
     flushSync()
   }
-  const onTimer = (): void => {
+  // The batch timer. sonic-boom's flush(cb) waits for 'drain' with a listener pair per call, so while a
+  // write cannot finish (stdout not read) a flush every tick piled them up: one flush waits at a time,
+  // and the timer comes back until it is done. After a tick that saw lines it comes back once more: a
+  // flush that found a write in flight leaves what followed it for the next one.
+  let flushing = false
+  let linesSinceTick = 0
+  const arm = (): void => {
+    if (timer !== undefined) return
+    timer = setTimeout(onTimer, LOG_FLUSH_MS)
+    // A pending flush never keeps the process alive; exit flushes synchronously.
+    timer.unref()
+  }
+  function onTimer (): void {
     timer = undefined
+    handOver()
+    if (flushing) return arm()
+    const wasActive = linesSinceTick > 0
+    linesSinceTick = 0
+    flushing = true
     // A destroyed stream (stdout closed) reports it to the callback instead of throwing.
-    stream.flush(() => {})
+    stream.flush(() => { flushing = false })
+    if (wasActive) arm()
   }
   stream.write = (line: string): boolean => {
     pending += line
+    linesSinceTick++
     // UTF-16 units: the batch is at least this many bytes.
     if (pending.length >= LOG_BUFFER_BYTES) handOver()
-    else if (timer === undefined) {
-      timer = setTimeout(onTimer, LOG_FLUSH_MS)
-      // A pending flush never keeps the process alive; exit flushes synchronously.
-      timer.unref()
-    }
+    arm()
     return true
   }
   return stream

@@ -66,6 +66,51 @@ test('the stdout destination: batched, yet a lone line arrives, and exit flushes
   t.equal(lines.length, 3, 'lines written just before process.exit are flushed')
 })
 
+// Under a write that does not finish (stdout not read: a full pipe), the batch timer must not pile up
+// flush waiters: each sonic-boom flush(cb) adds 'drain' and 'error' listeners until the write drains
+// (seen as MaxListenersExceededWarning in bench runs), and nothing may be lost once it does drain.
+test('the stdout destination: a blocked stdout does not pile up flush listeners, and every line arrives', async (t) => {
+  const { spawn } = await import('node:child_process')
+  const { fileURLToPath } = await import('node:url')
+  const logger = fileURLToPath(new URL('../src/logger.ts', import.meta.url))
+  const LINES = 600
+  const script = `
+    import { pino } from 'pino'
+    import { createLogDestination } from ${JSON.stringify(logger)}
+    const dest = createLogDestination()
+    const log = pino({ level: 'info' }, dest)
+    const pad = 'x'.repeat(1000)
+    let i = 0
+    let most = 0
+    const timer = setInterval(() => {
+      for (let k = 0; k < 20 && i < ${LINES}; k++) log.info({ i: i++, pad }, 'line')
+      most = Math.max(most, dest.listenerCount('drain'))
+      if (i >= ${LINES}) {
+        clearInterval(timer)
+        setTimeout(() => { process.stderr.write('most drain listeners: ' + most + '\\n'); process.exit(0) }, 2500)
+      }
+    }, 100)`
+  const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'pipe'] })
+  t.teardown(() => { child.kill() })
+  let err = ''
+  child.stderr.on('data', (c: Buffer) => { err += c.toString('utf8') })
+  // stdout is not read for 3.5 s while the child logs for 3 s: the pipe (64 KiB) fills after ~60 lines
+  // and the write in flight waits; the batch timer fires about 15 times meanwhile.
+  child.stdout.pause()
+  await new Promise((resolve) => setTimeout(resolve, 3500))
+  let out = ''
+  child.stdout.on('data', (c: Buffer) => { out += c.toString('utf8') })
+  child.stdout.resume()
+  const exited = await new Promise<number | null>((resolve) => child.once('close', resolve))
+  t.equal(exited, 0)
+  const most = Number(/most drain listeners: (\d+)/.exec(err)?.[1])
+  t.ok(most <= 1, `at most one flush waits for the write at a time (most 'drain' listeners: ${most})`)
+  t.notMatch(err, /MaxListenersExceededWarning/)
+  const numbers = out.split('\n').filter((l) => l.includes('"msg":"line"')).map((l) => (JSON.parse(l) as { i: number }).i)
+  t.equal(numbers.length, LINES, 'every line arrives')
+  t.same(numbers, [...numbers].sort((a, b) => a - b), 'in order')
+})
+
 test('request.log is made on first use, with the request id and the route\'s options', async (t) => {
   const chunks: string[] = []
   const stream = new PassThrough()
