@@ -64,7 +64,16 @@ export interface ManyResult { entries: CacheEntry[], status: CacheStatus, ageS: 
 /** Loads the given keys; one item per key, in the same order. */
 export type ManyLoader = (keys: string[]) => Promise<PutItem[]>
 
-export interface PutItem { key: string, body: Buffer, ttlMs: number, tags?: string[], contentType?: string, status?: number }
+export interface PutItem {
+  key: string
+  body: Buffer
+  ttlMs: number
+  tags?: string[]
+  contentType?: string
+  status?: number
+  /** Where the body's integer literals beyond 2^53 are, when the loader looked (see CacheEntry). */
+  bigInts?: readonly number[]
+}
 
 export interface CacheOptions {
   l1?: CacheStore
@@ -439,7 +448,7 @@ export function createCache (opts: CacheOptions = {}) {
   async function putEntries (items: readonly PutItem[], mark?: number, freshnessOf?: (entry: CacheEntry) => Freshness): Promise<CacheEntry[]> {
     const at = now()
     const all = items.map((item) => {
-      const entry = createEntry(item.body, at, item.ttlMs, item.contentType, item.status, item.tags)
+      const entry = createEntry(item.body, at, item.ttlMs, item.contentType, item.status, item.tags, item.bigInts)
       // Kept up to the maximum staleness when the route's entries may be served stale.
       return { key: item.key, entry: freshnessOf === undefined ? entry : { ...entry, expiresAt: at + retainMs(freshnessOf(entry), item.ttlMs) } }
     })

@@ -15,16 +15,23 @@ export interface CacheEntry {
   status: number
   /** Tags a write invalidates it by; kept in the bytes so an L1 filled from L2 can be invalidated too. */
   tags: readonly string[]
+  /**
+   * Where the body's integer literals beyond 2^53 are (start and end offsets, in pairs), when whoever
+   * stored it looked (object records: lib/json-scan.ts bigIntSpans); kept in the bytes, so a rendering
+   * that quotes them (v1) copies around them instead of scanning the body on every read.
+   */
+  bigInts?: readonly number[]
 }
 
 export const DEFAULT_CONTENT_TYPE = 'application/json; charset=utf-8'
 
 // "AGC" + format version. A reader seeing another version treats the value as a miss, so a format
 // change needs no migration: old values are simply refilled.
-const MAGIC = Buffer.from([0x41, 0x47, 0x43, 0x01])
-// magic(4) status(2) storedAt(8) expiresAt(8) etagLength(1) contentTypeLength(2) tagsLength(4),
-// then the etag, the content type, the tags (a JSON array, usually a few dozen bytes) and the body.
-const FIXED = 4 + 2 + 8 + 8 + 1 + 2 + 4
+const MAGIC = Buffer.from([0x41, 0x47, 0x43, 0x02])
+// magic(4) status(2) storedAt(8) expiresAt(8) etagLength(1) contentTypeLength(2) tagsLength(4)
+// bigIntsCount(4: 0 when not looked for, else 1 + the offsets' count), then the etag, the content type,
+// the tags (a JSON array, usually a few dozen bytes), the offsets (4 bytes each) and the body.
+const FIXED = 4 + 2 + 8 + 8 + 1 + 2 + 4 + 4
 
 /** SHA-1 is used as a content fingerprint here, not for security: short, fast, collision-free in practice. */
 export function computeEtag (body: Buffer): string {
@@ -32,16 +39,20 @@ export function computeEtag (body: Buffer): string {
 }
 
 export function createEntry (
-  body: Buffer, storedAt: number, ttlMs: number, contentType = DEFAULT_CONTENT_TYPE, status = 200, tags: readonly string[] = []
+  body: Buffer, storedAt: number, ttlMs: number, contentType = DEFAULT_CONTENT_TYPE, status = 200, tags: readonly string[] = [],
+  bigInts?: readonly number[]
 ): CacheEntry {
-  return { body, etag: computeEtag(body), storedAt, expiresAt: storedAt + ttlMs, contentType, status, tags }
+  const entry: CacheEntry = { body, etag: computeEtag(body), storedAt, expiresAt: storedAt + ttlMs, contentType, status, tags }
+  if (bigInts !== undefined) entry.bigInts = bigInts
+  return entry
 }
 
 export function encodeEntry (entry: CacheEntry): Buffer {
   const etag = Buffer.from(entry.etag, 'latin1')
   const contentType = Buffer.from(entry.contentType, 'utf8')
   const tags = entry.tags.length === 0 ? Buffer.alloc(0) : Buffer.from(JSON.stringify(entry.tags), 'utf8')
-  const header = Buffer.allocUnsafe(FIXED + etag.length + contentType.length + tags.length)
+  const bigInts = entry.bigInts
+  const header = Buffer.allocUnsafe(FIXED + etag.length + contentType.length + tags.length + 4 * (bigInts?.length ?? 0))
   MAGIC.copy(header, 0)
   let at = header.writeUInt16BE(entry.status, 4)
   at = header.writeDoubleBE(entry.storedAt, at)
@@ -49,9 +60,11 @@ export function encodeEntry (entry: CacheEntry): Buffer {
   at = header.writeUInt8(etag.length, at)
   at = header.writeUInt16BE(contentType.length, at)
   at = header.writeUInt32BE(tags.length, at)
+  at = header.writeUInt32BE(bigInts === undefined ? 0 : 1 + bigInts.length, at)
   at += etag.copy(header, at)
   at += contentType.copy(header, at)
-  tags.copy(header, at)
+  at += tags.copy(header, at)
+  if (bigInts !== undefined) for (const offset of bigInts) at = header.writeUInt32BE(offset, at)
   return Buffer.concat([header, entry.body])
 }
 
@@ -64,12 +77,14 @@ export function decodeEntry (value: Buffer): CacheEntry | undefined {
   const etagLength = value.readUInt8(22)
   const contentTypeLength = value.readUInt16BE(23)
   const tagsLength = value.readUInt32BE(25)
+  const bigIntsCount = value.readUInt32BE(29)
   const tagsAt = FIXED + etagLength + contentTypeLength
-  const bodyAt = tagsAt + tagsLength
+  const bigIntsAt = tagsAt + tagsLength
+  const bodyAt = bigIntsAt + (bigIntsCount === 0 ? 0 : 4 * (bigIntsCount - 1))
   if (value.length < bodyAt) return undefined
-  const tags = tagsLength === 0 ? [] : parseTags(value.toString('utf8', tagsAt, bodyAt))
+  const tags = tagsLength === 0 ? [] : parseTags(value.toString('utf8', tagsAt, bigIntsAt))
   if (tags === undefined) return undefined
-  return {
+  const entry: CacheEntry = {
     status,
     storedAt,
     expiresAt,
@@ -78,6 +93,12 @@ export function decodeEntry (value: Buffer): CacheEntry | undefined {
     tags,
     body: value.subarray(bodyAt)
   }
+  if (bigIntsCount > 0) {
+    const offsets = new Array<number>(bigIntsCount - 1)
+    for (let k = 0; k < offsets.length; k++) offsets[k] = value.readUInt32BE(bigIntsAt + 4 * k)
+    entry.bigInts = offsets
+  }
+  return entry
 }
 
 function parseTags (text: string): string[] | undefined {

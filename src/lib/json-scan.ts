@@ -88,9 +88,17 @@ function isBeyondSafe (buf: Uint8Array, start: number, end: number): boolean {
  * Returns `bytes` itself when there is nothing to quote.
  */
 export function quoteBigInts (bytes: Buffer): Buffer {
+  return quoteSpans(bytes, bigIntSpans(bytes))
+}
+
+/**
+ * The start and end offsets (in pairs) of every integer literal beyond 2^53 in the JSON text `bytes`,
+ * outside strings: what quoteBigInts quotes. Stored with a cached record, so that rendering it later
+ * is quoteSpans alone.
+ */
+export function bigIntSpans (bytes: Buffer): number[] {
   const n = bytes.length
-  // Start and end of each literal to quote, in pairs.
-  let marks: number[] | undefined
+  const marks: number[] = []
   let i = 0
   while (i < n) {
     const c = bytes[i] as number
@@ -119,7 +127,7 @@ export function quoteBigInts (bytes: Buffer): Buffer {
     }
     const next = bytes[j]
     const isInteger = next !== 0x2e && next !== 0x65 && next !== 0x45 // not . e E
-    if (isInteger && isBeyondSafe(bytes, digitsAt, j)) (marks ??= []).push(i, j)
+    if (isInteger && isBeyondSafe(bytes, digitsAt, j)) marks.push(i, j)
     // Skip the rest of the literal (fraction, exponent) so its digits are not read as a new number.
     while (j < n) {
       const d = bytes[j] as number
@@ -128,13 +136,23 @@ export function quoteBigInts (bytes: Buffer): Buffer {
     }
     i = j
   }
-  if (marks === undefined) return bytes
+  return marks
+}
+
+/**
+ * `bytes` with a quote before and after each span (start and end offsets in pairs, ascending, as
+ * bigIntSpans finds them): the pieces copied around the quotes. `bytes` itself when there are none.
+ */
+export function quoteSpans (bytes: Buffer, marks: readonly number[]): Buffer {
+  if (marks.length === 0) return bytes
+  const n = bytes.length
   const out = Buffer.allocUnsafe(n + marks.length)
   let at = 0
   let last = 0
   for (let k = 0; k < marks.length; k += 2) {
     const from = marks[k] as number
     const to = marks[k + 1] as number
+    if (from < last || to < from || to > n) throw new RangeError(`spans out of order or beyond the body at ${from}-${to}`)
     at += bytes.copy(out, at, last, from)
     out[at++] = QUOTE
     at += bytes.copy(out, at, from, to)

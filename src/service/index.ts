@@ -24,6 +24,7 @@ import { wantsBypass } from '../cache/http.js'
 import { buildCacheKey, cacheTags, objectKey } from '../cache/keys.js'
 import { views, writeTags, type WriteKind, type WriteTarget } from '../cache/tags.js'
 import { parseLossless } from '../lib/json.js'
+import { bigIntSpans } from '../lib/json-scan.js'
 import type { CallContext, UpstreamReply } from '../upstream/client.js'
 import { replyFields, writeOutcome, type Fields, type UpstreamEndpoint, type WriteOutcome } from '../upstream/endpoints.js'
 import type { RecordText } from '../upstream/object-loader.js'
@@ -51,7 +52,12 @@ const LIST_ROUTES: ReadonlySet<RouteId> = new Set(['lists', 'custom-lists', 'vra
 const PREFETCHED_ROUTES: ReadonlySet<RouteId> = new Set(['lists', 'custom-lists'])
 
 /** An object record as the upstream sent it (ids as bare integers), with the ETag of those bytes. */
-export interface StoredRecord { bytes: Buffer, etag: string }
+export interface StoredRecord {
+  bytes: Buffer
+  etag: string
+  /** Where its integer literals beyond 2^53 are, when stored with it (see CacheEntry.bigInts). */
+  bigInts?: readonly number[]
+}
 
 /** What the cache headers of an answer derive from. */
 export interface CacheInfo {
@@ -109,7 +115,8 @@ class ConsumerCalls extends RequestCalls {
 }
 
 function fromEntry (entry: CacheEntry): StoredRecord | null {
-  return entry.body.equals(MISSING_ENTRY) ? null : { bytes: entry.body, etag: entry.etag }
+  if (entry.body.equals(MISSING_ENTRY)) return null
+  return entry.bigInts === undefined ? { bytes: entry.body, etag: entry.etag } : { bytes: entry.body, etag: entry.etag, bigInts: entry.bigInts }
 }
 
 /** Member ids of a list table, digit for digit (rows are parsed losslessly). */
@@ -138,11 +145,14 @@ export function createAtlasService (app: FastifyInstance, serviceOpts: ServiceOp
     const freshMissing = cache.freshness('objects-missing')
     return ids.map((id, k) => {
       const text = texts[k] ?? null
+      const body = text === null ? MISSING_ENTRY : Buffer.from(text, 'utf8')
       return {
         key: objectKey(id),
-        body: text === null ? MISSING_ENTRY : Buffer.from(text, 'utf8'),
+        body,
         ttlMs: storeTtlMs(text === null ? freshMissing : fresh),
-        tags: [views.object(id)]
+        tags: [views.object(id)],
+        // Found once here, so that a v1 rendering of the stored record copies around them (render.ts).
+        ...(text === null ? {} : { bigInts: bigIntSpans(body) })
       }
     })
   }

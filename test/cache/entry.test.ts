@@ -19,6 +19,18 @@ test('an entry survives encoding byte for byte', async (t) => {
   t.same(entry.tags, [])
 })
 
+test('the offsets of big integers survive encoding; an entry stored without them has none', async (t) => {
+  fc.assert(fc.property(
+    fc.uint8Array({ maxLength: 512 }), fc.array(fc.integer({ min: 0, max: 2 ** 32 - 1 }), { maxLength: 40 }), fc.array(fc.string({ maxLength: 30 }), { maxLength: 3 }),
+    (bytes, offsets, tags) => {
+      const back = decodeEntry(encodeEntry(createEntry(Buffer.from(bytes), 1, 2, DEFAULT_CONTENT_TYPE, 200, tags, offsets)))
+      return back !== undefined && JSON.stringify(back.bigInts) === JSON.stringify(offsets) && back.body.equals(Buffer.from(bytes)) &&
+        JSON.stringify(back.tags) === JSON.stringify(tags)
+    }))
+  t.equal(decodeEntry(encodeEntry(createEntry(Buffer.from('[1]'), 1, 2)))?.bigInts, undefined, 'not looked for')
+  t.same(decodeEntry(encodeEntry(createEntry(Buffer.from('[1]'), 1, 2, DEFAULT_CONTENT_TYPE, 200, [], [])))?.bigInts, [], 'looked for, none found')
+})
+
 test('the body is a view into the stored value, not a copy', async (t) => {
   const value = encodeEntry(createEntry(Buffer.from('x'.repeat(1000)), 1, 2))
   const back = decodeEntry(value)

@@ -1,6 +1,6 @@
 import { test } from 'tap'
 import fc from 'fast-check'
-import { quoteBigInts, splitArray } from '../../src/lib/json-scan.js'
+import { bigIntSpans, quoteBigInts, quoteSpans, splitArray } from '../../src/lib/json-scan.js'
 import { parseLossless, stringifyUpstream, stringifyV1 } from '../../src/lib/json.js'
 
 const bigId = fc.bigInt({ min: 1000000000000000000n, max: 1999999999999999999n })
@@ -33,6 +33,17 @@ test('quoteBigInts leaves digits inside strings alone', async (t) => {
   const plain = Buffer.from('{"a":[1,2.5,"x"]}')
   t.equal(quoteBigInts(plain), plain, 'nothing to quote: the same Buffer')
   t.throws(() => quoteBigInts(Buffer.from('{"a":"open')), SyntaxError)
+})
+
+test('quoteSpans with the offsets bigIntSpans found renders what a scan renders; bad offsets are refused', async (t) => {
+  fc.assert(fc.property(jsonValue, (value) => {
+    const bytes = Buffer.from(stringifyUpstream(value), 'utf8')
+    const spans = bigIntSpans(bytes)
+    return spans.length % 2 === 0 && quoteSpans(bytes, spans).equals(quoteBigInts(bytes))
+  }), { numRuns: 500 })
+  const bytes = Buffer.from('[1161600211221604900,1]')
+  t.throws(() => quoteSpans(bytes, [0, 99]), RangeError, 'beyond the body')
+  t.throws(() => quoteSpans(bytes, [5, 9, 1, 3]), RangeError, 'out of order')
 })
 
 test('splitArray returns each element text untouched', async (t) => {

@@ -6,7 +6,7 @@
 // pass over ~20 kB of JSON and a hash. Without L1 (CACHE_MAX_BYTES=0) nothing is memoised.
 import { computeEtag } from '../../cache/entry.js'
 import type { DerivedMemo } from '../../cache/store.js'
-import { quoteBigInts } from '../../lib/json-scan.js'
+import { bigIntSpans, quoteSpans } from '../../lib/json-scan.js'
 import { parseLossless, stringifyV1 } from '../../lib/json.js'
 import type { StoredRecord } from '../../service/index.js'
 import { applyMjd } from '../../upstream/record.js'
@@ -45,7 +45,8 @@ export function createRecordRenderer (memo?: DerivedMemo): RecordRenderer {
     const key = memoKey(record.etag)
     const hit = memo?.get(key)
     if (hit !== undefined) return hit
-    const bytes = quoteBigInts(record.bytes)
+    // The offsets stored with the record spare a scan of its bytes; records stored without them are scanned.
+    const bytes = quoteSpans(record.bytes, record.bigInts ?? bigIntSpans(record.bytes))
     if (isOneOff) return { bytes, etag: '' }
     const rendered = { bytes, etag: computeEtag(bytes) }
     if (memo === undefined) return rendered

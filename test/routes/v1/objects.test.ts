@@ -1,6 +1,9 @@
 import { test } from 'tap'
 import { buildTestApp, demoAuth, FIXTURE_IDS, sandboxPost } from '../../helper.js'
 import { parseLossless } from '../../../src/lib/json.js'
+import { bigIntSpans } from '../../../src/lib/json-scan.js'
+import { decodeEntry } from '../../../src/cache/entry.js'
+import { objectKey } from '../../../src/cache/keys.js'
 import { consumersFile, makeConsumer } from '../../consumer-helper.js'
 
 const { A, B, U } = FIXTURE_IDS
@@ -19,6 +22,22 @@ test('GET /v1/objects/:id returns the full record with ids as strings, digit-exa
   const upstream = parseLossless(direct.text) as Array<{ object: { id: bigint } }>
   t.equal(String(upstream[0]?.object.id), body.object.id)
   t.notOk(/"id":\d{19}/.test(res.body), 'no 19-digit id is a bare JSON number')
+})
+
+test('a record is stored with the offsets of its big integers, and an L2 hit (L1 off) renders from them the bytes of the miss', { skip: process.env.REDIS_URL === undefined ? 'needs REDIS_URL' : false }, async (t) => {
+  const { app } = await buildTestApp(t, { config: { CACHE_MAX_BYTES: 0 } })
+  const miss = await app.inject({ url: `/v1/objects/${A}`, headers: demoAuth(app) })
+  const hit = await app.inject({ url: `/v1/objects/${A}`, headers: demoAuth(app) })
+  t.equal(miss.headers['x-cache'], 'MISS')
+  t.equal(hit.headers['x-cache'], 'HIT')
+  t.equal(hit.body, miss.body, 'the same bytes')
+  t.equal(hit.headers.etag, miss.headers.etag)
+  t.notOk(/"id":\d{19}/.test(hit.body), 'no 19-digit id is a bare JSON number')
+  const raw = await app.redis?.getBuffer(`${app.config.REDIS_KEY_PREFIX}{c}:k:${objectKey(A)}`)
+  const entry = raw === null || raw === undefined ? undefined : decodeEntry(raw)
+  t.ok(entry !== undefined, 'the record is in Redis')
+  t.ok((entry?.bigInts?.length ?? 0) > 0, 'with offsets')
+  t.same(entry?.bigInts, entry === undefined ? [] : bigIntSpans(entry.body), 'the offsets a scan of its bytes finds')
 })
 
 test('unknown id → 404 GW_NOT_FOUND; a malformed id → 400 before any upstream call', async (t) => {
