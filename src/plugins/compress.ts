@@ -3,7 +3,7 @@
 // plugin adds what a cache needs on top, for bodies sent with a strong ETag (cached reads,
 // routes/v1/send.ts):
 // - an encoded body is another representation, so it gets its own strong ETag (`"<tag>.gzip"`,
-//   `"<tag>.br"`; `.` never occurs in our base64url tags) and If-None-Match is matched against it;
+//   `"<tag>.br"`; no identity tag ends in `.gzip` or `.br`) and If-None-Match is matched against it;
 // - `Vary: Accept-Encoding` on the 200s and 304s of such routes;
 // - the encoded bytes are kept in L1's derived memo by ETag and encoding (inside CACHE_MAX_BYTES), so
 //   an L1 hit sends bytes compressed once, not compressed again on every request.

@@ -17,6 +17,20 @@ export interface Rendered { bytes: Buffer, etag: string }
 // The memo key of a record's v1 rendering: its stored ETag, in a namespace of its own.
 const memoKey = (etag: string): string => 'v1:' + etag
 
+/**
+ * The version of the whole-record v1 rendering. Equal stored bytes render to equal bytes under one
+ * version, so a whole record's v1 ETag is the stored bytes' ETag with this version appended (`.` never
+ * occurs in a base64url hash), instead of a hash of the ~18 kB rendering on every read the memo does
+ * not answer. Whoever changes what the rendering produces must change this: test/routes/v1/render.test.ts
+ * pins the rendering of a sample record to this version.
+ */
+export const RECORD_RENDERING = 'v1r1'
+
+/** The strong ETag of the whole-record v1 rendering of bytes whose ETag is `stored`. */
+export function renderedEtag (stored: string): string {
+  return `${stored.slice(0, -1)}.${RECORD_RENDERING}"`
+}
+
 type RecordValue = Record<string, unknown>
 
 const plainNumber = (row: Record<string, unknown>, field: string): number | undefined => {
@@ -48,7 +62,7 @@ export function createRecordRenderer (memo?: DerivedMemo): RecordRenderer {
     // The offsets stored with the record spare a scan of its bytes; records stored without them are scanned.
     const bytes = quoteSpans(record.bytes, record.bigInts ?? bigIntSpans(record.bytes))
     if (isOneOff) return { bytes, etag: '' }
-    const rendered = { bytes, etag: computeEtag(bytes) }
+    const rendered = { bytes, etag: renderedEtag(record.etag) }
     if (memo === undefined) return rendered
     memo.set(key, rendered)
     // The memo may have kept a copy (see memory-store.ts, owned): answer with what later hits will send.
