@@ -25,13 +25,18 @@ export interface CacheEntry {
 
 export const DEFAULT_CONTENT_TYPE = 'application/json; charset=utf-8'
 
-// "AGC" + format version. A reader seeing another version treats the value as a miss, so a format
-// change needs no migration: old values are simply refilled.
+// "AGC" + format version. A reader seeing an unknown version treats the value as a miss, so a format
+// change needs no migration: old values are refilled. Format 1 (no offsets) is still read, so that
+// while replicas of both versions run (a rolling update) the new ones do not refill every value the old
+// ones wrote, each refill an upstream call.
 const MAGIC = Buffer.from([0x41, 0x47, 0x43, 0x02])
+const MAGIC_1 = Buffer.from([0x41, 0x47, 0x43, 0x01])
 // magic(4) status(2) storedAt(8) expiresAt(8) etagLength(1) contentTypeLength(2) tagsLength(4)
 // bigIntsCount(4: 0 when not looked for, else 1 + the offsets' count), then the etag, the content type,
 // the tags (a JSON array, usually a few dozen bytes), the offsets (4 bytes each) and the body.
 const FIXED = 4 + 2 + 8 + 8 + 1 + 2 + 4 + 4
+// Format 1: the same without bigIntsCount and the offsets.
+const FIXED_1 = FIXED - 4
 
 /** SHA-1 is used as a content fingerprint here, not for security: short, fast, collision-free in practice. */
 export function computeEtag (body: Buffer): string {
@@ -70,15 +75,17 @@ export function encodeEntry (entry: CacheEntry): Buffer {
 
 /** The entry, or undefined when the bytes are not a value of this format (treated as a miss). */
 export function decodeEntry (value: Buffer): CacheEntry | undefined {
-  if (value.length < FIXED || !value.subarray(0, 4).equals(MAGIC)) return undefined
+  const isFormat1 = value.length >= FIXED_1 && value.subarray(0, 4).equals(MAGIC_1)
+  if (!isFormat1 && (value.length < FIXED || !value.subarray(0, 4).equals(MAGIC))) return undefined
+  const fixed = isFormat1 ? FIXED_1 : FIXED
   const status = value.readUInt16BE(4)
   const storedAt = value.readDoubleBE(6)
   const expiresAt = value.readDoubleBE(14)
   const etagLength = value.readUInt8(22)
   const contentTypeLength = value.readUInt16BE(23)
   const tagsLength = value.readUInt32BE(25)
-  const bigIntsCount = value.readUInt32BE(29)
-  const tagsAt = FIXED + etagLength + contentTypeLength
+  const bigIntsCount = isFormat1 ? 0 : value.readUInt32BE(29)
+  const tagsAt = fixed + etagLength + contentTypeLength
   const bigIntsAt = tagsAt + tagsLength
   const bodyAt = bigIntsAt + (bigIntsCount === 0 ? 0 : 4 * (bigIntsCount - 1))
   if (value.length < bodyAt) return undefined
@@ -88,8 +95,8 @@ export function decodeEntry (value: Buffer): CacheEntry | undefined {
     status,
     storedAt,
     expiresAt,
-    etag: value.toString('latin1', FIXED, FIXED + etagLength),
-    contentType: value.toString('utf8', FIXED + etagLength, tagsAt),
+    etag: value.toString('latin1', fixed, fixed + etagLength),
+    contentType: value.toString('utf8', fixed + etagLength, tagsAt),
     tags,
     body: value.subarray(bodyAt)
   }

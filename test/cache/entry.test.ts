@@ -31,6 +31,36 @@ test('the offsets of big integers survive encoding; an entry stored without them
   t.same(decodeEntry(encodeEntry(createEntry(Buffer.from('[1]'), 1, 2, DEFAULT_CONTENT_TYPE, 200, [], [])))?.bigInts, [], 'looked for, none found')
 })
 
+// What replicas of the version before wrote (format 1: no offsets), laid out here as its encoder did.
+function encodeFormat1 (entry: { body: Buffer, etag: string, storedAt: number, expiresAt: number, contentType: string, status: number, tags: readonly string[] }): Buffer {
+  const etag = Buffer.from(entry.etag, 'latin1')
+  const contentType = Buffer.from(entry.contentType, 'utf8')
+  const tags = entry.tags.length === 0 ? Buffer.alloc(0) : Buffer.from(JSON.stringify(entry.tags), 'utf8')
+  const header = Buffer.alloc(29 + etag.length + contentType.length + tags.length)
+  Buffer.from([0x41, 0x47, 0x43, 0x01]).copy(header, 0)
+  let at = header.writeUInt16BE(entry.status, 4)
+  at = header.writeDoubleBE(entry.storedAt, at)
+  at = header.writeDoubleBE(entry.expiresAt, at)
+  at = header.writeUInt8(etag.length, at)
+  at = header.writeUInt16BE(contentType.length, at)
+  at = header.writeUInt32BE(tags.length, at)
+  at += etag.copy(header, at)
+  at += contentType.copy(header, at)
+  tags.copy(header, at)
+  return Buffer.concat([header, entry.body])
+}
+
+test('values of format 1 (written before offsets were kept) are still read, without offsets; unknown formats are not', async (t) => {
+  const entry = createEntry(Buffer.from('[1161600211221604900]'), 5, 10, DEFAULT_CONTENT_TYPE, 200, ['obj:1'])
+  const back = decodeEntry(encodeFormat1(entry))
+  t.ok(back?.body.equals(entry.body))
+  t.match(back, { etag: entry.etag, storedAt: 5, expiresAt: 15, contentType: DEFAULT_CONTENT_TYPE, status: 200, tags: ['obj:1'] })
+  t.equal(back?.bigInts, undefined)
+  const unknown = encodeEntry(entry)
+  unknown[3] = 0x09
+  t.equal(decodeEntry(unknown), undefined)
+})
+
 test('the body is a view into the stored value, not a copy', async (t) => {
   const value = encodeEntry(createEntry(Buffer.from('x'.repeat(1000)), 1, 2))
   const back = decodeEntry(value)
