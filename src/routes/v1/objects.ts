@@ -7,7 +7,8 @@ import { NotFoundError, PayloadTooLargeError, ValidationError } from '../../erro
 import { AtlasIdSchema, IdListQuery, passthrough, problems } from '../../schemas/common.js'
 import type { CacheInfo } from '../../service/index.js'
 import { sendDerived, sendRaw } from './send.js'
-import { createRecordRenderer, type RecordRenderer } from './render.js'
+import { createRecordRenderer, renderedEtag, type RecordRenderer } from './render.js'
+import { matchesIfNoneMatch } from '../../cache/http.js'
 import { buildProblem } from '../../plugins/problem-handler.js'
 
 const MAX_URL_IDS = 100
@@ -179,6 +180,9 @@ function streamNdjson (app: FastifyInstance, recordToV1: RecordRenderer, request
   return Readable.from(lines(), { objectMode: false })
 }
 
+// The body of a 304 (none is sent).
+const NOT_RENDERED = Buffer.alloc(0)
+
 export const objectRoutes: FastifyPluginAsyncTypebox = async (app) => {
   const recordToV1 = createRecordRenderer(app.cache.derived)
   app.get('/objects/:id', {
@@ -194,6 +198,12 @@ export const objectRoutes: FastifyPluginAsyncTypebox = async (app) => {
     const read = await app.atlas.objects(request, [request.params.id])
     const record = read.records[0]
     if (record === null || record === undefined) throw new NotFoundError(`No ATLAS object ${request.params.id}.`)
+    // A revalidation of the whole record that still matches is answered without rendering it: its ETag
+    // follows from the stored one (render.ts).
+    if (request.query.mjd_min === undefined && request.headers['if-none-match'] !== undefined) {
+      const tag = renderedEtag(record.etag)
+      if (matchesIfNoneMatch(request.headers['if-none-match'], tag)) return sendDerived(request, reply, read, NOT_RENDERED, tag)
+    }
     const rendered = recordToV1(record, request.query.mjd_min)
     return sendDerived(request, reply, read, rendered.bytes, rendered.etag)
   })

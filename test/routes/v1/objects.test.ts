@@ -40,6 +40,31 @@ test('a record is stored with the offsets of its big integers, and an L2 hit (L1
   t.same(entry?.bigInts, entry === undefined ? [] : bigIntSpans(entry.body), 'the offsets a scan of its bytes finds')
 })
 
+test('a record revalidated with its ETag is a 304 with the 200\'s cache headers; mjd_min and other tags still get the body', async (t) => {
+  const { app } = await buildTestApp(t)
+  const auth = demoAuth(app)
+  const full = await app.inject({ url: `/v1/objects/${A}`, headers: auth })
+  const etag = String(full.headers.etag)
+  for (const ifNoneMatch of [etag, `W/${etag}`, `"other", ${etag}`, '*']) {
+    const res = await app.inject({ url: `/v1/objects/${A}`, headers: { ...auth, 'if-none-match': ifNoneMatch } })
+    t.equal(res.statusCode, 304, ifNoneMatch)
+    t.equal(res.body, '')
+    t.equal(res.headers.etag, etag)
+    t.equal(res.headers['x-cache'], 'HIT')
+    t.equal(res.headers['cache-control'], full.headers['cache-control'])
+    t.match(res.headers.vary, /accept-encoding/i)
+  }
+  const other = await app.inject({ url: `/v1/objects/${A}`, headers: { ...auth, 'if-none-match': '"other"' } })
+  t.equal(other.statusCode, 200)
+  t.equal(other.body, full.body)
+  const cut = await app.inject({ url: `/v1/objects/${A}?mjd_min=60000`, headers: { ...auth, 'if-none-match': etag } })
+  t.equal(cut.statusCode, 200, 'another representation: its own ETag')
+  t.not(cut.headers.etag, etag)
+  const gzip = await app.inject({ url: `/v1/objects/${A}`, headers: { ...auth, 'accept-encoding': 'gzip' } })
+  const encoded = await app.inject({ url: `/v1/objects/${A}`, headers: { ...auth, 'accept-encoding': 'gzip', 'if-none-match': String(gzip.headers.etag) } })
+  t.equal(encoded.statusCode, 304, 'the gzip representation revalidates with its own tag')
+})
+
 test('unknown id → 404 GW_NOT_FOUND; a malformed id → 400 before any upstream call', async (t) => {
   const { app, sandbox } = await buildTestApp(t)
   const missing = await app.inject({ url: `/v1/objects/${U}`, headers: demoAuth(app) })
