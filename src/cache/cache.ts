@@ -11,7 +11,7 @@
 // maximum staleness. Nothing older than the maximum staleness is ever served stale.
 import { createSingleFlight } from '../lib/single-flight.js'
 import type { CacheStore } from './store.js'
-import { createEntry, decodeEntry as decodeBytes, encodeEntry, type CacheEntry } from './entry.js'
+import { createEntry, decodeEntry as decodeBytes, encodeSharing, type CacheEntry } from './entry.js'
 import { DEFAULT_FRESHNESS, storeTtlMs, type Freshness, type FreshnessTable, type RouteId } from './freshness.js'
 import { createFillLock, type FillLockOptions } from './lock.js'
 import type { InvalidationBus } from './invalidation-bus.js'
@@ -150,17 +150,7 @@ function decodeEntry (raw: Buffer): CacheEntry | undefined {
   return entry
 }
 
-/**
- * The entry's stored bytes; the entry's body becomes a view into them, so that a batch being loaded
- * holds each record once (the stores keep these bytes), not also the Buffer the loader made.
- */
-function encodeShared (entry: CacheEntry): Buffer {
-  const value = encodeEntry(entry)
-  entry.body = value.subarray(value.length - entry.body.length)
-  return value
-}
-
-// Bytes of a stored value a look-ahead reads (peekEntries): the header (about 130 bytes for a record
+// Bytes of a stored value a look-ahead reads (peekEntries): the header (about 140 bytes for a record
 // with one tag) and the start of the body, enough to tell a "does not exist" marker from a record.
 const PEEK_BYTES = 512
 
@@ -267,7 +257,7 @@ export function createCache (opts: CacheOptions = {}) {
   async function store (key: string, entry: CacheEntry): Promise<void> {
     const ttlMs = entry.expiresAt - entry.storedAt
     if (ttlMs <= 0) return
-    const value = [{ key, value: encodeShared(entry), ttlMs, tags: entry.tags }]
+    const value = [{ key, value: encodeSharing(entry), ttlMs, tags: entry.tags }]
     const tiers = [l1, l2].filter((s): s is CacheStore => s !== undefined)
     await Promise.all(tiers.map(async (s) => s.setMany(value)))
   }
@@ -453,7 +443,7 @@ export function createCache (opts: CacheOptions = {}) {
       return { key: item.key, entry: freshnessOf === undefined ? entry : { ...entry, expiresAt: at + retainMs(freshnessOf(entry), item.ttlMs) } }
     })
     const kept = all.filter(({ entry }) => entry.expiresAt > at && (mark === undefined || !invalidations.isInvalidatedSince(mark, entry.tags)))
-    const values = kept.map(({ key, entry }) => ({ key, value: encodeShared(entry), ttlMs: entry.expiresAt - at, tags: entry.tags }))
+    const values = kept.map(({ key, entry }) => ({ key, value: encodeSharing(entry), ttlMs: entry.expiresAt - at, tags: entry.tags }))
     const tiers = [l1, l2].filter((s): s is CacheStore => s !== undefined)
     // One batch write per tier, tags included: one Redis round trip per slice of the batch.
     await Promise.all(tiers.map(async (s) => s.setMany(values)))

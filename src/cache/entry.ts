@@ -32,11 +32,14 @@ export const DEFAULT_CONTENT_TYPE = 'application/json; charset=utf-8'
 const MAGIC = Buffer.from([0x41, 0x47, 0x43, 0x02])
 const MAGIC_1 = Buffer.from([0x41, 0x47, 0x43, 0x01])
 // magic(4) status(2) storedAt(8) expiresAt(8) etagLength(1) contentTypeLength(2) tagsLength(4)
-// bigIntsCount(4: 0 when not looked for, else 1 + the offsets' count), then the etag, the content type,
-// the tags (a JSON array, usually a few dozen bytes), the offsets (4 bytes each) and the body.
-const FIXED = 4 + 2 + 8 + 8 + 1 + 2 + 4 + 4
-// Format 1: the same without bigIntsCount and the offsets.
-const FIXED_1 = FIXED - 4
+// bigIntsCount(4: 0 when not looked for, else 1 + the offsets' count) bodyLength(4), then the etag, the
+// content type, the tags (a JSON array, usually a few dozen bytes), the body and the offsets (4 bytes
+// each). The offsets come last, so that the head of a value (what a look-ahead reads, PEEK_BYTES in
+// cache.ts) stays a few hundred bytes however many there are: a record with a thousand detections
+// carries a thousand ids.
+const FIXED = 4 + 2 + 8 + 8 + 1 + 2 + 4 + 4 + 4
+// Format 1: without bigIntsCount and bodyLength (the body runs to the end).
+const FIXED_1 = FIXED - 8
 
 /** SHA-1 is used as a content fingerprint here, not for security: short, fast, collision-free in practice. */
 export function computeEtag (body: Buffer): string {
@@ -57,7 +60,7 @@ export function encodeEntry (entry: CacheEntry): Buffer {
   const contentType = Buffer.from(entry.contentType, 'utf8')
   const tags = entry.tags.length === 0 ? Buffer.alloc(0) : Buffer.from(JSON.stringify(entry.tags), 'utf8')
   const bigInts = entry.bigInts
-  const header = Buffer.allocUnsafe(FIXED + etag.length + contentType.length + tags.length + 4 * (bigInts?.length ?? 0))
+  const header = Buffer.allocUnsafe(FIXED + etag.length + contentType.length + tags.length)
   MAGIC.copy(header, 0)
   let at = header.writeUInt16BE(entry.status, 4)
   at = header.writeDoubleBE(entry.storedAt, at)
@@ -66,14 +69,31 @@ export function encodeEntry (entry: CacheEntry): Buffer {
   at = header.writeUInt16BE(contentType.length, at)
   at = header.writeUInt32BE(tags.length, at)
   at = header.writeUInt32BE(bigInts === undefined ? 0 : 1 + bigInts.length, at)
+  at = header.writeUInt32BE(entry.body.length, at)
   at += etag.copy(header, at)
   at += contentType.copy(header, at)
-  at += tags.copy(header, at)
-  if (bigInts !== undefined) for (const offset of bigInts) at = header.writeUInt32BE(offset, at)
-  return Buffer.concat([header, entry.body])
+  tags.copy(header, at)
+  if (bigInts === undefined || bigInts.length === 0) return Buffer.concat([header, entry.body])
+  const trailer = Buffer.allocUnsafe(4 * bigInts.length)
+  bigInts.forEach((offset, k) => trailer.writeUInt32BE(offset, 4 * k))
+  return Buffer.concat([header, entry.body, trailer])
 }
 
-/** The entry, or undefined when the bytes are not a value of this format (treated as a miss). */
+/**
+ * encodeEntry, and the entry's body becomes a view into the stored bytes, so that a batch being loaded
+ * holds each record once (the stores keep these bytes), not also the Buffer the loader made.
+ */
+export function encodeSharing (entry: CacheEntry): Buffer {
+  const value = encodeEntry(entry)
+  const bodyAt = value.length - 4 * (entry.bigInts?.length ?? 0) - entry.body.length
+  entry.body = value.subarray(bodyAt, bodyAt + entry.body.length)
+  return value
+}
+
+/**
+ * The entry, or undefined when the bytes are not a value of this format (treated as a miss). The start
+ * of a value (a look-ahead's read) decodes too, with its body cut short and without offsets.
+ */
 export function decodeEntry (value: Buffer): CacheEntry | undefined {
   const isFormat1 = value.length >= FIXED_1 && value.subarray(0, 4).equals(MAGIC_1)
   if (!isFormat1 && (value.length < FIXED || !value.subarray(0, 4).equals(MAGIC))) return undefined
@@ -86,10 +106,10 @@ export function decodeEntry (value: Buffer): CacheEntry | undefined {
   const tagsLength = value.readUInt32BE(25)
   const bigIntsCount = isFormat1 ? 0 : value.readUInt32BE(29)
   const tagsAt = fixed + etagLength + contentTypeLength
-  const bigIntsAt = tagsAt + tagsLength
-  const bodyAt = bigIntsAt + (bigIntsCount === 0 ? 0 : 4 * (bigIntsCount - 1))
+  const bodyAt = tagsAt + tagsLength
   if (value.length < bodyAt) return undefined
-  const tags = tagsLength === 0 ? [] : parseTags(value.toString('utf8', tagsAt, bigIntsAt))
+  const bodyEnd = isFormat1 ? value.length : bodyAt + value.readUInt32BE(33)
+  const tags = tagsLength === 0 ? [] : parseTags(value.toString('utf8', tagsAt, bodyAt))
   if (tags === undefined) return undefined
   const entry: CacheEntry = {
     status,
@@ -98,11 +118,11 @@ export function decodeEntry (value: Buffer): CacheEntry | undefined {
     etag: value.toString('latin1', fixed, fixed + etagLength),
     contentType: value.toString('utf8', fixed + etagLength, tagsAt),
     tags,
-    body: value.subarray(bodyAt)
+    body: value.subarray(bodyAt, Math.min(bodyEnd, value.length))
   }
-  if (bigIntsCount > 0) {
+  if (bigIntsCount > 0 && value.length >= bodyEnd + 4 * (bigIntsCount - 1)) {
     const offsets = new Array<number>(bigIntsCount - 1)
-    for (let k = 0; k < offsets.length; k++) offsets[k] = value.readUInt32BE(bigIntsAt + 4 * k)
+    for (let k = 0; k < offsets.length; k++) offsets[k] = value.readUInt32BE(bodyEnd + 4 * k)
     entry.bigInts = offsets
   }
   return entry

@@ -1,6 +1,6 @@
 import { test } from 'tap'
 import fc from 'fast-check'
-import { computeEtag, createEntry, decodeEntry, encodeEntry, DEFAULT_CONTENT_TYPE } from '../../src/cache/entry.js'
+import { computeEtag, createEntry, decodeEntry, encodeEntry, encodeSharing, DEFAULT_CONTENT_TYPE, type CacheEntry } from '../../src/cache/entry.js'
 
 test('an entry survives encoding byte for byte', async (t) => {
   fc.assert(fc.property(
@@ -31,23 +31,13 @@ test('the offsets of big integers survive encoding; an entry stored without them
   t.same(decodeEntry(encodeEntry(createEntry(Buffer.from('[1]'), 1, 2, DEFAULT_CONTENT_TYPE, 200, [], [])))?.bigInts, [], 'looked for, none found')
 })
 
-// What replicas of the version before wrote (format 1: no offsets), laid out here as its encoder did.
-function encodeFormat1 (entry: { body: Buffer, etag: string, storedAt: number, expiresAt: number, contentType: string, status: number, tags: readonly string[] }): Buffer {
-  const etag = Buffer.from(entry.etag, 'latin1')
-  const contentType = Buffer.from(entry.contentType, 'utf8')
-  const tags = entry.tags.length === 0 ? Buffer.alloc(0) : Buffer.from(JSON.stringify(entry.tags), 'utf8')
-  const header = Buffer.alloc(29 + etag.length + contentType.length + tags.length)
-  Buffer.from([0x41, 0x47, 0x43, 0x01]).copy(header, 0)
-  let at = header.writeUInt16BE(entry.status, 4)
-  at = header.writeDoubleBE(entry.storedAt, at)
-  at = header.writeDoubleBE(entry.expiresAt, at)
-  at = header.writeUInt8(etag.length, at)
-  at = header.writeUInt16BE(contentType.length, at)
-  at = header.writeUInt32BE(tags.length, at)
-  at += etag.copy(header, at)
-  at += contentType.copy(header, at)
-  tags.copy(header, at)
-  return Buffer.concat([header, entry.body])
+// What replicas of the version before wrote (format 1): the fields of format 2 without bigIntsCount and
+// bodyLength (bytes 29-36), for an entry without offsets, under version byte 1.
+function encodeFormat1 (entry: CacheEntry): Buffer {
+  const value = encodeEntry({ ...entry, bigInts: undefined })
+  const old = Buffer.concat([value.subarray(0, 29), value.subarray(37)])
+  old[3] = 0x01
+  return old
 }
 
 test('values of format 1 (written before offsets were kept) are still read, without offsets; unknown formats are not', async (t) => {
@@ -59,6 +49,30 @@ test('values of format 1 (written before offsets were kept) are still read, with
   const unknown = encodeEntry(entry)
   unknown[3] = 0x09
   t.equal(decodeEntry(unknown), undefined)
+})
+
+test('the start of a value (a look-ahead reads 512 bytes) decodes its header however many offsets it has', async (t) => {
+  const body = Buffer.from('{"object":{"id":1161600211221604900},"lc":[' + '{"id":1161600211221604900},'.repeat(999) + '{"id":1161600211221604900}]}')
+  const offsets = Array.from({ length: 2000 }, (_, k) => k)
+  const entry = createEntry(body, 7, 10, DEFAULT_CONTENT_TYPE, 200, ['obj:1'], offsets)
+  const head = decodeEntry(encodeEntry(entry).subarray(0, 512))
+  t.match(head, { etag: entry.etag, storedAt: 7, expiresAt: 17, tags: ['obj:1'] })
+  t.ok(head !== undefined && head.body.length > 0 && body.subarray(0, head.body.length).equals(head.body), 'the body cut short')
+  t.equal(head?.bigInts, undefined, 'no offsets from a cut value')
+  const whole = decodeEntry(encodeEntry(entry))
+  t.ok(whole?.body.equals(body))
+  t.same(whole?.bigInts, offsets)
+})
+
+test('encodeSharing: the entry\'s body becomes the stored bytes\' own, with or without offsets', async (t) => {
+  for (const offsets of [undefined, [], [1, 3]]) {
+    const entry = createEntry(Buffer.from('[1161600211221604900]'), 1, 2, DEFAULT_CONTENT_TYPE, 200, [], offsets)
+    const body = Buffer.from(entry.body)
+    const value = encodeSharing(entry)
+    t.equal(entry.body.buffer, value.buffer, `a view (offsets ${JSON.stringify(offsets)})`)
+    t.ok(entry.body.equals(body), 'the same bytes')
+    t.ok(decodeEntry(value)?.body.equals(body))
+  }
 })
 
 test('the body is a view into the stored value, not a copy', async (t) => {
