@@ -8,13 +8,20 @@ import { createCache } from '../../src/cache/cache.js'
 import { createMemoryStore } from '../../src/cache/memory-store.js'
 import { createRedisStore } from '../../src/cache/redis-store.js'
 import { CAN_START_REDIS, connectRedis, startRedisServer } from './redis-fixture.js'
-import { buildTestApp, demoAuth, FIXTURE_IDS } from '../helper.js'
+import { startCountingProxy } from '../fixtures/counting-proxy.js'
+import { buildTestApp, demoAuth, FIXTURE_IDS, startTestSandbox } from '../helper.js'
+
+interface Relay {
+  url: string
+  roundTrips: () => number
+  close: () => Promise<void>
+}
 
 /**
  * Relays TCP to `port` and counts round trips: client bursts that start after the server has answered
  * (or first), i.e. how many times the client had to wait for Redis.
  */
-async function startRelay (port: number): Promise<{ url: string, roundTrips: () => number, close: () => Promise<void> }> {
+async function startRelay (port: number): Promise<Relay> {
   let trips = 0
   const sockets = new Set<Socket>()
   const server = createServer((client) => {
@@ -128,4 +135,32 @@ test('a miss batch through the app: the records are stored with one SET each and
   t.equal(stores.length, ids.length, 'one SET per record')
   t.equal(tagging.length, 1, 'one tagging script for the batch')
   t.equal(commands.filter((s) => s.name === 'MULTI').length, 0, 'no transaction')
+})
+
+test('a miss through the app: at most 4 Redis round trips before its objects/ call leaves (the token is read alongside the charges)', { skip: CAN_START_REDIS ? false : 'needs REDIS_URL and redis-server' }, async (t) => {
+  const server = await startRedisServer(t)
+  const relay = await startRelay(Number(new URL(server.url).port))
+  t.teardown(relay.close)
+  const sandbox = await startTestSandbox(t)
+  const tripsAtCall: number[] = []
+  const proxy = await startCountingProxy(sandbox.baseUrl, {
+    onArrival: (r) => { if (r.url.includes('objects/')) tripsAtCall.push(relay.roundTrips()) }
+  })
+  t.teardown(proxy.close)
+  const { app } = await buildTestApp(t, { upstream: sandbox, config: { REDIS_URL: relay.url, ATLAS_BASE_URL: proxy.url } })
+  // Boot traffic, the shared token and the consumer's first limit keys out of the way.
+  t.equal((await app.inject({ url: `/v1/objects/${FIXTURE_IDS.U}`, headers: demoAuth(app) })).statusCode, 404)
+  for (const id of [FIXTURE_IDS.A, FIXTURE_IDS.B]) {
+    tripsAtCall.length = 0
+    const before = relay.roundTrips()
+    const res = await app.inject({ url: `/v1/objects/${id}`, headers: demoAuth(app) })
+    t.equal(res.statusCode, 200)
+    t.equal(res.headers['x-cache'], 'MISS')
+    t.equal(tripsAtCall.length, 1, 'one objects/ call')
+    const trips = (tripsAtCall[0] ?? Infinity) - before
+    t.comment(`Redis round trips before the objects/ call left: ${trips}`)
+    // The L2 lookup, the fill lock, the consumer's upstream share and the global budget; the shared
+    // token's read goes with the share's charge instead of before it.
+    t.ok(trips <= 4, `${trips} round trips before the call (at most 4)`)
+  }
 })
