@@ -63,6 +63,8 @@ export interface ManyResult { entries: CacheEntry[], status: CacheStatus, ageS: 
 
 /** Loads the given keys; one item per key, in the same order. */
 export type ManyLoader = (keys: string[]) => Promise<PutItem[]>
+/** Takes over a write that need not be waited for (it is kept until it settles; see drain). */
+type DeferL2 = (write: Promise<unknown>) => void
 
 export interface PutItem {
   key: string
@@ -162,6 +164,12 @@ export function createCache (opts: CacheOptions = {}) {
   const reads = createSingleFlight<string, Answer>()
   const loads = createSingleFlight<string, CacheEntry | undefined>()
   const background = new Set<Promise<void>>()
+  // L2 writes (and the fill locks released after them) that an answer did not wait for.
+  const deferred = new Set<Promise<void>>()
+  function deferWrite (write: Promise<unknown>): void {
+    const tracked: Promise<void> = write.then(() => {}, () => {}).finally(() => { deferred.delete(tracked) })
+    deferred.add(tracked)
+  }
   const invalidations = createInvalidationLog()
   const policy: BudgetPolicy = {
     ...(opts.maxStaleMs === undefined ? {} : { maxStaleMs: opts.maxStaleMs }),
@@ -417,25 +425,32 @@ export function createCache (opts: CacheOptions = {}) {
    * replica is loading; keys whose fill does not arrive are loaded here after all. Resolves when every
    * key has been loaded here or found filled.
    */
-  async function fillShared (keys: readonly string[], load: (keys: string[]) => Promise<void>): Promise<void> {
-    if (lock === undefined || keys.length === 0) return load([...keys])
+  async function fillShared (keys: readonly string[], load: (keys: string[], deferL2: DeferL2) => Promise<void>): Promise<void> {
+    if (lock === undefined || keys.length === 0) return load([...keys], deferWrite)
     const claims = await Promise.all(keys.map(async (key) => ({ key, got: await lock.acquire(key) })))
     const mine = claims.filter((c) => c.got.isAcquired || !c.got.isBusy)
     const theirs = claims.filter((c) => !c.got.isAcquired && c.got.isBusy).map((c) => c.key)
+    const writes: Array<Promise<unknown>> = []
     try {
-      if (mine.length > 0) await load(mine.map((c) => c.key))
+      if (mine.length > 0) await load(mine.map((c) => c.key), (write) => { writes.push(write) })
     } finally {
-      await Promise.all(mine.map(async (c) => { if (c.got.isAcquired) await c.got.release() }))
+      // Released once the L2 fill has landed (a replica waiting for it polls L2), and not waited for.
+      deferWrite(Promise.allSettled(writes).then(async () => {
+        await Promise.all(mine.map(async (c) => { if (c.got.isAcquired) await c.got.release() }))
+      }))
     }
     if (theirs.length === 0) return
     opts.onCoalesced?.('lock-wait')
     const filled = await Promise.all(theirs.map(async (key) => lock.waitFor(key, async () => (await fromL2(key)) ?? undefined)))
     const left = theirs.filter((_, i) => filled[i] === undefined)
-    if (left.length > 0) await load(left)
+    if (left.length > 0) await load(left, deferWrite)
   }
 
-  /** Stores per-key entries in both tiers, except those a write invalidated since `mark`; returns them all. */
-  async function putEntries (items: readonly PutItem[], mark?: number, freshnessOf?: (entry: CacheEntry) => Freshness): Promise<CacheEntry[]> {
+  /**
+   * Stores per-key entries in both tiers, except those a write invalidated since `mark`; returns them all.
+   * With `deferL2`, it resolves once L1 holds them and hands over the L2 write instead of waiting for it.
+   */
+  async function putEntries (items: readonly PutItem[], mark?: number, freshnessOf?: (entry: CacheEntry) => Freshness, deferL2?: DeferL2): Promise<CacheEntry[]> {
     const at = now()
     const all = items.map((item) => {
       const entry = createEntry(item.body, at, item.ttlMs, item.contentType, item.status, item.tags, item.bigInts)
@@ -444,17 +459,19 @@ export function createCache (opts: CacheOptions = {}) {
     })
     const kept = all.filter(({ entry }) => entry.expiresAt > at && (mark === undefined || !invalidations.isInvalidatedSince(mark, entry.tags)))
     const values = kept.map(({ key, entry }) => ({ key, value: encodeSharing(entry), ttlMs: entry.expiresAt - at, tags: entry.tags }))
-    const tiers = [l1, l2].filter((s): s is CacheStore => s !== undefined)
-    // One batch write per tier, tags included: one Redis round trip per slice of the batch.
-    await Promise.all(tiers.map(async (s) => s.setMany(values)))
+    // One batch write per tier, tags included: one Redis round trip per slice of the batch. Both start
+    // now, so the L2 write is ordered before any later invalidation on the same connection.
+    const l2Write = l2?.setMany(values)
+    if (deferL2 !== undefined && l2Write !== undefined) deferL2(l2Write)
+    await Promise.all([l1?.setMany(values), deferL2 === undefined ? l2Write : undefined])
     return all.map(({ entry }) => entry)
   }
 
   /** Loads `keys`, stores what it got (unless a write invalidated it meanwhile), returns the entries by key. */
-  async function loadMany (keys: string[], load: ManyLoader, freshnessOf: (entry: CacheEntry) => Freshness): Promise<Map<string, CacheEntry>> {
+  async function loadMany (keys: string[], load: ManyLoader, freshnessOf: (entry: CacheEntry) => Freshness, deferL2?: DeferL2): Promise<Map<string, CacheEntry>> {
     const mark = invalidations.mark()
     const items = await load(keys)
-    const entries = await putEntries(items, mark, freshnessOf)
+    const entries = await putEntries(items, mark, freshnessOf, deferL2)
     return new Map(items.map((item, k) => [item.key, entries[k] as CacheEntry]))
   }
 
@@ -517,8 +534,9 @@ export function createCache (opts: CacheOptions = {}) {
       const wanted = keysAt(misses)
       try {
         const loaded = new Map<string, CacheEntry>()
-        await fillShared(wanted, async (mine) => {
-          for (const [key, entry] of await loadMany(mine, load, manyOpts.freshnessOf)) loaded.set(key, entry)
+        // The answer goes out once L1 holds the records; their L2 write (and the fill locks) finish after.
+        await fillShared(wanted, async (mine, deferL2) => {
+          for (const [key, entry] of await loadMany(mine, load, manyOpts.freshnessOf, deferL2)) loaded.set(key, entry)
         })
         const elsewhere = wanted.filter((key) => !loaded.has(key))
         if (elsewhere.length > 0) {
@@ -613,9 +631,14 @@ export function createCache (opts: CacheOptions = {}) {
       opts.onResult?.(status, route)
     },
 
-    /** Resolves when every background refresh has settled (tests; graceful shutdown). */
+    /** Resolves when every background refresh and deferred L2 write has settled (tests). */
     async drain (): Promise<void> {
-      while (background.size > 0) await Promise.all([...background])
+      while (background.size > 0 || deferred.size > 0) await Promise.all([...background, ...deferred])
+    },
+
+    /** Resolves when the L2 writes answers did not wait for have settled (each is bounded by the Redis timeout). */
+    async settleWrites (): Promise<void> {
+      while (deferred.size > 0) await Promise.all([...deferred])
     }
   }
 }

@@ -58,4 +58,7 @@ export const cachePlugin = fp<CachePluginOptions>(async (app, opts) => {
     onRefreshError: (err, key) => { app.log.warn({ err, key }, 'cache: background refresh failed; stale entry kept') }
   })
   app.decorate('cache', cache)
+  // Before Redis closes (this plugin's onClose runs before the redis plugin's): answers did not wait
+  // for their records' L2 writes.
+  app.addHook('onClose', async () => { await cache.settleWrites() })
 }, { name: 'cache', fastify: '5.x', dependencies: ['metrics', 'redis'] })

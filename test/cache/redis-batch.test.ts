@@ -7,6 +7,7 @@ import { Redis } from 'ioredis'
 import { createCache } from '../../src/cache/cache.js'
 import { createMemoryStore } from '../../src/cache/memory-store.js'
 import { createRedisStore } from '../../src/cache/redis-store.js'
+import { createRedisHealth } from '../../src/lib/redis-health.js'
 import { CAN_START_REDIS, connectRedis, startRedisServer } from './redis-fixture.js'
 import { startCountingProxy } from '../fixtures/counting-proxy.js'
 import { buildTestApp, demoAuth, FIXTURE_IDS, startTestSandbox } from '../helper.js'
@@ -14,6 +15,9 @@ import { buildTestApp, demoAuth, FIXTURE_IDS, startTestSandbox } from '../helper
 interface Relay {
   url: string
   roundTrips: () => number
+  /** Holds Redis's answers back (commands still reach it) until release(). */
+  hold: () => void
+  release: () => void
   close: () => Promise<void>
 }
 
@@ -23,6 +27,7 @@ interface Relay {
  */
 async function startRelay (port: number): Promise<Relay> {
   let trips = 0
+  let held: Array<() => void> | undefined
   const sockets = new Set<Socket>()
   const server = createServer((client) => {
     const upstream = connect(port, '127.0.0.1')
@@ -34,8 +39,12 @@ async function startRelay (port: number): Promise<Relay> {
       upstream.write(chunk)
     })
     upstream.on('data', (chunk) => {
-      answered = true
-      client.write(chunk)
+      const answer = () => {
+        answered = true
+        client.write(chunk)
+      }
+      if (held === undefined) answer()
+      else held.push(answer)
     })
     const end = () => { client.destroy(); upstream.destroy() }
     client.on('close', end).on('error', end)
@@ -46,6 +55,12 @@ async function startRelay (port: number): Promise<Relay> {
   return {
     url: `redis://127.0.0.1:${address.port}`,
     roundTrips: () => trips,
+    hold: () => { held ??= [] },
+    release: () => {
+      const answers = held ?? []
+      held = undefined
+      for (const answer of answers) answer()
+    },
     close: async () => {
       for (const s of sockets) s.destroy()
       await new Promise<void>((resolve) => server.close(() => resolve()))
@@ -163,4 +178,52 @@ test('a miss through the app: at most 4 Redis round trips before its objects/ ca
     // token's read goes with the share's charge instead of before it.
     t.ok(trips <= 4, `${trips} round trips before the call (at most 4)`)
   }
+})
+
+test('a miss is answered once L1 holds it: its L2 write and fill lock finish after, and drain() waits for them', { skip: CAN_START_REDIS ? false : 'needs REDIS_URL and redis-server' }, async (t) => {
+  const server = await startRedisServer(t)
+  const relay = await startRelay(Number(new URL(server.url).port))
+  t.teardown(relay.close)
+  t.teardown(() => { relay.release() })
+  const { redis, prefix } = await connectRedis(t, relay.url, 10_000)
+  const { redis: direct } = await connectRedis(t, server.url)
+  // Redis calls may take longer than the hold here, so that nothing gives up on the held write.
+  const health = createRedisHealth({ timeoutMs: 10_000 })
+  const cache = createCache({
+    l1: createMemoryStore({ maxBytes: 1 << 24 }),
+    l2: createRedisStore({ redis, prefix, guard: health.guard('cache') }),
+    lock: { redis, prefix, guard: health.guard('lock') }
+  })
+  const body = Buffer.from(JSON.stringify({ object: { id: 7 } }))
+  const freshness = { freshMs: 60_000, staleWhileRevalidateMs: 0, staleIfErrorMs: 0 }
+  const fetched = cache.fetchMany(['objects:7'], async (keys) => {
+    // From here on Redis answers nothing until released: the records' L2 write waits for its reply.
+    relay.hold()
+    return keys.map((key) => ({ key, body, ttlMs: 60_000, tags: ['object:7'] }))
+  }, { route: 'test', freshnessOf: () => freshness })
+  let timer: NodeJS.Timeout | undefined
+  const first = await Promise.race([
+    fetched.then((r) => r),
+    new Promise<'held'>((resolve) => { timer = setTimeout(() => resolve('held'), 3000) })
+  ])
+  clearTimeout(timer)
+  if (first === 'held') {
+    t.fail('the answer waited for the L2 write')
+    relay.release()
+    await fetched
+    return
+  }
+  t.equal(first.status, 'MISS')
+  t.equal(first.entries[0]?.body.toString(), body.toString(), 'answered with the loaded record')
+  t.equal(await direct.exists(`${prefix}{c}:l:objects:7`), 1, 'the fill lock is still held: its release waits for the L2 write')
+  let isDrained = false
+  const drained = cache.drain().then(() => { isDrained = true })
+  await new Promise((resolve) => setTimeout(resolve, 50))
+  t.notOk(isDrained, 'drain() waits for the deferred write')
+  relay.release()
+  await drained
+  // The release is sent without waiting for its answer; a PING on the same connection comes after it.
+  await redis.ping()
+  t.equal(await direct.exists(`${prefix}{c}:l:objects:7`), 0, 'the lock is released after the write')
+  t.equal(await direct.exists(`${prefix}{c}:k:objects:7`), 1, 'the record is in L2')
 })
