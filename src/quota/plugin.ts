@@ -106,7 +106,6 @@ export async function createQuota (app: FastifyInstance, opts: QuotaPluginOption
   const { REDIS_KEY_PREFIX: prefix, LIMIT_LEASE_DIVISOR: divisor, LIMIT_LEASE_MAX: maxBlock } = app.config
   const store = app.redis === null ? createMemoryWindowStore(opts) : createRedisWindowStore(app.redis, opts)
   const units = createDailyUnits(store, prefix)
-  const share = createUpstreamShare(store, prefix)
   const mode = app.config.LIMITS_ON_REDIS_ERROR === 'closed' ? 'closed' : 'open'
   const guard = app.redis === null ? undefined : app.redisHealth.guard('limits')
   const policy = createRedisPolicy({ mode, guard, log: app.log })
@@ -115,6 +114,11 @@ export async function createQuota (app: FastifyInstance, opts: QuotaPluginOption
     store: app.redis === null ? createMemoryRateStore() : createRedisRateStore(app.redis),
     run: async (op) => await policy.run('rate', op),
     blockFor
+  })
+  const share = createUpstreamShare(store, prefix, {
+    run: async (op) => await policy.run('upstream_share', op),
+    blockFor,
+    ...(opts.now === undefined ? {} : { now: opts.now })
   })
   const dailyUnits = createLeasedCounter({
     store: calendarLeaseStore(store),
@@ -130,7 +134,7 @@ export async function createQuota (app: FastifyInstance, opts: QuotaPluginOption
 
   // Unspent leases go back to Redis before its client closes (registered later, so closed earlier).
   app.addHook('onClose', async () => {
-    await Promise.allSettled([rates.release(), dailyUnits.release()])
+    await Promise.allSettled([rates.release(), dailyUnits.release(), share.release()])
   })
 
   return {
@@ -165,7 +169,7 @@ export async function createQuota (app: FastifyInstance, opts: QuotaPluginOption
      * share is spent, or 503 GW_UNAVAILABLE when Redis fails under the closed policy.
      */
     async takeUpstreamShare (consumer: Consumer): Promise<void> {
-      const result = await policy.run('upstream_share', () => share.take(consumer))
+      const result = await share.take(consumer)
       if (result === undefined || result.isAllowed) return
       app.metrics.limitRejections.inc({ consumer: consumer.id, kind: 'upstream_share' })
       throw withRetryAfter(new QuotaExhaustedError(
@@ -174,14 +178,14 @@ export async function createQuota (app: FastifyInstance, opts: QuotaPluginOption
     },
     /** Gives back one unit of the share for a call that was charged but never reached the upstream. */
     async refundUpstreamShare (consumer: Consumer): Promise<void> {
-      await policy.run('upstream_share', () => share.refund(consumer))
+      await share.refund(consumer)
     },
     /** Current usage for /v1/me; pass the request to include the rate window count. */
     async usage (consumer: Consumer, request?: FastifyRequest): Promise<Usage> {
       const rate = request === undefined ? undefined : await rates.used(rateKey(consumer), consumer.rate.max, consumer.rate.windowMs)
       const [today, shared] = await Promise.all([
         dailyUnits.used(unitsKey(consumer), consumer.daily_objects, DAY_MS),
-        policy.run('usage', () => share.used(consumer))
+        share.used(consumer)
       ])
       return {
         requests_this_window: rate === undefined ? null : rate.used,

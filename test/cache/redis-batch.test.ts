@@ -174,8 +174,9 @@ test('a miss through the app: at most 4 Redis round trips before its objects/ ca
     t.equal(tripsAtCall.length, 1, 'one objects/ call')
     const trips = (tripsAtCall[0] ?? Infinity) - before
     t.comment(`Redis round trips before the objects/ call left: ${trips}`)
-    // The L2 lookup, the fill lock, the consumer's upstream share and the global budget; the shared
-    // token's read goes with the share's charge instead of before it.
+    // The L2 lookup, the fill lock, the consumer's upstream share (when its lease has no unit left; the
+    // demo consumer's 50 calls an hour lease 2 at a time) and the global budget; the shared token's read
+    // goes alongside those charges instead of before them.
     t.ok(trips <= 4, `${trips} round trips before the call (at most 4)`)
   }
 })
