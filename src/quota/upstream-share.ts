@@ -2,8 +2,8 @@
 // single consumer cannot spend the global upstream budget (UPSTREAM_RATE) that every consumer shares.
 // The upstream scheduler takes one unit per upstream call it makes on a consumer's behalf. Counted on
 // leases like daily units (quota/lease.ts): a share below LIMIT_LEASE_DIVISOR × 2 is taken one unit per
-// Redis call and stays exact across replicas; a larger one is spent locally from leased blocks, so an
-// upstream call makes one Redis round trip fewer (the global budget's) before it leaves.
+// Redis call and stays exact across replicas; a larger one is spent locally from leased blocks, so
+// before an upstream call leaves, only the global budget's take goes to Redis.
 import type { Consumer } from '../consumers/schema.js'
 import { calendarLeaseStore, createLeasedCounter, type LeasedCounterOptions, type LimitCharge } from './lease.js'
 import type { WindowStore } from './window-store.js'
