@@ -163,13 +163,15 @@ export function createCache (opts: CacheOptions = {}) {
   const lock = opts.lock !== undefined && l2 !== undefined ? createFillLock(opts.lock) : undefined
   const reads = createSingleFlight<string, Answer>()
   const loads = createSingleFlight<string, CacheEntry | undefined>()
+  // Background refreshes, and the L2 writes (with the fill locks released after them) that an answer
+  // did not wait for: each kept in its set until it settles (drain, settleWrites).
   const background = new Set<Promise<void>>()
-  // L2 writes (and the fill locks released after them) that an answer did not wait for.
   const deferred = new Set<Promise<void>>()
-  function deferWrite (write: Promise<unknown>): void {
-    const tracked: Promise<void> = write.then(() => {}, () => {}).finally(() => { deferred.delete(tracked) })
-    deferred.add(tracked)
+  function keep (set: Set<Promise<void>>, work: Promise<unknown>, onError: (err: unknown) => void = () => {}): void {
+    const tracked: Promise<void> = work.then(() => {}, onError).finally(() => { set.delete(tracked) })
+    set.add(tracked)
   }
+  const deferWrite = (write: Promise<unknown>): void => { keep(deferred, write) }
   const invalidations = createInvalidationLog()
   const policy: BudgetPolicy = {
     ...(opts.maxStaleMs === undefined ? {} : { maxStaleMs: opts.maxStaleMs }),
@@ -313,10 +315,7 @@ export function createCache (opts: CacheOptions = {}) {
 
   function refreshInBackground (key: string, freshness: Freshness, loader: () => Promise<LoaderResult>, after: number): void {
     if (loads.has(key)) return
-    const refresh: Promise<void> = loadShared(key, freshness, loader, true, after)
-      .then(() => {}, (err: unknown) => { opts.onRefreshError?.(err, key) })
-      .finally(() => { background.delete(refresh) })
-    background.add(refresh)
+    keep(background, loadShared(key, freshness, loader, true, after), (err) => { opts.onRefreshError?.(err, key) })
   }
 
   async function read (
@@ -435,9 +434,11 @@ export function createCache (opts: CacheOptions = {}) {
       if (mine.length > 0) await load(mine.map((c) => c.key), (write) => { writes.push(write) })
     } finally {
       // Released once the L2 fill has landed (a replica waiting for it polls L2), and not waited for.
-      deferWrite(Promise.allSettled(writes).then(async () => {
-        await Promise.all(mine.map(async (c) => { if (c.got.isAcquired) await c.got.release() }))
-      }))
+      if (mine.length > 0) {
+        deferWrite(Promise.allSettled(writes).then(async () => {
+          await Promise.all(mine.map(async (c) => { if (c.got.isAcquired) await c.got.release() }))
+        }))
+      }
     }
     if (theirs.length === 0) return
     opts.onCoalesced?.('lock-wait')
@@ -525,10 +526,7 @@ export function createCache (opts: CacheOptions = {}) {
     const keysAt = (idx: number[]): string[] => [...new Set(idx.map((i) => keys[i] as string))]
 
     if (stale.length > 0) {
-      const refresh: Promise<void> = loadMany(keysAt(stale), load, manyOpts.freshnessOf)
-        .then(() => {}, (err: unknown) => { opts.onRefreshError?.(err, keys[stale[0] as number] as string) })
-        .finally(() => { background.delete(refresh) })
-      background.add(refresh)
+      keep(background, loadMany(keysAt(stale), load, manyOpts.freshnessOf), (err) => { opts.onRefreshError?.(err, keys[stale[0] as number] as string) })
     }
     if (misses.length > 0) {
       const wanted = keysAt(misses)
