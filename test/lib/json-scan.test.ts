@@ -41,6 +41,21 @@ test('quoteSpans with the offsets bigIntSpans found renders what a scan renders;
     const spans = bigIntSpans(bytes)
     return spans.length % 2 === 0 && quoteSpans(bytes, spans).equals(quoteBigInts(bytes))
   }), { numRuns: 500 })
+  // Any ascending spans over any bytes, against quotes spliced in piece by piece: spans at the start,
+  // at the end, empty and touching one another included (the pieces move inside the one output buffer).
+  fc.assert(fc.property(fc.uint8Array({ maxLength: 64 }), fc.array(fc.nat({ max: 64 }), { maxLength: 12 }), (raw, cuts) => {
+    const body = Buffer.from(raw)
+    const marks = cuts.map((c) => Math.min(c, body.length)).sort((a, b) => a - b)
+    if (marks.length % 2 === 1) marks.pop()
+    const pieces: Buffer[] = []
+    let last = 0
+    for (let k = 0; k < marks.length; k += 2) {
+      pieces.push(body.subarray(last, marks[k]), Buffer.from('"'), body.subarray(marks[k], marks[k + 1]), Buffer.from('"'))
+      last = marks[k + 1] as number
+    }
+    pieces.push(body.subarray(last))
+    return quoteSpans(body, marks).equals(Buffer.concat(pieces)) && body.equals(Buffer.from(raw))
+  }), { numRuns: 1000 })
   const bytes = Buffer.from('[1161600211221604900,1]')
   t.throws(() => quoteSpans(bytes, [0, 99]), RangeError, 'beyond the body')
   t.throws(() => quoteSpans(bytes, [5, 9, 1, 3]), RangeError, 'out of order')
