@@ -4,7 +4,7 @@
 // the measured runs only (the V8 profiler that node --cpu-prof uses, minus boot and warm-up).
 import { writeFileSync } from 'node:fs'
 import { Session } from 'node:inspector/promises'
-import { monitorEventLoopDelay, PerformanceObserver, type IntervalHistogram } from 'node:perf_hooks'
+import { constants, monitorEventLoopDelay, PerformanceObserver, type IntervalHistogram } from 'node:perf_hooks'
 import { buildApp } from '../src/app.js'
 import { loadConfig } from '../src/config.js'
 import { announce, onClose, onCommand, settingsFrom } from './child-ipc.js'
@@ -72,7 +72,19 @@ onCommand('delay-stop', async () => {
   const longest = gaps.sort((a, b) => b.wallMs - a.wallMs).slice(0, 8)
   return { p50Ms: ms(h.percentile(50)), p99Ms: ms(h.percentile(99)), p999Ms: ms(h.percentile(99.9)), maxMs: ms(h.max), count: h.count, longest, gc }
 })
-onCommand('memory', async () => ({ ...process.memoryUsage() }))
+// Every collection over the process's life, by kind: the report's GC counts per scenario. A Mark-Compact
+// marks the whole old generation (on the same core as the event loop when the gateway is pinned), so how
+// often it runs says much of what a hit or a miss costs beyond its own code.
+const collections = { major: 0, minor: 0, pauseMs: 0 }
+new PerformanceObserver((list) => {
+  for (const e of list.getEntries()) {
+    const kind = (e as unknown as { detail?: { kind?: number } }).detail?.kind
+    if (kind === constants.NODE_PERFORMANCE_GC_MAJOR) collections.major++
+    else if (kind === constants.NODE_PERFORMANCE_GC_MINOR) collections.minor++
+    collections.pauseMs += e.duration
+  }
+}).observe({ entryTypes: ['gc'] })
+onCommand('memory', async () => ({ ...process.memoryUsage(), gcMajor: collections.major, gcMinor: collections.minor, gcPauseMs: Math.round(collections.pauseMs) }))
 onCommand('cpu', async () => ({ ...process.cpuUsage() }))
 onClose(async () => { await app.close() })
 announce({ port, origin: `http://127.0.0.1:${port}` })

@@ -43,6 +43,11 @@ export async function recordMemory (result: { extra: Record<string, number | str
   result.extra.end_heap_total_mib = mib(m.heapTotal)
   result.extra.end_external_mib = mib(m.external)
   result.extra.end_rss_mib = mib(m.rss)
+  // Over the process's life (boot and warm-up included): major (Mark-Compact) and minor (Scavenge) GCs
+  // and their main-thread pauses; the marking that runs on V8's helper threads is not in the pauses.
+  result.extra.gc_major = m.gcMajor ?? 0
+  result.extra.gc_minor = m.gcMinor ?? 0
+  result.extra.gc_pause_ms = m.gcPauseMs ?? 0
 }
 
 export interface BenchEnv {
