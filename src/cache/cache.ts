@@ -56,6 +56,12 @@ export interface ManyOptions {
   freshnessOf: (entry: CacheEntry) => Freshness
   /** Whether a loader error may be answered with stale entries (default: GW_UPSTREAM_* errors). */
   isStaleUsable?: (err: unknown) => boolean
+  /**
+   * false for a bulk read (a stream passing thousands of records once): entries it loads or finds in L2
+   * stay out of L1, so it does not push out the hot entries other reads keep there. L1 still answers what
+   * it holds. Ignored without L2, where L1 is the only tier. Default true.
+   */
+  fillL1?: boolean
 }
 
 /** Entries in the order of the keys asked for, all present; the batch's status and oldest age. */
@@ -369,7 +375,7 @@ export function createCache (opts: CacheOptions = {}) {
   }
 
   /** Per-key entries (fresh or stale, not expired) in the order of `keys`; the caller judges freshness. */
-  async function getEntries (keys: readonly string[]): Promise<Array<CacheEntry | undefined>> {
+  async function getEntries (keys: readonly string[], isFilling = true): Promise<Array<CacheEntry | undefined>> {
     const at = now()
     const { entries, missing } = await fromL1(keys, at, false)
     if (l2 !== undefined && missing.length > 0) {
@@ -382,7 +388,7 @@ export function createCache (opts: CacheOptions = {}) {
         entries[m.i] = entry
         toL1.push({ key: m.key, raw, entry })
       })
-      await fillL1(toL1, at)
+      if (isFilling) await fillL1(toL1, at)
     }
     return entries.map((e) => (usable(e, at) ? e : undefined))
   }
@@ -450,8 +456,9 @@ export function createCache (opts: CacheOptions = {}) {
   /**
    * Stores per-key entries in both tiers, except those a write invalidated since `mark`; returns them all.
    * With `deferL2`, it resolves once L1 holds them and hands over the L2 write instead of waiting for it.
+   * Not `isFilling` (a bulk read), they go to L2 only when there is one.
    */
-  async function putEntries (items: readonly PutItem[], mark?: number, freshnessOf?: (entry: CacheEntry) => Freshness, deferL2?: DeferL2): Promise<CacheEntry[]> {
+  async function putEntries (items: readonly PutItem[], mark?: number, freshnessOf?: (entry: CacheEntry) => Freshness, deferL2?: DeferL2, isFilling = true): Promise<CacheEntry[]> {
     const at = now()
     const all = items.map((item) => {
       const entry = createEntry(item.body, at, item.ttlMs, item.contentType, item.status, item.tags, item.bigInts)
@@ -464,15 +471,15 @@ export function createCache (opts: CacheOptions = {}) {
     // now, so the L2 write is ordered before any later invalidation on the same connection.
     const l2Write = l2?.setMany(values)
     if (deferL2 !== undefined && l2Write !== undefined) deferL2(l2Write)
-    await Promise.all([l1?.setMany(values), deferL2 === undefined ? l2Write : undefined])
+    await Promise.all([isFilling || l2Write === undefined ? l1?.setMany(values) : undefined, deferL2 === undefined ? l2Write : undefined])
     return all.map(({ entry }) => entry)
   }
 
   /** Loads `keys`, stores what it got (unless a write invalidated it meanwhile), returns the entries by key. */
-  async function loadMany (keys: string[], load: ManyLoader, freshnessOf: (entry: CacheEntry) => Freshness, deferL2?: DeferL2): Promise<Map<string, CacheEntry>> {
+  async function loadMany (keys: string[], load: ManyLoader, freshnessOf: (entry: CacheEntry) => Freshness, deferL2?: DeferL2, isFilling = true): Promise<Map<string, CacheEntry>> {
     const mark = invalidations.mark()
     const items = await load(keys)
-    const entries = await putEntries(items, mark, freshnessOf, deferL2)
+    const entries = await putEntries(items, mark, freshnessOf, deferL2, isFilling)
     return new Map(items.map((item, k) => [item.key, entries[k] as CacheEntry]))
   }
 
@@ -503,7 +510,8 @@ export function createCache (opts: CacheOptions = {}) {
   async function fetchMany (keys: readonly string[], load: ManyLoader, manyOpts: ManyOptions): Promise<ManyResult> {
     const at = now()
     const bypass = manyOpts.bypass === true
-    const found = bypass ? keys.map(() => undefined) : entriesFromL1Now(keys, at) ?? await getEntries(keys)
+    const isFilling = manyOpts.fillL1 !== false
+    const found = bypass ? keys.map(() => undefined) : entriesFromL1Now(keys, at) ?? await getEntries(keys, isFilling)
     const entries = new Array<CacheEntry | undefined>(keys.length)
     const misses: number[] = []
     const stale: number[] = []
@@ -526,22 +534,23 @@ export function createCache (opts: CacheOptions = {}) {
     const keysAt = (idx: number[]): string[] => [...new Set(idx.map((i) => keys[i] as string))]
 
     if (stale.length > 0) {
-      keep(background, loadMany(keysAt(stale), load, manyOpts.freshnessOf), (err) => { opts.onRefreshError?.(err, keys[stale[0] as number] as string) })
+      keep(background, loadMany(keysAt(stale), load, manyOpts.freshnessOf, undefined, isFilling), (err) => { opts.onRefreshError?.(err, keys[stale[0] as number] as string) })
     }
     if (misses.length > 0) {
       const wanted = keysAt(misses)
       try {
         const loaded = new Map<string, CacheEntry>()
-        // The answer goes out once L1 holds the records; their L2 write (and the fill locks) finish after.
+        // The answer goes out once L1 holds the records (a bulk read's at once); their L2 write (and the
+        // fill locks) finish after, ordered before any later read on the same connection.
         await fillShared(wanted, async (mine, deferL2) => {
-          for (const [key, entry] of await loadMany(mine, load, manyOpts.freshnessOf, deferL2)) loaded.set(key, entry)
+          for (const [key, entry] of await loadMany(mine, load, manyOpts.freshnessOf, deferL2, isFilling)) loaded.set(key, entry)
         })
         const elsewhere = wanted.filter((key) => !loaded.has(key))
         if (elsewhere.length > 0) {
-          const filled = await getEntries(elsewhere)
+          const filled = await getEntries(elsewhere, isFilling)
           elsewhere.forEach((key, k) => { const e = filled[k]; if (e !== undefined) loaded.set(key, e) })
           const lost = elsewhere.filter((key) => !loaded.has(key))
-          if (lost.length > 0) for (const [key, entry] of await loadMany(lost, load, manyOpts.freshnessOf)) loaded.set(key, entry)
+          if (lost.length > 0) for (const [key, entry] of await loadMany(lost, load, manyOpts.freshnessOf, undefined, isFilling)) loaded.set(key, entry)
         }
         for (const i of misses) entries[i] = loaded.get(keys[i] as string)
         if (!bypass) { status = 'MISS'; reason = undefined }

@@ -162,7 +162,7 @@ export function createAtlasService (app: FastifyInstance, serviceOpts: ServiceOp
     cache.freshness(entry.body.equals(MISSING_ENTRY) ? 'objects-missing' : 'objects')
 
   /** Records by id through the cache; misses go upstream under `ctx`. */
-  async function readObjects (ids: readonly string[], ctx: CallContext, route: string, bypass: boolean) {
+  async function readObjects (ids: readonly string[], ctx: CallContext, route: string, bypass: boolean, isBulk = false) {
     const keys = ids.map(objectKey)
     return cache.fetchMany(keys, async (missed) => {
       // Back from keys to ids on a miss only: a hit never needs it.
@@ -172,7 +172,8 @@ export function createAtlasService (app: FastifyInstance, serviceOpts: ServiceOp
     }, {
       route,
       bypass,
-      freshnessOf: objectFreshness
+      freshnessOf: objectFreshness,
+      fillL1: !isBulk
     })
   }
 
@@ -247,10 +248,11 @@ export function createAtlasService (app: FastifyInstance, serviceOpts: ServiceOp
     /**
      * Object records by id (distinct ids): hits from the cache, misses from the upstream through the
      * batching loader, stale records while they refresh or when the upstream fails. Unknown ids are
-     * remembered as missing for a shorter time.
+     * remembered as missing for a shorter time. `isBulk`: a part of a bulk read (a long NDJSON stream),
+     * whose records are kept in L2 and not copied into L1 (see the cache's fillL1).
      */
-    async objects (request: FastifyRequest, ids: readonly string[]): Promise<ObjectsRead> {
-      const result = await readObjects(ids, callContext(request), 'objects', wantsBypass(request))
+    async objects (request: FastifyRequest, ids: readonly string[], isBulk = false): Promise<ObjectsRead> {
+      const result = await readObjects(ids, callContext(request), 'objects', wantsBypass(request), isBulk)
       request.cacheStatus = result.status
       prefetch?.noteRead(ids, result.entries)
       return { records: result.entries.map(fromEntry), status: result.status, ageS: result.ageS, route: 'objects', ...(result.reason === undefined ? {} : { reason: result.reason }) }

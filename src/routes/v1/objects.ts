@@ -132,7 +132,8 @@ async function packMisses (app: FastifyInstance, request: FastifyRequest, ids: s
   // Misses all inside the first chunk (or none): its own read makes the same call.
   if (until <= from + chunkSize || misses.length === 0) return until
   try {
-    await app.atlas.objects(request, misses)
+    // Only a stream of several chunks gets here: a bulk read (streamNdjson).
+    await app.atlas.objects(request, misses, true)
   } catch (err) {
     // Each chunk then reads on its own: a failure shows at the chunk it concerns, after the lines before it.
     request.log.debug({ err }, 'ndjson: packed read failed; reading chunk by chunk')
@@ -148,6 +149,9 @@ async function packMisses (app: FastifyInstance, request: FastifyRequest, ids: s
  */
 function streamNdjson (app: FastifyInstance, recordToV1: RecordRenderer, request: FastifyRequest, ids: string[], mjdMin: number | undefined): Readable {
   const chunkSize = app.config.UPSTREAM_MAX_IDS_PER_CALL
+  // A stream of more than one chunk is a bulk export: its records go to L2 and not into L1, where they
+  // would push out the hot entries other consumers read (with Redis; without it L1 is the only cache).
+  const isBulk = ids.length > chunkSize
   const END = Buffer.from('}\n')
   async function * lines (): AsyncGenerator<Buffer> {
     let packedUntil = 0
@@ -156,7 +160,7 @@ function streamNdjson (app: FastifyInstance, recordToV1: RecordRenderer, request
       let records
       try {
         if (i >= packedUntil) packedUntil = await packMisses(app, request, ids, i, chunkSize)
-        ;({ records } = await app.atlas.objects(request, chunk))
+        ;({ records } = await app.atlas.objects(request, chunk, isBulk))
       } catch (err) {
         const e = err as { code?: string, statusCode?: number, message?: string }
         const problem = buildProblem(request, e.statusCode ?? 500, e.code ?? 'GW_INTERNAL', e.code?.startsWith('GW_') === true ? (e.message ?? '') : 'internal error')
