@@ -141,34 +141,24 @@ export function bigIntSpans (bytes: Buffer): number[] {
 
 /**
  * `bytes` with a quote before and after each span (start and end offsets in pairs, ascending, as
- * bigIntSpans finds them). `bytes` itself when there are none.
- * The body is copied once, to the end of the output, and each piece then moves left into place with
- * copyWithin (a memmove inside the one buffer). Copying piece by piece from `bytes` would allocate a
- * Uint8Array view per piece (Buffer#copy with offsets does, in Node 20): two per id, which on a cache hit
- * served from Redis were 14 % of what a request allocated on the JS heap. Moving left to right never
- * overwrites a piece not yet moved: a piece's new end is its old end plus the quotes before it, at most
- * the offset the body was copied to.
+ * bigIntSpans finds them): the pieces copied around the quotes. `bytes` itself when there are none.
  */
 export function quoteSpans (bytes: Buffer, marks: readonly number[]): Buffer {
   if (marks.length === 0) return bytes
   const n = bytes.length
-  const shift = marks.length
-  const out = Buffer.allocUnsafe(n + shift)
-  bytes.copy(out, shift)
+  const out = Buffer.allocUnsafe(n + marks.length)
   let at = 0
   let last = 0
   for (let k = 0; k < marks.length; k += 2) {
     const from = marks[k] as number
     const to = marks[k + 1] as number
     if (from < last || to < from || to > n) throw new RangeError(`spans out of order or beyond the body at ${from}-${to}`)
-    out.copyWithin(at, shift + last, shift + from)
-    at += from - last
+    at += bytes.copy(out, at, last, from)
     out[at++] = QUOTE
-    out.copyWithin(at, shift + from, shift + to)
-    at += to - from
+    at += bytes.copy(out, at, from, to)
     out[at++] = QUOTE
     last = to
   }
-  // The rest after the last span is already in place: every quote has been added before it.
+  bytes.copy(out, at, last)
   return out
 }
