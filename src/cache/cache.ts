@@ -10,7 +10,7 @@
 // misses nothing cached can answer; a load refused by the budget is answered by any entry within the
 // maximum staleness. Nothing older than the maximum staleness is ever served stale.
 import { createSingleFlight } from '../lib/single-flight.js'
-import type { CacheStore } from './store.js'
+import type { CacheStore, StoreEntry } from './store.js'
 import { createEntry, decodeEntry as decodeBytes, encodeSharing, type CacheEntry } from './entry.js'
 import { DEFAULT_FRESHNESS, storeTtlMs, type Freshness, type FreshnessTable, type RouteId } from './freshness.js'
 import { createFillLock, type FillLockOptions } from './lock.js'
@@ -59,7 +59,8 @@ export interface ManyOptions {
   /**
    * false for a bulk read (a stream passing thousands of records once): entries it loads or finds in L2
    * stay out of L1, so it does not push out the hot entries other reads keep there. L1 still answers what
-   * it holds. Ignored without L2, where L1 is the only tier. Default true.
+   * it holds, and takes the refresh of an entry it holds. Ignored without L2, where L1 is the only tier.
+   * Default true.
    */
   fillL1?: boolean
 }
@@ -388,6 +389,7 @@ export function createCache (opts: CacheOptions = {}) {
         entries[m.i] = entry
         toL1.push({ key: m.key, raw, entry })
       })
+      // A bulk read copies nothing: what it asked L2 for, L1 does not hold (or holds expired).
       if (isFilling) await fillL1(toL1, at)
     }
     return entries.map((e) => (usable(e, at) ? e : undefined))
@@ -456,7 +458,8 @@ export function createCache (opts: CacheOptions = {}) {
   /**
    * Stores per-key entries in both tiers, except those a write invalidated since `mark`; returns them all.
    * With `deferL2`, it resolves once L1 holds them and hands over the L2 write instead of waiting for it.
-   * Not `isFilling` (a bulk read), they go to L2 only when there is one.
+   * Not `isFilling` (a bulk read) and with L2, L1 takes only the entries whose keys it holds (a refreshed
+   * stale entry), so that it never answers an older copy than L2 holds.
    */
   async function putEntries (items: readonly PutItem[], mark?: number, freshnessOf?: (entry: CacheEntry) => Freshness, deferL2?: DeferL2, isFilling = true): Promise<CacheEntry[]> {
     const at = now()
@@ -471,8 +474,16 @@ export function createCache (opts: CacheOptions = {}) {
     // now, so the L2 write is ordered before any later invalidation on the same connection.
     const l2Write = l2?.setMany(values)
     if (deferL2 !== undefined && l2Write !== undefined) deferL2(l2Write)
-    await Promise.all([isFilling || l2Write === undefined ? l1?.setMany(values) : undefined, deferL2 === undefined ? l2Write : undefined])
+    await Promise.all([isFilling || l2Write === undefined ? l1?.setMany(values) : refreshHeld(values), deferL2 === undefined ? l2Write : undefined])
     return all.map(({ entry }) => entry)
+  }
+
+  /** Stores in L1 those of `values` whose keys it holds already (without counting as a use of them). */
+  async function refreshHeld (values: readonly StoreEntry[]): Promise<void> {
+    if (l1 === undefined || values.length === 0) return
+    const held = await l1.peekMany(values.map((v) => v.key), 1)
+    const newer = values.filter((_, i) => held[i] !== undefined)
+    if (newer.length > 0) await l1.setMany(newer)
   }
 
   /** Loads `keys`, stores what it got (unless a write invalidated it meanwhile), returns the entries by key. */

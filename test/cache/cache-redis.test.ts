@@ -6,6 +6,7 @@ import { createInvalidationBus } from '../../src/cache/invalidation-bus.js'
 import { UpstreamError } from '../../src/errors.js'
 import { FRESHNESS, countingLoader, deferred, manualClock, twoTierCache } from './cache-fixture.js'
 import { REDIS_URL, connectRedis } from './redis-fixture.js'
+import { decodeEntry } from '../../src/cache/entry.js'
 
 const skip = REDIS_URL === '' ? 'REDIS_URL is not set' : false
 
@@ -179,4 +180,30 @@ test('putEntries of a large batch lands in both tiers with its tags', { skip }, 
   await a.cache.invalidate(ids.slice(0, 600).map((id) => `object:${id}`))
   const after = await a.l2.getMany(ids.map((id) => `o:${id}`))
   t.equal(after.filter((v) => v !== undefined).length, 600, 'the invalidated half is gone from L2')
+})
+
+test('a bulk read (fillL1: false) leaves L1 alone, except to refresh an entry L1 already holds', { skip }, async (t) => {
+  const clock = manualClock()
+  const { cache, l1 } = await twoTierCache(t, { clock })
+  let version = 1
+  const load = async (keys: string[]) => keys.map((key) => ({ key, body: Buffer.from(`${key}:v${version}`), ttlMs: 60_000 }))
+  const many = { route: 'objects', freshnessOf: () => FRESHNESS }
+  const body = async (key: string): Promise<string | undefined> => {
+    const raw = await l1.get(key)
+    return raw === undefined ? undefined : decodeEntry(raw)?.body.toString()
+  }
+  await cache.fetchMany(['held'], load, many)
+  t.equal(await body('held'), 'held:v1', 'an ordinary read fills L1')
+
+  await cache.fetchMany(['new'], load, { ...many, fillL1: false })
+  await cache.drain()
+  t.equal(await body('new'), undefined, 'a bulk read\'s miss is not copied into L1')
+  t.equal(((await cache.getEntries(['new']))[0])?.body.toString(), 'new:v1', 'it is in L2')
+
+  clock.advance(FRESHNESS.freshMs + 1000)
+  version = 2
+  const stale = await cache.fetchMany(['held'], load, { ...many, fillL1: false })
+  t.equal(stale.status, 'STALE')
+  await cache.drain()
+  t.equal(await body('held'), 'held:v2', 'the entry L1 held takes the bulk read\'s refresh, so it is not answered older than L2')
 })
