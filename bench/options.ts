@@ -34,6 +34,8 @@ export interface BenchOptions {
   isExact: boolean
   /** Scenario ids whose gateway runs under `node --cpu-prof`. */
   profile: string[]
+  /** Scenarios whose measured runs sample JS heap allocations (--heap-profile). */
+  heapProfile: string[]
   /** 'auto' uses wrk when it is installed, else autocannon. */
   loader: 'auto' | 'wrk' | 'autocannon'
   logLevel: string
@@ -69,6 +71,7 @@ export function parseOptions (argv: string[], env: Record<string, string | undef
       only: { type: 'string' },
       exact: { type: 'boolean', default: false },
       profile: { type: 'string' },
+      'heap-profile': { type: 'string' },
       repetitions: { type: 'string' },
       duration: { type: 'string' },
       connections: { type: 'string' },
@@ -101,6 +104,7 @@ export function parseOptions (argv: string[], env: Record<string, string | undef
     only: list(values.only),
     isExact: values.exact,
     profile: list(values.profile),
+    heapProfile: list(values['heap-profile']),
     loader,
     logLevel: values['log-level'],
     gatewayNodeFlags: (values['node-flags'] ?? deployedNodeOptions()).split(' ').filter((f) => f !== ''),
@@ -115,6 +119,8 @@ export const USAGE = `npm run bench [-- options]
   --exact              with --only: skip those baselines (to compare a change on one scenario)
   --profile S1,...     CPU-profile the gateway during these scenarios' measured runs (V8 profiler, as
                        node --cpu-prof) and summarise the top self-time functions in the report
+  --heap-profile S2,... sample the gateway's JS heap allocations during these scenarios' measured runs
+                       (every object, collected or not) and report what a request allocates, by site
   --repetitions N      repetitions per scenario (default 3, quick 1)
   --duration S         seconds per measured run (default 10, quick 3)
   --connections N      connections of the closed-loop scenarios (default 50)

@@ -21,7 +21,7 @@ const DEFAULT_TOP = 20
 const NOT_WORK = new Set(['(idle)', '(program)'])
 
 /** Where a frame lives, shortened to the part a reader recognises (src/…, node_modules/<pkg>/…, node:…). */
-function shortUrl (url: string): string {
+export function shortUrl (url: string): string {
   if (url === '') return '(native)'
   // The transpiled copy the children run from (compile.ts): show the source path it mirrors.
   const copy = /\/\.cache\/atlas-bench\/[^/]+\/(.*)$/.exec(url)

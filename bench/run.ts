@@ -6,6 +6,7 @@ import { join } from 'node:path'
 import { emptyResult, med, type ScenarioResult } from './measure.js'
 import { parseOptions } from './options.js'
 import { machineBusy } from './proc-stats.js'
+import { heapTable, readHeapProfile, summariseHeap } from './heap-summary.js'
 import { profileTable, readProfile, summariseByFile, summariseInclusive, summariseProfile } from './profile-summary.js'
 import { computeRatios, currentLoad, describeCode, describeMachine, ratioTable, renderMarkdown, type Report } from './report.js'
 import { runB3Slow, runS3, runS5, startSlowSandbox } from './scenarios-miss.js'
@@ -107,6 +108,27 @@ function profileSections (env: BenchEnv, profiled: string[]): string[] {
   return out
 }
 
+/** --heap-profile: what a measured request allocated on the JS heap, per scenario (all its measured runs). */
+function heapSections (env: BenchEnv, sampled: string[], results: ScenarioResult[]): string[] {
+  const out: string[] = []
+  for (const id of sampled) {
+    const dir = profileDir(env.opts, env.runId, id)
+    let files: string[] = []
+    try {
+      files = readdirSync(dir).filter((f) => f.endsWith('.heapprofile'))
+    } catch {
+      continue
+    }
+    const result = results.find((r) => r.id.toUpperCase() === id)
+    const requests = (result?.runs ?? []).reduce((sum, r) => sum + r.requests, 0)
+    for (const f of files) {
+      const { bytesPerRequest, sites } = summariseHeap(readHeapProfile(join(dir, f)), requests)
+      out.push(`### ${id}: ${join(dir, f)}`, '', `${bytesPerRequest.toLocaleString('en-US')} bytes allocated on the JS heap a request (${requests.toLocaleString('en-US')} requests), by allocating function:`, '', heapTable(sites), '')
+    }
+  }
+  return out
+}
+
 async function main (): Promise<void> {
   const argv = process.argv.slice(2)
   const opts = parseOptions(argv, process.env)
@@ -140,7 +162,9 @@ async function main (): Promise<void> {
     notes: env.notes
   }
   const profiles = profileSections(env, opts.profile)
-  const markdown = renderMarkdown(report) + (profiles.length === 0 ? '' : ['', '## CPU profiles (self time)', '', ...profiles].join('\n'))
+  const heaps = heapSections(env, opts.heapProfile.filter((id) => !opts.profile.includes(id)), results)
+  const markdown = renderMarkdown(report) + (profiles.length === 0 ? '' : ['', '## CPU profiles (self time)', '', ...profiles].join('\n')) +
+    (heaps.length === 0 ? '' : ['', '## JS heap allocations (sampled)', '', ...heaps].join('\n'))
   mkdirSync(opts.outDir, { recursive: true })
   const name = `${report.machine.date.slice(0, 10)}${opts.isQuick ? '-quick' : ''}`
   writeFileSync(join(opts.outDir, `${name}.md`), markdown)

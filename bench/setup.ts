@@ -173,13 +173,15 @@ export async function createBenchEnv (opts: BenchOptions): Promise<BenchEnv> {
     },
     profiler (scenario, gateway) {
       const base = scenario.toUpperCase().replace(/-\d+$/, '')
-      if (!opts.profile.includes(base)) return undefined
+      // One inspector session per gateway: a CPU profile or a heap sample, the CPU profile if both.
+      const isCpu = opts.profile.includes(base)
+      if (!isCpu && !opts.heapProfile.includes(base)) return undefined
       const dir = profileDir(opts, runId, base)
       mkdirSync(dir, { recursive: true })
-      const file = join(dir, `${scenario}-${gateway.pid}.cpuprofile`)
+      const file = join(dir, `${scenario}-${gateway.pid}.${isCpu ? 'cpuprofile' : 'heapprofile'}`)
       return {
-        before: async () => { await gateway.ask({ type: 'profile-start' }) },
-        after: async () => { await gateway.ask({ type: 'profile-stop', file }) }
+        before: async () => { await gateway.ask({ type: isCpu ? 'profile-start' : 'heap-start' }) },
+        after: async () => { await gateway.ask({ type: isCpu ? 'profile-stop' : 'heap-stop', file }) }
       }
     },
     startBaseline (mode, body, contentType) {
