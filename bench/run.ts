@@ -88,19 +88,22 @@ async function runAll (env: BenchEnv, want: Set<string>): Promise<ScenarioResult
   return results
 }
 
+/** The profiles of one kind a scenario's gateways wrote (none when it did not run). */
+function profileFiles (env: BenchEnv, id: string, ext: string): string[] {
+  const dir = profileDir(env.opts, env.runId, id)
+  try {
+    return readdirSync(dir).filter((f) => f.endsWith(ext)).map((f) => join(dir, f))
+  } catch {
+    return []
+  }
+}
+
 function profileSections (env: BenchEnv, profiled: string[]): string[] {
   const out: string[] = []
   for (const id of profiled) {
-    const dir = profileDir(env.opts, env.runId, id)
-    let files: string[] = []
-    try {
-      files = readdirSync(dir).filter((f) => f.endsWith('.cpuprofile'))
-    } catch {
-      continue
-    }
-    for (const f of files) {
-      const profile = readProfile(join(dir, f))
-      out.push(`### ${id}: ${join(dir, f)}`, '', 'Self time, top functions (share of busy time):', '', profileTable(summariseProfile(profile, 25)), '',
+    for (const file of profileFiles(env, id, '.cpuprofile')) {
+      const profile = readProfile(file)
+      out.push(`### ${id}: ${file}`, '', 'Self time, top functions (share of busy time):', '', profileTable(summariseProfile(profile, 25)), '',
         'Self time by file or package:', '', profileTable(summariseByFile(profile, 12)), '',
         'Inclusive time of src/ functions (which step the time was spent for):', '', profileTable(summariseInclusive(profile, 20)), '')
     }
@@ -112,18 +115,11 @@ function profileSections (env: BenchEnv, profiled: string[]): string[] {
 function heapSections (env: BenchEnv, sampled: string[], results: ScenarioResult[]): string[] {
   const out: string[] = []
   for (const id of sampled) {
-    const dir = profileDir(env.opts, env.runId, id)
-    let files: string[] = []
-    try {
-      files = readdirSync(dir).filter((f) => f.endsWith('.heapprofile'))
-    } catch {
-      continue
-    }
     const result = results.find((r) => r.id.toUpperCase() === id)
     const requests = (result?.runs ?? []).reduce((sum, r) => sum + r.requests, 0)
-    for (const f of files) {
-      const { bytesPerRequest, sites } = summariseHeap(readHeapProfile(join(dir, f)), requests)
-      out.push(`### ${id}: ${join(dir, f)}`, '', `${bytesPerRequest.toLocaleString('en-US')} bytes allocated on the JS heap a request (${requests.toLocaleString('en-US')} requests), by allocating function:`, '', heapTable(sites), '')
+    for (const file of profileFiles(env, id, '.heapprofile')) {
+      const { bytesPerRequest, sites } = summariseHeap(readHeapProfile(file), requests)
+      out.push(`### ${id}: ${file}`, '', `${bytesPerRequest.toLocaleString('en-US')} bytes allocated on the JS heap a request (${requests.toLocaleString('en-US')} requests), by allocating function:`, '', heapTable(sites), '')
     }
   }
   return out
