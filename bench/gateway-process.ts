@@ -19,32 +19,27 @@ const address = app.server.address()
 const port = typeof address === 'object' && address !== null ? address.port : 0
 const session = new Session()
 
-onCommand('profile-start', async () => {
+// A CPU profile (--profile) or allocation sampling (--heap-profile): every object the measured runs
+// allocated, whether a GC has collected it since or not (the inspector's sampling heap profiler keeps
+// only live objects otherwise), one sample every 4 KiB allocated on average, in DevTools' .heapprofile
+// format. profile-stop stops what profile-start started.
+let profiling: 'cpu' | 'heap' = 'cpu'
+onCommand('profile-start', async (message) => {
+  profiling = message.kind === 'heap' ? 'heap' : 'cpu'
   session.connect()
-  await session.post('Profiler.enable')
-  await session.post('Profiler.setSamplingInterval', { interval: SAMPLING_INTERVAL_US })
-  await session.post('Profiler.start')
+  if (profiling === 'heap') {
+    await session.post('HeapProfiler.enable')
+    // Node 20's typings lack the two include flags that its V8 (11.3) accepts.
+    await session.post('HeapProfiler.startSampling', { samplingInterval: 4096, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: true } as { samplingInterval: number })
+  } else {
+    await session.post('Profiler.enable')
+    await session.post('Profiler.setSamplingInterval', { interval: SAMPLING_INTERVAL_US })
+    await session.post('Profiler.start')
+  }
   return {}
 })
 onCommand('profile-stop', async (message) => {
-  const { profile } = await session.post('Profiler.stop')
-  const file = String(message.file)
-  writeFileSync(file, JSON.stringify(profile))
-  session.disconnect()
-  return { file }
-})
-// Allocation sampling (--heap-profile): every object the measured runs allocated, whether a GC has
-// collected it since or not (the inspector's sampling heap profiler keeps only live objects otherwise).
-// One sample every 4 KiB allocated on average; the Chrome DevTools .heapprofile format.
-onCommand('heap-start', async () => {
-  session.connect()
-  await session.post('HeapProfiler.enable')
-  // Node 20's typings lack the two include flags that its V8 (11.3) accepts.
-  await session.post('HeapProfiler.startSampling', { samplingInterval: 4096, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: true } as { samplingInterval: number })
-  return {}
-})
-onCommand('heap-stop', async (message) => {
-  const { profile } = await session.post('HeapProfiler.stopSampling')
+  const { profile } = profiling === 'heap' ? await session.post('HeapProfiler.stopSampling') : await session.post('Profiler.stop')
   const file = String(message.file)
   writeFileSync(file, JSON.stringify(profile))
   session.disconnect()

@@ -180,8 +180,8 @@ export async function createBenchEnv (opts: BenchOptions): Promise<BenchEnv> {
       mkdirSync(dir, { recursive: true })
       const file = join(dir, `${scenario}-${gateway.pid}.${isCpu ? 'cpuprofile' : 'heapprofile'}`)
       return {
-        before: async () => { await gateway.ask({ type: isCpu ? 'profile-start' : 'heap-start' }) },
-        after: async () => { await gateway.ask({ type: isCpu ? 'profile-stop' : 'heap-stop', file }) }
+        before: async () => { await gateway.ask({ type: 'profile-start', kind: isCpu ? 'cpu' : 'heap' }) },
+        after: async () => { await gateway.ask({ type: 'profile-stop', file }) }
       }
     },
     startBaseline (mode, body, contentType) {

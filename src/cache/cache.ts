@@ -72,6 +72,11 @@ export interface ManyResult { entries: CacheEntry[], status: CacheStatus, ageS: 
 export type ManyLoader = (keys: string[]) => Promise<PutItem[]>
 /** Takes over a write that need not be waited for (it is kept until it settles; see drain). */
 type DeferL2 = (write: Promise<unknown>) => void
+/**
+ * How putEntries stores: `freshnessOf` keeps entries a route may serve stale up to the maximum
+ * staleness; `deferL2` takes over the L2 write; not `isFilling` (a bulk read, see ManyOptions.fillL1).
+ */
+interface StoreHow { freshnessOf?: (entry: CacheEntry) => Freshness, deferL2?: DeferL2, isFilling?: boolean }
 
 export interface PutItem {
   key: string
@@ -461,7 +466,8 @@ export function createCache (opts: CacheOptions = {}) {
    * Not `isFilling` (a bulk read) and with L2, L1 takes only the entries whose keys it holds (a refreshed
    * stale entry), so that it never answers an older copy than L2 holds.
    */
-  async function putEntries (items: readonly PutItem[], mark?: number, freshnessOf?: (entry: CacheEntry) => Freshness, deferL2?: DeferL2, isFilling = true): Promise<CacheEntry[]> {
+  async function putEntries (items: readonly PutItem[], mark?: number, how: StoreHow = {}): Promise<CacheEntry[]> {
+    const { freshnessOf, deferL2, isFilling = true } = how
     const at = now()
     const all = items.map((item) => {
       const entry = createEntry(item.body, at, item.ttlMs, item.contentType, item.status, item.tags, item.bigInts)
@@ -487,10 +493,10 @@ export function createCache (opts: CacheOptions = {}) {
   }
 
   /** Loads `keys`, stores what it got (unless a write invalidated it meanwhile), returns the entries by key. */
-  async function loadMany (keys: string[], load: ManyLoader, freshnessOf: (entry: CacheEntry) => Freshness, deferL2?: DeferL2, isFilling = true): Promise<Map<string, CacheEntry>> {
+  async function loadMany (keys: string[], load: ManyLoader, how: StoreHow & { freshnessOf: (entry: CacheEntry) => Freshness }): Promise<Map<string, CacheEntry>> {
     const mark = invalidations.mark()
     const items = await load(keys)
-    const entries = await putEntries(items, mark, freshnessOf, deferL2, isFilling)
+    const entries = await putEntries(items, mark, how)
     return new Map(items.map((item, k) => [item.key, entries[k] as CacheEntry]))
   }
 
@@ -545,23 +551,24 @@ export function createCache (opts: CacheOptions = {}) {
     const keysAt = (idx: number[]): string[] => [...new Set(idx.map((i) => keys[i] as string))]
 
     if (stale.length > 0) {
-      keep(background, loadMany(keysAt(stale), load, manyOpts.freshnessOf, undefined, isFilling), (err) => { opts.onRefreshError?.(err, keys[stale[0] as number] as string) })
+      keep(background, loadMany(keysAt(stale), load, { freshnessOf: manyOpts.freshnessOf, isFilling }), (err) => { opts.onRefreshError?.(err, keys[stale[0] as number] as string) })
     }
     if (misses.length > 0) {
       const wanted = keysAt(misses)
+      const how = { freshnessOf: manyOpts.freshnessOf, isFilling }
       try {
         const loaded = new Map<string, CacheEntry>()
         // The answer goes out once L1 holds the records (a bulk read's at once); their L2 write (and the
         // fill locks) finish after, ordered before any later read on the same connection.
         await fillShared(wanted, async (mine, deferL2) => {
-          for (const [key, entry] of await loadMany(mine, load, manyOpts.freshnessOf, deferL2, isFilling)) loaded.set(key, entry)
+          for (const [key, entry] of await loadMany(mine, load, { ...how, deferL2 })) loaded.set(key, entry)
         })
         const elsewhere = wanted.filter((key) => !loaded.has(key))
         if (elsewhere.length > 0) {
           const filled = await getEntries(elsewhere, isFilling)
           elsewhere.forEach((key, k) => { const e = filled[k]; if (e !== undefined) loaded.set(key, e) })
           const lost = elsewhere.filter((key) => !loaded.has(key))
-          if (lost.length > 0) for (const [key, entry] of await loadMany(lost, load, manyOpts.freshnessOf, undefined, isFilling)) loaded.set(key, entry)
+          if (lost.length > 0) for (const [key, entry] of await loadMany(lost, load, how)) loaded.set(key, entry)
         }
         for (const i of misses) entries[i] = loaded.get(keys[i] as string)
         if (!bypass) { status = 'MISS'; reason = undefined }
