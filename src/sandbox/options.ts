@@ -4,6 +4,8 @@ import { ENDPOINT_NAMES, type EndpointName, type SandboxOptions } from './types.
 export const DEFAULT_HOST = '127.0.0.1'
 export const DEFAULT_PREFIX = '/api/'
 export const DEFAULT_OBJECTS = 2000
+// Records kept as JSON text (~10 kB each); older ones are rebuilt on demand.
+export const DEFAULT_RECORD_CACHE = 5000
 export const DEFAULT_SEED = 42
 // The upstream's REST_FRAMEWORK rates.
 export const DEFAULT_USER_RATE = '100/hour'
@@ -37,6 +39,7 @@ export interface ResolvedOptions {
   port: number
   prefix: string
   objects: number
+  recordCache: number
   seed: number
   latencyMs: number
   jitterMs: number
@@ -72,6 +75,7 @@ export function resolveOptions (opts: SandboxOptions = {}): ResolvedOptions {
     port: opts.port ?? 0,
     prefix: normalisePrefix(opts.prefix ?? DEFAULT_PREFIX),
     objects: Math.floor(objects),
+    recordCache: Math.floor(nonNegative('recordCache', opts.recordCache ?? DEFAULT_RECORD_CACHE)),
     seed: opts.seed ?? DEFAULT_SEED,
     latencyMs: nonNegative('latencyMs', opts.latencyMs ?? 0),
     jitterMs: nonNegative('jitterMs', opts.jitterMs ?? 0),

@@ -55,7 +55,7 @@ export async function startSandbox (opts: SandboxOptions = {}): Promise<Sandbox>
     userRate: options.userRate,
     maxObjectsPerCall: options.maxObjectsPerCall
   }
-  const store = new Store(options.seed, options.objects)
+  const store = new Store(options.seed, options.objects, options.recordCache)
   const users = new UserStore(options.seed, options.tokenTtlS, nowUs())
   const throttle = new SlidingWindowThrottle()
   const faults = new FaultQueue()

@@ -1,14 +1,12 @@
 // The sandbox's in-memory database: the catalogue, the tables, and the queries and writes the
 // endpoints need. Writes change what later reads see, within one running sandbox.
 import { stringifyUpstream } from '../lib/json.js'
+import { DEFAULT_RECORD_CACHE } from './options.js'
 import { ConeIndex, generateCatalog, type ObjectMeta } from './data-catalog.js'
 import { MISSING_RECORD } from '../upstream/endpoints.js'
 import { buildRecordParts, type RecordParts, type TimedJson, xmRowJson } from './data-records.js'
 import { customListRow, mainListRow, objectBlock, objectExtras } from './data-rows.js'
 import { generateTables, type Tables, type VraScoreRow, type XmRow } from './data-tables.js'
-
-// Records kept as JSON text (~10 kB each); older ones are rebuilt on demand.
-const RECORD_CACHE_SIZE = 5000
 
 function joinTimed (rows: readonly TimedJson[], keep: (mjd: number) => boolean): string {
   let out = ''
@@ -30,7 +28,7 @@ export class Store {
   private nextScoreId: number
   private nextGroupRowId: number
 
-  constructor (private readonly seed: number, count: number, private readonly cacheSize = RECORD_CACHE_SIZE) {
+  constructor (private readonly seed: number, count: number, private readonly cacheSize = DEFAULT_RECORD_CACHE) {
     this.catalog = generateCatalog(seed, count)
     for (const meta of this.catalog) this.byId.set(meta.id, meta)
     this.cone = new ConeIndex(this.catalog)

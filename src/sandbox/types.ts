@@ -14,6 +14,8 @@ export interface SandboxOptions {
   port?: number
   prefix?: string
   objects?: number
+  /** How many built records (~10 kB of JSON each) are kept; older ones are rebuilt on demand (default 5,000). */
+  recordCache?: number
   seed?: number
   latencyMs?: number
   jitterMs?: number
