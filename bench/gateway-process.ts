@@ -98,5 +98,18 @@ new PerformanceObserver((list) => {
 }).observe({ entryTypes: ['gc'] })
 onCommand('memory', async () => ({ ...process.memoryUsage(), gcMajor: collections.major, gcMinor: collections.minor, gcPauseMs: Math.round(collections.pauseMs) }))
 onCommand('cpu', async () => ({ ...process.cpuUsage() }))
+// Where a miss's time goes, from the gateway's own metrics (sums in seconds, and counts): how long the ids
+// consumers asked for waited for their objects/ call to leave, and the objects/ exchanges themselves.
+onCommand('miss-phases', async () => {
+  const sumCount = async (metric: { get: () => Promise<{ values: Array<{ metricName?: string, value: number, labels: Record<string, unknown> }> }> }, name: string, labels: Record<string, string> = {}) => {
+    const values = (await metric.get()).values.filter((v) => Object.entries(labels).every(([k, x]) => v.labels[k] === x))
+    const of = (suffix: string) => values.find((v) => v.metricName === `${name}${suffix}`)?.value ?? 0
+    return { sum: of('_sum'), count: of('_count') }
+  }
+  return {
+    wait: await sumCount(app.metrics.objectsWait, 'gateway_upstream_objects_wait_seconds'),
+    exchange: await sumCount(app.metrics.upstreamDuration, 'gateway_upstream_duration_seconds', { endpoint: 'objects' })
+  }
+})
 onClose(async () => { await app.close() })
 announce({ port, origin: `http://127.0.0.1:${port}` })

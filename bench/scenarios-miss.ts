@@ -21,6 +21,14 @@ const S3_W0_CONNECTIONS = '128'
 const PREWARM_S = 10
 
 interface Calls { objects: number, total: number }
+interface SumCount { sum: number, count: number }
+interface MissPhases { wait: SumCount, exchange: SumCount }
+
+/** Mean in ms of what a metric observed between two snapshots (seconds summed), or undefined. */
+function meanMs (a: SumCount, b: SumCount): number | undefined {
+  const n = b.count - a.count
+  return n > 0 ? Math.round(((b.sum - a.sum) / n) * 10000) / 10 : undefined
+}
 
 // Building a record costs the sandbox ~0.5 ms of CPU on the load core, which would count as gateway
 // latency; so every id the miss runs use is built once before measuring, and the sandbox keeps them all
@@ -114,10 +122,23 @@ export async function runS3 (env: BenchEnv, slow: Child<SandboxInfo>, variant: '
   const gateway = await env.startGateway(variant, slow.info, overrides)
   try {
     await prewarm(env, gateway.info.origin, headers, ids.prewarm)
-    const hooks = env.profiler(variant, gateway)
+    const profiler = env.profiler(variant, gateway)
+    // The gateway's own account of the measured runs: ids' wait for their call, and the exchanges.
+    let start: MissPhases | undefined
+    let end: MissPhases | undefined
+    const hooks = {
+      before: async () => { await profiler?.before(); start = await gateway.ask<MissPhases>({ type: 'miss-phases' }) },
+      after: async () => { end = await gateway.ask<MissPhases>({ type: 'miss-phases' }); await profiler?.after() }
+    }
     const before = await slow.ask<Calls>({ type: 'calls' })
-    await measureOpen(result, { ...openPlan(env, gateway.info.origin, gateway.pid, env.opts.repetitions, request), ...(hooks === undefined ? {} : { hooks }) })
+    await measureOpen(result, { ...openPlan(env, gateway.info.origin, gateway.pid, env.opts.repetitions, request), hooks })
     calls = (await slow.ask<Calls>({ type: 'calls' })).objects - before.objects
+    if (start !== undefined && end !== undefined) {
+      const wait = meanMs(start.wait, end.wait)
+      const exchange = meanMs(start.exchange, end.exchange)
+      if (wait !== undefined) result.extra.objects_wait_mean_ms = wait
+      if (exchange !== undefined) result.extra.objects_exchange_mean_ms = exchange
+    }
     await recordMemory(result, gateway)
   } finally {
     await gateway.stop()

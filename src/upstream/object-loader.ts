@@ -66,6 +66,8 @@ export function createObjectLoader (opts: ObjectLoaderOptions) {
   let maxIds = opts.maxIds
   // ids waiting for the current window, and ids whose upstream call is in flight
   let pending = new Map<string, Waiter[]>()
+  // When each pending id was first asked for (performance.now()), for gateway_upstream_objects_wait_seconds.
+  let pendingSince = new Map<string, number>()
   const pendingCtx = new Set<CallContext>()
   const inFlight = new Map<string, Promise<RecordText>>()
   let timer: NodeJS.Timeout | undefined
@@ -155,7 +157,10 @@ export function createObjectLoader (opts: ObjectLoaderOptions) {
     windows++
     const batch = pending
     const ctxs = [...pendingCtx]
+    const now = performance.now()
+    for (const since of pendingSince.values()) opts.metrics.objectsWait.observe((now - since) / 1000)
     pending = new Map()
+    pendingSince = new Map()
     pendingCtx.clear()
     const ids = [...batch.keys()]
     for (let i = 0; i < ids.length; i += maxIds) {
@@ -210,6 +215,7 @@ export function createObjectLoader (opts: ObjectLoaderOptions) {
         return
       }
       pending.set(id, [{ resolve, reject }])
+      pendingSince.set(id, performance.now())
       if (pending.size >= maxIds) {
         flush()
       } else if (!isScheduled) {

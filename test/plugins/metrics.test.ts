@@ -28,7 +28,7 @@ test('GET /metrics serves Prometheus text with every gateway family and the proc
   t.match(res.headers['content-type'], /^text\/plain; version=0\.0\.4/)
   for (const family of [
     'gateway_requests_total', 'gateway_request_duration_seconds', 'gateway_cache_results_total',
-    'gateway_upstream_calls_total', 'gateway_upstream_duration_seconds', 'gateway_upstream_budget_remaining',
+    'gateway_upstream_calls_total', 'gateway_upstream_duration_seconds', 'gateway_upstream_objects_wait_seconds', 'gateway_upstream_budget_remaining',
     'gateway_upstream_pause_seconds', 'gateway_token_refreshes_total', 'gateway_limit_rejections_total',
     'gateway_coalesced_total', 'gateway_redis_errors_total', 'process_cpu_user_seconds_total', 'nodejs_heap_size_used_bytes'
   ]) {

@@ -1,5 +1,6 @@
 import { test } from 'tap'
 import { buildTestApp, demoAuth, FIXTURE_IDS } from '../helper.js'
+import { waitFor } from '../fixtures/wait.js'
 
 test('100 concurrent requests for overlapping id sets: at most one objects/ call per batching window', async (t) => {
   const { app, sandbox } = await buildTestApp(t, { config: { UPSTREAM_BATCH_WINDOW_MS: 50 } })
@@ -30,4 +31,29 @@ test('the upstream\'s "Max number of objects" reply halves the chunk size and re
   t.equal(res.statusCode, 200)
   t.same(res.json().objects.map((o: { object: { id: string } }) => o.object.id), ids)
   t.ok(app.upstream.objects.maxIds <= 5, `chunk size lowered to ${app.upstream.objects.maxIds}`)
+})
+
+test('gateway_upstream_objects_wait_seconds: an id that finds every upstream connection busy waits for a call to return, and the metric shows it', async (t) => {
+  // One connection and a budget that earns a call every few µs (no batching window): the second miss
+  // waits for the first call, which the sandbox holds for LATENCY_MS.
+  const LATENCY_MS = 300
+  const { app, sandbox } = await buildTestApp(t, { sandbox: { latencyMs: LATENCY_MS }, config: { UPSTREAM_CONNECTIONS: 1, UPSTREAM_RATE: '1000000000/hour' } })
+  const [a, b] = sandbox.ids().slice(0, 2).map(String)
+  const waits = async () => {
+    const values = (await app.metrics.objectsWait.get()).values
+    const of = (suffix: string, le?: number) => values.find((v) => v.metricName === `gateway_upstream_objects_wait_seconds${suffix}` && (le === undefined || v.labels.le === le))?.value ?? 0
+    return { count: of('_count'), sum: of('_sum'), under10ms: of('_bucket', 0.01) }
+  }
+  const before = await waits()
+  sandbox.resetCalls()
+  const first = app.inject({ url: `/v1/objects/${a as string}`, headers: demoAuth(app) })
+  await waitFor('the first objects/ call to reach the sandbox', () => (sandbox.calls.get('objects') ?? 0) >= 1)
+  const second = app.inject({ url: `/v1/objects/${b as string}`, headers: demoAuth(app) })
+  t.same([(await first).statusCode, (await second).statusCode], [200, 200])
+  t.equal(sandbox.calls.get('objects'), 2, 'two calls: the second left once the first returned')
+  const after = await waits()
+  t.equal(after.count - before.count, 2, 'one observation per id asked for')
+  t.equal(after.under10ms - before.under10ms, 1, 'the first id left at once')
+  const waited = after.sum - before.sum
+  t.ok(waited >= (LATENCY_MS * 0.6) / 1000 && waited < 5, `the second waited for the first call (${(waited * 1000).toFixed(0)} ms in all)`)
 })
