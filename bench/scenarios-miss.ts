@@ -80,8 +80,9 @@ export async function startSlowSandbox (env: BenchEnv): Promise<Child<SandboxInf
  * often, and a miss runs hundreds of functions (auth, limits, cache lookups, batching, the upstream
  * call, splitting the reply, the stores, rendering). Warmed by 3 s of misses on unknown ids (which end in
  * a 404 and skip the record paths), the gateway was still compiling through the measured runs: 649
- * TurboFan optimisations in its ~10 s of load, still 30-100 a second at the end (--trace-opt), and
- * 20-30 % of its core in the compiler (perf). So it first serves PREWARM_S seconds of real misses, at the measured rate, on ids of its own.
+ * TurboFan optimisations in its ~10 s of load, still 30-50 a second in its last seconds (--trace-opt),
+ * and 20-30 % of its core in the compiler (perf). So it first serves PREWARM_S seconds of real misses,
+ * at the measured rate, on ids of its own.
  */
 async function prewarm (env: BenchEnv, origin: string, headers: Record<string, string>, ids: readonly string[]): Promise<void> {
   await runOpenLoop({
