@@ -41,10 +41,14 @@ end
 return 0`
 
 const DEL_CHUNK = 1000
-// A large batch (a 1,000-id objects/ answer) is written in slices, each its own guarded round trip, so
-// that one slow slice cannot make the whole batch count as a Redis failure.
+// A large batch (a 1,000-id objects/ answer, ~11 MB) is written in slices, one after another, each its
+// own guarded round trip: one slow slice cannot make the whole batch count as a Redis failure, and since
+// ioredis copies a pipeline twice on its way out (each command, then the whole pipeline), only one
+// slice's copies exist at a time; sent together, 4 MiB slices held two copies of the whole batch. A
+// batch's L2 write is off the answer's path (cache.ts, deferL2), so the extra round trips delay no
+// consumer.
 const WRITE_CHUNK_ENTRIES = 500
-const WRITE_CHUNK_BYTES = 4 * 1024 * 1024
+const WRITE_CHUNK_BYTES = 1024 * 1024
 
 function chunk (entries: readonly StoreEntry[]): StoreEntry[][] {
   const chunks: StoreEntry[][] = []
@@ -90,7 +94,11 @@ export function createRedisStore (opts: RedisStoreOptions): CacheStore {
     // Independent SETs need no transaction: a pipeline is one round trip without MULTI's bookkeeping.
     // The slice's tags ride in the same pipeline as one EVAL, so a batch of records costs one round
     // trip per slice, not a second one (or one script call per record) for the tags.
-    await Promise.all(chunk(entries.filter((e) => e.ttlMs > 0)).map(async (slice) => guard.run(async () => {
+    for (const slice of chunk(entries.filter((e) => e.ttlMs > 0))) await writeSlice(slice)
+  }
+
+  async function writeSlice (slice: readonly StoreEntry[]): Promise<void> {
+    await guard.run(async () => {
       const pipeline = redis.pipeline()
       const tagKeys: string[] = []
       const tagArgs: Array<string | number> = []
@@ -105,7 +113,7 @@ export function createRedisStore (opts: RedisStoreOptions): CacheStore {
       }
       if (tagKeys.length > 0) pipeline.eval(TAG_PAIRS_LUA, tagKeys.length, ...tagKeys, ...tagArgs)
       check(await pipeline.exec())
-    }, undefined)))
+    }, undefined)
   }
 
   // Tagging follows every fill; calls made in the same tick (a batch of per-id records) share one

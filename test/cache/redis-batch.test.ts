@@ -228,3 +228,33 @@ test('a miss is answered once L1 holds it: its L2 write and fill lock finish aft
   t.equal(await direct.exists(`${prefix}{c}:l:objects:7`), 0, 'the lock is released after the write')
   t.equal(await direct.exists(`${prefix}{c}:k:objects:7`), 1, 'the record is in L2')
 })
+
+test('a large batch is written to L2 one slice at a time: only one slice\'s commands are out while Redis has not answered', { skip: CAN_START_REDIS ? false : 'needs REDIS_URL and redis-server' }, async (t) => {
+  // ioredis copies a pipeline twice on its way out (each command, then the whole pipeline), so slices
+  // sent together hold two copies of the whole batch at once; one after another, one slice's.
+  const server = await startRedisServer(t)
+  const port = Number(new URL(server.url).port)
+  const relay = await startRelay(port)
+  t.teardown(relay.close)
+  t.teardown(() => { relay.release() })
+  const { redis, prefix } = await connectRedis(t, relay.url, 10_000)
+  await redis.ping()
+  const { seen, settle } = await watch(t, port, redis)
+  await settle('ready')
+  seen.length = 0
+  const store = createRedisStore({ redis, prefix, timeoutMs: 10_000 })
+  const RECORDS = 60
+  const entries = Array.from({ length: RECORDS }, (_, i) => ({ key: `objects:${2000 + i}`, value: Buffer.alloc(100_000, 0x61 + (i % 26)), ttlMs: 60_000 }))
+  relay.hold()
+  const writing = store.setMany(entries)
+  // Whatever the client sends before an answer reaches Redis (MONITOR's own answers are not held).
+  await new Promise((resolve) => setTimeout(resolve, 300))
+  const sentBeforeAnswer = seen.filter((s) => s.name === 'SET').length
+  relay.release()
+  await writing
+  await settle('written')
+  t.comment(`${RECORDS} records of 100 kB: ${sentBeforeAnswer} SETs out before Redis answered`)
+  t.ok(sentBeforeAnswer > 0 && sentBeforeAnswer <= 11, `one slice of at most 1 MiB first (${sentBeforeAnswer} of ${RECORDS} SETs)`)
+  t.equal(seen.filter((s) => s.name === 'SET').length, RECORDS, 'then every record')
+  t.equal(await redis.exists(...entries.map((e) => `${prefix}{c}:k:${e.key}`)), RECORDS, 'all stored')
+})
