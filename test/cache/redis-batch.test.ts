@@ -3,7 +3,7 @@
 // redis-server: commands by MONITOR, round trips by a TCP relay between the client and the server.
 import { createServer, connect, type Socket } from 'node:net'
 import { test, type Test } from 'tap'
-import { Redis } from 'ioredis'
+import type { Redis } from 'ioredis'
 import { createCache } from '../../src/cache/cache.js'
 import { createMemoryStore } from '../../src/cache/memory-store.js'
 import { createRedisStore } from '../../src/cache/redis-store.js'
@@ -12,6 +12,7 @@ import { CAN_START_REDIS, connectRedis, startRedisServer } from './redis-fixture
 import { startCountingProxy } from '../fixtures/counting-proxy.js'
 import { buildTestApp, demoAuth, FIXTURE_IDS, startTestSandbox } from '../helper.js'
 import { waitFor } from '../fixtures/wait.js'
+import { startMonitor } from '../fixtures/redis-monitor.js'
 
 interface Relay {
   url: string
@@ -73,14 +74,8 @@ interface Seen { name: string, args: string[] }
 
 /** MONITOR on `port`: every command clients send (not those scripts run), and a way to wait for them. */
 async function watch (t: Test, port: number, client: Redis): Promise<{ seen: Seen[], settle: (marker: string) => Promise<void> }> {
-  const monitor = new Redis(port, '127.0.0.1', { lazyConnect: true })
-  await monitor.connect()
   const seen: Seen[] = []
-  const watching = await monitor.monitor()
-  watching.on('monitor', (_time: string, args: string[], source: string) => {
-    if (source !== 'lua') seen.push({ name: String(args[0]).toUpperCase(), args: args.map(String) })
-  })
-  t.teardown(async () => { watching.disconnect(); monitor.disconnect() })
+  await startMonitor(t, `redis://127.0.0.1:${port}`, (args, source) => { if (source !== 'lua') seen.push({ name: String(args[0]).toUpperCase(), args }) })
   // MONITOR reports asynchronously; a marker command says when everything before it was seen.
   const settle = async (marker: string): Promise<void> => {
     await client.echo(marker)
