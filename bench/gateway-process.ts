@@ -4,6 +4,7 @@
 // the measured runs only (the V8 profiler that node --cpu-prof uses, minus boot and warm-up).
 import { writeFileSync } from 'node:fs'
 import { Session } from 'node:inspector/promises'
+import type { Histogram } from 'prom-client'
 import { constants, monitorEventLoopDelay, PerformanceObserver, type IntervalHistogram } from 'node:perf_hooks'
 import { buildApp } from '../src/app.js'
 import { loadConfig } from '../src/config.js'
@@ -101,15 +102,12 @@ onCommand('cpu', async () => ({ ...process.cpuUsage() }))
 // Where a miss's time goes, from the gateway's own metrics (sums in seconds, and counts): how long the ids
 // consumers asked for waited for their objects/ call to leave, and the objects/ exchanges themselves.
 onCommand('miss-phases', async () => {
-  const sumCount = async (metric: { get: () => Promise<{ values: Array<{ metricName?: string, value: number, labels: Record<string, unknown> }> }> }, name: string, labels: Record<string, string> = {}) => {
-    const values = (await metric.get()).values.filter((v) => Object.entries(labels).every(([k, x]) => v.labels[k] === x))
-    const of = (suffix: string) => values.find((v) => v.metricName === `${name}${suffix}`)?.value ?? 0
+  const sumCount = async (metric: Histogram, labels: Record<string, string> = {}) => {
+    const { name, values } = await metric.get()
+    const of = (suffix: string) => values.find((v) => v.metricName === `${name}${suffix}` && Object.entries(labels).every(([k, x]) => v.labels[k] === x))?.value ?? 0
     return { sum: of('_sum'), count: of('_count') }
   }
-  return {
-    wait: await sumCount(app.metrics.objectsWait, 'gateway_upstream_objects_wait_seconds'),
-    exchange: await sumCount(app.metrics.upstreamDuration, 'gateway_upstream_duration_seconds', { endpoint: 'objects' })
-  }
+  return { wait: await sumCount(app.metrics.objectsWait), exchange: await sumCount(app.metrics.upstreamDuration, { endpoint: 'objects' }) }
 })
 onClose(async () => { await app.close() })
 announce({ port, origin: `http://127.0.0.1:${port}` })

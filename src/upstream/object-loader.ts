@@ -65,9 +65,8 @@ export type ObjectLoader = ReturnType<typeof createObjectLoader>
 export function createObjectLoader (opts: ObjectLoaderOptions) {
   let maxIds = opts.maxIds
   // ids waiting for the current window, and ids whose upstream call is in flight
-  let pending = new Map<string, Waiter[]>()
-  // When each pending id was first asked for (performance.now()), for gateway_upstream_objects_wait_seconds.
-  let pendingSince = new Map<string, number>()
+  // (with when each pending id was first asked for, performance.now(), for gateway_upstream_objects_wait_seconds)
+  let pending = new Map<string, { since: number, waiters: Waiter[] }>()
   const pendingCtx = new Set<CallContext>()
   const inFlight = new Map<string, Promise<RecordText>>()
   let timer: NodeJS.Timeout | undefined
@@ -158,9 +157,8 @@ export function createObjectLoader (opts: ObjectLoaderOptions) {
     const batch = pending
     const ctxs = [...pendingCtx]
     const now = performance.now()
-    for (const since of pendingSince.values()) opts.metrics.objectsWait.observe((now - since) / 1000)
+    for (const { since } of batch.values()) opts.metrics.objectsWait.observe((now - since) / 1000)
     pending = new Map()
-    pendingSince = new Map()
     pendingCtx.clear()
     const ids = [...batch.keys()]
     for (let i = 0; i < ids.length; i += maxIds) {
@@ -172,8 +170,8 @@ export function createObjectLoader (opts: ObjectLoaderOptions) {
         const one = promise.then((records) => records[k] ?? null)
         inFlight.set(id, one)
         one.then(
-          (value) => { for (const w of batch.get(id) ?? []) w.resolve(value) },
-          (err: unknown) => { for (const w of batch.get(id) ?? []) w.reject(err) }
+          (value) => { for (const w of batch.get(id)?.waiters ?? []) w.resolve(value) },
+          (err: unknown) => { for (const w of batch.get(id)?.waiters ?? []) w.reject(err) }
         ).finally(() => { inFlight.delete(id) })
       })
     }
@@ -208,14 +206,13 @@ export function createObjectLoader (opts: ObjectLoaderOptions) {
 
   function enqueue (id: string): Promise<RecordText> {
     return new Promise<RecordText>((resolve, reject) => {
-      const waiters = pending.get(id)
+      const waiters = pending.get(id)?.waiters
       if (waiters !== undefined) {
         opts.metrics.coalesced.inc({ kind: 'single_flight' })
         waiters.push({ resolve, reject })
         return
       }
-      pending.set(id, [{ resolve, reject }])
-      pendingSince.set(id, performance.now())
+      pending.set(id, { since: performance.now(), waiters: [{ resolve, reject }] })
       if (pending.size >= maxIds) {
         flush()
       } else if (!isScheduled) {
