@@ -37,10 +37,14 @@ export const DEFAULT_LOCK_WAIT_MS = 5_000
 const FIRST_POLL_MS = 20
 const MAX_POLL_MS = 200
 
-// Delete only our own lock: after a TTL expiry another replica may hold the key.
+// Delete only our own locks: after a TTL expiry another replica may hold a key. KEYS[i] is released if
+// it still holds ARGV[i]. Every lock key is in the cache's hash slot, so one script may take many.
 const RELEASE_LUA = `
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0`
+local released = 0
+for i, key in ipairs(KEYS) do
+  if redis.call('GET', key) == ARGV[i] then released = released + redis.call('DEL', key) end
+end
+return released`
 
 const sleep = async (ms: number): Promise<void> => { await new Promise((resolve) => setTimeout(resolve, ms)) }
 
@@ -51,6 +55,25 @@ export function createFillLock (opts: FillLockOptions): FillLock {
   const waitMs = opts.waitMs ?? DEFAULT_LOCK_WAIT_MS
   const lockKey = (key: string): string => `${opts.prefix}{c}:l:${key}`
 
+  // Releases asked for while the microtasks of one event-loop turn run (the locks of every request one
+  // objects/ reply answered) go out as one script call.
+  let releases: { keys: string[], tokens: string[] } | undefined
+  function sendReleases (): void {
+    const batch = releases
+    releases = undefined
+    if (batch === undefined) return
+    guard.run(async () => redis.eval(RELEASE_LUA, batch.keys.length, ...batch.keys, ...batch.tokens), 0).catch(() => {})
+  }
+  function release (key: string, token: string): void {
+    if (releases === undefined) {
+      releases = { keys: [], tokens: [] }
+      // A tick callback queued from a microtask runs once the microtask queue is empty.
+      process.nextTick(sendReleases)
+    }
+    releases.keys.push(lockKey(key))
+    releases.tokens.push(token)
+  }
+
   return {
     async acquire (key) {
       const token = randomUUID()
@@ -60,7 +83,7 @@ export function createFillLock (opts: FillLockOptions): FillLock {
           isAcquired: true,
           // Sent at once but not waited for: the fill is already in L2 (or the load failed), waiters
           // look at L2 before the lock, and the answer it holds back is a round trip on every miss.
-          release: async () => { guard.run(async () => redis.eval(RELEASE_LUA, 1, lockKey(key), token), 0).catch(() => {}) }
+          release: async () => { release(key, token) }
         }
       }
       return { isAcquired: false, isBusy: answer === null }

@@ -90,11 +90,43 @@ export function createRedisStore (opts: RedisStoreOptions): CacheStore {
     })
   }
 
+  // Writes asked for while the microtasks of one event-loop turn run go out together: the records of
+  // one objects/ reply are stored by each request that waited on it, one id each, and become one
+  // pipeline with one tagging EVAL (slices as below), not a pipeline and an EVAL per request.
+  interface PendingWrite { entries: StoreEntry[], go: () => void, written: Promise<void> }
+  let pending: PendingWrite | undefined
+
+  function sendPending (): void {
+    const batch = pending
+    pending = undefined
+    batch?.go()
+  }
+
+  /** A delete or invalidation lands after the writes asked for before it, so it removes them too. */
+  async function writesAskedBefore (): Promise<void> {
+    const unsent = pending
+    sendPending()
+    await unsent?.written
+  }
+
   async function setMany (entries: readonly StoreEntry[]): Promise<void> {
-    // Independent SETs need no transaction: a pipeline is one round trip without MULTI's bookkeeping.
-    // The slice's tags ride in the same pipeline as one EVAL, so a batch of records costs one round
-    // trip per slice, not a second one (or one script call per record) for the tags.
-    for (const slice of chunk(entries.filter((e) => e.ttlMs > 0))) await writeSlice(slice)
+    const live = entries.filter((e) => e.ttlMs > 0)
+    if (live.length === 0) return
+    if (pending === undefined) {
+      let go!: () => void
+      const started = new Promise<void>((resolve) => { go = resolve })
+      const batch: PendingWrite = { entries: [], go, written: Promise.resolve() }
+      // Independent SETs need no transaction: a pipeline is one round trip without MULTI's bookkeeping.
+      // The slice's tags ride in the same pipeline as one EVAL, so a batch of records costs one round
+      // trip per slice, not a second one (or one script call per record) for the tags.
+      batch.written = started.then(async () => { for (const slice of chunk(batch.entries)) await writeSlice(slice) })
+      pending = batch
+      // A tick callback queued from a microtask runs once the microtask queue is empty.
+      process.nextTick(sendPending)
+    }
+    const batch = pending
+    for (const e of live) batch.entries.push(e)
+    await batch.written
   }
 
   async function writeSlice (slice: readonly StoreEntry[]): Promise<void> {
@@ -160,6 +192,7 @@ export function createRedisStore (opts: RedisStoreOptions): CacheStore {
     setMany,
     async delete (keys) {
       if (keys.length === 0) return
+      await writesAskedBefore()
       await guard.run(async () => { await redis.del(...keys.map(entryKey)) }, undefined)
     },
     async addTags (tags, keys, ttlMs) {
@@ -170,6 +203,7 @@ export function createRedisStore (opts: RedisStoreOptions): CacheStore {
     },
     async invalidateTags (tags) {
       if (tags.length === 0) return 0
+      await writesAskedBefore()
       return guard.run(async () => {
         const read = redis.pipeline()
         for (const tag of tags) read.smembers(tagKey(tag))

@@ -8,7 +8,7 @@ import { createCache } from '../../src/cache/cache.js'
 import { createMemoryStore } from '../../src/cache/memory-store.js'
 import { createRedisStore } from '../../src/cache/redis-store.js'
 import { createRedisHealth } from '../../src/lib/redis-health.js'
-import { CAN_START_REDIS, connectRedis, startRedisServer } from './redis-fixture.js'
+import { CAN_START_REDIS, REDIS_URL, connectRedis, startRedisServer } from './redis-fixture.js'
 import { startCountingProxy } from '../fixtures/counting-proxy.js'
 import { buildTestApp, demoAuth, FIXTURE_IDS, startTestSandbox } from '../helper.js'
 import { waitFor } from '../fixtures/wait.js'
@@ -257,4 +257,62 @@ test('a large batch is written to L2 one slice at a time: only one slice\'s comm
   t.ok(sentBeforeAnswer > 0 && sentBeforeAnswer <= 11, `one slice of at most 1 MiB first (${sentBeforeAnswer} of ${RECORDS} SETs)`)
   t.equal(seen.filter((s) => s.name === 'SET').length, RECORDS, 'then every record')
   t.equal(await redis.exists(...entries.map((e) => `${prefix}{c}:k:${e.key}`)), RECORDS, 'all stored')
+})
+
+test('misses answered by one objects/ call are stored together: one tagging EVAL and one lock release for the call, not one each per request', { skip: CAN_START_REDIS ? false : 'needs REDIS_URL and redis-server' }, async (t) => {
+  const server = await startRedisServer(t)
+  const port = Number(new URL(server.url).port)
+  const sandbox = await startTestSandbox(t)
+  let objectCalls = 0
+  const proxy = await startCountingProxy(sandbox.baseUrl, { onArrival: (r) => { if (r.url.includes('objects/')) objectCalls++ } })
+  t.teardown(proxy.close)
+  const { app } = await buildTestApp(t, { upstream: sandbox, config: { REDIS_URL: server.url, ATLAS_BASE_URL: proxy.url } })
+  const { redis } = await connectRedis(t, server.url)
+  const { seen, settle } = await watch(t, port, redis)
+  t.equal((await app.inject({ url: `/v1/objects/${FIXTURE_IDS.U}`, headers: demoAuth(app) })).statusCode, 404)
+  await app.cache.settleWrites()
+  await settle('warm')
+  seen.length = 0
+  objectCalls = 0
+  const ids = [FIXTURE_IDS.A, FIXTURE_IDS.B, FIXTURE_IDS.C, FIXTURE_IDS.D, FIXTURE_IDS.E, FIXTURE_IDS.F]
+  // Separate requests, one id each, sent at once: the object loader gathers them into one call.
+  const answers = await Promise.all(ids.map(async (id) => app.inject({ url: `/v1/objects/${id}`, headers: demoAuth(app) })))
+  t.same(answers.map((r) => r.statusCode), ids.map(() => 200))
+  t.same(answers.map((r) => r.headers['x-cache']), ids.map(() => 'MISS'))
+  await app.cache.settleWrites()
+  const isTagging = (s: Seen) => s.name === 'EVAL' && s.args[1]?.includes('SADD') === true
+  // A lock release of these ids' locks (the warm-up's own may land late, on a busy machine).
+  const isRelease = (s: Seen) => s.name === 'EVAL' && s.args[1]?.includes('DEL') === true && s.args[1]?.includes('SADD') !== true &&
+    s.args.slice(3, 3 + Number(s.args[2])).some((key) => ids.some((id) => key.endsWith(id)))
+  await waitFor('every record stored and every lock released', () => {
+    const stored = new Set(seen.filter((s) => s.name === 'SET' && s.args[1]?.includes(':{c}:k:') === true).map((s) => s.args[1]))
+    const released = seen.filter(isRelease).reduce((n, s) => n + Number(s.args[2]), 0)
+    return stored.size >= ids.length && released >= ids.length
+  }, { timeoutMs: 3000 })
+  await settle('stored')
+  const tagging = seen.filter(isTagging).length
+  const releases = seen.filter(isRelease).length
+  t.comment(`${ids.length} one-id misses, ${objectCalls} objects/ call(s): ${tagging} tagging EVAL(s), ${releases} lock-release EVAL(s)`)
+  t.ok(objectCalls >= 1 && objectCalls < ids.length, `the requests shared objects/ calls (${objectCalls} for ${ids.length})`)
+  t.ok(tagging <= objectCalls, `at most one tagging script per objects/ call (${tagging})`)
+  t.ok(releases <= objectCalls, `at most one lock release per objects/ call (${releases})`)
+})
+
+test('an invalidation or delete asked for after a write, in the same turn, removes what that write stores', { skip: REDIS_URL === '' ? 'needs REDIS_URL' : false }, async (t) => {
+  // Writes asked for in one turn go out together once its microtasks have run; an invalidation asked
+  // for after them must still find their tags, and a delete their keys.
+  const { redis, prefix } = await connectRedis(t)
+  const store = createRedisStore({ redis, prefix })
+  const value = Buffer.from('{"object":{}}')
+  const written = store.setMany([{ key: 'objects:1', value, ttlMs: 60_000, tags: ['object:1'] }, { key: 'objects:2', value, ttlMs: 60_000 }])
+  const invalidated = store.invalidateTags(['object:1'])
+  const deleted = store.delete(['objects:2'])
+  await Promise.all([written, invalidated, deleted])
+  t.equal(await invalidated, 1, 'the invalidation removed the record written before it')
+  t.equal(await redis.exists(`${prefix}{c}:k:objects:1`), 0, 'the invalidated record is gone')
+  t.equal(await redis.exists(`${prefix}{c}:k:objects:2`), 0, 'the deleted record is gone')
+  // And a write asked for after an invalidation stays.
+  const again = store.setMany([{ key: 'objects:1', value, ttlMs: 60_000, tags: ['object:1'] }])
+  await again
+  t.equal(await redis.exists(`${prefix}{c}:k:objects:1`), 1, 'a later write stays')
 })
