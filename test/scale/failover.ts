@@ -123,7 +123,9 @@ export async function failover (t: Test, url: string, kill: () => Promise<void>)
   const { sandbox, apps, bases, consumers } = await replicas(t, url)
   // Warm: the three objects the `rate` and `units` consumers read are cached, the token is shared.
   const warm = await fetch(`${bases[0] as string}/v1/objects?ids=${FIXTURE_IDS.A},${FIXTURE_IDS.B},${FIXTURE_IDS.C}`, { headers: { authorization: `Bearer ${consumers.miss.key}` } })
-  t.equal(warm.status, 200, 'warm-up read')
+  // The problem's code says which part refused, should the warm-up fail (seen once in CI: a 503).
+  const warmBody = await warm.text()
+  t.equal(warm.status, 200, `warm-up read${warm.status === 200 ? '' : `: ${warmBody.slice(0, 300)}`}`)
   const rowsBefore = (await scoreRows(sandbox)).length
   const startedAt = Date.now()
   let killedAt = Number.POSITIVE_INFINITY
