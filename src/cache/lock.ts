@@ -81,8 +81,9 @@ export function createFillLock (opts: FillLockOptions): FillLock {
       if (answer === 'OK') {
         return {
           isAcquired: true,
-          // Sent at once but not waited for: the fill is already in L2 (or the load failed), waiters
-          // look at L2 before the lock, and the answer it holds back is a round trip on every miss.
+          // Sent with the other releases of this turn and not waited for: the fill is already in L2 (or
+          // the load failed), waiters look at L2 before the lock, and the answer it holds back is a
+          // round trip on every miss.
           release: async () => { release(key, token) }
         }
       }
