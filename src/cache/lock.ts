@@ -64,7 +64,7 @@ export function createFillLock (opts: FillLockOptions): FillLock {
     if (batch === undefined) return
     guard.run(async () => redis.eval(RELEASE_LUA, batch.keys.length, ...batch.keys, ...batch.tokens), 0).catch(() => {})
   }
-  function release (key: string, token: string): void {
+  function queueRelease (key: string, token: string): void {
     if (releases === undefined) {
       releases = { keys: [], tokens: [] }
       // A tick callback queued from a microtask runs once the microtask queue is empty.
@@ -84,7 +84,7 @@ export function createFillLock (opts: FillLockOptions): FillLock {
           // Sent with the other releases of this turn and not waited for: the fill is already in L2 (or
           // the load failed), waiters look at L2 before the lock, and the answer it holds back is a
           // round trip on every miss.
-          release: async () => { release(key, token) }
+          release: async () => { queueRelease(key, token) }
         }
       }
       return { isAcquired: false, isBusy: answer === null }
