@@ -6,6 +6,7 @@
 import { randomUUID } from 'node:crypto'
 import type { Redis } from 'ioredis'
 import { createRedisHealth, type RedisGuard } from '../lib/redis-health.js'
+import { createTurnBatch } from '../lib/turn-batch.js'
 
 export interface FillLockOptions {
   redis: Redis
@@ -55,24 +56,11 @@ export function createFillLock (opts: FillLockOptions): FillLock {
   const waitMs = opts.waitMs ?? DEFAULT_LOCK_WAIT_MS
   const lockKey = (key: string): string => `${opts.prefix}{c}:l:${key}`
 
-  // Releases asked for while the microtasks of one event-loop turn run (the locks of every request one
-  // objects/ reply answered) go out as one script call.
-  let releases: { keys: string[], tokens: string[] } | undefined
-  function sendReleases (): void {
-    const batch = releases
-    releases = undefined
-    if (batch === undefined) return
-    guard.run(async () => redis.eval(RELEASE_LUA, batch.keys.length, ...batch.keys, ...batch.tokens), 0).catch(() => {})
-  }
-  function queueRelease (key: string, token: string): void {
-    if (releases === undefined) {
-      releases = { keys: [], tokens: [] }
-      // A tick callback queued from a microtask runs once the microtask queue is empty.
-      process.nextTick(sendReleases)
-    }
-    releases.keys.push(lockKey(key))
-    releases.tokens.push(token)
-  }
+  // Releases asked for in one event-loop turn (the locks of every request one objects/ reply answered) go
+  // out as one script call (lib/turn-batch.ts).
+  const releases = createTurnBatch<{ key: string, token: string }>(async (batch) => {
+    await guard.run(async () => redis.eval(RELEASE_LUA, batch.length, ...batch.map((b) => b.key), ...batch.map((b) => b.token)), 0)
+  })
 
   return {
     async acquire (key) {
@@ -84,7 +72,7 @@ export function createFillLock (opts: FillLockOptions): FillLock {
           // Sent with the other releases of this turn and not waited for: the fill is already in L2 (or
           // the load failed), waiters look at L2 before the lock, and the answer it holds back is a
           // round trip on every miss.
-          release: async () => { queueRelease(key, token) }
+          release: async () => { releases.add([{ key: lockKey(key), token }]).catch(() => {}) }
         }
       }
       return { isAcquired: false, isBusy: answer === null }

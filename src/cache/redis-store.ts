@@ -4,6 +4,7 @@
 // and while Redis is unavailable the store is skipped without a call.
 import type { Redis } from 'ioredis'
 import { createRedisHealth, type RedisGuard } from '../lib/redis-health.js'
+import { createTurnBatch } from '../lib/turn-batch.js'
 import type { CacheStore, StoreEntry } from './store.js'
 
 export interface RedisStoreOptions {
@@ -90,43 +91,31 @@ export function createRedisStore (opts: RedisStoreOptions): CacheStore {
     })
   }
 
-  // Writes asked for while the microtasks of one event-loop turn run go out together: the records of
-  // one objects/ reply are stored by each request that waited on it, one id each, and become one
-  // pipeline with one tagging EVAL (slices as below), not a pipeline and an EVAL per request.
-  interface PendingWrite { entries: StoreEntry[], go: () => void, written: Promise<void> }
-  let pending: PendingWrite | undefined
+  // Writes asked for in one event-loop turn go out together (lib/turn-batch.ts): the records of one
+  // objects/ reply, stored by each request that waited on it, one id each, become one pipeline with one
+  // tagging EVAL (slices as below), not a pipeline and an EVAL per request. Independent SETs need no
+  // transaction: a pipeline is one round trip without MULTI's bookkeeping, and the slice's tags ride in
+  // it as one EVAL.
+  const writes = createTurnBatch<StoreEntry>(async (entries) => {
+    for (const slice of chunk(entries)) await writeSlice(slice)
+  })
+  // addTags calls of one turn share one pipeline, hence one round trip and one timeout.
+  const tagging = createTurnBatch<{ numKeys: number, args: Array<string | number> }>(async (batch) => {
+    await guard.run(async () => {
+      const pipeline = redis.pipeline()
+      for (const { numKeys, args } of batch) pipeline.eval(ADD_TAGS_LUA, numKeys, ...args)
+      check(await pipeline.exec())
+    }, undefined)
+  })
 
-  function sendPending (): void {
-    const batch = pending
-    pending = undefined
-    batch?.go()
-  }
-
-  /** A delete or invalidation lands after the writes asked for before it, so it removes them too. */
+  /** A delete or invalidation lands after the writes and tags asked for before it, so it removes them too. */
   async function writesAskedBefore (): Promise<void> {
-    const unsent = pending
-    sendPending()
-    await unsent?.written
+    await Promise.all([writes.flush(), tagging.flush()])
   }
 
   async function setMany (entries: readonly StoreEntry[]): Promise<void> {
     const live = entries.filter((e) => e.ttlMs > 0)
-    if (live.length === 0) return
-    if (pending === undefined) {
-      let go!: () => void
-      const started = new Promise<void>((resolve) => { go = resolve })
-      const batch: PendingWrite = { entries: [], go, written: Promise.resolve() }
-      // Independent SETs need no transaction: a pipeline is one round trip without MULTI's bookkeeping.
-      // The slice's tags ride in the same pipeline as one EVAL, so a batch of records costs one round
-      // trip per slice, not a second one (or one script call per record) for the tags.
-      batch.written = started.then(async () => { for (const slice of chunk(batch.entries)) await writeSlice(slice) })
-      pending = batch
-      // A tick callback queued from a microtask runs once the microtask queue is empty.
-      process.nextTick(sendPending)
-    }
-    const batch = pending
-    for (const e of live) batch.entries.push(e)
-    await batch.written
+    if (live.length > 0) await writes.add(live)
   }
 
   async function writeSlice (slice: readonly StoreEntry[]): Promise<void> {
@@ -144,22 +133,6 @@ export function createRedisStore (opts: RedisStoreOptions): CacheStore {
         }
       }
       if (tagKeys.length > 0) pipeline.eval(TAG_PAIRS_LUA, tagKeys.length, ...tagKeys, ...tagArgs)
-      check(await pipeline.exec())
-    }, undefined)
-  }
-
-  // Tagging follows every fill; calls made in the same tick (a batch of per-id records) share one
-  // pipeline, hence one round trip and one timeout, instead of one EVAL each.
-  let pendingTags: Array<{ numKeys: number, args: Array<string | number> }> = []
-  let flushing: Promise<void> | undefined
-  async function flushTags (): Promise<void> {
-    await new Promise<void>((resolve) => setImmediate(resolve))
-    const batch = pendingTags
-    pendingTags = []
-    flushing = undefined
-    await guard.run(async () => {
-      const pipeline = redis.pipeline()
-      for (const { numKeys, args } of batch) pipeline.eval(ADD_TAGS_LUA, numKeys, ...args)
       check(await pipeline.exec())
     }, undefined)
   }
@@ -197,9 +170,7 @@ export function createRedisStore (opts: RedisStoreOptions): CacheStore {
     },
     async addTags (tags, keys, ttlMs) {
       if (tags.length === 0 || keys.length === 0 || ttlMs <= 0) return
-      pendingTags.push({ numKeys: tags.length, args: [...tags.map(tagKey), ttlOf(ttlMs), ...keys.map(entryKey)] })
-      flushing ??= flushTags()
-      await flushing
+      await tagging.add([{ numKeys: tags.length, args: [...tags.map(tagKey), ttlOf(ttlMs), ...keys.map(entryKey)] }])
     },
     async invalidateTags (tags) {
       if (tags.length === 0) return 0

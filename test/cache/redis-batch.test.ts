@@ -298,7 +298,7 @@ test('misses answered by one objects/ call are stored together: one tagging EVAL
   t.ok(releases <= objectCalls, `at most one lock release per objects/ call (${releases})`)
 })
 
-test('an invalidation or delete asked for after a write, in the same turn, removes what that write stores', { skip: REDIS_URL === '' ? 'needs REDIS_URL' : false }, async (t) => {
+test('an invalidation or delete asked for after a write or a tagging, in the same turn, removes what they store', { skip: REDIS_URL === '' ? 'needs REDIS_URL' : false }, async (t) => {
   // Writes asked for in one turn go out together once its microtasks have run; an invalidation asked
   // for after them must still find their tags (its SMEMBERS, a pipeline of its own, would otherwise
   // overtake them), and a delete their keys.
@@ -312,6 +312,13 @@ test('an invalidation or delete asked for after a write, in the same turn, remov
   t.equal(await invalidated, 1, 'the invalidation removed the record written before it')
   t.equal(await redis.exists(`${prefix}{c}:k:objects:1`), 0, 'the invalidated record is gone')
   t.equal(await redis.exists(`${prefix}{c}:k:objects:2`), 0, 'the deleted record is gone')
+  // Tags added by addTags in the same turn are found too.
+  await store.setMany([{ key: 'objects:3', value, ttlMs: 60_000 }])
+  const added = store.addTags(['object:3'], ['objects:3'], 60_000)
+  const invalidatedAdded = store.invalidateTags(['object:3'])
+  await Promise.all([added, invalidatedAdded])
+  t.equal(await invalidatedAdded, 1, 'the invalidation found the tag added before it')
+  t.equal(await redis.exists(`${prefix}{c}:k:objects:3`), 0, 'the record tagged before the invalidation is gone')
   // And a write asked for after an invalidation stays.
   await store.setMany([{ key: 'objects:1', value, ttlMs: 60_000, tags: ['object:1'] }])
   t.equal(await redis.exists(`${prefix}{c}:k:objects:1`), 1, 'a later write stays')

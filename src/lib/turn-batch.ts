@@ -1,0 +1,38 @@
+// Gathers what callers ask for while the microtasks of one event-loop turn run, and sends it once: the
+// requests one upstream reply answers each store their record and release their fill lock in their own
+// continuation, and those continuations all run in the same turn. Every caller's promise settles when
+// the whole batch has been sent.
+export interface TurnBatch<T> {
+  /** Adds items to this turn's batch; resolves once the batch is sent. */
+  add: (items: Iterable<T>) => Promise<void>
+  /** Sends this turn's batch now (for work that must land after it); resolves once it is sent. */
+  flush: () => Promise<void>
+}
+
+export function createTurnBatch<T> (send: (items: T[]) => Promise<void>): TurnBatch<T> {
+  let open: { items: T[], go: () => void, sent: Promise<void> } | undefined
+
+  function flush (): Promise<void> {
+    const batch = open
+    open = undefined
+    if (batch === undefined) return Promise.resolve()
+    batch.go()
+    return batch.sent
+  }
+
+  function add (items: Iterable<T>): Promise<void> {
+    if (open === undefined) {
+      let go!: () => void
+      const started = new Promise<void>((resolve) => { go = resolve })
+      const batch = { items: [] as T[], go, sent: Promise.resolve() }
+      batch.sent = started.then(async () => send(batch.items))
+      open = batch
+      // A tick callback queued from a microtask runs once the microtask queue is empty.
+      process.nextTick(() => { flush().catch(() => {}) })
+    }
+    for (const item of items) open.items.push(item)
+    return open.sent
+  }
+
+  return { add, flush }
+}
