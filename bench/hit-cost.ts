@@ -3,6 +3,9 @@
 // Redis commands per hit (a redis-server of its own, INFO commandstats before and after), and, under
 // closed-loop load (wrk or autocannon), the event loop's delay histogram and the process's memory.
 //   npx tsx bench/hit-cost.ts [--callgrind] [--hits N] [--warm N] [--limits large|default] [--load S] [--path P] [--root DIR]
+//     [--node-flags=FLAGS]
+// The gateway runs with the image's heap flags and malloc arenas, as in `npm run bench`; --node-flags="" gives
+// it V8's defaults (how the figures before 2026-12-01 were measured).
 // --keep FILE saves the callgrind dump (callgrind_annotate FILE). With --callgrind, instructions_per_hit_without_compiler
 // leaves out V8's compilers (see below): the figure to compare between changes; use --warm 20000 for it.
 // --limits default spreads the hits over consumers with the default limits (600/minute, 100,000 units
@@ -21,6 +24,7 @@ import { spawnChild, useCompiled, type Child } from './children.js'
 import { compileForRun } from './compile.js'
 import { createAutocannonGenerator } from './load-autocannon.js'
 import { createWrkGenerator, hasWrk } from './load-wrk.js'
+import { deployedMallocArenas, deployedNodeOptions } from './options.js'
 import { OBJECT_A } from './scenarios-hit.js'
 import { UNLIMITED_RATE, type GatewayInfo, type SandboxInfo } from './setup.js'
 import { startRedisServer } from '../test/fixtures/redis-server.js'
@@ -37,6 +41,8 @@ const { values } = parseArgs({
     /** With --callgrind: also copy the dump here, for callgrind_annotate. */
     keep: { type: 'string' },
     profile: { type: 'string' },
+    /** Node flags for the gateway (default: the Dockerfile's NODE_OPTIONS, as npm run bench). */
+    'node-flags': { type: 'string' },
     /** Another checkout's root whose src/ (and bench/) to measure, e.g. the base of a change (before/after). */
     root: { type: 'string' },
     warm: { type: 'string' }
@@ -77,9 +83,12 @@ async function main (): Promise<void> {
     CONSUMERS_FILE: file,
     UPSTREAM_RATE: UNLIMITED_RATE
   }
+  const nodeFlags = values['node-flags'] ?? deployedNodeOptions()
+  const arenas = process.env.MALLOC_ARENA_MAX ?? deployedMallocArenas()
   const gateway = await spawnChild<GatewayInfo>({
     script: './gateway-process.ts',
-    env: { BENCH_GATEWAY_ENV: JSON.stringify(env) },
+    nodeFlags: nodeFlags.split(' ').filter((f) => f !== ''),
+    env: { BENCH_GATEWAY_ENV: JSON.stringify(env), ...(arenas === '' ? {} : { MALLOC_ARENA_MAX: arenas }) },
     ...(values.callgrind ? { wrapper: ['valgrind', '--tool=callgrind', `--callgrind-out-file=${out}`, '--dump-instr=no', '--instr-atstart=no'], readyTimeoutMs: 600_000 } : {})
   }, 1)
   children.push(gateway as unknown as Child)
@@ -124,7 +133,7 @@ async function main (): Promise<void> {
   const redisCalls = (await commands()) - before - 1
   const perCommand = Object.fromEntries([...byCommand].filter(([, n]) => n > 0))
   const cpuAfter = await gateway.ask<{ user: number, system: number }>({ type: 'cpu' })
-  const report: Record<string, unknown> = { hits: HITS, limits: values.limits, consumers: consumers.length, redis_commands_per_hit: Math.round(redisCalls / HITS * 1000) / 1000, redis_commands: perCommand }
+  const report: Record<string, unknown> = { hits: HITS, limits: values.limits, consumers: consumers.length, node_flags: nodeFlags, redis_commands_per_hit: Math.round(redisCalls / HITS * 1000) / 1000, redis_commands: perCommand }
   if (!values.callgrind) report.cpu_us_per_hit = Math.round((cpuAfter.user + cpuAfter.system - cpuBefore.user - cpuBefore.system) / HITS)
   if (values.callgrind) {
     spawnSync('callgrind_control', ['-d', String(gateway.pid)], { stdio: 'ignore' })
