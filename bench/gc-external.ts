@@ -11,7 +11,7 @@
 import { spawnSync } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
-import { deployedNodeOptions } from './options.js'
+import { gatewayNodeFlags } from './options.js'
 
 const WAYS = ['buffer', 'pooled', 'view', 'string'] as const
 type Way = typeof WAYS[number]
@@ -63,7 +63,7 @@ async function main (): Promise<void> {
   const { values } = parseArgs({ options: { seconds: { type: 'string', default: '3' }, flags: { type: 'string' }, child: { type: 'string' } } })
   const seconds = Number(values.seconds)
   if (values.child !== undefined) return child(values.child as Way, seconds)
-  const flags = (values.flags ?? deployedNodeOptions()).split(' ').filter((f) => f !== '')
+  const flags = gatewayNodeFlags(values.flags)
   const self = fileURLToPath(import.meta.url)
   console.log(`node ${process.version}, ${flags.join(' ')}, ${seconds} s each, ${BODY_BYTES}-byte bodies`)
   console.log('| way | units | Mark-Compacts | Scavenges | bodies per Mark-Compact |')

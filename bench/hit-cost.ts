@@ -24,7 +24,7 @@ import { spawnChild, useCompiled, type Child } from './children.js'
 import { compileForRun } from './compile.js'
 import { createAutocannonGenerator } from './load-autocannon.js'
 import { createWrkGenerator, hasWrk } from './load-wrk.js'
-import { deployedMallocArenas, deployedNodeOptions } from './options.js'
+import { gatewayArenasEnv, gatewayNodeFlags } from './options.js'
 import { OBJECT_A } from './scenarios-hit.js'
 import { UNLIMITED_RATE, type GatewayInfo, type SandboxInfo } from './setup.js'
 import { startRedisServer } from '../test/fixtures/redis-server.js'
@@ -83,12 +83,11 @@ async function main (): Promise<void> {
     CONSUMERS_FILE: file,
     UPSTREAM_RATE: UNLIMITED_RATE
   }
-  const nodeFlags = values['node-flags'] ?? deployedNodeOptions()
-  const arenas = process.env.MALLOC_ARENA_MAX ?? deployedMallocArenas()
+  const nodeFlags = gatewayNodeFlags(values['node-flags'])
   const gateway = await spawnChild<GatewayInfo>({
     script: './gateway-process.ts',
-    nodeFlags: nodeFlags.split(' ').filter((f) => f !== ''),
-    env: { BENCH_GATEWAY_ENV: JSON.stringify(env), ...(arenas === '' ? {} : { MALLOC_ARENA_MAX: arenas }) },
+    nodeFlags,
+    env: { BENCH_GATEWAY_ENV: JSON.stringify(env), ...gatewayArenasEnv() },
     ...(values.callgrind ? { wrapper: ['valgrind', '--tool=callgrind', `--callgrind-out-file=${out}`, '--dump-instr=no', '--instr-atstart=no'], readyTimeoutMs: 600_000 } : {})
   }, 1)
   children.push(gateway as unknown as Child)
@@ -133,7 +132,7 @@ async function main (): Promise<void> {
   const redisCalls = (await commands()) - before - 1
   const perCommand = Object.fromEntries([...byCommand].filter(([, n]) => n > 0))
   const cpuAfter = await gateway.ask<{ user: number, system: number }>({ type: 'cpu' })
-  const report: Record<string, unknown> = { hits: HITS, limits: values.limits, consumers: consumers.length, node_flags: nodeFlags, redis_commands_per_hit: Math.round(redisCalls / HITS * 1000) / 1000, redis_commands: perCommand }
+  const report: Record<string, unknown> = { hits: HITS, limits: values.limits, consumers: consumers.length, node_flags: nodeFlags.join(' '), redis_commands_per_hit: Math.round(redisCalls / HITS * 1000) / 1000, redis_commands: perCommand }
   if (!values.callgrind) report.cpu_us_per_hit = Math.round((cpuAfter.user + cpuAfter.system - cpuBefore.user - cpuBefore.system) / HITS)
   if (values.callgrind) {
     spawnSync('callgrind_control', ['-d', String(gateway.pid)], { stdio: 'ignore' })

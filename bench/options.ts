@@ -14,6 +14,17 @@ export function deployedMallocArenas (dockerfile = readFileSync(new URL('../Dock
   return /^\s*MALLOC_ARENA_MAX=(\d+)/m.exec(dockerfile)?.[1] ?? ''
 }
 
+/** Node flags for a gateway process: those given (a --node-flags value; '' for none) or else the image's. */
+export function gatewayNodeFlags (given?: string): string[] {
+  return (given ?? deployedNodeOptions()).split(' ').filter((f) => f !== '')
+}
+
+/** The image's malloc arenas for a gateway process's environment (an explicit MALLOC_ARENA_MAX in ours wins). */
+export function gatewayArenasEnv (): Record<string, string> {
+  const arenas = process.env.MALLOC_ARENA_MAX ?? deployedMallocArenas()
+  return arenas === '' ? {} : { MALLOC_ARENA_MAX: arenas }
+}
+
 export interface BenchOptions {
   isQuick: boolean
   /** Repetitions of each measured run (the report shows medians and min–max). */
@@ -107,7 +118,7 @@ export function parseOptions (argv: string[], env: Record<string, string | undef
     heapProfile: list(values['heap-profile']),
     loader,
     logLevel: values['log-level'],
-    gatewayNodeFlags: (values['node-flags'] ?? deployedNodeOptions()).split(' ').filter((f) => f !== ''),
+    gatewayNodeFlags: gatewayNodeFlags(values['node-flags']),
     outDir: values.out,
     redisUrl: env.REDIS_URL ?? 'redis://127.0.0.1:6379'
   }

@@ -16,7 +16,7 @@ import { createAutocannonGenerator } from './load-autocannon.js'
 import { createWrkGenerator, hasWrk } from './load-wrk.js'
 import type { LoadGenerator } from './load.js'
 import type { RunHooks } from './measure.js'
-import { deployedMallocArenas, type BenchOptions } from './options.js'
+import { gatewayArenasEnv, type BenchOptions } from './options.js'
 
 export const SERVER_CPU = 0
 export const LOAD_CPU = 1
@@ -168,8 +168,7 @@ export async function createBenchEnv (opts: BenchOptions): Promise<BenchEnv> {
         ...overrides
       }
       // The image's malloc arenas too (an explicit MALLOC_ARENA_MAX in the bench's environment wins).
-      const arenas = process.env.MALLOC_ARENA_MAX ?? deployedMallocArenas()
-      return track(spawnChild<GatewayInfo>({ script: './gateway-process.ts', cpu: SERVER_CPU, nodeFlags: opts.gatewayNodeFlags, env: { BENCH_GATEWAY_ENV: JSON.stringify(env), ...(arenas === '' ? {} : { MALLOC_ARENA_MAX: arenas }) } }, cores))
+      return track(spawnChild<GatewayInfo>({ script: './gateway-process.ts', cpu: SERVER_CPU, nodeFlags: opts.gatewayNodeFlags, env: { BENCH_GATEWAY_ENV: JSON.stringify(env), ...gatewayArenasEnv() } }, cores))
     },
     profiler (scenario, gateway) {
       const base = scenario.toUpperCase().replace(/-\d+$/, '')

@@ -22,11 +22,10 @@ export function createTurnBatch<T> (send: (items: T[]) => Promise<void>): TurnBa
 
   function add (items: Iterable<T>): Promise<void> {
     if (open === undefined) {
+      const gathered: T[] = []
       let go!: () => void
-      const started = new Promise<void>((resolve) => { go = resolve })
-      const batch = { items: [] as T[], go, sent: Promise.resolve() }
-      batch.sent = started.then(async () => send(batch.items))
-      open = batch
+      const sent = new Promise<void>((resolve) => { go = resolve }).then(async () => send(gathered))
+      open = { items: gathered, go, sent }
       // A tick callback queued from a microtask runs once the microtask queue is empty.
       process.nextTick(() => { flush().catch(() => {}) })
     }
