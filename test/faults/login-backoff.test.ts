@@ -11,8 +11,18 @@ import { testKeyPrefix } from '../fixtures/redis-keys.js'
 import { waitFor } from '../fixtures/wait.js'
 import { metricValue, outcomeOf, tally, type Outcome } from './upstream-probes.js'
 
+const coneMiss = (app: FastifyInstance, i: number) => app.inject({ url: `/v1/cone?ra=${(i % 350) + 1}&dec=${Math.floor(i / 350)}&radius=5`, headers: demoAuth(app) })
+
 async function cone (app: FastifyInstance, i: number): Promise<Outcome> {
-  return outcomeOf(await app.inject({ url: `/v1/cone?ra=${(i % 350) + 1}&dec=${Math.floor(i / 350)}&radius=5`, headers: demoAuth(app) }))
+  return outcomeOf(await coneMiss(app, i))
+}
+
+/** A cone miss on replica `name`, with the problem's detail when the answer is not the backoff: names the refusing part should a run fail. */
+async function coneOn (app: FastifyInstance, name: string, i: number): Promise<Outcome & { replica?: string, detail?: string }> {
+  const res = await coneMiss(app, i)
+  const outcome = outcomeOf(res)
+  if (outcome.code === 'GW_UPSTREAM_AUTH_BACKOFF' || res.headers['content-type']?.toString().includes('json') !== true) return outcome
+  return { ...outcome, replica: name, detail: String(res.json<{ detail?: unknown }>().detail) }
 }
 
 /**
@@ -78,18 +88,21 @@ test('two replicas share one backoff: one login attempt per step for the deploym
   sandbox.resetCalls()
   const started = performance.now()
   // 40 concurrent misses over both replicas, then more in rounds while steps pass.
-  const outcomes: Outcome[] = await Promise.all(Array.from({ length: 40 }, (_, i) => cone(i % 2 === 0 ? a.app : b.app, i)))
+  const on = (i: number) => i % 2 === 0 ? { app: a.app, name: 'a' } : { app: b.app, name: 'b' }
+  const outcomes: Array<Outcome & { detail?: string }> = await Promise.all(Array.from({ length: 40 }, (_, i) => coneOn(on(i).app, on(i).name, i)))
   t.equal(sandbox.calls.get('auth-token'), 1, '40 concurrent misses on 2 replicas: one login attempt')
   for (let round = 0; round < 10; round++) {
     await new Promise((resolve) => setTimeout(resolve, 100))
-    outcomes.push(...await Promise.all(Array.from({ length: 6 }, (_, i) => cone(i % 2 === 0 ? a.app : b.app, 100 + round * 6 + i))))
+    outcomes.push(...await Promise.all(Array.from({ length: 6 }, (_, i) => coneOn(on(i).app, on(i).name, 100 + round * 6 + i))))
   }
   const elapsed = performance.now() - started
   const logins = sandbox.calls.get('auth-token') ?? 0
   const bound = maxAttempts(elapsed, 400, 400)
   t.comment(`2 replicas, ${outcomes.length} misses in ${Math.round(elapsed)} ms → ${JSON.stringify(tally(outcomes))}; ${logins} login attempts (backoff allows ${bound})`)
   t.ok(logins <= bound, 'login attempts ≤ backoff steps')
-  t.ok(outcomes.every((o) => o.code === 'GW_UPSTREAM_AUTH_BACKOFF'))
+  // Seen once in CI (the Sentinel matrix): one replica answered all its 50 misses 429 GW_QUOTA_EXHAUSTED.
+  const other = outcomes.find((o) => o.code !== 'GW_UPSTREAM_AUTH_BACKOFF')
+  t.ok(other === undefined, `every miss got the backoff${other === undefined ? '' : `; the first that did not: ${JSON.stringify(other)}`}`)
 })
 
 test('the password fixed: the next backoff step logs in and misses are served; attempts stayed within the steps', async (t) => {
