@@ -9,8 +9,10 @@
 //   a little early: at most one block per replica, less near the limit (grantOf halves the block as
 //   the window fills up). Units given back (a 5xx) stay with the replica up to one block; the rest go
 //   back to the store, and so does every unspent unit when the app closes.
-// A lease's local end is taken from when its store call was sent, so it never outlives the store's
-// window.
+// A lease's local end is taken from when its store call was sent plus the time left that the store
+// answered, to the millisecond: it never outlives the store's window, and it lasts into the window's
+// last second (where a lease cut to whole seconds would end as it is granted, so that each charge
+// leased a new block and each refund was dropped).
 import type { Redis, Result } from 'ioredis'
 import { grantOf, type Clock, type WindowStore } from './window-store.js'
 
@@ -24,10 +26,8 @@ declare module 'ioredis' {
 export interface LeaseGrant {
   granted: number
   used: number
-  /** Milliseconds until the counter's window ends, as reported (Retry-After). */
+  /** Milliseconds until the counter's window ends, as the store saw it: Retry-After, and how long a lease granted now may be spent. */
   resetMs: number
-  /** How long a lease granted now may be spent: at most resetMs, less when the store rounds it up. */
-  leaseMs: number
 }
 
 /** One counter kind in the shared store: `units` > 0 leases (grant at least `units`, up to `block`), 0 reads, < 0 gives back. */
@@ -80,7 +80,7 @@ export function createRedisRateStore (redis: Redis): LeaseStore {
   return {
     async lease (key, units, block, limit, periodMs) {
       const [granted, used, resetMs] = await redis.agwRateLease(key, units, block, limit, periodMs)
-      return { granted, used, resetMs, leaseMs: resetMs }
+      return { granted, used, resetMs }
     }
   }
 }
@@ -92,29 +92,27 @@ export function createMemoryRateStore (now: Clock = Date.now): LeaseStore {
       const at = now()
       let entry = counters.get(key)
       if (entry === undefined || at >= entry.end) {
-        if (units <= 0) return { granted: 0, used: 0, resetMs: periodMs, leaseMs: periodMs }
+        if (units <= 0) return { granted: 0, used: 0, resetMs: periodMs }
         entry = { end: at + periodMs, used: 0 }
         counters.set(key, entry)
       }
       const resetMs = entry.end - at
       if (units < 0) entry.used = Math.max(0, entry.used + units)
-      if (units <= 0 || entry.used + units > limit) return { granted: 0, used: entry.used, resetMs, leaseMs: resetMs }
+      if (units <= 0 || entry.used + units > limit) return { granted: 0, used: entry.used, resetMs }
       const granted = grantOf(units, block, entry.used, limit)
       entry.used += granted
-      return { granted, used: entry.used, resetMs, leaseMs: resetMs }
+      return { granted, used: entry.used, resetMs }
     }
   }
 }
 
-/** Calendar windows (UTC days) of a WindowStore, as a LeaseStore. */
+/** Calendar windows (UTC hours, UTC days) of a WindowStore, as a LeaseStore. */
 export function calendarLeaseStore (store: WindowStore): LeaseStore {
   return {
     async lease (key, units, block, limit, periodMs) {
       const period = Math.round(periodMs / 1000)
-      // The store answers in whole seconds, rounded up: a lease lasts a second less, so that it ends
-      // before the store's window does.
       const charge = units > 0 ? await store.lease(key, units, block, limit, period) : { ...(await store.charge(key, units, limit, period)), granted: 0 }
-      return { granted: charge.granted, used: charge.used, resetMs: charge.resetSeconds * 1000, leaseMs: (charge.resetSeconds - 1) * 1000 }
+      return { granted: charge.granted, used: charge.used, resetMs: charge.resetMs }
     }
   }
 }
@@ -177,7 +175,7 @@ export function createLeasedCounter (opts: LeasedCounterOptions) {
     lease.used = grant.used
     lease.limit = limit
     lease.periodMs = periodMs
-    lease.end = sent + grant.leaseMs
+    lease.end = sent + grant.resetMs
     return { isAllowed: true, used: lease.used - lease.left, resetSeconds: seconds(grant.resetMs) }
   }
 

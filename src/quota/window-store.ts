@@ -5,7 +5,7 @@ import type { Redis, Result } from 'ioredis'
 
 declare module 'ioredis' {
   interface RedisCommander<Context> {
-    agwWindowCharge (key: string, units: number, limit: number, period: number, now: string, block: number): Result<[number, number, number, number], Context>
+    agwWindowCharge (key: string, units: number, limit: number, period: number, nowMs: string, block: number): Result<[number, number, number, number], Context>
   }
 }
 
@@ -13,8 +13,10 @@ export interface WindowCharge {
   isAllowed: boolean
   /** Units used in the current window after this call. */
   used: number
-  /** Seconds until the current window ends (at least 1). */
+  /** Seconds until the current window ends, rounded up (at least 1): Retry-After. */
   resetSeconds: number
+  /** Milliseconds until the current window ends, as the store saw it: how long a lease may last. */
+  resetMs: number
 }
 
 export interface WindowStore {
@@ -43,16 +45,20 @@ export function grantOf (units: number, block: number, used: number, limit: numb
 export type Clock = () => number
 
 // Windows are aligned to multiples of the period since the epoch, which for 86400 s are UTC days
-// (Unix time has no leap seconds) and for 3600 s UTC hours. The Redis server's clock decides (TIME), so
-// every replica agrees on when a day ends. ARGV[4] overrides the time; only tests pass it.
+// (Unix time has no leap seconds) and for 3600 s UTC hours. The Redis server's clock decides (TIME, to
+// the millisecond), so every replica agrees on when a day ends. ARGV[4] overrides the time in
+// milliseconds; only tests pass it. The time left is answered in milliseconds: a lease spent locally
+// (quota/lease.ts) lasts exactly that long from when it was asked for, so it ends before the window
+// does and still covers the window's last second.
 const CHARGE_LUA = `
 local units = tonumber(ARGV[1])
 local limit = tonumber(ARGV[2])
-local period = tonumber(ARGV[3])
+local period = tonumber(ARGV[3]) * 1000
 local now = tonumber(ARGV[4])
 local block = tonumber(ARGV[5]) or 0
 if not now then
-  now = tonumber(redis.call('TIME')[1])
+  local time = redis.call('TIME')
+  now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
 end
 local window = math.floor(now / period)
 local reset = (window + 1) * period - now
@@ -71,9 +77,14 @@ local grant = units
 if block > units then grant = math.max(units, math.min(block, math.floor((limit - used) / 2))) end
 used = used + grant
 redis.call('HSET', KEYS[1], 'w', window, 'n', used)
-redis.call('EXPIRE', KEYS[1], reset + 60)
+redis.call('PEXPIRE', KEYS[1], reset + 60000)
 return {1, used, reset, grant}
 `
+
+/** A window's time left in milliseconds, and in whole seconds rounded up (at least 1). */
+function resetOf (resetMs: number): { resetSeconds: number, resetMs: number } {
+  return { resetSeconds: Math.max(1, Math.ceil(resetMs / 1000)), resetMs }
+}
 
 export function createRedisWindowStore (redis: Redis, opts: { now?: Clock } = {}): WindowStore {
   // defineCommand loads the script once and then calls it by SHA (EVALSHA, falling back to EVAL).
@@ -81,14 +92,14 @@ export function createRedisWindowStore (redis: Redis, opts: { now?: Clock } = {}
   const now = opts.now
   return {
     async charge (key, units, limit, periodSeconds) {
-      const at = now === undefined ? '' : String(Math.floor(now() / 1000))
+      const at = now === undefined ? '' : String(Math.floor(now()))
       const [allowed, used, reset] = await redis.agwWindowCharge(key, units, limit, periodSeconds, at, 0)
-      return { isAllowed: allowed === 1, used, resetSeconds: Math.max(1, reset) }
+      return { isAllowed: allowed === 1, used, ...resetOf(reset) }
     },
     async lease (key, units, block, limit, periodSeconds) {
-      const at = now === undefined ? '' : String(Math.floor(now() / 1000))
+      const at = now === undefined ? '' : String(Math.floor(now()))
       const [allowed, used, reset, granted] = await redis.agwWindowCharge(key, units, limit, periodSeconds, at, block)
-      return { isAllowed: allowed === 1, used, resetSeconds: Math.max(1, reset), granted }
+      return { isAllowed: allowed === 1, used, ...resetOf(reset), granted }
     }
   }
 }
@@ -104,19 +115,20 @@ export function createMemoryWindowStore (opts: { now?: Clock } = {}): WindowStor
       return { ...(await store.charge(key, granted, limit, periodSeconds)), granted }
     },
     async charge (key, units, limit, periodSeconds) {
-      const seconds = Math.floor(now() / 1000)
-      const window = Math.floor(seconds / periodSeconds)
-      const resetSeconds = Math.max(1, (window + 1) * periodSeconds - seconds)
+      const at = Math.floor(now())
+      const periodMs = periodSeconds * 1000
+      const window = Math.floor(at / periodMs)
+      const reset = resetOf((window + 1) * periodMs - at)
       const entry = counters.get(key)
       const used = entry?.window === window ? entry.used : 0
-      if (units === 0) return { isAllowed: true, used, resetSeconds }
+      if (units === 0) return { isAllowed: true, used, ...reset }
       if (units < 0) {
         if (used > 0) counters.set(key, { window, used: Math.max(0, used + units) })
-        return { isAllowed: true, used: Math.max(0, used + units), resetSeconds }
+        return { isAllowed: true, used: Math.max(0, used + units), ...reset }
       }
-      if (used + units > limit) return { isAllowed: false, used, resetSeconds }
+      if (used + units > limit) return { isAllowed: false, used, ...reset }
       counters.set(key, { window, used: used + units })
-      return { isAllowed: true, used: used + units, resetSeconds }
+      return { isAllowed: true, used: used + units, ...reset }
     }
   }
   return store

@@ -142,3 +142,39 @@ test('a lease ends with its window', async (t) => {
   t.match(await r.counter.charge(key, 1, 100, MINUTE_MS), { isAllowed: true, used: 1, resetSeconds: 60 }, 'a new window, a new lease')
   t.equal(r.calls(), 2)
 })
+
+// The last second of a calendar window (an hour's upstream share, a day's object units). The store once
+// answered in whole seconds and a lease was cut a second short to end before the window, so in that last
+// second every lease ended as it was granted: each charge leased a new block and stranded the rest, and
+// every refund was dropped. 20 charges and 20 refunds left 40 units counted where 0 were spent.
+const calendarStores: Array<[string, ((t: Test, now: Clock) => Promise<LeaseStore>) | undefined]> = [
+  ['memory', async (_t, now) => calendarLeaseStore(createMemoryWindowStore({ now }))],
+  ['redis', REDIS_URL === '' ? undefined : async (t, now) => calendarLeaseStore(createRedisWindowStore(await redisClient(t), { now }))]
+]
+for (const [name, make] of calendarStores) {
+  test(`the last second of a calendar window (${name} store)`, { skip: make === undefined ? 'REDIS_URL is not set' : false }, async (t) => {
+    if (make === undefined) return
+    const HOUR_MS = 3_600_000
+    const hourEnd = Date.UTC(2026, 7, 1, 13, 0, 0)
+    let now = hourEnd - 500
+    const store = await make(t, () => now)
+    const key = newKey()
+    const limit = 50
+    const a = replica(store, 2, () => now)
+    const b = replica(store, 2, () => now)
+    for (let i = 0; i < 20; i++) {
+      t.match(await a.counter.charge(key, 1, limit, HOUR_MS), { isAllowed: true, resetSeconds: 1 })
+      now += 10
+    }
+    t.equal((await a.counter.used(key, limit, HOUR_MS))?.used, 20, 'this replica spent 20')
+    const seen = (await b.counter.used(key, limit, HOUR_MS))?.used ?? -1
+    t.ok(seen <= 20 + 2, `the store counts ${seen}: at most one block more than was spent`)
+    t.ok(a.calls() <= 2 + 20 / 2, `${a.calls()} store calls: the leases lasted`)
+    for (let i = 0; i < 20; i++) await a.counter.refund(key, 1, limit, HOUR_MS)
+    t.equal((await a.counter.used(key, limit, HOUR_MS))?.used, 0, 'every refund counted')
+    const after = (await b.counter.used(key, limit, HOUR_MS))?.used ?? -1
+    t.ok(after <= 2, `the store counts ${after} after the refunds: at most one block held`)
+    now = hourEnd
+    t.match(await b.counter.used(key, limit, HOUR_MS), { used: 0, resetSeconds: 3600 }, 'the next hour starts at 0')
+  })
+}

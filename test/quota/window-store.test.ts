@@ -37,32 +37,39 @@ for (const [name, make] of makers) {
     const key = `${prefix()}units`
 
     t.test('charges accumulate up to the limit', async (t) => {
-      t.strictSame(await store.charge(key, 4, 10, DAY), { isAllowed: true, used: 4, resetSeconds: 60 })
-      t.strictSame(await store.charge(key, 6, 10, DAY), { isAllowed: true, used: 10, resetSeconds: 60 }, 'exactly the limit is allowed')
+      t.strictSame(await store.charge(key, 4, 10, DAY), { isAllowed: true, used: 4, resetSeconds: 60, resetMs: 60 * 1000 })
+      t.strictSame(await store.charge(key, 6, 10, DAY), { isAllowed: true, used: 10, resetSeconds: 60, resetMs: 60 * 1000 }, 'exactly the limit is allowed')
     })
 
     t.test('a charge that would cross the limit is refused whole and charges nothing', async (t) => {
-      t.strictSame(await store.charge(key, 1, 10, DAY), { isAllowed: false, used: 10, resetSeconds: 60 })
-      t.strictSame(await store.charge(key, 0, 10, DAY), { isAllowed: true, used: 10, resetSeconds: 60 }, 'units 0 only reads')
+      t.strictSame(await store.charge(key, 1, 10, DAY), { isAllowed: false, used: 10, resetSeconds: 60, resetMs: 60 * 1000 })
+      t.strictSame(await store.charge(key, 0, 10, DAY), { isAllowed: true, used: 10, resetSeconds: 60, resetMs: 60 * 1000 }, 'units 0 only reads')
       const other = `${prefix()}units`
       await store.charge(other, 7, 10, DAY)
       t.equal((await store.charge(other, 5, 10, DAY)).isAllowed, false)
-      t.strictSame(await store.charge(other, 3, 10, DAY), { isAllowed: true, used: 10, resetSeconds: 60 }, 'a smaller charge still fits')
+      t.strictSame(await store.charge(other, 3, 10, DAY), { isAllowed: true, used: 10, resetSeconds: 60, resetMs: 60 * 1000 }, 'a smaller charge still fits')
     })
 
     t.test('the next UTC day starts from zero', async (t) => {
       now = Date.UTC(2026, 7, 2, 0, 0, 1)
-      t.strictSame(await store.charge(key, 0, 10, DAY), { isAllowed: true, used: 0, resetSeconds: DAY - 1 })
-      t.strictSame(await store.charge(key, 10, 10, DAY), { isAllowed: true, used: 10, resetSeconds: DAY - 1 })
+      t.strictSame(await store.charge(key, 0, 10, DAY), { isAllowed: true, used: 0, resetSeconds: DAY - 1, resetMs: (DAY - 1) * 1000 })
+      t.strictSame(await store.charge(key, 10, 10, DAY), { isAllowed: true, used: 10, resetSeconds: DAY - 1, resetMs: (DAY - 1) * 1000 })
     })
 
     t.test('hour windows are UTC hours', async (t) => {
       const hourKey = `${prefix()}share`
       now = Date.UTC(2026, 7, 2, 10, 59, 30)
-      t.strictSame(await store.charge(hourKey, 1, 1, HOUR), { isAllowed: true, used: 1, resetSeconds: 30 })
+      t.strictSame(await store.charge(hourKey, 1, 1, HOUR), { isAllowed: true, used: 1, resetSeconds: 30, resetMs: 30 * 1000 })
       t.equal((await store.charge(hourKey, 1, 1, HOUR)).isAllowed, false)
       now = Date.UTC(2026, 7, 2, 11, 0, 0)
-      t.strictSame(await store.charge(hourKey, 1, 1, HOUR), { isAllowed: true, used: 1, resetSeconds: HOUR })
+      t.strictSame(await store.charge(hourKey, 1, 1, HOUR), { isAllowed: true, used: 1, resetSeconds: HOUR, resetMs: HOUR * 1000 })
+    })
+
+    t.test('the time left is answered to the millisecond: Retry-After rounds it up', async (t) => {
+      now = Date.UTC(2026, 7, 2, 11, 59, 59, 250)
+      t.strictSame(await store.charge(`${prefix()}ms`, 1, 10, HOUR), { isAllowed: true, used: 1, resetSeconds: 1, resetMs: 750 })
+      now = Date.UTC(2026, 7, 2, 11, 59, 58, 999)
+      t.match(await store.lease(`${prefix()}ms`, 1, 4, 10, HOUR), { granted: 4, resetSeconds: 2, resetMs: 1001 })
     })
 
     t.test('a limit of zero refuses every charge', async (t) => {
@@ -77,14 +84,18 @@ test('redis: the TTL is set in the same step, and the server clock decides the d
   const key = `${prefix()}units`
   // The server clock cannot be injected here (it is what is tested): the script read it between these
   // two readings, so the answer is one of the resets of those seconds, also across a UTC midnight.
-  const [before] = await redis.time()
+  const [before, beforeMicros] = await redis.time()
   const charge = await store.charge(key, 3, 10, DAY)
-  const [after] = await redis.time()
+  const [after, afterMicros] = await redis.time()
   t.equal(charge.isAllowed, true)
   t.equal(charge.used, 3)
   const possible: number[] = []
   for (let s = Number(before); s <= Number(after); s++) possible.push(DAY - (s % DAY))
   t.ok(possible.includes(charge.resetSeconds), `seconds to the next UTC midnight by the Redis clock (${charge.resetSeconds} in ${possible.join(',')})`)
+  const dayMs = DAY * 1000
+  const msLeft = (seconds: unknown, micros: unknown): number => dayMs - ((Number(seconds) * 1000 + Math.floor(Number(micros) / 1000)) % dayMs)
+  const [most, least] = [msLeft(before, beforeMicros), msLeft(after, afterMicros)]
+  t.ok(least <= most ? charge.resetMs >= least && charge.resetMs <= most : true, `milliseconds to midnight by the Redis clock (${charge.resetMs} in ${least}..${most})`)
   const ttl = await redis.ttl(key)
   t.ok(ttl > 0 && ttl <= charge.resetSeconds + 60, `key expires after the day ends (ttl ${ttl})`)
   t.equal(await redis.ttl(`${prefix()}never-charged`), -2, 'a read does not create keys')
