@@ -177,4 +177,28 @@ for (const [name, make] of calendarStores) {
     now = hourEnd
     t.match(await b.counter.used(key, limit, HOUR_MS), { used: 0, resetSeconds: 3600 }, 'the next hour starts at 0')
   })
+
+  test(`two replicas in the last 100 ms of a calendar window and across its end (${name} store)`, { skip: make === undefined ? 'REDIS_URL is not set' : false }, async (t) => {
+    if (make === undefined) return
+    const HOUR_MS = 3_600_000
+    const hourEnd = Date.UTC(2026, 7, 1, 14, 0, 0)
+    let now = hourEnd - 100
+    const store = await make(t, () => now)
+    const key = newKey()
+    const limit = 30
+    const replicas = [replica(store, 4, () => now), replica(store, 4, () => now)]
+    let admitted = 0
+    for (let i = 0; i < 50; i++) {
+      if ((await replicas[i % 2]?.counter.charge(key, 1, limit, HOUR_MS))?.isAllowed === true) admitted++
+      now += 1
+    }
+    t.ok(admitted <= limit, `${admitted} admitted ≤ ${limit}`)
+    t.ok(admitted >= limit - 2 * 2, `${admitted} admitted: little stranded`)
+    // 50 ms later the hour has ended: what was leased in it is not spent in the next one.
+    now = hourEnd
+    const reader = replica(store, 4, () => now)
+    for (let i = 0; i < 3; i++) t.match(await replicas[i % 2]?.counter.charge(key, 1, limit, HOUR_MS), { isAllowed: true, resetSeconds: 3600 })
+    const counted = (await reader.counter.used(key, limit, HOUR_MS))?.used ?? -1
+    t.ok(counted >= 3 && counted <= 3 + 2 * 4, `the new hour counts the 3 charges made in it and the leases they took (${counted}), nothing of the last`)
+  })
 }
