@@ -435,9 +435,12 @@ export function createCache (opts: CacheOptions = {}) {
    * Cross-replica single flight for per-key fills (object records): runs `load` for the keys this
    * replica claims (or all of them without Redis), and waits for the others' fills of keys another
    * replica is loading; keys whose fill does not arrive are loaded here after all. Resolves when every
-   * key has been loaded here or found filled.
+   * key has been loaded here or found filled. `replacing`: the storedAt of each key's entry being
+   * replaced, which a fill must be newer than.
    */
-  async function fillShared (keys: readonly string[], load: (keys: string[], deferL2: DeferL2) => Promise<void>): Promise<void> {
+  async function fillShared (
+    keys: readonly string[], load: (keys: string[], deferL2: DeferL2) => Promise<void>, replacing?: ReadonlyMap<string, number>
+  ): Promise<void> {
     if (lock === undefined || keys.length === 0) return load([...keys], deferWrite)
     const claims = await Promise.all(keys.map(async (key) => ({ key, got: await lock.acquire(key) })))
     const mine = claims.filter((c) => c.got.isAcquired || !c.got.isBusy)
@@ -455,7 +458,8 @@ export function createCache (opts: CacheOptions = {}) {
     }
     if (theirs.length === 0) return
     opts.onCoalesced?.('lock-wait')
-    const filled = await Promise.all(theirs.map(async (key) => lock.waitFor(key, async () => (await fromL2(key)) ?? undefined)))
+    // The entry being replaced is still in L2 (kept for stale-if-error): only a newer one is the fill.
+    const filled = await Promise.all(theirs.map(async (key) => lock.waitFor(key, async () => (await fromL2(key, replacing?.get(key))) ?? undefined)))
     const left = theirs.filter((_, i) => filled[i] === undefined)
     if (left.length > 0) await load(left, deferWrite)
   }
@@ -556,21 +560,37 @@ export function createCache (opts: CacheOptions = {}) {
     if (misses.length > 0) {
       const wanted = keysAt(misses)
       const how = { freshnessOf: manyOpts.freshnessOf, isFilling }
+      // What another replica's fill must be newer than: the entry too stale to serve, or with a bypass
+      // whatever was stored before this request.
+      const replacing = new Map<string, number>()
+      for (const i of misses) {
+        const before = bypass ? at - 1 : found[i]?.storedAt
+        if (before !== undefined) replacing.set(keys[i] as string, before)
+      }
       try {
         const loaded = new Map<string, CacheEntry>()
         // The answer goes out once L1 holds the records (a bulk read's at once); their L2 write (and the
         // fill locks) finish after, ordered before any later read on the same connection.
         await fillShared(wanted, async (mine, deferL2) => {
           for (const [key, entry] of await loadMany(mine, load, { ...how, deferL2 })) loaded.set(key, entry)
-        })
+        }, replacing)
         const elsewhere = wanted.filter((key) => !loaded.has(key))
         if (elsewhere.length > 0) {
           const filled = await getEntries(elsewhere, isFilling)
-          elsewhere.forEach((key, k) => { const e = filled[k]; if (e !== undefined) loaded.set(key, e) })
+          elsewhere.forEach((key, k) => {
+            const e = filled[k]
+            const before = replacing.get(key)
+            if (e !== undefined && (before === undefined || e.storedAt > before)) loaded.set(key, e)
+          })
           const lost = elsewhere.filter((key) => !loaded.has(key))
           if (lost.length > 0) for (const [key, entry] of await loadMany(lost, load, how)) loaded.set(key, entry)
         }
-        for (const i of misses) entries[i] = loaded.get(keys[i] as string)
+        for (const i of misses) {
+          const entry = loaded.get(keys[i] as string)
+          entries[i] = entry
+          // Another replica's fill may be older than this request: Age counts from when it was stored.
+          if (entry !== undefined) oldest = Math.min(oldest, entry.storedAt)
+        }
         if (!bypass) { status = 'MISS'; reason = undefined }
       } catch (err) {
         const isStaleUsable = manyOpts.isStaleUsable ?? isUpstreamError

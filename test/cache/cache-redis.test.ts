@@ -7,6 +7,7 @@ import { UpstreamError } from '../../src/errors.js'
 import { FRESHNESS, countingLoader, deferred, manualClock, twoTierCache } from './cache-fixture.js'
 import { REDIS_URL, connectRedis } from './redis-fixture.js'
 import { decodeEntry } from '../../src/cache/entry.js'
+import { waitFor } from '../fixtures/wait.js'
 
 const skip = REDIS_URL === '' ? 'REDIS_URL is not set' : false
 
@@ -206,4 +207,72 @@ test('a bulk read (fillL1: false) leaves L1 alone, except to refresh an entry L1
   t.equal(stale.status, 'STALE')
   await cache.drain()
   t.equal(await body('held'), 'held:v2', 'the entry L1 held takes the bulk read\'s refresh, so it is not answered older than L2')
+})
+
+// fetchMany (object records) loads a key whose entry is past stale-while-revalidate. A request that finds
+// the fill lock taken waits for the holder's fill in L2, where the old entry still is (kept for
+// stale-if-error): it took that old entry as the fill and answered it as a MISS with Age 0.
+test('fetchMany waiting on another replica\'s fill takes the new entry, not the old one still in L2', { skip }, async (t) => {
+  const gate = deferred()
+  const clock = manualClock()
+  const a = await twoTierCache(t, { clock, withLock: true })
+  // The holder's call is still out at the waiter's first polls of L2 (20, 40, 80 ms).
+  const b = await twoTierCache(t, { clock, shared: a.conn, withLock: true, onCoalesced: () => { setTimeout(() => { gate.resolve() }, 150) } })
+  const many = { route: 'objects', freshnessOf: () => FRESHNESS }
+  const started = deferred()
+  let version = 'old'
+  let calls = 0
+  const load = async (keys: string[]) => {
+    calls++
+    if (version === 'new') {
+      started.resolve()
+      await gate.promise
+    }
+    return keys.map((key) => ({ key, body: Buffer.from(`${key}:${version}`), ttlMs: 120_000 }))
+  }
+  await a.cache.fetchMany(['o:1', 'o:2'], load, many)
+  await a.cache.drain()
+  // The fill's lock releases go out after its L2 write, not waited for.
+  const lockKeys = ['o:1', 'o:2'].map((key) => `${a.conn.prefix}{c}:l:${key}`)
+  await waitFor('the first fill\'s locks to be released', async () => await a.conn.redis.exists(...lockKeys) === 0)
+  // Past fresh and stale-while-revalidate, within stale-if-error: the next read loads.
+  clock.advance(FRESHNESS.freshMs + FRESHNESS.staleWhileRevalidateMs + 5000)
+  version = 'new'
+  const fromA = a.cache.fetchMany(['o:1', 'o:2'], load, many)
+  // A holds both fill locks once it is inside its load.
+  await started.promise
+  const [ra, rb] = await Promise.all([fromA, b.cache.fetchMany(['o:1', 'o:2'], load, many)])
+  t.same(ra.entries.map((e) => e.body.toString()), ['o:1:new', 'o:2:new'])
+  t.same(rb.entries.map((e) => e.body.toString()), ['o:1:new', 'o:2:new'], 'the waiter answers the holder\'s fill')
+  t.equal(rb.status, 'MISS')
+  t.equal(rb.ageS, 0)
+  t.equal(calls, 2, 'one load for the fill, the first one aside')
+})
+
+test('fetchMany with a bypass, waiting on another replica\'s fill, takes the fill and not what was stored before', { skip }, async (t) => {
+  const gate = deferred()
+  const started = deferred()
+  const clock = manualClock()
+  const a = await twoTierCache(t, { clock, withLock: true })
+  const b = await twoTierCache(t, { clock, shared: a.conn, withLock: true, onCoalesced: () => { setTimeout(() => { gate.resolve() }, 150) } })
+  const many = { route: 'objects', freshnessOf: () => FRESHNESS }
+  let version = 'old'
+  const load = async (keys: string[]) => {
+    if (version === 'new') {
+      started.resolve()
+      await gate.promise
+    }
+    return keys.map((key) => ({ key, body: Buffer.from(`${key}:${version}`), ttlMs: 120_000 }))
+  }
+  await a.cache.fetchMany(['o:1'], load, many)
+  await a.cache.drain()
+  await waitFor('the first fill\'s lock to be released', async () => await a.conn.redis.exists(`${a.conn.prefix}{c}:l:o:1`) === 0)
+  clock.advance(1000)
+  version = 'new'
+  const fromA = a.cache.fetchMany(['o:1'], load, { ...many, bypass: true })
+  await started.promise
+  const [ra, rb] = await Promise.all([fromA, b.cache.fetchMany(['o:1'], load, { ...many, bypass: true })])
+  t.equal(ra.entries[0]?.body.toString(), 'o:1:new')
+  t.equal(rb.entries[0]?.body.toString(), 'o:1:new', 'the fresh fill, not the entry the bypass skipped')
+  t.equal(rb.status, 'BYPASS')
 })
