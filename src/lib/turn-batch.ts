@@ -5,19 +5,24 @@
 export interface TurnBatch<T> {
   /** Adds items to this turn's batch; resolves once the batch is sent. */
   add: (items: Iterable<T>) => Promise<void>
-  /** Sends this turn's batch now (for work that must land after it); resolves once it is sent. */
+  /**
+   * Sends this turn's batch now (for work that must land after it) and waits for it and for every
+   * earlier batch still being sent (a large one goes out in slices, one after another).
+   */
   flush: () => Promise<void>
 }
 
 export function createTurnBatch<T> (send: (items: T[]) => Promise<void>): TurnBatch<T> {
   let open: { items: T[], go: () => void, sent: Promise<void> } | undefined
+  // Batches whose send has started and not settled yet.
+  const sending = new Set<Promise<void>>()
 
-  function flush (): Promise<void> {
+  async function flush (): Promise<void> {
     const batch = open
     open = undefined
-    if (batch === undefined) return Promise.resolve()
-    batch.go()
-    return batch.sent
+    batch?.go()
+    if (sending.size > 0) await Promise.allSettled([...sending])
+    await batch?.sent
   }
 
   function add (items: Iterable<T>): Promise<void> {
@@ -25,6 +30,9 @@ export function createTurnBatch<T> (send: (items: T[]) => Promise<void>): TurnBa
       const gathered: T[] = []
       let go!: () => void
       const sent = new Promise<void>((resolve) => { go = resolve }).then(async () => send(gathered))
+      sending.add(sent)
+      const settled = (): void => { sending.delete(sent) }
+      sent.then(settled, settled)
       open = { items: gathered, go, sent }
       // A tick callback queued from a microtask runs once the microtask queue is empty.
       process.nextTick(() => { flush().catch(() => {}) })

@@ -323,3 +323,20 @@ test('an invalidation or delete asked for after a write or a tagging, in the sam
   await store.setMany([{ key: 'objects:1', value, ttlMs: 60_000, tags: ['object:1'] }])
   t.equal(await redis.exists(`${prefix}{c}:k:objects:1`), 1, 'a later write stays')
 })
+
+test('an invalidation asked for while a large write\'s first slice is out removes what the later slices store', { skip: REDIS_URL === '' ? 'needs REDIS_URL' : false }, async (t) => {
+  // A 600-record write goes out in two slices, one after the other. An invalidation asked for in a
+  // later turn, while the first slice is out, once sent its SMEMBERS between the slices: it found the
+  // second slice's tags not there yet, and the record stored after it survived the write it followed.
+  const { redis, prefix } = await connectRedis(t)
+  const store = createRedisStore({ redis, prefix })
+  const value = Buffer.from('{"object":{}}')
+  const entries = Array.from({ length: 600 }, (_, i) => ({ key: `objects:${i}`, value, ttlMs: 60_000, tags: [`object:${i}`] }))
+  const written = store.setMany(entries)
+  await new Promise((resolve) => setImmediate(resolve))
+  const invalidated = await store.invalidateTags(['object:599'])
+  await written
+  t.equal(invalidated, 1, 'the invalidation found the record of the second slice')
+  t.equal(await redis.exists(`${prefix}{c}:k:objects:599`), 0, 'the invalidated record is gone')
+  t.equal(await redis.exists(`${prefix}{c}:k:objects:0`), 1, 'the others stay')
+})

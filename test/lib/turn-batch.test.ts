@@ -38,3 +38,21 @@ test('a failed send rejects the callers of its batch only', async (t) => {
   await t.rejects(batch.add([1]), /redis down/)
   await t.resolves(batch.add([2]))
 })
+
+test('flush() also waits for a batch whose send is still running', async (t) => {
+  const sent: number[][] = []
+  let finish!: () => void
+  const batch = createTurnBatch<number>(async (items) => {
+    if (items[0] === 1) await new Promise<void>((resolve) => { finish = resolve })
+    sent.push([...items])
+  })
+  const first = batch.add([1])
+  await new Promise((resolve) => setImmediate(resolve))
+  let flushed = false
+  const flush = batch.flush().then(() => { flushed = true })
+  await new Promise((resolve) => setImmediate(resolve))
+  t.equal(flushed, false, 'not before the batch in flight is sent')
+  finish()
+  await Promise.all([first, flush])
+  t.same(sent, [[1]])
+})
