@@ -285,7 +285,10 @@ export function createAtlasService (app: FastifyInstance, serviceOpts: ServiceOp
           try {
             body = parseLossless(reply.text)
           } catch (err) {
-            throw Object.assign(new UpstreamError(`The upstream sent malformed JSON for ${kind}/.`), { cause: err })
+            // The reply's status with it: a write answered with malformed JSON may have been applied.
+            throw Object.assign(new UpstreamError(`The upstream sent malformed JSON for ${kind}/.`), {
+              cause: { status: reply.status, contentType: reply.contentType, snippet: reply.text.slice(0, 200), parseError: (err as Error).message }
+            })
           }
         }
         const outcome = writeOutcome(reply.status, body)

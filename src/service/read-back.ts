@@ -29,13 +29,27 @@ function codeOf (err: unknown): string | undefined {
   return typeof code === 'string' ? code : undefined
 }
 
-/** Whether a failed write may have been applied upstream (its reply was lost, not refused). */
+/** The upstream's status when `err` is about a reply it sent (error-map.ts mapBadReply's cause). */
+export function replyStatusOf (err: unknown): number | undefined {
+  const status = ((err as { cause?: unknown } | null)?.cause as { status?: unknown } | null | undefined)?.status
+  return typeof status === 'number' ? status : undefined
+}
+
+/**
+ * Whether a failed write may have been applied upstream: its reply was lost, or it came back from past
+ * the view and says nothing readable (a 5xx, say a front proxy's 504 page or a Django error raised after
+ * the database write, or a 2xx that is not JSON or names no known outcome). Not when it was refused.
+ */
 export function mayHaveApplied (err: unknown): boolean {
   const cause = (err as { cause?: unknown } | null)?.cause
   const causeCode = codeOf(cause) ?? codeOf((cause as { cause?: unknown } | null)?.cause)
   switch (codeOf(err)) {
     case 'GW_UPSTREAM_TIMEOUT': return causeCode !== 'UND_ERR_CONNECT_TIMEOUT'
-    case 'GW_UPSTREAM_ERROR': return causeCode !== undefined && LOST_AFTER_SEND.has(causeCode)
+    case 'GW_UPSTREAM_ERROR': {
+      if (causeCode !== undefined && LOST_AFTER_SEND.has(causeCode)) return true
+      const status = replyStatusOf(err)
+      return status !== undefined && (status >= 500 || (status >= 200 && status < 300))
+    }
     default: return false
   }
 }

@@ -15,14 +15,18 @@ const DELAY_MS = 700
 // The `vra` custom list is upstream object group 73.
 const VRA_GROUP = 73
 
+interface Replacement { status: number, contentType: string, body: string }
+
 /**
  * A loopback proxy in front of the sandbox that, for the endpoints in `dropAfterSend`, forwards the
  * request, waits for the sandbox's answer (so the write is applied) and then destroys the gateway's
- * connection instead of relaying it.
+ * connection instead of relaying it; for those in `replaceAfterSend` it answers with the replacement
+ * instead (a front proxy's 504 page, a reply the gateway cannot read).
  */
-async function startDroppingProxy (t: Test, sandbox: Sandbox): Promise<{ url: string, dropAfterSend: Set<string> }> {
+async function startDroppingProxy (t: Test, sandbox: Sandbox): Promise<{ url: string, dropAfterSend: Set<string>, replaceAfterSend: Map<string, Replacement> }> {
   const target = new URL(sandbox.baseUrl)
   const dropAfterSend = new Set<string>()
+  const replaceAfterSend = new Map<string, Replacement>()
   const server = createServer((req, res) => {
     const chunks: Buffer[] = []
     req.on('data', (c: Buffer) => chunks.push(c))
@@ -36,6 +40,13 @@ async function startDroppingProxy (t: Test, sandbox: Sandbox): Promise<{ url: st
             req.socket.destroy()
             return
           }
+          const replacement = replaceAfterSend.get(endpoint)
+          if (replacement !== undefined) {
+            replaceAfterSend.delete(endpoint)
+            res.writeHead(replacement.status, { 'content-type': replacement.contentType })
+            res.end(replacement.body)
+            return
+          }
           res.writeHead(up.statusCode ?? 502, up.headers)
           res.end(Buffer.concat(body))
         })
@@ -46,7 +57,7 @@ async function startDroppingProxy (t: Test, sandbox: Sandbox): Promise<{ url: st
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
   t.teardown(() => new Promise<void>((resolve) => { server.closeAllConnections(); server.close(() => resolve()) }))
   const { port } = server.address() as AddressInfo
-  return { url: `http://127.0.0.1:${port}${target.pathname}`, dropAfterSend }
+  return { url: `http://127.0.0.1:${port}${target.pathname}`, dropAfterSend, replaceAfterSend }
 }
 
 function accessLine (logs: string, method: string, route: string): { upstream_calls: number, status: number } | undefined {
@@ -154,4 +165,48 @@ test('a refused connection never reached the upstream: no read-back', async (t) 
   t.ok(res.statusCode === 502 || res.statusCode === 503, `an upstream failure (${res.statusCode} ${res.json().code as string})`)
   t.equal(res.headers['write-read-back'], undefined)
   t.notMatch(logs(), /write reply lost/, 'nothing was read back')
+})
+
+// A reply that comes back after the view ran but says nothing the gateway can read (a front proxy's 5xx
+// page, a 2xx that is not JSON or names no known outcome) does not show that the write was not
+// applied. Taken as "not applied", a retry with the same Idempotency-Key sent a score a second time.
+const GATEWAY_TIMEOUT_PAGE: Replacement = { status: 504, contentType: 'text/html', body: '<html><body><h1>504 Gateway Time-out</h1></body></html>' }
+
+test('a 5xx page after the write was applied: a score\'s outcome is unknown and kept for its key, a membership is read back', async (t) => {
+  const sandbox = await startTestSandbox(t)
+  const proxy = await startDroppingProxy(t, sandbox)
+  const { app } = await buildTestApp(t, { upstream: sandbox, config: { ATLAS_BASE_URL: proxy.url } })
+  const auth = demoAuth(app)
+  sandbox.resetCalls()
+  proxy.replaceAfterSend.set('vrascores', GATEWAY_TIMEOUT_PAGE)
+  const headers = { ...auth, 'idempotency-key': 'score-after-504' }
+  const first = await app.inject({ method: 'POST', url: '/v1/vra/scores', headers, payload: { id: C, preal: 0.5 } })
+  t.equal(first.statusCode, 504)
+  t.equal(first.json().code, 'GW_WRITE_OUTCOME_UNKNOWN')
+  t.match(first.json().detail, /The upstream answered vrascores\/ with status 504 and an HTML page after the request was sent/)
+  const retry = await app.inject({ method: 'POST', url: '/v1/vra/scores', headers, payload: { id: C, preal: 0.5 } })
+  t.equal(retry.statusCode, 504)
+  t.equal(retry.headers['idempotent-replayed'], 'true', 'the retry gets the first outcome')
+  t.equal(sandbox.calls.get('vrascores'), 1, 'the score was sent once')
+
+  proxy.replaceAfterSend.set('objectgroups', GATEWAY_TIMEOUT_PAGE)
+  const added = await app.inject({ method: 'PUT', url: `/v1/custom-lists/mookodi/objects/${E}`, headers: auth })
+  t.equal(added.statusCode, 201)
+  t.same(added.json(), { list: 'mookodi', id: E, outcome: 'added' })
+  t.equal(added.headers['write-read-back'], 'applied')
+})
+
+test('a 2xx the gateway cannot read after the write was applied is read back, not reported as a failure to resend', async (t) => {
+  const sandbox = await startTestSandbox(t)
+  const proxy = await startDroppingProxy(t, sandbox)
+  const { app } = await buildTestApp(t, { upstream: sandbox, config: { ATLAS_BASE_URL: proxy.url } })
+  const auth = demoAuth(app)
+  sandbox.resetCalls()
+  proxy.replaceAfterSend.set('vratodo', { status: 201, contentType: 'application/json', body: '{"info":"Row created"}' })
+  const queued = await app.inject({ method: 'POST', url: '/v1/vra/todo', headers: auth, payload: { id: F } })
+  t.equal(queued.headers['write-read-back'], 'applied', `read back (${queued.statusCode} ${queued.body.slice(0, 200)})`)
+  proxy.replaceAfterSend.set('vrascores', { status: 200, contentType: 'application/json', body: '{"info": ' })
+  const score = await app.inject({ method: 'POST', url: '/v1/vra/scores', headers: auth, payload: { id: F, preal: 0.5 } })
+  t.equal(score.json().code, 'GW_WRITE_OUTCOME_UNKNOWN', `malformed JSON: the outcome is unknown (${score.statusCode})`)
+  t.equal(sandbox.calls.get('vrascores'), 1)
 })

@@ -14,7 +14,7 @@ import type { WriteKind, WriteTarget } from '../../cache/tags.js'
 import {
   IDEMPOTENCY_HEADER, isFinalOutcome, MAX_KEY_LENGTH, parseIdempotencyKey, REPLAYED_HEADER, requestFingerprint, type Claim
 } from '../../service/idempotency.js'
-import { mayHaveApplied } from '../../service/read-back.js'
+import { mayHaveApplied, replyStatusOf } from '../../service/read-back.js'
 import type { Fields, WriteOutcome } from '../../upstream/endpoints.js'
 import { routeOf } from '../../lib/route.js'
 
@@ -67,18 +67,26 @@ function stateOf (request: FastifyRequest): WriteState {
   return state
 }
 
+/** What happened to a write's reply: none in time, a broken connection, or one that tells nothing. */
+function whatWasLost (kind: WriteKind, err: unknown): string {
+  if ((err as { code?: unknown }).code === 'GW_UPSTREAM_TIMEOUT') return `The upstream did not answer ${kind}/ in time`
+  const status = replyStatusOf(err)
+  if (status === undefined) return `The connection to the upstream broke during ${kind}/`
+  const type = String((err as { cause?: { contentType?: unknown } }).cause?.contentType ?? '')
+  const what = type.includes('html') ? 'an HTML page' : type.includes('json') ? 'JSON with no known outcome' : 'a body that is not JSON'
+  return `The upstream answered ${kind}/ with status ${status} and ${what}`
+}
+
 /** The error for a lost reply that a read-back did not resolve: `err`'s class and code, and what is known. */
 function lostReply (kind: WriteKind, id: string, err: unknown, known: string): Error {
   const isTimeout = (err as { code?: unknown }).code === 'GW_UPSTREAM_TIMEOUT'
-  const lost = isTimeout ? `The upstream did not answer ${kind}/ in time` : `The connection to the upstream broke during ${kind}/`
-  const detail = `${lost} after the request was sent; ${known}`
+  const detail = `${whatWasLost(kind, err)} after the request was sent; ${known}`
   return Object.assign(isTimeout ? new UpstreamTimeoutError(detail) : new UpstreamError(detail), { cause: err })
 }
 
 /** VRA scores and ranks cannot be read back: say so, and what a retry would do. */
 function unknownOutcome (kind: WriteKind, id: string, err: unknown): Error {
-  const isTimeout = (err as { code?: unknown }).code === 'GW_UPSTREAM_TIMEOUT'
-  const lost = isTimeout ? `The upstream did not answer ${kind}/ in time` : `The connection to the upstream broke during ${kind}/`
+  const lost = whatWasLost(kind, err)
   const [table, retry] = kind === 'vrascores'
     ? ['scores', 'Scores append rows, so sending it again may add a second row']
     : ['ranks', 'Ranks are upserts, so sending it again sets the same values']
@@ -130,7 +138,12 @@ export async function upstreamWrite (
     // Field errors the facade's own validation should have caught: report them, not a crash.
     throw Object.assign(new ValidationError(`The upstream rejected the ${kind}/ fields: ${reply.text.slice(0, 300)}`), { cause: reply.text })
   }
-  throw Object.assign(new UpstreamError(`The upstream answered ${kind}/ with status ${reply.status} and no known outcome.`), { cause: reply.text.slice(0, 200) })
+  const unknown = Object.assign(new UpstreamError(`The upstream answered ${kind}/ with status ${reply.status} and no known outcome.`), {
+    cause: { status: reply.status, contentType: reply.contentType, snippet: reply.text.slice(0, 200) }
+  })
+  // A 2xx came from past the view: the write may have been applied, so it is read back, not resent.
+  if (mayHaveApplied(unknown)) return await afterLostReply(app, request, kind, fields, target, unknown)
+  throw unknown
 }
 
 function bodyText (payload: unknown): string | undefined {
