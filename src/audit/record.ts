@@ -58,7 +58,7 @@ export function safeFields (fields: Readonly<Record<string, unknown>>): Record<s
   return out
 }
 
-export interface WriteTargetLike { objectId: string, groupId?: number }
+export interface WriteTargetLike { objectId: string, groupId?: number | bigint }
 
 export function draftRecord (
   request: FastifyRequest, endpoint: string, fields: Readonly<Record<string, unknown>>, target: WriteTargetLike,

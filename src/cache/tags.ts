@@ -13,7 +13,7 @@ export const views = {
   /** A custom list's rows as objectlist/ shows them (detection_list_id and other object fields inside). */
   customListRows: (): string => 'custom-list-rows',
   /** The members of one custom list (object group), by its upstream id. */
-  groupMembers: (groupId: number): string => `group:${groupId}`,
+  groupMembers: (groupId: number | bigint): string => `group:${groupId}`,
   /** The custom lists one object is in. */
   objectGroups: (objectId: string): string => `object-groups:${objectId}`,
   /** The whole membership table (objectgroupslist/ with both filters or neither). */
@@ -26,7 +26,7 @@ export const views = {
 
 export type WriteKind = 'vrascores' | 'vratodo' | 'vrarank' | 'objectgroups' | 'objectgroupsdelete' | 'objectdetectionlist'
 
-export interface WriteTarget { objectId: string, groupId?: number }
+export interface WriteTarget { objectId: string, groupId?: number | bigint }
 
 const membership = (t: WriteTarget): string[] => [
   ...(t.groupId === undefined ? [] : [views.groupMembers(t.groupId)]),

@@ -65,9 +65,10 @@ export const fields = {
   /** Full-history records: no `mjd`, so one cached record serves every `mjd_min`. */
   objects: (ids: readonly string[]): Fields => ({ objects: ids.join(',') }),
   /** Whole list, no threshold: every consumer's variant is filtered locally from one upstream call. */
-  objectlist: (q: { listId: number, isCustom: boolean }): Fields =>
+  /** List and group ids are integers of any size upstream: a compat request's bigint is sent as it came. */
+  objectlist: (q: { listId: number | bigint, isCustom: boolean }): Fields =>
     ({ objectlistid: String(q.listId), getcustomlist: q.isCustom ? 'true' : 'false' }),
-  customListMembers: (groupId: number): Fields => ({ objectgroupid: String(groupId) }),
+  customListMembers: (groupId: number | bigint): Fields => ({ objectgroupid: String(groupId) }),
   objectCustomLists: (objectId: string): Fields => ({ objectid: objectId }),
   wholeTable: (): Fields => ({}),
   crossmatches: (names: readonly string[]): Fields => ({ externalObjects: names.join(',') }),

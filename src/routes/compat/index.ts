@@ -121,8 +121,10 @@ function listOf (endpoint: UpstreamEndpoint) {
   return (request: FastifyRequest): string | undefined => {
     const p = parsedOf(request, endpoint)
     if (p === undefined) return undefined
-    const groupId = Number(p.values.objectgroupid)
-    return request.server.lists.customName(groupId) ?? `group-${groupId}`
+    // Custom lists have small ids; a larger one names no list (and Number() would round it).
+    const groupId = p.values.objectgroupid as bigint
+    const name = groupId <= BigInt(Number.MAX_SAFE_INTEGER) && groupId >= 0n ? request.server.lists.customName(Number(groupId)) : undefined
+    return name ?? `group-${groupId}`
   }
 }
 

@@ -104,9 +104,9 @@ export async function objects (app: FastifyInstance, request: FastifyRequest, v:
 export async function objectlist (app: FastifyInstance, request: FastifyRequest, v: Values, original: Record<string, string>): Promise<CompatReply> {
   const raw = v.objectlistid as bigint
   const isCustom = v.getcustomlist === true
-  let listId: number
+  let listId: number | bigint
   if (isCustom) {
-    listId = Number(raw)
+    listId = raw
   } else {
     // The upstream indexes a Python list: -1 is list 13, and 14 or more is a 500 page. Refuse those here.
     if (raw >= BigInt(MAIN_LIST_COUNT) || raw < -BigInt(MAIN_LIST_COUNT)) return fieldError(requestFields.objectListId, `Detection lists are 0 to ${MAIN_LIST_COUNT - 1}.`)
@@ -143,7 +143,7 @@ export async function vraList (app: FastifyInstance, request: FastifyRequest, en
 
 export async function objectgroupslist (app: FastifyInstance, request: FastifyRequest, v: Values): Promise<CompatReply> {
   const objectId = typeof v.objectid === 'bigint' ? String(v.objectid) : undefined
-  const groupId = typeof v.objectgroupid === 'bigint' ? Number(v.objectgroupid) : undefined
+  const groupId = typeof v.objectgroupid === 'bigint' ? v.objectgroupid : undefined
   // Exactly one filter applies; both or neither return the whole table.
   if ((objectId === undefined) === (groupId === undefined)) {
     return ok(await tableText(app, request, 'custom-lists', 'objectgroupslist', fields.wholeTable(), [views.allGroups()]))

@@ -37,7 +37,7 @@ export async function write (app: FastifyInstance, request: FastifyRequest, endp
     const value = v[spec.name]
     if (typeof value === 'number' && !Number.isFinite(value)) return { status: 400, body: JSON.stringify({ [spec.name]: [MSG.float] }) }
   }
-  const groupId = typeof v.objectgroupid === 'bigint' ? Number(v.objectgroupid) : undefined
+  const groupId = typeof v.objectgroupid === 'bigint' ? v.objectgroupid : undefined
   const { reply } = await app.atlas.write(request, endpoint, toFields(endpoint, v, original), { objectId: String(v.objectid), ...(groupId === undefined ? {} : { groupId }) })
   return { status: reply.status, body: reply.text }
 }

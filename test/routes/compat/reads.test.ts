@@ -140,3 +140,19 @@ test('a NUL character in a text field is DRF\'s 400, as upstream, without a call
   t.equal(res.body, '{"externalObjects":["Null characters are not allowed."]}')
   t.equal(d.behind.totalCalls(), 0, 'none of these reached the upstream')
 })
+
+// Group and list ids are integers of any size to the upstream. They went through Number(), so above 2^53
+// the upstream was sent another id (9007199254740993 became ...992) and 10^23 became `1e+23`.
+test('group and custom-list ids of any size reach the upstream exactly as sent', async (t) => {
+  const d = await startDialects(t)
+  const lastField = (endpoint: string, name: string): string | null => {
+    const hit = [...d.behind.received].reverse().find((r) => r.endpoint === endpoint)
+    return hit === undefined ? null : new URLSearchParams(hit.body).get(name)
+  }
+  for (const id of ['9007199254740993', '100000000000000000000000']) {
+    await same(t, d, 'objectgroupslist', { form: { objectgroupid: id } }, `objectgroupslist objectgroupid=${id}`)
+    t.equal(lastField('objectgroupslist', 'objectgroupid'), id, `objectgroupid=${id} sent as it came`)
+    await same(t, d, 'objectlist', { form: { objectlistid: id, getcustomlist: 'true' } }, `objectlist custom ${id}`)
+    t.equal(lastField('objectlist', 'objectlistid'), id, `objectlistid=${id} sent as it came`)
+  }
+})
