@@ -107,29 +107,33 @@ export function createRedisWindowStore (redis: Redis, opts: { now?: Clock } = {}
 export function createMemoryWindowStore (opts: { now?: Clock } = {}): WindowStore {
   const now = opts.now ?? Date.now
   const counters = new Map<string, { window: number, used: number }>()
-  const store: WindowStore = {
+  // Synchronous, like the Redis script is atomic: a lease reads and charges with no await between, so
+  // concurrent leases cannot both be granted the last unit.
+  function chargeNow (key: string, units: number, limit: number, periodSeconds: number): WindowCharge {
+    const at = Math.floor(now())
+    const periodMs = periodSeconds * 1000
+    const window = Math.floor(at / periodMs)
+    const reset = resetOf((window + 1) * periodMs - at)
+    const entry = counters.get(key)
+    const used = entry?.window === window ? entry.used : 0
+    if (units === 0) return { isAllowed: true, used, ...reset }
+    if (units < 0) {
+      if (used > 0) counters.set(key, { window, used: Math.max(0, used + units) })
+      return { isAllowed: true, used: Math.max(0, used + units), ...reset }
+    }
+    if (used + units > limit) return { isAllowed: false, used, ...reset }
+    counters.set(key, { window, used: used + units })
+    return { isAllowed: true, used: used + units, ...reset }
+  }
+  return {
     async lease (key, units, block, limit, periodSeconds) {
-      const read = await store.charge(key, 0, limit, periodSeconds)
+      const read = chargeNow(key, 0, limit, periodSeconds)
       if (read.used + units > limit) return { ...read, isAllowed: false, granted: 0 }
       const granted = grantOf(units, block, read.used, limit)
-      return { ...(await store.charge(key, granted, limit, periodSeconds)), granted }
+      return { ...chargeNow(key, granted, limit, periodSeconds), granted }
     },
     async charge (key, units, limit, periodSeconds) {
-      const at = Math.floor(now())
-      const periodMs = periodSeconds * 1000
-      const window = Math.floor(at / periodMs)
-      const reset = resetOf((window + 1) * periodMs - at)
-      const entry = counters.get(key)
-      const used = entry?.window === window ? entry.used : 0
-      if (units === 0) return { isAllowed: true, used, ...reset }
-      if (units < 0) {
-        if (used > 0) counters.set(key, { window, used: Math.max(0, used + units) })
-        return { isAllowed: true, used: Math.max(0, used + units), ...reset }
-      }
-      if (used + units > limit) return { isAllowed: false, used, ...reset }
-      counters.set(key, { window, used: used + units })
-      return { isAllowed: true, used: used + units, ...reset }
+      return chargeNow(key, units, limit, periodSeconds)
     }
   }
-  return store
 }

@@ -72,6 +72,14 @@ for (const [name, make] of makers) {
       t.match(await store.lease(`${prefix()}ms`, 1, 4, 10, HOUR), { granted: 4, resetSeconds: 2, resetMs: 1001 })
     })
 
+    t.test('concurrent leases at the limit: only what is left is granted', async (t) => {
+      const key = `${prefix()}race`
+      await store.charge(key, 9, 10, HOUR)
+      const leases = await Promise.all([1, 2, 3].map(async () => await store.lease(key, 1, 1, 10, HOUR)))
+      t.equal(leases.filter((l) => l.granted > 0).length, 1, 'one of three granted')
+      t.equal((await store.charge(key, 0, 10, HOUR)).used, 10)
+    })
+
     t.test('a limit of zero refuses every charge', async (t) => {
       t.equal((await store.charge(`${prefix()}zero`, 1, 0, DAY)).isAllowed, false)
     })
