@@ -166,11 +166,13 @@ export async function createQuota (app: FastifyInstance, opts: QuotaPluginOption
     /**
      * Takes one upstream call from the consumer's hourly share. The upstream scheduler calls it once per
      * upstream call a consumer's miss causes. Throws 429 GW_QUOTA_EXHAUSTED (with retryAfter) when the
-     * share is spent, or 503 GW_UNAVAILABLE when Redis fails under the closed policy.
+     * share is spent, or 503 GW_UNAVAILABLE when Redis fails under the closed policy. Resolves true when
+     * a unit was taken, false when the shared count was skipped (open policy): nothing to give back then.
      */
-    async takeUpstreamShare (consumer: Consumer): Promise<void> {
+    async takeUpstreamShare (consumer: Consumer): Promise<boolean> {
       const result = await share.take(consumer)
-      if (result === undefined || result.isAllowed) return
+      if (result === undefined) return false
+      if (result.isAllowed) return true
       app.metrics.limitRejections.inc({ consumer: consumer.id, kind: 'upstream_share' })
       throw withRetryAfter(new QuotaExhaustedError(
         `This key has caused its ${consumer.upstream_share} upstream calls this hour; cached data is still served. Retry after the hour resets.`

@@ -110,7 +110,7 @@ class RequestCalls implements CallContext {
 
 class ConsumerCalls extends RequestCalls {
   constructor (request: FastifyRequest, private readonly consumer: Consumer) { super(request) }
-  beforeCall (): Promise<void> { return this.request.server.quota.takeUpstreamShare(this.consumer) }
+  beforeCall (): Promise<boolean> { return this.request.server.quota.takeUpstreamShare(this.consumer) }
   onUnsent (): Promise<void> { return this.request.server.quota.refundUpstreamShare(this.consumer) }
 }
 

@@ -33,9 +33,10 @@ export interface CallContext {
   /**
    * Called before every upstream call, retries included, ahead of the global budget: charges the
    * consumer's upstream share, and throws (429 GW_QUOTA_EXHAUSTED) to stop the call when it is spent.
+   * Resolves whether it charged anything (not when the shared count was skipped: Redis down, open policy).
    */
-  beforeCall?: () => Promise<void>
-  /** Called when a call that beforeCall charged was never sent (refused connection, budget spent…). */
+  beforeCall?: () => Promise<boolean>
+  /** Called when a call whose beforeCall charged was never sent (refused connection, budget spent…). */
   onUnsent?: () => Promise<void>
   /** Called once for every request actually sent upstream (for the access log). */
   onCall?: () => void
@@ -216,10 +217,7 @@ export function createUpstreamClient (opts: ClientOptions) {
       let remaining: number | undefined
       let isCharged = false
       try {
-        if (!isAuthReplay && ctx.beforeCall !== undefined) {
-          await ctx.beforeCall()
-          isCharged = true
-        }
+        if (!isAuthReplay && ctx.beforeCall !== undefined) isCharged = await ctx.beforeCall()
         remaining = await budget.take()
         token ??= await tokenRead
       } catch (err) {

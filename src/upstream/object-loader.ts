@@ -93,7 +93,11 @@ export function createObjectLoader (opts: ObjectLoaderOptions) {
     let payer: CallContext | undefined
     callsInFlight++
     const reply = await opts.client.call('objects', fields.objects(ids), {
-      beforeCall: async () => { payer = await chargeOne(ctxs) },
+      beforeCall: async () => {
+        const charged = await chargeOne(ctxs)
+        payer = charged?.payer
+        return charged?.isCharged ?? false
+      },
       onUnsent: async () => { await payer?.onUnsent?.() },
       onCall
     }).finally(() => {
@@ -131,13 +135,12 @@ export function createObjectLoader (opts: ObjectLoaderOptions) {
    * A call that serves several requests is charged once, to the first of them (in arrival order) whose
    * consumer still has upstream share; it fails only when none has.
    */
-  async function chargeOne (ctxs: CallContext[]): Promise<CallContext | undefined> {
+  async function chargeOne (ctxs: CallContext[]): Promise<{ payer: CallContext, isCharged: boolean } | undefined> {
     let refusal: unknown
     for (const c of ctxs) {
       if (c.beforeCall === undefined) return undefined
       try {
-        await c.beforeCall()
-        return c
+        return { payer: c, isCharged: await c.beforeCall() }
       } catch (err) {
         refusal ??= err
       }

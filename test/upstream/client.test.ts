@@ -157,3 +157,20 @@ test('the pause gauge shows the pause left and returns to 0 when the pause is ov
   t.equal((await app.inject({ url: `/v1/objects/${B}`, headers: demoAuth(app) })).statusCode, 200)
   t.equal(await gauge(), 0, 'the next call after the pause resets it')
 })
+
+// A share take that the open policy skipped (Redis down) charged nothing; giving it back when the call
+// then went unsent credited the consumer a unit never taken (105 calls of a 100/hour share in a review).
+test('a call that never left gives back only what its beforeCall charged', async (t) => {
+  const { app } = await buildTestApp(t, { config: { ATLAS_BASE_URL: 'http://127.0.0.1:9/api/' } })
+  for (const isCharged of [false, true]) {
+    let charges = 0
+    let givenBack = 0
+    // A read: tried twice (one retry after a network error), each try charged and given back.
+    await t.rejects(app.upstream.client.call('vrascoreslist', {}, {
+      beforeCall: async () => { charges++; return isCharged },
+      onUnsent: async () => { givenBack++ }
+    }))
+    t.ok(charges >= 1)
+    t.equal(givenBack, isCharged ? charges : 0, isCharged ? `charged: each of ${charges} charges given back` : 'nothing charged: nothing given back')
+  }
+})
