@@ -144,6 +144,14 @@ redis.call('PEXPIRE', KEYS[1], window * 2)
 return math.floor(tokens)
 `
 
+// A pause of ARGV[1] ms, unless a longer one is already set: read and set in one step, so two replicas
+// pausing at once keep the longer of their pauses.
+const PAUSE_LUA = `
+local ms = tonumber(ARGV[1])
+if redis.call('PTTL', KEYS[1]) < ms then redis.call('SET', KEYS[1], '1', 'PX', ms) end
+return 0
+`
+
 type BudgetCommand = (bucket: string, pause: string, capacity: number, windowMs: number, burst: number) => Promise<[number, number, number, number, string]>
 type RefundCommand = (bucket: string, capacity: number, windowMs: number, burst: number) => Promise<number>
 
@@ -155,6 +163,8 @@ export function createRedisBudget (redis: Redis, prefix: string, rate: string, b
   const command = (redis as unknown as { agwBudgetTake: BudgetCommand }).agwBudgetTake.bind(redis)
   if (!('agwBudgetRefund' in redis)) redis.defineCommand('agwBudgetRefund', { numberOfKeys: 1, lua: REFUND_LUA })
   const refundCommand = (redis as unknown as { agwBudgetRefund: RefundCommand }).agwBudgetRefund.bind(redis)
+  if (!('agwBudgetPause' in redis)) redis.defineCommand('agwBudgetPause', { numberOfKeys: 1, lua: PAUSE_LUA })
+  const pauseCommand = (redis as unknown as { agwBudgetPause: (key: string, ms: number) => Promise<number> }).agwBudgetPause.bind(redis)
   // One hash tag: the take script reads both keys, so on a Redis Cluster they must share a slot.
   const bucketKey = `${prefix}{budget}:${rate}`
   const pauseKey = `${prefix}{budget}:pause`
@@ -171,8 +181,7 @@ export function createRedisBudget (redis: Redis, prefix: string, rate: string, b
     refund: () => refundCommand(bucketKey, capacity, windowMs, paceCapacity),
     async pause (seconds) {
       // Never shorten a longer pause another replica already set.
-      const current = await redis.pttl(pauseKey)
-      if (current < seconds * 1000) await redis.set(pauseKey, '1', 'PX', Math.ceil(seconds * 1000))
+      await pauseCommand(pauseKey, Math.ceil(seconds * 1000))
     }
   }
 }

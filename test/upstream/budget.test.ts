@@ -89,3 +89,16 @@ test('a refused take spends no pace', async (t) => {
   t.equal(refused.ok, false, 'a spent bucket refuses')
   t.equal(refused.pace, -2, 'a refused take spends no pace')
 })
+
+// Two replicas paused at once by the upstream's 429s: the pause read its time left and set its own in
+// two calls, so a shorter pause sent between them replaced a longer one (60 s left of 120 in 20 of 20).
+test('redis budget: concurrent pauses from two replicas keep the longer one', { skip: REDIS_URL === '' ? 'REDIS_URL is not set' : false }, async (t) => {
+  for (let i = 0; i < 30; i++) {
+    const prefix = testKeyPrefix('budget')
+    deleteKeysOnTeardown(t, REDIS_URL, prefix)
+    const [a, b] = [createRedisBudget(await connectTestRedis(t, REDIS_URL), prefix, '100/hour'), createRedisBudget(await connectTestRedis(t, REDIS_URL), prefix, '100/hour')]
+    await Promise.all([a.pause(120), b.pause(60)])
+    const take = await a.take()
+    t.ok(take.retryAfterS > 100, `run ${i}: the 120 s pause holds (${take.retryAfterS} s left)`)
+  }
+})
