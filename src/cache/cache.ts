@@ -659,10 +659,17 @@ export function createCache (opts: CacheOptions = {}) {
 
     toLoad,
 
-    /** Stores per-key entries (e.g. one object record per id) in both tiers; `ttlMs` is the store lifetime. */
-    async putEntries (items: readonly PutItem[]): Promise<void> {
-      await putEntries(items)
+    /**
+     * Stores per-key entries (e.g. one object record per id) in both tiers; `ttlMs` is the store lifetime.
+     * With `mark` (from mark(), taken before the upstream was asked), entries a write invalidated since,
+     * here or on another replica, are not stored.
+     */
+    async putEntries (items: readonly PutItem[], mark?: number): Promise<void> {
+      await putEntries(items, mark)
     },
+
+    /** A point in the invalidation log, for putEntries. */
+    mark: (): number => invalidations.mark(),
 
     /** Deletes every entry carrying any of `tags` from both tiers (after a write). */
     async invalidate (tags: readonly string[]): Promise<void> {

@@ -189,7 +189,8 @@ export function createAtlasService (app: FastifyInstance, serviceOpts: ServiceOp
       recordBytes: config.PREFETCH_RECORD_BYTES,
       maxIds: () => app.upstream.objects.maxIds,
       isTaken: (id) => app.upstream.objects.isTaken(id),
-      store: async (ids, texts) => { await cache.putEntries(recordItems(ids, texts)) },
+      store: async (ids, texts, mark) => { await cache.putEntries(recordItems(ids, texts), mark) },
+      mark: () => cache.mark(),
       loadInBackground: async (ids) => (await readObjects(ids, {}, 'prefetch', false)).entries,
       isBackgroundAllowed: () => backgroundAllowed(app, true),
       onError: (err) => { app.log.warn({ err }, 'prefetch failed; predictions skipped') }

@@ -45,8 +45,13 @@ export interface PrefetchOptions {
   maxIds: () => number
   /** Ids waiting for a call or in flight. */
   isTaken: (id: string) => boolean
-  /** Stores predicted records as any record is stored (same tags and freshness). */
-  store: (ids: string[], records: RecordText[]) => Promise<void>
+  /**
+   * Stores predicted records as any record is stored (same tags and freshness), except those a write
+   * invalidated after `mark` (taken when they were picked for a call).
+   */
+  store: (ids: string[], records: RecordText[], mark: number) => Promise<void>
+  /** The cache's invalidation-log position now (cache.mark). */
+  mark: () => number
   /** Reads ids through the cache without a consumer (a prefetch call); the entries by id. */
   loadInBackground: (ids: string[]) => Promise<Array<CacheEntry | undefined>>
   /** Whether background work may spend a token now (service/priorities.ts). */
@@ -73,8 +78,8 @@ export function createPrefetch (opts: PrefetchOptions) {
   const lists = new Map<string, ListSource>()
   // Predicted records not read yet: when they were stored and why they were picked.
   const predicted = new Map<string, { at: number, source: PredictionSource }>()
-  // Picked for a call, not delivered yet: why, and the write sequence at the pick.
-  const picked = new Map<string, { source: PredictionSource, seq: number }>()
+  // Picked for a call, not delivered yet: why, the write sequence and the invalidation mark at the pick.
+  const picked = new Map<string, { source: PredictionSource, seq: number, mark: number }>()
   // Object records a write changed, by write sequence: a prediction in flight across it is not stored.
   const written = new Map<string, number>()
   let writeSeq = 0
@@ -215,16 +220,21 @@ export function createPrefetch (opts: PrefetchOptions) {
       const limit = Math.min(room, byBytes)
       if (limit <= 0) return []
       const chosen = candidates(now(), limit, isTaken, false)
-      for (const c of chosen) touch(picked, c.id, { source: c.source, seq: writeSeq }, MAX_TRACKED_IDS)
+      const mark = opts.mark()
+      for (const c of chosen) touch(picked, c.id, { source: c.source, seq: writeSeq, mark }, MAX_TRACKED_IDS)
       return chosen.map((c) => c.id)
     },
     deliver (ids, records) {
       const keep: number[] = []
       const sources = new Map<string, PredictionSource>()
+      // A write on any replica after the earliest pick (the invalidation log hears the others') keeps
+      // its record out of the store.
+      let mark = Infinity
       ids.forEach((id, k) => {
         const p = picked.get(id)
         picked.delete(id)
         if (p !== undefined && (written.get(id) ?? 0) > p.seq) return
+        mark = Math.min(mark, p?.mark ?? Infinity)
         sources.set(id, p?.source ?? 'list')
         keep.push(k)
       })
@@ -233,7 +243,7 @@ export function createPrefetch (opts: PrefetchOptions) {
       const at = now()
       remember(keptIds, (k) => keptRecords[k] === null, () => at)
       notePredicted(keptIds, (id) => sources.get(id) ?? 'list')
-      opts.store(keptIds, keptRecords).catch((err: unknown) => { opts.onError?.(err) })
+      opts.store(keptIds, keptRecords, Number.isFinite(mark) ? mark : opts.mark()).catch((err: unknown) => { opts.onError?.(err) })
     },
     observe (ids, bytes) {
       if (ids > 0) recordBytes = Math.max(1, Math.round((1 - SIZE_WEIGHT) * recordBytes + SIZE_WEIGHT * (bytes / ids)))

@@ -276,3 +276,28 @@ test('fetchMany with a bypass, waiting on another replica\'s fill, takes the fil
   t.equal(rb.entries[0]?.body.toString(), 'o:1:new', 'the fresh fill, not the entry the bypass skipped')
   t.equal(rb.status, 'BYPASS')
 })
+
+// A prediction riding along another read (service/prefetch.ts) is stored through putEntries when its
+// call returns. Stored without a mark, a record the upstream read before another replica's write landed
+// survived that write's invalidation and was served as a HIT.
+test('putEntries with a mark skips what another replica invalidated since', { skip }, async (t) => {
+  const clock = manualClock()
+  const conn = await connectRedis(t)
+  const [subA, subB] = [await connectRedis(t), await connectRedis(t)]
+  const busA = createInvalidationBus({ publisher: conn.redis, subscriber: subA.redis, prefix: conn.prefix })
+  const busB = createInvalidationBus({ publisher: conn.redis, subscriber: subB.redis, prefix: conn.prefix })
+  await Promise.all([busA.ready, busB.ready])
+  const a = await twoTierCache(t, { clock, shared: conn, bus: busA })
+  const b = await twoTierCache(t, { clock, shared: conn, bus: busB })
+  const reachedB = new Promise<string[]>((resolve) => busB.onInvalidate(resolve))
+  // B's call for X leaves; A writes X and invalidates it; B hears of it; then B's call returns.
+  const mark = b.cache.mark()
+  await a.cache.invalidate(['object:x'])
+  await reachedB
+  const item = { key: 'objects:x', body: Buffer.from('{"v":"before the write"}'), ttlMs: 60_000, tags: ['object:x'] }
+  await b.cache.putEntries([item], mark)
+  await b.cache.drain()
+  t.same(await b.cache.getEntries(['objects:x']), [undefined], 'not stored: the write came after the call left')
+  await b.cache.putEntries([{ ...item, key: 'objects:y', tags: ['object:y'] }], mark)
+  t.equal((await a.cache.getEntries(['objects:y']))[0]?.body.toString(), '{"v":"before the write"}', 'records no write touched are stored')
+})
