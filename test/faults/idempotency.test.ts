@@ -35,12 +35,15 @@ test('a VRA score whose reply timed out says its outcome is unknown instead of "
 })
 
 test(`${WRITES} timed-out VRA scores retried with their Idempotency-Key append ${WRITES} rows, not ${2 * WRITES}`, async (t) => {
-  // A connection per write, so that every first attempt is sent (not left waiting in the pool's queue).
-  const { app, sandbox } = await buildTestApp(t, { config: { UPSTREAM_TIMEOUT_MS: TIMEOUT_MS, UPSTREAM_CONNECTIONS: WRITES } })
+  // A connection per write, so that every first attempt is sent (not left waiting in the pool's queue),
+  // and a deadline long enough to open 50 connections on a loaded machine: with 300 ms, one write of a
+  // CI run (both cores busy) was still waiting for its connection and was answered GW_UPSTREAM_UNAVAILABLE.
+  const timeoutMs = 1500
+  const { app, sandbox } = await buildTestApp(t, { config: { UPSTREAM_TIMEOUT_MS: timeoutMs, UPSTREAM_CONNECTIONS: WRITES } })
   const auth = demoAuth(app)
   sandbox.resetCalls()
   // Every first attempt lands upstream while the gateway times out (concurrently, as writers do).
-  sandbox.inject({ endpoint: 'vrascores', kind: 'delay', delayMs: DELAY_MS, times: WRITES })
+  sandbox.inject({ endpoint: 'vrascores', kind: 'delay', delayMs: timeoutMs + DELAY_MS, times: WRITES })
   const send = (i: number) => app.inject({
     method: 'POST', url: '/v1/vra/scores', headers: { ...auth, 'idempotency-key': `score-${i}` }, payload: { id: E, preal: i / WRITES }
   })
