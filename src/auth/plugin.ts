@@ -41,6 +41,8 @@ declare module 'fastify' {
     consumerKey: string
     /** Daily object units this request was charged (given back if the answer is a 5xx). */
     chargedUnits: number
+    /** When the window of those units has surely ended (quota/lease.ts): a refund after it is dropped. */
+    chargedUnitsWindowEnd: number
   }
   interface FastifyInstance {
     /** Every route registered, with its protection: a scope, or 'public'. */
@@ -120,6 +122,7 @@ export const routeGuardPlugin = fp(async (app) => {
   app.decorateRequest('consumer', null)
   app.decorateRequest('consumerKey', '')
   app.decorateRequest('chargedUnits', 0)
+  app.decorateRequest('chargedUnitsWindowEnd', 0)
 
   const onRequest: onRequestHookHandler = async function (request, reply) {
     return await this.auth.authenticate(request, reply)
@@ -268,6 +271,7 @@ export const consumerAuthPlugin = fp(async (app, opts: QuotaPluginOptions) => {
     if (charge === undefined) return undefined
     if (charge.isAllowed) {
       request.chargedUnits = units
+      request.chargedUnitsWindowEnd = charge.windowEnd
       return undefined
     }
     app.metrics.limitRejections.inc({ consumer: consumer.id, kind: 'daily_objects' })
@@ -283,7 +287,7 @@ export const consumerAuthPlugin = fp(async (app, opts: QuotaPluginOptions) => {
     const units = request.chargedUnits
     request.chargedUnits = 0
     try {
-      await app.quota.refundUnits(consumer, units)
+      await app.quota.refundUnits(consumer, units, request.chargedUnitsWindowEnd)
     } catch (err) {
       request.log.warn({ err }, 'daily units could not be given back')
     }

@@ -41,6 +41,8 @@ export interface LimitCharge {
   used: number
   /** Seconds until the window ends (at least 1). */
   resetSeconds: number
+  /** Local time by which the charge's window has surely ended: pass it to refund, which drops a late one. */
+  windowEnd: number
 }
 
 // Request-rate windows start at a consumer's first request and last the rate's period, on a plain
@@ -168,7 +170,7 @@ export function createLeasedCounter (opts: LeasedCounterOptions) {
     }
     if (grant === undefined) return undefined
     if (grant.granted === 0) {
-      return { isAllowed: false, used: grant.used - lease.left, resetSeconds: seconds(grant.resetMs) }
+      return { isAllowed: false, used: grant.used - lease.left, resetSeconds: seconds(grant.resetMs), windowEnd: sent + grant.resetMs }
     }
     // Charges that found the lease empty waited for this call; only a refund can have added to it since.
     lease.left += have + grant.granted - units
@@ -176,7 +178,7 @@ export function createLeasedCounter (opts: LeasedCounterOptions) {
     lease.limit = limit
     lease.periodMs = periodMs
     lease.end = sent + grant.resetMs
-    return { isAllowed: true, used: lease.used - lease.left, resetSeconds: seconds(grant.resetMs) }
+    return { isAllowed: true, used: lease.used - lease.left, resetSeconds: seconds(grant.resetMs), windowEnd: lease.end }
   }
 
   return {
@@ -187,9 +189,10 @@ export function createLeasedCounter (opts: LeasedCounterOptions) {
     async charge (key: string, units: number, limit: number, periodMs: number): Promise<LimitCharge | undefined> {
       const block = blockFor(limit)
       if (block <= 1) {
+        const sent = now()
         const grant = await run(() => store.lease(key, units, units, limit, periodMs))
         if (grant === undefined) return undefined
-        return { isAllowed: grant.granted > 0, used: grant.used, resetSeconds: seconds(grant.resetMs) }
+        return { isAllowed: grant.granted > 0, used: grant.used, resetSeconds: seconds(grant.resetMs), windowEnd: sent + grant.resetMs }
       }
       let lease = leases.get(key)
       if (lease === undefined) {
@@ -200,7 +203,7 @@ export function createLeasedCounter (opts: LeasedCounterOptions) {
         const at = now()
         if (at < lease.end && lease.left >= units) {
           lease.left -= units
-          return { isAllowed: true, used: lease.used - lease.left, resetSeconds: seconds(lease.end - at) }
+          return { isAllowed: true, used: lease.used - lease.left, resetSeconds: seconds(lease.end - at), windowEnd: lease.end }
         }
         if (lease.pending === undefined) return await refill(key, lease, units, block, limit, periodMs)
         await lease.pending.catch(() => {})
@@ -208,9 +211,11 @@ export function createLeasedCounter (opts: LeasedCounterOptions) {
     },
     /**
      * Gives back units charged in the current window: kept by this replica up to one block (0 round
-     * trips), the rest to the store. Units of an ended window stay spent.
+     * trips), the rest to the store. Units of an ended window stay spent: pass the charge's `windowEnd`,
+     * or a refund that comes after its window would be credited to the next one.
      */
-    async refund (key: string, units: number, limit: number, periodMs: number): Promise<void> {
+    async refund (key: string, units: number, limit: number, periodMs: number, windowEnd?: number): Promise<void> {
+      if (windowEnd !== undefined && now() >= windowEnd) return
       const block = blockFor(limit)
       const lease = leases.get(key)
       if (block <= 1 || lease === undefined) {
@@ -231,7 +236,7 @@ export function createLeasedCounter (opts: LeasedCounterOptions) {
       if (read === undefined) return undefined
       const lease = leases.get(key)
       const held = lease !== undefined && now() < lease.end ? lease.left : 0
-      return { isAllowed: read.used <= limit, used: Math.max(0, read.used - held), resetSeconds: seconds(read.resetMs) }
+      return { isAllowed: read.used <= limit, used: Math.max(0, read.used - held), resetSeconds: seconds(read.resetMs), windowEnd: now() + read.resetMs }
     },
     /** Gives every unspent unit back to the store (on close), so that no replica strands them. */
     async release (): Promise<void> {

@@ -159,28 +159,28 @@ export async function createQuota (app: FastifyInstance, opts: QuotaPluginOption
     async chargeUnits (_request: FastifyRequest, consumer: Consumer, count: number): Promise<LimitCharge | undefined> {
       return await dailyUnits.charge(unitsKey(consumer), count, consumer.daily_objects, DAY_MS)
     },
-    /** Gives back daily units of a request the gateway answered with a 5xx. */
-    async refundUnits (consumer: Consumer, count: number): Promise<void> {
-      await dailyUnits.refund(unitsKey(consumer), count, consumer.daily_objects, DAY_MS)
+    /** Gives back daily units of a request the gateway answered with a 5xx (none after their day: `windowEnd`). */
+    async refundUnits (consumer: Consumer, count: number, windowEnd?: number): Promise<void> {
+      await dailyUnits.refund(unitsKey(consumer), count, consumer.daily_objects, DAY_MS, windowEnd)
     },
     /**
      * Takes one upstream call from the consumer's hourly share. The upstream scheduler calls it once per
      * upstream call a consumer's miss causes. Throws 429 GW_QUOTA_EXHAUSTED (with retryAfter) when the
-     * share is spent, or 503 GW_UNAVAILABLE when Redis fails under the closed policy. Resolves true when
-     * a unit was taken, false when the shared count was skipped (open policy): nothing to give back then.
+     * share is spent, or 503 GW_UNAVAILABLE when Redis fails under the closed policy. Resolves with the
+     * charge (its windowEnd for refundUpstreamShare) when a unit was taken, undefined when the shared
+     * count was skipped (open policy): nothing to give back then.
      */
-    async takeUpstreamShare (consumer: Consumer): Promise<boolean> {
+    async takeUpstreamShare (consumer: Consumer): Promise<LimitCharge | undefined> {
       const result = await share.take(consumer)
-      if (result === undefined) return false
-      if (result.isAllowed) return true
+      if (result === undefined || result.isAllowed) return result
       app.metrics.limitRejections.inc({ consumer: consumer.id, kind: 'upstream_share' })
       throw withRetryAfter(new QuotaExhaustedError(
         `This key has caused its ${consumer.upstream_share} upstream calls this hour; cached data is still served. Retry after the hour resets.`
       ), result.resetSeconds)
     },
     /** Gives back one unit of the share for a call that was charged but never reached the upstream. */
-    async refundUpstreamShare (consumer: Consumer): Promise<void> {
-      await share.refund(consumer)
+    async refundUpstreamShare (consumer: Consumer, windowEnd?: number): Promise<void> {
+      await share.refund(consumer, windowEnd)
     },
     /** Current usage for /v1/me; pass the request to include the rate window count. */
     async usage (consumer: Consumer, request?: FastifyRequest): Promise<Usage> {

@@ -22,8 +22,8 @@ export function createUpstreamShare (store: WindowStore, keyPrefix: string, opts
       return counter.charge(keyOf(consumer), 1, consumer.upstream_share, HOUR_MS)
     },
     /** Gives back one call that was charged but never sent. */
-    refund (consumer: Consumer): Promise<void> {
-      return counter.refund(keyOf(consumer), 1, consumer.upstream_share, HOUR_MS)
+    refund (consumer: Consumer, windowEnd?: number): Promise<void> {
+      return counter.refund(keyOf(consumer), 1, consumer.upstream_share, HOUR_MS, windowEnd)
     },
     async used (consumer: Consumer): Promise<number | undefined> {
       return (await counter.used(keyOf(consumer), consumer.upstream_share, HOUR_MS))?.used

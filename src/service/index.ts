@@ -109,9 +109,16 @@ class RequestCalls implements CallContext {
 }
 
 class ConsumerCalls extends RequestCalls {
+  /** The last share take's window end: a give-back after it is dropped. */
+  private shareWindowEnd: number | undefined
   constructor (request: FastifyRequest, private readonly consumer: Consumer) { super(request) }
-  beforeCall (): Promise<boolean> { return this.request.server.quota.takeUpstreamShare(this.consumer) }
-  onUnsent (): Promise<void> { return this.request.server.quota.refundUpstreamShare(this.consumer) }
+  async beforeCall (): Promise<boolean> {
+    const charge = await this.request.server.quota.takeUpstreamShare(this.consumer)
+    this.shareWindowEnd = charge?.windowEnd
+    return charge !== undefined
+  }
+
+  onUnsent (): Promise<void> { return this.request.server.quota.refundUpstreamShare(this.consumer, this.shareWindowEnd) }
 }
 
 function fromEntry (entry: CacheEntry): StoredRecord | null {
