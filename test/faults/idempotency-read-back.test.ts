@@ -210,3 +210,21 @@ test('a 2xx the gateway cannot read after the write was applied is read back, no
   t.equal(score.json().code, 'GW_WRITE_OUTCOME_UNKNOWN', `malformed JSON: the outcome is unknown (${score.statusCode})`)
   t.equal(sandbox.calls.get('vrascores'), 1)
 })
+
+// The VRA writes answer "Row created.", "Object does not exist." and (to-do) "Duplicate row. Cannot add
+// row."; another known text on a 2xx ("Error updating row.", the detection list's failure) was passed on
+// as 201 {"outcome":"rejected"}, a success status for a write that may or may not have been applied.
+test('a VRA write answered with an outcome text it never sends is not a 201: read back, or outcome unknown', async (t) => {
+  const sandbox = await startTestSandbox(t)
+  const proxy = await startDroppingProxy(t, sandbox)
+  const { app } = await buildTestApp(t, { upstream: sandbox, config: { ATLAS_BASE_URL: proxy.url } })
+  const auth = demoAuth(app)
+  const odd = (id: string): Replacement => ({ status: 201, contentType: 'application/json', body: `{"objectid":${id},"info":"Error updating row."}` })
+  proxy.replaceAfterSend.set('vrascores', odd(C))
+  const score = await app.inject({ method: 'POST', url: '/v1/vra/scores', headers: auth, payload: { id: C, preal: 0.5 } })
+  t.equal(score.statusCode, 504, `not a success (${score.body.slice(0, 120)})`)
+  t.equal(score.json().code, 'GW_WRITE_OUTCOME_UNKNOWN')
+  proxy.replaceAfterSend.set('vratodo', odd(F))
+  const queued = await app.inject({ method: 'POST', url: '/v1/vra/todo', headers: auth, payload: { id: F } })
+  t.equal(queued.headers['write-read-back'], 'applied', `read back (${queued.statusCode})`)
+})

@@ -119,6 +119,14 @@ async function afterLostReply (
   throw unknownOutcome(kind, id, err)
 }
 
+// What the VRA writes answer (one text each); any other known text on a 2xx is as unreadable as an
+// unknown one. The membership and detection-list routes map every outcome themselves.
+const VRA_OUTCOMES: Partial<Record<WriteKind, readonly WriteOutcome[]>> = {
+  vrascores: ['created', 'unknown_object'],
+  vrarank: ['created', 'unknown_object'],
+  vratodo: ['created', 'duplicate', 'unknown_object']
+}
+
 export async function upstreamWrite (
   app: FastifyInstance, request: FastifyRequest, kind: WriteKind, fields: Fields, target: WriteTarget
 ): Promise<WriteOutcome> {
@@ -130,7 +138,7 @@ export async function upstreamWrite (
     return await afterLostReply(app, request, kind, fields, target, err)
   }
   const { reply, outcome } = result
-  if (outcome !== undefined) return outcome
+  if (outcome !== undefined && (VRA_OUTCOMES[kind]?.includes(outcome) ?? true)) return outcome
   if (reply.status === 403) {
     throw new UpstreamAuthError('The gateway\'s upstream account has no write access; the operator must grant it.')
   }
