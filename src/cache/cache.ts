@@ -251,12 +251,15 @@ export function createCache (opts: CacheOptions = {}) {
 
   /** The L2 entry when it is stored later than `newerThan` (any, when undefined); copied into L1. */
   async function fromL2 (key: string, newerThan?: number): Promise<CacheEntry | undefined> {
+    const mark = invalidations.mark()
     const raw = l2 === undefined ? undefined : await l2.get(key)
     // A fresh Buffer from Redis every time: decode it directly, the L1 memo would only churn.
     const entry = raw === undefined ? undefined : decodeBytes(raw)
     const at = now()
     if (!usable(entry, at) || raw === undefined) return undefined
     if (newerThan !== undefined && entry.storedAt <= newerThan) return undefined
+    // A write invalidated it while the read was out (L1 first, L2 a round trip later): not the answer.
+    if (invalidations.isInvalidatedSince(mark, entry.tags)) return undefined
     await fillL1([{ key, raw, entry }], at)
     return entry
   }
@@ -385,12 +388,14 @@ export function createCache (opts: CacheOptions = {}) {
     const at = now()
     const { entries, missing } = await fromL1(keys, at, false)
     if (l2 !== undefined && missing.length > 0) {
+      const mark = invalidations.mark()
       const fills = await l2.getMany(missing.map((m) => m.key))
       const toL1: Array<{ key: string, raw: Buffer, entry: CacheEntry }> = []
       missing.forEach((m, j) => {
         const raw = fills[j]
         const entry = raw === undefined ? undefined : decodeBytes(raw)
-        if (raw === undefined || !usable(entry, at)) return
+        // As in fromL2: what a write invalidated while the read was out is not an answer.
+        if (raw === undefined || !usable(entry, at) || invalidations.isInvalidatedSince(mark, entry.tags)) return
         entries[m.i] = entry
         toL1.push({ key: m.key, raw, entry })
       })

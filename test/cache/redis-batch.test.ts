@@ -340,3 +340,33 @@ test('an invalidation asked for while a large write\'s first slice is out remove
   t.equal(await redis.exists(`${prefix}{c}:k:objects:599`), 0, 'the invalidated record is gone')
   t.equal(await redis.exists(`${prefix}{c}:k:objects:0`), 1, 'the others stay')
 })
+
+test('an L2 read whose answer arrives after an invalidation of its tags neither fills L1 nor answers', { skip: CAN_START_REDIS ? false : 'needs REDIS_URL and redis-server' }, async (t) => {
+  // The invalidation clears L1 at once and L2 a round trip later; a read already waiting on L2 then got
+  // the pre-write entry and copied it back into L1, where it answered HIT after the write.
+  const server = await startRedisServer(t)
+  const relay = await startRelay(Number(new URL(server.url).port))
+  t.teardown(relay.close)
+  t.teardown(() => { relay.release() })
+  const viaRelay = await connectRedis(t, relay.url, 10_000)
+  const direct = await connectRedis(t, server.url, 10_000)
+  const freshness = { freshMs: 60_000, staleWhileRevalidateMs: 0, staleIfErrorMs: 0 }
+  const cacheOn = (redis: Redis) => {
+    const l1 = createMemoryStore({ maxBytes: 1 << 20 })
+    return { l1, cache: createCache({ l1, l2: createRedisStore({ redis, prefix: viaRelay.prefix, timeoutMs: 10_000 }) }) }
+  }
+  const a = cacheOn(viaRelay.redis)
+  const b = cacheOn(direct.redis)
+  const body = (text: string) => async () => ({ body: Buffer.from(text), tags: ['vra:scores'] })
+  await b.cache.fetch('vra-scores', freshness, body('before the write'))
+  await b.cache.drain()
+  relay.hold()
+  const read = a.cache.fetch('vra-scores', freshness, body('after the write'))
+  await new Promise((resolve) => setTimeout(resolve, 50))
+  const invalidated = a.cache.invalidate(['vra:scores'])
+  relay.release()
+  const [answer] = await Promise.all([read, invalidated])
+  await a.cache.drain()
+  t.equal(answer.entry.body.toString(), 'after the write', 'the read loads instead of answering what the write replaced')
+  t.equal((await a.cache.fetch('vra-scores', freshness, body('later'))).entry.body.toString(), 'after the write', 'and L1 does not hold the old entry')
+})
