@@ -1,7 +1,7 @@
 import { test } from 'tap'
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { buildTestApp, demoAuth, FIXTURE_IDS, startTestSandbox } from '../helper.js'
+import { buildTestApp, demoAuth, FIXTURE_IDS, startTestSandbox, UNUSED_UPSTREAM } from '../helper.js'
 
 const { A, B, C, D } = FIXTURE_IDS
 
@@ -161,7 +161,7 @@ test('the pause gauge shows the pause left and returns to 0 when the pause is ov
 // A share take that the open policy skipped (Redis down) charged nothing; giving it back when the call
 // then went unsent credited the consumer a unit never taken (105 calls of a 100/hour share in a review).
 test('a call that never left gives back only what its beforeCall charged', async (t) => {
-  const { app } = await buildTestApp(t, { config: { ATLAS_BASE_URL: 'http://127.0.0.1:9/api/' } })
+  const { app } = await buildTestApp(t, { config: { ATLAS_BASE_URL: UNUSED_UPSTREAM } })
   for (const isCharged of [false, true]) {
     let charges = 0
     let givenBack = 0
