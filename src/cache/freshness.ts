@@ -104,12 +104,16 @@ export function storeTtlMs (freshness: Freshness): number {
 /**
  * Cache-Control for a response of the given age: `private` because answers depend on the caller's key
  * (a shared cache must not hand them to someone else); max-age is the fresh time left, and the stale
- * windows are announced as RFC 5861 extensions.
+ * windows are announced as RFC 5861 extensions. They run from when the answer goes stale, so they are
+ * cut where `maxStaleS` (CACHE_MAX_STALE_S, the oldest answer the gateway serves) ends.
  */
-export function buildCacheControl (freshness: Freshness, ageS: number): string {
+export function buildCacheControl (freshness: Freshness, ageS: number, maxStaleS = Infinity): string {
   const maxAge = Math.max(0, Math.floor(freshness.freshMs / S) - ageS)
+  const staleLeft = Math.max(0, maxStaleS - (ageS + maxAge))
+  const swr = Math.min(Math.floor(freshness.staleWhileRevalidateMs / S), staleLeft)
+  const sie = Math.min(Math.floor(freshness.staleIfErrorMs / S), staleLeft)
   const parts = [`private, max-age=${maxAge}`]
-  if (freshness.staleWhileRevalidateMs > 0) parts.push(`stale-while-revalidate=${Math.floor(freshness.staleWhileRevalidateMs / S)}`)
-  if (freshness.staleIfErrorMs > 0) parts.push(`stale-if-error=${Math.floor(freshness.staleIfErrorMs / S)}`)
+  if (swr > 0) parts.push(`stale-while-revalidate=${swr}`)
+  if (sie > 0) parts.push(`stale-if-error=${sie}`)
   return parts.join(', ')
 }

@@ -51,3 +51,21 @@ test('Cache-Control: private, the fresh time left, and the stale windows', async
   t.equal(buildCacheControl(DEFAULT_FRESHNESS.lists, 90), 'private, max-age=0, stale-while-revalidate=300, stale-if-error=3600')
   t.equal(buildCacheControl(DEFAULT_FRESHNESS['objects-missing'], 0), 'private, max-age=120')
 })
+
+// The gateway serves nothing older than CACHE_MAX_STALE_S; the stale windows it announces counted from
+// when the answer goes stale, so uncapped they let a client's cache keep an object record 10 minutes
+// past that (max-age 600, then stale-if-error 86400).
+test('Cache-Control: the stale windows end where the maximum staleness does', async (t) => {
+  const day = 86_400
+  t.equal(buildCacheControl(DEFAULT_FRESHNESS.objects, 0, day), 'private, max-age=600, stale-while-revalidate=3600, stale-if-error=85800')
+  t.equal(buildCacheControl(DEFAULT_FRESHNESS.objects, 80_000, day), 'private, max-age=0, stale-while-revalidate=3600, stale-if-error=6400')
+  t.equal(buildCacheControl(DEFAULT_FRESHNESS.objects, day, day), 'private, max-age=0', 'no staleness left: none announced')
+  t.equal(buildCacheControl(DEFAULT_FRESHNESS.lists, 0, 3600), 'private, max-age=60, stale-while-revalidate=300, stale-if-error=3540')
+  fc.assert(fc.property(fc.nat(90_000), fc.nat(200_000), (ageS, maxStaleS) => {
+    const header = buildCacheControl(DEFAULT_FRESHNESS.objects, ageS, maxStaleS)
+    const value = (name: string): number => Number(new RegExp(`${name}=(\\d+)`).exec(header)?.[1] ?? 0)
+    const staleFrom = ageS + value('max-age')
+    return staleFrom + value('stale-while-revalidate') <= Math.max(staleFrom, maxStaleS) &&
+      staleFrom + value('stale-if-error') <= Math.max(staleFrom, maxStaleS)
+  }))
+})

@@ -18,7 +18,7 @@ export function sendDerived (request: FastifyRequest, reply: FastifyReply, info:
   // Why a STALE answer is not being refreshed now: budget-low (the upstream budget is kept for misses)
   // or upstream-error (stale-if-error). A custom header: RFC 9111 obsoletes Warning (110).
   if (info.status === 'STALE' && info.reason !== undefined) reply.header('x-cache-reason', info.reason)
-  reply.header('cache-control', buildCacheControl(request.server.cache.freshness(info.route), info.ageS))
+  reply.header('cache-control', buildCacheControl(request.server.cache.freshness(info.route), info.ageS, request.server.config.CACHE_MAX_STALE_S))
   reply.header('etag', tag)
   if (matchesIfNoneMatch(request.headers['if-none-match'], tag)) return reply.code(304).send()
   return reply.code(200).type(contentType).send(bytes)
