@@ -208,6 +208,7 @@ test('a 2xx the gateway cannot read after the write was applied is read back, no
   proxy.replaceAfterSend.set('vrascores', { status: 200, contentType: 'application/json', body: '{"info": ' })
   const score = await app.inject({ method: 'POST', url: '/v1/vra/scores', headers: auth, payload: { id: F, preal: 0.5 } })
   t.equal(score.json().code, 'GW_WRITE_OUTCOME_UNKNOWN', `malformed JSON: the outcome is unknown (${score.statusCode})`)
+  t.match(score.json().detail, /with status 200 and malformed JSON after the request was sent/)
   t.equal(sandbox.calls.get('vrascores'), 1)
 })
 

@@ -13,6 +13,7 @@ import { connectTestRedis, deleteKeysOnTeardown, testKeyPrefix } from '../fixtur
 
 const REDIS_URL = process.env.REDIS_URL ?? ''
 const MINUTE_MS = 60_000
+const HOUR_MS = 3_600_000
 const DAY_MS = 86_400_000
 const FILE_PREFIX = testKeyPrefix('lease')
 let keyCount = 0
@@ -154,7 +155,6 @@ const calendarStores: Array<[string, ((t: Test, now: Clock) => Promise<LeaseStor
 for (const [name, make] of calendarStores) {
   test(`the last second of a calendar window (${name} store)`, { skip: make === undefined ? 'REDIS_URL is not set' : false }, async (t) => {
     if (make === undefined) return
-    const HOUR_MS = 3_600_000
     const hourEnd = Date.UTC(2026, 7, 1, 13, 0, 0)
     let now = hourEnd - 500
     const store = await make(t, () => now)
@@ -180,7 +180,6 @@ for (const [name, make] of calendarStores) {
 
   test(`two replicas in the last 100 ms of a calendar window and across its end (${name} store)`, { skip: make === undefined ? 'REDIS_URL is not set' : false }, async (t) => {
     if (make === undefined) return
-    const HOUR_MS = 3_600_000
     const hourEnd = Date.UTC(2026, 7, 1, 14, 0, 0)
     let now = hourEnd - 100
     const store = await make(t, () => now)

@@ -72,8 +72,11 @@ function whatWasLost (kind: WriteKind, err: unknown): string {
   if ((err as { code?: unknown }).code === 'GW_UPSTREAM_TIMEOUT') return `The upstream did not answer ${kind}/ in time`
   const status = replyStatusOf(err)
   if (status === undefined) return `The connection to the upstream broke during ${kind}/`
-  const type = String((err as { cause?: { contentType?: unknown } }).cause?.contentType ?? '')
-  const what = type.includes('html') ? 'an HTML page' : type.includes('json') ? 'JSON with no known outcome' : 'a body that is not JSON'
+  const cause = (err as { cause?: { contentType?: unknown, parseError?: unknown } }).cause
+  const type = String(cause?.contentType ?? '')
+  const what = type.includes('html')
+    ? 'an HTML page'
+    : !type.includes('json') ? 'a body that is not JSON' : cause?.parseError !== undefined ? 'malformed JSON' : 'JSON with no known outcome'
   return `The upstream answered ${kind}/ with status ${status} and ${what}`
 }
 
