@@ -64,7 +64,7 @@ export const ConfigSchema = Type.Object({
   UPSTREAM_PATHS: OptionalString('JSON map of upstream endpoint → path overrides, e.g. {"objects":"objects2/"} (an upstream rename without a release)'),
   CACHE_MAX_BYTES: Int(67108864, 0, 'in-process (L1) cache budget in bytes; 0 disables L1'),
   CACHE_FRESHNESS: OptionalString('JSON per-route freshness overrides in seconds, e.g. {"lists":{"freshS":30,"swrS":600,"sieS":3600}}; empty uses the defaults'),
-  CACHE_FILL_WAIT_MS: Int(5000, 0, 'how long a replica waits for another replica filling the same cache miss before calling the upstream itself'),
+  CACHE_FILL_WAIT_MS: Int(130000, 0, 'the longest a replica waits for another replica filling the same cache miss before calling the upstream itself; the filling replica holds a lock it extends while its call lasts, so keep this above UPSTREAM_TIMEOUT_MS'),
   IDEMPOTENCY_WAIT_MS: Int(5000, 0, 'how long a write waits for an earlier request with the same Idempotency-Key to finish before answering 409'),
   LIMIT_LEASE_DIVISOR: Int(20, 1, 'request rates, daily units and upstream shares are counted in the process on leases of min(limit / LIMIT_LEASE_DIVISOR, LIMIT_LEASE_MAX) units per Redis call; a limit below twice this leases one unit at a time and stays exact across replicas'),
   PUSH_POLL_INTERVAL_MS: Int(60000, 100, 'push: how often each event source (a list or VRA table someone subscribes to) is polled while the upstream budget is full; the interval grows as the budget empties, and no source is polled without subscribers'),

@@ -46,6 +46,10 @@ export const cachePlugin = fp<CachePluginOptions>(async (app, opts) => {
     bus = createInvalidationBus({ publisher: redis, subscriber, prefix: config.REDIS_KEY_PREFIX, guard: app.redisHealth.guard('pubsub') })
     await bus.ready
   }
+  if (redis !== null && config.CACHE_FILL_WAIT_MS < config.UPSTREAM_TIMEOUT_MS) {
+    app.log.warn({ CACHE_FILL_WAIT_MS: config.CACHE_FILL_WAIT_MS, UPSTREAM_TIMEOUT_MS: config.UPSTREAM_TIMEOUT_MS },
+      'cache: CACHE_FILL_WAIT_MS is below UPSTREAM_TIMEOUT_MS; a replica waiting for another replica\'s slow upstream call will make the same call itself')
+  }
   const cache = createCache({
     freshness,
     ...(opts.now === undefined ? {} : { now: opts.now }),

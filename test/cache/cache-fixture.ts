@@ -50,17 +50,17 @@ export function memoryCache (clock = manualClock(), opts: CacheOptions = {}) {
 }
 
 /** L1 in memory + L2 on the shared Redis under a fresh prefix; `shared` reuses another's Redis space. */
-export async function twoTierCache (t: Test, opts: CacheOptions & { clock?: ReturnType<typeof manualClock>, shared?: Awaited<ReturnType<typeof connectRedis>>, withLock?: boolean, lockWaitMs?: number } = {}) {
+export async function twoTierCache (t: Test, opts: CacheOptions & { clock?: ReturnType<typeof manualClock>, shared?: Awaited<ReturnType<typeof connectRedis>>, withLock?: boolean, lockWaitMs?: number, lockTtlMs?: number } = {}) {
   const clock = opts.clock ?? manualClock()
   const conn = opts.shared ?? await connectRedis(t)
   const l1 = createMemoryStore({ maxBytes: 1 << 20, now: clock.now })
   const l2 = createRedisStore({ redis: conn.redis, prefix: conn.prefix, timeoutMs: TEST_STORE_TIMEOUT_MS })
-  const { clock: _c, shared: _s, withLock, lockWaitMs, ...cacheOpts } = opts
+  const { clock: _c, shared: _s, withLock, lockWaitMs, lockTtlMs, ...cacheOpts } = opts
   const cache = createCache({
     l1,
     l2,
     now: clock.now,
-    ...(withLock === true ? { lock: { redis: conn.redis, prefix: conn.prefix, waitMs: lockWaitMs ?? 10_000 } } : {}),
+    ...(withLock === true ? { lock: { redis: conn.redis, prefix: conn.prefix, waitMs: lockWaitMs ?? 10_000, ...(lockTtlMs === undefined ? {} : { ttlMs: lockTtlMs }) } } : {}),
     ...cacheOpts
   })
   return { cache, l1, l2, clock, conn }

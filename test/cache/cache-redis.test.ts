@@ -154,6 +154,32 @@ test('a stale L1 entry yields to a newer L2 entry another replica refreshed: no 
   t.equal((await b.l1.get('k'))?.includes('v2'), true, 'B\'s L1 now holds the newer entry')
 })
 
+test('a holder whose load outlasts the lock\'s lifetime keeps the lock: the waiter gets its fill, one loader call', { skip }, async (t) => {
+  // The upstream allows minutes for a call; the lock lives a short while so that a dead holder frees it
+  // soon, and its holder extends it while the load runs. Here the lock lives 300 ms and the load 1.2 s.
+  const gate = deferred()
+  const clock = manualClock()
+  const a = await twoTierCache(t, { clock, withLock: true, lockTtlMs: 300 })
+  const b = await twoTierCache(t, { clock, shared: a.conn, withLock: true, lockTtlMs: 300 })
+  const loaderA = countingLoader(() => 'from A', { gate: gate.promise })
+  const fromA = a.cache.fetch('k', FRESHNESS, loaderA.fn)
+  await loaderA.started
+  const loaderB = countingLoader(() => 'from B')
+  const fromB = b.cache.fetch('k', FRESHNESS, loaderB.fn)
+  // A third replica arriving after the lock's first lifetime has passed waits too.
+  await new Promise((resolve) => setTimeout(resolve, 600))
+  const c = await twoTierCache(t, { clock, shared: a.conn, withLock: true, lockTtlMs: 300 })
+  const loaderC = countingLoader(() => 'from C')
+  const fromC = c.cache.fetch('k', FRESHNESS, loaderC.fn)
+  await new Promise((resolve) => setTimeout(resolve, 600))
+  gate.resolve()
+  const [ra, rb, rc] = await Promise.all([fromA, fromB, fromC])
+  t.equal(loaderB.calls + loaderC.calls, 0, 'B and C waited for A\'s fill')
+  t.equal(rb.entry.body.toString(), 'from A')
+  t.equal(rc.entry.body.toString(), 'from A')
+  t.equal(ra.entry.etag, rb.entry.etag)
+})
+
 test('a waiter whose bound passes while the holder is still loading loads itself', { skip }, async (t) => {
   const gate = deferred()
   const clock = manualClock()
