@@ -14,6 +14,7 @@ import type { CacheStore, StoreEntry } from './store.js'
 import { createEntry, decodeEntry as decodeBytes, encodeSharing, type CacheEntry } from './entry.js'
 import { DEFAULT_FRESHNESS, storeTtlMs, type Freshness, type FreshnessTable, type RouteId } from './freshness.js'
 import { createFillLock, type FillLockOptions } from './lock.js'
+import { createUnsentInvalidations } from './unsent-invalidations.js'
 import type { InvalidationBus } from './invalidation-bus.js'
 import { createInvalidationLog } from './invalidation-log.js'
 
@@ -100,6 +101,8 @@ export interface CacheOptions {
   onCoalesced?: (kind: CoalesceKind) => void
   /** A background refresh failed; the stale entry stays in place. */
   onRefreshError?: (err: unknown, key: string) => void
+  /** A write's invalidation did not reach Redis and is kept, was sent after all, or was dropped (logs). */
+  onUnsentInvalidation?: (event: 'kept' | 'sent' | 'dropped', tags: number) => void
   freshness?: FreshnessTable
   /** Cross-replica fill lock; used only together with an L2 store. */
   lock?: FillLockOptions
@@ -173,6 +176,14 @@ export function createCache (opts: CacheOptions = {}) {
   const now = opts.now ?? Date.now
   const table = opts.freshness ?? DEFAULT_FRESHNESS
   const lock = opts.lock !== undefined && l2 !== undefined ? createFillLock(opts.lock) : undefined
+  // What L2 and the other replicas have not heard of a write: sent again until Redis takes it.
+  const unsent = createUnsentInvalidations({
+    send: async (tags) => {
+      const [deleted, isPublished] = await Promise.all([l2 === undefined ? 0 : l2.invalidateTags(tags), opts.bus?.publish(tags) ?? true])
+      return deleted !== undefined && isPublished
+    },
+    ...(opts.onUnsentInvalidation === undefined ? {} : { onChange: opts.onUnsentInvalidation })
+  })
   const reads = createSingleFlight<string, Answer>()
   const loads = createSingleFlight<string, CacheEntry | undefined>()
   // Background refreshes, and the L2 writes (with the fill locks released after them) that an answer
@@ -616,6 +627,11 @@ export function createCache (opts: CacheOptions = {}) {
     return { entries: entries as CacheEntry[], status, ageS: Math.max(0, Math.floor((now() - oldest) / 1000)), ...(reason === undefined ? {} : { reason }) }
   }
 
+  /** Resolves when the L2 writes answers did not wait for have settled (each is bounded by the Redis timeout). */
+  async function settleWrites (): Promise<void> {
+    while (deferred.size > 0) await Promise.all([...deferred])
+  }
+
   function finish (answer: Answer, route: string): FetchResult {
     const { entry, status, reason } = answer
     opts.onResult?.(status, route)
@@ -680,7 +696,8 @@ export function createCache (opts: CacheOptions = {}) {
     async invalidate (tags: readonly string[]): Promise<void> {
       if (tags.length === 0) return
       invalidations.record(tags)
-      await Promise.all([l1?.invalidateTags(tags), l2?.invalidateTags(tags), opts.bus?.publish(tags)])
+      const [, deleted, isPublished] = await Promise.all([l1?.invalidateTags(tags), l2?.invalidateTags(tags), opts.bus?.publish(tags)])
+      if ((l2 !== undefined && deleted === undefined) || isPublished === false) unsent.keep(tags)
     },
 
     /** Counts an outcome decided outside fetch (e.g. per-id hits of a batch read). */
@@ -693,9 +710,12 @@ export function createCache (opts: CacheOptions = {}) {
       while (background.size > 0 || deferred.size > 0) await Promise.all([...background, ...deferred])
     },
 
-    /** Resolves when the L2 writes answers did not wait for have settled (each is bounded by the Redis timeout). */
-    async settleWrites (): Promise<void> {
-      while (deferred.size > 0) await Promise.all([...deferred])
+    settleWrites,
+
+    /** At close: the L2 writes settled, and one last try for invalidations Redis has not taken. */
+    async close (): Promise<void> {
+      await settleWrites()
+      await unsent.close()
     }
   }
 }

@@ -1,9 +1,10 @@
 // Invalidations reach every replica's L1: a write on replica A deletes the tagged entries from its own L1
 // and from L2, then publishes the tags on a Redis channel so that replicas B, C… drop their L1 copies too.
 // Without it, a bot that writes through one replica and reads through another would see the old list
-// until the entry's fresh time ran out. Pub/sub is fire-and-forget: a replica that misses a message
-// (Redis down) keeps its copy at most until that entry goes stale; while Redis is being skipped after a
-// failure, a publish is not even attempted, so a write never waits on it.
+// until the entry's fresh time ran out. While Redis is being skipped after a failure, a publish is not
+// even attempted, so a write never waits on it; the cache sends it again once Redis answers
+// (unsent-invalidations.ts). A replica whose subscriber was disconnected when a message went out misses it
+// and keeps its copy at most until that entry goes stale.
 import { randomUUID } from 'node:crypto'
 import type { Redis } from 'ioredis'
 import { createRedisHealth, type RedisGuard } from '../lib/redis-health.js'
@@ -19,7 +20,8 @@ export interface InvalidationBusOptions {
 }
 
 export interface InvalidationBus {
-  publish: (tags: readonly string[]) => Promise<void>
+  /** Resolves true once Redis took the message; false when Redis failed or is being skipped. */
+  publish: (tags: readonly string[]) => Promise<boolean>
   /** `handler` receives the tags invalidated by other instances (never this one's own). */
   onInvalidate: (handler: (tags: string[]) => void) => void
   /** Settles once the channel is subscribed (or the attempt failed and was reported). */
@@ -54,7 +56,7 @@ export function createInvalidationBus (opts: InvalidationBusOptions): Invalidati
   return {
     ready,
     async publish (tags) {
-      await guard.run(async () => opts.publisher.publish(channel, JSON.stringify({ from: self, tags })), 0)
+      return (await guard.attempt(async () => opts.publisher.publish(channel, JSON.stringify({ from: self, tags })))).ok
     },
     onInvalidate (handler) {
       handlers.push(handler)

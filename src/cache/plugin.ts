@@ -59,10 +59,15 @@ export const cachePlugin = fp<CachePluginOptions>(async (app, opts) => {
     ...(bus === undefined ? {} : { bus }),
     onResult: (status, route) => { app.metrics.cacheResults.inc({ route, result: status.toLowerCase() }) },
     onCoalesced: (kind) => { app.metrics.coalesced.inc({ kind }) },
-    onRefreshError: (err, key) => { app.log.warn({ err, key }, 'cache: background refresh failed; stale entry kept') }
+    onRefreshError: (err, key) => { app.log.warn({ err, key }, 'cache: background refresh failed; stale entry kept') },
+    onUnsentInvalidation: (event, tags) => {
+      if (event === 'kept') app.log.warn({ tags }, 'cache: an invalidation did not reach Redis; other replicas keep the old entries until it is sent again')
+      else if (event === 'sent') app.log.info({ tags }, 'cache: invalidations sent to Redis after all')
+      else app.log.error({ tags }, 'cache: invalidations dropped unsent; other replicas keep the old entries until they go stale')
+    }
   })
   app.decorate('cache', cache)
   // Before Redis closes (this plugin's onClose runs before the redis plugin's): answers did not wait
-  // for their records' L2 writes.
-  app.addHook('onClose', async () => { await cache.settleWrites() })
+  // for their records' L2 writes, and invalidations Redis has not taken get a last try.
+  app.addHook('onClose', async () => { await cache.close() })
 }, { name: 'cache', fastify: '5.x', dependencies: ['metrics', 'redis'] })

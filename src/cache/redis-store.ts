@@ -175,7 +175,7 @@ export function createRedisStore (opts: RedisStoreOptions): CacheStore {
     async invalidateTags (tags) {
       if (tags.length === 0) return 0
       await writesAskedBefore()
-      return guard.run(async () => {
+      const done = await guard.attempt(async () => {
         const read = redis.pipeline()
         for (const tag of tags) read.smembers(tagKey(tag))
         const memberSets = check(await read.exec()) as string[][]
@@ -194,7 +194,8 @@ export function createRedisStore (opts: RedisStoreOptions): CacheStore {
         })
         const results = check(await write.exec())
         return results.slice(0, dels).reduce<number>((sum, n) => sum + Number(n), 0)
-      }, 0)
+      })
+      return done.ok ? done.value : undefined
     }
   }
 }

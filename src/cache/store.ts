@@ -52,8 +52,11 @@ export interface CacheStore {
    * after storing them; `ttlMs` bounds how long the tag remembers them (use the entries' TTL).
    */
   addTags: (tags: readonly string[], keys: readonly string[], ttlMs: number) => Promise<void>
-  /** Deletes every key carrying any of `tags`; resolves with how many stored values were deleted. */
-  invalidateTags: (tags: readonly string[]) => Promise<number>
+  /**
+   * Deletes every key carrying any of `tags`; resolves with how many stored values were deleted, or
+   * undefined when the store could not be reached (Redis failing or skipped): nothing was deleted.
+   */
+  invalidateTags: (tags: readonly string[]) => Promise<number | undefined>
   /** In-process stores only: derived representations within the same byte budget. */
   readonly derived?: DerivedMemo
   /** In-process stores only: getMany without a promise, for the cache's hit path. */
