@@ -9,12 +9,12 @@
 // past their freshness answer without a load, up to the maximum staleness, so the tokens left go to
 // misses nothing cached can answer; a load refused by the budget is answered by any entry within the
 // maximum staleness. Nothing older than the maximum staleness is ever served stale.
+import { createResendQueue } from '../lib/resend-queue.js'
 import { createSingleFlight } from '../lib/single-flight.js'
 import type { CacheStore, StoreEntry } from './store.js'
 import { createEntry, decodeEntry as decodeBytes, encodeSharing, type CacheEntry } from './entry.js'
 import { DEFAULT_FRESHNESS, storeTtlMs, type Freshness, type FreshnessTable, type RouteId } from './freshness.js'
 import { createFillLock, type FillLockOptions } from './lock.js'
-import { createUnsentInvalidations } from './unsent-invalidations.js'
 import type { InvalidationBus } from './invalidation-bus.js'
 import { createInvalidationLog } from './invalidation-log.js'
 
@@ -177,10 +177,11 @@ export function createCache (opts: CacheOptions = {}) {
   const table = opts.freshness ?? DEFAULT_FRESHNESS
   const lock = opts.lock !== undefined && l2 !== undefined ? createFillLock(opts.lock) : undefined
   // What L2 and the other replicas have not heard of a write: sent again until Redis takes it.
-  const unsent = createUnsentInvalidations({
-    send: async (tags) => {
+  const unsent = createResendQueue<string, true>({
+    send: async (entries) => {
+      const tags = entries.map(([tag]) => tag)
       const [deleted, isPublished] = await Promise.all([l2 === undefined ? 0 : l2.invalidateTags(tags), opts.bus?.publish(tags) ?? true])
-      return deleted !== undefined && isPublished
+      return deleted !== undefined && isPublished ? tags : []
     },
     ...(opts.onUnsentInvalidation === undefined ? {} : { onChange: opts.onUnsentInvalidation })
   })
@@ -697,7 +698,7 @@ export function createCache (opts: CacheOptions = {}) {
       if (tags.length === 0) return
       invalidations.record(tags)
       const [, deleted, isPublished] = await Promise.all([l1?.invalidateTags(tags), l2?.invalidateTags(tags), opts.bus?.publish(tags)])
-      if ((l2 !== undefined && deleted === undefined) || isPublished === false) unsent.keep(tags)
+      if ((l2 !== undefined && deleted === undefined) || isPublished === false) unsent.keep(tags.map((tag) => [tag, true] as const))
     },
 
     /** Counts an outcome decided outside fetch (e.g. per-id hits of a batch read). */

@@ -3,7 +3,7 @@
 // Without it, a bot that writes through one replica and reads through another would see the old list
 // until the entry's fresh time ran out. While Redis is being skipped after a failure, a publish is not
 // even attempted, so a write never waits on it; the cache sends it again once Redis answers
-// (unsent-invalidations.ts). A replica whose subscriber was disconnected when a message went out misses it
+// (lib/resend-queue.ts). A replica whose subscriber was disconnected when a message went out misses it
 // and keeps its copy at most until that entry goes stale.
 import { randomUUID } from 'node:crypto'
 import type { Redis } from 'ioredis'
