@@ -34,7 +34,10 @@ export type IdempotencyEntry = RunningEntry | DoneEntry
 export interface IdempotencyStore {
   /** Sets `marker` on an empty key (lapsing after `leaseMs`) and resolves undefined; else the entry held. */
   claim (key: string, marker: RunningEntry, leaseMs: number): Promise<IdempotencyEntry | undefined>
-  /** Replaces the caller's marker with its outcome for `ttlMs`; false when the marker is no longer there. */
+  /**
+   * Replaces the caller's marker with its outcome for `ttlMs`, or fills the key with it when the marker
+   * lapsed and nobody claimed the key since; false when another request holds the key.
+   */
   complete (key: string, marker: RunningEntry, outcome: DoneEntry, ttlMs: number): Promise<boolean>
   /** Extends the caller's marker by `leaseMs`; false when it is gone. */
   renew (key: string, marker: RunningEntry, leaseMs: number): Promise<boolean>
@@ -56,9 +59,11 @@ return false
 `
 
 // KEYS[1] the key; ARGV[1] the caller's marker; ARGV[2] the new value ('' deletes, '=' keeps it and
-// only extends); ARGV[3] the TTL in ms. Acts only while the key still holds that exact marker.
+// only extends); ARGV[3] the TTL in ms. Acts only while the key still holds that exact marker, except
+// that an outcome also fills an empty key (its marker lapsed, and no other request claimed the key).
 const SWAP_LUA = `
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+local held = redis.call('GET', KEYS[1])
+if held ~= ARGV[1] and (held or ARGV[2] == '' or ARGV[2] == '=') then return 0 end
 if ARGV[2] == '' then
   redis.call('DEL', KEYS[1])
 elseif ARGV[2] == '=' then
@@ -125,7 +130,7 @@ export function createMemoryIdempotencyStore (opts: { maxEntries?: number, now?:
       return undefined
     },
     async complete (key, marker, outcome, ttlMs) {
-      if (!isOwnedBy(key, marker)) return false
+      if (!isOwnedBy(key, marker) && live(key) !== undefined) return false
       put(key, outcome, ttlMs)
       return true
     },

@@ -6,6 +6,7 @@ import { createHash, randomUUID } from 'node:crypto'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { FastifyBaseLogger } from 'fastify'
 import type { RedisGuard } from '../lib/redis-health.js'
+import { createResendQueue } from '../lib/resend-queue.js'
 import {
   IdempotencyInProgressError, IdempotencyKeyReusedError, invalidFields, UnavailableError, withRetryAfter
 } from '../errors.js'
@@ -90,6 +91,22 @@ export function createIdempotency ({ store, prefix, waitMs, log, guard }: Idempo
   const storeKey = (consumerId: string, key: string): string =>
     `${prefix}idem:${consumerId}:${createHash('sha256').update(key).digest('base64url')}`
 
+  // Outcomes the store did not take as their request finished (Redis stalled or skipped): kept and sent
+  // again until it does. Sent within the marker's lease, the outcome replaces the marker; later, it
+  // fills the key if no retry has claimed it since. A retry reaching this replica meanwhile is answered
+  // from here. Without it, a retry after the lease ran the write a second time.
+  const unkept = createResendQueue<string, { marker: RunningEntry, outcome: DoneEntry }>({
+    send: async (entries) => {
+      const tries = await Promise.allSettled(entries.map(async ([key, { marker, outcome }]) => call(() => store.complete(key, marker, outcome, OUTCOME_TTL_MS))))
+      // Taken, or refused because another request holds the key (nothing more to do): settled.
+      return entries.filter((_, i) => tries[i]?.status === 'fulfilled').map(([key]) => key)
+    },
+    onChange: (event, count) => {
+      if (event === 'sent') log.info({ outcomes: count }, 'idempotency outcomes kept after Redis came back')
+      else if (event === 'dropped') log.error({ outcomes: count }, 'idempotency outcomes dropped unkept; a retry with their keys may run again')
+    }
+  })
+
   /** One store call, through the Redis guard when there is one (skipped while Redis is cooling down). */
   async function call<T> (op: () => Promise<T>): Promise<T> {
     if (guard === undefined) return await op()
@@ -108,6 +125,14 @@ export function createIdempotency ({ store, prefix, waitMs, log, guard }: Idempo
         'The gateway cannot check the Idempotency-Key now; send the request again shortly with the same key.'
       ), { cause: err }), 1)
     }
+  }
+
+  const reused = (): Error => new IdempotencyKeyReusedError('This Idempotency-Key was used for a different request (method, path or body); use a new key for a new request.')
+
+  /** A kept outcome answers a request with the same fingerprint; another request under the key is a 422. */
+  function answerFrom (outcome: DoneEntry, fingerprint: string): Begun {
+    if (outcome.fingerprint !== fingerprint) throw reused()
+    return { kind: 'replay', outcome }
   }
 
   function hold (key: string, marker: RunningEntry): Claim {
@@ -132,14 +157,14 @@ export function createIdempotency ({ store, prefix, waitMs, log, guard }: Idempo
       const k = storeKey(consumerId, key)
       const deadline = Date.now() + waitMs
       let pause = POLL_FIRST_MS
+      const local = unkept.get(k)?.outcome
+      if (local !== undefined) return answerFrom(local, fingerprint)
       for (;;) {
         const marker: RunningEntry = { state: 'running', owner: randomUUID(), fingerprint }
         const held = await guarded(() => store.claim(k, marker, LEASE_MS))
         if (held === undefined) return { kind: 'run', claim: hold(k, marker) }
-        if (held.fingerprint !== fingerprint) {
-          throw new IdempotencyKeyReusedError('This Idempotency-Key was used for a different request (method, path or body); use a new key for a new request.')
-        }
-        if (held.state === 'done') return { kind: 'replay', outcome: held }
+        if (held.state === 'done') return answerFrom(held, fingerprint)
+        if (held.fingerprint !== fingerprint) throw reused()
         if (Date.now() + pause > deadline) {
           throw withRetryAfter(new IdempotencyInProgressError(
             'A request with this Idempotency-Key is still running; send it again with the same key to get its outcome.'
@@ -153,16 +178,23 @@ export function createIdempotency ({ store, prefix, waitMs, log, guard }: Idempo
     /** Keeps `outcome` for 24 h under the claim, or (undefined) drops the claim so a retry runs again. */
     async finish (claim: Claim, outcome: Outcome | undefined): Promise<void> {
       clearInterval(claim.timer)
+      const done: DoneEntry | undefined = outcome === undefined ? undefined : { ...outcome, state: 'done', fingerprint: claim.marker.fingerprint }
       try {
-        if (outcome === undefined) {
+        if (done === undefined) {
           await call(() => store.release(claim.key, claim.marker))
-        } else if (!await call(() => store.complete(claim.key, claim.marker, { ...outcome, state: 'done', fingerprint: claim.marker.fingerprint }, OUTCOME_TTL_MS))) {
-          log.warn('idempotency marker lapsed before the outcome was kept')
+        } else if (!await call(() => store.complete(claim.key, claim.marker, done, OUTCOME_TTL_MS))) {
+          log.warn('idempotency marker taken over before the outcome was kept')
         }
       } catch (err) {
-        // The marker lapses with its lease; a retry then runs again.
-        log.warn({ err: { message: (err as Error).message } }, 'idempotency outcome not kept')
+        if (done === undefined) return // The marker lapses with its lease; a retry then runs again.
+        log.warn({ err: { message: (err as Error).message } }, 'idempotency outcome not kept yet; sent again once Redis answers')
+        unkept.keep([[claim.key, { marker: claim.marker, outcome: done }]])
       }
+    },
+
+    /** At close: one last try for the outcomes Redis has not taken. */
+    async close (): Promise<void> {
+      await unkept.close()
     }
   }
 }

@@ -338,5 +338,6 @@ export const servicePlugin = fp<ServiceOptions>(async (app, opts) => {
     app.upstream.objects.setPressure(undefined)
     app.upstream.objects.setFiller(undefined)
     service.prefetch?.close()
+    await service.idempotency.close()
   })
 }, { name: 'service', fastify: '5.x', dependencies: ['upstream', 'cache', 'redis', 'audit'] })

@@ -193,3 +193,37 @@ test('Redis stalled: a write with a key is refused with 503 rather than run unch
   t.equal(plain.statusCode, 201, 'a write without a key does not need the store')
   redis.resume()
 })
+
+test('Redis stalled as a keyed write finishes: its outcome is kept once Redis answers, and a retry replays it instead of writing again', async (t) => {
+  const redis = await startRedisServer(t)
+  let isPaused = false
+  t.teardown(() => { if (isPaused) redis.resume() })
+  const { app, sandbox } = await buildTestApp(t, { config: { REDIS_URL: redis.url, REDIS_COMMAND_TIMEOUT_MS: 300, LIMITS_ON_REDIS_ERROR: 'open' } })
+  const auth = demoAuth(app)
+  sandbox.resetCalls()
+  // The sandbox applies the score, then answers 1.5 s later; Redis stalls meanwhile.
+  sandbox.inject({ endpoint: 'vrascores', kind: 'delay', delayMs: 1500 })
+  const send = async () => app.inject({ method: 'POST', url: '/v1/vra/scores', headers: { ...auth, [KEY_HEADER]: 'stall-at-finish' }, payload: { id: A, preal: 0.25 } })
+  const first = send()
+  await waitFor('the score to reach the upstream', () => sandbox.calls.get('vrascores') === 1)
+  redis.pause()
+  isPaused = true
+  const res = await first
+  t.equal(res.statusCode, 201, 'the score was applied')
+  t.equal(app.redisHealth.state, 'down', 'Redis stalled before the outcome could be kept')
+  redis.resume()
+  isPaused = false
+  await waitFor('Redis back', () => app.redisHealth.state === 'up')
+  // A writer unsure of its answer retries with the same key until it gets an outcome (409 while the first
+  // request's marker holds the key, for at most its 30 s lease).
+  let retry = await send()
+  const deadline = Date.now() + 40_000
+  while ((retry.statusCode === 409 || retry.statusCode === 503) && Date.now() < deadline) {
+    await new Promise((resolve) => setTimeout(resolve, 500))
+    retry = await send()
+  }
+  t.equal(retry.statusCode, 201)
+  t.equal(retry.headers['idempotent-replayed'], 'true', 'the first outcome, replayed')
+  t.equal(retry.body, res.body)
+  t.equal(sandbox.calls.get('vrascores'), 1, 'the score was sent upstream once')
+})

@@ -67,6 +67,23 @@ for (const [name, make] of stores) {
     await sleep(SHORT_MS * 3)
     t.equal(await store.get(k), undefined, 'the outcome went with its TTL')
   })
+
+  test(`${name} store: an outcome kept late fills the key its lapsed marker left empty, but not a key claimed since`, async (t) => {
+    const { store, key } = make(t)
+    const k = key('late')
+    t.equal(await store.claim(k, marker('first'), SHORT_MS), undefined)
+    await sleep(SHORT_MS * 3)
+    t.equal(await store.complete(k, marker('first'), outcome(201), LEASE_MS), true, 'nobody claimed it since: the outcome is kept')
+    t.same(await store.get(k), outcome(201))
+    t.equal(await store.renew(key('empty'), marker('first'), LEASE_MS), false, 'a renewal does not fill an empty key')
+    t.equal(await store.get(key('empty')), undefined)
+    const taken = key('taken')
+    t.equal(await store.claim(taken, marker('first'), SHORT_MS), undefined)
+    await sleep(SHORT_MS * 3)
+    t.equal(await store.claim(taken, marker('retry'), LEASE_MS), undefined, 'a retry claimed the key after the lapse')
+    t.equal(await store.complete(taken, marker('first'), outcome(201), LEASE_MS), false, 'the late outcome does not replace it')
+    t.same(await store.get(taken), marker('retry'))
+  })
 }
 
 test('memory store: bounded, the oldest entry goes first', async (t) => {
