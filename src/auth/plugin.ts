@@ -242,18 +242,23 @@ export const consumerAuthPlugin = fp(async (app, opts: QuotaPluginOptions) => {
       return reject(request, reply, new ForbiddenError(`This key lacks the scope "${config.scope}" that this operation needs.`))
     }
     const list = config.list?.(request)
-    if (list !== undefined && !mayWriteList(consumer, list)) {
-      return reject(request, reply, new ForbiddenError(`This key may not write the custom list "${list}".`))
-    }
+    if (list !== undefined && !mayWriteList(consumer, list)) return reject(request, reply, listForbidden(list))
     return undefined
   }
+
+  const listForbidden = (list: string): InstanceType<typeof ForbiddenError> => new ForbiddenError(`This key may not write the custom list "${list}".`)
 
   async function authorize (request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply | undefined> {
     const config = routeOf(request).config
     const consumer = request.consumer
     /* c8 ignore next -- authenticate() has set the consumer or answered */
     if (consumer === null) return undefined
-    // Scope and custom list were checked in onRequest (v1: permit; compat: the upstream's order).
+    // Scope (both dialects) and v1's custom list were checked in onRequest. A compat write names its
+    // list in the body, which is parsed after onRequest: its list is checked here, before any charge.
+    if (config.dialect === 'compat') {
+      const list = config.list?.(request)
+      if (list !== undefined && !mayWriteList(consumer, list)) return reject(request, reply, listForbidden(list))
+    }
     const units = config.units?.(request) ?? 0
     if (units > consumer.max_batch) {
       app.metrics.limitRejections.inc({ consumer: consumer.id, kind: 'max_batch' })

@@ -5,7 +5,7 @@ import type { FastifyInstance } from 'fastify'
 import { buildApp } from '../../src/app.js'
 import { SCOPES } from '../../src/consumers/scopes.js'
 import { hashKey } from '../../src/consumers/keys.js'
-import { startTestSandbox, testConfig, TEST_REDIS_URL } from '../helper.js'
+import { FIXTURE_IDS, startTestSandbox, testConfig, TEST_REDIS_URL } from '../helper.js'
 import { bearer, buildAuthTestApp, consumersFile, makeConsumer, registerTestRoutes, uniquePrefix } from '../consumer-helper.js'
 
 async function rejections (app: FastifyInstance, consumer: string, kind: string): Promise<number> {
@@ -109,6 +109,22 @@ test('authentication, scopes and lists', async (t) => {
     t.equal(forbidden.headers['www-authenticate'], undefined)
     t.equal(forbidden.headers['content-type'], 'application/json')
     t.equal(forbidden.body, '{"detail":"You do not have permission to perform this action."}')
+  })
+
+  t.test('compat: a key may write only its own custom lists (the list is in the body)', async (t) => {
+    const form = { authorization: `Token ${mookodi.key}`, 'content-type': 'application/x-www-form-urlencoded' }
+    const salt = app.lists.resolveCustom('salt').id
+    const own = app.lists.resolveCustom('mookodi').id
+    sandbox.resetCalls()
+    for (const endpoint of ['objectgroups', 'objectgroupsdelete']) {
+      const res = await app.inject({ method: 'POST', url: `/atlas/api/${endpoint}/`, headers: form, payload: `objectid=${FIXTURE_IDS.A}&objectgroupid=${salt}` })
+      t.equal(res.statusCode, 403, `${endpoint} on salt`)
+      t.equal(res.body, '{"detail":"You do not have permission to perform this action."}')
+    }
+    t.equal(sandbox.calls.get('objectgroups') ?? 0, 0, 'nothing sent upstream')
+    t.equal(sandbox.calls.get('objectgroupsdelete') ?? 0, 0)
+    const allowed = await app.inject({ method: 'POST', url: '/atlas/api/objectgroups/', headers: form, payload: `objectid=${FIXTURE_IDS.A}&objectgroupid=${own}` })
+    t.equal(allowed.statusCode, 201, 'its own list')
   })
 
   t.test('keys and their hashes never reach the logs', async (t) => {
