@@ -15,6 +15,7 @@ import { SERIALIZERS } from '../../upstream/serializers.js'
 import * as reads from './reads.js'
 import { write, type WriteEndpoint } from './writes.js'
 import { routeOf } from '../../lib/route.js'
+import { expiredMessage } from '../../consumers/expiry.js'
 
 export const COMPAT_PREFIX = '/atlas/api'
 const JSON_TYPE = 'application/json'
@@ -90,7 +91,11 @@ async function answer (app: FastifyInstance, request: FastifyRequest, endpoint: 
       if (consumer === undefined || consumer.id !== String(v.username)) {
         return { status: 400, body: JSON.stringify({ non_field_errors: [LOGIN_FAILED] }) }
       }
-      return { status: 200, body: authTokenReply(password, KEY_EXPIRES_IN_S) }
+      // A key with an expiry: refused once it has passed (as every request with it is), and its
+      // expires_in runs to it rather than a year.
+      const leftS = consumer.expiresAt === undefined ? KEY_EXPIRES_IN_S : (consumer.expiresAt - app.auth.now()) / 1000
+      if (leftS <= 0) return { status: 400, body: JSON.stringify({ non_field_errors: [expiredMessage(consumer.expires as string)] }) }
+      return { status: 200, body: authTokenReply(password, Math.min(KEY_EXPIRES_IN_S, leftS)) }
     }
     default: return write(app, request, endpoint as WriteEndpoint, v, original)
   }

@@ -175,6 +175,23 @@ test('auth-token/: a consumer logs in with its id and key', async (t) => {
   t.same(await missing.body.json(), { username: ['This field is required.'], password: ['This field is required.'] })
 })
 
+test('auth-token/: an expired key cannot log in, and a key that expires says so in expires_in', async (t) => {
+  const old = makeConsumer('old-bot', { scopes: ['read'], expires: '2020-01-01' })
+  const soon = new Date(Date.now() + 3 * 86_400_000).toISOString().replace(/\.\d+Z$/, 'Z')
+  const ending = makeConsumer('ending-bot', { scopes: ['read'], expires: soon })
+  const { app } = await buildTestApp(t, { useRedis: false, config: { CONSUMERS_FILE: consumersFile(t, [old, ending]) } })
+  const login = async (username: string, password: string) => app.inject({
+    method: 'POST', url: '/atlas/api/auth-token/', headers: { 'content-type': 'application/x-www-form-urlencoded' }, payload: new URLSearchParams({ username, password }).toString()
+  })
+  const refused = await login('old-bot', old.key)
+  t.equal(refused.statusCode, 400)
+  t.same(refused.json(), { non_field_errors: ['This key\'s access expired on 2020-01-01 (UTC); ask the gateway\'s operator to extend it.'] })
+  const granted = await login('ending-bot', ending.key)
+  t.equal(granted.statusCode, 200)
+  const left = granted.json<{ expires_in: number }>().expires_in
+  t.ok(left > 3 * 86400 - 60 && left <= 3 * 86400, `expires_in ${left} s: until the key's expiry, not a year`)
+})
+
 /** One raw HTTP/1.1 exchange, so the request target reaches the server exactly as written. */
 async function rawRequest (port: number, target: string, headers: string): Promise<string> {
   const { connect } = await import('node:net')
