@@ -370,35 +370,50 @@ export function createCache (opts: CacheOptions = {}) {
    * L1's entries for `keys` (a peek reads without counting as a use) and the keys it cannot answer,
    * with their places in `keys`.
    */
-  async function fromL1 (keys: readonly string[], at: number, isPeek: boolean) {
+  async function fromL1 (keys: readonly string[], at: number, isPeek: boolean, freshnessOf?: (entry: CacheEntry) => Freshness) {
     const raws: Array<Buffer | undefined> = l1 === undefined
       ? keys.map(() => undefined)
       : await (isPeek ? l1.peekMany(keys, PEEK_BYTES) : l1.getMany(keys))
     const entries = raws.map((raw) => (raw === undefined ? undefined : decodeEntry(raw)))
-    const missing = keys.flatMap((key, i) => (usable(entries[i], at) ? [] : [{ key, i }]))
+    // With freshnessOf, entries past fresh are looked for in L2 too (see isPastFresh).
+    const missing = keys.flatMap((key, i) => {
+      const e = entries[i]
+      return usable(e, at) && (freshnessOf === undefined || !isPastFresh(e, at, freshnessOf)) ? [] : [{ key, i }]
+    })
     return { entries, missing }
+  }
+
+  /**
+   * Whether an L1 entry is past fresh while an L2 exists: another replica may have refreshed it there
+   * already, which costs a Redis read instead of an upstream call (the per-key counterpart of lookup).
+   */
+  function isPastFresh (entry: CacheEntry, at: number, freshnessOf: (entry: CacheEntry) => Freshness): boolean {
+    return l2 !== undefined && at - entry.storedAt >= freshnessOf(entry).freshMs
   }
 
   /**
    * getEntries when an in-process L1 holds every key (the common hit): the same entries, found without
    * a promise. Undefined when any key is absent or expired there, so the caller takes the full path.
    */
-  function entriesFromL1Now (keys: readonly string[], at: number): CacheEntry[] | undefined {
+  function entriesFromL1Now (keys: readonly string[], at: number, freshnessOf: (entry: CacheEntry) => Freshness): CacheEntry[] | undefined {
     const raws = l1?.getManyNow?.(keys)
     if (raws === undefined) return undefined
     const entries: CacheEntry[] = []
     for (const raw of raws) {
       const entry = raw === undefined ? undefined : decodeEntry(raw)
-      if (!usable(entry, at)) return undefined
+      if (!usable(entry, at) || isPastFresh(entry, at, freshnessOf)) return undefined
       entries.push(entry)
     }
     return entries
   }
 
-  /** Per-key entries (fresh or stale, not expired) in the order of `keys`; the caller judges freshness. */
-  async function getEntries (keys: readonly string[], isFilling = true): Promise<Array<CacheEntry | undefined>> {
+  /**
+   * Per-key entries (fresh or stale, not expired) in the order of `keys`; the caller judges freshness.
+   * With `freshnessOf`, an L1 entry past fresh gives way to a newer one in L2.
+   */
+  async function getEntries (keys: readonly string[], isFilling = true, freshnessOf?: (entry: CacheEntry) => Freshness): Promise<Array<CacheEntry | undefined>> {
     const at = now()
-    const { entries, missing } = await fromL1(keys, at, false)
+    const { entries, missing } = await fromL1(keys, at, false, freshnessOf)
     if (l2 !== undefined && missing.length > 0) {
       const mark = invalidations.mark()
       const fills = await l2.getMany(missing.map((m) => m.key))
@@ -408,11 +423,15 @@ export function createCache (opts: CacheOptions = {}) {
         const entry = raw === undefined ? undefined : decodeBytes(raw)
         // As in fromL2: what a write invalidated while the read was out is not an answer.
         if (raw === undefined || !usable(entry, at) || invalidations.isInvalidatedSince(mark, entry.tags)) return
+        const held = entries[m.i]
+        const isHeld = usable(held, at)
+        if (isHeld && held.storedAt >= entry.storedAt) return
         entries[m.i] = entry
-        toL1.push({ key: m.key, raw, entry })
+        // A bulk read copies into L1 only the newer versions of what L1 holds (else L1 would keep
+        // answering the older copy); what L1 does not hold stays out of it.
+        if (isFilling || isHeld) toL1.push({ key: m.key, raw, entry })
       })
-      // A bulk read copies nothing: what it asked L2 for, L1 does not hold (or holds expired).
-      if (isFilling) await fillL1(toL1, at)
+      await fillL1(toL1, at)
     }
     return entries.map((e) => (usable(e, at) ? e : undefined))
   }
@@ -549,7 +568,7 @@ export function createCache (opts: CacheOptions = {}) {
     const at = now()
     const bypass = manyOpts.bypass === true
     const isFilling = manyOpts.fillL1 !== false
-    const found = bypass ? keys.map(() => undefined) : entriesFromL1Now(keys, at) ?? await getEntries(keys, isFilling)
+    const found = bypass ? keys.map(() => undefined) : entriesFromL1Now(keys, at, manyOpts.freshnessOf) ?? await getEntries(keys, isFilling, manyOpts.freshnessOf)
     const entries = new Array<CacheEntry | undefined>(keys.length)
     const misses: number[] = []
     const stale: number[] = []

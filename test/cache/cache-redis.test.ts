@@ -275,6 +275,33 @@ test('fetchMany waiting on another replica\'s fill takes the new entry, not the 
   t.equal(calls, 2, 'one load for the fill, the first one aside')
 })
 
+test('fetchMany: a stale or missing-in-L1 record yields to a newer L2 entry another replica stored: no load', { skip }, async (t) => {
+  // The per-key path (object records) had no such look: each replica refreshed the same record upstream.
+  const clock = manualClock()
+  const a = await twoTierCache(t, { clock })
+  const b = await twoTierCache(t, { clock, shared: a.conn })
+  const many = { route: 'objects', freshnessOf: () => FRESHNESS }
+  let version = 'v1'
+  const loads: string[] = []
+  const load = async (keys: string[]) => {
+    loads.push(...keys.map((key) => `${key}:${version}`))
+    return keys.map((key) => ({ key, body: Buffer.from(`${key}:${version}`), ttlMs: 120_000 }))
+  }
+  await a.cache.fetchMany(['o:1', 'o:2'], load, many)
+  t.equal((await b.cache.fetchMany(['o:1', 'o:2'], load, many)).status, 'HIT', 'B took A\'s entries from L2')
+  clock.advance(FRESHNESS.freshMs + 1000)
+  version = 'v2'
+  // A serves stale and refreshes in the background; B then reads after A's refresh landed in L2.
+  t.equal((await a.cache.fetchMany(['o:1', 'o:2'], load, many)).status, 'STALE')
+  await a.cache.drain()
+  t.same(loads, ['o:1:v1', 'o:2:v1', 'o:1:v2', 'o:2:v2'])
+  const fromB = await b.cache.fetchMany(['o:1', 'o:2'], load, many)
+  t.equal(fromB.status, 'HIT', 'B found A\'s refresh in L2')
+  t.same(fromB.entries.map((e) => e.body.toString()), ['o:1:v2', 'o:2:v2'])
+  await b.cache.drain()
+  t.same(loads, ['o:1:v1', 'o:2:v1', 'o:1:v2', 'o:2:v2'], 'B loaded nothing')
+})
+
 test('fetchMany with a bypass, waiting on another replica\'s fill, takes the fill and not what was stored before', { skip }, async (t) => {
   const gate = deferred()
   const started = deferred()
