@@ -144,10 +144,12 @@ async function packMisses (app: FastifyInstance, request: FastifyRequest, ids: s
 /**
  * NDJSON: one line per id in request order, `{"id":…,"object":{…}}` or `{"id":…,"missing":true}`; read
  * in chunks of UPSTREAM_MAX_IDS_PER_CALL so memory holds one chunk, never the whole result. The misses
- * of several mostly cached chunks go out together in full calls (packMisses). An error after the first
- * line cannot change the status any more, so it ends the stream with an `error` line.
+ * of several mostly cached chunks go out together in full calls (packMisses). Resolves once the first
+ * chunk is read: an error there rejects, so the answer carries its real status and Retry-After. An
+ * error after the first line cannot change the status any more, so it ends the stream with an `error`
+ * line.
  */
-function streamNdjson (app: FastifyInstance, recordToV1: RecordRenderer, request: FastifyRequest, ids: string[], mjdMin: number | undefined): Readable {
+async function streamNdjson (app: FastifyInstance, recordToV1: RecordRenderer, request: FastifyRequest, ids: string[], mjdMin: number | undefined): Promise<Readable> {
   const chunkSize = app.config.UPSTREAM_MAX_IDS_PER_CALL
   // A stream of more than one chunk is a bulk export: its records go to L2 and not into L1, where they
   // would push out the hot entries other consumers read (with Redis; without it L1 is the only cache).
@@ -162,6 +164,7 @@ function streamNdjson (app: FastifyInstance, recordToV1: RecordRenderer, request
         if (i >= packedUntil) packedUntil = await packMisses(app, request, ids, i, chunkSize)
         ;({ records } = await app.atlas.objects(request, chunk, isBulk))
       } catch (err) {
+        if (i === 0) throw err
         const e = err as { code?: string, statusCode?: number, message?: string }
         const problem = buildProblem(request, e.statusCode ?? 500, e.code ?? 'GW_INTERNAL', e.code?.startsWith('GW_') === true ? (e.message ?? '') : 'internal error')
         request.log.warn({ err }, 'ndjson stream ended early')
@@ -181,7 +184,14 @@ function streamNdjson (app: FastifyInstance, recordToV1: RecordRenderer, request
       }
     }
   }
-  return Readable.from(lines(), { objectMode: false })
+  const all = lines()
+  const first = await all.next()
+  async function * fromFirst (): AsyncGenerator<Buffer> {
+    if (first.done === true) return
+    yield first.value
+    yield * all
+  }
+  return Readable.from(fromFirst(), { objectMode: false })
 }
 
 // The body of a 304 (none is sent).
@@ -250,7 +260,7 @@ export const objectRoutes: FastifyPluginAsyncTypebox = async (app) => {
   }, async (request, reply) => {
     const ids = distinct(request.body.ids)
     if ((request.headers.accept ?? '').includes(NDJSON)) {
-      return sendRaw(reply, NDJSON, streamNdjson(app, recordToV1, request, ids, request.body.mjd_min))
+      return sendRaw(reply, NDJSON, await streamNdjson(app, recordToV1, request, ids, request.body.mjd_min))
     }
     // Thousands of records: written part by part from the renderings L1 holds, not copied into one
     // Buffer per request (a 1,000-id answer is ~12 MB; bench S4).

@@ -197,3 +197,17 @@ test('NDJSON: 5,000 ids stream in chunks, one upstream call per chunk, lines dig
   t.equal(sandbox.calls.get('objects'), 5, '5,000 ids at 1,000 per call → 5 upstream calls')
   t.ok(callsAtFirstChunk < 5, `the first bytes arrived before the last upstream call was made (calls then: ${callsAtFirstChunk})`)
 })
+
+test('NDJSON: an upstream failure before the first line is answered with its status and Retry-After, not a 200', async (t) => {
+  const { app, sandbox } = await buildTestApp(t, { config: { PREFETCH_ENABLED: false } })
+  const ids = sandbox.ids().slice(300, 303).map(String)
+  sandbox.inject({ endpoint: 'objects', kind: 'throttle', retryAfterS: 120, times: 10 })
+  const headers = { ...demoAuth(app), 'content-type': 'application/json' }
+  const asJson = await app.inject({ method: 'POST', url: '/v1/objects/query', headers: { ...headers, accept: 'application/json' }, payload: { ids } })
+  const asNdjson = await app.inject({ method: 'POST', url: '/v1/objects/query', headers: { ...headers, accept: 'application/x-ndjson' }, payload: { ids } })
+  t.ok(asJson.statusCode >= 500, `JSON: ${asJson.statusCode}`)
+  t.equal(asNdjson.statusCode, asJson.statusCode, 'NDJSON: the same status')
+  t.match(asNdjson.headers['content-type'], /^application\/problem\+json/)
+  t.equal(asNdjson.headers['retry-after'], asJson.headers['retry-after'])
+  t.equal(asNdjson.json().code, asJson.json().code)
+})
