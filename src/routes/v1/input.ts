@@ -71,14 +71,28 @@ function parseAccept (header: string): MediaRange[] {
   })
 }
 
-/** Whether an Accept header allows any of `types` (e.g. 'application/json'). */
+/**
+ * The q an Accept header gives `type` (e.g. 'application/x-ndjson'): that of the most specific range
+ * matching it (type/subtype, then type/*, then any), 0 when none does; `isNamed` when the type is named.
+ */
+export function acceptQuality (header: string | undefined, type: string): { q: number, isNamed: boolean } {
+  if (header === undefined || header.trim() === '') return { q: 1, isNamed: false }
+  const [main, sub] = type.split('/')
+  let best = { q: 0, isNamed: false }
+  let specificity = -1
+  for (const r of parseAccept(header)) {
+    const rank = r.type === main && r.subtype === sub ? 2 : r.type === main && r.subtype === '*' ? 1 : r.type === '*' && r.subtype === '*' ? 0 : -1
+    if (rank > specificity) {
+      specificity = rank
+      best = { q: r.q, isNamed: rank === 2 }
+    }
+  }
+  return best
+}
+
+/** Whether an Accept header allows any of `types` (e.g. 'application/json'): its most specific range for it has q > 0. */
 export function accepts (header: string | undefined, types: readonly string[]): boolean {
-  if (header === undefined || header.trim() === '') return true
-  const ranges = parseAccept(header).filter((r) => r.q > 0)
-  return types.some((t) => {
-    const [type, subtype] = t.split('/')
-    return ranges.some((r) => (r.type === '*' || r.type === type) && (r.subtype === '*' || r.subtype === subtype))
-  })
+  return types.some((t) => acceptQuality(header, t).q > 0)
 }
 
 declare module 'fastify' {

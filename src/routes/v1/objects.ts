@@ -10,6 +10,7 @@ import { sendDerived, sendRaw } from './send.js'
 import { createRecordRenderer, renderedEtag, type RecordRenderer } from './render.js'
 import { matchesIfNoneMatch } from '../../cache/http.js'
 import { buildProblem } from '../../plugins/problem-handler.js'
+import { acceptQuality } from './input.js'
 
 const MAX_URL_IDS = 100
 // The bulk query's body may hold the consumer's whole max_batch: an id takes at most 22 bytes in JSON
@@ -45,6 +46,12 @@ function limitBody (app: FastifyInstance, request: FastifyRequest, payload: Node
   return payload.pipe(counted)
 }
 const NDJSON = 'application/x-ndjson'
+
+/** NDJSON when Accept names it (any case) with a q above 0 and not below JSON's; else JSON, the default. */
+function prefersNdjson (accept: string | undefined): boolean {
+  const ndjson = acceptQuality(accept, NDJSON)
+  return ndjson.isNamed && ndjson.q > 0 && ndjson.q >= acceptQuality(accept, 'application/json').q
+}
 // How far an NDJSON stream looks ahead on cache presence to pack later chunks' misses into one call.
 const NDJSON_LOOKAHEAD_CHUNKS = 16
 
@@ -259,7 +266,7 @@ export const objectRoutes: FastifyPluginAsyncTypebox = async (app) => {
     }
   }, async (request, reply) => {
     const ids = distinct(request.body.ids)
-    if ((request.headers.accept ?? '').includes(NDJSON)) {
+    if (prefersNdjson(request.headers.accept)) {
       return sendRaw(reply, NDJSON, await streamNdjson(app, recordToV1, request, ids, request.body.mjd_min))
     }
     // Thousands of records: written part by part from the renderings L1 holds, not copied into one

@@ -211,3 +211,15 @@ test('NDJSON: an upstream failure before the first line is answered with its sta
   t.equal(asNdjson.headers['retry-after'], asJson.headers['retry-after'])
   t.equal(asNdjson.json().code, asJson.json().code)
 })
+
+test('the bulk query streams NDJSON only when Accept asks for it: q-values count, case does not', async (t) => {
+  const { app, sandbox } = await buildTestApp(t)
+  const ids = sandbox.ids().slice(0, 2).map(String)
+  const typeFor = async (accept: string) => (await app.inject({ method: 'POST', url: '/v1/objects/query', headers: { ...demoAuth(app), accept }, payload: { ids } })).headers['content-type']
+  t.match(await typeFor('application/x-ndjson'), /^application\/x-ndjson/)
+  t.match(await typeFor('Application/X-NDJSON'), /^application\/x-ndjson/, 'media types are case-insensitive')
+  t.match(await typeFor('application/x-ndjson;q=0, application/json'), /^application\/json/, 'q=0 refuses NDJSON')
+  t.match(await typeFor('application/json, application/x-ndjson;q=0.5'), /^application\/json/, 'JSON preferred')
+  t.match(await typeFor('application/json;q=0.5, application/x-ndjson'), /^application\/x-ndjson/, 'NDJSON preferred')
+  t.match(await typeFor('*/*'), /^application\/json/, 'JSON by default')
+})
