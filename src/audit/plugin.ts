@@ -1,8 +1,10 @@
 // `app.audit`: the service wraps every upstream write in `around` (service/index.ts `write`), so each
-// write, from either dialect, leaves exactly one record, whatever its outcome: in the store (Redis
-// stream, or the JSON-lines file without Redis, store.ts) and as one structured log line. A store that
-// fails loses no write: the write has happened upstream, its answer goes back, and the log line (with
-// the whole record) stays as the trace. Read with GET /v1/admin/audit and `npm run audit`.
+// write sent upstream, from either dialect, leaves exactly one record, whatever its outcome: in the
+// store (Redis stream, or the JSON-lines file without Redis, store.ts) and as one structured log line.
+// A write stopped before it was sent (the consumer's upstream share or the budget spent, no free
+// connection) leaves none and counts no write: the upstream never saw it. A store that fails loses no
+// write: the write has happened upstream, its answer goes back, and the log line (with the whole
+// record) stays as the trace. Read with GET /v1/admin/audit and `npm run audit`.
 import fp from 'fastify-plugin'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import type { Config } from '../config.js'
@@ -46,13 +48,18 @@ export function createAudit (app: FastifyInstance, store: AuditStore) {
   return {
     store,
     onWrite (listener: (consumer: string) => void): void { listeners.push(listener) },
-    /** Runs one upstream write and records it once, with its outcome or its error. */
+    /**
+     * Runs one upstream write and records it once, with its outcome or its error. `send` calls `onSent`
+     * when its call reaches the upstream: a write that failed before it did is not recorded.
+     */
     async around<T extends WriteLike> (request: FastifyRequest, endpoint: string, fields: Readonly<Record<string, unknown>>,
-      target: WriteTargetLike, send: () => Promise<T>): Promise<T> {
+      target: WriteTargetLike, send: (onSent: () => void) => Promise<T>): Promise<T> {
+      let isSent = false
       let result: T
       try {
-        result = await send()
+        result = await send(() => { isSent = true })
       } catch (err) {
+        if (!isSent) throw err
         const code = (err as { code?: unknown }).code
         await keep(request, endpoint, fields, target, { outcome: 'error', status: null, error: typeof code === 'string' ? code : 'GW_INTERNAL' })
         throw err

@@ -96,22 +96,26 @@ export type AtlasService = ReturnType<typeof createAtlasService>
  * every chunk of a batch included) takes one unit of its consumer's upstream share and is counted for
  * its access log line.
  */
-function callContext (request: FastifyRequest): CallContext {
+function callContext (request: FastifyRequest, onSent?: () => void): CallContext {
   const consumer = request.consumer
-  return consumer === null ? new RequestCalls(request) : new ConsumerCalls(request, consumer)
+  return consumer === null ? new RequestCalls(request, onSent) : new ConsumerCalls(request, consumer, onSent)
 }
 
 // Prototype methods, not closures: a cache hit builds its context and never calls, so it allocates one
 // small object. The upstream client and the object loader call these as methods.
 class RequestCalls implements CallContext {
-  constructor (protected readonly request: FastifyRequest) {}
-  onCall (): void { this.request.upstreamCalls++ }
+  /** `onSent`: told of each call that reached the upstream (a write's audit record needs one). */
+  constructor (protected readonly request: FastifyRequest, private readonly onSent?: () => void) {}
+  onCall (): void {
+    this.request.upstreamCalls++
+    this.onSent?.()
+  }
 }
 
 class ConsumerCalls extends RequestCalls {
   /** The last share take's window end: a give-back after it is dropped. */
   private shareWindowEnd: number | undefined
-  constructor (request: FastifyRequest, private readonly consumer: Consumer) { super(request) }
+  constructor (request: FastifyRequest, private readonly consumer: Consumer, onSent?: () => void) { super(request, onSent) }
   async beforeCall (): Promise<boolean> {
     const charge = await this.request.server.quota.takeUpstreamShare(this.consumer)
     this.shareWindowEnd = charge?.windowEnd
@@ -285,9 +289,9 @@ export function createAtlasService (app: FastifyInstance, serviceOpts: ServiceOp
      * object or list does not exist, every view that shows the write is invalidated.
      */
     async write (request: FastifyRequest, kind: WriteKind, fields: Fields, target: WriteTarget): Promise<WriteResult> {
-      // Recorded once, with its consumer and outcome (audit/plugin.ts).
-      return await app.audit.around(request, kind, fields, target, async () => {
-        const reply = await app.upstream.client.call(kind, fields, callContext(request))
+      // Recorded once, with its consumer and outcome, if it reached the upstream (audit/plugin.ts).
+      return await app.audit.around(request, kind, fields, target, async (onSent) => {
+        const reply = await app.upstream.client.call(kind, fields, callContext(request, onSent))
         let body: unknown = null
         if (reply.text.length > 0 && reply.contentType.includes('json')) {
           try {

@@ -189,3 +189,27 @@ test('a write refused before it goes upstream leaves no record; an idempotent re
   t.equal(records.length, 1)
   t.equal(records[0]?.consumer, 'alice')
 })
+
+test('a write the share or the budget stops before it is sent leaves no record and counts no write', async (t) => {
+  const { alice, admin } = consumers()
+  const spent = makeConsumer('spent', { scopes: [...WRITE_SCOPES], upstream_share: 0 })
+  const { app, sandbox } = await buildTestApp(t, { useRedis: false, config: { CONSUMERS_FILE: consumersFile(t, [alice, spent, admin]) } })
+  const refused = await app.inject({ method: 'POST', url: '/v1/vra/todo', headers: bearer(spent.key), payload: { id: B } })
+  t.match({ status: refused.statusCode, code: refused.json().code }, { status: 429, code: 'GW_QUOTA_EXHAUSTED' })
+  // The upstream throttles one write (it was sent: recorded), and every call then pauses, unsent.
+  sandbox.inject({ kind: 'throttle', retryAfterS: 120 })
+  const throttled = await app.inject({ method: 'POST', url: '/v1/vra/todo', headers: bearer(alice.key), payload: { id: B } })
+  t.match({ status: throttled.statusCode, code: throttled.json().code }, { status: 503, code: 'GW_UPSTREAM_BUDGET' })
+  sandbox.resetCalls()
+  const paused = await app.inject({ method: 'POST', url: '/v1/vra/todo', headers: bearer(alice.key), payload: { id: A } })
+  t.match({ status: paused.statusCode, code: paused.json().code }, { status: 503, code: 'GW_UPSTREAM_BUDGET' })
+  t.equal(sandbox.totalCalls(), 0, 'the paused write was not sent')
+
+  const records = await allRecords(app, admin)
+  t.strictSame(records.map((r) => [r.consumer, r.request_id]), [['alice', String(throttled.headers['x-request-id'])]], 'only the write that reached the upstream')
+  const month = new Date().toISOString().slice(0, 7)
+  const usage = await app.inject({ url: `/v1/admin/usage?month=${month}`, headers: bearer(admin.key) })
+  const rows = (usage.json() as { rows: Array<{ consumer: string, writes: number, rejections: Record<string, number> }> }).rows
+  t.match(rows.find((r) => r.consumer === 'spent'), { writes: 0, rejections: { quota: 1 } })
+  t.match(rows.find((r) => r.consumer === 'alice'), { writes: 1, rejections: { upstream_budget: 2 } })
+})
