@@ -35,9 +35,9 @@ export type AuditDraft = Omit<AuditRecord, 'id'>
 export interface AuditFilter {
   consumer?: string
   object?: string
-  /** Epoch ms, inclusive. */
+  /** Epoch ms, inclusive, of the record's `time`. */
   since?: number
-  /** Epoch ms, exclusive. */
+  /** Epoch ms, exclusive, of the record's `time`. */
   until?: number
   /** The id of the last record of the previous page. */
   cursor?: string

@@ -2,7 +2,8 @@
 // AUDIT_MAX_ENTRIES and trimmed to AUDIT_RETENTION_DAYS on every append (XADD and XTRIM on one key, in
 // one MULTI), shared by every replica. Without Redis: an append-only JSON-lines file, one record a line;
 // it is never rewritten (rotate it outside, e.g. logrotate's copytruncate), and records older than the
-// retention are skipped when read. Both read pages in id order, from a time or after a cursor.
+// retention are skipped when read. Both read pages in id order, after a cursor, keeping the records
+// whose `time` is within the time bounds.
 import { createReadStream } from 'node:fs'
 import { appendFile } from 'node:fs/promises'
 import { createInterface } from 'node:readline'
@@ -13,6 +14,11 @@ export const MAX_PAGE = 1000
 // Stream entries read per XRANGE while a filtered page fills.
 const SCAN_BATCH = 500
 const DAY_MS = 86400000
+// How far a stream id's time (the Redis server's clock at the append) may lie from the record's `time`
+// (the replica's clock before it): the append's latency and the clocks' difference. A time bound
+// narrows the XRANGE by the bound widened this much; the bound itself applies to `time` (matches()).
+// Writes are few (the upstream allows ~100 calls an hour), so the margin adds few entries to a scan.
+const APPEND_MARGIN_MS = 10 * 60000
 
 export interface AuditStore {
   append: (draft: AuditDraft) => Promise<AuditRecord>
@@ -64,9 +70,10 @@ export function createRedisAuditStore (redis: Redis, prefix: string, opts: Audit
     async query (filter) {
       const oldest = now() - opts.retentionDays * DAY_MS
       const pager = createPager(filter, oldest)
-      // Stream ids start with the (Redis server's) ms time of the append: a time bound narrows the range.
-      let start = filter.cursor !== undefined ? `(${filter.cursor}` : String(Math.max(0, filter.since ?? 0))
-      const end = filter.until === undefined ? '+' : `(${filter.until}`
+      // Stream ids start with the (Redis server's) ms time of the append: a time bound, widened by the
+      // margin, narrows the range; the pager keeps the records whose `time` is within it.
+      let start = filter.cursor !== undefined ? `(${filter.cursor}` : String(Math.max(0, (filter.since ?? 0) - APPEND_MARGIN_MS))
+      const end = filter.until === undefined ? '+' : String(filter.until + APPEND_MARGIN_MS)
       for (;;) {
         const batch = await redis.xrange(key, start, end, 'COUNT', SCAN_BATCH)
         for (const [id, fields] of batch) {

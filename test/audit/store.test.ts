@@ -51,11 +51,33 @@ async function contract (t: Test, store: AuditStore, name: string) {
   t.equal((await store.query({ limit: 10, until: start - 60000 })).records.length, 0, `${name}: until`)
 }
 
+// The bounds apply to each record's `time`, taken before the append: an append that lands later (a busy
+// Redis) or earlier (a replica's clock ahead of the store's) is still on the side its time says.
+async function timeBounds (t: Test, store: AuditStore, name: string) {
+  const late = Date.now()
+  await new Promise((resolve) => setTimeout(resolve, 10))
+  const lagged = await store.append({ ...draft(1, late), consumer: 'bounds' })
+  const ahead = await store.append({ ...draft(2, Date.now() + 5000), consumer: 'bounds' })
+  const boundary = late + 1
+  t.strictSame((await store.query({ limit: 10, consumer: 'bounds', until: boundary })).records.map((r) => r.id), [lagged.id], `${name}: until, on the record's time`)
+  t.strictSame((await store.query({ limit: 10, consumer: 'bounds', since: boundary })).records.map((r) => r.id), [ahead.id], `${name}: since, on the record's time`)
+  t.strictSame((await store.query({ limit: 10, consumer: 'bounds', since: Date.parse(ahead.time) })).records.map((r) => r.id), [ahead.id], `${name}: a time ahead of the append`)
+  // Pages over a bounded range take each record once.
+  const ids: string[] = []
+  for (let cursor: string | null | undefined; cursor !== null;) {
+    const page = await store.query({ limit: 1, consumer: 'bounds', since: late, until: Date.parse(ahead.time) + 1, ...(cursor === undefined ? {} : { cursor }) })
+    ids.push(...page.records.map((r) => r.id))
+    cursor = page.next
+  }
+  t.strictSame(ids, [lagged.id, ahead.id], `${name}: bounded pages`)
+}
+
 test('the file store', async (t) => {
   const path = join(t.testdir(), 'audit.jsonl')
   t.equal((await createFileAuditStore(path, { retentionDays: 30, maxEntries: 100 }).query({ limit: 10 })).records.length, 0, 'no file yet: no records')
   const store = createFileAuditStore(path, { retentionDays: 30, maxEntries: 100 })
   await contract(t, store, 'file')
+  await timeBounds(t, store, 'file')
   // A line cut short by a crash, and a record older than the retention, are skipped.
   appendFileSync(path, '{"id":"1-0","time":"2000-01-01T00:00:00.000Z"\n' + JSON.stringify({ id: '2-0', ...draft(1, Date.parse('2001-01-01')) }) + '\n')
   const after = await store.append(draft(5, Date.now()))
@@ -71,6 +93,7 @@ test('the Redis stream', { skip: TEST_REDIS_URL === '' ? 'needs REDIS_URL' : fal
   const redis = new Redis(TEST_REDIS_URL)
   t.teardown(() => redis.disconnect())
   await contract(t, createRedisAuditStore(redis, prefix, { retentionDays: 30, maxEntries: 5000 }), 'redis')
+  await timeBounds(t, createRedisAuditStore(redis, prefix + 'bounds:', { retentionDays: 30, maxEntries: 100 }), 'redis')
   // The cap: a stream capped at 100 keeps about that many (trimming is approximate, by whole nodes).
   const capped = createRedisAuditStore(redis, prefix + 'capped:', { retentionDays: 30, maxEntries: 100 })
   for (let k = 0; k < 400; k++) await capped.append(draft(k, Date.now()))
