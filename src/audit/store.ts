@@ -71,9 +71,10 @@ export function createRedisAuditStore (redis: Redis, prefix: string, opts: Audit
       const oldest = now() - opts.retentionDays * DAY_MS
       const pager = createPager(filter, oldest)
       // Stream ids start with the (Redis server's) ms time of the append: a time bound, widened by the
-      // margin, narrows the range; the pager keeps the records whose `time` is within it.
+      // margin, narrows the range; the pager keeps the records whose `time` is within it. Stream ids are
+      // never negative: a bound before 1970 is 0 (an end of 0 takes nothing an append makes).
       let start = filter.cursor !== undefined ? `(${filter.cursor}` : String(Math.max(0, (filter.since ?? 0) - APPEND_MARGIN_MS))
-      const end = filter.until === undefined ? '+' : String(filter.until + APPEND_MARGIN_MS)
+      const end = filter.until === undefined ? '+' : String(Math.max(0, filter.until + APPEND_MARGIN_MS))
       for (;;) {
         const batch = await redis.xrange(key, start, end, 'COUNT', SCAN_BATCH)
         for (const [id, fields] of batch) {

@@ -213,3 +213,21 @@ test('a write the share or the budget stops before it is sent leaves no record a
   t.match(rows.find((r) => r.consumer === 'spent'), { writes: 0, rejections: { quota: 1 } })
   t.match(rows.find((r) => r.consumer === 'alice'), { writes: 1, rejections: { upstream_budget: 2 } })
 })
+
+test('an until before 1970 is an empty page, with either store', async (t) => {
+  const { alice, admin } = consumers()
+  const file = consumersFile(t, [alice, admin])
+  const stores = [
+    ...(TEST_REDIS_URL === '' ? [] : [{ name: 'redis', useRedis: true }]),
+    { name: 'file', useRedis: false }
+  ]
+  for (const { name, useRedis } of stores) {
+    const { app } = await buildTestApp(t, { useRedis, config: { CONSUMERS_FILE: file } })
+    await send(app, alice, WRITES[3] as Write, 'v1')
+    for (const query of ['until=1969-12-31', 'until=0001-01-01', 'since=0001-01-01&until=1970-01-01']) {
+      const res = await app.inject({ url: `/v1/admin/audit?${query}`, headers: bearer(admin.key) })
+      t.strictSame({ status: res.statusCode, body: res.json() }, { status: 200, body: { records: [], next_cursor: null } }, `${name}: ${query}`)
+    }
+    t.equal((await allRecords(app, admin, '&since=0001-01-01')).length, 1, `${name}: a since before 1970 reads from the start`)
+  }
+})
