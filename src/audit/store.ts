@@ -28,6 +28,7 @@ export interface AuditStore {
 export interface AuditStoreOptions {
   retentionDays: number
   maxEntries: number
+  /** The clock of the retention, and of the file's ids (tests step it). */
   now?: () => number
 }
 
@@ -98,8 +99,9 @@ export function createFileAuditStore (path: string, opts: AuditStoreOptions): Au
   let tail: Promise<unknown> = Promise.resolve()
   return {
     async append (draft) {
-      const ms = Date.now()
-      seq = ms === lastMs ? seq + 1 : 0
+      const ms = now()
+      // A clock that steps back (NTP) keeps the last ms and counts on: ids keep increasing.
+      seq = ms <= lastMs ? seq + 1 : 0
       lastMs = Math.max(ms, lastMs)
       const record: AuditRecord = { id: `${lastMs}-${seq}`, ...draft }
       const line = JSON.stringify(record) + '\n'

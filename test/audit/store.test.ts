@@ -5,7 +5,7 @@ import { test, type Test } from 'tap'
 import { appendFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { Redis } from 'ioredis'
-import type { AuditDraft, AuditRecord } from '../../src/audit/record.js'
+import { compareIds, type AuditDraft, type AuditRecord } from '../../src/audit/record.js'
 import { createFileAuditStore, createRedisAuditStore, type AuditStore } from '../../src/audit/store.js'
 import { TEST_REDIS_URL } from '../helper.js'
 import { deleteKeysOnTeardown, testKeyPrefix } from '../fixtures/redis-keys.js'
@@ -85,6 +85,26 @@ test('the file store', async (t) => {
   t.equal(last.records[last.records.length - 1]?.id, after.id, 'appends continue after a damaged line')
   const all = await store.query({ limit: 1000, cursor: after.id })
   t.equal(all.records.length, 0)
+})
+
+test('the file store: ids keep increasing when the clock steps back', async (t) => {
+  let clock = Date.now()
+  const store = createFileAuditStore(join(t.testdir(), 'audit.jsonl'), { retentionDays: 30, maxEntries: 100, now: () => clock })
+  const written = [await store.append(draft(0, clock)), await store.append(draft(1, clock))]
+  clock -= 1
+  written.push(await store.append(draft(2, clock)))
+  clock += 5
+  written.push(await store.append(draft(3, clock)))
+  const ids = written.map((r) => r.id)
+  t.strictSame([...ids].sort(compareIds), ids, 'in append order')
+  t.equal(new Set(ids).size, ids.length, 'each once')
+  const paged: string[] = []
+  for (let cursor: string | null | undefined; cursor !== null;) {
+    const page = await store.query({ limit: 1, ...(cursor === undefined ? {} : { cursor }) })
+    paged.push(...page.records.map((r) => r.id))
+    cursor = page.next
+  }
+  t.strictSame(paged, ids, 'pages of one take every record')
 })
 
 test('the Redis stream', { skip: TEST_REDIS_URL === '' ? 'needs REDIS_URL' : false }, async (t) => {
