@@ -130,11 +130,14 @@ export const routeGuardPlugin = fp(async (app) => {
   const preHandler: preHandlerHookHandler = async function (request, reply) {
     return await this.auth.authorize(request, reply)
   }
-  // A callback hook: most requests have nothing to give back, and pay no promise for it.
+  // A callback hook: most requests have nothing to give back, and pay no promise for it. An app-wide
+  // hook, not a route's: app hooks run before route hooks and in the order they were added, so the
+  // units are given back before any later plugin's onResponse reads the charge (usage counts it).
   const onResponse: onResponseHookHandler = function (request, reply, done) {
     if (request.chargedUnits > 0 && reply.statusCode >= 500) this.auth.refund(request).then(() => done(), done)
     else done()
   }
+  app.addHook('onResponse', onResponse)
 
   app.addHook('onRoute', (route: RouteOptions) => {
     route.config ??= {}
@@ -144,7 +147,6 @@ export const routeGuardPlugin = fp(async (app) => {
     if (config.public === true) throw new Error(`Route ${route.url} declares both a scope and public.`)
     route.onRequest = [...[route.onRequest ?? []].flat(), onRequest]
     route.preHandler = [...[route.preHandler ?? []].flat(), preHandler]
-    route.onResponse = [...[route.onResponse ?? []].flat(), onResponse]
   })
   app.addHook('onReady', async () => {
     const open = app.routeTable.filter((r) => r.protection === 'none')

@@ -165,6 +165,8 @@ export const usagePlugin = fp<{ now?: () => number }>(async (app, opts) => {
     if (typeof err.code === 'string') usage.noteError(request, err.code)
     done()
   })
+  // After the route guard's onResponse (a dependency, so added before this one): the units a 5xx gave
+  // back are off the request by then, and usage counts what the quota kept.
   app.addHook('onResponse', function countUsage (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction) {
     usage.count(request, reply)
     done()
@@ -175,4 +177,4 @@ export const usagePlugin = fp<{ now?: () => number }>(async (app, opts) => {
     clearInterval(timer)
     await usage.flush()
   })
-}, { name: 'usage', fastify: '5.x', dependencies: ['redis', 'audit', 'consumer-auth', 'access-log'] })
+}, { name: 'usage', fastify: '5.x', dependencies: ['redis', 'audit', 'route-guard', 'consumer-auth', 'access-log'] })

@@ -7,7 +7,7 @@ import { join } from 'node:path'
 import { Redis } from 'ioredis'
 import type { FastifyInstance } from 'fastify'
 import type { UsageRow } from '../../src/usage/report.js'
-import { buildTestApp, FIXTURE_IDS, TEST_REDIS_URL } from '../helper.js'
+import { buildTestApp, FIXTURE_IDS, TEST_REDIS_URL, UNUSED_UPSTREAM } from '../helper.js'
 import { bearer, consumersFile, makeConsumer } from '../consumer-helper.js'
 import { waitFor } from '../fixtures/wait.js'
 
@@ -127,4 +127,16 @@ test('a store that cannot be written: the write is served and logged in full; us
   const data = JSON.parse(readFileSync(config.USAGE_FILE, 'utf8')) as { days: Record<string, Record<string, Record<string, number>>> }
   const day = new Date().toISOString().slice(0, 10)
   t.match(data.days[day]?.alice, { requests: 1, writes: 1 }, 'the counts of the failed flush arrive with the next')
+})
+
+test('units given back after a 5xx are not counted: usage matches what the quota kept', async (t) => {
+  const reader = makeConsumer('reader')
+  const admin = makeConsumer('ops', { scopes: ['admin'] })
+  const { app } = await buildTestApp(t, { useRedis: false, config: { CONSUMERS_FILE: consumersFile(t, [reader, admin]), ATLAS_BASE_URL: UNUSED_UPSTREAM } })
+  const failed = await app.inject({ url: `/v1/objects?ids=${A},${B}`, headers: bearer(reader.key) })
+  t.ok(failed.statusCode >= 500, `the upstream is down: ${failed.statusCode}`)
+  await waitFor('the quota to give the units back', async () =>
+    (await app.inject({ url: '/v1/me', headers: bearer(reader.key) })).json().usage.units_today === 0)
+  const { rows } = await usage(app, admin.key, `month=${new Date().toISOString().slice(0, 7)}&consumer=reader`)
+  t.match(rows, [{ requests_by_class: { objects: 1 }, units: 0, errors: 1 }], 'and usage counts none')
 })
