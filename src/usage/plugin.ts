@@ -1,15 +1,17 @@
 // `app.usage`: what each consumer did per UTC day (report.ts). Counted in the process, in one onResponse
 // callback (no Redis call, no promise per request), and written in batches: every USAGE_FLUSH_MS and when
 // the gateway closes (store.ts: one pipeline per flush). So a cache hit costs no Redis round trip. A
-// failed flush keeps its counts for the next. `last_used` per key and per consumer rides along (the
-// keys are held only until the flush, which stores their SHA-256).
+// failed flush's batch is sent again, unchanged and under its id, at the next (and counted once).
+// `last_used` per key and per consumer rides along (the keys are held only until the flush, which
+// stores their SHA-256).
+import { randomUUID } from 'node:crypto'
 import fp from 'fastify-plugin'
 import type { FastifyInstance, FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify'
 import type { Redis } from 'ioredis'
 import type { Config } from '../config.js'
 import { hashKey } from '../consumers/keys.js'
 import { COUNTER, type Counters } from './report.js'
-import { createFileUsageStore, createRedisUsageStore, type LastUsed, type UsageDelta, type UsageStore } from './store.js'
+import { createFileUsageStore, createRedisUsageStore, type LastUsed, type UsageBatch, type UsageDelta, type UsageStore } from './store.js'
 import { routeOf } from '../lib/route.js'
 
 declare module 'fastify' {
@@ -113,33 +115,49 @@ export function createUsage (app: FastifyInstance, store: UsageStore, now: () =>
   }
 
   let flushing: Promise<void> = Promise.resolve()
+  /** The batch whose write failed: sent again as it is, under its id, before anything newer. */
+  let unsent: UsageBatch | undefined
 
-  /** Writes what was counted since the last flush; on failure keeps it for the next. */
-  async function flushOnce (): Promise<void> {
-    if (delta.size === 0 && keysSeen.size === 0) return
-    const batch = delta
-    const seen = keysSeen
+  /** What was counted since the last batch, as a batch of its own; undefined when nothing was. */
+  function takeBatch (): UsageBatch | undefined {
+    if (delta.size === 0 && keysSeen.size === 0) return undefined
+    const batch = { id: randomUUID(), delta, lastUsed: new Map() as LastUsed }
+    for (const [key, { consumer, ms }] of keysSeen) {
+      batch.lastUsed.set(`key:${hashKey(key)}`, ms)
+      batch.lastUsed.set(`consumer:${consumer}`, Math.max(ms, batch.lastUsed.get(`consumer:${consumer}`) ?? 0))
+    }
     delta = new Map()
     keysSeen = new Map()
     day = ''
     dayEnds = 0
-    const lastUsed: LastUsed = new Map()
-    for (const [key, { consumer, ms }] of seen) {
-      lastUsed.set(`key:${hashKey(key)}`, ms)
-      lastUsed.set(`consumer:${consumer}`, Math.max(ms, lastUsed.get(`consumer:${consumer}`) ?? 0))
-    }
+    return batch
+  }
+
+  /** Writes one batch; a failed one is kept as `unsent`. */
+  async function send (batch: UsageBatch): Promise<boolean> {
     try {
-      await store.add(batch, lastUsed)
+      await store.add(batch)
+      return true
     } catch (err) {
       app.log.warn({ err: { message: (err as Error).message } }, 'usage flush failed; the counts are kept for the next')
-      for (const [d, consumers] of batch) {
-        for (const [consumer, counters] of consumers) {
-          const into = slot(d, consumer)
-          for (const [name, n] of Object.entries(counters)) add(into, name, n)
-        }
-      }
-      for (const [key, value] of seen) if (!keysSeen.has(key)) keysSeen.set(key, value)
+      unsent = batch
+      return false
     }
+  }
+
+  /**
+   * Writes the batch that failed last time, then what was counted since. A failed batch is not merged
+   * into newer counts but sent again unchanged: a write that failed on a lost reply may have been
+   * applied, and the store applies a batch id once. Newer counts wait in memory meanwhile.
+   */
+  async function flushOnce (): Promise<void> {
+    if (unsent !== undefined) {
+      const batch = unsent
+      unsent = undefined
+      if (!await send(batch)) return
+    }
+    const batch = takeBatch()
+    if (batch !== undefined) await send(batch)
   }
 
   return {

@@ -1,21 +1,40 @@
 // Where usage counters and last_used go, one batch at a time (the plugin counts in memory). With Redis:
-// one hash per UTC day (`<prefix>usage:{<day>}`, fields `<consumer>|<counter>`), HINCRBY per counter and
-// an EXPIREAT at the end of the retention, all in one pipeline; last_used in one hash
-// (`<prefix>last-used`, fields `consumer:<id>` and `key:<sha256>`). Without Redis: one JSON file,
-// rewritten whole (write to a temporary file, then rename) at each flush.
+// one hash per UTC day (`<prefix>usage:{<day>}`, fields `<consumer>|<counter>`), its counters added and
+// its expiry set at the end of the retention by one script per day, all in one pipeline; last_used in
+// one hash (`<prefix>last-used`, fields `consumer:<id>` and `key:<sha256>`). Each batch has an id, and
+// each day's script first sets a guard key for it (`<prefix>usage:{<day>}:batch:<id>`, in the day's
+// slot, kept a day): a batch sent again because its reply was lost is applied once. Without Redis: one
+// JSON file, rewritten whole (write to a temporary file, then rename) at each flush.
 import { readFile, rename, writeFile } from 'node:fs/promises'
 import type { Redis } from 'ioredis'
 import { toRow, type Counters, type UsageRow } from './report.js'
 
 const DAY_MS = 86400000
+// How long a batch's guard is kept: far longer than a batch is sent again (at the next flushes).
+const BATCH_GUARD_S = 86400
+// KEYS[1] the day's hash, KEYS[2] the batch's guard; ARGV[1] the hash's expiry (epoch ms), ARGV[2] the
+// guard's lifetime (s), then field, increment pairs. Applies the counters only if the guard is new.
+const ADD_DAY_LUA = `
+if not redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[2]) then return 0 end
+for i = 3, #ARGV, 2 do redis.call('HINCRBY', KEYS[1], ARGV[i], ARGV[i + 1]) end
+redis.call('PEXPIREAT', KEYS[1], ARGV[1])
+return 1
+`
 
 /** Increments by day, then consumer. */
 export type UsageDelta = Map<string, Map<string, Counters>>
 /** Epoch ms of the last use, by `consumer:<id>` or `key:<sha256>`. */
 export type LastUsed = Map<string, number>
 
+/** One flush's counts; a batch sent again keeps its id, and the Redis store applies an id once. */
+export interface UsageBatch {
+  id: string
+  delta: UsageDelta
+  lastUsed: LastUsed
+}
+
 export interface UsageStore {
-  add: (delta: UsageDelta, lastUsed: LastUsed) => Promise<void>
+  add: (batch: UsageBatch) => Promise<void>
   /** Counters of the given days, by day then consumer. */
   read: (days: readonly string[]) => Promise<Map<string, Map<string, Counters>>>
   lastUsed: () => Promise<Record<string, number>>
@@ -27,15 +46,17 @@ export function createRedisUsageStore (redis: Redis, prefix: string, retentionDa
   const dayKey = (day: string): string => `${prefix}usage:{${day}}`
   const lastKey = `${prefix}last-used`
   return {
-    async add (delta, lastUsed) {
+    async add ({ id, delta, lastUsed }) {
       const pipeline = redis.pipeline()
       for (const [day, consumers] of delta) {
         const key = dayKey(day)
+        const increments: Array<string | number> = []
         for (const [consumer, counters] of consumers) {
-          for (const [name, n] of Object.entries(counters)) pipeline.hincrby(key, `${consumer}|${name}`, n)
+          for (const [name, n] of Object.entries(counters)) increments.push(`${consumer}|${name}`, n)
         }
-        pipeline.pexpireat(key, expiresAt(day, retentionDays))
+        pipeline.eval(ADD_DAY_LUA, 2, key, `${key}:batch:${id}`, expiresAt(day, retentionDays), BATCH_GUARD_S, ...increments)
       }
+      // last_used is set, not added: sent again, it counts nothing twice.
       if (lastUsed.size > 0) pipeline.hset(lastKey, Object.fromEntries(lastUsed))
       const results = await pipeline.exec()
       const failed = results?.find(([err]) => err !== null)?.[0]
@@ -78,7 +99,7 @@ async function readUsageFile (path: string): Promise<UsageFile> {
 
 export function createFileUsageStore (path: string, retentionDays: number, now: () => number = Date.now): UsageStore {
   return {
-    async add (delta, lastUsed) {
+    async add ({ delta, lastUsed }) {
       const data = await readUsageFile(path)
       for (const [day, consumers] of delta) {
         const stored = data.days[day] ??= {}

@@ -10,6 +10,8 @@ import type { UsageRow } from '../../src/usage/report.js'
 import { buildTestApp, FIXTURE_IDS, TEST_REDIS_URL, UNUSED_UPSTREAM } from '../helper.js'
 import { bearer, consumersFile, makeConsumer } from '../consumer-helper.js'
 import { waitFor } from '../fixtures/wait.js'
+import { REDIS_SERVER_SKIP, startRedisServer } from '../fixtures/redis-server.js'
+import { testKeyPrefix } from '../fixtures/redis-keys.js'
 
 const { A, B } = FIXTURE_IDS
 
@@ -139,4 +141,30 @@ test('units given back after a 5xx are not counted: usage matches what the quota
     (await app.inject({ url: '/v1/me', headers: bearer(reader.key) })).json().usage.units_today === 0)
   const { rows } = await usage(app, admin.key, `month=${new Date().toISOString().slice(0, 7)}&consumer=reader`)
   t.match(rows, [{ requests_by_class: { objects: 1 }, units: 0, errors: 1 }], 'and usage counts none')
+})
+
+test('a flush whose reply is lost after Redis applied it is not counted twice when sent again', { skip: REDIS_SERVER_SKIP }, async (t) => {
+  const server = await startRedisServer(t)
+  const alice = makeConsumer('alice')
+  const prefix = testKeyPrefix('usage-lost')
+  // The timer is out of the way: the test flushes.
+  const { app } = await buildTestApp(t, { config: { CONSUMERS_FILE: consumersFile(t, [alice]), REDIS_URL: server.url, REDIS_KEY_PREFIX: prefix, REDIS_COMMAND_TIMEOUT_MS: 200, USAGE_FLUSH_MS: 600000 } })
+  const redis = new Redis(server.url)
+  t.teardown(() => redis.disconnect())
+  const key = `${prefix}usage:{${new Date().toISOString().slice(0, 10)}}`
+  t.equal((await app.inject({ url: '/v1/me', headers: bearer(alice.key) })).statusCode, 200)
+  // Redis is frozen while the batch is sent: the flush times out, and Redis applies it once it runs again.
+  server.pause()
+  let isPaused = true
+  t.teardown(() => { if (isPaused) server.resume() })
+  await app.usage.flush()
+  server.resume()
+  isPaused = false
+  await waitFor('Redis to apply the batch', async () => await redis.hget(key, 'alice|requests') === '1')
+  await app.usage.flush()
+  await app.usage.flush()
+  t.equal(await redis.hget(key, 'alice|requests'), '1', 'the batch sent again counts once')
+  t.equal((await app.inject({ url: '/v1/me', headers: bearer(alice.key) })).statusCode, 200)
+  await app.usage.flush()
+  t.equal(await redis.hget(key, 'alice|requests'), '2', 'and later counts still arrive')
 })
