@@ -172,3 +172,16 @@ test('Accept chooses the rendering when format is absent; a format Accept exclud
   t.match((await get('text/csv, application/json;q=0.5')).headers['content-type'], /^application\/json/, 'JSON first when both are allowed')
   t.match((await get('*/*', '?format=csv')).headers['content-type'], /^text\/csv/)
 })
+
+test('a rendering chosen by Accept says so in Vary (a cache must not give the CSV to a JSON request); one chosen by format does not', async (t) => {
+  const { app } = await buildTestApp(t)
+  const get = async (accept: string, query = '', more: Record<string, string> = {}) => app.inject({ url: `/v1/objects/${A}/lightcurve${query}`, headers: { ...demoAuth(app), accept, ...more } })
+  const varyOf = (res: { headers: Record<string, unknown> }) => String(res.headers.vary).toLowerCase().split(/\s*,\s*/)
+  const csv = await get('text/csv')
+  t.ok(varyOf(csv).includes('accept'), `Vary: ${String(csv.headers.vary)}`)
+  t.ok(varyOf(csv).includes('accept-encoding'), 'and Accept-Encoding still')
+  const revalidated = await get('text/csv', '', { 'if-none-match': String(csv.headers.etag) })
+  t.equal(revalidated.statusCode, 304)
+  t.ok(varyOf(revalidated).includes('accept'), 'the 304 too')
+  t.notOk(varyOf(await get('text/csv', '?format=csv')).includes('accept'), 'format= decides: Accept only refuses')
+})

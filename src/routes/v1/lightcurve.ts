@@ -92,6 +92,8 @@ export const lightCurveRoutes: FastifyPluginAsyncTypebox = async (app) => {
   }, async (request, reply) => {
     const { id } = request.params
     const format = formatOf(request.query.format, request.headers.accept)
+    // Without format=, Accept chose the rendering: a cache must not answer another Accept with it.
+    if (request.query.format === undefined) reply.header('vary', 'accept')
     const mjdMin = request.query.mjd_min
     const read = await app.atlas.objects(request, [id])
     const record = read.records[0]
