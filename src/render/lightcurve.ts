@@ -5,6 +5,7 @@
 // it scales to any size (1600×800 doubles every stroke and letter). Points are read by
 // upstream/record.ts (lightCurveOf); this module knows no upstream field name.
 import type { LightCurve, LightCurvePoint } from '../upstream/record.js'
+import { toCsv } from '../lib/csv.js'
 import { esc, linear, mjdToDate, n, padded, tickLabel, ticks, type Scale } from './svg.js'
 
 export const FILTER_COLOURS: Readonly<Record<string, string>> = { c: '#00a5c8', o: '#f28c00' }
@@ -137,16 +138,9 @@ export function lightCurveSvg (lc: LightCurve): string {
 
 const CSV_COLUMNS = ['kind', 'mjd', 'date', 'filter', 'mag', 'mag_err', 'flux_ujy', 'flux_err_ujy', 'exposure'] as const
 
-function csvCell (v: string | number | null): string {
-  if (v === null) return ''
-  const s = String(v)
-  return /[",\r\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s
-}
-
-/** One row per point (RFC 4180, CRLF), with a header. `mag` of a non-detection is its 5-sigma limit. */
+/** One row per point (RFC 4180, CRLF; lib/csv.ts), with a header. `mag` of a non-detection is its 5-sigma limit. */
 export function lightCurveCsv (lc: LightCurve): string {
-  const rows = lc.points.map((p) => [p.kind, p.mjd, mjdToDate(p.mjd), p.filter, p.mag, p.mag_err, p.flux_ujy, p.flux_err_ujy, p.exposure].map(csvCell).join(','))
-  return [CSV_COLUMNS.join(','), ...rows].join('\r\n') + '\r\n'
+  return toCsv(CSV_COLUMNS, lc.points, (p, column) => column === 'date' ? mjdToDate(p.mjd) : p[column as keyof LightCurvePoint])
 }
 
 /** The JSON form: the object's id and names, and the points with the CSV's columns. */
