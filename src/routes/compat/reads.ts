@@ -11,7 +11,7 @@ import {
   maxObjectsInfo, replyFields, requestFields, type ConeMode, type Fields, type UpstreamEndpoint
 } from '../../upstream/endpoints.js'
 import type { RouteId } from '../../cache/freshness.js'
-import { digitsOf, filterRecordText, filterRows, rowsInIdOrder, type TextRow } from './text.js'
+import { digitsOf, filterRecordText, filterRows, rowsInIdOrder, type TextRow } from '../../upstream/record-text.js'
 
 export type Values = Record<string, FieldValue>
 export interface CompatReply { status: number, body: string }

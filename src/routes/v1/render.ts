@@ -6,8 +6,8 @@
 // pass over ~20 kB of JSON and a hash. Without L1 (CACHE_MAX_BYTES=0) nothing is memoised.
 import { computeEtag } from '../../cache/entry.js'
 import type { DerivedMemo } from '../../cache/store.js'
-import { bigIntSpans, quoteSpans } from '../../lib/json-scan.js'
-import { parseLossless, stringifyV1 } from '../../lib/json.js'
+import { bigIntSpans, quoteBigInts, quoteSpans } from '../../lib/json-scan.js'
+import { filterRecordText } from '../../upstream/record-text.js'
 import type { StoredRecord } from '../../service/index.js'
 import { applyMjd } from '../../upstream/record.js'
 
@@ -53,7 +53,8 @@ export type RecordRenderer = (record: StoredRecord, mjdMin?: number, isOneOff?: 
 export function createRecordRenderer (memo?: DerivedMemo): RecordRenderer {
   return (record, mjdMin, isOneOff = false) => {
     if (mjdMin !== undefined) {
-      const bytes = Buffer.from(stringifyV1(applyMjdMin(parseLossless(record.bytes.toString('utf8')) as RecordValue, mjdMin)), 'utf8')
+      // Filtered on the text (every kept literal as the upstream wrote it), then quoted as a whole record is.
+      const bytes = quoteBigInts(Buffer.from(filterRecordText(record.bytes.toString('utf8'), mjdMin), 'utf8'))
       return { bytes, etag: computeEtag(bytes) }
     }
     const key = memoKey(record.etag)

@@ -37,3 +37,19 @@ test('a record\'s v1 ETag: its stored ETag and the rendering version; with or wi
   const other = Buffer.from(SAMPLE.replace('244.00092', '244.00093'), 'utf8')
   t.not(render({ bytes: other, etag: computeEtag(other) }).etag, scanned.etag, 'other bytes, another ETag')
 })
+
+test('mjd_min filters the photometry and leaves every other byte as the whole-record rendering has it', async (t) => {
+  // Literals a parse and re-stringify would change: an exponent, a negative zero, a trailing zero.
+  const text = '{"object":{"id":1161600211221604900,"big":1e+16,"negz":-0.0,"exact":12.50,"ra":244.00092},' +
+    '"lc":[{"id":1161600211221604900,"mjd":60000.5,"mag":18.10},{"id":1161600211221604901,"mjd":60002.5,"mag":-0.0}],' +
+    '"lcnondets":[{"mjd":60001.0,"mag5sig":19.50}],"fp":[{"mjd_obs":60001.0,"uJy":1e+16}]}'
+  const bytes = Buffer.from(text, 'utf8')
+  const render = createRecordRenderer()
+  const whole = render({ bytes, etag: computeEtag(bytes) }).bytes.toString('utf8')
+  t.equal(render({ bytes, etag: computeEtag(bytes) }, 0).bytes.toString('utf8'), whole, 'mjd_min=0 keeps every row: the same bytes')
+  const filtered = JSON.parse(render({ bytes, etag: computeEtag(bytes) }, 60001).bytes.toString('utf8'))
+  t.same(filtered.lc.map((r: { id: string }) => r.id), ['1161600211221604901'], 'lc: mjd > 60001')
+  t.same(filtered.lcnondets, [], 'lcnondets: mjd > 60001')
+  t.equal(filtered.fp.length, 1, 'fp: mjd_obs >= 60001')
+  t.match(render({ bytes, etag: computeEtag(bytes) }, 60001).bytes.toString('utf8'), '"big":1e+16,"negz":-0.0,"exact":12.50', 'the literals as the upstream wrote them')
+})

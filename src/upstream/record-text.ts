@@ -1,7 +1,8 @@
 // Filtering upstream JSON without changing a byte of what is kept: numbers stay as the upstream wrote
-// them (lossless-json keeps each literal), so a filtered compat reply equals what the upstream would send.
+// them (lossless-json keeps each literal), so a filtered compat reply equals what the upstream would
+// send, and a v1 record with mjd_min keeps every literal its whole rendering has.
 import { isLosslessNumber, parse, stringify } from 'lossless-json'
-import { applyMjd } from '../../upstream/record.js'
+import { applyMjd } from './record.js'
 
 export type TextRow = Record<string, unknown>
 
