@@ -65,10 +65,11 @@ export type ObjectLoader = ReturnType<typeof createObjectLoader>
 export function createObjectLoader (opts: ObjectLoaderOptions) {
   let maxIds = opts.maxIds
   // ids waiting for the current window, and ids whose upstream call is in flight
-  // (with when each pending id was first asked for, performance.now(), for gateway_upstream_objects_wait_seconds)
+  // (with when each pending id was first asked for, performance.now(), for gateway_upstream_objects_wait_seconds;
+  // an id in flight comes to undefined when it was a prediction its call dropped, see fetchChunk)
   let pending = new Map<string, { since: number, waiters: Waiter[] }>()
   const pendingCtx = new Set<CallContext>()
-  const inFlight = new Map<string, Promise<RecordText>>()
+  const inFlight = new Map<string, Promise<RecordText | undefined>>()
   let timer: NodeJS.Timeout | undefined
   let windows = 0
   let isScheduled = false
@@ -88,7 +89,13 @@ export function createObjectLoader (opts: ObjectLoaderOptions) {
     return Math.min(tokenMs, Math.round(opts.windowMs + (maxWindowMs - opts.windowMs) * (Number.isFinite(p) ? p : 0)))
   }
 
-  async function fetchChunk (ids: string[], ctxs: CallContext[]): Promise<RecordText[]> {
+  /**
+   * Records of `requested` then of `predicted`, in that order. undefined for predicted ids the call left
+   * out: on the upstream's "Max number of objects" reply the predictions are dropped and the requested
+   * ids sent again alone, so that predictions never split a call.
+   */
+  async function fetchChunk (requested: string[], predicted: string[], ctxs: CallContext[]): Promise<Array<RecordText | undefined>> {
+    const ids = [...requested, ...predicted]
     const onCall = () => { for (const c of ctxs) c.onCall?.() }
     let payer: CallContext | undefined
     callsInFlight++
@@ -111,11 +118,12 @@ export function createObjectLoader (opts: ObjectLoaderOptions) {
       throw Object.assign(new UpstreamError(`The upstream refused an objects/ read (status ${reply.status}).`), { cause: reply.text.slice(0, 200) })
     }
     if (isMaxObjectsInfo(reply.text)) {
-      // The upstream lowered its id limit: halve ours and split this chunk.
+      // The upstream lowered its id limit: halve ours, then send the requested ids again, split if need be.
       if (ids.length === 1) throw new UpstreamError('The upstream refused a single-id objects/ read.')
       maxIds = Math.max(1, Math.floor(ids.length / 2))
+      if (predicted.length > 0) return await fetchChunk(requested, [], ctxs)
       const half = Math.ceil(ids.length / 2)
-      const [a, b] = await Promise.all([fetchChunk(ids.slice(0, half), ctxs), fetchChunk(ids.slice(half), ctxs)])
+      const [a, b] = await Promise.all([fetchChunk(ids.slice(0, half), [], ctxs), fetchChunk(ids.slice(half), [], ctxs)])
       return [...a, ...b]
     }
     filler?.observe?.(ids.length, reply.text.length)
@@ -167,7 +175,7 @@ export function createObjectLoader (opts: ObjectLoaderOptions) {
     for (let i = 0; i < ids.length; i += maxIds) {
       const chunk = ids.slice(i, i + maxIds)
       const predicted = fill(chunk)
-      const promise = fetchChunk([...chunk, ...predicted], ctxs)
+      const promise = fetchChunk(chunk, predicted, ctxs)
       if (predicted.length > 0) track(predicted, chunk.length, promise)
       chunk.forEach((id, k) => {
         const one = promise.then((records) => records[k] ?? null)
@@ -196,15 +204,33 @@ export function createObjectLoader (opts: ObjectLoaderOptions) {
   }
 
   /** Predicted ids are in flight like requested ones (a request for one joins the call); the filler gets their records. */
-  function track (predicted: string[], offset: number, promise: Promise<RecordText[]>): void {
+  function track (predicted: string[], offset: number, promise: Promise<Array<RecordText | undefined>>): void {
     const records = promise.then((all) => all.slice(offset))
     predicted.forEach((id, k) => {
-      const one = records.then((r) => r[k] ?? null)
+      // Out of inFlight before a request that joined sees the outcome, so that it can ask again for a
+      // dropped prediction (loadOne).
+      const one = records.then((r) => r[k]).finally(() => { inFlight.delete(id) })
       inFlight.set(id, one)
-      one.catch(() => {}).finally(() => { inFlight.delete(id) })
+      one.catch(() => {})
     })
-    // A failed call loses only predictions: the requested ids' waiters get the error.
-    records.then((r) => { filler?.deliver(predicted, r) }, () => {})
+    // A failed call loses only predictions: the requested ids' waiters get the error. So does a call
+    // that dropped them.
+    records.then((r) => {
+      if (r.length === predicted.length) filler?.deliver(predicted, r.map((record) => record ?? null))
+    }, () => {})
+  }
+
+  /** The record of one id: joins its call in flight, or waits for the next. */
+  function loadOne (id: string, ctx: CallContext): Promise<RecordText> {
+    const flying = inFlight.get(id)
+    if (flying !== undefined) {
+      opts.metrics.coalesced.inc({ kind: 'single_flight' })
+      return flying.then((record) => record === undefined ? loadOne(id, ctx) : record)
+    }
+    // The request shares the upstream calls of the window it joins (its access log line counts them;
+    // the call is charged once, see chargeOne).
+    pendingCtx.add(ctx)
+    return enqueue(id)
   }
 
   function enqueue (id: string): Promise<RecordText> {
@@ -240,18 +266,7 @@ export function createObjectLoader (opts: ObjectLoaderOptions) {
     async load (ids: readonly string[], ctx: CallContext = {}): Promise<RecordText[]> {
       if (ids.length === 0) return []
       if (pending.size > 0) opts.metrics.coalesced.inc({ kind: 'id_batch' })
-      const results = ids.map((id) => {
-        const flying = inFlight.get(id)
-        if (flying !== undefined) {
-          opts.metrics.coalesced.inc({ kind: 'single_flight' })
-          return flying
-        }
-        // The request shares the upstream calls of the window it joins (its access log line counts them;
-        // the call is charged once, see chargeOne).
-        pendingCtx.add(ctx)
-        return enqueue(id)
-      })
-      return Promise.all(results)
+      return Promise.all(ids.map((id) => loadOne(id, ctx)))
     },
     /** Sets (or, with undefined, removes) what tops calls up with predicted ids. */
     setFiller (next: CallFiller | undefined): void { filler = next },

@@ -52,3 +52,30 @@ test('the fill is off with PREFETCH_ENABLED=false', async (t) => {
   t.strictSame(objectCalls(sandbox), [[members[0]]], 'only the requested id')
   t.equal(app.atlas.prefetch, undefined)
 })
+
+test('the upstream\'s "Max number of objects" reply to a filled call: the predicted ids are dropped and the requested ones sent again alone', async (t) => {
+  // The upstream takes 5 ids a call, the gateway fills calls up to 20: the first filled call is refused.
+  const { app, sandbox } = await buildTestApp(t, { sandbox: { maxObjectsPerCall: 5 }, config: { UPSTREAM_MAX_IDS_PER_CALL: 20, PREFETCH_DELAY_MS: 600000 } })
+  const members = await listMembers(app, 'good')
+  sandbox.resetCalls()
+  const res = await app.inject({ url: `/v1/objects/${members[0] as string}`, headers: demoAuth(app) })
+  t.equal(res.statusCode, 200)
+  t.equal((res.json() as { object: { id: string } }).object.id, members[0])
+  const calls = objectCalls(sandbox)
+  t.equal(calls[0]?.length, 20, 'the first call carried predicted ids and was refused')
+  t.strictSame(calls.slice(1), [[members[0]]], 'then the requested id alone: predictions never split a call')
+})
+
+test('a predicted id requested while its call is in flight is still answered when the upstream refuses that call', async (t) => {
+  const { app, sandbox } = await buildTestApp(t, { sandbox: { maxObjectsPerCall: 5 }, config: { UPSTREAM_MAX_IDS_PER_CALL: 20, PREFETCH_DELAY_MS: 600000 } })
+  const members = await listMembers(app, 'good')
+  sandbox.resetCalls()
+  sandbox.inject({ endpoint: 'objects', kind: 'delay', delayMs: 300 })
+  const first = app.inject({ url: `/v1/objects/${members[0] as string}`, headers: demoAuth(app) })
+  await new Promise((resolve) => setTimeout(resolve, 100))
+  t.ok(app.upstream.objects.isTaken(members[1] as string), 'the second id rides the first call as a prediction')
+  const second = await app.inject({ url: `/v1/objects/${members[1] as string}`, headers: demoAuth(app) })
+  t.equal((await first).statusCode, 200)
+  t.equal(second.statusCode, 200)
+  t.equal((second.json() as { object: { id: string } }).object.id, members[1])
+})
