@@ -101,6 +101,13 @@ export function maxObjectsInfo (max = UPSTREAM_MAX_OBJECTS): string {
   return `{"info":"Max number of objects for each requests is ${max.toLocaleString('en-US')}"}`
 }
 
+/** The id limit a "Max number of objects" reply states (`... is 50,000`); undefined when it states none. */
+export function maxObjectsStated (text: string): number | undefined {
+  const stated = /Max number of objects[^"]*?(\d[\d,]*)\s*"/.exec(text)?.[1]
+  const limit = stated === undefined ? NaN : Number(stated.replaceAll(',', ''))
+  return Number.isSafeInteger(limit) && limit > 0 ? limit : undefined
+}
+
 /** The upstream's element for an unknown id (since 2025-11-21; before, a 500 page). */
 export const MISSING_RECORD = '{"object":"AtlasDiffObjects matching query does not exist.","lc":null,"lcnondets":null,"fp":null,' +
   '"sherlock_crossmatches":null,"sherlock_classifications":null,"tns_crossmatches":null,"external_crossmatches":null}'

@@ -23,7 +23,7 @@ import { UpstreamError } from '../errors.js'
 import { splitArray } from '../lib/json-scan.js'
 import type { Metrics } from '../plugins/metrics.js'
 import type { CallContext, UpstreamClient } from './client.js'
-import { fields, isMaxObjectsInfo, isMissingRecord } from './endpoints.js'
+import { fields, isMaxObjectsInfo, isMissingRecord, maxObjectsStated } from './endpoints.js'
 
 /** A record in the upstream dialect (ids as bare integers), or null for an unknown id. */
 export type RecordText = string | null
@@ -118,13 +118,13 @@ export function createObjectLoader (opts: ObjectLoaderOptions) {
       throw Object.assign(new UpstreamError(`The upstream refused an objects/ read (status ${reply.status}).`), { cause: reply.text.slice(0, 200) })
     }
     if (isMaxObjectsInfo(reply.text)) {
-      // The upstream lowered its id limit: halve ours, then send the requested ids again, split if need be.
+      // The upstream lowered its id limit: ours becomes the one it states (half this call's ids when it
+      // states none, and below them whatever it states), and the requested ids go again in chunks of it.
       if (ids.length === 1) throw new UpstreamError('The upstream refused a single-id objects/ read.')
-      maxIds = Math.max(1, Math.floor(ids.length / 2))
-      if (predicted.length > 0) return await fetchChunk(requested, [], ctxs)
-      const half = Math.ceil(ids.length / 2)
-      const [a, b] = await Promise.all([fetchChunk(ids.slice(0, half), [], ctxs), fetchChunk(ids.slice(half), [], ctxs)])
-      return [...a, ...b]
+      maxIds = Math.min(ids.length - 1, maxObjectsStated(reply.text) ?? Math.ceil(ids.length / 2))
+      const chunks: Array<Promise<Array<RecordText | undefined>>> = []
+      for (let i = 0; i < requested.length; i += maxIds) chunks.push(fetchChunk(requested.slice(i, i + maxIds), [], ctxs))
+      return (await Promise.all(chunks)).flat()
     }
     filler?.observe?.(ids.length, reply.text.length)
     let parts: string[]

@@ -1,6 +1,6 @@
 import { test } from 'tap'
 import { buildTestApp, demoAuth, FIXTURE_IDS, startTestSandbox } from '../helper.js'
-import { resolvePaths, writeOutcome } from '../../src/upstream/endpoints.js'
+import { maxObjectsInfo, maxObjectsStated, resolvePaths, writeOutcome } from '../../src/upstream/endpoints.js'
 
 test('an upstream rename is one override: a sandbox with objects/ renamed still serves the facade', async (t) => {
   const sandbox = await startTestSandbox(t, { paths: { objects: 'objects2' } })
@@ -28,4 +28,11 @@ test('write outcomes are read from the info text, not the status', async (t) => 
   t.equal(writeOutcome(200, { objectid: 1n, info: 'Error updating row.' }), 'rejected')
   t.equal(writeOutcome(204, null), 'removed')
   t.equal(writeOutcome(201, { Error: 'GET is not implemented for this service.' }), undefined)
+})
+
+test('the id limit an objects/ "Max number of objects" reply states', async (t) => {
+  t.equal(maxObjectsStated(maxObjectsInfo()), 50_000, 'with a thousands separator')
+  t.equal(maxObjectsStated(maxObjectsInfo(5)), 5)
+  t.equal(maxObjectsStated('{"info":"Max number of objects exceeded"}'), undefined, 'none stated')
+  t.equal(maxObjectsStated('{"info":"Max number of objects for each requests is 0"}'), undefined, 'no usable limit')
 })

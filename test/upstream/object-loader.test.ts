@@ -33,6 +33,19 @@ test('the upstream\'s "Max number of objects" reply halves the chunk size and re
   t.ok(app.upstream.objects.maxIds <= 5, `chunk size lowered to ${app.upstream.objects.maxIds}`)
 })
 
+test('the "Max number of objects" reply states the limit: the chunk size becomes that limit, in as few calls as it allows', async (t) => {
+  // 20 ids against a limit of 7: the refused call, then 7 + 7 + 6. Halving would send 10 + 10 (refused
+  // again), then 5 four times, and keep 5 ids a call below the limit.
+  const { app, sandbox } = await buildTestApp(t, { sandbox: { maxObjectsPerCall: 7 }, config: { UPSTREAM_MAX_IDS_PER_CALL: 20, PREFETCH_ENABLED: false } })
+  const ids = sandbox.ids().slice(0, 20).map(String)
+  sandbox.resetCalls()
+  const res = await app.inject({ url: `/v1/objects?ids=${ids.join(',')}`, headers: demoAuth(app) })
+  t.equal(res.statusCode, 200)
+  t.same(res.json().objects.map((o: { object: { id: string } }) => o.object.id), ids)
+  t.equal(sandbox.calls.get('objects'), 4, 'the refused call and 3 of up to 7 ids')
+  t.equal(app.upstream.objects.maxIds, 7, 'the chunk size is the stated limit')
+})
+
 test('gateway_upstream_objects_wait_seconds: an id that finds every upstream connection busy waits for a call to return, and the metric shows it', async (t) => {
   // One connection and a budget that earns a call every few µs (no batching window): the second miss
   // waits for the first call, which the sandbox holds for LATENCY_MS, to return; it would leave anyway
