@@ -16,7 +16,9 @@
 // The check costs no store round trip: it starts from the figures the last upstream call of this replica
 // saw and adds what has refilled since, so background work resumes after a quiet spell without a
 // foreground call to update them. It can be optimistic (other replicas spend from the same bucket
-// meanwhile); the budget itself still refuses a spent bucket.
+// meanwhile); the budget itself still refuses a spent bucket. A replica that has made no call yet has no
+// figure (other replicas may have spent the bucket to its headroom already): its work that can wait gets
+// one token, and one more for each the bucket earns meanwhile, until a call brings the first figure.
 import type { FastifyInstance } from 'fastify'
 import type { Config } from '../config.js'
 import { paceBurst, parseHeadroom, parseRate } from '../upstream/budget.js'
@@ -86,8 +88,17 @@ export function paceNeeded (app: FastifyInstance, overdue: number): number {
 }
 
 /**
+ * Before the first figure: whether the tokens claimed since this module first looked are fewer than one
+ * plus those the bucket has earned meanwhile (the claimed one's call brings the figure).
+ */
+function allowedWithoutFigure (app: FastifyInstance): boolean {
+  const { capacity, windowMs } = parseRate(app.config.UPSTREAM_RATE)
+  return claimed(app) < 1 + Math.floor(sinceFigure(app) * capacity / windowMs)
+}
+
+/**
  * May work that can wait spend an upstream token now? True while the bucket is above the headroom and
- * the pace holds a token (always before the first upstream call). Refresh ahead, prefetch and the
+ * the pace holds a token (before the first upstream call: for one token, see allowedWithoutFigure). Refresh ahead, prefetch and the
  * cache's revalidation ask this before loading; a foreground miss never does. False also means the
  * budget is low: cached entries answer past their freshness (up to CACHE_MAX_STALE_S) instead of loading.
  * `overdue` (ms past the entry's freshness) sets how much of the pace it needs (paceNeeded).
@@ -95,7 +106,9 @@ export function paceNeeded (app: FastifyInstance, overdue: number): number {
  * as spent, so concurrent requests that find stale entries do not all refresh on the same token.
  */
 export function backgroundAllowed (app: FastifyInstance, claim = false, overdue = Infinity): boolean {
-  const allowed = estimatedRemaining(app) > backgroundHeadroom(app.config) && estimatedPace(app) >= paceNeeded(app, overdue)
+  const allowed = Number.isFinite(app.upstream.client.budgetRemaining)
+    ? estimatedRemaining(app) > backgroundHeadroom(app.config) && estimatedPace(app) >= paceNeeded(app, overdue)
+    : allowedWithoutFigure(app)
   const s = sightings.get(app)
   if (allowed && claim && s !== undefined) s.claims++
   return allowed

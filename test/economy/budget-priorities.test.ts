@@ -7,8 +7,8 @@
 // and age entries with one-second freshness windows on real Redis; the refill test (memory mode) and
 // the cache tests use an injected clock.
 import { test, type Test } from 'tap'
-import { buildTestApp, FIXTURE_IDS } from '../helper.js'
-import { consumersFile, makeConsumer } from '../consumer-helper.js'
+import { buildTestApp, FIXTURE_IDS, startTestSandbox, TEST_REDIS_URL } from '../helper.js'
+import { consumersFile, makeConsumer, uniquePrefix } from '../consumer-helper.js'
 import { createCache, type LoaderResult, type PutItem } from '../../src/cache/cache.js'
 import { createMemoryStore } from '../../src/cache/memory-store.js'
 import type { Freshness } from '../../src/cache/freshness.js'
@@ -205,6 +205,31 @@ test('background work resumes once the bucket and the pace have refilled, withou
   const fresh = await get('/v1/lists/good/objects')
   t.equal(fresh.headers['x-cache'], 'HIT')
   t.equal(fresh.headers.age, '0')
+})
+
+test('a replica that has made no upstream call yet spends at most one token on background work until its first figure', { skip: TEST_REDIS_URL === '' ? 'needs REDIS_URL' : false }, async (t) => {
+  // Replica A spends the shared bucket to its headroom (12 tokens, kept for misses) on 18 cone misses; a
+  // new replica B (a restart, a scale-out) on the same Redis then finds 10 of those entries stale. Cone
+  // entries are fresh for 1 s.
+  const sandbox = await startTestSandbox(t)
+  const config = {
+    UPSTREAM_RATE: '30/hour',
+    UPSTREAM_BACKGROUND_HEADROOM: '12',
+    REDIS_KEY_PREFIX: uniquePrefix('fresh-replica'),
+    CACHE_FRESHNESS: JSON.stringify({ cone: { freshS: 1, swrS: 600, sieS: 600 } })
+  }
+  const a = await lowBudgetApp(t, config, { upstream: sandbox })
+  const cone = (get: typeof a.get, i: number) => get(`/v1/cone?ra=${10 + i}&dec=5&radius=5`)
+  for (let i = 0; i < 18; i++) t.equal((await cone(a.get, i)).statusCode, 200)
+  t.equal(a.app.upstream.client.budgetRemaining, 12, 'the bucket is at the headroom')
+  await sleep(1100)
+  const b = await lowBudgetApp(t, config, { upstream: sandbox })
+  sandbox.resetCalls()
+  const stale = await Promise.all(Array.from({ length: 10 }, async (_, i) => cone(b.get, i)))
+  await b.app.cache.drain()
+  t.ok(stale.every((r) => r.statusCode === 200 && r.headers['x-cache'] === 'STALE'), 'all ten answered from the cache')
+  t.ok(calls(sandbox) <= 1, `${calls(sandbox)} background call(s): one at most before B knows the budget`)
+  t.notOk(backgroundAllowed(b.app), 'once a call brought the figure, the headroom holds')
 })
 
 test('the pace spent, the bucket not: stale entries answer without a call up to CACHE_MAX_STALE_S; misses and older entries still load', async (t) => {
