@@ -14,7 +14,7 @@ import { createSingleFlight } from '../lib/single-flight.js'
 import type { CacheStore, StoreEntry } from './store.js'
 import { createEntry, decodeEntry as decodeBytes, encodeSharing, type CacheEntry } from './entry.js'
 import { DEFAULT_FRESHNESS, storeTtlMs, type Freshness, type FreshnessTable, type RouteId } from './freshness.js'
-import { createFillLock, type FillLockOptions } from './lock.js'
+import { createFillLock, type Acquired, type FillLockOptions } from './lock.js'
 import type { InvalidationBus } from './invalidation-bus.js'
 import { createInvalidationLog } from './invalidation-log.js'
 
@@ -170,12 +170,16 @@ function decodeEntry (raw: Buffer): CacheEntry | undefined {
 // Bytes of a stored value a look-ahead reads (peekEntries): the header (about 140 bytes for a record
 // with one tag) and the start of the body, enough to tell a "does not exist" marker from a record.
 const PEEK_BYTES = 512
+// A fillShared claim of a key holdFills holds: not taken, not busy, so this replica loads it.
+const HELD_HERE: Acquired = { isAcquired: false, isBusy: false }
 
 export function createCache (opts: CacheOptions = {}) {
   const { l1, l2 } = opts
   const now = opts.now ?? Date.now
   const table = opts.freshness ?? DEFAULT_FRESHNESS
   const lock = opts.lock !== undefined && l2 !== undefined ? createFillLock(opts.lock) : undefined
+  // Keys whose fill locks holdFills holds for a call of this replica.
+  const heldHere = new Set<string>()
   // What L2 and the other replicas have not heard of a write: sent again until Redis takes it.
   const unsent = createResendQueue<string, true>({
     send: async (entries) => {
@@ -478,7 +482,9 @@ export function createCache (opts: CacheOptions = {}) {
     keys: readonly string[], load: (keys: string[], deferL2: DeferL2) => Promise<void>, replacing?: ReadonlyMap<string, number>
   ): Promise<void> {
     if (lock === undefined || keys.length === 0) return load([...keys], deferWrite)
-    const claims = await Promise.all(keys.map(async (key) => ({ key, got: await lock.acquire(key) })))
+    // A key held by holdFills is being filled by a call of this replica: load it here (the object loader
+    // joins that call) rather than wait on our own lock.
+    const claims = await Promise.all(keys.map(async (key) => ({ key, got: heldHere.has(key) ? HELD_HERE : await lock.acquire(key) })))
     const mine = claims.filter((c) => c.got.isAcquired || !c.got.isBusy)
     const theirs = claims.filter((c) => !c.got.isAcquired && c.got.isBusy).map((c) => c.key)
     const writes: Array<Promise<unknown>> = []
@@ -498,6 +504,22 @@ export function createCache (opts: CacheOptions = {}) {
     const filled = await Promise.all(theirs.map(async (key) => lock.waitFor(key, async () => (await fromL2(key, replacing?.get(key))) ?? undefined)))
     const left = theirs.filter((_, i) => filled[i] === undefined)
     if (left.length > 0) await load(left, deferWrite)
+  }
+
+  /**
+   * Takes the fill locks of `keys` for a fill already under way outside fillShared (predicted records
+   * riding an objects/ call), without waiting for Redis: other replicas missing them wait for this fill
+   * instead of loading them again. Returns what releases them, to call once they are stored (or will not
+   * come). Keys another replica holds stay with it.
+   */
+  function holdFills (keys: readonly string[]): () => void {
+    if (lock === undefined || keys.length === 0) return () => {}
+    for (const key of keys) heldHere.add(key)
+    const claims = Promise.all(keys.map(async (key) => lock.acquire(key)))
+    return () => {
+      for (const key of keys) heldHere.delete(key)
+      claims.then(async (got) => { await Promise.all(got.map(async (g) => { if (g.isAcquired) await g.release() })) }).catch(() => {})
+    }
   }
 
   /**
@@ -695,6 +717,8 @@ export function createCache (opts: CacheOptions = {}) {
     derived: l1?.derived,
 
     fillShared,
+
+    holdFills,
 
     fetchMany,
 

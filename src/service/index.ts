@@ -201,6 +201,7 @@ export function createAtlasService (app: FastifyInstance, serviceOpts: ServiceOp
       maxIds: () => app.upstream.objects.maxIds,
       isTaken: (id) => app.upstream.objects.isTaken(id),
       store: async (ids, texts, mark) => { await cache.putEntries(recordItems(ids, texts), mark) },
+      holdFills: (ids) => cache.holdFills(ids.map(objectKey)),
       mark: () => cache.mark(),
       loadInBackground: async (ids) => (await readObjects(ids, {}, 'prefetch', false)).entries,
       isBackgroundAllowed: () => backgroundAllowed(app, true),

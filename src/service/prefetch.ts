@@ -50,6 +50,8 @@ export interface PrefetchOptions {
    * invalidated after `mark` (taken when they were picked for a call).
    */
   store: (ids: string[], records: RecordText[], mark: number) => Promise<void>
+  /** Holds the cross-replica fill locks of predicted ids while their call runs; returns what releases them. */
+  holdFills?: (ids: string[]) => () => void
   /** The cache's invalidation-log position now (cache.mark). */
   mark: () => number
   /** Reads ids through the cache without a consumer (a prefetch call); the entries by id. */
@@ -243,8 +245,9 @@ export function createPrefetch (opts: PrefetchOptions) {
       const at = now()
       remember(keptIds, (k) => keptRecords[k] === null, () => at)
       notePredicted(keptIds, (id) => sources.get(id) ?? 'list')
-      opts.store(keptIds, keptRecords, Number.isFinite(mark) ? mark : opts.mark()).catch((err: unknown) => { opts.onError?.(err) })
+      return opts.store(keptIds, keptRecords, Number.isFinite(mark) ? mark : opts.mark()).catch((err: unknown) => { opts.onError?.(err) })
     },
+    ...(opts.holdFills === undefined ? {} : { hold: opts.holdFills }),
     observe (ids, bytes) {
       if (ids > 0) recordBytes = Math.max(1, Math.round((1 - SIZE_WEIGHT) * recordBytes + SIZE_WEIGHT * (bytes / ids)))
     }

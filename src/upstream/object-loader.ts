@@ -54,8 +54,17 @@ export interface CallFiller {
    * right after.
    */
   pick: (room: number, requested: number, isTaken: (id: string) => boolean) => string[]
-  /** The records of the ids `pick` added, once their call answered (null for an unknown id). */
-  deliver: (ids: string[], records: RecordText[]) => void
+  /**
+   * The records of the ids `pick` added, once their call answered (null for an unknown id); resolves
+   * once they are stored.
+   */
+  deliver: (ids: string[], records: RecordText[]) => Promise<void> | void
+  /**
+   * Called as a call carrying the ids `pick` added leaves (must not block); what it returns is called
+   * once they are delivered and stored, or will not come (the call failed or dropped them). The
+   * service holds their cross-replica fill locks meanwhile, so other replicas wait for this call.
+   */
+  hold?: (ids: string[]) => () => void
   /** The reply of a call: its ids and body size (the filler estimates record sizes from them). */
   observe?: (ids: number, bytes: number) => void
 }
@@ -205,6 +214,8 @@ export function createObjectLoader (opts: ObjectLoaderOptions) {
 
   /** Predicted ids are in flight like requested ones (a request for one joins the call); the filler gets their records. */
   function track (predicted: string[], offset: number, promise: Promise<Array<RecordText | undefined>>): void {
+    const picker = filler
+    const release = picker?.hold?.(predicted)
     const records = promise.then((all) => all.slice(offset))
     predicted.forEach((id, k) => {
       // Out of inFlight before a request that joined sees the outcome, so that it can ask again for a
@@ -215,9 +226,9 @@ export function createObjectLoader (opts: ObjectLoaderOptions) {
     })
     // A failed call loses only predictions: the requested ids' waiters get the error. So does a call
     // that dropped them.
-    records.then((r) => {
-      if (r.length === predicted.length) filler?.deliver(predicted, r.map((record) => record ?? null))
-    }, () => {})
+    records.then(async (r) => {
+      if (r.length === predicted.length) await picker?.deliver(predicted, r.map((record) => record ?? null))
+    }).catch(() => {}).finally(() => { release?.() })
   }
 
   /** The record of one id: joins its call in flight, or waits for the next. */

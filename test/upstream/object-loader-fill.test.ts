@@ -3,7 +3,9 @@
 import { test } from 'tap'
 import type { FastifyInstance } from 'fastify'
 import type { Sandbox } from '../../src/sandbox/index.js'
-import { buildTestApp, demoAuth } from '../helper.js'
+import { buildTestApp, demoAuth, startTestSandbox, TEST_REDIS_URL } from '../helper.js'
+import { uniquePrefix } from '../consumer-helper.js'
+import { waitFor } from '../fixtures/wait.js'
 
 function objectCalls (sandbox: Sandbox): string[][] {
   return sandbox.received
@@ -78,4 +80,23 @@ test('a predicted id requested while its call is in flight is still answered whe
   t.equal((await first).statusCode, 200)
   t.equal(second.statusCode, 200)
   t.equal((second.json() as { object: { id: string } }).object.id, members[1])
+})
+
+test('a predicted id in flight on one replica is not fetched again by another', { skip: TEST_REDIS_URL === '' ? 'needs REDIS_URL' : false }, async (t) => {
+  // Two replicas on one Redis; A's filled call takes 800 ms, and B reads one of its predicted ids meanwhile.
+  const sandbox = await startTestSandbox(t)
+  const opts = { upstream: sandbox, config: { REDIS_KEY_PREFIX: uniquePrefix('predicted-fill'), PREFETCH_DELAY_MS: 600000 } }
+  const a = (await buildTestApp(t, opts)).app
+  const b = (await buildTestApp(t, opts)).app
+  const members = await listMembers(a, 'good')
+  sandbox.resetCalls()
+  sandbox.inject({ endpoint: 'objects', kind: 'delay', delayMs: 800 })
+  const first = a.inject({ url: `/v1/objects/${members[0] as string}`, headers: demoAuth(a) })
+  await waitFor('A\'s objects/ call to reach the upstream', () => objectCalls(sandbox).length === 1)
+  t.ok(objectCalls(sandbox)[0]?.includes(members[1] as string), 'A\'s call carries the second member as a prediction')
+  const second = await b.inject({ url: `/v1/objects/${members[1] as string}`, headers: demoAuth(b) })
+  t.equal((await first).statusCode, 200)
+  t.equal(second.statusCode, 200)
+  t.equal((second.json() as { object: { id: string } }).object.id, members[1])
+  t.equal(objectCalls(sandbox).length, 1, 'B waited for A\'s fill instead of calling again')
 })
