@@ -8,13 +8,15 @@ import { fields } from '../../upstream/endpoints.js'
 import { sendDerived } from './send.js'
 
 const MAX_NAMES = 100
-// Names separated by commas, none empty or starting with a space, no control characters (a NUL byte
-// would reach the upstream's SQL).
-const NAME = '[^,\\s\\u0000-\\u001f\\u007f][^,\\u0000-\\u001f\\u007f]*'
+// Names separated by commas, none empty or starting or ending with a space (of any kind), no control
+// characters, C1 included (a NUL byte would reach the upstream's SQL). Each name goes upstream as sent.
+const CONTROL = '\\u0000-\\u001f\\u007f-\\u009f'
+const NAME = `[^,\\s${CONTROL}](?:[^,${CONTROL}]*[^,\\s${CONTROL}])?`
 const NAMES_PATTERN = `^${NAME}(,${NAME})*$`
 
+/** The distinct names, as sent (a name sent twice is answered once). */
 function namesOf (text: string): string[] {
-  return [...new Set(text.split(',').map((n) => n.trim()))]
+  return [...new Set(text.split(','))]
 }
 
 export const crossmatchRoutes: FastifyPluginAsyncTypebox = async (app) => {

@@ -104,7 +104,10 @@ test('impossible dates and numbers the upstream cannot take are 400s before any 
     '/v1/vra/ranks?since=2025-01-01T24:00', '/v1/vra/scores?after_id=abc', '/v1/vra/scores?after_id=1e400',
     '/v1/vra/scores?after_id=99999999999999999999', '/v1/cone?ra=Infinity&dec=0&radius=5', '/v1/cone?ra=0x10&dec=0&radius=5',
     '/v1/cone?ra=&dec=0&radius=5', '/v1/cone?ra=1&dec=0&radius=NaN', '/v1/crossmatches?names=2018cow%00',
-    `/v1/objects/${A}?mjd_min=Infinity`, '/v1/lists/good/objects?vra_gte=1e999'
+    `/v1/objects/${A}?mjd_min=Infinity`, '/v1/lists/good/objects?vra_gte=1e999',
+    // A name the upstream would not be asked for as sent: trailing space (was trimmed), a no-break space
+    // (was merged with the plain name), a C1 control character (was sent).
+    '/v1/crossmatches?names=2018cow%20', '/v1/crossmatches?names=2018cow%C2%A0,2018cow', '/v1/crossmatches?names=a%C2%85b'
   ]
   for (const url of bad) {
     const res = await app.inject({ url, headers: auth })
