@@ -19,6 +19,14 @@ const MONTH_DAYS = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31]
 
 /** Milliseconds since the epoch, or undefined when `text` is not a real date or datetime. */
 export function parseInstant (text: string): number | undefined {
+  return parseInstantMicros(text, false)
+}
+
+/**
+ * Microseconds since the epoch (the precision the upstream's timestamps carry), or undefined when
+ * `text` is not a real date or datetime.
+ */
+export function parseInstantMicros (text: string, isMicros = true): number | undefined {
   const m = PATTERN.exec(text)
   if (m === null) return undefined
   const [, y, mo, d, h = '00', mi = '00', s = '00', frac = '', zone = 'Z'] = m
@@ -42,7 +50,8 @@ export function parseInstant (text: string): number | undefined {
   // Date.UTC maps years 0–99 to 1900–1999; setUTCFullYear does not.
   const date = new Date(Date.UTC(2000, month - 1, day, hour, minute, second, Math.floor(Number(frac.padEnd(3, '0').slice(0, 3)))))
   date.setUTCFullYear(year)
-  return date.getTime() - offsetMinutes * 60_000
+  const ms = date.getTime() - offsetMinutes * 60_000
+  return isMicros ? ms * 1000 + Number(frac.padEnd(6, '0').slice(3)) : ms
 }
 
 /** Whether `text` is a date or datetime that parseInstant accepts. */

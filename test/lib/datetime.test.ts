@@ -36,3 +36,16 @@ test('property: every real calendar day is accepted and reads back as itself', a
   }), { seed: 20261130, numRuns: 500 })
   t.pass('500 dates')
 })
+
+test('since filters compare at the upstream timestamps\' microsecond precision', async (t) => {
+  const { filterSince } = await import('../../src/routes/v1/tables.js')
+  const { parseInstantMicros } = await import('../../src/lib/datetime.js')
+  t.equal(parseInstantMicros('2024-04-14T11:05:06.000400Z'), Date.UTC(2024, 3, 14, 11, 5, 6) * 1000 + 400)
+  t.equal(parseInstantMicros('1969-12-31T23:59:59.999999Z'), -1)
+  const row = (timestamp: string) => ({ timestamp })
+  t.equal(filterSince([row('2024-04-14T11:05:06.000400Z')], 'timestamp', '2024-04-14T11:05:06.000500', true).length, 0, 'inclusive: a row 100 µs before since is out')
+  t.equal(filterSince([row('2024-04-14T11:05:06.000500Z')], 'timestamp', '2024-04-14T11:05:06.000500', true).length, 1, 'inclusive: equal is in')
+  t.equal(filterSince([row('2024-04-14T11:05:06.000900Z')], 'timestamp', '2024-04-14T11:05:06.000100', false).length, 1, 'strict: a row 800 µs after since is in')
+  t.equal(filterSince([row('2024-04-14T11:05:06.0001')], 'timestamp', '2024-04-14T11:05:06.000100Z', false).length, 0, 'strict: a naive (UTC) row equal to since is out')
+  t.equal(filterSince([row('2024-05-01')], 'timestamp', '2024-04-30T23:59:59.999999', false).length, 1, 'a date is its midnight UTC')
+})

@@ -1,7 +1,7 @@
 // Local filtering of tables fetched wide: the upstream ignores most filters or applies them
 // differently, and one wide upstream read per freshness window serves every consumer's variant.
 import { UpstreamError } from '../../errors.js'
-import { parseInstant } from '../../lib/datetime.js'
+import { parseInstantMicros } from '../../lib/datetime.js'
 import { replyFields } from '../../upstream/endpoints.js'
 
 export type Row = Record<string, unknown>
@@ -11,23 +11,20 @@ export function rowsOf (value: unknown): Row[] {
   return value as Row[]
 }
 
-/** Timestamps from the upstream are ISO datetimes (UTC, sometimes naive) or dates; null when absent. */
+/**
+ * A timestamp from the upstream in microseconds (its precision): ISO datetimes (UTC, sometimes naive) or
+ * dates; null when absent or unreadable.
+ */
 export function timeOf (value: unknown): number | null {
   if (typeof value !== 'string') return null
-  const text = /[zZ]|[+-]\d{2}:?\d{2}$/.test(value) || /^\d{4}-\d{2}-\d{2}$/.test(value) ? value : `${value}Z`
-  const t = Date.parse(/^\d{4}-\d{2}-\d{2}$/.test(text) ? `${text}T00:00:00Z` : text)
-  return Number.isNaN(t) ? null : t
-}
-
-/** `since` has passed validation (lib/datetime.ts), so it parses. */
-export function sinceMs (since: string): number {
-  return parseInstant(since) as number
+  return parseInstantMicros(value.endsWith('z') ? `${value.slice(0, -1)}Z` : value) ?? null
 }
 
 /** Rows whose `field` is after `since`: strictly (detection lists) or inclusively (VRA tables), as upstream. */
 export function filterSince (rows: Row[], field: string, since: string | undefined, isInclusive: boolean): Row[] {
   if (since === undefined) return rows
-  const min = sinceMs(since)
+  // `since` has passed validation (lib/datetime.ts), so it parses.
+  const min = parseInstantMicros(since) as number
   return rows.filter((r) => {
     const t = timeOf(r[field])
     return t !== null && (isInclusive ? t >= min : t > min)
