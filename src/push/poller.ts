@@ -77,7 +77,7 @@ export function createPoller (opts: PollerOptions) {
       return
     }
     app.metrics.pushPollCalls.inc({ source }, request.upstreamCalls)
-    const after = keyedRows(read.value)
+    const after = keyedRows(read.value, loop.spec.rowKey)
     const before = loop.rows
     const events = before === null ? [] : diffRows(loop.spec, before, after, new Date(at).toISOString())
     const rows = before === null || events.length > 0 ? JSON.stringify(after) : ''

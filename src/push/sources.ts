@@ -24,7 +24,7 @@ export type Row = Record<string, unknown>
 export interface PushEventBody {
   type: string
   source: string
-  /** The member's object id (lists) or the row's id (VRA tables), as a string. */
+  /** The row's key (SourceSpec.rowKey), as a string: the member's object id, a score row's id, or the object id of a to-do or rank row. */
   id: string
   /** The row as the v1 read shows it; absent for member.removed. */
   row?: Row
@@ -38,16 +38,20 @@ export interface SourceSpec {
   /** `lists/good`, `vra/scores`. */
   name: string
   kind: 'list' | 'table'
+  /** The field that identifies a row across polls: snapshots and events are keyed by it. */
+  rowKey: string
   /** The scope a subscriber needs (that of the matching read). */
   scope: 'read'
   /** Reads the source's table through the service (and so the cache). */
   read: (app: FastifyInstance, request: FastifyRequest) => Promise<TableRead>
 }
 
-const TABLES: Readonly<Record<string, { route: RouteId, endpoint: UpstreamEndpoint, view: () => string }>> = {
-  scores: { route: 'vra-scores', endpoint: 'vrascoreslist', view: views.vraScores },
-  todo: { route: 'vra-todo', endpoint: 'vratodolist', view: views.vraTodo },
-  ranks: { route: 'vra-ranks', endpoint: 'vraranklist', view: views.vraRanks }
+// Scores are appended (many rows per object, each with its own id); the to-do and rank tables hold one
+// row per object and have no id of their own.
+const TABLES: Readonly<Record<string, { route: RouteId, endpoint: UpstreamEndpoint, view: () => string, rowKey: string }>> = {
+  scores: { route: 'vra-scores', endpoint: 'vrascoreslist', view: views.vraScores, rowKey: replyFields.listRowId },
+  todo: { route: 'vra-todo', endpoint: 'vratodolist', view: views.vraTodo, rowKey: replyFields.tableObjectId },
+  ranks: { route: 'vra-ranks', endpoint: 'vraranklist', view: views.vraRanks, rowKey: replyFields.tableObjectId }
 }
 
 export const VRA_TABLES = Object.keys(TABLES)
@@ -58,6 +62,7 @@ export function listSource (app: FastifyInstance, name: string): SourceSpec {
   return {
     name: `lists/${list.name}`,
     kind: 'list',
+    rowKey: replyFields.listRowId,
     scope: 'read',
     // The same call, fields and tags as GET /v1/lists/{name}/objects.
     read: async (a, request) => a.atlas.table(request, 'lists', 'objectlist', fields.objectlist({ listId: list.id, isCustom: list.kind === 'custom' }),
@@ -72,6 +77,7 @@ export function tableSource (table: string): SourceSpec {
   return {
     name: `vra/${table}`,
     kind: 'table',
+    rowKey: spec.rowKey,
     scope: 'read',
     read: async (a, request) => a.atlas.table(request, spec.route, spec.endpoint, fields.wholeTable(), [spec.view()])
   }
@@ -93,12 +99,12 @@ export function pollRequest (app: FastifyInstance): FastifyRequest & { upstreamC
   return { server: app, log: app.log, consumer: null, headers: {}, upstreamCalls: 0, cacheStatus: '' } as unknown as FastifyRequest & { upstreamCalls: number }
 }
 
-/** Rows keyed by id, in the v1 form (ids as strings), as stored in a snapshot. */
-export function keyedRows (value: unknown): Record<string, Row> {
+/** Rows keyed by their `rowKey` field, in the v1 form (ids as strings), as stored in a snapshot. */
+export function keyedRows (value: unknown, rowKey: string): Record<string, Row> {
   const rows = JSON.parse(stringifyV1(Array.isArray(value) ? value : [])) as Row[]
   const out: Record<string, Row> = {}
   for (const row of rows) {
-    const id = row[replyFields.listRowId]
+    const id = row[rowKey]
     if (typeof id === 'string' || typeof id === 'number') out[String(id)] = row
   }
   return out

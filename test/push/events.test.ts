@@ -77,6 +77,24 @@ test('event streams', async (t) => {
     t.pass('heartbeats come while the stream is idle')
   })
 
+  t.test('the VRA tables emit events, each keyed as its table is (todo and ranks by object id)', async (t) => {
+    const { app, sandbox, base, read, write } = await pushApp(t)
+    const tables = ['scores', 'todo', 'ranks'] as const
+    const streams = await Promise.all(tables.map(async (table) => openSse(`${base}/v1/vra/${table}/events`, read)))
+    t.teardown(async () => { await Promise.all(streams.map(async (c) => c.close())) })
+    for (const table of tables) await baseline(app, `vra/${table}`)
+    const [todoId, rankId] = sandbox.ids().slice(60, 62).map(String) as [string, string]
+    const post = async (table: string, body: object) => (await app.inject({ method: 'POST', url: `/v1/vra/${table}`, headers: { ...write, 'content-type': 'application/json' }, payload: body })).statusCode
+    t.equal(await post('scores', { id: rankId, rank: 9.5 }), 201)
+    t.equal(await post('todo', { id: todoId }), 201)
+    t.equal(await post('ranks', { id: rankId, rank: 7.25 }), 201)
+    const [scores, todo, ranks] = streams as [SseClient, SseClient, SseClient]
+    await Promise.all(streams.map(async (c) => c.waitFor(() => dataOf(c).length >= 1)))
+    t.match(dataOf(scores)[0], { type: 'row.added', source: 'vra/scores' })
+    t.match(dataOf(todo).find((e) => e.id === todoId), { type: /^row\.(added|changed)$/, source: 'vra/todo' }, 'a to-do row is keyed by its object id')
+    t.match(dataOf(ranks).find((e) => e.id === rankId), { type: /^row\.(added|changed)$/, source: 'vra/ranks', row: { rank: 7.25 } }, 'a rank is keyed by its object id')
+  })
+
   t.test('input and limits', async (t) => {
     const { base, read } = await pushApp(t)
     const none = await openSse(`${base}/v1/lists/${LIST}/events`, {})

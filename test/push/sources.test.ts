@@ -10,11 +10,13 @@ import { openSse } from './sse-client.js'
 const list = { name: 'lists/good', kind: 'list' } as SourceSpec
 const AT = '2026-11-30T12:00:00.000Z'
 
-test('rows are keyed by id, digit for digit', async (t) => {
-  const rows = keyedRows(parseLossless('[{"id": 1161600211221604900, "vra": 5.5}, {"id": 1033249000275412900, "vra": null}, {"other": 1}]'))
+test('rows are keyed by their source\'s row key, digit for digit', async (t) => {
+  const rows = keyedRows(parseLossless('[{"id": 1161600211221604900, "vra": 5.5}, {"id": 1033249000275412900, "vra": null}, {"other": 1}]'), 'id')
   t.same(Object.keys(rows).sort(), ['1033249000275412900', '1161600211221604900'])
   t.same(rows['1161600211221604900'], { id: '1161600211221604900', vra: 5.5 })
-  t.same(keyedRows({ not: 'a list' }), {})
+  t.same(keyedRows({ not: 'a list' }, 'id'), {})
+  const ranks = keyedRows(parseLossless('[{"transient_object_id": 1161601191221611800, "rank": 6.187}]'), tableSource('ranks').rowKey)
+  t.same(Object.keys(ranks), ['1161601191221611800'], 'to-do and rank rows have no id: they are keyed by object id')
 })
 
 test('list members: removed, added, changed (with old and new values), each group by id', async (t) => {
