@@ -107,7 +107,7 @@ export const pushPlugin = fp(async (app) => {
     const out = new PassThrough()
     const stream: Stream = { id: streamId, consumer, source: spec.name, out, lastId: '0-0', pending: [] }
     const heartbeat = setInterval(() => {
-      out.write(': heartbeat\n\n')
+      if (!out.writableEnded) out.write(': heartbeat\n\n')
       store.claimStream(consumer, streamId, Number.MAX_SAFE_INTEGER, slotTtl).catch(() => {})
     }, config.PUSH_HEARTBEAT_MS)
     heartbeat.unref()
@@ -146,7 +146,7 @@ export const pushPlugin = fp(async (app) => {
   app.addHook('preClose', async () => {
     clearInterval(watcher)
     for (const stream of hub.streams()) {
-      stream.out.end(`retry: ${RETRY_MS}\nevent: shutdown\ndata: {"type":"shutdown"}\n\n`)
+      if (!stream.out.writableEnded) stream.out.end(`retry: ${RETRY_MS}\nevent: shutdown\ndata: {"type":"shutdown"}\n\n`)
     }
   })
   app.addHook('onClose', async () => {

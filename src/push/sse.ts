@@ -12,7 +12,9 @@ import { idBefore, type PushStore, type StoredEvent } from './store.js'
 
 const FANOUT_MS = 200
 const PAGE = 500
-// A client this far behind (bytes it has not read) is closed; it resumes with Last-Event-ID.
+// A client this far behind (bytes it has not read) is closed; it resumes with Last-Event-ID. A resume's
+// backlog is written before the response starts, so a longer one is cut here the same way: the client
+// gets the first 4 MB, then the end of the stream, and resumes from the last id it got.
 const MAX_BUFFERED_BYTES = 4 * 1024 * 1024
 const GAP_DETAIL = 'Events after your Last-Event-ID were dropped (older than the retention window); read the source again to resynchronise.'
 
@@ -50,11 +52,13 @@ export function createHub (opts: HubOptions) {
   let again = false
 
   function write (stream: Stream, event: StoredEvent): void {
-    if (!idBefore(stream.lastId, event.id)) return
+    // An ended stream takes no more writes (a write after its end would destroy what it still holds).
+    if (stream.out.writableEnded || !idBefore(stream.lastId, event.id)) return
     stream.lastId = event.id
     stream.out.write(frame(event))
     if (stream.out.writableLength > MAX_BUFFERED_BYTES) {
-      log.warn({ source: stream.source, consumer: stream.consumer }, 'push: a stream fell too far behind; closed (it resumes with Last-Event-ID)')
+      if (stream.pending === null) log.warn({ source: stream.source, consumer: stream.consumer }, 'push: a stream fell too far behind; closed (it resumes with Last-Event-ID)')
+      else log.info({ source: stream.source, consumer: stream.consumer }, 'push: a resume\'s backlog passed 4 MB; the stream ends after it (the client resumes from its last id)')
       stream.out.end()
     }
   }
@@ -134,7 +138,7 @@ export function createHub (opts: HubOptions) {
         for (;;) {
           const events = await store.read(stream.source, stream.lastId, PAGE)
           for (const event of events) write(stream, event)
-          if (events.length < PAGE) break
+          if (events.length < PAGE || stream.out.writableEnded) break
         }
       }
       const pending = stream.pending ?? []

@@ -95,6 +95,32 @@ test('event streams', async (t) => {
     t.match(dataOf(ranks).find((e) => e.id === rankId), { type: /^row\.(added|changed)$/, source: 'vra/ranks', row: { rank: 7.25 } }, 'a rank is keyed by its object id')
   })
 
+  t.test('a resume with more than 4 MB of backlog gets the first 4 MB, then the stream ends; resumes carry on', async (t) => {
+    const { app, base, read } = await pushApp(t)
+    const source = 'vra/scores'
+    // Events written straight to the store by a leader that keeps the poller out of the way.
+    t.ok(await app.push.store.lead(source, 'test', 600_000))
+    const pad = 'x'.repeat(20_000)
+    const events = Array.from({ length: 300 }, (_, i) => JSON.stringify({ type: 'row.added', source, id: String(i), row: { pad }, detected_at: new Date().toISOString() }))
+    const ids = await app.push.store.commit({ source, token: 'test', rows: '{}', at: Date.now(), events }) as string[]
+    const got: string[] = []
+    let lastId = '0-0'
+    for (let resume = 0; resume < 5 && got.length < ids.length; resume++) {
+      const c = await openSse(`${base}/v1/vra/scores/events`, { ...read, 'last-event-id': lastId })
+      t.equal(c.status, 200, `resume ${resume} is answered`)
+      t.match(c.headers['content-type'], /^text\/event-stream/)
+      const idsOf = () => c.events.filter((e) => e.id !== undefined).map((e) => e.id as string)
+      // The gateway ends a stream whose backlog passed 4 MB; the last one stays open once up to date.
+      await Promise.race([c.ended, c.waitFor(() => got.length + idsOf().length >= ids.length)])
+      await c.close()
+      const seen = idsOf()
+      t.ok(seen.length > 0, `resume ${resume} carried events`)
+      got.push(...seen)
+      lastId = c.lastId() ?? lastId
+    }
+    t.same(got, ids, 'every event once, in order, over a few resumes')
+  })
+
   t.test('input and limits', async (t) => {
     const { base, read } = await pushApp(t)
     const none = await openSse(`${base}/v1/lists/${LIST}/events`, {})
