@@ -17,7 +17,8 @@ import { diffRows, keyedRows, pollRequest, type Row, type SourceSpec } from './s
 import type { PushStore } from './store.js'
 
 // After a poll answered by a stale entry whose refresh runs in the background, the next poll comes this
-// soon (it reads the refreshed entry from the cache, at no upstream cost).
+// soon (it reads the refreshed entry from the cache, at no upstream cost). Once per interval: when the
+// refresh failed, the re-poll finds the entry stale again and starts another refresh, an upstream call.
 const AFTER_REFRESH_MS = 1000
 
 export interface PollerOptions {
@@ -47,7 +48,7 @@ export function createPoller (opts: PollerOptions) {
   const token = randomUUID()
   const tickMs = Math.max(50, Math.floor(app.config.PUSH_LEADER_TTL_MS / 3))
   const log = app.log.child({ component: 'push' })
-  const loops = new Map<string, { spec: SourceSpec, timer: NodeJS.Timeout | undefined, running: boolean, leading: boolean, rows: Record<string, Row> | null, nextAt: number }>()
+  const loops = new Map<string, { spec: SourceSpec, timer: NodeJS.Timeout | undefined, running: boolean, leading: boolean, rows: Record<string, Row> | null, nextAt: number, isRecheck: boolean }>()
   let isClosed = false
 
   async function poll (loop: NonNullable<ReturnType<typeof loops.get>>): Promise<void> {
@@ -58,25 +59,26 @@ export function createPoller (opts: PollerOptions) {
       loop.rows = stored.rows === '' ? {} : JSON.parse(stored.rows) as Record<string, Row>
       if (Date.now() < loop.nextAt) return
     }
+    // Whether this poll is the early re-poll after a background refresh (see AFTER_REFRESH_MS).
+    const isRecheck = loop.isRecheck
+    loop.isRecheck = false
     const interval = pollInterval(app)
     if (interval === null) {
       app.metrics.pushPolls.inc({ source, result: 'budget_low' })
       loop.nextAt = Date.now() + app.config.PUSH_POLL_INTERVAL_MS
       return
     }
-    const request = pollRequest(app)
+    const request = pollRequest(app, source)
     const at = Date.now()
     let read
     try {
       read = await loop.spec.read(app, request)
     } catch (err) {
       app.metrics.pushPolls.inc({ source, result: 'error' })
-      app.metrics.pushPollCalls.inc({ source }, request.upstreamCalls)
       log.warn({ err, source }, 'push: poll failed; trying again at the next interval')
       loop.nextAt = at + interval
       return
     }
-    app.metrics.pushPollCalls.inc({ source }, request.upstreamCalls)
     const after = keyedRows(read.value, loop.spec.rowKey)
     const before = loop.rows
     const events = before === null ? [] : diffRows(loop.spec, before, after, new Date(at).toISOString())
@@ -92,7 +94,8 @@ export function createPoller (opts: PollerOptions) {
     app.metrics.pushPolls.inc({ source, result: before === null ? 'baseline' : 'ok' })
     for (const e of events) app.metrics.pushEvents.inc({ source, type: e.type })
     loop.rows = after
-    loop.nextAt = at + (read.status === 'STALE' && read.reason === undefined ? Math.min(interval, AFTER_REFRESH_MS) : interval)
+    loop.isRecheck = !isRecheck && read.status === 'STALE' && read.reason === undefined
+    loop.nextAt = at + (loop.isRecheck ? Math.min(interval, AFTER_REFRESH_MS) : interval)
     if (events.length > 0) opts.onCommit(source)
   }
 
@@ -133,7 +136,7 @@ export function createPoller (opts: PollerOptions) {
     /** Starts the loop of a source with subscribers here (no-op when it runs). */
     ensure (spec: SourceSpec): void {
       if (isClosed || loops.has(spec.name)) return
-      const loop = { spec, timer: undefined as NodeJS.Timeout | undefined, running: false, leading: false, rows: null, nextAt: 0 }
+      const loop = { spec, timer: undefined as NodeJS.Timeout | undefined, running: false, leading: false, rows: null, nextAt: 0, isRecheck: false }
       loops.set(spec.name, loop)
       // On the next turn: the caller registers its subscriber first.
       loop.timer = setTimeout(() => { tick(spec.name).catch(() => {}) }, 0)

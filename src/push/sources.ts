@@ -92,11 +92,25 @@ export function sourceByName (app: FastifyInstance, name: string): SourceSpec {
 }
 
 /**
- * The request a poll reads with: no consumer (nothing is charged to anyone's share; the global budget
- * still is), no headers (never a bypass), and the counters the service fills in (upstreamCalls).
+ * The request a poll of `source` reads with: no consumer (nothing is charged to anyone's share; the
+ * global budget still is), no headers (never a bypass), and the counters the service fills in. Each
+ * upstream call is counted under the source as it is made: a stale answer's background refresh makes
+ * its call after the poll has returned.
  */
-export function pollRequest (app: FastifyInstance): FastifyRequest & { upstreamCalls: number } {
-  return { server: app, log: app.log, consumer: null, headers: {}, upstreamCalls: 0, cacheStatus: '' } as unknown as FastifyRequest & { upstreamCalls: number }
+export function pollRequest (app: FastifyInstance, source: string): FastifyRequest {
+  let calls = 0
+  return {
+    server: app,
+    log: app.log,
+    consumer: null,
+    headers: {},
+    cacheStatus: '',
+    get upstreamCalls () { return calls },
+    set upstreamCalls (count: number) {
+      app.metrics.pushPollCalls.inc({ source }, count - calls)
+      calls = count
+    }
+  } as unknown as FastifyRequest
 }
 
 /** Rows keyed by their `rowKey` field, in the v1 form (ids as strings), as stored in a snapshot. */

@@ -7,6 +7,7 @@ import { buildTestApp } from '../helper.js'
 import { bearer, consumersFile, makeConsumer } from '../consumer-helper.js'
 import { pollInterval } from '../../src/push/poller.js'
 import { openSse, type SseClient } from './sse-client.js'
+import { waitFor } from '../fixtures/wait.js'
 
 const LIST = 'mookodi'
 const SOURCE = `lists/${LIST}`
@@ -195,6 +196,36 @@ test('no subscribers, no polling; the interval follows the budget', async (t) =>
     await new Promise((resolve) => setTimeout(resolve, 500))
     t.equal(sandbox.calls.get('objectlist') ?? 0, before, 'the list was not read again after its invalidation')
     t.same(app.push.leading(), [], 'no source is led')
+  })
+
+  t.test('a background refresh that fails brings one early re-poll, not one a second; its calls are counted', async (t) => {
+    const { app, sandbox, base, read } = await pushApp(t, {
+      PUSH_POLL_INTERVAL_MS: 60_000,
+      CACHE_FRESHNESS: JSON.stringify({ lists: { freshS: 1, swrS: 600, sieS: 3600 } })
+    })
+    // The list is cached, then goes stale, and the upstream fails from now on.
+    t.equal((await app.inject({ url: `/v1/lists/${LIST}/objects`, headers: read })).statusCode, 200)
+    await new Promise((resolve) => setTimeout(resolve, 1100))
+    sandbox.resetCalls()
+    sandbox.inject({ endpoint: 'objectlist', kind: 'status', status: 500, times: 1000 })
+    const c = await openSse(`${base}/v1/lists/${LIST}/events`, read)
+    t.teardown(() => c.close())
+    // The baseline poll is answered stale and refreshes in the background; the early re-poll a second
+    // later finds it still stale (the refresh failed) and refreshes again; the next poll is a minute away.
+    const metric = async (name: string, labels: string) => {
+      const line = (await app.inject({ url: '/metrics' })).body.split('\n').find((l) => l.startsWith(`${name}{${labels}} `))
+      return Number(line?.split(' ')[1] ?? 0)
+    }
+    const polls = async () => await metric('gateway_push_polls_total', `source="${SOURCE}",result="baseline"`) + await metric('gateway_push_polls_total', `source="${SOURCE}",result="ok"`)
+    await waitFor('the baseline poll and the early re-poll', async () => await polls() >= 2, { timeoutMs: 10_000 })
+    await app.cache.drain()
+    const calls = sandbox.calls.get('objectlist') ?? 0
+    t.ok(calls >= 2, 'each poll\'s refresh went upstream')
+    await new Promise((resolve) => setTimeout(resolve, 3000))
+    await app.cache.drain()
+    t.equal(await polls(), 2, 'no third poll before the interval')
+    t.equal(sandbox.calls.get('objectlist') ?? 0, calls, 'no more upstream calls until the next interval')
+    t.equal(await metric('gateway_push_poll_calls_total', `source="${SOURCE}"`), calls, 'the background refreshes are counted under the source')
   })
 
   t.test('the interval grows as the budget empties; no poll once the pace is spent', async (t) => {
