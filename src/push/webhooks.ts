@@ -14,6 +14,7 @@ import { createHmac, randomInt } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import type { FastifyInstance } from 'fastify'
 import { request } from 'undici'
+import { expiryOf } from '../consumers/expiry.js'
 import type { Consumer, Webhook } from '../consumers/schema.js'
 import type { PushStore, StoredEvent } from './store.js'
 
@@ -82,10 +83,12 @@ export function createWebhooks (app: FastifyInstance, store: PushStore, isLeadin
   const warned = new Set<string>()
   let isClosed = false
 
+  /** The webhooks of consumers whose keys would be let in now (neither disabled nor expired). */
   function targets (): Target[] {
     const out: Target[] = []
+    const now = app.auth.now()
     for (const consumer of app.consumers.list()) {
-      if (consumer.disabled) continue
+      if (consumer.disabled || expiryOf(consumer, now)?.isExpired === true) continue
       consumer.webhooks.forEach((webhook, index) => { out.push({ key: `${consumer.id}#${index}`, consumer, webhook }) })
     }
     return out
@@ -200,7 +203,7 @@ export function createWebhooks (app: FastifyInstance, store: PushStore, isLeadin
   }
 
   return {
-    /** The sources some enabled consumer's webhook names (they are polled while it exists). */
+    /** The sources some current consumer's webhook names (they are polled while it exists). */
     sources (): string[] {
       return [...new Set(targets().flatMap((t) => t.webhook.sources))]
     },

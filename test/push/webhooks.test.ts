@@ -10,7 +10,7 @@ import { test, type Test } from 'tap'
 import type { FastifyInstance } from 'fastify'
 import { Webhook } from 'standardwebhooks'
 import { buildTestApp } from '../helper.js'
-import { bearer, makeConsumer, writeConsumers } from '../consumer-helper.js'
+import { bearer, makeConsumer, writeConsumers, type TestConsumer } from '../consumer-helper.js'
 import { parseConsumers } from '../../src/consumers/file.js'
 import { backoffMs, readSecret, secretKey, sign, urlProblem } from '../../src/push/webhooks.js'
 
@@ -63,14 +63,22 @@ test('backoff doubles, is capped at an hour, and is jittered', async (t) => {
 
 const LIST = 'cv'
 
-async function hookApp (t: Test, webhooks: (url: string, file: string) => unknown[], status: number) {
-  const posts: Array<{ id: string, type: string }> = []
+interface HookOptions {
+  /** Other consumers (with webhooks of their own) in the consumers file. */
+  others?: (url: string, file: string) => TestConsumer[]
+  config?: Record<string, unknown>
+}
+
+/** An app whose consumer `hooks` has `webhooks`, and a receiver answering `status` (by path, or for all). */
+async function hookApp (t: Test, webhooks: (url: string, file: string) => unknown[], status: number | ((path: string) => number), opts: HookOptions = {}) {
+  const posts: Array<{ id: string, type: string, path: string }> = []
   const server = createServer((req, res) => {
     let body = ''
     req.on('data', (c: Buffer) => { body += c.toString('utf8') })
     req.on('end', () => {
-      posts.push({ id: String(req.headers['webhook-id']), type: (JSON.parse(body) as { type: string }).type })
-      res.writeHead(status).end()
+      const path = req.url ?? ''
+      posts.push({ id: String(req.headers['webhook-id']), type: (JSON.parse(body) as { type: string }).type, path })
+      res.writeHead(typeof status === 'number' ? status : status(path)).end()
     })
   })
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
@@ -81,18 +89,26 @@ async function hookApp (t: Test, webhooks: (url: string, file: string) => unknow
   writeFileSync(file, whsec())
   const writer = makeConsumer('writer', { scopes: ['read', 'write:custom-lists'], lists: [LIST] })
   const hooks = makeConsumer('hooks', { scopes: ['read'], webhooks: webhooks(url, file) as never })
+  const others = opts.others?.(url, file) ?? []
+  const consumersPath = writeConsumers(join(dir, 'consumers.yaml'), [writer, hooks, ...others])
   const { app, logs } = await buildTestApp(t, {
     config: {
-      CONSUMERS_FILE: writeConsumers(join(dir, 'consumers.yaml'), [writer, hooks]),
+      CONSUMERS_FILE: consumersPath,
       PUSH_POLL_INTERVAL_MS: 100,
       PUSH_LEADER_TTL_MS: 300,
       PUSH_WEBHOOK_ALLOWED_HOSTS: '127.0.0.1',
       PUSH_WEBHOOK_MAX_ATTEMPTS: 3,
       PUSH_WEBHOOK_BACKOFF_MS: 10,
-      PREFETCH_ENABLED: false
+      PREFETCH_ENABLED: false,
+      ...opts.config
     } as never
   })
-  return { app, logs, posts, write: bearer(writer.key) }
+  /** Rewrites the consumers file with `hooks` holding these webhooks, and reloads it. */
+  const reloadHooks = async (next: unknown[]) => {
+    writeConsumers(consumersPath, [writer, { ...hooks, entry: { ...hooks.entry, webhooks: next as never } }, ...others])
+    t.same(await app.consumers.reload(), { ok: true })
+  }
+  return { app, logs, posts, url, file, reloadHooks, write: bearer(writer.key) }
 }
 
 async function waitUntil (check: () => boolean | Promise<boolean>, timeoutMs = 15_000): Promise<void> {
@@ -141,4 +157,16 @@ test('event-type filter, and a URL that is not allowed is never called', async (
   await new Promise((resolve) => setTimeout(resolve, 300))
   t.same(posts.map((p) => p.type), ['member.removed'], 'only the type asked for, and nothing to the host off the allow-list')
   t.match(logs(), /webhook not used/)
+})
+
+test('a consumer whose access has expired gets no webhook deliveries', async (t) => {
+  const { app, posts, write } = await hookApp(t, (url, file) => [{ url: `${url}/live`, sources: [`lists/${LIST}`], secret: { file } }], 204, {
+    others: (url, file) => [makeConsumer('expired', { scopes: ['read'], expires: '2020-01-01', webhooks: [{ url: `${url}/expired`, sources: [`lists/${LIST}`], secret: { file } }] as never })]
+  })
+  await waitUntil(async () => (await app.push.store.snapshot(`lists/${LIST}`)) !== null)
+  t.equal(await change(app, write, 'PUT', '1161600211221604900'), 201)
+  await waitUntil(() => posts.length >= 1)
+  // Deliveries of one event start together for every target: a post to the expired one would be here by now.
+  await new Promise((resolve) => setTimeout(resolve, 300))
+  t.same(posts.map((p) => p.path), ['/hook/live'], 'only the consumer whose access is current')
 })
