@@ -94,6 +94,11 @@ export function createWebhooks (app: FastifyInstance, store: PushStore, isLeadin
     return out
   }
 
+  /** The target `key` as configured now, when it still names `source`: a reload may have removed it. */
+  function current (key: string, source: string): Target | undefined {
+    return targets().find((t) => t.key === key && t.webhook.sources.includes(source))
+  }
+
   function warnOnce (target: Target, reason: string): void {
     const key = `${target.key} ${reason}`
     if (warned.has(key)) return
@@ -128,8 +133,14 @@ export function createWebhooks (app: FastifyInstance, store: PushStore, isLeadin
     }
   }
 
-  /** Delivers what `target` has pending on `source`, in order, until it is done or must wait. */
-  async function drain (target: Target, source: string, state: TargetState): Promise<void> {
+  /**
+   * Delivers what target `targetKey` has pending on `source`, in order, until it is done or must wait.
+   * Each attempt looks the target up again: a reload may have removed it, disabled its consumer or
+   * changed it since (then the next run starts over with its new URL and secret).
+   */
+  async function drain (targetKey: string, source: string, state: TargetState): Promise<void> {
+    const target = current(targetKey, source)
+    if (target === undefined) return
     const problem = urlProblem(target.webhook.url, allowed)
     if (problem !== undefined) return warnOnce(target, problem)
     let key: Buffer
@@ -151,6 +162,7 @@ export function createWebhooks (app: FastifyInstance, store: PushStore, isLeadin
       for (const event of events) {
         // A retry timer may fire after the lead moved: the new leader delivers from the stored cursor.
         if (isClosed || Date.now() < state.retryAt || !isLeading(source)) return
+        if (current(targetKey, source)?.webhook !== target.webhook) return
         const type = (JSON.parse(event.data) as { type?: string }).type ?? ''
         if (wanted === undefined || wanted.includes(type)) {
           const result = await post(target, key, event)
@@ -180,9 +192,15 @@ export function createWebhooks (app: FastifyInstance, store: PushStore, isLeadin
     }
   }
 
-  function run (target: Target, source: string): void {
-    const id = `${target.key} ${source}`
+  /** Runs the deliveries of target `key` on `source`, at most one run at a time; forgets a target that is gone. */
+  function run (key: string, source: string): void {
+    const id = `${key} ${source}`
     let state = states.get(id)
+    if (current(key, source) === undefined) {
+      // A retry timer of a target a reload removed (a run in progress forgets it when it ends).
+      if (state !== undefined && !state.isBusy) states.delete(id)
+      return
+    }
     if (state === undefined) {
       state = { isBusy: false, attempts: 0, retryAt: 0, timer: undefined }
       states.set(id, state)
@@ -190,13 +208,18 @@ export function createWebhooks (app: FastifyInstance, store: PushStore, isLeadin
     if (state.isBusy || isClosed) return
     const s = state
     s.isBusy = true
-    drain(target, source, s).catch((err: unknown) => {
-      log.warn({ err, webhook: target.key, source }, 'push: webhook deliveries failed; retrying')
+    drain(key, source, s).catch((err: unknown) => {
+      log.warn({ err, webhook: key, source }, 'push: webhook deliveries failed; retrying')
     }).finally(() => {
       s.isBusy = false
+      // A target removed meanwhile is forgotten (deliver() never names it again).
+      if (current(key, source) === undefined) {
+        states.delete(id)
+        return
+      }
       // A retry that is due later wakes itself (the leader's loop also runs deliveries at each tick).
       if (s.retryAt > Date.now() && s.timer === undefined && !isClosed) {
-        s.timer = setTimeout(() => { s.timer = undefined; run(target, source) }, s.retryAt - Date.now())
+        s.timer = setTimeout(() => { s.timer = undefined; run(key, source) }, s.retryAt - Date.now())
         s.timer.unref()
       }
     })
@@ -214,7 +237,7 @@ export function createWebhooks (app: FastifyInstance, store: PushStore, isLeadin
     /** Starts the deliveries of `source` (this replica leads it); each target runs at most once at a time. */
     deliver (source: string): void {
       for (const target of targets()) {
-        if (target.webhook.sources.includes(source)) run(target, source)
+        if (target.webhook.sources.includes(source)) run(target.key, source)
       }
     },
     close (): void {

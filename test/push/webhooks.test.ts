@@ -170,3 +170,21 @@ test('a consumer whose access has expired gets no webhook deliveries', async (t)
   await new Promise((resolve) => setTimeout(resolve, 300))
   t.same(posts.map((p) => p.path), ['/hook/live'], 'only the consumer whose access is current')
 })
+
+test('a webhook removed by a reload gets no more retries or events', async (t) => {
+  const hook = (url: string, file: string, path: string) => ({ url: `${url}/${path}`, sources: [`lists/${LIST}`], secret: { file } })
+  const { app, posts, url, file, reloadHooks, write } = await hookApp(t, (url, file) => [hook(url, file, 'kept'), hook(url, file, 'removed')],
+    (path) => path.endsWith('/removed') ? 503 : 204, { config: { PUSH_WEBHOOK_MAX_ATTEMPTS: 1000 } })
+  await waitUntil(async () => (await app.push.store.snapshot(`lists/${LIST}`)) !== null)
+  t.equal(await change(app, write, 'PUT', '1161600211221604900'), 201)
+  const toRemoved = () => posts.filter((p) => p.path.endsWith('/removed')).length
+  await waitUntil(() => toRemoved() >= 2)
+  await reloadHooks([hook(url, file, 'kept')])
+  // An attempt already on the wire when the file was reloaded may still land.
+  await new Promise((resolve) => setTimeout(resolve, 100))
+  const before = toRemoved()
+  t.equal(await change(app, write, 'PUT', '1161601191221611900'), 201)
+  await waitUntil(() => posts.filter((p) => p.path.endsWith('/kept')).length >= 2)
+  await new Promise((resolve) => setTimeout(resolve, 300))
+  t.equal(toRemoved(), before, 'the removed webhook is not posted to again')
+})
