@@ -13,7 +13,7 @@
 import { createHmac, randomInt } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import type { FastifyInstance } from 'fastify'
-import { request } from 'undici'
+import { request, type Dispatcher } from 'undici'
 import { expiryOf } from '../consumers/expiry.js'
 import type { Consumer, Webhook } from '../consumers/schema.js'
 import type { PushStore, StoredEvent } from './store.js'
@@ -73,6 +73,28 @@ export function backoffMs (baseMs: number, attempt: number): number {
   return Math.max(1, randomInt(Math.max(2, Math.floor(ceiling)) + 1))
 }
 
+/**
+ * The first ANSWER_BYTES of a receiver's answer, then the body is dropped (with its connection) unread:
+ * the status decides the outcome, the start of the answer is only kept for a dead letter. An answer cut
+ * by the attempt's deadline gives what came before it.
+ */
+async function answerStart (body: Dispatcher.ResponseData['body']): Promise<string> {
+  const chunks: Buffer[] = []
+  let size = 0
+  try {
+    for await (const chunk of body) {
+      chunks.push(chunk as Buffer)
+      size += (chunk as Buffer).length
+      if (size >= ANSWER_BYTES) break
+    }
+  } catch {
+    // The deadline passed while the answer came in.
+  } finally {
+    body.destroy()
+  }
+  return Buffer.concat(chunks).subarray(0, ANSWER_BYTES).toString('utf8')
+}
+
 interface TargetState { isBusy: boolean, attempts: number, retryAt: number, timer: NodeJS.Timeout | undefined }
 
 export function createWebhooks (app: FastifyInstance, store: PushStore, isLeading: (source: string) => boolean) {
@@ -106,12 +128,17 @@ export function createWebhooks (app: FastifyInstance, store: PushStore, isLeadin
     log.error({ consumer: target.consumer.id, webhook: target.key, reason }, 'push: webhook not used')
   }
 
-  /** Posts one event; resolves with the outcome, never throws. */
+  /**
+   * Posts one event; resolves with the outcome, never throws. The attempt has PUSH_WEBHOOK_TIMEOUT_MS in
+   * all: an answer that trickles in (never idle long enough for an idle timeout) would hold every later
+   * message of the target.
+   */
   async function post (target: Target, key: Buffer, event: StoredEvent): Promise<{ ok: boolean, detail: string }> {
     const data = JSON.parse(event.data) as { type: string }
     const timestamp = Math.floor(Date.now() / 1000)
     const body = JSON.stringify({ type: data.type, timestamp: new Date(timestamp * 1000).toISOString(), data })
     const id = `${(data as { source?: string }).source ?? ''}:${event.id}`
+    const deadline = AbortSignal.timeout(config.PUSH_WEBHOOK_TIMEOUT_MS)
     try {
       const res = await request(target.webhook.url, {
         method: 'POST',
@@ -123,13 +150,12 @@ export function createWebhooks (app: FastifyInstance, store: PushStore, isLeadin
           'webhook-signature': sign(key, id, timestamp, body)
         },
         body,
-        headersTimeout: config.PUSH_WEBHOOK_TIMEOUT_MS,
-        bodyTimeout: config.PUSH_WEBHOOK_TIMEOUT_MS
+        signal: deadline
       })
-      const text = (await res.body.text()).slice(0, ANSWER_BYTES)
+      const text = await answerStart(res.body)
       return { ok: res.statusCode >= 200 && res.statusCode < 300, detail: `status ${res.statusCode}${text === '' ? '' : `: ${text}`}` }
     } catch (err) {
-      return { ok: false, detail: (err as NodeJS.ErrnoException).code ?? (err as Error).message }
+      return { ok: false, detail: deadline.aborted ? `no answer within ${config.PUSH_WEBHOOK_TIMEOUT_MS} ms` : (err as NodeJS.ErrnoException).code ?? (err as Error).message }
     }
   }
 

@@ -3,7 +3,7 @@
 // allowed is never called, an event-type filter.
 import { randomBytes } from 'node:crypto'
 import { writeFileSync } from 'node:fs'
-import { createServer } from 'node:http'
+import { createServer, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { join } from 'node:path'
 import { test, type Test } from 'tap'
@@ -67,6 +67,8 @@ interface HookOptions {
   /** Other consumers (with webhooks of their own) in the consumers file. */
   others?: (url: string, file: string) => TestConsumer[]
   config?: Record<string, unknown>
+  /** Answers instead of `status` with an empty body. */
+  answer?: (res: ServerResponse) => void
 }
 
 /** An app whose consumer `hooks` has `webhooks`, and a receiver answering `status` (by path, or for all). */
@@ -78,7 +80,8 @@ async function hookApp (t: Test, webhooks: (url: string, file: string) => unknow
     req.on('end', () => {
       const path = req.url ?? ''
       posts.push({ id: String(req.headers['webhook-id']), type: (JSON.parse(body) as { type: string }).type, path })
-      res.writeHead(typeof status === 'number' ? status : status(path)).end()
+      if (opts.answer !== undefined) opts.answer(res)
+      else res.writeHead(typeof status === 'number' ? status : status(path)).end()
     })
   })
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
@@ -187,4 +190,49 @@ test('a webhook removed by a reload gets no more retries or events', async (t) =
   await waitUntil(() => posts.filter((p) => p.path.endsWith('/kept')).length >= 2)
   await new Promise((resolve) => setTimeout(resolve, 300))
   t.equal(toRemoved(), before, 'the removed webhook is not posted to again')
+})
+
+test('a receiver\'s answer: at most 512 bytes are read, and an attempt ends at PUSH_WEBHOOK_TIMEOUT_MS', async (t) => {
+  const MB = Buffer.alloc(1024 * 1024, 'a')
+  const answers: Array<{ sent: number, isComplete: boolean }> = []
+  let isTrickling = false
+  const { app, write } = await hookApp(t, (url, file) => [{ url, sources: [`lists/${LIST}`], secret: { file } }], 200, {
+    config: { PUSH_WEBHOOK_TIMEOUT_MS: 500 },
+    answer: (res) => {
+      const answer = { sent: 0, isComplete: false }
+      answers.push(answer)
+      res.writeHead(200, { 'content-type': 'text/plain' })
+      if (isTrickling) {
+        // A byte every 100 ms, for ever: never idle long enough for an idle timeout.
+        const timer = setInterval(() => { res.write('.') }, 100)
+        res.on('close', () => { clearInterval(timer) })
+        return
+      }
+      // 64 MB as fast as the gateway reads them.
+      const more = () => {
+        while (answer.sent < 64) {
+          answer.sent++
+          if (!res.write(MB)) {
+            res.once('drain', more)
+            return
+          }
+        }
+        answer.isComplete = true
+        res.end()
+      }
+      res.on('close', () => { res.removeAllListeners('drain') })
+      more()
+    }
+  })
+  const delivered = async () => Number(/gateway_push_deliveries_total\{consumer="hooks",outcome="delivered"\} (\d+)/.exec((await app.inject({ url: '/metrics' })).body)?.[1] ?? 0)
+  await waitUntil(async () => (await app.push.store.snapshot(`lists/${LIST}`)) !== null)
+  t.equal(await change(app, write, 'PUT', '1161600211221604900'), 201)
+  await waitUntil(async () => await delivered() === 1)
+  t.equal(answers.length, 1)
+  t.notOk(answers[0]?.isComplete, 'the gateway stopped reading a large answer (it was not buffered whole)')
+
+  isTrickling = true
+  t.equal(await change(app, write, 'PUT', '1161601191221611900'), 201)
+  await waitUntil(async () => await delivered() === 2)
+  t.pass('a 2xx whose answer trickles on is done when the attempt\'s time is up')
 })
