@@ -10,7 +10,7 @@ import { RateLimitedError, UnavailableError, invalidFields, withRetryAfter } fro
 import { createPoller } from './poller.js'
 import { sourceByName, type SourceSpec } from './sources.js'
 import { createHub, type Stream } from './sse.js'
-import { createMemoryPushStore, createRedisPushStore, EVENT_ID, type PushStore } from './store.js'
+import { createMemoryPushStore, createRedisPushStore, isResumableId, type PushStore } from './store.js'
 import { createWebhooks } from './webhooks.js'
 
 declare module 'fastify' {
@@ -32,7 +32,7 @@ const RETRY_MS = 1000
 function lastEventId (request: FastifyRequest): string | undefined {
   const value = request.headers['last-event-id']
   if (value === undefined || value === '') return undefined
-  if (typeof value !== 'string' || !EVENT_ID.test(value.trim())) {
+  if (typeof value !== 'string' || !isResumableId(value.trim())) {
     throw invalidFields('Last-Event-ID must be an event id as sent in an `id:` line (e.g. 1764500000000-0).', [{ path: '/headers/last-event-id', message: 'must look like 1764500000000-0' }])
   }
   return value.trim()

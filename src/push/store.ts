@@ -67,7 +67,18 @@ export function idBefore (a: string, b: string): boolean {
   return am < bm || (am === bm && as < bs)
 }
 
-export const EVENT_ID = /^\d{1,20}-\d{1,20}$/
+const EVENT_ID = /^\d{1,20}-\d{1,20}$/
+const MAX_PART = 2n ** 64n - 1n
+
+/**
+ * Whether `value` can be resumed after: a stream id (`<ms>-<seq>`, each part at most 2^64−1, as Redis
+ * takes them) below the last one there is (nothing can come after that one; Redis refuses to read past it).
+ */
+export function isResumableId (value: string): boolean {
+  if (!EVENT_ID.test(value)) return false
+  const [ms, seq] = value.split('-').map(BigInt) as [bigint, bigint]
+  return ms <= MAX_PART && seq <= MAX_PART && !(ms === MAX_PART && seq === MAX_PART)
+}
 
 // KEYS: lock, stream, snapshot. ARGV: token, rows ('' keeps them), at, retention ms, max events, events…
 const COMMIT = `

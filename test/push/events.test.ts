@@ -136,6 +136,15 @@ test('event streams', async (t) => {
     const bad = await openSse(`${base}/v1/lists/${LIST}/events`, { ...read, 'last-event-id': 'yesterday' })
     t.equal(bad.status, 400)
     await bad.ended
+    // Shaped like an id, but no stream id (parts are 64-bit), or the last one there is (nothing comes after it).
+    for (const id of ['99999999999999999999-0', '1-18446744073709551616', '18446744073709551615-18446744073709551615']) {
+      const outOfRange = await openSse(`${base}/v1/lists/${LIST}/events`, { ...read, 'last-event-id': id })
+      t.equal(outOfRange.status, 400, `Last-Event-ID ${id}`)
+      await outOfRange.ended
+    }
+    const largest = await openSse(`${base}/v1/lists/${LIST}/events`, { ...read, 'last-event-id': '18446744073709551615-18446744073709551614' })
+    t.equal(largest.status, 200, 'the largest id with a successor is taken')
+    await largest.close()
     const query = await openSse(`${base}/v1/lists/${LIST}/events?since=2025-01-01`, read)
     t.equal(query.status, 400, 'an unknown query parameter is refused as on every v1 route')
     await query.close()
