@@ -6,6 +6,7 @@ import { randomUUID } from 'node:crypto'
 import { PassThrough } from 'node:stream'
 import fp from 'fastify-plugin'
 import type { FastifyReply, FastifyRequest } from 'fastify'
+import { expiryOf } from '../consumers/expiry.js'
 import { RateLimitedError, UnavailableError, invalidFields, withRetryAfter } from '../errors.js'
 import { createPoller } from './poller.js'
 import { sourceByName, type SourceSpec } from './sources.js'
@@ -90,6 +91,18 @@ export const pushPlugin = fp(async (app) => {
     watcher.unref()
   })
 
+  /**
+   * Whether the key that opened a stream would still be let in: it still authenticates (not revoked or
+   * rotated away, its consumer not disabled) and its consumer has not expired. A known key costs a map
+   * lookup; it runs once per heartbeat.
+   */
+  function isStillAllowed (request: FastifyRequest): boolean {
+    const opener = request.consumer
+    if (opener === null) return true
+    const consumer = app.consumers.authenticate(request.consumerKey)
+    return consumer?.id === opener.id && expiryOf(consumer, app.auth.now())?.isExpired !== true
+  }
+
   async function open (request: FastifyRequest, reply: FastifyReply, spec: SourceSpec): Promise<FastifyReply> {
     const resumeFrom = lastEventId(request)
     const consumer = request.consumer?.id ?? 'anonymous'
@@ -106,7 +119,14 @@ export const pushPlugin = fp(async (app) => {
     }
     const out = new PassThrough()
     const stream: Stream = { id: streamId, consumer, source: spec.name, out, lastId: '0-0', pending: [] }
+    // Each heartbeat also checks the key: a stream whose key is revoked, disabled or expired ends (just
+    // ends: the client's reconnection gets the 401 that says why).
     const heartbeat = setInterval(() => {
+      if (!isStillAllowed(request)) {
+        log.info({ source: spec.name, consumer }, 'push: a stream\'s key is no longer let in; stream ended')
+        done()
+        return
+      }
       if (!out.writableEnded) out.write(': heartbeat\n\n')
       store.claimStream(consumer, streamId, Number.MAX_SAFE_INTEGER, slotTtl).catch(() => {})
     }, config.PUSH_HEARTBEAT_MS)

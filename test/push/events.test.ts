@@ -4,7 +4,8 @@
 import { test, type Test } from 'tap'
 import type { FastifyInstance } from 'fastify'
 import { buildTestApp } from '../helper.js'
-import { bearer, consumersFile, makeConsumer } from '../consumer-helper.js'
+import { bearer, consumersFile, makeConsumer, writeConsumers, type TestConsumer } from '../consumer-helper.js'
+import type { ConsumerEntry } from '../../src/consumers/schema.js'
 import { pollInterval } from '../../src/push/poller.js'
 import { openSse, type SseClient } from './sse-client.js'
 import { waitFor } from '../fixtures/wait.js'
@@ -12,12 +13,14 @@ import { waitFor } from '../fixtures/wait.js'
 const LIST = 'mookodi'
 const SOURCE = `lists/${LIST}`
 
-async function pushApp (t: Test, config: Record<string, string | number | boolean> = {}) {
+/** An app with consumers `reader`, `writer` and `others`, listening. */
+async function pushApp (t: Test, config: Record<string, string | number | boolean> = {}, others: TestConsumer[] = []) {
   const reader = makeConsumer('reader', { scopes: ['read'] })
   const writer = makeConsumer('writer', { scopes: ['read', 'write:custom-lists', 'write:vra'], lists: [LIST] })
+  const consumersPath = consumersFile(t, [reader, writer, ...others])
   const built = await buildTestApp(t, {
     config: {
-      CONSUMERS_FILE: consumersFile(t, [reader, writer]),
+      CONSUMERS_FILE: consumersPath,
       PUSH_POLL_INTERVAL_MS: 100,
       PUSH_LEADER_TTL_MS: 300,
       PUSH_HEARTBEAT_MS: 200,
@@ -27,7 +30,9 @@ async function pushApp (t: Test, config: Record<string, string | number | boolea
     } as never
   })
   const base = await built.app.listen({ port: 0, host: '127.0.0.1' })
-  return { ...built, base, read: bearer(reader.key), write: bearer(writer.key) }
+  /** Rewrites the consumers file with `reader`, `writer` and these others. */
+  const rewriteOthers = (next: Array<TestConsumer | ConsumerEntry>) => writeConsumers(consumersPath, [reader, writer, ...next])
+  return { ...built, base, rewriteOthers, read: bearer(reader.key), write: bearer(writer.key) }
 }
 
 /** Resolves once the source has a stored snapshot (its first poll, the baseline, is done). */
@@ -180,6 +185,33 @@ test('event streams', async (t) => {
     const metrics = await app.inject({ url: '/metrics' })
     t.match(metrics.body, /gateway_push_poll_calls_total\{source="vra\/ranks"\} 1/)
     t.match(metrics.body, /gateway_push_subscribers\{source="vra\/ranks",kind="sse"\} 1/)
+  })
+
+  t.test('a stream ends once its key is no longer let in: its consumer disabled by a reload, or expired', async (t) => {
+    const watcher = makeConsumer('watcher', { scopes: ['read'] })
+    const revoked = makeConsumer('revoked', { scopes: ['read'] })
+    // Far enough ahead for the stream to open first.
+    const expiring = makeConsumer('expiring', { scopes: ['read'], expires: new Date(Date.now() + 4000).toISOString() })
+    const { app, base, rewriteOthers } = await pushApp(t, {}, [watcher, revoked, expiring])
+    const [kept, disabled, expired] = await Promise.all([watcher, revoked, expiring].map(async (c) => openSse(`${base}/v1/lists/${LIST}/events`, bearer(c.key))))
+    t.teardown(async () => { await Promise.all([kept, disabled, expired].map(async (c) => c?.close())) })
+    t.same([kept, disabled, expired].map((c) => c?.status), [200, 200, 200])
+    const hasEnded = (c: SseClient) => {
+      let isEnded = false
+      c.ended.then(() => { isEnded = true }, () => {})
+      return () => isEnded
+    }
+    const [disabledEnded, expiredEnded] = [hasEnded(disabled as SseClient), hasEnded(expired as SseClient)]
+    rewriteOthers([watcher, { ...revoked.entry, disabled: true }, expiring])
+    t.same(await app.consumers.reload(), { ok: true })
+    await waitFor('the stream of the disabled consumer to end', disabledEnded, { timeoutMs: 10_000 })
+    await waitFor('the stream of the expired consumer to end', expiredEnded, { timeoutMs: 15_000 })
+    const heartbeats = kept?.comments ?? 0
+    await kept?.waitFor(() => (kept?.comments ?? 0) > heartbeats)
+    t.pass('the stream of a key still let in goes on')
+    const again = await openSse(`${base}/v1/lists/${LIST}/events`, bearer(revoked.key))
+    t.equal(again.status, 401, 'the reconnection is refused and says why')
+    await again.close()
   })
 
   t.test('shutdown ends every stream with retry: and a shutdown event', async (t) => {
