@@ -6,7 +6,7 @@ import { UploadedFile, type DataSource } from './fields.js'
 import { isNestedDeeper, PythonJsonError, pythonJsonLoads } from './python-json.js'
 
 // Django's DATA_UPLOAD_MAX_MEMORY_SIZE and DATA_UPLOAD_MAX_NUMBER_FIELDS.
-const MAX_FORM_BYTES = 2.5 * 1024 * 1024
+export const MAX_FORM_BYTES = 2.5 * 1024 * 1024
 const MAX_FORM_FIELDS = 1000
 
 export const PARSES = ['application/json', 'application/x-www-form-urlencoded', 'multipart/form-data'] as const

@@ -6,7 +6,7 @@ import fp from 'fastify-plugin'
 import type { FastifyError, FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify'
 import { sendCompatError } from '../../auth/plugin.js'
 import type { Scope } from '../../consumers/scopes.js'
-import { parseQueryDict, parseRequestData } from '../../drf/body.js'
+import { MAX_FORM_BYTES, parseQueryDict, parseRequestData } from '../../drf/body.js'
 import { ApiException, DjangoHtmlError } from '../../drf/errors.js'
 import { validate, type DataSource } from '../../drf/fields.js'
 import { negotiate } from '../../drf/negotiation.js'
@@ -21,6 +21,10 @@ export const COMPAT_PREFIX = '/atlas/api'
 const JSON_TYPE = 'application/json'
 const ALLOW = 'GET, POST, HEAD, OPTIONS'
 const GET_STUB_BODY = JSON.stringify(GET_STUB)
+// The upstream reads a form up to Django's limit (the official client's 50,000 ids, commas encoded as
+// %2C, are 1.1 MB, over the gateway's default); past it Django refuses the form, as the gateway does
+// any body (the upstream would read a JSON one that big, but no meaningful request is).
+const BODY_LIMIT_BYTES = MAX_FORM_BYTES
 // The gateway manages the upstream token; a consumer key does not expire on its own (a year, in seconds).
 const KEY_EXPIRES_IN_S = 31_536_000
 
@@ -141,7 +145,8 @@ export const compatRoutes: FastifyPluginAsync = async (app) => {
 
   app.setErrorHandler((err: FastifyError & { retryAfter?: number }, request, reply) => {
     if (err instanceof ApiException) return send(reply, err.status, detail(err.detail))
-    if (err instanceof DjangoHtmlError) return send(reply, 400, detail('Bad request.'))
+    // A body over the limit is a form Django would refuse as too big (RequestDataTooBig).
+    if (err instanceof DjangoHtmlError || err.code === 'FST_ERR_CTP_BODY_TOO_LARGE') return send(reply, 400, detail('Bad request.'))
     if (err.code === 'GW_UPSTREAM_BUDGET' || err.code === 'GW_QUOTA_EXHAUSTED' || err.code === 'GW_RATE_LIMITED') {
       return sendCompatError(reply, Object.assign(err, { code: 'GW_RATE_LIMITED' }))
     }
@@ -182,7 +187,7 @@ export const compatRoutes: FastifyPluginAsync = async (app) => {
     } else {
       app.get(url, { config: { ...base, scope: readScope }, schema: { hide: true } }, handlerFor(app, endpoint, 'GET'))
     }
-    app.post(url, { config: { ...base, ...(postScope === undefined ? { public: true } : { scope: postScope }), ...(list === undefined ? {} : { list }) }, schema: { hide: true } }, handlerFor(app, endpoint, 'POST'))
+    app.post(url, { config: { ...base, ...(postScope === undefined ? { public: true } : { scope: postScope }), ...(list === undefined ? {} : { list }) }, bodyLimit: BODY_LIMIT_BYTES, schema: { hide: true } }, handlerFor(app, endpoint, 'POST'))
     app.route({
       method: ['PUT', 'PATCH', 'DELETE'],
       url,
@@ -196,6 +201,7 @@ export const compatRoutes: FastifyPluginAsync = async (app) => {
       url: `/${endpoint}`,
       // A redirect to the same path with the slash, where the real route checks the key.
       config: { public: true },
+      bodyLimit: BODY_LIMIT_BYTES,
       schema: { hide: true },
       handler: async (request, reply) => {
         const [path = '', query] = request.url.split('?', 2)

@@ -156,3 +156,22 @@ test('group and custom-list ids of any size reach the upstream exactly as sent',
     t.equal(lastField('objectlist', 'objectlistid'), id, `objectlistid=${id} sent as it came`)
   }
 })
+
+// The official client form-encodes the commas (%2C): 22 bytes an id, so 50,001 ids are over the gateway's
+// 1 MiB default body limit. The gateway answered 413 where the upstream gives its "Max number" info; the
+// upstream's own limit is Django's DATA_UPLOAD_MAX_MEMORY_SIZE (2.5 MiB) for a form.
+test('objects/: a form up to Django\'s 2.5 MiB is read as the upstream reads it; a bigger one is refused as Django refuses it', async (t) => {
+  const d = await startDialects(t)
+  d.behind.resetCalls()
+  const ids = (n: number) => Array.from({ length: n }, () => U).join(',')
+  await same(t, d, 'objects', { form: { objects: ids(50_001) } }, '50,001 ids, commas encoded (1.1 MB)')
+  await same(t, d, 'objects', { form: { objects: ids(119_000) } }, '119,000 ids, just under 2.5 MiB')
+  t.equal(d.behind.totalCalls(), 0, 'over the id limit: answered without a call')
+  // Over 2.5 MiB Django refuses a form (RequestDataTooBig, a 400 page): the gateway's 400 for it.
+  const ours = await d.gateway('objects', { form: { objects: ids(120_000) } })
+  const theirs = await d.upstream('objects', { form: { objects: ids(120_000) } })
+  t.equal(theirs.status, 400, 'the upstream refuses a form over 2.5 MiB')
+  t.equal(ours.status, 400, 'so does the gateway')
+  t.equal(ours.body, '{"detail":"Bad request."}', 'in the words it gives Django\'s other refused forms')
+  t.equal(d.behind.totalCalls(), 0, 'without a call')
+})
