@@ -56,6 +56,12 @@ function send (reply: FastifyReply, status: number, body: string): FastifyReply 
 
 const detail = (text: string) => JSON.stringify({ detail: text })
 
+/** The raw query string: everything after the first `?` (a later `?` belongs to a value, as in Django). */
+function queryOf (url: string): string | undefined {
+  const q = url.indexOf('?')
+  return q === -1 ? undefined : url.slice(q + 1)
+}
+
 /** The values a request's data validates to, with the original strings (datetimes are re-sent as given). */
 function parse (endpoint: UpstreamEndpoint, data: DataSource): Parsed | { errors: Record<string, string[]> } {
   const result = validate(SERIALIZERS[endpoint], data)
@@ -161,7 +167,7 @@ export const compatRoutes: FastifyPluginAsync = async (app) => {
 
   app.addHook('preValidation', async (request) => {
     if (routeOf(request).config.dialect !== 'compat') return
-    const [, query = ''] = request.url.split('?', 2)
+    const query = queryOf(request.url) ?? ''
     try {
       request.compat = request.method === 'POST'
         ? { data: await parseRequestData(request.headers['content-type'], (request.body as Buffer | undefined) ?? Buffer.alloc(0)) }
@@ -204,7 +210,8 @@ export const compatRoutes: FastifyPluginAsync = async (app) => {
       bodyLimit: BODY_LIMIT_BYTES,
       schema: { hide: true },
       handler: async (request, reply) => {
-        const [path = '', query] = request.url.split('?', 2)
+        const query = queryOf(request.url)
+        const path = query === undefined ? request.url : request.url.slice(0, -query.length - 1)
         return reply.code(301).header('location', `${path}/${query === undefined ? '' : `?${query}`}`).send('')
       }
     })
@@ -220,7 +227,7 @@ export const compatNegotiationPlugin = fp(async (app) => {
   // them a promise. A refusal is sent and done is not called.
   app.addHook('onRequest', (request, reply, done) => {
     if (routeOf(request).config.dialect !== 'compat') return done()
-    const format = new URLSearchParams(request.url.split('?', 2)[1] ?? '').get('format') ?? undefined
+    const format = new URLSearchParams(queryOf(request.url) ?? '').get('format') ?? undefined
     const renderers = routeOf(request).url?.endsWith(`/${DEFAULT_PATHS['auth-token']}`) === true ? ['json' as const] : ['json' as const, 'html' as const]
     const result = negotiate(request.headers.accept, format, renderers)
     if (!('error' in result)) return done()

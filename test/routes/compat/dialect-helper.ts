@@ -8,11 +8,12 @@ import type { Sandbox } from '../../../src/sandbox/index.js'
 
 export interface Exchange { status: number, body: string, contentType: string | undefined }
 
-/** A form (the official client's encoding), a raw JSON text, or a query string for GET. */
+/** A form (the official client's encoding), a raw JSON text, or a query string for GET (built, or sent as written). */
 export type Payload =
   | { form: Record<string, string> }
   | { json: string }
   | { query: Record<string, string> }
+  | { rawQuery: string }
 
 export interface Dialects {
   app: FastifyInstance
@@ -26,6 +27,7 @@ export interface Dialects {
 
 function requestParts (payload: Payload): { method: 'GET' | 'POST', query: string, body?: string, type?: string } {
   if ('query' in payload) return { method: 'GET', query: `?${new URLSearchParams(payload.query).toString()}` }
+  if ('rawQuery' in payload) return { method: 'GET', query: `?${payload.rawQuery}` }
   if ('json' in payload) return { method: 'POST', query: '', body: payload.json, type: 'application/json' }
   return { method: 'POST', query: '', body: new URLSearchParams(payload.form).toString(), type: 'application/x-www-form-urlencoded' }
 }

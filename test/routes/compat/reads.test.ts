@@ -175,3 +175,18 @@ test('objects/: a form up to Django\'s 2.5 MiB is read as the upstream reads it;
   t.equal(ours.body, '{"detail":"Bad request."}', 'in the words it gives Django\'s other refused forms')
   t.equal(d.behind.totalCalls(), 0, 'without a call')
 })
+
+// Django's query string is everything after the first `?`; a second `?` is part of a value. The gateway
+// cut the query there, so `objectlistid=2?x=1` read as list 2 (a 200) where the upstream says 400.
+test('a query string is everything after the first `?`, a later `?` part of a value', async (t) => {
+  const d = await startDialects(t)
+  await same(t, d, 'objectlist', { rawQuery: 'objectlistid=2?x=1' }, 'objectlistid=2?x=1')
+  await same(t, d, 'objects', { rawQuery: `objects=${A}&mjd=61000?` }, 'mjd=61000?')
+  // A malformed id (the upstream's 500 page; deliberately a 400 here) is read whole, `?` and all.
+  const malformed = await d.gateway('objects', { rawQuery: `objects=${A}?,${B}` })
+  t.equal(malformed.body, `{"objects":["\\"${A}?\\" is not an ATLAS id (19 digits)."]}`, 'objects=A?,B')
+  // The trailing-slash redirect keeps the whole query too.
+  const res = await d.app.inject({ url: '/atlas/api/objectlist?objectlistid=2?x=1' })
+  t.equal(res.statusCode, 301)
+  t.equal(res.headers.location, '/atlas/api/objectlist/?objectlistid=2?x=1')
+})
