@@ -55,6 +55,8 @@ function send (reply: FastifyReply, status: number, body: string): FastifyReply 
 }
 
 const detail = (text: string) => JSON.stringify({ detail: text })
+// What the gateway answers where Django refuses a request with its 400 page (too big, too many fields).
+const BAD_REQUEST = detail('Bad request.')
 
 /** The raw query string: everything after the first `?` (a later `?` belongs to a value, as in Django). */
 function queryOf (url: string): string | undefined {
@@ -152,7 +154,7 @@ export const compatRoutes: FastifyPluginAsync = async (app) => {
   app.setErrorHandler((err: FastifyError & { retryAfter?: number }, request, reply) => {
     if (err instanceof ApiException) return send(reply, err.status, detail(err.detail))
     // A body over the limit is a form Django would refuse as too big (RequestDataTooBig).
-    if (err instanceof DjangoHtmlError || err.code === 'FST_ERR_CTP_BODY_TOO_LARGE') return send(reply, 400, detail('Bad request.'))
+    if (err instanceof DjangoHtmlError || err.code === 'FST_ERR_CTP_BODY_TOO_LARGE') return send(reply, 400, BAD_REQUEST)
     if (err.code === 'GW_UPSTREAM_BUDGET' || err.code === 'GW_QUOTA_EXHAUSTED' || err.code === 'GW_RATE_LIMITED') {
       return sendCompatError(reply, Object.assign(err, { code: 'GW_RATE_LIMITED' }))
     }
@@ -227,7 +229,17 @@ export const compatNegotiationPlugin = fp(async (app) => {
   // them a promise. A refusal is sent and done is not called.
   app.addHook('onRequest', (request, reply, done) => {
     if (routeOf(request).config.dialect !== 'compat') return done()
-    const format = new URLSearchParams(queryOf(request.url) ?? '').get('format') ?? undefined
+    let query: ReturnType<typeof parseQueryDict>
+    try {
+      query = parseQueryDict(queryOf(request.url) ?? '')
+    } catch {
+      // A query Django refuses (too many fields) is its 400 before anything else looks at the request.
+      send(reply, 400, BAD_REQUEST)
+      return
+    }
+    // QueryDict.get: the last of repeated values.
+    const last = query.map.get('format')?.at(-1)
+    const format = typeof last === 'string' ? last : undefined
     const renderers = routeOf(request).url?.endsWith(`/${DEFAULT_PATHS['auth-token']}`) === true ? ['json' as const] : ['json' as const, 'html' as const]
     const result = negotiate(request.headers.accept, format, renderers)
     if (!('error' in result)) return done()

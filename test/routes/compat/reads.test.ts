@@ -190,3 +190,16 @@ test('a query string is everything after the first `?`, a later `?` part of a va
   t.equal(res.statusCode, 301)
   t.equal(res.headers.location, '/atlas/api/objectlist/?objectlistid=2?x=1')
 })
+
+// DRF reads `?format=` from Django's QueryDict, whose get() is the last value; the gateway took the first.
+test('`?format=` given twice: the last one counts, as in Django', async (t) => {
+  const d = await startDialects(t)
+  await same(t, d, 'objects', { rawQuery: `objects=${A}&format=xml&format=json` }, 'format=xml&format=json')
+  await same(t, d, 'objects', { rawQuery: `objects=${A}&format=json&format=xml` }, 'format=json&format=xml')
+  await same(t, d, 'objects', { rawQuery: `objects=${A}&format=xml&format=` }, 'format=xml&format=')
+  await same(t, d, 'objects', { rawQuery: `objects=${A}&format=%6Ason` }, 'format=%6Ason')
+  // Reading it builds the QueryDict, which Django refuses over 1,000 fields (its 400 page), POST or GET.
+  const crowded = await d.app.inject({ method: 'POST', url: `/atlas/api/cone/?${'a=1&'.repeat(1001)}`, payload: '' })
+  t.equal(crowded.statusCode, 400)
+  t.equal(crowded.body, '{"detail":"Bad request."}')
+})
