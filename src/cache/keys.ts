@@ -20,9 +20,26 @@ export interface KeyOptions {
   version?: string
 }
 
+// A UTF-16 code unit of a pair without its other half (JSON's "\ud83d" makes one).
+const LONE_SURROGATE = /([\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff])/
+
+/**
+ * encodeURIComponent for any string. It throws on a lone surrogate, which a JSON body can carry: that
+ * is written `%uXXXX` instead, which no encoded text contains, so two different strings never share a key.
+ */
+function encodeText (text: string): string {
+  try {
+    return encodeURIComponent(text)
+  } catch {
+    // split with a capturing group: the lone surrogates are at the odd indexes.
+    return text.split(LONE_SURROGATE).map((part, i) =>
+      i % 2 === 1 ? `%u${part.charCodeAt(0).toString(16).toUpperCase()}` : encodeURIComponent(part)).join('')
+  }
+}
+
 function encodeScalar (value: QueryScalar, lower: boolean): string {
   const text = String(value)
-  return encodeURIComponent(lower ? text.toLowerCase() : text)
+  return encodeText(lower ? text.toLowerCase() : text)
 }
 
 /**
@@ -37,7 +54,7 @@ export function normaliseQuery (query: Query, opts: KeyOptions = {}): string {
   for (const name of names) {
     const value = query[name] as QueryScalar | readonly QueryScalar[]
     const isLower = lower.has(name)
-    const encodedName = encodeURIComponent(name)
+    const encodedName = encodeText(name)
     const values: readonly QueryScalar[] = Array.isArray(value) ? value : [value as QueryScalar]
     for (const v of values) parts.push(`${encodedName}=${encodeScalar(v, isLower)}`)
   }

@@ -6,6 +6,9 @@ const name = fc.constantFrom('ids', 'since', 'mode', 'ra', 'dec', 'radius', 'a&b
 const scalar: fc.Arbitrary<QueryScalar> = fc.oneof(
   fc.constantFrom('1', 'a', 'A', 'a,b', '&', '=', '#', ':', ''),
   fc.string({ maxLength: 12 }),
+  // Any UTF-16 code units, lone surrogates included (a JSON body can carry them).
+  fc.string({ unit: fc.integer({ min: 0, max: 0xffff }).map((c) => String.fromCharCode(c)), maxLength: 6 }),
+  fc.constantFrom('\ud83d', '\ude00', '\ud83d\ude00', '\ufffd', '%uD83D', '%25uD83D'),
   fc.integer({ min: -5, max: 5 }),
   fc.boolean()
 )
@@ -48,6 +51,14 @@ test('keys are equal exactly when the queries mean the same', async (t) => {
     (buildCacheKey('lists', a) === buildCacheKey('lists', b)) === (meaning(a) === meaning(b))))
   t.not(buildCacheKey('lists', { ids: 'a,b' }), buildCacheKey('lists', { ids: ['a', 'b'] }))
   t.not(buildCacheKey('lists', { ids: ['b', 'a'] }), buildCacheKey('lists', { ids: ['a', 'b'] }), 'id order is kept')
+})
+
+test('a lone surrogate gets a key of its own, never an error', async (t) => {
+  const key = (externalObjects: string) => buildCacheKey('crossmatches', { externalObjects })
+  const texts = ['\ud83d', '\ude00', '\ude00\ud83d', '\ud83d\ude00', '\ufffd', '%uD83D', 'a\ud83db']
+  t.equal(new Set(texts.map(key)).size, texts.length, 'all different')
+  t.equal(key('\ud83d'), 'v1:crossmatches:externalObjects=%uD83D')
+  t.equal(buildCacheKey('x', { '\udc00': 1 }), 'v1:x:%uDC00=1', 'names too')
 })
 
 test('case-insensitive parameters are lowercased, the others are not', async (t) => {

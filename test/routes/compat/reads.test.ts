@@ -203,3 +203,10 @@ test('`?format=` given twice: the last one counts, as in Django', async (t) => {
   t.equal(crowded.statusCode, 400)
   t.equal(crowded.body, '{"detail":"Bad request."}')
 })
+
+// A JSON string may hold a lone UTF-16 surrogate; building its cache key threw (URIError), a 500.
+test('a lone surrogate in a JSON string is read as the upstream reads it, never a 500', async (t) => {
+  const d = await startDialects(t)
+  await same(t, d, 'externalxmlist', { json: '{"externalObjects":"\\ud83d"}' }, 'externalObjects "\\ud83d"')
+  await same(t, d, 'externalxmlist', { json: '{"externalObjects":"2025abc,\\udc00x"}' }, 'a lone low surrogate among names')
+})
