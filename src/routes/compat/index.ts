@@ -30,8 +30,11 @@ const KEY_EXPIRES_IN_S = 31_536_000
 
 declare module 'fastify' {
   interface FastifyRequest {
-    /** The compat request's data (query for GET, body for POST), or the DRF error parsing it gave. */
-    compat: { data?: DataSource, error?: ApiException | DjangoHtmlError } | null
+    /**
+     * The compat request's Content-Type (set aside from Fastify), then its data (query for GET, body
+     * for POST) or the DRF error parsing it gave.
+     */
+    compat: { contentType?: string, data?: DataSource, error?: ApiException | DjangoHtmlError } | null
   }
 }
 
@@ -167,12 +170,21 @@ export const compatRoutes: FastifyPluginAsync = async (app) => {
   })
   app.setNotFoundHandler((_request, reply) => send(reply, 404, detail(DETAILS.notFound)))
 
+  // DRF, not Fastify, judges the Content-Type: Fastify refuses one it cannot read as a media type with
+  // its own 415, even when there is no body (which DRF never parses). Set aside, the header reaches
+  // parseRequestData alone, and Fastify reads any body raw through the catch-all parser.
+  app.addHook('preParsing', (request, _reply, payload, done) => {
+    request.compat = { contentType: request.headers['content-type'] }
+    delete request.headers['content-type']
+    done(null, payload)
+  })
+
   app.addHook('preValidation', async (request) => {
     if (routeOf(request).config.dialect !== 'compat') return
     const query = queryOf(request.url) ?? ''
     try {
       request.compat = request.method === 'POST'
-        ? { data: await parseRequestData(request.headers['content-type'], (request.body as Buffer | undefined) ?? Buffer.alloc(0)) }
+        ? { data: await parseRequestData(request.compat?.contentType, (request.body as Buffer | undefined) ?? Buffer.alloc(0)) }
         : { data: parseQueryDict(query) }
     } catch (err) {
       if (err instanceof ApiException || err instanceof DjangoHtmlError) request.compat = { error: err }
