@@ -4,7 +4,7 @@
 import type { IncomingHttpHeaders } from 'node:http'
 import { stringifyUpstream } from '../lib/json.js'
 import { AuthFailed, type SandboxUser, type UserStore } from './auth.js'
-import { PARSES, parseRequestData } from '../drf/body.js'
+import { parseRequestData } from '../drf/body.js'
 import { ApiException, DjangoHtmlError } from '../drf/errors.js'
 import type { DataSource } from '../drf/fields.js'
 import { browsablePage } from './html.js'
@@ -14,6 +14,7 @@ import type { Store } from './store.js'
 import { throttledDetail, type SlidingWindowThrottle } from './throttle.js'
 import type { EndpointDef, ViewContext, ViewResult } from './view.js'
 import { AUTH_DETAILS, DETAILS } from '../upstream/endpoints.js'
+import { optionsMetadata, renderersOf, VIEW_NAMES } from '../upstream/metadata.js'
 
 export interface ApiRequest {
   method: string
@@ -48,37 +49,13 @@ function allowHeader (def: EndpointDef): string {
   return def.access === 'anon' ? 'POST, OPTIONS' : 'GET, POST, HEAD, OPTIONS'
 }
 
-function renderers (def: EndpointDef): Renderer[] {
-  // auth-token renders JSON only, so Accept: text/html is a 406 there.
-  return def.access === 'anon' ? ['json'] : ['json', 'html']
-}
-
-/** SimpleMetadata.determine_metadata, for OPTIONS. */
-function metadata (def: EndpointDef): Record<string, unknown> {
-  const meta: Record<string, unknown> = {
-    name: def.viewName,
-    description: '',
-    renders: renderers(def).map((r) => r === 'json' ? 'application/json' : 'text/html'),
-    parses: def.access === 'anon'
-      ? ['application/x-www-form-urlencoded', 'multipart/form-data', 'application/json']
-      : [...PARSES]
-  }
-  if (def.access === 'anon') {
-    // ObtainAuthToken has get_serializer(), so its POST fields are described.
-    const field = (required: boolean, readOnly: boolean, label: string): Record<string, unknown> =>
-      ({ type: 'string', required, read_only: readOnly, label })
-    meta.actions = { POST: { username: field(true, false, 'Username'), password: field(true, false, 'Password'), token: field(false, true, 'Token') } }
-  }
-  return meta
-}
-
 function render (def: EndpointDef, renderer: Renderer, result: ViewResult, extra: Record<string, string> = {}): Reply {
   const headers: Record<string, string> = { Vary: 'Accept', Allow: allowHeader(def), ...extra }
   if (result.data === undefined && result.raw === undefined) return { status: result.status, headers, body: '' }
   const json = result.raw ?? stringifyUpstream(result.data)
   if (renderer === 'html') {
     const shown = { Allow: allowHeader(def), 'Content-Type': 'application/json', Vary: 'Accept', ...extra }
-    return { status: result.status, headers: { ...headers, 'Content-Type': 'text/html; charset=utf-8' }, body: browsablePage(def.viewName, result.status, shown, json) }
+    return { status: result.status, headers: { ...headers, 'Content-Type': 'text/html; charset=utf-8' }, body: browsablePage(VIEW_NAMES[def.name], result.status, shown, json) }
   }
   return { status: result.status, headers: { ...headers, 'Content-Type': 'application/json' }, body: json }
 }
@@ -128,7 +105,7 @@ async function dispatch (def: EndpointDef, req: ApiRequest, deps: ApiDeps): Prom
     checkThrottle(`${user.isStaff ? 'admin' : 'user'}:${user.id}`, user.isStaff ? rates.staff : rates.user, deps)
   }
   const method = req.method
-  if (method === 'OPTIONS') return { status: 200, data: metadata(def) }
+  if (method === 'OPTIONS') return { status: 200, data: optionsMetadata(def.name) }
   const handler = method === 'GET' || method === 'HEAD' ? def.get : method === 'POST' ? def.post : undefined
   // DRF maps HEAD to get(); PUT, PATCH, DELETE and anything else have no handler here.
   if (handler === undefined) {
@@ -149,7 +126,7 @@ async function dispatch (def: EndpointDef, req: ApiRequest, deps: ApiDeps): Prom
 }
 
 export async function runApiView (def: EndpointDef, req: ApiRequest, deps: ApiDeps): Promise<Reply> {
-  const negotiated = negotiate(req.headers.accept, req.queryParam('format'), renderers(def))
+  const negotiated = negotiate(req.headers.accept, req.queryParam('format'), renderersOf(def.name))
   if ('error' in negotiated) {
     // A failed negotiation renders with the first renderer (JSON), as DRF's force=True does.
     return negotiated.error === 'not-found'

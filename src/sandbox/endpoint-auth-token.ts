@@ -9,7 +9,6 @@ import type { EndpointDef } from './view.js'
 
 export const authToken: EndpointDef = {
   name: 'auth-token',
-  viewName: 'Obtain Expiring Auth Token',
   access: 'anon',
   post: async (ctx) => {
     // AuthTokenSerializer: username and password (not trimmed).

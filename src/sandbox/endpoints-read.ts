@@ -38,7 +38,6 @@ function rowsPerId<R> (ids: readonly bigint[], rows: Iterable<R>, idOf: (row: R)
 
 const cone: EndpointDef = {
   name: 'cone',
-  viewName: 'Cone',
   access: 'read',
   ...readHandlers(SERIALIZERS.cone, (v, ctx) => {
     const radius = reqNum(v.radius)
@@ -58,7 +57,6 @@ const cone: EndpointDef = {
 
 const objects: EndpointDef = {
   name: 'objects',
-  viewName: 'Objects',
   access: 'read',
   ...readHandlers(SERIALIZERS.objects, (v, ctx) => {
     const list = tokens(reqStr(v.objects))
@@ -77,7 +75,6 @@ const objects: EndpointDef = {
 
 const objectlist: EndpointDef = {
   name: 'objectlist',
-  viewName: 'Object List',
   access: 'read',
   ...readHandlers(SERIALIZERS.objectlist, (v, ctx) => {
     const id = int(v.objectlistid)
@@ -92,7 +89,6 @@ const objectlist: EndpointDef = {
 
 const vrascoreslist: EndpointDef = {
   name: 'vrascoreslist',
-  viewName: 'VRA Scores List',
   access: 'read',
   ...readHandlers(SERIALIZERS.vrascoreslist, (v, ctx) => {
     const ids = idList(str(v.objects))
@@ -123,7 +119,6 @@ const vrascoreslist: EndpointDef = {
 
 const vratodolist: EndpointDef = {
   name: 'vratodolist',
-  viewName: 'VRA Todo List',
   access: 'read',
   ...readHandlers(SERIALIZERS.vratodolist, (v, ctx) => {
     const ids = idList(str(v.objects))
@@ -139,7 +134,6 @@ const vratodolist: EndpointDef = {
 
 const objectgroupslist: EndpointDef = {
   name: 'objectgroupslist',
-  viewName: 'Tcs Object Groups List',
   access: 'read',
   ...readHandlers(SERIALIZERS.objectgroupslist, (v, ctx) => {
     const objectId = typeof v.objectid === 'bigint' ? v.objectid : null
@@ -154,7 +148,6 @@ const objectgroupslist: EndpointDef = {
 
 const vraranklist: EndpointDef = {
   name: 'vraranklist',
-  viewName: 'VRA Rank List',
   access: 'read',
   ...readHandlers(SERIALIZERS.vraranklist, (v, ctx) => {
     const ids = idList(str(v.objects))
@@ -174,7 +167,6 @@ const vraranklist: EndpointDef = {
 
 const externalxmlist: EndpointDef = {
   name: 'externalxmlist',
-  viewName: 'External Crossmatches List',
   access: 'read',
   // camelCase and case-sensitive: `externalobjects` is an unknown field, so ignored.
   ...readHandlers(SERIALIZERS.externalxmlist, (v, ctx) => {

@@ -20,7 +20,6 @@ function insertDate (v: Values, ctx: ViewContext): number {
 
 const vrascores: EndpointDef = {
   name: 'vrascores',
-  viewName: 'VRA Scores',
   access: 'write',
   ...writeHandlers(SERIALIZERS.vrascores, (v, ctx) => {
     const objectid = int(v.objectid)
@@ -46,7 +45,6 @@ const vrascores: EndpointDef = {
 
 const vratodo: EndpointDef = {
   name: 'vratodo',
-  viewName: 'VRA Todo',
   access: 'write',
   ...writeHandlers(SERIALIZERS.vratodo, (v, ctx) => {
     const objectid = int(v.objectid)
@@ -57,7 +55,6 @@ const vratodo: EndpointDef = {
 
 const objectgroups: EndpointDef = {
   name: 'objectgroups',
-  viewName: 'Tcs Object Groups',
   access: 'write',
   ...writeHandlers(SERIALIZERS.objectgroups, (v, ctx) => {
     const objectid = int(v.objectid)
@@ -71,7 +68,6 @@ const objectgroups: EndpointDef = {
 
 const objectgroupsdelete: EndpointDef = {
   name: 'objectgroupsdelete',
-  viewName: 'Tcs Object Groups Delete',
   access: 'write',
   get: async () => ({ status: 200, data: GET_STUB }),
   post: async (ctx) => {
@@ -91,7 +87,6 @@ const objectgroupsdelete: EndpointDef = {
 
 const vrarank: EndpointDef = {
   name: 'vrarank',
-  viewName: 'VRA Rank',
   access: 'write',
   ...writeHandlers(SERIALIZERS.vrarank, (v, ctx) => {
     const objectid = int(v.objectid)
@@ -128,7 +123,6 @@ function detectionHandler (source: 'query' | 'body'): Handler {
 
 const objectdetectionlist: EndpointDef = {
   name: 'objectdetectionlist',
-  viewName: 'Objects Detection List',
   access: 'write',
   get: detectionHandler('query'),
   post: detectionHandler('body')

@@ -30,8 +30,6 @@ export type Handler = (ctx: ViewContext) => Promise<ViewResult>
 
 export interface EndpointDef {
   name: EndpointName
-  /** APIView.get_view_name(): the class name without "View", split at capitals. */
-  viewName: string
   /** read: any authenticated user; write: non-safe methods need write access; anon: auth-token. */
   access: 'read' | 'write' | 'anon'
   get?: Handler

@@ -12,6 +12,7 @@ import { validate, type DataSource } from '../../drf/fields.js'
 import { negotiate } from '../../drf/negotiation.js'
 import { DEFAULT_PATHS, DETAILS, GET_STUB, LOGIN_FAILED, WRITE_ENDPOINTS, authTokenReply, type UpstreamEndpoint } from '../../upstream/endpoints.js'
 import { SERIALIZERS } from '../../upstream/serializers.js'
+import { optionsMetadata } from '../../upstream/metadata.js'
 import * as reads from './reads.js'
 import { write, type WriteEndpoint } from './writes.js'
 import { routeOf } from '../../lib/route.js'
@@ -208,16 +209,20 @@ export const compatRoutes: FastifyPluginAsync = async (app) => {
       app.get(url, { config: { ...base, scope: readScope }, schema: { hide: true } }, handlerFor(app, endpoint, 'GET'))
     }
     app.post(url, { config: { ...base, ...(postScope === undefined ? { public: true } : { scope: postScope }), ...(list === undefined ? {} : { list }) }, bodyLimit: BODY_LIMIT_BYTES, schema: { hide: true } }, handlerFor(app, endpoint, 'POST'))
+    // The view's other methods need what its GET needs (auth-token/ nothing), as upstream.
+    const readAccess = readScope === undefined ? { public: true } : { scope: readScope }
+    const metadata = JSON.stringify(optionsMetadata(endpoint))
+    app.options(url, { config: { dialect: 'compat', ...readAccess }, schema: { hide: true } }, async (_request, reply) => send(reply, 200, metadata))
     app.route({
       method: ['PUT', 'PATCH', 'DELETE'],
       url,
-      config: { dialect: 'compat', ...(readScope === undefined ? { public: true } : { scope: readScope }) },
+      config: { dialect: 'compat', ...readAccess },
       schema: { hide: true },
       handler: async (request, reply) => send(reply, 405, detail(DETAILS.methodNotAllowed(request.method)))
     })
     // Django's APPEND_SLASH: a 301 with an empty body to the same path with the slash, query kept.
     app.route({
-      method: ['GET', 'POST', 'PUT', 'PATCH', 'DELETE'],
+      method: ['GET', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'],
       url: `/${endpoint}`,
       // A redirect to the same path with the slash, where the real route checks the key.
       config: { public: true },

@@ -288,3 +288,30 @@ test('the Content-Type is judged as DRF judges it: its 415 echoes the header; an
   const redirect = await app.inject({ method: 'POST', url: '/atlas/api/objects', headers: { 'content-type': 'json' }, payload: 'objects=1' })
   t.equal(redirect.statusCode, 301)
 })
+
+// Allow lists OPTIONS, and the upstream answers it with DRF's SimpleMetadata; the gateway said 404.
+test('OPTIONS answers DRF\'s metadata as upstream, with the key the endpoint needs, without a call', async (t) => {
+  const { gateway, bot, direct, behind } = await setup(t)
+  behind.resetCalls()
+  const options = async (base: string, endpoint: string, token?: string) => {
+    const res = await request(`${base}${endpoint}/`, { method: 'OPTIONS', headers: token === undefined ? {} : { authorization: `Token ${token}` } })
+    return { status: res.statusCode, type: res.headers['content-type'], text: await res.body.text() }
+  }
+  for (const endpoint of ['cone', 'objects', 'vrascores', 'objectgroupsdelete', 'objectdetectionlist', 'auth-token']) {
+    const ours = await options(gateway, endpoint, bot.key)
+    const theirs = await options(direct.baseUrl, endpoint, direct.tokens.write)
+    t.equal(ours.status, 200, `${endpoint}: 200`)
+    t.equal(ours.type, theirs.type, `${endpoint}: ${String(theirs.type)}`)
+    t.equal(ours.text, theirs.text, `${endpoint}: same metadata`)
+  }
+  // Without a key: the upstream's 401 for the API views; auth-token/ needs none.
+  for (const endpoint of ['cone', 'auth-token']) {
+    const ours = await options(gateway, endpoint)
+    const theirs = await options(direct.baseUrl, endpoint)
+    t.equal(ours.status, theirs.status, `${endpoint} without a key: ${theirs.status}`)
+    t.equal(ours.text, theirs.text, `${endpoint} without a key: same bytes`)
+  }
+  const noSlash = await request(`${gateway}cone`, { method: 'OPTIONS' })
+  t.equal(noSlash.statusCode, 301, 'without the slash: the redirect, as for the other methods')
+  t.equal(behind.totalCalls(), 0, 'answered without a call')
+})

@@ -1,0 +1,49 @@
+// What each upstream view says about itself: its name (APIView.get_view_name(), the class name without
+// "View", split at capitals), the renderers it negotiates and its OPTIONS reply (DRF's SimpleMetadata).
+// The sandbox and the compatibility path answer from here alike.
+import { PARSES } from '../drf/body.js'
+import type { Renderer } from '../drf/negotiation.js'
+import type { UpstreamEndpoint } from './endpoints.js'
+
+export const VIEW_NAMES: Readonly<Record<UpstreamEndpoint, string>> = {
+  cone: 'Cone',
+  objects: 'Objects',
+  objectlist: 'Object List',
+  vrascores: 'VRA Scores',
+  vrascoreslist: 'VRA Scores List',
+  vratodo: 'VRA Todo',
+  vratodolist: 'VRA Todo List',
+  objectgroups: 'Tcs Object Groups',
+  objectgroupslist: 'Tcs Object Groups List',
+  objectgroupsdelete: 'Tcs Object Groups Delete',
+  vrarank: 'VRA Rank',
+  vraranklist: 'VRA Rank List',
+  externalxmlist: 'External Crossmatches List',
+  objectdetectionlist: 'Objects Detection List',
+  'auth-token': 'Obtain Expiring Auth Token'
+}
+
+/** The renderers a view negotiates: auth-token/ renders JSON only, so Accept: text/html is a 406 there. */
+export function renderersOf (endpoint: UpstreamEndpoint): Renderer[] {
+  return endpoint === 'auth-token' ? ['json'] : ['json', 'html']
+}
+
+/** SimpleMetadata.determine_metadata: the body of a view's OPTIONS reply. */
+export function optionsMetadata (endpoint: UpstreamEndpoint): Record<string, unknown> {
+  const isAuthToken = endpoint === 'auth-token'
+  const meta: Record<string, unknown> = {
+    name: VIEW_NAMES[endpoint],
+    description: '',
+    renders: renderersOf(endpoint).map((r) => r === 'json' ? 'application/json' : 'text/html'),
+    parses: isAuthToken
+      ? ['application/x-www-form-urlencoded', 'multipart/form-data', 'application/json']
+      : [...PARSES]
+  }
+  if (isAuthToken) {
+    // ObtainAuthToken has get_serializer(), so its POST fields are described.
+    const field = (required: boolean, readOnly: boolean, label: string): Record<string, unknown> =>
+      ({ type: 'string', required, read_only: readOnly, label })
+    meta.actions = { POST: { username: field(true, false, 'Username'), password: field(true, false, 'Password'), token: field(false, true, 'Token') } }
+  }
+  return meta
+}
