@@ -3,25 +3,23 @@
 // back exactly. Never retried blindly; never cached; the cache entries they change are invalidated.
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import { MSG, type FieldValue } from '../../drf/fields.js'
-import { formatDateTime, parseDateTime } from '../../drf/time.js'
 import { canBeAtlasId, unknownObjectReply, type Fields, type ObjectWriteEndpoint, type UpstreamEndpoint } from '../../upstream/endpoints.js'
 import { SERIALIZERS } from '../../upstream/serializers.js'
 import type { CompatReply, Values } from './reads.js'
 
 export type WriteEndpoint = ObjectWriteEndpoint
 
-/** Validated values back into form fields, normalised (datetimes in full UTC). */
+/**
+ * Validated values back into form fields, normalised, except datetimes: those go as written, since the
+ * upstream reads the text itself (normalised to UTC, year 1 at +01:00 would fall into year 0).
+ */
 function toFields (endpoint: UpstreamEndpoint, v: Values, original: Record<string, string>): Fields {
   const out: Fields = {}
   for (const spec of SERIALIZERS[endpoint]) {
     const value: FieldValue | undefined = v[spec.name]
-    if (value === null || value === undefined || original[spec.name] === undefined) continue
-    if (spec.kind === 'datetime') {
-      const us = parseDateTime(original[spec.name] as string)
-      if (us !== null) out[spec.name] = formatDateTime(us)
-    } else {
-      out[spec.name] = typeof value === 'boolean' ? (value ? 'true' : 'false') : String(value)
-    }
+    const text = original[spec.name]
+    if (value === null || value === undefined || text === undefined) continue
+    out[spec.name] = spec.kind === 'datetime' ? text : typeof value === 'boolean' ? (value ? 'true' : 'false') : String(value)
   }
   return out
 }

@@ -70,3 +70,15 @@ test('writes with a float the upstream cannot store (nan, inf) get DRF\'s field 
   }
   t.equal(d.behind.totalCalls(), 0, 'none reached the upstream')
 })
+
+// A written datetime was re-sent normalised to UTC: 0001-01-01T00:00:00+01:00 became
+// 0000-12-31T23:00:00Z, which the upstream refuses (a 400 where the same request straight gives 201).
+test('a written datetime reaches the upstream exactly as the client wrote it', async (t) => {
+  const d = await startDialects(t)
+  const { E } = FIXTURE_IDS
+  for (const insertdate of ['0001-01-01T00:00:00+01:00', '2026-01-01 00:00:00.0000009+05:30', '2026-01-01', '2026-01-02T03:04Z']) {
+    await same(t, d, 'vrascores', { form: { objectid: E, preal: '0.5', insertdate } }, `insertdate=${insertdate}`)
+    t.equal(new URLSearchParams(d.behind.received.at(-1)?.body).get('insertdate'), insertdate, `${insertdate}: sent as written`)
+  }
+  await same(t, d, 'vrarank', { json: JSON.stringify({ objectid: E, rank: 1, insertdate: '0001-01-01T00:30:00+00:45' }) }, 'vrarank JSON insertdate')
+})
