@@ -4,7 +4,7 @@
 import { isUtf8 } from 'node:buffer'
 import type { FastifyRequest } from 'fastify'
 
-import { AUTH_DETAILS } from '../upstream/endpoints.js'
+import { AUTH_DETAILS, QUERY_TOKEN_PATTERN } from '../upstream/endpoints.js'
 
 export const COMPAT_NOT_PROVIDED = AUTH_DETAILS.notProvided
 export const COMPAT_INVALID_TOKEN = AUTH_DETAILS.invalid
@@ -16,8 +16,6 @@ const COMPAT_BAD_FORMAT = AUTH_DETAILS.badFormat
 const BEARER = /^bearer(?:[ \t]+(.*))?$/i
 // Python's bytes.split() with no argument: runs of ASCII whitespace.
 const PY_WHITESPACE = /[ \t\n\r\v\f]+/
-// The upstream checks ?token= against Python's `^\w+$`, which is Unicode-aware.
-const PY_WORD = /^[\p{L}\p{N}_]+$/u
 
 /** The v1 key, or undefined when none was sent. A malformed Bearer value is returned as is (→ invalid). */
 export function v1Key (request: FastifyRequest): string | undefined {
@@ -55,6 +53,6 @@ export function compatKey (request: FastifyRequest): { key: string } | { detail:
   }
   const token = queryToken(request)
   if (token === undefined) return { detail: COMPAT_NOT_PROVIDED }
-  if (!PY_WORD.test(token)) return { detail: COMPAT_BAD_FORMAT }
+  if (!QUERY_TOKEN_PATTERN.test(token)) return { detail: COMPAT_BAD_FORMAT }
   return { key: token }
 }

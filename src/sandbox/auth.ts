@@ -2,7 +2,7 @@
 // case-insensitive), then `?token=`; per-group expiry measured from token creation; staff exempt from
 // expiry but not from the group-profile check. Basic auth exists only for auth-token, as in DRF.
 import { createHash } from 'node:crypto'
-import { AUTH_DETAILS } from '../upstream/endpoints.js'
+import { AUTH_DETAILS, QUERY_TOKEN_PATTERN } from '../upstream/endpoints.js'
 
 /** settings.TOKEN_EXPIRY: the window of users with no group. */
 export const DEFAULT_TOKEN_EXPIRY_S = 86400
@@ -61,9 +61,6 @@ const USER_SEEDS: readonly UserSeed[] = [
   { key: 'golden_newuser', username: 'golden_newuser', group: 'writers', tokenAgeDays: null },
   { key: 'golden_rotator', username: 'golden_rotator', group: 'one-day', tokenAgeDays: 2 }
 ]
-
-// Python's `\w` (Unicode word characters); `$` also matches before one trailing newline.
-const QUERY_TOKEN_RE = /^[\p{L}\p{N}\p{M}_]+\n?$/u
 
 function splitPyWhitespace (text: string): string[] {
   return text.split(/[ \t\n\r\v\f]+/).filter((part) => part !== '')
@@ -162,7 +159,7 @@ export class UserStore {
   /** QueryAuthentication: `?token=` (the last value, as QueryDict.get does). */
   authenticateQuery (token: string | undefined, nowUs: number): SandboxUser | null {
     if (token === undefined || token === '') return null
-    if (!QUERY_TOKEN_RE.test(token)) throw new AuthFailed(AUTH_DETAILS.badFormat)
+    if (!QUERY_TOKEN_PATTERN.test(token)) throw new AuthFailed(AUTH_DETAILS.badFormat)
     return this.authenticateKey(token, nowUs)
   }
 

@@ -216,6 +216,12 @@ export const AUTH_DETAILS = {
   badFormat: 'Invalid token format.'
 } as const
 
+/**
+ * What the upstream lets through as a `?token=`: Python's `^\w+$` (Unicode word characters, marks
+ * included), whose `$` also matches before one trailing newline. Anything else is `badFormat`.
+ */
+export const QUERY_TOKEN_PATTERN = /^[\p{L}\p{N}\p{M}_]+\n?$/u
+
 /** The upstream's other `{"detail"}` texts (permission, protocol, throttling). */
 export const DETAILS = {
   forbidden: 'You do not have permission to perform this action.',

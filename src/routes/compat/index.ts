@@ -53,9 +53,11 @@ const WRITE_SCOPES: Readonly<Record<WriteEndpoint, Scope>> = {
 }
 
 function send (reply: FastifyReply, status: number, body: string): FastifyReply {
-  reply.header('vary', 'Accept').header('allow', ALLOW)
+  reply.header('vary', 'Accept').header('allow', ALLOW).code(status)
+  // A 204 has no body, so no type (as upstream).
+  if (status === 204) return reply.send()
   // A Buffer keeps Fastify from adding a charset: the upstream's type is plain application/json.
-  return reply.code(status).type(JSON_TYPE).send(status === 204 ? undefined : Buffer.from(body))
+  return reply.type(JSON_TYPE).send(Buffer.from(body))
 }
 
 const detail = (text: string) => JSON.stringify({ detail: text })
@@ -231,7 +233,8 @@ export const compatRoutes: FastifyPluginAsync = async (app) => {
       handler: async (request, reply) => {
         const query = queryOf(request.url)
         const path = query === undefined ? request.url : request.url.slice(0, -query.length - 1)
-        return reply.code(301).header('location', `${path}/${query === undefined ? '' : `?${query}`}`).send('')
+        // Django's HttpResponsePermanentRedirect: its default type, no body.
+        return reply.code(301).type('text/html; charset=utf-8').header('location', `${path}/${query === undefined ? '' : `?${query}`}`).send('')
       }
     })
   }

@@ -45,6 +45,7 @@ async function setup (t: Test) {
     const mask = (text: string) => maskNow ? text.replaceAll(new RegExp(`"${today}T[0-9:.]+Z?"`, 'g'), '"<now>"') : text
     t2.equal(ours.status, theirs.status, `${what}: status ${theirs.status}`)
     t2.equal(mask(ours.body), mask(theirs.body), `${what}: same bytes`)
+    t2.equal(ours.headers['content-type'], theirs.headers['content-type'], `${what}: content type ${String(theirs.headers['content-type'])}`)
     return ours
   }
   return { app, direct, behind, gateway, reader, bot, same }
@@ -146,6 +147,15 @@ test('auth, scopes and throttling in the upstream\'s words', async (t) => {
   t.equal(lower.statusCode, 200, 'the keyword is case-insensitive')
   const query = await request(`${gateway}cone/?token=${bot.key}&ra=1&dec=1&radius=5&requestType=count`)
   t.equal(query.statusCode, 200, '?token= works')
+  // Python's `^\w+$` lets one trailing newline through (`$` matches before it), and \w takes combining
+  // marks: such a token is well-formed, just unknown.
+  for (const token of [`${bot.key}%0A`, 'abc%CC%81']) {
+    const res = await request(`${gateway}cone/?token=${token}&ra=1&dec=1&radius=5&requestType=count`)
+    t.equal(res.statusCode, 401)
+    t.same(await res.body.json(), { detail: 'Invalid token.' }, `?token=${token}`)
+  }
+  const twoLines = await request(`${gateway}cone/?token=abc%0A%0A&ra=1`)
+  t.same(await twoLines.body.json(), { detail: 'Invalid token format.' }, 'not two newlines')
   for (const endpoint of ['vrascores', 'vratodo', 'vrarank', 'objectgroups', 'objectgroupsdelete', 'objectdetectionlist']) {
     const res = await post(gateway, endpoint, { objectid: A, objectgroupid: '73', objectlist: '4', rank: '1' }, reader.key)
     t.equal(res.status, 403, `${endpoint} needs a write scope`)
@@ -226,6 +236,7 @@ test('only the listed endpoints exist: path escapes never reach the upstream', a
   t.equal(noSlash.statusCode, 301)
   t.equal(noSlash.headers.location, '/atlas/api/cone/?ra=1')
   t.equal(await noSlash.body.text(), '')
+  t.equal(noSlash.headers['content-type'], 'text/html; charset=utf-8', 'Django\'s redirect type')
 })
 
 test('compat reads share the v1 cache: a list polled both ways costs one upstream call', async (t) => {
