@@ -13,7 +13,7 @@ import { randomUUID } from 'node:crypto'
 import type { FastifyInstance } from 'fastify'
 import { backgroundAllowed, backgroundHeadroom, estimatedRemaining } from '../service/priorities.js'
 import { parseRate } from '../upstream/budget.js'
-import { diffRows, keyedRows, pollRequest, type Row, type SourceSpec } from './sources.js'
+import { diffRows, keyedRows, pollRequest, snapshotRows, snapshotText, type Row, type SourceSpec } from './sources.js'
 import type { PushStore } from './store.js'
 
 // After a poll answered by a stale entry whose refresh runs in the background, the next poll comes this
@@ -56,7 +56,7 @@ export function createPoller (opts: PollerOptions) {
     const stored = loop.leading && loop.rows !== null ? null : await store.snapshot(source)
     if (stored !== null) {
       loop.nextAt = stored.at + (pollInterval(app) ?? app.config.PUSH_POLL_INTERVAL_MS)
-      loop.rows = stored.rows === '' ? {} : JSON.parse(stored.rows) as Record<string, Row>
+      loop.rows = stored.rows === '' ? {} : snapshotRows(stored.rows, loop.spec.rowKey)
       if (Date.now() < loop.nextAt) return
     }
     // Whether this poll is the early re-poll after a background refresh (see AFTER_REFRESH_MS).
@@ -82,7 +82,7 @@ export function createPoller (opts: PollerOptions) {
     const after = keyedRows(read.value, loop.spec.rowKey)
     const before = loop.rows
     const events = before === null ? [] : diffRows(loop.spec, before, after, new Date(at).toISOString())
-    const rows = before === null || events.length > 0 ? JSON.stringify(after) : ''
+    const rows = before === null || events.length > 0 ? snapshotText(after, loop.spec.rowKey) : ''
     const ids = await store.commit({ source, token, rows, at, events: events.map((e) => JSON.stringify(e)) })
     if (ids === null) {
       // The lead moved while this poll ran: what it saw is for the new leader to announce.

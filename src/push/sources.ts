@@ -113,6 +113,25 @@ export function pollRequest (app: FastifyInstance, source: string): FastifyReque
   } as unknown as FastifyRequest
 }
 
+// A snapshot of rows keyed by another field than `id` names that field in an entry of its own. Before
+// it did, to-do and rank rows were keyed by an `id` they do not have, which left their snapshots empty:
+// such a snapshot is taken for none, so the next poll is a baseline instead of announcing every row as
+// added. Snapshots keyed by `id` (lists, scores) are the rows alone, as they always were, and a replica
+// of that release reading a marked snapshot finds no row keyed as it expects and announces nothing
+// (tables announce no removals).
+const ROW_KEY_ENTRY = '#rowKey'
+
+/** A poll's rows as stored in its snapshot. */
+export function snapshotText (rows: Record<string, Row>, rowKey: string): string {
+  return JSON.stringify(rowKey === replyFields.listRowId ? rows : { [ROW_KEY_ENTRY]: rowKey, ...rows })
+}
+
+/** The rows of a stored snapshot keyed by `rowKey`, or null when it was keyed otherwise. */
+export function snapshotRows (text: string, rowKey: string): Record<string, Row> | null {
+  const { [ROW_KEY_ENTRY]: marked, ...rows } = JSON.parse(text) as Record<string, unknown>
+  return (marked ?? replyFields.listRowId) === rowKey ? rows as Record<string, Row> : null
+}
+
 /** Rows keyed by their `rowKey` field, in the v1 form (ids as strings), as stored in a snapshot. */
 export function keyedRows (value: unknown, rowKey: string): Record<string, Row> {
   const rows = JSON.parse(stringifyV1(Array.isArray(value) ? value : [])) as Row[]

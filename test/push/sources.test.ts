@@ -1,6 +1,6 @@
 // How a poll becomes events (sources.ts), and the memory store's trimming and gap report over HTTP.
 import { test } from 'tap'
-import { diffRows, keyedRows, tableSource, type SourceSpec } from '../../src/push/sources.js'
+import { diffRows, keyedRows, snapshotRows, snapshotText, tableSource, type SourceSpec } from '../../src/push/sources.js'
 import { createMemoryPushStore, idBefore } from '../../src/push/store.js'
 import { parseLossless } from '../../src/lib/json.js'
 import { buildTestApp } from '../helper.js'
@@ -82,4 +82,15 @@ test('a resume from before what is kept gets a gap event first (memory store)', 
   t.same(c.events.map((e) => e.event), ['gap', 'member.added'])
   t.match(JSON.parse(c.events[0]?.data as string), { type: 'gap', source: 'lists/cv' })
   await c.close()
+})
+
+test('a snapshot keeps the field its rows are keyed by; one keyed otherwise (an older release) counts as none', async (t) => {
+  const rows = { 1161600211221604900: { transient_object_id: '1161600211221604900', rank: 3 } }
+  const text = snapshotText(rows, 'transient_object_id')
+  t.same(snapshotRows(text, 'transient_object_id'), rows)
+  t.equal(snapshotRows(text, 'id'), null)
+  t.equal(snapshotText({ 7: { id: 7 } }, 'id'), '{"7":{"id":7}}', 'rows keyed by id are stored as they always were')
+  // Snapshots of the release before: the rows alone, keyed by `id` (a to-do table's came out empty).
+  t.same(snapshotRows('{"7":{"id":7}}', 'id'), { 7: { id: 7 } }, 'a list\'s snapshot is still read')
+  t.equal(snapshotRows('{}', 'transient_object_id'), null, 'a to-do table\'s old empty snapshot: the next poll is a baseline, not every row added')
 })
