@@ -112,6 +112,13 @@ function policyHeader (consumer: Consumer): string {
  * is readied (plugins that register third-party routes mark them public in their own context, after
  * this hook has run for them).
  */
+// Answers after which a request's daily units are given back: it was refused after they were charged
+// (the upstream share or budget spent: 429; input the compat path refuses whole once parsed: 400; an
+// Idempotency-Key used for another request or still running: 422, 409) or it failed (5xx). A 404 is an
+// answer: the lookup was made.
+const REFUSED_AFTER_CHARGE = new Set([400, 409, 422, 429])
+const deliveredNothing = (status: number): boolean => status >= 500 || REFUSED_AFTER_CHARGE.has(status)
+
 export const routeGuardPlugin = fp(async (app) => {
   const table: Array<{ method: string, url: string, config: { scope?: Scope, public?: boolean } }> = []
   app.decorate('routeTable', {
@@ -134,7 +141,7 @@ export const routeGuardPlugin = fp(async (app) => {
   // hook, not a route's: app hooks run before route hooks and in the order they were added, so the
   // units are given back before any later plugin's onResponse reads the charge (usage counts it).
   const onResponse: onResponseHookHandler = function (request, reply, done) {
-    if (request.chargedUnits > 0 && reply.statusCode >= 500) this.auth.refund(request).then(() => done(), done)
+    if (request.chargedUnits > 0 && deliveredNothing(reply.statusCode)) this.auth.refund(request).then(() => done(), done)
     else done()
   }
   app.addHook('onResponse', onResponse)

@@ -183,7 +183,7 @@ export const usagePlugin = fp<{ now?: () => number }>(async (app, opts) => {
     if (typeof err.code === 'string') usage.noteError(request, err.code)
     done()
   })
-  // After the route guard's onResponse (a dependency, so added before this one): the units a 5xx gave
+  // After the route guard's onResponse (a dependency, so added before this one): the units a 5xx or a refusal gave
   // back are off the request by then, and usage counts what the quota kept.
   app.addHook('onResponse', function countUsage (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction) {
     usage.count(request, reply)

@@ -8,7 +8,7 @@ import fc from 'fast-check'
 import { buildTestApp, demoAuth, FIXTURE_IDS } from '../../helper.js'
 import { consumersFile, makeConsumer } from '../../consumer-helper.js'
 
-const { A, U } = FIXTURE_IDS
+const { A, B, C, D, U } = FIXTURE_IDS
 const json = { 'content-type': 'application/json' }
 
 /** The form fields of the last request the sandbox received for `endpoint`. */
@@ -220,4 +220,27 @@ test('the bulk body follows the consumer\'s max_batch: 50,000 ids fit', async (t
   t.equal(refused.statusCode, 413, 'a key with a small max_batch keeps the default limit')
   t.equal(refused.json().code, 'GW_PAYLOAD_TOO_LARGE')
   t.equal(sandbox.totalCalls(), 0)
+})
+
+test('a request refused after its units were charged gets them back: the share spent (429), a compat 400, an Idempotency-Key 422', async (t) => {
+  const c = makeConsumer('refused', { scopes: ['read', 'write:custom-lists'], lists: ['*'], rate: '1000/minute', daily_objects: 100, upstream_share: 1 })
+  const { app } = await buildTestApp(t, { config: { CONSUMERS_FILE: consumersFile(t, [c]), PREFETCH_ENABLED: false } })
+  const auth = { authorization: `Bearer ${c.key}` }
+  const units = async (): Promise<number> => (await app.inject({ url: '/v1/me', headers: auth })).json().usage.units_today
+  t.equal((await app.inject({ url: `/v1/objects/${A}`, headers: auth })).statusCode, 200, 'the one upstream call of its share')
+  t.equal(await units(), 1)
+  const spent = await app.inject({ method: 'POST', url: '/v1/objects/query', headers: auth, payload: { ids: [B, C, D] } })
+  t.equal(spent.statusCode, 429, 'the share is spent')
+  t.equal(spent.json().code, 'GW_QUOTA_EXHAUSTED')
+  t.equal(await units(), 1, 'the 3 units of the refused batch are back')
+  const compat = await app.inject({ url: `/atlas/api/objects/?objects=${A},${B},notanid`, headers: { authorization: `Token ${c.key}` } })
+  t.equal(compat.statusCode, 400)
+  t.equal(await units(), 1, 'a compat 400 charged nothing')
+  const write = (add: string[]) => app.inject({ method: 'POST', url: '/v1/custom-lists/vra/members', headers: { ...auth, 'idempotency-key': 'refused-1' }, payload: { add } })
+  const first = await write([A])
+  t.ok(first.statusCode < 500, `the first write: ${first.statusCode}`)
+  const before = await units()
+  const reused = await write([B, C, D])
+  t.equal(reused.statusCode, 422)
+  t.equal(await units(), before, 'the 422 charged nothing')
 })
