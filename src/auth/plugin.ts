@@ -83,7 +83,7 @@ export function sendCompatError (reply: FastifyReply, err: Rejection): FastifyRe
     case 'GW_QUOTA_EXHAUSTED':
       // The only 429 the upstream's clients know is DRF's throttle reply.
       return sendCompat(reply.header('retry-after', String(retryAfter)), 429, DETAILS.throttled(retryAfter))
-    case 'GW_UNAVAILABLE': return sendCompat(reply, 503, COMPAT_UNAVAILABLE)
+    case 'GW_UNAVAILABLE': return sendCompat(reply.header('retry-after', String(retryAfter)), 503, COMPAT_UNAVAILABLE)
     case 'GW_PAYLOAD_TOO_LARGE': return sendCompat(reply, 413, err.message)
     default: throw err
   }

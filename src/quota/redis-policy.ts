@@ -4,7 +4,7 @@
 // attempted at all (the Lua counters are never called; leases already held are still spent), so either
 // policy answers at once; only the call that meets the failure waits, for at most one command timeout.
 import type { FastifyBaseLogger } from 'fastify'
-import { UnavailableError } from '../errors.js'
+import { UnavailableError, withRetryAfter } from '../errors.js'
 import type { RedisGuard } from '../lib/redis-health.js'
 
 export interface RedisPolicyOptions {
@@ -30,7 +30,8 @@ export function createRedisPolicy (opts: RedisPolicyOptions) {
         opts.log.warn({ check, policy: opts.mode, error: (result.err as Error).message }, 'redis error during a limit check')
       }
       if (opts.mode === 'closed') {
-        throw new UnavailableError('Limits cannot be checked right now (Redis is unavailable); try again shortly.')
+        // Retry-After 1: the Redis health probes every second (lib/redis-health.ts).
+        throw withRetryAfter(new UnavailableError('Limits cannot be checked right now (Redis is unavailable); try again shortly.'), 1)
       }
       return undefined
     }

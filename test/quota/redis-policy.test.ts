@@ -44,6 +44,8 @@ for (const policy of ['open', 'closed'] as const) {
     } else {
       t.equal(during.statusCode, 503, 'closed: refused')
       t.match(during.json(), { code: 'GW_UNAVAILABLE' })
+      t.equal(during.headers['retry-after'], '1', 'closed: says when to come back (the Redis probe runs every second)')
+      t.equal(compat.headers['retry-after'], '1', 'compat too')
       t.equal(batch.statusCode, 503)
       t.equal(compat.statusCode, 503)
       t.equal(compat.body, '{"detail":"Service temporarily unavailable, try again later."}')
