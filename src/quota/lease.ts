@@ -153,6 +153,20 @@ export function createLeasedCounter (opts: LeasedCounterOptions) {
   }
 
   /** One store call per key at a time; the charges that meet it wait for it and try again. */
+  /**
+   * A consumer's limit changed (a consumers reload): what this replica leased under the old one goes back
+   * to the store, so the new limit applies at once. Kept, it would be spent past a lowered limit, or stay
+   * counted against a limit that no longer leases.
+   */
+  async function dropChangedLease (key: string, limit: number, periodMs: number): Promise<void> {
+    const old = leases.get(key)
+    if (old === undefined || (old.limit === limit && old.periodMs === periodMs)) return
+    leases.delete(key)
+    const left = now() < old.end ? old.left : 0
+    old.left = 0
+    if (left > 0) await run(() => store.lease(key, -left, 0, old.limit, old.periodMs))
+  }
+
   async function refill (key: string, lease: Lease, units: number, block: number, limit: number, periodMs: number): Promise<LimitCharge | undefined> {
     const sent = now()
     // What is left of the lease goes into this charge: taken now, so no other charge spends it too.
@@ -187,6 +201,7 @@ export function createLeasedCounter (opts: LeasedCounterOptions) {
      * store call. undefined when the store call was skipped under the open policy.
      */
     async charge (key: string, units: number, limit: number, periodMs: number): Promise<LimitCharge | undefined> {
+      await dropChangedLease(key, limit, periodMs)
       const block = blockFor(limit)
       if (block <= 1) {
         const sent = now()

@@ -224,3 +224,23 @@ for (const [name, make] of calendarStores) {
     }
   })
 }
+
+for (const [name, make] of stores) {
+  test(`a limit changed by a reload applies at once: the old lease goes back to the store (${name} store)`, { skip: make === undefined ? 'REDIS_URL is not set' : false }, async (t) => {
+    const store = await (make as StoreMaker)(t)
+    const counter = createLeasedCounter({ store, run: async (op) => await op(), blockFor: (limit) => leaseBlock(limit, 20, 1000) })
+    const charge = async (key: string, limit: number, n: number): Promise<number> => {
+      let allowed = 0
+      for (let i = 0; i < n; i++) if ((await counter.charge(key, 1, limit, HOUR_MS))?.isAllowed === true) allowed++
+      return allowed
+    }
+    // Lowered: 100,000 a window leases 1,000 at a time; cut to 50, the 49 left are all there is.
+    const lowered = newKey()
+    t.equal(await charge(lowered, 100_000, 1), 1)
+    t.equal(await charge(lowered, 50, 60), 49, 'lowered: 49 more of 50, not the 999 leased before')
+    // Lowered below the lease divisor: 600 leases 30; cut to 10, the 9 left can still be used.
+    const cut = newKey()
+    t.equal(await charge(cut, 600, 1), 1)
+    t.equal(await charge(cut, 10, 20), 9, 'cut to an exact limit: 9 more of 10, not 0 (the 29 leased stayed counted)')
+  })
+}
