@@ -3,9 +3,11 @@
 import { envSchema } from 'env-schema'
 import { Type, type Static } from '@sinclair/typebox'
 import { parseRedisUrl } from './lib/redis-url.js'
+import { parseCustomLists } from './lists.js'
+import { resolvePaths } from './upstream/endpoints.js'
 
 const Rate = (def: string, description: string) =>
-  Type.String({ pattern: '^\\d+/(second|minute|hour|day)$', default: def, description })
+  Type.String({ pattern: '^[1-9]\\d*/(second|minute|hour|day)$', default: def, description })
 const Int = (def: number, minimum: number, description: string, maximum?: number) =>
   Type.Integer({ default: def, minimum, ...(maximum === undefined ? {} : { maximum }), description })
 const Enum = <T extends string>(values: readonly T[], def: T, description: string) =>
@@ -15,7 +17,7 @@ const OptionalString = (description: string) => Type.String({ default: '', descr
 export const ConfigSchema = Type.Object({
   PORT: Int(8080, 0, 'TCP port the gateway listens on', 65535),
   // Loopback by default: with no settings the demo consumer has every scope and /metrics is open.
-  HOST: Type.String({ default: '127.0.0.1', description: 'address the gateway listens on; 0.0.0.0 to serve other machines (the image sets it)' }),
+  HOST: Type.String({ default: '127.0.0.1', minLength: 1, description: 'address the gateway listens on; 0.0.0.0 to serve other machines (the image sets it)' }),
   LOG_LEVEL: Enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], 'info', 'pino log level'),
   ATLAS_BASE_URL: Type.String({ default: '', pattern: '^$|^https?://.+/$', description: 'upstream API base ending in /api/; empty starts the embedded sandbox' }),
   ATLAS_TOKEN: OptionalString('the upstream token (40 hex)'),
@@ -88,6 +90,17 @@ export const ConfigSchema = Type.Object({
   HEALTH_CHECK_INTERVAL_MS: Int(30000, 10, 'how often a background check looks at Redis, the upstream and the token for /healthz and gateway_dependency_up (probes never call them)')
 })
 
+// Node runs a timer of 2^31 ms or more after 1 ms (a TimeoutOverflowWarning): no *_MS setting may be that long.
+const MAX_TIMER_MS = 2 ** 31 - 1
+for (const [key, schema] of Object.entries(ConfigSchema.properties) as Array<[string, { maximum?: number }]>) {
+  if (key.endsWith('_MS')) schema.maximum = Math.min(schema.maximum ?? MAX_TIMER_MS, MAX_TIMER_MS)
+}
+
+// Secret stores (a Kubernetes secret made --from-file, a file read into the environment) often end the
+// value with a line break, which no token, password or name holds: it would make every upstream call's
+// Authorization header invalid.
+const TRIMMED = new Set(['ATLAS_TOKEN', 'ATLAS_USERNAME', 'ATLAS_PASSWORD', 'METRICS_TOKEN'])
+
 export type Config = Static<typeof ConfigSchema>
 
 /** Validates an environment-like object once, at boot; a bad value throws naming the key. */
@@ -95,11 +108,23 @@ export function loadConfig (env: Record<string, string | undefined>): Config {
   const data: Record<string, string> = {}
   for (const key of Object.keys(ConfigSchema.properties)) {
     const value = env[key]
-    if (value !== undefined) data[key] = value
+    if (value !== undefined) data[key] = TRIMMED.has(key) ? value.trim() : value
   }
   const config = envSchema<Config>({ schema: ConfigSchema, data, env: false, dotenv: false })
-  if (config.REDIS_URL !== '') parseRedisUrl(config.REDIS_URL)
+  // Settings with a syntax of their own: a bad one fails here, named, rather than deep in a plugin.
+  named('REDIS_URL', () => { if (config.REDIS_URL !== '') parseRedisUrl(config.REDIS_URL) })
+  named('CUSTOM_LISTS', () => parseCustomLists(config.CUSTOM_LISTS))
+  named('UPSTREAM_PATHS', () => resolvePaths(config.UPSTREAM_PATHS))
   return config
+}
+
+function named (key: string, check: () => unknown): void {
+  try {
+    check()
+  } catch (err) {
+    const message = (err as Error).message
+    throw new Error(message.startsWith(key) ? message : `${key}: ${message}`, { cause: err })
+  }
 }
 
 /** Defaults of every setting, as a user with an empty environment gets them. */

@@ -35,3 +35,18 @@ test('every setting has a default, and the README documents each with that defau
     t.ok(row?.includes(`\`${shown}\``), `README row for ${key} shows its default ${shown}`)
   }
 })
+
+test('values that would break at runtime fail at boot, naming the setting; secrets lose the newline a secret file adds', async (t) => {
+  t.throws(() => loadConfig({ UPSTREAM_RATE: '0/hour' }), /UPSTREAM_RATE/, 'a rate of zero')
+  t.throws(() => loadConfig({ HOST: '' }), /HOST/, 'an empty HOST would listen on every interface')
+  t.throws(() => loadConfig({ SHUTDOWN_TIMEOUT_MS: '2147483648' }), /SHUTDOWN_TIMEOUT_MS/, 'a delay Node would cut to 1 ms')
+  t.throws(() => loadConfig({ HEALTH_CHECK_INTERVAL_MS: '2147483648' }), /HEALTH_CHECK_INTERVAL_MS/)
+  t.throws(() => loadConfig({ UPSTREAM_PATHS: 'nope' }), /UPSTREAM_PATHS/)
+  t.throws(() => loadConfig({ CUSTOM_LISTS: '{bad' }), /CUSTOM_LISTS/)
+  t.throws(() => loadConfig({ REDIS_URL: 'redis://:x@[bad' }), /REDIS_URL/)
+  const config = loadConfig({ ATLAS_TOKEN: `${'a'.repeat(40)}\n`, METRICS_TOKEN: 'metrics-secret\n', ATLAS_USERNAME: 'bot\n', ATLAS_PASSWORD: 'pw\r\n' })
+  t.equal(config.ATLAS_TOKEN, 'a'.repeat(40))
+  t.equal(config.METRICS_TOKEN, 'metrics-secret')
+  t.equal(config.ATLAS_USERNAME, 'bot')
+  t.equal(config.ATLAS_PASSWORD, 'pw')
+})

@@ -56,7 +56,7 @@ export function parseRedisUrl (url: string): RedisTarget {
   const scheme = SCHEME.exec(url)
   if (scheme === null) return fail('must be a socket path or start with redis://, rediss://, redis+sentinel://, rediss+sentinel://, redis+cluster:// or rediss+cluster:// (lower-case)')
   const kind = scheme[2]
-  if (kind === undefined) return { kind: 'single', url }
+  if (kind === undefined) return URL.canParse(url) ? { kind: 'single', url } : fail('is not a valid URL')
   const tls = scheme[1] === 'rediss'
   const rest = scheme[3] as string
   const queryAt = rest.indexOf('?')
