@@ -119,7 +119,13 @@ export const redisPlugin = fp(async (app, opts: { client?: Redis }) => {
   client.on('ready', () => { health.reportSuccess() })
   if (isOwned) {
     app.log.info({ redis: redactRedisUrl(config.REDIS_URL), form: parseRedisUrl(config.REDIS_URL).kind }, 'redis: connecting')
-    await client.connect()
+    // A replica that starts while Redis is down serves as one whose Redis went down does (skipping it,
+    // see Operating through failures) instead of failing to start: a restart or a scale-out during an
+    // outage would otherwise crash-loop. ioredis keeps reconnecting; its ready event brings Redis back.
+    await client.connect().catch((err: unknown) => {
+      health.report(err, 'connection')
+      app.log.warn({ err: errorFields(err) }, 'redis: not reachable at start; serving without it until it answers')
+    })
   }
   app.decorate('redis', client)
   app.decorate('redisHealth', health)

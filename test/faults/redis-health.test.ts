@@ -2,10 +2,13 @@
 // Redis commands: a promise that never settles is a stalled Redis. What the whole app does with it
 // against a real frozen redis-server is in redis-stall.test.ts. Order and counts are asserted, never
 // durations. The background probe's timer is unref'd (it must not keep a server process alive), so
-// the waits below use waitFor, whose own timer keeps this process running meanwhile.
+// the waits below use waitFor, whose own timer keeps this process running meanwhile. The last test
+// starts a whole gateway while Redis is down.
 import { test } from 'tap'
 import { createRedisHealth, type RedisHealthOptions, type RedisState } from '../../src/lib/redis-health.js'
 import { waitFor } from '../fixtures/wait.js'
+import { buildTestApp, demoAuth, FIXTURE_IDS } from '../helper.js'
+import { freePort, startRedisServer } from '../fixtures/redis-server.js'
 
 const stalled = async (): Promise<never> => new Promise<never>(() => {})
 const replyError = (): Error => Object.assign(new Error('ERR script failed'), { name: 'ReplyError' })
@@ -111,4 +114,19 @@ test('errors and answers seen outside a call (connection events, health checks) 
   health.report(new Error('read ECONNRESET'), 'connection')
   health.close()
   t.same(changes, ['down', 'up', 'down'])
+})
+
+test('a gateway started while Redis is down serves without it, and uses it once it answers', async (t) => {
+  const port = await freePort()
+  const { app } = await buildTestApp(t, { config: { REDIS_URL: `redis://127.0.0.1:${port}`, REDIS_COMMAND_TIMEOUT_MS: 300 } })
+  t.equal(app.redisHealth.state, 'down', 'started, with Redis marked down')
+  const read = await app.inject({ url: `/v1/objects/${FIXTURE_IDS.A}`, headers: demoAuth(app) })
+  t.equal(read.statusCode, 200, 'reads are served (limits open)')
+  await startRedisServer(t, { port })
+  await waitFor('Redis to be found', () => app.redisHealth.state === 'up', { timeoutMs: 15_000, intervalMs: 50 })
+  const miss = await app.inject({ url: `/v1/objects/${FIXTURE_IDS.B}`, headers: demoAuth(app) })
+  t.equal(miss.statusCode, 200)
+  await app.cache.settleWrites()
+  const keys = await app.redis?.keys(`${app.config.REDIS_KEY_PREFIX}{c}:k:*`) ?? []
+  t.ok(keys.length > 0, 'fills reach Redis')
 })
