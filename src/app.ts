@@ -89,9 +89,10 @@ export async function buildApp (config: Config, deps: AppDeps = {}): Promise<Fas
 
   // The route guard first, so it sees every route: each declares a scope or public, or boot fails.
   await app.register(routeGuardPlugin)
-  // The OpenAPI document next, so that it sees every route after the guard's.
-  await app.register(openapiPlugin)
+  // The problem handler's route map (405 with Allow) next, so that it sees every route, the document's
+  // own (/openapi.json, /docs) included; then the OpenAPI document, which sees every route after them.
   await app.register(problemHandlerPlugin)
+  await app.register(openapiPlugin)
   await app.register(healthPlugin)
   await app.register(metricsPlugin)
   await app.register(redisPlugin, deps.redis === undefined ? {} : { client: deps.redis })
