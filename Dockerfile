@@ -35,7 +35,13 @@ WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force
 COPY --from=build /app/dist ./dist
-# Files stay root-owned and read-only to the process, so a read-only root filesystem works.
+# Files stay root-owned and read-only to the process, so a read-only root filesystem works. Without
+# REDIS_URL the audit and usage files need a writable place: a volume owned by node (mount your own
+# there to keep them).
+RUN mkdir /app/data && chown node:node /app/data
+ENV AUDIT_FILE=/app/data/audit.jsonl \
+    USAGE_FILE=/app/data/usage.json
+VOLUME ["/app/data"]
 USER node
 EXPOSE 8080
 # Liveness only (/healthz, never /readyz: a draining replica is alive). The slim image has no curl

@@ -293,3 +293,15 @@ test('the heap limit: the same in the image and the Deployment, and it fits the 
   t.equal(mebibytes('512Mi'), 512)
   t.equal(mebibytes('1Gi'), 1024)
 })
+
+test('without Redis, the image writes its audit and usage files in a volume its user owns, not in the read-only /app', async (t) => {
+  const user = /^USER\s+(\S+)/m.exec(dockerfile)?.[1]
+  t.equal(user, 'node')
+  for (const name of ['AUDIT_FILE', 'USAGE_FILE']) {
+    const path = new RegExp(`^\\s*(?:ENV\\s+)?${name}=(\\S+?)\\s*\\\\?$`, 'm').exec(dockerfile)?.[1]
+    t.ok(path?.startsWith('/'), `${name} is set to an absolute path (${String(path)}); the default is relative to WORKDIR /app`)
+    const dir = path?.slice(0, path.lastIndexOf('/')) ?? '(none)'
+    t.match(dockerfile, new RegExp(`chown\\s+${user}(?::${user})?\\s+${dir}\\b`), `${dir} is owned by ${user}`)
+    t.match(dockerfile, new RegExp(`^VOLUME\\s+\\[?"?${dir}"?\\]?`, 'm'), `${dir} is a volume (writable under a read-only root)`)
+  }
+})
