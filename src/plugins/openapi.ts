@@ -245,6 +245,18 @@ export const openapiPlugin = fp(async (app) => {
   // marked public in a context of their own.
   await app.register(async (docs) => {
     docs.addHook('onRoute', (route) => { (route.config ??= {}).public = true })
+    // swagger-ui redirects /static/index.html to the page, but not with a query (it would redirect to
+    // itself, without end): every form of it goes to the page here, query kept.
+    docs.addHook('onRequest', (request, reply, done) => {
+      const [path, query] = request.url.split('?', 2) as [string, string | undefined]
+      if (path !== `${DOCS_PREFIX}/static/index.html`) return done()
+      reply.redirect(`${DOCS_PREFIX}/${query === undefined ? '' : `?${query}`}`)
+    })
+    // People type their keys into this page ("Authorize"): no other site may frame it.
+    docs.addHook('onSend', (_request, reply, payload, done) => {
+      reply.header('content-security-policy', "frame-ancestors 'none'")
+      done(null, payload)
+    })
     await docs.register(swaggerUi, { routePrefix: DOCS_PREFIX })
   })
   app.get('/openapi.json', { config: { public: true } }, async () => app.swagger())

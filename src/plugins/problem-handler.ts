@@ -136,7 +136,9 @@ export const problemHandlerPlugin = fp(async (app) => {
 
   app.setNotFoundHandler((request, reply) => {
     const path = request.url.split('?')[0] ?? ''
-    const allowed = METHODS.filter((m) => m !== request.method && router.find(m, path) !== null)
+    // A route of this method matched and found nothing (a static file that is not there): not found.
+    const isMethodWrong = router.find(request.method as HTTPMethod, path) === null
+    const allowed = isMethodWrong ? METHODS.filter((m) => m !== request.method && router.find(m, path) !== null) : []
     if (allowed.length > 0) {
       reply.header('allow', allowed.join(', '))
       return sendProblem(reply, buildProblem(request, 405, 'GW_METHOD_NOT_ALLOWED', `${path} does not take ${request.method}; it takes ${allowed.join(', ')}.`))

@@ -109,3 +109,18 @@ test('a route added without a description fails the lint', async (t) => {
   t.ok(rules.has('operation-summary'), 'no summary: an error')
   t.ok(rules.has('operation-4xx-response'), 'no 4xx response: an error')
 })
+
+test('the docs page: a missing file is a 404, index.html with a query redirects to the page, and it cannot be framed', async (t) => {
+  const { app } = await buildTestApp(t, { useRedis: false })
+  for (const method of ['GET', 'HEAD'] as const) {
+    const res = await app.inject({ method, url: `${DOCS_PREFIX}/static/nope.txt` })
+    t.equal(res.statusCode, 404, `${method} of a missing file (was a 405 naming the other method)`)
+  }
+  const redirect = await app.inject({ url: `${DOCS_PREFIX}/static/index.html?lang=en` })
+  t.equal(redirect.statusCode, 302)
+  t.not(redirect.headers.location, `${DOCS_PREFIX}/static/index.html?lang=en`, 'not to itself (a redirect loop)')
+  t.match(String(redirect.headers.location), new RegExp(`^${DOCS_PREFIX}/(\\?|$)`))
+  const page = await app.inject({ url: `${DOCS_PREFIX}/` })
+  t.equal(page.statusCode, 200)
+  t.match(String(page.headers['content-security-policy']), /frame-ancestors 'none'/, 'a page where keys are typed cannot be framed')
+})
