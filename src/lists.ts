@@ -16,9 +16,16 @@ export function parseCustomLists (text: string): Record<string, number> {
   const parsed: unknown = JSON.parse(text)
   if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) throw new Error('CUSTOM_LISTS must be a JSON object of name → id')
   const out: Record<string, number> = {}
+  const names = new Map<number, string>()
   for (const [name, id] of Object.entries(parsed)) {
     if (!/^[a-z0-9_-]{1,64}$/.test(name)) throw new Error(`CUSTOM_LISTS: bad list name "${name}"`)
     if (!Number.isSafeInteger(id) || (id as number) < 0) throw new Error(`CUSTOM_LISTS: "${name}" must map to a non-negative integer id`)
+    // One name per list: a custom list named as a detection list would hide it, and two names of one
+    // object group would show an object's membership under only one of them.
+    if (Object.hasOwn(DETECTION_LISTS, name)) throw new Error(`CUSTOM_LISTS: "${name}" is the name of a detection list`)
+    const other = names.get(id as number)
+    if (other !== undefined) throw new Error(`CUSTOM_LISTS: "${name}" and "${other}" name the same object group ${String(id)}`)
+    names.set(id as number, name)
     out[name] = id as number
   }
   return out

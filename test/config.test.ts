@@ -43,6 +43,8 @@ test('values that would break at runtime fail at boot, naming the setting; secre
   t.throws(() => loadConfig({ HEALTH_CHECK_INTERVAL_MS: '2147483648' }), /HEALTH_CHECK_INTERVAL_MS/)
   t.throws(() => loadConfig({ UPSTREAM_PATHS: 'nope' }), /UPSTREAM_PATHS/)
   t.throws(() => loadConfig({ CUSTOM_LISTS: '{bad' }), /CUSTOM_LISTS/)
+  t.throws(() => loadConfig({ CUSTOM_LISTS: '{"good":14}' }), /CUSTOM_LISTS: "good" is the name of a detection list/, 'it would hide the detection list')
+  t.throws(() => loadConfig({ CUSTOM_LISTS: '{"mookodi":2,"mk2":2}' }), /CUSTOM_LISTS: "mk2" and "mookodi" name the same object group 2/)
   t.throws(() => loadConfig({ REDIS_URL: 'redis://:x@[bad' }), /REDIS_URL/)
   const config = loadConfig({ ATLAS_TOKEN: `${'a'.repeat(40)}\n`, METRICS_TOKEN: 'metrics-secret\n', ATLAS_USERNAME: 'bot\n', ATLAS_PASSWORD: 'pw\r\n' })
   t.equal(config.ATLAS_TOKEN, 'a'.repeat(40))
