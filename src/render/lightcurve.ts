@@ -10,7 +10,8 @@ import { esc, linear, mjdToDate, n, padded, tickLabel, ticks, type Scale } from 
 
 export const FILTER_COLOURS: Readonly<Record<string, string>> = { c: '#00a5c8', o: '#f28c00' }
 const OTHER_COLOUR = '#666666'
-const colour = (filter: string): string => FILTER_COLOURS[filter] ?? OTHER_COLOUR
+// Own properties only: a filter named __proto__ or constructor is an unknown filter, not an object's member.
+const colour = (filter: string): string => Object.hasOwn(FILTER_COLOURS, filter) ? FILTER_COLOURS[filter] as string : OTHER_COLOUR
 
 const W = 800
 const H = 400

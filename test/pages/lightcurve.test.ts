@@ -185,3 +185,10 @@ test('a rendering chosen by Accept says so in Vary (a cache must not give the CS
   t.ok(varyOf(revalidated).includes('accept'), 'the 304 too')
   t.notOk(varyOf(await get('text/csv', '?format=csv')).includes('accept'), 'format= decides: Accept only refuses')
 })
+
+test('the light curve SVG colours a filter named like an object member as any unknown filter', async (t) => {
+  const { lightCurveSvg } = await import('../../src/render/lightcurve.js')
+  const point = (filter: string) => ({ kind: 'detection' as const, mjd: 60001.5, filter, mag: 18, mag_err: 0.1, flux_ujy: null, flux_err_ujy: null, exposure: 'x' })
+  const svg = lightCurveSvg({ id: '1161600211221604900', name: null, other_name: null, points: [point('__proto__'), point('constructor'), point('w')] })
+  t.notMatch(svg, /\[object Object\]|function Object/, 'no object member as a colour')
+})
