@@ -245,10 +245,13 @@ export function createTokenManager (
       return [sources.token, ...held, password]
     },
 
-    /** For /readyz: a token is configured and the last refresh (if any) did not fail. */
+    /**
+     * For the `token` health check: a token is held (or configured), the upstream has not refused it, and
+     * the last refresh (if any) did not fail. Passive: it never refreshes, so no check spends a login.
+     */
     async isUsable (): Promise<boolean> {
-      const token = await this.current().catch(() => '')
-      return token !== '' && !lastRefreshFailed
+      const token = current ?? await readSource().catch(() => '')
+      return token !== '' && !refused.has(fingerprint(token)) && !lastRefreshFailed
     }
   }
 }

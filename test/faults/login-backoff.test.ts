@@ -136,3 +136,15 @@ test('the password fixed: the next backoff step logs in and misses are served; a
   t.match(app.upstream.tokens.refreshState(), { state: 'ok', failures: 0 })
   t.equal(await metricValue(app, 'gateway_token_refresh_backoff_seconds', 'reason="none"'), 0)
 })
+
+test('the token health check never logs in: after the backoff is over, checks without requests call no auth-token/', async (t) => {
+  const { app, sandbox } = await buildTestApp(t, { useRedis: false, config: { ATLAS_PASSWORD: 'wrong-password', UPSTREAM_LOGIN_BACKOFF_MS: 100, UPSTREAM_LOGIN_BACKOFF_MAX_MS: 200 } })
+  sandbox.expireToken('write')
+  t.equal((await cone(app, 0)).code, 'GW_UPSTREAM_AUTH_BACKOFF', 'the login failed: logins back off')
+  await waitFor('the login backoff to be over', () => app.upstream.tokens.refreshState().state === 'failing', { intervalMs: 20 })
+  sandbox.resetCalls()
+  for (let i = 0; i < 3; i++) await app.health.runChecks()
+  t.equal(sandbox.calls.get('auth-token') ?? 0, 0, 'no login without requests (the checks made only the reachability ping)')
+  const health = (await app.inject({ url: '/healthz' })).json()
+  t.match(health.checks.token, { status: 'down', detail: 'no usable upstream token' }, 'the refused token is still reported unusable')
+})
