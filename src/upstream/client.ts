@@ -213,6 +213,10 @@ export function createUpstreamClient (opts: ClientOptions) {
       breaker.state === 'closed' && Date.now() < deadline
     const pauseBeforeRetry = () => sleep(Math.min(Math.max(0, deadline - Date.now()), RETRY_BASE_MS * (0.5 + Math.random())))
     for (;;) {
+      // Half-open, the one probe must go to the login a refused or expired token needs (the token read
+      // starts it), not to this call: a call holding the probe would refuse its own login until a
+      // probe-free moment that never comes. Closed, the read still overlaps the charges.
+      if (breaker.state !== 'closed') token ??= await tokenRead
       const permit = breaker.acquire()
       let remaining: number | undefined
       let isCharged = false

@@ -153,3 +153,20 @@ test('a read is not retried without budget headroom', async (t) => {
   t.equal((await get(app, `/v1/objects/${sandbox.ids()[0]}`)).status, 502)
   t.equal(sandbox.calls.get('objects'), 1, 'the last tokens are kept for first tries')
 })
+
+test('the token expired during the outage: once the upstream is back, the half-open probe is the login and misses are served (no health-check login needed)', async (t) => {
+  const { app, sandbox } = await buildTestApp(t, {
+    useRedis: false,
+    config: { UPSTREAM_BREAKER_THRESHOLD: 1, UPSTREAM_BREAKER_OPEN_MS: 200, UPSTREAM_BREAKER_PROBE_INTERVAL_MS: 100, UPSTREAM_LOGIN_BACKOFF_MS: 200, UPSTREAM_LOGIN_BACKOFF_MAX_MS: 200, HEALTH_CHECK_INTERVAL_MS: 3_600_000 }
+  })
+  sandbox.expireToken('write')
+  sandbox.inject({ endpoint: 'auth-token', kind: 'html500' })
+  const during = await get(app, '/v1/cone?ra=20&dec=10&radius=5')
+  t.equal(during.status, 503, 'the login failed in the outage')
+  t.equal(app.upstream.client.breakerState, 'open', 'and opened the breaker')
+  await waitFor('the open period and the login backoff to be over', () =>
+    app.upstream.client.breakerState === 'half_open' && app.upstream.tokens.refreshState().state !== 'backoff', { intervalMs: 20 })
+  let i = 0
+  await waitFor('a miss to be served once the upstream is back', async () => (await get(app, `/v1/cone?ra=${30 + i++}&dec=10&radius=5`)).status === 200, { intervalMs: 50 })
+  t.equal(app.upstream.client.breakerState, 'closed', 'the login, as the probe, closed the breaker')
+})
