@@ -69,6 +69,8 @@ const DEFAULT_POOL_WAIT_MS = 5000
 const DEFAULT_BREAKER = { threshold: 5, openMs: 30_000, probeIntervalMs: 5000 }
 // A retry waits RETRY_BASE_MS, give or take half of it (jitter, so that replicas do not retry in step).
 const RETRY_BASE_MS = 200
+// A Retry-After longer than the longest pause rules the retry out.
+const RETRY_MAX_PAUSE_MS = RETRY_BASE_MS * 1.5
 const MAX_AUTH_REPLAYS = 2
 // A login must end before the token lock it runs under expires (token.ts, 15 s), so that no other
 // replica starts a second one meanwhile.
@@ -272,7 +274,10 @@ export function createUpstreamClient (opts: ClientOptions) {
         log.warn({ endpoint, pauseS }, 'upstream throttled the gateway; pausing every upstream call')
         throw budgetError(pauseS, 'paused')
       }
-      if (isServerError(reply.status) && mayRetry(remaining)) {
+      const upstreamWaitS = retryAfterSeconds(reply.retryAfter)
+      // A retry sooner than the upstream said to come back would only be refused again.
+      const isToldToWait = upstreamWaitS !== undefined && upstreamWaitS * 1000 > RETRY_MAX_PAUSE_MS
+      if (isServerError(reply.status) && !isToldToWait && mayRetry(remaining)) {
         retries++
         log.warn({ endpoint, status: reply.status }, 'upstream answered with a server error; retrying once')
         await pauseBeforeRetry()
@@ -280,7 +285,7 @@ export function createUpstreamClient (opts: ClientOptions) {
       }
       const isJson = reply.contentType.includes('application/json')
       if (reply.status >= 500 || (!isJson && reply.status !== 204) || reply.status < 200 || (reply.status >= 300 && reply.status < 400)) {
-        throw mapBadReply(endpoint, reply.status, reply.contentType, reply.text)
+        throw mapBadReply(endpoint, reply.status, reply.contentType, reply.text, upstreamWaitS)
       }
       return reply
     }

@@ -79,12 +79,16 @@ export class ResponseTooLargeError extends Error {
   code = 'RESPONSE_TOO_LARGE'
 }
 
-/** A reply the gateway cannot use: 5xx, HTML, non-JSON, or a status the endpoint never sends. */
-export function mapBadReply (endpoint: string, status: number, contentType: string, snippet: string): Error {
+/**
+ * A reply the gateway cannot use: 5xx, HTML, non-JSON, or a status the endpoint never sends. The
+ * upstream's Retry-After, if it gave one, is passed on: consumers should not come back sooner.
+ */
+export function mapBadReply (endpoint: string, status: number, contentType: string, snippet: string, retryAfterS?: number): Error {
   const kind = contentType.includes('html') ? 'an HTML page' : contentType.includes('json') ? 'JSON' : `"${contentType || 'no content type'}"`
-  return Object.assign(new UpstreamError(`The upstream answered ${endpoint}/ with status ${status} and ${kind}; try again later.`), {
+  const err = Object.assign(new UpstreamError(`The upstream answered ${endpoint}/ with status ${status} and ${kind}; try again later.`), {
     cause: { status, contentType, snippet: snippet.slice(0, 200) }
   })
+  return retryAfterS === undefined ? err : withRetryAfter(err, retryAfterS)
 }
 
 export function budgetError (retryAfterS: number, reason: 'budget' | 'paused' | undefined): Error {

@@ -1,5 +1,8 @@
 import { test } from 'tap'
 import { writeFileSync } from 'node:fs'
+import { createServer } from 'node:http'
+import { once } from 'node:events'
+import type { AddressInfo } from 'node:net'
 import { join } from 'node:path'
 import { buildTestApp, demoAuth, FIXTURE_IDS, startTestSandbox, UNUSED_UPSTREAM } from '../helper.js'
 
@@ -115,6 +118,26 @@ test('a 503 on a read is retried; a 503 on a write is not', async (t) => {
   const write = await app.inject({ method: 'POST', url: '/v1/vra/todo', headers: demoAuth(app), payload: { id: D } })
   t.equal(write.statusCode, 502)
   t.equal(sandbox.calls.get('vratodo'), 1, 'the write was sent once')
+})
+
+test('a 503 with Retry-After → 502 with that Retry-After, and the read is not retried before it', async (t) => {
+  let calls = 0
+  const upstream = createServer((req, res) => {
+    calls++
+    req.resume()
+    res.writeHead(503, { 'content-type': 'application/json', 'retry-after': '120' })
+    res.end('{"detail":"Service temporarily unavailable, try again later."}')
+  })
+  upstream.listen(0, '127.0.0.1')
+  await once(upstream, 'listening')
+  t.teardown(() => { upstream.close() })
+  const { port } = upstream.address() as AddressInfo
+  const { app } = await buildTestApp(t, { useRedis: false, config: { ATLAS_BASE_URL: `http://127.0.0.1:${port}/api/` } })
+  const res = await app.inject({ url: '/v1/cone?ra=10&dec=10&radius=5', headers: demoAuth(app) })
+  t.equal(res.statusCode, 502)
+  t.equal(res.json().code, 'GW_UPSTREAM_ERROR')
+  t.equal(res.headers['retry-after'], '120', 'the upstream\'s Retry-After is passed on')
+  t.equal(calls, 1, 'no retry before the upstream said to come back')
 })
 
 test('a connection reset on a write is not retried', async (t) => {
