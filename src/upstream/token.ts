@@ -82,6 +82,9 @@ export function createTokenManager (
   const refused = new Set<string>()
   const held = new Set<string>()
   let password = sources.password
+  // The token source as last read: only a change there (an operator put a new token in) is worth a try.
+  // After an unattended login the configured token is stale, yet differs from the one held.
+  let sourceSeen: string | undefined
   /** Makes `token` the current token, and remembers it for secrets(). */
   function hold (token: string): string {
     current = token
@@ -108,7 +111,16 @@ export function createTokenManager (
   const writeShared = (token: string) => guarded(async (r) => { await r.set(tokenKey, token, 'EX', TOKEN_KEY_TTL_S) }, undefined)
 
   async function readSource (): Promise<string> {
-    return readSecret(sources.token, sources.tokenFile)
+    const token = await readSecret(sources.token, sources.tokenFile)
+    sourceSeen = token
+    return token
+  }
+
+  /** The token source, if it holds a token other than when it was last read (the first read counts). */
+  async function changedSource (): Promise<string | undefined> {
+    const before = sourceSeen
+    const fromSource = await readSource().catch(() => '')
+    return fromSource === '' || fromSource === before ? undefined : fromSource
   }
 
   const backoff = createLoginBackoff(backoffOptions, shared === undefined ? undefined : { run: guarded, prefix: shared.prefix })
@@ -208,8 +220,8 @@ export function createTokenManager (
         token = current
       }
       if (refused.size === 0 || !refused.has(fingerprint(token))) return token
-      const fromSource = await readSource().catch(() => '')
-      if (fromSource !== '' && !refused.has(fingerprint(fromSource))) {
+      const fromSource = await changedSource()
+      if (fromSource !== undefined && !refused.has(fingerprint(fromSource))) {
         hold(fromSource)
         await writeShared(fromSource)
         return fromSource
@@ -226,8 +238,8 @@ export function createTokenManager (
       const fromRedis = await readShared()
       if (fromRedis !== undefined && fromRedis !== stale) return hold(fromRedis)
       if (current !== undefined && current !== stale) return current
-      const fromSource = await readSource().catch(() => '')
-      if (fromSource !== '' && fromSource !== stale) {
+      const fromSource = await changedSource()
+      if (fromSource !== undefined && fromSource !== stale) {
         hold(fromSource)
         await writeShared(fromSource)
         return fromSource
@@ -250,7 +262,8 @@ export function createTokenManager (
      * the last refresh (if any) did not fail. Passive: it never refreshes, so no check spends a login.
      */
     async isUsable (): Promise<boolean> {
-      const token = current ?? await readSource().catch(() => '')
+      // Not readSource(): a look here must not make the source count as read.
+      const token = current ?? await readSecret(sources.token, sources.tokenFile).catch(() => '')
       return token !== '' && !refused.has(fingerprint(token)) && !lastRefreshFailed
     }
   }

@@ -148,3 +148,17 @@ test('the token health check never logs in: after the backoff is over, checks wi
   const health = (await app.inject({ url: '/healthz' })).json()
   t.match(health.checks.token, { status: 'down', detail: 'no usable upstream token' }, 'the refused token is still reported unusable')
 })
+
+test('during the backoff the configured token, stale since an unattended login, is not sent again', async (t) => {
+  const { app, sandbox } = await buildTestApp(t, { useRedis: false, config: { UPSTREAM_LOGIN_BACKOFF_MS: 600_000 } })
+  sandbox.expireToken('write')
+  t.equal((await cone(app, 0)).status, 200, 'the configured token expired: an unattended login replaced it')
+  sandbox.expireToken('write')
+  sandbox.inject({ endpoint: 'auth-token', kind: 'throttle', retryAfterS: 3600, times: 5 })
+  t.equal((await cone(app, 1)).code, 'GW_UPSTREAM_AUTH_BACKOFF', 'the new token expired too and the login was throttled')
+  sandbox.resetCalls()
+  const during: Outcome[] = []
+  for (let i = 2; i < 5; i++) during.push(await cone(app, i))
+  t.ok(during.every((o) => o.code === 'GW_UPSTREAM_AUTH_BACKOFF'), 'misses get the backoff')
+  t.same(Object.fromEntries(sandbox.calls), {}, 'no upstream call during the backoff: the unchanged configured token is not tried')
+})
