@@ -7,7 +7,7 @@
 // connection within UPSTREAM_POOL_WAIT_MS); pool.ts tells the two apart.
 import { StringDecoder } from 'node:string_decoder'
 import type { FastifyBaseLogger } from 'fastify'
-import { UpstreamAuthError } from '../errors.js'
+import { UpstreamAuthError, UpstreamUnavailableError, withRetryAfter } from '../errors.js'
 import type { Metrics } from '../plugins/metrics.js'
 import { createBreaker, type Permit } from './breaker.js'
 import { createBudgetGate, type UpstreamBudget } from './budget.js'
@@ -72,6 +72,9 @@ const RETRY_BASE_MS = 200
 // A Retry-After longer than the longest pause rules the retry out.
 const RETRY_MAX_PAUSE_MS = RETRY_BASE_MS * 1.5
 const MAX_AUTH_REPLAYS = 2
+// Less time than this left (or a quarter of the timeout, if smaller): a call is not sent. A send that
+// cannot be answered in time would only turn a clean refusal into a timeout (for a write, an unknown outcome).
+const MIN_SEND_MS = 100
 // A login must end before the token lock it runs under expires (token.ts, 15 s), so that no other
 // replica starts a second one meanwhile.
 const LOGIN_TIMEOUT_MS = 10_000
@@ -106,6 +109,29 @@ export function createUpstreamClient (opts: ClientOptions) {
   metrics.live.loginBackoff = () => {
     const s = opts.tokens.refreshState()
     return { reason: s.state === 'backoff' ? s.reason : undefined, retryAfterS: s.retryAfterS }
+  }
+
+  const minSendMs = Math.min(MIN_SEND_MS, opts.timeoutMs / 4)
+
+  /** Nothing was sent: the call's deadline left no time for it. Says nothing of the upstream. */
+  const deadlineBeforeSend = (endpoint: UpstreamEndpoint) => withRetryAfter(new UpstreamUnavailableError(
+    `The upstream call's deadline left no time to send ${endpoint}/ (a token refresh took it); nothing was sent. Retry after the indicated time.`
+  ), 1)
+
+  /**
+   * A token read (which may log in, or wait for another replica's login), given up once the call's
+   * deadline leaves no time to send: the login itself goes on for the callers that still have time.
+   */
+  async function tokenWithin (read: Promise<string>, endpoint: UpstreamEndpoint, deadline: number): Promise<string> {
+    let timer: NodeJS.Timeout | undefined
+    const late = new Promise<never>((_resolve, reject) => {
+      timer = setTimeout(() => { reject(deadlineBeforeSend(endpoint)) }, Math.max(0, deadline - minSendMs - Date.now()))
+    })
+    try {
+      return await Promise.race([read, late])
+    } finally {
+      clearTimeout(timer)
+    }
   }
 
   /** One HTTP exchange; no budget, no retries. */
@@ -218,14 +244,16 @@ export function createUpstreamClient (opts: ClientOptions) {
       // Half-open, the one probe must go to the login a refused or expired token needs (the token read
       // starts it), not to this call: a call holding the probe would refuse its own login until a
       // probe-free moment that never comes. Closed, the read still overlaps the charges.
-      if (breaker.state !== 'closed') token ??= await tokenRead
+      if (breaker.state !== 'closed') token ??= await tokenWithin(tokenRead, endpoint, deadline)
       const permit = breaker.acquire()
       let remaining: number | undefined
       let isCharged = false
       try {
         if (!isAuthReplay && ctx.beforeCall !== undefined) isCharged = await ctx.beforeCall()
         remaining = await budget.take()
-        token ??= await tokenRead
+        token ??= await tokenWithin(tokenRead, endpoint, deadline)
+        // Replays and retries included: a send with no time to be answered is not made.
+        if (deadline - Date.now() < minSendMs) throw deadlineBeforeSend(endpoint)
       } catch (err) {
         permit.cancel()
         if (remaining !== undefined) await budget.refund(endpoint)
@@ -262,9 +290,9 @@ export function createUpstreamClient (opts: ClientOptions) {
         }
         authReplays++
         isAuthReplay = true
-        token = detail === AUTH_DETAILS.expired || authReplays > 1
-          ? await opts.tokens.refresh(token)
-          : await opts.tokens.recoverInvalid(token)
+        token = await tokenWithin(detail === AUTH_DETAILS.expired || authReplays > 1
+          ? opts.tokens.refresh(token)
+          : opts.tokens.recoverInvalid(token), endpoint, deadline)
         continue
       }
       if (reply.status === 429) {

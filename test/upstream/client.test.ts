@@ -140,6 +140,32 @@ test('a 503 with Retry-After → 502 with that Retry-After, and the read is not 
   t.equal(calls, 1, 'no retry before the upstream said to come back')
 })
 
+test('a login after a late 401 runs within the call\'s deadline: a hung auth-token/ does not hold the request past it', async (t) => {
+  const timeoutMs = 1000
+  const { app, sandbox } = await buildTestApp(t, { useRedis: false, config: { UPSTREAM_TIMEOUT_MS: timeoutMs, UPSTREAM_RETRIES: 0 } })
+  sandbox.expireToken('write')
+  sandbox.inject({ endpoint: 'cone', kind: 'delay', delayMs: timeoutMs - 100 })
+  sandbox.inject({ endpoint: 'auth-token', kind: 'hang' })
+  const started = performance.now()
+  const res = await app.inject({ url: '/v1/cone?ra=10&dec=10&radius=5', headers: demoAuth(app) })
+  const tookMs = performance.now() - started
+  t.equal(res.statusCode, 503, `answered ${res.statusCode} ${String(res.json().code)} after ${Math.round(tookMs)} ms`)
+  t.equal(res.json().code, 'GW_UPSTREAM_UNAVAILABLE', 'the replay was not sent')
+  t.ok(tookMs < timeoutMs * 1.6, 'within the deadline, not after a second timeout of its own (before: about twice the timeout)')
+})
+
+test('a write whose 401 came late is not replayed with no time left: unsent, not an unknown outcome', async (t) => {
+  const { app, sandbox } = await buildTestApp(t, { useRedis: false, config: { UPSTREAM_TIMEOUT_MS: 1500 } })
+  sandbox.expireToken('write')
+  sandbox.resetCalls()
+  sandbox.inject({ endpoint: 'vrascores', kind: 'delay', delayMs: 1000 })
+  sandbox.inject({ endpoint: 'auth-token', kind: 'delay', delayMs: 700 })
+  const res = await app.inject({ method: 'POST', url: '/v1/vra/scores', headers: demoAuth(app), payload: { id: D, preal: 0.42 } })
+  t.not(res.json().code, 'GW_WRITE_OUTCOME_UNKNOWN', `answered ${res.statusCode} ${String(res.json().code)}`)
+  t.equal(res.json().code, 'GW_UPSTREAM_UNAVAILABLE', 'the replay was not sent')
+  t.equal(sandbox.calls.get('vrascores'), 1, 'only the refused first send reached the upstream')
+})
+
 test('a connection reset on a write is not retried', async (t) => {
   const { app, sandbox } = await buildTestApp(t)
   sandbox.inject({ kind: 'reset', endpoint: 'vrarank' })
