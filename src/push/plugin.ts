@@ -7,6 +7,7 @@ import { PassThrough } from 'node:stream'
 import fp from 'fastify-plugin'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { expiryOf } from '../consumers/expiry.js'
+import { hasScope } from '../consumers/scopes.js'
 import { RateLimitedError, UnavailableError, invalidFields, withRetryAfter } from '../errors.js'
 import { createPoller } from './poller.js'
 import { sourceByName, type SourceSpec } from './sources.js'
@@ -93,14 +94,14 @@ export const pushPlugin = fp(async (app) => {
 
   /**
    * Whether the key that opened a stream would still be let in: it still authenticates (not revoked or
-   * rotated away, its consumer not disabled) and its consumer has not expired. A known key costs a map
-   * lookup; it runs once per heartbeat.
+   * rotated away, its consumer not disabled), its consumer has not expired and still has the source's
+   * scope. A known key costs a map lookup; it runs once per heartbeat.
    */
-  function isStillAllowed (request: FastifyRequest): boolean {
+  function isStillAllowed (request: FastifyRequest, spec: SourceSpec): boolean {
     const opener = request.consumer
     if (opener === null) return true
     const consumer = app.consumers.authenticate(request.consumerKey)
-    return consumer?.id === opener.id && expiryOf(consumer, app.auth.now())?.isExpired !== true
+    return consumer?.id === opener.id && expiryOf(consumer, app.auth.now())?.isExpired !== true && hasScope(consumer, spec.scope)
   }
 
   async function open (request: FastifyRequest, reply: FastifyReply, spec: SourceSpec): Promise<FastifyReply> {
@@ -122,7 +123,7 @@ export const pushPlugin = fp(async (app) => {
     // Each heartbeat also checks the key: a stream whose key is revoked, disabled or expired ends (just
     // ends: the client's reconnection gets the 401 that says why).
     const heartbeat = setInterval(() => {
-      if (!isStillAllowed(request)) {
+      if (!isStillAllowed(request, spec)) {
         log.info({ source: spec.name, consumer }, 'push: a stream\'s key is no longer let in; stream ended')
         done()
         return

@@ -214,6 +214,22 @@ test('event streams', async (t) => {
     await again.close()
   })
 
+  t.test('a stream ends once a reload takes the read scope from its consumer', async (t) => {
+    const watcher = makeConsumer('scoped', { scopes: ['read', 'write:vra'] })
+    const { app, base, rewriteOthers } = await pushApp(t, {}, [watcher])
+    const stream = await openSse(`${base}/v1/lists/${LIST}/events`, bearer(watcher.key))
+    t.teardown(async () => { await stream.close() })
+    t.equal(stream.status, 200)
+    let isEnded = false
+    stream.ended.then(() => { isEnded = true }, () => {})
+    rewriteOthers([{ ...watcher.entry, scopes: ['write:vra'] }])
+    t.same(await app.consumers.reload(), { ok: true })
+    await waitFor('the stream of the consumer without read to end', () => isEnded, { timeoutMs: 10_000 })
+    const again = await openSse(`${base}/v1/lists/${LIST}/events`, bearer(watcher.key))
+    t.equal(again.status, 403, 'the reconnection is refused and says why')
+    await again.close()
+  })
+
   t.test('shutdown ends every stream with retry: and a shutdown event', async (t) => {
     const { app, base, read } = await pushApp(t)
     const c = await openSse(`${base}/v1/lists/${LIST}/events`, read)
