@@ -90,10 +90,11 @@ export const ConfigSchema = Type.Object({
   HEALTH_CHECK_INTERVAL_MS: Int(30000, 10, 'how often a background check looks at Redis, the upstream and the token for /healthz and gateway_dependency_up (probes never call them)')
 })
 
-// Node runs a timer of 2^31 ms or more after 1 ms (a TimeoutOverflowWarning): no *_MS setting may be that long.
-const MAX_TIMER_MS = 2 ** 31 - 1
+// Node runs a timer of 2^31 ms or more after 1 ms (a TimeoutOverflowWarning): no *_MS setting may be
+// that long. (A limit of Node's, not a setting.)
+const longestTimerMs = 2 ** 31 - 1
 for (const [key, schema] of Object.entries(ConfigSchema.properties) as Array<[string, { maximum?: number }]>) {
-  if (key.endsWith('_MS')) schema.maximum = Math.min(schema.maximum ?? MAX_TIMER_MS, MAX_TIMER_MS)
+  if (key.endsWith('_MS')) schema.maximum = Math.min(schema.maximum ?? longestTimerMs, longestTimerMs)
 }
 
 // Secret stores (a Kubernetes secret made --from-file, a file read into the environment) often end the
