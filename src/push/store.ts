@@ -50,7 +50,8 @@ export interface PushStore {
   claimStream: (consumer: string, streamId: string, limit: number, ttlMs: number) => Promise<boolean>
   releaseStream: (consumer: string, streamId: string) => Promise<void>
   cursor: (source: string, target: string) => Promise<string | null>
-  setCursor: (source: string, target: string, id: string) => Promise<void>
+  /** Stores `target`'s cursor; `replaces`: another name of the same cursor, removed in the same step. */
+  setCursor: (source: string, target: string, id: string, replaces?: string) => Promise<void>
   deadLetter: (consumer: string, entry: string, keep: number) => Promise<void>
   deadLetters: (consumer: string) => Promise<string[]>
 }
@@ -184,8 +185,9 @@ export function createRedisPushStore (redis: Redis, prefix: string, limits: Stor
     async cursor (source, target) {
       return await redis.hget(key(source, 'cursors'), target)
     },
-    async setCursor (source, target, id) {
-      await redis.hset(key(source, 'cursors'), target, id)
+    async setCursor (source, target, id, replaces) {
+      if (replaces === undefined) await redis.hset(key(source, 'cursors'), target, id)
+      else await redis.multi().hset(key(source, 'cursors'), target, id).hdel(key(source, 'cursors'), replaces).exec()
     },
     async deadLetter (consumer, entry, keep) {
       await redis.multi().lpush(deadKey(consumer), entry).ltrim(deadKey(consumer), 0, keep - 1).exec()
@@ -285,7 +287,8 @@ export function createMemoryPushStore (limits: StoreLimits, now: () => number = 
     async cursor (source, target) {
       return of(source).cursors.get(target) ?? null
     },
-    async setCursor (source, target, id) {
+    async setCursor (source, target, id, replaces) {
+      if (replaces !== undefined) of(source).cursors.delete(replaces)
       of(source).cursors.set(target, id)
     },
     async deadLetter (consumer, entry, keep) {

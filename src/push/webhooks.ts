@@ -10,7 +10,7 @@
 // attempt (no 2xx within PUSH_WEBHOOK_TIMEOUT_MS) is retried after PUSH_WEBHOOK_BACKOFF_MS doubled per
 // failure, with full jitter, up to an hour; after PUSH_WEBHOOK_MAX_ATTEMPTS the message goes to the
 // consumer's dead-letter list and the next one is sent. Deliveries run beside the poll, never in it.
-import { createHmac, randomInt } from 'node:crypto'
+import { createHash, createHmac, randomInt } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import type { FastifyInstance } from 'fastify'
 import { request, type Dispatcher } from 'undici'
@@ -25,8 +25,14 @@ const PAGE = 100
 const ANSWER_BYTES = 512
 
 export interface Target {
-  /** `<consumer>#<index>`: the webhook's place in the consumers file. */
+  /**
+   * What its cursor and retry state are kept under: `<consumer>#<SHA-256 of the URL, 16 hex digits>`, with
+   * `.<n>` for the n-th further webhook of the consumer with the same URL. Not its place in the list, so
+   * that a reload removing an earlier webhook leaves the later ones on their own cursors.
+   */
   key: string
+  /** `<consumer>#<index>`: the webhook's place in the consumers file, as logs and dead letters name it. */
+  label: string
   consumer: Consumer
   webhook: Webhook
 }
@@ -111,7 +117,13 @@ export function createWebhooks (app: FastifyInstance, store: PushStore, isLeadin
     const now = app.auth.now()
     for (const consumer of app.consumers.list()) {
       if (consumer.disabled || expiryOf(consumer, now)?.isExpired === true) continue
-      consumer.webhooks.forEach((webhook, index) => { out.push({ key: `${consumer.id}#${index}`, consumer, webhook }) })
+      const repeats = new Map<string, number>()
+      consumer.webhooks.forEach((webhook, index) => {
+        const digest = createHash('sha256').update(webhook.url).digest('hex').slice(0, 16)
+        const n = repeats.get(digest) ?? 0
+        repeats.set(digest, n + 1)
+        out.push({ key: `${consumer.id}#${digest}${n === 0 ? '' : `.${n}`}`, label: `${consumer.id}#${index}`, consumer, webhook })
+      })
     }
     return out
   }
@@ -125,7 +137,7 @@ export function createWebhooks (app: FastifyInstance, store: PushStore, isLeadin
     const key = `${target.key} ${reason}`
     if (warned.has(key)) return
     warned.add(key)
-    log.error({ consumer: target.consumer.id, webhook: target.key, reason }, 'push: webhook not used')
+    log.error({ consumer: target.consumer.id, webhook: target.label, reason }, 'push: webhook not used')
   }
 
   /**
@@ -177,9 +189,12 @@ export function createWebhooks (app: FastifyInstance, store: PushStore, isLeadin
     }
     let cursor = await store.cursor(source, target.key)
     if (cursor === null) {
-      // A new webhook starts from now, not from the start of the retention window.
-      cursor = await store.tail(source)
-      await store.setCursor(source, target.key, cursor)
+      // Releases before 2026-12-01 kept the cursor under the webhook's place in the list (its label): an
+      // upgraded replica carries on from there (and removes it) instead of skipping what was not
+      // delivered yet. A new webhook starts from now, not from the start of the retention window.
+      const legacy = await store.cursor(source, target.label)
+      cursor = legacy ?? await store.tail(source)
+      await store.setCursor(source, target.key, cursor, legacy === null ? undefined : target.label)
     }
     const wanted = target.webhook.events
     for (;;) {
@@ -198,13 +213,13 @@ export function createWebhooks (app: FastifyInstance, store: PushStore, isLeadin
               app.metrics.pushDeliveries.inc({ consumer: target.consumer.id, outcome: 'retry' })
               const wait = backoffMs(config.PUSH_WEBHOOK_BACKOFF_MS, state.attempts)
               state.retryAt = Date.now() + wait
-              log.warn({ consumer: target.consumer.id, webhook: target.key, event: event.id, attempt: state.attempts, retry_in_ms: wait, detail: result.detail }, 'push: webhook delivery failed; retrying')
+              log.warn({ consumer: target.consumer.id, webhook: target.label, event: event.id, attempt: state.attempts, retry_in_ms: wait, detail: result.detail }, 'push: webhook delivery failed; retrying')
               return
             }
             app.metrics.pushDeliveries.inc({ consumer: target.consumer.id, outcome: 'dead_letter' })
-            log.error({ consumer: target.consumer.id, webhook: target.key, event: event.id, attempts: state.attempts, detail: result.detail }, 'push: webhook delivery gave up; message kept in the dead-letter list')
+            log.error({ consumer: target.consumer.id, webhook: target.label, event: event.id, attempts: state.attempts, detail: result.detail }, 'push: webhook delivery gave up; message kept in the dead-letter list')
             await store.deadLetter(target.consumer.id, JSON.stringify({
-              webhook: target.key, url: target.webhook.url, event_id: event.id, attempts: state.attempts, last_error: result.detail, failed_at: new Date().toISOString(), event: JSON.parse(event.data) as unknown
+              webhook: target.label, url: target.webhook.url, event_id: event.id, attempts: state.attempts, last_error: result.detail, failed_at: new Date().toISOString(), event: JSON.parse(event.data) as unknown
             }), DEAD_LETTERS_KEPT)
           } else {
             app.metrics.pushDeliveries.inc({ consumer: target.consumer.id, outcome: 'delivered' })

@@ -192,6 +192,44 @@ test('a webhook removed by a reload gets no more retries or events', async (t) =
   t.equal(toRemoved(), before, 'the removed webhook is not posted to again')
 })
 
+test('a reload that removes an earlier webhook leaves a later one on its own cursor', async (t) => {
+  // Cursors used to be keyed by a webhook's position in the consumer's list: with the first removed, the
+  // second took the first's cursor and got again every message the first had not delivered (or, had the
+  // first been ahead, skipped those it had not yet delivered itself).
+  const hook = (url: string, file: string, path: string) => ({ url: `${url}/${path}`, sources: [`lists/${LIST}`], secret: { file } })
+  const { app, posts, url, file, reloadHooks, write } = await hookApp(t, (url, file) => [hook(url, file, 'stuck'), hook(url, file, 'second')],
+    (path) => path.endsWith('/stuck') ? 503 : 204, { config: { PUSH_WEBHOOK_MAX_ATTEMPTS: 1000 } })
+  await waitUntil(async () => (await app.push.store.snapshot(`lists/${LIST}`)) !== null)
+  const toSecond = () => posts.filter((p) => p.path.endsWith('/second'))
+  t.equal(await change(app, write, 'PUT', '1161600211221604900'), 201)
+  await waitUntil(() => toSecond().length === 1)
+  t.equal(await change(app, write, 'PUT', '1161601191221611900'), 201)
+  await waitUntil(() => toSecond().length === 2)
+  await reloadHooks([hook(url, file, 'second')])
+  // The third message: the first id leaves the list.
+  t.equal(await change(app, write, 'DELETE', '1161600211221604900'), 204)
+  await waitUntil(() => toSecond().length >= 3)
+  await new Promise((resolve) => setTimeout(resolve, 300))
+  const ids = toSecond().map((p) => p.id)
+  t.equal(ids.length, 3, 'one post for each of the three messages, none again')
+  t.equal(new Set(ids).size, 3)
+})
+
+test('a webhook whose cursor an earlier release kept under its place in the list carries on from it', async (t) => {
+  // A webhook whose host is off the allow-list keeps the source polled and never delivers (nor takes a cursor).
+  const { app, posts, url, file, reloadHooks, write } = await hookApp(t, (url, file) => [{ url: url.replace('127.0.0.1', 'localhost'), sources: [`lists/${LIST}`], secret: { file } }], 204)
+  const source = `lists/${LIST}`
+  await waitUntil(async () => (await app.push.store.snapshot(source)) !== null)
+  t.equal(await change(app, write, 'PUT', '1161600211221604900'), 201)
+  await waitUntil(async () => (await app.push.store.read(source, '0-0', 10)).length === 1)
+  // The cursor as a release before 2026-12-01 kept it: under `<consumer>#<index>`, before that event.
+  await app.push.store.setCursor(source, 'hooks#0', '0-0')
+  await reloadHooks([{ url, sources: [source], secret: { file } }])
+  await waitUntil(() => posts.length >= 1)
+  t.same(posts.map((p) => p.type), ['member.added'], 'the message after the old cursor was delivered, not skipped')
+  t.equal(await app.push.store.cursor(source, 'hooks#0'), null, 'the old name is gone')
+})
+
 test('a receiver\'s answer: at most 512 bytes are read, and an attempt ends at PUSH_WEBHOOK_TIMEOUT_MS', async (t) => {
   const MB = Buffer.alloc(1024 * 1024, 'a')
   const answers: Array<{ sent: number, isComplete: boolean }> = []
