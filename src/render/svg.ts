@@ -32,7 +32,15 @@ export function ticks (min: number, max: number, count: number): number[] {
   const r = raw / mag
   const step = (r >= Math.sqrt(50) ? 10 : r >= Math.sqrt(10) ? 5 : r >= Math.sqrt(2) ? 2 : 1) * mag
   const out: number[] = []
-  for (let v = Math.ceil(min / step) * step; v <= max + step * 1e-9; v += step) out.push(Math.round(v / step) * step)
+  // Counted steps, not `v += step`: on an axis a few ulps wide the step is below half an ulp of the
+  // values, so adding it never moved `v` (and the loop filled the heap). Ticks that round to the same
+  // double are kept once, and at most count × 10 + 1 are tried, whatever the doubles do.
+  const first = Math.ceil(min / step)
+  for (let k = 0; k <= Math.max(1, count) * 10; k++) {
+    const v = (first + k) * step
+    if (v > max + step * 1e-9) break
+    if (out.length === 0 || v > (out[out.length - 1] as number)) out.push(v)
+  }
   return out
 }
 

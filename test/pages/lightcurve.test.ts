@@ -156,6 +156,29 @@ test('svg helpers: ticks, labels, dates, escaping, scales', async (t) => {
   t.equal(linear(3, 3, 0, 10)(3), 5, 'a zero-width domain maps to the middle')
 })
 
+test('ticks end when an axis spans a few ulps of its values', async (t) => {
+  // Two points 2^-36 apart near MJD 60780 (a detection and its forced photometry, say): the step was
+  // below half an ulp, `v += step` never moved, and the loop filled the heap until the process died.
+  const a = 60780.00001
+  const b = a + 2 ** -36
+  const span = b - a
+  const out = ticks(a - span * 0.03, b + span * 0.03, 7)
+  t.ok(out.length >= 1 && out.length <= 8, `${out.length} ticks`)
+  t.ok(out.every((v, i) => i === 0 || v > (out[i - 1] as number)), 'increasing, no repeats')
+  t.ok(out.every((v) => v >= a - span && v <= b + span), 'inside the axis')
+})
+
+test('a format named like an Object member is a 400, not a 500', async (t) => {
+  const { app } = await buildTestApp(t)
+  for (const format of ['toString', '__proto__', 'constructor', 'hasOwnProperty']) {
+    for (const accept of ['*/*', 'application/json']) {
+      const res = await app.inject({ url: `/v1/objects/${A}/lightcurve?format=${format}`, headers: { ...demoAuth(app), accept } })
+      t.equal(res.statusCode, 400, `format=${format}, Accept: ${accept}`)
+      t.equal(res.json().code, 'GW_VALIDATION')
+    }
+  }
+})
+
 test('Accept chooses the rendering when format is absent; a format Accept excludes is a 406 before any charge', async (t) => {
   const { app, sandbox } = await buildTestApp(t)
   sandbox.resetCalls()
