@@ -27,7 +27,8 @@ const MEDIA: Record<Format, string> = { json: 'application/json', csv: 'text/csv
  * of JSON, CSV and SVG that Accept allows (so `Accept: text/csv` alone gets CSV, not JSON).
  */
 function formatOf (format: string | undefined, accept: string | undefined): Format {
-  if (format !== undefined && format in FORMATS) {
+  // Own keys only: `in` also finds toString, constructor, __proto__ … (a 500 once Accept was read).
+  if (format !== undefined && Object.hasOwn(FORMATS, format)) {
     if (accepts(accept, [MEDIA[format as Format]])) return format as Format
     throw new NotAcceptableError(`format=${format} answers with ${MEDIA[format as Format]}; the Accept header does not allow it.`)
   }
