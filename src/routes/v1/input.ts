@@ -18,6 +18,9 @@ import { routeOf } from '../../lib/route.js'
 const BASE: Options = { useDefaults: true, removeAdditional: false, allErrors: false, addUsedSchema: false }
 // Decimal numbers only: Ajv's own coercion would read "0x10" as 16 and "Infinity" as a number.
 const DECIMAL = /^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/
+// An integer parameter in digits (a `.0…` tail allowed): 4.9999999999999999 reads as the double 5 and
+// would have passed as 5, though the value sent is not an integer.
+const INTEGER = /^[+-]?\d+(\.0*)?$/
 
 function makeAjv (coerceTypes: boolean): Ajv {
   const ajv = new Ajv({ ...BASE, coerceTypes })
@@ -50,7 +53,9 @@ function checkQuery (request: FastifyRequest): void {
       errors.push({ path, message: 'is not a parameter of this route' })
     } else if (Array.isArray(value)) {
       errors.push({ path, message: 'is repeated; send it once' })
-    } else if ((spec.type === 'number' || spec.type === 'integer') && (!DECIMAL.test(value as string) || !Number.isFinite(Number(value)))) {
+    } else if (spec.type === 'integer' && (!INTEGER.test(value as string) || !Number.isSafeInteger(Number(value)))) {
+      errors.push({ path, message: 'must be an integer (decimal digits)' })
+    } else if (spec.type === 'number' && (!DECIMAL.test(value as string) || !Number.isFinite(Number(value)))) {
       errors.push({ path, message: 'must be a finite decimal number' })
     }
   }

@@ -102,7 +102,9 @@ test('impossible dates and numbers the upstream cannot take are 400s before any 
     '/v1/lists/good/objects?since=2025-01-01T12:61', '/v1/lists/good/objects?since=0000-00-00',
     '/v1/lists/good/objects?since=2025-02-30', '/v1/vra/scores?since=2025-02-30', '/v1/vra/todo?since=2025-13-45',
     '/v1/vra/ranks?since=2025-01-01T24:00', '/v1/vra/scores?after_id=abc', '/v1/vra/scores?after_id=1e400',
-    '/v1/vra/scores?after_id=99999999999999999999', '/v1/cone?ra=Infinity&dec=0&radius=5', '/v1/cone?ra=0x10&dec=0&radius=5',
+    '/v1/vra/scores?after_id=99999999999999999999', '/v1/cone?ra=Infinity&dec=0&radius=5',
+    // An integer parameter written as a fraction that rounds to an integer (was read as 5).
+    '/v1/vra/scores?after_id=4.9999999999999999', '/v1/vra/scores?after_id=4.5', '/v1/cone?ra=0x10&dec=0&radius=5',
     '/v1/cone?ra=&dec=0&radius=5', '/v1/cone?ra=1&dec=0&radius=NaN', '/v1/crossmatches?names=2018cow%00',
     `/v1/objects/${A}?mjd_min=Infinity`, '/v1/lists/good/objects?vra_gte=1e999',
     // A name the upstream would not be asked for as sent: trailing space (was trimmed), a no-break space
