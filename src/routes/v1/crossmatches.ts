@@ -42,7 +42,8 @@ export const crossmatchRoutes: FastifyPluginAsyncTypebox = async (app) => {
     const names = namesOf(request.query.names)
     const read = await app.atlas.table(request, 'crossmatches', 'externalxmlist', fields.crossmatches(names))
     const groups = Array.isArray(read.value) ? read.value : []
-    const results: Record<string, unknown> = {}
+    // No prototype: a name such as __proto__ is a key like any other (on `{}` it set the prototype and vanished).
+    const results: Record<string, unknown> = Object.create(null) as Record<string, unknown>
     names.forEach((name, i) => { results[name] = Array.isArray(groups[i]) ? groups[i] : [] })
     return sendDerived(request, reply, read, stringifyV1({ results }))
   })

@@ -98,6 +98,19 @@ test('crossmatches by name, in the {results: {name: rows}} shape', async (t) => 
   t.same(body.results.NOPE, [])
 })
 
+test('crossmatches: a name like __proto__ keeps its key and rows in results', async (t) => {
+  const { app, sandbox } = await buildTestApp(t)
+  const row = `{"id":88,"transient_object_id":${A},"external_designation":"__proto__","matched_list":"Transient Name Server","type":"SN"}`
+  sandbox.inject({ endpoint: 'externalxmlist', kind: 'status', status: 200, body: `[[${row}],[]]`, contentType: 'application/json' })
+  const res = await app.inject({ url: '/v1/crossmatches?names=__proto__,2018cow', headers: demoAuth(app) })
+  t.equal(res.statusCode, 200)
+  // Parsed by hand: JSON.parse would make "__proto__" an own key too, but the point is the text sent.
+  t.match(res.body, /^\{"results":\{"__proto__":\[\{"id":88,/)
+  t.same(Object.keys(res.json().results), ['__proto__', '2018cow'])
+  const name = '__proto__'
+  t.equal(res.json().results[name][0].transient_object_id, A)
+})
+
 test('reads carry cache headers; If-None-Match gives 304', async (t) => {
   const { app } = await buildTestApp(t)
   const auth = demoAuth(app)
