@@ -18,14 +18,20 @@ export interface Stores { config: Config, audit: AuditStore, usage: UsageStore }
 export async function withStores<T> (env: Record<string, string | undefined>, fn: (stores: Stores) => Promise<T>): Promise<T> {
   const config = loadConfig(env)
   let redis: Redis | null = null
-  if (config.REDIS_URL !== '') {
-    redis = createRedis({ ...config, REDIS_COMMAND_TIMEOUT_MS: Math.max(config.REDIS_COMMAND_TIMEOUT_MS, CLI_REDIS_TIMEOUT_MS) })
-    redis.on('error', () => {})
-    await redis.connect()
-  }
   try {
+    if (config.REDIS_URL !== '') {
+      redis = createRedis({ ...config, REDIS_COMMAND_TIMEOUT_MS: Math.max(config.REDIS_COMMAND_TIMEOUT_MS, CLI_REDIS_TIMEOUT_MS) })
+      redis.on('error', () => {})
+      await redis.connect()
+    }
     return await fn({ config, audit: createAuditStore(config, redis), usage: createUsageStore(config, redis) })
   } finally {
-    await redis?.quit().catch(() => redis?.disconnect())
+    // A client that never connected (or lost Redis) keeps reconnecting, and the process would never
+    // exit: it is disconnected, which stops that; a connected one quits politely.
+    const client = redis as Redis | null
+    if (client !== null) {
+      if (client.status === 'ready') await client.quit().catch(() => client.disconnect())
+      else client.disconnect()
+    }
   }
 }

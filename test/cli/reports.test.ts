@@ -2,6 +2,8 @@
 // gateway wrote (Redis when REDIS_URL is set, else the files).
 import { test } from 'tap'
 import { spawn } from 'node:child_process'
+import { createServer } from 'node:net'
+import type { AddressInfo } from 'node:net'
 import { readFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import type { AuditRecord } from '../../src/audit/record.js'
@@ -30,12 +32,13 @@ async function inProcess (runner: (argv: string[], io: CliIo) => Promise<number>
 }
 
 /** `npm run -s <script> -- args`, or (quicker: each npm start costs seconds here) node with tsx, as npm runs it. */
-function run (how: 'npm' | 'node', script: string, args: string[], env: Record<string, string>): Promise<Run> {
+function run (how: 'npm' | 'node', script: string, args: string[], env: Record<string, string>, timeoutMs?: number): Promise<Run> {
   const [command, argv] = how === 'npm'
     ? ['npm', ['run', '-s', script, '--', ...args]]
     : [process.execPath, ['--import', 'tsx', `src/cli/${script}.ts`, ...args]]
   return new Promise((resolve, reject) => {
-    const child = spawn(command, argv, { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
+    // A child still running after timeoutMs is killed (its code is then null).
+    const child = spawn(command, argv, { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'], ...(timeoutMs === undefined ? {} : { timeout: timeoutMs }) })
     let out = ''
     let err = ''
     child.stdout.on('data', (c: Buffer) => { out += c.toString('utf8') })
@@ -130,4 +133,26 @@ test('npm run audit, usage and keys read what the gateway wrote', { timeout: 300
 
   const outputs = [json, csv, bobText, usage, usageJson, listed].map((r) => r.out + r.err).join('\n')
   for (const secret of [alice.key, bob.key, ...Object.values(sandbox.tokens)]) t.notOk(outputs.includes(secret), 'no secret in any output')
+})
+
+test('with Redis unreachable, audit and usage fail at once and keys list still ends', { timeout: 120000 }, async (t) => {
+  // A port nothing listens on. The clients used to keep reconnecting after a failed connect, and the
+  // commands never exited (killed by `timeout` after 60 s in a reviewer's run; here after 20 s: code null).
+  const server = createServer()
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  const port = (server.address() as AddressInfo).port
+  await new Promise<void>((resolve) => server.close(() => resolve()))
+  const file = consumersFile(t, [makeConsumer('alice', { scopes: ['read'] })])
+  const env = { REDIS_URL: `redis://127.0.0.1:${port}`, CONSUMERS_FILE: file }
+  const [audit, usage, listed] = await Promise.all([
+    run('node', 'audit', ['--since', '2026-11-01'], env, 20000),
+    run('node', 'usage', ['--month', '2026-11'], env, 20000),
+    run('node', 'keys', ['list'], env, 20000)
+  ])
+  t.equal(audit.code, 1, 'audit ended, failing')
+  t.match(audit.err, /audit:/)
+  t.equal(usage.code, 1, 'usage ended, failing')
+  t.equal(listed.code, 0, 'keys list ended')
+  t.match(listed.out, /alice/)
+  t.match(listed.err + listed.out, /last uses unknown/)
 })
