@@ -3,8 +3,9 @@
 // its expiry set at the end of the retention by one script per day, all in one pipeline; last_used in
 // one hash (`<prefix>last-used`, fields `consumer:<id>` and `key:<sha256>`). Each batch has an id, and
 // each day's script first sets a guard key for it (`<prefix>usage:{<day>}:batch:<id>`, in the day's
-// slot, kept a day): a batch sent again because its reply was lost is applied once. Without Redis: one
-// JSON file, rewritten whole (write to a temporary file, then rename) at each flush.
+// slot, kept a day): a batch sent again because its reply was lost is applied once; a last_used field only
+// ever moves forward. Without Redis: one JSON file, rewritten whole (write to a temporary file, then
+// rename) at each flush.
 import { readFile, rename, writeFile } from 'node:fs/promises'
 import type { Redis } from 'ioredis'
 import { toRow, type Counters, type UsageRow } from './report.js'
@@ -18,6 +19,16 @@ const ADD_DAY_LUA = `
 if not redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[2]) then return 0 end
 for i = 3, #ARGV, 2 do redis.call('HINCRBY', KEYS[1], ARGV[i], ARGV[i + 1]) end
 redis.call('PEXPIREAT', KEYS[1], ARGV[1])
+return 1
+`
+
+// KEYS[1] the last-used hash; then field, epoch-ms pairs. Each field keeps the later of its value and
+// the one sent: replicas flush in any order, and a batch sent again after an outage is older still.
+const LAST_USED_LUA = `
+for i = 1, #ARGV, 2 do
+  local old = tonumber(redis.call('HGET', KEYS[1], ARGV[i]) or '0') or 0
+  if tonumber(ARGV[i + 1]) > old then redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+end
 return 1
 `
 
@@ -56,8 +67,8 @@ export function createRedisUsageStore (redis: Redis, prefix: string, retentionDa
         }
         pipeline.eval(ADD_DAY_LUA, 2, key, `${key}:batch:${id}`, expiresAt(day, retentionDays), BATCH_GUARD_S, ...increments)
       }
-      // last_used is set, not added: sent again, it counts nothing twice.
-      if (lastUsed.size > 0) pipeline.hset(lastKey, Object.fromEntries(lastUsed))
+      // last_used is the later of the stored and the sent time, not added: sent again, it counts nothing twice.
+      if (lastUsed.size > 0) pipeline.eval(LAST_USED_LUA, 1, lastKey, ...[...lastUsed].flat())
       const results = await pipeline.exec()
       const failed = results?.find(([err]) => err !== null)?.[0]
       if (failed !== undefined && failed !== null) throw failed

@@ -7,6 +7,7 @@ import { join } from 'node:path'
 import { Redis } from 'ioredis'
 import type { FastifyInstance } from 'fastify'
 import type { UsageRow } from '../../src/usage/report.js'
+import { createRedisUsageStore } from '../../src/usage/store.js'
 import { buildTestApp, FIXTURE_IDS, TEST_REDIS_URL, UNUSED_UPSTREAM } from '../helper.js'
 import { bearer, consumersFile, makeConsumer } from '../consumer-helper.js'
 import { waitFor } from '../fixtures/wait.js'
@@ -167,4 +168,19 @@ test('a flush whose reply is lost after Redis applied it is not counted twice wh
   t.equal((await app.inject({ url: '/v1/me', headers: bearer(alice.key) })).statusCode, 200)
   await app.usage.flush()
   t.equal(await redis.hget(key, 'alice|requests'), '2', 'and later counts still arrive')
+})
+
+test('last_used with Redis never goes back when replicas flush out of order', { skip: TEST_REDIS_URL === '' ? 'needs REDIS_URL' : false }, async (t) => {
+  const redis = new Redis(TEST_REDIS_URL)
+  const prefix = testKeyPrefix('last-used')
+  t.teardown(async () => {
+    await redis.del(`${prefix}last-used`)
+    await redis.quit()
+  })
+  const store = createRedisUsageStore(redis, prefix, 30)
+  const noon = Date.parse('2026-12-01T12:00:00Z')
+  // Replica A saw the consumer at 12:00 and flushes first; replica B saw it at 11:59 and flushes after.
+  await store.add({ id: 'a', delta: new Map(), lastUsed: new Map([['consumer:c', noon], ['key:k', noon]]) })
+  await store.add({ id: 'b', delta: new Map(), lastUsed: new Map([['consumer:c', noon - 60_000], ['key:k', noon + 1]]) })
+  t.same(await store.lastUsed(), { 'consumer:c': noon, 'key:k': noon + 1 }, 'the latest of both, whatever the order')
 })
