@@ -130,6 +130,30 @@ function fromEntry (entry: CacheEntry): StoredRecord | null {
   return entry.bigInts === undefined ? { bytes: entry.body, etag: entry.etag } : { bytes: entry.body, etag: entry.etag, bigInts: entry.bigInts }
 }
 
+/** A table reply as it was stored, parsed: the loader's parse, handed to the read that stored it. */
+interface LoadedTable { body: Buffer, value: unknown }
+
+/**
+ * A 200 table reply, parsed losslessly; an UpstreamError unless it is a JSON list, which every table read
+ * the gateway makes answers (the wide cone search included; crossmatches are a list of lists).
+ */
+function tableValue (endpoint: UpstreamEndpoint, reply: UpstreamReply): unknown[] {
+  let value: unknown
+  try {
+    value = parseLossless(reply.text)
+  } catch (err) {
+    throw Object.assign(new UpstreamError(`The upstream sent a malformed ${endpoint}/ reply.`), {
+      cause: { contentType: reply.contentType, snippet: reply.text.slice(0, 200), parseError: (err as Error).message }
+    })
+  }
+  if (!Array.isArray(value)) {
+    throw Object.assign(new UpstreamError(`The upstream sent something other than a list for a ${endpoint}/ read.`), {
+      cause: { contentType: reply.contentType, snippet: reply.text.slice(0, 200) }
+    })
+  }
+  return value
+}
+
 /** Member ids of a list table, digit for digit (rows are parsed losslessly). */
 function memberIds (value: unknown, field: string): string[] {
   if (!Array.isArray(value)) return []
@@ -218,31 +242,38 @@ export function createAtlasService (app: FastifyInstance, serviceOpts: ServiceOp
   }
 
   // Parsed tables by ETag in L1's derived memo, inside CACHE_MAX_BYTES (none without L1): pollers re-read
-  // the same table many times per freshness window.
-  function parsed (entry: CacheEntry): unknown {
+  // the same table many times per freshness window. `loaded`: the parse of the reply this read stored, so
+  // that a miss parses once.
+  function parsed (entry: CacheEntry, loaded?: LoadedTable): unknown {
     const key = 'parsed:' + entry.etag
     const hit = cache.derived?.getValue(key)
     if (hit !== undefined) return hit
-    const value = parseLossless(entry.body.toString('utf8'))
+    const value = loaded?.body === entry.body ? loaded.value : parseLossless(entry.body.toString('utf8'))
     cache.derived?.setValue(key, value, entry.body.length * PARSED_BYTES_PER_BODY_BYTE)
     return value
   }
 
   async function fetchTable (request: FastifyRequest, route: RouteId, endpoint: UpstreamEndpoint, fields: Fields, tags: string[]) {
+    let loaded: LoadedTable | undefined
     const result = await cache.fetch(buildCacheKey(route, fields), cache.freshness(route), async () => {
       const reply = await app.upstream.client.call(endpoint, fields, callContext(request))
-      if (reply.status !== 200 || !/^\s*[[{]/.test(reply.text)) {
+      if (reply.status !== 200) {
         throw Object.assign(new UpstreamError(`The upstream refused a ${endpoint}/ read (status ${reply.status}).`), { cause: reply.text.slice(0, 200) })
       }
-      return { body: Buffer.from(reply.text, 'utf8'), contentType: JSON_TYPE, tags: [cacheTags.route(route), ...tags] }
+      // Parsed before it is stored: every read of an entry parses it (v1 tables, cone and list
+      // predictions), so a truncated or malformed body stored would fail each one until it expired.
+      const value = tableValue(endpoint, reply)
+      const body = Buffer.from(reply.text, 'utf8')
+      loaded = { body, value }
+      return { body, contentType: JSON_TYPE, tags: [cacheTags.route(route), ...tags] }
     }, { route, bypass: wantsBypass(request) })
     request.cacheStatus = result.status
     const field = LIST_MEMBER_FIELD[endpoint]
     if (prefetch !== undefined && field !== undefined && LIST_ROUTES.has(route)) {
       const { entry } = result
-      prefetch.noteList(buildCacheKey(route, fields), entry.etag, () => memberIds(parsed(entry), field), PREFETCHED_ROUTES.has(route))
+      prefetch.noteList(buildCacheKey(route, fields), entry.etag, () => memberIds(parsed(entry, loaded), field), PREFETCHED_ROUTES.has(route))
     }
-    return result
+    return { ...result, loaded }
   }
 
   return {
@@ -254,8 +285,8 @@ export function createAtlasService (app: FastifyInstance, serviceOpts: ServiceOp
 
     /** The same read, losslessly parsed (integers beyond 2^53 as bigint). */
     async table (request: FastifyRequest, route: RouteId, endpoint: UpstreamEndpoint, fields: Fields, tags: string[] = []): Promise<TableRead> {
-      const { entry, status, ageS, reason } = await fetchTable(request, route, endpoint, fields, tags)
-      return { value: parsed(entry), status, ageS, route, ...(reason === undefined ? {} : { reason }) }
+      const { entry, status, ageS, reason, loaded } = await fetchTable(request, route, endpoint, fields, tags)
+      return { value: parsed(entry, loaded), status, ageS, route, ...(reason === undefined ? {} : { reason }) }
     },
 
     /**
