@@ -153,8 +153,11 @@ async function main (): Promise<void> {
       report.instructions_per_hit_without_compiler = Math.round((Number(total) - compiling) / HITS)
       // Whether a major GC's marking and sweeping fall inside the counted hits moved the figure above by
       // ~50,000 a hit between runs of the same code (2026-12-01: 223k, 272k, 223k, 269k). Without the
-      // collector's own functions, five runs of that code gave 220.4k-221.2k. What a hit allocates, which
-      // the collector then pays for, shows in `npm run bench -- --heap-profile S1` instead.
+      // collector's own functions, five runs of that code on a quiet machine gave 220.4k-221.2k; with
+      // other work on both cores, 286k: under valgrind the gateway runs ~50x slower, and slower still on
+      // a busy machine, so its timers (log and usage flushes, lease ends) fire more often per hit. Compare
+      // changes in runs made side by side on a quiet machine. What a hit allocates, which the collector
+      // then pays for, shows in `npm run bench -- --heap-profile S1` instead.
       let collecting = 0
       const seen = new Set<string>()
       for (const m of annotated.matchAll(/^\s*([\d,]+) \([^)]*\)\s+(\S*v8::internal::\S*(?:Mark|Sweep|Scaveng|Evacuat|RememberedSet|SlotSet|MemoryChunk|IteratePointers|SizeFromMap|GCTracer|Compactor).*)$/gm)) {
