@@ -67,13 +67,19 @@ export function objectTokens (v: Values): string[] {
 }
 
 /**
- * The object units an `objects` request spends: one per token that can be an ATLAS id. The others
- * are answered locally (a placeholder, or a 400), and so is a batch over the upstream's limit.
+ * The object units an `objects` request spends: one per distinct id that can be an ATLAS id (a
+ * repeated id, in any int() spelling, is read once, as in v1). The other tokens are answered locally
+ * (a placeholder, or a 400), and so is a batch over the upstream's limit.
  */
 export function objectUnits (v: Values): number {
   const tokens = objectTokens(v)
   if (tokens.length > UPSTREAM_MAX_OBJECTS) return 0
-  return tokens.filter((t) => { const id = pyInt(t); return id !== null && canBeAtlasId(id) }).length
+  const ids = new Set<bigint>()
+  for (const token of tokens) {
+    const id = pyInt(token)
+    if (id !== null && canBeAtlasId(id)) ids.add(id)
+  }
+  return ids.size
 }
 
 export async function objects (app: FastifyInstance, request: FastifyRequest, v: Values): Promise<CompatReply> {

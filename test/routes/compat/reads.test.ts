@@ -81,6 +81,14 @@ test('objects/: ids that cannot exist get the upstream\'s placeholder, without a
   await same(t, d, 'objects', { form: { objects: ` +${A} , 0${B}` } }, 'int() spellings of real ids')
 })
 
+test('objects/: a repeated id (in any spelling) costs one object unit, as in v1', async (t) => {
+  const d = await startDialects(t)
+  const me = async (): Promise<number> => (await d.app.inject({ url: '/v1/me', headers: { authorization: `Bearer ${d.app.consumers.demoKey ?? ''}` } })).json().usage.units_today
+  const before = await me()
+  await same(t, d, 'objects', { form: { objects: [A, A, `0${A}`, `+${A}`, B].join(',') } }, 'A four times, B once')
+  t.equal(await me() - before, 2, 'two distinct ids, two units (was one per token: 5)')
+})
+
 test('VRA tables and objectgroupslist: ids that cannot exist have no rows, answered without a call', async (t) => {
   const d = await startDialects(t)
   d.behind.resetCalls()
