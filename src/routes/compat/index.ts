@@ -65,6 +65,9 @@ const detail = (text: string) => JSON.stringify({ detail: text })
 const BAD_REQUEST = detail('Bad request.')
 
 /** The raw query string: everything after the first `?` (a later `?` belongs to a value, as in Django). */
+// The scheme and authority of an absolute-form request target (RFC 9112 §3.2.2).
+const ABSOLUTE_FORM = /^[A-Za-z][A-Za-z0-9+.-]*:\/\/[^/?#]*/
+
 function queryOf (url: string): string | undefined {
   const q = url.indexOf('?')
   return q === -1 ? undefined : url.slice(q + 1)
@@ -231,8 +234,11 @@ export const compatRoutes: FastifyPluginAsync = async (app) => {
       bodyLimit: BODY_LIMIT_BYTES,
       schema: { hide: true },
       handler: async (request, reply) => {
-        const query = queryOf(request.url)
-        const path = query === undefined ? request.url : request.url.slice(0, -query.length - 1)
+        // An absolute-form target (`http://host/atlas/api/cone?…`) redirects by its path, as Django's does,
+        // never to the host it names.
+        const target = request.url.replace(ABSOLUTE_FORM, '')
+        const query = queryOf(target)
+        const path = query === undefined ? target : target.slice(0, -query.length - 1)
         // Django's HttpResponsePermanentRedirect: its default type, no body.
         return reply.code(301).type('text/html; charset=utf-8').header('location', `${path}/${query === undefined ? '' : `?${query}`}`).send('')
       }

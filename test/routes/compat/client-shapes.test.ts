@@ -208,7 +208,10 @@ async function rawRequest (port: number, target: string, headers: string): Promi
   return await new Promise<string>((resolve, reject) => {
     let text = ''
     const socket = connect(port, '127.0.0.1', () => {
-      socket.write(`POST ${target} HTTP/1.1\r\nHost: 127.0.0.1\r\n${headers}Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 26\r\nConnection: close\r\n\r\nobjects=${FIXTURE_IDS.A}`)
+      // Content-Length from the body (it was 26 for 27 bytes: the byte left over made a second, broken
+      // request that could be answered first).
+      const body = `objects=${FIXTURE_IDS.A}`
+      socket.write(`POST ${target} HTTP/1.1\r\nHost: 127.0.0.1\r\n${headers}Content-Type: application/x-www-form-urlencoded\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`)
     })
     socket.on('data', (c: Buffer) => { text += c.toString() })
     socket.on('error', reject)
@@ -224,7 +227,7 @@ test('only the listed endpoints exist: path escapes never reach the upstream', a
   const attempts = [
     '/atlas/api/../admin/', '/atlas/api/%2e%2e/admin/', '/atlas/api/%2E%2E%2Fadmin/', '/atlas/api//evil.example/',
     '/atlas/api/cone/../objects/', '/atlas/api/cone%2F..%2Fobjects/', '/atlas/api/admin/', '/atlas/api/objects/%2e%2e/',
-    '/atlas/api//objects/', '/atlas/api/./objects/', 'http://evil.example/atlas/api/objects/', '//evil.example/atlas/api/objects/'
+    '/atlas/api//objects/', '/atlas/api/./objects/', '//evil.example/atlas/api/objects/'
   ]
   for (const target of attempts) {
     const reply = await rawRequest(port, target, `Authorization: Token ${bot.key}\r\n`)
@@ -237,6 +240,15 @@ test('only the listed endpoints exist: path escapes never reach the upstream', a
   t.equal(noSlash.headers.location, '/atlas/api/cone/?ra=1')
   t.equal(await noSlash.body.text(), '')
   t.equal(noSlash.headers['content-type'], 'text/html; charset=utf-8', 'Django\'s redirect type')
+  // An absolute-form target (RFC 9112 §3.2.2: a server must accept it) is served by its path, and the
+  // redirect names the path only, as Django's does: it used to send the caller on to the host it named.
+  const absolute = await rawRequest(port, 'http://evil.example/atlas/api/cone?ra=1', `Authorization: Token ${bot.key}\r\n`)
+  t.match(absolute, /^HTTP\/1\.1 301 /)
+  t.match(absolute, /\r\nlocation: \/atlas\/api\/cone\/\?ra=1\r\n/i, 'the path and query only')
+  t.notMatch(absolute, /evil\.example/)
+  const served = await rawRequest(port, 'http://evil.example/atlas/api/objects/', `Authorization: Token ${bot.key}\r\n`)
+  t.match(served, /^HTTP\/1\.1 200 /, 'an absolute-form target is the request for its path')
+  t.match(served, new RegExp(`\\{"object":\\{"id":${FIXTURE_IDS.A},`))
 })
 
 test('compat reads share the v1 cache: a list polled both ways costs one upstream call', async (t) => {
