@@ -165,10 +165,12 @@ export function clientErrorHandler (err: Error & { code?: string }, socket: Sock
     : err.code === 'HPE_HEADER_OVERFLOW'
       ? [431, 'GW_HEADERS_TOO_LARGE', 'The request headers are too large.']
       : [400, 'GW_VALIDATION', 'The request is not valid HTTP.']
-  const body = JSON.stringify(buildProblem(undefined, status, code, detail))
+  const problem = buildProblem(undefined, status, code, detail)
+  const body = JSON.stringify(problem)
   if (socket.writable) {
+    // X-Request-Id as on every answer: the problem's request_id (a fresh UUID, no request was read).
     socket.write(`HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\nConnection: close\r\nContent-Type: ${PROBLEM_CONTENT_TYPE}\r\n` +
-      `Content-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`)
+      `X-Request-Id: ${problem.request_id}\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`)
   }
   socket.destroy(err)
 }
