@@ -2,9 +2,10 @@
 // registered (an onRoute hook, as @fastify/rate-limit does). Authorisation fails closed: every route
 // declares `config.scope` (protected) or `config.public: true`; the app refuses to start while any route
 // declares neither. Order, per protected route (docs/architecture.md):
-//   onRequest:  key → consumer (401) → [compat: scope (403)] → request rate (429)
+//   onRequest:  key → consumer (401) → [compat: scope (403)] → request rate (429) → [v1: scope and the
+//               route's custom list (403)]
 //   (schema validation)
-//   preHandler: [v1: scope (403)] → custom list (403) → max_batch (413) → daily object units (429)
+//   preHandler: [compat: the custom list named in the body (403)] → max_batch (413) → daily object units (429)
 //   onResponse: daily units are given back when the gateway answered 5xx (nothing was delivered)
 // v1 errors are GW_ problems; the compat dialect answers with the upstream's exact `{"detail"}` bodies.
 import fp from 'fastify-plugin'
