@@ -5,7 +5,7 @@
 // retention are skipped when read. Both read pages in id order, after a cursor, keeping the records
 // whose `time` is within the time bounds.
 import { createReadStream } from 'node:fs'
-import { appendFile } from 'node:fs/promises'
+import { appendFile, open } from 'node:fs/promises'
 import { createInterface } from 'node:readline'
 import type { Redis } from 'ioredis'
 import { compareIds, matches, type AuditDraft, type AuditFilter, type AuditPage, type AuditRecord } from './record.js'
@@ -91,14 +91,50 @@ export function createRedisAuditStore (redis: Redis, prefix: string, opts: Audit
   }
 }
 
+// How much of the file's end is read at start for its last id: far more than one record.
+const TAIL_BYTES = 65536
+
+/** The `<ms>-<seq>` id of the last whole record in the file's last TAIL_BYTES; undefined when none. */
+async function lastIdOf (path: string): Promise<[number, number] | undefined> {
+  let handle
+  try {
+    handle = await open(path, 'r')
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined
+    throw err
+  }
+  try {
+    const { size } = await handle.stat()
+    const length = Math.min(size, TAIL_BYTES)
+    const { buffer } = await handle.read(Buffer.alloc(length), 0, length, size - length)
+    const lines = buffer.toString('utf8').split('\n')
+    for (let i = lines.length - 1; i >= 0; i--) {
+      const match = /^\{"id":"(\d+)-(\d+)"/.exec(lines[i] ?? '')
+      if (match !== null) return [Number(match[1]), Number(match[2])]
+    }
+    return undefined
+  } finally {
+    await handle.close()
+  }
+}
+
 export function createFileAuditStore (path: string, opts: AuditStoreOptions): AuditStore {
   const now = opts.now ?? Date.now
   let lastMs = 0
   let seq = 0
+  // Ids continue from the file's last one: a process started with its clock behind the file's last
+  // record (NTP stepped it back) would otherwise write ids before it, which pages after it never reach.
+  let resumed: Promise<void> | undefined
+  const resume = async (): Promise<void> => {
+    const last = await lastIdOf(path)
+    if (last !== undefined && (last[0] > lastMs || (last[0] === lastMs && last[1] > seq))) [lastMs, seq] = last
+  }
   // Appends one after another, in id order, even when writes finish together.
   let tail: Promise<unknown> = Promise.resolve()
   return {
     async append (draft) {
+      resumed ??= resume().catch(() => {})
+      await resumed
       const ms = now()
       // A clock that steps back (NTP) keeps the last ms and counts on: ids keep increasing.
       seq = ms <= lastMs ? seq + 1 : 0

@@ -107,6 +107,25 @@ test('the file store: ids keep increasing when the clock steps back', async (t) 
   t.strictSame(paged, ids, 'pages of one take every record')
 })
 
+test('the file store: ids keep increasing across a restart with the clock behind the file', async (t) => {
+  const path = join(t.testdir(), 'audit.jsonl')
+  let clock = Date.now()
+  const before = createFileAuditStore(path, { retentionDays: 30, maxEntries: 100, now: () => clock })
+  const first = [await before.append(draft(0, clock)), await before.append(draft(1, clock))]
+  // A new process whose clock is a second behind the last record's (a restart after NTP stepped it back).
+  clock -= 1000
+  const after = createFileAuditStore(path, { retentionDays: 30, maxEntries: 100, now: () => clock })
+  const next = await after.append(draft(2, clock))
+  t.ok(compareIds(next.id, first[1]?.id ?? '') > 0, `${next.id} after ${first[1]?.id ?? ''}`)
+  const paged: string[] = []
+  for (let cursor: string | null | undefined; cursor !== null;) {
+    const page = await after.query({ limit: 1, ...(cursor === undefined ? {} : { cursor }) })
+    paged.push(...page.records.map((r) => r.id))
+    cursor = page.next
+  }
+  t.strictSame(paged, [...first, next].map((r) => r.id), 'pages of one take every record, in order')
+})
+
 test('the Redis stream', { skip: TEST_REDIS_URL === '' ? 'needs REDIS_URL' : false }, async (t) => {
   const prefix = testKeyPrefix('audit-store')
   deleteKeysOnTeardown(t, TEST_REDIS_URL, prefix)
