@@ -34,8 +34,13 @@ for (const [maxWindowMs, rate, baseWindowMs, heldWindowMs, expected] of cases) {
       answers.push(app.inject({ url: `/v1/objects/${id}`, headers: { authorization: `Bearer ${bot.key}` } }))
       if (id === ids[0]) {
         // The first call has reached the upstream (which answers 400 ms later).
-        while (sandbox.calls.get('objects') !== 1) await sleep(2)
+        while ((sandbox.calls.get('objects') ?? 0) < 1) await sleep(2)
         t.equal(app.upstream.objects.windowMs, heldWindowMs, 'a call in flight: the widest window the budget makes worth waiting')
+      } else if (expected === ids.length) {
+        // Each miss goes alone: the next is sent once this one's call has left, not after a time that a
+        // busy machine can stretch until two misses meet in one window.
+        const sent = answers.length
+        while ((sandbox.calls.get('objects') ?? 0) < sent) await sleep(2)
       }
       await sleep(40)
     }
@@ -75,11 +80,13 @@ test('budget pressure widens the window: none before the first call, full once t
 })
 
 test('no window worth waiting, every upstream connection busy: misses gather until a call returns, then go together', async (t) => {
-  // A call earned every 3.6 µs (no window), one upstream connection, replies after 200 ms: the first miss
+  // A call earned every 3.6 µs (no window), one upstream connection, replies after 1 s: the first miss
   // goes at once, the next nine arrive 20 ms apart while it is out and leave together when it returns.
+  // (With replies after 200 ms, timers late by 20 ms on a busy machine let the last miss arrive after the
+  // first call had returned: a third call.) The maximum window is longer than the reply takes.
   const { app, sandbox } = await buildTestApp(t, {
-    sandbox: { latencyMs: 200 },
-    config: { CONSUMERS_FILE: consumersFile(t, [bot]), PREFETCH_ENABLED: false, UPSTREAM_RATE: '1000000000/hour', UPSTREAM_CONNECTIONS: 1 }
+    sandbox: { latencyMs: 1000 },
+    config: { CONSUMERS_FILE: consumersFile(t, [bot]), PREFETCH_ENABLED: false, UPSTREAM_RATE: '1000000000/hour', UPSTREAM_CONNECTIONS: 1, UPSTREAM_BATCH_WINDOW_MAX_MS: 5000 }
   })
   const ids = sandbox.ids().slice(20, 30).map(String)
   sandbox.resetCalls()
@@ -87,8 +94,10 @@ test('no window worth waiting, every upstream connection busy: misses gather unt
   const answers: Array<Promise<{ statusCode: number }>> = []
   for (const id of ids) {
     answers.push(app.inject({ url: `/v1/objects/${id}`, headers: { authorization: `Bearer ${bot.key}` } }))
+    if (id === ids[0]) while ((sandbox.calls.get('objects') ?? 0) < 1) await sleep(2)
     await sleep(20)
   }
+  t.equal(sandbox.calls.get('objects'), 1, 'the nine later misses wait while the one connection is busy')
   t.ok((await Promise.all(answers)).every((r) => r.statusCode === 200))
   t.equal(sandbox.calls.get('objects'), 2, '2 objects/ calls for 10 misses (not 10 calls queued for one connection)')
 })
