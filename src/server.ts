@@ -83,11 +83,14 @@ async function main (): Promise<void> {
     // app.close() stops accepting (requests that still arrive on kept-alive sockets get a 503 problem,
     // plugins/health.ts) and waits for in-flight requests before its onClose hooks close Redis and
     // abandon pending upstream calls. Requests still running at SHUTDOWN_TIMEOUT_MS are answered 503
-    // instead of having their sockets cut.
+    // instead of having their sockets cut, except writes already sent upstream: those may be in effect,
+    // so their pending calls are abandoned right after, and each route answers its write as a lost reply
+    // (504, kept under its Idempotency-Key) while Redis is still open.
     let grace: NodeJS.Timeout | undefined
     const cut = setTimeout(() => {
       const count = app.health.answerInFlight('SHUTDOWN_TIMEOUT_MS')
-      app.log.warn({ timeout_ms: shutdownMs, requests: count }, 'SHUTDOWN_TIMEOUT_MS reached: requests still running were answered 503')
+      app.upstream.client.destroy().catch((err: unknown) => { app.log.warn({ err }, 'abandoning upstream calls failed') })
+      app.log.warn({ timeout_ms: shutdownMs, requests: count }, 'SHUTDOWN_TIMEOUT_MS reached: requests still running were answered (503, or a lost reply for a write already sent)')
       grace = setTimeout(() => { app.server.closeAllConnections() }, DEFAULT_CUT_GRACE_MS)
     }, shutdownMs)
     try {

@@ -57,7 +57,8 @@ export function createAudit (app: FastifyInstance, store: AuditStore) {
       let isSent = false
       let result: T
       try {
-        result = await send(() => { isSent = true })
+        // The request is marked too: a shutdown past its deadline answers it as a lost reply, never 503.
+        result = await send(() => { isSent = true; request.isWriteSent = true })
       } catch (err) {
         if (!isSent) throw err
         const code = (err as { code?: unknown }).code

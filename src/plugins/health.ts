@@ -15,6 +15,10 @@ declare module 'fastify' {
   interface FastifyInstance {
     health: ReturnType<typeof createHealth>
   }
+  interface FastifyRequest {
+    /** Set once one of the request's upstream writes was sent (audit/plugin.ts): it may be in effect. */
+    isWriteSent: boolean
+  }
 }
 
 export interface CheckResult { ok: boolean, detail?: string }
@@ -122,7 +126,9 @@ export function createHealth (opts: HealthOptions = {}) {
     /**
      * Answers every request still running with a 503 problem (rendered by the route's own error handler)
      * and logs each; a response already under way cannot change its status, so its connection is closed
-     * instead, and that is logged too. Returns how many requests were cut.
+     * instead, and that is logged too. A request whose upstream write was sent is left to its route: the
+     * write may be in effect, and a 503 inviting a retry could apply it twice, so the caller abandons the
+     * upstream calls next and the route answers it as a lost reply. Returns how many requests were cut.
      */
     answerInFlight (reason: string): number {
       let cut = 0
@@ -135,6 +141,11 @@ export function createHealth (opts: HealthOptions = {}) {
         if (reply.raw.headersSent || reply.sent) {
           request.log.warn({ ...fields, status: reply.statusCode }, `request cut at ${reason}: its response had started, closing the connection`)
           request.raw.socket?.destroy()
+          continue
+        }
+        if (request.isWriteSent) {
+          request.log.warn(fields, `request cut at ${reason}: its write was sent upstream, answered as a lost reply`)
+          reply.header('connection', 'close')
           continue
         }
         request.log.warn(fields, `request cut at ${reason}: answered 503`)
@@ -158,6 +169,7 @@ const StateSchema = Type.Union([Type.Literal('starting'), Type.Literal('ready'),
 const ReadySchema = Type.Object({ ready: Type.Boolean(), state: StateSchema })
 
 export const healthPlugin = fp(async (app) => {
+  app.decorateRequest('isWriteSent', false)
   app.decorate('health', createHealth({
     onResult: (name, state, previous) => {
       // Registered after this plugin; present in every app buildApp assembles.

@@ -104,12 +104,13 @@ function callContext (request: FastifyRequest, onSent?: () => void): CallContext
 // Prototype methods, not closures: a cache hit builds its context and never calls, so it allocates one
 // small object. The upstream client and the object loader call these as methods.
 class RequestCalls implements CallContext {
-  /** `onSent`: told of each call that reached the upstream (a write's audit record needs one). */
-  constructor (protected readonly request: FastifyRequest, private readonly onSent?: () => void) {}
-  onCall (): void {
-    this.request.upstreamCalls++
-    this.onSent?.()
+  /** A write's only: told when its call is put on a connection (its audit record needs that). */
+  readonly onSent?: () => void
+  constructor (protected readonly request: FastifyRequest, onSent?: () => void) {
+    if (onSent !== undefined) this.onSent = onSent
   }
+
+  onCall (): void { this.request.upstreamCalls++ }
 }
 
 class ConsumerCalls extends RequestCalls {

@@ -40,6 +40,11 @@ export interface CallContext {
   onUnsent?: () => Promise<void>
   /** Called once for every request actually sent upstream (for the access log). */
   onCall?: () => void
+  /**
+   * Called (unbound) as each request is put on a connection, before any reply: from then on the upstream
+   * may act on it. A write's audit record and the shutdown need to know that while the call still runs.
+   */
+  onSent?: () => void
 }
 
 export interface ClientOptions {
@@ -112,6 +117,11 @@ export function createUpstreamClient (opts: ClientOptions) {
   }
 
   const minSendMs = Math.min(MIN_SEND_MS, opts.timeoutMs / 4)
+  let isDestroyed = false
+  /** Nothing was sent: the gateway is shutting down (destroy below). */
+  const shuttingDown = (endpoint: UpstreamEndpoint) => withRetryAfter(new UpstreamUnavailableError(
+    `The gateway is shutting down; ${endpoint}/ was not sent. Retry after the indicated time (another replica will answer).`
+  ), 1)
 
   /** Nothing was sent: the call's deadline left no time for it. Says nothing of the upstream. */
   const deadlineBeforeSend = (endpoint: UpstreamEndpoint) => withRetryAfter(new UpstreamUnavailableError(
@@ -241,6 +251,8 @@ export function createUpstreamClient (opts: ClientOptions) {
       breaker.state === 'closed' && Date.now() < deadline
     const pauseBeforeRetry = () => sleep(Math.min(Math.max(0, deadline - Date.now()), RETRY_BASE_MS * (0.5 + Math.random())))
     for (;;) {
+      // Before any charge: a call after destroy() is refused here, not by the pool once it was charged.
+      if (isDestroyed) throw shuttingDown(endpoint)
       // Half-open, the one probe must go to the login a refused or expired token needs (the token read
       // starts it), not to this call: a call holding the probe would refuse its own login until a
       // probe-free moment that never comes. Closed, the read still overlaps the charges.
@@ -262,6 +274,7 @@ export function createUpstreamClient (opts: ClientOptions) {
       }
       isAuthReplay = false
       const attempt: Attempt = { isSent: false }
+      if (ctx.onSent !== undefined) attempt.onSent = ctx.onSent
       let reply: UpstreamReply
       try {
         reply = await sendWithPermit(permit, endpoint, fields, token, deadline, attempt)
@@ -357,7 +370,9 @@ export function createUpstreamClient (opts: ClientOptions) {
     /** The circuit breaker's state, for health and tests. */
     get breakerState () { return breaker.state },
     close: async () => { breaker.close(); await pool.close() },
-    // destroy: abandons calls still pending (a shutdown past its deadline) instead of waiting for them.
-    destroy: async () => { breaker.close(); await pool.destroy() }
+    // destroy: abandons calls still pending (a shutdown past its deadline) instead of waiting for them;
+    // a call already sent fails as a timeout (a write then answers as a lost reply, routes/v1/writes.ts).
+    // Later calls are refused unsent.
+    destroy: async () => { isDestroyed = true; breaker.close(); await pool.destroy() }
   }
 }

@@ -98,6 +98,7 @@ export const upstreamPlugin = fp<{ now?: () => number }>(async (app, opts) => {
   })
   // By onClose the server has answered every request (the shutdown answers those still running at its
   // deadline), so a pending upstream call serves nobody: abandon it instead of waiting up to
-  // UPSTREAM_TIMEOUT_MS.
+  // UPSTREAM_TIMEOUT_MS. A shutdown past its deadline has done so already (server.ts), before the writes
+  // it left running answered.
   app.addHook('onClose', async () => { await upstream.client.destroy() })
 }, { name: 'upstream', fastify: '5.x', dependencies: ['health', 'metrics', 'redis'] })

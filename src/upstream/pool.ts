@@ -15,8 +15,11 @@ export interface PoolOptions {
   timeoutMs: number
 }
 
-/** Set to true once the exchange was put on a connected socket (its bytes may reach the upstream). */
-export interface Attempt { isSent: boolean }
+/**
+ * `isSent` turns true once the exchange was put on a connected socket (its bytes may reach the upstream),
+ * and `onSent` is called then.
+ */
+export interface Attempt { isSent: boolean, onSent?: () => void }
 
 export type RequestOptions = Omit<Dispatcher.RequestOptions, 'origin' | 'signal'>
 
@@ -60,6 +63,8 @@ export function createUpstreamPool (origin: string, opts: PoolOptions) {
     bodyTimeout: opts.timeoutMs
   })
   const sentHooks = new WeakMap<AbortSignal, () => void>()
+  // Exchanges not yet settled, so that a shutdown past its deadline can end each as what it is (abandon).
+  const pending = new Map<AbortController, Attempt>()
   const dispatcher = pool.compose((dispatch) => (dispatchOpts, handler) => {
     // `signal` is a request option the dispatch types leave out; undici passes it through.
     const { signal } = dispatchOpts as { signal?: unknown }
@@ -74,7 +79,11 @@ export function createUpstreamPool (origin: string, opts: PoolOptions) {
    */
   async function exchange (request: RequestOptions, deadline: number, waitMs: number, attempt: Attempt): Promise<{ res: Dispatcher.ResponseData, done: () => void }> {
     const controller = new AbortController()
-    sentHooks.set(controller.signal, () => { if (!controller.signal.aborted) attempt.isSent = true })
+    sentHooks.set(controller.signal, () => {
+      if (controller.signal.aborted) return
+      attempt.isSent = true
+      attempt.onSent?.()
+    })
     const leftMs = Math.max(1, deadline - Date.now())
     const connectionWaitMs = Math.min(waitMs, leftMs)
     let waitTimer: NodeJS.Timeout | undefined
@@ -87,12 +96,13 @@ export function createUpstreamPool (origin: string, opts: PoolOptions) {
       }, connectionWaitMs)
     })
     const deadlineTimer = setTimeout(() => controller.abort(new DOMException('the upstream call deadline passed', 'TimeoutError')), leftMs)
-    const done = () => { clearTimeout(waitTimer); clearTimeout(deadlineTimer) }
-    const pending = dispatcher.request({ ...request, signal: controller.signal })
+    pending.set(controller, attempt)
+    const done = () => { clearTimeout(waitTimer); clearTimeout(deadlineTimer); pending.delete(controller) }
+    const requested = dispatcher.request({ ...request, signal: controller.signal })
     // Settles when a connection takes the aborted request, long after the race below is decided.
-    pending.catch(() => {})
+    requested.catch(() => {})
     try {
-      const res = await Promise.race([pending, noConnection])
+      const res = await Promise.race([requested, noConnection])
       clearTimeout(waitTimer)
       return { res, done }
     } catch (err) {
@@ -120,7 +130,20 @@ export function createUpstreamPool (origin: string, opts: PoolOptions) {
       return { connected, free, pending, queued, running }
     },
     close: () => pool.close(),
-    /** Abandons exchanges still pending instead of waiting for them. */
-    destroy: () => pool.destroy()
+    /**
+     * Abandons exchanges still pending instead of waiting for them, and refuses new ones. One already
+     * sent ends as its deadline passing would (a timeout: its reply is lost, and a write may have been
+     * applied, so it is answered as a lost reply); one not sent yet ends as an abort, which says the
+     * upstream never saw it.
+     */
+    destroy: async () => {
+      for (const [controller, attempt] of pending) {
+        controller.abort(attempt.isSent
+          ? new DOMException('the gateway shut down before the upstream answered', 'TimeoutError')
+          : new DOMException('the gateway shut down before the call was sent', 'AbortError'))
+      }
+      pending.clear()
+      await pool.destroy()
+    }
   }
 }

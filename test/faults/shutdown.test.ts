@@ -3,7 +3,8 @@
 // accepting, lets in-flight requests run until SHUTDOWN_TIMEOUT_MS, answers what is left with a 503
 // problem and exits 0 even when upstream calls hang. Bounds, never asserted durations.
 import { test } from 'tap'
-import { startTestSandbox } from '../helper.js'
+import { Agent, request } from 'undici'
+import { sandboxPost, startTestSandbox, TEST_REDIS_URL } from '../helper.js'
 import { byMsg, demoKey, freshGet, freshGetOrCode, listeningAddress, startServer, type Answer } from '../fixtures/server-process.js'
 import { waitFor } from '../fixtures/wait.js'
 
@@ -81,4 +82,62 @@ test('requests still running at SHUTDOWN_TIMEOUT_MS get a 503 problem, each is l
   t.ok(cutLines.every((l) => l.route === '/v1/objects/:id' && typeof l.request_id === 'string'), 'each names its route and request id')
   t.equal(code, 0, 'exit code 0: the hung upstream calls are abandoned, not waited for')
   t.ok(elapsedMs < shutdownMs + CLOSE_MARGIN_MS, `exit within SHUTDOWN_TIMEOUT_MS + ${CLOSE_MARGIN_MS} ms`)
+})
+
+test('a write already sent upstream at SHUTDOWN_TIMEOUT_MS is a lost reply: 504 GW_WRITE_OUTCOME_UNKNOWN, kept under its Idempotency-Key, so a retry on another replica adds no row', { skip: TEST_REDIS_URL === '' ? 'needs Redis (REDIS_URL): the key is shared by the replicas' : false }, async (t) => {
+  const sandbox = await startTestSandbox(t)
+  const env = {
+    ATLAS_BASE_URL: sandbox.baseUrl,
+    ATLAS_TOKEN: sandbox.tokens.write,
+    SHUTDOWN_DRAIN_MS: '0',
+    SHUTDOWN_TIMEOUT_MS: '1000',
+    REDIS_URL: TEST_REDIS_URL,
+    REDIS_KEY_PREFIX: `test-shutdown-${process.pid}-${Date.now()}:`
+  }
+  const id = String(sandbox.ids()[3])
+  const rows = async (): Promise<number> => (JSON.parse((await sandboxPost(sandbox, 'vrascoreslist', { objects: id })).text) as unknown[]).length
+  const post = async (address: string, key: string) => {
+    const dispatcher = new Agent({ pipelining: 0 })
+    try {
+      const res = await request(`${address}/v1/vra/scores`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json', 'idempotency-key': '"score-at-shutdown"' },
+        body: JSON.stringify({ id, preal: 0.5, pgal: 0.1 }),
+        dispatcher
+      })
+      return { status: res.statusCode, headers: res.headers, body: JSON.parse(await res.body.text()) as Record<string, unknown> }
+    } finally {
+      await dispatcher.close()
+    }
+  }
+
+  const first = startServer(t, env)
+  const firstAddress = await listeningAddress(first)
+  const firstKey = await demoKey(first)
+  // The upstream appends the row at once and answers long after the shutdown deadline.
+  sandbox.resetCalls()
+  sandbox.inject({ endpoint: 'vrascores', kind: 'delay', delayMs: 4000 })
+  const pending = post(firstAddress, firstKey)
+  await waitFor('the score row upstream', async () => (await rows()) === 1)
+  first.signal('SIGTERM')
+  const answer = await pending
+  t.equal(await first.exited, 0, 'exit code 0')
+  const audit = first.lines.filter(byMsg('upstream write'))
+  t.comment(`first answer ${answer.status} ${String(answer.body.code)}; audit ${JSON.stringify(audit.map((l) => l.audit))}`)
+  t.equal(answer.status, 504, 'not a 503 that invites a retry')
+  t.match(answer.body, { code: 'GW_WRITE_OUTCOME_UNKNOWN', detail: /may have been appended/ })
+  t.equal(audit.length, 1, 'one audit record')
+  t.match(audit[0]?.audit, { endpoint: 'vrascores', outcome: 'error', error: 'GW_UPSTREAM_TIMEOUT' }, 'recorded as a write whose reply timed out is')
+  t.notOk(first.lines.some(byMsg(/^request cut at SHUTDOWN_TIMEOUT_MS: answered 503/)), 'the write is not answered 503')
+
+  // The consumer retries with the same key on another replica: the kept answer comes back, nothing is sent.
+  const second = startServer(t, env)
+  const secondAddress = await listeningAddress(second)
+  const retry = await post(secondAddress, await demoKey(second))
+  t.comment(`retry ${retry.status} ${String(retry.body.code)}; rows ${await rows()}`)
+  t.equal(retry.status, 504)
+  t.equal(retry.headers['idempotent-replayed'], 'true', 'the first answer, replayed')
+  t.equal(await rows(), 1, 'one score row')
+  second.signal('SIGTERM')
+  t.equal(await second.exited, 0)
 })
