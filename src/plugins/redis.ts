@@ -15,6 +15,12 @@ declare module 'fastify' {
     redis: Redis | null
     /** Always present; without Redis it stays up and nothing consults it. */
     redisHealth: RedisHealth
+    /**
+     * Runs `task` when the app closes, after the onClose hooks of every plugin registered after this one
+     * (the upstream's among them, whose abandoned calls still end requests) and before the client quits;
+     * also without Redis. For work that must see everything the closing app still does (usage's final flush).
+     */
+    beforeRedisQuit: (task: () => Promise<void>) => void
   }
 }
 
@@ -86,9 +92,14 @@ const errorFields = (err: unknown) => ({ message: (err as Error).message, code: 
 
 export const redisPlugin = fp(async (app, opts: { client?: Redis }) => {
   const config = app.config
+  const lastTasks: Array<() => Promise<void>> = []
+  app.decorate('beforeRedisQuit', (task: () => Promise<void>) => { lastTasks.push(task) })
+  // Each task logs its own failures; one that throws does not keep the others or the quit from running.
+  const runLastTasks = async () => { await Promise.allSettled(lastTasks.map(async (task) => { await task() })) }
   if (opts.client === undefined && config.REDIS_URL === '') {
     app.decorate('redis', null)
     app.decorate('redisHealth', createRedisHealth())
+    app.addHook('onClose', runLastTasks)
     return
   }
   const client = opts.client ?? createRedis(config)
@@ -140,6 +151,7 @@ export const redisPlugin = fp(async (app, opts: { client?: Redis }) => {
     return { ok: true }
   })
   app.addHook('onClose', async () => {
+    await runLastTasks()
     health.close()
     if (isOwned) await client.quit().catch(() => client.disconnect())
   })

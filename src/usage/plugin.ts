@@ -191,8 +191,8 @@ export const usagePlugin = fp<{ now?: () => number }>(async (app, opts) => {
   })
   const timer = setInterval(() => { usage.flush().catch(() => {}) }, app.config.USAGE_FLUSH_MS)
   timer.unref()
-  app.addHook('onClose', async () => {
-    clearInterval(timer)
-    await usage.flush()
-  })
+  // The final flush runs last, just before Redis quits: the onClose hooks that run after this plugin's
+  // (the upstream's abandons pending calls) still end requests, and their writes and answers count.
+  app.addHook('onClose', async () => { clearInterval(timer) })
+  app.beforeRedisQuit(async () => { await usage.flush() })
 }, { name: 'usage', fastify: '5.x', dependencies: ['redis', 'audit', 'route-guard', 'consumer-auth', 'access-log'] })

@@ -2,7 +2,7 @@
 // the gateway closes), read back by GET /v1/admin/usage with filters and cursor pages. The days follow
 // the app's clock (deps.now). test/quota/redis-round-trips.test.ts shows a hit still makes no Redis call.
 import { test } from 'tap'
-import { mkdirSync, readFileSync } from 'node:fs'
+import { existsSync, mkdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { Redis } from 'ioredis'
 import type { FastifyInstance } from 'fastify'
@@ -110,6 +110,27 @@ test('without Redis: counts reach the usage file when the gateway closes', async
   const day = new Date().toISOString().slice(0, 10)
   t.equal(data.days[day]?.alice?.requests, 4)
   t.ok((data.last_used['consumer:alice'] ?? 0) > 0)
+})
+
+test('the final flush comes after the upstream calls still pending at close are abandoned: the write they end counts', async (t) => {
+  const alice = makeConsumer('alice', { scopes: ['read', 'write:vra'] })
+  const { app, config, sandbox } = await buildTestApp(t, { useRedis: false, config: { CONSUMERS_FILE: consumersFile(t, [alice]) } })
+  sandbox.resetCalls()
+  sandbox.inject({ endpoint: 'vrascores', kind: 'hang' })
+  const pending = app.inject({ method: 'POST', url: '/v1/vra/scores', headers: bearer(alice.key), payload: { id: B, preal: 0.2 } })
+  await waitFor('the score upstream', () => (sandbox.calls.get('vrascores') ?? 0) >= 1)
+  // Nothing waits for an injected request: the close abandons its upstream call, and it ends as a lost reply.
+  await app.close()
+  const answer = await pending
+  // No file: the flush found nothing to write.
+  const data = (existsSync(config.USAGE_FILE) ? JSON.parse(readFileSync(config.USAGE_FILE, 'utf8')) : { days: {} }) as { days: Record<string, Record<string, Record<string, number>>> }
+  const counts = data.days[new Date().toISOString().slice(0, 10)]?.alice
+  const audit = readFileSync(config.AUDIT_FILE, 'utf8').split('\n').filter(Boolean)
+  t.comment(`answer ${answer.statusCode}; ${audit.length} audit record(s); usage ${JSON.stringify(counts)}`)
+  t.equal(audit.length, 1, 'the audit keeps the write')
+  // The request itself counts when its answer is sent, which nothing waits for here (a listening server
+  // answers every request before its plugins close).
+  t.match(counts, { writes: 1 }, 'and so does usage')
 })
 
 test('a store that cannot be written: the write is served and logged in full; usage waits for the next flush', async (t) => {
