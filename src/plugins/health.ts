@@ -73,6 +73,9 @@ export function createHealth (opts: HealthOptions = {}) {
   }
   let state: LifecycleState = 'starting'
   let isChecking = false
+  // How a response that can still end cleanly once under way (an NDJSON stream) ends when cut; only such
+  // responses register one, so this holds no entry for most requests.
+  const cutHandlers = new WeakMap<FastifyRequest, (err: Error) => void>()
 
   return {
     /** Registers a dependency check; it runs in the background only (runChecks), never per probe. */
@@ -122,13 +125,19 @@ export function createHealth (opts: HealthOptions = {}) {
       reply.raw.once('close', () => { unlink(node) })
     },
     get inFlightCount (): number { return inFlightCount },
+    /**
+     * `end` ends the request's response, already under way, with `err` when a shutdown cuts it (an NDJSON
+     * stream writes its error line and ends): the connection then stays open for the caller's grace.
+     */
+    whenCut (request: FastifyRequest, end: (err: Error) => void): void { cutHandlers.set(request, end) },
 
     /**
      * Answers every request still running with a 503 problem (rendered by the route's own error handler)
-     * and logs each; a response already under way cannot change its status, so its connection is closed
-     * instead, and that is logged too. A request whose upstream write was sent is left to its route: the
-     * write may be in effect, and a 503 inviting a retry could apply it twice, so the caller abandons the
-     * upstream calls next and the route answers it as a lost reply. Returns how many requests were cut.
+     * and logs each; a response already under way cannot change its status, so it is ended by its own
+     * handler (whenCut) or else its connection is closed, and that is logged too. A request whose
+     * upstream write was sent is left to its route: the write may be in effect, and a 503 inviting a
+     * retry could apply it twice, so the caller abandons the upstream calls next and the route answers it
+     * as a lost reply. Returns how many requests were cut.
      */
     answerInFlight (reason: string): number {
       let cut = 0
@@ -139,6 +148,12 @@ export function createHealth (opts: HealthOptions = {}) {
         const fields = { route: routeLabel(request), method: request.method, elapsed_ms: Math.round(reply.elapsedTime) }
         // Headers on the wire, or a hijacked reply (sent, yet not ended): only the connection can go.
         if (reply.raw.headersSent || reply.sent) {
+          const end = cutHandlers.get(request)
+          if (end !== undefined) {
+            request.log.warn({ ...fields, status: reply.statusCode }, `request cut at ${reason}: its response had started, ending it with an error line`)
+            end(new UnavailableError('The gateway shut down before this stream finished; request the ids after the last line again (another replica will answer).'))
+            continue
+          }
           request.log.warn({ ...fields, status: reply.statusCode }, `request cut at ${reason}: its response had started, closing the connection`)
           request.raw.socket?.destroy()
           continue

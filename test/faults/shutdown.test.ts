@@ -2,6 +2,7 @@
 // 503 while every request is still served, so a load balancer can take the replica out), then stops
 // accepting, lets in-flight requests run until SHUTDOWN_TIMEOUT_MS, answers what is left with a 503
 // problem and exits 0 even when upstream calls hang. Bounds, never asserted durations.
+import { gunzipSync, constants as zlibConstants } from 'node:zlib'
 import { test } from 'tap'
 import { Agent, request } from 'undici'
 import { sandboxPost, startTestSandbox, TEST_REDIS_URL } from '../helper.js'
@@ -141,3 +142,53 @@ test('a write already sent upstream at SHUTDOWN_TIMEOUT_MS is a lost reply: 504 
   second.signal('SIGTERM')
   t.equal(await second.exited, 0)
 })
+
+for (const encoding of ['identity', 'gzip']) {
+  test(`an NDJSON stream cut at SHUTDOWN_TIMEOUT_MS (Accept-Encoding: ${encoding}) ends with its {"error"} line, not a reset`, async (t) => {
+    const sandbox = await startTestSandbox(t)
+    const server = startServer(t, {
+      ATLAS_BASE_URL: sandbox.baseUrl,
+      ATLAS_TOKEN: sandbox.tokens.write,
+      SHUTDOWN_DRAIN_MS: '0',
+      SHUTDOWN_TIMEOUT_MS: '1000',
+      UPSTREAM_MAX_IDS_PER_CALL: '2',
+      UPSTREAM_BATCH_WINDOW_MS: '0'
+    })
+    const address = await listeningAddress(server)
+    const key = await demoKey(server)
+    const ids = sandbox.ids().slice(10, 14).map(String)
+    // The first chunk's call is answered, the second's never.
+    sandbox.resetCalls()
+    sandbox.inject({ endpoint: 'objects', kind: 'delay', delayMs: 1, times: 1 })
+    sandbox.inject({ endpoint: 'objects', kind: 'hang', times: 5 })
+    const dispatcher = new Agent({ pipelining: 0 })
+    t.teardown(() => dispatcher.destroy())
+    const res = await request(`${address}/v1/objects/query`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json', accept: 'application/x-ndjson', 'accept-encoding': encoding },
+      body: JSON.stringify({ ids }),
+      dispatcher
+    })
+    t.equal(res.statusCode, 200)
+    await waitFor('the second chunk upstream', () => (sandbox.calls.get('objects') ?? 0) >= 2)
+    server.signal('SIGTERM')
+    const bytes: Buffer[] = []
+    let failure = 'none'
+    try {
+      for await (const chunk of res.body) bytes.push(chunk as Buffer)
+    } catch (err) {
+      failure = (err as { code?: string }).code ?? 'error'
+    }
+    const raw = Buffer.concat(bytes)
+    // Whatever arrived, decoded as far as it goes.
+    const text = encoding === 'gzip' ? gunzipSync(raw, { finishFlush: zlibConstants.Z_SYNC_FLUSH }).toString() : raw.toString()
+    const lines = text.split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>)
+    t.comment(`${lines.length} lines (${lines.map((l) => Object.keys(l)[0] === 'error' ? 'error' : 'record').join(', ')}), stream failure: ${failure}`)
+    t.equal(failure, 'none', 'the stream ends, it is not reset')
+    t.equal(lines.length, 3, 'the first chunk, then the error line')
+    t.match(lines[2], { error: { status: 503, code: 'GW_UNAVAILABLE' } })
+    if (encoding === 'gzip') t.doesNotThrow(() => gunzipSync(raw), 'the compressed stream is complete')
+    t.equal(await server.exited, 0)
+    t.ok(server.lines.some(byMsg(/^request cut at SHUTDOWN_TIMEOUT_MS: its response had started, ending it with an error line/)), 'logged')
+  })
+}

@@ -5,7 +5,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import { NotFoundError, PayloadTooLargeError, ValidationError } from '../../errors.js'
 import { AtlasIdSchema, IdListQuery, passthrough, problems } from '../../schemas/common.js'
-import type { CacheInfo } from '../../service/index.js'
+import type { CacheInfo, StoredRecord } from '../../service/index.js'
 import { sendDerived, sendRaw } from './send.js'
 import { createRecordRenderer, renderedEtag, type RecordRenderer } from './render.js'
 import { matchesIfNoneMatch } from '../../cache/http.js'
@@ -154,7 +154,7 @@ async function packMisses (app: FastifyInstance, request: FastifyRequest, ids: s
  * of several mostly cached chunks go out together in full calls (packMisses). Resolves once the first
  * chunk is read: an error there rejects, so the answer carries its real status and Retry-After. An
  * error after the first line cannot change the status any more, so it ends the stream with an `error`
- * line.
+ * line; so does a shutdown that cuts the stream (plugins/health.ts), without waiting for the read under way.
  */
 async function streamNdjson (app: FastifyInstance, recordToV1: RecordRenderer, request: FastifyRequest, ids: string[], mjdMin: number | undefined): Promise<Readable> {
   const chunkSize = app.config.UPSTREAM_MAX_IDS_PER_CALL
@@ -162,14 +162,26 @@ async function streamNdjson (app: FastifyInstance, recordToV1: RecordRenderer, r
   // would push out the hot entries other consumers read (with Redis; without it L1 is the only cache).
   const isBulk = ids.length > chunkSize
   const END = Buffer.from('}\n')
+  // Rejects when a shutdown cuts the stream; each chunk's read races it.
+  let isCut = false
+  const cut = new Promise<never>((_resolve, reject) => {
+    app.health.whenCut(request, (err) => { isCut = true; reject(err) })
+  })
+  cut.catch(() => {})
+  async function readChunk (from: number, chunk: string[], packedUntil: number): Promise<{ records: Array<StoredRecord | null>, packedUntil: number }> {
+    const until = from >= packedUntil ? await packMisses(app, request, ids, from, chunkSize) : packedUntil
+    const { records } = await app.atlas.objects(request, chunk, isBulk)
+    return { records, packedUntil: until }
+  }
   async function * lines (): AsyncGenerator<Buffer> {
     let packedUntil = 0
     for (let i = 0; i < ids.length; i += chunkSize) {
       const chunk = ids.slice(i, i + chunkSize)
       let records
       try {
-        if (i >= packedUntil) packedUntil = await packMisses(app, request, ids, i, chunkSize)
-        ;({ records } = await app.atlas.objects(request, chunk, isBulk))
+        // Checked here too: a cut while the chunk before was being written leaves no read to race.
+        if (isCut) await cut
+        ;({ records, packedUntil } = await Promise.race([readChunk(i, chunk, packedUntil), cut]))
       } catch (err) {
         if (i === 0) throw err
         const e = err as { code?: string, statusCode?: number, message?: string }
