@@ -9,6 +9,7 @@ import { hashKey } from '../../src/consumers/keys.js'
 import { buildTestApp, FIXTURE_IDS, startTestSandbox, TEST_REDIS_URL } from '../helper.js'
 import { bearer, consumersFile, makeConsumer, type TestConsumer } from '../consumer-helper.js'
 import { testKeyPrefix } from '../fixtures/redis-keys.js'
+import { clearOfMidnight } from '../fixtures/wait.js'
 
 const { A, B, C } = FIXTURE_IDS
 const VRA_GROUP = '73' // the custom list "vra"
@@ -191,6 +192,7 @@ test('a write refused before it goes upstream leaves no record; an idempotent re
 })
 
 test('a write the share or the budget stops before it is sent leaves no record and counts no write', async (t) => {
+  await clearOfMidnight()
   const { alice, admin } = consumers()
   const spent = makeConsumer('spent', { scopes: [...WRITE_SCOPES], upstream_share: 0 })
   const { app, sandbox } = await buildTestApp(t, { useRedis: false, config: { CONSUMERS_FILE: consumersFile(t, [alice, spent, admin]) } })

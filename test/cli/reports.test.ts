@@ -13,6 +13,7 @@ import { runUsage } from '../../src/cli/usage.js'
 import { hashKey } from '../../src/consumers/keys.js'
 import { buildTestApp, FIXTURE_IDS } from '../helper.js'
 import { bearer, consumersFile, makeConsumer } from '../consumer-helper.js'
+import { clearOfMidnight } from '../fixtures/wait.js'
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url))
 const { A, B } = FIXTURE_IDS
@@ -49,6 +50,7 @@ function run (how: 'npm' | 'node', script: string, args: string[], env: Record<s
 }
 
 test('npm run audit, usage and keys read what the gateway wrote', { timeout: 300000 }, async (t) => {
+  await clearOfMidnight()
   const alice = makeConsumer('alice', { scopes: ['read', 'write:vra', 'write:custom-lists'], lists: ['*'] })
   const bob = makeConsumer('bob', { scopes: ['read', 'write:vra'] })
   const file = consumersFile(t, [alice, bob])

@@ -10,7 +10,7 @@ import type { UsageRow } from '../../src/usage/report.js'
 import { createRedisUsageStore } from '../../src/usage/store.js'
 import { buildTestApp, FIXTURE_IDS, TEST_REDIS_URL, UNUSED_UPSTREAM } from '../helper.js'
 import { bearer, consumersFile, makeConsumer } from '../consumer-helper.js'
-import { waitFor } from '../fixtures/wait.js'
+import { clearOfMidnight, waitFor } from '../fixtures/wait.js'
 import { REDIS_SERVER_SKIP, startRedisServer } from '../fixtures/redis-server.js'
 import { testKeyPrefix } from '../fixtures/redis-keys.js'
 
@@ -85,6 +85,7 @@ test('counts per consumer per day: route classes, units, upstream calls, cache, 
 })
 
 test('a flush on the timer, with Redis: one hash per day with its retention', { skip: TEST_REDIS_URL === '' ? 'needs REDIS_URL' : false }, async (t) => {
+  await clearOfMidnight()
   const alice = makeConsumer('alice')
   const { app, config } = await buildTestApp(t, { config: { CONSUMERS_FILE: consumersFile(t, [alice]), USAGE_FLUSH_MS: 50, USAGE_RETENTION_DAYS: 30 } })
   const redis = new Redis(TEST_REDIS_URL)
@@ -102,6 +103,7 @@ test('a flush on the timer, with Redis: one hash per day with its retention', { 
 })
 
 test('without Redis: counts reach the usage file when the gateway closes', async (t) => {
+  await clearOfMidnight()
   const alice = makeConsumer('alice')
   const { app, config } = await buildTestApp(t, { useRedis: false, config: { CONSUMERS_FILE: consumersFile(t, [alice]) } })
   for (let k = 0; k < 4; k++) await app.inject({ url: '/v1/me', headers: bearer(alice.key) })
@@ -113,6 +115,7 @@ test('without Redis: counts reach the usage file when the gateway closes', async
 })
 
 test('the final flush comes after the upstream calls still pending at close are abandoned: the write they end counts', async (t) => {
+  await clearOfMidnight()
   const alice = makeConsumer('alice', { scopes: ['read', 'write:vra'] })
   const { app, config, sandbox } = await buildTestApp(t, { useRedis: false, config: { CONSUMERS_FILE: consumersFile(t, [alice]) } })
   sandbox.resetCalls()
@@ -134,6 +137,7 @@ test('the final flush comes after the upstream calls still pending at close are 
 })
 
 test('a store that cannot be written: the write is served and logged in full; usage waits for the next flush', async (t) => {
+  await clearOfMidnight()
   const alice = makeConsumer('alice', { scopes: ['read', 'write:vra'] })
   const dir = join(t.testdir(), 'not-yet')
   const { app, config, logs } = await buildTestApp(t, {
@@ -154,6 +158,7 @@ test('a store that cannot be written: the write is served and logged in full; us
 })
 
 test('units given back after a 5xx are not counted: usage matches what the quota kept', async (t) => {
+  await clearOfMidnight()
   const reader = makeConsumer('reader')
   const admin = makeConsumer('ops', { scopes: ['admin'] })
   const { app } = await buildTestApp(t, { useRedis: false, config: { CONSUMERS_FILE: consumersFile(t, [reader, admin]), ATLAS_BASE_URL: UNUSED_UPSTREAM } })
@@ -166,6 +171,7 @@ test('units given back after a 5xx are not counted: usage matches what the quota
 })
 
 test('a flush whose reply is lost after Redis applied it is not counted twice when sent again', { skip: REDIS_SERVER_SKIP }, async (t) => {
+  await clearOfMidnight()
   const server = await startRedisServer(t)
   const alice = makeConsumer('alice')
   const prefix = testKeyPrefix('usage-lost')
