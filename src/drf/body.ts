@@ -45,10 +45,11 @@ function unquotePlus (text: string): string {
 /** Django's QueryDict over a query string or a form body (parse_qsl with keep_blank_values). */
 export function parseQueryDict (text: string): Extract<DataSource, { kind: 'querydict' }> {
   const map = new Map<string, Array<string | UploadedFile>>()
-  let fields = 0
-  for (const pair of text.split('&')) {
+  const pairs = text.split('&')
+  // parse_qsl counts before it parses: one more than the `&`s, empty pairs included.
+  if (pairs.length > MAX_FORM_FIELDS) throw new DjangoHtmlError(400, 'TooManyFieldsSent')
+  for (const pair of pairs) {
     if (pair === '') continue
-    if (++fields > MAX_FORM_FIELDS) throw new DjangoHtmlError(400, 'TooManyFieldsSent')
     const eq = pair.indexOf('=')
     const key = unquotePlus(eq === -1 ? pair : pair.slice(0, eq))
     const value = eq === -1 ? '' : unquotePlus(pair.slice(eq + 1))

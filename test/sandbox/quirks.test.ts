@@ -159,6 +159,27 @@ test('non-JSON errors: 301, oversized form 400, 404 and 500 are HTML', async (t)
   t.equal((await call(sb, 'GET', 'cone/extra/', {})).status, 404, 'below an endpoint')
 })
 
+// Django's QueryDict refuses more than 1,000 fields (TooManyFieldsSent, its 400 page), counted as
+// parse_qsl counts them: one more than the number of `&`, empty pairs included.
+test('more than 1,000 fields, in a query string or a form, is the 400 page', async (t) => {
+  const sb = await startTestSandbox(t)
+  for (const auth of [{ token: 'write' }, {}]) {
+    const crowded = await call(sb, 'GET', `cone/?${Array.from({ length: 1001 }, (_, i) => `f${i}=1`).join('&')}`, auth)
+    t.equal(crowded.status, 400, 'a query string of 1,001 fields')
+    t.ok(crowded.text.includes('Error 400: Bad Request'))
+  }
+  const full = await call(sb, 'GET', `cone/?${'a=1&'.repeat(999)}a=1`, { token: 'write' })
+  t.equal(full.status, 400, 'but 1,000 are read (the cone fields are missing)')
+  t.match(full.json, { ra: ['This field is required.'] })
+  const form = new URLSearchParams({ objects: A }).toString()
+  const type = { 'Content-Type': 'application/x-www-form-urlencoded' }
+  const padded = await call(sb, 'POST', 'objects/', { token: 'write', raw: form + '&'.repeat(1000), headers: type })
+  t.equal(padded.status, 400, 'a form with 1,000 empty pairs after its one field')
+  t.ok(padded.text.includes('Error 400: Bad Request'))
+  const edge = await call(sb, 'POST', 'objects/', { token: 'write', raw: form + '&'.repeat(999), headers: type })
+  t.equal(edge.status, 200, '999 `&` make 1,000 fields')
+})
+
 test('ignored parameters', async (t) => {
   const sb = await startTestSandbox(t)
   const plain = await post(sb, 'objectlist/', { objectlistid: '2' })
