@@ -1,9 +1,10 @@
 // request.data as DRF builds it: the parser is chosen by Content-Type (JSON, form, multipart, in
 // that order); no body means empty data; an unknown or missing type is a 415 that echoes the header.
-import { parseLossless } from '../lib/json.js'
+import { parse as parseLosslessJson } from 'lossless-json'
 import { ApiException, DjangoHtmlError } from './errors.js'
 import { UploadedFile, type DataSource } from './fields.js'
 import { isNestedDeeper, PythonJsonError, pythonJsonLoads } from './python-json.js'
+import { PyFloat } from './pystr.js'
 
 // Django's DATA_UPLOAD_MAX_MEMORY_SIZE and DATA_UPLOAD_MAX_NUMBER_FIELDS.
 export const MAX_FORM_BYTES = 2.5 * 1024 * 1024
@@ -88,13 +89,23 @@ function decodeUtf8 (body: Buffer): string {
   }
 }
 
+const INTEGER = /^-?\d+$/
+const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER)
+
+/** A number as json.loads reads it: integers exact (bigint beyond 2^53), the rest Python floats. */
+function pythonNumber (text: string): number | bigint | PyFloat {
+  if (!INTEGER.test(text)) return new PyFloat(Number(text))
+  const big = BigInt(text)
+  return big > MAX_SAFE || big < -MAX_SAFE ? big : Number(text)
+}
+
 function parseJson (body: Buffer): DataSource {
   const text = decodeUtf8(body)
   // A body nested deeper than Python's decoder goes never meets the recursive lossless parser (a stack
   // overflow): the Python-compatible decoder words it, or the syntax error it meets first.
   if (!isNestedDeeper(text)) {
     try {
-      return { kind: 'json', value: parseLossless(text) }
+      return { kind: 'json', value: parseLosslessJson(text, null, pythonNumber) }
     } catch {
       // lossless-json refused it: let the Python-compatible decoder decide, and word the error.
     }

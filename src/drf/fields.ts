@@ -1,5 +1,6 @@
 // DRF serializer fields, as the upstream's serializers declare them (rest_framework/fields.py 3.14):
 // the same coercions, the same "absent vs blank vs null" rules and the same error strings.
+import { PyFloat, pyStr } from './pystr.js'
 import { parseDateTime } from './time.js'
 
 /** A multipart file part: present in request.data, but not a string. */
@@ -68,21 +69,19 @@ export class FieldError extends Error {}
 
 function toInt (v: unknown): bigint {
   if (typeof v === 'bigint') return v
-  // Python renders floats of 1e16 and more in exponent form, which int() then rejects.
-  if (typeof v === 'number') {
-    if (Number.isInteger(v) && Math.abs(v) < 1e16) return BigInt(v)
-    throw new FieldError(MSG.int)
-  }
-  if (typeof v !== 'string') throw new FieldError(MSG.int)
-  if (v.length > MAX_STRING_LENGTH) throw new FieldError(MSG.tooLong)
+  if (typeof v === 'number' && Number.isSafeInteger(v)) return BigInt(v)
+  if (typeof v === 'string' && v.length > MAX_STRING_LENGTH) throw new FieldError(MSG.tooLong)
+  // A float is read as str() writes it (1e16 and more in exponent form, which int() then rejects).
+  if (typeof v !== 'string' && !(v instanceof PyFloat)) throw new FieldError(MSG.int)
   // IntegerField strips a trailing ".0" (re_decimal) before int(): "4.0" passes, "4.5" does not.
-  const n = pyInt(v.replace(/\.0*\s*$/, ''))
+  const n = pyInt(pyStr(v).replace(/\.0*\s*$/, ''))
   if (n === null) throw new FieldError(MSG.int)
   return n
 }
 
 function toFloat (v: unknown): number {
   if (typeof v === 'number') return v
+  if (v instanceof PyFloat) return v.value
   if (typeof v === 'bigint') return Number(v)
   if (typeof v === 'boolean') return v ? 1 : 0
   if (typeof v !== 'string') throw new FieldError(MSG.float)
@@ -95,26 +94,24 @@ function toFloat (v: unknown): number {
   return Number(t)
 }
 
-function pyStr (v: unknown): string {
-  if (typeof v === 'boolean') return v ? 'True' : 'False'
-  return String(v)
-}
-
 function toInternal (spec: FieldSpec, v: unknown): FieldValue {
   switch (spec.kind) {
     case 'char': {
-      if (typeof v !== 'string' && typeof v !== 'number' && typeof v !== 'bigint') throw new FieldError(MSG.string)
-      const text = spec.trim === false ? String(v) : pyStrip(String(v))
+      if (typeof v !== 'string' && typeof v !== 'number' && typeof v !== 'bigint' && !(v instanceof PyFloat)) throw new FieldError(MSG.string)
+      const text = spec.trim === false ? pyStr(v) : pyStrip(pyStr(v))
       // CharField's ProhibitNullCharactersValidator, run on the converted value.
       if (text.includes('\u0000')) throw new FieldError(MSG.nullCharacters)
       return text
     }
     case 'int': return toInt(v)
     case 'float': return toFloat(v)
-    case 'bool':
-      if (TRUE_VALUES.has(v)) return true
-      if (FALSE_VALUES.has(v)) return false
+    case 'bool': {
+      // A set lookup in Python: 1.0 is 1 and True.
+      const key = v instanceof PyFloat ? v.value : v
+      if (TRUE_VALUES.has(key)) return true
+      if (FALSE_VALUES.has(key)) return false
       throw new FieldError(MSG.bool)
+    }
     case 'choice': {
       const text = pyStr(v)
       if (spec.choices?.includes(text) === true) return text
@@ -171,7 +168,7 @@ export function validate (specs: readonly FieldSpec[], data: DataSource): Valida
     const v = data.value
     // Serializer.errors turns the root "may not be null" into "No data provided".
     if (v === null) return { ok: false, errors: { non_field_errors: ['No data provided'] } }
-    if (typeof v !== 'object' || Array.isArray(v)) {
+    if (typeof v !== 'object' || Array.isArray(v) || v instanceof PyFloat) {
       return { ok: false, errors: { non_field_errors: [`Invalid data. Expected a dictionary, but got ${pyTypeName(v)}.`] } }
     }
   }

@@ -3,6 +3,8 @@
 // It is the fallback for bodies that parseLossless rejects; it also accepts what Python accepts and
 // lossless-json does not (duplicate keys: the last one wins).
 
+import { PyFloat } from './pystr.js'
+
 export class PythonJsonError extends Error {}
 
 /**
@@ -102,7 +104,7 @@ function scanOnce (s: string, idx: number, depth: number): [unknown, number] {
   if (m === null) throw new StopIteration(idx)
   const text = m[0]
   const end = idx + text.length
-  if (m[1] !== undefined || m[2] !== undefined) return [Number(text), end]
+  if (m[1] !== undefined || m[2] !== undefined) return [new PyFloat(Number(text)), end]
   const big = BigInt(text)
   return [big > MAX_SAFE || big < -MAX_SAFE ? big : Number(text), end]
 }

@@ -9,6 +9,7 @@ import { decodeAtlasId, encodeAtlasId } from '../../src/sandbox/ids.js'
 import { negotiate } from '../../src/drf/negotiation.js'
 import { parseRate, resolveOptions } from '../../src/sandbox/options.js'
 import { MAX_JSON_DEPTH, PythonJsonError, pythonJsonLoads } from '../../src/drf/python-json.js'
+import { PyFloat, pyFloatRepr } from '../../src/drf/pystr.js'
 import { Store } from '../../src/sandbox/store.js'
 import { SlidingWindowThrottle, throttledDetail } from '../../src/sandbox/throttle.js'
 import { formatDateTime, parseDateTime } from '../../src/drf/time.js'
@@ -25,9 +26,16 @@ function pyError (text: string): string {
   return 'no error'
 }
 
+test('pystr: repr(float) as Python writes it', async (t) => {
+  const cases: Array<[number, string]> = [[30, '30.0'], [0, '0.0'], [-0, '-0.0'], [1e-5, '1e-05'], [0.0001, '0.0001'], [1e16, '1e+16'],
+    [9999999999999998, '9999999999999998.0'], [1.5e16, '1.5e+16'], [1e100, '1e+100'], [-2.5e-7, '-2.5e-07'], [0.1, '0.1'],
+    [1161600211221604900, '1.1616002112216049e+18'], [60796.5036596, '60796.5036596'], [Infinity, 'inf'], [-Infinity, '-inf'], [NaN, 'nan']]
+  for (const [n, text] of cases) t.equal(pyFloatRepr(n), text, text)
+})
+
 test('python-json: values as Python reads them', async (t) => {
   t.strictSame(pythonJsonLoads(' {"a": "x\\ty\\u0041\\/", "b": [true, false, null, -1.5e3, 12345678901234567890, 7], "a": 2} '),
-    { a: 2, b: [true, false, null, -1500, 12345678901234567890n, 7] })
+    { a: 2, b: [true, false, null, new PyFloat(-1500), 12345678901234567890n, 7] })
   t.strictSame(pythonJsonLoads('[ ]'), [])
   t.strictSame(pythonJsonLoads('{ }'), {})
   const proto = pythonJsonLoads('{"__proto__": 1}') as Record<string, unknown>

@@ -10,6 +10,7 @@ import { MAX_FORM_BYTES, parseQueryDict, parseRequestData } from '../../drf/body
 import { ApiException, DjangoHtmlError } from '../../drf/errors.js'
 import { validate, type DataSource } from '../../drf/fields.js'
 import { negotiate } from '../../drf/negotiation.js'
+import { PyFloat, pyStr } from '../../drf/pystr.js'
 import { DEFAULT_PATHS, DETAILS, GET_STUB, LOGIN_FAILED, WRITE_ENDPOINTS, authTokenReply, type UpstreamEndpoint } from '../../upstream/endpoints.js'
 import { SERIALIZERS } from '../../upstream/serializers.js'
 import { optionsMetadata } from '../../upstream/metadata.js'
@@ -82,7 +83,7 @@ function parse (endpoint: UpstreamEndpoint, data: DataSource): Parsed | { errors
     const raw = data.kind === 'json'
       ? (data.value as Record<string, unknown>)[spec.name]
       : data.map.get(spec.name)?.at(-1)
-    if (typeof raw === 'string' || typeof raw === 'number' || typeof raw === 'bigint' || typeof raw === 'boolean') original[spec.name] = String(raw)
+    if (typeof raw === 'string' || typeof raw === 'number' || typeof raw === 'bigint' || typeof raw === 'boolean' || raw instanceof PyFloat) original[spec.name] = pyStr(raw)
   }
   return { values: result.values, original }
 }

@@ -82,3 +82,17 @@ test('a written datetime reaches the upstream exactly as the client wrote it', a
   }
   await same(t, d, 'vrarank', { json: JSON.stringify({ objectid: E, rank: 1, insertdate: '0001-01-01T00:30:00+00:45' }) }, 'vrarank JSON insertdate')
 })
+
+// A JSON float is a Python float upstream, read through str(): a float field takes it, and a string
+// field gets its repr ("1.1616002112216049e+18"), which is no id. JavaScript's text of it was A's id.
+test('JSON floats: written as the upstream reads them; a float is not an id however it prints in JavaScript', async (t) => {
+  const d = await startDialects(t)
+  const { E } = FIXTURE_IDS
+  await same(t, d, 'vrarank', { json: `{"objectid": ${E}, "rank": 2.0, "rank_alt1": 1e-05}` }, 'vrarank rank 2.0')
+  t.equal(new URLSearchParams(d.behind.received.at(-1)?.body).get('rank'), '2', 'the rank reached the upstream')
+  const float = await d.gateway('objects', { json: `{"objects": ${A}.0}` })
+  const upstream = await d.upstream('objects', { json: `{"objects": ${A}.0}` })
+  t.equal(upstream.status, 500, 'upstream: int("1.1616002112216049e+18") fails, its 500 page')
+  t.equal(float.status, 400, 'the gateway: not an ATLAS id (its 400 for the upstream\'s 500-page inputs)')
+  t.equal(float.body, '{"objects":["\\"1.1616002112216049e+18\\" is not an ATLAS id (19 digits)."]}')
+})
