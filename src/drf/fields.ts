@@ -86,12 +86,13 @@ function toFloat (v: unknown): number {
   if (typeof v === 'boolean') return v ? 1 : 0
   if (typeof v !== 'string') throw new FieldError(MSG.float)
   if (v.length > MAX_STRING_LENGTH) throw new FieldError(MSG.tooLong)
-  const t = pyStrip(v).replace(/_/g, '')
+  const t = pyStrip(v)
+  // Underscores are checked in place (only between two digits), then dropped.
   if (!FLOAT_RE.test(t)) throw new FieldError(MSG.float)
   const lower = t.toLowerCase().replace(/^\+/, '')
   if (lower.endsWith('nan')) return NaN
   if (lower.endsWith('inf') || lower.endsWith('infinity')) return lower.startsWith('-') ? -Infinity : Infinity
-  return Number(t)
+  return Number(t.replace(/_/g, ''))
 }
 
 function toInternal (spec: FieldSpec, v: unknown): FieldValue {

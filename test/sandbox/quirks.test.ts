@@ -512,6 +512,19 @@ test('JSON values are read through Python\'s str(): choices and strings of lists
     { objectlistid: ['A valid integer is required.'] }, 'str(1e16) is "1e+16"')
 })
 
+// Python's float() takes an underscore only between two digits (PEP 515).
+test('numbers: underscores between digits only, as float() reads them', async (t) => {
+  const sb = await startTestSandbox(t)
+  for (const [field, value] of [['radius', '_5'], ['radius', '5_'], ['radius', '1__0'], ['radius', '1_.5'], ['radius', '1e_1'], ['ra', 'n_an'], ['ra', 'in_f']]) {
+    const res = await post(sb, 'cone/', { ...CONE, requestType: 'count', [field as string]: value as string })
+    t.equal(res.status, 400, `${field}=${value}`)
+    t.strictSame(res.json, { [field as string]: ['A valid number is required.'] })
+  }
+  const five = await post(sb, 'cone/', { ...CONE, requestType: 'all', radius: '0_5.0_0e0_0' })
+  t.equal(five.status, 200)
+  t.equal(five.text, (await post(sb, 'cone/', { ...CONE, requestType: 'all', radius: '5' })).text, '0_5.0_0e0_0 is 5')
+})
+
 test('cone: results sorted by true angular separation (arcsec), nearest first', async (t) => {
   const sb = await startTestSandbox(t)
   const rec = (await post(sb, 'objects/', { objects: `${A},${B}` })).json as Array<{ object: { ra: number, dec: number } }>

@@ -227,3 +227,13 @@ test('a lone surrogate in a JSON string is read as the upstream reads it, never 
   await same(t, d, 'externalxmlist', { json: '{"externalObjects":"\\ud83d"}' }, 'externalObjects "\\ud83d"')
   await same(t, d, 'externalxmlist', { json: '{"externalObjects":"2025abc,\\udc00x"}' }, 'a lone low surrogate among names')
 })
+
+// DRF's FloatField is Python's float(), which takes an underscore only between digits: `_5` and `n_an`
+// are 400s upstream, where the gateway had read them as 5 and NaN.
+test('a number with a misplaced underscore is DRF\'s 400, as upstream', async (t) => {
+  const d = await startDialects(t)
+  for (const [field, value] of [['radius', '_5'], ['radius', '5_'], ['radius', '1__0'], ['ra', 'n_an'], ['ra', 'in_f']] as const) {
+    const body = await same(t, d, 'cone', { form: { ra: '244.00092', dec: '22.26801', radius: '5', requestType: 'count', [field]: value } }, `${field}=${value}`)
+    t.equal(body, JSON.stringify({ [field]: ['A valid number is required.'] }))
+  }
+})
