@@ -182,9 +182,10 @@ export class UserStore {
     const colon = decoded.indexOf(':')
     const username = colon === -1 ? decoded : decoded.slice(0, colon)
     const password = colon === -1 ? '' : decoded.slice(colon + 1)
-    const user = this.byUsername.get(username)
-    if (user === undefined || user.password !== password) throw new AuthFailed('Invalid username/password.')
-    if (!user.isActive) throw new AuthFailed('User inactive or deleted.')
+    // authenticate() (ModelBackend) turns an inactive user away like a wrong password, so DRF's
+    // "User inactive or deleted." that follows it is never reached.
+    const user = this.checkPassword(username, password)
+    if (user === null) throw new AuthFailed('Invalid username/password.')
     return user
   }
 

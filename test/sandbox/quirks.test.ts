@@ -337,7 +337,8 @@ test('auth-token: anonymous, Basic auth only, JSON or form, POST only', async (t
     ['a b', 'Invalid basic header. Credentials string should not contain spaces.'],
     ['abc', 'Invalid basic header. Credentials not correctly base64 encoded.'],
     [Buffer.from('nobody:x').toString('base64'), 'Invalid username/password.'],
-    [Buffer.from(`sandbox_inactive:${sb.users.inactive?.password ?? ''}`).toString('base64'), 'User inactive or deleted.']
+    // ModelBackend does not authenticate an inactive user, so DRF's "User inactive or deleted." is never reached.
+    [Buffer.from(`sandbox_inactive:${sb.users.inactive?.password ?? ''}`).toString('base64'), 'Invalid username/password.']
   ]
   for (const [value, message] of failures) {
     const res = await call(sb, 'POST', 'auth-token/', { form: body, headers: basic(value) })
