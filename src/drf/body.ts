@@ -1,5 +1,6 @@
-// request.data as DRF builds it: the parser is chosen by Content-Type (JSON, form, multipart, in
-// that order); no body means empty data; an unknown or missing type is a 415 that echoes the header.
+// request.data as DRF builds it: the parser is chosen by Content-Type, the first of the view's parsers
+// that matches (JSON, form, multipart for the API views; form, multipart, JSON for auth-token/); no
+// body means empty data; an unknown or missing type is a 415 that echoes the header.
 import { parse as parseLosslessJson } from 'lossless-json'
 import { ApiException, DjangoHtmlError } from './errors.js'
 import { UploadedFile, type DataSource } from './fields.js'
@@ -10,7 +11,11 @@ import { PyFloat } from './pystr.js'
 export const MAX_FORM_BYTES = 2.5 * 1024 * 1024
 const MAX_FORM_FIELDS = 1000
 
-export const PARSES = ['application/json', 'application/x-www-form-urlencoded', 'multipart/form-data'] as const
+export type Parser = 'application/json' | 'application/x-www-form-urlencoded' | 'multipart/form-data'
+/** DRF's DEFAULT_PARSER_CLASSES, the API views' parsers. */
+export const PARSES: readonly Parser[] = ['application/json', 'application/x-www-form-urlencoded', 'multipart/form-data']
+/** ObtainAuthToken.parser_classes: form, multipart, then JSON. */
+export const AUTH_TOKEN_PARSES: readonly Parser[] = ['application/x-www-form-urlencoded', 'multipart/form-data', 'application/json']
 
 function mediaParts (contentType: string): { main: string, sub: string } {
   const [main = '', sub = ''] = contentType.replace(/;.*$/s, '').trim().toLowerCase().split('/', 2)
@@ -18,9 +23,9 @@ function mediaParts (contentType: string): { main: string, sub: string } {
 }
 
 /** DefaultContentNegotiation.select_parser: parser type on the left, so `*` in the request matches. */
-function selectParser (contentType: string): typeof PARSES[number] | undefined {
+function selectParser (contentType: string, parsers: readonly Parser[]): Parser | undefined {
   const { main, sub } = mediaParts(contentType)
-  return PARSES.find((parser) => {
+  return parsers.find((parser) => {
     const [pMain, pSub] = parser.split('/')
     return (sub === '*' || sub === pSub) && (main === '*' || main === pMain)
   })
@@ -144,13 +149,16 @@ async function parseMultipart (contentType: string, body: Buffer): Promise<DataS
 }
 
 /** request.data for a POST. Throws ApiException (415, 400 parse errors) or DjangoHtmlError (400). */
-export async function parseRequestData (contentType: string | undefined, body: Buffer): Promise<DataSource> {
+export async function parseRequestData (contentType: string | undefined, body: Buffer, parsers: readonly Parser[] = PARSES): Promise<DataSource> {
   const type = contentType ?? ''
-  const parser = selectParser(type)
-  // DRF skips parsing when there is no body (CONTENT_LENGTH 0): empty data, whatever the type.
+  // DRF skips parsing when there is no body (CONTENT_LENGTH 0): an empty QueryDict for a form type
+  // (is_form_media_type, wildcards not included), else an empty dict, whatever the parsers.
   if (body.length === 0) {
-    return parser === 'application/json' || parser === undefined ? { kind: 'json', value: {} } : { kind: 'querydict', map: new Map() }
+    const { main, sub } = mediaParts(type)
+    const isForm = (main === 'application' && sub === 'x-www-form-urlencoded') || (main === 'multipart' && sub === 'form-data')
+    return isForm ? { kind: 'querydict', map: new Map() } : { kind: 'json', value: {} }
   }
+  const parser = selectParser(type, parsers)
   if (parser === undefined) throw new ApiException(415, `Unsupported media type "${type}" in request.`)
   if (parser === 'application/json') return parseJson(body)
   if (parser === 'multipart/form-data') return await parseMultipart(type, body)

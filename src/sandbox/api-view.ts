@@ -14,7 +14,7 @@ import type { Store } from './store.js'
 import { throttledDetail, type SlidingWindowThrottle } from './throttle.js'
 import type { EndpointDef, ViewContext, ViewResult } from './view.js'
 import { AUTH_DETAILS, DETAILS } from '../upstream/endpoints.js'
-import { optionsMetadata, renderersOf, VIEW_NAMES } from '../upstream/metadata.js'
+import { optionsMetadata, parsersOf, renderersOf, VIEW_NAMES } from '../upstream/metadata.js'
 
 export interface ApiRequest {
   method: string
@@ -115,7 +115,7 @@ async function dispatch (def: EndpointDef, req: ApiRequest, deps: ApiDeps): Prom
   const ctx: ViewContext = {
     method,
     query: req.query,
-    data: async () => { parsed ??= parseRequestData(req.headers['content-type'], req.body); return await parsed },
+    data: async () => { parsed ??= parseRequestData(req.headers['content-type'], req.body, parsersOf(def.name)); return await parsed },
     user,
     store: deps.store,
     users: deps.users,

@@ -1,7 +1,7 @@
 // What each upstream view says about itself: its name (APIView.get_view_name(), the class name without
 // "View", split at capitals), the renderers it negotiates and its OPTIONS reply (DRF's SimpleMetadata).
 // The sandbox and the compatibility path answer from here alike.
-import { PARSES } from '../drf/body.js'
+import { AUTH_TOKEN_PARSES, PARSES, type Parser } from '../drf/body.js'
 import type { Renderer } from '../drf/negotiation.js'
 import type { UpstreamEndpoint } from './endpoints.js'
 
@@ -28,6 +28,11 @@ export function renderersOf (endpoint: UpstreamEndpoint): Renderer[] {
   return endpoint === 'auth-token' ? ['json'] : ['json', 'html']
 }
 
+/** The parsers a view tries in order: ObtainAuthToken lists form first, the API views JSON first. */
+export function parsersOf (endpoint: UpstreamEndpoint): readonly Parser[] {
+  return endpoint === 'auth-token' ? AUTH_TOKEN_PARSES : PARSES
+}
+
 /** SimpleMetadata.determine_metadata: the body of a view's OPTIONS reply. */
 export function optionsMetadata (endpoint: UpstreamEndpoint): Record<string, unknown> {
   const isAuthToken = endpoint === 'auth-token'
@@ -35,9 +40,7 @@ export function optionsMetadata (endpoint: UpstreamEndpoint): Record<string, unk
     name: VIEW_NAMES[endpoint],
     description: '',
     renders: renderersOf(endpoint).map((r) => r === 'json' ? 'application/json' : 'text/html'),
-    parses: isAuthToken
-      ? ['application/x-www-form-urlencoded', 'multipart/form-data', 'application/json']
-      : [...PARSES]
+    parses: [...parsersOf(endpoint)]
   }
   if (isAuthToken) {
     // ObtainAuthToken has get_serializer(), so its POST fields are described.

@@ -331,6 +331,19 @@ test('auth-token: anonymous, Basic auth only, JSON or form, POST only', async (t
   t.equal((viaJson.json as { token: string }).token, sb.tokens.write)
   const multipartLogin = await call(sb, 'POST', 'auth-token/', { multipart: body })
   t.equal(multipartLogin.status, 200)
+  // ObtainAuthToken lists its parsers as form, multipart, JSON: a wildcard type picks the form parser.
+  const form = new URLSearchParams(body).toString()
+  for (const type of ['*/*', 'application/*']) {
+    const wild = await call(sb, 'POST', 'auth-token/', { raw: form, headers: { 'Content-Type': type } })
+    t.equal(wild.status, 200, `${type} with a form body logs in`)
+    t.equal((wild.json as { token: string }).token, sb.tokens.write)
+  }
+  t.strictSame((await call(sb, 'POST', 'auth-token/', { raw: JSON.stringify(body), headers: { 'Content-Type': '*/*' } })).json,
+    { username: ['This field is required.'], password: ['This field is required.'] }, '*/* with a JSON body is read as a form')
+  t.match((await call(sb, 'POST', 'cone/', { token: 'write', raw: 'ra=1', headers: { 'Content-Type': '*/*' } })).json,
+    { detail: /^JSON parse error/ }, 'the API views list JSON first')
+  const empty = await call(sb, 'POST', 'auth-token/', { raw: '', headers: { 'Content-Type': '*/*' } })
+  t.strictSame(empty.json, { username: ['This field is required.'], password: ['This field is required.'] }, 'no body: empty data')
   const good = Buffer.from(`${body.username}:${body.password}`).toString('base64')
   t.equal((await call(sb, 'POST', 'auth-token/', { form: body, headers: basic(good) })).status, 200, 'valid Basic credentials')
   const failures: Array<[string, string]> = [

@@ -6,7 +6,7 @@ import fp from 'fastify-plugin'
 import type { FastifyError, FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify'
 import { sendCompatError } from '../../auth/plugin.js'
 import type { Scope } from '../../consumers/scopes.js'
-import { MAX_FORM_BYTES, parseQueryDict, parseRequestData } from '../../drf/body.js'
+import { AUTH_TOKEN_PARSES, MAX_FORM_BYTES, PARSES, parseQueryDict, parseRequestData } from '../../drf/body.js'
 import { ApiException, DjangoHtmlError } from '../../drf/errors.js'
 import { validate, type DataSource } from '../../drf/fields.js'
 import { negotiate } from '../../drf/negotiation.js'
@@ -189,9 +189,10 @@ export const compatRoutes: FastifyPluginAsync = async (app) => {
   app.addHook('preValidation', async (request) => {
     if (routeOf(request).config.dialect !== 'compat') return
     const query = queryOf(request.url) ?? ''
+    const isAuthToken = routeOf(request).url?.endsWith(`/${DEFAULT_PATHS['auth-token']}`) === true
     try {
       request.compat = request.method === 'POST'
-        ? { data: await parseRequestData(request.compat?.contentType, (request.body as Buffer | undefined) ?? Buffer.alloc(0)) }
+        ? { data: await parseRequestData(request.compat?.contentType, (request.body as Buffer | undefined) ?? Buffer.alloc(0), isAuthToken ? AUTH_TOKEN_PARSES : PARSES) }
         : { data: parseQueryDict(query) }
     } catch (err) {
       if (err instanceof ApiException || err instanceof DjangoHtmlError) request.compat = { error: err }

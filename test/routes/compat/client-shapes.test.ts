@@ -184,6 +184,10 @@ test('auth-token/: a consumer logs in with its id and key', async (t) => {
   t.same(await bad.body.json(), { non_field_errors: ['Unable to log in with provided credentials.'] })
   const missing = await request(`${gateway}auth-token/`, form({}))
   t.same(await missing.body.json(), { username: ['This field is required.'], password: ['This field is required.'] })
+  // ObtainAuthToken's parsers are form, multipart, JSON (the API views': JSON first): */* reads a form.
+  const wild = await request(`${gateway}auth-token/`, { ...form({ username: 'bot', password: bot.key }), headers: { 'content-type': '*/*' } })
+  t.equal(wild.statusCode, 200, '*/* with a form body logs in')
+  t.equal((await wild.body.json() as { token: string }).token, bot.key)
 })
 
 test('auth-token/: an expired key cannot log in, and a key that expires says so in expires_in', async (t) => {
