@@ -49,8 +49,20 @@ function allowHeader (def: EndpointDef): string {
   return def.access === 'anon' ? 'POST, OPTIONS' : 'GET, POST, HEAD, OPTIONS'
 }
 
-function render (def: EndpointDef, renderer: Renderer, result: ViewResult, extra: Record<string, string> = {}): Reply {
-  const headers: Record<string, string> = { Vary: 'Accept', Allow: allowHeader(def), ...extra }
+/**
+ * DRF sends Vary: Accept for a view with more than one renderer; Django's SessionMiddleware adds Vary:
+ * Cookie once the session is read, which SessionAuthentication (auth-token/ only) does when it runs.
+ */
+function varyOf (def: EndpointDef, authenticated: boolean): Record<string, string> {
+  const vary = [
+    ...(renderersOf(def.name).length > 1 ? ['Accept'] : []),
+    ...(authenticated && def.access === 'anon' ? ['Cookie'] : [])
+  ]
+  return vary.length === 0 ? {} : { Vary: vary.join(', ') }
+}
+
+function render (def: EndpointDef, renderer: Renderer, result: ViewResult, extra: Record<string, string> = {}, authenticated = true): Reply {
+  const headers: Record<string, string> = { ...varyOf(def, authenticated), Allow: allowHeader(def), ...extra }
   if (result.data === undefined && result.raw === undefined) return { status: result.status, headers, body: '' }
   const json = result.raw ?? stringifyUpstream(result.data)
   if (renderer === 'html') {
@@ -129,9 +141,10 @@ export async function runApiView (def: EndpointDef, req: ApiRequest, deps: ApiDe
   const negotiated = negotiate(req.headers.accept, req.queryParam('format'), renderersOf(def.name))
   if ('error' in negotiated) {
     // A failed negotiation renders with the first renderer (JSON), as DRF's force=True does.
+    // Before authentication: no session read yet.
     return negotiated.error === 'not-found'
-      ? render(def, 'json', { status: 404, data: { detail: DETAILS.notFound } })
-      : render(def, 'json', { status: 406, data: { detail: DETAILS.notAcceptable } })
+      ? render(def, 'json', { status: 404, data: { detail: DETAILS.notFound } }, {}, false)
+      : render(def, 'json', { status: 406, data: { detail: DETAILS.notAcceptable } }, {}, false)
   }
   try {
     return render(def, negotiated.renderer, await dispatch(def, req, deps))

@@ -342,6 +342,17 @@ test('auth-token: anonymous, Basic auth only, JSON or form, POST only', async (t
     { username: ['This field is required.'], password: ['This field is required.'] }, '*/* with a JSON body is read as a form')
   t.match((await call(sb, 'POST', 'cone/', { token: 'write', raw: 'ra=1', headers: { 'Content-Type': '*/*' } })).json,
     { detail: /^JSON parse error/ }, 'the API views list JSON first')
+  // One renderer, so no Vary: Accept; SessionAuthentication reads the session, so Vary: Cookie once
+  // authentication has run (the Accept check comes before it).
+  t.equal(viaJson.headers.vary, 'Cookie', 'a login: Vary: Cookie')
+  t.equal((await call(sb, 'POST', 'auth-token/', { form: { username: 'x', password: 'y' } })).headers.vary, 'Cookie', 'a failed login')
+  t.equal((await call(sb, 'GET', 'auth-token/', {})).headers.vary, 'Cookie', 'the 405')
+  t.equal((await call(sb, 'POST', 'auth-token/', { form: body, headers: basic('abc') })).headers.vary, 'Cookie', 'a malformed Basic header')
+  t.equal((await call(sb, 'OPTIONS', 'auth-token/', {})).headers.vary, 'Cookie', 'OPTIONS')
+  const refused = await call(sb, 'POST', 'auth-token/', { form: body, headers: { Accept: 'text/html' } })
+  t.equal(refused.status, 406)
+  t.equal(refused.headers.vary, undefined, 'the 406: no Vary')
+  t.equal((await call(sb, 'POST', 'cone/', { token: 'write', form: CONE })).headers.vary, 'Accept', 'the API views: Vary: Accept')
   const empty = await call(sb, 'POST', 'auth-token/', { raw: '', headers: { 'Content-Type': '*/*' } })
   t.strictSame(empty.json, { username: ['This field is required.'], password: ['This field is required.'] }, 'no body: empty data')
   const good = Buffer.from(`${body.username}:${body.password}`).toString('base64')
