@@ -1,5 +1,6 @@
 // What each upstream view says about itself: its name (APIView.get_view_name(), the class name without
-// "View", split at capitals), the renderers it negotiates and its OPTIONS reply (DRF's SimpleMetadata).
+// "View", split at capitals, then str.title(): "VRA" is "Vra"), the renderers it negotiates and its
+// OPTIONS reply (DRF's SimpleMetadata).
 // The sandbox and the compatibility path answer from here alike.
 import { AUTH_TOKEN_PARSES, PARSES, type Parser } from '../drf/body.js'
 import type { Renderer } from '../drf/negotiation.js'
@@ -9,17 +10,17 @@ export const VIEW_NAMES: Readonly<Record<UpstreamEndpoint, string>> = {
   cone: 'Cone',
   objects: 'Objects',
   objectlist: 'Object List',
-  vrascores: 'VRA Scores',
-  vrascoreslist: 'VRA Scores List',
-  vratodo: 'VRA Todo',
-  vratodolist: 'VRA Todo List',
+  vrascores: 'Vra Scores',
+  vrascoreslist: 'Vra Scores List',
+  vratodo: 'Vra Todo',
+  vratodolist: 'Vra Todo List',
   objectgroups: 'Tcs Object Groups',
   objectgroupslist: 'Tcs Object Groups List',
   objectgroupsdelete: 'Tcs Object Groups Delete',
-  vrarank: 'VRA Rank',
-  vraranklist: 'VRA Rank List',
+  vrarank: 'Vra Rank',
+  vraranklist: 'Vra Rank List',
   externalxmlist: 'External Crossmatches List',
-  objectdetectionlist: 'Objects Detection List',
+  objectdetectionlist: 'Object Detection List',
   'auth-token': 'Obtain Expiring Auth Token'
 }
 

@@ -550,6 +550,25 @@ test('numbers: underscores between digits only, as float() reads them', async (t
   t.equal(five.text, (await post(sb, 'cone/', { ...CONE, requestType: 'all', radius: '5' })).text, '0_5.0_0e0_0 is 5')
 })
 
+// APIView.get_view_name(): the class name split at capitals, then str.title(), so "VRA" is "Vra".
+test('OPTIONS view names are title-cased as DRF does', async (t) => {
+  const sb = await startTestSandbox(t)
+  const names: Record<string, string> = {
+    vrascores: 'Vra Scores',
+    vrascoreslist: 'Vra Scores List',
+    vratodo: 'Vra Todo',
+    vratodolist: 'Vra Todo List',
+    vrarank: 'Vra Rank',
+    vraranklist: 'Vra Rank List',
+    objectdetectionlist: 'Object Detection List',
+    objectgroups: 'Tcs Object Groups',
+    'auth-token': 'Obtain Expiring Auth Token'
+  }
+  for (const [endpoint, name] of Object.entries(names)) {
+    t.match((await call(sb, 'OPTIONS', `${endpoint}/`, { token: 'write' })).json, { name }, `${endpoint}: ${name}`)
+  }
+})
+
 test('cone: results sorted by true angular separation (arcsec), nearest first', async (t) => {
   const sb = await startTestSandbox(t)
   const rec = (await post(sb, 'objects/', { objects: `${A},${B}` })).json as Array<{ object: { ra: number, dec: number } }>

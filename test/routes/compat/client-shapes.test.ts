@@ -329,6 +329,9 @@ test('OPTIONS answers DRF\'s metadata as upstream, with the key the endpoint nee
     const ours = await options(gateway, endpoint, bot.key)
     const theirs = await options(direct.baseUrl, endpoint, direct.tokens.write)
     t.equal(ours.status, 200, `${endpoint}: 200`)
+    // DRF title-cases the view name (str.title()): "Vra Scores", "Object Detection List".
+    if (endpoint === 'vrascores') t.match(JSON.parse(ours.text), { name: 'Vra Scores' })
+    if (endpoint === 'objectdetectionlist') t.match(JSON.parse(ours.text), { name: 'Object Detection List' })
     t.equal(ours.type, theirs.type, `${endpoint}: ${String(theirs.type)}`)
     t.equal(ours.text, theirs.text, `${endpoint}: same metadata`)
   }
