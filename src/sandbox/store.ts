@@ -1,6 +1,7 @@
 // The sandbox's in-memory database: the catalogue, the tables, and the queries and writes the
 // endpoints need. Writes change what later reads see, within one running sandbox.
 import { stringifyUpstream } from '../lib/json.js'
+import { pyPercentF } from '../drf/pystr.js'
 import { DEFAULT_RECORD_CACHE } from './options.js'
 import { ConeIndex, generateCatalog, type ObjectMeta } from './data-catalog.js'
 import { MISSING_RECORD } from '../upstream/endpoints.js'
@@ -79,12 +80,17 @@ export class Store {
     return json
   }
 
-  /** One objects/ element as JSON: lc and lcnondets keep mjd > threshold, fp keeps mjd_obs >= threshold. */
+  /**
+   * One objects/ element as JSON: lc and lcnondets keep mjd > threshold, fp keeps mjd_obs >= threshold.
+   * The lc and lcnondets SQL is built with '%f', so their threshold is the value at six decimals; fp's
+   * ORM filter takes the value itself.
+   */
   recordJson (id: bigint, mjd: number | null): string {
     const meta = this.byId.get(id)
     if (meta === undefined) return MISSING_RECORD
     const parts = this.parts(meta)
-    const strict = (t: number): boolean => mjd === null || t > mjd
+    const sqlMjd = mjd === null ? null : Number(pyPercentF(mjd))
+    const strict = (t: number): boolean => sqlMjd === null || t > sqlMjd
     const inclusive = (t: number): boolean => mjd === null || t >= mjd
     return `{"object":${this.objectBlockJson(meta)},"lc":[${joinTimed(parts.lc, strict)}],` +
       `"lcnondets":[${joinTimed(parts.lcnondets, strict)}],"fp":[${joinTimed(parts.fp, inclusive)}],${parts.tail}}`

@@ -226,6 +226,14 @@ test('objects mjd: lc and lcnondets keep mjd > value, fp keeps mjd_obs >= value'
   t.ok(cut?.lcnondets.every((r) => r.mjd > pivot), 'lcnondets: strictly after')
   t.ok(cut?.fp.some((r) => r.mjd_obs === pivot), 'fp: the row at the threshold is kept')
   t.equal(cut?.fp.length, full?.fp.filter((r) => r.mjd_obs >= pivot).length)
+  // The lc and lcnondets SQL gets the threshold as '%f' text (six decimals); fp's ORM filter the value.
+  const below = ((await post(sb, 'objects/', { objects: A, mjd: String(pivot - 0.0000004) })).json as Rec[])[0]
+  t.notOk(below?.lc.some((r) => r.mjd === pivot), 'lc: just under the row, the six-decimal threshold is the row itself, which is dropped')
+  t.equal(below?.lc.length, full?.lc.filter((r) => r.mjd > pivot).length)
+  t.ok(below?.fp.some((r) => r.mjd_obs === pivot), 'fp: the exact value, under the row, keeps it')
+  const above = ((await post(sb, 'objects/', { objects: A, mjd: String(pivot + 0.0000004) })).json as Rec[])[0]
+  t.equal(above?.lc.length, full?.lc.filter((r) => r.mjd > pivot).length, 'lc: just over the row, the threshold is the row')
+  t.notOk(above?.fp.some((r) => r.mjd_obs === pivot), 'fp: the exact value, over the row, drops it')
 })
 
 test('datetime input: date-only, no zone (UTC), offsets; bad formats are 400s', async (t) => {

@@ -9,7 +9,7 @@ import { decodeAtlasId, encodeAtlasId } from '../../src/sandbox/ids.js'
 import { negotiate } from '../../src/drf/negotiation.js'
 import { parseRate, resolveOptions } from '../../src/sandbox/options.js'
 import { MAX_JSON_DEPTH, PythonJsonError, pythonJsonLoads } from '../../src/drf/python-json.js'
-import { PyFloat, pyFloatRepr } from '../../src/drf/pystr.js'
+import { PyFloat, pyFloatRepr, pyPercentF } from '../../src/drf/pystr.js'
 import { Store } from '../../src/sandbox/store.js'
 import { SlidingWindowThrottle, throttledDetail } from '../../src/sandbox/throttle.js'
 import { formatDateTime, parseDateTime } from '../../src/drf/time.js'
@@ -31,6 +31,12 @@ test('pystr: repr(float) as Python writes it', async (t) => {
     [9999999999999998, '9999999999999998.0'], [1.5e16, '1.5e+16'], [1e100, '1e+100'], [-2.5e-7, '-2.5e-07'], [0.1, '0.1'],
     [1161600211221604900, '1.1616002112216049e+18'], [60796.5036596, '60796.5036596'], [Infinity, 'inf'], [-Infinity, '-inf'], [NaN, 'nan']]
   for (const [n, text] of cases) t.equal(pyFloatRepr(n), text, text)
+})
+
+test('pystr: \'%f\' rounds the exact binary value to six decimals, half to even', async (t) => {
+  const cases: Array<[number, string]> = [[60796.5036596, '60796.503660'], [60796.5036594, '60796.503659'], [0.0078125, '0.007812'],
+    [0.0234375, '0.023438'], [-0.0078125, '-0.007812'], [2.5, '2.500000'], [1e-7, '0.000000'], [60000, '60000.000000']]
+  for (const [n, text] of cases) t.equal(pyPercentF(n), text, text)
 })
 
 test('python-json: values as Python reads them', async (t) => {
