@@ -7,6 +7,7 @@ import { AuthFailed, type SandboxUser, type UserStore } from './auth.js'
 import { parseRequestData } from '../drf/body.js'
 import { ApiException, DjangoHtmlError } from '../drf/errors.js'
 import type { DataSource } from '../drf/fields.js'
+import { hasFloats, pythonFloats } from './floats.js'
 import { browsablePage } from './html.js'
 import { negotiate, type Renderer } from '../drf/negotiation.js'
 import type { Rate } from './options.js'
@@ -64,7 +65,8 @@ function varyOf (def: EndpointDef, authenticated: boolean): Record<string, strin
 function render (def: EndpointDef, renderer: Renderer, result: ViewResult, extra: Record<string, string> = {}, authenticated = true): Reply {
   const headers: Record<string, string> = { ...varyOf(def, authenticated), Allow: allowHeader(def), ...extra }
   if (result.data === undefined && result.raw === undefined) return { status: result.status, headers, body: '' }
-  const json = result.raw ?? stringifyUpstream(result.data)
+  const data = result.raw ?? stringifyUpstream(result.data)
+  const json = result.raw === undefined && hasFloats(def.name) ? pythonFloats(data, def.name) : data
   if (renderer === 'html') {
     const shown = { Allow: allowHeader(def), 'Content-Type': 'application/json', Vary: 'Accept', ...extra }
     return { status: result.status, headers: { ...headers, 'Content-Type': 'text/html; charset=utf-8' }, body: browsablePage(VIEW_NAMES[def.name], result.status, shown, json) }

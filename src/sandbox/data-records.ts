@@ -4,6 +4,7 @@ import type { ObjectMeta } from './data-catalog.js'
 import { lcCount, magModel } from './data-rows.js'
 import type { XmRow } from './data-tables.js'
 import { TNS_LIST } from './data-tables.js'
+import { pythonFloats, type FloatRows } from './floats.js'
 import { createRng, round, type Rng } from './rng.js'
 import { formatDateTime, mjdToUs } from '../drf/time.js'
 
@@ -168,12 +169,12 @@ export function buildRecordParts (meta: ObjectMeta, seed: number, xm: readonly X
   const fpEpochs = [...detEpochs.map((mjd, k) => ({ mjd, k, limit: false })), ...nondetEpochs.map((mjd, k) => ({ mjd, k: n + k, limit: true }))]
     .sort((a, b) => a.mjd - b.mjd)
   const fp = fpEpochs.map((e) => fpRow(meta, rng, e.mjd, e.k % 2 === 0 ? 'o' : 'c', e.k, e.limit))
-  const timed = (rows: Array<Record<string, unknown>>, key: string): TimedJson[] =>
-    rows.map((row) => ({ mjd: row[key] as number, json: jsonWithId(row, meta.id) }))
+  const timed = (rows: Array<Record<string, unknown>>, key: string, kind: FloatRows): TimedJson[] =>
+    rows.map((row) => ({ mjd: row[key] as number, json: pythonFloats(jsonWithId(row, meta.id), kind) }))
   return {
-    lc: timed(lc, 'mjd'),
-    lcnondets: timed(lcnondets, 'mjd'),
-    fp: timed(fp, 'mjd_obs'),
+    lc: timed(lc, 'mjd', 'lc'),
+    lcnondets: timed(lcnondets, 'mjd', 'lcnondets'),
+    fp: timed(fp, 'mjd_obs', 'fp'),
     tail: tailJson(meta, seed, xm)
   }
 }
@@ -278,6 +279,6 @@ function tailJson (meta: ObjectMeta, seed: number, xm: readonly XmRow[]): string
   const tns = xm.filter((row) => row.matchedList === TNS_LIST).map(marked)
   const external = xm.filter((row) => row.matchedList !== TNS_LIST)
     .sort((a, b) => a.designation < b.designation ? -1 : 1).map(marked)
-  return jsonWithId({ sherlock_crossmatches: crossmatches, sherlock_classifications: classifications, tns_crossmatches: tns, external_crossmatches: external }, meta.id)
+  return pythonFloats(jsonWithId({ sherlock_crossmatches: crossmatches, sherlock_classifications: classifications, tns_crossmatches: tns, external_crossmatches: external }, meta.id), 'tail')
     .slice(1, -1)
 }

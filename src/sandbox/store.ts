@@ -2,6 +2,7 @@
 // endpoints need. Writes change what later reads see, within one running sandbox.
 import { stringifyUpstream } from '../lib/json.js'
 import { pyPercentF } from '../drf/pystr.js'
+import { pythonFloats } from './floats.js'
 import { DEFAULT_RECORD_CACHE } from './options.js'
 import { ConeIndex, generateCatalog, type ObjectMeta } from './data-catalog.js'
 import { MISSING_RECORD } from '../upstream/endpoints.js'
@@ -74,7 +75,7 @@ export class Store {
   private objectBlockJson (meta: ObjectMeta): string {
     let json = this.objectJson.get(meta.id)
     if (json === undefined) {
-      json = stringifyUpstream(objectBlock(meta, objectExtras(meta, this.seed), this.xm(meta.id)))
+      json = pythonFloats(stringifyUpstream(objectBlock(meta, objectExtras(meta, this.seed), this.xm(meta.id))), 'object')
       this.objectJson.set(meta.id, json)
     }
     return json

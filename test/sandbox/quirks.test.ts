@@ -577,6 +577,22 @@ test('OPTIONS view names are title-cased as DRF does', async (t) => {
   }
 })
 
+// Python's json writes a float as its repr: 30.0, not 30; 1e-05 and 1e+16, not 0.00001 and 10000000000000000.
+test('floats are written as Python writes them', async (t) => {
+  const sb = await startTestSandbox(t)
+  await post(sb, 'vrascores/', { objectid: A, preal: '1', pgal: '0.00001', pfast: '1e16' })
+  const scores = await post(sb, 'vrascoreslist/', { objects: A })
+  t.match(scores.text, /"preal":1\.0,"pgal":1e-05,"pfast":1e\+16,/)
+  await post(sb, 'vrarank/', { objectid: A, rank: '2' })
+  t.match((await post(sb, 'vraranklist/', { objects: A })).text, /"rank":2\.0,/)
+  const record = (await post(sb, 'objects/', { objects: A })).text
+  t.match(record, /"exptime":30\.0,/)
+  t.match(record, /"texp":30\.0}/)
+  t.match(record, /"original_search_radius_arcsec":180\.0,/)
+  t.match(record, /"id":\d+,"mag"/, 'integer columns stay integers')
+  t.match((await post(sb, 'cone/', { ...CONE, requestType: 'nearest' })).text, /"separation":\d+\.\d+/)
+})
+
 test('cone: results sorted by true angular separation (arcsec), nearest first', async (t) => {
   const sb = await startTestSandbox(t)
   const rec = (await post(sb, 'objects/', { objects: `${A},${B}` })).json as Array<{ object: { ra: number, dec: number } }>
