@@ -22,6 +22,7 @@ import { expiredMessage } from '../../consumers/expiry.js'
 export const COMPAT_PREFIX = '/atlas/api'
 const JSON_TYPE = 'application/json'
 const ALLOW = 'GET, POST, HEAD, OPTIONS'
+const AUTH_TOKEN_ALLOW = 'POST, OPTIONS'
 const GET_STUB_BODY = JSON.stringify(GET_STUB)
 // The upstream reads a form up to Django's limit (the official client's 50,000 ids, commas encoded as
 // %2C, are 1.1 MB, over the gateway's default); past it Django refuses the form, as the gateway does
@@ -54,7 +55,11 @@ const WRITE_SCOPES: Readonly<Record<WriteEndpoint, Scope>> = {
 }
 
 function send (reply: FastifyReply, status: number, body: string): FastifyReply {
-  reply.header('vary', 'Accept').header('allow', ALLOW).code(status)
+  // auth-token/ (ObtainAuthToken) declares only post and has one renderer; its authentication reads the
+  // session, which adds Vary: Cookie. The API views render JSON or HTML (Vary: Accept).
+  if (routeOf(reply.request).url?.endsWith(`/${DEFAULT_PATHS['auth-token']}`) === true) reply.header('vary', 'Cookie').header('allow', AUTH_TOKEN_ALLOW)
+  else reply.header('vary', 'Accept').header('allow', ALLOW)
+  reply.code(status)
   // A 204 has no body, so no type (as upstream).
   if (status === 204) return reply.send()
   // A Buffer keeps Fastify from adding a charset: the upstream's type is plain application/json.

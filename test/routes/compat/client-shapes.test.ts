@@ -190,6 +190,26 @@ test('auth-token/: a consumer logs in with its id and key', async (t) => {
   t.equal((await wild.body.json() as { token: string }).token, bot.key)
 })
 
+test('auth-token/: Allow and Vary as the upstream sends them (POST, OPTIONS; Cookie)', async (t) => {
+  const { gateway, direct } = await setup(t)
+  const form = { 'content-type': 'application/x-www-form-urlencoded' }
+  const cases = [
+    ['a login refused', 'POST', form, 'username=a&password=b'],
+    ['GET', 'GET', {}, undefined],
+    ['PUT', 'PUT', form, 'username=a'],
+    ['OPTIONS', 'OPTIONS', {}, undefined]
+  ] as const
+  for (const [what, method, headers, body] of cases) {
+    const ours = await request(`${gateway}auth-token/`, { method, headers, ...(body === undefined ? {} : { body }) })
+    const theirs = await request(`${direct.baseUrl}auth-token/`, { method, headers, ...(body === undefined ? {} : { body }) })
+    await ours.body.dump()
+    await theirs.body.dump()
+    t.equal(ours.statusCode, theirs.statusCode, `${what}: status ${theirs.statusCode}`)
+    t.equal(ours.headers.allow, theirs.headers.allow, `${what}: Allow ${String(theirs.headers.allow)}`)
+    t.equal(ours.headers.vary, theirs.headers.vary, `${what}: Vary ${String(theirs.headers.vary)}`)
+  }
+})
+
 test('auth-token/: an expired key cannot log in, and a key that expires says so in expires_in', async (t) => {
   const old = makeConsumer('old-bot', { scopes: ['read'], expires: '2020-01-01' })
   const soon = new Date(Date.now() + 3 * 86_400_000).toISOString().replace(/\.\d+Z$/, 'Z')
