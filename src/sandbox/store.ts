@@ -1,7 +1,7 @@
 // The sandbox's in-memory database: the catalogue, the tables, and the queries and writes the
 // endpoints need. Writes change what later reads see, within one running sandbox.
 import { stringifyUpstream } from '../lib/json.js'
-import { pyPercentF } from '../drf/pystr.js'
+import { pyPercentF } from '../lib/py-format.js'
 import { pythonFloats } from './floats.js'
 import { DEFAULT_RECORD_CACHE } from './options.js'
 import { ConeIndex, generateCatalog, type ObjectMeta } from './data-catalog.js'

@@ -1,17 +1,23 @@
 // The upstream's full object record and its `mjd` threshold. objects/ with `mjd` keeps detections
 // (`lc`) and non-detections (`lcnondets`) with mjd > value and forced photometry (`fp`) with
-// mjd_obs >= value. The gateway caches the full history and applies the threshold itself, for both
-// dialects, with these rules. (The upstream centres its non-detection search on the detections newer
-// than `mjd`; a locally filtered record can differ from the upstream's in rare edge cases: an exposure
-// whose footprint edge falls between the two centres, or an `mjd` with more than six decimals.)
+// mjd_obs >= value. The first two are SQL the upstream writes with '%f', so their value is the
+// threshold at six decimals (60796.5036596 compares as 60796.503660); forced photometry's ORM filter
+// takes the value itself. The gateway caches the full history and applies the threshold itself, for
+// both dialects, with these rules. (The upstream centres its non-detection search on the detections
+// newer than `mjd`; a locally filtered record can differ from the upstream's in a rare edge case: an
+// exposure whose footprint edge falls between the two centres.)
+import { pyPercentF } from '../lib/py-format.js'
 
 type Row = Record<string, unknown>
 
-/** The arrays of a record that `mjd` filters, the field compared, and whether the bound is inclusive. */
-export const MJD_RULES: ReadonlyArray<{ key: string, field: string, isInclusive: boolean }> = [
-  { key: 'lc', field: 'mjd', isInclusive: false },
-  { key: 'lcnondets', field: 'mjd', isInclusive: false },
-  { key: 'fp', field: 'mjd_obs', isInclusive: true }
+/**
+ * The arrays of a record that `mjd` filters, the field compared, whether the bound is inclusive, and
+ * whether the value is compared as '%f' writes it (six decimals).
+ */
+export const MJD_RULES: ReadonlyArray<{ key: string, field: string, isInclusive: boolean, isSixDecimals: boolean }> = [
+  { key: 'lc', field: 'mjd', isInclusive: false, isSixDecimals: true },
+  { key: 'lcnondets', field: 'mjd', isInclusive: false, isSixDecimals: true },
+  { key: 'fp', field: 'mjd_obs', isInclusive: true, isSixDecimals: false }
 ]
 
 /**
@@ -20,12 +26,14 @@ export const MJD_RULES: ReadonlyArray<{ key: string, field: string, isInclusive:
  */
 export function applyMjd<T extends Row> (record: T, mjd: number, numberOf: (row: Row, field: string) => number | undefined): T {
   const out: Row = { ...record }
+  const sixDecimals = Number(pyPercentF(mjd))
   for (const rule of MJD_RULES) {
     const rows = record[rule.key]
     if (!Array.isArray(rows)) continue
+    const bound = rule.isSixDecimals ? sixDecimals : mjd
     out[rule.key] = rows.filter((row: unknown) => {
       const v = row === null || typeof row !== 'object' ? undefined : numberOf(row as Row, rule.field)
-      return v !== undefined && (rule.isInclusive ? v >= mjd : v > mjd)
+      return v !== undefined && (rule.isInclusive ? v >= bound : v > bound)
     })
   }
   return out as T

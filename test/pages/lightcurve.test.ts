@@ -56,6 +56,20 @@ test('mjd_min: detections and non-detections keep mjd > value, forced photometry
   t.notOk(points.some((p) => p.kind === 'detection' && p.mjd === mjd), 'the detection at mjd_min is not')
 })
 
+test('mjd_min with more than six decimals: detections and non-detections compare at six, as upstream', async (t) => {
+  // The upstream writes the lc and lcnondets threshold into its SQL with '%f' (six decimals); forced
+  // photometry compares the value itself. 4e-7 below a detection's MJD reads as that MJD at six decimals.
+  const { app, sandbox } = await buildTestApp(t)
+  const record = await upstreamRecord(sandbox, A)
+  const at = (record.lc[2] as Row).mjd as number
+  const mjd = at - 4e-7
+  t.equal(mjd.toFixed(6), at.toFixed(6), 'the same MJD at six decimals')
+  const res = await app.inject({ url: `/v1/objects/${A}/lightcurve?mjd_min=${mjd}`, headers: demoAuth(app) })
+  const points = (res.json() as { points: Point[] }).points
+  t.notOk(points.some((p) => p.kind === 'detection' && p.mjd === at), 'the detection at the six-decimal threshold is left out, as upstream')
+  t.ok(points.some((p) => p.kind === 'forced' && p.mjd === at), 'the forced point above the exact value is kept')
+})
+
 test('CSV: a header and one row per point; SVG: one mark per point, legend, axes, title, headers', async (t) => {
   const { app, sandbox } = await buildTestApp(t)
   const record = await upstreamRecord(sandbox, A)

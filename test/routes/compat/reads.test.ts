@@ -81,6 +81,15 @@ test('objects/: ids that cannot exist get the upstream\'s placeholder, without a
   await same(t, d, 'objects', { form: { objects: ` +${A} , 0${B}` } }, 'int() spellings of real ids')
 })
 
+test('objects/ with an mjd of more than six decimals: the same rows as upstream (lc at six decimals, fp exact)', async (t) => {
+  const d = await startDialects(t)
+  const record = JSON.parse((await d.upstream('objects', { form: { objects: A } })).body) as Array<{ lc: Array<{ mjd: number }> }>
+  const at = record[0]?.lc[2]?.mjd ?? 0
+  // 4e-7 below a detection's MJD: the upstream's '%f' threshold is that MJD, so the detection goes.
+  const body = await same(t, d, 'objects', { form: { objects: A, mjd: String(at - 4e-7) } }, `mjd=${at - 4e-7}`)
+  t.notMatch(body, new RegExp(`"mjd":${at},`), 'the detection at the six-decimal threshold is not there')
+})
+
 test('objects/: a repeated id (in any spelling) costs one object unit, as in v1', async (t) => {
   const d = await startDialects(t)
   const me = async (): Promise<number> => (await d.app.inject({ url: '/v1/me', headers: { authorization: `Bearer ${d.app.consumers.demoKey ?? ''}` } })).json().usage.units_today
