@@ -2,6 +2,7 @@
 // (upstream/lists.ts); custom lists (object groups) come from configuration, with the official
 // client's names as defaults.
 import { NotFoundError } from './errors.js'
+import { parseLossless } from './lib/json.js'
 import { DEFAULT_CUSTOM_LISTS, DETECTION_LISTS } from './upstream/lists.js'
 
 export { DEFAULT_CUSTOM_LISTS, DETECTION_LISTS, DETECTION_LIST_TARGETS } from './upstream/lists.js'
@@ -11,14 +12,27 @@ export interface ListInfo { name: string, id: number, kind: ListKind }
 
 export type ListCatalog = ReturnType<typeof createListCatalog>
 
+// What the compatibility path calls an object group that has no name here (routes/compat): a list named
+// so would stand for that group too, and a key granted the one could write the other.
+const UNNAMED_GROUP = /^group-\d+$/
+
 export function parseCustomLists (text: string): Record<string, number> {
   if (text === '') return { ...DEFAULT_CUSTOM_LISTS }
-  const parsed: unknown = JSON.parse(text)
+  let parsed: unknown
+  try {
+    // Lossless: a name given twice with two ids is an error (JSON.parse kept the last without a word),
+    // and `__proto__` is a name like any other.
+    parsed = parseLossless(text)
+  } catch (err) {
+    throw new Error(`CUSTOM_LISTS is not valid JSON: ${(err as Error).message}`)
+  }
   if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) throw new Error('CUSTOM_LISTS must be a JSON object of name → id')
-  const out: Record<string, number> = {}
+  // No prototype: a list named __proto__ is a key, not the object's prototype.
+  const out = Object.create(null) as Record<string, number>
   const names = new Map<number, string>()
   for (const [name, id] of Object.entries(parsed)) {
     if (!/^[a-z0-9_-]{1,64}$/.test(name)) throw new Error(`CUSTOM_LISTS: bad list name "${name}"`)
+    if (UNNAMED_GROUP.test(name)) throw new Error(`CUSTOM_LISTS: "${name}" is reserved (group-<id> names an object group without a name)`)
     if (!Number.isSafeInteger(id) || (id as number) < 0) throw new Error(`CUSTOM_LISTS: "${name}" must map to a non-negative integer id`)
     // One name per list: a custom list named as a detection list would hide it, and two names of one
     // object group would show an object's membership under only one of them.

@@ -1,6 +1,7 @@
 import { test } from 'tap'
 import { readFileSync } from 'node:fs'
 import { ConfigSchema, defaultConfig, loadConfig } from '../src/config.js'
+import { parseCustomLists } from '../src/lists.js'
 
 test('a bad value fails with a message naming the key', async (t) => {
   t.throws(() => loadConfig({ PORT: 'eighty' }), /PORT/)
@@ -45,6 +46,12 @@ test('values that would break at runtime fail at boot, naming the setting; secre
   t.throws(() => loadConfig({ CUSTOM_LISTS: '{bad' }), /CUSTOM_LISTS/)
   t.throws(() => loadConfig({ CUSTOM_LISTS: '{"good":14}' }), /CUSTOM_LISTS: "good" is the name of a detection list/, 'it would hide the detection list')
   t.throws(() => loadConfig({ CUSTOM_LISTS: '{"mookodi":2,"mk2":2}' }), /CUSTOM_LISTS: "mk2" and "mookodi" name the same object group 2/)
+  // The compatibility path names a group without a name group-<id>: a list named so would let a key
+  // granted it write that other group.
+  t.throws(() => loadConfig({ CUSTOM_LISTS: '{"group-5":14}' }), /CUSTOM_LISTS: "group-5" is reserved/)
+  // A name given twice kept the last id without a word; __proto__ set the object's prototype and vanished.
+  t.throws(() => loadConfig({ CUSTOM_LISTS: '{"mookodi":2,"mookodi":3}' }), /CUSTOM_LISTS/)
+  t.same(Object.entries(parseCustomLists('{"__proto__":5,"cv":40}')), [['__proto__', 5], ['cv', 40]])
   t.throws(() => loadConfig({ REDIS_URL: 'redis://:x@[bad' }), /REDIS_URL/)
   const config = loadConfig({ ATLAS_TOKEN: `${'a'.repeat(40)}\n`, METRICS_TOKEN: 'metrics-secret\n', ATLAS_USERNAME: 'bot\n', ATLAS_PASSWORD: 'pw\r\n' })
   t.equal(config.ATLAS_TOKEN, 'a'.repeat(40))
