@@ -30,7 +30,7 @@ import { replyFields, writeOutcome, type Fields, type UpstreamEndpoint, type Wri
 import type { RecordText } from '../upstream/object-loader.js'
 import { createIdempotency } from './idempotency.js'
 import { createMemoryIdempotencyStore, createRedisIdempotencyStore } from './idempotency-store.js'
-import { readBack, type ReadBack } from './read-back.js'
+import { mayHaveApplied, readBack, type ReadBack } from './read-back.js'
 import { createPrefetch, MISSING_ENTRY } from './prefetch.js'
 import { backgroundAllowed, budgetPressure } from './priorities.js'
 
@@ -242,6 +242,25 @@ export function createAtlasService (app: FastifyInstance, serviceOpts: ServiceOp
     await cache.invalidate(tags)
   }
 
+  /** Sends a write and reads its reply; unless the object or list does not exist, invalidates its views. */
+  async function sendWrite (request: FastifyRequest, kind: WriteKind, fields: Fields, target: WriteTarget, onSent: () => void): Promise<WriteResult> {
+    const reply = await app.upstream.client.call(kind, fields, callContext(request, onSent))
+    let body: unknown = null
+    if (reply.text.length > 0 && reply.contentType.includes('json')) {
+      try {
+        body = parseLossless(reply.text)
+      } catch (err) {
+        // The reply's status with it: a write answered with malformed JSON may have been applied.
+        throw Object.assign(new UpstreamError(`The upstream sent malformed JSON for ${kind}/.`), {
+          cause: { status: reply.status, contentType: reply.contentType, snippet: reply.text.slice(0, 200), parseError: (err as Error).message }
+        })
+      }
+    }
+    const outcome = writeOutcome(reply.status, body)
+    if (outcome !== 'unknown_object' && outcome !== 'unknown_list') await invalidateWrite(kind, target)
+    return { reply, outcome }
+  }
+
   // Parsed tables by ETag in L1's derived memo, inside CACHE_MAX_BYTES (none without L1): pollers re-read
   // the same table many times per freshness window. `loaded`: the parse of the reply this read stored, so
   // that a miss parses once.
@@ -319,26 +338,20 @@ export function createAtlasService (app: FastifyInstance, serviceOpts: ServiceOp
 
     /**
      * One upstream write, sent once (never retried blindly, never cached). Unless the upstream says the
-     * object or list does not exist, every view that shows the write is invalidated.
+     * object or list does not exist, every view that shows the write is invalidated; so too when the
+     * reply was lost or unreadable and the write may have been applied.
      */
     async write (request: FastifyRequest, kind: WriteKind, fields: Fields, target: WriteTarget): Promise<WriteResult> {
       // Recorded once, with its consumer and outcome, if it reached the upstream (audit/plugin.ts).
       return await app.audit.around(request, kind, fields, target, async (onSent) => {
-        const reply = await app.upstream.client.call(kind, fields, callContext(request, onSent))
-        let body: unknown = null
-        if (reply.text.length > 0 && reply.contentType.includes('json')) {
-          try {
-            body = parseLossless(reply.text)
-          } catch (err) {
-            // The reply's status with it: a write answered with malformed JSON may have been applied.
-            throw Object.assign(new UpstreamError(`The upstream sent malformed JSON for ${kind}/.`), {
-              cause: { status: reply.status, contentType: reply.contentType, snippet: reply.text.slice(0, 200), parseError: (err as Error).message }
-            })
-          }
+        try {
+          return await sendWrite(request, kind, fields, target, onSent)
+        } catch (err) {
+          // The write may have landed. Compat passes the error on as it is and reads nothing back, so
+          // the views are dropped here, for both dialects (a v1 read-back drops them again).
+          if (mayHaveApplied(err)) await invalidateWrite(kind, target)
+          throw err
         }
-        const outcome = writeOutcome(reply.status, body)
-        if (outcome !== 'unknown_object' && outcome !== 'unknown_list') await invalidateWrite(kind, target)
-        return { reply, outcome }
       })
     },
 

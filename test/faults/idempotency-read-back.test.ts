@@ -5,6 +5,7 @@
 // never reads the request, so that write is not applied.
 import { createServer, request as httpRequest } from 'node:http'
 import type { AddressInfo } from 'node:net'
+import type { FastifyInstance } from 'fastify'
 import { test, type Test } from 'tap'
 import { buildTestApp, demoAuth, FIXTURE_IDS, startTestSandbox, UNUSED_UPSTREAM } from '../helper.js'
 import type { Sandbox } from '../../src/sandbox/index.js'
@@ -228,4 +229,62 @@ test('a VRA write answered with an outcome text it never sends is not a 201: rea
   proxy.replaceAfterSend.set('vratodo', odd(F))
   const queued = await app.inject({ method: 'POST', url: '/v1/vra/todo', headers: auth, payload: { id: F } })
   t.equal(queued.headers['write-read-back'], 'applied', `read back (${queued.statusCode})`)
+})
+
+// A compat write passes the upstream's reply back as it is, so nothing reads its effect back; a lost or
+// unreadable reply invalidated nothing, and both dialects kept answering the state before the write
+// (compat vratodolist [] and v1 todo count 0 from the cache, the object still on its old list).
+async function compatViews (app: FastifyInstance) {
+  const auth = demoAuth(app)
+  const compat = { authorization: `Token ${app.consumers.demoKey ?? ''}`, 'content-type': 'application/x-www-form-urlencoded' }
+  const read = async (url: string) => {
+    const res = await app.inject({ url, headers: auth })
+    if (res.statusCode !== 200) throw new Error(`${url}: ${res.statusCode} ${res.body.slice(0, 200)}`)
+    return res.json()
+  }
+  return {
+    post: async (endpoint: string, payload: string) => await app.inject({ method: 'POST', url: `/atlas/api/${endpoint}/`, headers: compat, payload }),
+    queued: async (id: string) => (await read(`/v1/vra/todo?ids=${id}`)).count as number,
+    listOf: async (id: string) => (await read(`/v1/objects/${id}`)).object.detection_list_id as number
+  }
+}
+
+test('a compat write whose reply timed out drops the cached views of both dialects', async (t) => {
+  const { app, sandbox } = await buildTestApp(t, { config: { UPSTREAM_TIMEOUT_MS: TIMEOUT_MS } })
+  const { post, queued, listOf } = await compatViews(app)
+  t.equal((await post('vratodolist', `objects=${D}`)).body, '[]', 'cached: D is not queued')
+  t.equal(await queued(D), 0, 'cached in v1 too')
+  sandbox.inject({ endpoint: 'vratodo', kind: 'delay', delayMs: DELAY_MS })
+  const lost = await post('vratodo', `objectid=${D}`)
+  t.equal(lost.statusCode, 504, 'compat answers the lost reply as before')
+  t.equal(lost.body, '{"detail":"The upstream did not answer vratodo/ in time; try again later."}')
+  await new Promise((resolve) => setTimeout(resolve, DELAY_MS))
+  t.not((await post('vratodolist', `objects=${D}`)).body, '[]', 'compat vratodolist shows the queued object')
+  t.equal(await queued(D), 1, 'and so does v1')
+
+  const before = await listOf(E)
+  const target = before === 4 ? 3 : 4
+  sandbox.inject({ endpoint: 'objectdetectionlist', kind: 'delay', delayMs: DELAY_MS })
+  t.equal((await post('objectdetectionlist', `objectid=${E}&objectlist=${target}`)).statusCode, 504)
+  await new Promise((resolve) => setTimeout(resolve, DELAY_MS))
+  t.equal(await listOf(E), target, 'the object record shows the move')
+})
+
+test('a compat write answered with a 5xx page or malformed JSON after it was applied drops the cached views', async (t) => {
+  const sandbox = await startTestSandbox(t)
+  const proxy = await startDroppingProxy(t, sandbox)
+  const { app } = await buildTestApp(t, { upstream: sandbox, config: { ATLAS_BASE_URL: proxy.url } })
+  const { post, queued, listOf } = await compatViews(app)
+  t.equal(await queued(F), 0)
+  proxy.replaceAfterSend.set('vratodo', GATEWAY_TIMEOUT_PAGE)
+  const page = await post('vratodo', `objectid=${F}`)
+  t.equal(page.statusCode, 502, 'compat answers the 5xx page as before')
+  t.equal(page.body, '{"detail":"The upstream answered vratodo/ with status 504 and an HTML page; try again later."}')
+  t.equal(await queued(F), 1, 'the to-do view was dropped')
+
+  const before = await listOf(C)
+  const target = before === 4 ? 3 : 4
+  proxy.replaceAfterSend.set('objectdetectionlist', { status: 200, contentType: 'application/json', body: '{"info": ' })
+  t.equal((await post('objectdetectionlist', `objectid=${C}&objectlist=${target}`)).statusCode, 502)
+  t.equal(await listOf(C), target, 'the record was dropped after malformed JSON')
 })
