@@ -288,3 +288,37 @@ test('a compat write answered with a 5xx page or malformed JSON after it was app
   t.equal((await post('objectdetectionlist', `objectid=${C}&objectlist=${target}`)).statusCode, 502)
   t.equal(await listOf(C), target, 'the record was dropped after malformed JSON')
 })
+
+// A membership change took any outcome text the gateway knows as its own: 201 "Error updating row."
+// (which objectgroups/ never sends) was answered 200 {"outcome":"rejected"} for an add that did not
+// happen, and kept under the Idempotency-Key. A 2xx naming no outcome of the endpoint is read back.
+test('a membership change answered with an outcome it never sends is read back, not answered 2xx', async (t) => {
+  const { app, sandbox } = await buildTestApp(t)
+  const auth = demoAuth(app)
+  const headers = { ...auth, 'idempotency-key': '"odd-add"' }
+  sandbox.resetCalls()
+  sandbox.inject({ endpoint: 'objectgroups', kind: 'status', status: 201, body: `{"objectgroupid":${D},"info":"Error updating row."}` })
+  const added = await app.inject({ method: 'PUT', url: `/v1/custom-lists/vra/objects/${D}`, headers })
+  t.equal(added.statusCode, 502, `not a success (${added.body.slice(0, 160)})`)
+  t.equal(added.json().code, 'GW_UPSTREAM_ERROR')
+  t.match(added.json().detail, /with status 201 and JSON with no known outcome after the request was sent; a read-back shows that the object was not added, so sending it again is safe/)
+  t.equal(sandbox.calls.get('objectgroupslist'), 1, 'read back')
+  const retry = await app.inject({ method: 'PUT', url: `/v1/custom-lists/vra/objects/${D}`, headers })
+  t.equal(retry.statusCode, 201, 'the 502 was not kept: the retry with the same key ran and added it')
+  t.equal(retry.headers['idempotent-replayed'], undefined)
+
+  sandbox.inject({ endpoint: 'objectgroupsdelete', kind: 'status', status: 200, body: `{"objectgroupid":${D},"info":"Row created."}` })
+  const removed = await app.inject({ method: 'DELETE', url: `/v1/custom-lists/vra/objects/${D}`, headers: auth })
+  t.equal(removed.statusCode, 502, `a removal answered "Row created." is read back (${removed.body.slice(0, 160)})`)
+  t.match(removed.json().detail, /a read-back shows that the object was not removed/)
+
+  // Success texts on a 400 are no success: never a 2xx.
+  sandbox.inject({ endpoint: 'objectgroups', kind: 'status', status: 400, body: `{"objectgroupid":${E},"info":"Row created."}` })
+  const refused = await app.inject({ method: 'PUT', url: `/v1/custom-lists/vra/objects/${E}`, headers: auth })
+  t.equal(refused.statusCode, 400, `a 400 stays a failure (${refused.body.slice(0, 160)})`)
+  const bulk = await app.inject({
+    method: 'POST', url: '/v1/custom-lists/vra/members', headers: auth, payload: { add: [E] }
+  })
+  t.equal(bulk.statusCode, 200)
+  t.same(bulk.json().results, [{ id: E, op: 'add', status: 201, outcome: 'added' }], 'the fault was used once; E was not added before')
+})

@@ -23,17 +23,28 @@ async function changeMembership (app: FastifyInstance, request: FastifyRequest, 
   return upstreamWrite(app, request, kind, fields.listMembership(id, list.id), { objectId: id, groupId: list.id })
 }
 
-/** v1 status and outcome word of a membership change. */
-function membershipResult (outcome: WriteOutcome, isAdd: boolean): { status: number, outcome: string } {
-  switch (outcome) {
-    case 'created': return { status: 201, outcome: 'added' }
-    case 'duplicate': return { status: 200, outcome: 'already_member' }
-    case 'removed': return { status: 204, outcome: 'removed' }
-    case 'unknown_object': return { status: 404, outcome: 'unknown_object' }
-    case 'unknown_list': return { status: 404, outcome: 'unknown_list' }
-    case 'not_member': return { status: 404, outcome: 'not_member' }
-    default: return { status: 400, outcome: isAdd ? 'rejected' : 'not_member' }
-  }
+interface MembershipResult { status: number, outcome: string }
+const UNKNOWN_OBJECT: MembershipResult = { status: 404, outcome: 'unknown_object' }
+const UNKNOWN_LIST: MembershipResult = { status: 404, outcome: 'unknown_list' }
+// v1 status and outcome word of each outcome of an add and of a removal. upstreamWrite() lets through
+// only the outcomes each endpoint answers, so another one is a bug here, never a success status.
+const ADD_RESULTS: Partial<Record<WriteOutcome, MembershipResult>> = {
+  created: { status: 201, outcome: 'added' },
+  duplicate: { status: 200, outcome: 'already_member' },
+  unknown_object: UNKNOWN_OBJECT,
+  unknown_list: UNKNOWN_LIST
+}
+const REMOVE_RESULTS: Partial<Record<WriteOutcome, MembershipResult>> = {
+  removed: { status: 204, outcome: 'removed' },
+  not_member: { status: 404, outcome: 'not_member' },
+  unknown_object: UNKNOWN_OBJECT,
+  unknown_list: UNKNOWN_LIST
+}
+
+function membershipResult (outcome: WriteOutcome, isAdd: boolean): MembershipResult {
+  const result = (isAdd ? ADD_RESULTS : REMOVE_RESULTS)[outcome]
+  if (result === undefined) throw new Error(`A membership ${isAdd ? 'add' : 'removal'} came back with outcome ${outcome}.`)
+  return result
 }
 
 export const customListRoutes: FastifyPluginAsyncTypebox = async (app) => {

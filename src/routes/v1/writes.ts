@@ -122,12 +122,23 @@ async function afterLostReply (
   throw unknownOutcome(kind, id, err)
 }
 
-// What the VRA writes answer (one text each); any other known text on a 2xx is as unreadable as an
-// unknown one. The membership and detection-list routes map every outcome themselves.
-const VRA_OUTCOMES: Partial<Record<WriteKind, readonly WriteOutcome[]>> = {
+// What each write answers; any other known text on a 2xx is as unreadable as an unknown one (it was
+// taken as the write's own, e.g. 201 "Error updating row." as a membership add rejected: a 200 for an
+// add that did not happen). The detection-list route maps every outcome itself.
+const OUTCOMES: Partial<Record<WriteKind, readonly WriteOutcome[]>> = {
   vrascores: ['created', 'unknown_object'],
   vrarank: ['created', 'unknown_object'],
-  vratodo: ['created', 'duplicate', 'unknown_object']
+  vratodo: ['created', 'duplicate', 'unknown_object'],
+  objectgroups: ['created', 'duplicate', 'unknown_object', 'unknown_list'],
+  objectgroupsdelete: ['removed', 'not_member', 'unknown_object', 'unknown_list']
+}
+// Outcomes that say the write took effect (or already had): only a 2xx says that, never a 400.
+const SUCCESSES: ReadonlySet<WriteOutcome> = new Set(['created', 'duplicate', 'removed'])
+
+/** Whether `outcome` is one `kind` answers, with a status that can carry it. */
+function isKnownOutcome (kind: WriteKind, status: number, outcome: WriteOutcome | undefined): outcome is WriteOutcome {
+  if (outcome === undefined || !(OUTCOMES[kind]?.includes(outcome) ?? true)) return false
+  return !SUCCESSES.has(outcome) || (status >= 200 && status < 300)
 }
 
 export async function upstreamWrite (
@@ -141,7 +152,7 @@ export async function upstreamWrite (
     return await afterLostReply(app, request, kind, fields, target, err)
   }
   const { reply, outcome } = result
-  if (outcome !== undefined && (VRA_OUTCOMES[kind]?.includes(outcome) ?? true)) return outcome
+  if (isKnownOutcome(kind, reply.status, outcome)) return outcome
   if (reply.status === 403) {
     throw new UpstreamAuthError('The gateway\'s upstream account has no write access; the operator must grant it.')
   }
