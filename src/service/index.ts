@@ -256,7 +256,7 @@ export function createAtlasService (app: FastifyInstance, serviceOpts: ServiceOp
         })
       }
     }
-    const outcome = writeOutcome(reply.status, body)
+    const outcome = writeOutcome(kind, reply.status, body)
     if (outcome !== 'unknown_object' && outcome !== 'unknown_list') await invalidateWrite(kind, target)
     return { reply, outcome }
   }

@@ -189,10 +189,11 @@ export type WriteOutcome =
 
 /**
  * Reads a write reply. The upstream says "failure" with success codes (201 `Object does not exist.`,
- * 200 `Error updating row.`), so the `info` text decides, never the status alone.
+ * 200 `Error updating row.`), so the `info` text decides, never the status alone; only a removal
+ * answers with a bare 204, which on another write says nothing of its outcome.
  */
-export function writeOutcome (status: number, body: unknown): WriteOutcome | undefined {
-  if (status === 204) return 'removed'
+export function writeOutcome (endpoint: ObjectWriteEndpoint, status: number, body: unknown): WriteOutcome | undefined {
+  if (status === 204) return endpoint === 'objectgroupsdelete' ? 'removed' : undefined
   const info = body !== null && typeof body === 'object' && 'info' in body ? (body as { info: unknown }).info : undefined
   switch (info) {
     case WRITE_INFO.created: return 'created'

@@ -322,3 +322,30 @@ test('a membership change answered with an outcome it never sends is read back, 
   t.equal(bulk.statusCode, 200)
   t.same(bulk.json().results, [{ id: E, op: 'add', status: 201, outcome: 'added' }], 'the fault was used once; E was not added before')
 })
+
+// The detection-list route took any known outcome as a move: a bare 204 (read as "removed") or 200
+// "Duplicate row. Cannot add row.", which objectdetectionlist/ never sends, was answered 200 moved
+// for a move that did not happen, where the same 204 on a to-do write was read back.
+test('a detection-list move answered with an outcome it never sends is read back, not answered moved', async (t) => {
+  const { app, sandbox } = await buildTestApp(t)
+  const auth = demoAuth(app)
+  const listOf = async (id: string) => (await app.inject({ url: `/v1/objects/${id}`, headers: auth })).json().object.detection_list_id as number
+  const [list, listId] = (await listOf(E)) === 4 ? ['galcand', 12] : ['eyeball', 4]
+  const move = async () => await app.inject({ method: 'PUT', url: `/v1/objects/${E}/detection-list`, headers: auth, payload: { list } })
+  sandbox.resetCalls()
+  sandbox.inject({ endpoint: 'objectdetectionlist', kind: 'status', status: 204, body: '', contentType: 'text/html' })
+  const bare = await move()
+  t.equal(bare.statusCode, 502, `a bare 204 is no move (${bare.body.slice(0, 160)})`)
+  t.match(bare.json().detail, /with status 204 and an HTML page after the request was sent; a read-back shows that the object was not moved/)
+  t.equal(sandbox.calls.get('objects'), 1, 'read back from the record')
+  sandbox.inject({ endpoint: 'objectdetectionlist', kind: 'status', status: 200, body: `{"objectid":${E},"info":"Duplicate row. Cannot add row."}` })
+  const duplicate = await move()
+  t.equal(duplicate.statusCode, 502, `"Duplicate row." is no move (${duplicate.body.slice(0, 160)})`)
+  t.match(duplicate.json().detail, /with status 200 and JSON with no known outcome after the request was sent; a read-back shows that the object was not moved/)
+  t.not(await listOf(E), listId, 'and it was not')
+  const moved = await move()
+  t.equal(moved.statusCode, 200)
+  t.same(moved.json(), { id: E, list, outcome: 'moved' })
+  t.equal(moved.headers['write-read-back'], undefined, 'a real move is answered from its reply')
+  t.equal(await listOf(E), listId)
+})

@@ -21,13 +21,16 @@ test('UPSTREAM_PATHS is validated', async (t) => {
 })
 
 test('write outcomes are read from the info text, not the status', async (t) => {
-  t.equal(writeOutcome(201, { objectid: 1n, info: 'Row created.' }), 'created')
-  t.equal(writeOutcome(201, { objectid: 1n, info: 'Object does not exist.' }), 'unknown_object')
-  t.equal(writeOutcome(201, { objectgroupid: 1n, info: 'Duplicate row. Cannot add row.' }), 'duplicate')
-  t.equal(writeOutcome(201, { objectgroupid: 999, info: 'Object group ID does not exist.' }), 'unknown_list')
-  t.equal(writeOutcome(200, { objectid: 1n, info: 'Error updating row.' }), 'rejected')
-  t.equal(writeOutcome(204, null), 'removed')
-  t.equal(writeOutcome(201, { Error: 'GET is not implemented for this service.' }), undefined)
+  t.equal(writeOutcome('vrascores', 201, { objectid: 1n, info: 'Row created.' }), 'created')
+  t.equal(writeOutcome('vratodo', 201, { objectid: 1n, info: 'Object does not exist.' }), 'unknown_object')
+  t.equal(writeOutcome('objectgroups', 201, { objectgroupid: 1n, info: 'Duplicate row. Cannot add row.' }), 'duplicate')
+  t.equal(writeOutcome('objectgroups', 201, { objectgroupid: 999, info: 'Object group ID does not exist.' }), 'unknown_list')
+  t.equal(writeOutcome('objectdetectionlist', 200, { objectid: 1n, info: 'Error updating row.' }), 'rejected')
+  t.equal(writeOutcome('objectgroupsdelete', 204, null), 'removed')
+  t.equal(writeOutcome('vrascores', 201, { Error: 'GET is not implemented for this service.' }), undefined)
+  // Only a removal answers a bare 204: on another write it says nothing (a move or an add that did not happen).
+  t.equal(writeOutcome('objectdetectionlist', 204, null), undefined)
+  t.equal(writeOutcome('vratodo', 204, null), undefined)
 })
 
 test('the id limit an objects/ "Max number of objects" reply states', async (t) => {

@@ -24,8 +24,13 @@ export const detectionListRoutes: FastifyPluginAsyncTypebox = async (app) => {
     const { list } = request.body
     const listId = DETECTION_LISTS[list] as number
     const outcome = await upstreamWrite(app, request, 'objectdetectionlist', fields.detectionList(id, listId), { objectId: id })
-    if (outcome === 'unknown_object') throw new NotFoundError(`No ATLAS object ${id}.`)
-    if (outcome === 'rejected') throw new ValidationError(`The upstream refused to move ${id} to "${list}".`)
-    return { id, list, outcome: 'moved' }
+    // upstreamWrite() lets through only the outcomes objectdetectionlist/ answers (a read-back stands
+    // for `created`); another one is a bug here, never a move.
+    switch (outcome) {
+      case 'created': return { id, list, outcome: 'moved' }
+      case 'unknown_object': throw new NotFoundError(`No ATLAS object ${id}.`)
+      case 'rejected': throw new ValidationError(`The upstream refused to move ${id} to "${list}".`)
+      default: throw new Error(`A detection-list move came back with outcome ${outcome}.`)
+    }
   })
 }

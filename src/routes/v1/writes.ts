@@ -123,21 +123,23 @@ async function afterLostReply (
 }
 
 // What each write answers; any other known text on a 2xx is as unreadable as an unknown one (it was
-// taken as the write's own, e.g. 201 "Error updating row." as a membership add rejected: a 200 for an
-// add that did not happen). The detection-list route maps every outcome itself.
-const OUTCOMES: Partial<Record<WriteKind, readonly WriteOutcome[]>> = {
+// taken as the write's own, e.g. 201 "Error updating row." as a membership add rejected, or 200
+// "Duplicate row." as a move: a 200 for a write that did not happen). The detection list answers
+// "Error updating row." to a list number it does not take.
+const OUTCOMES: Readonly<Record<WriteKind, readonly WriteOutcome[]>> = {
   vrascores: ['created', 'unknown_object'],
   vrarank: ['created', 'unknown_object'],
   vratodo: ['created', 'duplicate', 'unknown_object'],
   objectgroups: ['created', 'duplicate', 'unknown_object', 'unknown_list'],
-  objectgroupsdelete: ['removed', 'not_member', 'unknown_object', 'unknown_list']
+  objectgroupsdelete: ['removed', 'not_member', 'unknown_object', 'unknown_list'],
+  objectdetectionlist: ['created', 'unknown_object', 'rejected']
 }
 // Outcomes that say the write took effect (or already had): only a 2xx says that, never a 400.
 const SUCCESSES: ReadonlySet<WriteOutcome> = new Set(['created', 'duplicate', 'removed'])
 
 /** Whether `outcome` is one `kind` answers, with a status that can carry it. */
 function isKnownOutcome (kind: WriteKind, status: number, outcome: WriteOutcome | undefined): outcome is WriteOutcome {
-  if (outcome === undefined || !(OUTCOMES[kind]?.includes(outcome) ?? true)) return false
+  if (outcome === undefined || !OUTCOMES[kind].includes(outcome)) return false
   return !SUCCESSES.has(outcome) || (status >= 200 && status < 300)
 }
 
