@@ -162,12 +162,25 @@ async function streamNdjson (app: FastifyInstance, recordToV1: RecordRenderer, r
   // would push out the hot entries other consumers read (with Redis; without it L1 is the only cache).
   const isBulk = ids.length > chunkSize
   const END = Buffer.from('}\n')
-  // Rejects when a shutdown cuts the stream; each chunk's read races it.
-  let isCut = false
-  const cut = new Promise<never>((_resolve, reject) => {
-    app.health.whenCut(request, (err) => { isCut = true; reject(err) })
-  })
-  cut.catch(() => {})
+  // A shutdown's cut (plugins/health.ts) rejects the read under way. One promise per chunk, not one for
+  // the whole stream: each Promise.race on a promise that never settles adds a reaction to it that keeps
+  // the race's outcome (the chunk's records) reachable until the stream ends (80 MiB more in bench S5).
+  let cutError: Error | undefined
+  let cutRead: ((err: Error) => void) | undefined
+  app.health.whenCut(request, (err) => { cutError = err; cutRead?.(err) })
+  async function raceCut<T> (read: Promise<T>): Promise<T> {
+    if (cutError !== undefined) {
+      // The read was started: its outcome is not wanted, and a rejection must not go unhandled.
+      read.catch(() => {})
+      throw cutError
+    }
+    const cut = new Promise<never>((_resolve, reject) => { cutRead = reject })
+    try {
+      return await Promise.race([read, cut])
+    } finally {
+      cutRead = undefined
+    }
+  }
   async function readChunk (from: number, chunk: string[], packedUntil: number): Promise<{ records: Array<StoredRecord | null>, packedUntil: number }> {
     const until = from >= packedUntil ? await packMisses(app, request, ids, from, chunkSize) : packedUntil
     const { records } = await app.atlas.objects(request, chunk, isBulk)
@@ -179,9 +192,8 @@ async function streamNdjson (app: FastifyInstance, recordToV1: RecordRenderer, r
       const chunk = ids.slice(i, i + chunkSize)
       let records
       try {
-        // Checked here too: a cut while the chunk before was being written leaves no read to race.
-        if (isCut) await cut
-        ;({ records, packedUntil } = await Promise.race([readChunk(i, chunk, packedUntil), cut]))
+        // A cut while the chunk before was being written is thrown before the next read starts.
+        ;({ records, packedUntil } = await raceCut(readChunk(i, chunk, packedUntil)))
       } catch (err) {
         if (i === 0) throw err
         const e = err as { code?: string, statusCode?: number, message?: string }
