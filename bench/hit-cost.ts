@@ -159,12 +159,7 @@ async function main (): Promise<void> {
       // changes in runs made side by side on a quiet machine. What a hit allocates, which the collector
       // then pays for, shows in `npm run bench -- --heap-profile S1` instead.
       let collecting = 0
-      const seen = new Set<string>()
-      for (const m of annotated.matchAll(/^\s*([\d,]+) \([^)]*\)\s+(\S*v8::internal::\S*(?:Mark|Sweep|Scaveng|Evacuat|RememberedSet|SlotSet|MemoryChunk|IteratePointers|SizeFromMap|GCTracer|Compactor).*)$/gm)) {
-        if (seen.has(m[2] ?? '')) continue
-        seen.add(m[2] ?? '')
-        collecting += Number(m[1]?.replaceAll(',', ''))
-      }
+      for (const m of annotated.matchAll(/^\s*([\d,]+) \([^)]*\)\s+\S*v8::internal::\S*(?:Mark|Sweep|Scaveng|Evacuat|RememberedSet|SlotSet|MemoryChunk|IteratePointers|SizeFromMap|GCTracer|Compactor)/gm)) collecting += Number(m[1]?.replaceAll(',', ''))
       report.instructions_per_hit_without_compiler_or_gc = Math.round((Number(total) - compiling - collecting) / HITS)
     }
   } else if (!isDefault) {

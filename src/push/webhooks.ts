@@ -111,19 +111,30 @@ export function createWebhooks (app: FastifyInstance, store: PushStore, isLeadin
   const warned = new Set<string>()
   let isClosed = false
 
+  // A consumer's targets, made once per consumer object (a reload makes new ones): targets() runs for
+  // every message delivered, and would hash every webhook's URL each time.
+  const targetsOf = new WeakMap<Consumer, Target[]>()
+  function consumerTargets (consumer: Consumer): Target[] {
+    let list = targetsOf.get(consumer)
+    if (list !== undefined) return list
+    const repeats = new Map<string, number>()
+    list = consumer.webhooks.map((webhook, index) => {
+      const digest = createHash('sha256').update(webhook.url).digest('hex').slice(0, 16)
+      const n = repeats.get(digest) ?? 0
+      repeats.set(digest, n + 1)
+      return { key: `${consumer.id}#${digest}${n === 0 ? '' : `.${n}`}`, label: `${consumer.id}#${index}`, consumer, webhook }
+    })
+    targetsOf.set(consumer, list)
+    return list
+  }
+
   /** The webhooks of consumers whose keys would be let in now (neither disabled nor expired). */
   function targets (): Target[] {
     const out: Target[] = []
     const now = app.auth.now()
     for (const consumer of app.consumers.list()) {
       if (consumer.disabled || expiryOf(consumer, now)?.isExpired === true) continue
-      const repeats = new Map<string, number>()
-      consumer.webhooks.forEach((webhook, index) => {
-        const digest = createHash('sha256').update(webhook.url).digest('hex').slice(0, 16)
-        const n = repeats.get(digest) ?? 0
-        repeats.set(digest, n + 1)
-        out.push({ key: `${consumer.id}#${digest}${n === 0 ? '' : `.${n}`}`, label: `${consumer.id}#${index}`, consumer, webhook })
-      })
+      out.push(...consumerTargets(consumer))
     }
     return out
   }

@@ -15,7 +15,7 @@ import type { Store } from './store.js'
 import { throttledDetail, type SlidingWindowThrottle } from './throttle.js'
 import type { EndpointDef, ViewContext, ViewResult } from './view.js'
 import { AUTH_DETAILS, DETAILS } from '../upstream/endpoints.js'
-import { optionsMetadata, parsersOf, renderersOf, VIEW_NAMES } from '../upstream/metadata.js'
+import { allowOf, optionsMetadata, parsersOf, renderersOf, VIEW_NAMES } from '../upstream/metadata.js'
 
 export interface ApiRequest {
   method: string
@@ -46,10 +46,6 @@ export interface Reply {
 
 const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS'])
 
-function allowHeader (def: EndpointDef): string {
-  return def.access === 'anon' ? 'POST, OPTIONS' : 'GET, POST, HEAD, OPTIONS'
-}
-
 /**
  * DRF sends Vary: Accept for a view with more than one renderer; Django's SessionMiddleware adds Vary:
  * Cookie once the session is read, which SessionAuthentication (auth-token/ only) does when it runs.
@@ -63,12 +59,12 @@ function varyOf (def: EndpointDef, authenticated: boolean): Record<string, strin
 }
 
 function render (def: EndpointDef, renderer: Renderer, result: ViewResult, extra: Record<string, string> = {}, authenticated = true): Reply {
-  const headers: Record<string, string> = { ...varyOf(def, authenticated), Allow: allowHeader(def), ...extra }
+  const headers: Record<string, string> = { ...varyOf(def, authenticated), Allow: allowOf(def.name), ...extra }
   if (result.data === undefined && result.raw === undefined) return { status: result.status, headers, body: '' }
   const data = result.raw ?? stringifyUpstream(result.data)
   const json = result.raw === undefined && hasFloats(def.name) ? pythonFloats(data, def.name) : data
   if (renderer === 'html') {
-    const shown = { Allow: allowHeader(def), 'Content-Type': 'application/json', Vary: 'Accept', ...extra }
+    const shown = { Allow: allowOf(def.name), 'Content-Type': 'application/json', Vary: 'Accept', ...extra }
     return { status: result.status, headers: { ...headers, 'Content-Type': 'text/html; charset=utf-8' }, body: browsablePage(VIEW_NAMES[def.name], result.status, shown, json) }
   }
   return { status: result.status, headers: { ...headers, 'Content-Type': 'application/json' }, body: json }

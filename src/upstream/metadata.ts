@@ -29,6 +29,11 @@ export function renderersOf (endpoint: UpstreamEndpoint): Renderer[] {
   return endpoint === 'auth-token' ? ['json'] : ['json', 'html']
 }
 
+/** The Allow header of a view: the API views declare get and post, ObtainAuthToken only post. */
+export function allowOf (endpoint: UpstreamEndpoint): string {
+  return endpoint === 'auth-token' ? 'POST, OPTIONS' : 'GET, POST, HEAD, OPTIONS'
+}
+
 /** The parsers a view tries in order: ObtainAuthToken lists form first, the API views JSON first. */
 export function parsersOf (endpoint: UpstreamEndpoint): readonly Parser[] {
   return endpoint === 'auth-token' ? AUTH_TOKEN_PARSES : PARSES

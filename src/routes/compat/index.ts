@@ -6,14 +6,14 @@ import fp from 'fastify-plugin'
 import type { FastifyError, FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify'
 import { sendCompatError } from '../../auth/plugin.js'
 import type { Scope } from '../../consumers/scopes.js'
-import { AUTH_TOKEN_PARSES, MAX_FORM_BYTES, PARSES, parseQueryDict, parseRequestData } from '../../drf/body.js'
+import { MAX_FORM_BYTES, parseQueryDict, parseRequestData } from '../../drf/body.js'
 import { ApiException, DjangoHtmlError } from '../../drf/errors.js'
 import { validate, type DataSource } from '../../drf/fields.js'
 import { negotiate } from '../../drf/negotiation.js'
 import { PyFloat, pyStr } from '../../drf/pystr.js'
 import { DEFAULT_PATHS, DETAILS, GET_STUB, LOGIN_FAILED, WRITE_ENDPOINTS, authTokenReply, type UpstreamEndpoint } from '../../upstream/endpoints.js'
 import { SERIALIZERS } from '../../upstream/serializers.js'
-import { optionsMetadata } from '../../upstream/metadata.js'
+import { allowOf, optionsMetadata, parsersOf, renderersOf } from '../../upstream/metadata.js'
 import * as reads from './reads.js'
 import { write, type WriteEndpoint } from './writes.js'
 import { routeOf } from '../../lib/route.js'
@@ -21,8 +21,6 @@ import { expiredMessage } from '../../consumers/expiry.js'
 
 export const COMPAT_PREFIX = '/atlas/api'
 const JSON_TYPE = 'application/json'
-const ALLOW = 'GET, POST, HEAD, OPTIONS'
-const AUTH_TOKEN_ALLOW = 'POST, OPTIONS'
 const GET_STUB_BODY = JSON.stringify(GET_STUB)
 // The upstream reads a form up to Django's limit (the official client's 50,000 ids, commas encoded as
 // %2C, are 1.1 MB, over the gateway's default); past it Django refuses the form, as the gateway does
@@ -38,6 +36,10 @@ declare module 'fastify' {
      * for POST) or the DRF error parsing it gave.
      */
     compat: { contentType?: string, data?: DataSource, error?: ApiException | DjangoHtmlError } | null
+  }
+  interface FastifyContextConfig {
+    /** The upstream view a compat route stands for: its parsers, renderers and headers follow from it. */
+    endpoint?: UpstreamEndpoint
   }
 }
 
@@ -55,11 +57,10 @@ const WRITE_SCOPES: Readonly<Record<WriteEndpoint, Scope>> = {
 }
 
 function send (reply: FastifyReply, status: number, body: string): FastifyReply {
-  // auth-token/ (ObtainAuthToken) declares only post and has one renderer; its authentication reads the
-  // session, which adds Vary: Cookie. The API views render JSON or HTML (Vary: Accept).
-  if (routeOf(reply.request).url?.endsWith(`/${DEFAULT_PATHS['auth-token']}`) === true) reply.header('vary', 'Cookie').header('allow', AUTH_TOKEN_ALLOW)
-  else reply.header('vary', 'Accept').header('allow', ALLOW)
-  reply.code(status)
+  const endpoint = routeOf(reply.request).config.endpoint as UpstreamEndpoint
+  // A view with one renderer (auth-token/) sends no Vary: Accept; its authentication reads the session,
+  // which adds Vary: Cookie. The API views render JSON or HTML.
+  reply.header('vary', renderersOf(endpoint).length > 1 ? 'Accept' : 'Cookie').header('allow', allowOf(endpoint)).code(status)
   // A 204 has no body, so no type (as upstream).
   if (status === 204) return reply.send()
   // A Buffer keeps Fastify from adding a charset: the upstream's type is plain application/json.
@@ -194,10 +195,9 @@ export const compatRoutes: FastifyPluginAsync = async (app) => {
   app.addHook('preValidation', async (request) => {
     if (routeOf(request).config.dialect !== 'compat') return
     const query = queryOf(request.url) ?? ''
-    const isAuthToken = routeOf(request).url?.endsWith(`/${DEFAULT_PATHS['auth-token']}`) === true
     try {
       request.compat = request.method === 'POST'
-        ? { data: await parseRequestData(request.compat?.contentType, (request.body as Buffer | undefined) ?? Buffer.alloc(0), isAuthToken ? AUTH_TOKEN_PARSES : PARSES) }
+        ? { data: await parseRequestData(request.compat?.contentType, (request.body as Buffer | undefined) ?? Buffer.alloc(0), parsersOf(routeOf(request).config.endpoint as UpstreamEndpoint)) }
         : { data: parseQueryDict(query) }
     } catch (err) {
       if (err instanceof ApiException || err instanceof DjangoHtmlError) request.compat = { error: err }
@@ -213,10 +213,10 @@ export const compatRoutes: FastifyPluginAsync = async (app) => {
     const postScope: Scope | undefined = isAnonymous ? undefined : isWrite ? WRITE_SCOPES[endpoint as WriteEndpoint] : 'read'
     const list = endpoint === 'objectgroups' || endpoint === 'objectgroupsdelete' ? listOf(endpoint) : undefined
     const units = endpoint === 'objects' ? unitsOf : undefined
-    const base = { dialect: 'compat' as const, ...(units === undefined ? {} : { units }) }
+    const base = { dialect: 'compat' as const, endpoint, ...(units === undefined ? {} : { units }) }
 
     if (isAnonymous) {
-      app.get(url, { config: { dialect: 'compat', public: true }, schema: { hide: true } }, async (_request, reply) => send(reply, 405, detail(DETAILS.methodNotAllowed('GET'))))
+      app.get(url, { config: { dialect: 'compat', endpoint, public: true }, schema: { hide: true } }, async (_request, reply) => send(reply, 405, detail(DETAILS.methodNotAllowed('GET'))))
     } else {
       app.get(url, { config: { ...base, scope: readScope }, schema: { hide: true } }, handlerFor(app, endpoint, 'GET'))
     }
@@ -224,11 +224,11 @@ export const compatRoutes: FastifyPluginAsync = async (app) => {
     // The view's other methods need what its GET needs (auth-token/ nothing), as upstream.
     const readAccess = readScope === undefined ? { public: true } : { scope: readScope }
     const metadata = JSON.stringify(optionsMetadata(endpoint))
-    app.options(url, { config: { dialect: 'compat', ...readAccess }, schema: { hide: true } }, async (_request, reply) => send(reply, 200, metadata))
+    app.options(url, { config: { dialect: 'compat', endpoint, ...readAccess }, schema: { hide: true } }, async (_request, reply) => send(reply, 200, metadata))
     app.route({
       method: ['PUT', 'PATCH', 'DELETE'],
       url,
-      config: { dialect: 'compat', ...readAccess },
+      config: { dialect: 'compat', endpoint, ...readAccess },
       schema: { hide: true },
       handler: async (request, reply) => send(reply, 405, detail(DETAILS.methodNotAllowed(request.method)))
     })
@@ -273,8 +273,7 @@ export const compatNegotiationPlugin = fp(async (app) => {
     // QueryDict.get: the last of repeated values.
     const last = query.map.get('format')?.at(-1)
     const format = typeof last === 'string' ? last : undefined
-    const renderers = routeOf(request).url?.endsWith(`/${DEFAULT_PATHS['auth-token']}`) === true ? ['json' as const] : ['json' as const, 'html' as const]
-    const result = negotiate(request.headers.accept, format, renderers)
+    const result = negotiate(request.headers.accept, format, renderersOf(routeOf(request).config.endpoint as UpstreamEndpoint))
     if (!('error' in result)) return done()
     if (result.error === 'not-found') send(reply, 404, detail(DETAILS.notFound))
     else send(reply, 406, detail(DETAILS.notAcceptable))

@@ -49,7 +49,15 @@ async function setup (t: Test) {
     t2.equal(ours.headers['content-type'], theirs.headers['content-type'], `${what}: content type ${String(theirs.headers['content-type'])}`)
     return ours
   }
-  return { app, direct, behind, gateway, reader, bot, same }
+  /** One POST with this Content-Type and body, to the gateway and straight to the upstream. */
+  const postBoth = async (endpoint: string, type: string, body: string) => {
+    const send = async (base: string, token: string) => {
+      const res = await request(`${base}${endpoint}/`, { method: 'POST', headers: { authorization: `Token ${token}`, 'content-type': type }, body })
+      return { status: res.statusCode, text: await res.body.text() }
+    }
+    return { ours: await send(gateway, bot.key), theirs: await send(direct.baseUrl, direct.tokens.write) }
+  }
+  return { app, direct, behind, gateway, reader, bot, same, postBoth }
 }
 
 test('read endpoints answer what the upstream answers, byte for byte', async (t) => {
@@ -286,7 +294,7 @@ test('compat reads share the v1 cache: a list polled both ways costs one upstrea
 })
 
 test('JSON and multipart bodies are read as the upstream reads them; big ids in JSON stay exact', async (t) => {
-  const { gateway, bot, direct } = await setup(t)
+  const { postBoth } = await setup(t)
   const bodies: Array<[string, string, string]> = [
     ['objects', 'application/json', `{"objects": ${FIXTURE_IDS.A}, "mjd": 0}`],
     ['objects', 'application/json', `{"objects": [${FIXTURE_IDS.A}]}`],
@@ -297,12 +305,7 @@ test('JSON and multipart bodies are read as the upstream reads them; big ids in 
     ['cone', 'multipart/form-data; boundary=XyZ', '--XyZ\r\nContent-Disposition: form-data; name="ra"\r\n\r\n244.00092\r\n--XyZ\r\nContent-Disposition: form-data; name="dec"\r\n\r\n22.26801\r\n--XyZ\r\nContent-Disposition: form-data; name="radius"\r\n\r\n5\r\n--XyZ\r\nContent-Disposition: form-data; name="requestType"\r\n\r\ncount\r\n--XyZ--\r\n']
   ]
   for (const [endpoint, type, body] of bodies) {
-    const send = async (base: string, token: string) => {
-      const res = await request(`${base}${endpoint}/`, { method: 'POST', headers: { authorization: `Token ${token}`, 'content-type': type }, body })
-      return { status: res.statusCode, text: await res.body.text() }
-    }
-    const ours = await send(gateway, bot.key)
-    const theirs = await send(direct.baseUrl, direct.tokens.write)
+    const { ours, theirs } = await postBoth(endpoint, type, body)
     t.equal(ours.status, theirs.status, `${endpoint} ${type} ${body.slice(0, 30)}: status`)
     t.equal(ours.text, theirs.text, `${endpoint} ${type}: same bytes`)
   }
@@ -311,7 +314,7 @@ test('JSON and multipart bodies are read as the upstream reads them; big ids in 
 // Fastify refused a Content-Type it cannot read as a media type with its own 415 ("Unsupported Media
 // Type"), even for an empty body; DRF echoes the header in its 415, and never parses an empty body.
 test('the Content-Type is judged as DRF judges it: its 415 echoes the header; an empty body is never parsed', async (t) => {
-  const { gateway, bot, direct, app } = await setup(t)
+  const { postBoth, app } = await setup(t)
   const cases: Array<[string, string, string]> = [
     ['objects', 'json', `objects=${FIXTURE_IDS.A}`],
     ['objects', 'application/json charset=utf-8', `{"objects": "${FIXTURE_IDS.A}"}`],
@@ -323,12 +326,7 @@ test('the Content-Type is judged as DRF judges it: its 415 echoes the header; an
     ['auth-token', 'form', 'username=a']
   ]
   for (const [endpoint, type, body] of cases) {
-    const send = async (base: string, token: string) => {
-      const res = await request(`${base}${endpoint}/`, { method: 'POST', headers: { authorization: `Token ${token}`, 'content-type': type }, body })
-      return { status: res.statusCode, text: await res.body.text() }
-    }
-    const ours = await send(gateway, bot.key)
-    const theirs = await send(direct.baseUrl, direct.tokens.write)
+    const { ours, theirs } = await postBoth(endpoint, type, body)
     t.equal(ours.status, theirs.status, `${endpoint} "${type}" ${body === '' ? 'no body' : 'with a body'}: status ${theirs.status}`)
     t.equal(ours.text, theirs.text, `${endpoint} "${type}": same bytes`)
   }
