@@ -9,6 +9,7 @@
 //   an L1 hit sends bytes compressed once, not compressed again on every request.
 // Bodies without an ETag (the NDJSON stream, POST answers, problems above the threshold) are left to
 // @fastify/compress.
+import { Readable } from 'node:stream'
 import { promisify } from 'node:util'
 import { brotliCompress, brotliCompressSync, constants as zlibConstants, gzip, gzipSync } from 'node:zlib'
 import fp from 'fastify-plugin'
@@ -65,6 +66,15 @@ function addVary (reply: FastifyReply): void {
   if (!/(?:^|,)\s*(?:accept-encoding|\*)\s*(?:,|$)/i.test(text)) reply.header('vary', `${text}, accept-encoding`)
 }
 
+/**
+ * The empty body of a 304. On HEAD, Fastify's own HEAD route runs its onSend step after this one: it
+ * writes `Content-Length: 0` for no payload and throws on `null` (fastify/fastify#6978, open), while a
+ * stream is only drained. RFC 9110 §8.6: a 304 sends no Content-Length that differs from the 200's.
+ */
+function notModifiedBody (request: FastifyRequest): Readable | null {
+  return request.method === 'HEAD' ? Readable.from([]) : null
+}
+
 export interface EtagCompressionOptions {
   /** Where encoded bodies are kept (the L1 store's derived memo); none: compressed on every request. */
   memo?: DerivedMemo
@@ -96,7 +106,7 @@ export function createEtagCompression (opts: EtagCompressionOptions = {}) {
       // The client's stored representation (identity or encoded) is still current; it depends on
       // Accept-Encoding like the 200 it revalidates.
       addVary(reply)
-      return done(null, payload)
+      return done(null, notModifiedBody(request))
     }
     if (reply.statusCode !== 200 || !(Buffer.isBuffer(payload) || typeof payload === 'string')) return done(null, payload)
     const type = reply.getHeader('content-type')
@@ -111,7 +121,7 @@ export function createEtagCompression (opts: EtagCompressionOptions = {}) {
     if (matchesIfNoneMatch(request.headers['if-none-match'], tag)) {
       reply.code(304)
       reply.removeHeader('content-type')
-      return done(null, null)
+      return done(null, notModifiedBody(request))
     }
     const key = `${encoding}:${etag}`
     const send = (encoded: Derived): void => {

@@ -85,6 +85,34 @@ test('If-None-Match per encoding: 304 for the matching representation, 200 for a
   t.match(identity304.headers.vary, /accept-encoding/i)
 })
 
+test('HEAD revalidates like GET: 304 for a matching ETag of any encoding, with no Content-Length', async (t) => {
+  const { app } = await buildTestApp(t)
+  const auth = demoAuth(app)
+  for (const url of [`/v1/objects/${B}`, `/v1/objects/${B}/lightcurve`]) {
+    const plain = await app.inject({ url, headers: auth })
+    for (const encoding of ['identity', 'gzip', 'br']) {
+      const headers = { ...auth, 'accept-encoding': encoding }
+      const get = await app.inject({ url, headers })
+      t.equal(get.statusCode, 200)
+      const head = await app.inject({ method: 'HEAD', url, headers })
+      t.equal(head.statusCode, 200, `${url} ${encoding}: HEAD 200`)
+      t.equal(head.headers.etag, get.headers.etag, 'the same ETag as GET')
+      t.equal(head.headers['content-length'], get.headers['content-length'], "GET's Content-Length")
+      const tag = get.headers.etag as string
+      for (const method of ['GET', 'HEAD'] as const) {
+        const res = await app.inject({ method, url, headers: { ...headers, 'if-none-match': tag } })
+        t.equal(res.statusCode, 304, `${method} ${url} ${encoding} with its ETag: 304`)
+        t.equal(res.rawPayload.length, 0)
+        t.equal(res.headers.etag, tag)
+        // RFC 9110 §8.6: a 304 sends no Content-Length unless it is the 200's (here: none at all).
+        t.equal(res.headers['content-length'], undefined, `${method} ${encoding} 304: no Content-Length`)
+        t.match(res.headers.vary, /accept-encoding/i)
+      }
+    }
+    t.equal(plain.statusCode, 200)
+  }
+})
+
 test('an L1 hit sends the encoded bytes kept in the memo, not compressed again; without L1 nothing is kept', async (t) => {
   const { app } = await buildTestApp(t)
   const url = `/v1/objects/${A}`
