@@ -34,6 +34,9 @@ export interface PushEventBody {
   detected_at: string
 }
 
+/** The scope a subscriber of any source needs (that of the matching reads), by stream or by webhook. */
+export const SUBSCRIBER_SCOPE = 'read'
+
 export interface SourceSpec {
   /** `lists/good`, `vra/scores`. */
   name: string
@@ -41,7 +44,7 @@ export interface SourceSpec {
   /** The field that identifies a row across polls: snapshots and events are keyed by it. */
   rowKey: string
   /** The scope a subscriber needs (that of the matching read). */
-  scope: 'read'
+  scope: typeof SUBSCRIBER_SCOPE
   /** Reads the source's table through the service (and so the cache). */
   read: (app: FastifyInstance, request: FastifyRequest) => Promise<TableRead>
 }
@@ -63,7 +66,7 @@ export function listSource (app: FastifyInstance, name: string): SourceSpec {
     name: `lists/${list.name}`,
     kind: 'list',
     rowKey: replyFields.listRowId,
-    scope: 'read',
+    scope: SUBSCRIBER_SCOPE,
     // The same call, fields and tags as GET /v1/lists/{name}/objects.
     read: async (a, request) => a.atlas.table(request, 'lists', 'objectlist', fields.objectlist({ listId: list.id, isCustom: list.kind === 'custom' }),
       list.kind === 'custom' ? [views.customListRows(), views.groupMembers(list.id)] : [views.detectionLists()])
@@ -78,7 +81,7 @@ export function tableSource (table: string): SourceSpec {
     name: `vra/${table}`,
     kind: 'table',
     rowKey: spec.rowKey,
-    scope: 'read',
+    scope: SUBSCRIBER_SCOPE,
     read: async (a, request) => a.atlas.table(request, spec.route, spec.endpoint, fields.wholeTable(), [spec.view()])
   }
 }

@@ -15,7 +15,9 @@ import { readFileSync } from 'node:fs'
 import type { FastifyInstance } from 'fastify'
 import { request, type Dispatcher } from 'undici'
 import { expiryOf } from '../consumers/expiry.js'
+import { hasScope } from '../consumers/scopes.js'
 import type { Consumer, Webhook } from '../consumers/schema.js'
+import { SUBSCRIBER_SCOPE } from './sources.js'
 import type { PushStore, StoredEvent } from './store.js'
 
 const MAX_BACKOFF_MS = 3_600_000
@@ -128,12 +130,19 @@ export function createWebhooks (app: FastifyInstance, store: PushStore, isLeadin
     return list
   }
 
-  /** The webhooks of consumers whose keys would be let in now (neither disabled nor expired). */
+  /**
+   * The webhooks of consumers whose keys would be let in now (neither disabled nor expired) and that
+   * could open the matching stream (they hold its scope: `admin` or a write scope alone grants no reads).
+   */
   function targets (): Target[] {
     const out: Target[] = []
     const now = app.auth.now()
     for (const consumer of app.consumers.list()) {
-      if (consumer.disabled || expiryOf(consumer, now)?.isExpired === true) continue
+      if (consumer.disabled || expiryOf(consumer, now)?.isExpired === true || consumer.webhooks.length === 0) continue
+      if (!hasScope(consumer, SUBSCRIBER_SCOPE)) {
+        for (const target of consumerTargets(consumer)) warnOnce(target, `its consumer lacks the ${SUBSCRIBER_SCOPE} scope`)
+        continue
+      }
       out.push(...consumerTargets(consumer))
     }
     return out

@@ -174,6 +174,25 @@ test('a consumer whose access has expired gets no webhook deliveries', async (t)
   t.same(posts.map((p) => p.path), ['/hook/live'], 'only the consumer whose access is current')
 })
 
+test('webhooks go only to consumers that could open the stream: holding the source\'s scope', async (t) => {
+  const hook = (url: string, file: string, path: string) => [{ url: `${url}/${path}`, sources: [`lists/${LIST}`], secret: { file } }] as never
+  const { app, logs, posts, write } = await hookApp(t, (url, file) => hook(url, file, 'live'), 204, {
+    others: (url, file) => [
+      // The stream (GET /v1/lists/{name}/events) answers these 403: admin grants nothing else, and a
+      // write scope is not read.
+      makeConsumer('admin-only', { scopes: ['admin'], webhooks: hook(url, file, 'admin-only') }),
+      makeConsumer('writes-only', { scopes: ['write:vra'], webhooks: hook(url, file, 'writes-only') })
+    ]
+  })
+  await waitUntil(async () => (await app.push.store.snapshot(`lists/${LIST}`)) !== null)
+  t.equal(await change(app, write, 'PUT', '1161600211221604900'), 201)
+  await waitUntil(() => posts.length >= 1)
+  // Deliveries of one event start together for every target: a post to another would be here by now.
+  await new Promise((resolve) => setTimeout(resolve, 300))
+  t.same(posts.map((p) => p.path), ['/hook/live'], 'only the consumer holding read')
+  t.match(logs(), /"consumer":"admin-only".*its consumer lacks the read scope/, 'the operator is told why, once')
+})
+
 test('a webhook removed by a reload gets no more retries or events', async (t) => {
   const hook = (url: string, file: string, path: string) => ({ url: `${url}/${path}`, sources: [`lists/${LIST}`], secret: { file } })
   const { app, posts, url, file, reloadHooks, write } = await hookApp(t, (url, file) => [hook(url, file, 'kept'), hook(url, file, 'removed')],
