@@ -129,7 +129,12 @@ export function strictInput (app: FastifyInstance): void {
   })
 
   // Callback hooks (no promise per request); a request without Accept takes anything.
-  app.addHook('onRequest', (request, _reply, done) => {
+  app.addHook('onRequest', (request, reply, done) => {
+    // Nothing is storable unless it says so (a cached read's own Cache-Control replaces this, send.ts):
+    // personal and admin answers, writes and problems. A key may come in X-API-Key, which shared caches
+    // do not treat as Authorization (RFC 9111 §3.5), so without it one consumer's answer could be kept
+    // by such a cache and given to another.
+    reply.header('cache-control', 'no-store')
     if (request.headers.accept === undefined) return done()
     const types = [...JSON_TYPES, ...(routeOf(request).config.produces ?? [])]
     if (accepts(request.headers.accept, types)) return done()
