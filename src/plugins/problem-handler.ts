@@ -151,6 +151,8 @@ const METHODS: HTTPMethod[] = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 
 
 /** Fastify's framework errors (a URL it cannot decode, an over-long parameter) as problems. */
 export const frameworkErrors: NonNullable<FastifyServerOptions['frameworkErrors']> = (err, request, reply) => {
+  // Sent before any onRequest hook, so the header every answer carries (app.ts) is set here.
+  reply.header('x-request-id', request.id)
   sendProblem(reply, buildProblem(request, 400, 'GW_VALIDATION', `The request URL cannot be read: ${err.message}`))
 }
 

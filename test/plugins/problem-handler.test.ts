@@ -26,6 +26,17 @@ test('unknown route → 404 problem+json with the request id', async (t) => {
   t.equal(body.request_id, 'abc-123')
 })
 
+test('a URL Fastify cannot read → 400 problem with X-Request-Id, as every answer', async (t) => {
+  const app = await appWithRoutes(t)
+  for (const url of ['/v1/objects/%E0%A4%A', `/v1/lists/${'a'.repeat(120)}/objects`, `/v1/objects/${'1'.repeat(150)}`]) {
+    const res = await app.inject({ url, headers: { 'x-request-id': 'mine-123' } })
+    t.equal(res.statusCode, 400, url.slice(0, 40))
+    t.equal(res.json().code, 'GW_VALIDATION')
+    t.equal(res.headers['x-request-id'], 'mine-123', 'the caller\'s own id, as on every answer')
+    t.equal(res.json().request_id, 'mine-123')
+  }
+})
+
 test('schema validation failure → 400 GW_VALIDATION naming the path', async (t) => {
   const app = await appWithRoutes(t)
   const res = await app.inject({ url: '/typed?n=0' })
