@@ -4,7 +4,8 @@
 // until the entry's fresh time ran out. While Redis is being skipped after a failure, a publish is not
 // even attempted, so a write never waits on it; the cache sends it again once Redis answers
 // (lib/resend-queue.ts). A replica whose subscriber was disconnected when a message went out misses it
-// and keeps its copy at most until that entry goes stale.
+// and keeps its copy at most until that entry goes stale; it subscribes whenever its connection is ready
+// again, also when Redis was down as it started.
 import { randomUUID } from 'node:crypto'
 import type { Redis } from 'ioredis'
 import { createRedisHealth, type RedisGuard } from '../lib/redis-health.js'
@@ -51,8 +52,18 @@ export function createInvalidationBus (opts: InvalidationBusOptions): Invalidati
     if (message === undefined || message.from === self) return
     for (const handler of handlers) handler(message.tags)
   })
-  // ioredis re-subscribes by itself after a reconnect (autoResubscribe).
-  const ready = guard.run(async () => { await opts.subscriber.subscribe(channel) }, undefined)
+  // ioredis re-subscribes by itself after a reconnect (autoResubscribe), but only to channels it had
+  // subscribed: when the boot's attempt was skipped or failed (Redis down), the subscriber connecting
+  // later must subscribe itself, or this replica would never hear another's invalidation.
+  let isSubscribed = false
+  const subscribe = async (): Promise<void> => {
+    await opts.subscriber.subscribe(channel)
+    isSubscribed = true
+  }
+  opts.subscriber.on('ready', () => {
+    if (!isSubscribed) subscribe().catch(() => {})
+  })
+  const ready = guard.run(subscribe, undefined)
   return {
     ready,
     async publish (tags) {

@@ -5,7 +5,7 @@
 import { test } from 'tap'
 import type { FastifyInstance } from 'fastify'
 import { buildTestApp, demoAuth, FIXTURE_IDS, startTestSandbox } from '../helper.js'
-import { startRedisServer } from '../fixtures/redis-server.js'
+import { freePort, startRedisServer } from '../fixtures/redis-server.js'
 import { testKeyPrefix } from '../fixtures/redis-keys.js'
 import { waitFor } from '../fixtures/wait.js'
 
@@ -48,4 +48,29 @@ test('an invalidation that could not reach Redis is sent once Redis answers: the
   }, { timeoutMs: 5000, intervalMs: 100 })
   t.ok(seen.ids.includes(id), 'B reads the list with E')
   t.equal(seen.cache, 'MISS', 'from the upstream: neither B\'s L1 nor L2 held the pre-write list any more')
+})
+
+test('a replica started while Redis was down subscribes to invalidations once Redis answers', async (t) => {
+  const port = await freePort()
+  const sandbox = await startTestSandbox(t)
+  const prefix = testKeyPrefix('late-subscribe')
+  const config = { REDIS_URL: `redis://127.0.0.1:${port}`, REDIS_KEY_PREFIX: prefix, REDIS_COMMAND_TIMEOUT_MS: 300 }
+  // B boots with nothing listening on Redis's port; A once it is there.
+  const b = (await buildTestApp(t, { upstream: sandbox, config })).app
+  t.equal(b.redisHealth.state, 'down', 'B found Redis down at boot')
+  await startRedisServer(t, { port })
+  const a = (await buildTestApp(t, { upstream: sandbox, config })).app
+  await waitFor('B to find Redis back', () => b.redisHealth.state === 'up', { timeoutMs: 10_000, intervalMs: 50 })
+  const subscribers = async () => Number((await a.redis?.pubsub('NUMSUB', `${prefix}c:invalidate`) as [string, number])[1])
+  await waitFor('both replicas on the invalidation channel', async () => await subscribers() === 2, { timeoutMs: 10_000, intervalMs: 50 })
+  t.equal(await subscribers(), 2, 'A and B subscribed')
+
+  const id = FIXTURE_IDS.E
+  t.notOk((await members(b)).ids.includes(id), 'B holds the list without E in L1')
+  t.equal((await members(b)).cache, 'HIT')
+  const write = await a.inject({ method: 'PUT', url: `${LIST.replace('/objects', '')}/objects/${id}`, headers: demoAuth(a) })
+  t.equal(write.statusCode, 201)
+  let seen = await members(b)
+  await waitFor('B to drop its pre-write copy', async () => (seen = await members(b)).ids.includes(id), { timeoutMs: 5000, intervalMs: 50 })
+  t.ok(seen.ids.includes(id), 'B reads the list with E, not its pre-write copy')
 })
