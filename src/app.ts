@@ -5,7 +5,7 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import type { Config } from './config.js'
 import { buildLoggerOptions, genReqId, lazyRequestLogger } from './logger.js'
 import { clientErrorHandler, frameworkErrors, problemHandlerPlugin } from './plugins/problem-handler.js'
-import { healthPlugin } from './plugins/health.js'
+import { clientGoneOnSend, healthPlugin } from './plugins/health.js'
 import { openapiPlugin } from './plugins/openapi.js'
 import { metricsEndpointPlugin, metricsPlugin } from './plugins/metrics.js'
 import { accessLogPlugin } from './plugins/access-log.js'
@@ -104,6 +104,8 @@ export async function buildApp (config: Config, deps: AppDeps = {}): Promise<Fas
   await app.register(cachePlugin, clock)
   // Compression (gzip, brotli) for every route registered after it; encoded bodies kept in L1.
   await app.register(compressPlugin)
+  // After every other onSend step, so that it sees the response as sent (plugins/health.ts).
+  app.addHook('onSend', clientGoneOnSend)
   // Every upstream write leaves one audit record (the service records it).
   await app.register(auditPlugin)
   // What both dialects call: reads and writes through the cache and the upstream.

@@ -56,7 +56,8 @@ export const accessLogPlugin = fp(async (app) => {
         `"consumer":${quoted(consumerLabel(request))},"route":${quoted(routeLabel(request))},` +
         `"method":${quoted(request.method)},"url":${JSON.stringify(redactUrl(request.url))},` +
         `"status":${reply.statusCode},"duration_ms":${Math.round(reply.elapsedTime * 100) / 100},` +
-        `"cache":${quoted(request.cacheStatus === '' ? '-' : request.cacheStatus)},"upstream_calls":${request.upstreamCalls},"msg":"request completed"}\n`)
+        `"cache":${quoted(request.cacheStatus === '' ? '-' : request.cacheStatus)},"upstream_calls":${request.upstreamCalls},` +
+        `"msg":"${request.isClientGone ? 'the client closed the connection before the response was complete' : 'request completed'}"}\n`)
     }
     done()
   })

@@ -4,6 +4,7 @@
 // (liveness) reports the dependencies as a background check last saw them, and no probe ever calls
 // the upstream or Redis itself. The plugin also tracks requests in flight, so that a shutdown can
 // answer the ones still running at its deadline instead of cutting their sockets.
+import type { Socket } from 'node:net'
 import fp from 'fastify-plugin'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { Type } from '@sinclair/typebox'
@@ -18,6 +19,8 @@ declare module 'fastify' {
   interface FastifyRequest {
     /** Set once one of the request's upstream writes was sent (audit/plugin.ts): it may be in effect. */
     isWriteSent: boolean
+    /** Set when the client hung up before the response was complete (the access line says so). */
+    isClientGone: boolean
   }
 }
 
@@ -122,7 +125,12 @@ export function createHealth (opts: HealthOptions = {}) {
       newest = node
       inFlightCount++
       // 'close' comes (once) when the response is done or the connection is gone, whichever is first.
-      reply.raw.once('close', () => { unlink(node) })
+      // A response already under way whose connection went (a stream cut, a body half written) is
+      // finished for the onResponse hooks here; one the handler had not yet sent, by clientGoneOnSend.
+      reply.raw.once('close', () => {
+        unlink(node)
+        if (reply.raw.headersSent) endForHooks(reply)
+      })
     },
     get inFlightCount (): number { return inFlightCount },
     /**
@@ -180,11 +188,39 @@ const DependencySchema = Type.Object({
   checked_at: Type.Optional(Type.String()),
   since: Type.Optional(Type.String())
 })
+const CLIENT_GONE = Object.assign(new Error('the client closed the connection before the response was complete'), { code: 'GW_CLIENT_GONE' })
+
+/**
+ * Fastify runs the onResponse hooks (the access line, usage, metrics, the refund of a 5xx's units) when
+ * the response emits 'finish' or 'error', and one whose client hung up emits neither: the request, which
+ * may have spent units, a share and upstream calls, would go unrecorded. So it gets the 'error' Fastify
+ * listens for. Once only: Node detaches the socket from a response that finished (so `socket` is null
+ * then; `writableFinished` is true also for one whose bytes a dead socket dropped), and Fastify removes
+ * its listener on the first of the two events.
+ */
+function endForHooks (reply: FastifyReply): void {
+  const socket = reply.raw.socket
+  if (socket === null || !socket.destroyed || reply.raw.listenerCount('error') === 0) return
+  reply.request.isClientGone = true
+  reply.raw.emit('error', CLIENT_GONE)
+}
+
+/**
+ * The last onSend step (app.ts registers it after every other): a response sent after its client hung
+ * up is ended for the hooks once Fastify has written what it could (with its final status).
+ */
+export function clientGoneOnSend (request: FastifyRequest, reply: FastifyReply, payload: unknown, done: (err: Error | null, payload?: unknown) => void): void {
+  const socket = request.raw.socket as Socket | null
+  if (socket === null || socket.destroyed) setImmediate(endForHooks, reply)
+  done(null, payload)
+}
+
 const StateSchema = Type.Union([Type.Literal('starting'), Type.Literal('ready'), Type.Literal('draining'), Type.Literal('closing')])
 const ReadySchema = Type.Object({ ready: Type.Boolean(), state: StateSchema })
 
 export const healthPlugin = fp(async (app) => {
   app.decorateRequest('isWriteSent', false)
+  app.decorateRequest('isClientGone', false)
   app.decorate('health', createHealth({
     onResult: (name, state, previous) => {
       // Registered after this plugin; present in every app buildApp assembles.
