@@ -107,7 +107,9 @@ declare module 'fastify' {
   }
 }
 
-const JSON_TYPES = ['application/json', 'application/problem+json'] as const
+// What a v1 route's answer is written as, besides its `produces`. A problem (application/problem+json)
+// is how a refusal is written, not a representation of the resource, so accepting it alone is a 406.
+const JSON_TYPE = 'application/json'
 
 /** Installs the strict input rules on the v1 context. */
 export function strictInput (app: FastifyInstance): void {
@@ -136,7 +138,7 @@ export function strictInput (app: FastifyInstance): void {
     // by such a cache and given to another.
     reply.header('cache-control', 'no-store')
     if (request.headers.accept === undefined) return done()
-    const types = [...JSON_TYPES, ...(routeOf(request).config.produces ?? [])]
+    const types = [JSON_TYPE, ...(routeOf(request).config.produces ?? [])]
     if (accepts(request.headers.accept, types)) return done()
     done(new NotAcceptableError(`This route answers with ${types.join(' or ')}; the Accept header allows none of them.`))
   })

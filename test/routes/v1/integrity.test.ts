@@ -175,6 +175,11 @@ test('every v1 error is problem+json: 405 with Allow, 406, 413, 415, malformed J
   problem(await app.inject({ url: '/v1/nothing', headers: auth }), 404, 'GW_NOT_FOUND', 'unknown route')
   problem(await app.inject({ url: '/v1/me', headers: { ...auth, accept: 'text/html' } }), 406, 'GW_NOT_ACCEPTABLE', 'Accept: text/html')
   t.equal((await app.inject({ url: '/v1/me', headers: { ...auth, accept: 'text/html, application/*;q=0.1' } })).statusCode, 200, 'application/* is fine')
+  // A problem is what a refusal is written as, not a representation of the resource: accepting only it,
+  // or refusing JSON by name, is a 406.
+  problem(await app.inject({ url: '/v1/me', headers: { ...auth, accept: 'application/json;q=0, */*' } }), 406, 'GW_NOT_ACCEPTABLE', 'JSON refused by name')
+  problem(await app.inject({ url: `/v1/objects/${A}`, headers: { ...auth, accept: 'application/problem+json' } }), 406, 'GW_NOT_ACCEPTABLE', 'problem+json only')
+  problem(await app.inject({ url: '/v1/me', headers: { ...auth, accept: 'application/json;q=0, application/*' } }), 406, 'GW_NOT_ACCEPTABLE', 'application/* without JSON')
   problem(await app.inject({ method: 'POST', url: '/v1/vra/todo', headers: { ...auth, 'content-type': 'text/plain' }, payload: A }), 415, 'GW_UNSUPPORTED_MEDIA_TYPE', 'text/plain')
   problem(await app.inject({ method: 'POST', url: '/v1/vra/todo', headers: { ...auth, ...json }, payload: '{"id":' }), 400, 'GW_VALIDATION', 'malformed JSON')
   problem(await app.inject({ method: 'POST', url: '/v1/vra/todo', headers: { ...auth, ...json }, payload: '' }), 400, 'GW_VALIDATION', 'empty JSON body')
