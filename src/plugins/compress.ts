@@ -14,7 +14,6 @@ import { promisify } from 'node:util'
 import { brotliCompress, brotliCompressSync, constants as zlibConstants, gzip, gzipSync } from 'node:zlib'
 import fp from 'fastify-plugin'
 import fastifyCompress from '@fastify/compress'
-import { Negotiator } from '@fastify/accept-negotiator'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { matchesIfNoneMatch } from '../cache/http.js'
 import type { Derived, DerivedMemo } from '../cache/store.js'
@@ -56,6 +55,36 @@ export function encodedEtag (etag: string, encoding: Encoding): string {
   return `${etag.slice(0, -1)}.${encoding}"`
 }
 
+/**
+ * The encoding to send for an Accept-Encoding header (RFC 9110 §12.5.3), or undefined for identity. A
+ * coding the header names takes its own q; one it does not name takes the q of `*`, if any. The highest q
+ * above 0 wins; between equal ones, one named outright beats one `*` allows, brotli beats gzip when both
+ * are named, and gzip beats brotli when only `*` allows them (every client that sends `*` decodes gzip).
+ * (@fastify/accept-negotiator, which @fastify/compress uses, sends brotli for `gzip;q=0, br;q=0, *`.)
+ */
+export function chooseEncoding (header: string): Encoding | undefined {
+  const named = new Map<string, number>()
+  let wildcard = 0
+  for (const part of header.toLowerCase().split(',')) {
+    const [name = '', ...params] = part.split(';').map((s) => s.trim())
+    if (name === '') continue
+    const qParam = params.find((p) => p.startsWith('q='))
+    const q = qParam === undefined ? 1 : Number(qParam.slice(2))
+    if (!Number.isFinite(q)) continue
+    if (name === '*') wildcard = q
+    else named.set(name === 'x-gzip' ? 'gzip' : name, q)
+  }
+  let best: { encoding: Encoding, q: number, rank: number } | undefined
+  for (const encoding of ENCODINGS) {
+    const isNamed = named.has(encoding)
+    const q = isNamed ? named.get(encoding) as number : wildcard
+    // Ties: named before wildcard; among named, ENCODINGS' order (br first); among wildcard, gzip first.
+    const rank = isNamed ? 2 + (encoding === 'br' ? 1 : 0) : (encoding === 'gzip' ? 1 : 0)
+    if (q > 0 && (best === undefined || q > best.q || (q === best.q && rank > best.rank))) best = { encoding, q, rank }
+  }
+  return best?.encoding
+}
+
 function addVary (reply: FastifyReply): void {
   const vary = reply.getHeader('vary')
   if (vary === undefined) {
@@ -88,18 +117,19 @@ export interface EtagCompressionOptions {
 export function createEtagCompression (opts: EtagCompressionOptions = {}) {
   const { memo } = opts
   const threshold = opts.threshold ?? COMPRESS_THRESHOLD_BYTES
-  const negotiator = new Negotiator<Encoding>({ supportedValues: ENCODINGS })
-
   function encodingOf (request: FastifyRequest): Encoding | undefined {
     const header = request.headers['accept-encoding']
     if (header === undefined || request.headers['x-no-compression'] !== undefined) return undefined
-    // As @fastify/compress: `*` and x-gzip mean gzip is welcome.
-    return negotiator.negotiate(header.toLowerCase().replace(/\*|x-gzip/g, 'gzip')) ?? undefined
+    return chooseEncoding(header)
   }
 
   // A callback hook: only a body not yet in the memo waits for the encoder; the rest (every identity
   // response, every hit of an encoded one) pays no promise.
   return function onSend (request: FastifyRequest, reply: FastifyReply, payload: unknown, done: (err: Error | null, payload?: unknown) => void): void {
+    // @fastify/compress (bodies without an ETag; its step runs after this one) reads `*` as gzip even
+    // next to `gzip;q=0`: it is handed the choice made here instead.
+    const asked = request.headers['accept-encoding']
+    if (asked !== undefined && asked !== 'gzip' && asked !== 'br') request.headers['accept-encoding'] = chooseEncoding(asked) ?? 'identity'
     const etag = reply.getHeader('etag')
     if (typeof etag !== 'string' || !etag.startsWith('"') || reply.getHeader('content-encoding') !== undefined) return done(null, payload)
     if (reply.statusCode === 304) {

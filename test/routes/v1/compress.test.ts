@@ -113,6 +113,34 @@ test('HEAD revalidates like GET: 304 for a matching ETag of any encoding, with n
   }
 })
 
+test('an encoding the client refused is never sent: * stands for the encodings it did not name', async (t) => {
+  const { app } = await buildTestApp(t)
+  const auth = demoAuth(app)
+  const cases: Array<[string, string | undefined]> = [
+    ['gzip;q=0, *', 'br'],
+    ['br;q=0, *', 'gzip'],
+    ['gzip;q=0, br;q=0, *', undefined],
+    ['*;q=0.5, gzip;q=0', 'br'],
+    ['*;q=0.5, gzip', 'gzip'],
+    ['x-gzip', 'gzip'],
+    // Only the wildcard: gzip, which every client that sends it can decode (as @fastify/compress does).
+    ['*', 'gzip'],
+    ['identity, *;q=0', undefined],
+    ['BR;Q=0, GZIP', 'gzip']
+  ]
+  const requests = [
+    { what: 'a cached read', method: 'GET' as const, url: `/v1/objects/${A}` },
+    { what: 'a bulk answer', method: 'POST' as const, url: '/v1/objects/query', payload: { ids: [A, B] } }
+  ]
+  for (const r of requests) {
+    for (const [header, expected] of cases) {
+      const res = await app.inject({ method: r.method, url: r.url, headers: { ...auth, 'accept-encoding': header }, ...(r.payload === undefined ? {} : { payload: r.payload }) })
+      t.equal(res.statusCode, 200)
+      t.equal(res.headers['content-encoding'], expected, `${r.what}, Accept-Encoding: ${header} → ${expected ?? 'identity'}`)
+    }
+  }
+})
+
 test('an L1 hit sends the encoded bytes kept in the memo, not compressed again; without L1 nothing is kept', async (t) => {
   const { app } = await buildTestApp(t)
   const url = `/v1/objects/${A}`
