@@ -184,4 +184,13 @@ export const compressPlugin = fp(async (app) => {
     brotliOptions: { params: { [zlibConstants.BROTLI_PARAM_QUALITY]: STREAM_BROTLI_QUALITY } },
     zlibOptions: { level: STREAM_GZIP_LEVEL }
   })
+  // Fastify makes each GET's HEAD route with its own HEAD step (which empties the body) as the last onSend
+  // hook, and @fastify/compress then appends its step after that one, where it finds no body: a HEAD got
+  // the identity Content-Length of an answer GET sends compressed (RFC 9110 §8.6 forbids it), and no
+  // Content-Encoding or Vary. Put back last, the HEAD step sees the body as GET sends it.
+  app.addHook('onRoute', (route) => {
+    if (route.method !== 'HEAD' || !Array.isArray(route.onSend)) return
+    const head = route.onSend.findIndex((hook) => hook.name === 'headRouteOnSendHandler')
+    if (head >= 0 && head < route.onSend.length - 1) route.onSend.push(...route.onSend.splice(head, 1))
+  })
 }, { name: 'compress', fastify: '5.x', dependencies: ['cache'] })

@@ -141,6 +141,33 @@ test('an encoding the client refused is never sent: * stands for the encodings i
   }
 })
 
+test('HEAD of an answer compressed without an ETag: the headers GET would send, no identity Content-Length', async (t) => {
+  const { app } = await buildTestApp(t)
+  const key = app.consumers.demoKey as string
+  const pages = [
+    { what: 'the landing page', url: '/', headers: {} },
+    { what: 'compat objects/', url: `/atlas/api/objects/?objects=${A}`, headers: { authorization: `Token ${key}` } }
+  ]
+  for (const page of pages) {
+    for (const encoding of ['gzip', 'br']) {
+      const headers = { ...page.headers, 'accept-encoding': encoding }
+      const get = await app.inject({ url: page.url, headers })
+      const head = await app.inject({ method: 'HEAD', url: page.url, headers })
+      t.equal(get.statusCode, 200)
+      t.equal(get.headers['content-encoding'], encoding, `${page.what}: GET is ${encoding}`)
+      t.equal(head.statusCode, 200)
+      t.equal(head.rawPayload.length, 0)
+      t.equal(head.headers['content-encoding'], encoding, `${page.what} ${encoding}: HEAD says the encoding GET sends`)
+      t.match(head.headers.vary, /accept-encoding/i, 'and that it varies')
+      // RFC 9110 §8.6: no Content-Length but the one GET would send (GET's is the encoded length or none).
+      t.equal(head.headers['content-length'], get.headers['content-length'], `${page.what} ${encoding}: GET's Content-Length (${String(get.headers['content-length'])})`)
+    }
+    const plain = await app.inject({ method: 'HEAD', url: page.url, headers: page.headers })
+    t.notOk(plain.headers['content-encoding'], `${page.what}: no Accept-Encoding, identity`)
+    t.ok(Number(plain.headers['content-length']) > 1024, 'with its identity length')
+  }
+})
+
 test('an L1 hit sends the encoded bytes kept in the memo, not compressed again; without L1 nothing is kept', async (t) => {
   const { app } = await buildTestApp(t)
   const url = `/v1/objects/${A}`
