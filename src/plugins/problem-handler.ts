@@ -136,9 +136,14 @@ export const problemHandlerPlugin = fp(async (app) => {
 
   app.setNotFoundHandler((request, reply) => {
     const path = request.url.split('?')[0] ?? ''
-    // A route of this method matched and found nothing (a static file that is not there): not found.
+    // A static path takes its own methods, though a parametric route of another method would match it
+    // (GET /v1/objects/:id and PUT /v1/objects/query). A route of this method that matched and found
+    // nothing (a static file that is not there): not found.
     const isMethodWrong = router.find(request.method as HTTPMethod, path) === null
-    const allowed = isMethodWrong ? METHODS.filter((m) => m !== request.method && router.find(m, path) !== null) : []
+    const staticMethods = staticRoutes.get(path)
+    const allowed = staticMethods !== undefined
+      ? staticMethods.filter((m) => m !== request.method)
+      : isMethodWrong ? METHODS.filter((m) => m !== request.method && router.find(m, path) !== null) : []
     if (allowed.length > 0) {
       reply.header('allow', allowed.join(', '))
       return sendProblem(reply, buildProblem(request, 405, 'GW_METHOD_NOT_ALLOWED', `${path} does not take ${request.method}; it takes ${allowed.join(', ')}.`))
