@@ -107,6 +107,28 @@ export function createIdempotency ({ store, prefix, waitMs, log, guard }: Idempo
     }
   })
 
+  // Markers no request owns: a claim that timed out (Redis ran it late, as it thawed) or a release that
+  // failed. Each is dropped once Redis answers (only that exact marker: the release compares its owner),
+  // and at once by the next request with its key. Without it, the advised retry got 409 for up to the
+  // marker's 30 s lease.
+  const orphans = createResendQueue<string, RunningEntry[]>({
+    send: async (entries) => {
+      const tries = await Promise.allSettled(entries.map(async ([key, markers]) => release(key, markers)))
+      return entries.filter((_, i) => tries[i]?.status === 'fulfilled').map(([key]) => key)
+    },
+    onChange: (event, count) => {
+      if (event === 'dropped') log.warn({ keys: count }, 'idempotency markers left to lapse with their lease')
+    }
+  })
+
+  async function release (key: string, markers: readonly RunningEntry[]): Promise<void> {
+    await call(async () => { await Promise.all(markers.map(async (marker) => store.release(key, marker))) })
+  }
+
+  function orphan (key: string, marker: RunningEntry): void {
+    orphans.keep([[key, [...orphans.get(key) ?? [], marker]]])
+  }
+
   /** One store call, through the Redis guard when there is one (skipped while Redis is cooling down). */
   async function call<T> (op: () => Promise<T>): Promise<T> {
     if (guard === undefined) return await op()
@@ -159,9 +181,20 @@ export function createIdempotency ({ store, prefix, waitMs, log, guard }: Idempo
       let pause = POLL_FIRST_MS
       const local = unkept.get(k)?.outcome
       if (local !== undefined) return answerFrom(local, fingerprint)
+      const stale = orphans.get(k)
+      // Dropped again when the queue sends it: harmless, a release only removes its own marker.
+      if (stale !== undefined) await release(k, stale).catch(() => {})
       for (;;) {
         const marker: RunningEntry = { state: 'running', owner: randomUUID(), fingerprint }
-        const held = await guarded(() => store.claim(k, marker, LEASE_MS))
+        let isSent = false
+        const held = await guarded(async () => {
+          isSent = true
+          return await store.claim(k, marker, LEASE_MS)
+        }).catch((err: unknown) => {
+          // Sent but unanswered: Redis may still set the marker when it answers again.
+          if (isSent) orphan(k, marker)
+          throw err
+        })
         if (held === undefined) return { kind: 'run', claim: hold(k, marker) }
         if (held.state === 'done') return answerFrom(held, fingerprint)
         if (held.fingerprint !== fingerprint) throw reused()
@@ -186,7 +219,10 @@ export function createIdempotency ({ store, prefix, waitMs, log, guard }: Idempo
           log.warn('idempotency marker taken over before the outcome was kept')
         }
       } catch (err) {
-        if (done === undefined) return // The marker lapses with its lease; a retry then runs again.
+        if (done === undefined) {
+          orphan(claim.key, claim.marker)
+          return
+        }
         log.warn({ err: { message: (err as Error).message } }, 'idempotency outcome not kept yet; sent again once Redis answers')
         unkept.keep([[claim.key, { marker: claim.marker, outcome: done }]])
       }
@@ -194,7 +230,7 @@ export function createIdempotency ({ store, prefix, waitMs, log, guard }: Idempo
 
     /** At close: one last try for the outcomes Redis has not taken. */
     async close (): Promise<void> {
-      await unkept.close()
+      await Promise.all([unkept.close(), orphans.close()])
     }
   }
 }

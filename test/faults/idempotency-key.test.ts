@@ -227,3 +227,36 @@ test('Redis stalled as a keyed write finishes: its outcome is kept once Redis an
   t.equal(retry.body, res.body)
   t.equal(sandbox.calls.get('vrascores'), 1, 'the score was sent upstream once')
 })
+
+test('Redis stalled as a key is claimed: the claim Redis runs late is released, so the retry runs at once', async (t) => {
+  const redis = await startRedisServer(t)
+  let isPaused = false
+  t.teardown(() => { if (isPaused) redis.resume() })
+  const { app, sandbox } = await buildTestApp(t, { config: { REDIS_URL: redis.url, REDIS_COMMAND_TIMEOUT_MS: 300, LIMITS_ON_REDIS_ERROR: 'open' } })
+  const auth = demoAuth(app)
+  sandbox.resetCalls()
+  const send = async () => app.inject({ method: 'POST', url: '/v1/vra/scores', headers: { ...auth, [KEY_HEADER]: 'stall-at-claim' }, payload: { id: A, preal: 0.5 } })
+  // A keyed write first, so that Redis holds the claim script and runs the stalled claim by its SHA.
+  t.equal((await app.inject({ method: 'POST', url: '/v1/vra/scores', headers: { ...auth, [KEY_HEADER]: 'loads-the-script' }, payload: { id: B } })).statusCode, 201)
+  sandbox.resetCalls()
+  redis.pause()
+  isPaused = true
+  const refused = await send()
+  t.equal(refused.statusCode, 503, 'the claim timed out')
+  t.equal(refused.headers['retry-after'], '1')
+  // Thawed, Redis runs the claim it queued: a marker no request owns.
+  redis.resume()
+  isPaused = false
+  await waitFor('Redis back', () => app.redisHealth.state === 'up')
+  // A retry reaching another replica finds the key free too: the marker is dropped once Redis answers.
+  const key = app.atlas.idempotency.storeKey('demo', 'stall-at-claim')
+  await waitFor('the unowned marker to be dropped', async () => await app.redis!.exists(key) === 0, { timeoutMs: 3000 })
+  const started = performance.now()
+  const retry = await send()
+  const took = performance.now() - started
+  t.equal(retry.statusCode, 201, `the advised retry runs (before: 409 GW_IDEMPOTENCY_IN_PROGRESS after ~5 s; ${Math.round(took)} ms)`)
+  t.ok(took < 1000, `without waiting out the orphan marker (${Math.round(took)} ms)`)
+  t.equal(sandbox.calls.get('vrascores'), 1)
+  const held = JSON.parse(await app.redis!.get(key) ?? '{}')
+  t.equal(held.state, 'done', 'the key holds the outcome')
+})
