@@ -9,10 +9,11 @@ import type { FastifyReply, FastifyRequest } from 'fastify'
 import { expiryOf } from '../consumers/expiry.js'
 import { hasScope } from '../consumers/scopes.js'
 import { RateLimitedError, UnavailableError, invalidFields, withRetryAfter } from '../errors.js'
+import { createResendQueue } from '../lib/resend-queue.js'
 import { createPoller } from './poller.js'
 import { sourceByName, type SourceSpec } from './sources.js'
 import { createHub, type Stream } from './sse.js'
-import { createMemoryPushStore, createRedisPushStore, isResumableId, type PushStore } from './store.js'
+import { createMemoryPushStore, createRedisPushStore, guardedPushStore, isResumableId, type PushStore } from './store.js'
 import { createWebhooks } from './webhooks.js'
 
 declare module 'fastify' {
@@ -48,8 +49,26 @@ function unavailable (err: unknown): Error {
 export const pushPlugin = fp(async (app) => {
   const config = app.config
   const limits = { retentionMs: config.PUSH_RETENTION_S * 1000, maxEvents: config.PUSH_MAX_EVENTS }
-  const store = app.redis === null ? createMemoryPushStore(limits) : createRedisPushStore(app.redis, config.REDIS_KEY_PREFIX, limits)
+  const guard = app.redis === null ? undefined : app.redisHealth.guard('push')
+  const store = app.redis === null || guard === undefined
+    ? createMemoryPushStore(limits)
+    : guardedPushStore(createRedisPushStore(app.redis, config.REDIS_KEY_PREFIX, limits), guard)
   const log = app.log.child({ component: 'push' })
+  // Stream slots to give back that Redis did not take back: a claim that timed out (Redis may run it
+  // as it thaws) or a release while Redis was down. Sent again until Redis answers; without it, opens
+  // refused during a stall held the key's slots for three heartbeats after Redis came back (429).
+  const unreleased = createResendQueue<string, { consumer: string, streamId: string }>({
+    send: async (entries) => {
+      const tries = await Promise.allSettled(entries.map(async ([, { consumer, streamId }]) => store.releaseStream(consumer, streamId)))
+      return entries.filter((_, i) => tries[i]?.status === 'fulfilled').map(([key]) => key)
+    },
+    onChange: (event, count) => {
+      if (event === 'dropped') log.warn({ streams: count }, 'push: stream slots left to lapse (three heartbeats)')
+    }
+  })
+  const release = (consumer: string, streamId: string): void => {
+    store.releaseStream(consumer, streamId).catch(() => { unreleased.keep([[`${consumer} ${streamId}`, { consumer, streamId }]]) })
+  }
   // Set below: the poller decides which sources this replica leads.
   let leads: (source: string) => boolean = () => false
   const webhooks = createWebhooks(app, store, (source) => leads(source))
@@ -110,9 +129,12 @@ export const pushPlugin = fp(async (app) => {
     const streamId = randomUUID()
     const slotTtl = config.PUSH_HEARTBEAT_MS * 3
     let isClaimed: boolean
+    // Whether the claim goes to Redis (the guard decides as the call starts), rather than being skipped.
+    const isSent = guard?.isAvailable ?? true
     try {
       isClaimed = await store.claimStream(consumer, streamId, config.PUSH_MAX_STREAMS_PER_CONSUMER, slotTtl)
     } catch (err) {
+      if (isSent) release(consumer, streamId)
       throw unavailable(err)
     }
     if (!isClaimed) {
@@ -138,7 +160,7 @@ export const pushPlugin = fp(async (app) => {
       isDone = true
       clearInterval(heartbeat)
       hub.detach(stream)
-      store.releaseStream(consumer, streamId).catch(() => {})
+      release(consumer, streamId)
       if (!out.writableEnded) out.end()
     }
     request.raw.once('close', done)
@@ -173,6 +195,6 @@ export const pushPlugin = fp(async (app) => {
   app.addHook('onClose', async () => {
     hub.close()
     webhooks.close()
-    await poller.close()
+    await Promise.all([poller.close(), unreleased.close()])
   })
 }, { name: 'push', fastify: '5.x', dependencies: ['redis', 'metrics', 'service', 'consumer-auth'] })

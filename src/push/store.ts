@@ -9,6 +9,7 @@
 // snapshot that went with the last events written, so no change is announced twice or lost. The keys
 // of one source share a hash tag (`{push:<source>}`), so the script stays in one slot on a Cluster.
 import type { Redis } from 'ioredis'
+import type { RedisGuard } from '../lib/redis-health.js'
 
 export interface StoredEvent {
   id: string
@@ -300,5 +301,41 @@ export function createMemoryPushStore (limits: StoreLimits, now: () => number = 
     async deadLetters (consumer) {
       return [...dead.get(consumer) ?? []]
     }
+  }
+}
+
+/** Thrown by a guarded store call that Redis did not answer: it failed, timed out or was skipped. */
+export class StoreUnavailableError extends Error {
+  constructor (cause: unknown) {
+    super(cause === undefined ? 'redis is down; skipped' : (cause as Error).message, { cause })
+    this.name = 'StoreUnavailableError'
+  }
+}
+
+/**
+ * `store` with each call through the shared Redis guard, as every other Redis user: while Redis is down
+ * a call fails at once (StoreUnavailableError) instead of waiting its own timeout, so a stalled Redis
+ * costs a stream's open one timeout at most and the loops that read and poll skip it.
+ */
+export function guardedPushStore (store: PushStore, guard: RedisGuard): PushStore {
+  const call = async <T>(op: () => Promise<T>): Promise<T> => {
+    const result = await guard.attempt(op)
+    if (result.ok) return result.value
+    throw new StoreUnavailableError(result.err)
+  }
+  return {
+    lead: async (source, token, ttlMs) => call(() => store.lead(source, token, ttlMs)),
+    resign: async (source, token) => call(() => store.resign(source, token)),
+    snapshot: async (source) => call(() => store.snapshot(source)),
+    commit: async (input) => call(() => store.commit(input)),
+    read: async (source, afterId, count) => call(() => store.read(source, afterId, count)),
+    tail: async (source) => call(() => store.tail(source)),
+    trimmed: async (source) => call(() => store.trimmed(source)),
+    claimStream: async (consumer, streamId, limit, ttlMs) => call(() => store.claimStream(consumer, streamId, limit, ttlMs)),
+    releaseStream: async (consumer, streamId) => call(() => store.releaseStream(consumer, streamId)),
+    cursor: async (source, target) => call(() => store.cursor(source, target)),
+    setCursor: async (source, target, id, replaces) => call(() => store.setCursor(source, target, id, replaces)),
+    deadLetter: async (consumer, entry, keep) => call(() => store.deadLetter(consumer, entry, keep)),
+    deadLetters: async (consumer) => call(() => store.deadLetters(consumer))
   }
 }

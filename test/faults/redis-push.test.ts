@@ -1,0 +1,57 @@
+// Push through a stalled or dead Redis (a redis-server this test starts, freezes with SIGSTOP or kills;
+// never the shared one). The push store is one more user of the shared Redis health: while Redis is
+// down, an event stream's open is refused at once (503, Retry-After) instead of waiting its own
+// timeout, a stream slot claimed by an open that timed out is given back once Redis answers, and the
+// fan-out and poll loops skip Redis quietly, logging changes of state only.
+import { test } from 'tap'
+import { buildTestApp, demoAuth } from '../helper.js'
+import { startRedisServer } from '../fixtures/redis-server.js'
+import { waitFor } from '../fixtures/wait.js'
+import { openSse, type SseClient } from '../push/sse-client.js'
+
+const TIMEOUT_MS = 300
+// A bound for a loaded 2-core machine, not an exact duration.
+const MARGIN_MS = 150
+const EVENTS = '/v1/lists/good/events'
+
+test('Redis stalled as streams open: 503 at once after the first, and no slot is left held once Redis answers', async (t) => {
+  const redis = await startRedisServer(t)
+  let isPaused = false
+  t.teardown(() => { if (isPaused) redis.resume() })
+  const { app } = await buildTestApp(t, { config: { REDIS_URL: redis.url, REDIS_COMMAND_TIMEOUT_MS: TIMEOUT_MS, PUSH_MAX_STREAMS_PER_CONSUMER: 2, PREFETCH_ENABLED: false } })
+  const base = await app.listen({ port: 0, host: '127.0.0.1' })
+  const auth = demoAuth(app)
+  const streamsKey = `${app.config.REDIS_KEY_PREFIX}{push-streams:demo}`
+  const open = async (): Promise<{ client: SseClient, ms: number }> => {
+    const started = performance.now()
+    const client = await openSse(base + EVENTS, auth)
+    return { client, ms: Math.round(performance.now() - started) }
+  }
+  // One stream first, so that Redis holds the claim script and runs a stalled claim by its SHA.
+  const first = await open()
+  t.equal(first.client.status, 200)
+  await first.client.close()
+  await waitFor('the first stream\'s slot to be given back', async () => await app.redis!.zcard(streamsKey) === 0)
+
+  redis.pause()
+  isPaused = true
+  const refused = []
+  for (let i = 0; i < 3; i++) {
+    const started = performance.now()
+    // Refused opens answer at once: inject times the gateway alone.
+    const res = await app.inject({ url: EVENTS, headers: { ...auth, accept: 'text/event-stream' } })
+    refused.push({ ms: Math.round(performance.now() - started) })
+    t.equal(res.statusCode, 503)
+    t.equal(res.headers['retry-after'], '1')
+  }
+  t.ok((refused[0]?.ms ?? Infinity) <= TIMEOUT_MS + MARGIN_MS, `the first open waits one timeout at most (${refused[0]?.ms} ms)`)
+  t.ok(refused.slice(1).every((r) => r.ms < MARGIN_MS), `later opens are refused at once (${refused.slice(1).map((r) => r.ms).join(', ')} ms; before: ~310 ms each)`)
+
+  redis.resume()
+  isPaused = false
+  await waitFor('Redis back', () => app.redisHealth.state === 'up')
+  await waitFor('the slots of refused opens to be given back', async () => await app.redis!.zcard(streamsKey) === 0, { timeoutMs: 3000 })
+  const streams = [await open(), await open()]
+  t.same(streams.map((s) => s.client.status), [200, 200], 'the key holds its two streams (before: 429, its slots held by opens refused with 503)')
+  for (const s of streams) await s.client.close()
+})
