@@ -4,12 +4,16 @@
 // A write stopped before it was sent (the consumer's upstream share or the budget spent, no free
 // connection) leaves none and counts no write: the upstream never saw it. A store that fails loses no
 // write: the write has happened upstream, its answer goes back, and the log line (with the whole
-// record) stays as the trace. Read with GET /v1/admin/audit and `npm run audit`.
+// record) stays as the trace. The Redis store is one more user of the shared Redis health: while Redis
+// is down a write does not wait for its append, and the record is kept and appended once Redis answers.
+// Read with GET /v1/admin/audit and `npm run audit`.
 import fp from 'fastify-plugin'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import type { Config } from '../config.js'
-import { draftRecord, type WriteTargetLike } from './record.js'
-import { createFileAuditStore, createRedisAuditStore, type AuditStore } from './store.js'
+import type { RedisGuard } from '../lib/redis-health.js'
+import { createResendQueue } from '../lib/resend-queue.js'
+import { draftRecord, type AuditDraft, type AuditRecord, type WriteTargetLike } from './record.js'
+import { createFileAuditStore, createRedisAuditStore, MAX_PAGE, type AuditStore } from './store.js'
 import type { Redis } from 'ioredis'
 
 declare module 'fastify' {
@@ -28,25 +32,84 @@ export function createAuditStore (config: Config, redis: Redis | null): AuditSto
 
 interface WriteLike { reply: { status: number }, outcome: string | undefined }
 
-export function createAudit (app: FastifyInstance, store: AuditStore) {
+/** `guard`: the shared Redis health, for the Redis store (the file store has none). */
+export function createAudit (app: FastifyInstance, store: AuditStore, guard?: RedisGuard) {
   const log = app.log.child({ component: 'audit' })
   /** Listeners told of each write's consumer (usage counts writes). */
   const listeners: Array<(consumer: string) => void> = []
+
+  /** One store call, through the Redis guard when there is one (failing at once while Redis is down). */
+  async function call<T> (op: () => Promise<T>): Promise<T> {
+    if (guard === undefined) return await op()
+    const result = await guard.attempt(op)
+    if (result.ok) return result.value
+    throw result.err ?? new Error('redis is down; skipped')
+  }
+
+  /**
+   * Appends `draft`, unless `mayBeStored` (its first append timed out: Redis may have run it as it thawed)
+   * and the stream holds it already: a record's text, request id and time included, is unique.
+   */
+  async function appendOnce (draft: AuditDraft, mayBeStored: boolean): Promise<AuditRecord> {
+    if (mayBeStored) {
+      const ms = Date.parse(draft.time)
+      const text = JSON.stringify(draft)
+      const page = await call(() => store.query({ consumer: draft.consumer, since: ms, until: ms + 1, limit: MAX_PAGE }))
+      const stored = page.records.find(({ id: _id, ...rest }) => JSON.stringify(rest) === text)
+      if (stored !== undefined) return stored
+    }
+    return await call(() => store.append(draft))
+  }
+
+  // Records the Redis store did not take as their write finished: appended, in order, once Redis
+  // answers. Until 2026-12-01 the log line claimed to be the only record, yet a timed-out append still
+  // ran when Redis thawed, and each write waited a full timeout while Redis was down.
+  let kept = 0
+  const unkept = createResendQueue<number, { draft: AuditDraft, mayBeStored: boolean }>({
+    send: async (entries) => {
+      const settled: number[] = []
+      for (const [key, { draft, mayBeStored }] of entries) {
+        try {
+          await appendOnce(draft, mayBeStored)
+        } catch {
+          break
+        }
+        settled.push(key)
+      }
+      return settled
+    },
+    onChange: (event, count) => {
+      if (event === 'sent') log.info({ records: count }, 'audit records kept while Redis was down are in the audit now')
+      else if (event === 'dropped') log.error({ records: count }, 'audit records dropped unkept; their "upstream write" log lines are their only record')
+    }
+  })
 
   async function keep (request: FastifyRequest, endpoint: string, fields: Readonly<Record<string, unknown>>, target: WriteTargetLike,
     result: { outcome: string, status: number | null, error: string | null }): Promise<void> {
     const draft = draftRecord(request, endpoint, fields, target, result, Date.now())
     for (const listener of listeners) listener(draft.consumer)
+    let isSent = false
     try {
-      const record = await store.append(draft)
+      const record = await call(async () => {
+        isSent = true
+        return await store.append(draft)
+      })
       log.info({ audit: record }, 'upstream write')
     } catch (err) {
-      log.error({ audit: draft, err: { message: (err as Error).message } }, 'upstream write (the audit store failed; this line is its only record)')
+      const fields = { audit: draft, err: { message: (err as Error).message } }
+      if (guard === undefined) {
+        log.error(fields, 'upstream write (the audit store failed; this line is its only record)')
+        return
+      }
+      log.warn(fields, 'upstream write (not in the audit yet: Redis did not take it; this replica appends it once Redis answers)')
+      unkept.keep([[kept++, { draft, mayBeStored: isSent }]])
     }
   }
 
   return {
     store,
+    /** At close (before Redis quits): one last try for the records Redis has not taken. */
+    close: async (): Promise<void> => { await unkept.close() },
     onWrite (listener: (consumer: string) => void): void { listeners.push(listener) },
     /**
      * Runs one upstream write and records it once, with its outcome or its error. `send` calls `onSent`
@@ -72,5 +135,7 @@ export function createAudit (app: FastifyInstance, store: AuditStore) {
 }
 
 export const auditPlugin = fp(async (app) => {
-  app.decorate('audit', createAudit(app, createAuditStore(app.config, app.redis)))
+  const audit = createAudit(app, createAuditStore(app.config, app.redis), app.redis === null ? undefined : app.redisHealth.guard('audit'))
+  app.decorate('audit', audit)
+  app.beforeRedisQuit(audit.close)
 }, { name: 'audit', fastify: '5.x', dependencies: ['redis'] })
