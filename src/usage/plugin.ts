@@ -9,6 +9,7 @@ import fp from 'fastify-plugin'
 import type { FastifyInstance, FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify'
 import type { Redis } from 'ioredis'
 import type { Config } from '../config.js'
+import type { Attempt, RedisGuard } from '../lib/redis-health.js'
 import { hashKey } from '../consumers/keys.js'
 import { COUNTER, type Counters } from './report.js'
 import { createFileUsageStore, createRedisUsageStore, type LastUsed, type UsageBatch, type UsageDelta, type UsageStore } from './store.js'
@@ -58,7 +59,8 @@ function requestCounterOf (request: FastifyRequest): string {
   return name
 }
 
-export function createUsage (app: FastifyInstance, store: UsageStore, now: () => number) {
+/** `guard`: the shared Redis health, for the Redis store (a flush while Redis is down is skipped at once). */
+export function createUsage (app: FastifyInstance, store: UsageStore, now: () => number, guard?: RedisGuard) {
   let delta: UsageDelta = new Map()
   let keysSeen = new Map<string, { consumer: string, ms: number }>()
   let day = ''
@@ -135,14 +137,15 @@ export function createUsage (app: FastifyInstance, store: UsageStore, now: () =>
 
   /** Writes one batch; a failed one is kept as `unsent`. */
   async function send (batch: UsageBatch): Promise<boolean> {
-    try {
-      await store.add(batch)
-      return true
-    } catch (err) {
-      app.log.warn({ err: { message: (err as Error).message } }, 'usage flush failed; the counts are kept for the next')
-      unsent = batch
-      return false
-    }
+    const add = async (): Promise<void> => { await store.add(batch) }
+    const result: Attempt<void> = guard === undefined
+      ? await add().then(() => ({ ok: true as const, value: undefined }), (err: unknown) => ({ ok: false as const, err }))
+      : await guard.attempt(add)
+    if (result.ok) return true
+    // Skipped while Redis is down (err undefined): the outage is logged once, by the shared health.
+    if (result.err !== undefined) app.log.warn({ err: { message: (result.err as Error).message } }, 'usage flush failed; the counts are kept for the next')
+    unsent = batch
+    return false
   }
 
   /**
@@ -176,7 +179,7 @@ export function createUsage (app: FastifyInstance, store: UsageStore, now: () =>
 
 export const usagePlugin = fp<{ now?: () => number }>(async (app, opts) => {
   const now = opts.now ?? Date.now
-  const usage = createUsage(app, createUsageStore(app.config, app.redis), now)
+  const usage = createUsage(app, createUsageStore(app.config, app.redis), now, app.redis === null ? undefined : app.redisHealth.guard('usage'))
   app.decorate('usage', usage)
   app.audit.onWrite((consumer) => { if (consumer !== '-') usage.noteWrite(consumer) })
   app.addHook('onError', (request, _reply, err, done) => {

@@ -72,3 +72,29 @@ test('Redis stalled during an audit append: the record Redis ran late is not app
   const records = (await app.audit.store.query({ limit: 100 })).records
   t.same(records.map((r) => r.object_ids), [[U]], 'once (before the resend checked, twice)')
 })
+
+test('admin reads while Redis is down: 503 with Retry-After, at once after the first', async (t) => {
+  const redis = await startRedisServer(t)
+  let isPaused = false
+  t.teardown(() => { if (isPaused) redis.resume() })
+  const { app } = await buildTestApp(t, { config: { REDIS_URL: redis.url, REDIS_COMMAND_TIMEOUT_MS: TIMEOUT_MS, LIMITS_ON_REDIS_ERROR: 'open' } })
+  const reads = ['/v1/admin/audit', '/v1/admin/usage?month=2026-01', '/v1/admin/consumers']
+  for (const url of reads) t.equal((await timed(app, { url })).status, 200, `${url} before the stall`)
+
+  redis.pause()
+  isPaused = true
+  const stalled = []
+  for (const url of [...reads, ...reads]) stalled.push({ url, ...await timed(app, { url }) })
+  for (const r of stalled) {
+    t.equal(r.status, 503, `${r.url}: 503 (before: 500 GW_INTERNAL)`)
+    t.equal(r.code, 'GW_UNAVAILABLE')
+    t.equal(r.retryAfter, '1')
+  }
+  t.ok((stalled[0]?.ms ?? Infinity) <= TIMEOUT_MS + MARGIN_MS, `the first waits one timeout at most (${stalled[0]?.ms} ms)`)
+  t.ok(stalled.slice(1).every((r) => r.ms < MARGIN_MS), `the others answer at once (${stalled.slice(1).map((r) => r.ms).join(', ')} ms; before: ~1 timeout each)`)
+
+  redis.resume()
+  isPaused = false
+  await waitFor('Redis back', () => app.redisHealth.state === 'up')
+  for (const url of reads) t.equal((await timed(app, { url })).status, 200, `${url} after`)
+})

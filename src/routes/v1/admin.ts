@@ -4,7 +4,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type, type Static } from '@sinclair/typebox'
 import { expiryOf } from '../../consumers/expiry.js'
-import { ValidationError } from '../../errors.js'
+import { UnavailableError, ValidationError, withRetryAfter } from '../../errors.js'
 import { parseInstant } from '../../lib/datetime.js'
 import { AtlasIdSchema, problems, SinceQuery } from '../../schemas/common.js'
 import { MAX_PAGE } from '../../audit/store.js'
@@ -77,6 +77,18 @@ function instant (name: string, text: string | undefined): number | undefined {
 }
 
 export const adminRoutes: FastifyPluginAsyncTypebox = async (app) => {
+  const guard = app.redis === null ? undefined : app.redisHealth.guard('admin')
+  /**
+   * A read of the audit or usage store; with Redis, through the shared Redis health, so that a Redis
+   * that is down is a 503 the client retries (at once once it is known down), not a 500 after a timeout.
+   */
+  async function fromStore<T> (what: string, op: () => Promise<T>): Promise<T> {
+    if (guard === undefined) return await op()
+    const result = await guard.attempt(op)
+    if (result.ok) return result.value
+    throw Object.assign(withRetryAfter(new UnavailableError(`The ${what} cannot be read now (Redis does not answer); retry shortly.`), 1), { cause: result.err })
+  }
+
   app.get('/admin/audit', {
     config: { scope: 'admin' },
     schema: {
@@ -97,14 +109,14 @@ export const adminRoutes: FastifyPluginAsyncTypebox = async (app) => {
     const q = request.query
     const since = instant('since', q.since)
     const until = instant('until', q.until)
-    const page = await app.audit.store.query({
+    const page = await fromStore('audit', async () => app.audit.store.query({
       limit: q.limit,
       ...(q.consumer === undefined ? {} : { consumer: q.consumer }),
       ...(q.object === undefined ? {} : { object: q.object }),
       ...(since === undefined ? {} : { since }),
       ...(until === undefined ? {} : { until }),
       ...(q.cursor === undefined ? {} : { cursor: q.cursor })
-    })
+    }))
     return { records: page.records, next_cursor: page.next }
   })
 
@@ -138,12 +150,12 @@ export const adminRoutes: FastifyPluginAsyncTypebox = async (app) => {
       throw new ValidationError(`from and to must be dates with from ≤ to, at most USAGE_RETENTION_DAYS (${app.config.USAGE_RETENTION_DAYS}) days apart.`)
     }
     await app.usage.flush()
-    const page = await readUsage(app.usage.store, {
+    const page = await fromStore('usage', async () => readUsage(app.usage.store, {
       days,
       limit: q.limit,
       ...(q.consumer === undefined ? {} : { consumer: q.consumer }),
       ...(q.cursor === undefined ? {} : { cursor: q.cursor })
-    })
+    }))
     return { rows: page.rows, next_cursor: page.next }
   })
 
@@ -157,7 +169,7 @@ export const adminRoutes: FastifyPluginAsyncTypebox = async (app) => {
     }
   }, async () => {
     await app.usage.flush()
-    const lastUsed = await app.usage.store.lastUsed()
+    const lastUsed = await fromStore('last use of each key', async () => app.usage.store.lastUsed())
     const nowMs = app.auth.now()
     const consumers = app.consumers.list().map((c): ConsumerView => {
       const expiry = expiryOf(c, nowMs)
