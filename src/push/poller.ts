@@ -48,7 +48,8 @@ export function createPoller (opts: PollerOptions) {
   const token = randomUUID()
   const tickMs = Math.max(50, Math.floor(app.config.PUSH_LEADER_TTL_MS / 3))
   const log = app.log.child({ component: 'push' })
-  const loops = new Map<string, { spec: SourceSpec, timer: NodeJS.Timeout | undefined, running: boolean, leading: boolean, rows: Record<string, Row> | null, nextAt: number, isRecheck: boolean }>()
+  // isFailing: the loop's last tick failed; an outage is logged as it starts and ends, not at every tick.
+  const loops = new Map<string, { spec: SourceSpec, timer: NodeJS.Timeout | undefined, running: boolean, leading: boolean, rows: Record<string, Row> | null, nextAt: number, isRecheck: boolean, isFailing: boolean }>()
   let isClosed = false
 
   async function poll (loop: NonNullable<ReturnType<typeof loops.get>>): Promise<void> {
@@ -118,10 +119,14 @@ export function createPoller (opts: PollerOptions) {
         opts.whileLeading(source)
         if (Date.now() >= loop.nextAt) await poll(loop)
       }
+      if (loop.isFailing) log.info({ source }, 'push: poll loop works again')
+      loop.isFailing = false
     } catch (err) {
       loop.leading = false
       loop.rows = null
-      log.warn({ err, source }, 'push: poll loop failed; retrying')
+      if (loop.isFailing) log.debug({ err: { message: (err as Error).message }, source }, 'push: poll loop failed again')
+      else log.warn({ err, source }, 'push: poll loop failed; retrying quietly until it works')
+      loop.isFailing = true
     } finally {
       loop.running = false
       if (!isClosed && loops.get(source) === loop) {
@@ -136,7 +141,7 @@ export function createPoller (opts: PollerOptions) {
     /** Starts the loop of a source with subscribers here (no-op when it runs). */
     ensure (spec: SourceSpec): void {
       if (isClosed || loops.has(spec.name)) return
-      const loop = { spec, timer: undefined as NodeJS.Timeout | undefined, running: false, leading: false, rows: null, nextAt: 0, isRecheck: false }
+      const loop = { spec, timer: undefined as NodeJS.Timeout | undefined, running: false, leading: false, rows: null, nextAt: 0, isRecheck: false, isFailing: false }
       loops.set(spec.name, loop)
       // On the next turn: the caller registers its subscriber first.
       loop.timer = setTimeout(() => { tick(spec.name).catch(() => {}) }, 0)

@@ -50,6 +50,9 @@ export function createHub (opts: HubOptions) {
   let timer: NodeJS.Timeout | undefined
   let isRunning = false
   let again = false
+  // Whether the last fan-out failed: an outage is logged as it starts and ends, not at every read
+  // (every FANOUT_MS; with Redis dead, that was five warnings a second, each with a stack).
+  let isFailing = false
 
   function write (stream: Stream, event: StoredEvent): void {
     // An ended stream takes no more writes (a write after its end would destroy what it still holds).
@@ -90,8 +93,12 @@ export function createHub (opts: HubOptions) {
           }
         }))
       } while (again)
+      if (isFailing) log.info('push: reading new events again')
+      isFailing = false
     } catch (err) {
-      log.warn({ err }, 'push: reading new events failed; retrying')
+      if (isFailing) log.debug({ err: { message: (err as Error).message } }, 'push: reading new events failed again')
+      else log.warn({ err }, 'push: reading new events failed; retrying quietly until it works')
+      isFailing = true
     } finally {
       isRunning = false
     }

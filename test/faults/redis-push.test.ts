@@ -55,3 +55,30 @@ test('Redis stalled as streams open: 503 at once after the first, and no slot is
   t.same(streams.map((s) => s.client.status), [200, 200], 'the key holds its two streams (before: 429, its slots held by opens refused with 503)')
   for (const s of streams) await s.client.close()
 })
+
+test('Redis dead while a stream is open: push logs the change, not every retry, and carries on after', async (t) => {
+  const redis = await startRedisServer(t)
+  const { app, logs } = await buildTestApp(t, { config: { REDIS_URL: redis.url, REDIS_COMMAND_TIMEOUT_MS: TIMEOUT_MS, PREFETCH_ENABLED: false } })
+  const base = await app.listen({ port: 0, host: '127.0.0.1' })
+  const stream = await openSse(base + EVENTS, demoAuth(app))
+  t.equal(stream.status, 200)
+  t.teardown(async () => { await stream.close() })
+  await waitFor('the source to be polled', () => app.push.leading().length === 1)
+  const mark = logs().length
+  await redis.kill()
+  // The fan-out reads every 200 ms and the poll loop ticks every third of PUSH_LEADER_TTL_MS.
+  await new Promise((resolve) => setTimeout(resolve, 4000))
+  const pushLines = logs().slice(mark).split('\n').filter((l) => l.includes('"component":"push"') && /"level":(40|50)/.test(l))
+  const byMsg = new Map<string, number>()
+  for (const line of pushLines) {
+    const msg = String((JSON.parse(line) as { msg?: unknown }).msg)
+    byMsg.set(msg, (byMsg.get(msg) ?? 0) + 1)
+  }
+  const counts = [...byMsg].map(([msg, n]) => `${msg} ×${n}`).join('; ')
+  t.ok(pushLines.length <= 2, `push warns once per loop as Redis goes (${pushLines.length} lines: ${counts})`)
+
+  await startRedisServer(t, { port: redis.port })
+  await waitFor('Redis back', () => app.redisHealth.state === 'up', { timeoutMs: 10_000 })
+  await waitFor('the source to be polled again', () => app.push.leading().length === 1, { timeoutMs: 10_000 })
+  t.match(logs().slice(mark), /push: reading new events again/, 'the recovery is logged')
+})
