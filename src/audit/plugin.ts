@@ -40,10 +40,7 @@ export function createAudit (app: FastifyInstance, store: AuditStore, guard?: Re
 
   /** One store call, through the Redis guard when there is one (failing at once while Redis is down). */
   async function call<T> (op: () => Promise<T>): Promise<T> {
-    if (guard === undefined) return await op()
-    const result = await guard.attempt(op)
-    if (result.ok) return result.value
-    throw result.err ?? new Error('redis is down; skipped')
+    return guard === undefined ? await op() : await guard.call(op)
   }
 
   /**
@@ -62,7 +59,7 @@ export function createAudit (app: FastifyInstance, store: AuditStore, guard?: Re
   }
 
   // Records the Redis store did not take as their write finished: appended, in order, once Redis
-  // answers. Until 2026-12-01 the log line claimed to be the only record, yet a timed-out append still
+  // answers. Until 2026-12-02 the log line claimed to be the only record, yet a timed-out append still
   // ran when Redis thawed, and each write waited a full timeout while Redis was down.
   let kept = 0
   const unkept = createResendQueue<number, { draft: AuditDraft, mayBeStored: boolean }>({

@@ -40,6 +40,16 @@ export interface RedisGuard {
   run: <T>(op: () => Promise<T>, fallback: T) => Promise<T>
   /** Runs `op` and says how it went, for users whose fallback depends on why (limits). */
   attempt: <T>(op: () => Promise<T>) => Promise<Attempt<T>>
+  /** Runs `op`; when skipped, failed or timed out, rejects (RedisSkippedError when it was skipped). */
+  call: <T>(op: () => Promise<T>) => Promise<T>
+}
+
+/** A guarded call that was not made: Redis is known down. */
+export class RedisSkippedError extends Error {
+  constructor () {
+    super('redis is down; skipped')
+    this.name = 'RedisSkippedError'
+  }
 }
 
 export type RedisHealth = ReturnType<typeof createRedisHealth>
@@ -170,7 +180,12 @@ export function createRedisHealth (opts: RedisHealthOptions = {}) {
           const result = await attempt(user, op)
           return result.ok ? result.value : fallback
         },
-        attempt: async <T>(op: () => Promise<T>) => attempt(user, op)
+        attempt: async <T>(op: () => Promise<T>) => attempt(user, op),
+        async call<T> (op: () => Promise<T>): Promise<T> {
+          const result = await attempt(user, op)
+          if (result.ok) return result.value
+          throw result.err ?? new RedisSkippedError()
+        }
       }
     },
     /** A failure seen outside a guarded call (the client's connection errors, a health check). */

@@ -304,25 +304,13 @@ export function createMemoryPushStore (limits: StoreLimits, now: () => number = 
   }
 }
 
-/** Thrown by a guarded store call that Redis did not answer: it failed, timed out or was skipped. */
-export class StoreUnavailableError extends Error {
-  constructor (cause: unknown) {
-    super(cause === undefined ? 'redis is down; skipped' : (cause as Error).message, { cause })
-    this.name = 'StoreUnavailableError'
-  }
-}
-
 /**
  * `store` with each call through the shared Redis guard, as every other Redis user: while Redis is down
- * a call fails at once (StoreUnavailableError) instead of waiting its own timeout, so a stalled Redis
- * costs a stream's open one timeout at most and the loops that read and poll skip it.
+ * a call fails at once (RedisSkippedError) instead of waiting its own timeout, so a stalled Redis costs
+ * a stream's open one timeout at most and the loops that read and poll skip it.
  */
 export function guardedPushStore (store: PushStore, guard: RedisGuard): PushStore {
-  const call = async <T>(op: () => Promise<T>): Promise<T> => {
-    const result = await guard.attempt(op)
-    if (result.ok) return result.value
-    throw new StoreUnavailableError(result.err)
-  }
+  const call = async <T>(op: () => Promise<T>): Promise<T> => guard.call(op)
   return {
     lead: async (source, token, ttlMs) => call(() => store.lead(source, token, ttlMs)),
     resign: async (source, token) => call(() => store.resign(source, token)),

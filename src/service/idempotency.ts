@@ -131,10 +131,7 @@ export function createIdempotency ({ store, prefix, waitMs, log, guard }: Idempo
 
   /** One store call, through the Redis guard when there is one (skipped while Redis is cooling down). */
   async function call<T> (op: () => Promise<T>): Promise<T> {
-    if (guard === undefined) return await op()
-    const result = await guard.attempt(op)
-    if (result.ok) return result.value
-    throw result.err ?? new Error('redis is down; skipped')
+    return guard === undefined ? await op() : await guard.call(op)
   }
 
   /** Store failures with a key are not served blind: a retry without the first outcome could write twice. */

@@ -84,9 +84,11 @@ export const adminRoutes: FastifyPluginAsyncTypebox = async (app) => {
    */
   async function fromStore<T> (what: string, op: () => Promise<T>): Promise<T> {
     if (guard === undefined) return await op()
-    const result = await guard.attempt(op)
-    if (result.ok) return result.value
-    throw Object.assign(withRetryAfter(new UnavailableError(`The ${what} cannot be read now (Redis does not answer); retry shortly.`), 1), { cause: result.err })
+    try {
+      return await guard.call(op)
+    } catch (err) {
+      throw Object.assign(withRetryAfter(new UnavailableError(`The ${what} cannot be read now (Redis does not answer); retry shortly.`), 1), { cause: err })
+    }
   }
 
   app.get('/admin/audit', {
