@@ -64,7 +64,7 @@ export function createMetrics (registry = new Registry()) {
     }),
     upstreamPoolRequests: new Gauge({
       name: 'gateway_upstream_pool_requests',
-      help: 'upstream pool requests by state: running (sent), pending (on a connection, not sent), queued (waiting for a connection)',
+      help: 'upstream pool requests by state: running (sent), pending (on a connection, not sent), queued (waiting for a connection now, each at most UPSTREAM_POOL_WAIT_MS)',
       labelNames: ['state'] as const,
       registers,
       collect () {

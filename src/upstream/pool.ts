@@ -4,6 +4,12 @@
 // also reports whether it was sent: undici calls onRequestStart when it puts the request on a connected
 // socket, just before writing it, which an interceptor passes on per call. A call that failed before
 // that (refused connection, DNS failure, connect timeout, no free connection) never reached the upstream.
+//
+// The wait for a connection is ours, not undici's: an exchange is handed to undici only once it holds one
+// of `connections` slots, so undici's own queue stays empty. A request aborted in undici's queue stays
+// there until a connection takes it, and that connection is then destroyed: calls refused after `waitMs`
+// used to pile up there while the connections hung, holding their memory, and once the hang ended each
+// cost a reconnect ahead of every new call. A waiter that gives up here just leaves the queue.
 import { Pool, type Dispatcher } from 'undici'
 import type { PoolCounts } from '../plugins/metrics.js'
 import { PoolWaitError } from './error-map.js'
@@ -24,6 +30,58 @@ export interface Attempt { isSent: boolean, onSent?: () => void }
 export type RequestOptions = Omit<Dispatcher.RequestOptions, 'origin' | 'signal'>
 
 const KEEP_ALIVE_MS = 30_000
+
+/**
+ * `size` slots, each for one exchange handed to undici; an exchange that finds none waits in line, first
+ * come first served, until one is released or its signal aborts (then it leaves the line at once).
+ */
+class Slots {
+  private free: number
+  private readonly line = new Set<() => void>()
+
+  constructor (size: number) {
+    this.free = size
+  }
+
+  /** Exchanges waiting for a slot. */
+  get waiting (): number {
+    return this.line.size
+  }
+
+  /** Takes a free slot if there is one and nobody is waiting for it. */
+  take (): boolean {
+    if (this.free === 0) return false
+    this.free--
+    return true
+  }
+
+  /** Resolves once a slot is handed over (held from then on); rejects with the reason if `signal` aborts first. */
+  wait (signal: AbortSignal): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const onAbort = () => {
+        this.line.delete(grant)
+        reject(signal.reason)
+      }
+      const grant = () => {
+        signal.removeEventListener('abort', onAbort)
+        resolve()
+      }
+      signal.addEventListener('abort', onAbort, { once: true })
+      this.line.add(grant)
+    })
+  }
+
+  /** A released slot goes straight to the longest waiter, if any. */
+  release (): void {
+    const first = this.line.values().next()
+    if (first.done === true) {
+      this.free++
+      return
+    }
+    this.line.delete(first.value)
+    first.value()
+  }
+}
 
 /** Passes every callback on, and reports when undici puts the request on a connected socket. */
 class SentReporter implements Dispatcher.DispatchHandler {
@@ -62,6 +120,7 @@ export function createUpstreamPool (origin: string, opts: PoolOptions) {
     headersTimeout: opts.timeoutMs,
     bodyTimeout: opts.timeoutMs
   })
+  const slots = new Slots(opts.connections)
   const sentHooks = new WeakMap<AbortSignal, () => void>()
   // Exchanges not yet settled, so that a shutdown past its deadline can end each as what it is (abandon).
   const pending = new Map<AbortController, Attempt>()
@@ -73,14 +132,16 @@ export function createUpstreamPool (origin: string, opts: PoolOptions) {
   })
 
   /**
-   * One request, bounded by `deadline`; `done` clears its timers once the body is read. A request still
-   * waiting for a connection is not rejected by its abort signal until a connection takes it (undici
-   * aborts it then, unsent), so that wait is raced here: after `waitMs` unsent, PoolWaitError.
+   * One request, bounded by `deadline`; `done` clears its timers and frees its slot once the body is read.
+   * After `waitMs` unsent (waiting for a slot, or for its connection to be made), PoolWaitError. A request
+   * undici holds that is aborted before a connection takes it is not rejected until then (undici drops it
+   * unsent), so its slot is released only when undici settles it, and that wait is raced here.
    */
   async function exchange (request: RequestOptions, deadline: number, waitMs: number, attempt: Attempt): Promise<{ res: Dispatcher.ResponseData, done: () => void }> {
     const controller = new AbortController()
-    sentHooks.set(controller.signal, () => {
-      if (controller.signal.aborted) return
+    const { signal } = controller
+    sentHooks.set(signal, () => {
+      if (signal.aborted) return
       attempt.isSent = true
       attempt.onSent?.()
     })
@@ -97,16 +158,40 @@ export function createUpstreamPool (origin: string, opts: PoolOptions) {
     })
     const deadlineTimer = setTimeout(() => controller.abort(new DOMException('the upstream call deadline passed', 'TimeoutError')), leftMs)
     pending.set(controller, attempt)
-    const done = () => { clearTimeout(waitTimer); clearTimeout(deadlineTimer); pending.delete(controller) }
-    const requested = dispatcher.request({ ...request, signal: controller.signal })
-    // Settles when a connection takes the aborted request, long after the race below is decided.
-    requested.catch(() => {})
+    let isOver = false
+    const end = () => { isOver = true; clearTimeout(waitTimer); clearTimeout(deadlineTimer); pending.delete(controller) }
+    try {
+      if (!slots.take()) await Promise.race([slots.wait(signal), noConnection])
+    } catch (err) {
+      end()
+      throw err
+    }
+    // Aborted (shut down) as the slot was handed over: undici would hold the request until a connection took it.
+    if (signal.aborted) {
+      slots.release()
+      end()
+      throw signal.reason
+    }
+    let holdsSlot = true
+    const release = () => {
+      if (!holdsSlot) return
+      holdsSlot = false
+      slots.release()
+    }
+    const requested = dispatcher.request({ ...request, signal })
+    requested.then((res) => {
+      // Answered after the caller gave up on it: nobody reads the body.
+      if (!isOver) return
+      res.body.destroy()
+      release()
+    }, release)
     try {
       const res = await Promise.race([requested, noConnection])
       clearTimeout(waitTimer)
-      return { res, done }
+      return { res, done: () => { end(); release() } }
     } catch (err) {
-      done()
+      // The slot is released once undici settles the request (at once, unless it was never sent).
+      end()
       throw err
     }
   }
@@ -125,9 +210,13 @@ export function createUpstreamPool (origin: string, opts: PoolOptions) {
   return {
     exchange,
     ping,
+    /**
+     * `queued`: exchanges waiting for a connection now (each at most `waitMs`; undici's own queue, normally
+     * empty, included); `pending`: handed to undici, on a connection not yet made or not yet written to.
+     */
     stats: (): PoolCounts => {
       const { connected, free, pending, queued, running } = pool.stats
-      return { connected, free, pending, queued, running }
+      return { connected, free, pending: pending - queued, queued: queued + slots.waiting, running }
     },
     close: () => pool.close(),
     /**

@@ -4,6 +4,7 @@
 // without spending budget; the pool's saturation shows in the metrics. Bounds and order, never durations.
 import { test } from 'tap'
 import type { FastifyInstance } from 'fastify'
+import { consumersFile, makeConsumer } from '../consumer-helper.js'
 import { buildTestApp, demoAuth } from '../helper.js'
 import { waitFor } from '../fixtures/wait.js'
 import { metricValue, outcomeOf, tally, tokensSpent, type Outcome } from './upstream-probes.js'
@@ -52,4 +53,49 @@ test('8 hung calls fill the pool; other misses are answered before any of them e
   const ended = await Promise.all(hung)
   t.comment(`the hung calls, once the upstream closed their sockets: ${JSON.stringify(tally(ended))}`)
   t.ok(ended.every((o) => o.status >= 500), 'each hung call was answered with an error')
+})
+
+test('calls refused for want of a connection leave nothing queued: once the hung calls end, the next miss is served', async (t) => {
+  const REFUSED = 1000
+  const ROUND = 100
+  // The flood stops well before the hung calls' deadline, however slow the machine.
+  const HANG_MS = 6000
+  const FLOOD_MS = 3000
+  const bot = makeConsumer('bot', { scopes: ['read'], upstream_share: 100_000, rate: '100000/minute' })
+  const { app, sandbox } = await buildTestApp(t, {
+    config: {
+      CONSUMERS_FILE: consumersFile(t, [bot]),
+      UPSTREAM_CONNECTIONS: 2,
+      UPSTREAM_TIMEOUT_MS: HANG_MS,
+      UPSTREAM_POOL_WAIT_MS: 50,
+      UPSTREAM_BREAKER_THRESHOLD: 1000,
+      PREFETCH_ENABLED: false,
+      LOG_LEVEL: 'error'
+    }
+  })
+  const cone = async (ra: number) => outcomeOf(await app.inject({ url: `/v1/cone?ra=${ra.toFixed(3)}&dec=5&radius=10`, headers: { authorization: `Bearer ${bot.key}` } }))
+  sandbox.inject({ kind: 'hang', endpoint: 'cone', times: 2 })
+  const hangStarted = Date.now()
+  let hungSettled = 0
+  const hung = [100, 101].map((ra) => cone(ra).finally(() => { hungSettled++ }))
+  await waitFor('both connections to carry a hung call', () => sandbox.calls.get('cone') === 2)
+
+  const refused: Outcome[] = []
+  while (refused.length < REFUSED && Date.now() - hangStarted < FLOOD_MS) {
+    const from = refused.length
+    refused.push(...await Promise.all(Array.from({ length: ROUND }, (_, k) => cone(200 + (from + k) * 0.001))))
+  }
+  const queued = await metricValue(app, 'gateway_upstream_pool_requests', 'state="queued"')
+  const pending = await metricValue(app, 'gateway_upstream_pool_requests', 'state="pending"')
+  t.comment(`${refused.length} distinct misses while 2 hung calls held both connections: ${JSON.stringify(tally(refused))}; then queued ${queued}, pending ${pending}`)
+  t.equal(hungSettled, 0, 'the hung calls were still hanging through the flood')
+  t.ok(refused.every((o) => o.status === 503 && o.code === 'GW_UPSTREAM_UNAVAILABLE'), 'every one was refused')
+  t.equal(queued, 0, 'once answered, none of them is still queued')
+  t.equal(pending, 0, 'nor pending')
+
+  const ended = await Promise.all(hung)
+  const started = Date.now()
+  const fresh = await cone(300)
+  t.comment(`the hung calls ended ${JSON.stringify(tally(ended))}; the next miss: ${JSON.stringify(fresh)} in ${Date.now() - started} ms`)
+  t.equal(fresh.status, 200, 'the next miss got a connection at once, not after the refused calls drained')
 })
