@@ -135,9 +135,13 @@ const DEFAULT_ROUTE = 'other'
 /** One read's outcome, shared by every request that joined it. */
 interface Answer { entry: CacheEntry, status: CacheStatus, reason?: StaleReason }
 
-/** A refusal by the upstream budget (spent, or paused after an upstream 429). */
+/**
+ * A refusal by the upstream budget: the global one (spent, or paused after an upstream 429), or the
+ * consumer's share of it (GW_QUOTA_EXHAUSTED is thrown inside a load only by the share's take).
+ */
 function isBudgetError (err: unknown): boolean {
-  return typeof err === 'object' && err !== null && (err as { code?: unknown }).code === 'GW_UPSTREAM_BUDGET'
+  const code = typeof err === 'object' && err !== null ? (err as { code?: unknown }).code : undefined
+  return code === 'GW_UPSTREAM_BUDGET' || code === 'GW_QUOTA_EXHAUSTED'
 }
 
 /** Whether a route's entries are ever served stale: a "does not exist" marker, with no stale window, is not. */
@@ -150,10 +154,13 @@ type Plan = { kind: 'hit' } | { kind: 'stale', refresh: boolean, reason?: StaleR
 const HIT_PLAN: Plan = { kind: 'hit' }
 const LOAD_PLAN: Plan = { kind: 'load' }
 
-/** Default stale-if-error policy: only upstream failures (error, timeout, auth, budget) may be papered over. */
+/**
+ * Default stale-if-error policy: only upstream failures (error, timeout, auth, budget, the consumer's
+ * upstream share) may be papered over.
+ */
 export function isUpstreamError (err: unknown): boolean {
   const code = typeof err === 'object' && err !== null ? (err as { code?: unknown }).code : undefined
-  return typeof code === 'string' && code.startsWith('GW_UPSTREAM')
+  return typeof code === 'string' && (code.startsWith('GW_UPSTREAM') || code === 'GW_QUOTA_EXHAUSTED')
 }
 
 // The memory store hands back the very Buffer it holds, so an L1 hit can reuse the entry decoded the
@@ -250,6 +257,7 @@ export function createCache (opts: CacheOptions = {}) {
   /**
    * Whether an entry of this age answers when its load failed with `err`, and why: a budget refusal is
    * answered up to the maximum staleness, other upstream failures within the route's stale-if-error.
+   * `age` is the entry's age now, as the answer goes out: a failed load may have taken minutes.
    */
   function fallback (err: unknown, age: number, f: Freshness, isStaleUsable: (err: unknown) => boolean): StaleReason | undefined {
     if (!servesStale(f) || !isStaleUsable(err) || age >= (policy.maxStaleMs ?? Infinity)) return undefined
@@ -364,7 +372,7 @@ export function createCache (opts: CacheOptions = {}) {
     try {
       return { entry: await loadForeground(key, freshness, loader, found.storedAt), status: 'MISS' }
     } catch (err) {
-      const reason = fallback(err, age, freshness, isStaleUsable)
+      const reason = fallback(err, now() - found.storedAt, freshness, isStaleUsable)
       if (reason === undefined) throw err
       return { entry: found, status: 'STALE', reason }
     }
@@ -649,12 +657,14 @@ export function createCache (opts: CacheOptions = {}) {
           // Another replica's fill may be older than this request: Age counts from when it was stored.
           if (entry !== undefined) oldest = Math.min(oldest, entry.storedAt)
         }
-        if (!bypass) { status = 'MISS'; reason = undefined }
+        // Loaded records are new; one served stale above still makes the answer STALE, with its reason.
+        if (status === 'HIT') status = 'MISS'
       } catch (err) {
         const isStaleUsable = manyOpts.isStaleUsable ?? isUpstreamError
+        const failedAt = now()
         const reasons = misses.map((i) => {
           const e = found[i]
-          return e === undefined ? undefined : fallback(err, at - e.storedAt, manyOpts.freshnessOf(e), isStaleUsable)
+          return e === undefined ? undefined : fallback(err, failedAt - e.storedAt, manyOpts.freshnessOf(e), isStaleUsable)
         })
         if (reasons.some((r) => r === undefined)) throw err
         for (const i of misses) {

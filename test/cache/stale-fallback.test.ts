@@ -1,0 +1,86 @@
+// When a load fails, a cached entry answers in its place within the rules (README "Caching"): a refusal
+// by the budget (the global one, or the consumer's upstream share) up to CACHE_MAX_STALE_S, an upstream
+// failure within the route's stale-if-error; never an entry older than CACHE_MAX_STALE_S, counted when
+// the answer goes out (a failed load may take minutes); and an answer with any record served stale says
+// STALE and why, however many other records were loaded.
+import { test } from 'tap'
+import { buildTestApp, demoAuth, FIXTURE_IDS } from '../helper.js'
+import { bearer, consumersFile, makeConsumer } from '../consumer-helper.js'
+
+const { A, B } = FIXTURE_IDS
+const T0 = Date.UTC(2026, 0, 5, 12)
+
+test('a consumer whose upstream share is spent is answered from a stale entry, not refused', async (t) => {
+  const bot = makeConsumer('bot', { scopes: ['read'], upstream_share: 2 })
+  let clock = T0
+  const { app } = await buildTestApp(t, {
+    useRedis: false,
+    deps: { now: () => clock },
+    config: {
+      CONSUMERS_FILE: consumersFile(t, [bot]),
+      PREFETCH_ENABLED: false,
+      CACHE_FRESHNESS: JSON.stringify({ objects: { freshS: 60, swrS: 60, sieS: 3600 }, lists: { freshS: 60, swrS: 60, sieS: 3600 } })
+    }
+  })
+  const urls = [`/v1/objects/${A}`, '/v1/lists/good/objects', `/v1/objects/${A}/lightcurve`]
+  for (const url of urls) t.equal((await app.inject({ url, headers: bearer(bot.key) })).statusCode, 200, `${url} cached`)
+  // Five minutes on: past fresh and stale-while-revalidate, inside stale-if-error; the share (2: the light curve reads the object's record) is spent.
+  clock += 5 * 60_000
+  for (const url of urls) {
+    const res = await app.inject({ url, headers: bearer(bot.key) })
+    t.equal(res.statusCode, 200, `${url}: answered (was 429 GW_QUOTA_EXHAUSTED)`)
+    t.equal(res.headers['x-cache'], 'STALE')
+    t.equal(res.headers['x-cache-reason'], 'budget-low', 'the consumer\'s share of the budget is spent')
+    t.equal(res.headers.age, '300')
+  }
+  const miss = await app.inject({ url: `/v1/objects/${B}`, headers: bearer(bot.key) })
+  t.equal(miss.statusCode, 429, 'a miss nothing cached answers is still refused')
+  t.equal(miss.json().code, 'GW_QUOTA_EXHAUSTED')
+})
+
+test('a load that fails after a long wait: the entry is not served if it has passed CACHE_MAX_STALE_S meanwhile', async (t) => {
+  let offset = 0
+  const { app, sandbox } = await buildTestApp(t, {
+    useRedis: false,
+    deps: { now: () => Date.now() + offset },
+    config: {
+      CACHE_MAX_STALE_S: 10,
+      UPSTREAM_TIMEOUT_MS: 2000,
+      UPSTREAM_RETRIES: 0,
+      PREFETCH_ENABLED: false,
+      CACHE_FRESHNESS: JSON.stringify({ objects: { freshS: 1, swrS: 0, sieS: 3600 }, lists: { freshS: 1, swrS: 0, sieS: 3600 } })
+    }
+  })
+  const auth = demoAuth(app)
+  for (const url of [`/v1/objects/${A}`, '/v1/lists/good/objects', `/v1/objects?ids=${A},${B}`]) {
+    t.equal((await app.inject({ url, headers: auth })).statusCode, 200)
+  }
+  // 9 s old of a 10 s maximum when the loads start; they hang for UPSTREAM_TIMEOUT_MS (2 s).
+  offset += 9000
+  sandbox.inject({ kind: 'hang', endpoint: 'objects', times: 10 })
+  sandbox.inject({ kind: 'hang', endpoint: 'objectlist', times: 10 })
+  const answers = await Promise.all([`/v1/objects/${A}`, '/v1/lists/good/objects', `/v1/objects?ids=${A},${B}`].map(async (url) => ({ url, res: await app.inject({ url, headers: auth }) })))
+  for (const { url, res } of answers) {
+    t.not(res.statusCode, 200, `${url}: not answered with an entry now older than 10 s (${res.statusCode} ${String(res.headers.age)})`)
+    t.equal(res.json().code, 'GW_UPSTREAM_TIMEOUT')
+  }
+  sandbox.clearFaults()
+})
+
+test('a batch with a record served stale and another loaded says STALE', async (t) => {
+  let clock = T0
+  const { app } = await buildTestApp(t, {
+    useRedis: false,
+    deps: { now: () => clock },
+    config: { PREFETCH_ENABLED: false, CACHE_FRESHNESS: JSON.stringify({ objects: { freshS: 60, swrS: 3600, sieS: 3600 } }) }
+  })
+  const auth = demoAuth(app)
+  t.equal((await app.inject({ url: `/v1/objects/${A}`, headers: auth })).statusCode, 200)
+  clock += 600_000
+  // A is past fresh, inside stale-while-revalidate: served as it is, refreshed behind; B is loaded.
+  const res = await app.inject({ url: `/v1/objects?ids=${A},${B}`, headers: auth })
+  t.equal(res.statusCode, 200)
+  t.equal(res.headers['x-cache'], 'STALE', 'A is the record cached ten minutes ago')
+  t.equal(res.headers.age, '600')
+  t.match(res.headers['cache-control'], /max-age=0/, 'and nothing in it is fresh')
+})
