@@ -38,12 +38,21 @@ const OWNED_SLACK_BYTES = 1024
  * a Redis reply, zlib output, Node's small-Buffer pool) keeps the whole of it alive while stored, so the
  * budget, which counts the view's length, would undercount what is held: an MGET reply's values are
  * slices of one 64 KiB read buffer, and 5 KB of gzip output sits in a 16 KiB one. Copying costs a
- * memcpy of the value once per write.
+ * memcpy of the value once per write. The copy is made with allocUnsafeSlow: Buffer.copyBytesFrom (and
+ * every pooled allocation) puts a value under 4 KiB in a slab of Node's shared 8 KiB pool again, and a
+ * store of 300-byte values then held about 24 times its budget in slabs.
  */
 function owned (value: Buffer): Buffer {
-  return value.buffer.byteLength - value.byteLength <= OWNED_SLACK_BYTES ? value : Buffer.copyBytesFrom(value)
+  if (value.buffer.byteLength - value.byteLength <= OWNED_SLACK_BYTES) return value
+  const copy = Buffer.allocUnsafeSlow(value.length)
+  value.copy(copy)
+  return copy
 }
 
+// Per-slot overhead charged for an entry besides its key and value: the slot, its Map entry and the
+// Buffer object (measured: 2,994 cone-sized entries, no tags, held 426 B of JS heap each with their
+// ~60-byte keys). Without it a budget of small entries held twice its size.
+export const SLOT_OVERHEAD = 360
 // Derived keys start with a byte no cache key contains (keys.ts builds them from printable text).
 const DERIVED_PREFIX = '\u0000d:'
 // Per-slot overhead charged for a derived slot besides its key, body and ETag (the objects holding them).
@@ -109,7 +118,7 @@ export function createMemoryStore (opts: MemoryStoreOptions): MemoryStore {
   function write (key: string, given: Buffer, ttlMs: number): void {
     const previous = remove(key)
     const value = owned(given)
-    const size = Buffer.byteLength(key) + value.length
+    const size = Buffer.byteLength(key) + value.length + SLOT_OVERHEAD
     // A value that cannot fit would evict everything and still not fit; the old value is gone either way,
     // since keeping it would serve data the caller just replaced.
     if (ttlMs <= 0 || size > maxBytes) return
