@@ -746,6 +746,9 @@ export function createCache (opts: CacheOptions = {}) {
     /** A point in the invalidation log, for putEntries. */
     mark: (): number => invalidations.mark(),
 
+    /** Whether a write invalidated any of `tags` since `mark`, here or on another replica (when unsure: yes). */
+    isInvalidatedSince: (mark: number, tags: readonly string[]): boolean => invalidations.isInvalidatedSince(mark, tags),
+
     /** Deletes every entry carrying any of `tags` from both tiers (after a write). */
     async invalidate (tags: readonly string[]): Promise<void> {
       if (tags.length === 0) return

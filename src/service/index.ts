@@ -234,6 +234,8 @@ export function createAtlasService (app: FastifyInstance, serviceOpts: ServiceOp
     })
     : undefined
   if (prefetch !== undefined) app.upstream.objects.setFiller(prefetch.filler)
+  // A read after a write to an object does not join an objects/ call that left before it.
+  app.upstream.objects.setWrites({ mark: () => cache.mark(), isWrittenSince: (id, mark) => cache.isInvalidatedSince(mark, [views.object(id)]) })
 
   /** Invalidates every view a write changes; a prediction of a changed record in flight is not stored. */
   async function invalidateWrite (kind: WriteKind, target: WriteTarget): Promise<void> {

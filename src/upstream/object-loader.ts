@@ -19,6 +19,8 @@
 // calls (the upstream connections) are already in flight: then misses gather until one of them returns
 // (at most maxWindowMs), and go together (a call queued for a connection would wait as long, and carry
 // one id).
+// A call that left before a write to an id answers what the write replaced, so a request for that id
+// made after the write does not join it: it waits for the next call (see WriteLog).
 import { UpstreamError } from '../errors.js'
 import { splitArray } from '../lib/json-scan.js'
 import type { Metrics } from '../plugins/metrics.js'
@@ -69,6 +71,20 @@ export interface CallFiller {
   observe?: (ids: number, bytes: number) => void
 }
 
+/** What the loader knows of writes (the service: the cache's invalidation log, which hears every replica's). */
+export interface WriteLog {
+  /** A point in the log now. */
+  mark: () => number
+  /** Whether `id` was written since `mark`. */
+  isWrittenSince: (id: string, mark: number) => boolean
+}
+
+/** An id's call in flight: its record (undefined for a prediction the call dropped), and the log's mark as it left. */
+interface Flight {
+  record: Promise<RecordText | undefined>
+  mark: number
+}
+
 export type ObjectLoader = ReturnType<typeof createObjectLoader>
 
 export function createObjectLoader (opts: ObjectLoaderOptions) {
@@ -78,11 +94,12 @@ export function createObjectLoader (opts: ObjectLoaderOptions) {
   // an id in flight comes to undefined when it was a prediction its call dropped, see fetchChunk)
   let pending = new Map<string, { since: number, waiters: Waiter[] }>()
   const pendingCtx = new Set<CallContext>()
-  const inFlight = new Map<string, Promise<RecordText | undefined>>()
+  const inFlight = new Map<string, Flight>()
   let timer: NodeJS.Timeout | undefined
   let windows = 0
   let isScheduled = false
   let filler: CallFiller | undefined
+  let writes: WriteLog | undefined
   let callsInFlight = 0
   let pressure: () => number = () => 0
   const maxWindowMs = Math.max(opts.windowMs, opts.maxWindowMs ?? opts.windowMs)
@@ -184,17 +201,23 @@ export function createObjectLoader (opts: ObjectLoaderOptions) {
     for (let i = 0; i < ids.length; i += maxIds) {
       const chunk = ids.slice(i, i + maxIds)
       const predicted = fill(chunk)
+      const mark = writes?.mark() ?? 0
       const promise = fetchChunk(chunk, predicted, ctxs)
-      if (predicted.length > 0) track(predicted, chunk.length, promise)
+      if (predicted.length > 0) track(predicted, chunk.length, promise, mark)
       chunk.forEach((id, k) => {
-        const one = promise.then((records) => records[k] ?? null)
-        inFlight.set(id, one)
-        one.then(
+        const flight = { record: promise.then((records) => records[k] ?? null), mark }
+        inFlight.set(id, flight)
+        flight.record.then(
           (value) => { for (const w of batch.get(id)?.waiters ?? []) w.resolve(value) },
           (err: unknown) => { for (const w of batch.get(id)?.waiters ?? []) w.reject(err) }
-        ).finally(() => { inFlight.delete(id) })
+        ).finally(() => { land(id, flight) })
       })
     }
+  }
+
+  /** An id's call has answered; a later call for it (after a write) stays in flight. */
+  function land (id: string, flight: Flight): void {
+    if (inFlight.get(id) === flight) inFlight.delete(id)
   }
 
   /** Predicted ids for the room a chunk leaves; requested ids stay first and decide when it goes. */
@@ -213,16 +236,16 @@ export function createObjectLoader (opts: ObjectLoaderOptions) {
   }
 
   /** Predicted ids are in flight like requested ones (a request for one joins the call); the filler gets their records. */
-  function track (predicted: string[], offset: number, promise: Promise<Array<RecordText | undefined>>): void {
+  function track (predicted: string[], offset: number, promise: Promise<Array<RecordText | undefined>>, mark: number): void {
     const picker = filler
     const release = picker?.hold?.(predicted)
     const records = promise.then((all) => all.slice(offset))
     predicted.forEach((id, k) => {
       // Out of inFlight before a request that joined sees the outcome, so that it can ask again for a
       // dropped prediction (loadOne).
-      const one = records.then((r) => r[k]).finally(() => { inFlight.delete(id) })
-      inFlight.set(id, one)
-      one.catch(() => {})
+      const flight: Flight = { record: records.then((r) => r[k]).finally(() => { land(id, flight) }), mark }
+      inFlight.set(id, flight)
+      flight.record.catch(() => {})
     })
     // A failed call loses only predictions: the requested ids' waiters get the error. So does a call
     // that dropped them.
@@ -231,12 +254,12 @@ export function createObjectLoader (opts: ObjectLoaderOptions) {
     }).catch(() => {}).finally(() => { release?.() })
   }
 
-  /** The record of one id: joins its call in flight, or waits for the next. */
+  /** The record of one id: joins its call in flight (unless the id was written since it left), or waits for the next. */
   function loadOne (id: string, ctx: CallContext): Promise<RecordText> {
     const flying = inFlight.get(id)
-    if (flying !== undefined) {
+    if (flying !== undefined && writes?.isWrittenSince(id, flying.mark) !== true) {
       opts.metrics.coalesced.inc({ kind: 'single_flight' })
-      return flying.then((record) => record === undefined ? loadOne(id, ctx) : record)
+      return flying.record.then((record) => record === undefined ? loadOne(id, ctx) : record)
     }
     // The request shares the upstream calls of the window it joins (its access log line counts them;
     // the call is charged once, see chargeOne).
@@ -281,6 +304,8 @@ export function createObjectLoader (opts: ObjectLoaderOptions) {
     },
     /** Sets (or, with undefined, removes) what tops calls up with predicted ids. */
     setFiller (next: CallFiller | undefined): void { filler = next },
+    /** Sets what tells the loader of writes (none: a request always joins its id's call in flight). */
+    setWrites (next: WriteLog | undefined): void { writes = next },
     /** Sets how much budget pressure there is now (0 none … 1 full), which widens the batching window. */
     setPressure (next: (() => number) | undefined): void { pressure = next ?? (() => 0) },
     /** The batching window a miss arriving now would open (ms): maxWindowMs while a call is in flight. */
