@@ -10,7 +10,7 @@
 // misses nothing cached can answer; a load refused by the budget is answered by any entry within the
 // maximum staleness. Nothing older than the maximum staleness is ever served stale.
 import { createResendQueue } from '../lib/resend-queue.js'
-import { createSingleFlight } from '../lib/single-flight.js'
+import { createSingleFlight, type SingleFlight } from '../lib/single-flight.js'
 import type { CacheStore, StoreEntry } from './store.js'
 import { createEntry, decodeEntry as decodeBytes, encodeSharing, type CacheEntry } from './entry.js'
 import { DEFAULT_FRESHNESS, storeTtlMs, type Freshness, type FreshnessTable, type RouteId } from './freshness.js'
@@ -44,6 +44,11 @@ export interface FetchOptions {
   bypass?: boolean
   /** Whether a loader error may be answered with a stale entry (default: GW_UPSTREAM_* errors). */
   isStaleUsable?: (err: unknown) => boolean
+  /**
+   * The tags the loader's entry will carry, when known before the load: a read or load in flight since
+   * before a write of any of them is not joined (its answer may predate the write); a new one starts.
+   */
+  tags?: readonly string[]
 }
 
 export interface FetchResult { entry: CacheEntry, status: CacheStatus, ageS: number, reason?: StaleReason }
@@ -132,6 +137,12 @@ export type Cache = ReturnType<typeof createCache>
 
 const DEFAULT_ROUTE = 'other'
 
+/** A fetch's loader, carrying its FetchOptions.tags down to the load it shares (loadShared). */
+interface Loader {
+  (): Promise<LoaderResult>
+  readonly tags?: readonly string[]
+}
+
 /** One read's outcome, shared by every request that joined it. */
 interface Answer { entry: CacheEntry, status: CacheStatus, reason?: StaleReason }
 
@@ -198,6 +209,8 @@ export function createCache (opts: CacheOptions = {}) {
   })
   const reads = createSingleFlight<string, Answer>()
   const loads = createSingleFlight<string, CacheEntry | undefined>()
+  // Where the invalidation log stood as each read and load in flight started.
+  const flightMarks = new WeakMap<Promise<unknown>, number>()
   // Background refreshes, and the L2 writes (with the fill locks released after them) that an answer
   // did not wait for: each kept in its set until it settles (drain, settleWrites).
   const background = new Set<Promise<void>>()
@@ -324,11 +337,22 @@ export function createCache (opts: CacheOptions = {}) {
     return entry
   }
 
+  /**
+   * Runs `fn` as the flight of `key`, or joins the one in flight, unless a write invalidated `tags`
+   * since that one started: it may answer what the write replaced, so `fn` runs and takes its place.
+   */
+  async function share<V> (flights: SingleFlight<string, V>, key: string, fn: () => Promise<V>, tags?: readonly string[]): Promise<V> {
+    const mark = invalidations.mark()
+    const shared = flights.run(key, fn, (current) => tags === undefined || !invalidations.isInvalidatedSince(flightMarks.get(current) ?? mark, tags))
+    if (!flightMarks.has(shared)) flightMarks.set(shared, mark)
+    return shared
+  }
+
   /** One load per key in this process; with the lock, one per key across replicas. `after`: the stale entry's storedAt. */
   async function loadShared (
-    key: string, freshness: Freshness, loader: () => Promise<LoaderResult>, isBackground: boolean, after?: number
+    key: string, freshness: Freshness, loader: Loader, isBackground: boolean, after?: number
   ): Promise<CacheEntry | undefined> {
-    return loads.run(key, async () => {
+    return share(loads, key, async () => {
       if (lock === undefined) return loadAndStore(key, freshness, loader)
       const got = await lock.acquire(key)
       if (got.isAcquired) {
@@ -344,15 +368,15 @@ export function createCache (opts: CacheOptions = {}) {
       opts.onCoalesced?.('lock-wait')
       const filled = await lock.waitFor(key, async () => fromL2(key, after))
       return filled ?? loadAndStore(key, freshness, loader)
-    })
+    }, loader.tags)
   }
 
-  async function loadForeground (key: string, freshness: Freshness, loader: () => Promise<LoaderResult>, after?: number): Promise<CacheEntry> {
+  async function loadForeground (key: string, freshness: Freshness, loader: Loader, after?: number): Promise<CacheEntry> {
     // Joining a background refresh that deferred to another replica yields nothing; then load directly.
     return (await loadShared(key, freshness, loader, false, after)) ?? loadAndStore(key, freshness, loader)
   }
 
-  function refreshInBackground (key: string, freshness: Freshness, loader: () => Promise<LoaderResult>, after: number): void {
+  function refreshInBackground (key: string, freshness: Freshness, loader: Loader, after: number): void {
     if (loads.has(key)) return
     keep(background, loadShared(key, freshness, loader, true, after), (err) => { opts.onRefreshError?.(err, key) })
   }
@@ -708,15 +732,19 @@ export function createCache (opts: CacheOptions = {}) {
 
     async fetch (key: string, freshness: Freshness, loader: () => Promise<LoaderResult>, fetchOpts: FetchOptions = {}): Promise<FetchResult> {
       const route = fetchOpts.route ?? DEFAULT_ROUTE
+      const load: Loader = fetchOpts.tags === undefined ? loader : Object.assign(async () => loader(), { tags: fetchOpts.tags })
       if (fetchOpts.bypass === true) {
         // Shares an in-flight load (its answer is as new as ours would be), never a cached value.
-        const entry = await loads.run(key, async () => loadAndStore(key, freshness, loader))
-        return finish({ entry: entry ?? await loadAndStore(key, freshness, loader), status: 'BYPASS' }, route)
+        const entry = await share(loads, key, async () => loadAndStore(key, freshness, load), load.tags)
+        return finish({ entry: entry ?? await loadAndStore(key, freshness, load), status: 'BYPASS' }, route)
       }
       // The whole read (lookup included) is shared: a request arriving while a fill is being stored
       // cannot slip between a miss and the store and start a second load.
-      const isJoining = reads.has(key)
-      const answer = await reads.run(key, async () => read(key, freshness, loader, fetchOpts.isStaleUsable ?? isUpstreamError))
+      let isJoining = true
+      const answer = await share(reads, key, async () => {
+        isJoining = false
+        return read(key, freshness, load, fetchOpts.isStaleUsable ?? isUpstreamError)
+      }, load.tags)
       if (isJoining && answer.status === 'MISS') opts.onCoalesced?.('single-flight')
       return finish(answer, route)
     },

@@ -3,8 +3,11 @@
 // failure is never remembered: the next caller after a rejection starts a fresh call.
 
 export interface SingleFlight<K, V> {
-  /** Runs `fn` unless a call for `key` is already in flight, in which case its promise is shared. */
-  run: (key: K, fn: () => Promise<V>) => Promise<V>
+  /**
+   * Runs `fn` unless a call for `key` is already in flight, in which case its promise is shared. With
+   * `canJoin`, a call in flight it refuses is not shared: `fn` runs and takes its place for later callers.
+   */
+  run: (key: K, fn: () => Promise<V>, canJoin?: (current: Promise<V>) => boolean) => Promise<V>
   /** Whether a call for `key` is in flight (callers use it to count coalesced requests). */
   has: (key: K) => boolean
   /** Number of keys in flight. */
@@ -14,9 +17,9 @@ export interface SingleFlight<K, V> {
 export function createSingleFlight<K, V> (): SingleFlight<K, V> {
   const inFlight = new Map<K, Promise<V>>()
   return {
-    run (key, fn) {
+    run (key, fn, canJoin) {
       const current = inFlight.get(key)
-      if (current !== undefined) return current
+      if (current !== undefined && (canJoin?.(current) ?? true)) return current
       // Promise.resolve().then(fn) would defer the start by a tick; calling fn here keeps the start
       // synchronous while a synchronous throw still becomes a rejection shared by every joiner.
       let started: Promise<V>

@@ -277,6 +277,7 @@ export function createAtlasService (app: FastifyInstance, serviceOpts: ServiceOp
 
   async function fetchTable (request: FastifyRequest, route: RouteId, endpoint: UpstreamEndpoint, fields: Fields, tags: string[]) {
     let loaded: LoadedTable | undefined
+    const entryTags = [cacheTags.route(route), ...tags]
     const result = await cache.fetch(buildCacheKey(route, fields), cache.freshness(route), async () => {
       const reply = await app.upstream.client.call(endpoint, fields, callContext(request))
       if (reply.status !== 200) {
@@ -287,8 +288,8 @@ export function createAtlasService (app: FastifyInstance, serviceOpts: ServiceOp
       const value = tableValue(endpoint, reply)
       const body = Buffer.from(reply.text, 'utf8')
       loaded = { body, value }
-      return { body, contentType: JSON_TYPE, tags: [cacheTags.route(route), ...tags] }
-    }, { route, bypass: wantsBypass(request) })
+      return { body, contentType: JSON_TYPE, tags: entryTags }
+    }, { route, bypass: wantsBypass(request), tags: entryTags })
     request.cacheStatus = result.status
     const field = LIST_MEMBER_FIELD[endpoint]
     if (prefetch !== undefined && field !== undefined && LIST_ROUTES.has(route)) {
