@@ -54,13 +54,15 @@ const claimed = (app: FastifyInstance): number => sightings.get(app)?.claims ?? 
 /**
  * Whole tokens the bucket holds now, as far as this replica can tell without asking the store: the
  * figure of the last upstream call plus the refill since this module first saw that figure (a new
- * figure restarts the count). Infinity before the first call.
+ * figure restarts the count), less the tokens claimed since. Infinity before the first call.
  */
 export function estimatedRemaining (app: FastifyInstance): number {
   const remaining = app.upstream.client.budgetRemaining
   if (!Number.isFinite(remaining)) return remaining
   const { capacity, windowMs } = parseRate(app.config.UPSTREAM_RATE)
-  return Math.min(capacity, Math.floor(remaining + sinceFigure(app) * capacity / windowMs))
+  // Claims come off the bucket too, not only off the pace: with a headroom above half the bucket, the
+  // pace's burst (the headroom) holds more tokens than lie above the headroom.
+  return Math.min(capacity, Math.floor(remaining + sinceFigure(app) * capacity / windowMs)) - claimed(app)
 }
 
 /** The pace now, likewise: the last call's figure plus its refill since (never above its burst). */

@@ -232,6 +232,30 @@ test('a replica that has made no upstream call yet spends at most one token on b
   t.notOk(backgroundAllowed(b.app), 'once a call brought the figure, the headroom holds')
 })
 
+test('concurrent revalidations never spend the bucket below a headroom of more than half of it', async (t) => {
+  // 100/hour with a headroom of 60: the pace's burst is 60 too, so the pace alone allowed every claim the
+  // bucket's headroom should have refused. 39 cone entries, warmed by 39 misses (61 tokens left, 65 after
+  // 150 s of refill), all read stale at once: only 5 tokens lie above the headroom.
+  // Until 2026-12-01 claims came off the pace only: 22 refreshes, 43 tokens left.
+  const { app, sandbox, get, advance } = await clockedApp(t, {
+    UPSTREAM_RATE: '100/hour',
+    UPSTREAM_BACKGROUND_HEADROOM: '60',
+    CACHE_FRESHNESS: JSON.stringify({ cone: { freshS: 1, swrS: 3600, sieS: 3600 } })
+  })
+  const cone = (i: number) => get(`/v1/cone?ra=${i + 1}&dec=0&radius=5`)
+  for (let i = 0; i < 39; i++) t.equal((await cone(i)).statusCode, 200)
+  t.equal(app.upstream.client.budgetRemaining, 61)
+  t.ok(backgroundAllowed(app), 'the estimate refills from here')
+  advance(150_000)
+  t.equal(estimatedRemaining(app), 65)
+  sandbox.resetCalls()
+  const stale = await Promise.all(Array.from({ length: 39 }, async (_, i) => cone(i)))
+  await app.cache.drain()
+  t.ok(stale.every((r) => r.statusCode === 200 && r.headers['x-cache'] === 'STALE'), 'all answered from the cache')
+  t.equal(calls(sandbox), 5, `${calls(sandbox)} refreshes: one for each token above the headroom`)
+  t.equal(app.upstream.client.budgetRemaining, 60, `${app.upstream.client.budgetRemaining} tokens left: the headroom is kept for misses`)
+})
+
 test('the pace spent, the bucket not: stale entries answer without a call up to CACHE_MAX_STALE_S; misses and older entries still load', async (t) => {
   // Memory mode on an injected clock. 10/hour with a headroom of 2: the pace holds 2 tokens.
   const { app, sandbox, get, at } = await clockedApp(t, {
