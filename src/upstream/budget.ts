@@ -20,9 +20,14 @@ export interface BudgetTake {
   ok: boolean
   /** Whole tokens left after this take (ok) or now (refused). */
   remaining: number
-  /** When refused: seconds until a token is available or the pause ends. */
+  /**
+   * When refused: seconds until a take can succeed, the later of the pause's end and a token in the
+   * bucket (a pause often comes with the bucket spent: its end alone would only bring another refusal).
+   */
   retryAfterS: number
   reason?: 'budget' | 'paused'
+  /** When paused: seconds the pause has left. */
+  pauseS?: number
   /** The pace after this take (ok) or now (refused): may be fractional or negative; see above. */
   pace: number
 }
@@ -79,17 +84,21 @@ export function createMemoryBudget (rate: string, now: () => number = Date.now, 
     pace = Math.min(paceCapacity, pace + (t - updatedAt) * (capacity - paceCapacity) / windowMs)
     updatedAt = t
   }
+  const tokenWaitS = (): number => tokens >= 1 ? 0 : Math.ceil((1 - tokens) * windowMs / capacity / 1000)
   return {
     async take () {
       const pausedMs = pausedUntil - now()
       refill()
-      if (pausedMs > 0) return { ok: false, remaining: Math.floor(tokens), retryAfterS: Math.ceil(pausedMs / 1000), reason: 'paused', pace }
+      if (pausedMs > 0) {
+        const pauseS = Math.ceil(pausedMs / 1000)
+        return { ok: false, remaining: Math.floor(tokens), retryAfterS: Math.max(pauseS, tokenWaitS()), reason: 'paused', pauseS, pace }
+      }
       if (tokens >= 1) {
         tokens -= 1
         pace = Math.max(-capacity, pace - 1)
         return { ok: true, remaining: Math.floor(tokens), retryAfterS: 0, pace }
       }
-      return { ok: false, remaining: 0, retryAfterS: Math.ceil((1 - tokens) * windowMs / capacity / 1000), reason: 'budget', pace }
+      return { ok: false, remaining: 0, retryAfterS: tokenWaitS(), reason: 'budget', pace }
     },
     async refund () {
       refill()
@@ -120,18 +129,20 @@ tokens = math.min(capacity, tokens + math.max(0, now - ts) * capacity / window)
 pace = math.min(burst, pace + math.max(0, now - ts) * (capacity - burst) / window)
 `
 
-// KEYS[2] pause key. Takes one token unless paused. Returns {ok, remaining, wait ms, paused, pace}
-// (the pace as text: Lua numbers become integers in a reply).
+// KEYS[2] pause key. Takes one token unless paused. Returns {ok, remaining, wait ms, paused, pace,
+// pause ms} (the pace as text: Lua numbers become integers in a reply); while paused the wait is the
+// later of the pause's end and a token in the bucket.
 const TAKE_LUA = REFILL_LUA + `
 local pause = redis.call('PTTL', KEYS[2])
-if pause > 0 then return {0, math.floor(tokens), pause, 1, tostring(pace)} end
+local function token_wait () if tokens >= 1 then return 0 end return math.ceil((1 - tokens) * window / capacity) end
+if pause > 0 then return {0, math.floor(tokens), math.max(pause, token_wait()), 1, tostring(pace), pause} end
 local ok = 0
 if tokens >= 1 then tokens = tokens - 1; pace = math.max(-capacity, pace - 1); ok = 1 end
 redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ts', now, 'pace', tostring(pace))
 redis.call('PEXPIRE', KEYS[1], window * 2)
 local wait = 0
-if ok == 0 then wait = math.ceil((1 - tokens) * window / capacity) end
-return {ok, math.floor(tokens), wait, 0, tostring(pace)}
+if ok == 0 then wait = token_wait() end
+return {ok, math.floor(tokens), wait, 0, tostring(pace), 0}
 `
 
 // Adds one token (never above capacity) and one to the pace, and returns the whole tokens left, so a
@@ -152,7 +163,7 @@ if redis.call('PTTL', KEYS[1]) < ms then redis.call('SET', KEYS[1], '1', 'PX', m
 return 0
 `
 
-type BudgetCommand = (bucket: string, pause: string, capacity: number, windowMs: number, burst: number) => Promise<[number, number, number, number, string]>
+type BudgetCommand = (bucket: string, pause: string, capacity: number, windowMs: number, burst: number) => Promise<[number, number, number, number, string, number]>
 type RefundCommand = (bucket: string, capacity: number, windowMs: number, burst: number) => Promise<number>
 
 /** `burst`: the pace's capacity (default a fifth of the bucket's); see the top of this file. */
@@ -169,14 +180,16 @@ export function createRedisBudget (redis: Redis, prefix: string, rate: string, b
   const bucketKey = `${prefix}{budget}:${rate}`
   const pauseKey = `${prefix}{budget}:pause`
   async function run () {
-    const [ok, remaining, waitMs, paused, pace] = await command(bucketKey, pauseKey, capacity, windowMs, paceCapacity)
-    return { ok: ok === 1, remaining, waitMs, paused: paused === 1, pace: Number(pace) }
+    const [ok, remaining, waitMs, paused, pace, pauseMs] = await command(bucketKey, pauseKey, capacity, windowMs, paceCapacity)
+    return { ok: ok === 1, remaining, waitMs, paused: paused === 1, pace: Number(pace), pauseMs }
   }
   return {
     async take () {
       const r = await run()
       if (r.ok) return { ok: true, remaining: r.remaining, retryAfterS: 0, pace: r.pace }
-      return { ok: false, remaining: r.remaining, retryAfterS: Math.max(1, Math.ceil(r.waitMs / 1000)), reason: r.paused ? 'paused' : 'budget', pace: r.pace }
+      const retryAfterS = Math.max(1, Math.ceil(r.waitMs / 1000))
+      if (!r.paused) return { ok: false, remaining: r.remaining, retryAfterS, reason: 'budget', pace: r.pace }
+      return { ok: false, remaining: r.remaining, retryAfterS, reason: 'paused', pauseS: Math.max(1, Math.ceil(r.pauseMs / 1000)), pace: r.pace }
     },
     refund: () => refundCommand(bucketKey, capacity, windowMs, paceCapacity),
     async pause (seconds) {
@@ -254,7 +267,7 @@ export function createBudgetGate (budget: UpstreamBudget, metrics: Metrics, log:
       if (take.ok) takes++
       metrics.upstreamBudgetRemaining.set(take.remaining)
       // The pause gauge shows the pause left; any answer that is not "paused" means there is none.
-      metrics.upstreamPauseSeconds.set(take.reason === 'paused' ? take.retryAfterS : 0)
+      metrics.upstreamPauseSeconds.set(take.reason === 'paused' ? take.pauseS ?? take.retryAfterS : 0)
       if (!take.ok) throw budgetError(take.retryAfterS, take.reason)
       return take.remaining
     },

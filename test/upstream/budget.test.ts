@@ -67,7 +67,32 @@ for (const [name, make] of makers) {
     t.match(take, { ok: false, reason: 'paused' })
     t.ok(take.retryAfterS > 50 && take.retryAfterS <= 60)
   })
+
+  // An upstream 429 on the call that spent the bucket: the pause ends long before a token is back.
+  // Until 2026-12-01 a paused take answered the pause's 60 s, and the retry then 1,139 s more.
+  test(`${name} budget: a pause over an empty bucket answers the wait for a token when that is longer`, { skip: make === undefined ? 'REDIS_URL is not set' : false }, async (t) => {
+    if (make === undefined) return
+    const budget = await make(t, '3/hour')
+    for (let i = 0; i < 3; i++) t.match(await budget.take(), { ok: true })
+    await budget.pause(60)
+    const take = await budget.take()
+    t.match(take, { ok: false, reason: 'paused' })
+    t.ok(take.retryAfterS > 1190 && take.retryAfterS <= 1200, `retry after ${take.retryAfterS} s: a token every 1,200 s`)
+    t.ok(take.pauseS !== undefined && take.pauseS > 50 && take.pauseS <= 60, `the pause alone: ${take.pauseS} s`)
+  })
 }
+
+test('a pause over an empty bucket: the retry after the pause answers the same wait (memory, injected clock)', async (t) => {
+  let clock = 0
+  const budget = createMemoryBudget('3/hour', () => clock)
+  for (let i = 0; i < 3; i++) await budget.take()
+  await budget.pause(60)
+  t.match(await budget.take(), { ok: false, reason: 'paused', retryAfterS: 1200, pauseS: 60 })
+  clock += 61_000
+  t.match(await budget.take(), { ok: false, reason: 'budget', retryAfterS: 1139 }, 'nothing changed but the pause ended')
+  await budget.pause(3600)
+  t.match(await budget.take(), { ok: false, reason: 'paused', retryAfterS: 3600, pauseS: 3600 }, 'a pause longer than the wait for a token')
+})
 
 test('the pace refills (capacity - burst) per window, up to its burst (memory, injected clock)', async (t) => {
   let clock = 0
