@@ -31,10 +31,21 @@ export function backgroundHeadroom (config: Pick<Config, 'UPSTREAM_RATE' | 'UPST
   return parseHeadroom(config.UPSTREAM_RATE, config.UPSTREAM_BACKGROUND_HEADROOM)
 }
 
-interface Sighting { seen: number, at: number, claims: number }
+// Claims: when each outstanding one was made (performance.now(): the batching windows run on real time).
+interface Sighting { seen: number, at: number, claims: number[] }
 
 // Per app: the last budget figure the client reported and when this module first saw it.
 const sightings = new WeakMap<FastifyInstance, Sighting>()
+
+// Beyond the widest batching window, what a claimed load may wait before its take: the fill lock, the
+// consumer's share.
+const CLAIM_SLACK_MS = 250
+
+/**
+ * How long a claim counts once a new figure arrives: a figure from any other call (a foreground miss)
+ * does not show a claimed load that still waits in the object loader's batching window.
+ */
+const claimHoldMs = (app: FastifyInstance): number => app.config.UPSTREAM_BATCH_WINDOW_MAX_MS + CLAIM_SLACK_MS
 
 /** Ms since this module first saw the client's current budget figures (0 for a new figure). */
 function sinceFigure (app: FastifyInstance): number {
@@ -42,14 +53,19 @@ function sinceFigure (app: FastifyInstance): number {
   const now = app.cache.now()
   let s = sightings.get(app)
   if (s === undefined || s.seen !== seen || now < s.at) {
-    s = { seen, at: now, claims: 0 }
+    const since = performance.now() - claimHoldMs(app)
+    s = { seen, at: now, claims: s?.claims.filter((at) => at > since) ?? [] }
     sightings.set(app, s)
   }
   return now - s.at
 }
 
-/** Tokens of the pace promised to work that can wait since the last figure (the figure will show them). */
-const claimed = (app: FastifyInstance): number => sightings.get(app)?.claims ?? 0
+/**
+ * Tokens promised to work that can wait and not yet shown by a figure: those since the last figure and
+ * those too recent for it to show (their loads may still wait for a window; counting one twice for a
+ * moment only delays background work).
+ */
+const claimed = (app: FastifyInstance): number => sightings.get(app)?.claims.length ?? 0
 
 /**
  * Whole tokens the bucket holds now, as far as this replica can tell without asking the store: the
@@ -112,7 +128,7 @@ export function backgroundAllowed (app: FastifyInstance, claim = false, overdue 
     ? estimatedRemaining(app) > backgroundHeadroom(app.config) && estimatedPace(app) >= paceNeeded(app, overdue)
     : allowedWithoutFigure(app)
   const s = sightings.get(app)
-  if (allowed && claim && s !== undefined) s.claims++
+  if (allowed && claim && s !== undefined) s.claims.push(performance.now())
   return allowed
 }
 

@@ -256,6 +256,37 @@ test('concurrent revalidations never spend the bucket below a headroom of more t
   t.equal(app.upstream.client.budgetRemaining, 60, `${app.upstream.client.budgetRemaining} tokens left: the headroom is kept for misses`)
 })
 
+test('a claim waiting in the batching window still counts after a foreground call brings a new figure', async (t) => {
+  // 100/hour with a headroom of 60 and 62 tokens left: two above the headroom. A stale object's refresh
+  // claims one and waits in a 300 ms batching window; meanwhile a foreground miss spends the other.
+  // Until 2026-12-01 the miss's figure dropped the claim, a stale cone refreshed on it: 3 calls, 59 left.
+  const { app, sandbox, get, advance } = await clockedApp(t, {
+    UPSTREAM_RATE: '100/hour',
+    UPSTREAM_BACKGROUND_HEADROOM: '60',
+    UPSTREAM_BATCH_WINDOW_MS: 300,
+    UPSTREAM_BATCH_WINDOW_MAX_MS: 300,
+    CACHE_FRESHNESS: JSON.stringify({ objects: { freshS: 1, swrS: 3600, sieS: 3600 }, cone: { freshS: 1, swrS: 3600, sieS: 3600 } })
+  })
+  const id = String(sandbox.ids()[0])
+  const cone = (i: number) => get(`/v1/cone?ra=${i + 1}&dec=0&radius=5`)
+  t.equal((await get(`/v1/objects/${id}`)).statusCode, 200)
+  for (let i = 0; i < 40; i++) t.equal((await cone(i)).statusCode, 200)
+  t.equal(app.upstream.client.budgetRemaining, 59)
+  t.notOk(backgroundAllowed(app), 'the estimate refills from here')
+  // Two minutes on the entries need one token of the pace, and the bucket has earned 3.4 tokens.
+  advance(121_000)
+  t.equal(estimatedRemaining(app), 62)
+  sandbox.resetCalls()
+  const object = get(`/v1/objects/${id}`)
+  t.equal((await object).headers['x-cache'], 'STALE', 'the object refresh claims a token and waits in the window')
+  t.equal((await cone(100)).headers['x-cache'], 'MISS', 'a foreground miss takes the other token')
+  t.equal((await cone(0)).headers['x-cache'], 'STALE')
+  await sleep(400)
+  await app.cache.drain()
+  t.equal(sandbox.calls.get('objects'), 1, `${[...sandbox.calls].join(' ')}: the claimed refresh ran`)
+  t.ok(app.upstream.client.budgetRemaining >= 60, `${app.upstream.client.budgetRemaining} tokens left, ${calls(sandbox)} calls: the stale cone was not refreshed on the claimed token`)
+})
+
 test('the pace spent, the bucket not: stale entries answer without a call up to CACHE_MAX_STALE_S; misses and older entries still load', async (t) => {
   // Memory mode on an injected clock. 10/hour with a headroom of 2: the pace holds 2 tokens.
   const { app, sandbox, get, at } = await clockedApp(t, {
