@@ -1,5 +1,5 @@
 // A read made after a write never takes its answer from an upstream call that left before the write:
-// such a call answers (and, joined, would store) what the write replaced. Until 2026-12-01 a read of an
+// such a call answers (and, joined, would store) what the write replaced. Until 2026-12-02 a read of an
 // object after a write to it joined an objects/ call in flight since before the write and stored the
 // pre-write record as fresh, and a table read joined a read of the table started before the write.
 import { test } from 'tap'

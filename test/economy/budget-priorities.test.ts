@@ -36,6 +36,9 @@ async function clockedApp (t: Test, config: Record<string, string | number | boo
   return { ...built, advance: (ms: number) => { clock += ms }, at: (ms: number) => { clock = T0 + ms } }
 }
 
+/** A cone at its own position: each i a distinct cache entry. */
+const coneUrl = (i: number): string => `/v1/cone?ra=${i + 1}&dec=0&radius=5`
+
 function calls (sandbox: { calls: Map<string, number> }): number {
   let n = 0
   for (const [endpoint, count] of sandbox.calls) if (endpoint !== 'auth-token') n += count
@@ -236,13 +239,13 @@ test('concurrent revalidations never spend the bucket below a headroom of more t
   // 100/hour with a headroom of 60: the pace's burst is 60 too, so the pace alone allowed every claim the
   // bucket's headroom should have refused. 39 cone entries, warmed by 39 misses (61 tokens left, 65 after
   // 150 s of refill), all read stale at once: only 5 tokens lie above the headroom.
-  // Until 2026-12-01 claims came off the pace only: 22 refreshes, 43 tokens left.
+  // Until 2026-12-02 claims came off the pace only: 22 refreshes, 43 tokens left.
   const { app, sandbox, get, advance } = await clockedApp(t, {
     UPSTREAM_RATE: '100/hour',
     UPSTREAM_BACKGROUND_HEADROOM: '60',
     CACHE_FRESHNESS: JSON.stringify({ cone: { freshS: 1, swrS: 3600, sieS: 3600 } })
   })
-  const cone = (i: number) => get(`/v1/cone?ra=${i + 1}&dec=0&radius=5`)
+  const cone = (i: number) => get(coneUrl(i))
   for (let i = 0; i < 39; i++) t.equal((await cone(i)).statusCode, 200)
   t.equal(app.upstream.client.budgetRemaining, 61)
   t.ok(backgroundAllowed(app), 'the estimate refills from here')
@@ -259,7 +262,7 @@ test('concurrent revalidations never spend the bucket below a headroom of more t
 test('a claim waiting in the batching window still counts after a foreground call brings a new figure', async (t) => {
   // 100/hour with a headroom of 60 and 62 tokens left: two above the headroom. A stale object's refresh
   // claims one and waits in a 300 ms batching window; meanwhile a foreground miss spends the other.
-  // Until 2026-12-01 the miss's figure dropped the claim, a stale cone refreshed on it: 3 calls, 59 left.
+  // Until 2026-12-02 the miss's figure dropped the claim, a stale cone refreshed on it: 3 calls, 59 left.
   const { app, sandbox, get, advance } = await clockedApp(t, {
     UPSTREAM_RATE: '100/hour',
     UPSTREAM_BACKGROUND_HEADROOM: '60',
@@ -268,7 +271,7 @@ test('a claim waiting in the batching window still counts after a foreground cal
     CACHE_FRESHNESS: JSON.stringify({ objects: { freshS: 1, swrS: 3600, sieS: 3600 }, cone: { freshS: 1, swrS: 3600, sieS: 3600 } })
   })
   const id = String(sandbox.ids()[0])
-  const cone = (i: number) => get(`/v1/cone?ra=${i + 1}&dec=0&radius=5`)
+  const cone = (i: number) => get(coneUrl(i))
   t.equal((await get(`/v1/objects/${id}`)).statusCode, 200)
   for (let i = 0; i < 40; i++) t.equal((await cone(i)).statusCode, 200)
   t.equal(app.upstream.client.budgetRemaining, 59)

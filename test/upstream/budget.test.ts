@@ -69,7 +69,7 @@ for (const [name, make] of makers) {
   })
 
   // An upstream 429 on the call that spent the bucket: the pause ends long before a token is back.
-  // Until 2026-12-01 a paused take answered the pause's 60 s, and the retry then 1,139 s more.
+  // Until 2026-12-02 a paused take answered the pause's 60 s, and the retry then 1,139 s more.
   test(`${name} budget: a pause over an empty bucket answers the wait for a token when that is longer`, { skip: make === undefined ? 'REDIS_URL is not set' : false }, async (t) => {
     if (make === undefined) return
     const budget = await make(t, '3/hour')
