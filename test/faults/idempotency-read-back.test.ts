@@ -11,8 +11,10 @@ import { buildTestApp, demoAuth, FIXTURE_IDS, startTestSandbox, UNUSED_UPSTREAM 
 import type { Sandbox } from '../../src/sandbox/index.js'
 
 const { A, C, D, E, F } = FIXTURE_IDS
-const TIMEOUT_MS = 300
-const DELAY_MS = 700
+// The writes' replies come after the timeout; every other call (reads, read-backs) must fit in it, also
+// on a loaded CI machine (at 300 ms a first read of an object timed out there once).
+const TIMEOUT_MS = 1000
+const DELAY_MS = 1500
 // The `vra` custom list is upstream object group 73.
 const VRA_GROUP = 73
 

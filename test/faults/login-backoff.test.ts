@@ -90,7 +90,11 @@ test('two replicas share one backoff: one login attempt per step for the deploym
   // 40 concurrent misses over both replicas, then more in rounds while steps pass.
   const on = (i: number) => i % 2 === 0 ? { app: a.app, name: 'a' } : { app: b.app, name: 'b' }
   const outcomes: Array<Outcome & { detail?: string }> = await Promise.all(Array.from({ length: 40 }, (_, i) => coneOn(on(i).app, on(i).name, i)))
-  t.equal(sandbox.calls.get('auth-token'), 1, '40 concurrent misses on 2 replicas: one login attempt')
+  // One login, unless the burst itself outlasted a backoff step (jittered: 200 ms at the least), as a
+  // loaded CI machine once made it: then one more per step, as below.
+  const burstMs = performance.now() - started
+  const burstLogins = sandbox.calls.get('auth-token') ?? 0
+  t.ok(burstLogins >= 1 && burstLogins <= maxAttempts(burstMs, 400, 400), `40 concurrent misses on 2 replicas in ${Math.round(burstMs)} ms: ${burstLogins} login attempt(s), one per backoff step`)
   for (let round = 0; round < 10; round++) {
     await new Promise((resolve) => setTimeout(resolve, 100))
     outcomes.push(...await Promise.all(Array.from({ length: 6 }, (_, i) => coneOn(on(i).app, on(i).name, 100 + round * 6 + i))))
