@@ -58,20 +58,22 @@ export function createRedisUsageStore (redis: Redis, prefix: string, retentionDa
   const lastKey = `${prefix}last-used`
   return {
     async add ({ id, delta, lastUsed }) {
-      const pipeline = redis.pipeline()
+      // One command per day and one for last_used, not one pipeline: their keys hash to different slots,
+      // and a Cluster refuses a pipeline across slots of different masters (it did, and the failure
+      // marked Redis down for every user at each flush). Each is applied once (the batch guard, the max).
+      const sent: Array<Promise<unknown>> = []
       for (const [day, consumers] of delta) {
         const key = dayKey(day)
         const increments: Array<string | number> = []
         for (const [consumer, counters] of consumers) {
           for (const [name, n] of Object.entries(counters)) increments.push(`${consumer}|${name}`, n)
         }
-        pipeline.eval(ADD_DAY_LUA, 2, key, `${key}:batch:${id}`, expiresAt(day, retentionDays), BATCH_GUARD_S, ...increments)
+        sent.push(redis.eval(ADD_DAY_LUA, 2, key, `${key}:batch:${id}`, expiresAt(day, retentionDays), BATCH_GUARD_S, ...increments))
       }
       // last_used is the later of the stored and the sent time, not added: sent again, it counts nothing twice.
-      if (lastUsed.size > 0) pipeline.eval(LAST_USED_LUA, 1, lastKey, ...[...lastUsed].flat())
-      const results = await pipeline.exec()
-      const failed = results?.find(([err]) => err !== null)?.[0]
-      if (failed !== undefined && failed !== null) throw failed
+      if (lastUsed.size > 0) sent.push(redis.eval(LAST_USED_LUA, 1, lastKey, ...[...lastUsed].flat()))
+      const failed = (await Promise.allSettled(sent)).find((r) => r.status === 'rejected')
+      if (failed !== undefined) throw (failed as PromiseRejectedResult).reason
     },
     async read (days) {
       const out = new Map<string, Map<string, Counters>>()

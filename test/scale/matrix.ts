@@ -1,5 +1,5 @@
 // The REDIS_URL matrix: the Redis-backed suites (consumers' limits, quota, cache, upstream budget, token,
-// replicas) run unchanged against another form of REDIS_URL, as a child process whose TAP output becomes
+// replicas, usage) run unchanged against another form of REDIS_URL, as a child process whose TAP output becomes
 // a subtest here. The files read REDIS_URL like every test; the topology is started once per form by the
 // calling test file.
 import type { Test } from 'tap'
@@ -23,7 +23,9 @@ export const MATRIX_FILES = [
   // the token: shared login back-off, one refresh across replicas
   'test/upstream/login-backoff.test.ts',
   'test/faults/login-backoff.test.ts',
-  'test/economy/replicas.test.ts'
+  'test/economy/replicas.test.ts',
+  // usage: a flush spans several days' keys and last_used, in slots of different masters
+  'test/usage/redis-store.test.ts'
 ]
 
 // The child's own whole-run bound (its files run one after another in one process), and the calling
