@@ -6,7 +6,8 @@
 //               route's custom list (403)]
 //   (schema validation)
 //   preHandler: [compat: the custom list named in the body (403)] → max_batch (413) → daily object units (429)
-//   onResponse: daily units are given back when the gateway answered 5xx (nothing was delivered)
+//   onResponse: daily units are given back when the answer delivered nothing (a 5xx, or a refusal after
+//               the charge: 400, 409, 422, 429; REFUSED_AFTER_CHARGE)
 // v1 errors are GW_ problems; the compat dialect answers with the upstream's exact `{"detail"}` bodies.
 import fp from 'fastify-plugin'
 import type { FastifyError, FastifyReply, FastifyRequest, RouteOptions, onRequestHookHandler, preHandlerHookHandler, onResponseHookHandler } from 'fastify'
@@ -40,7 +41,7 @@ declare module 'fastify' {
     consumer: Consumer | null
     /** The key that authenticated the consumer ('' when none did): usage records its last use. */
     consumerKey: string
-    /** Daily object units this request was charged (given back if the answer is a 5xx). */
+    /** Daily object units this request was charged (given back if the answer delivered nothing). */
     chargedUnits: number
     /** When the window of those units has surely ended (quota/lease.ts): a refund after it is dropped. */
     chargedUnitsWindowEnd: number
