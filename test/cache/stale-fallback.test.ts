@@ -84,3 +84,30 @@ test('a batch with a record served stale and another loaded says STALE', async (
   t.equal(res.headers.age, '600')
   t.match(res.headers['cache-control'], /max-age=0/, 'and nothing in it is fresh')
 })
+
+test('the bulk query says what it served: X-Cache, X-Cache-Reason and Age, as JSON and as NDJSON', async (t) => {
+  let clock = T0
+  const { app, sandbox } = await buildTestApp(t, {
+    useRedis: false,
+    deps: { now: () => clock },
+    config: { UPSTREAM_RETRIES: 0, PREFETCH_ENABLED: false, CACHE_FRESHNESS: JSON.stringify({ objects: { freshS: 60, swrS: 0, sieS: 3600 } }) }
+  })
+  const auth = demoAuth(app)
+  const query = async (accept: string) => app.inject({ method: 'POST', url: '/v1/objects/query', headers: { ...auth, accept }, payload: { ids: [A] } })
+  for (const accept of ['application/json', 'application/x-ndjson']) {
+    const fresh = await query(accept)
+    t.equal(fresh.statusCode, 200)
+    t.match(fresh.headers['x-cache'], /^(MISS|HIT)$/, `${accept}: X-Cache`)
+    t.equal(fresh.headers['cache-control'], 'no-store')
+  }
+  clock += 600_000
+  sandbox.inject({ kind: 'html500', endpoint: 'objects', times: 4 })
+  for (const accept of ['application/json', 'application/x-ndjson']) {
+    const stale = await query(accept)
+    t.equal(stale.statusCode, 200, `${accept}: answered from the cache`)
+    t.equal(stale.headers['x-cache'], 'STALE', `${accept}: X-Cache`)
+    t.equal(stale.headers['x-cache-reason'], 'upstream-error', `${accept}: X-Cache-Reason`)
+    t.equal(stale.headers.age, '600', `${accept}: Age`)
+  }
+  sandbox.clearFaults()
+})

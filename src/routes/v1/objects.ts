@@ -6,7 +6,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify'
 import { NotFoundError, PayloadTooLargeError, ValidationError } from '../../errors.js'
 import { AtlasIdSchema, IdListQuery, passthrough, problems } from '../../schemas/common.js'
 import type { CacheInfo, StoredRecord } from '../../service/index.js'
-import { sendDerived, sendRaw } from './send.js'
+import { cacheHeaders, sendDerived, sendRaw } from './send.js'
 import { createRecordRenderer, renderedEtag, type RecordRenderer } from './render.js'
 import { matchesIfNoneMatch } from '../../cache/http.js'
 import { buildProblem } from '../../plugins/problem-handler.js'
@@ -156,7 +156,7 @@ async function packMisses (app: FastifyInstance, request: FastifyRequest, ids: s
  * error after the first line cannot change the status any more, so it ends the stream with an `error`
  * line; so does a shutdown that cuts the stream (plugins/health.ts), without waiting for the read under way.
  */
-async function streamNdjson (app: FastifyInstance, recordToV1: RecordRenderer, request: FastifyRequest, ids: string[], mjdMin: number | undefined): Promise<Readable> {
+async function streamNdjson (app: FastifyInstance, recordToV1: RecordRenderer, request: FastifyRequest, ids: string[], mjdMin: number | undefined): Promise<{ stream: Readable, first: CacheInfo }> {
   const chunkSize = app.config.UPSTREAM_MAX_IDS_PER_CALL
   // A stream of more than one chunk is a bulk export: its records go to L2 and not into L1, where they
   // would push out the hot entries other consumers read (with Redis; without it L1 is the only cache).
@@ -181,10 +181,13 @@ async function streamNdjson (app: FastifyInstance, recordToV1: RecordRenderer, r
       cutRead = undefined
     }
   }
+  // What the first chunk's read served: the headers go out with it, before the later chunks are read.
+  let first: CacheInfo | undefined
   async function readChunk (from: number, chunk: string[], packedUntil: number): Promise<{ records: Array<StoredRecord | null>, packedUntil: number }> {
     const until = from >= packedUntil ? await packMisses(app, request, ids, from, chunkSize) : packedUntil
-    const { records } = await app.atlas.objects(request, chunk, isBulk)
-    return { records, packedUntil: until }
+    const read = await app.atlas.objects(request, chunk, isBulk)
+    first ??= read
+    return { records: read.records, packedUntil: until }
   }
   async function * lines (): AsyncGenerator<Buffer> {
     let packedUntil = 0
@@ -216,13 +219,13 @@ async function streamNdjson (app: FastifyInstance, recordToV1: RecordRenderer, r
     }
   }
   const all = lines()
-  const first = await all.next()
+  const head = await all.next()
   async function * fromFirst (): AsyncGenerator<Buffer> {
-    if (first.done === true) return
-    yield first.value
+    if (head.done === true) return
+    yield head.value
     yield * all
   }
-  return Readable.from(fromFirst(), { objectMode: false })
+  return { stream: Readable.from(fromFirst(), { objectMode: false }), first: first as CacheInfo }
 }
 
 // The body of a 304 (none is sent).
@@ -291,12 +294,15 @@ export const objectRoutes: FastifyPluginAsyncTypebox = async (app) => {
   }, async (request, reply) => {
     const ids = distinct(request.body.ids)
     if (prefersNdjson(request.headers.accept)) {
-      return sendRaw(reply, NDJSON, await streamNdjson(app, recordToV1, request, ids, request.body.mjd_min))
+      const { stream, first } = await streamNdjson(app, recordToV1, request, ids, request.body.mjd_min)
+      // The stream's headers say what its first chunk's read served (they go out before the rest is read).
+      cacheHeaders(reply, first)
+      return sendRaw(reply, NDJSON, stream)
     }
     // Thousands of records: written part by part from the renderings L1 holds, not copied into one
     // Buffer per request (a 1,000-id answer is ~12 MB; bench S4).
     const { parts, length, read } = await batchParts(app, recordToV1, request, ids, request.body.mjd_min)
-    reply.header('x-cache', read.status)
+    cacheHeaders(reply, read)
     if (length <= STREAM_ABOVE_BYTES) return sendRaw(reply, 'application/json; charset=utf-8', Buffer.concat(parts, length))
     reply.header('content-length', length)
     return sendRaw(reply, 'application/json; charset=utf-8', Readable.from(parts, { objectMode: false }))
