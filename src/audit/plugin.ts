@@ -50,8 +50,9 @@ export function createAudit (app: FastifyInstance, store: AuditStore, guard?: Re
   async function appendOnce (draft: AuditDraft, mayBeStored: boolean): Promise<AuditRecord> {
     if (mayBeStored) {
       const ms = Date.parse(draft.time)
+      const query = { consumer: draft.consumer, since: ms, until: ms + 1, limit: MAX_PAGE }
       const text = JSON.stringify(draft)
-      const page = await call(() => store.query({ consumer: draft.consumer, since: ms, until: ms + 1, limit: MAX_PAGE }))
+      const page = await (guard === undefined ? store.query(query) : guard.callScan(async () => store.query(query)))
       const stored = page.records.find(({ id: _id, ...rest }) => JSON.stringify(rest) === text)
       if (stored !== undefined) return stored
     }

@@ -42,6 +42,18 @@ export interface RedisGuard {
   attempt: <T>(op: () => Promise<T>) => Promise<Attempt<T>>
   /** Runs `op`; when skipped, failed or timed out, rejects (RedisSkippedError when it was skipped). */
   call: <T>(op: () => Promise<T>) => Promise<T>
+  /**
+   * call() for an `op` of many round trips (a scan of the audit stream, usage over many days): each is
+   * bounded by the client's own command timeout, not the whole by one, so a long scan of good replies
+   * is not taken for Redis failing (it was, and marked Redis down for every user).
+   */
+  callScan: <T>(op: () => Promise<T>) => Promise<T>
+}
+
+/** The value of an attempt, or its failure thrown (RedisSkippedError when the call was skipped). */
+function settled<T> (result: Attempt<T>): T {
+  if (result.ok) return result.value
+  throw result.err ?? new RedisSkippedError()
 }
 
 /** A guarded call that was not made: Redis is known down. */
@@ -126,7 +138,7 @@ export function createRedisHealth (opts: RedisHealthOptions = {}) {
     }
   }
 
-  async function attempt<T> (user: string, op: () => Promise<T>): Promise<Attempt<T>> {
+  async function attempt<T> (user: string, op: () => Promise<T>, isBounded = true): Promise<Attempt<T>> {
     if (!isAvailable()) {
       opts.onSkip?.(user)
       return { ok: false, err: undefined }
@@ -134,7 +146,7 @@ export function createRedisHealth (opts: RedisHealthOptions = {}) {
     const isProbe = state === 'down'
     if (isProbe) isProbing = true
     try {
-      const value = await bounded(op)
+      const value = isBounded ? await bounded(op) : await op()
       if (isProbe) markUp()
       return { ok: true, value }
     } catch (err) {
@@ -182,9 +194,10 @@ export function createRedisHealth (opts: RedisHealthOptions = {}) {
         },
         attempt: async <T>(op: () => Promise<T>) => attempt(user, op),
         async call<T> (op: () => Promise<T>): Promise<T> {
-          const result = await attempt(user, op)
-          if (result.ok) return result.value
-          throw result.err ?? new RedisSkippedError()
+          return settled(await attempt(user, op))
+        },
+        async callScan<T> (op: () => Promise<T>): Promise<T> {
+          return settled(await attempt(user, op, false))
         }
       }
     },

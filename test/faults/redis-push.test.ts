@@ -10,8 +10,6 @@ import { waitFor } from '../fixtures/wait.js'
 import { openSse, type SseClient } from '../push/sse-client.js'
 
 const TIMEOUT_MS = 300
-// A bound for a loaded 2-core machine, not an exact duration.
-const MARGIN_MS = 150
 const EVENTS = '/v1/lists/good/events'
 
 test('Redis stalled as streams open: 503 at once after the first, and no slot is left held once Redis answers', async (t) => {
@@ -35,17 +33,15 @@ test('Redis stalled as streams open: 503 at once after the first, and no slot is
 
   redis.pause()
   isPaused = true
-  const refused = []
+  const skipped = (await app.metrics.redisSkipped.get()).values.find((v) => v.labels.user === 'push')?.value ?? 0
   for (let i = 0; i < 3; i++) {
-    const started = performance.now()
-    // Refused opens answer at once: inject times the gateway alone.
     const res = await app.inject({ url: EVENTS, headers: { ...auth, accept: 'text/event-stream' } })
-    refused.push({ ms: Math.round(performance.now() - started) })
     t.equal(res.statusCode, 503)
     t.equal(res.headers['retry-after'], '1')
   }
-  t.ok((refused[0]?.ms ?? Infinity) <= TIMEOUT_MS + MARGIN_MS, `the first open waits one timeout at most (${refused[0]?.ms} ms)`)
-  t.ok(refused.slice(1).every((r) => r.ms < MARGIN_MS), `later opens are refused at once (${refused.slice(1).map((r) => r.ms).join(', ')} ms; before: ~310 ms each)`)
+  // The first open finds Redis stalled; the later ones do not try it (before: each waited a timeout).
+  const opensSkipped = ((await app.metrics.redisSkipped.get()).values.find((v) => v.labels.user === 'push')?.value ?? 0) - skipped
+  t.ok(opensSkipped >= 2, `later opens skip Redis, known down (${opensSkipped} push calls skipped)`)
 
   redis.resume()
   isPaused = false

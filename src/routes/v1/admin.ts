@@ -85,7 +85,7 @@ export const adminRoutes: FastifyPluginAsyncTypebox = async (app) => {
   async function fromStore<T> (what: string, op: () => Promise<T>): Promise<T> {
     if (guard === undefined) return await op()
     try {
-      return await guard.call(op)
+      return await guard.callScan(op)
     } catch (err) {
       throw Object.assign(withRetryAfter(new UnavailableError(`The ${what} cannot be read now (Redis does not answer); retry shortly.`), 1), { cause: err })
     }
