@@ -20,6 +20,16 @@ const DAY_MS = 86400000
 // Writes are few (the upstream allows ~100 calls an hour), so the margin adds few entries to a scan.
 const APPEND_MARGIN_MS = 10 * 60000
 
+// A record kept through a Redis outage is appended when Redis answers again, its id that much later
+// than its `time`: the longest such delay is kept beside the stream (the larger of the stored and the
+// new), and a time-bounded scan reaches that far past its bound.
+const KEEP_MAX_LUA = `
+local kept = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tonumber(ARGV[1]) > kept then redis.call('SET', KEYS[1], ARGV[1]) end
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return 0
+`
+
 export interface AuditStore {
   append: (draft: AuditDraft) => Promise<AuditRecord>
   query: (filter: AuditFilter) => Promise<AuditPage>
@@ -56,6 +66,8 @@ function createPager (filter: AuditFilter, oldest: number) {
 
 export function createRedisAuditStore (redis: Redis, prefix: string, opts: AuditStoreOptions): AuditStore {
   const key = `${prefix}audit`
+  // Its own command, not in the MULTI: another key, possibly on another Cluster master.
+  const lateKey = `${prefix}audit-lateness`
   const now = opts.now ?? Date.now
   return {
     async append (draft) {
@@ -66,6 +78,8 @@ export function createRedisAuditStore (redis: Redis, prefix: string, opts: Audit
         .exec()
       const [err, id] = result?.[0] ?? [new Error('the audit MULTI was discarded'), null]
       if (err !== null) throw err
+      const lateMs = Number(String(id).split('-')[0]) - Date.parse(draft.time)
+      if (lateMs > APPEND_MARGIN_MS) await redis.eval(KEEP_MAX_LUA, 1, lateKey, String(lateMs), String(opts.retentionDays * DAY_MS))
       return { id: String(id), ...draft }
     },
     async query (filter) {
@@ -75,7 +89,8 @@ export function createRedisAuditStore (redis: Redis, prefix: string, opts: Audit
       // margin, narrows the range; the pager keeps the records whose `time` is within it. Stream ids are
       // never negative: a bound before 1970 is 0 (an end of 0 takes nothing an append makes).
       let start = filter.cursor !== undefined ? `(${filter.cursor}` : String(Math.max(0, (filter.since ?? 0) - APPEND_MARGIN_MS))
-      const end = filter.until === undefined ? '+' : String(Math.max(0, filter.until + APPEND_MARGIN_MS))
+      const lateMs = filter.until === undefined ? 0 : Number(await redis.get(lateKey) ?? 0)
+      const end = filter.until === undefined ? '+' : String(Math.max(0, filter.until + Math.max(APPEND_MARGIN_MS, lateMs)))
       for (;;) {
         const batch = await redis.xrange(key, start, end, 'COUNT', SCAN_BATCH)
         for (const [id, fields] of batch) {

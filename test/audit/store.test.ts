@@ -139,3 +139,20 @@ test('the Redis stream', { skip: TEST_REDIS_URL === '' ? 'needs REDIS_URL' : fal
   const length = await redis.xlen(`${prefix}capped:audit`)
   t.ok(length >= 100 && length < 400, `capped (${length} kept of 400)`)
 })
+
+test('the Redis stream: a record appended long after its write (kept through a Redis outage) is still found by its time', { skip: TEST_REDIS_URL === '' ? 'needs REDIS_URL' : false }, async (t) => {
+  const prefix = testKeyPrefix('audit-late')
+  deleteKeysOnTeardown(t, TEST_REDIS_URL, prefix)
+  const redis = new Redis(TEST_REDIS_URL)
+  t.teardown(() => redis.disconnect())
+  const store = createRedisAuditStore(redis, prefix, { retentionDays: 30, maxEntries: 5000 })
+  // Written 11 minutes ago, appended now (its stream id carries now): more than the ten minutes a
+  // record's time and its id's may otherwise differ by.
+  const written = Date.now() - 11 * 60000
+  const late = await store.append({ ...draft(1, written), consumer: 'late' })
+  const onTime = await store.append({ ...draft(2, Date.now()), consumer: 'late' })
+  const around = (ms: number) => ({ limit: 10, consumer: 'late', since: ms - 60000, until: ms + 60000 })
+  t.strictSame((await store.query(around(written))).records.map((r) => r.id), [late.id], 'a window around its time finds it (before: none)')
+  t.strictSame((await store.query(around(Date.now()))).records.map((r) => r.id), [onTime.id], 'and not in a window around its append')
+  t.strictSame((await store.query({ limit: 10, consumer: 'late', until: written + 1 })).records.map((r) => r.id), [late.id], 'until alone')
+})
