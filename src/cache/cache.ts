@@ -143,16 +143,19 @@ interface Loader {
   readonly tags?: readonly string[]
 }
 
-/** One read's outcome, shared by every request that joined it. */
-interface Answer { entry: CacheEntry, status: CacheStatus, reason?: StaleReason }
+/**
+ * One read's outcome, shared by every request that joined it. `isShareRefused`: a stale entry answered
+ * because the consumer whose request made the load had spent its upstream share: not an answer for the
+ * others, who read for themselves.
+ */
+interface Answer { entry: CacheEntry, status: CacheStatus, reason?: StaleReason, isShareRefused?: boolean }
 
 /**
  * A refusal by the upstream budget: the global one (spent, or paused after an upstream 429), or the
  * consumer's share of it (GW_QUOTA_EXHAUSTED is thrown inside a load only by the share's take).
  */
 function isBudgetError (err: unknown): boolean {
-  const code = typeof err === 'object' && err !== null ? (err as { code?: unknown }).code : undefined
-  return code === 'GW_UPSTREAM_BUDGET' || code === 'GW_QUOTA_EXHAUSTED'
+  return isShareRefusal(err) || (typeof err === 'object' && err !== null && (err as { code?: unknown }).code === 'GW_UPSTREAM_BUDGET')
 }
 
 /** Whether a route's entries are ever served stale: a "does not exist" marker, with no stale window, is not. */
@@ -164,6 +167,11 @@ function servesStale (f: Freshness): boolean {
 type Plan = { kind: 'hit' } | { kind: 'stale', refresh: boolean, reason?: StaleReason } | { kind: 'load' }
 const HIT_PLAN: Plan = { kind: 'hit' }
 const LOAD_PLAN: Plan = { kind: 'load' }
+
+/** A refusal by the consumer's own upstream share (thrown inside a load only by the share's take). */
+function isShareRefusal (err: unknown): boolean {
+  return typeof err === 'object' && err !== null && (err as { code?: unknown }).code === 'GW_QUOTA_EXHAUSTED'
+}
 
 /**
  * Default stale-if-error policy: only upstream failures (error, timeout, auth, budget, the consumer's
@@ -398,7 +406,7 @@ export function createCache (opts: CacheOptions = {}) {
     } catch (err) {
       const reason = fallback(err, now() - found.storedAt, freshness, isStaleUsable)
       if (reason === undefined) throw err
-      return { entry: found, status: 'STALE', reason }
+      return { entry: found, status: 'STALE', reason, ...(isShareRefusal(err) ? { isShareRefused: true } : {}) }
     }
   }
 
@@ -741,10 +749,19 @@ export function createCache (opts: CacheOptions = {}) {
       // The whole read (lookup included) is shared: a request arriving while a fill is being stored
       // cannot slip between a miss and the store and start a second load.
       let isJoining = true
-      const answer = await share(reads, key, async () => {
-        isJoining = false
-        return read(key, freshness, load, fetchOpts.isStaleUsable ?? isUpstreamError)
-      }, load.tags)
+      const own = async (): Promise<Answer> => read(key, freshness, load, fetchOpts.isStaleUsable ?? isUpstreamError)
+      let answer: Answer
+      try {
+        answer = await share(reads, key, async () => {
+          isJoining = false
+          return own()
+        }, load.tags)
+      } catch (err) {
+        // The read joined was refused by its own consumer's share: this request reads on its own.
+        if (!isJoining || !isShareRefusal(err)) throw err
+        return finish(await own(), route)
+      }
+      if (isJoining && answer.isShareRefused === true) return finish(await own(), route)
       if (isJoining && answer.status === 'MISS') opts.onCoalesced?.('single-flight')
       return finish(answer, route)
     },

@@ -111,3 +111,39 @@ test('the bulk query says what it served: X-Cache, X-Cache-Reason and Age, as JS
   }
   sandbox.clearFaults()
 })
+
+test('a read that joins another consumer\'s read refused by that consumer\'s share gets its own', async (t) => {
+  const bot = makeConsumer('bot', { scopes: ['read'], upstream_share: 1 })
+  const alice = makeConsumer('alice', { scopes: ['read'], upstream_share: 1000 })
+  let clock = T0
+  const { app, sandbox } = await buildTestApp(t, {
+    useRedis: false,
+    deps: { now: () => clock },
+    config: {
+      CONSUMERS_FILE: consumersFile(t, [bot, alice]),
+      PREFETCH_ENABLED: false,
+      CACHE_FRESHNESS: JSON.stringify({ lists: { freshS: 60, swrS: 60, sieS: 3600 } })
+    }
+  })
+  // bot spends its one call caching the list.
+  t.equal((await app.inject({ url: '/v1/lists/good/objects', headers: bearer(bot.key) })).statusCode, 200)
+  clock += 5 * 60_000
+  sandbox.resetCalls()
+  // bot's read starts first and is refused by bot's share; alice's joins it.
+  const [forBot, forAlice] = await Promise.all([
+    app.inject({ url: '/v1/lists/good/objects', headers: bearer(bot.key) }),
+    app.inject({ url: '/v1/lists/good/objects', headers: bearer(alice.key) })
+  ])
+  t.match(forBot.headers, { 'x-cache': 'STALE', 'x-cache-reason': 'budget-low' }, 'bot: its share spent, the stale list')
+  t.equal(forAlice.statusCode, 200)
+  t.equal(forAlice.headers['x-cache'], 'MISS', 'alice: the list loaded on her share (before: bot\'s STALE budget-low)')
+  t.equal(sandbox.calls.get('objectlist'), 1)
+  // Nothing cached: bot is refused, alice is not refused with bot's limit.
+  const [missBot, missAlice] = await Promise.all([
+    app.inject({ url: '/v1/lists/eyeball/objects', headers: bearer(bot.key) }),
+    app.inject({ url: '/v1/lists/eyeball/objects', headers: bearer(alice.key) })
+  ])
+  t.equal(missBot.statusCode, 429)
+  t.equal(missAlice.statusCode, 200, `alice: loaded (before: 429 with bot's limit; ${missAlice.body.slice(0, 80)})`)
+  t.equal((await app.inject({ url: '/v1/me', headers: bearer(alice.key) })).json().usage.upstream_share_used, 2, 'both calls on alice\'s share')
+})
