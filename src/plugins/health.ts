@@ -5,6 +5,7 @@
 // the upstream or Redis itself. The plugin also tracks requests in flight, so that a shutdown can
 // answer the ones still running at its deadline instead of cutting their sockets.
 import type { Socket } from 'node:net'
+import { Readable } from 'node:stream'
 import fp from 'fastify-plugin'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { Type } from '@sinclair/typebox'
@@ -188,7 +189,10 @@ const DependencySchema = Type.Object({
   checked_at: Type.Optional(Type.String()),
   since: Type.Optional(Type.String())
 })
-const CLIENT_GONE = Object.assign(new Error('the client closed the connection before the response was complete'), { code: 'GW_CLIENT_GONE' })
+// The code a stream's premature close carries: a route that returns its reply while a stream runs (SSE,
+// NDJSON) awaits the response's end, and Fastify treats this one code as the client leaving, not as the
+// route failing (any other would be sent to the error handler, logged as an error, and answered again).
+const CLIENT_GONE = Object.assign(new Error('the client closed the connection before the response was complete'), { code: 'ERR_STREAM_PREMATURE_CLOSE' })
 
 /**
  * Fastify runs the onResponse hooks (the access line, usage, metrics, the refund of a 5xx's units) when
@@ -211,7 +215,14 @@ function endForHooks (reply: FastifyReply): void {
  */
 export function clientGoneOnSend (request: FastifyRequest, reply: FastifyReply, payload: unknown, done: (err: Error | null, payload?: unknown) => void): void {
   const socket = request.raw.socket as Socket | null
-  if (socket === null || socket.destroyed) setImmediate(endForHooks, reply)
+  if (socket !== null && !socket.destroyed) return done(null, payload)
+  setImmediate(endForHooks, reply)
+  // A stream piped into the dead socket would end in a premature close that Fastify answers as a 500
+  // (the units of records fetched then given back); it is not read at all.
+  if (payload instanceof Readable) {
+    payload.destroy()
+    return done(null, null)
+  }
   done(null, payload)
 }
 

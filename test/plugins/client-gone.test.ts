@@ -70,3 +70,42 @@ test('an NDJSON stream its client leaves half-way: one access line, saying so', 
   await waitFor('the stream\'s access line', () => accessLines(logs(), 'bot').length === 1, { timeoutMs: 5000, intervalMs: 20 })
   t.match(accessLines(logs(), 'bot')[0], { route: '/v1/objects/query', status: 200, msg: /client closed the connection/ })
 })
+
+test('an event stream its client closes: one access line, nothing logged as an error', async (t) => {
+  const bot = makeConsumer('bot', { scopes: ['read'] })
+  const { app, logs } = await buildTestApp(t, { config: { CONSUMERS_FILE: consumersFile(t, [bot]), LOG_LEVEL: 'info', PUSH_HEARTBEAT_MS: 200 } })
+  const base = await app.listen({ port: 0, host: '127.0.0.1' })
+  const ac = new AbortController()
+  const res = await request(`${base}/v1/vra/todo/events`, { headers: { ...bearer(bot.key), accept: 'text/event-stream' }, signal: ac.signal })
+  t.equal(res.statusCode, 200)
+  await res.body[Symbol.asyncIterator]().next()
+  ac.abort()
+  await waitFor('the stream\'s access line', () => accessLines(logs(), 'bot').length === 1, { timeoutMs: 5000, intervalMs: 20 })
+  // Past a heartbeat: whatever the close set off has run.
+  await new Promise((resolve) => setTimeout(resolve, 400))
+  t.match(accessLines(logs(), 'bot'), [{ route: '/v1/vra/:table/events', status: 200 }], 'one line for the stream')
+  const loud = logs().split('\n').filter((l) => /"level":(40|50)/.test(l))
+  t.same(loud, [], 'a client ending its stream is not a warning or an error (before: request failed at error, twice "Reply was already sent")')
+})
+
+test('a stream whose client left before its first byte: the status the route chose, its units kept', async (t) => {
+  const bot = makeConsumer('bot', { scopes: ['read'], daily_objects: 100000, max_batch: 10000 })
+  const { app, sandbox, logs } = await buildTestApp(t, {
+    config: { CONSUMERS_FILE: consumersFile(t, [bot]), PREFETCH_ENABLED: false, LOG_LEVEL: 'info' },
+    sandbox: { latencyMs: 400 }
+  })
+  const base = await app.listen({ port: 0, host: '127.0.0.1' })
+  const ac = new AbortController()
+  const res = request(`${base}/v1/objects/query`, {
+    method: 'POST',
+    signal: ac.signal,
+    headers: { ...bearer(bot.key), 'content-type': 'application/json', accept: 'application/x-ndjson' },
+    body: JSON.stringify({ ids: [A, B] })
+  }).then(() => 'answered', (err: Error) => err.name)
+  setTimeout(() => { ac.abort() }, 100)
+  t.equal(await res, 'AbortError')
+  await waitFor('the access line', () => accessLines(logs(), 'bot').length === 1, { timeoutMs: 5000, intervalMs: 20 })
+  t.match(accessLines(logs(), 'bot')[0], { route: '/v1/objects/query', status: 200, msg: /client closed the connection/ }, 'before: 500')
+  t.equal(sandbox.calls.get('objects'), 1, 'the records were fetched')
+  t.equal((await app.inject({ url: '/v1/me', headers: bearer(bot.key) })).json().usage.units_today, 2, 'so their units stay (before: given back as after a 5xx)')
+})
