@@ -101,7 +101,10 @@ function addVary (reply: FastifyReply): void {
  * stream is only drained. RFC 9110 §8.6: a 304 sends no Content-Length that differs from the 200's.
  */
 function notModifiedBody (request: FastifyRequest): Readable | null {
-  return request.method === 'HEAD' ? Readable.from([]) : null
+  if (request.method !== 'HEAD') return null
+  // @fastify/compress (after this step) would encode that empty stream and label the 304 with it.
+  request.headers['accept-encoding'] = 'identity'
+  return Readable.from([])
 }
 
 export interface EtagCompressionOptions {

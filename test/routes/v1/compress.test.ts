@@ -107,6 +107,7 @@ test('HEAD revalidates like GET: 304 for a matching ETag of any encoding, with n
         // RFC 9110 §8.6: a 304 sends no Content-Length unless it is the 200's (here: none at all).
         t.equal(res.headers['content-length'], undefined, `${method} ${encoding} 304: no Content-Length`)
         t.match(res.headers.vary, /accept-encoding/i)
+        t.equal(res.headers['content-encoding'], undefined, `${method} ${encoding} 304: no Content-Encoding (it has no body)`)
       }
     }
     t.equal(plain.statusCode, 200)
