@@ -7,6 +7,7 @@
 // and age entries with one-second freshness windows on real Redis; the refill test (memory mode) and
 // the cache tests use an injected clock.
 import { test, type Test } from 'tap'
+import type { FastifyInstance } from 'fastify'
 import { buildTestApp, FIXTURE_IDS, startTestSandbox, TEST_REDIS_URL } from '../helper.js'
 import { consumersFile, makeConsumer, uniquePrefix } from '../consumer-helper.js'
 import { createCache, type LoaderResult, type PutItem } from '../../src/cache/cache.js'
@@ -38,6 +39,18 @@ async function clockedApp (t: Test, config: Record<string, string | number | boo
 
 /** A cone at its own position: each i a distinct cache entry. */
 const coneUrl = (i: number): string => `/v1/cone?ra=${i + 1}&dec=0&radius=5`
+
+/**
+ * Caches cones 0..n-1 (one upstream call each), checks the tokens left and whether background work is
+ * allowed then (the estimate refills from that look at the figure), lets `ms` pass and checks the estimate.
+ */
+async function warmCones (t: Test, app: FastifyInstance, get: (url: string) => Promise<{ statusCode: number }>, n: number, left: number, isAllowed: boolean, ms: number, advance: (ms: number) => void, estimate: number) {
+  for (let i = 0; i < n; i++) t.equal((await get(coneUrl(i))).statusCode, 200)
+  t.equal(app.upstream.client.budgetRemaining, left)
+  t.equal(backgroundAllowed(app), isAllowed, `background work ${isAllowed ? '' : 'not '}allowed at ${left} tokens (the estimate refills from here)`)
+  advance(ms)
+  t.equal(estimatedRemaining(app), estimate)
+}
 
 function calls (sandbox: { calls: Map<string, number> }): number {
   let n = 0
@@ -246,11 +259,7 @@ test('concurrent revalidations never spend the bucket below a headroom of more t
     CACHE_FRESHNESS: JSON.stringify({ cone: { freshS: 1, swrS: 3600, sieS: 3600 } })
   })
   const cone = (i: number) => get(coneUrl(i))
-  for (let i = 0; i < 39; i++) t.equal((await cone(i)).statusCode, 200)
-  t.equal(app.upstream.client.budgetRemaining, 61)
-  t.ok(backgroundAllowed(app), 'the estimate refills from here')
-  advance(150_000)
-  t.equal(estimatedRemaining(app), 65)
+  await warmCones(t, app, get, 39, 61, true, 150_000, advance, 65)
   sandbox.resetCalls()
   const stale = await Promise.all(Array.from({ length: 39 }, async (_, i) => cone(i)))
   await app.cache.drain()
@@ -273,12 +282,8 @@ test('a claim waiting in the batching window still counts after a foreground cal
   const id = String(sandbox.ids()[0])
   const cone = (i: number) => get(coneUrl(i))
   t.equal((await get(`/v1/objects/${id}`)).statusCode, 200)
-  for (let i = 0; i < 40; i++) t.equal((await cone(i)).statusCode, 200)
-  t.equal(app.upstream.client.budgetRemaining, 59)
-  t.notOk(backgroundAllowed(app), 'the estimate refills from here')
   // Two minutes on the entries need one token of the pace, and the bucket has earned 3.4 tokens.
-  advance(121_000)
-  t.equal(estimatedRemaining(app), 62)
+  await warmCones(t, app, get, 40, 59, false, 121_000, advance, 62)
   sandbox.resetCalls()
   const object = get(`/v1/objects/${id}`)
   t.equal((await object).headers['x-cache'], 'STALE', 'the object refresh claims a token and waits in the window')
