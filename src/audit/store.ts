@@ -72,14 +72,16 @@ export function createRedisAuditStore (redis: Redis, prefix: string, opts: Audit
   return {
     async append (draft) {
       const cutoff = now() - opts.retentionDays * DAY_MS
+      // Before the append, so that a record in the stream always has its delay recorded: a failure after
+      // it would have the record kept and appended again, where no bounded read finds the first.
+      const lateMs = now() - Date.parse(draft.time)
+      if (lateMs > APPEND_MARGIN_MS) await redis.eval(KEEP_MAX_LUA, 1, lateKey, String(lateMs + APPEND_MARGIN_MS), String(opts.retentionDays * DAY_MS))
       const result = await redis.multi()
         .xadd(key, 'MAXLEN', '~', String(opts.maxEntries), '*', 'r', JSON.stringify(draft))
         .xtrim(key, 'MINID', '~', String(cutoff))
         .exec()
       const [err, id] = result?.[0] ?? [new Error('the audit MULTI was discarded'), null]
       if (err !== null) throw err
-      const lateMs = Number(String(id).split('-')[0]) - Date.parse(draft.time)
-      if (lateMs > APPEND_MARGIN_MS) await redis.eval(KEEP_MAX_LUA, 1, lateKey, String(lateMs), String(opts.retentionDays * DAY_MS))
       return { id: String(id), ...draft }
     },
     async query (filter) {

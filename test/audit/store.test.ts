@@ -156,3 +156,25 @@ test('the Redis stream: a record appended long after its write (kept through a R
   t.strictSame((await store.query(around(Date.now()))).records.map((r) => r.id), [onTime.id], 'and not in a window around its append')
   t.strictSame((await store.query({ limit: 10, consumer: 'late', until: written + 1 })).records.map((r) => r.id), [late.id], 'until alone')
 })
+
+test('the Redis stream: a late append that fails leaves nothing behind to be appended twice', { skip: TEST_REDIS_URL === '' ? 'needs REDIS_URL' : false }, async (t) => {
+  const prefix = testKeyPrefix('audit-late-fail')
+  deleteKeysOnTeardown(t, TEST_REDIS_URL, prefix)
+  const redis = new Redis(TEST_REDIS_URL)
+  t.teardown(() => redis.disconnect())
+  // The delay's bookkeeping times out once (as Redis comes back from an outage).
+  let failures = 1
+  const flaky = new Proxy(redis, {
+    get (target, name, receiver) {
+      if (name === 'eval' && failures > 0) return async () => { failures--; throw new Error('Command timed out') }
+      const value = Reflect.get(target, name, receiver) as unknown
+      return typeof value === 'function' ? value.bind(target) : value
+    }
+  })
+  const store = createRedisAuditStore(flaky, prefix, { retentionDays: 30, maxEntries: 5000 })
+  const late = { ...draft(1, Date.now() - 20 * 60000), consumer: 'late' }
+  await t.rejects(store.append(late), /timed out/)
+  t.equal(await redis.xlen(`${prefix}audit`), 0, 'the failed append stored nothing (before: the record, with its delay unrecorded)')
+  const kept = await store.append(late)
+  t.strictSame((await store.query({ limit: 10, consumer: 'late', since: Date.parse(late.time) - 60000, until: Date.parse(late.time) + 60000 })).records.map((r) => r.id), [kept.id], 'the resend: once, and found by its time')
+})
