@@ -389,11 +389,13 @@ export function createCache (opts: CacheOptions = {}) {
     keep(background, loadShared(key, freshness, loader, true, after), (err) => { opts.onRefreshError?.(err, key) })
   }
 
+  /** `isAlone`: load with this loader, joining no load in flight (see fetch: a share refusal). */
   async function read (
-    key: string, freshness: Freshness, loader: () => Promise<LoaderResult>, isStaleUsable: (err: unknown) => boolean
+    key: string, freshness: Freshness, loader: Loader, isStaleUsable: (err: unknown) => boolean, isAlone = false
   ): Promise<Answer> {
+    const load = async (after?: number): Promise<CacheEntry> => isAlone ? loadAndStore(key, freshness, loader) : loadForeground(key, freshness, loader, after)
     const found = await lookup(key, freshness)
-    if (found === undefined) return { entry: await loadForeground(key, freshness, loader), status: 'MISS' }
+    if (found === undefined) return { entry: await load(), status: 'MISS' }
     const age = now() - found.storedAt
     const next = plan(age, freshness)
     if (next.kind === 'hit') return { entry: found, status: 'HIT' }
@@ -402,12 +404,29 @@ export function createCache (opts: CacheOptions = {}) {
       return { entry: found, status: 'STALE', ...(next.reason === undefined ? {} : { reason: next.reason }) }
     }
     try {
-      return { entry: await loadForeground(key, freshness, loader, found.storedAt), status: 'MISS' }
+      return { entry: await load(found.storedAt), status: 'MISS' }
     } catch (err) {
       const reason = fallback(err, now() - found.storedAt, freshness, isStaleUsable)
       if (reason === undefined) throw err
       return { entry: found, status: 'STALE', reason, ...(isShareRefusal(err) ? { isShareRefused: true } : {}) }
     }
+  }
+
+  /**
+   * The read of a request whose joined read was refused by its own consumer's spent share: not this
+   * request's answer. Read again, joining a load others start the same way (N such requests, one call),
+   * unless that load too was refused by a share not this request's: then alone, on its own loader.
+   */
+  async function readAgain (key: string, freshness: Freshness, loader: Loader, isStaleUsable: (err: unknown) => boolean): Promise<Answer> {
+    let isMine = false
+    const mine: Loader = Object.assign(async () => { isMine = true; return await loader() }, loader.tags === undefined ? {} : { tags: loader.tags })
+    try {
+      const answer = await read(key, freshness, mine, isStaleUsable)
+      if (answer.isShareRefused !== true || isMine) return answer
+    } catch (err) {
+      if (!isShareRefusal(err) || isMine) throw err
+    }
+    return await read(key, freshness, loader, isStaleUsable, true)
   }
 
   /**
@@ -749,19 +768,18 @@ export function createCache (opts: CacheOptions = {}) {
       // The whole read (lookup included) is shared: a request arriving while a fill is being stored
       // cannot slip between a miss and the store and start a second load.
       let isJoining = true
-      const own = async (): Promise<Answer> => read(key, freshness, load, fetchOpts.isStaleUsable ?? isUpstreamError)
+      const isStaleUsable = fetchOpts.isStaleUsable ?? isUpstreamError
       let answer: Answer
       try {
         answer = await share(reads, key, async () => {
           isJoining = false
-          return own()
+          return read(key, freshness, load, isStaleUsable)
         }, load.tags)
       } catch (err) {
-        // The read joined was refused by its own consumer's share: this request reads on its own.
         if (!isJoining || !isShareRefusal(err)) throw err
-        return finish(await own(), route)
+        return finish(await readAgain(key, freshness, load, isStaleUsable), route)
       }
-      if (isJoining && answer.isShareRefused === true) return finish(await own(), route)
+      if (isJoining && answer.isShareRefused === true) return finish(await readAgain(key, freshness, load, isStaleUsable), route)
       if (isJoining && answer.status === 'MISS') opts.onCoalesced?.('single-flight')
       return finish(answer, route)
     },

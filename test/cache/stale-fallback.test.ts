@@ -146,4 +146,11 @@ test('a read that joins another consumer\'s read refused by that consumer\'s sha
   t.equal(missBot.statusCode, 429)
   t.equal(missAlice.statusCode, 200, `alice: loaded (before: 429 with bot's limit; ${missAlice.body.slice(0, 80)})`)
   t.equal((await app.inject({ url: '/v1/me', headers: bearer(alice.key) })).json().usage.upstream_share_used, 2, 'both calls on alice\'s share')
+  // bot twice at once: its second request reads again, and alice must not join that refused read either.
+  clock += 5 * 60_000
+  for (const url of ['/v1/lists/good/objects', '/v1/lists/attic/objects']) {
+    const [, , third] = await Promise.all([bot.key, bot.key, alice.key].map(async (key) => app.inject({ url, headers: bearer(key) })))
+    t.equal(third.statusCode, 200, `${url}: alice loaded beside bot's two refused requests (before: ${third.statusCode === 200 ? 'bot\'s answer' : third.body.slice(0, 60)})`)
+    t.equal(third.headers['x-cache'], 'MISS')
+  }
 })
