@@ -1,7 +1,8 @@
 // Where usage counters and last_used go, one batch at a time (the plugin counts in memory). With Redis:
 // one hash per UTC day (`<prefix>usage:{<day>}`, fields `<consumer>|<counter>`), its counters added and
-// its expiry set at the end of the retention by one script per day, all in one pipeline; last_used in
-// one hash (`<prefix>last-used`, fields `consumer:<id>` and `key:<sha256>`). Each batch has an id, and
+// its expiry set at the end of the retention by one script per day, each its own command (the days lie
+// in different slots); last_used in one hash (`<prefix>last-used`, fields `consumer:<id>` and
+// `key:<sha256>`). Each batch has an id, and
 // each day's script first sets a guard key for it (`<prefix>usage:{<day>}:batch:<id>`, in the day's
 // slot, kept a day): a batch sent again because its reply was lost is applied once; a last_used field only
 // ever moves forward. Without Redis: one JSON file, rewritten whole (write to a temporary file, then
