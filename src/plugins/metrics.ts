@@ -100,7 +100,7 @@ export function createMetrics (registry = new Registry()) {
     redisErrors: new Counter({ name: 'gateway_redis_errors_total', help: 'Redis errors (timeouts, disconnects) seen by the gateway', registers }),
     dependencyUp: new Gauge({ name: 'gateway_dependency_up', help: 'last background check of each dependency (redis, upstream, token): 1 up, 0 down', labelNames: ['dependency'] as const, registers }),
     redisAvailable: new Gauge({ name: 'gateway_redis_available', help: '1 while the gateway uses Redis; 0 while it skips Redis after a failure (until a probe answers), and without REDIS_URL', registers }),
-    redisSkipped: new Counter({ name: 'gateway_redis_skipped_total', help: 'Redis calls not made because Redis was unavailable, by the user that skipped it (cache, lock, pubsub, limits, token, budget, idempotency)', labelNames: ['user'] as const, registers })
+    redisSkipped: new Counter({ name: 'gateway_redis_skipped_total', help: 'Redis calls not made because Redis was unavailable, by the user that skipped it (cache, lock, pubsub, limits, token, budget, idempotency, push, audit, usage, admin)', labelNames: ['user'] as const, registers })
   }
 }
 
