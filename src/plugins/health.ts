@@ -217,14 +217,15 @@ export function clientGoneOnSend (request: FastifyRequest, reply: FastifyReply, 
   const socket = request.raw.socket as Socket | null
   if (socket !== null && !socket.destroyed) return done(null, payload)
   setImmediate(endForHooks, reply)
-  // A stream piped into the dead socket would end in a premature close that Fastify answers as a 500
-  // (the units of records fetched then given back); it is not read at all.
-  if (payload instanceof Readable) {
-    payload.destroy()
-    return done(null, null)
-  }
-  done(null, payload)
+  // Nothing reaches a gone client, so no body goes on: a stream piped into the dead socket (the route's
+  // own, or one @fastify/compress makes of a Buffer in its step after this one) ends in a premature
+  // close that Fastify answers as a 500, the units of the records fetched then given back. A stream is
+  // not read at all. (Fastify's HEAD step, also after this one, throws on a null body.)
+  if (payload instanceof Readable) payload.destroy()
+  done(null, request.method === 'HEAD' ? NO_BODY : null)
 }
+
+const NO_BODY = Buffer.alloc(0)
 
 const StateSchema = Type.Union([Type.Literal('starting'), Type.Literal('ready'), Type.Literal('draining'), Type.Literal('closing')])
 const ReadySchema = Type.Object({ ready: Type.Boolean(), state: StateSchema })
