@@ -217,11 +217,14 @@ export function clientGoneOnSend (request: FastifyRequest, reply: FastifyReply, 
   const socket = request.raw.socket as Socket | null
   if (socket !== null && !socket.destroyed) return done(null, payload)
   setImmediate(endForHooks, reply)
-  // Nothing reaches a gone client, so no body goes on: a stream piped into the dead socket (the route's
-  // own, or one @fastify/compress makes of a Buffer in its step after this one) ends in a premature
-  // close that Fastify answers as a 500, the units of the records fetched then given back. A stream is
-  // not read at all. (Fastify's HEAD step, also after this one, throws on a null body.)
-  if (payload instanceof Readable) payload.destroy()
+  // A stream piped into the dead socket ends in a premature close that Fastify answers as a 500, the
+  // units of the records fetched then given back: the route's own stream is not read at all, and
+  // @fastify/compress (its step runs after this one) is told not to make one of a Buffer. A Buffer goes
+  // on as it is: later steps still read it (a write's outcome is kept under its Idempotency-Key from it,
+  // and replayed to the retry). Fastify's HEAD step, also after this one, throws on a null body.
+  request.headers['x-no-compression'] = '1'
+  if (!(payload instanceof Readable)) return done(null, payload)
+  payload.destroy()
   done(null, request.method === 'HEAD' ? NO_BODY : null)
 }
 
