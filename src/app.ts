@@ -104,7 +104,7 @@ export async function buildApp (config: Config, deps: AppDeps = {}): Promise<Fas
   await app.register(cachePlugin, clock)
   // Compression (gzip, brotli) for every route registered after it; encoded bodies kept in L1.
   await app.register(compressPlugin)
-  // After every other onSend step, so that it sees the response as sent (plugins/health.ts).
+  // After the app's other onSend steps, so that it sees the response as they leave it (plugins/health.ts).
   app.addHook('onSend', clientGoneOnSend)
   // Every upstream write leaves one audit record (the service records it).
   await app.register(auditPlugin)

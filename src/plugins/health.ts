@@ -210,8 +210,10 @@ function endForHooks (reply: FastifyReply): void {
 }
 
 /**
- * The last onSend step (app.ts registers it after every other): a response sent after its client hung
- * up is ended for the hooks once Fastify has written what it could (with its final status).
+ * The app's last onSend step (app.ts registers it after its others; the route-level steps, those of
+ * @fastify/compress, a write's Idempotency-Key and Fastify's HEAD route, run after it): a response sent
+ * after its client hung up is ended for the hooks once Fastify has written what it could (with its
+ * final status).
  */
 export function clientGoneOnSend (request: FastifyRequest, reply: FastifyReply, payload: unknown, done: (err: Error | null, payload?: unknown) => void): void {
   const socket = request.raw.socket as Socket | null
