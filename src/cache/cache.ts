@@ -155,7 +155,12 @@ interface Answer { entry: CacheEntry, status: CacheStatus, reason?: StaleReason,
  * consumer's share of it (GW_QUOTA_EXHAUSTED is thrown inside a load only by the share's take).
  */
 function isBudgetError (err: unknown): boolean {
-  return isShareRefusal(err) || (typeof err === 'object' && err !== null && (err as { code?: unknown }).code === 'GW_UPSTREAM_BUDGET')
+  return isShareRefusal(err) || codeOf(err) === 'GW_UPSTREAM_BUDGET'
+}
+
+/** An error's `code`, when it has one. */
+function codeOf (err: unknown): unknown {
+  return typeof err === 'object' && err !== null ? (err as { code?: unknown }).code : undefined
 }
 
 /** Whether a route's entries are ever served stale: a "does not exist" marker, with no stale window, is not. */
@@ -170,7 +175,7 @@ const LOAD_PLAN: Plan = { kind: 'load' }
 
 /** A refusal by the consumer's own upstream share (thrown inside a load only by the share's take). */
 function isShareRefusal (err: unknown): boolean {
-  return typeof err === 'object' && err !== null && (err as { code?: unknown }).code === 'GW_QUOTA_EXHAUSTED'
+  return codeOf(err) === 'GW_QUOTA_EXHAUSTED'
 }
 
 /**
@@ -178,8 +183,8 @@ function isShareRefusal (err: unknown): boolean {
  * upstream share) may be papered over.
  */
 export function isUpstreamError (err: unknown): boolean {
-  const code = typeof err === 'object' && err !== null ? (err as { code?: unknown }).code : undefined
-  return typeof code === 'string' && (code.startsWith('GW_UPSTREAM') || code === 'GW_QUOTA_EXHAUSTED')
+  const code = codeOf(err)
+  return isShareRefusal(err) || (typeof code === 'string' && code.startsWith('GW_UPSTREAM'))
 }
 
 // The memory store hands back the very Buffer it holds, so an L1 hit can reuse the entry decoded the
