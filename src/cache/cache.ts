@@ -722,7 +722,12 @@ export function createCache (opts: CacheOptions = {}) {
           const e = found[i]
           return e === undefined ? undefined : fallback(err, failedAt - e.storedAt, manyOpts.freshnessOf(e), isStaleUsable)
         })
-        if (reasons.some((r) => r === undefined)) throw err
+        if (reasons.some((r) => r === undefined)) {
+          // A lookup that missed is a miss whether or not its load succeeds (else the hit ratio reads
+          // 100 % through an outage).
+          opts.onResult?.(status === 'BYPASS' ? 'BYPASS' : 'MISS', manyOpts.route)
+          throw err
+        }
         for (const i of misses) {
           entries[i] = found[i]
           oldest = Math.min(oldest, (found[i] as CacheEntry).storedAt)
@@ -738,6 +743,34 @@ export function createCache (opts: CacheOptions = {}) {
   /** Resolves when the L2 writes answers did not wait for have settled (each is bounded by the Redis timeout). */
   async function settleWrites (): Promise<void> {
     while (deferred.size > 0) await Promise.all([...deferred])
+  }
+
+  /** A read of one key through both tiers; fetch counts the outcome of one that fails. */
+  async function fetchOne (key: string, freshness: Freshness, loader: () => Promise<LoaderResult>, fetchOpts: FetchOptions): Promise<FetchResult> {
+    const route = fetchOpts.route ?? DEFAULT_ROUTE
+    const load: Loader = fetchOpts.tags === undefined ? loader : Object.assign(async () => loader(), { tags: fetchOpts.tags })
+    if (fetchOpts.bypass === true) {
+      // Shares an in-flight load (its answer is as new as ours would be), never a cached value.
+      const entry = await share(loads, key, async () => loadAndStore(key, freshness, load), load.tags)
+      return finish({ entry: entry ?? await loadAndStore(key, freshness, load), status: 'BYPASS' }, route)
+    }
+    // The whole read (lookup included) is shared: a request arriving while a fill is being stored
+    // cannot slip between a miss and the store and start a second load.
+    let isJoining = true
+    const isStaleUsable = fetchOpts.isStaleUsable ?? isUpstreamError
+    let answer: Answer
+    try {
+      answer = await share(reads, key, async () => {
+        isJoining = false
+        return read(key, freshness, load, isStaleUsable)
+      }, load.tags)
+    } catch (err) {
+      if (!isJoining || !isShareRefusal(err)) throw err
+      return finish(await readAgain(key, freshness, load, isStaleUsable), route)
+    }
+    if (isJoining && answer.isShareRefused === true) return finish(await readAgain(key, freshness, load, isStaleUsable), route)
+    if (isJoining && answer.status === 'MISS') opts.onCoalesced?.('single-flight')
+    return finish(answer, route)
   }
 
   function finish (answer: Answer, route: string): FetchResult {
@@ -763,30 +796,13 @@ export function createCache (opts: CacheOptions = {}) {
     },
 
     async fetch (key: string, freshness: Freshness, loader: () => Promise<LoaderResult>, fetchOpts: FetchOptions = {}): Promise<FetchResult> {
-      const route = fetchOpts.route ?? DEFAULT_ROUTE
-      const load: Loader = fetchOpts.tags === undefined ? loader : Object.assign(async () => loader(), { tags: fetchOpts.tags })
-      if (fetchOpts.bypass === true) {
-        // Shares an in-flight load (its answer is as new as ours would be), never a cached value.
-        const entry = await share(loads, key, async () => loadAndStore(key, freshness, load), load.tags)
-        return finish({ entry: entry ?? await loadAndStore(key, freshness, load), status: 'BYPASS' }, route)
-      }
-      // The whole read (lookup included) is shared: a request arriving while a fill is being stored
-      // cannot slip between a miss and the store and start a second load.
-      let isJoining = true
-      const isStaleUsable = fetchOpts.isStaleUsable ?? isUpstreamError
-      let answer: Answer
       try {
-        answer = await share(reads, key, async () => {
-          isJoining = false
-          return read(key, freshness, load, isStaleUsable)
-        }, load.tags)
+        return await fetchOne(key, freshness, loader, fetchOpts)
       } catch (err) {
-        if (!isJoining || !isShareRefusal(err)) throw err
-        return finish(await readAgain(key, freshness, load, isStaleUsable), route)
+        // Every outcome that reaches an answer is counted in finish; a read that fails missed the cache.
+        opts.onResult?.(fetchOpts.bypass === true ? 'BYPASS' : 'MISS', fetchOpts.route ?? DEFAULT_ROUTE)
+        throw err
       }
-      if (isJoining && answer.isShareRefused === true) return finish(await readAgain(key, freshness, load, isStaleUsable), route)
-      if (isJoining && answer.status === 'MISS') opts.onCoalesced?.('single-flight')
-      return finish(answer, route)
     },
 
     getEntries,

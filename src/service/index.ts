@@ -275,6 +275,14 @@ export function createAtlasService (app: FastifyInstance, serviceOpts: ServiceOp
     return value
   }
 
+  /** A read that fails was not answered from the cache: its access line and usage say MISS (or BYPASS). */
+  function missed (request: FastifyRequest) {
+    return (err: unknown): never => {
+      request.cacheStatus = wantsBypass(request) ? 'BYPASS' : 'MISS'
+      throw err
+    }
+  }
+
   async function fetchTable (request: FastifyRequest, route: RouteId, endpoint: UpstreamEndpoint, fields: Fields, tags: string[]) {
     let loaded: LoadedTable | undefined
     const entryTags = [cacheTags.route(route), ...tags]
@@ -289,7 +297,7 @@ export function createAtlasService (app: FastifyInstance, serviceOpts: ServiceOp
       const body = Buffer.from(reply.text, 'utf8')
       loaded = { body, value }
       return { body, contentType: JSON_TYPE, tags: entryTags }
-    }, { route, bypass: wantsBypass(request), tags: entryTags })
+    }, { route, bypass: wantsBypass(request), tags: entryTags }).catch(missed(request))
     request.cacheStatus = result.status
     const field = LIST_MEMBER_FIELD[endpoint]
     if (prefetch !== undefined && field !== undefined && LIST_ROUTES.has(route)) {
@@ -319,7 +327,7 @@ export function createAtlasService (app: FastifyInstance, serviceOpts: ServiceOp
      * whose records are kept in L2 and not copied into L1 (see the cache's fillL1).
      */
     async objects (request: FastifyRequest, ids: readonly string[], isBulk = false): Promise<ObjectsRead> {
-      const result = await readObjects(ids, callContext(request), 'objects', wantsBypass(request), isBulk)
+      const result = await readObjects(ids, callContext(request), 'objects', wantsBypass(request), isBulk).catch(missed(request))
       request.cacheStatus = result.status
       prefetch?.noteRead(ids, result.entries)
       return { records: result.entries.map(fromEntry), status: result.status, ageS: result.ageS, route: 'objects', ...(result.reason === undefined ? {} : { reason: result.reason }) }

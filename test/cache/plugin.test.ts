@@ -43,6 +43,18 @@ test('memory only: app.cache works and counts results per route', async (t) => {
   t.equal(await metricValue(app, 'gateway_cache_results_total', { route: 'lists', result: 'hit' }), 1)
 })
 
+test('a lookup whose load fails is counted as the miss it was, single and batch', async (t) => {
+  const app = await buildCacheApp(t, {})
+  const failing = async (): Promise<never> => { throw new Error('upstream down') }
+  await t.rejects(app.cache.fetch('k', app.cache.freshness('lists'), failing, { route: 'lists' }), /upstream down/)
+  await t.rejects(app.cache.fetchMany(['a', 'b'], failing, { route: 'objects', freshnessOf: () => app.cache.freshness('objects') }), /upstream down/)
+  await t.rejects(app.cache.fetch('k', app.cache.freshness('lists'), failing, { route: 'lists', bypass: true }), /upstream down/)
+  // Before: no sample at all, so the hit ratio read 100 % while every miss failed.
+  t.equal(await metricValue(app, 'gateway_cache_results_total', { route: 'lists', result: 'miss' }), 1)
+  t.equal(await metricValue(app, 'gateway_cache_results_total', { route: 'objects', result: 'miss' }), 1)
+  t.equal(await metricValue(app, 'gateway_cache_results_total', { route: 'lists', result: 'bypass' }), 1)
+})
+
 test('CACHE_FRESHNESS overrides reach app.cache; a bad one fails boot naming route and field', async (t) => {
   const app = await buildCacheApp(t, { CACHE_FRESHNESS: '{"lists":{"freshS":5}}' })
   t.equal(app.cache.freshness('lists').freshMs, 5000)

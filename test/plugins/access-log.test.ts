@@ -2,7 +2,7 @@ import { test } from 'tap'
 import type { Test } from 'tap'
 import { PassThrough } from 'node:stream'
 import { buildApp } from '../../src/app.js'
-import { buildTestApp, startTestSandbox, testConfig } from '../helper.js'
+import { buildTestApp, demoAuth, startTestSandbox, testConfig } from '../helper.js'
 
 interface LogLine { level: number, msg: string, [field: string]: unknown }
 
@@ -55,6 +55,22 @@ test('one access line per request, with route template, consumer, status, durati
   })
   t.type(first?.duration_ms, 'number')
   t.match(second, { route: '/healthz', consumer: 'anonymous', cache: '-', upstream_calls: 0, status: 200 })
+})
+
+test('a read whose upstream load fails is logged and counted as a MISS, not as no lookup', async (t) => {
+  const { app, sandbox, logs } = await buildTestApp(t, { useRedis: false, config: { LOG_LEVEL: 'info', UPSTREAM_RETRIES: 0 } })
+  const auth = demoAuth(app)
+  sandbox.inject({ endpoint: 'objects', kind: 'html500', times: 10 })
+  const id = String(sandbox.ids()[40])
+  t.equal((await app.inject({ url: `/v1/objects/${id}`, headers: auth })).statusCode, 502)
+  sandbox.inject({ endpoint: 'objectlist', kind: 'html500', times: 10 })
+  t.equal((await app.inject({ url: '/v1/lists/good/objects', headers: auth })).statusCode, 502)
+  const lines = accessLines(logs()).filter((l) => String(l.route).startsWith('/v1/'))
+  t.strictSame(lines.map((l) => [l.status, l.cache]), [[502, 'MISS'], [502, 'MISS']], 'before: cache "-" on both')
+  const day = new Date().toISOString().slice(0, 10)
+  const usage = (await app.inject({ url: `/v1/admin/usage?from=${day}&to=${day}`, headers: auth })).json().rows[0]
+  t.equal(usage.cache_lookups, 2, 'both lookups counted (before: 0)')
+  t.equal(usage.cache_hits, 0)
 })
 
 test('every access line is JSON whatever the request carries: ids, URLs and consumers with quotes and backslashes', async (t) => {
