@@ -33,7 +33,7 @@ export interface LoaderResult {
   body: Buffer
   contentType?: string
   status?: number
-  /** Tags a later write invalidates this entry by (see cacheTags in keys.ts). */
+  /** Tags a later write invalidates this entry by (src/cache/tags.ts). */
   tags?: string[]
 }
 

@@ -76,8 +76,3 @@ export function objectKey (id: string): string {
   // on the hot path (keys.test.ts checks they agree).
   return `${FACADE_VERSION}:objects:id=${id}`
 }
-
-/** Every table read also carries its route's tag (what a write changes is in tags.ts). */
-export const cacheTags = {
-  route: (route: string): string => `route:${route}`
-}

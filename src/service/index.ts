@@ -21,7 +21,7 @@ import { UpstreamError } from '../errors.js'
 import type { CacheEntry, CacheStatus, StaleReason } from '../cache/cache.js'
 import { storeTtlMs, type Freshness, type RouteId } from '../cache/freshness.js'
 import { wantsBypass } from '../cache/http.js'
-import { buildCacheKey, cacheTags, objectKey } from '../cache/keys.js'
+import { buildCacheKey, objectKey } from '../cache/keys.js'
 import { views, writeTags, type WriteKind, type WriteTarget } from '../cache/tags.js'
 import { parseLossless } from '../lib/json.js'
 import { bigIntSpans } from '../lib/json-scan.js'
@@ -285,7 +285,8 @@ export function createAtlasService (app: FastifyInstance, serviceOpts: ServiceOp
 
   async function fetchTable (request: FastifyRequest, route: RouteId, endpoint: UpstreamEndpoint, fields: Fields, tags: string[]) {
     let loaded: LoadedTable | undefined
-    const entryTags = [cacheTags.route(route), ...tags]
+    // Only the tags a write invalidates (tags.ts): a route-wide tag that nothing invalidates held, in Redis,
+    // every key its route ever stored, its set's lifetime renewed by each fill.
     const result = await cache.fetch(buildCacheKey(route, fields), cache.freshness(route), async () => {
       const reply = await app.upstream.client.call(endpoint, fields, callContext(request))
       if (reply.status !== 200) {
@@ -296,8 +297,8 @@ export function createAtlasService (app: FastifyInstance, serviceOpts: ServiceOp
       const value = tableValue(endpoint, reply)
       const body = Buffer.from(reply.text, 'utf8')
       loaded = { body, value }
-      return { body, contentType: JSON_TYPE, tags: entryTags }
-    }, { route, bypass: wantsBypass(request), tags: entryTags }).catch(missed(request))
+      return { body, contentType: JSON_TYPE, tags }
+    }, { route, bypass: wantsBypass(request), tags }).catch(missed(request))
     request.cacheStatus = result.status
     const field = LIST_MEMBER_FIELD[endpoint]
     if (prefetch !== undefined && field !== undefined && LIST_ROUTES.has(route)) {

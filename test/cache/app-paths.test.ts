@@ -1,7 +1,21 @@
 // The cache paths seen from a consumer, through the whole app against the sandbox. Freshness windows
 // are set through CACHE_FRESHNESS so that an entry is stale at once (no sleeping, no clock games).
 import { test } from 'tap'
+import type { Redis } from 'ioredis'
 import { buildTestApp, demoAuth, FIXTURE_IDS } from '../helper.js'
+import { connectTestRedis } from '../fixtures/redis-keys.js'
+
+/** Keys matching `pattern` on a single Redis server. */
+async function scanKeys (redis: Redis, pattern: string): Promise<string[]> {
+  const keys: string[] = []
+  let cursor = '0'
+  do {
+    const [next, batch] = await redis.scan(cursor, 'MATCH', pattern, 'COUNT', 1000)
+    keys.push(...batch)
+    cursor = next
+  } while (cursor !== '0')
+  return keys
+}
 
 const LIST = '/v1/lists/good/objects'
 
@@ -52,4 +66,26 @@ test('unknown ids are cached as missing for a short time', async (t) => {
   sandbox.resetCalls()
   t.equal((await app.inject({ url: `/v1/objects/${FIXTURE_IDS.U}`, headers: demoAuth(app) })).statusCode, 404)
   t.equal(sandbox.calls.get('objects') ?? 0, 0, 'the second 404 came from the negative cache')
+})
+
+test('Redis tag sets hold the entries that live, not every key a route ever stored', { skip: process.env.REDIS_URL === undefined ? 'needs REDIS_URL' : false }, async (t) => {
+  const { app, config } = await buildTestApp(t, { useRedis: true, config: { CACHE_MAX_BYTES: 0 } })
+  const redis = await connectTestRedis(t, config.REDIS_URL)
+  const entryPattern = `${config.REDIS_KEY_PREFIX}{c}:k:*`
+  const cones = 15
+  for (const round of [0, 1]) {
+    // The first round's entries go as expiry or Redis's eviction takes them (here: at once).
+    for (const key of await scanKeys(redis, entryPattern)) await redis.unlink(key)
+    for (let k = 0; k < cones; k++) {
+      const res = await app.inject({ url: `/v1/cone?ra=${10 + round * cones + k}&dec=10&radius=30`, headers: demoAuth(app) })
+      t.equal(res.statusCode, 200)
+    }
+    await app.cache.drain()
+  }
+  const live = (await scanKeys(redis, entryPattern)).length
+  let largest = 0
+  for (const tag of await scanKeys(redis, `${config.REDIS_KEY_PREFIX}{c}:t:*`)) largest = Math.max(largest, await redis.scard(tag))
+  // Before: route:cone held both rounds' 30 keys, its lifetime renewed by every fill: one more key for
+  // each distinct cone read, for as long as any cone entry lived.
+  t.ok(largest <= live, `the largest tag set holds ${largest} keys, ${live} entries live`)
 })
