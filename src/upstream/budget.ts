@@ -80,8 +80,11 @@ export function createMemoryBudget (rate: string, now: () => number = Date.now, 
   let pausedUntil = 0
   function refill (): void {
     const t = now()
-    tokens = Math.min(capacity, tokens + (t - updatedAt) * capacity / windowMs)
-    pace = Math.min(paceCapacity, pace + (t - updatedAt) * (capacity - paceCapacity) / windowMs)
+    // A wall clock stepping back (NTP step, VM resume) refills nothing and drains nothing, as in the
+    // Redis script: the time since counts from the new reading.
+    const elapsed = Math.max(0, t - updatedAt)
+    tokens = Math.min(capacity, tokens + elapsed * capacity / windowMs)
+    pace = Math.min(paceCapacity, pace + elapsed * (capacity - paceCapacity) / windowMs)
     updatedAt = t
   }
   const tokenWaitS = (): number => tokens >= 1 ? 0 : Math.ceil((1 - tokens) * windowMs / capacity / 1000)

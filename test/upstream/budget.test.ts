@@ -127,3 +127,18 @@ test('redis budget: concurrent pauses from two replicas keep the longer one', { 
     t.ok(take.retryAfterS > 100, `run ${i}: the 120 s pause holds (${take.retryAfterS} s left)`)
   }
 })
+
+// The wall clock stepped back an hour (NTP step, VM resume) with 50 of 100 tokens left: the refill read
+// the negative time as a drain, so the next take was refused for about half an hour (retry after 1,872 s,
+// pace -111). The Redis script never counts time backwards; neither does the memory bucket.
+test('memory budget: a clock stepping back takes no tokens (injected clock)', async (t) => {
+  let clock = Date.UTC(2026, 10, 30, 12, 0, 0)
+  const budget = createMemoryBudget('100/hour', () => clock)
+  for (let i = 0; i < 50; i++) await budget.take()
+  clock -= 60 * 60 * 1000
+  const take = await budget.take()
+  t.match(take, { ok: true, remaining: 49, retryAfterS: 0 }, 'the 50 tokens left are still there')
+  t.equal(take.pace, -31, 'the pace (a burst of 20, 51 takes) is not drained by the step either')
+  clock += 36_000
+  t.match(await budget.take(), { ok: true, remaining: 49 }, 'time after the step refills from the new reading')
+})
