@@ -49,7 +49,10 @@ export type Clock = () => number
 // the millisecond), so every replica agrees on when a day ends. ARGV[4] overrides the time in
 // milliseconds; only tests pass it. The time left is answered in milliseconds: a lease spent locally
 // (quota/lease.ts) lasts exactly that long from when it was asked for, so it ends before the window
-// does and still covers the window's last second.
+// does and still covers the window's last second. A window never goes back to an older one: after the
+// clock steps back across a window's start (NTP step, VM resume), the later window stored keeps its
+// count until it ends (its time left is then longer than the period), or an older window read as 0
+// would overwrite it and admit its limit again.
 const CHARGE_LUA = `
 local units = tonumber(ARGV[1])
 local limit = tonumber(ARGV[2])
@@ -61,10 +64,12 @@ if not now then
   now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
 end
 local window = math.floor(now / period)
-local reset = (window + 1) * period - now
 local stored = redis.call('HMGET', KEYS[1], 'w', 'n')
+local stored_window = tonumber(stored[1])
+if stored_window and stored_window > window then window = stored_window end
+local reset = (window + 1) * period - now
 local used = 0
-if tonumber(stored[1]) == window then used = tonumber(stored[2]) or 0 end
+if stored_window == window then used = tonumber(stored[2]) or 0 end
 if units == 0 then return {1, used, reset, 0} end
 if units < 0 then
   if used == 0 then return {1, 0, reset, 0} end
@@ -112,9 +117,10 @@ export function createMemoryWindowStore (opts: { now?: Clock } = {}): WindowStor
   function chargeNow (key: string, units: number, limit: number, periodSeconds: number): WindowCharge {
     const at = Math.floor(now())
     const periodMs = periodSeconds * 1000
-    const window = Math.floor(at / periodMs)
-    const reset = resetOf((window + 1) * periodMs - at)
     const entry = counters.get(key)
+    // Never back to an older window (a clock stepping back): see the Redis script.
+    const window = Math.max(Math.floor(at / periodMs), entry?.window ?? -Infinity)
+    const reset = resetOf((window + 1) * periodMs - at)
     const used = entry?.window === window ? entry.used : 0
     if (units === 0) return { isAllowed: true, used, ...reset }
     if (units < 0) {

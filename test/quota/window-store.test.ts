@@ -86,6 +86,37 @@ for (const [name, make] of makers) {
   })
 }
 
+// The wall clock stepped back 10 s across 00:00 UTC (NTP step, VM resume) after day D's units were
+// spent: the older window read as 0 and overwrote day D's count, so day D-1's last seconds admitted a
+// full limit and day D, 10 s on, another one. A window never goes back to an older one.
+for (const [name, make] of makers) {
+  test(`${name} window store: a clock stepping back across 00:00 UTC keeps the day's count`, { skip: make === undefined ? 'REDIS_URL is not set' : false }, async (t) => {
+    if (make === undefined) return
+    let now = Date.UTC(2026, 10, 30, 0, 0, 5)
+    const store = await make(t, () => now)
+    const key = `${prefix()}units`
+    let admitted = 0
+    const spend = async (): Promise<void> => {
+      for (let i = 0; i < 20; i++) {
+        if (!(await store.charge(key, 10, 100, DAY)).isAllowed) return
+        admitted += 10
+      }
+    }
+    await spend()
+    t.equal(admitted, 100, 'day D spent')
+    now -= 10_000
+    await spend()
+    t.equal(admitted, 100, 'nothing more 10 s back, in day D-1 by the clock')
+    t.strictSame(await store.charge(key, 0, 100, DAY), { isAllowed: true, used: 100, resetSeconds: DAY + 5, resetMs: (DAY + 5) * 1000 }, 'day D\'s count, until day D ends')
+    t.strictSame(await store.charge(key, -10, 100, DAY), { isAllowed: true, used: 90, resetSeconds: DAY + 5, resetMs: (DAY + 5) * 1000 }, 'a refund gives back to day D')
+    now += 20_000
+    await spend()
+    t.equal(admitted, 110, 'back in day D: only the refunded 10 more')
+    now = Date.UTC(2026, 11, 1, 0, 0, 0)
+    t.strictSame(await store.charge(key, 10, 100, DAY), { isAllowed: true, used: 10, resetSeconds: DAY, resetMs: DAY * 1000 }, 'the next day starts from zero')
+  })
+}
+
 test('redis: the TTL is set in the same step, and the server clock decides the day', { skip: REDIS_URL === '' ? 'REDIS_URL is not set' : false }, async (t) => {
   const redis = await redisClient(t)
   const store = createRedisWindowStore(redis)
