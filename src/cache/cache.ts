@@ -168,6 +168,21 @@ function servesStale (f: Freshness): boolean {
   return f.staleWhileRevalidateMs > 0 || f.staleIfErrorMs > 0
 }
 
+// How far ahead of this replica's clock an entry's storedAt may be and still count as stored now: the
+// clocks of replicas sharing L2 differ a little. Further ahead, the clock has stepped back since the entry
+// was stored (NTP step, VM resume), and how old it is cannot be told.
+const CLOCK_SKEW_MS = 5000
+
+/**
+ * An entry's age at `at`, in ms. One stored further ahead of the clock than replicas' clocks differ counts
+ * as just past its freshness (not fresh: refreshed, or loaded again where it is never served stale) rather
+ * than fresh for as long as the clock stepped back; a little ahead, as new.
+ */
+function ageOf (entry: CacheEntry, at: number, f: Freshness): number {
+  const age = at - entry.storedAt
+  return age < -CLOCK_SKEW_MS ? f.freshMs : Math.max(0, age)
+}
+
 /** What a cached entry answers: a hit, a stale answer (refreshed in the background or not), or nothing without a load. */
 type Plan = { kind: 'hit' } | { kind: 'stale', refresh: boolean, reason?: StaleReason } | { kind: 'load' }
 const HIT_PLAN: Plan = { kind: 'hit' }
@@ -274,7 +289,9 @@ export function createCache (opts: CacheOptions = {}) {
     return () => {
       if (answer !== undefined) return answer
       let most = 0
-      for (const e of found) if (e !== undefined) most = Math.max(most, overdue(at - e.storedAt, freshnessOf(e)))
+      for (const e of found) {
+        if (e !== undefined) { const f = freshnessOf(e); most = Math.max(most, overdue(ageOf(e, at, f), f)) }
+      }
       answer = policy.backgroundAllowed(claim, most)
       return answer
     }
@@ -318,7 +335,7 @@ export function createCache (opts: CacheOptions = {}) {
     const raw = l1 === undefined ? undefined : await l1.get(key)
     const decoded = raw === undefined ? undefined : decodeEntry(raw)
     const local = usable(decoded, now()) ? decoded : undefined
-    if (local !== undefined && now() - local.storedAt < freshness.freshMs) return local
+    if (local !== undefined && ageOf(local, now(), freshness) < freshness.freshMs) return local
     // Absent or stale here: another replica may already have refreshed L2, which costs no upstream call.
     return (await fromL2(key, local?.storedAt)) ?? local
   }
@@ -326,7 +343,7 @@ export function createCache (opts: CacheOptions = {}) {
   /** After taking the lock: a fill that landed between our lookup and the lock makes the load unnecessary. */
   async function freshFromL2 (key: string, freshness: Freshness, newerThan?: number): Promise<CacheEntry | undefined> {
     const entry = await fromL2(key, newerThan)
-    return entry !== undefined && now() - entry.storedAt < freshness.freshMs ? entry : undefined
+    return entry !== undefined && ageOf(entry, now(), freshness) < freshness.freshMs ? entry : undefined
   }
 
   async function store (key: string, entry: CacheEntry): Promise<void> {
@@ -401,8 +418,7 @@ export function createCache (opts: CacheOptions = {}) {
     const load = async (after?: number): Promise<CacheEntry> => isAlone ? loadAndStore(key, freshness, loader) : loadForeground(key, freshness, loader, after)
     const found = await lookup(key, freshness)
     if (found === undefined) return { entry: await load(), status: 'MISS' }
-    const age = now() - found.storedAt
-    const next = plan(age, freshness)
+    const next = plan(ageOf(found, now(), freshness), freshness)
     if (next.kind === 'hit') return { entry: found, status: 'HIT' }
     if (next.kind === 'stale') {
       if (next.refresh) refreshInBackground(key, freshness, loader, found.storedAt)
@@ -411,7 +427,7 @@ export function createCache (opts: CacheOptions = {}) {
     try {
       return { entry: await load(found.storedAt), status: 'MISS' }
     } catch (err) {
-      const reason = fallback(err, now() - found.storedAt, freshness, isStaleUsable)
+      const reason = fallback(err, ageOf(found, now(), freshness), freshness, isStaleUsable)
       if (reason === undefined) throw err
       return { entry: found, status: 'STALE', reason, ...(isShareRefusal(err) ? { isShareRefused: true } : {}) }
     }
@@ -456,7 +472,9 @@ export function createCache (opts: CacheOptions = {}) {
    * already, which costs a Redis read instead of an upstream call (the per-key counterpart of lookup).
    */
   function isPastFresh (entry: CacheEntry, at: number, freshnessOf: (entry: CacheEntry) => Freshness): boolean {
-    return l2 !== undefined && at - entry.storedAt >= freshnessOf(entry).freshMs
+    if (l2 === undefined) return false
+    const f = freshnessOf(entry)
+    return ageOf(entry, at, f) >= f.freshMs
   }
 
   /**
@@ -646,7 +664,9 @@ export function createCache (opts: CacheOptions = {}) {
     const allowed = batchAllowance(false, found, at, freshnessOf)
     return keys.filter((_, i) => {
       const entry = found[i]
-      return entry === undefined || plan(at - entry.storedAt, freshnessOf(entry), allowed).kind === 'load'
+      if (entry === undefined) return true
+      const f = freshnessOf(entry)
+      return plan(ageOf(entry, at, f), f, allowed).kind === 'load'
     })
   }
 
@@ -660,15 +680,17 @@ export function createCache (opts: CacheOptions = {}) {
     const stale: number[] = []
     let status: CacheStatus = bypass ? 'BYPASS' : 'HIT'
     let reason: StaleReason | undefined
-    // The oldest entry served (loaded ones are new).
+    // When the oldest entry served was stored, as its age counts (loaded ones are new).
     let oldest = at
     const allowed = batchAllowance(true, found, at, manyOpts.freshnessOf)
     found.forEach((entry, i) => {
       if (entry === undefined) { misses.push(i); return }
-      const next = plan(at - entry.storedAt, manyOpts.freshnessOf(entry), allowed)
+      const f = manyOpts.freshnessOf(entry)
+      const age = ageOf(entry, at, f)
+      const next = plan(age, f, allowed)
       if (next.kind === 'load') { misses.push(i); return }
       entries[i] = entry
-      oldest = Math.min(oldest, entry.storedAt)
+      oldest = Math.min(oldest, at - age)
       if (next.kind === 'hit') return
       status = 'STALE'
       if (next.refresh) stale.push(i)
@@ -718,22 +740,27 @@ export function createCache (opts: CacheOptions = {}) {
       } catch (err) {
         const isStaleUsable = manyOpts.isStaleUsable ?? isUpstreamError
         const failedAt = now()
-        const reasons = misses.map((i) => {
+        // Each entry's age as the answer goes out, and why it may answer (undefined: it may not).
+        const served = misses.map((i) => {
           const e = found[i]
-          return e === undefined ? undefined : fallback(err, failedAt - e.storedAt, manyOpts.freshnessOf(e), isStaleUsable)
+          if (e === undefined) return undefined
+          const f = manyOpts.freshnessOf(e)
+          const age = ageOf(e, failedAt, f)
+          const why = fallback(err, age, f, isStaleUsable)
+          return why === undefined ? undefined : { age, why }
         })
-        if (reasons.some((r) => r === undefined)) {
+        if (served.some((r) => r === undefined)) {
           // A lookup that missed is a miss whether or not its load succeeds (else the hit ratio reads
           // 100 % through an outage).
           opts.onResult?.(status === 'BYPASS' ? 'BYPASS' : 'MISS', manyOpts.route)
           throw err
         }
-        for (const i of misses) {
+        misses.forEach((i, k) => {
           entries[i] = found[i]
-          oldest = Math.min(oldest, (found[i] as CacheEntry).storedAt)
-        }
+          oldest = Math.min(oldest, failedAt - (served[k]?.age ?? 0))
+        })
         status = 'STALE'
-        reason = reasons.includes('budget-low') || reason === 'budget-low' ? 'budget-low' : 'upstream-error'
+        reason = served.some((r) => r?.why === 'budget-low') || reason === 'budget-low' ? 'budget-low' : 'upstream-error'
       }
     }
     opts.onResult?.(status, manyOpts.route)
@@ -752,7 +779,7 @@ export function createCache (opts: CacheOptions = {}) {
     if (fetchOpts.bypass === true) {
       // Shares an in-flight load (its answer is as new as ours would be), never a cached value.
       const entry = await share(loads, key, async () => loadAndStore(key, freshness, load), load.tags)
-      return finish({ entry: entry ?? await loadAndStore(key, freshness, load), status: 'BYPASS' }, route)
+      return finish({ entry: entry ?? await loadAndStore(key, freshness, load), status: 'BYPASS' }, route, freshness)
     }
     // The whole read (lookup included) is shared: a request arriving while a fill is being stored
     // cannot slip between a miss and the store and start a second load.
@@ -766,17 +793,17 @@ export function createCache (opts: CacheOptions = {}) {
       }, load.tags)
     } catch (err) {
       if (!isJoining || !isShareRefusal(err)) throw err
-      return finish(await readAgain(key, freshness, load, isStaleUsable), route)
+      return finish(await readAgain(key, freshness, load, isStaleUsable), route, freshness)
     }
-    if (isJoining && answer.isShareRefused === true) return finish(await readAgain(key, freshness, load, isStaleUsable), route)
+    if (isJoining && answer.isShareRefused === true) return finish(await readAgain(key, freshness, load, isStaleUsable), route, freshness)
     if (isJoining && answer.status === 'MISS') opts.onCoalesced?.('single-flight')
-    return finish(answer, route)
+    return finish(answer, route, freshness)
   }
 
-  function finish (answer: Answer, route: string): FetchResult {
+  function finish (answer: Answer, route: string, freshness: Freshness): FetchResult {
     const { entry, status, reason } = answer
     opts.onResult?.(status, route)
-    return { entry, status, ageS: Math.max(0, Math.floor((now() - entry.storedAt) / 1000)), ...(reason === undefined ? {} : { reason }) }
+    return { entry, status, ageS: Math.floor(ageOf(entry, now(), freshness) / 1000), ...(reason === undefined ? {} : { reason }) }
   }
 
   return {

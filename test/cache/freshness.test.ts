@@ -2,6 +2,9 @@ import { test } from 'tap'
 import fc from 'fast-check'
 import { DEFAULT_FRESHNESS, ROUTE_IDS, buildCacheControl, parseFreshness, storeTtlMs } from '../../src/cache/freshness.js'
 import { loadConfig } from '../../src/config.js'
+import { createCache, type LoaderResult, type PutItem } from '../../src/cache/cache.js'
+import { createMemoryStore } from '../../src/cache/memory-store.js'
+import { UpstreamError } from '../../src/errors.js'
 
 test('an empty setting gives the documented defaults', async (t) => {
   t.same(parseFreshness(''), DEFAULT_FRESHNESS)
@@ -68,4 +71,61 @@ test('Cache-Control: the stale windows end where the maximum staleness does', as
     return staleFrom + value('stale-while-revalidate') <= Math.max(staleFrom, maxStaleS) &&
       staleFrom + value('stale-if-error') <= Math.max(staleFrom, maxStaleS)
   }))
+})
+
+// The wall clock stepped back (NTP step, VM resume) after an entry was stored: its age read negative,
+// which counted as fresh, so a `lists` entry fresh for 60 s answered HIT with Age 0 and max-age=60 for
+// the whole length of the step (an hour here). An entry stored more than a few seconds ahead of the clock
+// (more than replicas' clocks differ) has an unknown age: it counts as just past its freshness.
+test('a clock stepping back: an entry stored ahead of the clock is past its freshness, not fresh', async (t) => {
+  let clock = Date.UTC(2026, 10, 30, 12)
+  const now = (): number => clock
+  const cache = createCache({ l1: createMemoryStore({ maxBytes: 1 << 20, now }), now })
+  let loads = 0
+  const loader = async (): Promise<LoaderResult> => ({ body: Buffer.from(`[${++loads}]`), contentType: 'application/json' })
+  const f = DEFAULT_FRESHNESS.lists
+  t.equal((await cache.fetch('k', f, loader)).status, 'MISS')
+  clock -= 3_600_000
+  clock += 10 * 60_000
+  const stepped = await cache.fetch('k', f, loader)
+  t.match(stepped, { status: 'STALE', ageS: 60 }, 'served stale (within stale-while-revalidate), as old as its freshness')
+  t.equal(buildCacheControl(f, stepped.ageS), 'private, max-age=0, stale-while-revalidate=300, stale-if-error=3600')
+  await cache.drain()
+  t.equal(loads, 2, 'and refreshed in the background')
+  t.match(await cache.fetch('k', f, loader), { status: 'HIT', ageS: 0 }, 'the refreshed entry is fresh from the new reading')
+
+  // Per-key entries (object records): the same rules.
+  const records = async (keys: string[]): Promise<PutItem[]> => keys.map((key) => ({ key, body: Buffer.from(`{"n":${++loads}}`), ttlMs: storeTtlMs(DEFAULT_FRESHNESS.objects) }))
+  const many = { route: 'objects', freshnessOf: () => DEFAULT_FRESHNESS.objects }
+  t.equal((await cache.fetchMany(['o:1', 'o:2'], records, many)).status, 'MISS')
+  clock -= 3_600_000
+  const batch = await cache.fetchMany(['o:1', 'o:2'], records, many)
+  t.match(batch, { status: 'STALE', ageS: 600 }, 'a batch of records stored an hour ahead of the clock')
+  await cache.drain()
+  t.match(await cache.fetchMany(['o:1', 'o:2'], records, many), { status: 'HIT', ageS: 0 })
+
+  // A route never served stale ("does not exist" markers) loads again.
+  const missing = DEFAULT_FRESHNESS['objects-missing']
+  t.equal((await cache.fetch('m', missing, loader)).status, 'MISS')
+  clock -= 3_600_000
+  t.equal((await cache.fetch('m', missing, loader)).status, 'MISS', 'a marker stored ahead of the clock is loaded again')
+
+  // Past its freshness, it still answers a failed load within stale-if-error.
+  const errorOnly = { freshMs: 60_000, staleWhileRevalidateMs: 0, staleIfErrorMs: 3_600_000 }
+  t.equal((await cache.fetch('e', errorOnly, loader)).status, 'MISS')
+  clock -= 3_600_000
+  const failing = async (): Promise<LoaderResult> => { throw new UpstreamError('upstream 502') }
+  t.match(await cache.fetch('e', errorOnly, failing), { status: 'STALE', reason: 'upstream-error', ageS: 60 })
+})
+
+test('a clock stepping back a little (as replicas\' clocks differ): an entry stored up to 5 s ahead is fresh', async (t) => {
+  let clock = Date.UTC(2026, 10, 30, 12)
+  const now = (): number => clock
+  const cache = createCache({ l1: createMemoryStore({ maxBytes: 1 << 20, now }), now })
+  let loads = 0
+  const loader = async (): Promise<LoaderResult> => ({ body: Buffer.from(`[${++loads}]`), contentType: 'application/json' })
+  await cache.fetch('k', DEFAULT_FRESHNESS.lists, loader)
+  clock -= 5000
+  t.match(await cache.fetch('k', DEFAULT_FRESHNESS.lists, loader), { status: 'HIT', ageS: 0 })
+  t.equal(loads, 1)
 })
