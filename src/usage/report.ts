@@ -74,14 +74,15 @@ export function daysOfMonth (month: string): string[] | undefined {
 
 /**
  * Every UTC day from `from` to `to` (inclusive, YYYY-MM-DD); undefined when they are not dates, `to` is
- * before `from`, or the range is longer than `max` days (refused rather than cut short).
+ * before `from`, or they are more than `max` days apart (refused rather than cut short). `max` days apart
+ * is `max` + 1 days: what the store keeps with a retention of `max` (today and the `max` days before).
  */
 export function daysBetween (from: string, to: string, max: number): string[] | undefined {
   // Calendar-strict: 2026-02-30 is refused, not read as 2 March.
   const isDate = (text: string): boolean => /^\d{4}-\d{2}-\d{2}$/.test(text)
   const start = isDate(from) ? parseInstant(from) : undefined
   const end = isDate(to) ? parseInstant(to) : undefined
-  if (start === undefined || end === undefined || end < start || (end - start) / 86400000 >= max) return undefined
+  if (start === undefined || end === undefined || end < start || (end - start) / 86400000 > max) return undefined
   const days: string[] = []
   for (let ms = start; ms <= end; ms += 86400000) days.push(new Date(ms).toISOString().slice(0, 10))
   return days

@@ -102,6 +102,33 @@ test('a flush on the timer, with Redis: one hash per day with its retention', { 
   t.notOk(JSON.stringify(lastUsed).includes(alice.key), 'never the key itself')
 })
 
+// A day's hash expires at the start of the day USAGE_RETENTION_DAYS + 1 later, so today and the
+// USAGE_RETENTION_DAYS days before it are all kept: a range that many days apart is answerable. It was
+// refused with a 400 saying "at most USAGE_RETENTION_DAYS days apart" (the range check was one day short).
+test('a range exactly USAGE_RETENTION_DAYS apart is answered whole, with Redis', { skip: TEST_REDIS_URL === '' ? 'needs REDIS_URL' : false }, async (t) => {
+  await clearOfMidnight()
+  const DAY = 86_400_000
+  const retention = 3
+  const alice = makeConsumer('alice')
+  const admin = makeConsumer('ops', { scopes: ['admin'] })
+  // The app's clock picks the day counted; Redis expires the hashes by its own clock, today's.
+  let now = Date.now() - retention * DAY
+  const { app } = await buildTestApp(t, { config: { CONSUMERS_FILE: consumersFile(t, [alice, admin]), USAGE_RETENTION_DAYS: retention }, deps: { now: () => now } })
+  const first = new Date(now).toISOString().slice(0, 10)
+  t.equal((await app.inject({ url: '/v1/me', headers: bearer(alice.key) })).statusCode, 200)
+  await app.usage.flush()
+  now = Date.now()
+  const today = new Date(now).toISOString().slice(0, 10)
+  t.equal((await app.inject({ url: '/v1/me', headers: bearer(alice.key) })).statusCode, 200)
+  const res = await app.inject({ url: `/v1/admin/usage?from=${first}&to=${today}&consumer=alice`, headers: bearer(admin.key) })
+  t.equal(res.statusCode, 200, `from ${first} to ${today}, ${retention} days apart: ${res.body}`)
+  t.strictSame(res.statusCode === 200 ? (res.json() as { rows: UsageRow[] }).rows.map((r) => [r.day, r.requests]) : [], [[first, 1], [today, 1]], 'both ends still kept')
+  const before = new Date(now - (retention + 1) * DAY).toISOString().slice(0, 10)
+  const longer = await app.inject({ url: `/v1/admin/usage?from=${before}&to=${today}`, headers: bearer(admin.key) })
+  t.equal(longer.statusCode, 400, 'a day more is refused')
+  t.match(longer.json(), { code: 'GW_VALIDATION', detail: /at most USAGE_RETENTION_DAYS \(3\) days apart/ })
+})
+
 test('without Redis: counts reach the usage file when the gateway closes', async (t) => {
   await clearOfMidnight()
   const alice = makeConsumer('alice')
