@@ -122,7 +122,8 @@ export function createObjectLoader (opts: ObjectLoaderOptions) {
    */
   async function fetchChunk (requested: string[], predicted: string[], ctxs: CallContext[]): Promise<Array<RecordText | undefined>> {
     const ids = [...requested, ...predicted]
-    const onCall = () => { for (const c of ctxs) c.onCall?.() }
+    // The call is counted on the request that paid for it (each attempt's payer), as the share was
+    // charged: the others joined it, as a read joins another's single flight, and cost nothing more.
     let payer: CallContext | undefined
     callsInFlight++
     const reply = await opts.client.call('objects', fields.objects(ids), {
@@ -132,7 +133,7 @@ export function createObjectLoader (opts: ObjectLoaderOptions) {
         return charged?.isCharged ?? false
       },
       onUnsent: async () => { await payer?.onUnsent?.() },
-      onCall
+      onCall: () => { payer?.onCall?.() }
     }).finally(() => {
       callsInFlight--
       if (isWaitingForCall) {
@@ -167,12 +168,13 @@ export function createObjectLoader (opts: ObjectLoaderOptions) {
 
   /**
    * A call that serves several requests is charged once, to the first of them (in arrival order) whose
-   * consumer still has upstream share; it fails only when none has.
+   * consumer still has upstream share; it fails only when none has. A first one with nothing to charge
+   * (no consumer: a prefetch) makes the call free for all, and is its payer.
    */
   async function chargeOne (ctxs: CallContext[]): Promise<{ payer: CallContext, isCharged: boolean } | undefined> {
     let refusal: unknown
     for (const c of ctxs) {
-      if (c.beforeCall === undefined) return undefined
+      if (c.beforeCall === undefined) return { payer: c, isCharged: false }
       try {
         return { payer: c, isCharged: await c.beforeCall() }
       } catch (err) {

@@ -14,7 +14,7 @@ import { clearOfMidnight, waitFor } from '../fixtures/wait.js'
 import { REDIS_SERVER_SKIP, startRedisServer } from '../fixtures/redis-server.js'
 import { testKeyPrefix } from '../fixtures/redis-keys.js'
 
-const { A, B } = FIXTURE_IDS
+const { A, B, C } = FIXTURE_IDS
 
 async function usage (app: FastifyInstance, key: string, query: string) {
   const res = await app.inject({ url: `/v1/admin/usage?${query}`, headers: bearer(key) })
@@ -82,6 +82,25 @@ test('counts per consumer per day: route classes, units, upstream calls, cache, 
   for (const bad of ['month=2026-13', 'month=2026-11&from=2026-11-01&to=2026-11-02', 'from=2026-11-01', 'to=2026-11-01', '', 'from=2026-11-02&to=2026-11-01', 'from=2000-01-01&to=2026-11-01', 'from=2026-02-30&to=2026-03-01']) {
     t.equal((await get(`/v1/admin/usage?${bad}`, admin.key)).statusCode, 400, `400 for "${bad}"`)
   }
+})
+
+test('an objects/ call that serves several requests is counted once, on the request that paid for it', async (t) => {
+  const now = Date.parse('2026-11-15T10:00:00Z')
+  const alice = makeConsumer('alice')
+  const admin = makeConsumer('ops', { scopes: ['admin'] })
+  const { app, sandbox, logs } = await buildTestApp(t, { config: { CONSUMERS_FILE: consumersFile(t, [alice, admin]), PREFETCH_ENABLED: false }, deps: { now: () => now } })
+  // Slow enough that the three misses gather into one call.
+  sandbox.setOptions({ latencyMs: 50 })
+  const answers = await Promise.all([A, B, C].map(async (id) => await app.inject({ url: `/v1/objects/${id}`, headers: bearer(alice.key) })))
+  t.strictSame(answers.map((r) => r.statusCode), [200, 200, 200])
+  const calls = sandbox.calls.get('objects') ?? 0
+  t.ok(calls < 3, `the misses shared calls (${calls} objects/ calls)`)
+  const logged = logs().split('\n').filter((l) => l.includes('"request completed"')).map((l) => JSON.parse(l) as { route: string, upstream_calls: number })
+    .filter((l) => l.route === '/v1/objects/:id').reduce((sum, l) => sum + l.upstream_calls, 0)
+  t.equal(logged, calls, 'the access lines count each call once')
+  const { rows } = await usage(app, admin.key, 'from=2026-11-15&to=2026-11-15&consumer=alice')
+  t.equal(rows[0]?.upstream_calls, calls, 'and so does usage')
+  t.equal((await app.inject({ url: '/v1/me', headers: bearer(alice.key) })).json().usage.upstream_share_used, calls, 'as the share was charged')
 })
 
 test('a flush on the timer, with Redis: one hash per day with its retention', { skip: TEST_REDIS_URL === '' ? 'needs REDIS_URL' : false }, async (t) => {
