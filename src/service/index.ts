@@ -92,9 +92,10 @@ declare module 'fastify' {
 export type AtlasService = ReturnType<typeof createAtlasService>
 
 /**
- * What the upstream client needs to know of a request: each upstream call it causes (retries and
- * every chunk of a batch included) takes one unit of its consumer's upstream share and is counted for
- * its access log line.
+ * What the upstream client needs to know of a request: each upstream call it causes (retries, every
+ * chunk of a batch and the background refresh of a stale answer included) takes one unit of its
+ * consumer's upstream share and is counted in its consumer's usage, and for its access log line when
+ * made before the request was answered.
  */
 function callContext (request: FastifyRequest, onSent?: () => void): CallContext {
   const consumer = request.consumer
@@ -124,6 +125,13 @@ class ConsumerCalls extends RequestCalls {
   }
 
   onUnsent (): Promise<void> { return this.request.server.quota.refundUpstreamShare(this.consumer, this.shareWindowEnd) }
+
+  // Counted in usage as it is made, not when the request is answered: a stale answer's background
+  // refresh is made after that, on this context, and its consumer's share paid for it.
+  override onCall (): void {
+    super.onCall()
+    this.request.server.usage.noteUpstreamCall(this.consumer.id)
+  }
 }
 
 function fromEntry (entry: CacheEntry): StoredRecord | null {

@@ -1,7 +1,8 @@
 // `app.usage`: what each consumer did per UTC day (report.ts). Counted in the process, in one onResponse
-// callback (no Redis call, no promise per request), and written in batches: every USAGE_FLUSH_MS and when
-// the gateway closes (store.ts: one pipeline per flush). So a cache hit costs no Redis round trip. A
-// failed flush's batch is sent again, unchanged and under its id, at the next (and counted once).
+// callback (no Redis call, no promise per request; upstream calls and writes as they are made), and
+// written in batches: every USAGE_FLUSH_MS and when the gateway closes (store.ts: one pipeline per
+// flush). So a cache hit costs no Redis round trip. A failed flush's batch is sent again, unchanged and
+// under its id, at the next (and counted once).
 // `last_used` per key and per consumer rides along (the keys are held only until the flush, which
 // stores their SHA-256).
 import { randomUUID } from 'node:crypto'
@@ -93,7 +94,6 @@ export function createUsage (app: FastifyInstance, store: UsageStore, now: () =>
     add(c, COUNTER.requests)
     add(c, requestCounterOf(request))
     if (request.chargedUnits > 0) add(c, COUNTER.units, request.chargedUnits)
-    if (request.upstreamCalls > 0) add(c, COUNTER.upstreamCalls, request.upstreamCalls)
     if (request.cacheStatus !== '') {
       add(c, COUNTER.cacheLookups)
       if (CACHE_HITS.has(request.cacheStatus)) add(c, COUNTER.cacheHits)
@@ -167,6 +167,11 @@ export function createUsage (app: FastifyInstance, store: UsageStore, now: () =>
     store,
     count,
     noteError (request: FastifyRequest, code: string): void { errorCodes.set(request, code) },
+    /**
+     * Counts one upstream call `consumer` caused, as it is made (service/index.ts): a stale answer's
+     * background refresh is made after the request was counted, and is charged to the consumer's share.
+     */
+    noteUpstreamCall (consumer: string): void { add(countersOf(consumer, now()), COUNTER.upstreamCalls) },
     /** Counts one upstream write of `consumer` (the audit tells). */
     noteWrite (consumer: string): void { add(countersOf(consumer, now()), COUNTER.writes) },
     /** One flush at a time; a flush asked for during one runs after it. */

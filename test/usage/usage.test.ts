@@ -103,6 +103,35 @@ test('an objects/ call that serves several requests is counted once, on the requ
   t.equal((await app.inject({ url: '/v1/me', headers: bearer(alice.key) })).json().usage.upstream_share_used, calls, 'as the share was charged')
 })
 
+test('a background refresh is counted in usage as the upstream call its read caused, as the share is charged for it', async (t) => {
+  let now = Date.parse('2026-11-15T10:00:00Z')
+  const alice = makeConsumer('alice')
+  const admin = makeConsumer('ops', { scopes: ['admin'] })
+  const { app, sandbox } = await buildTestApp(t, {
+    config: {
+      CONSUMERS_FILE: consumersFile(t, [alice, admin]),
+      PREFETCH_ENABLED: false,
+      CACHE_FRESHNESS: JSON.stringify({ objects: { freshS: 60, swrS: 600 }, lists: { freshS: 60, swrS: 600 } })
+    },
+    deps: { now: () => now }
+  })
+  const urls = [`/v1/objects/${A}`, '/v1/lists/good/objects']
+  for (const url of urls) t.equal((await app.inject({ url, headers: bearer(alice.key) })).headers['x-cache'], 'MISS', `${url} loaded`)
+  // Past fresh, inside stale-while-revalidate: each answer is STALE, and its refresh runs after it.
+  now += 4 * 60_000
+  for (const url of urls) {
+    const res = await app.inject({ url, headers: bearer(alice.key) })
+    t.equal(res.headers['x-cache'], 'STALE', url)
+    t.equal(res.headers['x-cache-reason'], undefined, `${url}: being refreshed`)
+  }
+  await app.cache.drain()
+  t.equal(sandbox.totalCalls(), 4, `two loads and two refreshes (${[...sandbox.calls].join(' ')})`)
+  const share = (await app.inject({ url: '/v1/me', headers: bearer(alice.key) })).json().usage.upstream_share_used
+  t.equal(share, 4, 'the refreshes were charged to alice\'s share')
+  const { rows } = await usage(app, admin.key, 'from=2026-11-15&to=2026-11-15&consumer=alice')
+  t.equal(rows[0]?.upstream_calls, share, 'and usage counts them')
+})
+
 test('a flush on the timer, with Redis: one hash per day with its retention', { skip: TEST_REDIS_URL === '' ? 'needs REDIS_URL' : false }, async (t) => {
   await clearOfMidnight()
   const alice = makeConsumer('alice')
