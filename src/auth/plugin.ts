@@ -45,6 +45,8 @@ declare module 'fastify' {
     chargedUnits: number
     /** When the window of those units has surely ended (quota/lease.ts): a refund after it is dropped. */
     chargedUnitsWindowEnd: number
+    /** When those units were charged (the app's clock): usage counts them on that day, as the quota did. */
+    chargedUnitsAt: number
   }
   interface FastifyInstance {
     /** Every route registered, with its protection: a scope, or 'public'. */
@@ -132,6 +134,7 @@ export const routeGuardPlugin = fp(async (app) => {
   app.decorateRequest('consumerKey', '')
   app.decorateRequest('chargedUnits', 0)
   app.decorateRequest('chargedUnitsWindowEnd', 0)
+  app.decorateRequest('chargedUnitsAt', 0)
 
   const onRequest: onRequestHookHandler = async function (request, reply) {
     return await this.auth.authenticate(request, reply)
@@ -279,6 +282,7 @@ export const consumerAuthPlugin = fp(async (app, opts: QuotaPluginOptions) => {
     }
     if (units <= 0) return undefined
     let charge
+    const chargedAt = now()
     try {
       charge = await app.quota.chargeUnits(request, consumer, units)
     } catch (err) {
@@ -288,6 +292,7 @@ export const consumerAuthPlugin = fp(async (app, opts: QuotaPluginOptions) => {
     if (charge.isAllowed) {
       request.chargedUnits = units
       request.chargedUnitsWindowEnd = charge.windowEnd
+      request.chargedUnitsAt = chargedAt
       return undefined
     }
     app.metrics.limitRejections.inc({ consumer: consumer.id, kind: 'daily_objects' })

@@ -93,7 +93,9 @@ export function createUsage (app: FastifyInstance, store: UsageStore, now: () =>
     const c = countersOf(consumer.id, ms)
     add(c, COUNTER.requests)
     add(c, requestCounterOf(request))
-    if (request.chargedUnits > 0) add(c, COUNTER.units, request.chargedUnits)
+    // On the day they were charged, which the quota counted them on: a request answered after midnight
+    // would otherwise put the old day's units on the new one, past its daily_objects.
+    if (request.chargedUnits > 0) add(countersOf(consumer.id, request.chargedUnitsAt), COUNTER.units, request.chargedUnits)
     if (request.cacheStatus !== '') {
       add(c, COUNTER.cacheLookups)
       if (CACHE_HITS.has(request.cacheStatus)) add(c, COUNTER.cacheHits)

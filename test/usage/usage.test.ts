@@ -132,6 +132,26 @@ test('a background refresh is counted in usage as the upstream call its read cau
   t.equal(rows[0]?.upstream_calls, share, 'and usage counts them')
 })
 
+test('units are counted on the day the quota charged them, though the answer goes out on the next', async (t) => {
+  const alice = makeConsumer('alice', { daily_objects: 10 })
+  const admin = makeConsumer('ops', { scopes: ['admin'] })
+  let now = Date.parse('2026-11-30T23:59:59Z')
+  // Without Redis: the quota's days follow the app's clock, as usage's do (with Redis, the server's).
+  const { app } = await buildTestApp(t, {
+    useRedis: false,
+    config: { CONSUMERS_FILE: consumersFile(t, [alice, admin]) },
+    deps: { now: () => now },
+    register: (app) => {
+      // The handler runs across midnight.
+      app.post('/t/units', { config: { scope: 'read', units: () => 10 } }, async () => { now += 2000; return { ok: true } })
+    }
+  })
+  t.equal((await app.inject({ method: 'POST', url: '/t/units', headers: bearer(alice.key), payload: {} })).statusCode, 200, 'charged at 23:59:59, answered at 00:00:01')
+  t.equal((await app.inject({ method: 'POST', url: '/t/units', headers: bearer(alice.key), payload: {} })).statusCode, 200, 'the new day\'s 10 units')
+  const { rows } = await usage(app, admin.key, 'from=2026-11-30&to=2026-12-01&consumer=alice')
+  t.strictSame(rows.map((r) => [r.day, r.units]), [['2026-11-30', 10], ['2026-12-01', 10]], 'each day within daily_objects, as the quota counted them')
+})
+
 test('a flush on the timer, with Redis: one hash per day with its retention', { skip: TEST_REDIS_URL === '' ? 'needs REDIS_URL' : false }, async (t) => {
   await clearOfMidnight()
   const alice = makeConsumer('alice')
