@@ -7,7 +7,8 @@ import { loadConfig, type Config } from './config.js'
 import { buildApp } from './app.js'
 import { sandboxOptionsFromEnv, startSandbox, type Sandbox, type SandboxOptions } from './sandbox/index.js'
 
-// Beyond drain + SHUTDOWN_TIMEOUT_MS, answering the requests left and closing Redis may take this long
+// Beyond drain + SHUTDOWN_TIMEOUT_MS (or PUSH_WEBHOOK_TIMEOUT_MS when longer: a webhook post under way is
+// waited for beside the requests), answering the requests left and closing Redis may take this long
 // before close-with-grace gives up and exits 1.
 const DEFAULT_CLOSE_MARGIN_MS = 5000
 // After the requests left at SHUTDOWN_TIMEOUT_MS were answered 503, their connections get this long to
@@ -64,7 +65,7 @@ async function main (): Promise<void> {
   const shutdownMs = config.SHUTDOWN_TIMEOUT_MS
   // SIGHUP means "reload" here, not "close" (close-with-grace handles it by default).
   closeWithGrace({
-    delay: drainMs + shutdownMs + DEFAULT_CLOSE_MARGIN_MS,
+    delay: drainMs + Math.max(shutdownMs, config.PUSH_WEBHOOK_TIMEOUT_MS) + DEFAULT_CLOSE_MARGIN_MS,
     skip: ['SIGHUP'],
     logger: { error: (msg: unknown) => app.log.error({ detail: String(msg) }, 'shutdown did not finish') }
   }, async ({ signal, err }) => {

@@ -184,17 +184,22 @@ export const pushPlugin = fp(async (app) => {
 
   app.decorate('push', { store, open, leading: () => poller.leading() })
 
+  // Webhook posts under way are waited for from here, beside the requests in flight, and the leads kept
+  // until they end (onClose, before Redis closes: their cursors are saved in it).
+  let webhooksClosed: Promise<void> | undefined
   // Streams never end by themselves: close them before the listener waits for open connections, and
   // tell clients to come back (to another replica) soon.
   app.addHook('preClose', async () => {
     clearInterval(watcher)
+    webhooksClosed = webhooks.close()
     for (const stream of hub.streams()) {
       if (!stream.out.writableEnded) stream.out.end(`retry: ${RETRY_MS}\nevent: shutdown\ndata: {"type":"shutdown"}\n\n`)
     }
   })
   app.addHook('onClose', async () => {
     hub.close()
-    webhooks.close()
+    // preClose does not run for an app closed before it was ready.
+    await (webhooksClosed ?? webhooks.close())
     await Promise.all([poller.close(), unreleased.close()])
   })
 }, { name: 'push', fastify: '5.x', dependencies: ['redis', 'metrics', 'service', 'consumer-auth'] })

@@ -10,6 +10,8 @@
 // attempt (no 2xx within PUSH_WEBHOOK_TIMEOUT_MS) is retried after PUSH_WEBHOOK_BACKOFF_MS doubled per
 // failure, with full jitter, up to an hour; after PUSH_WEBHOOK_MAX_ATTEMPTS the message goes to the
 // consumer's dead-letter list and the next one is sent. Deliveries run beside the poll, never in it.
+// A replica that shuts down finishes the post under way and records it before it gives up its leads
+// (close()), so a clean shutdown sends nothing twice or out of order.
 import { createHash, createHmac, randomInt } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import type { FastifyInstance } from 'fastify'
@@ -112,6 +114,8 @@ export function createWebhooks (app: FastifyInstance, store: PushStore, isLeadin
   const states = new Map<string, TargetState>()
   const warned = new Set<string>()
   let isClosed = false
+  // The runs under way (drain()s), for close() to wait for.
+  const running = new Set<Promise<void>>()
 
   // A consumer's targets, made once per consumer object (a reload makes new ones): targets() runs for
   // every message delivered, and would hash every webhook's URL each time.
@@ -269,9 +273,10 @@ export function createWebhooks (app: FastifyInstance, store: PushStore, isLeadin
     if (state.isBusy || isClosed) return
     const s = state
     s.isBusy = true
-    drain(key, source, s).catch((err: unknown) => {
+    const done = drain(key, source, s).catch((err: unknown) => {
       log.warn({ err, webhook: key, source }, 'push: webhook deliveries failed; retrying')
     }).finally(() => {
+      running.delete(done)
       s.isBusy = false
       // A target removed meanwhile is forgotten (deliver() never names it again).
       if (current(key, source) === undefined) {
@@ -284,6 +289,7 @@ export function createWebhooks (app: FastifyInstance, store: PushStore, isLeadin
         s.timer.unref()
       }
     })
+    running.add(done)
   }
 
   return {
@@ -301,9 +307,15 @@ export function createWebhooks (app: FastifyInstance, store: PushStore, isLeadin
         if (target.webhook.sources.includes(source)) run(target.key, source)
       }
     },
-    close (): void {
+    /**
+     * Starts no further attempt and resolves when the runs under way have ended: a post under way gets
+     * its answer (or its PUSH_WEBHOOK_TIMEOUT_MS) and its cursor is saved, the next message is not sent.
+     * Until then the lead must be kept: a new leader would send that message again, after later ones.
+     */
+    async close (): Promise<void> {
       isClosed = true
       for (const s of states.values()) clearTimeout(s.timer)
+      await Promise.all(running)
     }
   }
 }

@@ -3,10 +3,11 @@
 // Changes are made through the gateway's own writes, one at a time. Every subscriber and receiver gets
 // every change exactly once and in order (subscribers that drop off resume with Last-Event-ID on the
 // other replica), and the upstream calls counted at the sandbox are the same for 100 subscribers as
-// for 1. A second test moves the lead: the leader shuts down, the other replica carries on.
+// for 1. A second test moves the lead: the leader shuts down while a post to a receiver is under way,
+// and the other replica carries on without sending anything twice or out of order.
 import { randomBytes } from 'node:crypto'
 import { writeFileSync } from 'node:fs'
-import { createServer, type IncomingHttpHeaders, type Server } from 'node:http'
+import { createServer, type IncomingHttpHeaders, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { join } from 'node:path'
 import { test, type Test } from 'tap'
@@ -20,33 +21,43 @@ import { openSse, type SseClient } from './sse-client.js'
 const LIST = 'mookodi'
 const SOURCE = `lists/${LIST}`
 
-interface Receiver { url: string, ids: string[], rejected: number, invalid: number, close: () => Promise<void> }
+interface Receiver { url: string, ids: string[], rejected: number, invalid: number, arrived: number, answered: number, close: () => Promise<void> }
 
-/** A webhook receiver that verifies each signature with the standardwebhooks library; the first `failFirst` posts get a 500. */
-async function startReceiver (secret: string, failFirst = 0): Promise<Receiver> {
+/**
+ * A webhook receiver that verifies each signature with the standardwebhooks library; the first
+ * `failFirst` posts get a 500. The answer to the very first post is held `holdFirst` ms, or never given
+ * (`ids` lists the posts answered 2xx, in the order of their answers).
+ */
+async function startReceiver (secret: string, failFirst = 0, holdFirst: number | 'never' = 0): Promise<Receiver> {
   const verifier = new Webhook(secret)
-  const receiver: Receiver = { url: '', ids: [], rejected: 0, invalid: 0, close: async () => {} }
+  const receiver: Receiver = { url: '', ids: [], rejected: 0, invalid: 0, arrived: 0, answered: 0, close: async () => {} }
   const server: Server = createServer((req, res) => {
     const chunks: Buffer[] = []
     req.on('data', (c: Buffer) => chunks.push(c))
     req.on('end', () => {
-      const body = Buffer.concat(chunks).toString('utf8')
-      if (receiver.rejected < failFirst) {
-        receiver.rejected++
-        res.writeHead(500).end('not now')
-        return
-      }
-      try {
-        verifier.verify(body, req.headers as IncomingHttpHeaders & Record<string, string>)
-      } catch {
-        receiver.invalid++
-        res.writeHead(400).end('bad signature')
-        return
-      }
-      receiver.ids.push(String(req.headers['webhook-id']))
-      res.writeHead(204).end()
+      const isFirst = ++receiver.arrived === 1
+      if (!isFirst || holdFirst === 0) answer(req, res, chunks)
+      else if (holdFirst !== 'never') setTimeout(() => { answer(req, res, chunks) }, holdFirst)
     })
   })
+  function answer (req: IncomingMessage, res: ServerResponse, chunks: Buffer[]): void {
+    receiver.answered++
+    const body = Buffer.concat(chunks).toString('utf8')
+    if (receiver.rejected < failFirst) {
+      receiver.rejected++
+      res.writeHead(500).end('not now')
+      return
+    }
+    try {
+      verifier.verify(body, req.headers as IncomingHttpHeaders & Record<string, string>)
+    } catch {
+      receiver.invalid++
+      res.writeHead(400).end('bad signature')
+      return
+    }
+    receiver.ids.push(String(req.headers['webhook-id']))
+    res.writeHead(204).end()
+  }
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
   receiver.url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/hook`
   receiver.close = async () => { server.closeAllConnections(); await new Promise<void>((resolve) => server.close(() => resolve())) }
@@ -65,7 +76,7 @@ async function waitUntil (what: string, check: () => boolean | Promise<boolean>,
 
 const eventIds = (c: SseClient) => c.events.filter((e) => e.id !== undefined).map((e) => e.id as string)
 
-async function replicas (t: Test, sandbox: Sandbox, receivers: Receiver[], secrets: string[]) {
+async function replicas (t: Test, sandbox: Sandbox, receivers: Receiver[], secrets: string[], settings: Record<string, unknown> = {}) {
   const reader = makeConsumer('reader', { scopes: ['read'] })
   const writer = makeConsumer('writer', { scopes: ['read', 'write:custom-lists'], lists: [LIST] })
   const dir = t.testdir()
@@ -97,7 +108,8 @@ async function replicas (t: Test, sandbox: Sandbox, receivers: Receiver[], secre
     // Deterministic upstream calls: a list read loads only after a write invalidated it, and no
     // member records are prefetched.
     CACHE_FRESHNESS: '{"lists":{"freshS":3600,"swrS":0}}',
-    PREFETCH_ENABLED: false
+    PREFETCH_ENABLED: false,
+    ...settings
   }
   const { apps, bases } = await listeningReplicas(t, 2, { upstream: sandbox, config: config as never })
   await waitUntil('the baseline poll', async () => (await apps[0]?.push.store.snapshot(SOURCE)) !== null)
@@ -197,4 +209,44 @@ test('push across two replicas', { skip: TEST_REDIS_URL === '' ? 'needs REDIS_UR
   t.ok(one !== undefined && many !== undefined)
   t.same(many?.byEndpoint, one?.byEndpoint, `the same upstream calls for 100 subscribers as for 1: ${JSON.stringify(many?.byEndpoint)}`)
   t.comment(`figures: 1 subscriber → ${one?.calls} upstream calls ${JSON.stringify(one?.byEndpoint)}; 100 subscribers → ${many?.calls} ${JSON.stringify(many?.byEndpoint)}; ${many?.events} events; ${many?.resumed} resumed with Last-Event-ID`)
+})
+
+/**
+ * Two changes after the leader shut down while its post of the first change to the only receiver was
+ * under way (the receiver holds that answer `holdFirst` ms, or never gives it). The receiver gets each
+ * event once, in order: the post under way ends, and what it achieved is recorded, before the lead moves.
+ */
+async function leaderShutsDown (t: Test, holdFirst: number | 'never', settings: Record<string, unknown> = {}): Promise<void> {
+  const sandbox = await startTestSandbox(t)
+  const secret = whsec()
+  const receiver = await startReceiver(secret, 0, holdFirst)
+  t.teardown(async () => { await receiver.close() })
+  const { apps, write } = await replicas(t, sandbox, [receiver], [secret], settings)
+  await waitUntil('one leader', () => apps.filter((a) => a.push.leading().includes(SOURCE)).length === 1)
+  const leader = apps.find((a) => a.push.leading().includes(SOURCE)) as FastifyInstance
+  const other = apps.find((a) => a !== leader) as FastifyInstance
+  const ids = sandbox.ids().slice(60, 63).map(String)
+  const add = async (id: string) => {
+    t.equal((await other.inject({ method: 'PUT', url: `/v1/custom-lists/${LIST}/objects/${id}`, headers: write })).statusCode, 201)
+  }
+  await add(ids[0] as string)
+  await waitUntil('the first post to reach the receiver', () => receiver.arrived === 1)
+  const closing = leader.close()
+  await waitUntil('the other replica to lead', () => other.push.leading().includes(SOURCE))
+  await add(ids[1] as string)
+  await add(ids[2] as string)
+  await closing
+  const unanswered = holdFirst === 'never' ? 1 : 0
+  await waitUntil('three events at the receiver, every other post answered', () => receiver.ids.length >= 3 && receiver.answered === receiver.arrived - unanswered)
+  const stored = await other.push.store.read(SOURCE, '0-0', 100)
+  t.equal(stored.length, 3, 'one event per change in the stream')
+  t.same(receiver.ids, stored.map((e) => `${SOURCE}:${e.id}`), `each event once, in order (${receiver.arrived} posts: ${JSON.stringify(receiver.ids)})`)
+  t.equal(receiver.arrived, 3 + unanswered, unanswered === 0 ? 'nothing posted twice' : 'the unanswered post was sent again by the new leader, once')
+}
+
+test('the webhook leader shuts down mid-post', { skip: TEST_REDIS_URL === '' ? 'needs REDIS_URL' : false }, async (t) => {
+  // The answer comes 2 s late, well within PUSH_WEBHOOK_TIMEOUT_MS (10 s): the shutdown waits for it.
+  await t.test('answered late', async (t) => { await leaderShutsDown(t, 2000) })
+  // No answer: the attempt ends at PUSH_WEBHOOK_TIMEOUT_MS, and so does the wait of the shutdown.
+  await t.test('never answered', async (t) => { await leaderShutsDown(t, 'never', { PUSH_WEBHOOK_TIMEOUT_MS: 2000 }) })
 })
