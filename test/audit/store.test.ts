@@ -4,11 +4,10 @@
 import { test, type Test } from 'tap'
 import { appendFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { Redis } from 'ioredis'
 import { compareIds, type AuditDraft, type AuditRecord } from '../../src/audit/record.js'
 import { createFileAuditStore, createRedisAuditStore, type AuditStore } from '../../src/audit/store.js'
 import { TEST_REDIS_URL } from '../helper.js'
-import { deleteKeysOnTeardown, testKeyPrefix } from '../fixtures/redis-keys.js'
+import { connectTestRedis, deleteKeysOnTeardown, testKeyPrefix } from '../fixtures/redis-keys.js'
 
 const COUNT = 1100
 
@@ -129,8 +128,7 @@ test('the file store: ids keep increasing across a restart with the clock behind
 test('the Redis stream', { skip: TEST_REDIS_URL === '' ? 'needs REDIS_URL' : false }, async (t) => {
   const prefix = testKeyPrefix('audit-store')
   deleteKeysOnTeardown(t, TEST_REDIS_URL, prefix)
-  const redis = new Redis(TEST_REDIS_URL)
-  t.teardown(() => redis.disconnect())
+  const redis = await connectTestRedis(t, TEST_REDIS_URL)
   await contract(t, createRedisAuditStore(redis, prefix, { retentionDays: 30, maxEntries: 5000 }), 'redis')
   await timeBounds(t, createRedisAuditStore(redis, prefix + 'bounds:', { retentionDays: 30, maxEntries: 100 }), 'redis')
   // The cap: a stream capped at 100 keeps about that many (trimming is approximate, by whole nodes).
@@ -143,8 +141,7 @@ test('the Redis stream', { skip: TEST_REDIS_URL === '' ? 'needs REDIS_URL' : fal
 test('the Redis stream: a record appended long after its write (kept through a Redis outage) is still found by its time', { skip: TEST_REDIS_URL === '' ? 'needs REDIS_URL' : false }, async (t) => {
   const prefix = testKeyPrefix('audit-late')
   deleteKeysOnTeardown(t, TEST_REDIS_URL, prefix)
-  const redis = new Redis(TEST_REDIS_URL)
-  t.teardown(() => redis.disconnect())
+  const redis = await connectTestRedis(t, TEST_REDIS_URL)
   const store = createRedisAuditStore(redis, prefix, { retentionDays: 30, maxEntries: 5000 })
   // Written 11 minutes ago, appended now (its stream id carries now): more than the ten minutes a
   // record's time and its id's may otherwise differ by.
@@ -160,8 +157,7 @@ test('the Redis stream: a record appended long after its write (kept through a R
 test('the Redis stream: a late append that fails leaves nothing behind to be appended twice', { skip: TEST_REDIS_URL === '' ? 'needs REDIS_URL' : false }, async (t) => {
   const prefix = testKeyPrefix('audit-late-fail')
   deleteKeysOnTeardown(t, TEST_REDIS_URL, prefix)
-  const redis = new Redis(TEST_REDIS_URL)
-  t.teardown(() => redis.disconnect())
+  const redis = await connectTestRedis(t, TEST_REDIS_URL)
   // The delay's bookkeeping times out once (as Redis comes back from an outage).
   let failures = 1
   const flaky = new Proxy(redis, {

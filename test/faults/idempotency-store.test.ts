@@ -1,12 +1,11 @@
 // The idempotency store contract, run on the memory store and on the Redis store: a claim only on an
 // empty key, changes only by the marker's owner, leases that lapse, outcomes kept for their TTL.
 import { test, type Test } from 'tap'
-import { Redis } from 'ioredis'
 import { setTimeout as sleep } from 'node:timers/promises'
 import {
   createMemoryIdempotencyStore, createRedisIdempotencyStore, type DoneEntry, type IdempotencyStore, type RunningEntry
 } from '../../src/service/idempotency-store.js'
-import { deleteKeysOnTeardown, testKeyPrefix } from '../fixtures/redis-keys.js'
+import { connectTestRedis, deleteKeysOnTeardown, testKeyPrefix } from '../fixtures/redis-keys.js'
 
 // Read here rather than from ../helper.js, which loads the whole app: this suite needs only the stores.
 const TEST_REDIS_URL = process.env.REDIS_URL ?? ''
@@ -18,22 +17,22 @@ const LEASE_MS = 10_000
 const SHORT_MS = 50
 
 /** A store of each kind for one test; a Redis one writes under a prefix of its own, deleted at the end. */
-const stores: Array<[string, (t: Test) => { store: IdempotencyStore, key: (k: string) => string }]> = [
-  ['memory', () => ({ store: createMemoryIdempotencyStore(), key: (k) => k })]
+const stores: Array<[string, (t: Test) => Promise<{ store: IdempotencyStore, key: (k: string) => string }>]> = [
+  ['memory', async () => ({ store: createMemoryIdempotencyStore(), key: (k) => k })]
 ]
 if (TEST_REDIS_URL !== '') {
-  stores.push(['Redis', (t) => {
-    const redis = new Redis(TEST_REDIS_URL)
+  stores.push(['Redis', async (t) => {
     const prefix = testKeyPrefix('idempotency')
     deleteKeysOnTeardown(t, TEST_REDIS_URL, prefix)
-    t.teardown(() => redis.quit())
+    // In any REDIS_URL form (one server, Sentinel, Cluster), as the app makes it.
+    const redis = await connectTestRedis(t, TEST_REDIS_URL)
     return { store: createRedisIdempotencyStore(redis), key: (k) => prefix + k }
   }])
 }
 
 for (const [name, make] of stores) {
   test(`${name} store: one claim per key; only its owner completes, renews or releases it`, async (t) => {
-    const { store, key } = make(t)
+    const { store, key } = await make(t)
     const k = key('a')
     const mine = marker('me')
     const theirs = marker('them')
@@ -57,7 +56,7 @@ for (const [name, make] of stores) {
   })
 
   test(`${name} store: a marker that is not renewed lapses, and so does an outcome after its TTL`, async (t) => {
-    const { store, key } = make(t)
+    const { store, key } = await make(t)
     const k = key('lease')
     t.equal(await store.claim(k, marker('crashed'), SHORT_MS), undefined)
     await sleep(SHORT_MS * 3)
@@ -69,7 +68,7 @@ for (const [name, make] of stores) {
   })
 
   test(`${name} store: an outcome kept late fills the key its lapsed marker left empty, but not a key claimed since`, async (t) => {
-    const { store, key } = make(t)
+    const { store, key } = await make(t)
     const k = key('late')
     t.equal(await store.claim(k, marker('first'), SHORT_MS), undefined)
     await sleep(SHORT_MS * 3)

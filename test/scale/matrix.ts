@@ -1,6 +1,6 @@
 // The REDIS_URL matrix: the Redis-backed suites (consumers' limits, quota, cache, upstream budget, token,
-// replicas, usage) run unchanged against another form of REDIS_URL, as a child process whose TAP output becomes
-// a subtest here. The files read REDIS_URL like every test; the topology is started once per form by the
+// replicas, usage, audit, idempotency, push) run unchanged against another form of REDIS_URL, as a child
+// process whose TAP output becomes a subtest here. The files read REDIS_URL like every test; the topology is started once per form by the
 // calling test file.
 import type { Test } from 'tap'
 
@@ -25,7 +25,15 @@ export const MATRIX_FILES = [
   'test/faults/login-backoff.test.ts',
   'test/economy/replicas.test.ts',
   // usage: a flush spans several days' keys and last_used, in slots of different masters
-  'test/usage/redis-store.test.ts'
+  'test/usage/redis-store.test.ts',
+  // the audit stream (its lateness key beside it), idempotency markers and outcomes, push's leads and cursors
+  'test/audit/store.test.ts',
+  'test/audit/audit.test.ts',
+  'test/faults/idempotency-store.test.ts',
+  'test/faults/idempotency-key.test.ts',
+  'test/push/events.test.ts',
+  'test/push/fanout.test.ts',
+  'test/push/leader.test.ts'
 ]
 
 // The child's own whole-run bound (its files run one after another in one process), and the calling
