@@ -138,7 +138,9 @@ export function createTokenManager (
     if (username === '' || password === '') {
       lastRefreshFailed = true
       onRefresh('failed')
-      throw new UpstreamAuthError('The upstream token is no longer valid and no refresh credentials are configured; the operator must set ATLAS_USERNAME and ATLAS_PASSWORD.')
+      throw new UpstreamAuthError(stale === ''
+        ? 'No upstream token is configured and no login credentials are; the operator must set ATLAS_TOKEN, or ATLAS_USERNAME and ATLAS_PASSWORD.'
+        : 'The upstream token is no longer valid and no refresh credentials are configured; the operator must set ATLAS_USERNAME and ATLAS_PASSWORD.')
     }
     let token: string
     try {
@@ -219,6 +221,9 @@ export function createTokenManager (
         }
         token = current
       }
+      // No token configured (only the login's credentials): log in first. Sent without one, every call
+      // of a cold start was refused and replayed, two calls and two budget tokens each.
+      if (token === '') return refresh(token)
       if (refused.size === 0 || !refused.has(fingerprint(token))) return token
       const fromSource = await changedSource()
       if (fromSource !== undefined && !refused.has(fingerprint(fromSource))) {

@@ -24,6 +24,19 @@ test('token expiry under 50 concurrent requests → exactly one auth-token/ call
   t.notOk(/[0-9a-f]{40}/.test(text.replace(/demo consumer key: [0-9a-f]{40}/, '')), 'no token-shaped secret in the logs')
 })
 
+test('no token configured, only the login: the first calls wait for one login instead of going out without a token', async (t) => {
+  const { app, sandbox } = await buildTestApp(t, { useRedis: false, config: { ATLAS_TOKEN: '', UPSTREAM_RATE: '100/hour' } })
+  sandbox.resetCalls()
+  const ras = Array.from({ length: 10 }, (_, i) => 200 + i)
+  const results = await Promise.all(ras.map((ra) => app.inject({ url: `/v1/cone?ra=${ra}&dec=5&radius=5`, headers: demoAuth(app) })))
+  t.same(results.map((r) => r.statusCode), ras.map(() => 200))
+  t.equal(sandbox.calls.get('auth-token'), 1, 'one login')
+  // Before: 20 cone calls (each sent once without a token, refused 401, then replayed) and 20 budget tokens.
+  t.equal(sandbox.calls.get('cone'), 10, 'one cone call a search')
+  const left = (await app.metrics.registry.getSingleMetric('gateway_upstream_budget_remaining')?.get())?.values[0]?.value
+  t.equal(left, 90, 'ten budget tokens spent, one a search (before: 20)')
+})
+
 test('rotation by another holder → the gateway refreshes and recovers', async (t) => {
   const { app, sandbox } = await buildTestApp(t)
   sandbox.rotateToken('write')
