@@ -111,19 +111,22 @@ export function createAudit (app: FastifyInstance, store: AuditStore, guard?: Re
     onWrite (listener: (consumer: string) => void): void { listeners.push(listener) },
     /**
      * Runs one upstream write and records it once, with its outcome or its error. `send` calls `onSent`
-     * when its call reaches the upstream: a write that failed before it did is not recorded.
+     * when its call reaches the upstream: a write that failed before it did is not recorded. It calls
+     * `onReply` with the upstream's status when a reply came, though the write then fails on it (an
+     * error page, a throttle): until 2026-12-02 such a record had no upstream status.
      */
     async around<T extends WriteLike> (request: FastifyRequest, endpoint: string, fields: Readonly<Record<string, unknown>>,
-      target: WriteTargetLike, send: (onSent: () => void) => Promise<T>): Promise<T> {
+      target: WriteTargetLike, send: (onSent: () => void, onReply: (status: number) => void) => Promise<T>): Promise<T> {
       let isSent = false
+      let status: number | null = null
       let result: T
       try {
         // The request is marked too: a shutdown past its deadline answers it as a lost reply, never 503.
-        result = await send(() => { isSent = true; request.isWriteSent = true })
+        result = await send(() => { isSent = true; request.isWriteSent = true }, (replied) => { status = replied })
       } catch (err) {
         if (!isSent) throw err
         const code = (err as { code?: unknown }).code
-        await keep(request, endpoint, fields, target, { outcome: 'error', status: null, error: typeof code === 'string' ? code : 'GW_INTERNAL' })
+        await keep(request, endpoint, fields, target, { outcome: 'error', status, error: typeof code === 'string' ? code : 'GW_INTERNAL' })
         throw err
       }
       await keep(request, endpoint, fields, target, { outcome: result.outcome ?? 'unknown', status: result.reply.status, error: null })

@@ -25,6 +25,7 @@ export interface AuditRecord {
   fields: Record<string, string>
   /** The write's outcome as read from the reply (`created`, `updated`, …), `unknown` or `error`. */
   outcome: string
+  /** The status of the write's reply, one it failed on included (an error page, 401, 429); null without one. */
   upstream_status: number | null
   /** The GW_ code when the write failed (a lost reply included: the route may then read it back). */
   error: string | null

@@ -30,7 +30,7 @@ import { replyFields, writeOutcome, type Fields, type UpstreamEndpoint, type Wri
 import type { RecordText } from '../upstream/object-loader.js'
 import { createIdempotency } from './idempotency.js'
 import { createMemoryIdempotencyStore, createRedisIdempotencyStore } from './idempotency-store.js'
-import { mayHaveApplied, readBack, type ReadBack } from './read-back.js'
+import { mayHaveApplied, readBack, replyStatusOf, type ReadBack } from './read-back.js'
 import { createPrefetch, MISSING_ENTRY } from './prefetch.js'
 import { backgroundAllowed, budgetPressure } from './priorities.js'
 
@@ -363,10 +363,13 @@ export function createAtlasService (app: FastifyInstance, serviceOpts: ServiceOp
      */
     async write (request: FastifyRequest, kind: WriteKind, fields: Fields, target: WriteTarget): Promise<WriteResult> {
       // Recorded once, with its consumer and outcome, if it reached the upstream (audit/plugin.ts).
-      return await app.audit.around(request, kind, fields, target, async (onSent) => {
+      return await app.audit.around(request, kind, fields, target, async (onSent, onReply) => {
         try {
           return await sendWrite(request, kind, fields, target, onSent)
         } catch (err) {
+          // A reply the write failed on (an error page, a throttle): its status goes in the record.
+          const status = replyStatusOf(err)
+          if (status !== undefined) onReply(status)
           // The write may have landed. Compat passes the error on as it is and reads nothing back, so
           // the views are dropped here, for both dialects (a v1 read-back drops them again).
           if (mayHaveApplied(err)) await invalidateWrite(kind, target)

@@ -299,7 +299,7 @@ export function createUpstreamClient (opts: ClientOptions) {
       if (reply.status === 401) {
         const detail = detailOf(reply)
         if (authReplays >= MAX_AUTH_REPLAYS) {
-          throw Object.assign(new UpstreamAuthError('The upstream rejected the gateway token after a refresh; the operator must check the ATLAS credentials.'), { cause: { detail } })
+          throw Object.assign(new UpstreamAuthError('The upstream rejected the gateway token after a refresh; the operator must check the ATLAS credentials.'), { cause: { status: reply.status, detail } })
         }
         authReplays++
         isAuthReplay = true
@@ -313,7 +313,8 @@ export function createUpstreamClient (opts: ClientOptions) {
         await opts.budget.pause(pauseS)
         metrics.upstreamPauseSeconds.set(pauseS)
         log.warn({ endpoint, pauseS }, 'upstream throttled the gateway; pausing every upstream call')
-        throw budgetError(pauseS, 'paused')
+        // The status with it, as a bad reply's: a write's audit record names the reply it failed on.
+        throw Object.assign(budgetError(pauseS, 'paused'), { cause: { status: reply.status } })
       }
       const upstreamWaitS = retryAfterSeconds(reply.retryAfter)
       // A retry sooner than the upstream said to come back would only be refused again.

@@ -156,7 +156,7 @@ test('without Redis: a JSON-lines file; a failed write is recorded once, with it
   const lines = readFileSync(config.AUDIT_FILE, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as AuditRecord)
   t.equal(lines.length, 3, 'one line per write')
   t.match(lines[0], { consumer: 'alice', endpoint: 'vratodo', outcome: 'created', upstream_status: Number })
-  t.match(lines[1], { consumer: 'alice', endpoint: 'vratodo', request_id: String(failed.headers['x-request-id']), outcome: 'error', error: /^GW_/ })
+  t.match(lines[1], { consumer: 'alice', endpoint: 'vratodo', request_id: String(failed.headers['x-request-id']), outcome: 'error', upstream_status: 500, error: /^GW_/ })
   t.match(lines[2], { consumer: 'alice', endpoint: 'vrascores', dialect: 'compat' })
   t.notOk(readFileSync(config.AUDIT_FILE, 'utf8').includes(alice.key))
 
@@ -164,6 +164,35 @@ test('without Redis: a JSON-lines file; a failed write is recorded once, with it
   t.strictSame(records.map((r) => r.id), lines.map((l) => l.id), 'the admin route reads the file')
   const second = await app.inject({ url: `/v1/admin/audit?limit=1&cursor=${lines[0]?.id ?? ''}`, headers: bearer(admin.key) })
   t.match(second.json(), { records: [{ id: lines[1]?.id }], next_cursor: lines[1]?.id })
+})
+
+// A write the upstream answered with an error page, a refused token or a throttle was recorded with
+// upstream_status null: the status was read from the reply only when the write returned one.
+test('a write the upstream answered with an error page, 401 or 429 records the upstream\'s status, in either dialect', async (t) => {
+  const { alice, admin } = consumers()
+  const { app, sandbox } = await buildTestApp(t, { config: { CONSUMERS_FILE: consumersFile(t, [alice, admin]) } })
+  sandbox.inject({ endpoint: 'vrascores', kind: 'html500' })
+  const page = await app.inject({ method: 'POST', url: '/v1/vra/scores', headers: bearer(alice.key), payload: { id: B, preal: 0.7 } })
+  t.equal(page.statusCode, 504, page.body)
+  sandbox.inject({ endpoint: 'vratodo', kind: 'html500' })
+  const compatPage = await app.inject({
+    method: 'POST',
+    url: '/atlas/api/vratodo/',
+    headers: { authorization: `Token ${alice.key}`, 'content-type': 'application/x-www-form-urlencoded' },
+    payload: `objectid=${B}`
+  })
+  t.equal(compatPage.statusCode, 502, compatPage.body)
+  // The token refused on every replay: the write fails on the upstream's 401.
+  sandbox.inject({ endpoint: 'vrarank', kind: 'status', status: 401, times: 3, body: '{"detail":"Invalid token."}' })
+  const refused = await app.inject({ method: 'POST', url: '/v1/vra/ranks', headers: bearer(alice.key), payload: { id: B, rank: 9.25 } })
+  t.equal(refused.json().code, 'GW_UPSTREAM_AUTH', refused.body)
+  // Last: the throttle pauses every upstream call after it.
+  sandbox.inject({ endpoint: 'vrascores', kind: 'throttle', retryAfterS: 1 })
+  const throttled = await app.inject({ method: 'POST', url: '/v1/vra/scores', headers: bearer(alice.key), payload: { id: B, preal: 0.8 } })
+  t.equal(throttled.json().code, 'GW_UPSTREAM_BUDGET', throttled.body)
+  const records = await allRecords(app, admin)
+  const statusOf = (res: { headers: Record<string, unknown> }) => records.find((r) => r.request_id === res.headers['x-request-id'])?.upstream_status
+  t.strictSame([statusOf(page), statusOf(compatPage), statusOf(refused), statusOf(throttled)], [500, 500, 401, 429])
 })
 
 test('a bulk membership change: one record per object written, all with its request id', async (t) => {
