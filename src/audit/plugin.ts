@@ -30,7 +30,8 @@ export function createAuditStore (config: Config, redis: Redis | null): AuditSto
   return redis === null ? createFileAuditStore(config.AUDIT_FILE, opts) : createRedisAuditStore(redis, config.REDIS_KEY_PREFIX, opts)
 }
 
-interface WriteLike { reply: { status: number }, outcome: string | undefined }
+/** What a write answered: its outcome (`created`, …), undefined when its reply named none. */
+interface WriteLike { outcome: string | undefined }
 
 /** `guard`: the shared Redis health, for the Redis store (the file store has none). */
 export function createAudit (app: FastifyInstance, store: AuditStore, guard?: RedisGuard) {
@@ -110,10 +111,13 @@ export function createAudit (app: FastifyInstance, store: AuditStore, guard?: Re
     close: async (): Promise<void> => { await unkept.close() },
     onWrite (listener: (consumer: string) => void): void { listeners.push(listener) },
     /**
-     * Runs one upstream write and records it once, with its outcome or its error. `send` calls `onSent`
-     * when its call reaches the upstream: a write that failed before it did is not recorded. It calls
-     * `onReply` with the upstream's status when a reply came, though the write then fails on it (an
-     * error page, a throttle): until 2026-12-02 such a record had no upstream status.
+     * Runs one upstream write and records it once, with the outcome it answers or the error it throws:
+     * `send` includes what the route makes of the reply (a read-back after a lost one, an outcome named
+     * unknown), so the record says what the consumer was answered. Until 2026-12-02 it said how the
+     * reply came: an add answered 201 from its read-back was recorded as error GW_UPSTREAM_TIMEOUT.
+     * `send` calls `onSent` when its call reaches the upstream: a write that failed before it did is not
+     * recorded. It calls `onReply` with the upstream's status when a reply came, though the write then
+     * fails on it (an error page, a throttle): until 2026-12-02 such a record had no upstream status.
      */
     async around<T extends WriteLike> (request: FastifyRequest, endpoint: string, fields: Readonly<Record<string, unknown>>,
       target: WriteTargetLike, send: (onSent: () => void, onReply: (status: number) => void) => Promise<T>): Promise<T> {
@@ -126,10 +130,12 @@ export function createAudit (app: FastifyInstance, store: AuditStore, guard?: Re
       } catch (err) {
         if (!isSent) throw err
         const code = (err as { code?: unknown }).code
-        await keep(request, endpoint, fields, target, { outcome: 'error', status, error: typeof code === 'string' ? code : 'GW_INTERNAL' })
+        const error = typeof code === 'string' ? code : 'GW_INTERNAL'
+        // A write answered with its outcome unknown may have been applied: its record says so.
+        await keep(request, endpoint, fields, target, { outcome: error === 'GW_WRITE_OUTCOME_UNKNOWN' ? 'unknown' : 'error', status, error })
         throw err
       }
-      await keep(request, endpoint, fields, target, { outcome: result.outcome ?? 'unknown', status: result.reply.status, error: null })
+      await keep(request, endpoint, fields, target, { outcome: result.outcome ?? 'unknown', status, error: null })
       return result
     }
   }

@@ -23,11 +23,15 @@ export interface AuditRecord {
   list: string | null
   /** The form fields sent upstream. */
   fields: Record<string, string>
-  /** The write's outcome as read from the reply (`created`, `updated`, …), `unknown` or `error`. */
+  /**
+   * The outcome the write was answered: read from the reply (`created`, `duplicate`, …) or read back
+   * after a lost one; `unknown` when answered GW_WRITE_OUTCOME_UNKNOWN, or when a compat write's reply
+   * names no outcome; else `error`.
+   */
   outcome: string
   /** The status of the write's reply, one it failed on included (an error page, 401, 429); null without one. */
   upstream_status: number | null
-  /** The GW_ code when the write failed (a lost reply included: the route may then read it back). */
+  /** The GW_ code the write was answered with when it failed (after its read-back, if any). */
   error: string | null
 }
 

@@ -359,13 +359,18 @@ export function createAtlasService (app: FastifyInstance, serviceOpts: ServiceOp
     /**
      * One upstream write, sent once (never retried blindly, never cached). Unless the upstream says the
      * object or list does not exist, every view that shows the write is invalidated; so too when the
-     * reply was lost or unreadable and the write may have been applied.
+     * reply was lost or unreadable and the write may have been applied. `settle` calls `send` once and
+     * makes of its result or error what the route answers (compat: the reply as it is; v1: an outcome,
+     * read back after a lost reply).
      */
-    async write (request: FastifyRequest, kind: WriteKind, fields: Fields, target: WriteTarget): Promise<WriteResult> {
-      // Recorded once, with its consumer and outcome, if it reached the upstream (audit/plugin.ts).
-      return await app.audit.around(request, kind, fields, target, async (onSent, onReply) => {
+    async write<R extends { outcome: string | undefined }> (request: FastifyRequest, kind: WriteKind, fields: Fields, target: WriteTarget,
+      settle: (send: () => Promise<WriteResult>) => Promise<R>): Promise<R> {
+      // Recorded once, with its consumer and what `settle` answered, if it reached the upstream (audit/plugin.ts).
+      return await app.audit.around(request, kind, fields, target, async (onSent, onReply) => await settle(async () => {
         try {
-          return await sendWrite(request, kind, fields, target, onSent)
+          const result = await sendWrite(request, kind, fields, target, onSent)
+          onReply(result.reply.status)
+          return result
         } catch (err) {
           // A reply the write failed on (an error page, a throttle): its status goes in the record.
           const status = replyStatusOf(err)
@@ -375,7 +380,7 @@ export function createAtlasService (app: FastifyInstance, serviceOpts: ServiceOp
           if (mayHaveApplied(err)) await invalidateWrite(kind, target)
           throw err
         }
-      })
+      }))
     },
 
     /**

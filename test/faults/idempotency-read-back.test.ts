@@ -9,6 +9,7 @@ import type { FastifyInstance } from 'fastify'
 import { test, type Test } from 'tap'
 import { buildTestApp, demoAuth, FIXTURE_IDS, startTestSandbox, UNUSED_UPSTREAM } from '../helper.js'
 import type { Sandbox } from '../../src/sandbox/index.js'
+import type { AuditRecord } from '../../src/audit/record.js'
 
 const { A, C, D, E, F } = FIXTURE_IDS
 // The writes' replies come after the timeout; every other call (reads, read-backs) must fit in it, also
@@ -61,6 +62,13 @@ async function startDroppingProxy (t: Test, sandbox: Sandbox): Promise<{ url: st
   t.teardown(() => new Promise<void>((resolve) => { server.closeAllConnections(); server.close(() => resolve()) }))
   const { port } = server.address() as AddressInfo
   return { url: `http://127.0.0.1:${port}${target.pathname}`, dropAfterSend, replaceAfterSend }
+}
+
+/** The audit record of the write `res` answered: its outcome, upstream status and error. */
+async function auditOf (app: FastifyInstance, res: { headers: Record<string, unknown> }): Promise<{ outcome: string, upstream_status: number | null, error: string | null } | undefined> {
+  const records = (await app.inject({ url: '/v1/admin/audit?limit=1000', headers: demoAuth(app) })).json().records as AuditRecord[]
+  const record = records.find((r) => r.request_id === res.headers['x-request-id'])
+  return record === undefined ? undefined : { outcome: record.outcome, upstream_status: record.upstream_status, error: record.error }
 }
 
 function accessLine (logs: string, method: string, route: string): { upstream_calls: number, status: number } | undefined {
@@ -197,6 +205,49 @@ test('a 5xx page after the write was applied: a score\'s outcome is unknown and 
   t.equal(added.statusCode, 201)
   t.same(added.json(), { list: 'mookodi', id: E, outcome: 'added' })
   t.equal(added.headers['write-read-back'], 'applied')
+  t.strictSame(await auditOf(app, first), { outcome: 'unknown', upstream_status: 504, error: 'GW_WRITE_OUTCOME_UNKNOWN' }, 'the score\'s record says what it was answered')
+  t.strictSame(await auditOf(app, added), { outcome: 'created', upstream_status: 504, error: null }, 'and the add\'s its read-back')
+})
+
+// The audit recorded a write as its reply came (or did not), before the route read it back or named its
+// outcome unknown: an add answered 201 from its read-back was recorded as error GW_UPSTREAM_TIMEOUT, a
+// score answered 504 GW_WRITE_OUTCOME_UNKNOWN as error GW_UPSTREAM_TIMEOUT, and an add the upstream
+// refused with 400 "Row created." as created.
+test('the audit records the outcome each write was answered, after its read-back, in either dialect', async (t) => {
+  const { app, sandbox } = await buildTestApp(t, { config: { UPSTREAM_TIMEOUT_MS: TIMEOUT_MS } })
+  const auth = demoAuth(app)
+  const score = async (preal: number) => await app.inject({ method: 'POST', url: '/v1/vra/scores', headers: auth, payload: { id: C, preal } })
+  sandbox.inject({ endpoint: 'objectgroups', kind: 'delay', delayMs: DELAY_MS })
+  const added = await app.inject({ method: 'PUT', url: `/v1/custom-lists/vra/objects/${D}`, headers: auth })
+  t.match({ status: added.statusCode, readBack: added.headers['write-read-back'] }, { status: 201, readBack: 'applied' })
+  sandbox.inject({ endpoint: 'vratodo', kind: 'hang' })
+  const notQueued = await app.inject({ method: 'POST', url: '/v1/vra/todo', headers: auth, payload: { id: F } })
+  t.equal(notQueued.json().code, 'GW_UPSTREAM_TIMEOUT', 'read back: not queued')
+  sandbox.inject({ endpoint: 'vrascores', kind: 'hang' })
+  const hung = await score(0.6)
+  t.equal(hung.json().code, 'GW_WRITE_OUTCOME_UNKNOWN')
+  sandbox.inject({ endpoint: 'vrascores', kind: 'html500' })
+  const page = await score(0.7)
+  t.equal(page.json().code, 'GW_WRITE_OUTCOME_UNKNOWN')
+  sandbox.inject({ endpoint: 'objectgroups', kind: 'status', status: 400, body: `{"objectgroupid":${E},"info":"Row created."}` })
+  const refused = await app.inject({ method: 'PUT', url: `/v1/custom-lists/vra/objects/${E}`, headers: auth })
+  t.equal(refused.json().code, 'GW_VALIDATION')
+  // Compat answers the lost reply as an error, and reads nothing back.
+  sandbox.inject({ endpoint: 'vratodo', kind: 'hang' })
+  const compat = await app.inject({
+    method: 'POST',
+    url: '/atlas/api/vratodo/',
+    headers: { authorization: `Token ${app.consumers.demoKey ?? ''}`, 'content-type': 'application/x-www-form-urlencoded' },
+    payload: `objectid=${F}`
+  })
+  t.equal(compat.statusCode, 504)
+
+  t.strictSame(await auditOf(app, added), { outcome: 'created', upstream_status: null, error: null }, '201 added, from its read-back')
+  t.strictSame(await auditOf(app, notQueued), { outcome: 'error', upstream_status: null, error: 'GW_UPSTREAM_TIMEOUT' }, '504, read back: not queued')
+  t.strictSame(await auditOf(app, hung), { outcome: 'unknown', upstream_status: null, error: 'GW_WRITE_OUTCOME_UNKNOWN' }, '504, outcome unknown')
+  t.strictSame(await auditOf(app, page), { outcome: 'unknown', upstream_status: 500, error: 'GW_WRITE_OUTCOME_UNKNOWN' }, '504 after a 500 page, outcome unknown')
+  t.strictSame(await auditOf(app, refused), { outcome: 'error', upstream_status: 400, error: 'GW_VALIDATION' }, '400: the upstream refused the fields')
+  t.strictSame(await auditOf(app, compat), { outcome: 'error', upstream_status: null, error: 'GW_UPSTREAM_TIMEOUT' }, 'compat: the error it answered')
 })
 
 test('a 2xx the gateway cannot read after the write was applied is read back, not reported as a failure to resend', async (t) => {

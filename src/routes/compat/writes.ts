@@ -36,6 +36,8 @@ export async function write (app: FastifyInstance, request: FastifyRequest, endp
     if (typeof value === 'number' && !Number.isFinite(value)) return { status: 400, body: JSON.stringify({ [spec.name]: [MSG.float] }) }
   }
   const groupId = typeof v.objectgroupid === 'bigint' ? v.objectgroupid : undefined
-  const { reply } = await app.atlas.write(request, endpoint, toFields(endpoint, v, original), { objectId: String(v.objectid), ...(groupId === undefined ? {} : { groupId }) })
+  const target = { objectId: String(v.objectid), ...(groupId === undefined ? {} : { groupId }) }
+  // The reply is answered as it is, so the write's audit record holds the outcome it names.
+  const { reply } = await app.atlas.write(request, endpoint, toFields(endpoint, v, original), target, async (send) => await send())
   return { status: reply.status, body: reply.text }
 }

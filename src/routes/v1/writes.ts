@@ -15,6 +15,7 @@ import {
   IDEMPOTENCY_HEADER, isFinalOutcome, MAX_KEY_LENGTH, parseIdempotencyKey, REPLAYED_HEADER, requestFingerprint, type Claim
 } from '../../service/idempotency.js'
 import { mayHaveApplied, replyStatusOf } from '../../service/read-back.js'
+import type { WriteResult } from '../../service/index.js'
 import type { Fields, WriteOutcome } from '../../upstream/endpoints.js'
 import { routeOf } from '../../lib/route.js'
 
@@ -146,9 +147,18 @@ function isKnownOutcome (kind: WriteKind, status: number, outcome: WriteOutcome 
 export async function upstreamWrite (
   app: FastifyInstance, request: FastifyRequest, kind: WriteKind, fields: Fields, target: WriteTarget
 ): Promise<WriteOutcome> {
+  // Settled inside the write, so that its audit record holds the outcome answered (or its error).
+  const { outcome } = await app.atlas.write(request, kind, fields, target, async (send) => ({ outcome: await settle(app, request, kind, fields, target, send) }))
+  return outcome
+}
+
+/** What a write's reply (or its loss) answers in v1: a known outcome, a read-back's, or an error. */
+async function settle (
+  app: FastifyInstance, request: FastifyRequest, kind: WriteKind, fields: Fields, target: WriteTarget, send: () => Promise<WriteResult>
+): Promise<WriteOutcome> {
   let result
   try {
-    result = await app.atlas.write(request, kind, fields, target)
+    result = await send()
   } catch (err) {
     if (!mayHaveApplied(err)) throw err
     return await afterLostReply(app, request, kind, fields, target, err)
