@@ -79,8 +79,13 @@ export const problemHandlerPlugin = fp(async (app) => {
     const raw = err.statusCode ?? 500
     const status = raw >= 400 && raw < 600 ? raw : 500
     const code = codeOf(err, status)
-    if (status >= 500) {
+    if (code === 'GW_INTERNAL') {
       request.log.error({ err }, 'request failed')
+    } else if (status >= 500) {
+      // An outcome the gateway names (budget spent, upstream down or slow, Redis unavailable): a warning
+      // with its code, not an error with a stack (about 1.5 KB a line, for every request of an outage).
+      const cause = err.cause instanceof Error ? { message: err.cause.message, code: (err.cause as { code?: unknown }).code } : err.cause
+      request.log.warn({ code, detail: err.message, ...(cause === undefined ? {} : { cause }) }, 'request failed')
     } else {
       request.log.info({ code, detail: err.message }, 'request rejected')
     }

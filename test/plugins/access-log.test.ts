@@ -100,6 +100,23 @@ test('unmatched routes and errors get their access line too; 5xx keeps its error
   t.ok(lines.some((l) => l.msg === 'request failed' && l.level === 50), 'the problem handler still logs the 5xx')
 })
 
+test('an expected 5xx (the upstream budget spent) is logged as a warning with its code, without a stack', async (t) => {
+  const { app, sandbox, logs } = await buildTestApp(t, { useRedis: false, config: { LOG_LEVEL: 'info', UPSTREAM_RATE: '1/hour' } })
+  const auth = demoAuth(app)
+  t.equal((await app.inject({ url: '/v1/cone?ra=1&dec=1&radius=5', headers: auth })).statusCode, 200)
+  const before = logs().length
+  for (let k = 0; k < 5; k++) {
+    const res = await app.inject({ url: `/v1/cone?ra=${2 + k}&dec=1&radius=5`, headers: auth })
+    t.equal(res.json().code, 'GW_UPSTREAM_BUDGET')
+  }
+  t.equal(sandbox.calls.get('cone'), 1)
+  const failed = parseLines(logs().slice(before)).filter((l) => l.msg === 'request failed')
+  // Before: level 50 with the error's stack, about 1.5 KB a line, one for every request refused in a flood.
+  t.equal(failed.length, 5)
+  t.ok(failed.every((l) => l.level === 40 && l.code === 'GW_UPSTREAM_BUDGET' && !JSON.stringify(l).includes('"stack"')),
+    `warning lines with their code and no stack: ${JSON.stringify(failed[0])}`)
+})
+
 test('keys, tokens and passwords never reach the access log', async (t) => {
   const { app, logs } = await buildTestApp(t)
   const secret = 'feedfacefeedfacefeedfacefeedfacefeedface'
