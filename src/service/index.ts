@@ -30,7 +30,7 @@ import { replyFields, writeOutcome, type Fields, type UpstreamEndpoint, type Wri
 import type { RecordText } from '../upstream/object-loader.js'
 import { createIdempotency } from './idempotency.js'
 import { createMemoryIdempotencyStore, createRedisIdempotencyStore } from './idempotency-store.js'
-import { mayHaveApplied, readBack, replyStatusOf, type ReadBack } from './read-back.js'
+import { mayHaveApplied, readBack, type ReadBack } from './read-back.js'
 import { createPrefetch, MISSING_ENTRY } from './prefetch.js'
 import { backgroundAllowed, budgetPressure } from './priorities.js'
 
@@ -97,18 +97,25 @@ export type AtlasService = ReturnType<typeof createAtlasService>
  * consumer's upstream share and is counted in its consumer's usage, and for its access log line when
  * made before the request was answered.
  */
-function callContext (request: FastifyRequest, onSent?: () => void): CallContext {
+function callContext (request: FastifyRequest, write?: WriteHooks): CallContext {
   const consumer = request.consumer
-  return consumer === null ? new RequestCalls(request, onSent) : new ConsumerCalls(request, consumer, onSent)
+  return consumer === null ? new RequestCalls(request, write) : new ConsumerCalls(request, consumer, write)
 }
+
+/** A write's own hooks on its call (its audit record needs them). */
+interface WriteHooks { onSent: () => void, onReply: (status: number) => void }
 
 // Prototype methods, not closures: a cache hit builds its context and never calls, so it allocates one
 // small object. The upstream client and the object loader call these as methods.
 class RequestCalls implements CallContext {
-  /** A write's only: told when its call is put on a connection (its audit record needs that). */
+  /** A write's only: told when its call is put on a connection, and each reply's status. */
   readonly onSent?: () => void
-  constructor (protected readonly request: FastifyRequest, onSent?: () => void) {
-    if (onSent !== undefined) this.onSent = onSent
+  readonly onReply?: (status: number) => void
+  constructor (protected readonly request: FastifyRequest, write?: WriteHooks) {
+    if (write !== undefined) {
+      this.onSent = write.onSent
+      this.onReply = write.onReply
+    }
   }
 
   onCall (): void { this.request.upstreamCalls++ }
@@ -117,7 +124,7 @@ class RequestCalls implements CallContext {
 class ConsumerCalls extends RequestCalls {
   /** The last share take's window end: a give-back after it is dropped. */
   private shareWindowEnd: number | undefined
-  constructor (request: FastifyRequest, private readonly consumer: Consumer, onSent?: () => void) { super(request, onSent) }
+  constructor (request: FastifyRequest, private readonly consumer: Consumer, write?: WriteHooks) { super(request, write) }
   async beforeCall (): Promise<boolean> {
     const charge = await this.request.server.quota.takeUpstreamShare(this.consumer)
     this.shareWindowEnd = charge?.windowEnd
@@ -253,8 +260,8 @@ export function createAtlasService (app: FastifyInstance, serviceOpts: ServiceOp
   }
 
   /** Sends a write and reads its reply; unless the object or list does not exist, invalidates its views. */
-  async function sendWrite (request: FastifyRequest, kind: WriteKind, fields: Fields, target: WriteTarget, onSent: () => void): Promise<WriteResult> {
-    const reply = await app.upstream.client.call(kind, fields, callContext(request, onSent))
+  async function sendWrite (request: FastifyRequest, kind: WriteKind, fields: Fields, target: WriteTarget, hooks: WriteHooks): Promise<WriteResult> {
+    const reply = await app.upstream.client.call(kind, fields, callContext(request, hooks))
     let body: unknown = null
     if (reply.text.length > 0 && reply.contentType.includes('json')) {
       try {
@@ -368,13 +375,10 @@ export function createAtlasService (app: FastifyInstance, serviceOpts: ServiceOp
       // Recorded once, with its consumer and what `settle` answered, if it reached the upstream (audit/plugin.ts).
       return await app.audit.around(request, kind, fields, target, async (onSent, onReply) => await settle(async () => {
         try {
-          const result = await sendWrite(request, kind, fields, target, onSent)
-          onReply(result.reply.status)
-          return result
+          // The record takes the status of the write's own last reply (one it failed on included),
+          // never of another call a failure carries as its cause (a refresh's login).
+          return await sendWrite(request, kind, fields, target, { onSent, onReply })
         } catch (err) {
-          // A reply the write failed on (an error page, a throttle): its status goes in the record.
-          const status = replyStatusOf(err)
-          if (status !== undefined) onReply(status)
           // The write may have landed. Compat passes the error on as it is and reads nothing back, so
           // the views are dropped here, for both dialects (a v1 read-back drops them again).
           if (mayHaveApplied(err)) await invalidateWrite(kind, target)

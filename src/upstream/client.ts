@@ -45,6 +45,8 @@ export interface CallContext {
    * may act on it. A write's audit record and the shutdown need to know that while the call still runs.
    */
   onSent?: () => void
+  /** Called with the status of every reply received, a refused token's or a throttle's included. */
+  onReply?: (status: number) => void
 }
 
 export interface ClientOptions {
@@ -295,11 +297,12 @@ export function createUpstreamClient (opts: ClientOptions) {
         throw (err as { code?: unknown }).code === 'GW_UPSTREAM_UNAVAILABLE' ? err : mapTransportError(err, endpoint)
       }
       ctx.onCall?.()
+      ctx.onReply?.(reply.status)
 
       if (reply.status === 401) {
         const detail = detailOf(reply)
         if (authReplays >= MAX_AUTH_REPLAYS) {
-          throw Object.assign(new UpstreamAuthError('The upstream rejected the gateway token after a refresh; the operator must check the ATLAS credentials.'), { cause: { status: reply.status, detail } })
+          throw Object.assign(new UpstreamAuthError('The upstream rejected the gateway token after a refresh; the operator must check the ATLAS credentials.'), { cause: { detail } })
         }
         authReplays++
         isAuthReplay = true
@@ -313,8 +316,7 @@ export function createUpstreamClient (opts: ClientOptions) {
         await opts.budget.pause(pauseS)
         metrics.upstreamPauseSeconds.set(pauseS)
         log.warn({ endpoint, pauseS }, 'upstream throttled the gateway; pausing every upstream call')
-        // The status with it, as a bad reply's: a write's audit record names the reply it failed on.
-        throw Object.assign(budgetError(pauseS, 'paused'), { cause: { status: reply.status } })
+        throw budgetError(pauseS, 'paused')
       }
       const upstreamWaitS = retryAfterSeconds(reply.retryAfter)
       // A retry sooner than the upstream said to come back would only be refused again.

@@ -195,6 +195,18 @@ test('a write the upstream answered with an error page, 401 or 429 records the u
   t.strictSame([statusOf(page), statusOf(compatPage), statusOf(refused), statusOf(throttled)], [500, 500, 401, 429])
 })
 
+test('a write refused 401 whose token refresh then fails records the write\'s own 401, not the login\'s status', async (t) => {
+  const { alice, admin } = consumers()
+  const { app, sandbox } = await buildTestApp(t, { config: { CONSUMERS_FILE: consumersFile(t, [alice, admin]) } })
+  sandbox.inject({ endpoint: 'vrarank', kind: 'status', status: 401, times: 1, body: '{"detail":"Token has expired."}' })
+  sandbox.inject({ endpoint: 'auth-token', kind: 'html500' })
+  const res = await app.inject({ method: 'POST', url: '/v1/vra/ranks', headers: bearer(alice.key), payload: { id: B, rank: 9.25 } })
+  t.equal(res.json().code, 'GW_UPSTREAM_AUTH_BACKOFF', res.body)
+  const record = (await allRecords(app, admin)).find((r) => r.request_id === res.headers['x-request-id'])
+  // Before: 500, the status of the auth-token/ call the refresh made, read from the error's cause.
+  t.match(record, { outcome: 'error', upstream_status: 401, error: 'GW_UPSTREAM_AUTH_BACKOFF' })
+})
+
 test('a bulk membership change: one record per object written, all with its request id', async (t) => {
   const { alice, admin } = consumers()
   const { app } = await buildTestApp(t, { config: { CONSUMERS_FILE: consumersFile(t, [alice, admin]) } })
