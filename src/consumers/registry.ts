@@ -20,6 +20,9 @@ export interface ConsumerRegistryOptions {
 
 export interface ReloadResult { ok: boolean, error?: string }
 
+/** Runs after a reload installed the new consumers (the limits hand back what was leased under the old ones). */
+export type ReloadListener = () => Promise<void>
+
 export type ConsumerRegistry = Awaited<ReturnType<typeof createConsumerRegistry>>
 
 function demoRecord (key: string): ConsumerRecord {
@@ -42,6 +45,7 @@ export async function createConsumerRegistry (opts: ConsumerRegistryOptions) {
   let known = new Map<string, ConsumerRecord>()
   const knownMax = opts.knownKeysMax ?? KNOWN_KEYS_MAX
   const demoKey = opts.file === '' ? generateKey() : undefined
+  const listeners: ReloadListener[] = []
 
   function install (records: readonly ConsumerRecord[]): void {
     const hashes = new Map<string, ConsumerRecord>()
@@ -95,12 +99,24 @@ export async function createConsumerRegistry (opts: ConsumerRegistryOptions) {
         const records = await readConsumersFile(opts.file)
         install(records)
         opts.log.info({ consumers: records.length }, 'consumers reloaded')
-        return { ok: true }
       } catch (err) {
         const error = (err as Error).message
         opts.log.warn({ error }, 'consumers reload failed; keeping the previous consumers')
         return { ok: false, error }
       }
+      // The new consumers are in place whatever a listener meets: its failure is its own, logged.
+      for (const listener of listeners) {
+        try {
+          await listener()
+        } catch (err) {
+          opts.log.warn({ error: (err as Error).message }, 'a consumers reload listener failed')
+        }
+      }
+      return { ok: true }
+    },
+    /** Calls `listener` after every successful reload of the file; reload() resolves once it has. */
+    onReload (listener: ReloadListener): void {
+      listeners.push(listener)
     }
   }
 }

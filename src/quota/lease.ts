@@ -161,6 +161,10 @@ export function createLeasedCounter (opts: LeasedCounterOptions) {
   async function dropChangedLease (key: string, limit: number, periodMs: number): Promise<void> {
     const old = leases.get(key)
     if (old === undefined || (old.limit === limit && old.periodMs === periodMs)) return
+    await dropLease(key, old)
+  }
+
+  async function dropLease (key: string, old: Lease): Promise<void> {
     leases.delete(key)
     const left = now() < old.end ? old.left : 0
     old.left = 0
@@ -252,6 +256,20 @@ export function createLeasedCounter (opts: LeasedCounterOptions) {
       const lease = leases.get(key)
       const held = lease !== undefined && now() < lease.end ? lease.left : 0
       return { isAllowed: read.used <= limit, used: Math.max(0, read.used - held), resetSeconds: seconds(read.resetMs), windowEnd: now() + read.resetMs }
+    },
+    /**
+     * Gives back the leases whose limit is no longer `limitOf(key)` (undefined: the key has no limit any
+     * more), after a consumers reload. Left to the next charge of the consumer on this replica, a lease
+     * taken under a higher limit would stay counted in the store and make every other replica refuse the
+     * consumer, until its window ended if this replica never saw the consumer again.
+     */
+    async dropChanged (limitOf: (key: string) => { limit: number, periodMs: number } | undefined): Promise<void> {
+      const drops: Array<Promise<void>> = []
+      for (const [key, lease] of leases) {
+        const current = limitOf(key)
+        if (current === undefined || current.limit !== lease.limit || current.periodMs !== lease.periodMs) drops.push(dropLease(key, lease))
+      }
+      await Promise.allSettled(drops)
     },
     /** Gives every unspent unit back to the store (on close), so that no replica strands them. */
     async release (): Promise<void> {

@@ -132,6 +132,22 @@ export async function createQuota (app: FastifyInstance, opts: QuotaPluginOption
   const skipped = new Set<string>()
   const limiter = await createLimiter(app, rates, prefix, skipped)
 
+  // A reload that changes a consumer's limits: every replica gives back what it leased under the old
+  // ones as its own reload succeeds, so that no replica's old lease makes the others refuse early
+  // (by more than the block each may hold under the new limits).
+  app.consumers.onReload(async () => {
+    const consumers = app.consumers.list()
+    const limitsOf = (entries: Array<[string, number, number]>) => {
+      const byKey = new Map(entries.map(([key, limit, periodMs]) => [key, { limit, periodMs }]))
+      return (key: string) => byKey.get(key)
+    }
+    await Promise.allSettled([
+      rates.dropChanged(limitsOf(consumers.map((c) => [rateKey(c), c.rate.max, c.rate.windowMs]))),
+      dailyUnits.dropChanged(limitsOf(consumers.map((c) => [unitsKey(c), c.daily_objects, DAY_MS]))),
+      share.dropChanged(consumers)
+    ])
+  })
+
   // Unspent leases go back to Redis before its client closes (registered later, so closed earlier).
   app.addHook('onClose', async () => {
     await Promise.allSettled([rates.release(), dailyUnits.release(), share.release()])
@@ -200,4 +216,4 @@ export async function createQuota (app: FastifyInstance, opts: QuotaPluginOption
 
 export const quotaPlugin = fp(async (app, opts: QuotaPluginOptions) => {
   app.decorate('quota', await createQuota(app, opts))
-}, { name: 'quota', fastify: '5.x', dependencies: ['metrics', 'redis'] })
+}, { name: 'quota', fastify: '5.x', dependencies: ['metrics', 'redis', 'consumers'] })

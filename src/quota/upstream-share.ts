@@ -28,6 +28,14 @@ export function createUpstreamShare (store: WindowStore, keyPrefix: string, opts
     async used (consumer: Consumer): Promise<number | undefined> {
       return (await counter.used(keyOf(consumer), consumer.upstream_share, HOUR_MS))?.used
     },
+    /** Gives back the leases of shares a consumers reload changed (or removed): `consumers` is the new set. */
+    dropChanged (consumers: readonly Consumer[]): Promise<void> {
+      const shares = new Map(consumers.map((c) => [keyOf(c), c.upstream_share]))
+      return counter.dropChanged((key) => {
+        const limit = shares.get(key)
+        return limit === undefined ? undefined : { limit, periodMs: HOUR_MS }
+      })
+    },
     /** Gives unspent leased units back (on close). */
     release: () => counter.release()
   }

@@ -6,7 +6,7 @@ import { buildApp } from '../../src/app.js'
 import { SCOPES } from '../../src/consumers/scopes.js'
 import { hashKey } from '../../src/consumers/keys.js'
 import { FIXTURE_IDS, startTestSandbox, testConfig, TEST_REDIS_URL } from '../helper.js'
-import { bearer, buildAuthTestApp, consumersFile, makeConsumer, registerTestRoutes, uniquePrefix } from '../consumer-helper.js'
+import { bearer, buildAuthTestApp, consumersFile, makeConsumer, registerTestRoutes, uniquePrefix, writeConsumers } from '../consumer-helper.js'
 
 async function rejections (app: FastifyInstance, consumer: string, kind: string): Promise<number> {
   const metric = await app.metrics.limitRejections.get()
@@ -192,6 +192,48 @@ test('two gateway instances on one Redis allow exactly max requests in total', {
   const results = await Promise.all(Array.from({ length: 30 }, (_, i) =>
     (i % 2 === 0 ? a.app : b.app).inject({ method: 'GET', url: '/t/read', headers: bearer(burst.key) })))
   t.equal(results.filter((r) => r.statusCode === 200).length, 10)
+})
+
+// Limits lowered by a reload of every replica: what a replica leased under the old limits goes back to
+// Redis as its reload succeeds, not when that replica next charges the consumer. Kept, replica 2's lease
+// of 1,000 units (1 spent) made replica 1 refuse the consumer outright under a daily limit cut to 500
+// ("0 of 500 are left", /v1/me units_today 1000) until replica 2 served it again; the request rate and
+// the upstream share leased the same way.
+test('a reload that lowers limits gives back every replica\'s leases at once', { skip: TEST_REDIS_URL === '' ? 'REDIS_URL is not set' : false }, async (t) => {
+  const bot = makeConsumer('bot', { daily_objects: 100_000, rate: '100000/hour', upstream_share: 100_000 })
+  const file = consumersFile(t, [bot])
+  const config = { CONSUMERS_FILE: file, REDIS_KEY_PREFIX: uniquePrefix('reload-leases') }
+  const one = (await buildAuthTestApp(t, { config, register: registerTestRoutes })).app
+  const two = (await buildAuthTestApp(t, { config, register: registerTestRoutes })).app
+  const batch = async (app: FastifyInstance, n: number) => await app.inject({
+    method: 'POST', url: '/t/batch', headers: bearer(bot.key), payload: { ids: Array.from({ length: n }, (_, i) => String(i)) }
+  })
+  const shareOf = async (app: FastifyInstance): Promise<boolean> => {
+    const consumer = app.consumers.get('bot')
+    if (consumer === undefined) return false
+    return await app.quota.takeUpstreamShare(consumer).then(() => true, () => false)
+  }
+  // Replica 2 spends one unit, one request and one upstream call, leasing a block of 1,000 of each.
+  t.equal((await batch(two, 1)).statusCode, 200)
+  t.equal(await shareOf(two), true)
+  writeConsumers(file, [{ ...bot.entry, daily_objects: 500, rate: '500/hour', upstream_share: 500 }])
+  t.same(await one.consumers.reload(), { ok: true })
+  t.same(await two.consumers.reload(), { ok: true })
+
+  const me = await one.inject({ url: '/v1/me', headers: bearer(bot.key) })
+  t.equal(me.statusCode, 200, `replica 1 admits the consumer: ${me.body}`)
+  t.match(me.json(), {
+    usage: { requests_this_window: 2, units_today: 1, upstream_share_used: 1 },
+    limits: { daily_objects: 500 }
+  }, 'replica 2 gave back what it had not spent: the batch and this request, one unit, one upstream call')
+  let admitted = 0
+  for (let i = 0; i < 10; i++) if ((await batch(one, 1)).statusCode === 200) admitted++
+  t.equal(admitted, 10, 'replica 1 admits the consumer at once')
+  t.equal(await shareOf(one), true, 'and takes from its upstream share')
+  const over = await batch(one, 490)
+  t.equal(over.statusCode, 429, 'and refuses what would cross the new limit')
+  t.match(over.json(), { detail: /; 489 of 500 are left today/ })
+  t.equal((await batch(one, 489)).statusCode, 200, 'the last 489 units')
 })
 
 test('max_batch and daily object units', async (t) => {

@@ -65,6 +65,23 @@ test('reload swaps the set; a broken file keeps the old one and says why', async
   t.match(text(), /"level":40.*reload failed/, 'the failure is logged as a warning')
 })
 
+test('reload listeners run after a reload installed the new set, never after a failed one', async (t) => {
+  const path = join(t.testdir(), 'c.yaml')
+  writeFileSync(path, stringify({ consumers: [{ id: 'a', key_sha256: hashKey(generateKey()), daily_objects: 100 }] }))
+  const { text, log } = captureLog()
+  const registry = await createConsumerRegistry({ file: path, log })
+  const seen: Array<number | undefined> = []
+  registry.onReload(async () => { seen.push(registry.get('a')?.daily_objects) })
+  registry.onReload(async () => { throw new Error('listener broke') })
+  writeFileSync(path, stringify({ consumers: [{ id: 'a', key_sha256: hashKey(generateKey()), daily_objects: 50 }] }))
+  t.strictSame(await registry.reload(), { ok: true }, 'a listener\'s failure does not fail the reload')
+  t.strictSame(seen, [50], 'the listener saw the new limits')
+  t.match(text(), /"level":40.*listener broke/, 'the listener\'s failure is logged')
+  writeFileSync(path, 'consumers: nope\n')
+  t.equal((await registry.reload()).ok, false)
+  t.strictSame(seen, [50], 'a failed reload changes nothing, so tells no listener')
+})
+
 test('more keys than are remembered: every key still authenticates, unknown ones never do', async (t) => {
   const remembered = 20
   const keys = Array.from({ length: remembered + 5 }, () => generateKey())
