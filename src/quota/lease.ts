@@ -166,9 +166,23 @@ export function createLeasedCounter (opts: LeasedCounterOptions) {
 
   async function dropLease (key: string, old: Lease): Promise<void> {
     leases.delete(key)
-    const left = now() < old.end ? old.left : 0
-    old.left = 0
-    if (left > 0) await run(() => store.lease(key, -left, 0, old.limit, old.periodMs))
+    await giveBack(key, old)
+  }
+
+  async function giveBack (key: string, lease: Lease): Promise<void> {
+    const left = now() < lease.end ? lease.left : 0
+    lease.left = 0
+    if (left > 0) await run(() => store.lease(key, -left, 0, lease.limit, lease.periodMs))
+  }
+
+  /**
+   * A lease dropped while its refill was out to the store (a reload changed the limit, or every lease was
+   * given back) held nothing to give back then: what the call left in it goes back now, or nothing would
+   * ever spend it nor give it back. The charge stands whatever the give-back meets; units that cannot go
+   * back end with their window, as any unspent lease's do.
+   */
+  async function settleDropped (key: string, lease: Lease): Promise<void> {
+    if (leases.get(key) !== lease) await giveBack(key, lease).catch(() => {})
   }
 
   async function refill (key: string, lease: Lease, units: number, block: number, limit: number, periodMs: number): Promise<LimitCharge | undefined> {
@@ -186,9 +200,14 @@ export function createLeasedCounter (opts: LeasedCounterOptions) {
       // Not spent (skipped, failed or refused): it is still this replica's while its window lasts.
       if (grant === undefined || grant.granted === 0) lease.left += have
     }
-    if (grant === undefined) return undefined
+    if (grant === undefined) {
+      await settleDropped(key, lease)
+      return undefined
+    }
     if (grant.granted === 0) {
-      return { isAllowed: false, used: grant.used - lease.left, resetSeconds: seconds(grant.resetMs), windowEnd: sent + grant.resetMs }
+      const refused = { isAllowed: false, used: grant.used - lease.left, resetSeconds: seconds(grant.resetMs), windowEnd: sent + grant.resetMs }
+      await settleDropped(key, lease)
+      return refused
     }
     // Charges that found the lease empty waited for this call; only a refund can have added to it since.
     lease.left += have + grant.granted - units
@@ -196,7 +215,9 @@ export function createLeasedCounter (opts: LeasedCounterOptions) {
     lease.limit = limit
     lease.periodMs = periodMs
     lease.end = sent + grant.resetMs
-    return { isAllowed: true, used: lease.used - lease.left, resetSeconds: seconds(grant.resetMs), windowEnd: lease.end }
+    const charged = { isAllowed: true, used: lease.used - lease.left, resetSeconds: seconds(grant.resetMs), windowEnd: lease.end }
+    await settleDropped(key, lease)
+    return charged
   }
 
   return {
@@ -213,12 +234,13 @@ export function createLeasedCounter (opts: LeasedCounterOptions) {
         if (grant === undefined) return undefined
         return { isAllowed: grant.granted > 0, used: grant.used, resetSeconds: seconds(grant.resetMs), windowEnd: sent + grant.resetMs }
       }
-      let lease = leases.get(key)
-      if (lease === undefined) {
-        lease = { left: 0, used: 0, end: 0, pending: undefined, limit, periodMs }
-        leases.set(key, lease)
-      }
       for (;;) {
+        // Looked up again after each wait: the lease waited on may have been dropped meanwhile.
+        let lease = leases.get(key)
+        if (lease === undefined) {
+          lease = { left: 0, used: 0, end: 0, pending: undefined, limit, periodMs }
+          leases.set(key, lease)
+        }
         const at = now()
         if (at < lease.end && lease.left >= units) {
           lease.left -= units
