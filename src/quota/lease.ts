@@ -47,7 +47,8 @@ export interface LimitCharge {
 
 // Request-rate windows start at a consumer's first request and last the rate's period, on a plain
 // string counter with a TTL: the same key and shape as @fastify/rate-limit's Redis store used, so
-// replicas of either kind count together during a rolling deploy.
+// replicas of either kind count together during a rolling deploy. A window longer than the period (a
+// consumers reload shortened it) is cut to the period: it ends when the new rate says, not the old one.
 const RATE_LEASE_LUA = `
 local units = tonumber(ARGV[1])
 local block = tonumber(ARGV[2])
@@ -57,7 +58,7 @@ local used = tonumber(redis.call('GET', KEYS[1]) or '0') or 0
 local ttl = period
 if used > 0 then
   ttl = redis.call('PTTL', KEYS[1])
-  if ttl < 0 then
+  if ttl < 0 or ttl > period then
     redis.call('PEXPIRE', KEYS[1], period)
     ttl = period
   end
@@ -98,6 +99,8 @@ export function createMemoryRateStore (now: Clock = Date.now): LeaseStore {
         entry = { end: at + periodMs, used: 0 }
         counters.set(key, entry)
       }
+      // As in Redis: a period shortened by a reload cuts the running window to it.
+      if (entry.end > at + periodMs) entry.end = at + periodMs
       const resetMs = entry.end - at
       if (units < 0) entry.used = Math.max(0, entry.used + units)
       if (units <= 0 || entry.used + units > limit) return { granted: 0, used: entry.used, resetMs }

@@ -194,6 +194,28 @@ test('two gateway instances on one Redis allow exactly max requests in total', {
   t.equal(results.filter((r) => r.statusCode === 200).length, 10)
 })
 
+// A rate whose period a reload shortens (3/hour to 3/minute): the window already running ends within the
+// new period. It kept the old window's end, so the 429 said Retry-After 3600 under a policy of w=60.
+for (const redis of [true, false]) {
+  test(`a reload that shortens a rate's period cuts the running window to it (${redis ? 'Redis' : 'memory'})`, { skip: redis && TEST_REDIS_URL === '' ? 'REDIS_URL is not set' : false }, async (t) => {
+    const bot = makeConsumer('bot', { rate: '3/hour' })
+    const file = consumersFile(t, [bot])
+    const { app } = await buildAuthTestApp(t, { config: { CONSUMERS_FILE: file, ...(redis ? {} : { REDIS_URL: '' }) }, register: registerTestRoutes })
+    const read = async () => await app.inject({ url: '/t/read', headers: bearer(bot.key) })
+    for (let i = 0; i < 3; i++) t.equal((await read()).statusCode, 200)
+    t.equal((await read()).statusCode, 429)
+    writeConsumers(file, [{ ...bot.entry, rate: '3/minute' }])
+    t.same(await app.consumers.reload(), { ok: true })
+    const limited = await read()
+    t.equal(limited.statusCode, 429, 'the 3 requests of the running window still count')
+    t.equal(limited.headers['ratelimit-policy'], '"requests";q=3;w=60')
+    const retryAfter = Number(limited.headers['retry-after'])
+    t.ok(retryAfter >= 1 && retryAfter <= 60, `Retry-After ${retryAfter} within the new 60 s window`)
+    const reset = Number(/;t=(\d+)$/.exec(String(limited.headers.ratelimit))?.[1])
+    t.ok(reset >= 1 && reset <= 60, `RateLimit t=${reset} within the new 60 s window`)
+  })
+}
+
 // Limits lowered by a reload of every replica: what a replica leased under the old limits goes back to
 // Redis as its reload succeeds, not when that replica next charges the consumer. Kept, replica 2's lease
 // of 1,000 units (1 spent) made replica 1 refuse the consumer outright under a daily limit cut to 500
