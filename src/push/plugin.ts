@@ -56,7 +56,7 @@ export const pushPlugin = fp(async (app) => {
   const log = app.log.child({ component: 'push' })
   // Stream slots to give back that Redis did not take back: a claim that timed out (Redis may run it
   // as it thaws) or a release while Redis was down. Sent again until Redis answers; without it, opens
-  // refused during a stall held the key's slots for three heartbeats after Redis came back (429).
+  // refused during a stall held the consumer's slots for three heartbeats after Redis came back (429).
   const unreleased = createResendQueue<string, { consumer: string, streamId: string }>({
     send: async (entries) => {
       const tries = await Promise.allSettled(entries.map(async ([, { consumer, streamId }]) => store.releaseStream(consumer, streamId)))
@@ -138,7 +138,10 @@ export const pushPlugin = fp(async (app) => {
       throw unavailable(err)
     }
     if (!isClaimed) {
-      throw withRetryAfter(new RateLimitedError(`This key may hold ${config.PUSH_MAX_STREAMS_PER_CONSUMER} open event streams; close one first.`), Math.ceil(slotTtl / 1000))
+      // The streams are counted per consumer: a key that holds none is refused when its siblings hold them all.
+      throw withRetryAfter(new RateLimitedError(
+        `This consumer may hold ${config.PUSH_MAX_STREAMS_PER_CONSUMER} open event streams, whichever of its keys opened them; close one first.`
+      ), Math.ceil(slotTtl / 1000))
     }
     const out = new PassThrough()
     const stream: Stream = { id: streamId, consumer, source: spec.name, out, lastId: '0-0', pending: [] }

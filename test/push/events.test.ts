@@ -1,11 +1,12 @@
 // Event streams over real HTTP, on the sandbox upstream (memory, or Redis when REDIS_URL is set): the
-// events of gateway writes, ids and Last-Event-ID resumption, the per-key stream limit, input errors,
+// events of gateway writes, ids and Last-Event-ID resumption, the per-consumer stream limit, input errors,
 // a poll that shares the cache with readers, and the goodbye at shutdown.
 import { test, type Test } from 'tap'
 import type { FastifyInstance } from 'fastify'
 import { buildTestApp } from '../helper.js'
 import { bearer, consumersFile, makeConsumer, writeConsumers, type TestConsumer } from '../consumer-helper.js'
 import type { ConsumerEntry } from '../../src/consumers/schema.js'
+import { hashKey } from '../../src/consumers/keys.js'
 import { pollInterval } from '../../src/push/poller.js'
 import { openSse, type SseClient } from './sse-client.js'
 import { waitFor } from '../fixtures/wait.js'
@@ -168,6 +169,21 @@ test('event streams', async (t) => {
     }
     t.equal(again?.status, 200, 'a closed stream frees its place')
     await Promise.all([again?.close(), ...open.map(async (c) => c.close())])
+  })
+
+  // The limit counts a consumer's streams, whichever of its keys opened them; the 429 said "This key may
+  // hold 3 open event streams" to a key that held none.
+  t.test('the stream limit is per consumer: its keys share it, and the 429 says so', async (t) => {
+    const [one, two] = [makeConsumer('multi'), makeConsumer('multi')]
+    const multi = { key: one.key, entry: { id: 'multi', key_sha256: [hashKey(one.key), hashKey(two.key)] } }
+    const { app, base } = await pushApp(t, {}, [multi])
+    const open = await Promise.all([1, 2, 3].map(async () => openSse(`${base}/v1/vra/scores/events`, bearer(one.key))))
+    t.teardown(async () => { await Promise.all(open.map(async (c) => c.close())) })
+    t.same(open.map((c) => c.status), [200, 200, 200])
+    const refused = await app.inject({ url: '/v1/vra/todo/events', headers: bearer(two.key) })
+    t.equal(refused.statusCode, 429, 'the other key of the consumer holds no stream, and is refused')
+    t.equal(refused.json().code, 'GW_RATE_LIMITED')
+    t.equal(refused.json().detail, 'This consumer may hold 3 open event streams, whichever of its keys opened them; close one first.')
   })
 
   t.test('a poll shares the cache with readers and is counted', async (t) => {

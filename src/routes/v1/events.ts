@@ -11,7 +11,7 @@ const description = 'An event stream (`text/event-stream`). Each event has `id:`
   '`{type, source, id, row?, changes?, detected_at}`; ids in it are strings). Send `Last-Event-ID` to resume after an event, ' +
   'on any replica; an `event: gap` says events after it were dropped (older than the retention window). A comment line ' +
   'comes every PUSH_HEARTBEAT_MS; at shutdown the stream ends with `retry:` and `event: shutdown`. 429 beyond ' +
-  'PUSH_MAX_STREAMS_PER_CONSUMER open streams per key.'
+  'PUSH_MAX_STREAMS_PER_CONSUMER open streams per consumer (over all its keys).'
 const headers = Type.Object({ 'last-event-id': Type.Optional(Type.String({ maxLength: 64 })) })
 
 export const eventRoutes: FastifyPluginAsyncTypebox = async (app) => {
