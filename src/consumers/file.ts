@@ -51,6 +51,11 @@ function checkUnique (records: readonly ConsumerRecord[], source: string): void 
     const seen = ids.get(consumer.id)
     if (seen !== undefined) throw new Error(`${source}: consumers[${index}] (id "${consumer.id}"): field "id": duplicates consumers[${seen}]`)
     ids.set(consumer.id, index)
+    own.forEach((hash, at) => {
+      // A slip in the file (a key pasted twice): refused like any other, as the file is checked whole.
+      const first = own.indexOf(hash)
+      if (first !== at) throw new Error(`${source}: consumers[${index}] (id "${consumer.id}"): field "key_sha256[${at}]": the same hash as key_sha256[${first}], listed twice in this consumer`)
+    })
     for (const hash of own) {
       const owner = hashes.get(hash)
       // One key must identify one consumer; a shared hash would make authentication ambiguous.

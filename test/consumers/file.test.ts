@@ -68,6 +68,10 @@ test('errors name the entry (index and id) and the field', async (t) => {
     [`consumers:\n  - name: no id\n    key_sha256: ${h1}`, /consumers\[0\]: field "id"/],
     [`consumers:\n  - id: a\n    key_sha256: ${h1}\n  - id: a\n    key_sha256: ${h2}`, /consumers\[1\] \(id "a"\): field "id": duplicates consumers\[0\]/],
     [`consumers:\n  - id: a\n    key_sha256: ${h1}\n  - id: b\n    key_sha256: [${h2}, ${h1}]`, /consumers\[1\] \(id "b"\): field "key_sha256": a hash also used by consumers\[0\]/],
+    // A hash repeated within one consumer: it named that consumer as its own other user ("a hash also used
+    // by consumers[0]" for consumers[0]).
+    [`consumers:\n  - id: a\n    key_sha256: ${h1}\n  - id: b\n    key_sha256: [${h2}, ${'c'.repeat(64)}, ${h2}]`,
+      /^x\.yaml: consumers\[1\] \(id "b"\): field "key_sha256\[2\]": the same hash as key_sha256\[0\], listed twice in this consumer$/],
     ['users: []', /expected a top-level "consumers:" list/],
     ['consumers: [unclosed', /not valid YAML or JSON/]
   ]
