@@ -206,7 +206,7 @@ export function createTokenManager (
 
   return {
     /**
-     * The token to send. A token the upstream refused is not sent again: a changed token source wins,
+     * The token to send. No token, or one the upstream refused, is not sent: a changed token source wins,
      * else 503 GW_UPSTREAM_AUTH_BACKOFF while logins back off, else a refresh before the call.
      */
     async current (): Promise<string> {
@@ -221,10 +221,11 @@ export function createTokenManager (
         }
         token = current
       }
-      // No token configured (only the login's credentials): log in first. Sent without one, every call
-      // of a cold start was refused and replayed, two calls and two budget tokens each.
-      if (token === '') return refresh(token)
-      if (refused.size === 0 || !refused.has(fingerprint(token))) return token
+      if (token !== '' && (refused.size === 0 || !refused.has(fingerprint(token)))) return token
+      // No token (only the login's credentials, or none yet), or one the upstream refused: a token put in
+      // the source since wins (no 401 would come to have it re-read: nothing is sent without a token);
+      // else log in first. Sent without one, every call of a cold start was refused and replayed, two
+      // calls and two budget tokens each.
       const fromSource = await changedSource()
       if (fromSource !== undefined && !refused.has(fingerprint(fromSource))) {
         hold(fromSource)

@@ -58,6 +58,29 @@ test('Invalid token. → the token file is re-read first, without a refresh', as
   t.equal(sandbox.calls.get('auth-token') ?? 0, 0, 'no refresh was needed')
 })
 
+test('an empty token file filled after the start is read at once, with or without working login credentials', async (t) => {
+  for (const [name, credentials] of [
+    ['no credentials', { ATLAS_USERNAME: '', ATLAS_PASSWORD: '' }],
+    ['a wrong password (logins back off)', { ATLAS_PASSWORD: 'wrong-password' }]
+  ] as const) {
+    await t.test(name, async (t) => {
+      const sandbox = await startTestSandbox(t)
+      const file = join(t.testdir(), 'token')
+      writeFileSync(file, '')
+      const { app } = await buildTestApp(t, { upstream: sandbox, useRedis: false, config: { ATLAS_TOKEN: '', ATLAS_TOKEN_FILE: file, ...credentials } })
+      const first = await app.inject({ url: `/v1/objects/${A}`, headers: demoAuth(app) })
+      t.not(first.statusCode, 200, 'no token yet')
+      // The operator writes a token into the file: no 401 comes to re-read it, so the empty token must.
+      writeFileSync(file, sandbox.tokens.write + '\n')
+      sandbox.resetCalls()
+      const res = await app.inject({ url: `/v1/objects/${B}`, headers: demoAuth(app) })
+      // Before: 502 GW_UPSTREAM_AUTH without credentials, 503 GW_UPSTREAM_AUTH_BACKOFF with the wrong password.
+      t.equal(res.statusCode, 200, res.statusCode === 200 ? 'the new token is used' : res.json().code)
+      t.equal(sandbox.calls.get('auth-token') ?? 0, 0, 'no login')
+    })
+  }
+})
+
 test('bad refresh credentials → 503 GW_UPSTREAM_AUTH_BACKOFF with Retry-After (the login backs off)', async (t) => {
   const { app, sandbox } = await buildTestApp(t, { config: { ATLAS_PASSWORD: 'wrong-password' } })
   sandbox.expireToken('write')
