@@ -45,7 +45,7 @@ declare module 'fastify' {
     chargedUnits: number
     /** When the window of those units has surely ended (quota/lease.ts): a refund after it is dropped. */
     chargedUnitsWindowEnd: number
-    /** When those units were charged (the app's clock): usage counts them on that day, as the quota did. */
+    /** When those units were charged (the app's clock), moved into the quota's day: usage counts them on that day. */
     chargedUnitsAt: number
   }
   interface FastifyInstance {
@@ -167,6 +167,19 @@ export const routeGuardPlugin = fp(async (app) => {
     }
   })
 }, { name: 'route-guard', fastify: '5.x' })
+
+/**
+ * `chargedAt`, moved into the day the quota counted the charge on: the day ending at the charge's
+ * `windowEnd`. They differ after the clock stepped back across 00:00 UTC, where the quota keeps the later
+ * day (quota/window-store.ts): usage counted such units on the earlier day, past its daily_objects.
+ * `windowEnd` is rounded to the nearest day boundary: with Redis it is the server's day end, taken into
+ * this clock by the time the call was sent (so off by the clocks' difference and the round trip).
+ */
+function onChargedDay (chargedAt: number, windowEnd: number): number {
+  if (!Number.isFinite(windowEnd) || windowEnd <= 0) return chargedAt
+  const dayEnd = Math.round(windowEnd / DAY_MS) * DAY_MS
+  return Math.min(Math.max(chargedAt, dayEnd - DAY_MS), dayEnd - 1)
+}
 
 export const consumerAuthPlugin = fp(async (app, opts: QuotaPluginOptions) => {
   await app.register(consumersPlugin)
@@ -292,7 +305,7 @@ export const consumerAuthPlugin = fp(async (app, opts: QuotaPluginOptions) => {
     if (charge.isAllowed) {
       request.chargedUnits = units
       request.chargedUnitsWindowEnd = charge.windowEnd
-      request.chargedUnitsAt = chargedAt
+      request.chargedUnitsAt = onChargedDay(chargedAt, charge.windowEnd)
       return undefined
     }
     app.metrics.limitRejections.inc({ consumer: consumer.id, kind: 'daily_objects' })

@@ -152,6 +152,42 @@ test('units are counted on the day the quota charged them, though the answer goe
   t.strictSame(rows.map((r) => [r.day, r.units]), [['2026-11-30', 10], ['2026-12-01', 10]], 'each day within daily_objects, as the quota counted them')
 })
 
+test('units are counted on the quota\'s day after the clock steps back across midnight (the quota keeps the later day)', async (t) => {
+  const cases = [
+    { name: 'memory, one unit a store call', useRedis: false, config: {} },
+    { name: 'memory, leased', useRedis: false, config: { LIMIT_LEASE_DIVISOR: 2 } },
+    { name: 'Redis, one unit a store call', useRedis: true, config: {} },
+    { name: 'Redis, leased', useRedis: true, config: { LIMIT_LEASE_DIVISOR: 2 } }
+  ]
+  for (const { name, useRedis, config } of cases) {
+    await t.test(name, { skip: useRedis && TEST_REDIS_URL === '' ? 'needs REDIS_URL' : false }, async (t) => {
+      const alice = makeConsumer('alice', { daily_objects: 20 })
+      const admin = makeConsumer('ops', { scopes: ['admin'] })
+      let now = Date.parse('2026-11-30T23:59:00Z')
+      // With Redis the injected clock is passed to its script: the quota's days follow it there too.
+      const { app } = await buildTestApp(t, {
+        useRedis,
+        config: { CONSUMERS_FILE: consumersFile(t, [alice, admin]), ...config },
+        deps: { now: () => now },
+        register: (app) => {
+          app.post('/t/units', { config: { scope: 'read', units: (r) => Number(r.headers['x-units']) } }, async () => ({ ok: true }))
+        }
+      })
+      const post = async (units: number) => (await app.inject({ method: 'POST', url: '/t/units', headers: { ...bearer(alice.key), 'x-units': String(units) }, payload: {} })).statusCode
+      t.equal(await post(20), 200, 'Nov 30: 20 units')
+      now = Date.parse('2026-12-01T00:00:05Z')
+      t.equal(await post(10), 200, 'Dec 1: 10 units')
+      now = Date.parse('2026-11-30T23:59:50Z')
+      t.equal(await post(10), 200, 'the clock stepped back to Nov 30 23:59:50: 10 more, which the quota counts on Dec 1')
+      t.equal(await post(1), 429, 'Dec 1 is full')
+      now = Date.parse('2026-12-01T00:00:30Z')
+      const { rows } = await usage(app, admin.key, 'from=2026-11-30&to=2026-12-01&consumer=alice')
+      // Before: [['2026-11-30', 30], ['2026-12-01', 10]], past Nov 30's daily_objects.
+      t.strictSame(rows.map((r) => [r.day, r.units]), [['2026-11-30', 20], ['2026-12-01', 20]], 'each day as the quota counted it')
+    })
+  }
+})
+
 test('a flush on the timer, with Redis: one hash per day with its retention', { skip: TEST_REDIS_URL === '' ? 'needs REDIS_URL' : false }, async (t) => {
   await clearOfMidnight()
   const alice = makeConsumer('alice')
