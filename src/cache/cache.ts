@@ -174,13 +174,15 @@ function servesStale (f: Freshness): boolean {
 const CLOCK_SKEW_MS = 5000
 
 /**
- * An entry's age at `at`, in ms. One stored further ahead of the clock than replicas' clocks differ counts
- * as just past its freshness (not fresh: refreshed, or loaded again where it is never served stale) rather
- * than fresh for as long as the clock stepped back; a little ahead, as new.
+ * An entry's age at `at`, in ms; a little ahead of the clock, as new. One stored further ahead than
+ * replicas' clocks differ has an age that cannot be told: Infinity, past every window, so it is never
+ * served (neither fresh, nor stale within any window, nor under a low budget) and is loaded again like an
+ * absent one. Read as fresh, it answered HIT for as long as the clock had stepped back; read as just past
+ * its freshness, STALE past the maximum staleness.
  */
-function ageOf (entry: CacheEntry, at: number, f: Freshness): number {
+function ageOf (entry: CacheEntry, at: number): number {
   const age = at - entry.storedAt
-  return age < -CLOCK_SKEW_MS ? f.freshMs : Math.max(0, age)
+  return age < -CLOCK_SKEW_MS ? Infinity : Math.max(0, age)
 }
 
 /** What a cached entry answers: a hit, a stale answer (refreshed in the background or not), or nothing without a load. */
@@ -290,7 +292,10 @@ export function createCache (opts: CacheOptions = {}) {
       if (answer !== undefined) return answer
       let most = 0
       for (const e of found) {
-        if (e !== undefined) { const f = freshnessOf(e); most = Math.max(most, overdue(ageOf(e, at, f), f)) }
+        if (e === undefined) continue
+        const age = ageOf(e, at)
+        // One of unknown age is loaded in the foreground whatever the budget says: it asks for nothing.
+        if (age !== Infinity) most = Math.max(most, overdue(age, freshnessOf(e)))
       }
       answer = policy.backgroundAllowed(claim, most)
       return answer
@@ -335,7 +340,7 @@ export function createCache (opts: CacheOptions = {}) {
     const raw = l1 === undefined ? undefined : await l1.get(key)
     const decoded = raw === undefined ? undefined : decodeEntry(raw)
     const local = usable(decoded, now()) ? decoded : undefined
-    if (local !== undefined && ageOf(local, now(), freshness) < freshness.freshMs) return local
+    if (local !== undefined && ageOf(local, now()) < freshness.freshMs) return local
     // Absent or stale here: another replica may already have refreshed L2, which costs no upstream call.
     return (await fromL2(key, local?.storedAt)) ?? local
   }
@@ -343,7 +348,7 @@ export function createCache (opts: CacheOptions = {}) {
   /** After taking the lock: a fill that landed between our lookup and the lock makes the load unnecessary. */
   async function freshFromL2 (key: string, freshness: Freshness, newerThan?: number): Promise<CacheEntry | undefined> {
     const entry = await fromL2(key, newerThan)
-    return entry !== undefined && ageOf(entry, now(), freshness) < freshness.freshMs ? entry : undefined
+    return entry !== undefined && ageOf(entry, now()) < freshness.freshMs ? entry : undefined
   }
 
   async function store (key: string, entry: CacheEntry): Promise<void> {
@@ -418,7 +423,7 @@ export function createCache (opts: CacheOptions = {}) {
     const load = async (after?: number): Promise<CacheEntry> => isAlone ? loadAndStore(key, freshness, loader) : loadForeground(key, freshness, loader, after)
     const found = await lookup(key, freshness)
     if (found === undefined) return { entry: await load(), status: 'MISS' }
-    const next = plan(ageOf(found, now(), freshness), freshness)
+    const next = plan(ageOf(found, now()), freshness)
     if (next.kind === 'hit') return { entry: found, status: 'HIT' }
     if (next.kind === 'stale') {
       if (next.refresh) refreshInBackground(key, freshness, loader, found.storedAt)
@@ -427,7 +432,7 @@ export function createCache (opts: CacheOptions = {}) {
     try {
       return { entry: await load(found.storedAt), status: 'MISS' }
     } catch (err) {
-      const reason = fallback(err, ageOf(found, now(), freshness), freshness, isStaleUsable)
+      const reason = fallback(err, ageOf(found, now()), freshness, isStaleUsable)
       if (reason === undefined) throw err
       return { entry: found, status: 'STALE', reason, ...(isShareRefusal(err) ? { isShareRefused: true } : {}) }
     }
@@ -474,7 +479,7 @@ export function createCache (opts: CacheOptions = {}) {
   function isPastFresh (entry: CacheEntry, at: number, freshnessOf: (entry: CacheEntry) => Freshness): boolean {
     if (l2 === undefined) return false
     const f = freshnessOf(entry)
-    return ageOf(entry, at, f) >= f.freshMs
+    return ageOf(entry, at) >= f.freshMs
   }
 
   /**
@@ -666,7 +671,7 @@ export function createCache (opts: CacheOptions = {}) {
       const entry = found[i]
       if (entry === undefined) return true
       const f = freshnessOf(entry)
-      return plan(ageOf(entry, at, f), f, allowed).kind === 'load'
+      return plan(ageOf(entry, at), f, allowed).kind === 'load'
     })
   }
 
@@ -686,7 +691,7 @@ export function createCache (opts: CacheOptions = {}) {
     found.forEach((entry, i) => {
       if (entry === undefined) { misses.push(i); return }
       const f = manyOpts.freshnessOf(entry)
-      const age = ageOf(entry, at, f)
+      const age = ageOf(entry, at)
       const next = plan(age, f, allowed)
       if (next.kind === 'load') { misses.push(i); return }
       entries[i] = entry
@@ -745,7 +750,7 @@ export function createCache (opts: CacheOptions = {}) {
           const e = found[i]
           if (e === undefined) return undefined
           const f = manyOpts.freshnessOf(e)
-          const age = ageOf(e, failedAt, f)
+          const age = ageOf(e, failedAt)
           const why = fallback(err, age, f, isStaleUsable)
           return why === undefined ? undefined : { age, why }
         })
@@ -779,7 +784,7 @@ export function createCache (opts: CacheOptions = {}) {
     if (fetchOpts.bypass === true) {
       // Shares an in-flight load (its answer is as new as ours would be), never a cached value.
       const entry = await share(loads, key, async () => loadAndStore(key, freshness, load), load.tags)
-      return finish({ entry: entry ?? await loadAndStore(key, freshness, load), status: 'BYPASS' }, route, freshness)
+      return finish({ entry: entry ?? await loadAndStore(key, freshness, load), status: 'BYPASS' }, route)
     }
     // The whole read (lookup included) is shared: a request arriving while a fill is being stored
     // cannot slip between a miss and the store and start a second load.
@@ -793,17 +798,20 @@ export function createCache (opts: CacheOptions = {}) {
       }, load.tags)
     } catch (err) {
       if (!isJoining || !isShareRefusal(err)) throw err
-      return finish(await readAgain(key, freshness, load, isStaleUsable), route, freshness)
+      return finish(await readAgain(key, freshness, load, isStaleUsable), route)
     }
-    if (isJoining && answer.isShareRefused === true) return finish(await readAgain(key, freshness, load, isStaleUsable), route, freshness)
+    if (isJoining && answer.isShareRefused === true) return finish(await readAgain(key, freshness, load, isStaleUsable), route)
     if (isJoining && answer.status === 'MISS') opts.onCoalesced?.('single-flight')
-    return finish(answer, route, freshness)
+    return finish(answer, route)
   }
 
-  function finish (answer: Answer, route: string, freshness: Freshness): FetchResult {
+  function finish (answer: Answer, route: string): FetchResult {
     const { entry, status, reason } = answer
     opts.onResult?.(status, route)
-    return { entry, status, ageS: Math.floor(ageOf(entry, now(), freshness) / 1000), ...(reason === undefined ? {} : { reason }) }
+    // Only a load answers an entry of unknown age: another replica's fill, stored by its clock (it was
+    // waited for, so it is new).
+    const age = ageOf(entry, now())
+    return { entry, status, ageS: age === Infinity ? 0 : Math.floor(age / 1000), ...(reason === undefined ? {} : { reason }) }
   }
 
   return {

@@ -76,8 +76,10 @@ test('Cache-Control: the stale windows end where the maximum staleness does', as
 // The wall clock stepped back (NTP step, VM resume) after an entry was stored: its age read negative,
 // which counted as fresh, so a `lists` entry fresh for 60 s answered HIT with Age 0 and max-age=60 for
 // the whole length of the step (an hour here). An entry stored more than a few seconds ahead of the clock
-// (more than replicas' clocks differ) has an unknown age: it counts as just past its freshness.
-test('a clock stepping back: an entry stored ahead of the clock is past its freshness, not fresh', async (t) => {
+// (more than replicas' clocks differ) has an unknown age: it is never served, but loaded again like an
+// absent one. (Counted as just past its freshness, it was served STALE with Age 60 past the maximum
+// staleness, and HIT with Age 0 again once the clock had caught up.)
+test('a clock stepping back: an entry stored ahead of the clock is loaded again, never served', async (t) => {
   let clock = Date.UTC(2026, 10, 30, 12)
   const now = (): number => clock
   const cache = createCache({ l1: createMemoryStore({ maxBytes: 1 << 20, now }), now })
@@ -87,22 +89,22 @@ test('a clock stepping back: an entry stored ahead of the clock is past its fres
   t.equal((await cache.fetch('k', f, loader)).status, 'MISS')
   clock -= 3_600_000
   clock += 10 * 60_000
-  const stepped = await cache.fetch('k', f, loader)
-  t.match(stepped, { status: 'STALE', ageS: 60 }, 'served stale (within stale-while-revalidate), as old as its freshness')
-  t.equal(buildCacheControl(f, stepped.ageS), 'private, max-age=0, stale-while-revalidate=300, stale-if-error=3600')
-  await cache.drain()
-  t.equal(loads, 2, 'and refreshed in the background')
-  t.match(await cache.fetch('k', f, loader), { status: 'HIT', ageS: 0 }, 'the refreshed entry is fresh from the new reading')
+  t.match(await cache.fetch('k', f, loader), { status: 'MISS', ageS: 0 }, 'loaded again in the foreground')
+  t.equal(loads, 2)
+  t.match(await cache.fetch('k', f, loader), { status: 'HIT', ageS: 0 }, 'the new entry is fresh from the new reading')
 
   // Per-key entries (object records): the same rules.
   const records = async (keys: string[]): Promise<PutItem[]> => keys.map((key) => ({ key, body: Buffer.from(`{"n":${++loads}}`), ttlMs: storeTtlMs(DEFAULT_FRESHNESS.objects) }))
   const many = { route: 'objects', freshnessOf: () => DEFAULT_FRESHNESS.objects }
   t.equal((await cache.fetchMany(['o:1', 'o:2'], records, many)).status, 'MISS')
   clock -= 3_600_000
-  const batch = await cache.fetchMany(['o:1', 'o:2'], records, many)
-  t.match(batch, { status: 'STALE', ageS: 600 }, 'a batch of records stored an hour ahead of the clock')
-  await cache.drain()
+  const before = loads
+  t.match(await cache.fetchMany(['o:1', 'o:2'], records, many), { status: 'MISS', ageS: 0 }, 'a batch of records stored an hour ahead of the clock')
+  t.equal(loads, before + 2, 'both loaded again')
   t.match(await cache.fetchMany(['o:1', 'o:2'], records, many), { status: 'HIT', ageS: 0 })
+  clock -= 3_600_000
+  const down = async (): Promise<PutItem[]> => { throw new UpstreamError('upstream 502') }
+  await t.rejects(cache.fetchMany(['o:1', 'o:2'], down, many), { code: 'GW_UPSTREAM_ERROR' }, 'a failed load is an error, as for absent records')
 
   // A route never served stale ("does not exist" markers) loads again.
   const missing = DEFAULT_FRESHNESS['objects-missing']
@@ -110,12 +112,55 @@ test('a clock stepping back: an entry stored ahead of the clock is past its fres
   clock -= 3_600_000
   t.equal((await cache.fetch('m', missing, loader)).status, 'MISS', 'a marker stored ahead of the clock is loaded again')
 
-  // Past its freshness, it still answers a failed load within stale-if-error.
+  // Not even within stale-if-error: how long it has been stale cannot be told.
   const errorOnly = { freshMs: 60_000, staleWhileRevalidateMs: 0, staleIfErrorMs: 3_600_000 }
   t.equal((await cache.fetch('e', errorOnly, loader)).status, 'MISS')
   clock -= 3_600_000
   const failing = async (): Promise<LoaderResult> => { throw new UpstreamError('upstream 502') }
-  t.match(await cache.fetch('e', errorOnly, failing), { status: 'STALE', reason: 'upstream-error', ageS: 60 })
+  await t.rejects(cache.fetch('e', errorOnly, failing), { code: 'GW_UPSTREAM_ERROR' }, 'before: STALE upstream-error, Age 60')
+})
+
+test('a clock stepping back with the upstream down: an entry of unknown age is never served stale past the maximum staleness', async (t) => {
+  let clock = Date.UTC(2026, 11, 1, 12)
+  const now = (): number => clock
+  const cache = createCache({ l1: createMemoryStore({ maxBytes: 1 << 20, now }), now, maxStaleMs: 10 * 60_000 })
+  const f = { freshMs: 60_000, staleWhileRevalidateMs: 600_000, staleIfErrorMs: 3_600_000 }
+  let loads = 0
+  let isDown = false
+  const loader = async (): Promise<LoaderResult> => {
+    loads++
+    if (isDown) throw new UpstreamError('upstream 502')
+    return { body: Buffer.from(`[${loads}]`), contentType: 'application/json' }
+  }
+  const read = async () => { try { return await cache.fetch('k', f, loader) } catch (err) { return { error: (err as { code?: string }).code } } }
+  t.equal((await cache.fetch('k', f, loader)).status, 'MISS')
+  const storedAt = clock
+  isDown = true
+  clock = storedAt + 1000 - 20 * 60_000
+  // Before: STALE Age 60 at each of these, real ages 5 and 15 min, past the maximum staleness of 10 min.
+  for (const realMin of [0, 5, 15]) {
+    clock = storedAt + 1000 - 20 * 60_000 + realMin * 60_000
+    t.same(await read(), { error: 'GW_UPSTREAM_ERROR' }, `${realMin} min after the step: an error, as with no entry`)
+  }
+  t.equal(loads, 4, 'each read tried a load')
+
+  // Under a low budget (background work may not spend) it is not answered budget-low either: it is loaded.
+  cache.setBudgetPolicy({ maxStaleMs: 10 * 60_000, backgroundAllowed: () => false })
+  t.same(await read(), { error: 'GW_UPSTREAM_ERROR' }, 'loaded, not served without a load')
+  isDown = false
+  t.match(await read(), { status: 'MISS', ageS: 0 })
+  cache.setBudgetPolicy({ maxStaleMs: 10 * 60_000, backgroundAllowed: () => true })
+
+  // What is left: an entry whose loads kept failing until the clock is back within 5 s of its storedAt
+  // is taken as new from then on (before: HIT Age 0 there too, after STALE Age 60): bounded by the step.
+  t.equal((await cache.fetch('r', f, loader)).status, 'MISS')
+  const rStoredAt = clock
+  isDown = true
+  clock = rStoredAt - 20 * 60_000
+  t.same(await read2(), { error: 'GW_UPSTREAM_ERROR' })
+  clock = rStoredAt - 5000
+  t.match(await cache.fetch('r', f, loader), { status: 'HIT', ageS: 0 }, 'the residual: taken as new once the clock has caught up')
+  async function read2 () { try { return await cache.fetch('r', f, loader) } catch (err) { return { error: (err as { code?: string }).code } } }
 })
 
 test('a clock stepping back a little (as replicas\' clocks differ): an entry stored up to 5 s ahead is fresh', async (t) => {
