@@ -83,6 +83,9 @@ export function createMemoryBudget (rate: string, now: () => number = Date.now, 
     // A wall clock stepping back (NTP step, VM resume) refills nothing and drains nothing, as in the
     // Redis script: the time since counts from the new reading.
     const elapsed = Math.max(0, t - updatedAt)
+    // The pause's end moves back with it: it keeps the length the upstream asked for, as the Redis
+    // pause key's PTTL does. Held at its wall-clock end, it lasted as long again as the step.
+    if (t < updatedAt && pausedUntil > 0) pausedUntil -= updatedAt - t
     tokens = Math.min(capacity, tokens + elapsed * capacity / windowMs)
     pace = Math.min(paceCapacity, pace + elapsed * (capacity - paceCapacity) / windowMs)
     updatedAt = t
@@ -90,8 +93,8 @@ export function createMemoryBudget (rate: string, now: () => number = Date.now, 
   const tokenWaitS = (): number => tokens >= 1 ? 0 : Math.ceil((1 - tokens) * windowMs / capacity / 1000)
   return {
     async take () {
-      const pausedMs = pausedUntil - now()
       refill()
+      const pausedMs = pausedUntil - updatedAt
       if (pausedMs > 0) {
         const pauseS = Math.ceil(pausedMs / 1000)
         return { ok: false, remaining: Math.floor(tokens), retryAfterS: Math.max(pauseS, tokenWaitS()), reason: 'paused', pauseS, pace }
@@ -110,7 +113,9 @@ export function createMemoryBudget (rate: string, now: () => number = Date.now, 
       return Math.floor(tokens)
     },
     async pause (seconds) {
-      pausedUntil = Math.max(pausedUntil, now() + seconds * 1000)
+      // Read the clock through refill: a step back since the last reading moves the current pause first.
+      refill()
+      pausedUntil = Math.max(pausedUntil, updatedAt + seconds * 1000)
     }
   }
 }

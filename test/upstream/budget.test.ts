@@ -142,3 +142,27 @@ test('memory budget: a clock stepping back takes no tokens (injected clock)', as
   clock += 36_000
   t.match(await budget.take(), { ok: true, remaining: 49 }, 'time after the step refills from the new reading')
 })
+
+// The pause after an upstream 429 was held as a wall-clock end: after pause(60) and a step back of an
+// hour, a take 61 s later was still refused (retry after 3,599 s), for the length of the step. The Redis
+// budget holds the pause by PTTL, which no step of the clock moves; the memory one now keeps its length.
+test('memory budget: a clock stepping back keeps the pause as long as the upstream asked (injected clock)', async (t) => {
+  let clock = Date.UTC(2026, 11, 1, 12, 0, 0)
+  const budget = createMemoryBudget('100/hour', () => clock)
+  await budget.pause(60)
+  t.match(await budget.take(), { ok: false, reason: 'paused', retryAfterS: 60 })
+  clock -= 60 * 60 * 1000
+  t.match(await budget.take(), { ok: false, reason: 'paused', retryAfterS: 60 }, 'right after the step: the 60 s left')
+  clock += 30_000
+  t.match(await budget.take(), { ok: false, reason: 'paused', retryAfterS: 30 }, '30 s on: 30 s left')
+  clock += 31_000
+  t.match(await budget.take(), { ok: true, remaining: 99 }, '61 s on: the pause is over')
+
+  // A pause asked for after the step (the clock read again only then) is not moved back by it.
+  clock -= 60 * 60 * 1000
+  await budget.pause(60)
+  clock += 59_000
+  t.match(await budget.take(), { ok: false, reason: 'paused', retryAfterS: 1 })
+  clock += 1000
+  t.match(await budget.take(), { ok: true })
+})
