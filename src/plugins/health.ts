@@ -77,9 +77,9 @@ export function createHealth (opts: HealthOptions = {}) {
   }
   let state: LifecycleState = 'starting'
   let isChecking = false
-  // How a response that can still end cleanly once under way (an NDJSON stream) ends when cut; only such
-  // responses register one, so this holds no entry for most requests.
-  const cutHandlers = new WeakMap<FastifyRequest, (err: Error) => void>()
+  // How a response its route ends itself once under way (a bulk stream) ends when cut, and how the log
+  // says so; only such responses register one, so this holds no entry for most requests.
+  const cutHandlers = new WeakMap<FastifyRequest, { end: (err: Error) => void, ending: string }>()
 
   return {
     /** Registers a dependency check; it runs in the background only (runChecks), never per probe. */
@@ -136,9 +136,12 @@ export function createHealth (opts: HealthOptions = {}) {
     get inFlightCount (): number { return inFlightCount },
     /**
      * `end` ends the request's response, already under way, with `err` when a shutdown cuts it (an NDJSON
-     * stream writes its error line and ends): the connection then stays open for the caller's grace.
+     * stream writes its error line and ends: the connection then stays open for the caller's grace; a JSON
+     * bulk stream closes its connection). `ending` says how, in the cut's log line.
      */
-    whenCut (request: FastifyRequest, end: (err: Error) => void): void { cutHandlers.set(request, end) },
+    whenCut (request: FastifyRequest, end: (err: Error) => void, ending: string): void {
+      cutHandlers.set(request, { end, ending })
+    },
 
     /**
      * Answers every request still running with a 503 problem (rendered by the route's own error handler)
@@ -157,10 +160,10 @@ export function createHealth (opts: HealthOptions = {}) {
         const fields = { route: routeLabel(request), method: request.method, elapsed_ms: Math.round(reply.elapsedTime) }
         // Headers on the wire, or a hijacked reply (sent, yet not ended): only the connection can go.
         if (reply.raw.headersSent || reply.sent) {
-          const end = cutHandlers.get(request)
-          if (end !== undefined) {
-            request.log.warn({ ...fields, status: reply.statusCode }, `request cut at ${reason}: its response had started, ending it with an error line`)
-            end(new UnavailableError('The gateway shut down before this stream finished; request the ids after the last line again (another replica will answer).'))
+          const handler = cutHandlers.get(request)
+          if (handler !== undefined) {
+            request.log.warn({ ...fields, status: reply.statusCode }, `request cut at ${reason}: its response had started, ${handler.ending}`)
+            handler.end(new UnavailableError('The gateway shut down before this stream finished; request the ids after the last line again (another replica will answer).'))
             continue
           }
           request.log.warn({ ...fields, status: reply.statusCode }, `request cut at ${reason}: its response had started, closing the connection`)

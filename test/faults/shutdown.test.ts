@@ -3,10 +3,10 @@
 // accepting, lets in-flight requests run until SHUTDOWN_TIMEOUT_MS, answers what is left with a 503
 // problem and exits 0 even when upstream calls hang. Bounds, never asserted durations.
 import { gunzipSync, constants as zlibConstants } from 'node:zlib'
-import { test } from 'tap'
+import { test, type Test } from 'tap'
 import { Agent, request } from 'undici'
 import { sandboxPost, startTestSandbox, TEST_REDIS_URL } from '../helper.js'
-import { byMsg, demoKey, freshGet, freshGetOrCode, listeningAddress, startServer, type Answer } from '../fixtures/server-process.js'
+import { byMsg, demoKey, freshGet, freshGetOrCode, listeningAddress, startServer, type Answer, type ServerProcess } from '../fixtures/server-process.js'
 import { waitFor } from '../fixtures/wait.js'
 
 // close-with-grace's margin over drain + SHUTDOWN_TIMEOUT_MS in src/server.ts; the exit must come sooner.
@@ -143,43 +143,50 @@ test('a write already sent upstream at SHUTDOWN_TIMEOUT_MS is a lost reply: 504 
   t.equal(await second.exited, 0)
 })
 
+/**
+ * A bulk stream of two chunks whose first chunk's call is answered and whose second's never is, cut at
+ * SHUTDOWN_TIMEOUT_MS: its status, what arrived, how the transfer ended, and the server.
+ */
+async function cutBulkStream (t: Test, headers: Record<string, string>): Promise<{ status: number, raw: Buffer, failure: string, server: ServerProcess }> {
+  const sandbox = await startTestSandbox(t)
+  const server = startServer(t, {
+    ATLAS_BASE_URL: sandbox.baseUrl,
+    ATLAS_TOKEN: sandbox.tokens.write,
+    SHUTDOWN_DRAIN_MS: '0',
+    SHUTDOWN_TIMEOUT_MS: '1000',
+    UPSTREAM_MAX_IDS_PER_CALL: '2',
+    UPSTREAM_BATCH_WINDOW_MS: '0'
+  })
+  const address = await listeningAddress(server)
+  const key = await demoKey(server)
+  const ids = sandbox.ids().slice(10, 14).map(String)
+  sandbox.resetCalls()
+  sandbox.inject({ endpoint: 'objects', kind: 'delay', delayMs: 1, times: 1 })
+  sandbox.inject({ endpoint: 'objects', kind: 'hang', times: 5 })
+  const dispatcher = new Agent({ pipelining: 0 })
+  t.teardown(() => dispatcher.destroy())
+  const res = await request(`${address}/v1/objects/query`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json', ...headers },
+    body: JSON.stringify({ ids }),
+    dispatcher
+  })
+  if (res.statusCode === 200) await waitFor('the second chunk upstream', () => (sandbox.calls.get('objects') ?? 0) >= 2)
+  server.signal('SIGTERM')
+  const bytes: Buffer[] = []
+  let failure = 'none'
+  try {
+    for await (const chunk of res.body) bytes.push(chunk as Buffer)
+  } catch (err) {
+    failure = (err as { code?: string }).code ?? 'error'
+  }
+  return { status: res.statusCode, raw: Buffer.concat(bytes), failure, server }
+}
+
 for (const encoding of ['identity', 'gzip']) {
   test(`an NDJSON stream cut at SHUTDOWN_TIMEOUT_MS (Accept-Encoding: ${encoding}) ends with its {"error"} line, not a reset`, async (t) => {
-    const sandbox = await startTestSandbox(t)
-    const server = startServer(t, {
-      ATLAS_BASE_URL: sandbox.baseUrl,
-      ATLAS_TOKEN: sandbox.tokens.write,
-      SHUTDOWN_DRAIN_MS: '0',
-      SHUTDOWN_TIMEOUT_MS: '1000',
-      UPSTREAM_MAX_IDS_PER_CALL: '2',
-      UPSTREAM_BATCH_WINDOW_MS: '0'
-    })
-    const address = await listeningAddress(server)
-    const key = await demoKey(server)
-    const ids = sandbox.ids().slice(10, 14).map(String)
-    // The first chunk's call is answered, the second's never.
-    sandbox.resetCalls()
-    sandbox.inject({ endpoint: 'objects', kind: 'delay', delayMs: 1, times: 1 })
-    sandbox.inject({ endpoint: 'objects', kind: 'hang', times: 5 })
-    const dispatcher = new Agent({ pipelining: 0 })
-    t.teardown(() => dispatcher.destroy())
-    const res = await request(`${address}/v1/objects/query`, {
-      method: 'POST',
-      headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json', accept: 'application/x-ndjson', 'accept-encoding': encoding },
-      body: JSON.stringify({ ids }),
-      dispatcher
-    })
-    t.equal(res.statusCode, 200)
-    await waitFor('the second chunk upstream', () => (sandbox.calls.get('objects') ?? 0) >= 2)
-    server.signal('SIGTERM')
-    const bytes: Buffer[] = []
-    let failure = 'none'
-    try {
-      for await (const chunk of res.body) bytes.push(chunk as Buffer)
-    } catch (err) {
-      failure = (err as { code?: string }).code ?? 'error'
-    }
-    const raw = Buffer.concat(bytes)
+    const { status, raw, failure, server } = await cutBulkStream(t, { accept: 'application/x-ndjson', 'accept-encoding': encoding })
+    t.equal(status, 200)
     // Whatever arrived, decoded as far as it goes.
     const text = encoding === 'gzip' ? gunzipSync(raw, { finishFlush: zlibConstants.Z_SYNC_FLUSH }).toString() : raw.toString()
     const lines = text.split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>)
@@ -192,3 +199,15 @@ for (const encoding of ['identity', 'gzip']) {
     t.ok(server.lines.some(byMsg(/^request cut at SHUTDOWN_TIMEOUT_MS: its response had started, ending it with an error line/)), 'logged')
   })
 }
+
+test('a JSON bulk answer streamed in chunks and cut at SHUTDOWN_TIMEOUT_MS closes its connection: an incomplete transfer, never a document that parses', async (t) => {
+  const { status, raw, failure, server } = await cutBulkStream(t, { 'accept-encoding': 'identity' })
+  t.equal(status, 200)
+  const text = raw.toString()
+  t.comment(`${text.length} bytes, then: ${failure}`)
+  t.not(failure, 'none', 'the transfer is cut, not ended')
+  t.ok(text.startsWith('{"objects":[{"object":'), 'the first chunk arrived')
+  t.throws(() => JSON.parse(text), 'what arrived is no complete document')
+  t.equal(await server.exited, 0)
+  t.ok(server.lines.some(byMsg(/^request cut at SHUTDOWN_TIMEOUT_MS: its response had started, closing the connection/)), 'logged')
+})

@@ -2,7 +2,7 @@
 import { Readable, Transform } from 'node:stream'
 import { Type } from '@sinclair/typebox'
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
-import type { FastifyInstance, FastifyRequest } from 'fastify'
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { NotFoundError, PayloadTooLargeError, ValidationError } from '../../errors.js'
 import { AtlasIdSchema, IdListQuery, passthrough, problems } from '../../schemas/common.js'
 import type { CacheInfo, StoredRecord } from '../../service/index.js'
@@ -52,8 +52,8 @@ function prefersNdjson (accept: string | undefined): boolean {
   const ndjson = acceptQuality(accept, NDJSON)
   return ndjson.isNamed && ndjson.q > 0 && ndjson.q >= acceptQuality(accept, 'application/json').q
 }
-// How far an NDJSON stream looks ahead on cache presence to pack later chunks' misses into one call.
-const NDJSON_LOOKAHEAD_CHUNKS = 16
+// How far a bulk stream looks ahead on cache presence to pack later chunks' misses into one call.
+const LOOKAHEAD_CHUNKS = 16
 
 const MjdMin = Type.Number({ minimum: 0, description: 'keep lc/lcnondets with mjd > mjd_min and fp with mjd_obs >= mjd_min' })
 
@@ -79,31 +79,99 @@ const OPEN = Buffer.from('{"objects":[')
 // A bulk answer up to this size goes out as one Buffer (compressed above the threshold like any body).
 const STREAM_ABOVE_BYTES = 64 * 1024
 const COMMA = Buffer.from(',')
+const LINE_END = Buffer.from('}\n')
+const JSON_TYPE = 'application/json; charset=utf-8'
+
+/**
+ * How a bulk answer is written: its first bytes, those of each id in request order (a record, or null for
+ * an id the upstream does not know), and those after the last id.
+ */
+interface Framing {
+  start: () => Iterable<Buffer>
+  item: (id: string, record: StoredRecord | null) => Iterable<Buffer>
+  end: () => Iterable<Buffer>
+  /**
+   * An error once the answer has started (its status sent): returns its last bytes, or undefined when
+   * the answer cannot say it and is aborted instead. Logged at warn.
+   */
+  fail: (err: Error) => Buffer | undefined
+  /** A shutdown's cut ends the answer at once (by `fail`), not at the reader's next step. */
+  isCutAtOnce: boolean
+}
+
+/**
+ * NDJSON: one line per id, `{"id":…,"object":{…}}` or `{"id":…,"missing":true}`; an error after the
+ * first line ends the stream with an `{"error":<problem>}` line (the status cannot change any more).
+ */
+function ndjsonFraming (request: FastifyRequest, recordToV1: RecordRenderer, mjdMin: number | undefined): Framing {
+  return {
+    * start () {},
+    * item (id, record) {
+      if (record === null) {
+        yield Buffer.from(`{"id":"${id}","missing":true}\n`)
+        return
+      }
+      // A line in three writes rather than one concatenated copy of the record.
+      yield Buffer.from(`{"id":"${id}","object":`)
+      yield recordToV1(record, mjdMin, true).bytes
+      yield LINE_END
+    },
+    * end () {},
+    fail (err) {
+      const e = err as { code?: string, statusCode?: number, message?: string }
+      const problem = buildProblem(request, e.statusCode ?? 500, e.code ?? 'GW_INTERNAL', e.code?.startsWith('GW_') === true ? (e.message ?? '') : 'internal error')
+      request.log.warn({ err }, 'ndjson stream ended early')
+      return Buffer.from(JSON.stringify({ error: problem }) + '\n')
+    },
+    isCutAtOnce: false
+  }
+}
+
+/**
+ * JSON: `{"objects":[…],"missing":[…]}`, the records as their renderings (not copied), the missing ids
+ * gathered as they come and written at the end. `streamed`: the reply of an answer written as it is read,
+ * whose renderings pass through once (not memoised), and which an error after its first bytes aborts:
+ * JSON has no way to say it, and a document closed early would parse as a complete answer that lacks
+ * records, so the connection is closed (the client sees an incomplete transfer).
+ */
+function jsonFraming (recordToV1: RecordRenderer, mjdMin: number | undefined, streamed?: FastifyReply): Framing {
+  const missing: string[] = []
+  let records = 0
+  let isAborted = false
+  return {
+    * start () { yield OPEN },
+    * item (id, record) {
+      if (record === null) {
+        missing.push(`"${id}"`)
+        return
+      }
+      if (records++ > 0) yield COMMA
+      yield recordToV1(record, mjdMin, streamed !== undefined).bytes
+    },
+    * end () { yield Buffer.from(`],"missing":[${missing.join(',')}]}`) },
+    fail (err) {
+      if (isAborted || streamed === undefined) return undefined
+      isAborted = true
+      streamed.request.log.warn({ err }, 'json stream aborted: an error after its first bytes, connection closed')
+      streamed.raw.destroy()
+      return undefined
+    },
+    isCutAtOnce: true
+  }
+}
 
 /** A batch answer as the parts it is made of (the memoised renderings, not copies) and their length. */
 interface BatchParts { parts: Buffer[], length: number, read: CacheInfo }
 
 async function batchParts (app: FastifyInstance, recordToV1: RecordRenderer, request: FastifyRequest, ids: string[], mjdMin: number | undefined): Promise<BatchParts> {
   const read = await app.atlas.objects(request, ids)
-  const parts: Buffer[] = [OPEN]
-  let length = OPEN.length
-  const missing: string[] = []
-  read.records.forEach((record, i) => {
-    if (record === null) {
-      missing.push(`"${ids[i] as string}"`)
-      return
-    }
-    if (parts.length > 1) {
-      parts.push(COMMA)
-      length += COMMA.length
-    }
-    const bytes = recordToV1(record, mjdMin).bytes
-    parts.push(bytes)
-    length += bytes.length
-  })
-  const tail = Buffer.from(`],"missing":[${missing.join(',')}]}`)
-  parts.push(tail)
-  return { parts, length: length + tail.length, read }
+  const framing = jsonFraming(recordToV1, mjdMin)
+  const parts = [...framing.start()]
+  read.records.forEach((record, i) => { parts.push(...framing.item(ids[i] as string, record)) })
+  parts.push(...framing.end())
+  let length = 0
+  for (const part of parts) length += part.length
+  return { parts, length, read }
 }
 
 /** The batch answer in one Buffer (a URL's ≤ 100 ids: its ETag is computed over the bytes). */
@@ -124,7 +192,7 @@ async function packMisses (app: FastifyInstance, request: FastifyRequest, ids: s
   const callSize = app.upstream.objects.maxIds
   const misses: string[] = []
   let until = from
-  const end = Math.min(ids.length, from + chunkSize * NDJSON_LOOKAHEAD_CHUNKS)
+  const end = Math.min(ids.length, from + chunkSize * LOOKAHEAD_CHUNKS)
   while (until < end && misses.length < callSize) {
     const slice = ids.slice(until, Math.min(end, until + chunkSize))
     const sliceMisses = new Set(await app.atlas.misses(slice))
@@ -139,35 +207,39 @@ async function packMisses (app: FastifyInstance, request: FastifyRequest, ids: s
   // Misses all inside the first chunk (or none): its own read makes the same call.
   if (until <= from + chunkSize || misses.length === 0) return until
   try {
-    // Only a stream of several chunks gets here: a bulk read (streamNdjson).
+    // Only a stream of several chunks gets here: a bulk read (streamChunks).
     await app.atlas.objects(request, misses, true)
   } catch (err) {
-    // Each chunk then reads on its own: a failure shows at the chunk it concerns, after the lines before it.
-    request.log.debug({ err }, 'ndjson: packed read failed; reading chunk by chunk')
+    // Each chunk then reads on its own: a failure shows at the chunk it concerns, after the ids before it.
+    request.log.debug({ err }, 'bulk stream: packed read failed; reading chunk by chunk')
   }
   return until
 }
 
 /**
- * NDJSON: one line per id in request order, `{"id":…,"object":{…}}` or `{"id":…,"missing":true}`; read
- * in chunks of UPSTREAM_MAX_IDS_PER_CALL so memory holds one chunk, never the whole result. The misses
- * of several mostly cached chunks go out together in full calls (packMisses). Resolves once the first
- * chunk is read: an error there rejects, so the answer carries its real status and Retry-After. An
- * error after the first line cannot change the status any more, so it ends the stream with an `error`
- * line; so does a shutdown that cuts the stream (plugins/health.ts), without waiting for the read under way.
+ * A bulk answer (NDJSON, or JSON of more than one chunk) written as it is read: the ids in request order
+ * in chunks of UPSTREAM_MAX_IDS_PER_CALL, so memory holds one chunk, never the whole result (the next
+ * chunk is read once the stream's reader wants more: a slow client holds it back). The misses of several
+ * mostly cached chunks go out together in full calls (packMisses). Resolves once the first chunk is read:
+ * an error there rejects, so the answer carries its real status and Retry-After. An error after the first
+ * bytes cannot change the status any more: the framing ends the answer (`fail`); so does a shutdown that
+ * cuts it (plugins/health.ts), without waiting for the read under way.
  */
-async function streamNdjson (app: FastifyInstance, recordToV1: RecordRenderer, request: FastifyRequest, ids: string[], mjdMin: number | undefined): Promise<{ stream: Readable, first: CacheInfo }> {
+async function streamChunks (app: FastifyInstance, request: FastifyRequest, ids: string[], framing: Framing): Promise<{ stream: Readable, first: CacheInfo }> {
   const chunkSize = app.config.UPSTREAM_MAX_IDS_PER_CALL
   // A stream of more than one chunk is a bulk export: its records go to L2 and not into L1, where they
   // would push out the hot entries other consumers read (with Redis; without it L1 is the only cache).
   const isBulk = ids.length > chunkSize
-  const END = Buffer.from('}\n')
   // A shutdown's cut (plugins/health.ts) rejects the read under way. One promise per chunk, not one for
   // the whole stream: each Promise.race on a promise that never settles adds a reaction to it that keeps
   // the race's outcome (the chunk's records) reachable until the stream ends (80 MiB more in bench S5).
   let cutError: Error | undefined
   let cutRead: ((err: Error) => void) | undefined
-  app.health.whenCut(request, (err) => { cutError = err; cutRead?.(err) })
+  app.health.whenCut(request, (err) => {
+    cutError = err
+    cutRead?.(err)
+    if (framing.isCutAtOnce) framing.fail(err)
+  }, framing.isCutAtOnce ? 'closing the connection' : 'ending it with an error line')
   async function raceCut<T> (read: Promise<T>): Promise<T> {
     if (cutError !== undefined) {
       // The read was started: its outcome is not wanted, and a rejection must not go unhandled.
@@ -189,7 +261,7 @@ async function streamNdjson (app: FastifyInstance, recordToV1: RecordRenderer, r
     first ??= read
     return { records: read.records, packedUntil: until }
   }
-  async function * lines (): AsyncGenerator<Buffer> {
+  async function * parts (): AsyncGenerator<Buffer> {
     let packedUntil = 0
     for (let i = 0; i < ids.length; i += chunkSize) {
       const chunk = ids.slice(i, i + chunkSize)
@@ -199,26 +271,16 @@ async function streamNdjson (app: FastifyInstance, recordToV1: RecordRenderer, r
         ;({ records, packedUntil } = await raceCut(readChunk(i, chunk, packedUntil)))
       } catch (err) {
         if (i === 0) throw err
-        const e = err as { code?: string, statusCode?: number, message?: string }
-        const problem = buildProblem(request, e.statusCode ?? 500, e.code ?? 'GW_INTERNAL', e.code?.startsWith('GW_') === true ? (e.message ?? '') : 'internal error')
-        request.log.warn({ err }, 'ndjson stream ended early')
-        yield Buffer.from(JSON.stringify({ error: problem }) + '\n')
+        const last = framing.fail(err as Error)
+        if (last !== undefined) yield last
         return
       }
-      for (const [k, record] of records.entries()) {
-        const id = chunk[k] as string
-        if (record === null) {
-          yield Buffer.from(`{"id":"${id}","missing":true}\n`)
-          continue
-        }
-        // A line in three writes rather than one concatenated copy of the record.
-        yield Buffer.from(`{"id":"${id}","object":`)
-        yield recordToV1(record, mjdMin, true).bytes
-        yield END
-      }
+      if (i === 0) yield * framing.start()
+      for (const [k, record] of records.entries()) yield * framing.item(chunk[k] as string, record)
     }
+    yield * framing.end()
   }
-  const all = lines()
+  const all = parts()
   const head = await all.next()
   async function * fromFirst (): AsyncGenerator<Buffer> {
     if (head.done === true) return
@@ -282,8 +344,10 @@ export const objectRoutes: FastifyPluginAsyncTypebox = async (app) => {
     preParsing: async (request, _reply, payload) => limitBody(app, request, payload),
     schema: {
       summary: 'Objects by id, in bulk (JSON, or NDJSON with Accept: application/x-ndjson)',
-      description: 'Up to the consumer\'s max_batch ids. With `Accept: application/x-ndjson` the answer streams one line per id: ' +
-        '`{"id":…,"object":{…}}` or `{"id":…,"missing":true}`; an error after the first line ends the stream with `{"error":<problem>}`.',
+      description: 'Up to the consumer\'s max_batch ids, read in chunks of UPSTREAM_MAX_IDS_PER_CALL. With `Accept: application/x-ndjson` the answer streams one line per id: ' +
+        '`{"id":…,"object":{…}}` or `{"id":…,"missing":true}`; an error after the first line ends the stream with `{"error":<problem>}`. ' +
+        'A JSON answer of more than one chunk streams too (chunked, no Content-Length); an error after its first bytes aborts it ' +
+        '(the connection is closed: an incomplete transfer, never a document that parses).',
       tags: ['objects'],
       body: Type.Object({
         ids: Type.Array(AtlasIdSchema, { minItems: 1 }),
@@ -293,18 +357,23 @@ export const objectRoutes: FastifyPluginAsyncTypebox = async (app) => {
     }
   }, async (request, reply) => {
     const ids = distinct(request.body.ids)
-    if (prefersNdjson(request.headers.accept)) {
-      const { stream, first } = await streamNdjson(app, recordToV1, request, ids, request.body.mjd_min)
+    const mjdMin = request.body.mjd_min
+    const isNdjson = prefersNdjson(request.headers.accept)
+    if (isNdjson || ids.length > app.config.UPSTREAM_MAX_IDS_PER_CALL) {
+      // Chunk by chunk (JSON of more than one chunk too): a 10,000-id JSON answer read whole held its
+      // ~120 MB until sent.
+      const framing = isNdjson ? ndjsonFraming(request, recordToV1, mjdMin) : jsonFraming(recordToV1, mjdMin, reply)
+      const { stream, first } = await streamChunks(app, request, ids, framing)
       // The stream's headers say what its first chunk's read served (they go out before the rest is read).
       cacheHeaders(reply, first)
-      return sendRaw(reply, NDJSON, stream)
+      return sendRaw(reply, isNdjson ? NDJSON : JSON_TYPE, stream)
     }
-    // Thousands of records: written part by part from the renderings L1 holds, not copied into one
+    // Up to a chunk of records: written part by part from the renderings L1 holds, not copied into one
     // Buffer per request (a 1,000-id answer is ~12 MB; bench S4).
-    const { parts, length, read } = await batchParts(app, recordToV1, request, ids, request.body.mjd_min)
+    const { parts, length, read } = await batchParts(app, recordToV1, request, ids, mjdMin)
     cacheHeaders(reply, read)
-    if (length <= STREAM_ABOVE_BYTES) return sendRaw(reply, 'application/json; charset=utf-8', Buffer.concat(parts, length))
+    if (length <= STREAM_ABOVE_BYTES) return sendRaw(reply, JSON_TYPE, Buffer.concat(parts, length))
     reply.header('content-length', length)
-    return sendRaw(reply, 'application/json; charset=utf-8', Readable.from(parts, { objectMode: false }))
+    return sendRaw(reply, JSON_TYPE, Readable.from(parts, { objectMode: false }))
   })
 }

@@ -1,10 +1,12 @@
 import { test } from 'tap'
+import { request } from 'undici'
 import { buildTestApp, demoAuth, FIXTURE_IDS, sandboxPost } from '../../helper.js'
 import { parseLossless } from '../../../src/lib/json.js'
 import { bigIntSpans } from '../../../src/lib/json-scan.js'
 import { decodeEntry } from '../../../src/cache/entry.js'
 import { objectKey } from '../../../src/cache/keys.js'
-import { consumersFile, makeConsumer } from '../../consumer-helper.js'
+import { bearer, consumersFile, makeConsumer } from '../../consumer-helper.js'
+import { waitFor } from '../../fixtures/wait.js'
 
 const { A, B, U } = FIXTURE_IDS
 
@@ -146,6 +148,86 @@ test('POST /v1/objects/query: a large JSON answer streams with an exact Content-
   t.equal(gzipped.headers.get('content-encoding'), 'gzip')
   t.equal(gzipped.headers.get('content-length'), null, 'no identity length on a compressed stream')
   t.equal(await gzipped.text(), expected, 'gzip decodes to the same bytes')
+})
+
+// A JSON answer of several chunks of UPSTREAM_MAX_IDS_PER_CALL ids streams them one by one, as NDJSON
+// does: until 2026-12-02 it read and rendered every id before its first byte and held them all until
+// sent (10,000 cached ids: a 119 MB body, the replica at 408 MiB; three at once, 928 MiB).
+test('POST /v1/objects/query: a JSON answer of several chunks streams chunk by chunk, with the bytes of one-chunk answers, reading no further ahead than a chunk', async (t) => {
+  const chunk = 50
+  const { app, sandbox } = await buildTestApp(t, { config: { UPSTREAM_MAX_IDS_PER_CALL: chunk, PREFETCH_ENABLED: false }, sandbox: { objects: 300 } })
+  const known = sandbox.ids().slice(0, 300).map(String)
+  // Unknown ids in the first, a middle and the last chunk: `missing` is gathered as the answer goes.
+  const unknown = [0, 1, 2].map((i) => String(1000000000000000000n + BigInt(i)))
+  const ids = [...known.slice(0, 10), unknown[0], ...known.slice(10, 150), unknown[1], ...known.slice(150), unknown[2]] as string[]
+  sandbox.resetCalls()
+  const res = await app.inject({ method: 'POST', url: '/v1/objects/query', headers: demoAuth(app), payload: { ids }, payloadAsStream: true })
+  t.equal(res.statusCode, 200)
+  t.match(res.headers['content-type'], /^application\/json/)
+  t.equal(res.headers['content-length'], undefined, 'no Content-Length: the answer is streamed')
+  t.equal(res.headers['x-cache'], 'MISS', 'the cache headers of the first chunk\'s read')
+  // Each upstream call reads one chunk of ids (cold, no packing): the ids read minus the records the
+  // client has taken are what the gateway holds at most (a slow client holds the stream back).
+  let text = ''
+  let lead = 0
+  for await (const piece of res.stream()) {
+    text += (piece as Buffer).toString('utf8')
+    const taken = text.split('{"object":{"id":"').length - 1
+    lead = Math.max(lead, (sandbox.calls.get('objects') ?? 0) * chunk - taken)
+  }
+  t.comment(`ids read ahead of what the client had taken: at most ${lead}`)
+  t.ok(lead <= chunk + 20, `the gateway read at most one chunk (${chunk} ids, and the few records in the stream's buffers) ahead of the client (${lead})`)
+  t.equal(sandbox.calls.get('objects'), 7, '303 ids at 50 per call')
+  // The same answer from one-chunk requests (GET ?ids= of 50, today's one-Buffer path), spliced.
+  const objects: string[] = []
+  const missing: string[] = []
+  for (let i = 0; i < ids.length; i += chunk) {
+    const body = (await app.inject({ url: `/v1/objects?ids=${ids.slice(i, i + chunk).join(',')}`, headers: demoAuth(app) })).body
+    const tail = body.lastIndexOf('],"missing":[')
+    if (tail > '{"objects":['.length) objects.push(body.slice('{"objects":['.length, tail))
+    if (body.length - 2 > tail + '],"missing":['.length) missing.push(body.slice(tail + '],"missing":['.length, -2))
+  }
+  t.equal(text, `{"objects":[${objects.join(',')}],"missing":[${missing.join(',')}]}`, 'byte for byte what the one-chunk answers say')
+  const parsed = JSON.parse(text)
+  t.equal(parsed.objects.length, 300)
+  t.same(parsed.missing, unknown, 'the unknown ids, in request order, at the end')
+})
+
+test('POST /v1/objects/query: an upstream failure after a streamed JSON answer started aborts it (an incomplete transfer, never a document that parses), logged at warn', async (t) => {
+  const bot = makeConsumer('bot', { scopes: ['read'], daily_objects: 100000, max_batch: 10000 })
+  const { app, sandbox, logs } = await buildTestApp(t, {
+    config: { CONSUMERS_FILE: consumersFile(t, [bot]), UPSTREAM_MAX_IDS_PER_CALL: 50, UPSTREAM_BATCH_WINDOW_MS: 0, UPSTREAM_RETRIES: 0, PREFETCH_ENABLED: false, LOG_LEVEL: 'info' },
+    sandbox: { objects: 200 }
+  })
+  const ids = sandbox.ids().slice(0, 200).map(String)
+  const base = await app.listen({ port: 0, host: '127.0.0.1' })
+  // The first chunk's call is answered, the second's fails.
+  sandbox.resetCalls()
+  sandbox.inject({ endpoint: 'objects', kind: 'delay', delayMs: 1, times: 1 })
+  sandbox.inject({ endpoint: 'objects', kind: 'html500', times: 10 })
+  const res = await request(`${base}/v1/objects/query`, {
+    method: 'POST',
+    headers: { ...bearer(bot.key), 'content-type': 'application/json' },
+    body: JSON.stringify({ ids })
+  })
+  t.equal(res.statusCode, 200, 'the first chunk was read: the answer had started')
+  const bytes: Buffer[] = []
+  let failure = 'none'
+  try {
+    for await (const piece of res.body) bytes.push(piece as Buffer)
+  } catch (err) {
+    failure = (err as { code?: string }).code ?? (err as Error).name
+  }
+  const text = Buffer.concat(bytes).toString('utf8')
+  t.comment(`${text.length} bytes, then: ${failure}`)
+  t.not(failure, 'none', 'the transfer is cut, not ended')
+  t.ok(text.startsWith('{"objects":[{"object":'), 'the first chunk\'s records arrived')
+  t.throws(() => JSON.parse(text), 'what arrived is no complete document')
+  await waitFor('the warning', () => logs().includes('json stream aborted'), { timeoutMs: 5000, intervalMs: 20 })
+  const warning = logs().split('\n').find((l) => l.includes('json stream aborted')) ?? ''
+  t.match(JSON.parse(warning), { level: 40, err: { code: 'GW_UPSTREAM_ERROR' } })
+  await waitFor('the request\'s end', () => logs().includes('"route":"/v1/objects/query"'), { timeoutMs: 5000, intervalMs: 20 })
+  t.equal((await app.inject({ url: '/v1/me', headers: bearer(bot.key) })).json().usage.units_today, ids.length, 'its units stay, as after an NDJSON stream\'s error line (the status was 200)')
 })
 
 test('POST /v1/objects/query: bad bodies are 400, batches above max_batch are 413', async (t) => {
