@@ -88,6 +88,7 @@ export function createMetrics (registry = new Registry()) {
       }
     }),
     tokenRefreshes: new Counter({ name: 'gateway_token_refreshes_total', help: 'upstream token refreshes by result: ok, failed, locked_out (not tried: logins are backing off)', labelNames: ['result'] as const, registers }),
+    bulkStreams: new Gauge({ name: 'gateway_bulk_streams', help: 'bulk object streams (NDJSON, or JSON of more than one chunk) open on this replica; BULK_MAX_STREAMS at most', registers }),
     limitRejections: new Counter({ name: 'gateway_limit_rejections_total', help: 'rate-limit and quota rejections by consumer and kind', labelNames: ['consumer', 'kind'] as const, registers }),
     coalesced: new Counter({ name: 'gateway_coalesced_total', help: 'reads served by joining another in-flight upstream call (single flight or id batching)', labelNames: ['kind'] as const, registers }),
     predicted: new Counter({ name: 'gateway_predicted_total', help: 'object records fetched ahead of any request (riding along a consumer\'s objects/ call or in a prefetch call), by source: list (members of lists read recently), refresh (hot records close to going stale)', labelNames: ['source'] as const, registers }),

@@ -11,6 +11,7 @@ import { createRecordRenderer, renderedEtag, type RecordRenderer } from './rende
 import { matchesIfNoneMatch } from '../../cache/http.js'
 import { buildProblem } from '../../plugins/problem-handler.js'
 import { acceptQuality } from './input.js'
+import { createBulkSlots } from './bulk-slots.js'
 
 const MAX_URL_IDS = 100
 // The bulk query's body may hold the consumer's whole max_batch: an id takes at most 22 bytes in JSON
@@ -295,6 +296,9 @@ const NOT_RENDERED = Buffer.alloc(0)
 
 export const objectRoutes: FastifyPluginAsyncTypebox = async (app) => {
   const recordToV1 = createRecordRenderer(app.cache.derived)
+  const slots = createBulkSlots({ perConsumer: app.config.BULK_MAX_STREAMS_PER_CONSUMER, total: app.config.BULK_MAX_STREAMS }, app.metrics)
+  /** A bulk answer written as it is read (streamChunks): NDJSON, or JSON of more than one chunk. */
+  const isStreamed = (accept: string | undefined, count: number): boolean => prefersNdjson(accept) || count > app.config.UPSTREAM_MAX_IDS_PER_CALL
   app.get('/objects/:id', {
     config: { scope: 'read', units: () => 1 },
     schema: {
@@ -342,6 +346,10 @@ export const objectRoutes: FastifyPluginAsyncTypebox = async (app) => {
     // The route's own ceiling; the consumer's limit is applied while the body arrives.
     bodyLimit: BULK_CEILING_BYTES,
     preParsing: async (request, _reply, payload) => limitBody(app, request, payload),
+    // Before authorisation charges the units: a stream refused for want of a slot costs nothing.
+    preHandler: async (request, reply) => {
+      if (isStreamed(request.headers.accept, distinct(request.body.ids).length)) slots.take(request, reply)
+    },
     schema: {
       summary: 'Objects by id, in bulk (JSON, or NDJSON with Accept: application/x-ndjson)',
       description: 'Up to the consumer\'s max_batch ids, read in chunks of UPSTREAM_MAX_IDS_PER_CALL. With `Accept: application/x-ndjson` the answer streams one line per id: ' +
@@ -359,7 +367,7 @@ export const objectRoutes: FastifyPluginAsyncTypebox = async (app) => {
     const ids = distinct(request.body.ids)
     const mjdMin = request.body.mjd_min
     const isNdjson = prefersNdjson(request.headers.accept)
-    if (isNdjson || ids.length > app.config.UPSTREAM_MAX_IDS_PER_CALL) {
+    if (isStreamed(request.headers.accept, ids.length)) {
       // Chunk by chunk (JSON of more than one chunk too): a 10,000-id JSON answer read whole held its
       // ~120 MB until sent.
       const framing = isNdjson ? ndjsonFraming(request, recordToV1, mjdMin) : jsonFraming(recordToV1, mjdMin, reply)

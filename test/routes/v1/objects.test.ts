@@ -1,11 +1,12 @@
 import { test } from 'tap'
 import { request } from 'undici'
+import type { FastifyInstance } from 'fastify'
 import { buildTestApp, demoAuth, FIXTURE_IDS, sandboxPost } from '../../helper.js'
 import { parseLossless } from '../../../src/lib/json.js'
 import { bigIntSpans } from '../../../src/lib/json-scan.js'
 import { decodeEntry } from '../../../src/cache/entry.js'
 import { objectKey } from '../../../src/cache/keys.js'
-import { bearer, consumersFile, makeConsumer } from '../../consumer-helper.js'
+import { bearer, consumersFile, makeConsumer, type TestConsumer } from '../../consumer-helper.js'
 import { waitFor } from '../../fixtures/wait.js'
 
 const { A, B, U } = FIXTURE_IDS
@@ -304,4 +305,89 @@ test('the bulk query streams NDJSON only when Accept asks for it: q-values count
   t.match(await typeFor('application/json, application/x-ndjson;q=0.5'), /^application\/json/, 'JSON preferred')
   t.match(await typeFor('application/json;q=0.5, application/x-ndjson'), /^application\/x-ndjson/, 'NDJSON preferred')
   t.match(await typeFor('*/*'), /^application\/json/, 'JSON by default')
+})
+
+// Bulk streams (NDJSON, or JSON of more than one chunk) each hold a chunk of records: their number is
+// bounded per consumer and per replica. Until 2026-12-02 nothing bounded it (8 unread NDJSON streams of
+// 3,000 cached ids kept 374 MiB of Buffers).
+const STREAM_LIMITS = { UPSTREAM_MAX_IDS_PER_CALL: 50, PREFETCH_ENABLED: false, BULK_MAX_STREAMS_PER_CONSUMER: 1, BULK_MAX_STREAMS: 2 }
+
+async function bulkStreamsOpen (app: FastifyInstance): Promise<number> {
+  return (await app.metrics.bulkStreams.get()).values[0]?.value ?? 0
+}
+
+test('bulk streams: one consumer\'s beyond BULK_MAX_STREAMS_PER_CONSUMER get 429, the replica\'s beyond BULK_MAX_STREAMS 503, both with Retry-After and before any unit is charged', async (t) => {
+  const [a, b, c] = ['a', 'b', 'c'].map((id) => makeConsumer(id, { scopes: ['read'], daily_objects: 100000, max_batch: 10000 })) as [TestConsumer, TestConsumer, TestConsumer]
+  const { app, sandbox } = await buildTestApp(t, { config: { CONSUMERS_FILE: consumersFile(t, [a, b, c]), ...STREAM_LIMITS }, sandbox: { objects: 200 } })
+  const ids = sandbox.ids().slice(0, 200).map(String)
+  // An answer taken as a stream the test does not read: it stays open (held back by its reader).
+  const open = async (key: string, accept = 'application/json', body = ids) => await app.inject({
+    method: 'POST', url: '/v1/objects/query', headers: { ...bearer(key), accept }, payload: { ids: body }, payloadAsStream: true
+  })
+  const units = async (key: string): Promise<number> => (await app.inject({ url: '/v1/me', headers: bearer(key) })).json().usage.units_today
+  const problemOf = async (res: Awaited<ReturnType<typeof open>>): Promise<unknown> => JSON.parse((await res.stream().toArray()).join(''))
+  const first = await open(a.key, 'application/x-ndjson')
+  t.equal(first.statusCode, 200, 'a\'s first stream')
+  const refused = await open(a.key)
+  t.equal(refused.statusCode, 429, 'a\'s second stream (JSON of four chunks)')
+  t.match(await problemOf(refused), { code: 'GW_RATE_LIMITED', status: 429 })
+  t.equal(refused.headers['retry-after'], '1')
+  t.equal(await units(a.key), 200, 'the refused stream was not charged')
+  const small = await open(a.key, 'application/json', ids.slice(0, 50))
+  t.equal(small.statusCode, 200, 'a JSON answer of one chunk is no stream: not bounded')
+  await small.stream().toArray()
+  const second = await open(b.key)
+  t.equal(second.statusCode, 200, 'b\'s stream, the replica\'s second')
+  const full = await open(c.key, 'application/x-ndjson')
+  t.equal(full.statusCode, 503, 'c\'s stream: the replica is at BULK_MAX_STREAMS')
+  t.match(await problemOf(full), { code: 'GW_UNAVAILABLE', status: 503 })
+  t.equal(full.headers['retry-after'], '1')
+  t.equal(await units(c.key), 0, 'not charged')
+  t.equal(await bulkStreamsOpen(app), 2, 'gateway_bulk_streams')
+  // A stream read to its end gives its slot back.
+  await first.stream().toArray()
+  await waitFor('a\'s slot back', async () => await bulkStreamsOpen(app) === 1, { timeoutMs: 5000, intervalMs: 10 })
+  const again = await open(c.key, 'application/x-ndjson')
+  t.equal(again.statusCode, 200, 'c is served once a stream has ended')
+  await again.stream().toArray()
+  await second.stream().toArray()
+  await waitFor('every slot back', async () => await bulkStreamsOpen(app) === 0, { timeoutMs: 5000, intervalMs: 10 })
+})
+
+test('bulk streams: a slot comes back when its stream fails after the first bytes or its client goes away, so aborted streams leak none', async (t) => {
+  const bot = makeConsumer('bot', { scopes: ['read'], daily_objects: 100000, max_batch: 10000 })
+  const { app, sandbox } = await buildTestApp(t, { config: { CONSUMERS_FILE: consumersFile(t, [bot]), UPSTREAM_BATCH_WINDOW_MS: 0, UPSTREAM_RETRIES: 0, ...STREAM_LIMITS }, sandbox: { objects: 500 } })
+  const base = await app.listen({ port: 0, host: '127.0.0.1' })
+  // Each stream reads 100 uncached ids, two chunks: the first chunk's call is answered, the second's
+  // `fault` (html500: it fails after the first bytes; hang: it never answers).
+  let next = 0
+  async function stream (accept: string, fault: 'html500' | 'hang', signal?: AbortSignal) {
+    const ids = sandbox.ids().slice(next, next + 100).map(String)
+    next += 100
+    sandbox.inject({ endpoint: 'objects', kind: 'delay', delayMs: 1, times: 1 })
+    sandbox.inject({ endpoint: 'objects', kind: fault, times: 1 })
+    return await request(`${base}/v1/objects/query`, {
+      method: 'POST',
+      headers: { ...bearer(bot.key), 'content-type': 'application/json', accept },
+      body: JSON.stringify({ ids }),
+      ...(signal === undefined ? {} : { signal })
+    })
+  }
+  for (const accept of ['application/x-ndjson', 'application/json']) {
+    const res = await stream(accept, 'html500')
+    t.equal(res.statusCode, 200, `${accept}: started`)
+    // NDJSON ends with its error line; JSON is cut.
+    await res.body.text().catch(() => '')
+    await waitFor(`${accept}: the slot back after the failure`, async () => await bulkStreamsOpen(app) === 0, { timeoutMs: 5000, intervalMs: 10 })
+  }
+  // With one stream allowed to the key, each of these is admitted only if the one before gave its slot back.
+  for (let i = 1; i <= 3; i++) {
+    const ac = new AbortController()
+    const res = await stream('application/x-ndjson', 'hang', ac.signal)
+    t.equal(res.statusCode, 200, `stream ${i} admitted`)
+    await res.body[Symbol.asyncIterator]().next()
+    t.equal(await bulkStreamsOpen(app), 1, `stream ${i} holds its slot while it waits for its second chunk`)
+    ac.abort()
+    await waitFor(`stream ${i}: the slot back once its client left`, async () => await bulkStreamsOpen(app) === 0, { timeoutMs: 5000, intervalMs: 10 })
+  }
 })
