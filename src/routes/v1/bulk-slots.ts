@@ -31,7 +31,7 @@ export function createBulkSlots (limits: BulkSlotLimits, metrics: Metrics) {
       const held = byConsumer.get(consumer) ?? 0
       if (held >= limits.perConsumer) {
         metrics.limitRejections.inc({ consumer, kind: 'bulk_streams' })
-        throw withRetryAfter(new RateLimitedError(`This key may run ${limits.perConsumer} bulk streams at once on a replica; retry once one has ended.`), RETRY_AFTER_S)
+        throw withRetryAfter(new RateLimitedError(`This consumer may run ${limits.perConsumer} bulk stream(s) at once on a replica, whichever of its keys started them; retry once one has ended.`), RETRY_AFTER_S)
       }
       if (open >= limits.total) {
         metrics.limitRejections.inc({ consumer, kind: 'bulk_streams_replica' })

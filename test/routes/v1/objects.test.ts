@@ -8,6 +8,7 @@ import { decodeEntry } from '../../../src/cache/entry.js'
 import { objectKey } from '../../../src/cache/keys.js'
 import { bearer, consumersFile, makeConsumer, type TestConsumer } from '../../consumer-helper.js'
 import { waitFor } from '../../fixtures/wait.js'
+import { generateKey, hashKey } from '../../../src/consumers/keys.js'
 
 const { A, B, U } = FIXTURE_IDS
 
@@ -352,6 +353,24 @@ test('bulk streams: one consumer\'s beyond BULK_MAX_STREAMS_PER_CONSUMER get 429
   await again.stream().toArray()
   await second.stream().toArray()
   await waitFor('every slot back', async () => await bulkStreamsOpen(app) === 0, { timeoutMs: 5000, intervalMs: 10 })
+})
+
+test('bulk streams: the bound is a consumer\'s over all its keys, and its 429 says so', async (t) => {
+  const a = makeConsumer('a', { scopes: ['read'], daily_objects: 100000, max_batch: 10000 })
+  const other = generateKey()
+  a.entry.key_sha256 = [...a.entry.key_sha256, hashKey(other)]
+  const { app, sandbox } = await buildTestApp(t, { config: { CONSUMERS_FILE: consumersFile(t, [a]), ...STREAM_LIMITS }, sandbox: { objects: 200 } })
+  const ids = sandbox.ids().slice(0, 200).map(String)
+  const open = async (key: string) => await app.inject({
+    method: 'POST', url: '/v1/objects/query', headers: { ...bearer(key), accept: 'application/x-ndjson' }, payload: { ids }, payloadAsStream: true
+  })
+  const first = await open(a.key)
+  t.equal(first.statusCode, 200)
+  const refused = await open(other)
+  t.equal(refused.statusCode, 429, 'the other key holds no stream, its consumer does')
+  // Before: "This key may run 1 bulk streams at once", to a key that held none.
+  t.match(JSON.parse((await refused.stream().toArray()).join('')), { code: 'GW_RATE_LIMITED', detail: /^This consumer may run 1 bulk stream/ })
+  await first.stream().toArray()
 })
 
 test('bulk streams: a slot comes back when its stream fails after the first bytes or its client goes away, so aborted streams leak none', async (t) => {
