@@ -126,7 +126,8 @@ export function createAudit (app: FastifyInstance, store: AuditStore, guard?: Re
       let result: T
       try {
         // The request is marked too: a shutdown past its deadline answers it as a lost reply, never 503.
-        result = await send(() => { isSent = true; request.isWriteSent = true }, (replied) => { status = replied })
+        // Each send starts over: a replay's record does not keep the status of the reply it replaced.
+        result = await send(() => { isSent = true; status = null; request.isWriteSent = true }, (replied) => { status = replied })
       } catch (err) {
         if (!isSent) throw err
         const code = (err as { code?: unknown }).code

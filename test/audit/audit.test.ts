@@ -207,6 +207,18 @@ test('a write refused 401 whose token refresh then fails records the write\'s ow
   t.match(record, { outcome: 'error', upstream_status: 401, error: 'GW_UPSTREAM_AUTH_BACKOFF' })
 })
 
+test('a write refused 401 and replayed, whose replay\'s reply is lost, records no status rather than the superseded 401', async (t) => {
+  const { alice, admin } = consumers()
+  const { app, sandbox } = await buildTestApp(t, { config: { CONSUMERS_FILE: consumersFile(t, [alice, admin]) } })
+  sandbox.inject({ endpoint: 'vrarank', kind: 'status', status: 401, times: 1, body: '{"detail":"Token has expired."}' })
+  sandbox.inject({ endpoint: 'vrarank', kind: 'reset', times: 1 })
+  const res = await app.inject({ method: 'POST', url: '/v1/vra/ranks', headers: bearer(alice.key), payload: { id: B, rank: 9.25 } })
+  t.equal(res.json().code, 'GW_WRITE_OUTCOME_UNKNOWN', res.body)
+  const record = (await allRecords(app, admin)).find((r) => r.request_id === res.headers['x-request-id'])
+  // Before: upstream_status 401, the first attempt's, beside the replay's unknown outcome.
+  t.match(record, { outcome: 'unknown', upstream_status: null })
+})
+
 test('a bulk membership change: one record per object written, all with its request id', async (t) => {
   const { alice, admin } = consumers()
   const { app } = await buildTestApp(t, { config: { CONSUMERS_FILE: consumersFile(t, [alice, admin]) } })
