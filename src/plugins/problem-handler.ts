@@ -43,6 +43,23 @@ function codeOf (err: FastifyError, status: number): string {
   return 'GW_INTERNAL'
 }
 
+// How deep a warning follows an error's causes (a write's lost reply → the upstream error → the socket's).
+const MAX_CAUSES = 4
+
+/**
+ * The chain of `err`'s causes for a log line without a stack: each Error's message and code, down to the
+ * transport's; a plain object (a reply's status and snippet, already scrubbed) as it is.
+ */
+function causesOf (err: Error): { cause?: unknown } {
+  const chain: unknown[] = []
+  for (let c: unknown = err.cause; c !== undefined && c !== null && chain.length < MAX_CAUSES; c = (c as { cause?: unknown }).cause) {
+    chain.push(c instanceof Error ? { message: c.message, code: (c as { code?: unknown }).code } : c)
+    if (!(c instanceof Error)) break
+  }
+  if (chain.length === 0) return {}
+  return { cause: chain.length === 1 ? chain[0] : chain }
+}
+
 type AjvError = NonNullable<FastifyError['validation']>[number]
 
 /** One Ajv failure as a field error: the field named in the path, the rule said in words. */
@@ -84,8 +101,7 @@ export const problemHandlerPlugin = fp(async (app) => {
     } else if (status >= 500) {
       // An outcome the gateway names (budget spent, upstream down or slow, Redis unavailable): a warning
       // with its code, not an error with a stack (about 1.5 KB a line, for every request of an outage).
-      const cause = err.cause instanceof Error ? { message: err.cause.message, code: (err.cause as { code?: unknown }).code } : err.cause
-      request.log.warn({ code, detail: err.message, ...(cause === undefined ? {} : { cause }) }, 'request failed')
+      request.log.warn({ code, detail: err.message, ...causesOf(err) }, 'request failed')
     } else {
       request.log.info({ code, detail: err.message }, 'request rejected')
     }

@@ -117,6 +117,16 @@ test('an expected 5xx (the upstream budget spent) is logged as a warning with it
     `warning lines with their code and no stack: ${JSON.stringify(failed[0])}`)
 })
 
+test('the warning of a named 5xx keeps the chain of causes down to the transport error', async (t) => {
+  const { app, sandbox, logs } = await buildTestApp(t, { useRedis: false, config: { LOG_LEVEL: 'info' } })
+  sandbox.inject({ endpoint: 'vrarank', kind: 'reset', times: 1 })
+  const res = await app.inject({ method: 'POST', url: '/v1/vra/ranks', headers: demoAuth(app), payload: { id: String(sandbox.ids()[3]), rank: 9.25 } })
+  t.ok(res.statusCode >= 500, res.body)
+  const failed = parseLines(logs()).find((l) => l.msg === 'request failed')
+  // Before (e3e3693): only the first cause's message and code; the socket error was nowhere in the log.
+  t.match(JSON.stringify(failed), /UND_ERR_SOCKET|other side closed|ECONNRESET/, JSON.stringify(failed))
+})
+
 test('keys, tokens and passwords never reach the access log', async (t) => {
   const { app, logs } = await buildTestApp(t)
   const secret = 'feedfacefeedfacefeedfacefeedfacefeedface'
