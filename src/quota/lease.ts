@@ -10,15 +10,16 @@
 //   the window fills up). Units given back (a 5xx) stay with the replica up to one block; the rest go
 //   back to the store, and so does every unspent unit when the app closes.
 // A lease's local end is taken from when its store call was sent plus the time left that the store
-// answered, to the millisecond: it never outlives the store's window, and it lasts into the window's
-// last second (where a lease cut to whole seconds would end as it is granted, so that each charge
-// leased a new block and each refund was dropped).
+// answered, to the millisecond: it never outlives the store's window (but for a rate's window that a
+// reload cut: see RATE_LEASE_LUA), and it lasts into the window's last second (where a lease cut to
+// whole seconds would end as it is granted, so that each charge leased a new block and each refund
+// was dropped).
 import type { Redis, Result } from 'ioredis'
 import { grantOf, type Clock, type WindowStore } from './window-store.js'
 
 declare module 'ioredis' {
   interface RedisCommander<Context> {
-    agwRateLease (key: string, units: number, block: number, limit: number, periodMs: number): Result<[number, number, number], Context>
+    agwRateLease (key: string, units: number, block: number, limit: number, periodMs: number, leaseMs: number | ''): Result<[number, number, number], Context>
   }
 }
 
@@ -30,9 +31,13 @@ export interface LeaseGrant {
   resetMs: number
 }
 
-/** One counter kind in the shared store: `units` > 0 leases (grant at least `units`, up to `block`), 0 reads, < 0 gives back. */
+/**
+ * One counter kind in the shared store: `units` > 0 leases (grant at least `units`, up to `block`), 0 reads,
+ * < 0 gives back. A lease's give-back passes `leaseMs`, the time its lease has left: a rate store then
+ * gives back only into the window the lease was taken in (see RATE_LEASE_LUA).
+ */
 export interface LeaseStore {
-  lease: (key: string, units: number, block: number, limit: number, periodMs: number) => Promise<LeaseGrant>
+  lease: (key: string, units: number, block: number, limit: number, periodMs: number, leaseMs?: number) => Promise<LeaseGrant>
 }
 
 export interface LimitCharge {
@@ -45,19 +50,30 @@ export interface LimitCharge {
   windowEnd: number
 }
 
+// How far a lease's end and its window's, each measured by a call to the store, may differ: the
+// calls' trips (under REDIS_COMMAND_TIMEOUT_MS, 500 ms by default) and the clocks' ticks between.
+const WINDOW_MATCH_SLACK_MS = 1000
+
 // Request-rate windows start at a consumer's first request and last the rate's period, on a plain
 // string counter with a TTL: the same key and shape as @fastify/rate-limit's Redis store used, so
 // replicas of either kind count together during a rolling deploy. A window longer than the period (a
 // consumers reload shortened it) is cut to the period: it ends when the new rate says, not the old one.
+// A lease may then outlive its window, and a replica that has not reloaded yet holds one that does: its
+// give-back (ARGV[5], the time the lease has left) goes back only while the window ends when the lease
+// does. A window that ends sooner or later was cut, or is a new one after the cut one ended, which never
+// counted the lease's units: given back there, they were admitted twice (299 requests in one window of
+// 200/minute). The two cannot be told apart, so a cut window keeps its leases' units until it ends.
 const RATE_LEASE_LUA = `
 local units = tonumber(ARGV[1])
 local block = tonumber(ARGV[2])
 local limit = tonumber(ARGV[3])
 local period = tonumber(ARGV[4])
+local lease = tonumber(ARGV[5])
 local used = tonumber(redis.call('GET', KEYS[1]) or '0') or 0
 local ttl = period
 if used > 0 then
   ttl = redis.call('PTTL', KEYS[1])
+  if units < 0 and lease and math.abs(ttl - lease) > ${WINDOW_MATCH_SLACK_MS} then return {0, used, ttl} end
   if ttl < 0 or ttl > period then
     redis.call('PEXPIRE', KEYS[1], period)
     ttl = period
@@ -81,8 +97,8 @@ return {grant, after, ttl}
 export function createRedisRateStore (redis: Redis): LeaseStore {
   redis.defineCommand('agwRateLease', { numberOfKeys: 1, lua: RATE_LEASE_LUA })
   return {
-    async lease (key, units, block, limit, periodMs) {
-      const [granted, used, resetMs] = await redis.agwRateLease(key, units, block, limit, periodMs)
+    async lease (key, units, block, limit, periodMs, leaseMs) {
+      const [granted, used, resetMs] = await redis.agwRateLease(key, units, block, limit, periodMs, leaseMs ?? '')
       return { granted, used, resetMs }
     }
   }
@@ -91,13 +107,17 @@ export function createRedisRateStore (redis: Redis): LeaseStore {
 export function createMemoryRateStore (now: Clock = Date.now): LeaseStore {
   const counters = new Map<string, { end: number, used: number }>()
   return {
-    async lease (key, units, block, limit, periodMs) {
+    async lease (key, units, block, limit, periodMs, leaseMs) {
       const at = now()
       let entry = counters.get(key)
       if (entry === undefined || at >= entry.end) {
         if (units <= 0) return { granted: 0, used: 0, resetMs: periodMs }
         entry = { end: at + periodMs, used: 0 }
         counters.set(key, entry)
+      }
+      // As in Redis: a lease gives back only into its own window.
+      if (units < 0 && leaseMs !== undefined && Math.abs(entry.end - (at + leaseMs)) > WINDOW_MATCH_SLACK_MS) {
+        return { granted: 0, used: entry.used, resetMs: entry.end - at }
       }
       // As in Redis: a period shortened by a reload cuts the running window to it.
       if (entry.end > at + periodMs) entry.end = at + periodMs
@@ -111,7 +131,10 @@ export function createMemoryRateStore (now: Clock = Date.now): LeaseStore {
   }
 }
 
-/** Calendar windows (UTC hours, UTC days) of a WindowStore, as a LeaseStore. */
+/**
+ * Calendar windows (UTC hours, UTC days) of a WindowStore, as a LeaseStore. A give-back needs no
+ * `leaseMs`: calendar windows are never cut, so one sent before its lease ends is in the lease's window.
+ */
 export function calendarLeaseStore (store: WindowStore): LeaseStore {
   return {
     async lease (key, units, block, limit, periodMs) {
@@ -175,7 +198,7 @@ export function createLeasedCounter (opts: LeasedCounterOptions) {
   async function giveBack (key: string, lease: Lease): Promise<void> {
     const left = now() < lease.end ? lease.left : 0
     lease.left = 0
-    if (left > 0) await run(() => store.lease(key, -left, 0, lease.limit, lease.periodMs))
+    if (left > 0) await run(() => store.lease(key, -left, 0, lease.limit, lease.periodMs, lease.end - now()))
   }
 
   /**
@@ -304,7 +327,7 @@ export function createLeasedCounter (opts: LeasedCounterOptions) {
         if (lease.left > 0 && at < lease.end) {
           const left = lease.left
           lease.left = 0
-          returns.push(run(() => store.lease(key, -left, 0, lease.limit, lease.periodMs)))
+          returns.push(run(() => store.lease(key, -left, 0, lease.limit, lease.periodMs, lease.end - now())))
         }
       }
       leases.clear()

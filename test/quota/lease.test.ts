@@ -245,6 +245,48 @@ for (const [name, make] of stores) {
   })
 }
 
+// A reload that shortens a rate's period: the first request under the new one cuts the running window
+// (2000/hour to 200/minute: 60 s left). Another replica still holds a lease taken under the hour window,
+// which it spends only until its own reload. Once the cut window has ended and a new one started, that
+// reload gave the lease's unspent units back to the new window, which never counted them: 299 admitted
+// in one window of 200/minute; so did replica 2's close, and a lease that ends before the new window
+// does (a period of 90 s, 25 s of it left when the new window starts, with 60 s). The replicas' clock
+// is the test's; Redis ends the cut window early (DEL), as its TTL would.
+let clock = Date.UTC(2026, 7, 3, 12, 0, 0)
+async function redisRateStore (t: Test): Promise<{ store: LeaseStore, windowEnds: (key: string) => Promise<void> }> {
+  const redis = await redisClient(t)
+  return { store: createRedisRateStore(redis), windowEnds: async (key) => { await redis.del(key) } }
+}
+const rateStores: Array<[string, ((t: Test) => Promise<{ store: LeaseStore, windowEnds: (key: string) => Promise<void> }>) | undefined]> = [
+  ['memory', async () => ({ store: createMemoryRateStore(() => clock), windowEnds: async () => {} })],
+  ['redis', REDIS_URL === '' ? undefined : redisRateStore]
+]
+for (const [name, make] of rateStores) {
+  test(`a lease of a window a reload cut gives nothing back to a later window (${name} store)`, { skip: make === undefined ? 'REDIS_URL is not set' : false }, async (t) => {
+    const { store, windowEnds } = await (make as NonNullable<typeof make>)(t)
+    const NEW = { limit: 200, periodMs: MINUTE_MS }
+    for (const [oldPeriod, later, by] of [[HOUR_MS, MINUTE_MS + 1, 'reload'], [90_000, 65_000, 'reload'], [HOUR_MS, MINUTE_MS + 1, 'close']] as const) {
+      const key = newKey()
+      const mk = () => createLeasedCounter({ store, run: async (op) => await op(), blockFor: (limit) => leaseBlock(limit, 20, 1000), now: () => clock })
+      const [one, two] = [mk(), mk()]
+      const fill = async (): Promise<number> => {
+        let admitted = 0
+        for (let i = 0; i < 2 * NEW.limit; i++) if ((await one.charge(key, 1, NEW.limit, NEW.periodMs))?.isAllowed === true) admitted++
+        return admitted
+      }
+      t.match(await two.charge(key, 1, 2000, oldPeriod), { isAllowed: true }, 'replica 2 leases under the old period')
+      t.match(await one.charge(key, 1, NEW.limit, NEW.periodMs), { isAllowed: true, resetSeconds: 60 }, 'replica 1 reloaded first: the window is cut to 60 s')
+      clock += later
+      await windowEnds(key)
+      const before = await fill()
+      await (by === 'reload' ? two.dropChanged(() => NEW) : two.release())
+      const after = await fill()
+      t.ok(before + after <= NEW.limit, `old period ${oldPeriod / 1000} s, replica 2's ${by}: ${before} + ${after} admitted in one window of ${NEW.limit}`)
+      t.ok(before >= NEW.limit - 10, `${before} admitted before replica 2's reload`)
+    }
+  })
+}
+
 // A store call of a lease refill that is out when the lease is dropped: a reload changed the limit (the
 // next charge under the new one drops the old lease), or the app gives every lease back (release on
 // close, dropChanged on a reload). The grant landed on a lease no longer held, so nothing spent it and
