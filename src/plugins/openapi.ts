@@ -1,7 +1,8 @@
 // OpenAPI 3.1 document at /openapi.json and a browsable page at /docs, generated from the route schemas.
 // What every operation shares is added here, centrally, in the swagger transform, so that route files
 // declare only their own schemas: an operationId from method and path, problem responses as
-// application/problem+json with the shared Problem schema, the response headers (ETag, X-Cache, Age,
+// application/problem+json with the shared Problem schema, the problems the v1 input rules answer on
+// every route (406), the response headers (ETag, X-Cache, Age,
 // RateLimit, RateLimit-Policy, Retry-After), extra media types a route produces (NDJSON), and
 // `security: []` on public routes. The compat path and the operational routes (/, /status, health,
 // metrics, this document) are described under tags of their own. Every route the app has is in the
@@ -191,6 +192,15 @@ function operationSchema (route: RouteOptions): Schema | undefined {
   }
 }
 
+/**
+ * What the v1 context's input rules (routes/v1/input.ts) answer on any v1 route, whatever its own
+ * schema declares: 406 to an Accept that allows none of the route's media types.
+ */
+function inputProblems (url: string): Schema {
+  if (!url.startsWith('/v1/')) return {}
+  return { 406: { $ref: 'Problem' } }
+}
+
 /** The transform: hides what is not an API operation and completes what is. */
 export function transformRoute ({ schema, url, route }: { schema: unknown, url: string, route: RouteOptions }): { schema: Schema, url: string } {
   const s = { ...((schema ?? {}) as Schema) }
@@ -208,7 +218,7 @@ export function transformRoute ({ schema, url, route }: { schema: unknown, url: 
   const completed: Schema = { ...s, ...(operationSchema(route) ?? {}) }
   if (completed.operationId === undefined) completed.operationId = operationIdOf(method, url)
   if (config.public === true && completed.security === undefined) completed.security = []
-  if (completed.response !== undefined) completed.response = withProblems(route, completed.response as Schema)
+  if (completed.response !== undefined) completed.response = withProblems(route, { ...inputProblems(url), ...(completed.response as Schema) })
   return { schema: completed, url }
 }
 

@@ -1,5 +1,10 @@
-import { test } from 'tap'
-import { buildTestApp } from '../helper.js'
+import { test, type Test } from 'tap'
+import type { FastifyInstance } from 'fastify'
+import { buildTestApp, FIXTURE_IDS } from '../helper.js'
+import { bearer, consumersFile, makeConsumer } from '../consumer-helper.js'
+import type { Sandbox } from '../../src/sandbox/index.js'
+
+const { A, B } = FIXTURE_IDS
 
 test('/openapi.json documents every v1 route; /docs serves the browsable page', async (t) => {
   const { app } = await buildTestApp(t)
@@ -20,4 +25,66 @@ test('/openapi.json documents every v1 route; /docs serves the browsable page', 
   t.match(JSON.stringify(doc.paths['/v1/objects/{id}']), /exceeds 2\^53/, 'ids are documented as strings')
   const docs = await app.inject({ url: '/docs/' })
   t.equal(docs.statusCode, 200)
+})
+
+// The document against the answers: what the gateway really sends must be documented, and what is
+// documented must be sent. Each check below is general (every operation of a kind), and a few real
+// requests of each kind are held against the document.
+
+interface Parameter { name: string, in: string, required?: boolean, schema?: { default?: unknown } }
+interface Response { description: string, headers?: Record<string, unknown>, content?: Record<string, { schema?: Record<string, unknown> }> }
+interface Operation { parameters?: Parameter[], requestBody?: unknown, responses: Record<string, Response> }
+interface Doc { paths: Record<string, Record<string, Operation>> }
+interface Answer { statusCode: number, headers: Record<string, unknown> }
+
+const METHODS = ['get', 'put', 'post', 'delete', 'patch']
+
+function operations (doc: Doc, prefix: string): Array<{ path: string, method: string, op: Operation }> {
+  return Object.entries(doc.paths).filter(([path]) => path.startsWith(prefix))
+    .flatMap(([path, item]) => Object.entries(item).filter(([m]) => METHODS.includes(m)).map(([method, op]) => ({ path, method, op })))
+}
+
+// Headers the document describes on some responses: one sent must be documented on its response.
+const DESCRIBED_HEADERS = ['etag', 'x-cache', 'x-cache-reason', 'age', 'retry-after', 'idempotent-replayed', 'write-read-back']
+// Headers a response that documents them always carries.
+const ALWAYS_SENT = ['etag', 'x-cache', 'age']
+
+/** The answer's status is documented for the operation, with the headers it carries and its media type. */
+function conforms (t: Test, doc: Doc, method: string, path: string, res: Answer, status: number): void {
+  const name = `${method.toUpperCase()} ${path} ${res.statusCode}`
+  t.equal(res.statusCode, status, `${name}: the answer expected`)
+  const response = doc.paths[path]?.[method]?.responses[String(res.statusCode)]
+  if (response === undefined) {
+    t.fail(`${name} is answered but not documented`)
+    return
+  }
+  const documented = new Set(Object.keys(response.headers ?? {}).map((h) => h.toLowerCase()))
+  for (const header of DESCRIBED_HEADERS) {
+    if (res.headers[header] !== undefined) t.ok(documented.has(header), `${name}: ${header} is sent and documented`)
+  }
+  for (const header of ALWAYS_SENT) {
+    if (documented.has(header)) t.not(res.headers[header], undefined, `${name}: ${header} is documented and sent`)
+  }
+  if (documented.has('cache-control')) t.not(res.headers['cache-control'], 'no-store', `${name}: a cacheable Cache-Control is documented and sent`)
+  const type = String(res.headers['content-type'] ?? '').split(';')[0] ?? ''
+  if (type !== '') t.ok(Object.keys(response.content ?? {}).includes(type), `${name}: ${type} is a documented media type`)
+}
+
+interface Documented { app: FastifyInstance, sandbox: Sandbox, doc: Doc, auth: Record<string, string>, readOnlyKey: string, key: string }
+
+/** The app with a key of every scope and a read-only key with max_batch 1, and its document. */
+async function documented (t: Test): Promise<Documented> {
+  const all = makeConsumer('all', { scopes: ['read', 'write:vra', 'write:custom-lists', 'write:detection-list', 'admin'], lists: ['*'] })
+  const ro = makeConsumer('ro', { scopes: ['read'], max_batch: 1 })
+  const { app, sandbox } = await buildTestApp(t, { config: { CONSUMERS_FILE: consumersFile(t, [all, ro]), IDEMPOTENCY_WAIT_MS: 0 } })
+  const doc = (await app.inject({ url: '/openapi.json' })).json() as Doc
+  return { app, sandbox, doc, auth: bearer(all.key), readOnlyKey: ro.key, key: all.key }
+}
+
+test('406: every v1 operation documents it, and an Accept the route cannot answer gets it', async (t) => {
+  const { app, doc, auth } = await documented(t)
+  for (const { path, method, op } of operations(doc, '/v1/')) t.ok(op.responses['406'], `${method.toUpperCase()} ${path} documents 406`)
+  conforms(t, doc, 'get', '/v1/objects/{id}/lightcurve', await app.inject({ url: `/v1/objects/${A}/lightcurve?format=csv`, headers: { ...auth, accept: 'application/json' } }), 406)
+  conforms(t, doc, 'get', '/v1/objects/{id}', await app.inject({ url: `/v1/objects/${A}`, headers: { ...auth, accept: 'text/html' } }), 406)
+  conforms(t, doc, 'get', '/v1/objects', await app.inject({ url: `/v1/objects?ids=${A},${B}`, headers: auth }), 200)
 })
