@@ -2,7 +2,7 @@
 // What every operation shares is added here, centrally, in the swagger transform, so that route files
 // declare only their own schemas: an operationId from method and path, problem responses as
 // application/problem+json with the shared Problem schema, the problems the v1 input rules answer on
-// every route (406), the response headers (ETag, X-Cache, Age,
+// every route (406; 413 and 415 where a body is read), the response headers (ETag, X-Cache, Age,
 // RateLimit, RateLimit-Policy, Retry-After), extra media types a route produces (NDJSON), and
 // `security: []` on public routes. The compat path and the operational routes (/, /status, health,
 // metrics, this document) are described under tags of their own. Every route the app has is in the
@@ -79,9 +79,9 @@ type Schema = Record<string, unknown>
 
 const isProblemRef = (s: unknown): boolean => s !== null && typeof s === 'object' && (s as Schema).$ref === 'Problem'
 
-function problemResponse (status: string, headers: Schema): Schema {
+function problemResponse (status: string, headers: Schema, description: unknown): Schema {
   return {
-    description: PROBLEM_TEXT[status] ?? 'a problem (RFC 9457)',
+    description: typeof description === 'string' ? description : PROBLEM_TEXT[status] ?? 'a problem (RFC 9457)',
     headers,
     content: { 'application/problem+json': { schema: { $ref: 'Problem' } } }
   }
@@ -94,7 +94,7 @@ const PROBLEM_TEXT: Record<string, string> = {
   406: 'the Accept header allows none of the media types this route answers with',
   409: 'a request with the same Idempotency-Key is still running',
   413: 'more ids than the key\'s max_batch (or the route) allows',
-  415: 'the body is not JSON',
+  415: 'a body whose Content-Type is not application/json',
   422: 'the Idempotency-Key was used for another request',
   429: 'a limit of the key (request rate, daily object units, upstream share) or the upstream budget is spent',
   502: 'the upstream failed or answered something unreadable',
@@ -112,7 +112,7 @@ function withProblems (route: RouteOptions, responses: Schema): Schema {
   for (const [status, schema] of Object.entries(responses)) {
     const retry = status === '429' || status === '503' ? RETRY_AFTER : {}
     if (isProblemRef(schema)) {
-      out[status] = problemResponse(status, { ...(isV1 ? RATE_HEADERS : {}), ...retry })
+      out[status] = problemResponse(status, { ...(isV1 ? RATE_HEADERS : {}), ...retry }, (schema as Schema).description)
       continue
     }
     const s = schema as Schema
@@ -192,13 +192,25 @@ function operationSchema (route: RouteOptions): Schema | undefined {
   }
 }
 
+const PROBLEM = { $ref: 'Problem' }
+const BODYLESS_METHODS = new Set(['GET', 'HEAD'])
+const BODY_TOO_LARGE = 'a body larger than the route accepts'
+
 /**
  * What the v1 context's input rules (routes/v1/input.ts) answer on any v1 route, whatever its own
- * schema declares: 406 to an Accept that allows none of the route's media types.
+ * schema declares: 406 to an Accept that allows none of the route's media types; 413 and 415 to a body.
  */
-function inputProblems (url: string): Schema {
-  if (!url.startsWith('/v1/')) return {}
-  return { 406: { $ref: 'Problem' } }
+function inputProblems (route: RouteOptions, declared: Schema): Schema {
+  if (!route.url.startsWith('/v1/')) return {}
+  const out: Schema = { 406: PROBLEM }
+  // Fastify reads a body sent with any method but GET and HEAD, whether or not the route takes one:
+  // only JSON (else 415), within the route's body limit (else 413).
+  if (!BODYLESS_METHODS.has(String(route.method))) {
+    const isBatch = declared[413] !== undefined
+    out[413] = { ...PROBLEM, description: isBatch ? `${PROBLEM_TEXT[413] as string}, or ${BODY_TOO_LARGE}` : BODY_TOO_LARGE }
+    out[415] = PROBLEM
+  }
+  return out
 }
 
 /** The transform: hides what is not an API operation and completes what is. */
@@ -218,7 +230,7 @@ export function transformRoute ({ schema, url, route }: { schema: unknown, url: 
   const completed: Schema = { ...s, ...(operationSchema(route) ?? {}) }
   if (completed.operationId === undefined) completed.operationId = operationIdOf(method, url)
   if (config.public === true && completed.security === undefined) completed.security = []
-  if (completed.response !== undefined) completed.response = withProblems(route, { ...inputProblems(url), ...(completed.response as Schema) })
+  if (completed.response !== undefined) completed.response = withProblems(route, { ...(completed.response as Schema), ...inputProblems(route, completed.response as Schema) })
   return { schema: completed, url }
 }
 

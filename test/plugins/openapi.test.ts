@@ -88,3 +88,20 @@ test('406: every v1 operation documents it, and an Accept the route cannot answe
   conforms(t, doc, 'get', '/v1/objects/{id}', await app.inject({ url: `/v1/objects/${A}`, headers: { ...auth, accept: 'text/html' } }), 406)
   conforms(t, doc, 'get', '/v1/objects', await app.inject({ url: `/v1/objects?ids=${A},${B}`, headers: auth }), 200)
 })
+
+test('413 and 415: every v1 operation whose method carries a body documents them, and answers them', async (t) => {
+  const { app, doc, auth } = await documented(t)
+  const { C } = FIXTURE_IDS
+  const withBody = operations(doc, '/v1/').filter((o) => o.method !== 'get')
+  t.ok(withBody.length >= 8, `${withBody.length} v1 operations take a body`)
+  for (const { path, method, op } of withBody) {
+    t.ok(op.responses['413'], `${method.toUpperCase()} ${path} documents 413`)
+    t.ok(op.responses['415'], `${method.toUpperCase()} ${path} documents 415`)
+  }
+  const form = { ...auth, 'content-type': 'application/x-www-form-urlencoded' }
+  conforms(t, doc, 'post', '/v1/vra/todo', await app.inject({ method: 'POST', url: '/v1/vra/todo', headers: form, payload: `id=${C}` }), 415)
+  // A route that reads no body of its own still parses one sent to it.
+  conforms(t, doc, 'put', '/v1/custom-lists/{name}/objects/{id}', await app.inject({ method: 'PUT', url: `/v1/custom-lists/vra/objects/${C}`, headers: { ...auth, 'content-type': 'text/plain' }, payload: 'x' }), 415)
+  const big = JSON.stringify({ list: 'eyeball', pad: 'x'.repeat(1_100_000) })
+  conforms(t, doc, 'put', '/v1/objects/{id}/detection-list', await app.inject({ method: 'PUT', url: `/v1/objects/${C}/detection-list`, headers: { ...auth, 'content-type': 'application/json' }, payload: big }), 413)
+})
