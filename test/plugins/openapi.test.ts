@@ -105,3 +105,12 @@ test('413 and 415: every v1 operation whose method carries a body documents them
   const big = JSON.stringify({ list: 'eyeball', pad: 'x'.repeat(1_100_000) })
   conforms(t, doc, 'put', '/v1/objects/{id}/detection-list', await app.inject({ method: 'PUT', url: `/v1/objects/${C}/detection-list`, headers: { ...auth, 'content-type': 'application/json' }, payload: big }), 413)
 })
+
+test('404: every v1 operation on a named list or table documents it, and an unknown one gets it', async (t) => {
+  const { app, doc, auth } = await documented(t)
+  const named = operations(doc, '/v1/').filter((o) => /\{(name|table)\}/.test(o.path))
+  t.ok(named.length >= 6, `${named.length} operations name a list or table`)
+  for (const { path, method, op } of named) t.ok(op.responses['404'], `${method.toUpperCase()} ${path} documents 404`)
+  conforms(t, doc, 'get', '/v1/lists/{name}/objects', await app.inject({ url: '/v1/lists/nosuch/objects', headers: auth }), 404)
+  conforms(t, doc, 'get', '/v1/custom-lists/{name}/objects', await app.inject({ url: '/v1/custom-lists/nosuch/objects', headers: auth }), 404)
+})

@@ -58,7 +58,7 @@ export const customListRoutes: FastifyPluginAsyncTypebox = async (app) => {
       response: {
         200: Type.Object({ list: Type.String(), count: Type.Integer(), objects: Type.Array(passthrough('membership row: id, transient_object_id (string), object_group_id')) }),
         304: Type.Null(),
-        ...problems()
+        ...problems(404)
       }
     }
   }, async (request, reply) => {

@@ -47,7 +47,7 @@ export const listRoutes: FastifyPluginAsyncTypebox = async (app) => {
       response: {
         200: Type.Object({ list: ListSchema, count: Type.Integer(), objects: Type.Array(passthrough('a list row; `id` is a string')) }),
         304: Type.Null(),
-        ...problems()
+        ...problems(404)
       }
     }
   }, async (request, reply) => {
