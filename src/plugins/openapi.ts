@@ -2,8 +2,8 @@
 // What every operation shares is added here, centrally, in the swagger transform, so that route files
 // declare only their own schemas: an operationId from method and path, problem responses as
 // application/problem+json with the shared Problem schema, the problems the v1 input rules answer on
-// every route (406; 413 and 415 where a body is read), the response headers (ETag, X-Cache, Age,
-// RateLimit, RateLimit-Policy, Retry-After), extra media types a route produces (NDJSON), and
+// every route (406; 413 and 415 where a body is read), the response headers (RateLimit,
+// RateLimit-Policy, Retry-After; ETag, X-Cache, Age on the reads whose `cached` config says so), extra media types a route produces (NDJSON), and
 // `security: []` on public routes. The compat path and the operational routes (/, /status, health,
 // metrics, this document) are described under tags of their own. Every route the app has is in the
 // document except the docs page's own files and the compat path's 405 and trailing-slash redirects;
@@ -51,12 +51,19 @@ const RATE_HEADERS = {
   RateLimit: h('requests left in the current window and seconds until it resets, e.g. `"requests";r=599;t=60`'),
   'X-Request-Id': h('the request id (yours when you sent a safe one)')
 }
-const CACHE_HEADERS = {
-  ETag: h('strong validator of this representation; send it back in If-None-Match for a 304'),
+// What a read served from the cache says of it (routes/v1/send.ts cacheHeaders).
+const CACHE_STATE_HEADERS = {
   'X-Cache': h('HIT, MISS, STALE or BYPASS: how the cache served the read'),
-  Age: h('seconds since the data was fetched from the upstream', { type: 'integer', minimum: 0 }),
+  'X-Cache-Reason': h('on a STALE answer that is not being refreshed: budget-low or upstream-error'),
+  Age: h('seconds since the data was fetched from the upstream', { type: 'integer', minimum: 0 })
+}
+// And a read answered with sendDerived: a validator, and how long the answer may be reused.
+const VALIDATED_HEADERS = {
+  ...CACHE_STATE_HEADERS,
+  ETag: h('strong validator of this representation; send it back in If-None-Match for a 304'),
   'Cache-Control': h('how long the answer may be reused')
 }
+const CACHE_HEADERS: Record<string, Schema> = { validated: VALIDATED_HEADERS, reported: CACHE_STATE_HEADERS }
 const RETRY_AFTER = { 'Retry-After': h('seconds to wait before retrying', { type: 'integer', minimum: 0 }) }
 const MEDIA_NOTES: Record<string, string> = {
   'application/x-ndjson': 'NDJSON: one JSON document per line, streamed',
@@ -104,9 +111,10 @@ const PROBLEM_TEXT: Record<string, string> = {
 
 /** Problems as problem+json; v1: headers documented, extra media types on the 200. */
 function withProblems (route: RouteOptions, responses: Schema): Schema {
-  const method = String(route.method)
   const isV1 = route.url.startsWith('/v1/')
-  const isRead = isV1 && method === 'GET' && route.url !== '/v1/me'
+  // Only the reads that say so send cache headers (every other v1 answer is Cache-Control: no-store).
+  const cached = (route.config as { cached?: string } | undefined)?.cached
+  const cacheHeaders = (isV1 && cached !== undefined ? CACHE_HEADERS[cached] : undefined) ?? {}
   const produces = (route.config as { produces?: readonly string[] } | undefined)?.produces ?? []
   const out: Schema = {}
   for (const [status, schema] of Object.entries(responses)) {
@@ -120,7 +128,7 @@ function withProblems (route: RouteOptions, responses: Schema): Schema {
       out[status] = s
       continue
     }
-    const headers = { ...RATE_HEADERS, ...(isRead && (status === '200' || status === '304') ? CACHE_HEADERS : {}), ...retry }
+    const headers = { ...RATE_HEADERS, ...(status === '200' || status === '304' ? cacheHeaders : {}), ...retry }
     if (status === '304') {
       out[status] = { description: 'not modified (If-None-Match matched the ETag)', type: 'null', headers }
       continue

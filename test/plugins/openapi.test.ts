@@ -114,3 +114,41 @@ test('404: every v1 operation on a named list or table documents it, and an unkn
   conforms(t, doc, 'get', '/v1/lists/{name}/objects', await app.inject({ url: '/v1/lists/nosuch/objects', headers: auth }), 404)
   conforms(t, doc, 'get', '/v1/custom-lists/{name}/objects', await app.inject({ url: '/v1/custom-lists/nosuch/objects', headers: auth }), 404)
 })
+
+// A request for every v1 read, each answered 200.
+const READS: Record<string, string> = {
+  '/v1/objects/{id}': `/v1/objects/${A}`,
+  '/v1/objects': `/v1/objects?ids=${A},${B}`,
+  '/v1/objects/{id}/lightcurve': `/v1/objects/${A}/lightcurve`,
+  '/v1/cone': '/v1/cone?ra=10&dec=10&radius=5',
+  '/v1/crossmatches': '/v1/crossmatches?names=2020abc',
+  '/v1/lists': '/v1/lists',
+  '/v1/lists/{name}/objects': '/v1/lists/good/objects',
+  '/v1/custom-lists/{name}/objects': '/v1/custom-lists/vra/objects',
+  '/v1/objects/{id}/custom-lists': `/v1/objects/${A}/custom-lists`,
+  '/v1/vra/scores': '/v1/vra/scores',
+  '/v1/vra/todo': '/v1/vra/todo',
+  '/v1/vra/ranks': '/v1/vra/ranks',
+  '/v1/me': '/v1/me',
+  '/v1/lists/{name}/events': '/v1/lists/good/events',
+  '/v1/vra/{table}/events': '/v1/vra/scores/events',
+  '/v1/admin/audit': '/v1/admin/audit',
+  '/v1/admin/usage': '/v1/admin/usage?month=2026-12',
+  '/v1/admin/consumers': '/v1/admin/consumers'
+}
+
+/** A GET over HTTP (an event stream never ends: its headers are enough), as status and headers. */
+async function get (base: string, url: string, headers: Record<string, string>): Promise<Answer> {
+  const ac = new AbortController()
+  const res = await fetch(base + url, { headers, signal: ac.signal })
+  ac.abort()
+  return { statusCode: res.status, headers: Object.fromEntries(res.headers) }
+}
+
+test('cache headers: every v1 read sends those its 200 documents, and documents those it sends', async (t) => {
+  const { app, doc, auth } = await documented(t)
+  const reads = operations(doc, '/v1/').filter((o) => o.method === 'get').map((o) => o.path)
+  t.same(reads.filter((p) => READS[p] === undefined), [], 'every v1 read has a request here')
+  const base = await app.listen({ port: 0, host: '127.0.0.1' })
+  for (const path of reads) conforms(t, doc, 'get', path, await get(base, READS[path] as string, auth), 200)
+})

@@ -19,7 +19,7 @@ function toHit (raw: Hit) {
 
 export const coneRoutes: FastifyPluginAsyncTypebox = async (app) => {
   app.get('/cone', {
-    config: { scope: 'read' },
+    config: { scope: 'read', cached: 'validated' },
     schema: {
       summary: 'Objects within a radius of a position, sorted by separation',
       tags: ['objects'],

@@ -21,7 +21,7 @@ function namesOf (text: string): string[] {
 
 export const crossmatchRoutes: FastifyPluginAsyncTypebox = async (app) => {
   app.get('/crossmatches', {
-    config: { scope: 'read' },
+    config: { scope: 'read', cached: 'validated' },
     schema: {
       summary: 'External catalogue crossmatches (e.g. TNS names) by name',
       tags: ['objects'],

@@ -50,7 +50,7 @@ function membershipResult (outcome: WriteOutcome, isAdd: boolean): MembershipRes
 export const customListRoutes: FastifyPluginAsyncTypebox = async (app) => {
   idempotentWrites(app)
   app.get('/custom-lists/:name/objects', {
-    config: { scope: 'read' },
+    config: { scope: 'read', cached: 'validated' },
     schema: {
       summary: 'Members of a custom list',
       tags: ['custom lists'],
@@ -69,7 +69,7 @@ export const customListRoutes: FastifyPluginAsyncTypebox = async (app) => {
   })
 
   app.get('/objects/:id/custom-lists', {
-    config: { scope: 'read' },
+    config: { scope: 'read', cached: 'validated' },
     schema: {
       summary: 'The custom lists that contain an object',
       tags: ['custom lists'],

@@ -62,7 +62,7 @@ const LightCurveSchema = Type.Object({
 export const lightCurveRoutes: FastifyPluginAsyncTypebox = async (app) => {
   const memo = app.cache.derived
   app.get('/objects/:id/lightcurve', {
-    config: { scope: 'read', units: () => 1, produces: ['text/csv', 'image/svg+xml'] },
+    config: { scope: 'read', units: () => 1, produces: ['text/csv', 'image/svg+xml'], cached: 'validated' },
     schema: {
       summary: 'The light curve of one object (JSON, CSV or SVG)',
       description: 'Detections (magnitude ± error), non-detections (5-sigma limiting magnitude) and forced photometry ' +

@@ -36,7 +36,7 @@ export const listRoutes: FastifyPluginAsyncTypebox = async (app) => {
   }, async () => ({ lists: app.lists.all }))
 
   app.get('/lists/:name/objects', {
-    config: { scope: 'read' },
+    config: { scope: 'read', cached: 'validated' },
     schema: {
       summary: 'Members of a detection or custom list, filtered by the gateway',
       description: '`since` keeps rows with followup_flag_date after it (strict, as upstream); range filters are inclusive; ' +

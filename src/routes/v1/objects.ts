@@ -300,7 +300,7 @@ export const objectRoutes: FastifyPluginAsyncTypebox = async (app) => {
   /** A bulk answer written as it is read (streamChunks): NDJSON, or JSON of more than one chunk. */
   const isStreamed = (accept: string | undefined, count: number): boolean => prefersNdjson(accept) || count > app.config.UPSTREAM_MAX_IDS_PER_CALL
   app.get('/objects/:id', {
-    config: { scope: 'read', units: () => 1 },
+    config: { scope: 'read', units: () => 1, cached: 'validated' },
     schema: {
       summary: 'One object record',
       tags: ['objects'],
@@ -323,7 +323,7 @@ export const objectRoutes: FastifyPluginAsyncTypebox = async (app) => {
   })
 
   app.get('/objects', {
-    config: { scope: 'read', units: (request) => parseIdList((request.query as { ids: string }).ids).length },
+    config: { scope: 'read', units: (request) => parseIdList((request.query as { ids: string }).ids).length, cached: 'validated' },
     schema: {
       summary: `Up to ${MAX_URL_IDS} objects by id`,
       tags: ['objects'],

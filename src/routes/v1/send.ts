@@ -9,6 +9,17 @@ import type { CacheInfo } from '../../service/index.js'
 
 const JSON_TYPE = 'application/json; charset=utf-8'
 
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /**
+     * The cache headers a v1 read answers with, as the OpenAPI document shows them: 'validated' when it
+     * answers through sendDerived (X-Cache, Age, a cacheable Cache-Control, a strong ETag and 304),
+     * 'reported' through cacheHeaders alone (X-Cache and Age). Other v1 answers are not cacheable.
+     */
+    cached?: 'validated' | 'reported'
+  }
+}
+
 /** What a read served: X-Cache, Age, and X-Cache-Reason for a STALE answer not being refreshed. */
 export function cacheHeaders (reply: FastifyReply, info: CacheInfo): void {
   reply.header('x-cache', info.status)

@@ -27,7 +27,7 @@ export const vraRoutes: FastifyPluginAsyncTypebox = async (app) => {
   idempotentWrites(app)
   for (const spec of TABLES) {
     app.get(spec.path, {
-      config: { scope: 'read' },
+      config: { scope: 'read', cached: 'validated' },
       schema: {
         summary: spec.summary,
         description: '`since` keeps rows with timestamp >= since (as upstream); `ids` keeps rows of those objects.',
