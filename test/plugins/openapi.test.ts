@@ -152,3 +152,17 @@ test('cache headers: every v1 read sends those its 200 documents, and documents 
   const base = await app.listen({ port: 0, host: '127.0.0.1' })
   for (const path of reads) conforms(t, doc, 'get', path, await get(base, READS[path] as string, auth), 200)
 })
+
+test('304: every v1 read that documents an ETag documents 304, and answers If-None-Match with it', async (t) => {
+  const { app, doc, auth } = await documented(t)
+  for (const { path, method, op } of operations(doc, '/v1/')) {
+    const hasEtag = op.responses['200']?.headers?.ETag !== undefined
+    t.equal(op.responses['304'] !== undefined, hasEtag, `${method.toUpperCase()} ${path}: 304 documented ${hasEtag ? 'with' : 'without'} an ETag`)
+  }
+  const base = await app.listen({ port: 0, host: '127.0.0.1' })
+  for (const path of Object.keys(READS)) {
+    const first = await get(base, READS[path] as string, auth)
+    if (first.headers.etag === undefined) continue
+    conforms(t, doc, 'get', path, await get(base, READS[path] as string, { ...auth, 'if-none-match': String(first.headers.etag) }), 304)
+  }
+})

@@ -328,7 +328,7 @@ export const objectRoutes: FastifyPluginAsyncTypebox = async (app) => {
       summary: `Up to ${MAX_URL_IDS} objects by id`,
       tags: ['objects'],
       querystring: Type.Object({ ids: IdListQuery, mjd_min: Type.Optional(MjdMin) }),
-      response: { 200: BatchSchema, ...problems(413) }
+      response: { 200: BatchSchema, 304: Type.Null(), ...problems(413) }
     },
     // Before authorisation charges the units: a refused request costs nothing.
     preHandler: async (request) => {
