@@ -3,6 +3,7 @@ import type { FastifyInstance } from 'fastify'
 import { buildTestApp, FIXTURE_IDS } from '../helper.js'
 import { bearer, consumersFile, makeConsumer } from '../consumer-helper.js'
 import type { Sandbox } from '../../src/sandbox/index.js'
+import { DEFAULT_PAGE } from '../../src/routes/v1/admin.js'
 
 const { A, B } = FIXTURE_IDS
 
@@ -165,4 +166,23 @@ test('304: every v1 read that documents an ETag documents 304, and answers If-No
     if (first.headers.etag === undefined) continue
     conforms(t, doc, 'get', path, await get(base, READS[path] as string, { ...auth, 'if-none-match': String(first.headers.etag) }), 304)
   }
+})
+
+test('defaults: no parameter with a default is required, and the default applies when it is left out', async (t) => {
+  const { app, doc, auth } = await documented(t)
+  const parameters = operations(doc, '/').flatMap(({ path, method, op }) => (op.parameters ?? []).map((p) => ({ name: `${method.toUpperCase()} ${path} ${p.in} ${p.name}`, p })))
+  const defaulted = parameters.filter(({ p }) => p.schema?.default !== undefined)
+  t.ok(defaulted.length >= 3, `${defaulted.length} parameters have a default`)
+  for (const { name, p } of defaulted) t.not(p.required, true, `${name} (default ${String(p.schema?.default)}) is optional`)
+  const cone = await app.inject({ url: '/v1/cone?ra=10&dec=10&radius=5', headers: auth })
+  conforms(t, doc, 'get', '/v1/cone', cone, 200)
+  t.equal(cone.json().mode, 'all', 'cone without mode: mode all')
+  for (let k = 0; k <= DEFAULT_PAGE; k++) {
+    const record = { time: new Date().toISOString(), consumer: 'all', request_id: `req-${k}`, route: 'POST /v1/vra/todo', dialect: 'v1' as const, endpoint: 'vratodo' }
+    await app.audit.store.append({ ...record, object_ids: [A], list: null, fields: { objectid: A }, outcome: 'created', upstream_status: 201, error: null })
+  }
+  const audit = await app.inject({ url: '/v1/admin/audit', headers: auth })
+  conforms(t, doc, 'get', '/v1/admin/audit', audit, 200)
+  t.equal(audit.json().records.length, DEFAULT_PAGE, `audit without limit: a page of ${DEFAULT_PAGE}`)
+  t.type(audit.json().next_cursor, 'string', 'and a cursor to the rest')
 })

@@ -13,7 +13,8 @@ import { readUsage } from '../../usage/store.js'
 
 export const DEFAULT_PAGE = 100
 const ConsumerIdQuery = Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$', description: 'a consumer id' })
-const Limit = Type.Integer({ minimum: 1, maximum: MAX_PAGE, default: DEFAULT_PAGE, description: `records per page (at most ${MAX_PAGE})` })
+// Optional with a default: Ajv's useDefaults fills it in when it is left out.
+const Limit = Type.Optional(Type.Integer({ minimum: 1, maximum: MAX_PAGE, default: DEFAULT_PAGE, description: `records per page (at most ${MAX_PAGE})` }))
 const Counts = Type.Record(Type.String(), Type.Integer())
 const Nullable = <T extends Parameters<typeof Type.Union>[0][number]>(schema: T) => Type.Union([schema, Type.Null()])
 
@@ -112,7 +113,7 @@ export const adminRoutes: FastifyPluginAsyncTypebox = async (app) => {
     const since = instant('since', q.since)
     const until = instant('until', q.until)
     const page = await fromStore('audit', async () => app.audit.store.query({
-      limit: q.limit,
+      limit: q.limit ?? DEFAULT_PAGE,
       ...(q.consumer === undefined ? {} : { consumer: q.consumer }),
       ...(q.object === undefined ? {} : { object: q.object }),
       ...(since === undefined ? {} : { since }),
@@ -154,7 +155,7 @@ export const adminRoutes: FastifyPluginAsyncTypebox = async (app) => {
     await app.usage.flush()
     const page = await fromStore('usage', async () => readUsage(app.usage.store, {
       days,
-      limit: q.limit,
+      limit: q.limit ?? DEFAULT_PAGE,
       ...(q.consumer === undefined ? {} : { consumer: q.consumer }),
       ...(q.cursor === undefined ? {} : { cursor: q.cursor })
     }))
