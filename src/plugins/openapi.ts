@@ -3,8 +3,9 @@
 // declare only their own schemas: an operationId from method and path, problem responses as
 // application/problem+json with the shared Problem schema, the problems the v1 input rules answer on
 // every route (406; 413 and 415 where a body is read), the response headers (RateLimit,
-// RateLimit-Policy, Retry-After; ETag, X-Cache, Age on the reads whose `cached` config says so), extra media types a route produces (NDJSON), and
-// `security: []` on public routes. The compat path and the operational routes (/, /status, health,
+// RateLimit-Policy, Retry-After; ETag, X-Cache, Age on the reads whose `cached` config says so),
+// extra media types a route produces (NDJSON; an event stream's instead of JSON), and `security: []`
+// on public routes. The compat path and the operational routes (/, /status, health,
 // metrics, this document) are described under tags of their own. Every route the app has is in the
 // document except the docs page's own files and the compat path's 405 and trailing-slash redirects;
 // test/pages/openapi-lint.test.ts lints the live document (0 errors, 0 warnings).
@@ -115,7 +116,7 @@ function withProblems (route: RouteOptions, responses: Schema): Schema {
   // Only the reads that say so send cache headers (every other v1 answer is Cache-Control: no-store).
   const cached = (route.config as { cached?: string } | undefined)?.cached
   const cacheHeaders = (isV1 && cached !== undefined ? CACHE_HEADERS[cached] : undefined) ?? {}
-  const produces = (route.config as { produces?: readonly string[] } | undefined)?.produces ?? []
+  const { produces = [], producesJson = true } = (route.config ?? {}) as { produces?: readonly string[], producesJson?: boolean }
   const out: Schema = {}
   for (const [status, schema] of Object.entries(responses)) {
     const retry = status === '429' || status === '503' ? RETRY_AFTER : {}
@@ -134,7 +135,7 @@ function withProblems (route: RouteOptions, responses: Schema): Schema {
       continue
     }
     if (status.startsWith('2') && s.content === undefined && produces.length > 0) {
-      const content: Schema = { 'application/json': { schema: s } }
+      const content: Schema = producesJson ? { 'application/json': { schema: s } } : {}
       for (const type of produces) content[type] = { schema: { type: 'string', description: MEDIA_NOTES[type] ?? type } }
       out[status] = { description: (s.description as string | undefined) ?? 'OK', headers, content }
       continue

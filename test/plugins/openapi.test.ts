@@ -4,6 +4,7 @@ import { buildTestApp, FIXTURE_IDS } from '../helper.js'
 import { bearer, consumersFile, makeConsumer } from '../consumer-helper.js'
 import type { Sandbox } from '../../src/sandbox/index.js'
 import { DEFAULT_PAGE } from '../../src/routes/v1/admin.js'
+import { openSse } from '../push/sse-client.js'
 
 const { A, B } = FIXTURE_IDS
 
@@ -138,11 +139,15 @@ const READS: Record<string, string> = {
   '/v1/admin/consumers': '/v1/admin/consumers'
 }
 
-/** A GET over HTTP (an event stream never ends: its headers are enough), as status and headers. */
+/** A GET over HTTP, as status and headers; an event stream (which never ends) is closed once they came. */
 async function get (base: string, url: string, headers: Record<string, string>): Promise<Answer> {
-  const ac = new AbortController()
-  const res = await fetch(base + url, { headers, signal: ac.signal })
-  ac.abort()
+  if (url.endsWith('/events')) {
+    const stream = await openSse(base + url, headers)
+    await stream.close()
+    return { statusCode: stream.status, headers: stream.headers }
+  }
+  const res = await fetch(base + url, { headers })
+  await res.arrayBuffer()
   return { statusCode: res.status, headers: Object.fromEntries(res.headers) }
 }
 
@@ -185,4 +190,17 @@ test('defaults: no parameter with a default is required, and the default applies
   conforms(t, doc, 'get', '/v1/admin/audit', audit, 200)
   t.equal(audit.json().records.length, DEFAULT_PAGE, `audit without limit: a page of ${DEFAULT_PAGE}`)
   t.type(audit.json().next_cursor, 'string', 'and a cursor to the rest')
+})
+
+test('event streams: documented as text/event-stream only, and an Accept that excludes it gets 406', async (t) => {
+  const { app, doc, auth } = await documented(t)
+  const streams = operations(doc, '/v1/').filter((o) => o.op.responses['200']?.content?.['text/event-stream'] !== undefined)
+  t.equal(streams.length, 2, 'two event streams')
+  for (const { path, op } of streams) t.same(Object.keys(op.responses['200']?.content ?? {}), ['text/event-stream'], `GET ${path} 200: text/event-stream only`)
+  const base = await app.listen({ port: 0, host: '127.0.0.1' })
+  for (const { path } of streams) {
+    const url = READS[path] as string
+    conforms(t, doc, 'get', path, await get(base, url, { ...auth, accept: 'application/json' }), 406)
+    conforms(t, doc, 'get', path, await get(base, url, { ...auth, accept: 'text/event-stream' }), 200)
+  }
 })

@@ -16,7 +16,7 @@ const headers = Type.Object({ 'last-event-id': Type.Optional(Type.String({ maxLe
 
 export const eventRoutes: FastifyPluginAsyncTypebox = async (app) => {
   app.get('/lists/:name/events', {
-    config: { scope: 'read', produces: [EVENT_STREAM] },
+    config: { scope: 'read', produces: [EVENT_STREAM], producesJson: false },
     schema: {
       summary: 'Changes of a list\'s members as server-sent events (member.added, member.removed, member.changed)',
       description,
@@ -28,7 +28,7 @@ export const eventRoutes: FastifyPluginAsyncTypebox = async (app) => {
   }, async (request, reply) => app.push.open(request, reply, listSource(app, request.params.name)))
 
   app.get('/vra/:table/events', {
-    config: { scope: 'read', produces: [EVENT_STREAM] },
+    config: { scope: 'read', produces: [EVENT_STREAM], producesJson: false },
     schema: {
       summary: `New and changed rows of a VRA table (${VRA_TABLES.join(', ')}) as server-sent events (row.added, row.changed)`,
       description,

@@ -6,7 +6,8 @@
 // - Query strings: unknown or repeated parameters are a 400 naming them; numbers must be written in
 //   decimal (no 0x10, Infinity or empty values); then Ajv converts the text to the schema's type.
 // - Dates (`format: 'instant'`) are calendar-strict (lib/datetime.ts).
-// - A request that accepts none of the answer's media types gets 406.
+// - A request that accepts none of the answer's media types gets 406 (an event stream's is
+//   text/event-stream alone).
 // All of this runs before authorisation charges anything and before any cache or upstream work.
 import { Ajv, type Options, type ValidateFunction } from 'ajv'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
@@ -104,10 +105,12 @@ declare module 'fastify' {
   interface FastifyContextConfig {
     /** Media types a v1 route answers with besides JSON (e.g. NDJSON). */
     produces?: readonly string[]
+    /** False for a route that never answers JSON (an event stream): it answers its `produces` types only. */
+    producesJson?: boolean
   }
 }
 
-// What a v1 route's answer is written as, besides its `produces`. A problem (application/problem+json)
+// What a v1 route's answer is written as, besides its `produces` (unless producesJson is false). A problem (application/problem+json)
 // is how a refusal is written, not a representation of the resource, so accepting it alone is a 406.
 const JSON_TYPE = 'application/json'
 
@@ -138,7 +141,8 @@ export function strictInput (app: FastifyInstance): void {
     // by such a cache and given to another.
     reply.header('cache-control', 'no-store')
     if (request.headers.accept === undefined) return done()
-    const types = [JSON_TYPE, ...(routeOf(request).config.produces ?? [])]
+    const config = routeOf(request).config
+    const types = [...(config.producesJson === false ? [] : [JSON_TYPE]), ...(config.produces ?? [])]
     if (accepts(request.headers.accept, types)) return done()
     done(new NotAcceptableError(`This route answers with ${types.join(' or ')}; the Accept header allows none of them.`))
   })
