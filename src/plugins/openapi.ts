@@ -3,10 +3,11 @@
 // declare only their own schemas: an operationId from method and path, problem responses as
 // application/problem+json with the shared Problem schema, the problems the v1 input rules answer on
 // every route (406; 413 and 415 where a body is read), the response headers (RateLimit,
-// RateLimit-Policy, Retry-After; ETag, X-Cache, Age on the reads whose `cached` config says so),
-// extra media types a route produces (NDJSON; an event stream's instead of JSON), and `security: []`
-// on public routes. The compat path and the operational routes (/, /status, health,
-// metrics, this document) are described under tags of their own. Every route the app has is in the
+// RateLimit-Policy, Retry-After; X-Cache, Age, ETag on the reads whose `cached` config says so;
+// Idempotent-Replayed and Write-Read-Back on the writes whose config says so), extra media types a
+// route produces (NDJSON; an event stream's instead of JSON), and `security: []` on public routes.
+// The compat path and the operational routes (/, /status, health, metrics, this document) are
+// described under tags of their own. Every route the app has is in the
 // document except the docs page's own files and the compat path's 405 and trailing-slash redirects;
 // test/pages/openapi-lint.test.ts lints the live document (0 errors, 0 warnings).
 import fp from 'fastify-plugin'
@@ -66,6 +67,13 @@ const VALIDATED_HEADERS = {
 }
 const CACHE_HEADERS: Record<string, Schema> = { validated: VALIDATED_HEADERS, reported: CACHE_STATE_HEADERS }
 const RETRY_AFTER = { 'Retry-After': h('seconds to wait before retrying', { type: 'integer', minimum: 0 }) }
+const RETRY_STATUSES = new Set(['409', '429', '503'])
+// Writes (routes/v1/writes.ts): a replay under an Idempotency-Key, and an outcome read back.
+const REPLAYED = { 'Idempotent-Replayed': h('`true` on the answer kept for an earlier request with this Idempotency-Key (sent again, nothing sent upstream)') }
+const READ_BACK = { 'Write-Read-Back': h('`applied` when the write\'s reply was lost and a read-back showed the write in effect') }
+// What a write that holds its Idempotency-Key answers and keeps (service/idempotency.ts isFinalOutcome):
+// refusals before the key is claimed (401, 403, 406, 413, 415, 422, 429) and transient failures are not kept.
+const isReplayable = (status: string): boolean => status.startsWith('2') || status === '400' || status === '404' || status === '504'
 const MEDIA_NOTES: Record<string, string> = {
   'application/x-ndjson': 'NDJSON: one JSON document per line, streamed',
   'text/event-stream': 'Server-sent events'
@@ -113,13 +121,19 @@ const PROBLEM_TEXT: Record<string, string> = {
 /** Problems as problem+json; v1: headers documented, extra media types on the 200. */
 function withProblems (route: RouteOptions, responses: Schema): Schema {
   const isV1 = route.url.startsWith('/v1/')
+  const config = (route.config ?? {}) as { cached?: string, produces?: readonly string[], producesJson?: boolean, idempotent?: boolean, readBack?: number }
+  const { produces = [], producesJson = true } = config
   // Only the reads that say so send cache headers (every other v1 answer is Cache-Control: no-store).
-  const cached = (route.config as { cached?: string } | undefined)?.cached
-  const cacheHeaders = (isV1 && cached !== undefined ? CACHE_HEADERS[cached] : undefined) ?? {}
-  const { produces = [], producesJson = true } = (route.config ?? {}) as { produces?: readonly string[], producesJson?: boolean }
+  const cacheHeaders = (isV1 && config.cached !== undefined ? CACHE_HEADERS[config.cached] : undefined) ?? {}
+  /** The headers an answer with `status` may carry besides the rate headers and the cache's. */
+  const extra = (status: string): Schema => ({
+    ...(RETRY_STATUSES.has(status) ? RETRY_AFTER : {}),
+    ...(config.idempotent === true && isReplayable(status) ? REPLAYED : {}),
+    ...(String(config.readBack) === status ? READ_BACK : {})
+  })
   const out: Schema = {}
   for (const [status, schema] of Object.entries(responses)) {
-    const retry = status === '429' || status === '503' ? RETRY_AFTER : {}
+    const retry = extra(status)
     if (isProblemRef(schema)) {
       out[status] = problemResponse(status, { ...(isV1 ? RATE_HEADERS : {}), ...retry }, (schema as Schema).description)
       continue

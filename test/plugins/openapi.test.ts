@@ -5,6 +5,7 @@ import { bearer, consumersFile, makeConsumer } from '../consumer-helper.js'
 import type { Sandbox } from '../../src/sandbox/index.js'
 import { DEFAULT_PAGE } from '../../src/routes/v1/admin.js'
 import { openSse } from '../push/sse-client.js'
+import { requestFingerprint } from '../../src/service/idempotency.js'
 
 const { A, B } = FIXTURE_IDS
 
@@ -203,4 +204,45 @@ test('event streams: documented as text/event-stream only, and an Accept that ex
     conforms(t, doc, 'get', path, await get(base, url, { ...auth, accept: 'application/json' }), 406)
     conforms(t, doc, 'get', path, await get(base, url, { ...auth, accept: 'text/event-stream' }), 200)
   }
+})
+
+test('write and bulk headers: Idempotent-Replayed, Write-Read-Back, Retry-After and the bulk read\'s X-Cache are documented', async (t) => {
+  const { app, sandbox, doc, auth } = await documented(t)
+  const { C, D, E } = FIXTURE_IDS
+  for (const { path, method, op } of operations(doc, '/v1/')) {
+    const name = `${method.toUpperCase()} ${path}`
+    for (const status of ['409', '429', '503']) {
+      if (op.responses[status] !== undefined) t.ok(op.responses[status]?.headers?.['Retry-After'], `${name} ${status} documents Retry-After`)
+    }
+    if (!(op.parameters ?? []).some((p) => p.in === 'header' && p.name === 'idempotency-key')) continue
+    for (const [status, response] of Object.entries(op.responses)) {
+      if (status.startsWith('2')) t.ok(response.headers?.['Idempotent-Replayed'], `${name} ${status} documents Idempotent-Replayed`)
+    }
+  }
+  const json = { ...auth, 'content-type': 'application/json' }
+  conforms(t, doc, 'post', '/v1/objects/query', await app.inject({ method: 'POST', url: '/v1/objects/query', headers: json, payload: { ids: [A] } }), 200)
+
+  const keyed = { ...json, 'idempotency-key': 'openapi-replay' }
+  // C is queued in the sandbox already: 200 already_queued.
+  conforms(t, doc, 'post', '/v1/vra/todo', await app.inject({ method: 'POST', url: '/v1/vra/todo', headers: keyed, payload: { id: C } }), 200)
+  const replay = await app.inject({ method: 'POST', url: '/v1/vra/todo', headers: keyed, payload: { id: C } })
+  t.equal(replay.headers['idempotent-replayed'], 'true')
+  conforms(t, doc, 'post', '/v1/vra/todo', replay, 200)
+
+  // A key another request holds while it runs.
+  const fingerprint = requestFingerprint({ method: 'POST', route: '/v1/vra/todo', params: {}, body: { id: E } })
+  const held = await app.atlas.idempotency.begin('all', 'openapi-running', fingerprint)
+  if (held.kind !== 'run') throw new Error('the key was free')
+  const running = await app.inject({ method: 'POST', url: '/v1/vra/todo', headers: { ...json, 'idempotency-key': 'openapi-running' }, payload: { id: E } })
+  t.equal(running.headers['retry-after'], '1')
+  conforms(t, doc, 'post', '/v1/vra/todo', running, 409)
+  await app.atlas.idempotency.finish(held.claim, undefined)
+
+  // A reply with no known outcome after the write was applied: read back, answered with the header.
+  const member = `/v1/custom-lists/vra/objects/${D}`
+  await app.inject({ method: 'PUT', url: member, headers: auth })
+  sandbox.inject({ endpoint: 'objectgroups', kind: 'status', status: 201, body: '{"info":"Something else."}' })
+  const readBack = await app.inject({ method: 'PUT', url: member, headers: auth })
+  t.equal(readBack.headers['write-read-back'], 'applied')
+  conforms(t, doc, 'put', '/v1/custom-lists/{name}/objects/{id}', readBack, 201)
 })

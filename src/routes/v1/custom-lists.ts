@@ -91,7 +91,7 @@ export const customListRoutes: FastifyPluginAsyncTypebox = async (app) => {
   })
 
   app.put('/custom-lists/:name/objects/:id', {
-    config: { scope: 'write:custom-lists', list: listParam, idempotent: true },
+    config: { scope: 'write:custom-lists', list: listParam, idempotent: true, readBack: 201 },
     schema: {
       summary: 'Add an object to a custom list (201 added, 200 already a member)',
       tags: ['custom lists'],
@@ -106,7 +106,7 @@ export const customListRoutes: FastifyPluginAsyncTypebox = async (app) => {
   })
 
   app.delete('/custom-lists/:name/objects/:id', {
-    config: { scope: 'write:custom-lists', list: listParam, idempotent: true },
+    config: { scope: 'write:custom-lists', list: listParam, idempotent: true, readBack: 204 },
     schema: {
       summary: 'Remove an object from a custom list (204 removed, 404 not a member)',
       tags: ['custom lists'],
@@ -125,6 +125,8 @@ export const customListRoutes: FastifyPluginAsyncTypebox = async (app) => {
       scope: 'write:custom-lists',
       list: listParam,
       idempotent: true,
+      // Any membership change of the batch read back marks the whole answer.
+      readBack: 200,
       units: (request) => {
         const b = request.body as { add?: string[], remove?: string[] }
         return (b.add?.length ?? 0) + (b.remove?.length ?? 0)

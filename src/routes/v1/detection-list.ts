@@ -11,7 +11,7 @@ import { idempotentWrites, upstreamWrite } from './writes.js'
 export const detectionListRoutes: FastifyPluginAsyncTypebox = async (app) => {
   idempotentWrites(app)
   app.put('/objects/:id/detection-list', {
-    config: { scope: 'write:detection-list', idempotent: true },
+    config: { scope: 'write:detection-list', idempotent: true, readBack: 200 },
     schema: {
       summary: 'Move an object to the possible, eyeball or galcand detection list',
       tags: ['lists'],

@@ -342,7 +342,7 @@ export const objectRoutes: FastifyPluginAsyncTypebox = async (app) => {
   })
 
   app.post('/objects/query', {
-    config: { scope: 'read', units: (request) => distinct((request.body as { ids: string[] }).ids).length, produces: [NDJSON] },
+    config: { scope: 'read', units: (request) => distinct((request.body as { ids: string[] }).ids).length, produces: [NDJSON], cached: 'reported' },
     // The route's own ceiling; the consumer's limit is applied while the body arrives.
     bodyLimit: BULK_CEILING_BYTES,
     preParsing: async (request, _reply, payload) => limitBody(app, request, payload),

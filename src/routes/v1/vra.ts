@@ -70,7 +70,7 @@ export const vraRoutes: FastifyPluginAsyncTypebox = async (app) => {
   })
 
   app.post('/vra/todo', {
-    config: { scope: 'write:vra', idempotent: true },
+    config: { scope: 'write:vra', idempotent: true, readBack: 201 },
     schema: {
       summary: 'Queue an object for VRA (201 queued, 200 already queued, 404 unknown object)',
       tags: ['vra'],

@@ -23,6 +23,11 @@ declare module 'fastify' {
   interface FastifyContextConfig {
     /** A write that honours Idempotency-Key; idempotentWrites() adds the hooks. */
     idempotent?: boolean
+    /**
+     * The status a write answers when a read-back found it in effect after its reply was lost, with
+     * Write-Read-Back: applied (documented from this); absent on writes that cannot be read back.
+     */
+    readBack?: number
   }
 }
 
