@@ -15,7 +15,7 @@ import swagger from '@fastify/swagger'
 import swaggerUi from '@fastify/swagger-ui'
 import type { RouteOptions } from 'fastify'
 import { SERIALIZERS } from '../upstream/serializers.js'
-import type { UpstreamEndpoint } from '../upstream/endpoints.js'
+import { GET_STUB, WRITE_ENDPOINTS, type UpstreamEndpoint } from '../upstream/endpoints.js'
 import type { FieldKind } from '../drf/fields.js'
 
 export const DOCS_PREFIX = '/docs'
@@ -168,29 +168,61 @@ const FIELD_TYPES: Record<FieldKind, Schema> = {
   datetime: { type: 'string', description: 'a date or datetime, as the upstream reads it' }
 }
 
-/** A compat GET or POST on /atlas/api/<endpoint>/: the upstream's fields, form-encoded. */
+/** A compat GET or POST on /atlas/api/<endpoint>/: the upstream's fields, form-encoded, and what it answers. */
 function compatSchema (route: RouteOptions): Schema {
   const endpoint = route.url.slice(COMPAT_DOC_PREFIX.length).replace(/^\/|\/$/g, '') as UpstreamEndpoint
+  const config = (route.config ?? {}) as { public?: boolean, units?: unknown }
+  const method = String(route.method)
+  const isPublic = config.public === true
+  const isWrite = WRITE_ENDPOINTS.has(endpoint) && endpoint !== 'auth-token'
+  const detail = { description: 'the upstream dialect\'s error: `{"detail": …}` or DRF field errors', type: 'object', additionalProperties: true }
+  const answer = { description: 'the upstream\'s answer, as the upstream would send it', type: 'object', additionalProperties: true }
+  const response: Schema = {
+    200: answer,
+    400: detail,
+    // Negotiated before anything else, as upstream (routes/compat/index.ts).
+    404: { ...detail, description: 'a `format` the endpoint does not render (`{"detail": "Not found."}`)' },
+    406: { ...detail, description: 'an Accept header the endpoint cannot satisfy' },
+    503: { ...detail, description: 'the upstream or a dependency is unavailable, or this replica is shutting down', headers: RETRY_AFTER }
+  }
+  // The login endpoint is the one that takes no key.
+  if (!isPublic) {
+    Object.assign(response, {
+      401: { ...detail, description: 'no key, or a key the gateway does not know' },
+      403: { ...detail, description: 'the key lacks the scope (or the custom list), or the upstream refused the write' },
+      429: { ...detail, description: 'throttled: a limit of the key or the upstream budget', headers: RETRY_AFTER }
+    })
+  }
+  const base = { tags: ['compat'], security: isPublic ? [] : [{ compatToken: [] }], response }
+  // A GET on a write endpoint reads nothing and writes nothing (the upstream's GET on objectdetectionlist/ writes).
+  if (method === 'GET' && isWrite) {
+    response[200] = {
+      description: 'the upstream\'s stub, whatever the query: nothing is written',
+      type: 'object',
+      properties: { Error: { type: 'string', const: GET_STUB.Error } },
+      required: ['Error']
+    }
+    return { ...base, summary: `${endpoint}/ with GET: not implemented (the upstream's stub)` }
+  }
+  if (!isPublic) {
+    Object.assign(response, {
+      502: { ...detail, description: 'the upstream failed or answered something unreadable' },
+      504: { ...detail, description: 'the upstream did not answer in time' }
+    })
+  }
+  if (config.units !== undefined) response[413] = { ...detail, description: 'more ids than the key\'s max_batch allows' }
+  if (isWrite) response[201] = { ...answer, description: 'the write\'s reply as the upstream sends it, e.g. `{"objectid": …, "info": "Row created."}` (also `Object does not exist.`)' }
+  if (endpoint === 'objectgroupsdelete') response[204] = { description: 'removed: no body, as upstream', type: 'null' }
   const specs = SERIALIZERS[endpoint] ?? []
   const properties = Object.fromEntries(specs.map((f) => [f.name, { ...FIELD_TYPES[f.kind], ...(f.kind === 'choice' && f.choices !== undefined ? { enum: [...f.choices] } : {}) }]))
   const required = specs.filter((f) => f.required === true).map((f) => f.name)
   const fields = { type: 'object', properties, ...(required.length > 0 ? { required } : {}) }
-  const method = String(route.method)
-  const detail = { description: 'the upstream dialect\'s error: `{"detail": …}` or DRF field errors', type: 'object', additionalProperties: true }
   return {
+    ...base,
     summary: `${endpoint}/ in the upstream's dialect (${method})`,
-    tags: ['compat'],
-    // The login endpoint is the one that takes no key.
-    security: (route.config as { public?: boolean } | undefined)?.public === true ? [] : [{ compatToken: [] }],
     ...(method === 'POST'
       ? { body: fields, consumes: ['application/x-www-form-urlencoded', 'multipart/form-data', 'application/json'] }
-      : { querystring: fields }),
-    response: {
-      200: { description: 'the upstream\'s answer, as the upstream would send it', type: 'object', additionalProperties: true },
-      400: detail,
-      401: { ...detail, description: 'no key, or a key the gateway does not know' },
-      429: { ...detail, description: 'throttled: a limit of the key or the upstream budget', headers: RETRY_AFTER }
-    }
+      : { querystring: fields })
   }
 }
 

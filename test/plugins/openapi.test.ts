@@ -6,6 +6,7 @@ import type { Sandbox } from '../../src/sandbox/index.js'
 import { DEFAULT_PAGE } from '../../src/routes/v1/admin.js'
 import { openSse } from '../push/sse-client.js'
 import { requestFingerprint } from '../../src/service/idempotency.js'
+import { WRITE_ENDPOINTS } from '../../src/upstream/endpoints.js'
 
 const { A, B } = FIXTURE_IDS
 
@@ -36,7 +37,7 @@ test('/openapi.json documents every v1 route; /docs serves the browsable page', 
 
 interface Parameter { name: string, in: string, required?: boolean, schema?: { default?: unknown } }
 interface Response { description: string, headers?: Record<string, unknown>, content?: Record<string, { schema?: Record<string, unknown> }> }
-interface Operation { parameters?: Parameter[], requestBody?: unknown, responses: Record<string, Response> }
+interface Operation { parameters?: Parameter[], requestBody?: unknown, security?: unknown[], responses: Record<string, Response> }
 interface Doc { paths: Record<string, Record<string, Operation>> }
 interface Answer { statusCode: number, headers: Record<string, unknown> }
 
@@ -245,4 +246,42 @@ test('write and bulk headers: Idempotent-Replayed, Write-Read-Back, Retry-After 
   const readBack = await app.inject({ method: 'PUT', url: member, headers: auth })
   t.equal(readBack.headers['write-read-back'], 'applied')
   conforms(t, doc, 'put', '/v1/custom-lists/{name}/objects/{id}', readBack, 201)
+})
+
+test('compat: every status the upstream dialect answers is documented, and a GET on a write endpoint as the stub it is', async (t) => {
+  const { app, sandbox, doc, key, readOnlyKey } = await documented(t)
+  const { D, F } = FIXTURE_IDS
+  const writes = new Set([...WRITE_ENDPOINTS].filter((e) => e !== 'auth-token').map((e) => `/atlas/api/${e}/`))
+  for (const { path, method, op } of operations(doc, '/atlas/api/')) {
+    const name = `${method.toUpperCase()} ${path}`
+    const has = (statuses: string[], why: string) => { for (const s of statuses) t.ok(op.responses[s], `${name} documents ${s} (${why})`) }
+    has(['200', '400', '404', '406', '503'], 'any request')
+    if (op.security?.length === 0) continue
+    has(['401', '403', '429'], 'the key')
+    if (writes.has(path) && method === 'get') {
+      t.same(op.parameters ?? [], [], `${name} reads no parameter`)
+      t.match(JSON.stringify(op.responses['200']), /GET is not implemented for this service/, `${name} answers the stub`)
+      continue
+    }
+    has(['502', '504'], 'the upstream')
+    if (writes.has(path)) has(['201'], 'a row created')
+    if (path === '/atlas/api/objects/') has(['413'], 'max_batch')
+    if (path === '/atlas/api/objectgroupsdelete/') has(['204'], 'a removal')
+  }
+
+  const form = (k: string) => ({ authorization: `Token ${k}`, 'content-type': 'application/x-www-form-urlencoded' })
+  const post = async (path: string, payload: string, k = key) => await app.inject({ method: 'POST', url: path, headers: form(k), payload })
+  conforms(t, doc, 'post', '/atlas/api/vratodo/', await post('/atlas/api/vratodo/', `objectid=${F}`), 201)
+  conforms(t, doc, 'post', '/atlas/api/objectgroups/', await post('/atlas/api/objectgroups/', `objectid=${A}&objectgroupid=73`), 201)
+  conforms(t, doc, 'post', '/atlas/api/objectgroupsdelete/', await post('/atlas/api/objectgroupsdelete/', `objectid=${A}&objectgroupid=73`), 204)
+  conforms(t, doc, 'post', '/atlas/api/vrascores/', await post('/atlas/api/vrascores/', `objectid=${F}&preal=0.5`, readOnlyKey), 403)
+  conforms(t, doc, 'post', '/atlas/api/objects/', await post('/atlas/api/objects/', `objects=${A},${B}`, readOnlyKey), 413)
+  sandbox.inject({ endpoint: 'vraranklist', kind: 'html500', times: 10 })
+  conforms(t, doc, 'post', '/atlas/api/vraranklist/', await post('/atlas/api/vraranklist/', ''), 502)
+  const token = { authorization: `Token ${key}` }
+  const stub = await app.inject({ url: `/atlas/api/vrascores/?objectid=${D}&preal=0.9`, headers: token })
+  t.same(stub.json(), { Error: 'GET is not implemented for this service.' })
+  conforms(t, doc, 'get', '/atlas/api/vrascores/', stub, 200)
+  conforms(t, doc, 'get', '/atlas/api/vratodolist/', await app.inject({ url: '/atlas/api/vratodolist/?format=xml', headers: token }), 404)
+  conforms(t, doc, 'get', '/atlas/api/vratodolist/', await app.inject({ url: '/atlas/api/vratodolist/', headers: { ...token, accept: 'application/xml' } }), 406)
 })
