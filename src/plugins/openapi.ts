@@ -109,7 +109,8 @@ const PROBLEM_TEXT: Record<string, string> = {
   404: 'not found',
   406: 'the Accept header allows none of the media types this route answers with',
   409: 'a request with the same Idempotency-Key is still running',
-  413: 'more ids than the key\'s max_batch (or the route) allows',
+  // A route's own limits (GET /v1/objects: 100 ids in a URL) are 400s, not 413s.
+  413: 'more ids than the key\'s max_batch allows',
   415: 'a body whose Content-Type is not application/json',
   422: 'the Idempotency-Key was used for another request',
   429: 'a limit of the key (request rate, daily object units, upstream share) or the upstream budget is spent',

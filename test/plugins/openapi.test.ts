@@ -285,3 +285,17 @@ test('compat: every status the upstream dialect answers is documented, and a GET
   conforms(t, doc, 'get', '/atlas/api/vratodolist/', await app.inject({ url: '/atlas/api/vratodolist/?format=xml', headers: token }), 404)
   conforms(t, doc, 'get', '/atlas/api/vratodolist/', await app.inject({ url: '/atlas/api/vratodolist/', headers: { ...token, accept: 'application/xml' } }), 406)
 })
+
+test('GET /v1/objects: more ids than a URL takes is a documented 400, and its 413 is max_batch alone', async (t) => {
+  const { app, doc, auth, readOnlyKey } = await documented(t)
+  for (const { path, op } of operations(doc, '/v1/').filter((o) => o.method === 'get' && o.op.responses['413'] !== undefined)) {
+    t.notMatch(op.responses['413']?.description, /route|body/, `GET ${path} reads no body: its 413 is max_batch alone`)
+  }
+  const op = doc.paths['/v1/objects']?.get as Operation & { description?: string }
+  t.match(op.description, /more is a 400/, 'the operation says what more than 100 ids gets')
+  const ids = Array.from({ length: 101 }, (_, i) => (1000000000000000000n + BigInt(i)).toString()).join(',')
+  const tooMany = await app.inject({ url: `/v1/objects?ids=${ids}`, headers: auth })
+  t.equal(tooMany.json().code, 'GW_VALIDATION')
+  conforms(t, doc, 'get', '/v1/objects', tooMany, 400)
+  conforms(t, doc, 'get', '/v1/objects', await app.inject({ url: `/v1/objects?ids=${A},${B}`, headers: bearer(readOnlyKey) }), 413)
+})

@@ -326,6 +326,8 @@ export const objectRoutes: FastifyPluginAsyncTypebox = async (app) => {
     config: { scope: 'read', units: (request) => parseIdList((request.query as { ids: string }).ids).length, cached: 'validated' },
     schema: {
       summary: `Up to ${MAX_URL_IDS} objects by id`,
+      description: `At most ${MAX_URL_IDS} ids in a URL; more is a 400 (GW_VALIDATION): POST /v1/objects/query takes more. ` +
+        'More ids than the key\'s max_batch is a 413.',
       tags: ['objects'],
       querystring: Type.Object({ ids: IdListQuery, mjd_min: Type.Optional(MjdMin) }),
       response: { 200: BatchSchema, 304: Type.Null(), ...problems(413) }
