@@ -1,3 +1,5 @@
+import net from 'node:net'
+import { once } from 'node:events'
 import { test } from 'tap'
 import { request } from 'undici'
 import type { FastifyInstance } from 'fastify'
@@ -409,4 +411,26 @@ test('bulk streams: a slot comes back when its stream fails after the first byte
     ac.abort()
     await waitFor(`stream ${i}: the slot back once its client left`, async () => await bulkStreamsOpen(app) === 0, { timeoutMs: 5000, intervalMs: 10 })
   }
+})
+
+test('bulk streams: a stream pipelined behind a slow request on a connection that goes away gives its slot back', async (t) => {
+  const bot = makeConsumer('bot', { scopes: ['read'], daily_objects: 100000, max_batch: 10000 })
+  const { app, sandbox } = await buildTestApp(t, { config: { CONSUMERS_FILE: consumersFile(t, [bot]), UPSTREAM_BATCH_WINDOW_MS: 0, ...STREAM_LIMITS }, sandbox: { objects: 200 } })
+  const address = new URL(await app.listen({ port: 0, host: '127.0.0.1' }))
+  const ids = sandbox.ids().slice(0, 200).map(String)
+  // The GET's upstream call is held: the NDJSON answer behind it waits its turn on the connection. Node
+  // never emits 'close' for a response still queued when its socket dies.
+  sandbox.inject({ endpoint: 'objects', kind: 'delay', delayMs: 1500, times: 1 })
+  const body = JSON.stringify({ ids: ids.slice(1, 11) })
+  const socket = net.connect(Number(address.port), address.hostname)
+  socket.on('error', () => {})
+  await once(socket, 'connect')
+  socket.write(`GET /v1/objects/${ids[0] as string} HTTP/1.1\r\nhost: x\r\nauthorization: Bearer ${bot.key}\r\n\r\n` +
+    `POST /v1/objects/query HTTP/1.1\r\nhost: x\r\nauthorization: Bearer ${bot.key}\r\naccept: application/x-ndjson\r\n` +
+    `content-type: application/json\r\ncontent-length: ${body.length}\r\n\r\n${body}`)
+  await waitFor('the pipelined stream\'s slot taken', async () => await bulkStreamsOpen(app) === 1, { timeoutMs: 5000, intervalMs: 10 })
+  socket.destroy()
+  await waitFor('the slot back once the connection went', async () => await bulkStreamsOpen(app) === 0, { timeoutMs: 5000, intervalMs: 10 })
+  const next = await app.inject({ method: 'POST', url: '/v1/objects/query', headers: { ...bearer(bot.key), accept: 'application/x-ndjson' }, payload: { ids: ids.slice(100, 110) } })
+  t.equal(next.statusCode, 200, 'the consumer\'s next stream is served')
 })
