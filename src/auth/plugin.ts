@@ -7,7 +7,8 @@
 //   (schema validation)
 //   preHandler: [compat: the custom list named in the body (403)] → max_batch (413) → daily object units (429)
 //   onResponse: daily units are given back when the answer delivered nothing (a 5xx, or a refusal after
-//               the charge: 400, 409, 422, 429; REFUSED_AFTER_CHARGE)
+//               the charge: 400, 409, 422, 429; REFUSED_AFTER_CHARGE; or an answer aborted after its
+//               status went out: isAnswerAborted)
 // v1 errors are GW_ problems; the compat dialect answers with the upstream's exact `{"detail"}` bodies.
 import fp from 'fastify-plugin'
 import type { FastifyError, FastifyReply, FastifyRequest, RouteOptions, onRequestHookHandler, preHandlerHookHandler, onResponseHookHandler } from 'fastify'
@@ -47,6 +48,11 @@ declare module 'fastify' {
     chargedUnitsWindowEnd: number
     /** When those units were charged (the app's clock), moved into the quota's day: usage counts them on that day. */
     chargedUnitsAt: number
+    /**
+     * Set when the answer was aborted after its status went out, having delivered nothing usable (a JSON
+     * bulk answer cut short, which no client can parse): its units are given back, whatever the status.
+     */
+    isAnswerAborted: boolean
   }
   interface FastifyInstance {
     /** Every route registered, with its protection: a scope, or 'public'. */
@@ -135,6 +141,7 @@ export const routeGuardPlugin = fp(async (app) => {
   app.decorateRequest('chargedUnits', 0)
   app.decorateRequest('chargedUnitsWindowEnd', 0)
   app.decorateRequest('chargedUnitsAt', 0)
+  app.decorateRequest('isAnswerAborted', false)
 
   const onRequest: onRequestHookHandler = async function (request, reply) {
     return await this.auth.authenticate(request, reply)
@@ -146,7 +153,7 @@ export const routeGuardPlugin = fp(async (app) => {
   // hook, not a route's: app hooks run before route hooks and in the order they were added, so the
   // units are given back before any later plugin's onResponse reads the charge (usage counts it).
   const onResponse: onResponseHookHandler = function (request, reply, done) {
-    if (request.chargedUnits > 0 && deliveredNothing(reply.statusCode)) this.auth.refund(request).then(() => done(), done)
+    if (request.chargedUnits > 0 && (deliveredNothing(reply.statusCode) || request.isAnswerAborted)) this.auth.refund(request).then(() => done(), done)
     else done()
   }
   app.addHook('onResponse', onResponse)

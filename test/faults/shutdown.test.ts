@@ -145,9 +145,10 @@ test('a write already sent upstream at SHUTDOWN_TIMEOUT_MS is a lost reply: 504 
 
 /**
  * A bulk stream of two chunks whose first chunk's call is answered and whose second's never is, cut at
- * SHUTDOWN_TIMEOUT_MS: its status, what arrived, how the transfer ended, and the server.
+ * SHUTDOWN_TIMEOUT_MS: its status, what arrived, how the transfer ended, and the server (`env` on top of
+ * the settings it needs).
  */
-async function cutBulkStream (t: Test, headers: Record<string, string>): Promise<{ status: number, raw: Buffer, failure: string, server: ServerProcess }> {
+async function cutBulkStream (t: Test, headers: Record<string, string>, env: Record<string, string> = {}): Promise<{ status: number, raw: Buffer, failure: string, server: ServerProcess }> {
   const sandbox = await startTestSandbox(t)
   const server = startServer(t, {
     ATLAS_BASE_URL: sandbox.baseUrl,
@@ -155,7 +156,8 @@ async function cutBulkStream (t: Test, headers: Record<string, string>): Promise
     SHUTDOWN_DRAIN_MS: '0',
     SHUTDOWN_TIMEOUT_MS: '1000',
     UPSTREAM_MAX_IDS_PER_CALL: '2',
-    UPSTREAM_BATCH_WINDOW_MS: '0'
+    UPSTREAM_BATCH_WINDOW_MS: '0',
+    ...env
   })
   const address = await listeningAddress(server)
   const key = await demoKey(server)
@@ -200,8 +202,9 @@ for (const encoding of ['identity', 'gzip']) {
   })
 }
 
-test('a JSON bulk answer streamed in chunks and cut at SHUTDOWN_TIMEOUT_MS closes its connection: an incomplete transfer, never a document that parses', async (t) => {
-  const { status, raw, failure, server } = await cutBulkStream(t, { 'accept-encoding': 'identity' })
+test('a JSON bulk answer streamed in chunks and cut at SHUTDOWN_TIMEOUT_MS closes its connection: an incomplete transfer, never a document that parses, and its units are given back', async (t) => {
+  const redis: Record<string, string> = TEST_REDIS_URL === '' ? {} : { REDIS_URL: TEST_REDIS_URL, REDIS_KEY_PREFIX: `test-shutdown-json-${process.pid}-${Date.now()}:` }
+  const { status, raw, failure, server } = await cutBulkStream(t, { 'accept-encoding': 'identity' }, redis)
   t.equal(status, 200)
   const text = raw.toString()
   t.comment(`${text.length} bytes, then: ${failure}`)
@@ -210,4 +213,13 @@ test('a JSON bulk answer streamed in chunks and cut at SHUTDOWN_TIMEOUT_MS close
   t.throws(() => JSON.parse(text), 'what arrived is no complete document')
   t.equal(await server.exited, 0)
   t.ok(server.lines.some(byMsg(/^request cut at SHUTDOWN_TIMEOUT_MS: its response had started, closing the connection/)), 'logged')
+  await t.test('its units, as another replica on the same Redis reads them', { skip: TEST_REDIS_URL === '' ? 'needs Redis (REDIS_URL): the replica that charged them has exited' : false }, async (t) => {
+    // The demo consumer's (the same id on every replica): the cut answer delivered nothing usable, so
+    // its 4 units are given back as after a 5xx.
+    const other = startServer(t, { ATLAS_BASE_URL: 'http://127.0.0.1:9/', ATLAS_TOKEN: 'unused', ...redis })
+    const me = await freshGet(`${await listeningAddress(other)}/v1/me`, { authorization: `Bearer ${await demoKey(other)}` })
+    t.equal(JSON.parse(me.body).usage.units_today, 0, 'given back')
+    other.signal('SIGTERM')
+    t.equal(await other.exited, 0)
+  })
 })

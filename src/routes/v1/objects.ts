@@ -133,7 +133,8 @@ function ndjsonFraming (request: FastifyRequest, recordToV1: RecordRenderer, mjd
  * gathered as they come and written at the end. `streamed`: the reply of an answer written as it is read,
  * whose renderings pass through once (not memoised), and which an error after its first bytes aborts:
  * JSON has no way to say it, and a document closed early would parse as a complete answer that lacks
- * records, so the connection is closed (the client sees an incomplete transfer).
+ * records, so the connection is closed (the client sees an incomplete transfer). Such an answer delivered
+ * nothing usable: its units are given back (auth/plugin.ts), unlike an NDJSON stream's before its error line.
  */
 function jsonFraming (recordToV1: RecordRenderer, mjdMin: number | undefined, streamed?: FastifyReply): Framing {
   const missing: string[] = []
@@ -153,6 +154,7 @@ function jsonFraming (recordToV1: RecordRenderer, mjdMin: number | undefined, st
     fail (err) {
       if (isAborted || streamed === undefined) return undefined
       isAborted = true
+      streamed.request.isAnswerAborted = true
       streamed.request.log.warn({ err }, 'json stream aborted: an error after its first bytes, connection closed')
       streamed.raw.destroy()
       return undefined
