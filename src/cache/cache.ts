@@ -27,6 +27,36 @@ export type CacheStatus = 'HIT' | 'MISS' | 'STALE' | 'BYPASS'
  * spent, so nothing refreshes it now; `upstream-error`, the load failed and stale-if-error answered.
  */
 export type StaleReason = 'budget-low' | 'upstream-error'
+
+/** What a read served, as an answer's cache headers (X-Cache, Age, X-Cache-Reason) say it. */
+export interface ReadOutcome { status: CacheStatus, ageS: number, reason?: StaleReason }
+
+// An answer made of several reads is as good as its worst part: a STALE one makes it STALE, a load
+// makes a HIT a MISS, and a BYPASS (nothing was looked up) stays one unless stale entries answered.
+const STATUS_RANK: Record<CacheStatus, number> = { HIT: 0, MISS: 1, BYPASS: 2, STALE: 3 }
+
+/** The status of an answer with parts of status `a` and `b`. */
+export function combinedStatus (a: CacheStatus, b: CacheStatus): CacheStatus {
+  return STATUS_RANK[b] > STATUS_RANK[a] ? b : a
+}
+
+/** Why an answer with STALE parts is STALE: budget-low (nothing refreshes it now) over upstream-error. */
+export function combinedReason (a: StaleReason | undefined, b: StaleReason | undefined): StaleReason | undefined {
+  return a === 'budget-low' || b === 'budget-low' ? 'budget-low' : a ?? b
+}
+
+/** What an answer made of several reads served (as fetchMany's answer of its keys): the worst status, and the oldest part's age. */
+export function combinedOutcome (reads: readonly ReadOutcome[]): ReadOutcome {
+  let status: CacheStatus = 'HIT'
+  let reason: StaleReason | undefined
+  let ageS = 0
+  for (const read of reads) {
+    status = combinedStatus(status, read.status)
+    if (read.status === 'STALE') reason = combinedReason(reason, read.reason)
+    ageS = Math.max(ageS, read.ageS)
+  }
+  return { status, ageS, ...(status === 'STALE' && reason !== undefined ? { reason } : {}) }
+}
 export type CoalesceKind = 'single-flight' | 'lock-wait'
 
 export interface LoaderResult {
@@ -741,7 +771,7 @@ export function createCache (opts: CacheOptions = {}) {
           if (entry !== undefined) oldest = Math.min(oldest, entry.storedAt)
         }
         // Loaded records are new; one served stale above still makes the answer STALE, with its reason.
-        if (status === 'HIT') status = 'MISS'
+        status = combinedStatus(status, 'MISS')
       } catch (err) {
         const isStaleUsable = manyOpts.isStaleUsable ?? isUpstreamError
         const failedAt = now()
@@ -765,7 +795,7 @@ export function createCache (opts: CacheOptions = {}) {
           oldest = Math.min(oldest, failedAt - (served[k]?.age ?? 0))
         })
         status = 'STALE'
-        reason = served.some((r) => r?.why === 'budget-low') || reason === 'budget-low' ? 'budget-low' : 'upstream-error'
+        reason = combinedReason(reason, served.some((r) => r?.why === 'budget-low') ? 'budget-low' : 'upstream-error')
       }
     }
     opts.onResult?.(status, manyOpts.route)

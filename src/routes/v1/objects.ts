@@ -6,6 +6,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { NotFoundError, PayloadTooLargeError, ValidationError } from '../../errors.js'
 import { AtlasIdSchema, IdListQuery, passthrough, problems } from '../../schemas/common.js'
 import type { CacheInfo, StoredRecord } from '../../service/index.js'
+import { combinedOutcome } from '../../cache/cache.js'
 import { cacheHeaders, sendDerived, sendRaw } from './send.js'
 import { createRecordRenderer, renderedEtag, type RecordRenderer } from './render.js'
 import { matchesIfNoneMatch } from '../../cache/http.js'
@@ -188,12 +189,14 @@ async function batchJson (app: FastifyInstance, recordToV1: RecordRenderer, requ
  * cached as missing are hits) are few per chunk, loads the misses of the next chunks together in one
  * full call, so each chunk then reads from the cache. Looks ahead on cache presence only, one chunk of
  * ids at a time, and keeps no records (the stream holds one chunk of them). Returns the index up to
- * which the ids have been looked at: nothing before it is looked at again (a stream of cached ids
- * checks each chunk once ahead, then reads it).
+ * which the ids have been looked at (`until`: nothing before it is looked at again, so a stream of cached
+ * ids checks each chunk once ahead, then reads it) and, when the call loaded ids of the chunk at `from`,
+ * what it served (`read`): that chunk's own read then finds them cached, yet the answer loaded them.
  */
-async function packMisses (app: FastifyInstance, request: FastifyRequest, ids: string[], from: number, chunkSize: number): Promise<number> {
+async function packMisses (app: FastifyInstance, request: FastifyRequest, ids: string[], from: number, chunkSize: number): Promise<{ until: number, read?: CacheInfo }> {
   const callSize = app.upstream.objects.maxIds
   const misses: string[] = []
+  let chunkMisses = 0
   let until = from
   const end = Math.min(ids.length, from + chunkSize * LOOKAHEAD_CHUNKS)
   while (until < end && misses.length < callSize) {
@@ -203,20 +206,23 @@ async function packMisses (app: FastifyInstance, request: FastifyRequest, ids: s
       if (sliceMisses.has(id)) {
         if (misses.length === callSize) break
         misses.push(id)
+        if (until < from + chunkSize) chunkMisses++
       }
       until++
     }
   }
   // Misses all inside the first chunk (or none): its own read makes the same call.
-  if (until <= from + chunkSize || misses.length === 0) return until
+  if (until <= from + chunkSize || misses.length === 0) return { until }
   try {
     // Only a stream of several chunks gets here: a bulk read (streamChunks).
-    await app.atlas.objects(request, misses, true)
+    const { status, ageS, route, reason } = await app.atlas.objects(request, misses, true)
+    // What it served, not its records (the stream holds one chunk of them).
+    if (chunkMisses > 0) return { until, read: { status, ageS, route, ...(reason === undefined ? {} : { reason }) } }
   } catch (err) {
     // Each chunk then reads on its own: a failure shows at the chunk it concerns, after the ids before it.
     request.log.debug({ err }, 'bulk stream: packed read failed; reading chunk by chunk')
   }
-  return until
+  return { until }
 }
 
 /**
@@ -256,13 +262,15 @@ async function streamChunks (app: FastifyInstance, request: FastifyRequest, ids:
       cutRead = undefined
     }
   }
-  // What the first chunk's read served: the headers go out with it, before the later chunks are read.
+  // What the first chunk's reads served: the headers go out with it, before the later chunks are read.
   let first: CacheInfo | undefined
   async function readChunk (from: number, chunk: string[], packedUntil: number): Promise<{ records: Array<StoredRecord | null>, packedUntil: number }> {
-    const until = from >= packedUntil ? await packMisses(app, request, ids, from, chunkSize) : packedUntil
+    const packed = from >= packedUntil ? await packMisses(app, request, ids, from, chunkSize) : { until: packedUntil }
     const read = await app.atlas.objects(request, chunk, isBulk)
-    first ??= read
-    return { records: read.records, packedUntil: until }
+    // The chunk's ids the packed call loaded were misses of this answer too (its own read found them
+    // cached). Only what the headers need is kept: the chunk's records would stay held to the stream's end.
+    first ??= { route: read.route, ...combinedOutcome(packed.read === undefined ? [read] : [read, packed.read]) }
+    return { records: read.records, packedUntil: packed.until }
   }
   async function * parts (): AsyncGenerator<Buffer> {
     let packedUntil = 0

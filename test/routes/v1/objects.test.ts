@@ -436,3 +436,24 @@ test('bulk streams: a stream pipelined behind a slow request on a connection tha
   const next = await app.inject({ method: 'POST', url: '/v1/objects/query', headers: { ...bearer(bot.key), accept: 'application/x-ndjson' }, payload: { ids: ids.slice(100, 110) } })
   t.equal(next.statusCode, 200, 'the consumer\'s next stream is served')
 })
+
+test('bulk streams: X-Cache is MISS when the look-ahead loaded ids of the first chunk, whose own read then hits; Age is the oldest served', async (t) => {
+  let clock = Date.now()
+  const { app, sandbox } = await buildTestApp(t, { config: { UPSTREAM_MAX_IDS_PER_CALL: 5, PREFETCH_ENABLED: false }, sandbox: { objects: 40 }, deps: { now: () => clock } })
+  const known = sandbox.ids().slice(0, 20).map(String)
+  for (const [k, accept] of ['application/json', 'application/x-ndjson'].entries()) {
+    const ids = known.slice(k * 10, k * 10 + 10)
+    // Four of the first chunk's five ids cached 30 s ago; its fifth and the whole second chunk not.
+    await app.inject({ url: `/v1/objects?ids=${ids.slice(0, 4).join(',')}`, headers: demoAuth(app) })
+    clock += 30_000
+    sandbox.resetCalls()
+    const res = await app.inject({ method: 'POST', url: '/v1/objects/query', headers: { ...demoAuth(app), accept }, payload: { ids } })
+    t.equal(res.statusCode, 200)
+    // Six misses at five a call: the fifth id went with four of the second chunk's (packMisses), before
+    // the first chunk was read.
+    t.equal(sandbox.calls.get('objects'), 2, `${accept}: two upstream calls`)
+    // Before: HIT, the first chunk's read after that call found all five.
+    t.equal(res.headers['x-cache'], 'MISS', `${accept}: the first chunk needed a load`)
+    t.equal(res.headers.age, '30', `${accept}: the age of the oldest record served`)
+  }
+})
