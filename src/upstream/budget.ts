@@ -70,8 +70,16 @@ export function parseRate (rate: string): { capacity: number, windowMs: number }
   return { capacity, windowMs }
 }
 
-/** `burst`: the pace's capacity (default a fifth of the bucket's); see the top of this file. */
-export function createMemoryBudget (rate: string, now: () => number = Date.now, burst?: number): UpstreamBudget {
+// The memory budget's default clock: monotonic, so that no step of the wall clock (NTP, VM resume) refills
+// the bucket or ends a pause; a step back then forward (a wrong step corrected) read on the wall clock as
+// that much time elapsed. Its readings are compared with each other only.
+const monotonicNow = (): number => performance.now()
+
+/**
+ * `burst`: the pace's capacity (default a fifth of the bucket's); see the top of this file. `now`: its
+ * clock, monotonic unless injected (tests).
+ */
+export function createMemoryBudget (rate: string, now: () => number = monotonicNow, burst?: number): UpstreamBudget {
   const { capacity, windowMs } = parseRate(rate)
   const paceCapacity = burst ?? paceBurst(capacity, Math.ceil(capacity / 5))
   let tokens = capacity

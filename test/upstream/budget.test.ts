@@ -166,3 +166,24 @@ test('memory budget: a clock stepping back keeps the pause as long as the upstre
   clock += 1000
   t.match(await budget.take(), { ok: true })
 })
+
+// The memory budget read the wall clock by default. A step back then forward again (a wrong step
+// corrected: NTP, VM resume) read as an hour elapsed: the pause an upstream 429 asked for was over at
+// once, and the bucket refilled whole. By default it now measures time on the monotonic clock, which no
+// step moves (Date.now is stepped here; tests inject their own clock).
+test('memory budget: by default no step of the wall clock shortens the pause or refills the bucket', async (t) => {
+  const realNow = Date.now
+  let offset = 0
+  Date.now = () => realNow() + offset
+  t.teardown(() => { Date.now = realNow })
+  const budget = createMemoryBudget('100/hour')
+  for (let i = 0; i < 40; i++) await budget.take()
+  await budget.pause(60)
+  offset -= 60 * 60 * 1000
+  t.match(await budget.take(), { ok: false, reason: 'paused' })
+  offset += 60 * 60 * 1000
+  t.match(await budget.take(), { ok: false, reason: 'paused' }, 'the step corrected: still paused (before: the pause was over)')
+  await budget.refund()
+  const left = await budget.refund()
+  t.ok(left <= 62, `the bucket did not refill for the hour the clock jumped (${left} tokens)`)
+})
