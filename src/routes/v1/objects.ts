@@ -216,8 +216,9 @@ async function packMisses (app: FastifyInstance, request: FastifyRequest, ids: s
   try {
     // Only a stream of several chunks gets here: a bulk read (streamChunks).
     const { status, ageS, route, reason } = await app.atlas.objects(request, misses, true)
-    // What it served, not its records (the stream holds one chunk of them).
-    if (chunkMisses > 0) return { until, read: { status, ageS, route, ...(reason === undefined ? {} : { reason }) } }
+    // What it served, not its records (the stream holds one chunk of them). Not when it fell back to
+    // stale entries: it stored nothing, so the chunk's own read loads those ids again and says what it served.
+    if (chunkMisses > 0 && status !== 'STALE') return { until, read: { status, ageS, route, ...(reason === undefined ? {} : { reason }) } }
   } catch (err) {
     // Each chunk then reads on its own: a failure shows at the chunk it concerns, after the ids before it.
     request.log.debug({ err }, 'bulk stream: packed read failed; reading chunk by chunk')

@@ -457,3 +457,25 @@ test('bulk streams: X-Cache is MISS when the look-ahead loaded ids of the first 
     t.equal(res.headers.age, '30', `${accept}: the age of the oldest record served`)
   }
 })
+
+test('bulk streams: a look-ahead call that fell back to stale entries says nothing of the first chunk its own read then loads fresh', async (t) => {
+  let clock = Date.now()
+  const { app, sandbox } = await buildTestApp(t, { config: { UPSTREAM_MAX_IDS_PER_CALL: 5, PREFETCH_ENABLED: false, UPSTREAM_RETRIES: 0, UPSTREAM_BATCH_WINDOW_MS: 0 }, sandbox: { objects: 40 }, deps: { now: () => clock } })
+  const known = sandbox.ids().slice(0, 20).map(String)
+  for (const [k, accept] of ['application/json', 'application/x-ndjson'].entries()) {
+    const ids = known.slice(k * 10, k * 10 + 10)
+    // All ten cached; two hours on (past fresh and stale-while-revalidate, within stale-if-error) four of
+    // the first chunk's five are loaded again; its fifth and the second chunk stay old.
+    await app.inject({ url: `/v1/objects?ids=${ids.join(',')}`, headers: demoAuth(app) })
+    clock += 2 * 3600_000
+    await app.inject({ url: `/v1/objects?ids=${ids.slice(0, 4).join(',')}`, headers: demoAuth(app) })
+    // The look-ahead's call (the fifth id with four of the second chunk's) fails and falls back to the
+    // stale entries, storing nothing; the first chunk's own read then loads its fifth id fresh.
+    sandbox.inject({ endpoint: 'objects', kind: 'html500', times: 1 })
+    const res = await app.inject({ method: 'POST', url: '/v1/objects/query', headers: { ...demoAuth(app), accept }, payload: { ids } })
+    t.equal(res.statusCode, 200)
+    // Before: STALE, Age 7200, X-Cache-Reason upstream-error, though no stale record of the first chunk was sent.
+    t.equal(res.headers['x-cache'], 'MISS', `${accept}: X-Cache`)
+    t.equal(res.headers.age, '0', `${accept}: Age`)
+  }
+})
