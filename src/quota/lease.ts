@@ -19,7 +19,7 @@ import { grantOf, type Clock, type WindowStore } from './window-store.js'
 
 declare module 'ioredis' {
   interface RedisCommander<Context> {
-    agwRateLease (key: string, units: number, block: number, limit: number, periodMs: number, leaseMs: number | ''): Result<[number, number, number], Context>
+    agwRateLease (key: string, units: number, block: number, limit: number, periodMs: number, windowEndAt: number | ''): Result<[number, number, number, number?], Context>
   }
 }
 
@@ -29,15 +29,17 @@ export interface LeaseGrant {
   used: number
   /** Milliseconds until the counter's window ends, as the store saw it: Retry-After, and how long a lease granted now may be spent. */
   resetMs: number
+  /** When the counter's window ends on the store's own clock (rate stores): a lease's give-back passes it back. */
+  windowEndAt?: number
 }
 
 /**
  * One counter kind in the shared store: `units` > 0 leases (grant at least `units`, up to `block`), 0 reads,
- * < 0 gives back. A lease's give-back passes `leaseMs`, the time its lease has left: a rate store then
- * gives back only into the window the lease was taken in (see RATE_LEASE_LUA).
+ * < 0 gives back. A lease's give-back passes `windowEndAt`, its grant's: a rate store then gives back only
+ * into the window the lease was taken in (see RATE_LEASE_LUA).
  */
 export interface LeaseStore {
-  lease: (key: string, units: number, block: number, limit: number, periodMs: number, leaseMs?: number) => Promise<LeaseGrant>
+  lease: (key: string, units: number, block: number, limit: number, periodMs: number, windowEndAt?: number) => Promise<LeaseGrant>
 }
 
 export interface LimitCharge {
@@ -50,30 +52,37 @@ export interface LimitCharge {
   windowEnd: number
 }
 
-// How far a lease's end and its window's, each measured by a call to the store, may differ: the
-// calls' trips (under REDIS_COMMAND_TIMEOUT_MS, 500 ms by default) and the clocks' ticks between.
-const WINDOW_MATCH_SLACK_MS = 1000
+// How far a window's end, as a lease's grant and a give-back each read it on the store's clock, may
+// differ in a window never cut: the time left is read to the millisecond, the clock (TIME) too, and a
+// script runs for microseconds between. The app's clock is not compared at all: it may step (NTP, VM
+// resume) between a lease and its give-back, and a call may reach Redis up to REDIS_COMMAND_TIMEOUT_MS
+// after it was sent (a give-back compared on the app's clock with a 1 s slack was dropped then).
+const WINDOW_MATCH_SLACK_MS = 100
 
 // Request-rate windows start at a consumer's first request and last the rate's period, on a plain
 // string counter with a TTL: the same key and shape as @fastify/rate-limit's Redis store used, so
 // replicas of either kind count together during a rolling deploy. A window longer than the period (a
 // consumers reload shortened it) is cut to the period: it ends when the new rate says, not the old one.
 // A lease may then outlive its window, and a replica that has not reloaded yet holds one that does: its
-// give-back (ARGV[5], the time the lease has left) goes back only while the window ends when the lease
-// does. A window that ends sooner or later was cut, or is a new one after the cut one ended, which never
-// counted the lease's units: given back there, they were admitted twice (299 requests in one window of
-// 200/minute). The two cannot be told apart, so a cut window keeps its leases' units until it ends.
+// give-back goes back only while the window still ends when the lease's grant said: a lease's answer
+// carries the window's end on the Redis server's clock (TIME plus the time left), and its give-back
+// passes it back (ARGV[5]). A window that ends sooner or later was cut, or is a new one after the cut one
+// ended, which never counted the lease's units: given back there, they were admitted twice (299
+// requests in one window of 200/minute). The two cannot be told apart, so a cut window keeps its
+// leases' units until it ends.
 const RATE_LEASE_LUA = `
 local units = tonumber(ARGV[1])
 local block = tonumber(ARGV[2])
 local limit = tonumber(ARGV[3])
 local period = tonumber(ARGV[4])
-local lease = tonumber(ARGV[5])
+local lease_end = tonumber(ARGV[5])
+local time = redis.call('TIME')
+local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
 local used = tonumber(redis.call('GET', KEYS[1]) or '0') or 0
 local ttl = period
 if used > 0 then
   ttl = redis.call('PTTL', KEYS[1])
-  if units < 0 and lease and math.abs(ttl - lease) > ${WINDOW_MATCH_SLACK_MS} then return {0, used, ttl} end
+  if units < 0 and lease_end and math.abs(now + ttl - lease_end) > ${WINDOW_MATCH_SLACK_MS} then return {0, used, ttl, now + ttl} end
   if ttl < 0 or ttl > period then
     redis.call('PEXPIRE', KEYS[1], period)
     ttl = period
@@ -86,20 +95,20 @@ if units < 0 then
   redis.call('SET', KEYS[1], used, 'KEEPTTL')
   return {0, used, ttl}
 end
-if used + units > limit then return {0, used, ttl} end
+if used + units > limit then return {0, used, ttl, now + ttl} end
 local grant = units
 if block > units then grant = math.max(units, math.min(block, math.floor((limit - used) / 2))) end
 local after = redis.call('INCRBY', KEYS[1], grant)
 if after == grant then redis.call('PEXPIRE', KEYS[1], period) end
-return {grant, after, ttl}
+return {grant, after, ttl, now + ttl}
 `
 
 export function createRedisRateStore (redis: Redis): LeaseStore {
   redis.defineCommand('agwRateLease', { numberOfKeys: 1, lua: RATE_LEASE_LUA })
   return {
-    async lease (key, units, block, limit, periodMs, leaseMs) {
-      const [granted, used, resetMs] = await redis.agwRateLease(key, units, block, limit, periodMs, leaseMs ?? '')
-      return { granted, used, resetMs }
+    async lease (key, units, block, limit, periodMs, windowEndAt) {
+      const [granted, used, resetMs, endAt] = await redis.agwRateLease(key, units, block, limit, periodMs, windowEndAt ?? '')
+      return { granted, used, resetMs, windowEndAt: endAt }
     }
   }
 }
@@ -107,7 +116,7 @@ export function createRedisRateStore (redis: Redis): LeaseStore {
 export function createMemoryRateStore (now: Clock = Date.now): LeaseStore {
   const counters = new Map<string, { end: number, used: number }>()
   return {
-    async lease (key, units, block, limit, periodMs, leaseMs) {
+    async lease (key, units, block, limit, periodMs, windowEndAt) {
       const at = now()
       let entry = counters.get(key)
       if (entry === undefined || at >= entry.end) {
@@ -115,8 +124,8 @@ export function createMemoryRateStore (now: Clock = Date.now): LeaseStore {
         entry = { end: at + periodMs, used: 0 }
         counters.set(key, entry)
       }
-      // As in Redis: a lease gives back only into its own window.
-      if (units < 0 && leaseMs !== undefined && Math.abs(entry.end - (at + leaseMs)) > WINDOW_MATCH_SLACK_MS) {
+      // As in Redis: a lease gives back only into its own window, compared on this store's clock.
+      if (units < 0 && windowEndAt !== undefined && Math.abs(entry.end - windowEndAt) > WINDOW_MATCH_SLACK_MS) {
         return { granted: 0, used: entry.used, resetMs: entry.end - at }
       }
       // As in Redis: a period shortened by a reload cuts the running window to it.
@@ -126,14 +135,14 @@ export function createMemoryRateStore (now: Clock = Date.now): LeaseStore {
       if (units <= 0 || entry.used + units > limit) return { granted: 0, used: entry.used, resetMs }
       const granted = grantOf(units, block, entry.used, limit)
       entry.used += granted
-      return { granted, used: entry.used, resetMs }
+      return { granted, used: entry.used, resetMs, windowEndAt: entry.end }
     }
   }
 }
 
 /**
  * Calendar windows (UTC hours, UTC days) of a WindowStore, as a LeaseStore. A give-back needs no
- * `leaseMs`: calendar windows are never cut, so one sent before its lease ends is in the lease's window.
+ * `windowEndAt`: calendar windows are never cut, so one sent before its lease ends is in the lease's window.
  */
 export function calendarLeaseStore (store: WindowStore): LeaseStore {
   return {
@@ -161,6 +170,8 @@ interface Lease {
   used: number
   /** Local time the lease ends (before the store's window does). */
   end: number
+  /** The window's end on the store's clock, as the last grant answered it (rate stores). */
+  windowEndAt: number | undefined
   /** The store call in flight for this key, which the other charges wait for. */
   pending: Promise<unknown> | undefined
   limit: number
@@ -198,7 +209,7 @@ export function createLeasedCounter (opts: LeasedCounterOptions) {
   async function giveBack (key: string, lease: Lease): Promise<void> {
     const left = now() < lease.end ? lease.left : 0
     lease.left = 0
-    if (left > 0) await run(() => store.lease(key, -left, 0, lease.limit, lease.periodMs, lease.end - now()))
+    if (left > 0) await run(() => store.lease(key, -left, 0, lease.limit, lease.periodMs, lease.windowEndAt))
   }
 
   /**
@@ -241,6 +252,7 @@ export function createLeasedCounter (opts: LeasedCounterOptions) {
     lease.limit = limit
     lease.periodMs = periodMs
     lease.end = sent + grant.resetMs
+    lease.windowEndAt = grant.windowEndAt
     const charged = { isAllowed: true, used: lease.used - lease.left, resetSeconds: seconds(grant.resetMs), windowEnd: lease.end }
     await settleDropped(key, lease)
     return charged
@@ -264,7 +276,7 @@ export function createLeasedCounter (opts: LeasedCounterOptions) {
         // Looked up again after each wait: the lease waited on may have been dropped meanwhile.
         let lease = leases.get(key)
         if (lease === undefined) {
-          lease = { left: 0, used: 0, end: 0, pending: undefined, limit, periodMs }
+          lease = { left: 0, used: 0, end: 0, windowEndAt: undefined, pending: undefined, limit, periodMs }
           leases.set(key, lease)
         }
         const at = now()
@@ -327,7 +339,7 @@ export function createLeasedCounter (opts: LeasedCounterOptions) {
         if (lease.left > 0 && at < lease.end) {
           const left = lease.left
           lease.left = 0
-          returns.push(run(() => store.lease(key, -left, 0, lease.limit, lease.periodMs, lease.end - now())))
+          returns.push(run(() => store.lease(key, -left, 0, lease.limit, lease.periodMs, lease.windowEndAt)))
         }
       }
       leases.clear()

@@ -287,6 +287,51 @@ for (const [name, make] of rateStores) {
   })
 }
 
+// A give-back into the lease's own window, never cut: the app's clock steps (NTP, VM resume) between the
+// lease and the close, or the lease call reaches Redis late (REDIS_COMMAND_TIMEOUT_MS may exceed 1 s).
+// Compared on the app's clock, the lease's time left and the window's then differed by more than the
+// slack allowed for a cut window, and the give-back was dropped: replica 1 charged 1 of 1000/hour and
+// closed, the store kept counting its block of 100, and replica 2 admitted 900 more instead of 999.
+// Replica 1's clock is the store's (the memory store's injected clock, the Redis server's) plus an offset.
+type LiveRateStore = (t: Test) => Promise<{ store: LeaseStore, storeNow: Clock, used: (key: string) => Promise<number> }>
+const memoryLiveStore: LiveRateStore = async () => {
+  const store = createMemoryRateStore(() => clock)
+  return { store, storeNow: () => clock, used: async (key) => (await store.lease(key, 0, 0, 1000, HOUR_MS)).used }
+}
+const redisLiveStore: LiveRateStore = async (t) => {
+  const redis = await redisClient(t)
+  return { store: createRedisRateStore(redis), storeNow: Date.now, used: async (key) => Number(await redis.get(key)) }
+}
+const liveRateStores: Array<[string, LiveRateStore | undefined]> = [
+  ['memory', memoryLiveStore],
+  ['redis', REDIS_URL === '' ? undefined : redisLiveStore]
+]
+for (const [name, make] of liveRateStores) {
+  test(`a lease gives back into its own window whatever the app's clock or the trip (${name} store)`, { skip: make === undefined ? 'REDIS_URL is not set' : false }, async (t) => {
+    const { store: inner, storeNow, used } = await (make as NonNullable<typeof make>)(t)
+    for (const [step, trip] of [[-2000, 0], [2000, 0], [0, 1500]] as const) {
+      const key = newKey()
+      // The lease call is sent `trip` ms (on replica 1's clock) before the store answers it.
+      let offset = -trip
+      const store: LeaseStore = {
+        async lease (...args) {
+          if (args[1] > 0) offset += trip
+          return await inner.lease(...args)
+        }
+      }
+      const one = createLeasedCounter({ store, run: async (op) => await op(), blockFor: () => 100, now: () => storeNow() + offset })
+      const two = createLeasedCounter({ store: inner, run: async (op) => await op(), blockFor: () => 100, now: storeNow })
+      t.match(await one.charge(key, 1, 1000, HOUR_MS), { isAllowed: true })
+      offset += step
+      await one.release()
+      const stored = await used(key)
+      let admitted = 0
+      for (let i = 0; i < 1000 && (await two.charge(key, 1, 1000, HOUR_MS))?.isAllowed === true; i++) admitted++
+      t.same({ stored, admitted }, { stored: 1, admitted: 999 }, `clock stepped ${step} ms, lease call ${trip} ms late: the store counts the 1 spent, replica 2 admits 999`)
+    }
+  })
+}
+
 // A store call of a lease refill that is out when the lease is dropped: a reload changed the limit (the
 // next charge under the new one drops the old lease), or the app gives every lease back (release on
 // close, dropChanged on a reload). The grant landed on a lease no longer held, so nothing spent it and
