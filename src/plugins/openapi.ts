@@ -15,7 +15,7 @@ import swagger from '@fastify/swagger'
 import swaggerUi from '@fastify/swagger-ui'
 import type { RouteOptions } from 'fastify'
 import { SERIALIZERS } from '../upstream/serializers.js'
-import { GET_STUB, WRITE_ENDPOINTS, type UpstreamEndpoint } from '../upstream/endpoints.js'
+import { DETAILS, GET_STUB, WRITE_ENDPOINTS, WRITE_INFO, type UpstreamEndpoint } from '../upstream/endpoints.js'
 import type { FieldKind } from '../drf/fields.js'
 
 export const DOCS_PREFIX = '/docs'
@@ -182,7 +182,7 @@ function compatSchema (route: RouteOptions): Schema {
     200: answer,
     400: detail,
     // Negotiated before anything else, as upstream (routes/compat/index.ts).
-    404: { ...detail, description: 'a `format` the endpoint does not render (`{"detail": "Not found."}`)' },
+    404: { ...detail, description: `a \`format\` the endpoint does not render (\`{"detail": "${DETAILS.notFound}"}\`)` },
     406: { ...detail, description: 'an Accept header the endpoint cannot satisfy' },
     503: { ...detail, description: 'the upstream or a dependency is unavailable, or this replica is shutting down', headers: RETRY_AFTER }
   }
@@ -212,7 +212,7 @@ function compatSchema (route: RouteOptions): Schema {
     })
   }
   if (config.units !== undefined) response[413] = { ...detail, description: 'more ids than the key\'s max_batch allows' }
-  if (isWrite) response[201] = { ...answer, description: 'the write\'s reply as the upstream sends it, e.g. `{"objectid": …, "info": "Row created."}` (also `Object does not exist.`)' }
+  if (isWrite) response[201] = { ...answer, description: `the write's reply as the upstream sends it, e.g. \`{"objectid": …, "info": "${WRITE_INFO.created}"}\` (also \`${WRITE_INFO.unknownObject}\`)` }
   if (endpoint === 'objectgroupsdelete') response[204] = { description: 'removed: no body, as upstream', type: 'null' }
   const specs = SERIALIZERS[endpoint] ?? []
   const properties = Object.fromEntries(specs.map((f) => [f.name, { ...FIELD_TYPES[f.kind], ...(f.kind === 'choice' && f.choices !== undefined ? { enum: [...f.choices] } : {}) }]))
