@@ -191,7 +191,7 @@ async function batchJson (app: FastifyInstance, recordToV1: RecordRenderer, requ
  * ids at a time, and keeps no records (the stream holds one chunk of them). Returns the index up to
  * which the ids have been looked at (`until`: nothing before it is looked at again, so a stream of cached
  * ids checks each chunk once ahead, then reads it) and, when the call loaded ids of the chunk at `from`,
- * what it served (`read`): that chunk's own read then finds them cached, yet the answer loaded them.
+ * a MISS (`read`): that chunk's own read then finds them cached, yet the answer loaded them.
  */
 async function packMisses (app: FastifyInstance, request: FastifyRequest, ids: string[], from: number, chunkSize: number): Promise<{ until: number, read?: CacheInfo }> {
   const callSize = app.upstream.objects.maxIds
@@ -215,10 +215,12 @@ async function packMisses (app: FastifyInstance, request: FastifyRequest, ids: s
   if (until <= from + chunkSize || misses.length === 0) return { until }
   try {
     // Only a stream of several chunks gets here: a bulk read (streamChunks).
-    const { status, ageS, route, reason } = await app.atlas.objects(request, misses, true)
-    // What it served, not its records (the stream holds one chunk of them). Not when it fell back to
-    // stale entries: it stored nothing, so the chunk's own read loads those ids again and says what it served.
-    if (chunkMisses > 0 && status !== 'STALE') return { until, read: { status, ageS, route, ...(reason === undefined ? {} : { reason }) } }
+    const { route } = await app.atlas.objects(request, misses, true)
+    // That it loaded ids of the chunk: the answer is a MISS however the chunk's own read then finds them
+    // (cached). Its own outcome does not speak for the chunk: a STALE one may be a later chunk's entry
+    // (served while it refreshes), or a fallback that stored nothing (the chunk's read then loads those
+    // ids itself); the chunk's own read says what each of its records is, and how old.
+    if (chunkMisses > 0) return { until, read: { status: 'MISS', ageS: 0, route } }
   } catch (err) {
     // Each chunk then reads on its own: a failure shows at the chunk it concerns, after the ids before it.
     request.log.debug({ err }, 'bulk stream: packed read failed; reading chunk by chunk')

@@ -10,6 +10,7 @@ import { decodeEntry } from '../../../src/cache/entry.js'
 import { objectKey } from '../../../src/cache/keys.js'
 import { bearer, consumersFile, makeConsumer, type TestConsumer } from '../../consumer-helper.js'
 import { waitFor } from '../../fixtures/wait.js'
+import { testKeyPrefix } from '../../fixtures/redis-keys.js'
 import { generateKey, hashKey } from '../../../src/consumers/keys.js'
 
 const { A, B, U } = FIXTURE_IDS
@@ -478,4 +479,25 @@ test('bulk streams: a look-ahead call that fell back to stale entries says nothi
     t.equal(res.headers['x-cache'], 'MISS', `${accept}: X-Cache`)
     t.equal(res.headers.age, '0', `${accept}: Age`)
   }
+})
+
+test('bulk streams: a look-ahead that loaded ids of the first chunk makes it a MISS, though it also served a stale entry of a later chunk', { skip: process.env.REDIS_URL === undefined ? 'needs REDIS_URL (two replicas)' : false }, async (t) => {
+  let clock = Date.now()
+  const config = { UPSTREAM_MAX_IDS_PER_CALL: 5, PREFETCH_ENABLED: false, UPSTREAM_RETRIES: 0, UPSTREAM_BATCH_WINDOW_MS: 0, REDIS_KEY_PREFIX: testKeyPrefix('bulk-lookahead') }
+  const { app: a, sandbox } = await buildTestApp(t, { useRedis: true, config, sandbox: { objects: 40 }, deps: { now: () => clock } })
+  const { app: b } = await buildTestApp(t, { useRedis: true, config, upstream: sandbox, deps: { now: () => clock } })
+  const ids = sandbox.ids().slice(0, 10).map(String)
+  // Replica A holds ids[5] in L1; two hours on replica B loads it again into L2 (A's L1 keeps the old
+  // copy, which the look-ahead's header peek counts as a miss, while the read takes L2's, within its
+  // stale-while-revalidate window: STALE, refreshed in the background).
+  await a.inject({ url: `/v1/objects/${ids[5] as string}`, headers: demoAuth(a) })
+  clock += 2 * 3600_000
+  t.equal((await b.inject({ url: `/v1/objects/${ids[5] as string}`, headers: demoAuth(b) })).headers['x-cache'], 'MISS')
+  clock += 15 * 60_000
+  // Everything else fresh in A but ids[0], never read: the look-ahead loads it with ids[5].
+  await a.inject({ url: `/v1/objects?ids=${[1, 2, 3, 4, 6, 7, 8, 9].map((i) => ids[i]).join(',')}`, headers: demoAuth(a) })
+  const res = await a.inject({ method: 'POST', url: '/v1/objects/query', headers: { ...demoAuth(a), accept: 'application/json' }, payload: { ids } })
+  t.equal(res.statusCode, 200)
+  // Before: HIT (eedaf96 dropped the look-ahead's STALE outcome, though it had stored ids[0]).
+  t.equal(res.headers['x-cache'], 'MISS')
 })
