@@ -118,6 +118,18 @@ export function createUpstreamClient (opts: ClientOptions) {
     return { reason: s.state === 'backoff' ? s.reason : undefined, retryAfterS: s.retryAfterS }
   }
 
+  /**
+   * What the call the upstream throttled answers, as every later request is answered: the later of the
+   * pause and the next token (a refused take costs nothing; one that got through, the pause being too
+   * short to see, gives its token back). The pause alone said 60 s with the bucket spent for an hour.
+   */
+  async function waitAfterPause (pauseS: number): Promise<number> {
+    const take = await opts.budget.take()
+    if (!take.ok) return Math.max(pauseS, take.retryAfterS)
+    await opts.budget.refund()
+    return pauseS
+  }
+
   const minSendMs = Math.min(MIN_SEND_MS, opts.timeoutMs / 4)
   let isDestroyed = false
   /** Nothing was sent: the gateway is shutting down (destroy below). */
@@ -316,7 +328,7 @@ export function createUpstreamClient (opts: ClientOptions) {
         await opts.budget.pause(pauseS)
         metrics.upstreamPauseSeconds.set(pauseS)
         log.warn({ endpoint, pauseS }, 'upstream throttled the gateway; pausing every upstream call')
-        throw budgetError(pauseS, 'paused')
+        throw budgetError(await waitAfterPause(pauseS), 'paused')
       }
       const upstreamWaitS = retryAfterSeconds(reply.retryAfter)
       // A retry sooner than the upstream said to come back would only be refused again.

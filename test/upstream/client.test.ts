@@ -105,6 +105,20 @@ test('upstream 429 → 503 GW_UPSTREAM_BUDGET with Retry-After, and every call p
   t.equal(sandbox.totalCalls(), 0, 'nothing was sent during the pause')
 })
 
+for (const useRedis of process.env.REDIS_URL === undefined ? [false] : [false, true]) {
+  test(`upstream 429 with the budget spent: the call's Retry-After is the later of the pause and the next token (${useRedis ? 'Redis' : 'memory'} budget)`, async (t) => {
+    const { app, sandbox } = await buildTestApp(t, { useRedis, config: { UPSTREAM_RATE: '1/hour' } })
+    // The only token of the hour goes to this call, which the upstream throttles for 60 s.
+    sandbox.inject({ kind: 'throttle', retryAfterS: 60 })
+    const res = await app.inject({ url: `/v1/objects/${A}`, headers: demoAuth(app) })
+    t.equal(res.json().code, 'GW_UPSTREAM_BUDGET')
+    // Before: 60, the pause only; a retry then was refused again for the hour the next token takes.
+    t.ok(Number(res.headers['retry-after']) > 3000, `Retry-After ${String(res.headers['retry-after'])} s`)
+    const next = await app.inject({ url: `/v1/objects/${B}`, headers: demoAuth(app) })
+    t.ok(Math.abs(Number(next.headers['retry-after']) - Number(res.headers['retry-after'])) <= 1, 'the same figure every later request gets')
+  })
+}
+
 test('the global budget is checked before each call: the gateway never provokes a 429', async (t) => {
   const { app, sandbox } = await buildTestApp(t, { config: { UPSTREAM_RATE: '2/hour' } })
   t.equal((await app.inject({ url: `/v1/objects/${A}`, headers: demoAuth(app) })).statusCode, 200)
