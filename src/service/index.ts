@@ -291,29 +291,32 @@ export function createAtlasService (app: FastifyInstance, serviceOpts: ServiceOp
   }
 
   /** A read that fails was not answered from the cache: its access line and usage say MISS (or BYPASS). */
-  function missed (request: FastifyRequest) {
-    return (err: unknown): never => {
-      request.cacheStatus = wantsBypass(request) ? 'BYPASS' : 'MISS'
-      throw err
-    }
+  function markMissed (request: FastifyRequest): void {
+    request.cacheStatus = wantsBypass(request) ? 'BYPASS' : 'MISS'
   }
 
   async function fetchTable (request: FastifyRequest, route: RouteId, endpoint: UpstreamEndpoint, fields: Fields, tags: string[]) {
     let loaded: LoadedTable | undefined
     // Only the tags a write invalidates (tags.ts): a route-wide tag that nothing invalidates held, in Redis,
     // every key its route ever stored, its set's lifetime renewed by each fill.
-    const result = await cache.fetch(buildCacheKey(route, fields), cache.freshness(route), async () => {
-      const reply = await app.upstream.client.call(endpoint, fields, callContext(request))
-      if (reply.status !== 200) {
-        throw Object.assign(new UpstreamError(`The upstream refused a ${endpoint}/ read (status ${reply.status}).`), { cause: reply.text.slice(0, 200) })
-      }
-      // Parsed before it is stored: every read of an entry parses it (v1 tables, cone and list
-      // predictions), so a truncated or malformed body stored would fail each one until it expired.
-      const value = tableValue(endpoint, reply)
-      const body = Buffer.from(reply.text, 'utf8')
-      loaded = { body, value }
-      return { body, contentType: JSON_TYPE, tags }
-    }, { route, bypass: wantsBypass(request), tags }).catch(missed(request))
+    let result
+    try {
+      result = await cache.fetch(buildCacheKey(route, fields), cache.freshness(route), async () => {
+        const reply = await app.upstream.client.call(endpoint, fields, callContext(request))
+        if (reply.status !== 200) {
+          throw Object.assign(new UpstreamError(`The upstream refused a ${endpoint}/ read (status ${reply.status}).`), { cause: reply.text.slice(0, 200) })
+        }
+        // Parsed before it is stored: every read of an entry parses it (v1 tables, cone and list
+        // predictions), so a truncated or malformed body stored would fail each one until it expired.
+        const value = tableValue(endpoint, reply)
+        const body = Buffer.from(reply.text, 'utf8')
+        loaded = { body, value }
+        return { body, contentType: JSON_TYPE, tags }
+      }, { route, bypass: wantsBypass(request), tags })
+    } catch (err) {
+      markMissed(request)
+      throw err
+    }
     request.cacheStatus = result.status
     const field = LIST_MEMBER_FIELD[endpoint]
     if (prefetch !== undefined && field !== undefined && LIST_ROUTES.has(route)) {
@@ -343,7 +346,13 @@ export function createAtlasService (app: FastifyInstance, serviceOpts: ServiceOp
      * whose records are kept in L2 and not copied into L1 (see the cache's fillL1).
      */
     async objects (request: FastifyRequest, ids: readonly string[], isBulk = false): Promise<ObjectsRead> {
-      const result = await readObjects(ids, callContext(request), 'objects', wantsBypass(request), isBulk).catch(missed(request))
+      let result
+      try {
+        result = await readObjects(ids, callContext(request), 'objects', wantsBypass(request), isBulk)
+      } catch (err) {
+        markMissed(request)
+        throw err
+      }
       request.cacheStatus = result.status
       prefetch?.noteRead(ids, result.entries)
       return { records: result.entries.map(fromEntry), status: result.status, ageS: result.ageS, route: 'objects', ...(result.reason === undefined ? {} : { reason: result.reason }) }
