@@ -84,6 +84,9 @@ export const ConfigSchema = Type.Object({
   PUSH_WEBHOOK_TIMEOUT_MS: Int(10000, 100, 'push: a webhook receiver must answer within this (else the attempt failed)'),
   LIMIT_LEASE_MAX: Int(1000, 1, 'the largest lease of request-rate, daily or upstream-share units one replica takes per Redis call (what it may hold unspent, and so what it may make other replicas refuse early)'),
   LIMITS_ON_REDIS_ERROR: Enum(['open', 'closed'], 'open', 'serve (open) or refuse with 503 (closed) when Redis fails during a limit check'),
+  // Per address, not per consumer: the endpoint takes no key. Behind a proxy every client through it has
+  // the proxy's address (trustProxy is off), so the default leaves room for many logins through one.
+  AUTH_TOKEN_RATE: Rate('30/minute', 'anonymous POST /atlas/api/auth-token/ requests one client address may make (429 beyond, before the body is read); the address is the connection\'s, so clients behind one proxy share it; counted in Redis across replicas, else per replica'),
   METRICS_TOKEN: OptionalString('when set, /metrics needs Authorization: Bearer <token>'),
   BODY_LIMIT_BYTES: Int(1048576, 1024, 'largest request body accepted (the bulk object query takes more when a consumer\'s max_batch needs it)'),
   REQUEST_TIMEOUT_MS: Int(30000, 100, 'a request\'s headers and body must arrive within this, else 408'),

@@ -113,14 +113,24 @@ export function createRedisRateStore (redis: Redis): LeaseStore {
   }
 }
 
+// Ended windows are swept out once the map has doubled since the last sweep: keys by client address
+// (auth-token/) are as many as the addresses that called, and an ended window counts as no entry.
+const SWEEP_MIN_ENTRIES = 1024
+
 export function createMemoryRateStore (now: Clock = Date.now): LeaseStore {
   const counters = new Map<string, { end: number, used: number }>()
+  let sweepAt = SWEEP_MIN_ENTRIES
+  function sweep (at: number): void {
+    for (const [key, entry] of counters) if (at >= entry.end) counters.delete(key)
+    sweepAt = Math.max(SWEEP_MIN_ENTRIES, counters.size * 2)
+  }
   return {
     async lease (key, units, block, limit, periodMs, windowEndAt) {
       const at = now()
       let entry = counters.get(key)
       if (entry === undefined || at >= entry.end) {
         if (units <= 0) return { granted: 0, used: 0, resetMs: periodMs }
+        if (counters.size >= sweepAt) sweep(at)
         entry = { end: at + periodMs, used: 0 }
         counters.set(key, entry)
       }

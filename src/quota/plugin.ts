@@ -3,12 +3,13 @@
 // (quota/lease.ts: most requests make no Redis call, and replicas never let a consumer pass a limit
 // together), and the upstream share, all behind LIMITS_ON_REDIS_ERROR
 // and the app's shared Redis health: once Redis has failed, no check calls it until it answers again.
+// Also the one limit by client address: anonymous logins through the compat path's auth-token/.
 // HTTP concerns (headers, status codes, dialects) live in auth/plugin.ts.
 import fp from 'fastify-plugin'
 import rateLimit from '@fastify/rate-limit'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import { QuotaExhaustedError, withRetryAfter } from '../errors.js'
-import type { Consumer } from '../consumers/schema.js'
+import { parseRate, type Consumer } from '../consumers/schema.js'
 import { DAY_SECONDS, createDailyUnits } from './budgets.js'
 import { calendarLeaseStore, createLeasedCounter, createMemoryRateStore, createRedisRateStore, type LeasedCounter, type LimitCharge } from './lease.js'
 import { createRedisPolicy } from './redis-policy.js'
@@ -110,11 +111,20 @@ export async function createQuota (app: FastifyInstance, opts: QuotaPluginOption
   const guard = app.redis === null ? undefined : app.redisHealth.guard('limits')
   const policy = createRedisPolicy({ mode, guard, log: app.log })
   const blockFor = (limit: number): number => leaseBlock(limit, divisor, maxBlock)
+  const rateStore = app.redis === null ? createMemoryRateStore() : createRedisRateStore(app.redis)
   const rates = createLeasedCounter({
-    store: app.redis === null ? createMemoryRateStore() : createRedisRateStore(app.redis),
+    store: rateStore,
     run: async (op) => await policy.run('rate', op),
     blockFor
   })
+  // One unit at a time: exact across replicas, and no lease kept per address (addresses are unbounded;
+  // leases of consumers are not). A login is rare and costs far more than its one Redis call.
+  const logins = createLeasedCounter({
+    store: rateStore,
+    run: async (op) => await policy.run('auth_token_rate', op),
+    blockFor: () => 1
+  })
+  const loginRate = parseRate(app.config.AUTH_TOKEN_RATE)
   const share = createUpstreamShare(store, prefix, {
     run: async (op) => await policy.run('upstream_share', op),
     blockFor,
@@ -170,6 +180,13 @@ export async function createQuota (app: FastifyInstance, opts: QuotaPluginOption
         resetSeconds: Math.max(1, result.ttlInSeconds),
         isExceeded: result.isExceeded
       }
+    },
+    /**
+     * Counts one anonymous auth-token/ request of a client address against AUTH_TOKEN_RATE; undefined
+     * when skipped (open policy). Throws 503 GW_UNAVAILABLE when Redis fails under the closed policy.
+     */
+    async chargeLogin (address: string): Promise<LimitCharge | undefined> {
+      return await logins.charge(`${prefix}auth-token-rate:${address}`, 1, loginRate.max, loginRate.windowMs)
     },
     /** Charges daily object units all or nothing; undefined when skipped (open policy). */
     async chargeUnits (_request: FastifyRequest, consumer: Consumer, count: number): Promise<LimitCharge | undefined> {

@@ -53,6 +53,9 @@ export async function startHarness (t: Test, timeoutMs = DEFAULT_REQUEST_TIMEOUT
       ATLAS_BASE_URL: proxy.url,
       CONSUMERS_FILE: consumersFile(t, [full, reader, lister]),
       UPSTREAM_RATE: '100000000/hour',
+      // Every request comes from 127.0.0.1; the expectations do not model auth-token/'s per-address limit
+      // (test/routes/compat/auth-token-rate.test.ts does).
+      AUTH_TOKEN_RATE: '100000000/hour',
       PREFETCH_ENABLED: false,
       // The background health check pings the upstream every 30 s by default: its call would land on
       // whichever request is in flight (seen: a 400 "after 1 upstream call").

@@ -3,7 +3,7 @@
 // cache, batching and upstream budget as v1; answers are upstream-shaped (ids as bare integers). Only
 // the endpoints below exist: paths are never forwarded, so nothing a client sends can reach another URL.
 import fp from 'fastify-plugin'
-import type { FastifyError, FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify'
+import type { FastifyError, FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest, onRequestHookHandler } from 'fastify'
 import { sendCompatError } from '../../auth/plugin.js'
 import type { Scope } from '../../consumers/scopes.js'
 import { MAX_FORM_BYTES, parseQueryDict, parseRequestData } from '../../drf/body.js'
@@ -18,6 +18,8 @@ import * as reads from './reads.js'
 import { write, type WriteEndpoint } from './writes.js'
 import { routeOf } from '../../lib/route.js'
 import { expiredMessage } from '../../consumers/expiry.js'
+import { RateLimitedError, withRetryAfter } from '../../errors.js'
+import { ANONYMOUS_CONSUMER } from '../../plugins/metrics.js'
 
 export const COMPAT_PREFIX = '/atlas/api'
 const JSON_TYPE = 'application/json'
@@ -161,6 +163,27 @@ function listOf (endpoint: UpstreamEndpoint) {
   }
 }
 
+/**
+ * auth-token/ takes no key, so its POSTs are counted by client address (AUTH_TOKEN_RATE), in onRequest:
+ * a refused request's body (up to 2.5 MiB of form) is never read or parsed. The upstream too throttles
+ * anonymous callers before its view reads the data, and after content negotiation (a 406 first).
+ */
+function limitLogins (app: FastifyInstance): onRequestHookHandler {
+  return async (request, reply) => {
+    let charge
+    try {
+      charge = await app.quota.chargeLogin(request.ip)
+    } catch (err) {
+      return sendCompatError(reply, err as FastifyError)
+    }
+    if (charge === undefined || charge.isAllowed) return undefined
+    app.metrics.limitRejections.inc({ consumer: ANONYMOUS_CONSUMER, kind: 'auth_token' })
+    return sendCompatError(reply, withRetryAfter(new RateLimitedError(
+      `This address may make ${app.config.AUTH_TOKEN_RATE} auth-token/ requests; retry after ${charge.resetSeconds} s.`
+    ), charge.resetSeconds))
+  }
+}
+
 export const compatRoutes: FastifyPluginAsync = async (app) => {
   app.decorateRequest('compat', null)
   // Bodies are read raw and parsed the way DRF does (form, multipart, JSON with exact big integers).
@@ -220,7 +243,12 @@ export const compatRoutes: FastifyPluginAsync = async (app) => {
     } else {
       app.get(url, { config: { ...base, scope: readScope }, schema: { hide: true } }, handlerFor(app, endpoint, 'GET'))
     }
-    app.post(url, { config: { ...base, ...(postScope === undefined ? { public: true } : { scope: postScope }), ...(list === undefined ? {} : { list }) }, bodyLimit: BODY_LIMIT_BYTES, schema: { hide: true } }, handlerFor(app, endpoint, 'POST'))
+    app.post(url, {
+      config: { ...base, ...(postScope === undefined ? { public: true } : { scope: postScope }), ...(list === undefined ? {} : { list }) },
+      ...(isAnonymous ? { onRequest: limitLogins(app) } : {}),
+      bodyLimit: BODY_LIMIT_BYTES,
+      schema: { hide: true }
+    }, handlerFor(app, endpoint, 'POST'))
     // The view's other methods need what its GET needs (auth-token/ nothing), as upstream.
     const readAccess = readScope === undefined ? { public: true } : { scope: readScope }
     const metadata = JSON.stringify(optionsMetadata(endpoint))
