@@ -75,6 +75,34 @@ export async function createConsumerRegistry (opts: ConsumerRegistryOptions) {
     return record
   }
 
+  /** Reads and installs the file, then tells the listeners; never throws. */
+  async function reloadOnce (): Promise<ReloadResult> {
+    try {
+      const records = await readConsumersFile(opts.file)
+      install(records)
+      opts.log.info({ consumers: records.length }, 'consumers reloaded')
+    } catch (err) {
+      const error = (err as Error).message
+      opts.log.warn({ error }, 'consumers reload failed; keeping the previous consumers')
+      return { ok: false, error }
+    }
+    // The new consumers are in place whatever a listener meets: its failure is its own, logged.
+    for (const listener of listeners) {
+      try {
+        await listener()
+      } catch (err) {
+        opts.log.warn({ error: (err as Error).message }, 'a consumers reload listener failed')
+      }
+    }
+    return { ok: true }
+  }
+
+  // Reloads run one at a time, listeners included: two reads at once could end in either order, and the
+  // older file install last. `queued` is the reload that starts once the running one ends; every request
+  // made before it starts joins it, as it reads the file after all of them.
+  let tail: Promise<unknown> = Promise.resolve()
+  let queued: Promise<ReloadResult> | undefined
+
   // Boot: a bad file throws here and so fails buildApp, naming the entry and field.
   install(demoKey === undefined ? await readConsumersFile(opts.file) : [demoRecord(demoKey)])
 
@@ -92,27 +120,21 @@ export async function createConsumerRegistry (opts: ConsumerRegistryOptions) {
     list (): Consumer[] {
       return [...byId.values()].map((r) => r.consumer)
     },
-    /** Re-reads the file; on any error the current consumers stay and the reason is logged and returned. */
+    /**
+     * Re-reads the file, after any reload running (requests made meanwhile share one); on any error the
+     * current consumers stay and the reason is logged and returned.
+     */
     async reload (): Promise<ReloadResult> {
       if (demoKey !== undefined) return { ok: true }
-      try {
-        const records = await readConsumersFile(opts.file)
-        install(records)
-        opts.log.info({ consumers: records.length }, 'consumers reloaded')
-      } catch (err) {
-        const error = (err as Error).message
-        opts.log.warn({ error }, 'consumers reload failed; keeping the previous consumers')
-        return { ok: false, error }
-      }
-      // The new consumers are in place whatever a listener meets: its failure is its own, logged.
-      for (const listener of listeners) {
-        try {
-          await listener()
-        } catch (err) {
-          opts.log.warn({ error: (err as Error).message }, 'a consumers reload listener failed')
-        }
-      }
-      return { ok: true }
+      if (queued !== undefined) return await queued
+      const run = tail.then(async () => {
+        queued = undefined
+        return await reloadOnce()
+      })
+      queued = run
+      // reloadOnce never throws; were it to, the next reloads must still run.
+      tail = run.catch(() => undefined)
+      return await run
     },
     /** Calls `listener` after every successful reload of the file; reload() resolves once it has. */
     onReload (listener: ReloadListener): void {

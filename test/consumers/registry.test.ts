@@ -1,6 +1,8 @@
-import { test } from 'tap'
+import { test, type Test } from 'tap'
 import { join } from 'node:path'
-import { writeFileSync } from 'node:fs'
+import { execFileSync } from 'node:child_process'
+import { closeSync, constants, openSync, renameSync, writeFileSync, writeSync } from 'node:fs'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { PassThrough } from 'node:stream'
 import { pino } from 'pino'
 import { stringify } from 'yaml'
@@ -80,6 +82,67 @@ test('reload listeners run after a reload installed the new set, never after a f
   writeFileSync(path, 'consumers: nope\n')
   t.equal((await registry.reload()).ok, false)
   t.strictSame(seen, [50], 'a failed reload changes nothing, so tells no listener')
+})
+
+/**
+ * Makes `path` a FIFO and starts `read` (which opens it): the read is held until `release` writes `text`
+ * into it. Resolves once the reader has opened the FIFO (a writer's non-blocking open succeeds only then),
+ * so that `path` may be replaced meanwhile without the held read seeing it.
+ */
+async function holdRead (t: Test, path: string, read: () => void) {
+  const fifo = join(t.testdir(), 'held.fifo')
+  execFileSync('mkfifo', [fifo])
+  renameSync(fifo, path)
+  read()
+  let fd: number | undefined
+  while (fd === undefined) {
+    try {
+      fd = openSync(path, constants.O_WRONLY | constants.O_NONBLOCK)
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENXIO') throw err
+      await sleep(5)
+    }
+  }
+  const writer = fd
+  let released = false
+  const release = (text: string) => {
+    if (released) return
+    released = true
+    writeSync(writer, text)
+    closeSync(writer)
+  }
+  // A failing test still lets the held read end (it holds a thread of the pool).
+  t.teardown(() => release(''))
+  return release
+}
+
+test('reloads run one at a time: a slow read of an older file never installs after a newer one', { skip: process.platform === 'win32' ? 'needs mkfifo' : false }, async (t) => {
+  const [a, b, c] = [generateKey(), generateKey(), generateKey()]
+  const path = join(t.testdir(), 'c.yaml')
+  const file = (id: string, key: string) => stringify({ consumers: [{ id, key_sha256: hashKey(key) }] })
+  writeFileSync(path, file('a', a))
+  const registry = await createConsumerRegistry({ file: path, log: captureLog().log })
+  const installs: string[] = []
+  registry.onReload(async () => { installs.push(registry.list().map((x) => x.id).join(',')) })
+
+  // The first reload reads the file as it was (consumer b), slowly; a newer file (consumer c) replaces it
+  // meanwhile, and two more reloads are asked for.
+  let first: Promise<unknown> | undefined
+  const release = await holdRead(t, path, () => { first = registry.reload() })
+  const fresh = join(t.testdir(), 'fresh.yaml')
+  writeFileSync(fresh, file('c', c))
+  renameSync(fresh, path)
+  const second = registry.reload()
+  const third = registry.reload()
+  // Let the later reloads run as far as they can before the first read ends.
+  await sleep(100)
+  release(file('b', b))
+  const results = await Promise.all([first, second, third])
+  t.comment(`installs in order: ${installs.join(' then ')}`)
+  t.strictSame(results, [{ ok: true }, { ok: true }, { ok: true }], 'every reload succeeded')
+  t.equal(registry.authenticate(c)?.id, 'c', 'the consumers are the file\'s latest')
+  t.equal(registry.authenticate(b), undefined, 'the older read did not install last')
+  t.strictSame(installs, ['b', 'c'], 'the slow read installed first; the two reloads asked meanwhile ran once, after it')
 })
 
 test('more keys than are remembered: every key still authenticates, unknown ones never do', async (t) => {
