@@ -9,7 +9,7 @@
 // upstream refused is not sent again and callers get 503 GW_UPSTREAM_AUTH_BACKOFF with Retry-After.
 // The token never leaves this module except as the Authorization header the client builds, and as the
 // list of secrets the client scrubs from upstream replies (secrets()).
-import { createHash } from 'node:crypto'
+import { createHash, randomUUID } from 'node:crypto'
 import { readFile } from 'node:fs/promises'
 import type { Redis } from 'ioredis'
 import { UpstreamAuthBackoffError, UpstreamAuthError, withRetryAfter } from '../errors.js'
@@ -43,6 +43,8 @@ export interface SharedToken {
    * Redis failover would cost one login per replica); requests wait, then get a 503 with Retry-After.
    */
   isClosed?: boolean
+  /** How long the refresh lock lives (default 15 s, beyond the login's own 10 s bound); tests shorten it. */
+  lockTtlMs?: number
 }
 
 export type TokenManager = ReturnType<typeof createTokenManager>
@@ -53,6 +55,12 @@ const LOCK_TTL_MS = 15_000
 // unused and unrefreshed for this long), replicas keep their own copy, and one that starts fresh falls
 // back to the configured token and the usual `Invalid token.` recovery.
 const TOKEN_KEY_TTL_S = 30 * 86400
+// Deletes the lock only while it still holds this holder's value: a login that outlasted the lock must
+// not release the lock another replica took after it expired (a third could then log in beside it).
+// One key: on a Redis Cluster it runs on the key's own node.
+const RELEASE_LOCK_LUA = `
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0`
 const WAIT_STEP_MS = 100
 const WAIT_MAX_MS = 10_000
 // Tokens remembered for scrubbing: the current one and a few before it (a reply may quote an old one).
@@ -96,6 +104,7 @@ export function createTokenManager (
   }
   const tokenKey = `${shared?.prefix ?? ''}token`
   const lockKey = `${shared?.prefix ?? ''}token:lock`
+  const lockTtlMs = shared?.lockTtlMs ?? LOCK_TTL_MS
 
   /**
    * Redis failures never stop upstream calls, nor make them wait: the local copy serves, and while
@@ -172,7 +181,8 @@ export function createTokenManager (
    */
   async function refreshAcrossReplicas (stale: string): Promise<string> {
     for (let waited = 0; ; waited += WAIT_STEP_MS) {
-      const isLocked = await guarded(async (r) => (await r.set(lockKey, '1', 'PX', LOCK_TTL_MS, 'NX')) === 'OK', shared?.isClosed !== true)
+      const holder = randomUUID()
+      const isLocked = await guarded(async (r) => (await r.set(lockKey, holder, 'PX', lockTtlMs, 'NX')) === 'OK', shared?.isClosed !== true)
       if (isLocked) {
         try {
           const fresh = await readShared()
@@ -181,7 +191,7 @@ export function createTokenManager (
           if (waiting !== undefined) throw lockedOut(waiting, stale)
           return await login1(stale)
         } finally {
-          await guarded(async (r) => { await r.del(lockKey) }, undefined)
+          await guarded(async (r) => { await r.eval(RELEASE_LOCK_LUA, 1, lockKey, holder) }, undefined)
         }
       }
       if (waited >= WAIT_MAX_MS) {

@@ -20,8 +20,9 @@ export const MATRIX_FILES = [
   // the upstream budget
   'test/upstream/budget.test.ts',
   'test/economy/budget-priorities.test.ts',
-  // the token: shared login back-off, one refresh across replicas
+  // the token: shared login back-off, one refresh across replicas, a refresh lock released only by its holder
   'test/upstream/login-backoff.test.ts',
+  'test/upstream/token-lock.test.ts',
   'test/faults/login-backoff.test.ts',
   'test/economy/replicas.test.ts',
   // usage: a flush spans several days' keys and last_used, in slots of different masters
