@@ -38,7 +38,7 @@ export const ConfigSchema = Type.Object({
   USAGE_RETENTION_DAYS: Int(400, 1, 'usage counters per consumer per UTC day are kept this many days'),
   USAGE_FLUSH_MS: Int(5000, 10, 'usage counters and last_used are counted in memory and written (one pipelined batch) this often, and when the gateway closes'),
   USAGE_FILE: Type.String({ default: 'usage.json', description: 'without Redis, the JSON file usage counters and last_used are written to' }),
-  UPSTREAM_RATE: Rate('100/hour', 'global upstream budget shared by every consumer and replica'),
+  UPSTREAM_RATE: Rate('100/hour', 'global upstream budget shared by every consumer and replica; its period also bounds any upstream Retry-After the gateway obeys'),
   UPSTREAM_MAX_IDS_PER_CALL: Int(1000, 1, 'ids per upstream objects/ call', 50000),
   BULK_MAX_STREAMS: Int(2, 1, 'bulk object streams (POST /v1/objects/query as NDJSON, or as JSON of more than one chunk) one replica serves at once (503 beyond). Each holds a chunk of UPSTREAM_MAX_IDS_PER_CALL records outside the heap until its client takes it; with L1 full and the image\'s heap flags, 2 streams of 10,000 cached ids peaked at 306 MiB, 3 at 382, 4 at 460: 2 keep a replica inside its 384 MiB (README "Memory")'),
   BULK_MAX_STREAMS_PER_CONSUMER: Int(1, 1, 'bulk object streams one consumer may hold at once on a replica (429 beyond): over all its keys; below BULK_MAX_STREAMS, so that one consumer cannot take every slot of a replica'),

@@ -64,6 +64,13 @@ export interface ClientOptions {
   poolWaitMs?: number
   breaker?: { threshold: number, openMs: number, probeIntervalMs: number }
   budget: UpstreamBudget
+  /**
+   * The longest wait an upstream Retry-After may impose (UPSTREAM_RATE's period): the upstream's throttle
+   * never asks for more than its rate's period, and the budget refills whole within it. Coming back too
+   * early costs one refused call (a throttled request does not count against the upstream's rate), which
+   * pauses again; obeying a bogus header would stop every call, or every login, for its whole length.
+   */
+  maxWaitS: number
   tokens: TokenManager
   metrics: Metrics
   log: FastifyBaseLogger
@@ -324,13 +331,13 @@ export function createUpstreamClient (opts: ClientOptions) {
         continue
       }
       if (reply.status === 429) {
-        const pauseS = retryAfterSeconds(reply.retryAfter) ?? 60
+        const pauseS = Math.min(retryAfterSeconds(reply.retryAfter, opts.maxWaitS) ?? 60, opts.maxWaitS)
         await opts.budget.pause(pauseS)
         metrics.upstreamPauseSeconds.set(pauseS)
         log.warn({ endpoint, pauseS }, 'upstream throttled the gateway; pausing every upstream call')
         throw budgetError(await waitAfterPause(pauseS), 'paused')
       }
-      const upstreamWaitS = retryAfterSeconds(reply.retryAfter)
+      const upstreamWaitS = retryAfterSeconds(reply.retryAfter, opts.maxWaitS)
       // A retry sooner than the upstream said to come back would only be refused again.
       const isToldToWait = upstreamWaitS !== undefined && upstreamWaitS * 1000 > RETRY_MAX_PAUSE_MS
       if (isServerError(reply.status) && !isToldToWait && mayRetry(remaining)) {
@@ -360,7 +367,7 @@ export function createUpstreamClient (opts: ClientOptions) {
     } catch (err) {
       throw (err as { code?: unknown }).code === 'GW_UPSTREAM_UNAVAILABLE' ? err : mapTransportError(err, 'auth-token')
     }
-    if (reply.status !== 200) throw new LoginRefusedError(reply.status, retryAfterSeconds(reply.retryAfter))
+    if (reply.status !== 200) throw new LoginRefusedError(reply.status, retryAfterSeconds(reply.retryAfter, opts.maxWaitS))
     const body = reply.contentType.includes('json') ? parseLossless(reply.text) : undefined
     const token = body !== null && typeof body === 'object' ? (body as Record<string, unknown>)[replyFields.authToken] : undefined
     if (typeof token !== 'string' || !/^[0-9a-f]{40}$/.test(token)) throw new LoginRefusedError(200, undefined)

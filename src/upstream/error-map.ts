@@ -36,13 +36,17 @@ export function isServerError (status: number): boolean {
   return status >= 500 && status < 600
 }
 
-/** Seconds in a Retry-After header (delta-seconds or an HTTP date), or undefined. */
-export function retryAfterSeconds (header: string | undefined, now = Date.now()): number | undefined {
+/**
+ * Seconds in a Retry-After header (delta-seconds or an HTTP date), never more than `maxS`, or undefined.
+ * The upstream's throttle (DRF) never asks for more than its rate's period; a longer wait (a bogus
+ * header, a date years ahead) would stop every upstream call, or every login, for that long.
+ */
+export function retryAfterSeconds (header: string | undefined, maxS: number, now = Date.now()): number | undefined {
   if (header === undefined || header.trim() === '') return undefined
   const seconds = Number(header)
-  if (Number.isFinite(seconds)) return seconds > 0 ? seconds : undefined
+  if (Number.isFinite(seconds)) return seconds > 0 ? Math.min(seconds, maxS) : undefined
   const at = Date.parse(header)
-  return Number.isNaN(at) || at <= now ? undefined : (at - now) / 1000
+  return Number.isNaN(at) || at <= now ? undefined : Math.min((at - now) / 1000, maxS)
 }
 
 /** Errors thrown by undici (or our deadline) while calling `endpoint`. */

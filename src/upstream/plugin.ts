@@ -31,7 +31,8 @@ export interface UpstreamDeps {
 
 export function createUpstream ({ config, metrics, log, redis, redisHealth, now }: UpstreamDeps) {
   // The pace's burst is the background headroom: work that can wait leaves it to foreground misses.
-  const burst = paceBurst(parseRate(config.UPSTREAM_RATE).capacity, parseHeadroom(config.UPSTREAM_RATE, config.UPSTREAM_BACKGROUND_HEADROOM))
+  const rate = parseRate(config.UPSTREAM_RATE)
+  const burst = paceBurst(rate.capacity, parseHeadroom(config.UPSTREAM_RATE, config.UPSTREAM_BACKGROUND_HEADROOM))
   const local = createMemoryBudget(config.UPSTREAM_RATE, now, burst)
   const budget: UpstreamBudget = redis === null
     ? local
@@ -60,11 +61,11 @@ export function createUpstream ({ config, metrics, log, redis, redisHealth, now 
     poolWaitMs: config.UPSTREAM_POOL_WAIT_MS,
     breaker: { threshold: config.UPSTREAM_BREAKER_THRESHOLD, openMs: config.UPSTREAM_BREAKER_OPEN_MS, probeIntervalMs: config.UPSTREAM_BREAKER_PROBE_INTERVAL_MS },
     budget,
+    maxWaitS: rate.windowMs / 1000,
     tokens,
     metrics,
     log
   })
-  const rate = parseRate(config.UPSTREAM_RATE)
   const objects = createObjectLoader({
     client,
     windowMs: config.UPSTREAM_BATCH_WINDOW_MS,
