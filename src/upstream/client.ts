@@ -15,7 +15,7 @@ import { parseLossless } from '../lib/json.js'
 import { AUTH_DETAILS, WRITE_ENDPOINTS, fields, replyFields, type Fields, type UpstreamEndpoint } from './endpoints.js'
 import {
   LoginRefusedError, PoolWaitError, ResponseTooLargeError, budgetError, describeError, isRetryableTransport, isServerError,
-  mapBadReply, mapTransportError, poolBusyError, retryAfterSeconds
+  isTimeout, mapBadReply, mapTransportError, poolBusyError, retryAfterSeconds
 } from './error-map.js'
 import { createUpstreamPool, type Attempt } from './pool.js'
 import { scrubSecrets } from './scrub.js'
@@ -93,6 +93,18 @@ const MIN_SEND_MS = 100
 // replica starts a second one meanwhile.
 const LOGIN_TIMEOUT_MS = 10_000
 const PING_TIMEOUT_MS = 2000
+
+/**
+ * The `status` of gateway_upstream_calls_total for a call that got no usable reply: `not_sent`, it never
+ * left the gateway (no connection); `timeout`, sent and not answered (wholly) within its deadline or
+ * undici's headers and body timeouts, as mapTransportError answers it (504); `network`, the connection
+ * failed after the send; `too_large`, our own limit on the body.
+ */
+function failedStatus (err: unknown, attempt: Attempt): string {
+  if (err instanceof ResponseTooLargeError) return 'too_large'
+  if (!attempt.isSent) return 'not_sent'
+  return isTimeout(err) ? 'timeout' : 'network'
+}
 
 function sleep (ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms))
@@ -215,9 +227,7 @@ export function createUpstreamClient (opts: ClientOptions) {
       }
     } catch (err) {
       endTimer()
-      // `not_sent`: the call never left the gateway (no connection); `network`: it failed after.
-      const status = err instanceof ResponseTooLargeError ? 'too_large' : attempt.isSent ? 'network' : 'not_sent'
-      metrics.upstreamCalls.inc({ endpoint, status })
+      metrics.upstreamCalls.inc({ endpoint, status: failedStatus(err, attempt) })
       throw err
     } finally {
       done()

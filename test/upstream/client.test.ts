@@ -149,6 +149,27 @@ test('a hung upstream → 504 GW_UPSTREAM_TIMEOUT within the deadline', async (t
   t.equal(res.json().code, 'GW_UPSTREAM_TIMEOUT')
 })
 
+test('gateway_upstream_calls_total counts a call that timed out as `timeout`, one whose connection failed as `network`', async (t) => {
+  const { app, sandbox } = await buildTestApp(t, { useRedis: false, config: { UPSTREAM_TIMEOUT_MS: 500, UPSTREAM_RETRIES: 0 } })
+  // No answer at all; headers, then a body slower than the deadline; a connection reset after the send.
+  sandbox.inject({ kind: 'hang', endpoint: 'objects' })
+  sandbox.inject({ kind: 'slow-body', endpoint: 'cone', delayMs: 2000 })
+  sandbox.inject({ kind: 'reset', endpoint: 'objectlist' })
+  const answers = [
+    await app.inject({ url: `/v1/objects/${A}`, headers: demoAuth(app) }),
+    await app.inject({ url: '/v1/cone?ra=10&dec=10&radius=5', headers: demoAuth(app) }),
+    await app.inject({ url: '/v1/lists/good/objects', headers: demoAuth(app) })
+  ]
+  t.same(answers.map((r) => r.statusCode), [504, 504, 502])
+  const counted = Object.fromEntries(((await app.metrics.registry.getSingleMetric('gateway_upstream_calls_total')?.get())?.values ?? [])
+    .map((v) => [`${String(v.labels.endpoint)} ${String(v.labels.status)}`, v.value]))
+  t.comment(`counted: ${JSON.stringify(counted)}`)
+  t.equal(counted['objects timeout'], 1, 'no answer within the deadline: timeout')
+  t.equal(counted['cone timeout'], 1, 'a body still arriving at the deadline: timeout')
+  t.equal(counted['objectlist network'], 1, 'a reset connection: network')
+  t.notOk('objects network' in counted || 'cone network' in counted, 'no timeout counted as network')
+})
+
 test('a connection reset on a read is retried', async (t) => {
   const { app, sandbox } = await buildTestApp(t)
   sandbox.inject({ kind: 'reset', endpoint: 'objects' })
