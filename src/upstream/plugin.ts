@@ -90,8 +90,15 @@ export const upstreamPlugin = fp<{ now?: () => number }>(async (app, opts) => {
   // What this replica last saw; neither check calls anything.
   app.health.addCheck('token_refresh', async () => {
     const s = upstream.tokens.refreshState()
-    if (s.state === 'ok') return { ok: true }
-    return { ok: false, detail: `logins ${s.state === 'backoff' ? 'backing off' : 'failing'} (${s.reason ?? 'unknown'}) after ${s.failures} failure(s); next attempt in ${s.retryAfterS} s` }
+    if (s.state !== 'ok') {
+      return { ok: false, detail: `logins ${s.state === 'backoff' ? 'backing off' : 'failing'} (${s.reason ?? 'unknown'}) after ${s.failures} failure(s); next attempt in ${s.retryAfterS} s` }
+    }
+    // A token without login credentials is a deployment of its own (up), but nothing can refresh the
+    // token: say so, or the operator learns it only when the token expires and every miss fails.
+    if (!await upstream.tokens.hasCredentials()) {
+      return { ok: true, detail: 'no login credentials (ATLAS_USERNAME and ATLAS_PASSWORD, or their _FILE settings): the token cannot be refreshed; when it expires an operator must replace it' }
+    }
+    return { ok: true }
   })
   app.health.addCheck('upstream_breaker', async () => {
     const state = upstream.client.breakerState

@@ -274,6 +274,18 @@ export function createTokenManager (
     },
 
     /**
+     * For the `token_refresh` health check: login credentials are configured (values or files), so an
+     * expired token can be replaced unattended. Passive, like isUsable: it reads the sources, never logs in.
+     */
+    async hasCredentials (): Promise<boolean> {
+      const [username, secret] = await Promise.all([
+        readSecret(sources.username, sources.usernameFile).catch(() => ''),
+        readSecret(sources.password, sources.passwordFile).catch(() => '')
+      ])
+      return username !== '' && secret !== ''
+    },
+
+    /**
      * For the `token` health check: a token is held (or configured), the upstream has not refused it, and
      * the last refresh (if any) did not fail. Passive: it never refreshes, so no check spends a login.
      */

@@ -166,3 +166,25 @@ test('during the backoff the configured token, stale since an unattended login, 
   t.ok(during.every((o) => o.code === 'GW_UPSTREAM_AUTH_BACKOFF'), 'misses get the backoff')
   t.same(Object.fromEntries(sandbox.calls), {}, 'no upstream call during the backoff: the unchanged configured token is not tried')
 })
+
+test('a token without login credentials: token_refresh stays up but says nothing can refresh the token; readiness is untouched', async (t) => {
+  const sandbox = await startTestSandbox(t)
+  const passwordFile = join(t.testdir(), 'password')
+  writeFileSync(passwordFile, `${sandbox.users.write?.password ?? ''}\n`)
+  const cases = [
+    ['only ATLAS_TOKEN', { ATLAS_USERNAME: '', ATLAS_PASSWORD: '' }, /no login credentials/],
+    ['ATLAS_USERNAME without a password', { ATLAS_PASSWORD: '' }, /no login credentials/],
+    ['ATLAS_USERNAME and ATLAS_PASSWORD', {}, undefined],
+    ['ATLAS_USERNAME and ATLAS_PASSWORD_FILE', { ATLAS_PASSWORD: '', ATLAS_PASSWORD_FILE: passwordFile }, undefined]
+  ] as const
+  for (const [name, config, detail] of cases) {
+    const { app } = await buildTestApp(t, { upstream: sandbox, useRedis: false, config })
+    await app.health.runChecks()
+    const check = (await app.inject({ url: '/healthz' })).json().checks.token_refresh
+    t.comment(`${name}: ${JSON.stringify(check)}`)
+    t.equal(check.status, 'up', `${name}: up (a static token is a legitimate deployment)`)
+    if (detail === undefined) t.equal(check.detail, undefined, `${name}: no detail`)
+    else t.match(check.detail, detail, `${name}: the detail says the token cannot be refreshed`)
+    t.equal((await app.inject({ url: '/readyz' })).statusCode, 200, `${name}: ready`)
+  }
+})
