@@ -8,7 +8,8 @@
 //   preHandler: [compat: the custom list named in the body (403)] → max_batch (413) → daily object units (429)
 //   onResponse: daily units are given back when the answer delivered nothing (a 5xx, or a refusal after
 //               the charge: 400, 409, 422, 429; REFUSED_AFTER_CHARGE; or an answer aborted after its
-//               status went out: isAnswerAborted)
+//               status went out: isAnswerAborted), and those of the ids an answer cut short never
+//               delivered (undeliveredUnits)
 // v1 errors are GW_ problems; the compat dialect answers with the upstream's exact `{"detail"}` bodies.
 import fp from 'fastify-plugin'
 import type { FastifyError, FastifyReply, FastifyRequest, RouteOptions, onRequestHookHandler, preHandlerHookHandler, onResponseHookHandler } from 'fastify'
@@ -53,6 +54,11 @@ declare module 'fastify' {
      * bulk answer cut short, which no client can parse): its units are given back, whatever the status.
      */
     isAnswerAborted: boolean
+    /**
+     * Units of the ids an answer ended early never delivered (an NDJSON bulk stream ended by its error
+     * line: the lines before it are records the client keeps): given back, the rest of the charge kept.
+     */
+    undeliveredUnits: number
   }
   interface FastifyInstance {
     /** Every route registered, with its protection: a scope, or 'public'. */
@@ -61,7 +67,8 @@ declare module 'fastify' {
     auth: {
       authenticate: (request: FastifyRequest, reply: FastifyReply) => Promise<FastifyReply | undefined>
       authorize: (request: FastifyRequest, reply: FastifyReply) => Promise<FastifyReply | undefined>
-      refund: (request: FastifyRequest) => Promise<void>
+      /** Gives back `units` of the request's charge (all of it by default). */
+      refund: (request: FastifyRequest, units?: number) => Promise<void>
       /** The app's clock (tests inject one): key expiry, usage days. */
       now: () => number
     }
@@ -129,6 +136,12 @@ function policyHeader (consumer: Consumer): string {
 const REFUSED_AFTER_CHARGE = new Set([400, 409, 422, 429])
 const deliveredNothing = (status: number): boolean => status >= 500 || REFUSED_AFTER_CHARGE.has(status)
 
+/** Of a request's charge, what goes back once it is answered: all of it, or the ids it never delivered. */
+function unitsToGiveBack (request: FastifyRequest, status: number): number {
+  if (deliveredNothing(status) || request.isAnswerAborted) return request.chargedUnits
+  return Math.min(request.chargedUnits, request.undeliveredUnits)
+}
+
 export const routeGuardPlugin = fp(async (app) => {
   const table: Array<{ method: string, url: string, config: { scope?: Scope, public?: boolean } }> = []
   app.decorate('routeTable', {
@@ -142,6 +155,7 @@ export const routeGuardPlugin = fp(async (app) => {
   app.decorateRequest('chargedUnitsWindowEnd', 0)
   app.decorateRequest('chargedUnitsAt', 0)
   app.decorateRequest('isAnswerAborted', false)
+  app.decorateRequest('undeliveredUnits', 0)
 
   const onRequest: onRequestHookHandler = async function (request, reply) {
     return await this.auth.authenticate(request, reply)
@@ -153,7 +167,8 @@ export const routeGuardPlugin = fp(async (app) => {
   // hook, not a route's: app hooks run before route hooks and in the order they were added, so the
   // units are given back before any later plugin's onResponse reads the charge (usage counts it).
   const onResponse: onResponseHookHandler = function (request, reply, done) {
-    if (request.chargedUnits > 0 && (deliveredNothing(reply.statusCode) || request.isAnswerAborted)) this.auth.refund(request).then(() => done(), done)
+    const back = request.chargedUnits === 0 ? 0 : unitsToGiveBack(request, reply.statusCode)
+    if (back > 0) this.auth.refund(request, back).then(() => done(), done)
     else done()
   }
   app.addHook('onResponse', onResponse)
@@ -322,11 +337,11 @@ export const consumerAuthPlugin = fp(async (app, opts: QuotaPluginOptions) => {
     ), charge.resetSeconds))
   }
 
-  async function refund (request: FastifyRequest): Promise<void> {
+  async function refund (request: FastifyRequest, units = request.chargedUnits): Promise<void> {
     const consumer = request.consumer
     if (consumer === null) return
-    const units = request.chargedUnits
-    request.chargedUnits = 0
+    // What stays charged is what usage counts (its onResponse hook runs after this one).
+    request.chargedUnits -= units
     try {
       await app.quota.refundUnits(consumer, units, request.chargedUnitsWindowEnd)
     } catch (err) {

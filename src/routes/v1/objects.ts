@@ -103,7 +103,8 @@ interface Framing {
 
 /**
  * NDJSON: one line per id, `{"id":…,"object":{…}}` or `{"id":…,"missing":true}`; an error after the
- * first line ends the stream with an `{"error":<problem>}` line (the status cannot change any more).
+ * first line ends the stream with an `{"error":<problem>}` line (the status cannot change any more). The
+ * lines before it are delivered; the units of the ids after them are given back (streamChunks).
  */
 function ndjsonFraming (request: FastifyRequest, recordToV1: RecordRenderer, mjdMin: number | undefined): Framing {
   return {
@@ -135,7 +136,8 @@ function ndjsonFraming (request: FastifyRequest, recordToV1: RecordRenderer, mjd
  * whose renderings pass through once (not memoised), and which an error after its first bytes aborts:
  * JSON has no way to say it, and a document closed early would parse as a complete answer that lacks
  * records, so the connection is closed (the client sees an incomplete transfer). Such an answer delivered
- * nothing usable: its units are given back (auth/plugin.ts), unlike an NDJSON stream's before its error line.
+ * nothing usable: all its units are given back (auth/plugin.ts), where an NDJSON stream keeps those of the
+ * lines before its error line.
  */
 function jsonFraming (recordToV1: RecordRenderer, mjdMin: number | undefined, streamed?: FastifyReply): Framing {
   const missing: string[] = []
@@ -235,7 +237,8 @@ async function packMisses (app: FastifyInstance, request: FastifyRequest, ids: s
  * mostly cached chunks go out together in full calls (packMisses). Resolves once the first chunk is read:
  * an error there rejects, so the answer carries its real status and Retry-After. An error after the first
  * bytes cannot change the status any more: the framing ends the answer (`fail`); so does a shutdown that
- * cuts it (plugins/health.ts), without waiting for the read under way.
+ * cuts it (plugins/health.ts), without waiting for the read under way. `ids` are distinct, one unit each:
+ * those of the chunk that failed and after it were never delivered, and their units are given back.
  */
 async function streamChunks (app: FastifyInstance, request: FastifyRequest, ids: string[], framing: Framing): Promise<{ stream: Readable, first: CacheInfo }> {
   const chunkSize = app.config.UPSTREAM_MAX_IDS_PER_CALL
@@ -285,6 +288,8 @@ async function streamChunks (app: FastifyInstance, request: FastifyRequest, ids:
         ;({ records, packedUntil } = await raceCut(readChunk(i, chunk, packedUntil)))
       } catch (err) {
         if (i === 0) throw err
+        // The chunk failed whole: none of its ids was written, cached ones included.
+        request.undeliveredUnits = ids.length - i
         const last = framing.fail(err as Error)
         if (last !== undefined) yield last
         return

@@ -9,7 +9,7 @@ import { bigIntSpans } from '../../../src/lib/json-scan.js'
 import { decodeEntry } from '../../../src/cache/entry.js'
 import { objectKey } from '../../../src/cache/keys.js'
 import { bearer, consumersFile, makeConsumer, type TestConsumer } from '../../consumer-helper.js'
-import { waitFor } from '../../fixtures/wait.js'
+import { clearOfMidnight, waitFor } from '../../fixtures/wait.js'
 import { testKeyPrefix } from '../../fixtures/redis-keys.js'
 import { generateKey, hashKey } from '../../../src/consumers/keys.js'
 
@@ -235,6 +235,52 @@ test('POST /v1/objects/query: an upstream failure after a streamed JSON answer s
   // Unlike an NDJSON stream's error line (its lines before it are records the client keeps), nothing
   // usable was delivered: given back as after a 5xx, though the status sent was 200.
   t.equal((await app.inject({ url: '/v1/me', headers: bearer(bot.key) })).json().usage.units_today, 0, 'its units are given back')
+})
+
+// An NDJSON stream that fails after some chunks ends with its error line: the records before it are
+// delivered, the ids from the failed chunk on are not. Until 2026-12-02 it kept the units of every id
+// (200 of 200 for 50 ids delivered; the usage report said 200 too).
+test('POST /v1/objects/query: an NDJSON stream ended by its error line keeps the units of the ids it delivered and gives back the rest', async (t) => {
+  await clearOfMidnight()
+  const bot = makeConsumer('bot', { scopes: ['read'], daily_objects: 100000, max_batch: 10000 })
+  const warm = makeConsumer('warm', { scopes: ['read'] })
+  const ops = makeConsumer('ops', { scopes: ['admin'] })
+  const { app, sandbox, logs } = await buildTestApp(t, {
+    config: { CONSUMERS_FILE: consumersFile(t, [bot, warm, ops]), UPSTREAM_MAX_IDS_PER_CALL: 50, UPSTREAM_BATCH_WINDOW_MS: 0, UPSTREAM_RETRIES: 0, PREFETCH_ENABLED: false },
+    sandbox: { objects: 300 }
+  })
+  const known = sandbox.ids().slice(0, 199).map(String)
+  // 200 distinct ids (units are charged per distinct id): the first chunk holds an id the upstream does
+  // not know (a missing line is delivered too), the third ten ids another consumer's read cached (not
+  // delivered either: their chunk comes after the failure). Three ids are repeated later in the body.
+  const distinct = [...known.slice(0, 10), U, ...known.slice(10)]
+  const body = [...distinct, distinct[3], distinct[60], distinct[120]] as string[]
+  const cached = distinct.slice(100, 110)
+  t.equal((await app.inject({ url: `/v1/objects?ids=${cached.join(',')}`, headers: bearer(warm.key) })).statusCode, 200)
+  const base = await app.listen({ port: 0, host: '127.0.0.1' })
+  // The first chunk's call is answered, the second's fails (the N-th objects/ call: 2).
+  sandbox.resetCalls()
+  sandbox.inject({ endpoint: 'objects', kind: 'delay', delayMs: 1, times: 1 })
+  sandbox.inject({ endpoint: 'objects', kind: 'html500', times: 10 })
+  const res = await request(`${base}/v1/objects/query`, {
+    method: 'POST',
+    headers: { ...bearer(bot.key), 'content-type': 'application/json', accept: 'application/x-ndjson' },
+    body: JSON.stringify({ ids: body })
+  })
+  t.equal(res.statusCode, 200)
+  const lines = (await res.body.text()).trim().split('\n').map((l) => JSON.parse(l) as { id?: string, error?: unknown })
+  const delivered = lines.filter((l) => l.error === undefined).map((l) => l.id)
+  t.comment(`${delivered.length} lines delivered, then ${JSON.stringify(lines.at(-1))}`)
+  t.same(delivered, distinct.slice(0, 50), 'the first chunk\'s lines, the unknown id\'s included')
+  t.match(lines.at(-1), { error: { code: 'GW_UPSTREAM_ERROR' } }, 'then the error line')
+  t.equal(sandbox.calls.get('objects'), 2, 'the second call failed')
+  // Its access line is written after the units are given back (auth/plugin.ts: the first onResponse hook).
+  await waitFor('the request\'s end', () => logs().includes('"route":"/v1/objects/query"'), { timeoutMs: 5000, intervalMs: 20 })
+  const used = (await app.inject({ url: '/v1/me', headers: bearer(bot.key) })).json().usage.units_today
+  t.comment(`units today: ${used} of 200 charged`)
+  t.equal(used, 50, 'the 50 distinct ids delivered; the 150 after them (the 10 cached ones too) given back')
+  const report = await app.inject({ url: `/v1/admin/usage?month=${new Date().toISOString().slice(0, 7)}&consumer=bot`, headers: bearer(ops.key) })
+  t.match(report.json().rows, [{ consumer: 'bot', units: 50 }], 'usage counts the units kept')
 })
 
 test('POST /v1/objects/query: bad bodies are 400, batches above max_batch are 413', async (t) => {
