@@ -3,8 +3,9 @@
 // nothing about memory; this is a plain Map, whose insertion order doubles as the recency order (a key
 // read while in the newer half keeps its place: lib/recency.ts).
 //
-// The same Map and byte budget hold derived representations (v1 renderings, compressed variants; see
-// DerivedMemo): they are what a hit sends, so they compete with the entries for the same memory, and
+// The same Map and byte budget hold derived representations (v1 renderings, compressed variants, parsed
+// tables, the predictor's list memberships; see DerivedMemo): they are what a hit sends (or what answers
+// and predictions are made from), so they compete with the entries for the same memory, and
 // CACHE_MAX_BYTES bounds both together.
 import { RecencyOrder, type Ranked } from '../lib/recency.js'
 import type { CacheStore, Derived, DerivedMemo, StoreEntry } from './store.js'
@@ -180,6 +181,9 @@ export function createMemoryStore (opts: MemoryStoreOptions): MemoryStore {
     },
     getValue (key) {
       return getDerived(key)?.parsed
+    },
+    peekValue (key) {
+      return slots.get(DERIVED_PREFIX + key)?.parsed
     },
     setValue (key, value, size) {
       if (value === undefined) return

@@ -26,6 +26,8 @@ export interface DerivedMemo {
   set: (key: string, value: Derived) => void
   /** A value parsed from a stored body (a table), by what it derives from; undefined when not kept. */
   getValue: (key: string) => unknown
+  /** The same value without moving it in the recency order: a look that is not a use. */
+  peekValue: (key: string) => unknown
   /** Keeps a parsed value charged `size` bytes: an estimate, since heap objects cannot be measured. */
   setValue: (key: string, value: unknown, size: number) => void
 }

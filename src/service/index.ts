@@ -232,6 +232,8 @@ export function createAtlasService (app: FastifyInstance, serviceOpts: ServiceOp
     ? createPrefetch({
       ...(serviceOpts.now === undefined ? {} : { now: serviceOpts.now }),
       metrics: app.metrics,
+      // List memberships are kept within CACHE_MAX_BYTES, as the parsed tables they come from are.
+      ...(cache.derived === undefined ? {} : { memo: cache.derived }),
       freshness: () => ({ record: cache.freshness('objects'), missing: cache.freshness('objects-missing') }),
       horizonMs: config.PREFETCH_HORIZON_S * 1000,
       delayMs: config.PREFETCH_DELAY_MS,

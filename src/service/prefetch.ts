@@ -9,17 +9,27 @@
 // What is cached is known from what this replica read and stored (no store round trip while a call
 // waits to go); another replica's fills may be fetched again, which costs bytes in a call that goes
 // anyway, never a token. A prefetch call of its own goes through the cache, which skips what is stored.
+//
+// A list's membership (up to MAX_TRACKED_IDS ids) is derived from its table as the table's parse is:
+// it is kept in L1's derived memo, charged to CACHE_MAX_BYTES, and goes when the LRU needs the room (a
+// list then predicts nothing until it is read again). Without L1, lists predict nothing.
 import type { Freshness } from '../cache/freshness.js'
 import type { CacheEntry } from '../cache/cache.js'
+import type { DerivedMemo } from '../cache/store.js'
 import { RecencyOrder, type Ranked } from '../lib/recency.js'
 import type { Metrics } from '../plugins/metrics.js'
 import type { CallFiller, RecordText } from '../upstream/object-loader.js'
 
-// How many ids and lists the predictor remembers; the oldest are forgotten first.
+// How many ids and lists the predictor remembers; the oldest are forgotten first (list memberships also
+// go when L1 needs their room).
 const MAX_TRACKED_IDS = 50_000
 const MAX_LISTS = 256
 // Weight of the newest reply in the running record-size estimate.
 const SIZE_WEIGHT = 0.2
+// Heap a list's membership takes (measured on Node 20: 500,000 19-digit ids as Strings of bigints): an id
+// in its `ids` (the string and its slot) and in its `members` Set (the entry; the string is shared).
+const ID_BYTES = 48
+const MEMBER_BYTES = 26
 // Calls one prefetch run may make at most (a run stops earlier once nothing is left to fetch).
 const MAX_CALLS_PER_RUN = 16
 
@@ -29,10 +39,18 @@ export const MISSING_ENTRY = Buffer.from('null')
 export type PredictionSource = 'list' | 'refresh'
 
 interface Seen extends Ranked { storedAt: number, isMissing: boolean, reads: number, lastReadAt: number }
-interface ListSource { ids: readonly string[], members: ReadonlySet<string>, etag: string, readAt: number, hits: number, isPrefetched: boolean }
+/** A table read recently; its membership is in the memo (membershipKey) while the memo keeps it. */
+interface ListSource { etag: string, readAt: number, hits: number, isPrefetched: boolean, isTooLarge: boolean }
+interface Membership { ids: readonly string[], members: ReadonlySet<string> }
+
+/** Keyed by what it derives from: the table's bytes (ETag) and the read (its cache key names the row field). */
+const membershipKey = (key: string, etag: string): string => `members:${etag}:${key}`
+const membershipBytes = (m: Membership): number => m.ids.length * ID_BYTES + m.members.size * MEMBER_BYTES
 
 export interface PrefetchOptions {
   now?: () => number
+  /** L1's derived memo, where list memberships are kept (inside CACHE_MAX_BYTES); none without L1. */
+  memo?: DerivedMemo
   metrics: Metrics
   /** Object records' freshness, and that of "no such id". */
   freshness: () => { record: Freshness, missing: Freshness }
@@ -78,6 +96,14 @@ export function createPrefetch (opts: PrefetchOptions) {
   // rather than all of `seen` (up to MAX_TRACKED_IDS, on every call). Ids `seen` forgot leave on the next walk.
   const hot = new Set<string>()
   const lists = new Map<string, ListSource>()
+  /**
+   * A list's membership, while the memo keeps it. Only a call it tops up uses it (moves it to the LRU's
+   * recent end); counting what reads hit only looks (`isLook`), or every read would keep it there.
+   */
+  function membershipOf (key: string, list: ListSource, isLook = false): Membership | undefined {
+    const mkey = membershipKey(key, list.etag)
+    return (isLook ? opts.memo?.peekValue(mkey) : opts.memo?.getValue(mkey)) as Membership | undefined
+  }
   // Predicted records not read yet: when they were stored and why they were picked.
   const predicted = new Map<string, { at: number, source: PredictionSource }>()
   // Picked for a call, not delivered yet: why, the write sequence and the invalidation mark at the pick.
@@ -122,10 +148,10 @@ export function createPrefetch (opts: PrefetchOptions) {
     // Tables whose members consumers have been reading come first (a call's room is bounded by bytes),
     // then the most recently read.
     // A prefetch call of its own (onlyUncached) takes only the members of lists (isPrefetched).
-    const recent = [...lists.values()]
-      .filter((l) => at - l.readAt <= opts.horizonMs && (!onlyUncached || l.isPrefetched))
-      .sort((a, b) => b.hits - a.hits || b.readAt - a.readAt)
-    for (const list of recent) for (const id of list.ids) consider(id, 'list')
+    const recent = [...lists.entries()]
+      .filter(([, l]) => at - l.readAt <= opts.horizonMs && (!onlyUncached || l.isPrefetched))
+      .sort(([, a], [, b]) => b.hits - a.hits || b.readAt - a.readAt)
+    for (const [key, list] of recent) for (const id of membershipOf(key, list)?.ids ?? []) consider(id, 'list')
     if (!onlyUncached) {
       for (const id of hot) {
         const s = seen.get(id)
@@ -261,9 +287,10 @@ export function createPrefetch (opts: PrefetchOptions) {
       const at = now()
       const freshMs = opts.freshness().record.freshMs
       // Which tables name what consumers read: those rank first as prediction sources.
-      for (const list of lists.values()) {
+      for (const [key, list] of lists) {
         if (at - list.readAt > opts.horizonMs) continue
-        for (const id of ids) if (list.members.has(id)) list.hits++
+        const members = membershipOf(key, list, true)?.members
+        if (members !== undefined) for (const id of ids) if (members.has(id)) list.hits++
       }
       ids.forEach((id, k) => {
         const entry = entries[k]
@@ -281,10 +308,20 @@ export function createPrefetch (opts: PrefetchOptions) {
      * ride along calls that go anyway.
      */
     noteList (key: string, etag: string, members: () => string[], isPrefetched = true): void {
+      const memo = opts.memo
+      if (memo === undefined) return
       const known = lists.get(key)
-      const ids = known?.etag === etag ? known.ids : members().slice(0, MAX_TRACKED_IDS)
-      touch(lists, key, { ids, members: known?.etag === etag ? known.members : new Set(ids), etag, readAt: now(), hits: known?.hits ?? 0, isPrefetched }, MAX_LISTS)
-      if (isPrefetched) schedule()
+      // A version whose membership the memo would not take (over a quarter of L1) is not parsed again.
+      let isTooLarge = known?.etag === etag && known.isTooLarge
+      const mkey = membershipKey(key, etag)
+      if (!isTooLarge && memo.getValue(mkey) === undefined) {
+        const ids = members().slice(0, MAX_TRACKED_IDS)
+        const membership: Membership = { ids, members: new Set(ids) }
+        memo.setValue(mkey, membership, membershipBytes(membership))
+        isTooLarge = memo.peekValue(mkey) === undefined
+      }
+      touch(lists, key, { etag, readAt: now(), hits: known?.hits ?? 0, isPrefetched, isTooLarge }, MAX_LISTS)
+      if (isPrefetched && !isTooLarge) schedule()
     },
 
     /** A write changed this object's record: a prediction of it in flight is not stored. */
@@ -293,6 +330,16 @@ export function createPrefetch (opts: PrefetchOptions) {
       seen.delete(id)
       hot.delete(id)
       touch(written, id, writeSeq, MAX_TRACKED_IDS)
+    },
+
+    /** Heap held by the memberships of the lists remembered (estimated: ID_BYTES, MEMBER_BYTES; all in the memo). */
+    get listBytes (): number {
+      let bytes = 0
+      for (const [key, list] of lists) {
+        const membership = membershipOf(key, list, true)
+        if (membership !== undefined) bytes += membershipBytes(membership)
+      }
+      return bytes
     },
 
     /** The current record-size estimate, in bytes. */

@@ -81,6 +81,18 @@ test('parsed values are kept by key with the size they are charged, in the same 
   t.ok(store.bytes <= 10_000)
 })
 
+test('peekValue looks at a parsed value without making it recent', async (t) => {
+  // Slots of 668 bytes (key, value and overhead): four fit, a fifth evicts the least recently used.
+  const store = createMemoryStore({ maxBytes: 3000 })
+  store.derived.setValue('a', ['a'], 600)
+  store.derived.setValue('b', ['b'], 600)
+  t.same(store.derived.peekValue('a'), ['a'], 'the value')
+  for (const key of ['c', 'd', 'e']) store.derived.setValue(key, [key], 600)
+  t.equal(store.derived.peekValue('a'), undefined, 'a, only looked at, was the least recently used')
+  t.same(store.derived.getValue('b'), ['b'], 'b is still there')
+  t.equal(store.derived.peekValue('x'), undefined, 'nothing for a key not kept')
+})
+
 test('a value that is a view into a larger Buffer is stored in one of its own, so the budget counts what is held', async (t) => {
   const store = createMemoryStore({ maxBytes: 1 << 20 })
   // As an MGET reply hands them out: values sliced from one read buffer.
