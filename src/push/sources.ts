@@ -82,7 +82,7 @@ export function tableSource (table: string): SourceSpec {
     kind: 'table',
     rowKey: spec.rowKey,
     scope: SUBSCRIBER_SCOPE,
-    read: async (a, request) => a.atlas.table(request, spec.route, spec.endpoint, fields.wholeTable(), [spec.view()])
+    read: async (a, request) => a.atlas.table(request, spec.route, spec.endpoint, fields.vraTable(), [spec.view()])
   }
 }
 

@@ -59,6 +59,13 @@ export const CONE_MODES = ['nearest', 'all', 'count'] as const
 export type ConeMode = typeof CONE_MODES[number]
 export const MAX_CONE_RADIUS_ARCSEC = 300
 
+// A VRA table's datethreshold defaults upstream to 1970-01-01 (inclusive), so a row written with an
+// earlier insertdate is in no read without one. The whole-table read asks from the earliest DATETIME
+// MySQL (the upstream's database) supports: an earlier row is not one it promises to store, and an
+// earlier value is not one it promises to compare. Written in full and in UTC: Django 3.2 refuses a
+// date-only value, and a zone offset this near year 1 is a conversion that can fail in Python.
+const VRA_TABLE_SINCE = '1000-01-01T00:00:00Z'
+
 export const fields = {
   cone: (q: { ra: number, dec: number, radius: number, mode: ConeMode }): Fields =>
     ({ ra: String(q.ra), dec: String(q.dec), radius: String(q.radius), requestType: q.mode }),
@@ -71,6 +78,8 @@ export const fields = {
   customListMembers: (groupId: number | bigint): Fields => ({ objectgroupid: String(groupId) }),
   objectCustomLists: (objectId: string): Fields => ({ objectid: objectId }),
   wholeTable: (): Fields => ({}),
+  /** A VRA table whole: without a threshold the upstream keeps only rows from 1970 on (see VRA_TABLE_SINCE). */
+  vraTable: (): Fields => ({ datethreshold: VRA_TABLE_SINCE }),
   crossmatches: (names: readonly string[]): Fields => ({ externalObjects: names.join(',') }),
   vraScore: (w: { id: string, preal?: number, pgal?: number, pfast?: number, rank?: number, rank_alt1?: number, is_gal_cand?: number, debug?: boolean }): Fields =>
     compact({ objectid: w.id, preal: w.preal, pgal: w.pgal, pfast: w.pfast, rank: w.rank, rank_alt1: w.rank_alt1, is_gal_cand: w.is_gal_cand, debug: w.debug }),

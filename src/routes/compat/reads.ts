@@ -135,10 +135,10 @@ export async function vraList (app: FastifyInstance, request: FastifyRequest, en
     // and an integer that cannot be an ATLAS id has no rows (rows are only written for existing objects).
     const ids = csvTokens(v.objects).map(pyInt).filter((id) => id !== null && canBeAtlasId(id)).map(String)
     if (ids.length === 0) return ok('[]')
-    const text = await tableText(app, request, route, endpoint, fields.wholeTable(), [view])
+    const text = await tableText(app, request, route, endpoint, fields.vraTable(), [view])
     return ok(rowsInIdOrder(text, replyFields.tableObjectId, ids, (r) => endpoint !== 'vrascoreslist' || r.debug === v.debug))
   }
-  const text = await tableText(app, request, route, endpoint, fields.wholeTable(), [view])
+  const text = await tableText(app, request, route, endpoint, fields.vraTable(), [view])
   const since = thresholdUs(original.datethreshold) ?? 0
   const minId = endpoint === 'vraranklist' ? undefined : (v.idthreshold as bigint)
   // The to-do table's primary key is the object id, so idthreshold compares object ids there.

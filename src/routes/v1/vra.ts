@@ -37,7 +37,7 @@ export const vraRoutes: FastifyPluginAsyncTypebox = async (app) => {
       }
     }, async (request, reply) => {
       const q = request.query as { since?: string, ids?: string, after_id?: number, debug?: boolean }
-      const read = await app.atlas.table(request, spec.route, spec.endpoint, fields.wholeTable(), [spec.view])
+      const read = await app.atlas.table(request, spec.route, spec.endpoint, fields.vraTable(), [spec.view])
       let rows: Row[] = filterSince(rowsOf(read.value), replyFields.tableTimestamp, q.since, true)
       rows = filterIds(rows, replyFields.tableObjectId, q.ids)
       if (q.after_id !== undefined) rows = rows.filter((r) => Number(r.id) > (q.after_id as number))

@@ -2,7 +2,7 @@
 // (repeated for a repeated id), and answers the gateway knows without asking the upstream (ids that
 // cannot exist, NaN coordinates, too many ids) given locally, byte for byte, with no upstream call.
 import { test, type Test } from 'tap'
-import { FIXTURE_IDS } from '../../helper.js'
+import { FIXTURE_IDS, demoAuth } from '../../helper.js'
 import { rowIds, startDialects, type Dialects, type Payload } from './dialect-helper.js'
 
 const { A, B, C, D, U } = FIXTURE_IDS
@@ -245,4 +245,37 @@ test('a number with a misplaced underscore is DRF\'s 400, as upstream', async (t
     const body = await same(t, d, 'cone', { form: { ra: '244.00092', dec: '22.26801', radius: '5', requestType: 'count', [field]: value } }, `${field}=${value}`)
     t.equal(body, JSON.stringify({ [field]: ['A valid number is required.'] }))
   }
+})
+
+// The gateway read each VRA table "whole" by sending no datethreshold, which the upstream reads as
+// 1970-01-01: a row written with an earlier insertdate (the writes pass it through) was in no answer
+// the gateway derived from that read, though the upstream's own objects= read returns it.
+test('VRA rows stamped before 1970 are in every answer derived from the whole table', async (t) => {
+  const d = await startDialects(t)
+  const { E } = FIXTURE_IDS
+  const writes: Array<[string, Record<string, string>]> = [
+    ['vrascores', { objectid: A, preal: '0.5', insertdate: '1969-12-31T23:59:59Z' }],
+    ['vrarank', { objectid: A, rank: '3', insertdate: '1960-01-01T00:00:00Z' }],
+    ['vratodo', { objectid: D, insertdate: '1965-06-01T00:00:00Z' }],
+    // The earliest instant the gateway's whole-table read asks for: inclusive, as upstream.
+    ['vrascores', { objectid: E, preal: '0.1', insertdate: '1000-01-01T00:00:00Z' }]
+  ]
+  for (const [endpoint, form] of writes) {
+    t.equal((await d.gateway(endpoint, { form })).status, 201, `${endpoint} ${form.insertdate}: written through the gateway`)
+    t.equal((await d.upstream(endpoint, { form })).status, 201, `${endpoint} ${form.insertdate}: the same row straight`)
+  }
+  const reads: Array<[string, string]> = [['vrascoreslist', `${A},${E}`], ['vraranklist', A], ['vratodolist', D]]
+  for (const [endpoint, ids] of reads) {
+    const body = await same(t, d, endpoint, { form: { objects: ids } }, `${endpoint} objects=${ids}`)
+    t.strictSame(rowIds(body), ids.split(','), `${endpoint}: the backdated rows are there`)
+    await same(t, d, endpoint, { form: { datethreshold: '1900-01-01T00:00:00Z' } }, `${endpoint} datethreshold=1900`)
+    await same(t, d, endpoint, { form: {} }, `${endpoint} without a threshold (1970-01-01 upstream)`)
+  }
+  const v1 = async (path: string): Promise<{ count: number, rows: Array<{ timestamp: string }> }> =>
+    (await d.app.inject({ url: path, headers: demoAuth(d.app) })).json()
+  const scores = await v1(`/v1/vra/scores?ids=${A},${E}`)
+  t.strictSame(scores.rows.map((r) => r.timestamp), ['1969-12-31T23:59:59Z', '1000-01-01T00:00:00Z'], 'v1 scores of A and E')
+  t.strictSame((await v1(`/v1/vra/ranks?ids=${A}`)).rows.map((r) => r.timestamp), ['1960-01-01T00:00:00Z'], 'v1 rank of A')
+  t.strictSame((await v1(`/v1/vra/todo?ids=${D}`)).rows.map((r) => r.timestamp), ['1965-06-01T00:00:00Z'], 'v1 to-do row of D')
+  t.equal((await v1('/v1/vra/scores?since=1900-01-01T00:00:00Z')).count, (await v1('/v1/vra/scores')).count - 1, 'v1 since=1900: all but the row of year 1000')
 })
