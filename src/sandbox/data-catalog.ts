@@ -137,6 +137,11 @@ export function generateCatalog (seed: number, count: number): ObjectMeta[] {
   return out
 }
 
+// The Dec band only narrows the search: the upstream's test is `separation <= radius` alone. A hit at
+// exactly the radius can lie a rounding outside radius / 3600 (its separation and its Dec offset are
+// computed apart), so the band is this much wider: far above float error, far below any catalogue gap.
+const BAND_SLACK_DEG = 1e-9
+
 /** Cone search over objects sorted by Dec: a binary-searched Dec band, then true separations. */
 export class ConeIndex {
   private readonly byDec: ObjectMeta[]
@@ -162,7 +167,7 @@ export class ConeIndex {
   /** Objects within radius (arcsec) of (ra, dec), nearest first. */
   search (ra: number, dec: number, radiusArcsec: number): Array<{ meta: ObjectMeta, separation: number }> {
     if (!(radiusArcsec >= 0) || !Number.isFinite(ra) || !Number.isFinite(dec)) return []
-    const band = radiusArcsec / 3600
+    const band = radiusArcsec / 3600 + BAND_SLACK_DEG
     const hits: Array<{ meta: ObjectMeta, separation: number }> = []
     for (let i = this.lowerBound(dec - band); i < this.byDec.length; i++) {
       const meta = this.byDec[i]

@@ -221,6 +221,30 @@ test('data: seeded, fixtures first, clear of the corpus cones, LRU-cached record
   t.equal(store.recordJson(x ?? 0n, null), first, 'an evicted record is rebuilt identically')
 })
 
+// The upstream keeps a hit when its separation <= radius, nothing else. The sandbox's Dec band before
+// that test was radius / 3600 exactly, and a rounding could put a hit at exactly the radius outside it.
+test('cone: a radius equal to a hit\'s separation keeps that hit, as the wide search reports it', async (t) => {
+  const store = new Store(42, 2000)
+  let radii = 0
+  const lost: string[] = []
+  // Positions north and south of every object, out to nearly 300".
+  for (const meta of store.catalog) {
+    for (let k = 1; k <= 40; k++) {
+      for (const dec of [meta.dec + k * 0.00197, meta.dec - k * 0.00197]) {
+        const wide = store.coneSearch(meta.ra, dec, 300)
+        for (const hit of wide) {
+          radii++
+          const narrow = store.coneSearch(meta.ra, dec, hit.separation).map((h) => h.meta.id)
+          const expected = wide.filter((h) => h.separation <= hit.separation).map((h) => h.meta.id)
+          if (narrow.join() !== expected.join()) lost.push(`ra=${meta.ra} dec=${dec} radius=${hit.separation}`)
+        }
+      }
+    }
+  }
+  t.ok(radii > 100_000, `${radii} exact-separation radii`)
+  t.strictSame(lost, [], 'each narrow search is the wide one cut at its radius')
+})
+
 test('fields and routing: the rarer inputs', async (t) => {
   const sb = await startTestSandbox(t, { objects: 20 })
   const json = async (path: string, body: unknown): Promise<unknown> => (await call(sb, 'POST', path, { token: 'write', json: body })).json
