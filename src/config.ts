@@ -5,6 +5,7 @@ import { Type, type Static } from '@sinclair/typebox'
 import { parseRedisUrl } from './lib/redis-url.js'
 import { parseCustomLists } from './lists.js'
 import { resolvePaths } from './upstream/endpoints.js'
+import { headroomTokens, parseRate } from './upstream/budget.js'
 
 const Rate = (def: string, description: string) =>
   Type.String({ pattern: '^[1-9]\\d*/(second|minute|hour|day)$', default: def, description })
@@ -55,7 +56,7 @@ export const ConfigSchema = Type.Object({
   UPSTREAM_MAX_RESPONSE_BYTES: Int(268435456, 1024, 'largest upstream response body accepted'),
   UPSTREAM_RETRIES: Int(1, 0, 'retries of a read on a network error or a 5xx (at most one; only with UPSTREAM_RETRY_MIN_BUDGET tokens left)', 1),
   UPSTREAM_RETRY_MIN_BUDGET: Int(10, 0, 'a read is retried only while at least this many budget tokens are left'),
-  UPSTREAM_BACKGROUND_HEADROOM: Type.String({ default: '20%', pattern: '^(\\d+|\\d{1,2}%|100%)$', description: 'background upstream work (stale-while-revalidate refreshes, refresh ahead, prefetch) runs only while more than this many budget tokens are left: a count (20) or a share of UPSTREAM_RATE\'s capacity (20%); foreground misses may use the rest' }),
+  UPSTREAM_BACKGROUND_HEADROOM: Type.String({ default: '20%', pattern: '^(\\d+|\\d{1,2}%|100%)$', description: 'background upstream work (stale-while-revalidate refreshes, refresh ahead, prefetch) runs only while more than this many budget tokens are left: a count (20) or a share of UPSTREAM_RATE\'s capacity (20%), below that capacity; foreground misses may use the rest' }),
   CACHE_MAX_STALE_S: Int(86400, 0, 'the oldest (seconds since it was loaded) a cached answer may be when served stale; while the upstream budget is at or below UPSTREAM_BACKGROUND_HEADROOM, or spent, cached entries past their route\'s freshness answer up to this age (X-Cache: STALE, X-Cache-Reason: budget-low) instead of an upstream call or a 503; it also cuts every route\'s stale windows'),
   UPSTREAM_CONNECTIONS: Int(8, 1, 'keep-alive connections to the upstream'),
   UPSTREAM_POOL_WAIT_MS: Int(5000, 10, 'longest an upstream call waits for a free connection before failing fast with 503 (no budget spent)'),
@@ -121,7 +122,20 @@ export function loadConfig (env: Record<string, string | undefined>): Config {
   named('REDIS_URL', () => { if (config.REDIS_URL !== '') parseRedisUrl(config.REDIS_URL) })
   named('CUSTOM_LISTS', () => parseCustomLists(config.CUSTOM_LISTS))
   named('UPSTREAM_PATHS', () => resolvePaths(config.UPSTREAM_PATHS))
+  checkHeadroom(config)
   return config
+}
+
+/**
+ * Background work spends a token only while more than the headroom is left: a headroom at or above
+ * the bucket's capacity would never let a refresh, a prefetch or a push poll run, and every entry past
+ * its freshness would answer stale (budget-low) until CACHE_MAX_STALE_S.
+ */
+function checkHeadroom (config: Config): void {
+  const { capacity } = parseRate(config.UPSTREAM_RATE)
+  const tokens = headroomTokens(capacity, config.UPSTREAM_BACKGROUND_HEADROOM)
+  if (tokens < capacity) return
+  throw new Error(`UPSTREAM_BACKGROUND_HEADROOM=${config.UPSTREAM_BACKGROUND_HEADROOM} (${tokens} tokens) must be below the capacity of UPSTREAM_RATE=${config.UPSTREAM_RATE} (${capacity} tokens): background work runs only while more than the headroom is left, so it would never run`)
 }
 
 function named (key: string, check: () => unknown): void {

@@ -59,3 +59,15 @@ test('values that would break at runtime fail at boot, naming the setting; secre
   t.equal(config.ATLAS_USERNAME, 'bot')
   t.equal(config.ATLAS_PASSWORD, 'pw')
 })
+
+test('a background headroom not below UPSTREAM_RATE\'s capacity fails at boot, naming both settings', async (t) => {
+  // At or above the capacity "more than the headroom left" never holds: no refresh, prefetch or push
+  // poll ever ran, and every answer after the first was STALE (budget-low) up to CACHE_MAX_STALE_S.
+  const refused = /UPSTREAM_BACKGROUND_HEADROOM.*UPSTREAM_RATE/
+  t.throws(() => loadConfig({ UPSTREAM_RATE: '3600/second', UPSTREAM_BACKGROUND_HEADROOM: '100%' }), refused, 'the whole bucket as a share')
+  t.throws(() => loadConfig({ UPSTREAM_RATE: '3600/second', UPSTREAM_BACKGROUND_HEADROOM: '3600' }), refused, 'the whole bucket as a count')
+  t.throws(() => loadConfig({ UPSTREAM_RATE: '100/hour', UPSTREAM_BACKGROUND_HEADROOM: '1000' }), refused, 'more than the bucket')
+  t.throws(() => loadConfig({ UPSTREAM_RATE: '1/hour' }), refused, 'the default 20% of one token rounds up to the token')
+  t.equal(loadConfig({ UPSTREAM_RATE: '100/hour', UPSTREAM_BACKGROUND_HEADROOM: '99' }).UPSTREAM_BACKGROUND_HEADROOM, '99', 'one token above it')
+  t.equal(loadConfig({ UPSTREAM_RATE: '1/hour', UPSTREAM_BACKGROUND_HEADROOM: '0' }).UPSTREAM_RATE, '1/hour', 'no headroom')
+})

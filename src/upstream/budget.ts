@@ -47,13 +47,18 @@ const WINDOWS_MS: Record<string, number> = { second: 1000, minute: 60_000, hour:
 
 /**
  * The headroom in whole tokens: a count (`20`) or a share of the bucket's capacity (`20%`, rounded up),
- * never above the capacity (UPSTREAM_BACKGROUND_HEADROOM; also the pace's burst).
+ * never above the capacity (UPSTREAM_BACKGROUND_HEADROOM; also the pace's burst). One at or above the
+ * capacity fails at boot (config.ts): background work would never run.
  */
 export function parseHeadroom (rate: string, headroom: string): number {
   const { capacity } = parseRate(rate)
+  return Math.min(capacity, headroomTokens(capacity, headroom))
+}
+
+/** UPSTREAM_BACKGROUND_HEADROOM in whole tokens of a bucket of `capacity`, as set (not capped). */
+export function headroomTokens (capacity: number, headroom: string): number {
   const text = headroom.trim()
-  const tokens = text.endsWith('%') ? Math.ceil(capacity * Number(text.slice(0, -1)) / 100) : Number(text)
-  return Math.min(capacity, tokens)
+  return text.endsWith('%') ? Math.ceil(capacity * Number(text.slice(0, -1)) / 100) : Number(text)
 }
 
 /** The pace's burst for a headroom: at least one token, so that work that can wait ever runs. */

@@ -99,8 +99,9 @@ test('list prefetch: after a list read, uncached members are fetched in full cal
 })
 
 test('list prefetch waits while the budget is at its headroom', async (t) => {
-  // A headroom of the whole bucket: after the list read the budget is below it.
-  const config = { UPSTREAM_RATE: '1000/hour', UPSTREAM_BACKGROUND_HEADROOM: '100%', PREFETCH_DELAY_MS: 20, PREFETCH_MIN_IDS: 1 }
+  // A headroom of all the bucket but one token (the whole bucket fails at boot): after the list read
+  // the budget is at it.
+  const config = { UPSTREAM_RATE: '1000/hour', UPSTREAM_BACKGROUND_HEADROOM: '999', PREFETCH_DELAY_MS: 20, PREFETCH_MIN_IDS: 1 }
   const { app, sandbox } = await buildTestApp(t, { config })
   sandbox.resetCalls()
   await listMembers(app, 'good')
