@@ -123,7 +123,29 @@ export function loadConfig (env: Record<string, string | undefined>): Config {
   named('CUSTOM_LISTS', () => parseCustomLists(config.CUSTOM_LISTS))
   named('UPSTREAM_PATHS', () => resolvePaths(config.UPSTREAM_PATHS))
   checkHeadroom(config)
+  checkShutdownDeadline(config)
   return config
+}
+
+// Beyond drain + SHUTDOWN_TIMEOUT_MS (or PUSH_WEBHOOK_TIMEOUT_MS when longer: a webhook post under way is
+// waited for beside the requests), answering the requests left and closing Redis may take this long
+// before close-with-grace gives up and exits 1.
+const SHUTDOWN_CLOSE_MARGIN_MS = 5000
+
+/** How long after a signal the process gives up closing and exits 1 (server.ts). */
+export function shutdownDeadlineMs (config: Pick<Config, 'SHUTDOWN_DRAIN_MS' | 'SHUTDOWN_TIMEOUT_MS' | 'PUSH_WEBHOOK_TIMEOUT_MS'>): number {
+  return config.SHUTDOWN_DRAIN_MS + Math.max(config.SHUTDOWN_TIMEOUT_MS, config.PUSH_WEBHOOK_TIMEOUT_MS) + SHUTDOWN_CLOSE_MARGIN_MS
+}
+
+/**
+ * Each setting alone is within Node's longest timer, but the shutdown deadline is their sum: beyond it
+ * Node ran that timer after 1 ms and a SIGTERM exited 1 at once, with no drain. Refused rather than cut
+ * short, so that the drain and SHUTDOWN_TIMEOUT_MS always run as set.
+ */
+function checkShutdownDeadline (config: Config): void {
+  const deadline = shutdownDeadlineMs(config)
+  if (deadline <= longestTimerMs) return
+  throw new Error(`SHUTDOWN_DRAIN_MS (${config.SHUTDOWN_DRAIN_MS}) + the longer of SHUTDOWN_TIMEOUT_MS (${config.SHUTDOWN_TIMEOUT_MS}) and PUSH_WEBHOOK_TIMEOUT_MS (${config.PUSH_WEBHOOK_TIMEOUT_MS}) + ${SHUTDOWN_CLOSE_MARGIN_MS} ms is ${deadline} ms, beyond the longest timer Node runs (${longestTimerMs} ms)`)
 }
 
 /**

@@ -3,14 +3,10 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import closeWithGrace from 'close-with-grace'
 import type { FastifyInstance } from 'fastify'
-import { loadConfig, type Config } from './config.js'
+import { loadConfig, shutdownDeadlineMs, type Config } from './config.js'
 import { buildApp } from './app.js'
 import { sandboxOptionsFromEnv, startSandbox, type Sandbox, type SandboxOptions } from './sandbox/index.js'
 
-// Beyond drain + SHUTDOWN_TIMEOUT_MS (or PUSH_WEBHOOK_TIMEOUT_MS when longer: a webhook post under way is
-// waited for beside the requests), answering the requests left and closing Redis may take this long
-// before close-with-grace gives up and exits 1.
-const DEFAULT_CLOSE_MARGIN_MS = 5000
 // After the requests left at SHUTDOWN_TIMEOUT_MS were answered 503, their connections get this long to
 // deliver that answer before every connection still open is closed.
 const DEFAULT_CUT_GRACE_MS = 1000
@@ -65,7 +61,7 @@ async function main (): Promise<void> {
   const shutdownMs = config.SHUTDOWN_TIMEOUT_MS
   // SIGHUP means "reload" here, not "close" (close-with-grace handles it by default).
   closeWithGrace({
-    delay: drainMs + Math.max(shutdownMs, config.PUSH_WEBHOOK_TIMEOUT_MS) + DEFAULT_CLOSE_MARGIN_MS,
+    delay: shutdownDeadlineMs(config),
     skip: ['SIGHUP'],
     logger: { error: (msg: unknown) => app.log.error({ detail: String(msg) }, 'shutdown did not finish') }
   }, async ({ signal, err }) => {

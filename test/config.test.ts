@@ -71,3 +71,15 @@ test('a background headroom not below UPSTREAM_RATE\'s capacity fails at boot, n
   t.equal(loadConfig({ UPSTREAM_RATE: '100/hour', UPSTREAM_BACKGROUND_HEADROOM: '99' }).UPSTREAM_BACKGROUND_HEADROOM, '99', 'one token above it')
   t.equal(loadConfig({ UPSTREAM_RATE: '1/hour', UPSTREAM_BACKGROUND_HEADROOM: '0' }).UPSTREAM_RATE, '1/hour', 'no headroom')
 })
+
+test('shutdown settings whose sum Node cannot wait for fail at boot, naming them', async (t) => {
+  // close-with-grace waits drain + the longer of SHUTDOWN_TIMEOUT_MS and PUSH_WEBHOOK_TIMEOUT_MS + 5 s
+  // before it gives up: beyond 2^31-1 ms Node ran that timer after 1 ms, and SIGTERM exited 1 at once.
+  const refused = /SHUTDOWN_DRAIN_MS.*SHUTDOWN_TIMEOUT_MS.*PUSH_WEBHOOK_TIMEOUT_MS/
+  t.throws(() => loadConfig({ SHUTDOWN_TIMEOUT_MS: '2147483000' }), refused)
+  t.throws(() => loadConfig({ SHUTDOWN_DRAIN_MS: '2147483000' }), refused)
+  t.throws(() => loadConfig({ PUSH_WEBHOOK_TIMEOUT_MS: '2147483000' }), refused)
+  t.throws(() => loadConfig({ SHUTDOWN_DRAIN_MS: '1073741823', SHUTDOWN_TIMEOUT_MS: '1073741823' }), refused)
+  const longest = loadConfig({ SHUTDOWN_DRAIN_MS: '1000000000', SHUTDOWN_TIMEOUT_MS: String(2 ** 31 - 1 - 1000000000 - 5000) })
+  t.equal(longest.SHUTDOWN_DRAIN_MS, 1000000000, 'a sum of 2^31-1 ms is kept')
+})
