@@ -42,7 +42,7 @@ export const ConfigSchema = Type.Object({
   UPSTREAM_RATE: Rate('100/hour', 'global upstream budget shared by every consumer and replica; its period also bounds any upstream Retry-After the gateway obeys'),
   UPSTREAM_MAX_IDS_PER_CALL: Int(1000, 1, 'ids per upstream objects/ call', 50000),
   BULK_MAX_STREAMS: Int(2, 1, 'bulk object streams (POST /v1/objects/query as NDJSON, or as JSON of more than one chunk) one replica serves at once (503 beyond). Each holds a chunk of UPSTREAM_MAX_IDS_PER_CALL records outside the heap until its client takes it; with L1 full and the image\'s heap flags, 2 streams of 10,000 cached ids peaked at 306 MiB, 3 at 382, 4 at 460: 2 keep a replica inside its 384 MiB (README "Memory")'),
-  BULK_MAX_STREAMS_PER_CONSUMER: Int(1, 1, 'bulk object streams one consumer may hold at once on a replica (429 beyond): over all its keys; below BULK_MAX_STREAMS, so that one consumer cannot take every slot of a replica'),
+  BULK_MAX_STREAMS_PER_CONSUMER: Int(1, 1, 'bulk object streams one consumer may hold at once on a replica (429 beyond): over all its keys; at most BULK_MAX_STREAMS, and below it one consumer cannot take every slot of a replica'),
   UPSTREAM_BATCH_WINDOW_MS: Int(10, 0, 'how long concurrent object reads are gathered into one objects/ call'),
   UPSTREAM_BATCH_WINDOW_MAX_MS: Int(250, 0, 'the batching window under budget pressure: it widens from UPSTREAM_BATCH_WINDOW_MS towards this as the budget\'s pace runs down, so misses spread over time share calls; the longest a requested id waits before its call leaves. Neither window exceeds the time UPSTREAM_RATE takes to earn one call'),
   PREFETCH_ENABLED: Type.Boolean({ default: true, description: 'top every objects/ call up to UPSTREAM_MAX_IDS_PER_CALL with ids likely to be read soon (members of lists read recently, hot records close to going stale) and prefetch the members of lists read' }),
@@ -124,7 +124,25 @@ export function loadConfig (env: Record<string, string | undefined>): Config {
   named('UPSTREAM_PATHS', () => resolvePaths(config.UPSTREAM_PATHS))
   checkHeadroom(config)
   checkShutdownDeadline(config)
+  checkOrder(config)
   return config
+}
+
+// Settings that bound another from above: [lower, upper]. Set the wrong way round, the upper one won
+// silently (a miss waited the whole UPSTREAM_BATCH_WINDOW_MS beyond UPSTREAM_BATCH_WINDOW_MAX_MS, the
+// longest wait README promises) or meant nothing. Equal is a working setting: one window, one wait, one
+// interval, or a replica of one bulk stream (BULK_MAX_STREAMS_PER_CONSUMER cannot be below 1).
+const ORDERED: ReadonlyArray<readonly [keyof Config, keyof Config]> = [
+  ['UPSTREAM_BATCH_WINDOW_MS', 'UPSTREAM_BATCH_WINDOW_MAX_MS'],
+  ['UPSTREAM_LOGIN_BACKOFF_MS', 'UPSTREAM_LOGIN_BACKOFF_MAX_MS'],
+  ['PUSH_POLL_INTERVAL_MS', 'PUSH_POLL_MAX_INTERVAL_MS'],
+  ['BULK_MAX_STREAMS_PER_CONSUMER', 'BULK_MAX_STREAMS']
+]
+
+function checkOrder (config: Config): void {
+  for (const [lower, upper] of ORDERED) {
+    if (config[lower] > config[upper]) throw new Error(`${lower} (${config[lower]}) must not be above ${upper} (${config[upper]})`)
+  }
 }
 
 // Beyond drain + SHUTDOWN_TIMEOUT_MS (or PUSH_WEBHOOK_TIMEOUT_MS when longer: a webhook post under way is

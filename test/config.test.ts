@@ -83,3 +83,23 @@ test('shutdown settings whose sum Node cannot wait for fail at boot, naming them
   const longest = loadConfig({ SHUTDOWN_DRAIN_MS: '1000000000', SHUTDOWN_TIMEOUT_MS: String(2 ** 31 - 1 - 1000000000 - 5000) })
   t.equal(longest.SHUTDOWN_DRAIN_MS, 1000000000, 'a sum of 2^31-1 ms is kept')
 })
+
+test('a minimum set above its maximum fails at boot, naming both settings', async (t) => {
+  t.throws(() => loadConfig({ UPSTREAM_BATCH_WINDOW_MS: '2000', UPSTREAM_BATCH_WINDOW_MAX_MS: '100' }), /UPSTREAM_BATCH_WINDOW_MS.*UPSTREAM_BATCH_WINDOW_MAX_MS/)
+  t.throws(() => loadConfig({ UPSTREAM_BATCH_WINDOW_MS: '300' }), /UPSTREAM_BATCH_WINDOW_MS.*UPSTREAM_BATCH_WINDOW_MAX_MS/, 'above the default maximum')
+  t.throws(() => loadConfig({ UPSTREAM_LOGIN_BACKOFF_MS: '600000', UPSTREAM_LOGIN_BACKOFF_MAX_MS: '1000' }), /UPSTREAM_LOGIN_BACKOFF_MS.*UPSTREAM_LOGIN_BACKOFF_MAX_MS/)
+  t.throws(() => loadConfig({ PUSH_POLL_INTERVAL_MS: '900000', PUSH_POLL_MAX_INTERVAL_MS: '1000' }), /PUSH_POLL_INTERVAL_MS.*PUSH_POLL_MAX_INTERVAL_MS/)
+  t.throws(() => loadConfig({ BULK_MAX_STREAMS: '1', BULK_MAX_STREAMS_PER_CONSUMER: '5' }), /BULK_MAX_STREAMS_PER_CONSUMER.*BULK_MAX_STREAMS/)
+  // Equal is a working setting: one window, one wait, one interval; a replica of one bulk stream.
+  const equal = loadConfig({
+    UPSTREAM_BATCH_WINDOW_MS: '300',
+    UPSTREAM_BATCH_WINDOW_MAX_MS: '300',
+    UPSTREAM_LOGIN_BACKOFF_MS: '60000',
+    UPSTREAM_LOGIN_BACKOFF_MAX_MS: '60000',
+    PUSH_POLL_INTERVAL_MS: '60000',
+    PUSH_POLL_MAX_INTERVAL_MS: '60000',
+    BULK_MAX_STREAMS: '1',
+    BULK_MAX_STREAMS_PER_CONSUMER: '1'
+  })
+  t.equal(equal.BULK_MAX_STREAMS, 1)
+})
