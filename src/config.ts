@@ -117,6 +117,7 @@ export function loadConfig (env: Record<string, string | undefined>): Config {
     const value = env[key]
     if (value !== undefined) data[key] = TRIMMED.has(key) ? value.trim() : value
   }
+  checkWritten(data)
   const config = envSchema<Config>({ schema: ConfigSchema, data, env: false, dotenv: false })
   // Settings with a syntax of their own: a bad one fails here, named, rather than deep in a plugin.
   named('REDIS_URL', () => { if (config.REDIS_URL !== '') parseRedisUrl(config.REDIS_URL) })
@@ -176,6 +177,21 @@ function checkHeadroom (config: Config): void {
   const tokens = headroomTokens(capacity, config.UPSTREAM_BACKGROUND_HEADROOM)
   if (tokens < capacity) return
   throw new Error(`UPSTREAM_BACKGROUND_HEADROOM=${config.UPSTREAM_BACKGROUND_HEADROOM} (${tokens} tokens) must be below the capacity of UPSTREAM_RATE=${config.UPSTREAM_RATE} (${capacity} tokens): background work runs only while more than the headroom is left, so it would never run`)
+}
+
+/**
+ * ajv's coercion reads an integer as Number() does: a blank value became 0 (PORT=' ' listened on a
+ * random port) and 0x50 or 1e3 became 80 and 1000. A setting that may not be empty passed its minLength
+ * when blank, and failed later without its name (HOST=' ' at listen, getaddrinfo ENOTFOUND).
+ */
+function checkWritten (data: Record<string, string>): void {
+  const schemas = ConfigSchema.properties as Record<string, { type?: string, minimum?: number, minLength?: number }>
+  for (const [key, value] of Object.entries(data)) {
+    const schema = schemas[key] ?? {}
+    const digits = (schema.minimum ?? -1) >= 0 ? /^\d+$/ : /^-?\d+$/
+    if (schema.type === 'integer' && !digits.test(value)) throw new Error(`${key}: ${JSON.stringify(value)} is not a whole number in decimal digits`)
+    if ((schema.minLength ?? 0) > 0 && value.trim() === '') throw new Error(`${key}: ${JSON.stringify(value)} is blank`)
+  }
 }
 
 function named (key: string, check: () => unknown): void {

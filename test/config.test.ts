@@ -103,3 +103,17 @@ test('a minimum set above its maximum fails at boot, naming both settings', asyn
   })
   t.equal(equal.BULK_MAX_STREAMS, 1)
 })
+
+test('a number not written in plain decimal digits, or a blank HOST, fails at boot naming the setting', async (t) => {
+  // A blank PORT became 0 (a random port, silently); hexadecimal and exponents were read as numbers; a
+  // blank HOST passed and failed at listen with getaddrinfo ENOTFOUND, naming nothing.
+  for (const value of [' ', '0x50', '1e3', '80.0', ' 80 ', '+80', '']) {
+    t.throws(() => loadConfig({ PORT: value }), /PORT/, `PORT=${JSON.stringify(value)}`)
+  }
+  t.throws(() => loadConfig({ CACHE_MAX_BYTES: '0x10' }), /CACHE_MAX_BYTES/)
+  t.throws(() => loadConfig({ SHUTDOWN_DRAIN_MS: '\t' }), /SHUTDOWN_DRAIN_MS/)
+  t.throws(() => loadConfig({ HOST: ' ' }), /HOST/)
+  t.throws(() => loadConfig({ HOST: '\n' }), /HOST/)
+  t.equal(loadConfig({ PORT: '0080' }).PORT, 80, 'leading zeros are still decimal')
+  t.equal(loadConfig({ PORT: '0' }).PORT, 0)
+})
