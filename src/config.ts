@@ -78,7 +78,7 @@ export const ConfigSchema = Type.Object({
   PUSH_RETENTION_S: Int(86400, 1, 'push: how long events are kept for Last-Event-ID resumption and webhook retries'),
   PUSH_MAX_EVENTS: Int(10000, 1, 'push: at most this many events kept per source (the oldest go first)'),
   PUSH_HEARTBEAT_MS: Int(15000, 100, 'push: an idle event stream gets a comment line this often (keeps proxies from closing it)'),
-  PUSH_MAX_STREAMS_PER_CONSUMER: Int(5, 0, 'push: open event streams one consumer may hold across every replica (429 beyond)'),
+  PUSH_MAX_STREAMS_PER_CONSUMER: Int(5, 0, 'push: open event streams one consumer may hold across every replica, over all its keys (429 beyond)'),
   PUSH_WEBHOOK_ALLOWED_HOSTS: OptionalString('push: comma-separated hosts webhooks may use over plain http (e.g. 127.0.0.1,receiver.internal); every other webhook URL must be https'),
   PUSH_WEBHOOK_MAX_ATTEMPTS: Int(8, 1, 'push: deliveries of one webhook message before it goes to the consumer\'s dead-letter list'),
   PUSH_WEBHOOK_BACKOFF_MS: Int(2000, 1, 'push: wait before the first webhook retry; doubles with each failure (full jitter), up to 1 hour'),
