@@ -1,5 +1,6 @@
 // REDIS_URL's three forms, parsed into what ioredis needs (README "Settings" documents them):
-//   redis://[[user]:password@]host[:port][/db]            one server (rediss:// with TLS; or a socket path), as ioredis reads it
+//   redis://[[user]:password@]host[:port][/db]            one server (rediss:// with TLS), as ioredis reads it
+//   /path/to/redis.sock[?db=N]                             one server over a Unix socket
 //   redis+sentinel://[[user]:password@]host:port[,host:port…]/mastername[/db][?sentinelPassword=…&sentinelUsername=…]
 //   redis+cluster://[[user]:password@]host:port[,host:port…]
 // The password is the data nodes' (the master and replicas, or every cluster node); a Sentinel's own
@@ -49,14 +50,38 @@ function parseNode (text: string, defaultPort: number): RedisNode {
   return { host: (match[1] ?? match[2]) as string, port }
 }
 
+// ioredis copies every query parameter of a one-server URL into its options, where it would override
+// the gateway's own (commandTimeout, enableOfflineQueue: the fail-fast settings), and sends the path as
+// the SELECT argument unchecked, so /abc ends the process with an unhandled reply error.
+/** redis://… or rediss://… to one server: a database of digits at most, no parameter. */
+function parseSingle (url: string): RedisTarget {
+  if (!URL.canParse(url)) return fail('is not a valid URL')
+  const parsed = new URL(url)
+  // Only the keys are named: a value may be a password.
+  if (url.includes('?')) return fail(`of one server takes no parameter (got ${[...parsed.searchParams.keys()].join(', ') || '?'})`)
+  if (url.includes('#')) return fail('of one server takes no fragment (#)')
+  if (!/^\/?(\d+)?$/.test(parsed.pathname)) return fail(`of one server has a database "${parsed.pathname.slice(1)}" that is not a number (redis://host:port/db)`)
+  return { kind: 'single', url }
+}
+
+/** A Unix socket path, as ioredis reads it; `?db=N` is the only parameter. */
+function parseSocket (url: string): RedisTarget {
+  const queryAt = url.indexOf('?')
+  if (queryAt === -1) return { kind: 'single', url }
+  for (const [key, value] of new URLSearchParams(url.slice(queryAt + 1))) {
+    if (key !== 'db') return fail(`has an unknown parameter "${key}" (a socket path takes only db)`)
+    if (!/^\d+$/.test(value)) return fail(`has a database "${value}" that is not a number`)
+  }
+  return { kind: 'single', url }
+}
+
 /** Throws a message naming what is wrong (config.ts reports it at boot); '' is not a target. */
 export function parseRedisUrl (url: string): RedisTarget {
-  // A Unix socket path, as ioredis reads it.
-  if (url.startsWith('/')) return { kind: 'single', url }
+  if (url.startsWith('/')) return parseSocket(url)
   const scheme = SCHEME.exec(url)
   if (scheme === null) return fail('must be a socket path or start with redis://, rediss://, redis+sentinel://, rediss+sentinel://, redis+cluster:// or rediss+cluster:// (lower-case)')
   const kind = scheme[2]
-  if (kind === undefined) return URL.canParse(url) ? { kind: 'single', url } : fail('is not a valid URL')
+  if (kind === undefined) return parseSingle(url)
   const tls = scheme[1] === 'rediss'
   const rest = scheme[3] as string
   const queryAt = rest.indexOf('?')

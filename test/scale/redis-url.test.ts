@@ -11,6 +11,9 @@ test('one server: passed to ioredis as it is', async (t) => {
   t.same(parseRedisUrl('redis://127.0.0.1:6379/2'), { kind: 'single', url: 'redis://127.0.0.1:6379/2' })
   t.same(parseRedisUrl('rediss://:pw@h:6380'), { kind: 'single', url: 'rediss://:pw@h:6380' })
   t.same(parseRedisUrl('/var/run/redis/redis.sock'), { kind: 'single', url: '/var/run/redis/redis.sock' })
+  t.same(parseRedisUrl('/var/run/redis/redis.sock?db=3'), { kind: 'single', url: '/var/run/redis/redis.sock?db=3' })
+  t.same(parseRedisUrl('redis://h:6379/'), { kind: 'single', url: 'redis://h:6379/' })
+  t.same(parseRedisUrl('redis://h'), { kind: 'single', url: 'redis://h' })
 })
 
 test('Sentinel: nodes, master name, db, passwords, TLS', async (t) => {
@@ -57,7 +60,17 @@ test('a malformed REDIS_URL fails at boot, saying what is wrong', async (t) => {
     ['redis+cluster://c1:7000,,c2', /empty node/],
     ['redis+cluster://c1:99999', /port out of range/],
     ['redis+cluster://c1:70a0', /malformed node/],
-    ['redis+cluster://:%E0%A4%A@c1', /badly escaped password/]
+    ['redis+cluster://:%E0%A4%A@c1', /badly escaped password/],
+    // ioredis would send SELECT NaN (an unhandled reply error ending the process) and copy every query
+    // parameter over the gateway's own options (commandTimeout, enableOfflineQueue).
+    ['redis://127.0.0.1:6379/abc', /database "abc" that is not a number/],
+    ['redis://127.0.0.1:6379/0/1', /database "0\/1" that is not a number/],
+    ['redis://127.0.0.1:6379/0?commandTimeout=60000&enableOfflineQueue=1&bogus=x', /takes no parameter \(got commandTimeout, enableOfflineQueue, bogus\)/],
+    ['redis://127.0.0.1:6379?db=abc', /takes no parameter \(got db\)/],
+    ['rediss://:pw@h:6380/0?password=other', /takes no parameter \(got password\)/],
+    ['redis://h:6379/0#x', /no fragment/],
+    ['/var/run/redis/redis.sock?commandTimeout=60000', /unknown parameter "commandTimeout"/],
+    ['/var/run/redis/redis.sock?db=x', /database "x" that is not a number/]
   ]
   for (const [url, message] of bad) {
     t.throws(() => parseRedisUrl(url), message, url)
