@@ -44,7 +44,10 @@ export function createUpstream ({ config, metrics, log, redis, redisHealth, now 
     username: config.ATLAS_USERNAME,
     usernameFile: config.ATLAS_USERNAME_FILE,
     password: config.ATLAS_PASSWORD,
-    passwordFile: config.ATLAS_PASSWORD_FILE
+    passwordFile: config.ATLAS_PASSWORD_FILE,
+    onUnreadable: (setting, file, err) => {
+      log.warn({ setting, file, error: err.message }, `${setting} cannot be read: it counts as empty (${setting === 'ATLAS_TOKEN_FILE' ? 'no token: the login is used when credentials are set' : 'no login credentials'}) until it can`)
+    }
   }, (u, p) => client.login(u, p), (result) => metrics.tokenRefreshes.inc({ result }), redis === null
     ? undefined
     : { redis, prefix: config.REDIS_KEY_PREFIX, guard: redisHealth.guard('token'), isClosed: config.LIMITS_ON_REDIS_ERROR === 'closed' },
@@ -82,6 +85,7 @@ export const upstreamPlugin = fp<{ now?: () => number }>(async (app, opts) => {
   if (app.config.ATLAS_BASE_URL === '') throw new Error('ATLAS_BASE_URL is empty: the server starts the embedded sandbox; buildApp needs a base URL')
   const upstream = createUpstream({ config: app.config, metrics: app.metrics, log: app.log, redis: app.redis, redisHealth: app.redisHealth, ...(opts.now === undefined ? {} : { now: opts.now }) })
   app.decorate('upstream', upstream)
+  await upstream.tokens.checkFiles()
   app.health.addCheck('upstream', async () => ({ ok: await upstream.client.ping() }))
   app.health.addCheck('token', async () => {
     const ok = await upstream.tokens.isUsable()

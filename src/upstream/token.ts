@@ -28,7 +28,14 @@ export interface TokenSources {
   usernameFile: string
   password: string
   passwordFile: string
+  /**
+   * A *_FILE setting could not be read (it then counts as empty: no token, no credential). Called once per
+   * distinct failure of a setting, not on every read: the token file is read again on every refusal.
+   */
+  onUnreadable?: (setting: FileSetting, file: string, err: Error) => void
 }
+
+export type FileSetting = 'ATLAS_TOKEN_FILE' | 'ATLAS_USERNAME_FILE' | 'ATLAS_PASSWORD_FILE'
 
 /** Logs in through auth-token/ and returns the new key; throws when the upstream refuses. */
 export type LoginFn = (username: string, password: string) => Promise<string>
@@ -93,6 +100,36 @@ export function createTokenManager (
   // The token source as last read: only a change there (an operator put a new token in) is worth a try.
   // After an unattended login the configured token is stale, yet differs from the one held.
   let sourceSeen: string | undefined
+  // Each *_FILE setting's last read failure, until a read succeeds: what was warned about.
+  const unreadable = new Map<FileSetting, string>()
+
+  /** `value`, or the content of `file` when one is set; a failure is reported once, then thrown. */
+  async function readNamed (setting: FileSetting, value: string, file: string): Promise<string> {
+    try {
+      const text = await readSecret(value, file)
+      unreadable.delete(setting)
+      return text
+    } catch (err) {
+      const message = (err as Error).message
+      if (unreadable.get(setting) !== message) {
+        unreadable.set(setting, message)
+        sources.onUnreadable?.(setting, file, err as Error)
+      }
+      throw err
+    }
+  }
+  const readUsername = () => readNamed('ATLAS_USERNAME_FILE', sources.username, sources.usernameFile).catch(() => '')
+  const readPassword = () => readNamed('ATLAS_PASSWORD_FILE', sources.password, sources.passwordFile).catch(() => '')
+
+  /** Why no login can be tried, for the operator: which settings are missing, or which files unreadable. */
+  function noCredentials (stale: string): string {
+    const files = (['ATLAS_USERNAME_FILE', 'ATLAS_PASSWORD_FILE'] as const).filter((s) => unreadable.has(s))
+    const why = files.length === 0 ? '' : ` (${files.join(' and ')} could not be read)`
+    const set = 'ATLAS_USERNAME and ATLAS_PASSWORD (or ATLAS_USERNAME_FILE and ATLAS_PASSWORD_FILE)'
+    return stale === ''
+      ? `No upstream token is configured and no login credentials are${why}; the operator must set ATLAS_TOKEN (or ATLAS_TOKEN_FILE), or ${set}.`
+      : `The upstream token is no longer valid and no refresh credentials are configured${why}; the operator must set ${set}.`
+  }
   /** Makes `token` the current token, and remembers it for secrets(). */
   function hold (token: string): string {
     current = token
@@ -120,7 +157,7 @@ export function createTokenManager (
   const writeShared = (token: string) => guarded(async (r) => { await r.set(tokenKey, token, 'EX', TOKEN_KEY_TTL_S) }, undefined)
 
   async function readSource (): Promise<string> {
-    const token = await readSecret(sources.token, sources.tokenFile)
+    const token = await readNamed('ATLAS_TOKEN_FILE', sources.token, sources.tokenFile)
     sourceSeen = token
     return token
   }
@@ -142,14 +179,12 @@ export function createTokenManager (
   }
 
   async function login1 (stale: string): Promise<string> {
-    const username = await readSecret(sources.username, sources.usernameFile).catch(() => '')
-    password = await readSecret(sources.password, sources.passwordFile).catch(() => '')
+    const username = await readUsername()
+    password = await readPassword()
     if (username === '' || password === '') {
       lastRefreshFailed = true
       onRefresh('failed')
-      throw new UpstreamAuthError(stale === ''
-        ? 'No upstream token is configured and no login credentials are; the operator must set ATLAS_TOKEN, or ATLAS_USERNAME and ATLAS_PASSWORD.'
-        : 'The upstream token is no longer valid and no refresh credentials are configured; the operator must set ATLAS_USERNAME and ATLAS_PASSWORD.')
+      throw new UpstreamAuthError(noCredentials(stale))
     }
     let token: string
     try {
@@ -226,7 +261,8 @@ export function createTokenManager (
         token = hold(fromRedis)
       } else {
         if (current === undefined) {
-          current = hold(await readSource())
+          // An unreadable token file is no token (warned about once): the login below then gets one.
+          current = hold(await readSource().catch(() => ''))
           if (current !== '') await guarded(async (r) => { await r.set(tokenKey, current as string, 'EX', TOKEN_KEY_TTL_S, 'NX') }, undefined)
         }
         token = current
@@ -278,11 +314,13 @@ export function createTokenManager (
      * expired token can be replaced unattended. Passive, like isUsable: it reads the sources, never logs in.
      */
     async hasCredentials (): Promise<boolean> {
-      const [username, secret] = await Promise.all([
-        readSecret(sources.username, sources.usernameFile).catch(() => ''),
-        readSecret(sources.password, sources.passwordFile).catch(() => '')
-      ])
+      const [username, secret] = await Promise.all([readUsername(), readPassword()])
       return username !== '' && secret !== ''
+    },
+
+    /** At boot: reads every *_FILE setting once, so one that cannot be read is reported before any call. */
+    async checkFiles (): Promise<void> {
+      await Promise.all([readNamed('ATLAS_TOKEN_FILE', sources.token, sources.tokenFile).catch(() => ''), readUsername(), readPassword()])
     },
 
     /**
@@ -291,7 +329,7 @@ export function createTokenManager (
      */
     async isUsable (): Promise<boolean> {
       // Not readSource(): a look here must not make the source count as read.
-      const token = current ?? await readSecret(sources.token, sources.tokenFile).catch(() => '')
+      const token = current ?? await readNamed('ATLAS_TOKEN_FILE', sources.token, sources.tokenFile).catch(() => '')
       return token !== '' && !refused.has(fingerprint(token)) && !lastRefreshFailed
     }
   }

@@ -81,6 +81,38 @@ test('an empty token file filled after the start is read at once, with or withou
   }
 })
 
+test('an unreadable token file is no token: the login is used, and one warning names the setting', async (t) => {
+  const sandbox = await startTestSandbox(t)
+  const missing = join(t.testdir(), 'no-such-token')
+  // The helper sets working ATLAS_USERNAME and ATLAS_PASSWORD.
+  const { app, logs } = await buildTestApp(t, { upstream: sandbox, useRedis: false, config: { ATLAS_TOKEN: '', ATLAS_TOKEN_FILE: missing } })
+  sandbox.resetCalls()
+  const statuses = []
+  for (const id of [A, B, C]) statuses.push((await app.inject({ url: `/v1/objects/${id}`, headers: demoAuth(app) })).statusCode)
+  // Before: 500 GW_INTERNAL each time, no login.
+  t.same(statuses, [200, 200, 200])
+  t.equal(sandbox.calls.get('auth-token') ?? 0, 1, 'one login')
+  const warnings = logs().split('\n').filter((l) => l.includes('"level":40') && l.includes('ATLAS_TOKEN_FILE'))
+  t.equal(warnings.length, 1, 'one warning (at boot), not one per request')
+  t.match(warnings[0], 'no-such-token')
+  // The operator puts the token in: after `Invalid token.` it is read again.
+  writeFileSync(missing, sandbox.rotateToken('write') + '\n')
+  t.equal((await app.inject({ url: `/v1/objects/${D}`, headers: demoAuth(app) })).statusCode, 200)
+})
+
+test('unreadable credential files: the 502 says which file setting could not be read', async (t) => {
+  const sandbox = await startTestSandbox(t)
+  const missing = join(t.testdir(), 'no-such-username')
+  const { app, logs } = await buildTestApp(t, { upstream: sandbox, useRedis: false, config: { ATLAS_TOKEN: '', ATLAS_USERNAME: '', ATLAS_USERNAME_FILE: missing } })
+  t.match(logs(), /"level":40[^\n]*ATLAS_USERNAME_FILE/, 'a boot warning names the setting')
+  const res = await app.inject({ url: `/v1/objects/${A}`, headers: demoAuth(app) })
+  t.equal(res.statusCode, 502)
+  t.equal(res.json().code, 'GW_UPSTREAM_AUTH')
+  // Before: "… the operator must set ATLAS_TOKEN, or ATLAS_USERNAME and ATLAS_PASSWORD."
+  t.match(res.json().detail, /ATLAS_USERNAME_FILE could not be read/)
+  t.notMatch(res.json().detail, 'no-such-username', 'the file\'s path stays in the logs')
+})
+
 test('bad refresh credentials → 503 GW_UPSTREAM_AUTH_BACKOFF with Retry-After (the login backs off)', async (t) => {
   const { app, sandbox } = await buildTestApp(t, { config: { ATLAS_PASSWORD: 'wrong-password' } })
   sandbox.expireToken('write')
