@@ -120,6 +120,8 @@ export function loadConfig (env: Record<string, string | undefined>): Config {
   checkWritten(data)
   const config = envSchema<Config>({ schema: ConfigSchema, data, env: false, dotenv: false })
   // Settings with a syntax of their own: a bad one fails here, named, rather than deep in a plugin.
+  // The pattern sees only http(s)://…/; a port out of range or a space in the host is caught here.
+  named('ATLAS_BASE_URL', () => { if (config.ATLAS_BASE_URL !== '' && !URL.canParse(config.ATLAS_BASE_URL)) throw new Error('ATLAS_BASE_URL is not a valid URL') })
   named('REDIS_URL', () => { if (config.REDIS_URL !== '') parseRedisUrl(config.REDIS_URL) })
   named('CUSTOM_LISTS', () => parseCustomLists(config.CUSTOM_LISTS))
   named('UPSTREAM_PATHS', () => resolvePaths(config.UPSTREAM_PATHS))

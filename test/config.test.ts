@@ -53,6 +53,11 @@ test('values that would break at runtime fail at boot, naming the setting; secre
   t.throws(() => loadConfig({ CUSTOM_LISTS: '{"mookodi":2,"mookodi":3}' }), /CUSTOM_LISTS/)
   t.same(Object.entries(parseCustomLists('{"__proto__":5,"cv":40}')), [['__proto__', 5], ['cv', 40]])
   t.throws(() => loadConfig({ REDIS_URL: 'redis://:x@[bad' }), /REDIS_URL/)
+  // The pattern only sees http(s)://…/: the boot then stopped on "cannot start: Invalid URL", unnamed.
+  t.throws(() => loadConfig({ ATLAS_BASE_URL: 'http:// /' }), /^ATLAS_BASE_URL is not a valid URL/)
+  t.throws(() => loadConfig({ ATLAS_BASE_URL: 'https://example.org:99999/api/' }), /^ATLAS_BASE_URL is not a valid URL/)
+  t.throws(() => loadConfig({ ATLAS_BASE_URL: 'https://exa mple.org/api/' }), /^ATLAS_BASE_URL is not a valid URL/)
+  t.equal(loadConfig({ ATLAS_BASE_URL: 'https://example.org:8443/api/' }).ATLAS_BASE_URL, 'https://example.org:8443/api/')
   const config = loadConfig({ ATLAS_TOKEN: `${'a'.repeat(40)}\n`, METRICS_TOKEN: 'metrics-secret\n', ATLAS_USERNAME: 'bot\n', ATLAS_PASSWORD: 'pw\r\n' })
   t.equal(config.ATLAS_TOKEN, 'a'.repeat(40))
   t.equal(config.METRICS_TOKEN, 'metrics-secret')
