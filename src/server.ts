@@ -14,10 +14,12 @@ const LOOPBACK_HOSTS = new Set(['127.0.0.1', '::1', 'localhost'])
 
 /**
  * The embedded sandbox's knobs, from the same SANDBOX_* variables `npm run sandbox` reads, so a demo or
- * a test can make the embedded upstream slow or flaky (the host and port stay loopback/ephemeral).
+ * a test can make the embedded upstream slow or flaky (the host and port stay loopback/ephemeral, so
+ * SANDBOX_HOST and SANDBOX_PORT are not read). Read only when the sandbox starts: with ATLAS_BASE_URL
+ * set, a SANDBOX_* variable left in the environment is not the gateway's concern.
  */
 function embeddedSandboxOptions (env: Record<string, string | undefined>): SandboxOptions {
-  return { ...sandboxOptionsFromEnv(env), host: '127.0.0.1', port: 0 }
+  return { ...sandboxOptionsFromEnv({ ...env, SANDBOX_HOST: undefined, SANDBOX_PORT: undefined }), host: '127.0.0.1', port: 0 }
 }
 
 /** A URL a person can paste: a wildcard listen address becomes localhost. */
@@ -34,17 +36,17 @@ async function reloadConsumers (app: FastifyInstance): Promise<void> {
 
 async function main (): Promise<void> {
   let config: Config
-  let sandboxOptions: SandboxOptions
+  let sandboxOptions: SandboxOptions | undefined
   try {
     config = loadConfig(process.env)
-    sandboxOptions = embeddedSandboxOptions(process.env)
+    if (config.ATLAS_BASE_URL === '') sandboxOptions = embeddedSandboxOptions(process.env)
   } catch (err) {
     process.stderr.write(`atlas-gateway: invalid setting: ${(err as Error).message}\n`)
     process.exit(1)
   }
 
   let sandbox: Sandbox | undefined
-  if (config.ATLAS_BASE_URL === '') {
+  if (sandboxOptions !== undefined) {
     sandbox = await startSandbox(sandboxOptions)
     const writer = sandbox.users.write
     config = {

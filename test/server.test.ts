@@ -83,6 +83,25 @@ test('a bad embedded-sandbox knob stops the boot with a message naming it', asyn
   t.match(server.stderr(), /SANDBOX_LATENCY_MS/)
 })
 
+test('a bad embedded-sandbox knob is named by its variable, out-of-range values included', async (t) => {
+  // Before: "cannot start: sandbox option errorRate must be between 0 and 1" and "invalid throttle rate".
+  for (const [name, value] of [['SANDBOX_ERROR_RATE', '5'], ['SANDBOX_THROTTLE_RATE', 'lots']] as const) {
+    const server = startServer(t, { [name]: value })
+    t.equal(await server.exited, 1, `${name}=${value}`)
+    t.match(server.stderr(), new RegExp(`^atlas-gateway: invalid setting: ${name}`), `${name}=${value} is named`)
+  }
+})
+
+test('SANDBOX_* knobs are not read when ATLAS_BASE_URL names a real upstream', async (t) => {
+  const sandbox = await startTestSandbox(t)
+  // Before: "invalid setting: SANDBOX_SEED must be a number", though no sandbox was to start.
+  const server = startServer(t, { ATLAS_BASE_URL: sandbox.baseUrl, ATLAS_TOKEN: sandbox.tokens.write, SANDBOX_SEED: 'abc', SANDBOX_ERROR_RATE: '5', SHUTDOWN_DRAIN_MS: '0' })
+  const address = await listeningAddress(server)
+  t.equal((await freshGet(`${address}/healthz`)).status, 200)
+  server.signal('SIGINT')
+  t.equal(await server.exited, 0)
+})
+
 test('a bad setting stops the boot with a message naming it', async (t) => {
   const server = startServer(t, { PORT: 'eighty' })
   t.equal(await server.exited, 1)

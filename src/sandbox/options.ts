@@ -104,22 +104,38 @@ function textFrom (env: Env, name: string): string | undefined {
   return text === undefined || text === '' ? undefined : text
 }
 
+// Each SANDBOX_* variable, the option it sets, and whether it is a number.
+const KNOBS: Array<[string, keyof SandboxOptions, 'number' | 'text']> = [
+  ['SANDBOX_HOST', 'host', 'text'],
+  ['SANDBOX_PORT', 'port', 'number'],
+  ['SANDBOX_OBJECTS', 'objects', 'number'],
+  ['SANDBOX_SEED', 'seed', 'number'],
+  ['SANDBOX_LATENCY_MS', 'latencyMs', 'number'],
+  ['SANDBOX_JITTER_MS', 'jitterMs', 'number'],
+  ['SANDBOX_ERROR_RATE', 'errorRate', 'number'],
+  ['SANDBOX_TOKEN_TTL_S', 'tokenTtlS', 'number'],
+  ['SANDBOX_THROTTLE_RATE', 'throttleRate', 'text'],
+  ['SANDBOX_STAFF_THROTTLE_RATE', 'staffThrottleRate', 'text'],
+  ['SANDBOX_ANON_THROTTLE_RATE', 'anonThrottleRate', 'text']
+]
+
 /**
- * The SANDBOX_* knobs, read by `npm run sandbox` and by the gateway's embedded sandbox.
- * Unset knobs stay undefined, which resolveOptions reads as "use the default".
+ * The SANDBOX_* knobs, read by `npm run sandbox` and by the gateway's embedded sandbox. Unset knobs stay
+ * undefined, which resolveOptions reads as "use the default". Each set knob goes through resolveOptions'
+ * checks on its own here, so a value out of range is refused naming its variable, not its option.
  */
 export function sandboxOptionsFromEnv (env: Env): SandboxOptions {
-  return {
-    host: textFrom(env, 'SANDBOX_HOST'),
-    port: numberFrom(env, 'SANDBOX_PORT'),
-    objects: numberFrom(env, 'SANDBOX_OBJECTS'),
-    seed: numberFrom(env, 'SANDBOX_SEED'),
-    latencyMs: numberFrom(env, 'SANDBOX_LATENCY_MS'),
-    jitterMs: numberFrom(env, 'SANDBOX_JITTER_MS'),
-    errorRate: numberFrom(env, 'SANDBOX_ERROR_RATE'),
-    tokenTtlS: numberFrom(env, 'SANDBOX_TOKEN_TTL_S'),
-    throttleRate: textFrom(env, 'SANDBOX_THROTTLE_RATE'),
-    staffThrottleRate: textFrom(env, 'SANDBOX_STAFF_THROTTLE_RATE'),
-    anonThrottleRate: textFrom(env, 'SANDBOX_ANON_THROTTLE_RATE')
+  const options: SandboxOptions = {}
+  for (const [name, option, kind] of KNOBS) {
+    const value = kind === 'number' ? numberFrom(env, name) : textFrom(env, name)
+    if (value === undefined) continue
+    const one = { [option]: value }
+    try {
+      resolveOptions(one)
+    } catch (err) {
+      throw new Error(`${name}=${String(value)}: ${(err as Error).message}`, { cause: err })
+    }
+    Object.assign(options, one)
   }
+  return options
 }
