@@ -11,7 +11,8 @@ declare module 'fastify' {
 }
 
 export const consumersPlugin = fp(async (app) => {
-  const registry = await createConsumerRegistry({ file: app.config.CONSUMERS_FILE, log: app.log })
+  const isCustomList = (name: string): boolean => app.lists.all.some((list) => list.kind === 'custom' && list.name === name)
+  const registry = await createConsumerRegistry({ file: app.config.CONSUMERS_FILE, log: app.log, isCustomList })
   app.decorate('consumers', registry)
   if (registry.demoKey !== undefined) {
     app.log.info(`demo consumer key: ${registry.demoKey} (in memory, all scopes; set CONSUMERS_FILE for real consumers)`)

@@ -16,6 +16,8 @@ export interface ConsumerRegistryOptions {
   log: Pick<FastifyBaseLogger, 'info' | 'warn'>
   /** How many verified keys to remember (default KNOWN_KEYS_MAX). */
   knownKeysMax?: number
+  /** Whether the list catalogue (CUSTOM_LISTS) has this custom list; a grant of one it lacks is warned about. */
+  isCustomList?: (name: string) => boolean
 }
 
 export interface ReloadResult { ok: boolean, error?: string }
@@ -47,7 +49,19 @@ export async function createConsumerRegistry (opts: ConsumerRegistryOptions) {
   const demoKey = opts.file === '' ? generateKey() : undefined
   const listeners: ReloadListener[] = []
 
+  // Warned, not refused: the catalogue follows CUSTOM_LISTS, which may name the list after the grant is
+  // made. Until it does, every write to it answers 404 while /v1/me shows the grant.
+  function warnUnknownLists (records: readonly ConsumerRecord[]): void {
+    const isCustomList = opts.isCustomList
+    if (isCustomList === undefined) return
+    for (const { consumer } of records) {
+      const unknown = consumer.lists.filter((name) => name !== ALL_LISTS && !isCustomList(name))
+      if (unknown.length > 0) opts.log.warn({ consumer: consumer.id, lists: unknown }, 'consumer is granted lists that are not custom lists of CUSTOM_LISTS (or its defaults): writes to them answer 404')
+    }
+  }
+
   function install (records: readonly ConsumerRecord[]): void {
+    warnUnknownLists(records)
     const hashes = new Map<string, ConsumerRecord>()
     const ids = new Map<string, ConsumerRecord>()
     for (const record of records) {

@@ -67,6 +67,24 @@ test('reload swaps the set; a broken file keeps the old one and says why', async
   t.match(text(), /"level":40.*reload failed/, 'the failure is logged as a warning')
 })
 
+test('a grant of a list the catalogue lacks is warned about at boot and on reload, not refused', async (t) => {
+  const path = join(t.testdir(), 'c.yaml')
+  const entry = (lists: string[]) => ({ id: 'bot', key_sha256: hashKey(generateKey()), scopes: ['write:custom-lists'], lists })
+  writeFileSync(path, stringify({ consumers: [entry(['followup-targets', 'mookodi', '*'])] }))
+  const { text, log } = captureLog()
+  const custom = new Set(['mookodi', 'salt'])
+  const registry = await createConsumerRegistry({ file: path, log, isCustomList: (name) => custom.has(name) })
+  // Before: nothing said so; PUT answered 404 Unknown custom list while /v1/me showed the grant.
+  const warnings = () => text().split('\n').filter((l) => l.includes('"level":40'))
+  t.equal(warnings().length, 1)
+  t.match(warnings()[0], /"consumer":"bot".*"lists":\["followup-targets"\]/)
+  t.equal(registry.get('bot')?.lists.length, 3, 'the grant stays (CUSTOM_LISTS may name it later)')
+  writeFileSync(path, stringify({ consumers: [entry(['salt', 'gone'])] }))
+  t.strictSame(await registry.reload(), { ok: true })
+  t.equal(warnings().length, 2)
+  t.match(warnings()[1], /"lists":\["gone"\]/)
+})
+
 test('reload listeners run after a reload installed the new set, never after a failed one', async (t) => {
   const path = join(t.testdir(), 'c.yaml')
   writeFileSync(path, stringify({ consumers: [{ id: 'a', key_sha256: hashKey(generateKey()), daily_objects: 100 }] }))

@@ -10,6 +10,8 @@ import { Value } from '@sinclair/typebox/value'
 import { ConfigSchema } from '../../src/config.js'
 import { ConsumersFileSchema } from '../../src/consumers/schema.js'
 import { deriveToken, derivePassword } from '../../src/sandbox/auth.js'
+import { createListCatalog } from '../../src/lists.js'
+import { ALL_LISTS } from '../../src/consumers/scopes.js'
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url))
 const DEPLOY = join(ROOT, 'deploy')
@@ -157,13 +159,21 @@ test('settings named in the manifests exist, secrets come from the Secret, the c
   t.equal(containerEnv.get('CONSUMERS_FILE'), `${String(at(mount, 'mountPath'))}/consumers.yaml`)
   const volume = list(at(deployment, 'spec', 'template', 'spec', 'volumes')).find((v) => at(v, 'name') === 'consumers')
   t.equal(at(volume, 'configMap', 'name'), at(configMap, 'metadata', 'name'))
+  // Each consumers file with the CUSTOM_LISTS of the gateway that reads it.
   const consumersFiles = [
-    String(at(configMap, 'data', 'consumers.yaml')),
-    readFileSync(join(DEPLOY, 'consumers.yaml'), 'utf8')
-  ]
-  for (const text of consumersFiles) {
+    ['Kubernetes', String(at(configMap, 'data', 'consumers.yaml')), containerEnv.get('CUSTOM_LISTS')],
+    ['compose', readFileSync(join(DEPLOY, 'consumers.yaml'), 'utf8'), composeEnv('CUSTOM_LISTS')]
+  ] as const
+  for (const [where, text, customLists] of consumersFiles) {
     const parsed = parseAllDocuments(text)[0]?.toJS() as unknown
-    t.ok(Value.Check(ConsumersFileSchema, parsed), 'a valid consumers file')
+    t.ok(Value.Check(ConsumersFileSchema, parsed), `${where}: a valid consumers file`)
+    // A grant of a list the catalogue lacks is a write that always answers 404 Unknown custom list.
+    const custom = new Set(createListCatalog(String(customLists ?? '')).all.filter((l) => l.kind === 'custom').map((l) => l.name))
+    for (const consumer of list(at(parsed, 'consumers'))) {
+      for (const name of list(at(consumer, 'lists')).map(String).filter((n) => n !== ALL_LISTS)) {
+        t.ok(custom.has(name), `${where}: ${String(at(consumer, 'id'))} is granted "${name}", a custom list of that gateway's CUSTOM_LISTS`)
+      }
+    }
   }
 })
 
