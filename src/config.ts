@@ -123,6 +123,8 @@ export function loadConfig (env: Record<string, string | undefined>): Config {
   // The pattern sees only http(s)://…/; a port out of range or a space in the host is caught here.
   named('ATLAS_BASE_URL', () => { if (config.ATLAS_BASE_URL !== '' && !URL.canParse(config.ATLAS_BASE_URL)) throw new Error('ATLAS_BASE_URL is not a valid URL') })
   named('REDIS_URL', () => { if (config.REDIS_URL !== '') parseRedisUrl(config.REDIS_URL) })
+  named('UPSTREAM_RATE', () => parseRate(config.UPSTREAM_RATE))
+  named('AUTH_TOKEN_RATE', () => parseRate(config.AUTH_TOKEN_RATE))
   named('CUSTOM_LISTS', () => parseCustomLists(config.CUSTOM_LISTS))
   named('UPSTREAM_PATHS', () => resolvePaths(config.UPSTREAM_PATHS))
   checkHeadroom(config)

@@ -39,6 +39,11 @@ test('every setting has a default, and the README documents each with that defau
 
 test('values that would break at runtime fail at boot, naming the setting; secrets lose the newline a secret file adds', async (t) => {
   t.throws(() => loadConfig({ UPSTREAM_RATE: '0/hour' }), /UPSTREAM_RATE/, 'a rate of zero')
+  // Past 2^63 the Redis budget's reply wrapped to -9223372036854778000 tokens left: the budget read as spent.
+  t.throws(() => loadConfig({ UPSTREAM_RATE: '99999999999999999999999/second' }), /^UPSTREAM_RATE: .*at most 1000000000/)
+  t.throws(() => loadConfig({ UPSTREAM_RATE: '9007199254740993/hour' }), /^UPSTREAM_RATE: .*at most 1000000000/)
+  t.throws(() => loadConfig({ AUTH_TOKEN_RATE: '99999999999999999999999/minute' }), /^AUTH_TOKEN_RATE: .*at most 1000000000/)
+  t.equal(loadConfig({ UPSTREAM_RATE: '1000000000/second' }).UPSTREAM_RATE, '1000000000/second')
   t.throws(() => loadConfig({ HOST: '' }), /HOST/, 'an empty HOST would listen on every interface')
   t.throws(() => loadConfig({ SHUTDOWN_TIMEOUT_MS: '2147483648' }), /SHUTDOWN_TIMEOUT_MS/, 'a delay Node would cut to 1 ms')
   t.throws(() => loadConfig({ HEALTH_CHECK_INTERVAL_MS: '2147483648' }), /HEALTH_CHECK_INTERVAL_MS/)

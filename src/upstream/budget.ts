@@ -66,12 +66,18 @@ export function paceBurst (capacity: number, headroom: number): number {
   return Math.min(capacity, Math.max(1, headroom))
 }
 
-/** Parses `100/hour` into a capacity and a refill window (validated by the config schema). */
+// The most a rate may count per period. The Redis scripts compute tokens in doubles and reply whole
+// tokens as 64-bit integers: far below 2^53 the refill's fractions stay exact, and a reply never wraps
+// (99999999999999999999999/second came back as -9223372036854778000 tokens left, a spent budget).
+export const MAX_RATE_COUNT = 1_000_000_000
+
+/** Parses `100/hour` into a capacity and a refill window; loadConfig checks UPSTREAM_RATE and AUTH_TOKEN_RATE with it. */
 export function parseRate (rate: string): { capacity: number, windowMs: number } {
   const [count, unit] = rate.split('/')
   const windowMs = WINDOWS_MS[unit ?? '']
   const capacity = Number(count)
   if (windowMs === undefined || !Number.isInteger(capacity) || capacity < 1) throw new Error(`bad rate "${rate}"`)
+  if (capacity > MAX_RATE_COUNT) throw new Error(`rate "${rate}" must count at most ${MAX_RATE_COUNT} per period`)
   return { capacity, windowMs }
 }
 

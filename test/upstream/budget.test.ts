@@ -1,7 +1,7 @@
 // The global upstream budget, memory and Redis behind one contract: takes, refunds for calls that never
 // reached the upstream (never above capacity, never losing a concurrent take), and the 429 pause.
 import { test, type Test } from 'tap'
-import { createMemoryBudget, createRedisBudget, type UpstreamBudget } from '../../src/upstream/budget.js'
+import { createMemoryBudget, createRedisBudget, MAX_RATE_COUNT, parseRate, type UpstreamBudget } from '../../src/upstream/budget.js'
 import { connectTestRedis, deleteKeysOnTeardown, testKeyPrefix } from '../fixtures/redis-keys.js'
 
 const REDIS_URL = process.env.REDIS_URL ?? ''
@@ -66,6 +66,17 @@ for (const [name, make] of makers) {
     const take = await budget.take()
     t.match(take, { ok: false, reason: 'paused' })
     t.ok(take.retryAfterS > 50 && take.retryAfterS <= 60)
+  })
+
+  // Above 2^63 a Redis reply wrapped: 99999999999999999999999/second left -9223372036854778000 tokens, a
+  // spent budget. The largest count a rate may have (MAX_RATE_COUNT) stays exact in the script's doubles.
+  test(`${name} budget: the largest rate allowed counts whole tokens exactly`, { skip: make === undefined ? 'REDIS_URL is not set' : false }, async (t) => {
+    if (make === undefined) return
+    // The bucket refills about 11,574 tokens a second: only figures at the cap are certain.
+    const budget = await make(t, `${MAX_RATE_COUNT}/day`)
+    t.match(await budget.take(), { ok: true, remaining: MAX_RATE_COUNT - 1 })
+    t.equal(await budget.refund(), MAX_RATE_COUNT)
+    t.match(await budget.take(), { ok: true, remaining: MAX_RATE_COUNT - 1 })
   })
 
   // An upstream 429 on the call that spent the bucket: the pause ends long before a token is back.
@@ -186,4 +197,11 @@ test('memory budget: by default no step of the wall clock shortens the pause or 
   await budget.refund()
   const left = await budget.refund()
   t.ok(left <= 62, `the bucket did not refill for the hour the clock jumped (${left} tokens)`)
+})
+
+test('a rate counts at most MAX_RATE_COUNT per period', async (t) => {
+  t.equal(MAX_RATE_COUNT, 1_000_000_000)
+  t.same(parseRate(`${MAX_RATE_COUNT}/second`), { capacity: MAX_RATE_COUNT, windowMs: 1000 })
+  t.throws(() => parseRate(`${MAX_RATE_COUNT + 1}/second`), /at most 1000000000/)
+  t.throws(() => parseRate('99999999999999999999999/second'), /at most 1000000000/)
 })
