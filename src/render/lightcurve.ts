@@ -29,7 +29,7 @@ function xAxis (x: Scale): string {
   const parts = values.map((v) =>
     `<line x1="${n(x(v))}" x2="${n(x(v))}" y1="${FLUX_BOTTOM}" y2="${FLUX_BOTTOM + 4}"/>` +
     `<text x="${n(x(v))}" y="${FLUX_BOTTOM + 16}" text-anchor="middle">${tickLabel(v, step)}</text>` +
-    `<text class="date" x="${n(x(v))}" y="${FLUX_BOTTOM + 29}" text-anchor="middle">${mjdToDate(v)}</text>`)
+    `<text class="date" x="${n(x(v))}" y="${FLUX_BOTTOM + 29}" text-anchor="middle">${mjdToDate(v) ?? ''}</text>`)
   return `<g class="axis x" data-ticks="${values.length}">${parts.join('')}` +
     `<text class="label" x="${(LEFT + RIGHT) / 2}" y="${H - 6}" text-anchor="middle">MJD (UTC date)</text></g>`
 }
@@ -57,7 +57,8 @@ function point (p: LightCurvePoint, x: Scale, mag: Scale, flux: Scale): string {
   const px = x(p.mjd)
   const fill = colour(p.filter)
   const attrs = `class="pt" data-kind="${p.kind}" data-filter="${esc(p.filter)}" fill="${fill}" stroke="${fill}"`
-  const tip = `<title>${esc(`${p.kind.replace('_', '-')} ${p.filter} MJD ${p.mjd} (${mjdToDate(p.mjd)})` +
+  const date = mjdToDate(p.mjd)
+  const tip = `<title>${esc(`${p.kind.replace('_', '-')} ${p.filter} MJD ${p.mjd}${date === null ? '' : ` (${date})`}` +
     (p.kind === 'forced' ? ` ${p.flux_ujy ?? '?'} ± ${p.flux_err_ujy ?? '?'} µJy` : ` ${p.kind === 'non_detection' ? '> ' : ''}${p.mag ?? '?'}${p.mag_err === null ? '' : ` ± ${p.mag_err}`} mag`) +
     (p.exposure === null ? '' : ` ${p.exposure}`))}</title>`
   if (p.kind === 'detection' && p.mag !== null) {
@@ -139,12 +140,15 @@ export function lightCurveSvg (lc: LightCurve): string {
 
 const CSV_COLUMNS = ['kind', 'mjd', 'date', 'filter', 'mag', 'mag_err', 'flux_ujy', 'flux_err_ujy', 'exposure'] as const
 
-/** One row per point (RFC 4180, CRLF; lib/csv.ts), with a header. `mag` of a non-detection is its 5-sigma limit. */
+/**
+ * One row per point (RFC 4180, CRLF; lib/csv.ts), with a header. `mag` of a non-detection is its 5-sigma limit;
+ * `date` is empty for an MJD with no calendar date (svg.ts mjdToDate).
+ */
 export function lightCurveCsv (lc: LightCurve): string {
   return toCsv(CSV_COLUMNS, lc.points, (p, column) => column === 'date' ? mjdToDate(p.mjd) : p[column as keyof LightCurvePoint])
 }
 
-/** The JSON form: the object's id and names, and the points with the CSV's columns. */
+/** The JSON form: the object's id and names, and the points with the CSV's columns (`date` null where the CSV's is empty). */
 export function lightCurveJson (lc: LightCurve): string {
   return JSON.stringify({
     id: lc.id,

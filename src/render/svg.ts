@@ -63,7 +63,14 @@ export function padded (values: readonly number[], fraction: number, empty: numb
 // MJD 40587 is 1970-01-01 (the Unix epoch).
 const MJD_UNIX_EPOCH = 40587
 
-/** The UTC calendar date (YYYY-MM-DD) of a Modified Julian Date. */
-export function mjdToDate (mjd: number): string {
-  return new Date((mjd - MJD_UNIX_EPOCH) * 86_400_000).toISOString().slice(0, 10)
+/**
+ * The UTC calendar date (YYYY-MM-DD) of a Modified Julian Date, or null outside the years 0000–9999:
+ * Date ends about 1e8 days from 1970 (toISOString throws beyond), and beyond four digits the ISO form is
+ * `+010000-01-01`, not YYYY-MM-DD. One such MJD in a record must not fail its whole light curve.
+ */
+export function mjdToDate (mjd: number): string | null {
+  const time = new Date((mjd - MJD_UNIX_EPOCH) * 86_400_000)
+  if (Number.isNaN(time.getTime())) return null
+  const iso = time.toISOString()
+  return /^\d{4}-/.test(iso) ? iso.slice(0, 10) : null
 }

@@ -229,3 +229,29 @@ test('the light curve SVG colours a filter named like an object member as any un
   const svg = lightCurveSvg({ id: '1161600211221604900', name: null, other_name: null, points: [point('__proto__'), point('constructor'), point('w')] })
   t.notMatch(svg, /\[object Object\]|function Object/, 'no object member as a colour')
 })
+
+test('a point whose MJD has no calendar date (beyond year 9999) is kept with a null date, and the curve still renders', async (t) => {
+  // Date covers about ±1e8 days around 1970, and YYYY-MM-DD only the years 0000–9999: a non-detection at
+  // MJD 1e9 once made every format of the object a 500 until its record changed.
+  const { app, sandbox } = await buildTestApp(t)
+  const text = (await sandboxPost(sandbox, 'objects', { objects: A })).text
+  const patched = text.replace(/("lcnondets":\s*\[\s*\{[^}]*?"mjd":\s*)[0-9.]+/, '$1' + '1000000000')
+  t.not(patched, text, 'one non-detection moved to MJD 1e9')
+  sandbox.inject({ endpoint: 'objects', kind: 'status', status: 200, body: patched, times: 1 })
+  const json = await app.inject({ url: `/v1/objects/${A}/lightcurve?format=json`, headers: demoAuth(app) })
+  t.equal(json.statusCode, 200)
+  const far = ((json.json() as { points?: Point[] }).points ?? []).filter((p) => p.mjd === 1e9)
+  t.same(far.map((p) => [p.kind, p.date]), [['non_detection', null]], 'the row, its MJD as sent, no date')
+  const csv = await app.inject({ url: `/v1/objects/${A}/lightcurve?format=csv`, headers: demoAuth(app) })
+  t.equal(csv.statusCode, 200)
+  t.ok(csv.body.split('\r\n').some((line) => line.startsWith('non_detection,1000000000,,')), 'the CSV row with an empty date')
+  const svg = await app.inject({ url: `/v1/objects/${A}/lightcurve?format=svg`, headers: demoAuth(app) })
+  t.equal(svg.statusCode, 200)
+  t.match(svg.body, /MJD 1000000000[^(<]*<\/title>/, 'its tooltip has the MJD and no date')
+  t.equal(mjdToDate(1e9), null)
+  t.equal(mjdToDate(-1e9), null)
+  t.equal(mjdToDate(2973483.99), '9999-12-31', 'the last day YYYY-MM-DD can write')
+  t.equal(mjdToDate(2973484), null, 'and the day after it')
+  t.equal(mjdToDate(-678941), '0000-01-01', 'the first')
+  t.equal(mjdToDate(-678941.01), null, 'and the day before it')
+})

@@ -43,7 +43,7 @@ const SVG_POLICY = "default-src 'none'; style-src 'unsafe-inline'"
 const PointSchema = Type.Object({
   kind: Type.Union([Type.Literal('detection'), Type.Literal('non_detection'), Type.Literal('forced')]),
   mjd: Type.Number(),
-  date: Type.String({ description: 'UTC calendar date of the MJD' }),
+  date: Type.Union([Type.String(), Type.Null()], { description: 'UTC calendar date of the MJD (YYYY-MM-DD); null for an MJD outside the years 0000–9999' }),
   filter: Type.String({ description: 'ATLAS filter (c, o, …)' }),
   mag: Type.Union([Type.Number(), Type.Null()], { description: 'magnitude; for a non-detection, its 5-sigma limiting magnitude' }),
   mag_err: Type.Union([Type.Number(), Type.Null()]),
