@@ -2,9 +2,15 @@
 // The light curve (lightcurve.ts) and the status page's charts (charts.ts) are built from these; why
 // hand-written SVG rather than a plotting library is in docs/architecture.md (Pictures and pages).
 
-/** Text for an XML text node or attribute value. */
+// Anything outside XML 1.0's Char production, which no document may hold, even as a character reference:
+// C0 controls other than tab, LF and CR, U+FFFE, U+FFFF, and (in `u` mode, where a pair is one code
+// point) a surrogate on its own. One of them in an upstream name or filter made the whole SVG fail to
+// parse (a browser shows its error instead of the picture).
+const NOT_XML_CHAR = /[^\t\n\r\u0020-\uD7FF\uE000-\uFFFD\u{10000}-\u{10FFFF}]/gu
+
+/** Text for an XML text node or attribute value; a character XML forbids becomes U+FFFD. */
 export function esc (text: string): string {
-  return text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;').replace(/'/g, '&#39;')
+  return text.replace(NOT_XML_CHAR, '\uFFFD').replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;').replace(/'/g, '&#39;')
 }
 
 /** A number for SVG coordinates: two decimals at most, no exponent. */

@@ -255,3 +255,27 @@ test('a point whose MJD has no calendar date (beyond year 9999) is kept with a n
   t.equal(mjdToDate(-678941), '0000-01-01', 'the first')
   t.equal(mjdToDate(-678941.01), null, 'and the day before it')
 })
+
+test('upstream text with characters XML 1.0 forbids still makes a well-formed SVG (each shown as U+FFFD)', async (t) => {
+  // A control character in a name or filter (or a lone surrogate) passed through esc made Chromium show a
+  // parse error instead of the curve. The Char production of XML 1.0: tab, LF, CR, U+0020–U+D7FF,
+  // U+E000–U+FFFD and U+10000 up; everything else cannot appear in the document, escaped or not.
+  const notXmlChar = /[^\t\n\r\u0020-\uD7FF\uE000-\uFFFD\u{10000}-\u{10FFFF}]/u
+  const { app, sandbox } = await buildTestApp(t)
+  const text = (await sandboxPost(sandbox, 'objects', { objects: A })).text
+  const patched = text
+    .replace(/("atlas_designation":\s*)"[^"]*"/, '$1"ATLAS\\u0001x"')
+    .replace(/("other_designation":\s*)"[^"]*"/, '$1"SN\\ud800\\u000b2024\\uffff"')
+    .replace(/("lc":\s*\[\s*\{[^}]*?"filter":\s*)"[^"]*"/, '$1"o\\u0002"')
+    .replace(/("lc":\s*\[\s*\{[^}]*?"expname":\s*)"[^"]*"/, '$1"e\\u0007\\ud83d\\ude00"')
+  t.equal(patched.split('\\u').length - 1, 8, 'four upstream strings hold them')
+  sandbox.inject({ endpoint: 'objects', kind: 'status', status: 200, body: patched, times: 1 })
+  const svg = await app.inject({ url: `/v1/objects/${A}/lightcurve?format=svg`, headers: demoAuth(app) })
+  t.equal(svg.statusCode, 200)
+  const bad = notXmlChar.exec(svg.body)
+  t.equal(bad === null ? null : `U+${(bad[0].codePointAt(0) as number).toString(16).padStart(4, '0')} at ${bad.index}`, null, 'only XML characters')
+  t.ok(svg.body.includes('<text class="title" x="64" y="20">ATLAS\uFFFDx / SN\uFFFD\uFFFD2024\uFFFD ('), 'the names, each forbidden character as U+FFFD')
+  t.ok(svg.body.includes('data-filter="o\uFFFD"'), 'the filter')
+  t.ok(svg.body.includes('e\uFFFD\u{1F600}</title>'), 'the exposure: a surrogate pair is a character and stays')
+  t.equal(esc('a\u0000b\u001fc\td\ne\rf\uFFFEg\uDC00h\uD83D\uDE00'), 'a\uFFFDb\uFFFDc\td\ne\rf\uFFFDg\uFFFDh\u{1F600}', 'esc: C0 controls but tab, LF and CR, U+FFFE, a lone surrogate; a pair stays')
+})
