@@ -137,3 +137,23 @@ export function lightCurveOf (record: Row, id: string): LightCurve {
     points
   }
 }
+
+// The record array each kind of point comes from, to find its `mjd` rule.
+const KIND_KEYS: Record<PointKind, string> = {
+  detection: LC_FIELDS.detections.key,
+  non_detection: LC_FIELDS.nonDetections.key,
+  forced: LC_FIELDS.forced.key
+}
+
+/**
+ * The light curve with the threshold applied as applyMjd applies it to the record the curve was read
+ * from (each point's MJD is its row's), so that a record's curve is read once and serves every `mjd`.
+ */
+export function lightCurveSince (lc: LightCurve, mjd: number): LightCurve {
+  const sixDecimals = Number(pyPercentF(mjd))
+  const keeps = new Map(MJD_RULES.map((rule) => {
+    const bound = rule.isSixDecimals ? sixDecimals : mjd
+    return [rule.key, rule.isInclusive ? (v: number) => v >= bound : (v: number) => v > bound]
+  }))
+  return { ...lc, points: lc.points.filter((p) => keeps.get(KIND_KEYS[p.kind])?.(p.mjd) ?? true) }
+}

@@ -279,3 +279,60 @@ test('upstream text with characters XML 1.0 forbids still makes a well-formed SV
   t.ok(svg.body.includes('e\uFFFD\u{1F600}</title>'), 'the exposure: a surrogate pair is a character and stays')
   t.equal(esc('a\u0000b\u001fc\td\ne\rf\uFFFEg\uDC00h\uD83D\uDE00'), 'a\uFFFDb\uFFFDc\td\ne\rf\uFFFDg\uFFFDh\u{1F600}', 'esc: C0 controls but tab, LF and CR, U+FFFE, a lone surrogate; a pair stays')
 })
+
+/** The sandbox's record for `id` with `count` forced-photometry rows (one every 0.05 days from MJD 57000) instead of its own. */
+async function withForcedRows (sandbox: Parameters<typeof sandboxPost>[0], id: string, count: number): Promise<string> {
+  const text = (await sandboxPost(sandbox, 'objects', { objects: id })).text
+  const rows = Array.from({ length: count }, (_, i) =>
+    `{"mjd_obs":${(57000 + i * 0.05).toFixed(5)},"filter":"${i % 2 === 0 ? 'o' : 'c'}","expname":"02a${57000 + Math.floor(i / 20)}o${String(i % 10000).padStart(4, '0')}o","mag":18.1,"dm":0.05,"uJy":${100 + (i % 50)},"duJy":12.3}`)
+  const big = text.replace(/"fp":\s*\[[^\]]*\]/, `"fp":[${rows.join(',')}]`)
+  if (big === text) throw new Error('the record has no fp array to replace')
+  return big
+}
+
+const lightCurveParses = async (app: Awaited<ReturnType<typeof buildTestApp>>['app']): Promise<number> => {
+  const text = (await app.inject({ url: '/metrics' })).body
+  return Number(/^gateway_lightcurve_parses_total (\d+)$/m.exec(text)?.[1] ?? Number.NaN)
+}
+
+test('a record is parsed into its light curve once per version: every format and mjd_min filters that one parse', async (t) => {
+  // Each distinct mjd_min (and format) used to parse the whole cached record again: 5,000 forced rows
+  // blocked the event loop ~650 ms per new mjd_min for the SVG, so one consumer could keep a replica busy.
+  const { app, sandbox } = await buildTestApp(t)
+  sandbox.inject({ endpoint: 'objects', kind: 'status', status: 200, body: await withForcedRows(sandbox, A, 500), times: 1 })
+  const all = (await app.inject({ url: `/v1/objects/${A}/lightcurve?format=json`, headers: demoAuth(app) })).json() as { points: Point[] }
+  t.equal(all.points.filter((p) => p.kind === 'forced').length, 500)
+  const queries = ['format=csv', 'format=svg', 'format=json&mjd_min=1', 'format=csv&mjd_min=1.5', 'format=svg&mjd_min=2', 'format=svg&mjd_min=57010', 'format=json&mjd_min=57010']
+  for (const query of queries) {
+    const res = await app.inject({ url: `/v1/objects/${A}/lightcurve?${query}`, headers: demoAuth(app) })
+    t.equal(res.statusCode, 200, query)
+  }
+  const since = (await app.inject({ url: `/v1/objects/${A}/lightcurve?format=json&mjd_min=57010`, headers: demoAuth(app) })).json() as { points: Point[] }
+  t.equal(since.points.filter((p) => p.kind === 'forced').length, all.points.filter((p) => p.kind === 'forced' && p.mjd >= 57010).length, 'mjd_min still applies to the points')
+  t.equal(await lightCurveParses(app), 1, `one parse for ${queries.length + 2} light curves of one record version`)
+  await app.inject({ url: `/v1/objects/${FIXTURE_IDS.B}/lightcurve?format=svg`, headers: demoAuth(app) })
+  t.equal(await lightCurveParses(app), 2, 'another record is another parse')
+})
+
+test('the SVG of a 20,000-point light curve draws at most SVG_MAX_POINTS of them, says so, and keeps every detection', async (t) => {
+  const { SVG_MAX_POINTS } = await import('../../src/render/lightcurve.js')
+  const { app, sandbox } = await buildTestApp(t)
+  sandbox.inject({ endpoint: 'objects', kind: 'status', status: 200, body: await withForcedRows(sandbox, A, 20_000), times: 1 })
+  const json = (await app.inject({ url: `/v1/objects/${A}/lightcurve?format=json`, headers: demoAuth(app) })).json() as { points: Point[] }
+  const total = json.points.length
+  const detections = json.points.filter((p) => p.kind === 'detection').length
+  t.equal(json.points.filter((p) => p.kind === 'forced').length, 20_000, 'JSON has every point')
+  const csv = await app.inject({ url: `/v1/objects/${A}/lightcurve?format=csv`, headers: demoAuth(app) })
+  t.equal(csv.body.split('\r\n').length - 2, total, 'and so has the CSV')
+  const svg = (await app.inject({ url: `/v1/objects/${A}/lightcurve?format=svg`, headers: demoAuth(app) })).body
+  const drawn = svg.split('class="pt"').length - 1
+  t.ok(drawn <= SVG_MAX_POINTS, `${drawn} marks drawn, at most ${SVG_MAX_POINTS}`)
+  t.ok(drawn >= SVG_MAX_POINTS * 0.9, 'and not many fewer')
+  t.equal(svg.split('class="pt" data-kind="detection"').length - 1, detections, 'every detection is drawn')
+  t.match(svg, new RegExp(`data-drawn="${drawn}"`))
+  t.match(svg, /data-forced="20000"/, 'the counts are the record\'s')
+  t.match(svg, new RegExp(`<text class="note"[^>]*>${drawn} of ${total} points drawn`), 'a note says the curve is thinned')
+  t.ok(svg.includes('MJD 57000 (') && svg.includes(`MJD ${(57000 + 19_999 * 0.05).toFixed(2)} (`), 'the first and last forced points are drawn')
+  const small = (await app.inject({ url: `/v1/objects/${FIXTURE_IDS.B}/lightcurve?format=svg`, headers: demoAuth(app) })).body
+  t.notMatch(small, /class="note"/, 'a curve drawn whole has no note')
+})

@@ -9,7 +9,6 @@ import type { DerivedMemo } from '../../cache/store.js'
 import { bigIntSpans, quoteBigInts, quoteSpans } from '../../lib/json-scan.js'
 import { filterRecordText } from '../../upstream/record-text.js'
 import type { StoredRecord } from '../../service/index.js'
-import { applyMjd } from '../../upstream/record.js'
 
 /** A v1 body and its strong ETag ('' for one-off renderings, which are never sent with one). */
 export interface Rendered { bytes: Buffer, etag: string }
@@ -29,18 +28,6 @@ export const RECORD_RENDERING = 'v1r1'
 /** The strong ETag of the whole-record v1 rendering of bytes whose ETag is `stored`. */
 export function renderedEtag (stored: string): string {
   return `${stored.slice(0, -1)}.${RECORD_RENDERING}"`
-}
-
-type RecordValue = Record<string, unknown>
-
-const plainNumber = (row: Record<string, unknown>, field: string): number | undefined => {
-  const v = row[field]
-  return typeof v === 'number' ? v : undefined
-}
-
-/** The upstream's `mjd` rules (upstream/record.ts) on a parsed record. */
-export function applyMjdMin (record: RecordValue, mjdMin: number): RecordValue {
-  return applyMjd(record, mjdMin, plainNumber)
 }
 
 export type RecordRenderer = (record: StoredRecord, mjdMin?: number, isOneOff?: boolean) => Rendered
