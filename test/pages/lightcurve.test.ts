@@ -206,8 +206,26 @@ test('Accept chooses the rendering when format is absent; a format Accept exclud
   t.equal((await get('image/png')).statusCode, 406, 'no rendering the Accept header allows')
   t.match((await get('text/csv')).headers['content-type'], /^text\/csv/, 'Accept: text/csv alone gets CSV')
   t.match((await get('image/svg+xml')).headers['content-type'], /^image\/svg\+xml/)
-  t.match((await get('text/csv, application/json;q=0.5')).headers['content-type'], /^application\/json/, 'JSON first when both are allowed')
   t.match((await get('*/*', '?format=csv')).headers['content-type'], /^text\/csv/)
+})
+
+test('without format, the highest q in Accept chooses the rendering (RFC 9110 §12.5.1); ties go to JSON, then CSV, then SVG', async (t) => {
+  const { app } = await buildTestApp(t)
+  const typeFor = async (accept: string): Promise<string> =>
+    String((await app.inject({ url: `/v1/objects/${A}/lightcurve`, headers: { ...demoAuth(app), accept } })).headers['content-type']).split(';')[0] as string
+  const cases: Array<[string, string, string]> = [
+    ['text/csv, */*;q=0.1', 'text/csv', 'CSV asked for first, anything else at 0.1'],
+    ['image/svg+xml,image/*,*/*;q=0.8', 'image/svg+xml', 'a browser\'s Accept for an image'],
+    ['text/csv, application/json;q=0.5', 'text/csv', 'CSV at 1 over JSON at 0.5'],
+    ['application/json;q=0.2, text/csv;q=0.3, image/svg+xml;q=0.4', 'image/svg+xml', 'the highest of three'],
+    ['text/*;q=0.9, application/json;q=0.5', 'text/csv', 'a range matches CSV at its q'],
+    ['text/csv, application/json', 'application/json', 'a tie: JSON first'],
+    ['image/svg+xml, text/csv', 'text/csv', 'a tie: CSV before SVG'],
+    ['text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,*/*;q=0.8', 'application/json', 'a browser navigating: all at 0.8, JSON'],
+    ['*/*', 'application/json', 'anything: JSON'],
+    ['text/csv;q=0, */*', 'application/json', 'CSV refused, the rest equal']
+  ]
+  for (const [accept, type, why] of cases) t.equal(await typeFor(accept), type, `${why} (Accept: ${accept})`)
 })
 
 test('a rendering chosen by Accept says so in Vary (a cache must not give the CSV to a JSON request); one chosen by format does not', async (t) => {

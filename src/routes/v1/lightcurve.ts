@@ -12,7 +12,7 @@ import { lightCurveCsv, lightCurveJson, lightCurveSvg, SVG_MAX_POINTS } from '..
 import { AtlasIdSchema, problems } from '../../schemas/common.js'
 import type { StoredRecord } from '../../service/index.js'
 import { lightCurveOf, lightCurveSince, type LightCurve } from '../../upstream/record.js'
-import { accepts } from './input.js'
+import { acceptQuality, accepts } from './input.js'
 import { sendDerived } from './send.js'
 
 const FORMATS = {
@@ -23,17 +23,26 @@ const FORMATS = {
 type Format = keyof typeof FORMATS
 const MEDIA: Record<Format, string> = { json: 'application/json', csv: 'text/csv', svg: 'image/svg+xml' }
 
-/**
- * The rendering a request gets: `format` when given (406 when Accept excludes its type), else the first
- * of JSON, CSV and SVG that Accept allows (so `Accept: text/csv` alone gets CSV, not JSON).
- */
+// The rendering a request gets: `format` when given (406 when Accept excludes its type), else the one
+// Accept gives the highest q (RFC 9110 §12.5.1), a tie going to JSON, then CSV, then SVG: so
+// `Accept: text/csv, */*;q=0.1` gets CSV and a browser's image Accept (`image/svg+xml,image/*,*/*;q=0.8`)
+// the SVG, while `*/*` or no Accept gets JSON.
 function formatOf (format: string | undefined, accept: string | undefined): Format {
   // Own keys only: `in` also finds toString, constructor, __proto__ … (a 500 once Accept was read).
   if (format !== undefined && Object.hasOwn(FORMATS, format)) {
     if (accepts(accept, [MEDIA[format as Format]])) return format as Format
     throw new NotAcceptableError(`format=${format} answers with ${MEDIA[format as Format]}; the Accept header does not allow it.`)
   }
-  const chosen = (Object.keys(MEDIA) as Format[]).find((f) => accepts(accept, [MEDIA[f]]))
+  let chosen: Format | undefined
+  let best = 0
+  // In the tie-break order: only a strictly higher q displaces an earlier format.
+  for (const f of Object.keys(MEDIA) as Format[]) {
+    const { q } = acceptQuality(accept, MEDIA[f])
+    if (q > best) {
+      chosen = f
+      best = q
+    }
+  }
   if (chosen === undefined) throw new NotAcceptableError('This route answers with application/json, text/csv or image/svg+xml; the Accept header allows none of them.')
   return chosen
 }
@@ -95,7 +104,7 @@ export const lightCurveRoutes: FastifyPluginAsyncTypebox = async (app) => {
       params: Type.Object({ id: AtlasIdSchema }),
       querystring: Type.Object({
         mjd_min: Type.Optional(Type.Number({ minimum: 0, description: 'keep detections and non-detections with mjd > mjd_min and forced photometry with MJD >= mjd_min' })),
-        format: Type.Optional(Type.Union([Type.Literal('json'), Type.Literal('csv'), Type.Literal('svg')], { description: 'json, csv or svg; when absent, the first of them that the Accept header allows (JSON for most clients)' }))
+        format: Type.Optional(Type.Union([Type.Literal('json'), Type.Literal('csv'), Type.Literal('svg')], { description: 'json, csv or svg; when absent, the one the Accept header gives the highest q, a tie going to JSON, then CSV, then SVG (JSON for most clients)' }))
       }),
       response: {
         200: {
