@@ -10,7 +10,7 @@ import { barChart, timeChart, type Bar } from '../render/charts.js'
 import { page, PAGE_POLICY } from '../render/html.js'
 import { esc } from '../render/svg.js'
 import { parseRate } from '../upstream/budget.js'
-import { createStatusSeries, increases, increaseSince, SAMPLE_INTERVAL_MS, type Sample, type StatusSeries } from './status-series.js'
+import { createStatusSeries, increases, increaseSince, LOGIN_ENDPOINT, SAMPLE_INTERVAL_MS, type Sample, type StatusSeries } from './status-series.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -76,7 +76,7 @@ async function statusBody (app: FastifyInstance): Promise<string> {
   const budgetHour = timeChart({
     name: 'budget-hour',
     kind: 'columns',
-    unit: 'upstream calls per minute (this replica)',
+    unit: 'calls sent upstream per minute (this replica)',
     points: increases(readings, perMinute, now, HOUR, 60_000),
     from: now - HOUR,
     to: now
@@ -84,7 +84,7 @@ async function statusBody (app: FastifyInstance): Promise<string> {
   const budgetDay = timeChart({
     name: 'budget-day',
     kind: 'columns',
-    unit: 'upstream calls per hour (this replica)',
+    unit: 'calls sent upstream per hour (this replica)',
     points: increases(readings, perMinute, now, 24 * HOUR, HOUR),
     from: now - 24 * HOUR,
     to: now,
@@ -113,7 +113,9 @@ async function statusBody (app: FastifyInstance): Promise<string> {
   })
   const endpoints = Object.keys(current.byEndpoint).sort()
   const endpointBars: Bar[] = endpoints.map((e) => ({
-    label: e, value: increaseSince(readings, (s) => s.byEndpoint[e] ?? 0, now - HOUR), note: `(${current.byEndpoint[e] ?? 0} since start)`
+    label: e,
+    value: increaseSince(readings, (s) => s.byEndpoint[e] ?? 0, now - HOUR),
+    note: `(${e === LOGIN_ENDPOINT ? 'logins, outside the budget; ' : ''}${current.byEndpoint[e] ?? 0} since start)`
   }))
   const totalRatio = current.lookups === 0 ? 'no cache reads yet' : `${Math.round(100 * current.hits / current.lookups)}% of ${current.lookups} cache reads since start`
 
@@ -133,11 +135,13 @@ async function statusBody (app: FastifyInstance): Promise<string> {
     `<p class="muted">This replica, ${esc(new Date(now).toISOString().slice(0, 19))}Z; up since ${esc(since(series.startedAt, now))}. ` +
     `Refreshes every ${STATUS_REFRESH_S} s. <a href="/">home</a> · <a href="/metrics">metrics</a> · <a href="/healthz">health</a></p>` +
     '<h2>Upstream budget</h2>' +
-    `<p>${lastHour} upstream calls in the last hour and ${lastDay} in the last day from this replica; the budget is ${esc(config.UPSTREAM_RATE)} for all replicas; ` +
+    `<p>${lastHour} calls reached the upstream in the last hour and ${lastDay} in the last day from this replica; the budget is ${esc(config.UPSTREAM_RATE)} for all replicas; ` +
     `left when last seen: ${current.budgetLeft === null ? 'not seen yet (no upstream call)' : String(current.budgetLeft)}.</p>` +
+    '<p class="muted">Each call counted spent the budget, whatever came back. A call that never left the gateway (no connection) gave ' +
+    'its token back and is not counted here (<code>status="not_sent"</code> in the metrics).</p>' +
     `<div class="grid"><div class="card"><h3>Last hour</h3>${budgetHour}</div><div class="card"><h3>Last day</h3>${budgetDay}</div>` +
     `<div class="card"><h3>Budget left</h3>${budgetLeft}</div>` +
-    `<div class="card"><h3>Calls by upstream endpoint, last hour</h3>${barChart('endpoints', endpointBars)}</div></div>` +
+    `<div class="card"><h3>Calls that reached the upstream, by endpoint, last hour</h3>${barChart('endpoints', endpointBars)}</div></div>` +
     '<h2>Cache</h2>' +
     `<div class="grid"><div class="card"><h3>Hit ratio over the last day</h3>${ratio}</div><div class="card"><p>${esc(totalRatio)}.</p>` +
     '<p class="muted">Hits count fresh and stale answers; misses went to the upstream (or joined a call in flight).</p></div></div>' +

@@ -2,12 +2,19 @@
 // (plugins/metrics.ts): upstream calls by endpoint, cache results, the upstream budget last seen and
 // token refreshes. One sample a minute, the last 24 hours (1,440 samples of a few numbers each). The
 // counters are this replica's; the budget left is the global budget's, as this replica last saw it.
+// A call counts once it reached the upstream: one that never left the gateway (`not_sent`) gave its
+// budget token back and is in no consumer's usage, so it is not counted here either.
 import type { Metrics } from '../plugins/metrics.js'
+import type { UpstreamEndpoint } from '../upstream/endpoints.js'
 
 export interface Sample {
   t: number
-  /** Upstream calls since this replica started (every endpoint and status). */
+  /**
+   * Upstream calls that spent the budget since this replica started: sent, whatever came back (a
+   * status, a timeout, a broken connection, a reply over our limit). Logins are outside the budget.
+   */
   calls: number
+  /** Calls that reached the upstream since this replica started, by endpoint (logins included). */
   byEndpoint: Record<string, number>
   /** Cache reads answered from the cache (fresh or stale), and all cache reads that could have been. */
   hits: number
@@ -18,6 +25,10 @@ export interface Sample {
 }
 
 export const SAMPLE_INTERVAL_MS = 60_000
+/** The endpoint the token is fetched from: the upstream throttles it apart from the budget. */
+export const LOGIN_ENDPOINT: UpstreamEndpoint = 'auth-token'
+// gateway_upstream_calls_total's status for a call that never left the gateway (upstream/client.ts).
+const NOT_SENT = 'not_sent'
 export const KEEP_MS = 24 * 3600_000
 
 interface Counted { values: Array<{ value: number, labels: Record<string, string | number | undefined> }> }
@@ -39,18 +50,20 @@ export function createStatusSeries (metrics: Metrics, now: () => number = Date.n
     ])
     const byEndpoint: Record<string, number> = {}
     for (const v of calls.values) {
+      if (v.labels.status === NOT_SENT) continue
       const endpoint = String(v.labels.endpoint ?? 'unknown')
       byEndpoint[endpoint] = (byEndpoint[endpoint] ?? 0) + v.value
     }
-    const total = sum(calls)
+    const isBudgeted = (l: Record<string, string | number | undefined>): boolean => l.endpoint !== LOGIN_ENDPOINT
+    // The gauge reads 0 until it is first set: by the first budgeted call, sent or not (its take).
+    const attempted = sum(calls, isBudgeted)
     return {
       t: now(),
-      calls: total,
+      calls: sum(calls, (l) => isBudgeted(l) && l.status !== NOT_SENT),
       byEndpoint,
       hits: sum(cache, (l) => l.result === 'hit' || l.result === 'stale'),
       lookups: sum(cache, (l) => l.result === 'hit' || l.result === 'stale' || l.result === 'miss'),
-      // The gauge reads 0 until it is first set (by the first upstream call).
-      budgetLeft: total === 0 ? null : (budget.values[0]?.value ?? null),
+      budgetLeft: attempted === 0 ? null : (budget.values[0]?.value ?? null),
       tokenRefreshesOk: sum(refreshes, (l) => l.result === 'ok')
     }
   }

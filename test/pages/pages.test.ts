@@ -2,7 +2,7 @@
 // nothing from elsewhere, that no secret appears, and the status series they are drawn from.
 import { test } from 'tap'
 import { Registry } from 'prom-client'
-import { buildTestApp, demoAuth, FIXTURE_IDS } from '../helper.js'
+import { buildTestApp, demoAuth, FIXTURE_IDS, UNUSED_UPSTREAM } from '../helper.js'
 import { createMetrics } from '../../src/plugins/metrics.js'
 import { createStatusSeries, increases, increaseSince, KEEP_MS, type Sample } from '../../src/routes/status-series.js'
 import { barChart, timeChart } from '../../src/render/charts.js'
@@ -36,7 +36,7 @@ test('GET /status: charts, budget, cache, token, circuit, Redis and consumers; n
   t.match(res.body, /<meta http-equiv="refresh" content="30">/)
   for (const chart of CHARTS) t.match(res.body, `<svg class="chart ${chart}"`, `${chart} chart`)
   t.notMatch(res.body, /<script|src=|<link/, 'no script, no external asset')
-  t.match(res.body, /2 upstream calls in the last hour/, 'two misses went upstream')
+  t.match(res.body, /2 calls reached the upstream in the last hour/, 'two misses went upstream')
   t.match(res.body, /33% of 3 cache reads since start/, 'one of three reads was a hit')
   t.match(res.body, /<text[^>]*>objects<\/text>/, 'calls by endpoint')
   t.match(res.body, /<th>upstream circuit<\/th><td class="ok">closed/)
@@ -45,6 +45,24 @@ test('GET /status: charts, budget, cache, token, circuit, Redis and consumers; n
   t.match(res.body, /<title>demo \(.*?\): 3 \/ 100000<\/title>/, 'the demo consumer\'s units today against its limit')
   const secrets = [app.consumers.demoKey as string, ...Object.values(sandbox.tokens), ...Object.values(sandbox.users).map((u) => u.password)]
   for (const secret of secrets) t.notOk(res.body.includes(secret), 'no key, token or password on the page')
+})
+
+test('/status counts only the upstream calls that reached the upstream (the budget spent), as usage does', async (t) => {
+  // Nothing listens on the upstream's port: every object read fails before anything is sent.
+  const { app } = await buildTestApp(t, { config: { ATLAS_BASE_URL: UNUSED_UPSTREAM } })
+  for (const id of [FIXTURE_IDS.A, FIXTURE_IDS.B, FIXTURE_IDS.A, FIXTURE_IDS.A]) {
+    const read = await app.inject({ url: `/v1/objects/${id}`, headers: demoAuth(app) })
+    t.ok(read.statusCode >= 502, `the read fails unsent (${read.statusCode})`)
+  }
+  await app.statusSeries.sample()
+  const metrics = (await app.inject({ url: '/metrics' })).body
+  const unsent = Number(/^gateway_upstream_calls_total\{endpoint="objects",status="not_sent"\} (\d+)$/m.exec(metrics)?.[1] ?? 0)
+  t.ok(unsent >= 4, `/metrics counts the attempts as not_sent (${unsent})`)
+  const res = await app.inject({ url: '/status' })
+  t.match(res.body, /0 calls reached the upstream in the last hour and 0 in the last day/, 'none reached the upstream')
+  t.notMatch(res.body, /<text[^>]*>objects<\/text>/, 'no endpoint bar for calls never sent')
+  const me = (await app.inject({ url: '/v1/me', headers: demoAuth(app) })).json() as { usage: { upstream_share_used: number | null } }
+  t.equal(me.usage.upstream_share_used, 0, 'and the consumer\'s share agrees')
 })
 
 test('with METRICS_TOKEN set, /status needs it (Bearer, or HTTP Basic as the password)', async (t) => {
@@ -74,6 +92,12 @@ test('the status series: samples from the metrics, keeps a day, notes token refr
   t.match(first, { calls: 0, hits: 0, lookups: 0, budgetLeft: null, tokenRefreshesOk: 0 })
   metrics.upstreamCalls.inc({ endpoint: 'objects', status: '200' }, 3)
   metrics.upstreamCalls.inc({ endpoint: 'cone', status: '500' })
+  // Sent and not answered in time: the budget was spent. Never sent: given back, not a call.
+  metrics.upstreamCalls.inc({ endpoint: 'objects', status: 'timeout' })
+  metrics.upstreamCalls.inc({ endpoint: 'objects', status: 'not_sent' }, 5)
+  metrics.upstreamCalls.inc({ endpoint: 'cone', status: 'not_sent' })
+  // A login reaches the upstream outside the budget.
+  metrics.upstreamCalls.inc({ endpoint: 'auth-token', status: '200' })
   metrics.cacheResults.inc({ route: 'objects', result: 'hit' }, 2)
   metrics.cacheResults.inc({ route: 'objects', result: 'stale' })
   metrics.cacheResults.inc({ route: 'objects', result: 'miss' })
@@ -82,7 +106,8 @@ test('the status series: samples from the metrics, keeps a day, notes token refr
   metrics.tokenRefreshes.inc({ result: 'failed' })
   now += 60_000
   const second = await series.sample()
-  t.match(second, { calls: 4, byEndpoint: { objects: 3, cone: 1 }, hits: 3, lookups: 4, budgetLeft: 96 })
+  t.match(second, { calls: 5, byEndpoint: { objects: 4, cone: 1, 'auth-token': 1 }, hits: 3, lookups: 4, budgetLeft: 96 })
+  t.notOk('not_sent' in second.byEndpoint)
   t.equal(series.lastRefreshAt, null, 'a failed refresh is not a refresh')
   metrics.tokenRefreshes.inc({ result: 'ok' })
   now += 60_000
