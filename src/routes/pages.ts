@@ -5,6 +5,7 @@
 import fp from 'fastify-plugin'
 import { Type } from '@sinclair/typebox'
 import type { FastifyInstance } from 'fastify'
+import type { Consumer } from '../consumers/schema.js'
 import { requireMetricsToken } from '../plugins/metrics.js'
 import { barChart, timeChart, type Bar } from '../render/charts.js'
 import { page, PAGE_POLICY } from '../render/html.js'
@@ -20,7 +21,8 @@ declare module 'fastify' {
 
 const HTML = 'text/html; charset=utf-8'
 export const STATUS_REFRESH_S = 30
-// The most consumers the status page reads usage for (one Redis read each).
+// The most consumers the status page draws: the most active ones (mostActive), so that a busy
+// consumer is never left out for its place in the consumers file; the page says how many it leaves out.
 const MAX_CONSUMERS_SHOWN = 100
 const HOUR = 3600_000
 const EXAMPLE_ID = '1161600211221604900'
@@ -61,6 +63,15 @@ function since (ms: number | null, now: number): string {
 }
 
 const stateClass = (isOk: boolean): string => isOk ? 'ok' : 'bad'
+
+interface ConsumerUsage { c: Consumer, u: Awaited<ReturnType<FastifyInstance['quota']['usage']>> }
+
+/** Most object units today first, then most upstream calls this hour, then by id (unknown counts as 0). */
+function mostActive (a: ConsumerUsage, b: ConsumerUsage): number {
+  return (b.u.units_today ?? 0) - (a.u.units_today ?? 0) ||
+    (b.u.upstream_share_used ?? 0) - (a.u.upstream_share_used ?? 0) ||
+    (a.c.id < b.c.id ? -1 : a.c.id > b.c.id ? 1 : 0)
+}
 
 async function statusBody (app: FastifyInstance): Promise<string> {
   const { config, statusSeries: series } = app
@@ -125,8 +136,10 @@ async function statusBody (app: FastifyInstance): Promise<string> {
   const breaker = app.upstream.client.breakerState
   const redis = config.REDIS_URL === '' ? 'not configured (memory only)' : app.redisHealth.state
 
-  const consumers = app.consumers.list().slice(0, MAX_CONSUMERS_SHOWN)
-  const usages = await Promise.all(consumers.map(async (c) => ({ c, u: await app.quota.usage(c) })))
+  // Every consumer's usage is read (two Redis reads each) to find the most active ones.
+  const all = await Promise.all(app.consumers.list().map(async (c) => ({ c, u: await app.quota.usage(c) })))
+  const usages = all.sort(mostActive).slice(0, MAX_CONSUMERS_SHOWN)
+  const notShown = all.length - usages.length
   const unitBars: Bar[] = usages.map(({ c, u }) => ({ label: c.id, title: c.name, value: u.units_today, limit: c.daily_objects }))
   const shareBars: Bar[] = usages.map(({ c, u }) => ({ label: c.id, title: c.name, value: u.upstream_share_used, limit: c.upstream_share }))
 
@@ -158,7 +171,10 @@ async function statusBody (app: FastifyInstance): Promise<string> {
     '</table></div></div>' +
     '<h2>Consumers today</h2>' +
     `<div class="grid"><div class="card"><h3>Object units today (of daily_objects)</h3>${barChart('consumer-units', unitBars)}</div>` +
-    `<div class="card"><h3>Upstream calls this hour (of upstream_share)</h3>${barChart('consumer-share', shareBars)}</div></div>`
+    `<div class="card"><h3>Upstream calls this hour (of upstream_share)</h3>${barChart('consumer-share', shareBars)}</div></div>` +
+    (notShown === 0
+      ? ''
+      : `<p class="muted">${notShown} more consumers not shown: the ${usages.length} with the most object units today, then upstream calls this hour, are.</p>`)
 }
 
 export const pageRoutes = fp(async (app) => {

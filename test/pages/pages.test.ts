@@ -3,6 +3,7 @@
 import { test } from 'tap'
 import { Registry } from 'prom-client'
 import { buildTestApp, demoAuth, FIXTURE_IDS, UNUSED_UPSTREAM } from '../helper.js'
+import { bearer, consumersFile, makeConsumer, type TestConsumer } from '../consumer-helper.js'
 import { createMetrics } from '../../src/plugins/metrics.js'
 import { createStatusSeries, increases, increaseSince, KEEP_MS, type Sample } from '../../src/routes/status-series.js'
 import { barChart, timeChart } from '../../src/render/charts.js'
@@ -63,6 +64,22 @@ test('/status counts only the upstream calls that reached the upstream (the budg
   t.notMatch(res.body, /<text[^>]*>objects<\/text>/, 'no endpoint bar for calls never sent')
   const me = (await app.inject({ url: '/v1/me', headers: demoAuth(app) })).json() as { usage: { upstream_share_used: number | null } }
   t.equal(me.usage.upstream_share_used, 0, 'and the consumer\'s share agrees')
+})
+
+test('/status shows the most active consumers first and says how many it leaves out', async (t) => {
+  // 130 consumers; only the last in the file reads anything today.
+  const consumers = Array.from({ length: 130 }, (_, i) => makeConsumer(`c${String(i).padStart(3, '0')}`, { scopes: ['read'] }))
+  const { app } = await buildTestApp(t, { config: { CONSUMERS_FILE: consumersFile(t, consumers) } })
+  const last = consumers[129] as TestConsumer
+  t.equal((await app.inject({ url: `/v1/objects/${FIXTURE_IDS.A}`, headers: bearer(last.key) })).statusCode, 200)
+  const res = await app.inject({ url: '/status' })
+  const units = /<svg class="chart consumer-units[\s\S]*?<\/svg>/.exec(res.body)?.[0] ?? ''
+  const labels = [...units.matchAll(/<g class="bar"><title>([^ :<]+)/g)].map((m) => m[1])
+  t.equal(labels.length, 100, 'a hundred bars')
+  t.equal(labels[0], 'c129', 'the consumer that read first, wherever it is in the file')
+  t.equal(labels[1], 'c000', 'then the others by id')
+  const section = res.body.slice(res.body.indexOf('<h2>Consumers today</h2>')).replace(/<svg[\s\S]*?<\/svg>/g, '')
+  t.match(section, /30 more consumers not shown/, 'the page says how many it left out')
 })
 
 test('with METRICS_TOKEN set, /status needs it (Bearer, or HTTP Basic as the password)', async (t) => {
