@@ -19,6 +19,14 @@ import { DETAILS, GET_STUB, WRITE_ENDPOINTS, WRITE_INFO, type UpstreamEndpoint }
 import type { FieldKind } from '../drf/fields.js'
 
 export const DOCS_PREFIX = '/docs'
+// The docs page's policy: Swagger UI's scripts and style sheets are files of its own (no inline script;
+// it styles elements through the DOM, which style-src does not govern), its icons are data: URLs, and
+// "Try it out" calls this gateway. Its one inline <style>, the colours of the logo in its top bar
+// (`.logo_small_svg__cls-2{fill:#fff}…`), is allowed by its hash; a Swagger UI that changes it fails
+// the browser test (test/browser/pages.test.ts: no CSP violation on /docs) until the hash is updated.
+const SWAGGER_LOGO_STYLE = "'sha256-RL3ie0nH+Lzz2YNqQN83mnU0J1ot4QL7b99vMdIX99w='"
+export const DOCS_POLICY = `default-src 'none'; script-src 'self'; style-src 'self' ${SWAGGER_LOGO_STYLE}; img-src 'self' data:; ` +
+  "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 // Not imported from routes/compat (plugins import no route module); checked by the lint test.
 export const COMPAT_DOC_PREFIX = '/atlas/api'
 
@@ -330,9 +338,10 @@ export const openapiPlugin = fp(async (app) => {
       if (path !== `${DOCS_PREFIX}/static/index.html`) return done()
       reply.redirect(`${DOCS_PREFIX}/${query === undefined ? '' : `?${query}`}`)
     })
-    // People type their keys into this page ("Authorize"): no other site may frame it.
+    // People type their keys into this page ("Authorize"): no other site may frame it, and it runs no
+    // script, style or request but Swagger UI's own files and this gateway's API.
     docs.addHook('onSend', (_request, reply, payload, done) => {
-      reply.header('content-security-policy', "frame-ancestors 'none'")
+      reply.header('content-security-policy', DOCS_POLICY)
       done(null, payload)
     })
     await docs.register(swaggerUi, { routePrefix: DOCS_PREFIX })

@@ -177,8 +177,9 @@ const METHODS: HTTPMethod[] = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 
 
 /** Fastify's framework errors (a URL it cannot decode, an over-long parameter) as problems. */
 export const frameworkErrors: NonNullable<FastifyServerOptions['frameworkErrors']> = (err, request, reply) => {
-  // Sent before any onRequest hook, so the header every answer carries (app.ts) is set here.
+  // Sent before any onRequest hook, so the headers every answer carries (app.ts) are set here.
   reply.header('x-request-id', request.id)
+  reply.header('x-content-type-options', 'nosniff')
   sendProblem(reply, buildProblem(request, 400, 'GW_VALIDATION', `The request URL cannot be read: ${err.message}`))
 }
 
@@ -196,9 +197,9 @@ export function clientErrorHandler (err: Error & { code?: string }, socket: Sock
   const problem = buildProblem(undefined, status, code, detail)
   const body = JSON.stringify(problem)
   if (socket.writable) {
-    // X-Request-Id as on every answer: the problem's request_id (a fresh UUID, no request was read).
+    // X-Request-Id and nosniff as on every answer: the problem's request_id (a fresh UUID, no request was read).
     socket.write(`HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\nConnection: close\r\nContent-Type: ${PROBLEM_CONTENT_TYPE}\r\n` +
-      `X-Request-Id: ${problem.request_id}\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`)
+      `X-Request-Id: ${problem.request_id}\r\nX-Content-Type-Options: nosniff\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`)
   }
   socket.destroy(err)
 }

@@ -24,6 +24,13 @@ const skip = existsSync(CHROMIUM) ? false : `Chromium not found at ${CHROMIUM} (
 
 interface Watched { page: Page, errors: string[] }
 
+// Each page records the Content-Security-Policy violations it meets (Chromium also logs them as
+// console errors; this names the directive and what was blocked). Browser code as text: the tests are
+// compiled without the DOM's types.
+const RECORD_CSP_VIOLATIONS = 'window.cspViolations = []; document.addEventListener("securitypolicyviolation", ' +
+  '(e) => { window.cspViolations.push(e.effectiveDirective + " blocked " + e.blockedURI) })'
+const cspViolations = async (page: Page): Promise<unknown> => page.evaluate('window.cspViolations')
+
 test('the pages in Chromium: landing, status, docs and a light curve', { skip, timeout: 480_000 }, async (t) => {
   const { app } = await buildTestApp(t, { config: { METRICS_TOKEN } })
   await app.listen({ port: 0, host: '127.0.0.1' })
@@ -47,6 +54,7 @@ test('the pages in Chromium: landing, status, docs and a light curve', { skip, t
     httpCredentials: { username: 'operator', password: METRICS_TOKEN, origin }
   })
   t.teardown(() => context.close())
+  await context.addInitScript({ content: RECORD_CSP_VIOLATIONS })
   const offLoopback: string[] = []
   await context.route('**/*', async (route) => {
     const url = new URL(route.request().url())
@@ -79,6 +87,7 @@ test('the pages in Chromium: landing, status, docs and a light curve', { skip, t
   t.match(await landing.page.textContent('pre'), /curl -s -H "Authorization: Bearer \$KEY" http:\/\/127\.0\.0\.1:\d+\/v1\/objects\//)
   await shot(landing.page, 'landing.png')
   t.same(landing.errors, [], '/: no console error')
+  t.same(await cspViolations(landing.page), [], '/: no CSP violation')
 
   const status = await open('/status', { width: 1280, height: 1400 })
   t.equal(await status.page.textContent('h1'), 'atlas-gateway status', 'the browser answered the Basic challenge with METRICS_TOKEN')
@@ -91,14 +100,28 @@ test('the pages in Chromium: landing, status, docs and a light curve', { skip, t
   t.notOk((await status.page.content()).includes(METRICS_TOKEN), 'the token is not on the page')
   await shot(status.page, 'status.png')
   t.same(status.errors, [], '/status: no console error')
+  t.same(await cspViolations(status.page), [], '/status: no CSP violation')
 
   const docs = await open('/docs')
   await docs.page.waitForSelector('.opblock', { timeout: 60_000 })
   const operations = await docs.page.locator('.opblock').count()
   t.ok(operations >= 40, `Swagger UI lists the operations (${operations})`)
   t.ok(await docs.page.locator('.opblock-tag[data-tag="compat"]').count() === 1, 'the compat tag')
+  // Under the page's strict policy (plugins/openapi.ts): a key typed into "Authorize", then "Try it out"
+  // on /v1/me, which Swagger UI sends from the page (connect-src 'self').
+  await docs.page.locator('button.authorize').first().click()
+  await docs.page.locator('.modal-ux input[type=text]').first().fill(app.consumers.demoKey as string)
+  await docs.page.locator('.modal-ux button.authorize').first().click()
+  await docs.page.locator('.modal-ux button.close-modal').first().click()
+  const me = docs.page.locator('.opblock', { has: docs.page.locator('.opblock-summary-path[data-path="/v1/me"]') }).first()
+  await me.locator('.opblock-summary').click()
+  await me.locator('button.try-out__btn').click()
+  await me.locator('button.execute').click()
+  await me.locator('.live-responses-table tbody .response-col_status').first().waitFor({ timeout: 60_000 })
+  t.match(await me.locator('.live-responses-table tbody .response-col_status').first().textContent(), /^200/, 'Try it out with the key typed in: 200')
   await shot(docs.page, 'docs.png', false)
   t.same(docs.errors, [], '/docs: no console error')
+  t.same(await cspViolations(docs.page), [], '/docs: no CSP violation')
 
   const lcPath = `/v1/objects/${A}/lightcurve?format=svg`
   for (const viewport of [{ width: 800, height: 400 }, { width: 1600, height: 800 }]) {

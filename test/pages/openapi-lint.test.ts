@@ -110,7 +110,7 @@ test('a route added without a description fails the lint', async (t) => {
   t.ok(rules.has('operation-4xx-response'), 'no 4xx response: an error')
 })
 
-test('the docs page: a missing file is a 404, index.html with a query redirects to the page, and it cannot be framed', async (t) => {
+test('the docs page: a missing file is a 404, index.html with a query redirects to the page, it cannot be framed and loads only its own files', async (t) => {
   const { app } = await buildTestApp(t, { useRedis: false })
   for (const method of ['GET', 'HEAD'] as const) {
     const res = await app.inject({ method, url: `${DOCS_PREFIX}/static/nope.txt` })
@@ -122,5 +122,11 @@ test('the docs page: a missing file is a 404, index.html with a query redirects 
   t.match(String(redirect.headers.location), new RegExp(`^${DOCS_PREFIX}/(\\?|$)`))
   const page = await app.inject({ url: `${DOCS_PREFIX}/` })
   t.equal(page.statusCode, 200)
-  t.match(String(page.headers['content-security-policy']), /frame-ancestors 'none'/, 'a page where keys are typed cannot be framed')
+  const policy = String(page.headers['content-security-policy'])
+  t.match(policy, /frame-ancestors 'none'/, 'a page where keys are typed cannot be framed')
+  // Nor run any script but Swagger UI's own files, or send a key anywhere but here.
+  for (const directive of ["default-src 'none'", "script-src 'self';", "connect-src 'self';", "img-src 'self' data:;", "base-uri 'none'"]) {
+    t.ok(policy.includes(directive), directive)
+  }
+  t.notMatch(policy, /unsafe-inline|unsafe-eval/, 'no inline script or style beyond the one hashed')
 })

@@ -72,3 +72,23 @@ test('request ids: unsafe or oversized ids are replaced, generated ids are echoe
   const long = await app.inject({ url: '/healthz', headers: { 'x-request-id': 'x'.repeat(200) } })
   t.equal(String(long.headers['x-request-id']).length, 36)
 })
+
+test('every answer says X-Content-Type-Options: nosniff, errors and pages included', async (t) => {
+  const app = await appWithRoutes(t)
+  const key = app.consumers.demoKey as string
+  const requests: Array<{ method?: 'GET' | 'DELETE', url: string, headers?: Record<string, string> }> = [
+    { url: '/' }, { url: '/status' }, { url: '/metrics' }, { url: '/healthz' }, { url: '/readyz' }, { url: '/openapi.json' },
+    { url: '/docs/' }, { url: '/docs/static/swagger-ui.css' }, { url: '/docs/static/index.html?x=1' },
+    { url: '/v1/me', headers: { authorization: `Bearer ${key}` } },
+    { url: '/v1/me' },
+    { url: '/v1/objects/1161600211221604900', headers: { authorization: `Bearer ${key}` } },
+    { url: '/v1/objects/%E0%A4%A' },
+    { url: '/atlas/api/objects/' },
+    { method: 'DELETE', url: '/healthz' },
+    { url: '/nope' }, { url: '/boom' }, { url: '/typed?n=0' }
+  ]
+  for (const r of requests) {
+    const res = await app.inject({ method: r.method ?? 'GET', url: r.url, ...(r.headers === undefined ? {} : { headers: r.headers }) })
+    t.equal(res.headers['x-content-type-options'], 'nosniff', `${r.method ?? 'GET'} ${r.url}${r.headers === undefined ? '' : ' (with a key)'}: ${res.statusCode}`)
+  }
+})

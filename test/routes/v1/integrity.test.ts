@@ -218,11 +218,12 @@ test('a slow body gets 408 and malformed HTTP gets 400, both problem+json, from 
   t.match(garbage, /"code":"GW_VALIDATION"/)
   const huge = await exchange(`GET /v1/me HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(20_000)}\r\n\r\n`)
   t.match(huge, /^HTTP\/1\.1 431 /)
-  // Every answer carries X-Request-Id, these too: the same id as the problem's request_id.
-  for (const [what, answer] of [['408', slow], ['400', garbage], ['431', huge]] as const) {
+  // Every answer carries X-Request-Id and nosniff, these too: the same id as the problem's request_id.
+  for (const [what, answer] of [['408', slow], ['400', garbage], ['431', huge], ['400 without Host', hostless]] as const) {
     const header = /\r\nx-request-id: ([^\r]+)\r\n/i.exec(answer)?.[1]
     t.ok(header !== undefined, `${what}: X-Request-Id`)
     t.match(answer, new RegExp(`"request_id":"${header ?? 'none'}"`), `${what}: the body's request_id`)
+    t.match(answer, /\r\nx-content-type-options: nosniff\r\n/i, `${what}: nosniff`)
   }
 })
 
