@@ -88,7 +88,7 @@ export const ConfigSchema = Type.Object({
   // Per address, not per consumer: the endpoint takes no key. Behind a proxy every client through it has
   // the proxy's address (trustProxy is off), so the default leaves room for many logins through one.
   AUTH_TOKEN_RATE: Rate('30/minute', 'anonymous POST /atlas/api/auth-token/ requests one client address may make (429 beyond, before the body is read); the address is the connection\'s, so clients behind one proxy share it; counted in Redis across replicas, else per replica'),
-  METRICS_TOKEN: OptionalString('when set, /metrics needs Authorization: Bearer <token>'),
+  METRICS_TOKEN: OptionalString('when set, /metrics needs Authorization: Bearer <token> (and /status that or HTTP Basic); empty, both are open, and a HOST beyond loopback gets a warning at boot'),
   BODY_LIMIT_BYTES: Int(1048576, 1024, 'largest request body accepted (the bulk object query takes more when a consumer\'s max_batch needs it)'),
   REQUEST_TIMEOUT_MS: Int(30000, 100, 'a request\'s headers and body must arrive within this, else 408'),
   SHUTDOWN_DRAIN_MS: Int(5000, 0, 'after SIGTERM, how long /readyz answers 503 while every request is still served, so load balancers stop sending new ones before the listener closes'),

@@ -12,6 +12,11 @@ import { sandboxOptionsFromEnv, startSandbox, type Sandbox, type SandboxOptions 
 const DEFAULT_CUT_GRACE_MS = 1000
 const LOOPBACK_HOSTS = new Set(['127.0.0.1', '::1', 'localhost'])
 
+/** A HOST only this machine can reach: a loopback name or address (all of 127.0.0.0/8). */
+function isLoopback (host: string): boolean {
+  return LOOPBACK_HOSTS.has(host) || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host)
+}
+
 /**
  * The embedded sandbox's knobs, from the same SANDBOX_* variables `npm run sandbox` reads, so a demo or
  * a test can make the embedded upstream slow or flaky (the host and port stay loopback/ephemeral, so
@@ -119,8 +124,13 @@ async function main (): Promise<void> {
   if (sandbox !== undefined) {
     app.log.info({ upstream: sandbox.baseUrl }, 'embedded sandbox upstream started (set ATLAS_BASE_URL to use the real server)')
   }
-  if (LOOPBACK_HOSTS.has(config.HOST)) {
+  if (isLoopback(config.HOST)) {
     app.log.info({ host: config.HOST }, `listening on loopback only: other machines and containers cannot connect (set HOST=0.0.0.0 to serve them${config.CONSUMERS_FILE === '' ? '; the demo consumer has every scope' : ''})`)
+  } else if (config.METRICS_TOKEN === '') {
+    // Open by default (a scraper on the same network needs nothing), but an operator should know.
+    app.log.warn({ host: config.HOST, setting: 'METRICS_TOKEN', exposed: ['/metrics', '/status'] },
+      `METRICS_TOKEN is empty and HOST=${config.HOST} is not loopback: /metrics and /status are open to anyone who can reach this port, ` +
+      'showing consumer ids, names and usage, the upstream budget and the token\'s state. Set METRICS_TOKEN to guard them.')
   }
   const url = humanUrl(address)
   app.log.info({ address, docs: `${url}/docs` }, 'atlas-gateway listening')

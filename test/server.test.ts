@@ -4,6 +4,7 @@
 import { test } from 'tap'
 import { networkInterfaces } from 'node:os'
 import { startTestSandbox } from './helper.js'
+import { consumersFile, makeConsumer } from './consumer-helper.js'
 import { byMsg, demoKey, freshGet, freshGetOrCode, listeningAddress, startServer } from './fixtures/server-process.js'
 import { waitFor } from './fixtures/wait.js'
 
@@ -63,6 +64,7 @@ test('embedded defaults: boots with the sandbox on loopback only, prints how to 
   await server.waitFor(byMsg(/embedded sandbox upstream started/))
   const hint = await server.waitFor(byMsg(/^try it: curl/))
   t.match(hint.msg, `${address}/docs`, 'the hint names the docs page')
+  t.notOk(server.lines.some(byMsg(/METRICS_TOKEN/)), 'on loopback, no warning about METRICS_TOKEN')
   await demoKey(server)
   t.equal((await freshGet(`${address}/healthz`)).status, 200)
 
@@ -106,4 +108,27 @@ test('a bad setting stops the boot with a message naming it', async (t) => {
   const server = startServer(t, { PORT: 'eighty' })
   t.equal(await server.exited, 1)
   t.match(server.stderr(), /PORT/)
+})
+
+test('listening beyond loopback with METRICS_TOKEN empty: a warning at boot names the setting and what is open', async (t) => {
+  // The image's HOST. Boots, logs and stops at once (SIGINT); a consumers file of one read-only key
+  // that nothing else knows, so that no demo consumer with every scope listens on every interface.
+  const CONSUMERS_FILE = consumersFile(t, [makeConsumer('reader', { scopes: ['read'] })])
+  const open = startServer(t, { HOST: '0.0.0.0', CONSUMERS_FILE })
+  await listeningAddress(open)
+  const warning = await open.waitFor(byMsg(/METRICS_TOKEN/))
+  t.match(warning, { level: 40, host: '0.0.0.0', setting: 'METRICS_TOKEN' })
+  t.match(warning.msg, /METRICS_TOKEN is empty/)
+  t.match(warning.msg, /\/metrics and \/status/, 'names the routes')
+  t.match(warning.msg, /consumer ids, names and usage/, 'and what they show')
+  await open.waitFor(byMsg(/^try it: curl/))
+  open.signal('SIGINT')
+  t.equal(await open.exited, 0)
+
+  const guarded = startServer(t, { HOST: '0.0.0.0', CONSUMERS_FILE, METRICS_TOKEN: 'boot-warning-token-0123456789' })
+  await listeningAddress(guarded)
+  await guarded.waitFor(byMsg(/^try it: curl/))
+  t.notOk(guarded.lines.some(byMsg(/METRICS_TOKEN/)), 'with METRICS_TOKEN set, no warning')
+  guarded.signal('SIGINT')
+  t.equal(await guarded.exited, 0)
 })
