@@ -14,7 +14,7 @@ import type { FastifyInstance } from 'fastify'
 import { backgroundAllowed, backgroundHeadroom, estimatedRemaining } from '../service/priorities.js'
 import { parseRate } from '../upstream/budget.js'
 import { diffRows, keyedRows, pollRequest, snapshotRows, snapshotText, type Row, type SourceSpec } from './sources.js'
-import type { PushStore } from './store.js'
+import { SNAPSHOT_MISSING, type PushStore } from './store.js'
 
 // After a poll answered by a stale entry whose refresh runs in the background, the next poll comes this
 // soon (it reads the refreshed entry from the cache, at no upstream cost). Once per interval: when the
@@ -57,7 +57,8 @@ export function createPoller (opts: PollerOptions) {
     const stored = loop.leading && loop.rows !== null ? null : await store.snapshot(source)
     if (stored !== null) {
       loop.nextAt = stored.at + (pollInterval(app) ?? app.config.PUSH_POLL_INTERVAL_MS)
-      loop.rows = stored.rows === '' ? {} : snapshotRows(stored.rows, loop.spec.rowKey)
+      // '' is no snapshot (not a source without rows): the next poll is a baseline.
+      loop.rows = stored.rows === '' ? null : snapshotRows(stored.rows, loop.spec.rowKey)
       if (Date.now() < loop.nextAt) return
     }
     // Whether this poll is the early re-poll after a background refresh (see AFTER_REFRESH_MS).
@@ -84,8 +85,11 @@ export function createPoller (opts: PollerOptions) {
     const before = loop.rows
     const events = before === null ? [] : diffRows(loop.spec, before, after, new Date(at).toISOString())
     const rows = before === null || events.length > 0 ? snapshotText(after, loop.spec.rowKey) : ''
-    const ids = await store.commit({ source, token, rows, at, events: events.map((e) => JSON.stringify(e)) })
-    if (ids === null) {
+    let ids = await store.commit({ source, token, rows, at, events: events.map((e) => JSON.stringify(e)) })
+    // Nothing changed, but the stored snapshot is gone (expired or evicted): store these rows again, or
+    // the next leader would have nothing to compare with.
+    if (ids === SNAPSHOT_MISSING) ids = await store.commit({ source, token, rows: snapshotText(after, loop.spec.rowKey), at, events: [] })
+    if (ids === null || ids === SNAPSHOT_MISSING) {
       // The lead moved while this poll ran: what it saw is for the new leader to announce.
       app.metrics.pushPolls.inc({ source, result: 'lost_lead' })
       loop.leading = false

@@ -20,7 +20,7 @@ export interface StoredEvent {
 export interface Snapshot {
   /** When the poll that produced it ran (ms since the epoch, the writer's clock). */
   at: number
-  /** The JSON of the rows it saw ('' when a commit left the rows as they were). */
+  /** The JSON of the rows it saw (an older release could store '' over an expired one: counts as no snapshot). */
   rows: string
 }
 
@@ -39,8 +39,11 @@ export interface PushStore {
   /** Gives the lead up (shutdown), when `token` holds it. */
   resign: (source: string, token: string) => Promise<void>
   snapshot: (source: string) => Promise<Snapshot | null>
-  /** Writes a poll's events and snapshot if `token` still leads; the new ids, or null when it does not. */
-  commit: (input: CommitInput) => Promise<string[] | null>
+  /**
+   * Writes a poll's events and snapshot if `token` still leads: the new ids, null when it does not lead,
+   * SNAPSHOT_MISSING (nothing written) when `rows` is '' and no snapshot is stored to keep.
+   */
+  commit: (input: CommitInput) => Promise<string[] | typeof SNAPSHOT_MISSING | null>
   /** Up to `count` events with ids after `afterId`, oldest first. */
   read: (source: string, afterId: string, count: number) => Promise<StoredEvent[]>
   /** The newest event id ('0-0' when there is none). */
@@ -56,6 +59,9 @@ export interface PushStore {
   deadLetter: (consumer: string, entry: string, keep: number) => Promise<void>
   deadLetters: (consumer: string) => Promise<string[]>
 }
+
+/** A commit that would keep the stored rows found none (expired or evicted): send them in full. */
+export const SNAPSHOT_MISSING = 'snapshot-missing'
 
 export interface StoreLimits {
   retentionMs: number
@@ -83,8 +89,11 @@ export function isResumableId (value: string): boolean {
 }
 
 // KEYS: lock, stream, snapshot. ARGV: token, rows ('' keeps them), at, retention ms, max events, events…
+// Rows '' with no snapshot stored (it expired or was evicted) write nothing and answer SNAPSHOT_MISSING:
+// stored as '', the next leader would take it for a source without rows and announce every row as added.
 const COMMIT = `
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return false end
+if ARGV[2] == '' and not redis.call('HGET', KEYS[3], 'rows') then return 'snapshot-missing' end
 local ids = {}
 if #ARGV > 5 then
   local t = redis.call('TIME')
@@ -94,18 +103,21 @@ if #ARGV > 5 then
   end
   redis.call('XTRIM', KEYS[2], 'MAXLEN', '~', ARGV[5])
 end
-local prev = redis.call('HGET', KEYS[3], 'rows')
-if ARGV[2] ~= '' or not prev then redis.call('HSET', KEYS[3], 'rows', ARGV[2]) end
+if ARGV[2] ~= '' then redis.call('HSET', KEYS[3], 'rows', ARGV[2]) end
 redis.call('HSET', KEYS[3], 'at', ARGV[3])
 redis.call('PEXPIRE', KEYS[3], ARGV[4])
 return ids
 `
-// KEYS: lock. ARGV: token, ttl ms.
+// KEYS: lock, snapshot. ARGV: token, ttl ms, retention ms. The holder also keeps the snapshot for another
+// retention: a source that is led keeps it however long its polls are apart (PUSH_POLL_MAX_INTERVAL_MS,
+// polls skipped while the budget is low or the upstream down); one nobody subscribes to loses it.
 const LEAD = `
 local v = redis.call('GET', KEYS[1])
-if v == ARGV[1] then redis.call('PEXPIRE', KEYS[1], ARGV[2]) return 1 end
-if not v then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) return 1 end
-return 0
+if v == ARGV[1] then redis.call('PEXPIRE', KEYS[1], ARGV[2])
+elseif not v then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+else return 0 end
+redis.call('PEXPIRE', KEYS[2], ARGV[3])
+return 1
 `
 const RESIGN = `
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
@@ -123,7 +135,7 @@ return 0
 `
 
 type Commands = Redis & {
-  pushCommit: (...args: Array<string | number>) => Promise<string[] | null>
+  pushCommit: (...args: Array<string | number>) => Promise<string[] | typeof SNAPSHOT_MISSING | null>
   pushLead: (...args: Array<string | number>) => Promise<number>
   pushResign: (...args: Array<string | number>) => Promise<number>
   pushClaim: (...args: Array<string | number>) => Promise<number>
@@ -133,7 +145,7 @@ export function createRedisPushStore (redis: Redis, prefix: string, limits: Stor
   const r = redis as Commands
   if (typeof r.pushCommit !== 'function') {
     redis.defineCommand('pushCommit', { numberOfKeys: 3, lua: COMMIT })
-    redis.defineCommand('pushLead', { numberOfKeys: 1, lua: LEAD })
+    redis.defineCommand('pushLead', { numberOfKeys: 2, lua: LEAD })
     redis.defineCommand('pushResign', { numberOfKeys: 1, lua: RESIGN })
     redis.defineCommand('pushClaim', { numberOfKeys: 1, lua: CLAIM })
   }
@@ -143,7 +155,7 @@ export function createRedisPushStore (redis: Redis, prefix: string, limits: Stor
 
   return {
     async lead (source, token, ttlMs) {
-      return await r.pushLead(key(source, 'lead'), token, ttlMs) === 1
+      return await r.pushLead(key(source, 'lead'), key(source, 'snap'), token, ttlMs, limits.retentionMs) === 1
     },
     async resign (source, token) {
       await r.pushResign(key(source, 'lead'), token)
@@ -247,6 +259,7 @@ export function createMemoryPushStore (limits: StoreLimits, now: () => number = 
     async commit ({ source, token, rows, at, events }) {
       const s = of(source)
       if (!holds(s, token)) return null
+      if (rows === '' && s.snapshot === null) return SNAPSHOT_MISSING
       const ids = events.map((data) => {
         const id = nextId()
         s.events.push({ id, data })

@@ -1,7 +1,7 @@
 // How a poll becomes events (sources.ts), and the memory store's trimming and gap report over HTTP.
 import { test } from 'tap'
 import { diffRows, keyedRows, snapshotRows, snapshotText, tableSource, type SourceSpec } from '../../src/push/sources.js'
-import { createMemoryPushStore, idBefore } from '../../src/push/store.js'
+import { createMemoryPushStore, idBefore, SNAPSHOT_MISSING } from '../../src/push/store.js'
 import { parseLossless } from '../../src/lib/json.js'
 import { buildTestApp } from '../helper.js'
 import { bearer, consumersFile, makeConsumer } from '../consumer-helper.js'
@@ -58,6 +58,9 @@ test('the memory store keeps PUSH_MAX_EVENTS and the lead', async (t) => {
   t.same((await store.snapshot('s'))?.rows, '{}')
   await store.commit({ source: 's', token: 'a', rows: '', at: now + 1, events: [] })
   t.same(await store.snapshot('s'), { rows: '{}', at: 1001 }, 'an empty rows argument keeps the rows')
+  t.ok(await store.lead('fresh', 'a', 100))
+  t.equal(await store.commit({ source: 'fresh', token: 'a', rows: '', at: now, events: [] }), SNAPSHOT_MISSING, 'no rows to keep: nothing written, the poller sends them')
+  t.equal(await store.snapshot('fresh'), null)
   now += 200
   t.ok(await store.lead('s', 'b', 100), 'an expired lead is taken over')
   now += 120_000

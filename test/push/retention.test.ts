@@ -1,0 +1,81 @@
+// What push keeps in Redis and for how long: the snapshot a poll is compared with, and the events
+// trimmed to PUSH_MAX_EVENTS and PUSH_RETENTION_S (resumes and streams told of a gap, never left to miss
+// events silently).
+import { test } from 'tap'
+import { buildTestApp, startTestSandbox, TEST_REDIS_URL } from '../helper.js'
+import { bearer, consumersFile, makeConsumer, uniquePrefix } from '../consumer-helper.js'
+import { openSse, type SseClient } from './sse-client.js'
+
+const sleep = async (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
+
+async function waitUntil (what: string, check: () => boolean | Promise<boolean>, timeoutMs = 20_000): Promise<void> {
+  const until = Date.now() + timeoutMs
+  while (!await check()) {
+    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`)
+    await sleep(20)
+  }
+}
+
+const eventIds = (c: SseClient) => c.events.filter((e) => e.id !== undefined && e.event !== 'shutdown').map((e) => e.id as string)
+
+test('the snapshot a poll is compared with', { skip: TEST_REDIS_URL === '' ? 'needs REDIS_URL' : false }, async (t) => {
+  t.test('one that is gone (expired, evicted) is stored again in full, never as no rows; the next leader announces nothing', async (t) => {
+    const sandbox = await startTestSandbox(t)
+    const reader = makeConsumer('reader', { scopes: ['read'] })
+    const config = {
+      CONSUMERS_FILE: consumersFile(t, [reader]),
+      REDIS_KEY_PREFIX: uniquePrefix('push-snap'),
+      PUSH_POLL_INTERVAL_MS: 300,
+      PUSH_LEADER_TTL_MS: 600,
+      PREFETCH_ENABLED: false
+    } as never
+    const SOURCE = 'vra/todo'
+    const a = (await buildTestApp(t, { upstream: sandbox, config })).app
+    const onA = await openSse(`${await a.listen({ port: 0, host: '127.0.0.1' })}/v1/vra/todo/events`, bearer(reader.key))
+    await waitUntil('the baseline', async () => (await a.push.store.snapshot(SOURCE)) !== null)
+    const baseline = await a.push.store.snapshot(SOURCE)
+    const members = Object.keys(JSON.parse(baseline?.rows as string) as object).length - 1
+    t.ok(members > 0, `the baseline holds the table's ${members} rows`)
+    // What PEXPIRE or an eviction does to it; the leader's next poll finds nothing changed upstream.
+    await a.redis?.del(`${a.config.REDIS_KEY_PREFIX}{push:${SOURCE}}:snap`)
+    await waitUntil('the next poll', async () => (await a.push.store.snapshot(SOURCE)) !== null)
+    const stored = (await a.push.store.snapshot(SOURCE))?.rows
+    t.ok(stored === baseline?.rows, `the next poll stored the rows again (${stored?.length} bytes), not an empty snapshot`)
+    await onA.close()
+    await a.close()
+
+    // Another replica takes over (a deploy): nothing changed upstream, so nothing is announced.
+    const b = (await buildTestApp(t, { upstream: sandbox, config })).app
+    const onB = await openSse(`${await b.listen({ port: 0, host: '127.0.0.1' })}/v1/vra/todo/events`, bearer(reader.key))
+    await waitUntil('B to lead', () => b.push.leading().includes(SOURCE))
+    const polled = (await b.push.store.snapshot(SOURCE))?.at as number
+    await waitUntil('two polls by B', async () => ((await b.push.store.snapshot(SOURCE))?.at ?? 0) > polled + 300)
+    t.equal(eventIds(onB).length, 0, 'no row announced as added')
+    t.equal((await b.push.store.read(SOURCE, '0-0', 1000)).length, 0, 'no event written')
+    await onB.close()
+  })
+
+  t.test('lives while its source is led, however long between polls', async (t) => {
+    const sandbox = await startTestSandbox(t)
+    const reader = makeConsumer('reader', { scopes: ['read'] })
+    const { app } = await buildTestApp(t, {
+      upstream: sandbox,
+      config: {
+        CONSUMERS_FILE: consumersFile(t, [reader]),
+        REDIS_KEY_PREFIX: uniquePrefix('push-snap-ttl'),
+        // Polls further apart than events are kept (as PUSH_POLL_MAX_INTERVAL_MS is by default).
+        PUSH_POLL_INTERVAL_MS: 60_000,
+        PUSH_RETENTION_S: 1,
+        PUSH_LEADER_TTL_MS: 600,
+        PREFETCH_ENABLED: false
+      } as never
+    })
+    const c = await openSse(`${await app.listen({ port: 0, host: '127.0.0.1' })}/v1/vra/todo/events`, bearer(reader.key))
+    await waitUntil('the baseline', async () => (await app.push.store.snapshot('vra/todo')) !== null)
+    const baseline = await app.push.store.snapshot('vra/todo')
+    await sleep(2500)
+    const kept = await app.push.store.snapshot('vra/todo')
+    t.ok(kept !== null && kept.rows === baseline?.rows && kept.at === baseline.at, 'still there, past PUSH_RETENTION_S, with no poll since')
+    await c.close()
+  })
+})
