@@ -25,9 +25,12 @@ export interface Stream {
   out: PassThrough
   /** The last event id written to this stream. */
   lastId: string
-  /** Events handed over while the backlog was read; null once live. */
-  pending: StoredEvent[] | null
+  /** Events (and gaps) handed over while the backlog was read; null once live. */
+  pending: Array<StoredEvent | Gap> | null
 }
+
+/** Events up to `trimmed` were trimmed away before a read reached them. */
+export interface Gap { trimmed: string }
 
 /** One SSE frame. `data` is one line of JSON (JSON.stringify never writes a raw newline). */
 export function frame (event: StoredEvent): string {
@@ -66,6 +69,16 @@ export function createHub (opts: HubOptions) {
     }
   }
 
+  /**
+   * Tells `stream` that events after its last one were trimmed away unread, once: it carries on after
+   * `trimmed` (the events read with it all come after it).
+   */
+  function writeGap (stream: Stream, trimmed: string): void {
+    if (stream.out.writableEnded || !idBefore(stream.lastId, trimmed)) return
+    stream.lastId = trimmed
+    stream.out.write(`event: gap\ndata: ${JSON.stringify({ type: 'gap', source: stream.source, detail: GAP_DETAIL })}\n\n`)
+  }
+
   async function fanOut (): Promise<void> {
     if (isRunning) {
       again = true
@@ -78,11 +91,14 @@ export function createHub (opts: HubOptions) {
         await Promise.all([...bySource].map(async ([source, entry]) => {
           let cursor = await entry.cursor
           for (;;) {
-            const events = await store.read(source, cursor, PAGE)
-            for (const event of events) {
+            const { events, trimmed } = await store.page(source, cursor, PAGE)
+            // More events than PUSH_MAX_EVENTS came since the last read: the streams behind are told so.
+            const gap = idBefore(cursor, trimmed) ? [{ trimmed }] : []
+            for (const event of [...gap, ...events]) {
               for (const stream of entry.streams) {
-                if (stream.pending === null) write(stream, event)
-                else stream.pending.push(event)
+                if (stream.pending !== null) stream.pending.push(event)
+                else if ('trimmed' in event) writeGap(stream, event.trimmed)
+                else write(stream, event)
               }
             }
             const last = events.at(-1)
@@ -139,18 +155,20 @@ export function createHub (opts: HubOptions) {
         stream.lastId = await store.tail(stream.source)
       } else {
         stream.lastId = lastEventId
-        const gap = idBefore(lastEventId, await store.trimmed(stream.source))
-        // Before the backlog: the client learns first that what follows does not join up.
-        if (gap) stream.out.write(`event: gap\ndata: ${JSON.stringify({ type: 'gap', source: stream.source, detail: GAP_DETAIL })}\n\n`)
         for (;;) {
-          const events = await store.read(stream.source, stream.lastId, PAGE)
+          const { events, trimmed } = await store.page(stream.source, stream.lastId, PAGE)
+          // Before the backlog: the client learns first that what follows does not join up.
+          writeGap(stream, trimmed)
           for (const event of events) write(stream, event)
           if (events.length < PAGE || stream.out.writableEnded) break
         }
       }
       const pending = stream.pending ?? []
       stream.pending = null
-      for (const event of pending) write(stream, event)
+      for (const event of pending) {
+        if ('trimmed' in event) writeGap(stream, event.trimmed)
+        else write(stream, event)
+      }
     },
 
     detach (stream: Stream): void {

@@ -1,5 +1,5 @@
 // Where push keeps what every replica must agree on: each source's events (a Redis stream, trimmed to
-// PUSH_RETENTION_S and PUSH_MAX_EVENTS), the snapshot its next poll is compared with, the lead of its
+// PUSH_RETENTION_S and PUSH_MAX_EVENTS, and the newest id trimmed away), the snapshot its next poll is compared with, the lead of its
 // poll, webhook cursors, dead letters and the count of open event streams per consumer. Without Redis,
 // the same in memory (one replica).
 //
@@ -48,6 +48,11 @@ export interface PushStore {
   read: (source: string, afterId: string, count: number) => Promise<StoredEvent[]>
   /** The newest event id ('0-0' when there is none). */
   tail: (source: string) => Promise<string>
+  /**
+   * `read`, with the newest id trimmed away as it was when they were read ('0-0' when none was): when
+   * `afterId` is before it, events after `afterId` are gone (a gap) and the events read all come after it.
+   */
+  page: (source: string, afterId: string, count: number) => Promise<{ events: StoredEvent[], trimmed: string }>
   /** The newest id trimmed away ('0-0' when none was): a resume from before it has a gap. */
   trimmed: (source: string) => Promise<string>
   /** Claims one of `limit` open streams of `consumer` for `ttlMs` (renewed by heartbeats). */
@@ -88,20 +93,39 @@ export function isResumableId (value: string): boolean {
   return ms <= MAX_PART && seq <= MAX_PART && !(ms === MAX_PART && seq === MAX_PART)
 }
 
-// KEYS: lock, stream, snapshot. ARGV: token, rows ('' keeps them), at, retention ms, max events, events…
+// KEYS: lock, stream, snapshot, trimmed. ARGV: token, rows ('' keeps them), at, retention ms, max events,
+// events…
 // Rows '' with no snapshot stored (it expired or was evicted) write nothing and answer SNAPSHOT_MISSING:
 // stored as '', the next leader would take it for a source without rows and announce every row as added.
+// The stream is trimmed exactly (not `~`), and the newest id trimmed away is kept in its own key: Redis
+// records one (XINFO's max-deleted-entry-id) only for XDEL, never for trimming, and `~` would leave the
+// entries trimmed unknown. Finding the last one costs a read of what the MAXLEN trim removes (about as
+// many entries as this commit added), and MINID's one entry.
 const COMMIT = `
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return false end
 if ARGV[2] == '' and not redis.call('HGET', KEYS[3], 'rows') then return 'snapshot-missing' end
 local ids = {}
 if #ARGV > 5 then
-  local t = redis.call('TIME')
-  local minid = tostring(math.max(0, t[1] * 1000 + math.floor(t[2] / 1000) - tonumber(ARGV[4])))
   for i = 6, #ARGV do
-    ids[#ids + 1] = redis.call('XADD', KEYS[2], 'MINID', '~', minid, '*', 'e', ARGV[i])
+    ids[#ids + 1] = redis.call('XADD', KEYS[2], '*', 'e', ARGV[i])
   end
-  redis.call('XTRIM', KEYS[2], 'MAXLEN', '~', ARGV[5])
+  local t = redis.call('TIME')
+  local minid = math.max(0, t[1] * 1000 + math.floor(t[2] / 1000) - tonumber(ARGV[4]))
+  local gone = nil
+  if minid > 0 then
+    local old = redis.call('XREVRANGE', KEYS[2], string.format('%d', minid - 1), '-', 'COUNT', 1)[1]
+    if old then
+      gone = old[1]
+      redis.call('XTRIM', KEYS[2], 'MINID', string.format('%d', minid))
+    end
+  end
+  local over = redis.call('XLEN', KEYS[2]) - tonumber(ARGV[5])
+  if over > 0 then
+    local old = redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', over)
+    gone = old[#old][1]
+    redis.call('XTRIM', KEYS[2], 'MAXLEN', ARGV[5])
+  end
+  if gone then redis.call('SET', KEYS[4], gone) end
 end
 if ARGV[2] ~= '' then redis.call('HSET', KEYS[3], 'rows', ARGV[2]) end
 redis.call('HSET', KEYS[3], 'at', ARGV[3])
@@ -144,7 +168,7 @@ type Commands = Redis & {
 export function createRedisPushStore (redis: Redis, prefix: string, limits: StoreLimits): PushStore {
   const r = redis as Commands
   if (typeof r.pushCommit !== 'function') {
-    redis.defineCommand('pushCommit', { numberOfKeys: 3, lua: COMMIT })
+    redis.defineCommand('pushCommit', { numberOfKeys: 4, lua: COMMIT })
     redis.defineCommand('pushLead', { numberOfKeys: 2, lua: LEAD })
     redis.defineCommand('pushResign', { numberOfKeys: 1, lua: RESIGN })
     redis.defineCommand('pushClaim', { numberOfKeys: 1, lua: CLAIM })
@@ -165,7 +189,7 @@ export function createRedisPushStore (redis: Redis, prefix: string, limits: Stor
       return rows === null || rows === undefined || at === null || at === undefined ? null : { rows, at: Number(at) }
     },
     async commit ({ source, token, rows, at, events }) {
-      const ids = await r.pushCommit(key(source, 'lead'), key(source, 'events'), key(source, 'snap'),
+      const ids = await r.pushCommit(key(source, 'lead'), key(source, 'events'), key(source, 'snap'), key(source, 'trimmed'),
         token, rows, at, limits.retentionMs, limits.maxEvents, ...events)
       return ids ?? null
     },
@@ -177,17 +201,19 @@ export function createRedisPushStore (redis: Redis, prefix: string, limits: Stor
       const [last] = await redis.xrevrange(key(source, 'events'), '+', '-', 'COUNT', 1)
       return last?.[0] ?? '0-0'
     },
+    async page (source, afterId, count) {
+      // In one step: what was trimmed is known for the moment the events were read.
+      const replies = await redis.multi()
+        .get(key(source, 'trimmed'))
+        .xrange(key(source, 'events'), `(${afterId}`, '+', 'COUNT', count)
+        .exec()
+      const failed = replies?.find(([err]) => err !== null)?.[0]
+      if (replies === null || failed !== undefined) throw failed ?? new Error('push: the read was aborted')
+      const entries = replies[1]?.[1] as Array<[string, string[]]>
+      return { events: entries.map(([id, fields]) => ({ id, data: fields[1] ?? '{}' })), trimmed: (replies[0]?.[1] as string | null) ?? '0-0' }
+    },
     async trimmed (source) {
-      let info: unknown[]
-      try {
-        info = await redis.xinfo('STREAM', key(source, 'events')) as unknown[]
-      } catch (err) {
-        // No stream yet: nothing was ever trimmed.
-        if (/no such key/i.test((err as Error).message)) return '0-0'
-        throw err
-      }
-      const at = info.indexOf('max-deleted-entry-id')
-      return at < 0 ? '0-0' : String(info[at + 1])
+      return await redis.get(key(source, 'trimmed')) ?? '0-0'
     },
     async claimStream (consumer, streamId, limit, ttlMs) {
       return await r.pushClaim(streamsKey(consumer), Date.now(), streamId, limit, ttlMs) === 1
@@ -240,6 +266,14 @@ export function createMemoryPushStore (limits: StoreLimits, now: () => number = 
     lastMs = ms
     return `${ms}-${seq}`
   }
+  const after = (source: string, afterId: string, count: number): StoredEvent[] => {
+    const out: StoredEvent[] = []
+    for (const e of of(source).events) {
+      if (idBefore(afterId, e.id)) out.push(e)
+      if (out.length >= count) break
+    }
+    return out
+  }
   const holds = (s: MemorySource, token: string) => s.lead !== null && s.lead.token === token && s.lead.until > now()
 
   return {
@@ -274,12 +308,10 @@ export function createMemoryPushStore (limits: StoreLimits, now: () => number = 
       return ids
     },
     async read (source, afterId, count) {
-      const out: StoredEvent[] = []
-      for (const e of of(source).events) {
-        if (idBefore(afterId, e.id)) out.push(e)
-        if (out.length >= count) break
-      }
-      return out
+      return after(source, afterId, count)
+    },
+    async page (source, afterId, count) {
+      return { events: after(source, afterId, count), trimmed: of(source).trimmed }
     },
     async tail (source) {
       return of(source).events.at(-1)?.id ?? '0-0'
@@ -331,6 +363,7 @@ export function guardedPushStore (store: PushStore, guard: RedisGuard): PushStor
     commit: async (input) => call(() => store.commit(input)),
     read: async (source, afterId, count) => call(() => store.read(source, afterId, count)),
     tail: async (source) => call(() => store.tail(source)),
+    page: async (source, afterId, count) => call(() => store.page(source, afterId, count)),
     trimmed: async (source) => call(() => store.trimmed(source)),
     claimStream: async (consumer, streamId, limit, ttlMs) => call(() => store.claimStream(consumer, streamId, limit, ttlMs)),
     releaseStream: async (consumer, streamId) => call(() => store.releaseStream(consumer, streamId)),

@@ -20,13 +20,14 @@ import { expiryOf } from '../consumers/expiry.js'
 import { hasScope } from '../consumers/scopes.js'
 import type { Consumer, Webhook } from '../consumers/schema.js'
 import { SUBSCRIBER_SCOPE } from './sources.js'
-import type { PushStore, StoredEvent } from './store.js'
+import { idBefore, type PushStore, type StoredEvent } from './store.js'
 
 const MAX_BACKOFF_MS = 3_600_000
 const DEAD_LETTERS_KEPT = 1000
 const PAGE = 100
 // Bytes of a receiver's answer read (and kept in a dead letter) at most.
 const ANSWER_BYTES = 512
+const GAP_ERROR = 'events after `after` up to `through` were trimmed (PUSH_RETENTION_S, PUSH_MAX_EVENTS) before they were delivered; read the source again to resynchronise'
 
 export interface Target {
   /**
@@ -222,7 +223,14 @@ export function createWebhooks (app: FastifyInstance, store: PushStore, isLeadin
     }
     const wanted = target.webhook.events
     for (;;) {
-      const events = await store.read(source, cursor, PAGE)
+      const { events, trimmed } = await store.page(source, cursor, PAGE)
+      if (idBefore(cursor, trimmed)) {
+        if (isClosed || !isLeading(source)) return
+        await missed(target, source, cursor, trimmed)
+        cursor = trimmed
+        // A message being retried may be among them: the next one starts its own count.
+        state.attempts = 0
+      }
       if (events.length === 0) return
       for (const event of events) {
         // A retry timer may fire after the lead moved: the new leader delivers from the stored cursor.
@@ -255,6 +263,20 @@ export function createWebhooks (app: FastifyInstance, store: PushStore, isLeadin
         await store.setCursor(source, target.key, cursor)
       }
     }
+  }
+
+  /**
+   * Events after `cursor` up to `trimmed` were trimmed away before they were delivered (a receiver that
+   * failed longer than PUSH_RETENTION_S, or more than PUSH_MAX_EVENTS behind): they cannot be sent, so the
+   * consumer's dead-letter list says which, the cursor moves past them and the next message goes on.
+   */
+  async function missed (target: Target, source: string, cursor: string, trimmed: string): Promise<void> {
+    app.metrics.pushDeliveries.inc({ consumer: target.consumer.id, outcome: 'gap' })
+    log.error({ consumer: target.consumer.id, webhook: target.label, source, after: cursor, through: trimmed }, 'push: webhook events were trimmed before they were delivered; noted in the dead-letter list')
+    await store.deadLetter(target.consumer.id, JSON.stringify({
+      webhook: target.label, url: target.webhook.url, source, gap: { after: cursor, through: trimmed }, last_error: GAP_ERROR, failed_at: new Date().toISOString()
+    }), DEAD_LETTERS_KEPT)
+    await store.setCursor(source, target.key, trimmed)
   }
 
   /** Runs the deliveries of target `key` on `source`, at most one run at a time; forgets a target that is gone. */

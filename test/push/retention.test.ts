@@ -79,3 +79,45 @@ test('the snapshot a poll is compared with', { skip: TEST_REDIS_URL === '' ? 'ne
     await c.close()
   })
 })
+
+test('events trimmed away unread', { skip: TEST_REDIS_URL === '' ? 'needs REDIS_URL' : false }, async (t) => {
+  const reader = makeConsumer('reader', { scopes: ['read'] })
+  const { app } = await buildTestApp(t, {
+    config: {
+      CONSUMERS_FILE: consumersFile(t, [reader]),
+      REDIS_KEY_PREFIX: uniquePrefix('push-trim'),
+      PUSH_MAX_EVENTS: 50,
+      PUSH_MAX_STREAMS_PER_CONSUMER: 20,
+      PREFETCH_ENABLED: false
+    } as never
+  })
+  const base = await app.listen({ port: 0, host: '127.0.0.1' })
+  const SOURCE = 'vra/ranks'
+  const store = app.push.store
+  // Events written straight to the store as a leader would; the lead, taken first, keeps the poll out.
+  t.ok(await store.lead(SOURCE, 'test', 600_000))
+  const event = (i: number) => JSON.stringify({ type: 'row.added', source: SOURCE, id: String(i), detected_at: new Date().toISOString() })
+  const commit = async (from: number, count: number) => await store.commit({ source: SOURCE, token: 'test', rows: '{}', at: Date.now(), events: Array.from({ length: count }, (_, i) => event(from + i)) }) as string[]
+
+  const live = await openSse(`${base}/v1/vra/ranks/events`, bearer(reader.key))
+  await live.waitFor(() => live.comments > 0)
+  const ids = await commit(0, 300)
+  const kept = (await store.read(SOURCE, '0-0', 1000)).map((e) => e.id)
+  t.same(kept, ids.slice(-50), 'PUSH_MAX_EVENTS kept, exactly')
+  t.equal(await store.trimmed(SOURCE), ids[249], 'the newest id trimmed away is known')
+
+  await live.waitFor((events) => events.some((e) => e.id === ids[299]))
+  t.same(live.events.map((e) => e.event), ['gap', ...kept.map(() => 'row.added')], 'an open stream whose next events were trimmed before it read them is told so first')
+  t.same(eventIds(live), kept)
+
+  const resumed = await openSse(`${base}/v1/vra/ranks/events`, { ...bearer(reader.key), 'last-event-id': ids[0] as string })
+  await resumed.waitFor((events) => events.some((e) => e.id === ids[299]))
+  t.same(resumed.events.map((e) => e.event), ['gap', ...kept.map(() => 'row.added')], 'a resume from before what is kept gets a gap first')
+  t.match(JSON.parse(resumed.events[0]?.data as string), { type: 'gap', source: SOURCE })
+  t.same(eventIds(resumed), kept)
+
+  const exact = await openSse(`${base}/v1/vra/ranks/events`, { ...bearer(reader.key), 'last-event-id': ids[249] as string })
+  await exact.waitFor((events) => events.some((e) => e.id === ids[299]))
+  t.same(exact.events.map((e) => e.event), kept.map(() => 'row.added'), 'a resume from the newest id trimmed away misses nothing: no gap')
+  await Promise.all([live, resumed, exact].map(async (c) => c.close()))
+})

@@ -122,6 +122,12 @@ async function waitUntil (check: () => boolean | Promise<boolean>, timeoutMs = 1
   }
 }
 
+async function waitFor<T> (get: () => Promise<T>, check: (value: T) => boolean): Promise<T> {
+  let value = await get()
+  await waitUntil(async () => check(value = await get()))
+  return value
+}
+
 async function change (app: FastifyInstance, write: Record<string, string>, method: 'PUT' | 'DELETE', id: string): Promise<number> {
   return (await app.inject({ method, url: `/v1/custom-lists/${LIST}/objects/${id}`, headers: write })).statusCode
 }
@@ -143,6 +149,28 @@ test('a receiver that keeps failing: retries, then the dead-letter list, and the
   t.match(metrics, /gateway_push_deliveries_total\{consumer="hooks",outcome="retry"\} 4/)
   t.match(metrics, /gateway_push_deliveries_total\{consumer="hooks",outcome="dead_letter"\} 2/)
   t.match(metrics, /gateway_push_events_total\{source="lists\/cv",type="member.added"\} 1/)
+})
+
+test('events trimmed before they were delivered are noted in the dead-letter list; the next message goes on', async (t) => {
+  let status = 503
+  const { app, posts, write } = await hookApp(t, (url, file) => [{ url, sources: [`lists/${LIST}`], secret: { file } }], () => status, {
+    config: { PUSH_MAX_EVENTS: 1, PUSH_WEBHOOK_MAX_ATTEMPTS: 1000 }
+  })
+  const source = `lists/${LIST}`
+  await waitUntil(async () => (await app.push.store.snapshot(source)) !== null)
+  const id = '1161600211221604900'
+  t.equal(await change(app, write, 'PUT', id), 201)
+  const [added] = await waitFor(async () => await app.push.store.read(source, '0-0', 10), (events) => events.length === 1)
+  await waitUntil(() => posts.length >= 1)
+  // The receiver fails while the next change pushes the first event out (PUSH_MAX_EVENTS: 1).
+  t.equal(await change(app, write, 'DELETE', id), 204)
+  const [removed] = await waitFor(async () => await app.push.store.read(source, '0-0', 10), (events) => events[0]?.id !== added?.id)
+  status = 204
+  await waitUntil(async () => (await app.push.store.deadLetters('hooks')).length === 1 && posts.at(-1)?.id === `${source}:${removed?.id as string}`)
+  t.ok(posts.every((p) => p.type === 'member.added' || p.id === `${source}:${removed?.id as string}`), 'the removal went out once the receiver answered')
+  const [dead] = await app.push.store.deadLetters('hooks')
+  t.match(JSON.parse(dead as string), { webhook: 'hooks#0', source, gap: { through: added?.id }, last_error: /trimmed/ }, 'the events missed are named')
+  t.match((await app.inject({ url: '/metrics' })).body, /gateway_push_deliveries_total\{consumer="hooks",outcome="gap"\} 1/)
 })
 
 test('event-type filter, and a URL that is not allowed is never called', async (t) => {
