@@ -70,8 +70,8 @@ export const pushPlugin = fp(async (app) => {
     store.releaseStream(consumer, streamId).catch(() => { unreleased.keep([[`${consumer} ${streamId}`, { consumer, streamId }]]) })
   }
   // Set below: the poller decides which sources this replica leads.
-  let leads: (source: string) => boolean = () => false
-  const webhooks = createWebhooks(app, store, (source) => leads(source))
+  let leadOf: (source: string) => string | undefined = () => undefined
+  const webhooks = createWebhooks(app, store, (source) => leadOf(source))
   const hub = createHub({
     store,
     log,
@@ -88,7 +88,7 @@ export const pushPlugin = fp(async (app) => {
     whileLeading: (source) => { webhooks.deliver(source) }
   })
 
-  leads = (source) => poller.leading().includes(source)
+  leadOf = (source) => poller.leadOf(source)
 
   // Webhook sources are polled while a webhook names them (the consumers file may be reloaded).
   const badSources = new Set<string>()

@@ -1,9 +1,14 @@
 // One poll per source per interval across every replica. Each replica with subscribers to a source
 // (event streams open here, or webhooks naming it) runs a loop for it that ticks every third of
-// PUSH_LEADER_TTL_MS: it takes or renews the source's lead (store.ts), and the leader polls when the
-// interval since the last poll (of any leader: the snapshot records it) has passed. A replica that dies
-// stops renewing; within PUSH_LEADER_TTL_MS another one with subscribers takes over and carries on from
-// the stored snapshot. No subscribers on a replica, no loop there; none anywhere, no polling.
+// PUSH_LEADER_TTL_MS: it takes or renews the source's lead (store.ts), and the leader starts a poll when
+// the interval since the last poll (of any leader: the snapshot records it) has passed. The ticks go on
+// while a poll runs: a poll slower than PUSH_LEADER_TTL_MS must not let the lead lapse while this replica
+// still acts on it (delivers webhooks). A replica that dies stops renewing; within PUSH_LEADER_TTL_MS
+// another one with subscribers takes over and carries on from the stored snapshot. This one counts the
+// lead as lost once PUSH_LEADER_TTL_MS has passed since its last renewal was sent without one coming
+// back (Redis slow or away), as another may hold it by then. Each take of the lead has a token of its
+// own, so a poll started under an earlier take cannot commit under a later one. No subscribers on a
+// replica, no loop there; none anywhere, no polling.
 //
 // The interval adapts to the upstream budget: PUSH_POLL_INTERVAL_MS while the budget is full, growing as
 // it empties (interval × capacity above the headroom / tokens above the headroom, up to
@@ -43,17 +48,38 @@ export function pollInterval (app: FastifyInstance): number | null {
   return Math.min(max, Math.max(base, Math.round(base * above / Math.max(1, remaining - headroom))))
 }
 
+interface Loop {
+  spec: SourceSpec
+  timer: NodeJS.Timeout | undefined
+  /** A tick (the lead's renewal) is under way. */
+  running: boolean
+  isPolling: boolean
+  leading: boolean
+  /** This take of the lead's token (a new one for each take). */
+  token: string
+  /** When the lead lapses unless renewed: PUSH_LEADER_TTL_MS after the last renewal was sent. */
+  leaseUntil: number
+  rows: Record<string, Row> | null
+  nextAt: number
+  /** Whether the next poll is the early re-poll after a background refresh (see AFTER_REFRESH_MS). */
+  isRecheck: boolean
+  /** The loop's last step failed: an outage is logged as it starts and ends, not at every tick. */
+  isFailing: boolean
+}
+
 export function createPoller (opts: PollerOptions) {
   const { app, store } = opts
-  const token = randomUUID()
   const tickMs = Math.max(50, Math.floor(app.config.PUSH_LEADER_TTL_MS / 3))
   const log = app.log.child({ component: 'push' })
-  // isFailing: the loop's last tick failed; an outage is logged as it starts and ends, not at every tick.
-  const loops = new Map<string, { spec: SourceSpec, timer: NodeJS.Timeout | undefined, running: boolean, leading: boolean, rows: Record<string, Row> | null, nextAt: number, isRecheck: boolean, isFailing: boolean }>()
+  const loops = new Map<string, Loop>()
   let isClosed = false
 
-  async function poll (loop: NonNullable<ReturnType<typeof loops.get>>): Promise<void> {
+  /** Whether `loop` holds its lead now, as far as this replica can know. */
+  const holds = (loop: Loop) => loop.leading && Date.now() < loop.leaseUntil
+
+  async function poll (loop: Loop): Promise<void> {
     const source = loop.spec.name
+    const token = loop.token
     const stored = loop.leading && loop.rows !== null ? null : await store.snapshot(source)
     if (stored !== null) {
       loop.nextAt = stored.at + (pollInterval(app) ?? app.config.PUSH_POLL_INTERVAL_MS)
@@ -92,10 +118,12 @@ export function createPoller (opts: PollerOptions) {
     if (ids === null || ids === SNAPSHOT_MISSING) {
       // The lead moved while this poll ran: what it saw is for the new leader to announce.
       app.metrics.pushPolls.inc({ source, result: 'lost_lead' })
-      loop.leading = false
+      if (loop.token === token) loop.leading = false
       loop.rows = null
       return
     }
+    // Taken anew since (the next poll starts from the stored snapshot).
+    if (loop.token !== token) return
     app.metrics.pushPolls.inc({ source, result: before === null ? 'baseline' : 'ok' })
     for (const e of events) app.metrics.pushEvents.inc({ source, type: e.type })
     loop.rows = after
@@ -104,40 +132,72 @@ export function createPoller (opts: PollerOptions) {
     if (events.length > 0) opts.onCommit(source)
   }
 
+  /** The next tick in `wait` ms (the one timer of the loop). */
+  function schedule (loop: Loop, wait: number): void {
+    clearTimeout(loop.timer)
+    if (isClosed || loops.get(loop.spec.name) !== loop) return
+    loop.timer = setTimeout(() => { tick(loop.spec.name).catch(() => {}) }, wait)
+    loop.timer.unref()
+  }
+
+  /** Runs a poll beside the ticks, which keep renewing the lead meanwhile. */
+  function startPoll (loop: Loop): void {
+    loop.isPolling = true
+    poll(loop).then(() => { failed(loop, null) }, (err: unknown) => {
+      // A commit that failed may or may not have been written: the next poll reads the snapshot.
+      loop.rows = null
+      failed(loop, err)
+    }).finally(() => {
+      loop.isPolling = false
+      // The tick under way (renewing) schedules the next one itself.
+      if (!loop.running) schedule(loop, Math.max(0, Math.min(tickMs, loop.nextAt - Date.now())))
+    })
+  }
+
+  /** Logs an outage of the loop as it starts and as it ends (err null: the step worked). */
+  function failed (loop: Loop, err: unknown): void {
+    const source = loop.spec.name
+    if (err === null) {
+      if (loop.isFailing) log.info({ source }, 'push: poll loop works again')
+      loop.isFailing = false
+      return
+    }
+    if (loop.isFailing) log.debug({ err: { message: (err as Error).message }, source }, 'push: poll loop failed again')
+    else log.warn({ err, source }, 'push: poll loop failed; retrying quietly until it works')
+    loop.isFailing = true
+  }
+
   async function tick (source: string): Promise<void> {
     const loop = loops.get(source)
     if (loop === undefined || loop.running || isClosed) return
     if (!opts.hasInterest(source)) {
       loops.delete(source)
       clearTimeout(loop.timer)
-      if (loop.leading) await store.resign(source, token).catch(() => {})
+      if (loop.leading) await store.resign(source, loop.token).catch(() => {})
       return
     }
     loop.running = true
     try {
       const wasLeading = loop.leading
-      loop.leading = await store.lead(source, token, app.config.PUSH_LEADER_TTL_MS)
+      if (!wasLeading) loop.token = randomUUID()
+      const sentAt = Date.now()
+      loop.leading = await store.lead(source, loop.token, app.config.PUSH_LEADER_TTL_MS)
+      if (loop.leading) loop.leaseUntil = sentAt + app.config.PUSH_LEADER_TTL_MS
       // A lead taken (anew) starts from the stored snapshot: another leader may have written since.
       if (!loop.leading || !wasLeading) loop.rows = null
-      if (loop.leading) {
+      if (holds(loop)) {
         opts.whileLeading(source)
-        if (Date.now() >= loop.nextAt) await poll(loop)
+        if (!loop.isPolling && Date.now() >= loop.nextAt) startPoll(loop)
       }
-      if (loop.isFailing) log.info({ source }, 'push: poll loop works again')
-      loop.isFailing = false
+      if (!loop.isPolling) failed(loop, null)
     } catch (err) {
       loop.leading = false
       loop.rows = null
-      if (loop.isFailing) log.debug({ err: { message: (err as Error).message }, source }, 'push: poll loop failed again')
-      else log.warn({ err, source }, 'push: poll loop failed; retrying quietly until it works')
-      loop.isFailing = true
+      failed(loop, err)
     } finally {
       loop.running = false
-      if (!isClosed && loops.get(source) === loop) {
-        const wait = loop.leading ? Math.max(0, Math.min(tickMs, loop.nextAt - Date.now())) : tickMs
-        loop.timer = setTimeout(() => { tick(source).catch(() => {}) }, wait)
-        loop.timer.unref()
-      }
+      // While a poll runs, it schedules the tick after it (at its next interval) when it ends.
+      schedule(loop, loop.leading && !loop.isPolling ? Math.max(0, Math.min(tickMs, loop.nextAt - Date.now())) : tickMs)
     }
   }
 
@@ -145,22 +205,27 @@ export function createPoller (opts: PollerOptions) {
     /** Starts the loop of a source with subscribers here (no-op when it runs). */
     ensure (spec: SourceSpec): void {
       if (isClosed || loops.has(spec.name)) return
-      const loop = { spec, timer: undefined as NodeJS.Timeout | undefined, running: false, leading: false, rows: null, nextAt: 0, isRecheck: false, isFailing: false }
+      const loop: Loop = { spec, timer: undefined, running: false, isPolling: false, leading: false, token: '', leaseUntil: 0, rows: null, nextAt: 0, isRecheck: false, isFailing: false }
       loops.set(spec.name, loop)
       // On the next turn: the caller registers its subscriber first.
       loop.timer = setTimeout(() => { tick(spec.name).catch(() => {}) }, 0)
     },
-    /** Sources this replica leads now. */
+    /** The token of the lead of `source` this replica holds now, or undefined. */
+    leadOf (source: string): string | undefined {
+      const loop = loops.get(source)
+      return loop !== undefined && holds(loop) ? loop.token : undefined
+    },
+    /** Sources this replica leads now (its last renewal is less than PUSH_LEADER_TTL_MS old). */
     leading (): string[] {
-      return [...loops].filter(([, l]) => l.leading).map(([name]) => name)
+      return [...loops].filter(([, l]) => holds(l)).map(([name]) => name)
     },
     /** Stops every loop and gives up the leads held, so another replica takes over at once. */
     async close (): Promise<void> {
       isClosed = true
-      const held = [...loops].filter(([, l]) => l.leading).map(([name]) => name)
+      const held = [...loops.values()].filter((l) => l.leading)
       for (const loop of loops.values()) clearTimeout(loop.timer)
       loops.clear()
-      await Promise.all(held.map(async (source) => store.resign(source, token).catch(() => {})))
+      await Promise.all(held.map(async (l) => store.resign(l.spec.name, l.token).catch(() => {})))
     }
   }
 }

@@ -59,8 +59,12 @@ export interface PushStore {
   claimStream: (consumer: string, streamId: string, limit: number, ttlMs: number) => Promise<boolean>
   releaseStream: (consumer: string, streamId: string) => Promise<void>
   cursor: (source: string, target: string) => Promise<string | null>
-  /** Stores `target`'s cursor; `replaces`: another name of the same cursor, removed in the same step. */
-  setCursor: (source: string, target: string, id: string, replaces?: string) => Promise<void>
+  /**
+   * Stores `target`'s cursor; `replaces`: another name of the same cursor, removed in the same step;
+   * `lead`: only while this token holds the source's lead (false, nothing written, when it does not), so
+   * that a replica that lost the lead cannot move the cursor of the one that took it back.
+   */
+  setCursor: (source: string, target: string, id: string, opts?: { replaces?: string, lead?: string }) => Promise<boolean>
   deadLetter: (consumer: string, entry: string, keep: number) => Promise<void>
   deadLetters: (consumer: string) => Promise<string[]>
 }
@@ -147,6 +151,13 @@ const RESIGN = `
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 `
+// KEYS: cursors, lock. ARGV: target, id, token ('' writes without the check), another name to remove ('' none).
+const CURSOR = `
+if ARGV[3] ~= '' and redis.call('GET', KEYS[2]) ~= ARGV[3] then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+if ARGV[4] ~= '' then redis.call('HDEL', KEYS[1], ARGV[4]) end
+return 1
+`
 // KEYS: the consumer's open streams (a sorted set by expiry). ARGV: now ms, stream id, limit, ttl ms.
 const CLAIM = `
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
@@ -163,6 +174,7 @@ type Commands = Redis & {
   pushLead: (...args: Array<string | number>) => Promise<number>
   pushResign: (...args: Array<string | number>) => Promise<number>
   pushClaim: (...args: Array<string | number>) => Promise<number>
+  pushCursor: (...args: Array<string | number>) => Promise<number>
 }
 
 export function createRedisPushStore (redis: Redis, prefix: string, limits: StoreLimits): PushStore {
@@ -172,6 +184,7 @@ export function createRedisPushStore (redis: Redis, prefix: string, limits: Stor
     redis.defineCommand('pushLead', { numberOfKeys: 2, lua: LEAD })
     redis.defineCommand('pushResign', { numberOfKeys: 1, lua: RESIGN })
     redis.defineCommand('pushClaim', { numberOfKeys: 1, lua: CLAIM })
+    redis.defineCommand('pushCursor', { numberOfKeys: 2, lua: CURSOR })
   }
   const key = (source: string, part: string) => `${prefix}{push:${source}}:${part}`
   const streamsKey = (consumer: string) => `${prefix}{push-streams:${consumer}}`
@@ -224,9 +237,8 @@ export function createRedisPushStore (redis: Redis, prefix: string, limits: Stor
     async cursor (source, target) {
       return await redis.hget(key(source, 'cursors'), target)
     },
-    async setCursor (source, target, id, replaces) {
-      if (replaces === undefined) await redis.hset(key(source, 'cursors'), target, id)
-      else await redis.multi().hset(key(source, 'cursors'), target, id).hdel(key(source, 'cursors'), replaces).exec()
+    async setCursor (source, target, id, { replaces = '', lead = '' } = {}) {
+      return await r.pushCursor(key(source, 'cursors'), key(source, 'lead'), target, id, lead, replaces) === 1
     },
     async deadLetter (consumer, entry, keep) {
       await redis.multi().lpush(deadKey(consumer), entry).ltrim(deadKey(consumer), 0, keep - 1).exec()
@@ -333,9 +345,12 @@ export function createMemoryPushStore (limits: StoreLimits, now: () => number = 
     async cursor (source, target) {
       return of(source).cursors.get(target) ?? null
     },
-    async setCursor (source, target, id, replaces) {
-      if (replaces !== undefined) of(source).cursors.delete(replaces)
-      of(source).cursors.set(target, id)
+    async setCursor (source, target, id, { replaces, lead } = {}) {
+      const s = of(source)
+      if (lead !== undefined && !holds(s, lead)) return false
+      if (replaces !== undefined) s.cursors.delete(replaces)
+      s.cursors.set(target, id)
+      return true
     },
     async deadLetter (consumer, entry, keep) {
       const list = dead.get(consumer) ?? []
@@ -368,7 +383,7 @@ export function guardedPushStore (store: PushStore, guard: RedisGuard): PushStor
     claimStream: async (consumer, streamId, limit, ttlMs) => call(() => store.claimStream(consumer, streamId, limit, ttlMs)),
     releaseStream: async (consumer, streamId) => call(() => store.releaseStream(consumer, streamId)),
     cursor: async (source, target) => call(() => store.cursor(source, target)),
-    setCursor: async (source, target, id, replaces) => call(() => store.setCursor(source, target, id, replaces)),
+    setCursor: async (source, target, id, opts) => call(() => store.setCursor(source, target, id, opts)),
     deadLetter: async (consumer, entry, keep) => call(() => store.deadLetter(consumer, entry, keep)),
     deadLetters: async (consumer) => call(() => store.deadLetters(consumer))
   }

@@ -108,7 +108,8 @@ async function answerStart (body: Dispatcher.ResponseData['body']): Promise<stri
 
 interface TargetState { isBusy: boolean, attempts: number, retryAt: number, timer: NodeJS.Timeout | undefined }
 
-export function createWebhooks (app: FastifyInstance, store: PushStore, isLeading: (source: string) => boolean) {
+/** `leadOf`: the token of the lead of `source` this replica holds now, or undefined when it does not lead it. */
+export function createWebhooks (app: FastifyInstance, store: PushStore, leadOf: (source: string) => string | undefined) {
   const config = app.config
   const allowed = new Set(config.PUSH_WEBHOOK_ALLOWED_HOSTS.split(',').map((h) => h.trim()).filter((h) => h !== ''))
   const log = app.log.child({ component: 'push-webhooks' })
@@ -203,7 +204,10 @@ export function createWebhooks (app: FastifyInstance, store: PushStore, isLeadin
    */
   async function drain (targetKey: string, source: string, state: TargetState): Promise<void> {
     const target = current(targetKey, source)
-    if (target === undefined) return
+    // Every step below is under this lead: once it is lost (or taken anew) the run stops, and cursors are
+    // written only while it is held, so a replica that lost it never moves a cursor back.
+    const lead = leadOf(source)
+    if (target === undefined || lead === undefined) return
     const problem = urlProblem(target.webhook.url, allowed)
     if (problem !== undefined) return warnOnce(target, problem)
     let key: Buffer
@@ -219,14 +223,14 @@ export function createWebhooks (app: FastifyInstance, store: PushStore, isLeadin
       // delivered yet. A new webhook starts from now, not from the start of the retention window.
       const legacy = await store.cursor(source, target.label)
       cursor = legacy ?? await store.tail(source)
-      await store.setCursor(source, target.key, cursor, legacy === null ? undefined : target.label)
+      if (!await store.setCursor(source, target.key, cursor, { replaces: legacy === null ? undefined : target.label, lead })) return
     }
     const wanted = target.webhook.events
     for (;;) {
       const { events, trimmed } = await store.page(source, cursor, PAGE)
       if (idBefore(cursor, trimmed)) {
-        if (isClosed || !isLeading(source)) return
-        await missed(target, source, cursor, trimmed)
+        if (isClosed || leadOf(source) !== lead) return
+        if (!await missed(target, source, cursor, trimmed, lead)) return
         cursor = trimmed
         // A message being retried may be among them: the next one starts its own count.
         state.attempts = 0
@@ -234,7 +238,7 @@ export function createWebhooks (app: FastifyInstance, store: PushStore, isLeadin
       if (events.length === 0) return
       for (const event of events) {
         // A retry timer may fire after the lead moved: the new leader delivers from the stored cursor.
-        if (isClosed || Date.now() < state.retryAt || !isLeading(source)) return
+        if (isClosed || Date.now() < state.retryAt || leadOf(source) !== lead) return
         if (current(targetKey, source)?.webhook !== target.webhook) return
         const type = (JSON.parse(event.data) as { type?: string }).type ?? ''
         if (wanted === undefined || wanted.includes(type)) {
@@ -260,7 +264,7 @@ export function createWebhooks (app: FastifyInstance, store: PushStore, isLeadin
           state.retryAt = 0
         }
         cursor = event.id
-        await store.setCursor(source, target.key, cursor)
+        if (!await store.setCursor(source, target.key, cursor, { lead })) return
       }
     }
   }
@@ -270,13 +274,13 @@ export function createWebhooks (app: FastifyInstance, store: PushStore, isLeadin
    * failed longer than PUSH_RETENTION_S, or more than PUSH_MAX_EVENTS behind): they cannot be sent, so the
    * consumer's dead-letter list says which, the cursor moves past them and the next message goes on.
    */
-  async function missed (target: Target, source: string, cursor: string, trimmed: string): Promise<void> {
+  async function missed (target: Target, source: string, cursor: string, trimmed: string, lead: string): Promise<boolean> {
     app.metrics.pushDeliveries.inc({ consumer: target.consumer.id, outcome: 'gap' })
     log.error({ consumer: target.consumer.id, webhook: target.label, source, after: cursor, through: trimmed }, 'push: webhook events were trimmed before they were delivered; noted in the dead-letter list')
     await store.deadLetter(target.consumer.id, JSON.stringify({
       webhook: target.label, url: target.webhook.url, source, gap: { after: cursor, through: trimmed }, last_error: GAP_ERROR, failed_at: new Date().toISOString()
     }), DEAD_LETTERS_KEPT)
-    await store.setCursor(source, target.key, trimmed)
+    return await store.setCursor(source, target.key, trimmed, { lead })
   }
 
   /** Runs the deliveries of target `key` on `source`, at most one run at a time; forgets a target that is gone. */

@@ -1,10 +1,15 @@
 // The lead of a source across replicas on one Redis: one replica polls; when it shuts down (it gives
 // the lead up) or dies (its lead expires), another replica with subscribers takes over from the stored
 // snapshot, and subscribers that resume on it lose nothing and get nothing twice.
+import { randomBytes } from 'node:crypto'
+import { writeFileSync } from 'node:fs'
+import { createServer } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { join } from 'node:path'
 import { test, type Test } from 'tap'
 import type { FastifyInstance } from 'fastify'
 import { listeningReplicas, startTestSandbox, TEST_REDIS_URL } from '../helper.js'
-import { bearer, consumersFile, makeConsumer, uniquePrefix } from '../consumer-helper.js'
+import { bearer, consumersFile, makeConsumer, uniquePrefix, writeConsumers } from '../consumer-helper.js'
 import { openSse, type SseClient } from './sse-client.js'
 
 const LIST = 'salt'
@@ -87,6 +92,59 @@ test('the lead of a source', { skip: TEST_REDIS_URL === '' ? 'needs REDIS_URL' :
     t.equal(await apps[0].push.store.commit({ source: SOURCE, token: 'a-dead-replica', rows: '{}', at: Date.now(), events: ['{"type":"member.added"}'] }), null)
     t.equal((await apps[0].push.store.read(SOURCE, '0-0', 10)).length, 1, 'no event written')
     t.equal((await apps[0].push.store.snapshot(SOURCE))?.rows, before?.rows, 'the snapshot unchanged')
+    // A webhook cursor is fenced the same way: one who lost the lead cannot move it back.
+    t.ok(await apps[0].push.store.setCursor(SOURCE, 'hooks#x', '5-0'))
+    t.notOk(await apps[0].push.store.setCursor(SOURCE, 'hooks#x', '1-0', { lead: 'a-dead-replica' }), 'refused without the lead')
+    t.equal(await apps[0].push.store.cursor(SOURCE, 'hooks#x'), '5-0', 'the cursor unchanged')
     await Promise.all(clients.map(async (c) => c.close()))
   })
+})
+
+test('a poll slower than PUSH_LEADER_TTL_MS keeps the lead: one replica delivers the webhooks', { skip: TEST_REDIS_URL === '' ? 'needs REDIS_URL' : false }, async (t) => {
+  // A receiver that takes 300 ms to answer, so that deliveries are still going on while the poll is slow.
+  const posts: string[] = []
+  const server = createServer((req, res) => {
+    req.resume()
+    req.on('end', () => {
+      posts.push(String(req.headers['webhook-id']))
+      setTimeout(() => res.writeHead(204).end(), 300)
+    })
+  })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => new Promise<void>((resolve) => { server.closeAllConnections(); server.close(() => resolve()) }))
+  const dir = t.testdir()
+  const file = join(dir, 'whsec')
+  writeFileSync(file, 'whsec_' + randomBytes(24).toString('base64'))
+  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/hook`
+  const writer = makeConsumer('writer', { scopes: ['read', 'write:custom-lists'], lists: [LIST] })
+  const hooks = makeConsumer('hooks', { scopes: ['read'], webhooks: [{ url, sources: [SOURCE], secret: { file } }] as never })
+  const sandbox = await startTestSandbox(t)
+  const { apps } = await listeningReplicas(t, 2, {
+    upstream: sandbox,
+    config: {
+      CONSUMERS_FILE: writeConsumers(join(dir, 'consumers.yaml'), [writer, hooks]),
+      REDIS_KEY_PREFIX: uniquePrefix('push-slow-poll'),
+      PUSH_POLL_INTERVAL_MS: 100,
+      PUSH_LEADER_TTL_MS: 600,
+      PUSH_WEBHOOK_ALLOWED_HOSTS: '127.0.0.1',
+      CACHE_FRESHNESS: '{"lists":{"freshS":3600,"swrS":0}}',
+      PREFETCH_ENABLED: false
+    } as never
+  })
+  const [a] = apps as [FastifyInstance, FastifyInstance]
+  await waitUntil('the baseline', async () => (await a.push.store.snapshot(SOURCE)) !== null)
+  const write = bearer(writer.key)
+  const ids = sandbox.ids().slice(100, 108).map(String)
+  for (const id of ids) t.equal((await a.inject({ method: 'PUT', url: `/v1/custom-lists/${LIST}/objects/${id}`, headers: write })).statusCode, 201)
+  await waitUntil('the 8 events', async () => (await a.push.store.read(SOURCE, '0-0', 100)).length === 8)
+  // The leader's next poll takes 3 s (5 × PUSH_LEADER_TTL_MS), while 8 posts of 300 ms are delivered.
+  sandbox.inject({ endpoint: 'objectlist', kind: 'delay', delayMs: 3000, times: 1 })
+  t.equal((await a.inject({ method: 'PUT', url: `/v1/custom-lists/${LIST}/objects/${String(sandbox.ids()[120])}`, headers: write })).statusCode, 201)
+  await waitUntil('the 9th event', async () => (await a.push.store.read(SOURCE, '0-0', 100)).length === 9)
+  const events = (await a.push.store.read(SOURCE, '0-0', 100)).map((e) => `${SOURCE}:${e.id}`)
+  await waitUntil('every event posted', () => events.every((id) => posts.includes(id)))
+  // A second sender would post its copies within a few answers' time.
+  await new Promise((resolve) => setTimeout(resolve, 1500))
+  t.same(posts, events, `each message posted once, in order (${posts.length} posts of ${new Set(posts).size} messages)`)
+  t.equal(apps.filter((app) => app.push.leading().includes(SOURCE)).length, 1, 'one leader')
 })
