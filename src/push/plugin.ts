@@ -13,7 +13,7 @@ import { createResendQueue } from '../lib/resend-queue.js'
 import { createPoller } from './poller.js'
 import { sourceByName, type SourceSpec } from './sources.js'
 import { createHub, type Stream } from './sse.js'
-import { createMemoryPushStore, createRedisPushStore, guardedPushStore, isResumableId, type PushStore } from './store.js'
+import { createMemoryPushStore, createRedisPushStore, guardedPushStore, idBefore, isResumableId, type PushStore } from './store.js'
 import { createWebhooks } from './webhooks.js'
 
 declare module 'fastify' {
@@ -39,6 +39,25 @@ function lastEventId (request: FastifyRequest): string | undefined {
     throw invalidFields('Last-Event-ID must be an event id as sent in an `id:` line (e.g. 1764500000000-0).', [{ path: '/headers/last-event-id', message: 'must look like 1764500000000-0' }])
   }
   return value.trim()
+}
+
+/**
+ * Refuses (400) a Last-Event-ID ahead of both the clock and the source's last event: no event has it yet,
+ * and a stream resumed from it would stay silent until the clock passed it (for ever, near 2^64). An id
+ * behind the clock is taken whatever the stream holds (one kept before Redis lost the stream resumes as
+ * the next events come). Ids are Redis's clock, this is the replica's: the last event decides.
+ */
+async function refuseFuture (store: PushStore, source: string, id: string): Promise<void> {
+  if (BigInt(id.split('-')[0] as string) <= BigInt(Date.now())) return
+  let tail: string
+  try {
+    tail = await store.tail(source)
+  } catch (err) {
+    throw unavailable(err)
+  }
+  if (idBefore(tail, id)) {
+    throw invalidFields('Last-Event-ID is after the last event of this source and in the future: no event has that id yet. Send an id as received in an `id:` line, or none to start from now.', [{ path: '/headers/last-event-id', message: 'must be an id this source has sent' }])
+  }
 }
 
 /** A store failure (Redis down or slow) as a 503 the client retries, with the cause kept for the log. */
@@ -125,6 +144,7 @@ export const pushPlugin = fp(async (app) => {
 
   async function open (request: FastifyRequest, reply: FastifyReply, spec: SourceSpec): Promise<FastifyReply> {
     const resumeFrom = lastEventId(request)
+    if (resumeFrom !== undefined) await refuseFuture(store, spec.name, resumeFrom)
     const consumer = request.consumer?.id ?? 'anonymous'
     const streamId = randomUUID()
     const slotTtl = config.PUSH_HEARTBEAT_MS * 3

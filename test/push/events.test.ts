@@ -148,9 +148,16 @@ test('event streams', async (t) => {
       t.equal(outOfRange.status, 400, `Last-Event-ID ${id}`)
       await outOfRange.ended
     }
-    const largest = await openSse(`${base}/v1/lists/${LIST}/events`, { ...read, 'last-event-id': '18446744073709551615-18446744073709551614' })
-    t.equal(largest.status, 200, 'the largest id with a successor is taken')
-    await largest.close()
+    // Ahead of the source's last event and of the clock: no event has it yet, and the stream would stay
+    // silent until the clock passed it (the largest id with a successor: for ever).
+    for (const id of [`${Date.now() + 3_600_000}-0`, '18446744073709551615-18446744073709551614']) {
+      const future = await openSse(`${base}/v1/lists/${LIST}/events`, { ...read, 'last-event-id': id })
+      t.equal(future.status, 400, `Last-Event-ID ${id}, in the future`)
+      await future.ended
+    }
+    const recent = await openSse(`${base}/v1/lists/${LIST}/events`, { ...read, 'last-event-id': `${Date.now() - 1000}-0` })
+    t.equal(recent.status, 200, 'an id from the past is taken, whatever the stream holds')
+    await recent.close()
     const query = await openSse(`${base}/v1/lists/${LIST}/events?since=2025-01-01`, read)
     t.equal(query.status, 400, 'an unknown query parameter is refused as on every v1 route')
     await query.close()
