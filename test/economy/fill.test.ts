@@ -11,23 +11,12 @@ import { views } from '../../src/cache/tags.js'
 import type { Config } from '../../src/config.js'
 import type { Sandbox } from '../../src/sandbox/index.js'
 import { buildTestApp, demoAuth, startTestSandbox } from '../helper.js'
+import { listMembers, objectCalls } from '../fixtures/prediction.js'
 
 const MEMBERS_READ = 40
 
-/** The ids of every objects/ call the sandbox received, in order. */
-function objectCalls (sandbox: Sandbox): string[][] {
-  return sandbox.received
-    .filter((r) => r.endpoint === 'objects')
-    .map((r) => (new URLSearchParams(r.body).get('objects') ?? '').split(','))
-}
-
 async function counterSum (app: FastifyInstance, name: 'predicted' | 'predictedRead'): Promise<number> {
   return (await app.metrics[name].get()).values.reduce((sum, v) => sum + v.value, 0)
-}
-
-async function listMembers (app: FastifyInstance, name: string): Promise<string[]> {
-  const res = await app.inject({ url: `/v1/lists/${name}/objects`, headers: demoAuth(app) })
-  return (res.json() as { objects: Array<{ id: string }> }).objects.map((o) => o.id)
 }
 
 /** A consumer reads a list, then reads members one by one (each read waits for the previous answer). */

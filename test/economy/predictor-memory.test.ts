@@ -4,25 +4,12 @@
 // 50,000 ids: about 950 MB of heap at most): 14 detection lists of a 30,000-object catalogue held
 // 2.2 MB with a CACHE_MAX_BYTES of 256 KiB.
 import { test } from 'tap'
-import type { FastifyInstance } from 'fastify'
-import type { Sandbox } from '../../src/sandbox/index.js'
 import { DETECTION_LISTS } from '../../src/lists.js'
 import { buildTestApp, demoAuth } from '../helper.js'
 import { waitFor } from '../fixtures/wait.js'
+import { listMembers, objectCalls } from '../fixtures/prediction.js'
 
 const CACHE_MAX_BYTES = 256 * 1024
-
-/** The ids of every objects/ call the sandbox received, in order. */
-function objectCalls (sandbox: Sandbox): string[][] {
-  return sandbox.received
-    .filter((r) => r.endpoint === 'objects')
-    .map((r) => (new URLSearchParams(r.body).get('objects') ?? '').split(','))
-}
-
-async function listMembers (app: FastifyInstance, name: string): Promise<string[]> {
-  const res = await app.inject({ url: `/v1/lists/${name}/objects`, headers: demoAuth(app) })
-  return (res.json() as { objects: Array<{ id: string }> }).objects.map((o) => o.id)
-}
 
 test('the memberships of the lists read are held within CACHE_MAX_BYTES, and a list that fits still tops calls up', async (t) => {
   // No prefetch calls of their own: only what the predictor keeps is looked at.

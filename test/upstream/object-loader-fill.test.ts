@@ -1,22 +1,10 @@
 // The object loader's fill: predicted ids ride after the requested ones in the same call, and are in
 // flight like them (a request for one joins the call instead of making another).
 import { test } from 'tap'
-import type { FastifyInstance } from 'fastify'
-import type { Sandbox } from '../../src/sandbox/index.js'
 import { buildTestApp, demoAuth, startTestSandbox, TEST_REDIS_URL } from '../helper.js'
 import { uniquePrefix } from '../consumer-helper.js'
 import { waitFor } from '../fixtures/wait.js'
-
-function objectCalls (sandbox: Sandbox): string[][] {
-  return sandbox.received
-    .filter((r) => r.endpoint === 'objects')
-    .map((r) => (new URLSearchParams(r.body).get('objects') ?? '').split(','))
-}
-
-async function listMembers (app: FastifyInstance, name: string): Promise<string[]> {
-  const res = await app.inject({ url: `/v1/lists/${name}/objects`, headers: demoAuth(app) })
-  return (res.json() as { objects: Array<{ id: string }> }).objects.map((o) => o.id)
-}
+import { listMembers, objectCalls } from '../fixtures/prediction.js'
 
 test('a predicted id requested while its call is in flight joins that call', async (t) => {
   const { app, sandbox } = await buildTestApp(t, { config: { PREFETCH_DELAY_MS: 600000 } })
