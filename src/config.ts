@@ -153,11 +153,11 @@ function checkOrder (config: Config): void {
 // Beyond drain + SHUTDOWN_TIMEOUT_MS (or PUSH_WEBHOOK_TIMEOUT_MS when longer: a webhook post under way is
 // waited for beside the requests), answering the requests left and closing Redis may take this long
 // before close-with-grace gives up and exits 1.
-const SHUTDOWN_CLOSE_MARGIN_MS = 5000
+const closeMarginMs = 5000
 
 /** How long after a signal the process gives up closing and exits 1 (server.ts). */
 export function shutdownDeadlineMs (config: Pick<Config, 'SHUTDOWN_DRAIN_MS' | 'SHUTDOWN_TIMEOUT_MS' | 'PUSH_WEBHOOK_TIMEOUT_MS'>): number {
-  return config.SHUTDOWN_DRAIN_MS + Math.max(config.SHUTDOWN_TIMEOUT_MS, config.PUSH_WEBHOOK_TIMEOUT_MS) + SHUTDOWN_CLOSE_MARGIN_MS
+  return config.SHUTDOWN_DRAIN_MS + Math.max(config.SHUTDOWN_TIMEOUT_MS, config.PUSH_WEBHOOK_TIMEOUT_MS) + closeMarginMs
 }
 
 /**
@@ -168,7 +168,7 @@ export function shutdownDeadlineMs (config: Pick<Config, 'SHUTDOWN_DRAIN_MS' | '
 function checkShutdownDeadline (config: Config): void {
   const deadline = shutdownDeadlineMs(config)
   if (deadline <= longestTimerMs) return
-  throw new Error(`SHUTDOWN_DRAIN_MS (${config.SHUTDOWN_DRAIN_MS}) + the longer of SHUTDOWN_TIMEOUT_MS (${config.SHUTDOWN_TIMEOUT_MS}) and PUSH_WEBHOOK_TIMEOUT_MS (${config.PUSH_WEBHOOK_TIMEOUT_MS}) + ${SHUTDOWN_CLOSE_MARGIN_MS} ms is ${deadline} ms, beyond the longest timer Node runs (${longestTimerMs} ms)`)
+  throw new Error(`SHUTDOWN_DRAIN_MS (${config.SHUTDOWN_DRAIN_MS}) + the longer of SHUTDOWN_TIMEOUT_MS (${config.SHUTDOWN_TIMEOUT_MS}) and PUSH_WEBHOOK_TIMEOUT_MS (${config.PUSH_WEBHOOK_TIMEOUT_MS}) + ${closeMarginMs} ms is ${deadline} ms, beyond the longest timer Node runs (${longestTimerMs} ms)`)
 }
 
 /**
