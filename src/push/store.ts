@@ -44,17 +44,14 @@ export interface PushStore {
    * SNAPSHOT_MISSING (nothing written) when `rows` is '' and no snapshot is stored to keep.
    */
   commit: (input: CommitInput) => Promise<string[] | typeof SNAPSHOT_MISSING | null>
-  /** Up to `count` events with ids after `afterId`, oldest first. */
-  read: (source: string, afterId: string, count: number) => Promise<StoredEvent[]>
   /** The newest event id ('0-0' when there is none). */
   tail: (source: string) => Promise<string>
   /**
-   * `read`, with the newest id trimmed away as it was when they were read ('0-0' when none was): when
-   * `afterId` is before it, events after `afterId` are gone (a gap) and the events read all come after it.
+   * Up to `count` events with ids after `afterId`, oldest first, with the newest id trimmed away as it was
+   * when they were read ('0-0' when none was): when `afterId` is before it, events after `afterId` are
+   * gone (a gap) and the events read all come after it.
    */
   page: (source: string, afterId: string, count: number) => Promise<{ events: StoredEvent[], trimmed: string }>
-  /** The newest id trimmed away ('0-0' when none was): a resume from before it has a gap. */
-  trimmed: (source: string) => Promise<string>
   /** Claims one of `limit` open streams of `consumer` for `ttlMs` (renewed by heartbeats). */
   claimStream: (consumer: string, streamId: string, limit: number, ttlMs: number) => Promise<boolean>
   releaseStream: (consumer: string, streamId: string) => Promise<void>
@@ -206,10 +203,6 @@ export function createRedisPushStore (redis: Redis, prefix: string, limits: Stor
         token, rows, at, limits.retentionMs, limits.maxEvents, ...events)
       return ids ?? null
     },
-    async read (source, afterId, count) {
-      const entries = await redis.xrange(key(source, 'events'), `(${afterId}`, '+', 'COUNT', count)
-      return entries.map(([id, fields]) => ({ id, data: fields[1] ?? '{}' }))
-    },
     async tail (source) {
       const [last] = await redis.xrevrange(key(source, 'events'), '+', '-', 'COUNT', 1)
       return last?.[0] ?? '0-0'
@@ -224,9 +217,6 @@ export function createRedisPushStore (redis: Redis, prefix: string, limits: Stor
       if (replies === null || failed !== undefined) throw failed ?? new Error('push: the read was aborted')
       const entries = replies[1]?.[1] as Array<[string, string[]]>
       return { events: entries.map(([id, fields]) => ({ id, data: fields[1] ?? '{}' })), trimmed: (replies[0]?.[1] as string | null) ?? '0-0' }
-    },
-    async trimmed (source) {
-      return await redis.get(key(source, 'trimmed')) ?? '0-0'
     },
     async claimStream (consumer, streamId, limit, ttlMs) {
       return await r.pushClaim(streamsKey(consumer), Date.now(), streamId, limit, ttlMs) === 1
@@ -319,17 +309,11 @@ export function createMemoryPushStore (limits: StoreLimits, now: () => number = 
       s.snapshot = { at, rows: rows !== '' || s.snapshot === null ? rows : s.snapshot.rows }
       return ids
     },
-    async read (source, afterId, count) {
-      return after(source, afterId, count)
-    },
     async page (source, afterId, count) {
       return { events: after(source, afterId, count), trimmed: of(source).trimmed }
     },
     async tail (source) {
       return of(source).events.at(-1)?.id ?? '0-0'
-    },
-    async trimmed (source) {
-      return of(source).trimmed
     },
     async claimStream (consumer, streamId, limit, ttlMs) {
       const open = streams.get(consumer) ?? new Map<string, number>()
@@ -376,10 +360,8 @@ export function guardedPushStore (store: PushStore, guard: RedisGuard): PushStor
     resign: async (source, token) => call(() => store.resign(source, token)),
     snapshot: async (source) => call(() => store.snapshot(source)),
     commit: async (input) => call(() => store.commit(input)),
-    read: async (source, afterId, count) => call(() => store.read(source, afterId, count)),
     tail: async (source) => call(() => store.tail(source)),
     page: async (source, afterId, count) => call(() => store.page(source, afterId, count)),
-    trimmed: async (source) => call(() => store.trimmed(source)),
     claimStream: async (consumer, streamId, limit, ttlMs) => call(() => store.claimStream(consumer, streamId, limit, ttlMs)),
     releaseStream: async (consumer, streamId) => call(() => store.releaseStream(consumer, streamId)),
     cursor: async (source, target) => call(() => store.cursor(source, target)),

@@ -183,7 +183,7 @@ async function scenario (t: Test, subscribers: number): Promise<Outcome> {
   }
   for (const i of live) seen[i]?.push(...eventIds(clients[i] as SseClient))
 
-  const stored = await a.push.store.read(SOURCE, '0-0', 100)
+  const stored = (await a.push.store.page(SOURCE, '0-0', 100)).events
   t.equal(stored.length, changes.length, 'one event per change in the stream')
   const expected = stored.map((e) => e.id)
   t.same(stored.map((e) => (JSON.parse(e.data) as { type: string }).type),
@@ -238,7 +238,7 @@ async function leaderShutsDown (t: Test, holdFirst: number | 'never', settings: 
   await closing
   const unanswered = holdFirst === 'never' ? 1 : 0
   await waitUntil('three events at the receiver, every other post answered', () => receiver.ids.length >= 3 && receiver.answered === receiver.arrived - unanswered)
-  const stored = await other.push.store.read(SOURCE, '0-0', 100)
+  const stored = (await other.push.store.page(SOURCE, '0-0', 100)).events
   t.equal(stored.length, 3, 'one event per change in the stream')
   t.same(receiver.ids, stored.map((e) => `${SOURCE}:${e.id}`), `each event once, in order (${receiver.arrived} posts: ${JSON.stringify(receiver.ids)})`)
   t.equal(receiver.arrived, 3 + unanswered, unanswered === 0 ? 'nothing posted twice' : 'the unanswered post was sent again by the new leader, once')

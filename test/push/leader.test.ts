@@ -64,7 +64,7 @@ test('the lead of a source', { skip: TEST_REDIS_URL === '' ? 'needs REDIS_URL' :
     const resumed = await Promise.all(gone.map(async (c) => openSse(`${bases[1 - leaderAt] as string}/v1/lists/${LIST}/events`, { ...read, 'last-event-id': c.lastId() as string })))
     const stayed = clients.filter((_, i) => i % 2 !== leaderAt)
     await waitUntil('three events everywhere', () => stayed.every((c) => eventIds(c).length === 3) && resumed.every((c, i) => eventIds(gone[i] as SseClient).length + eventIds(c).length === 3))
-    const expected = (await other.push.store.read(SOURCE, '0-0', 10)).map((e) => e.id)
+    const expected = ((await other.push.store.page(SOURCE, '0-0', 10)).events).map((e) => e.id)
     t.equal(expected.length, 3)
     for (const c of stayed) t.same(eventIds(c), expected)
     for (const [i, c] of resumed.entries()) t.same([...eventIds(gone[i] as SseClient), ...eventIds(c)], expected, 'resumed on the other replica: nothing lost, nothing twice')
@@ -85,12 +85,12 @@ test('the lead of a source', { skip: TEST_REDIS_URL === '' ? 'needs REDIS_URL' :
     await waitUntil('the event on both streams', () => clients.every((c) => eventIds(c).length === 1))
     await new Promise((resolve) => setTimeout(resolve, 400))
     t.same(clients.map((c) => eventIds(c).length), [1, 1], 'announced once')
-    t.equal((await apps[0].push.store.read(SOURCE, '0-0', 10)).length, 1)
+    t.equal(((await apps[0].push.store.page(SOURCE, '0-0', 10)).events).length, 1)
     // The fencing check: a commit by a token that does not hold the lead (a replica that lost it while it
     // polled) writes neither events nor snapshot.
     const before = await apps[0].push.store.snapshot(SOURCE)
     t.equal(await apps[0].push.store.commit({ source: SOURCE, token: 'a-dead-replica', rows: '{}', at: Date.now(), events: ['{"type":"member.added"}'] }), null)
-    t.equal((await apps[0].push.store.read(SOURCE, '0-0', 10)).length, 1, 'no event written')
+    t.equal(((await apps[0].push.store.page(SOURCE, '0-0', 10)).events).length, 1, 'no event written')
     t.equal((await apps[0].push.store.snapshot(SOURCE))?.rows, before?.rows, 'the snapshot unchanged')
     // A webhook cursor is fenced the same way: one who lost the lead cannot move it back.
     t.ok(await apps[0].push.store.setCursor(SOURCE, 'hooks#x', '5-0'))
@@ -136,12 +136,12 @@ test('a poll slower than PUSH_LEADER_TTL_MS keeps the lead: one replica delivers
   const write = bearer(writer.key)
   const ids = sandbox.ids().slice(100, 108).map(String)
   for (const id of ids) t.equal((await a.inject({ method: 'PUT', url: `/v1/custom-lists/${LIST}/objects/${id}`, headers: write })).statusCode, 201)
-  await waitUntil('the 8 events', async () => (await a.push.store.read(SOURCE, '0-0', 100)).length === 8)
+  await waitUntil('the 8 events', async () => ((await a.push.store.page(SOURCE, '0-0', 100)).events).length === 8)
   // The leader's next poll takes 3 s (5 × PUSH_LEADER_TTL_MS), while 8 posts of 300 ms are delivered.
   sandbox.inject({ endpoint: 'objectlist', kind: 'delay', delayMs: 3000, times: 1 })
   t.equal((await a.inject({ method: 'PUT', url: `/v1/custom-lists/${LIST}/objects/${String(sandbox.ids()[120])}`, headers: write })).statusCode, 201)
-  await waitUntil('the 9th event', async () => (await a.push.store.read(SOURCE, '0-0', 100)).length === 9)
-  const events = (await a.push.store.read(SOURCE, '0-0', 100)).map((e) => `${SOURCE}:${e.id}`)
+  await waitUntil('the 9th event', async () => ((await a.push.store.page(SOURCE, '0-0', 100)).events).length === 9)
+  const events = ((await a.push.store.page(SOURCE, '0-0', 100)).events).map((e) => `${SOURCE}:${e.id}`)
   await waitUntil('every event posted', () => events.every((id) => posts.includes(id)))
   // A second sender would post its copies within a few answers' time.
   await new Promise((resolve) => setTimeout(resolve, 1500))

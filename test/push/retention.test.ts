@@ -51,7 +51,7 @@ test('the snapshot a poll is compared with', { skip: TEST_REDIS_URL === '' ? 'ne
     const polled = (await b.push.store.snapshot(SOURCE))?.at as number
     await waitUntil('two polls by B', async () => ((await b.push.store.snapshot(SOURCE))?.at ?? 0) > polled + 300)
     t.equal(eventIds(onB).length, 0, 'no row announced as added')
-    t.equal((await b.push.store.read(SOURCE, '0-0', 1000)).length, 0, 'no event written')
+    t.equal(((await b.push.store.page(SOURCE, '0-0', 1000)).events).length, 0, 'no event written')
     await onB.close()
   })
 
@@ -102,9 +102,9 @@ test('events trimmed away unread', { skip: TEST_REDIS_URL === '' ? 'needs REDIS_
   const live = await openSse(`${base}/v1/vra/ranks/events`, bearer(reader.key))
   await live.waitFor(() => live.comments > 0)
   const ids = await commit(0, 300)
-  const kept = (await store.read(SOURCE, '0-0', 1000)).map((e) => e.id)
+  const kept = ((await store.page(SOURCE, '0-0', 1000)).events).map((e) => e.id)
   t.same(kept, ids.slice(-50), 'PUSH_MAX_EVENTS kept, exactly')
-  t.equal(await store.trimmed(SOURCE), ids[249], 'the newest id trimmed away is known')
+  t.equal((await store.page(SOURCE, '0-0', 1)).trimmed, ids[249], 'the newest id trimmed away is known')
 
   await live.waitFor((events) => events.some((e) => e.id === ids[299]))
   t.same(live.events.map((e) => e.event), ['gap', ...kept.map(() => 'row.added')], 'an open stream whose next events were trimmed before it read them is told so first')

@@ -53,8 +53,8 @@ test('the memory store keeps PUSH_MAX_EVENTS and the lead', async (t) => {
   t.same(await store.commit({ source: 's', token: 'b', rows: '{}', at: now, events: ['{}'] }), null, 'b does not lead: nothing written')
   const ids = await store.commit({ source: 's', token: 'a', rows: '{}', at: now, events: ['{"n":1}', '{"n":2}', '{"n":3}'] }) as string[]
   t.same(ids, ['1000-0', '1000-1', '1000-2'])
-  t.same((await store.read('s', '0-0', 10)).map((e) => e.id), ['1000-1', '1000-2'])
-  t.equal(await store.trimmed('s'), '1000-0')
+  t.same(((await store.page('s', '0-0', 10)).events).map((e) => e.id), ['1000-1', '1000-2'])
+  t.equal((await store.page('s', '0-0', 1)).trimmed, '1000-0')
   t.same((await store.snapshot('s'))?.rows, '{}')
   await store.commit({ source: 's', token: 'a', rows: '', at: now + 1, events: [] })
   t.same(await store.snapshot('s'), { rows: '{}', at: 1001 }, 'an empty rows argument keeps the rows')
@@ -66,7 +66,7 @@ test('the memory store keeps PUSH_MAX_EVENTS and the lead', async (t) => {
   now += 120_000
   t.ok(await store.lead('s', 'b', 100))
   await store.commit({ source: 's', token: 'b', rows: '', at: now, events: ['{"n":4}'] })
-  t.same((await store.read('s', '0-0', 10)).length, 1, 'events past the retention are dropped')
+  t.same(((await store.page('s', '0-0', 10)).events).length, 1, 'events past the retention are dropped')
   t.ok(await store.claimStream('c', 'x', 1, 50))
   t.notOk(await store.claimStream('c', 'y', 1, 50))
   now += 100

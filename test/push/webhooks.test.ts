@@ -160,11 +160,11 @@ test('events trimmed before they were delivered are noted in the dead-letter lis
   await waitUntil(async () => (await app.push.store.snapshot(source)) !== null)
   const id = '1161600211221604900'
   t.equal(await change(app, write, 'PUT', id), 201)
-  const [added] = await waitFor(async () => await app.push.store.read(source, '0-0', 10), (events) => events.length === 1)
+  const [added] = await waitFor(async () => (await app.push.store.page(source, '0-0', 10)).events, (events) => events.length === 1)
   await waitUntil(() => posts.length >= 1)
   // The receiver fails while the next change pushes the first event out (PUSH_MAX_EVENTS: 1).
   t.equal(await change(app, write, 'DELETE', id), 204)
-  const [removed] = await waitFor(async () => await app.push.store.read(source, '0-0', 10), (events) => events[0]?.id !== added?.id)
+  const [removed] = await waitFor(async () => (await app.push.store.page(source, '0-0', 10)).events, (events) => events[0]?.id !== added?.id)
   status = 204
   await waitUntil(async () => (await app.push.store.deadLetters('hooks')).length === 1 && posts.at(-1)?.id === `${source}:${removed?.id as string}`)
   t.ok(posts.every((p) => p.type === 'member.added' || p.id === `${source}:${removed?.id as string}`), 'the removal went out once the receiver answered')
@@ -182,7 +182,7 @@ test('event-type filter, and a URL that is not allowed is never called', async (
   const id = '1161601191221611900'
   t.equal(await change(app, write, 'PUT', id), 201)
   // A poll must see the member before it goes (an add and a removal between two polls cancel out).
-  await waitUntil(async () => (await app.push.store.read(`lists/${LIST}`, '0-0', 10)).length === 1)
+  await waitUntil(async () => ((await app.push.store.page(`lists/${LIST}`, '0-0', 10)).events).length === 1)
   t.equal(await change(app, write, 'DELETE', id), 204)
   await waitUntil(() => posts.length >= 1)
   await new Promise((resolve) => setTimeout(resolve, 300))
@@ -268,7 +268,7 @@ test('a webhook whose cursor an earlier release kept under its place in the list
   const source = `lists/${LIST}`
   await waitUntil(async () => (await app.push.store.snapshot(source)) !== null)
   t.equal(await change(app, write, 'PUT', '1161600211221604900'), 201)
-  await waitUntil(async () => (await app.push.store.read(source, '0-0', 10)).length === 1)
+  await waitUntil(async () => ((await app.push.store.page(source, '0-0', 10)).events).length === 1)
   // The cursor as a release before 2026-12-01 kept it: under `<consumer>#<index>`, before that event.
   await app.push.store.setCursor(source, 'hooks#0', '0-0')
   await reloadHooks([{ url, sources: [source], secret: { file } }])
