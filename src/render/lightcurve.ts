@@ -4,7 +4,8 @@
 // MJD with calendar dates below, the object's name and id in the title. Drawn in a 800×400 viewBox, so
 // it scales to any size (1600×800 doubles every stroke and letter). Points are read by
 // upstream/record.ts (lightCurveOf); this module knows no upstream field name. The SVG draws at most
-// SVG_MAX_POINTS points (thinned evenly past that, with a note); CSV and JSON carry every point.
+// SVG_MAX_POINTS points (thinned evenly past that, with a note) and none off the scale (SVG_AXIS_LIMIT);
+// CSV and JSON carry every point.
 import type { LightCurve, LightCurvePoint, PointKind } from '../upstream/record.js'
 import { toCsv } from '../lib/csv.js'
 import { esc, linear, mjdToDate, n, padded, tickLabel, ticks, type Scale } from './svg.js'
@@ -104,6 +105,30 @@ function legend (filters: readonly string[]): string {
  */
 export const SVG_MAX_POINTS = 2000
 
+/**
+ * The largest magnitude (in absolute value) of anything the SVG puts on an axis: an MJD, a magnitude ±
+ * its error, a flux ± its error. Number.MAX_VALUE is 1.8e308: values of ±1e308 are finite, but the axis
+ * span between them (or 18 + an error of 1.5e308) overflowed to Infinity and the scale wrote NaN into
+ * the coordinates. Within ±1e300, the padded span, its product by the pixel range and the tick step stay
+ * some 1e5 below MAX_VALUE. A point with a value beyond is left out of the axes and the marks (counted,
+ * with a note); nothing measured comes near it.
+ */
+export const SVG_AXIS_LIMIT = 1e300
+
+/** The values `p` puts on the axes (what the scales must cover to draw it). */
+function axisValues (p: LightCurvePoint): number[] {
+  const out = [p.mjd]
+  if (p.kind === 'forced') {
+    if (p.flux_ujy !== null) out.push(p.flux_ujy - (p.flux_err_ujy ?? 0), p.flux_ujy + (p.flux_err_ujy ?? 0))
+  } else if (p.mag !== null) {
+    out.push(p.mag - (p.mag_err ?? 0), p.mag + (p.mag_err ?? 0))
+  }
+  return out
+}
+
+// A sum of two finite values can be Infinity: Math.abs(Infinity) <= limit is false, so that is off the scale too.
+const onScale = (p: LightCurvePoint): boolean => axisValues(p).every((v) => Math.abs(v) <= SVG_AXIS_LIMIT)
+
 /** `count` of `list` evenly spaced by position, its first and last among them (all when count ≥ its length). */
 function evenly<T> (list: readonly T[], count: number): T[] {
   if (count >= list.length) return [...list]
@@ -138,19 +163,20 @@ function drawnPoints (pts: readonly LightCurvePoint[]): readonly LightCurvePoint
 
 /** The light curve as an SVG document (UTF-8 text). */
 export function lightCurveSvg (lc: LightCurve): string {
-  // Axes, legend and counts are those of every point; only the marks are thinned.
+  // Legend and counts are those of every point, axes those of every point on the scale; only the marks
+  // are thinned.
   const pts = lc.points
-  const drawn = drawnPoints(pts)
+  const plotted = pts.filter(onScale)
+  const offScale = pts.length - plotted.length
+  const drawn = drawnPoints(plotted)
   const mags: number[] = []
   const fluxes: number[] = [0]
-  for (const p of pts) {
-    if (p.kind === 'forced') {
-      if (p.flux_ujy !== null) fluxes.push(p.flux_ujy - (p.flux_err_ujy ?? 0), p.flux_ujy + (p.flux_err_ujy ?? 0))
-    } else if (p.mag !== null) {
-      mags.push(p.mag - (p.mag_err ?? 0), p.mag + (p.mag_err ?? 0))
-    }
+  for (const p of plotted) {
+    const [, ...values] = axisValues(p)
+    if (p.kind === 'forced') fluxes.push(...values)
+    else mags.push(...values)
   }
-  const [x0, x1] = padded(pts.map((p) => p.mjd), 0.03, 1)
+  const [x0, x1] = padded(plotted.map((p) => p.mjd), 0.03, 1)
   const [m0, m1] = padded(mags, 0.08, 0.5)
   const [f0, f1] = padded(fluxes, 0.08, 1)
   const x = linear(x0, x1, LEFT, RIGHT)
@@ -164,11 +190,12 @@ export function lightCurveSvg (lc: LightCurve): string {
   const body = pts.length === 0
     ? `<text x="${W / 2}" y="${(MAG_TOP + MAG_BOTTOM) / 2}" text-anchor="middle">no photometry after this MJD</text>`
     : drawn.map((p) => point(p, x, mag, flux)).join('')
+  const off = offScale === 0 ? '' : `; ${offScale} off the scale (a value beyond ±${SVG_AXIS_LIMIT})`
   const note = drawn.length === pts.length
     ? ''
-    : `<text class="note" x="${RIGHT}" y="20" text-anchor="end">${drawn.length} of ${pts.length} points drawn; CSV and JSON have all</text>`
+    : `<text class="note" x="${RIGHT}" y="20" text-anchor="end">${drawn.length} of ${pts.length} points drawn${off}; CSV and JSON have all</text>`
   return `<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 ${W} ${H}" role="img" aria-labelledby="lc-title" ` +
-    `data-detections="${counts.detection}" data-non-detections="${counts.non_detection}" data-forced="${counts.forced}" data-drawn="${drawn.length}">` +
+    `data-detections="${counts.detection}" data-non-detections="${counts.non_detection}" data-forced="${counts.forced}" data-drawn="${drawn.length}" data-off-scale="${offScale}">` +
     `<title id="lc-title">Light curve of ${esc(title)}</title>` +
     '<style>text{font:11px sans-serif;fill:#222}.title{font-size:14px;font-weight:bold}.date{fill:#666;font-size:9.5px}' +
     '.label{font-size:11px;fill:#444}.axis .grid{stroke:#e8e8e8}.frame{fill:none;stroke:#999}.axis line{stroke:#999}.err{stroke-width:1.2}' +

@@ -354,3 +354,48 @@ test('the SVG of a 20,000-point light curve draws at most SVG_MAX_POINTS of them
   const small = (await app.inject({ url: `/v1/objects/${FIXTURE_IDS.B}/lightcurve?format=svg`, headers: demoAuth(app) })).body
   t.notMatch(small, /class="note"/, 'a curve drawn whole has no note')
 })
+
+test('magnitudes, errors and fluxes near ±1e308 leave every SVG coordinate finite: such points are not drawn and a note counts them', async (t) => {
+  // Finite in the record, but the axis span (1e308 − −1e308, or 18 + an error of 1.5e308) overflowed to
+  // Infinity and the scale made the coordinates NaN; an MJD of −1.7e308 alone overflowed the x scale's
+  // product (Infinity): 170 of 239 coordinates here. Such a point is left out of the axes and the marks.
+  const { app, sandbox } = await buildTestApp(t)
+  const text = (await sandboxPost(sandbox, 'objects', { objects: A })).text
+  const record = JSON.parse(text) as UpstreamRecord[]
+  const rec = record[0] as UpstreamRecord
+  const rows = rec.lc
+  t.ok(rows.length >= 4 && rec.fp.length >= 3 && rec.lcnondets.length >= 1, 'enough rows to patch')
+  ;(rows[0] as Row).mag = 1e308
+  ;(rows[1] as Row).mag = -1e308
+  ;(rows[2] as Row).magerr = 1.5e308
+  ;(rec.fp[0] as Row).uJy = -1.7e308
+  ;(rec.fp[1] as Row).duJy = 1e308
+  ;(rec.fp[2] as Row).mjd_obs = 1.7e308
+  ;(rec.lcnondets[0] as Row).mjd = -1.7e308
+  // The record's ids are bigger than 2^53: put the patched arrays back into the text, leaving the ids as sent.
+  let patched = text
+  for (const key of ['lc', 'lcnondets', 'fp'] as const) {
+    const before = patched
+    patched = patched.replace(new RegExp(`"${key}":\\s*\\[[^\\]]*\\]`), `"${key}":${JSON.stringify(rec[key])}`)
+    t.not(patched, before, `the ${key} array replaced`)
+  }
+  sandbox.inject({ endpoint: 'objects', kind: 'status', status: 200, body: patched, times: 1 })
+  const json = (await app.inject({ url: `/v1/objects/${A}/lightcurve?format=json`, headers: demoAuth(app) })).json() as { points: Point[] }
+  t.ok(json.points.some((p) => p.mag === 1e308) && json.points.some((p) => p.flux_ujy === -1.7e308), 'JSON carries the values as sent')
+  const svg = await app.inject({ url: `/v1/objects/${A}/lightcurve?format=svg`, headers: demoAuth(app) })
+  t.equal(svg.statusCode, 200)
+  const numbers = [...svg.body.matchAll(/ (?:x|y|x1|x2|y1|y2|cx|cy|width|height)="([^"]*)"/g)].map((m) => m[1] as string)
+    .concat([...svg.body.matchAll(/ d="([^"]*)"/g)].flatMap((m) => (m[1] as string).split(/[^-\d.eE+a-zA-Z]+/)))
+  const bad = numbers.filter((v) => /NaN|Infinity/.test(v))
+  t.equal(bad.length, 0, `no NaN or Infinity among ${numbers.length} coordinates (${bad.length} were)`)
+  t.notMatch(svg.body, /NaN|Infinity/, 'nowhere in the document')
+  const total = json.points.length
+  const drawn = svg.body.split('class="pt"').length - 1
+  t.equal(drawn, total - 7, 'the seven points off the scale are not drawn, every other one is')
+  t.match(svg.body, /data-off-scale="7"/)
+  t.match(svg.body, new RegExp(`<text class="note"[^>]*>${drawn} of ${total} points drawn; 7 off the scale`), 'a note says so')
+  t.match(svg.body, /class="axis y-mag"><line class="grid"[^>]*\/><text[^>]*>1\d(\.\d+)?</, 'the magnitude axis is the other points\' (tens)')
+  t.match(svg.body, /data-detections="\d+"/, 'the counts are still every point\'s')
+  const small = (await app.inject({ url: `/v1/objects/${FIXTURE_IDS.B}/lightcurve?format=svg`, headers: demoAuth(app) })).body
+  t.match(small, /data-off-scale="0"/, 'an ordinary curve has none off the scale')
+})

@@ -8,7 +8,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { computeEtag } from '../../cache/entry.js'
 import { NotAcceptableError, NotFoundError } from '../../errors.js'
 import { parseLossless } from '../../lib/json.js'
-import { lightCurveCsv, lightCurveJson, lightCurveSvg, SVG_MAX_POINTS } from '../../render/lightcurve.js'
+import { lightCurveCsv, lightCurveJson, lightCurveSvg, SVG_AXIS_LIMIT, SVG_MAX_POINTS } from '../../render/lightcurve.js'
 import { AtlasIdSchema, problems } from '../../schemas/common.js'
 import type { StoredRecord } from '../../service/index.js'
 import { lightCurveOf, lightCurveSince, type LightCurve } from '../../upstream/record.js'
@@ -112,7 +112,7 @@ export const lightCurveRoutes: FastifyPluginAsyncTypebox = async (app) => {
           content: {
             'application/json': { schema: LightCurveSchema },
             'text/csv': { schema: Type.String({ description: 'header kind,mjd,date,filter,mag,mag_err,flux_ujy,flux_err_ujy,exposure; one row per point' }) },
-            'image/svg+xml': { schema: Type.String({ description: `an SVG document (800×400 viewBox) drawing at most ${SVG_MAX_POINTS} points, thinned evenly past that (its data-drawn attribute and a note say how many)` }) }
+            'image/svg+xml': { schema: Type.String({ description: `an SVG document (800×400 viewBox) drawing at most ${SVG_MAX_POINTS} points, thinned evenly past that, and none with a value beyond ±${SVG_AXIS_LIMIT} (its data-drawn and data-off-scale attributes and a note say how many)` }) }
           }
         },
         304: Type.Null(),
