@@ -278,8 +278,16 @@ async function streamChunks (app: FastifyInstance, request: FastifyRequest, ids:
     first ??= { route: read.route, ...combinedOutcome(packed.read === undefined ? [read] : [read, packed.read]) }
     return { records: read.records, packedUntil: packed.until }
   }
+  // The ids from `from` on were not delivered: their units go back, and the framing ends the answer.
+  function * failAt (from: number, err: unknown): Generator<Buffer> {
+    request.undeliveredUnits = ids.length - from
+    const last = framing.fail(err as Error)
+    if (last !== undefined) yield last
+  }
   async function * parts (): AsyncGenerator<Buffer> {
     let packedUntil = 0
+    // Whether a byte has gone: before one, an error rejects the first read (the answer carries its status).
+    let hasWritten = false
     for (let i = 0; i < ids.length; i += chunkSize) {
       const chunk = ids.slice(i, i + chunkSize)
       let records
@@ -287,15 +295,31 @@ async function streamChunks (app: FastifyInstance, request: FastifyRequest, ids:
         // A cut while the chunk before was being written is thrown before the next read starts.
         ;({ records, packedUntil } = await raceCut(readChunk(i, chunk, packedUntil)))
       } catch (err) {
-        if (i === 0) throw err
+        if (!hasWritten) throw err
         // The chunk failed whole: none of its ids was written, cached ones included.
-        request.undeliveredUnits = ids.length - i
-        const last = framing.fail(err as Error)
-        if (last !== undefined) yield last
+        yield * failAt(i, err)
         return
       }
-      if (i === 0) yield * framing.start()
-      for (const [k, record] of records.entries()) yield * framing.item(chunk[k] as string, record)
+      if (i === 0) {
+        for (const part of framing.start()) {
+          hasWritten = true
+          yield part
+        }
+      }
+      for (const [k, record] of records.entries()) {
+        let item: Buffer[]
+        try {
+          // Rendered whole before any of it is written: a rendering that throws (a record it cannot read,
+          // e.g. a NaN parsed for mjd_min) must leave no half line before NDJSON's error line.
+          item = [...framing.item(chunk[k] as string, record)]
+        } catch (err) {
+          if (!hasWritten) throw err
+          yield * failAt(i + k, err)
+          return
+        }
+        hasWritten ||= item.length > 0
+        yield * item
+      }
     }
     yield * framing.end()
   }

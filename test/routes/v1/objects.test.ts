@@ -5,7 +5,7 @@ import { request } from 'undici'
 import type { FastifyInstance } from 'fastify'
 import { buildTestApp, demoAuth, FIXTURE_IDS, sandboxPost } from '../../helper.js'
 import { parseLossless } from '../../../src/lib/json.js'
-import { bigIntSpans } from '../../../src/lib/json-scan.js'
+import { bigIntSpans, splitArray } from '../../../src/lib/json-scan.js'
 import { decodeEntry } from '../../../src/cache/entry.js'
 import { objectKey } from '../../../src/cache/keys.js'
 import { bearer, consumersFile, makeConsumer, type TestConsumer } from '../../consumer-helper.js'
@@ -281,6 +281,77 @@ test('POST /v1/objects/query: an NDJSON stream ended by its error line keeps the
   t.equal(used, 50, 'the 50 distinct ids delivered; the 150 after them (the 10 cached ones too) given back')
   const report = await app.inject({ url: `/v1/admin/usage?month=${new Date().toISOString().slice(0, 7)}&consumer=bot`, headers: bearer(ops.key) })
   t.match(report.json().rows, [{ consumer: 'bot', units: 50 }], 'usage counts the units kept')
+})
+
+// A record the v1 rendering cannot read (here a Python float written as NaN, which JSON has no word for:
+// with mjd_min the record is parsed to filter its rows) threw while its chunk was written. Until
+// 2026-12-02 the NDJSON stream was destroyed after the lines before it and a partial `{"id":…,"object":`
+// with no error line, and all 100 units were kept (60 lines delivered); a streamed JSON answer was cut and
+// kept its 100 units too. Now they end as the other failures after the first bytes do.
+test('POST /v1/objects/query: a record whose rendering fails mid-stream ends NDJSON with its error line and gives back the ids not delivered; streamed JSON is aborted and given back whole', async (t) => {
+  await clearOfMidnight()
+  const bot = makeConsumer('bot', { scopes: ['read'], daily_objects: 100000, max_batch: 10000 })
+  const bot2 = makeConsumer('bot2', { scopes: ['read'], daily_objects: 100000, max_batch: 10000 })
+  const { app, sandbox, logs } = await buildTestApp(t, {
+    config: { CONSUMERS_FILE: consumersFile(t, [bot, bot2]), UPSTREAM_MAX_IDS_PER_CALL: 50, UPSTREAM_BATCH_WINDOW_MS: 0, UPSTREAM_RETRIES: 0, PREFETCH_ENABLED: false, LOG_LEVEL: 'info' },
+    sandbox: { objects: 200 }
+  })
+  const ids = sandbox.ids().slice(0, 100).map(String)
+  // The second chunk's reply as the sandbox writes it, its 11th record holding a NaN.
+  const reply = (await sandboxPost(sandbox, 'objects', { objects: ids.slice(50).join(',') })).text
+  const records = splitArray(reply)
+  const bad = (records[10] as string).replace(/"mag":[-0-9.e+]+/, '"mag":NaN')
+  t.not(bad, records[10], 'a magnitude written as NaN')
+  records[10] = bad
+  const base = await app.listen({ port: 0, host: '127.0.0.1' })
+  sandbox.resetCalls()
+  sandbox.inject({ endpoint: 'objects', kind: 'delay', delayMs: 1, times: 1 })
+  sandbox.inject({ endpoint: 'objects', kind: 'status', status: 200, body: `[${records.join(', ')}]`, times: 1 })
+  const post = async (key: string, accept: string): Promise<{ status: number, text: string, failure: string }> => {
+    const res = await request(`${base}/v1/objects/query`, {
+      method: 'POST',
+      headers: { ...bearer(key), 'content-type': 'application/json', accept },
+      body: JSON.stringify({ ids, mjd_min: 0 })
+    })
+    const bytes: Buffer[] = []
+    let failure = 'none'
+    try {
+      for await (const piece of res.body) bytes.push(piece as Buffer)
+    } catch (err) {
+      failure = (err as { code?: string }).code ?? (err as Error).name
+    }
+    return { status: res.statusCode, text: Buffer.concat(bytes).toString('utf8'), failure }
+  }
+  const units = async (key: string): Promise<number> => (await app.inject({ url: '/v1/me', headers: bearer(key) })).json().usage.units_today
+  const ended = (): number => logs().split('\n').filter((l) => l.includes('"route":"/v1/objects/query"')).length
+
+  const ndjson = await post(bot.key, 'application/x-ndjson')
+  t.equal(ndjson.status, 200)
+  t.equal(sandbox.calls.get('objects'), 2, 'both chunks were read')
+  t.comment(`NDJSON: ${ndjson.text.length} bytes, then: ${ndjson.failure}`)
+  t.equal(ndjson.failure, 'none', 'the stream ends, not cut')
+  t.ok(ndjson.text.endsWith('\n'), 'on a whole line')
+  type Line = { id?: string, error?: unknown, unparsable?: string }
+  const lines = ndjson.text.trim().split('\n').map((l): Line => { try { return JSON.parse(l) as Line } catch { return { unparsable: l.slice(0, 60) } } })
+  const delivered = lines.filter((l) => 'id' in l).map((l) => l.id)
+  t.same(delivered, ids.slice(0, 60), 'the lines before the record that failed')
+  t.match(lines.at(-1), { error: { code: 'GW_INTERNAL', status: 500 } }, 'then the error line')
+  t.same(lines.filter((l) => 'unparsable' in l), [], 'no partial line')
+  t.equal(lines.length, 61, 'and nothing else')
+  await waitFor('the request\'s end', () => ended() === 1, { timeoutMs: 5000, intervalMs: 20 })
+  t.equal(await units(bot.key), 60, 'the 60 ids delivered; the 40 from the failed record on given back')
+  t.ok(logs().includes('ndjson stream ended early'), 'logged at warn like the other failures')
+
+  // The record is cached as the upstream sent it: a JSON answer of two chunks fails on it too.
+  const json = await post(bot2.key, 'application/json')
+  t.equal(json.status, 200)
+  t.comment(`JSON: ${json.text.length} bytes, then: ${json.failure}`)
+  t.not(json.failure, 'none', 'the transfer is cut, not ended')
+  t.throws(() => JSON.parse(json.text), 'what arrived is no complete document')
+  await waitFor('the request\'s end', () => ended() === 2, { timeoutMs: 5000, intervalMs: 20 })
+  t.comment(`JSON units: ${await units(bot2.key)}`)
+  t.equal(await units(bot2.key), 0, 'nothing usable delivered: every unit given back')
+  t.equal(sandbox.calls.get('objects'), 2, 'from the cache')
 })
 
 test('POST /v1/objects/query: bad bodies are 400, batches above max_batch are 413', async (t) => {
