@@ -313,5 +313,12 @@ test('without Redis, the image writes its audit and usage files in a volume its 
     const dir = path?.slice(0, path.lastIndexOf('/')) ?? '(none)'
     t.match(dockerfile, new RegExp(`chown\\s+${user}(?::${user})?\\s+${dir}\\b`), `${dir} is owned by ${user}`)
     t.match(dockerfile, new RegExp(`^VOLUME\\s+\\[?"?${dir}"?\\]?`, 'm'), `${dir} is a volume (writable under a read-only root)`)
+    // Kubernetes does not promise the image's VOLUME: CRI-O (image_volumes=mkdir, its default) and
+    // containerd with ignore_image_defined_volumes leave the directory on the read-only root filesystem.
+    const mount = list(at(container, 'volumeMounts')).find((m) => at(m, 'mountPath') === dir)
+    t.ok(mount, `the Deployment mounts a volume at ${dir} (its root filesystem is read-only)`)
+    t.not(at(mount, 'readOnly'), true, `${dir} is mounted writable`)
+    const volume = list(at(deployment, 'spec', 'template', 'spec', 'volumes')).find((v) => at(v, 'name') === at(mount, 'name'))
+    t.ok(at(volume, 'emptyDir') !== undefined || at(volume, 'persistentVolumeClaim') !== undefined, `${dir} is an emptyDir or a PersistentVolumeClaim`)
   }
 })
