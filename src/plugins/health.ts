@@ -10,7 +10,7 @@ import fp from 'fastify-plugin'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { Type } from '@sinclair/typebox'
 import { UnavailableError, withRetryAfter } from '../errors.js'
-import { routeLabel } from './metrics.js'
+import { presentsMetricsToken, routeLabel } from './metrics.js'
 import { routeOf } from '../lib/route.js'
 
 declare module 'fastify' {
@@ -25,7 +25,12 @@ declare module 'fastify' {
   }
 }
 
-export interface CheckResult { ok: boolean, detail?: string }
+/**
+ * `detail` is text the check wrote itself, shown to anyone. `cause` is the message of an error the check
+ * threw (runCheck): it may name internal hosts and addresses, so it is logged and shown only to an
+ * operator, while everyone else gets a stable `detail` with the error's code.
+ */
+export interface CheckResult { ok: boolean, detail?: string, cause?: string }
 type Check = () => Promise<CheckResult>
 
 /** starting → ready → draining (SIGTERM: /readyz 503, still serving) → closing (new requests get 503). */
@@ -34,6 +39,8 @@ export type LifecycleState = 'starting' | 'ready' | 'draining' | 'closing'
 export interface DependencyState {
   status: 'up' | 'down' | 'unknown'
   detail?: string
+  /** The raw message of the error the check threw (see CheckResult); never on an anonymous /healthz. */
+  cause?: string
   /** When the check last ran (ISO 8601). */
   checked_at?: string
   /** Since when the status has been what it is (ISO 8601). */
@@ -46,6 +53,19 @@ export interface HealthOptions {
 }
 
 const DEFAULT_CHECK_TIMEOUT_MS = 2000
+// A Node or undici error code (ENOTFOUND, ECONNREFUSED, UND_ERR_CONNECT_TIMEOUT): names the kind of
+// failure without its hosts or addresses.
+const ERROR_CODE = /^[A-Z][A-Z0-9_]{1,47}$/
+
+/** What anyone may read about a check that threw: a stable text, with the error's code when it has one. */
+function thrownDetail (err: unknown): string {
+  const code = (err as { code?: unknown } | null)?.code
+  return typeof code === 'string' && ERROR_CODE.test(code) ? `check failed (${code}); the reason is in the log` : 'check failed; the reason is in the log'
+}
+
+function thrownResult (err: unknown): CheckResult {
+  return { ok: false, detail: thrownDetail(err), cause: err instanceof Error ? err.message : String(err) }
+}
 
 async function runCheck (check: Check): Promise<CheckResult> {
   let timer: NodeJS.Timeout | undefined
@@ -53,7 +73,7 @@ async function runCheck (check: Check): Promise<CheckResult> {
     timer = setTimeout(() => resolve({ ok: false, detail: `no answer within ${DEFAULT_CHECK_TIMEOUT_MS} ms` }), DEFAULT_CHECK_TIMEOUT_MS)
   })
   try {
-    return await Promise.race([check().catch((err: Error) => ({ ok: false, detail: err.message })), timeout])
+    return await Promise.race([check().catch(thrownResult), timeout])
   } finally {
     clearTimeout(timer)
   }
@@ -95,8 +115,14 @@ export function createHealth (opts: HealthOptions = {}) {
     /** New requests get 503 (the listener is closing). */
     markClosing (): void { state = 'closing' },
 
-    dependencies (): Record<string, DependencyState> {
-      return Object.fromEntries(states)
+    /**
+     * Each dependency as last checked. An error's raw text (`cause`) only when `isOperator`, and then in
+     * place of the stable detail; never as a field of its own.
+     */
+    dependencies (isOperator = false): Record<string, DependencyState> {
+      return Object.fromEntries([...states].map(([name, { cause, ...shown }]) => {
+        return [name, isOperator && cause !== undefined ? { ...shown, detail: cause } : shown]
+      }))
     },
 
     /** One round of every check, in parallel; a round still running makes the next one a no-op. */
@@ -111,6 +137,7 @@ export function createHealth (opts: HealthOptions = {}) {
           const status = result.ok ? 'up' : 'down'
           const next: DependencyState = { status, checked_at: now, since: status === previous.status ? previous.since ?? now : now }
           if (result.detail !== undefined) next.detail = result.detail
+          if (result.cause !== undefined) next.cause = result.cause
           states.set(name, next)
           opts.onResult?.(name, next, previous.status)
         }))
@@ -246,7 +273,7 @@ export const healthPlugin = fp(async (app) => {
       // Registered after this plugin; present in every app buildApp assembles.
       if (app.hasDecorator('metrics')) app.metrics.dependencyUp.set({ dependency: name }, state.status === 'up' ? 1 : 0)
       if (state.status === previous) return
-      if (state.status === 'down') app.log.warn({ dependency: name, detail: state.detail }, `dependency down: ${name}`)
+      if (state.status === 'down') app.log.warn({ dependency: name, detail: state.cause ?? state.detail }, `dependency down: ${name}`)
       else if (previous === 'down') app.log.info({ dependency: name }, `dependency up again: ${name}`)
     }
   }))
@@ -284,6 +311,8 @@ export const healthPlugin = fp(async (app) => {
     done(withRetryAfter(new UnavailableError('The gateway is shutting down; retry (another replica will answer).'), 1))
   })
 
+  // Public, for liveness probes; an operator presenting METRICS_TOKEN (when set) also sees the raw text of
+  // a failed check's error, which anyone else gets only as a stable detail (it names internal hosts).
   app.get('/healthz', {
     config: { public: true },
     schema: {
@@ -292,7 +321,7 @@ export const healthPlugin = fp(async (app) => {
         200: Type.Object({ status: Type.Literal('ok'), state: StateSchema, checks: Type.Record(Type.String(), DependencySchema) })
       }
     }
-  }, async () => ({ status: 'ok' as const, state: app.health.state, checks: app.health.dependencies() }))
+  }, async (request) => ({ status: 'ok' as const, state: app.health.state, checks: app.health.dependencies(presentsMetricsToken(request)) }))
 
   app.get('/readyz', {
     config: { public: true },

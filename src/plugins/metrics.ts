@@ -148,6 +148,15 @@ function presentedSecret (request: FastifyRequest, isBasicAllowed: boolean): str
 }
 
 /**
+ * Whether a request presents METRICS_TOKEN as `Authorization: Bearer <token>`; false while it is empty,
+ * so that an open gateway shows no operator-only detail to anyone (/healthz's raw check errors).
+ */
+export function presentsMetricsToken (request: FastifyRequest): boolean {
+  const expected = request.server.config.METRICS_TOKEN
+  return expected !== '' && isSameSecret(presentedSecret(request, false), expected)
+}
+
+/**
  * The operators' routes (/metrics, /status): when METRICS_TOKEN is set, a request must present it as
  * `Authorization: Bearer <token>`, or for a page a browser opens (`isPage`), as the password of HTTP
  * Basic (any user name; the Basic challenge makes the browser ask for it); else 401.

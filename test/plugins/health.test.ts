@@ -94,3 +94,48 @@ test('answerInFlight: a pending request gets a 503 problem; a response already u
   await waitFor('nothing left in flight', () => app.health.inFlightCount === 0)
   t.equal(app.health.answerInFlight('the test deadline'), 0, 'nothing is cut twice')
 })
+
+test('/healthz: the text of an error a check threw goes to the log and to a METRICS_TOKEN holder, not to anonymous callers', async (t) => {
+  // An upstream host that never resolves (.invalid, RFC 6761) and a Redis port nothing listens on: both
+  // checks throw, with messages naming internal hosts and client internals.
+  const internalHost = 'atlas-db.internal.invalid'
+  const operatorToken = 'operator-token-for-healthz'
+  const { app, logs } = await buildTestApp(t, {
+    config: {
+      ...NO_BACKGROUND_CHECKS,
+      ATLAS_BASE_URL: `http://${internalHost}:8000/api/`,
+      REDIS_URL: 'redis://127.0.0.1:9',
+      // Nothing is written to a Redis that is not there, so there is no key space to delete at the end.
+      REDIS_KEY_PREFIX: 'healthz-closed-redis:',
+      METRICS_TOKEN: operatorToken
+    }
+  })
+  await app.health.runChecks()
+
+  const anonymous = await app.inject({ url: '/healthz' })
+  t.equal(anonymous.statusCode, 200)
+  const leaked = [internalHost, 'getaddrinfo', 'enableOfflineQueue', '127.0.0.1'].filter((text) => anonymous.body.includes(text))
+  t.comment(`anonymous /healthz body carries ${leaked.length} raw error fragment(s): ${leaked.join(', ')}`)
+  t.same(leaked, [], 'no raw error text reaches an anonymous caller')
+  const { checks } = anonymous.json()
+  t.match(checks.upstream, { status: 'down', detail: 'check failed (ENOTFOUND); the reason is in the log' }, 'a stable detail, with the error code')
+  t.match(checks.redis, { status: 'down', detail: /^check failed.*the reason is in the log$/ })
+
+  const wrongToken = await app.inject({ url: '/healthz', headers: { authorization: 'Bearer not-the-token' } })
+  t.equal(wrongToken.statusCode, 200, 'a wrong token still gets liveness')
+  t.notOk(wrongToken.body.includes(internalHost), 'and no raw text')
+
+  const operator = (await app.inject({ url: '/healthz', headers: { authorization: `Bearer ${operatorToken}` } })).json()
+  t.match(operator.checks.upstream, { status: 'down', detail: `getaddrinfo ENOTFOUND ${internalHost}` }, 'the operator sees the raw text')
+  t.match(operator.checks.redis.detail, /enableOfflineQueue|ECONNREFUSED|closed/i)
+  t.match(logs(), new RegExp(`"dependency":"upstream","detail":"getaddrinfo ENOTFOUND ${internalHost.replaceAll('.', '\\.')}".*"msg":"dependency down: upstream"`), 'the log has it')
+})
+
+test('/healthz with METRICS_TOKEN empty: nobody is an operator, so nobody sees raw error text', async (t) => {
+  const internalHost = 'atlas-db.internal.invalid'
+  const { app } = await buildTestApp(t, { config: { ...NO_BACKGROUND_CHECKS, ATLAS_BASE_URL: `http://${internalHost}:8000/api/` } })
+  await app.health.runChecks()
+  const body = (await app.inject({ url: '/healthz', headers: { authorization: 'Bearer anything' } })).body
+  t.notOk(body.includes(internalHost))
+  t.match(JSON.parse(body).checks.upstream, { status: 'down', detail: 'check failed (ENOTFOUND); the reason is in the log' })
+})
