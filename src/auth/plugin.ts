@@ -23,6 +23,7 @@ import {
 } from '../errors.js'
 import { quotaPlugin, type QuotaPluginOptions } from '../quota/plugin.js'
 import { DETAILS } from '../upstream/endpoints.js'
+import { allowOf, varyHeaderOf } from '../upstream/metadata.js'
 import { routeOf } from '../lib/route.js'
 
 declare module 'fastify' {
@@ -84,6 +85,10 @@ type Rejection = FastifyError & { retryAfter?: number }
 export interface RouteProtection { method: string, url: string, protection: Scope | 'public' | 'none' }
 
 function sendCompat (reply: FastifyReply, status: number, detail: string): FastifyReply {
+  // The view's Vary and Allow, which upstream sends with its refusals too, as the route's own answers
+  // do (routes/compat send()). A compat answer outside a view (the slash-less redirect) has neither.
+  const endpoint = routeOf(reply.request).config.endpoint
+  if (endpoint !== undefined) reply.header('vary', varyHeaderOf(endpoint)).header('allow', allowOf(endpoint))
   // A Buffer, so Fastify sends the type as is: the upstream's is `application/json` with no charset.
   return reply.code(status).type('application/json').send(Buffer.from(JSON.stringify({ detail })))
 }

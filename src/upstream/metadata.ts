@@ -29,6 +29,15 @@ export function renderersOf (endpoint: UpstreamEndpoint): Renderer[] {
   return endpoint === 'auth-token' ? ['json'] : ['json', 'html']
 }
 
+/**
+ * The Vary header of a view's answers, its refusals included (DRF's finalize_response adds it to every
+ * response): Accept for a view with more than one renderer; auth-token/ (one renderer) authenticates by
+ * reading the session, which adds Cookie.
+ */
+export function varyHeaderOf (endpoint: UpstreamEndpoint): string {
+  return renderersOf(endpoint).length > 1 ? 'Accept' : 'Cookie'
+}
+
 /** The Allow header of a view: the API views declare get and post, ObtainAuthToken only post. */
 export function allowOf (endpoint: UpstreamEndpoint): string {
   return endpoint === 'auth-token' ? 'POST, OPTIONS' : 'GET, POST, HEAD, OPTIONS'

@@ -13,7 +13,7 @@ import { negotiate } from '../../drf/negotiation.js'
 import { PyFloat, pyStr } from '../../drf/pystr.js'
 import { DEFAULT_PATHS, DETAILS, GET_STUB, LOGIN_FAILED, WRITE_ENDPOINTS, authTokenReply, type UpstreamEndpoint } from '../../upstream/endpoints.js'
 import { SERIALIZERS } from '../../upstream/serializers.js'
-import { allowOf, optionsMetadata, parsersOf, renderersOf } from '../../upstream/metadata.js'
+import { allowOf, optionsMetadata, parsersOf, renderersOf, varyHeaderOf } from '../../upstream/metadata.js'
 import * as reads from './reads.js'
 import { write, type WriteEndpoint } from './writes.js'
 import { routeOf } from '../../lib/route.js'
@@ -60,9 +60,7 @@ const WRITE_SCOPES: Readonly<Record<WriteEndpoint, Scope>> = {
 
 function send (reply: FastifyReply, status: number, body: string): FastifyReply {
   const endpoint = routeOf(reply.request).config.endpoint as UpstreamEndpoint
-  // A view with one renderer (auth-token/) sends no Vary: Accept; its authentication reads the session,
-  // which adds Vary: Cookie. The API views render JSON or HTML.
-  reply.header('vary', renderersOf(endpoint).length > 1 ? 'Accept' : 'Cookie').header('allow', allowOf(endpoint)).code(status)
+  reply.header('vary', varyHeaderOf(endpoint)).header('allow', allowOf(endpoint)).code(status)
   // A 204 has no body, so no type (as upstream).
   if (status === 204) return reply.send()
   // A Buffer keeps Fastify from adding a charset: the upstream's type is plain application/json.
