@@ -161,6 +161,16 @@ function listOf (endpoint: UpstreamEndpoint) {
   }
 }
 
+/** Django's HttpResponsePermanentRedirect to the request's path with the slash: its default type, no body. */
+async function redirectToSlash (request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> {
+  // An absolute-form target (`http://host/atlas/api/cone?…`) redirects by its path, as Django's does,
+  // never to the host it names.
+  const target = request.url.replace(ABSOLUTE_FORM, '')
+  const query = queryOf(target)
+  const path = query === undefined ? target : target.slice(0, -query.length - 1)
+  return reply.code(301).type('text/html; charset=utf-8').header('location', `${path}/${query === undefined ? '' : `?${query}`}`).send('')
+}
+
 /**
  * auth-token/ takes no key, so its POSTs are counted by client address (AUTH_TOKEN_RATE), in onRequest:
  * a refused request's body (up to 2.5 MiB of form) is never read or parsed. The upstream too throttles
@@ -259,22 +269,18 @@ export const compatRoutes: FastifyPluginAsync = async (app) => {
       handler: async (request, reply) => send(reply, 405, detail(DETAILS.methodNotAllowed(request.method)))
     })
     // Django's APPEND_SLASH: a 301 with an empty body to the same path with the slash, query kept.
+    // Answered in onRequest, so the body is never read (Node discards what the client still sends): the
+    // route is public, and a body read first let anyone have the gateway buffer 2.5 MiB per request with
+    // no limit, where the slashed route checks the key or AUTH_TOKEN_RATE before the body.
     app.route({
       method: ['GET', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'],
       url: `/${endpoint}`,
       // A redirect to the same path with the slash, where the real route checks the key.
       config: { public: true },
-      bodyLimit: BODY_LIMIT_BYTES,
       schema: { hide: true },
-      handler: async (request, reply) => {
-        // An absolute-form target (`http://host/atlas/api/cone?…`) redirects by its path, as Django's does,
-        // never to the host it names.
-        const target = request.url.replace(ABSOLUTE_FORM, '')
-        const query = queryOf(target)
-        const path = query === undefined ? target : target.slice(0, -query.length - 1)
-        // Django's HttpResponsePermanentRedirect: its default type, no body.
-        return reply.code(301).type('text/html; charset=utf-8').header('location', `${path}/${query === undefined ? '' : `?${query}`}`).send('')
-      }
+      onRequest: redirectToSlash,
+      // Never reached (onRequest has answered); Fastify needs one.
+      handler: redirectToSlash
     })
   }
 }
