@@ -13,7 +13,7 @@ import { Ajv, type Options, type ValidateFunction } from 'ajv'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import { invalidFields, NotAcceptableError, type FieldError } from '../../errors.js'
 import { isInstant } from '../../lib/datetime.js'
-import { parseRequestJson, RequestJsonError } from '../../lib/json.js'
+import { parseRequestJson, RequestJsonError, type BodyPath } from '../../lib/json.js'
 import { routeOf } from '../../lib/route.js'
 
 const BASE: Options = { useDefaults: true, removeAdditional: false, allErrors: false, addUsedSchema: false }
@@ -38,6 +38,19 @@ function compiler (ajv: Ajv) {
 }
 
 interface QuerySchema { properties?: Record<string, { type?: string }> }
+
+interface BodySchema { type?: string | string[], properties?: Record<string, BodySchema>, items?: BodySchema }
+
+/** Whether the body schema wants an integer at `path` (a place it does not describe: no). */
+function isIntegerAt (schema: BodySchema | undefined, path: BodyPath): boolean {
+  let at = schema
+  for (const key of path) {
+    if (at === undefined) return false
+    at = typeof key === 'number' ? at.items : at.properties !== undefined && Object.hasOwn(at.properties, key) ? at.properties[key] : undefined
+  }
+  const type = at?.type
+  return type === 'integer' || (Array.isArray(type) && type.includes('integer'))
+}
 
 /** Unknown, repeated and non-decimal query parameters, named. */
 function checkQuery (request: FastifyRequest): void {
@@ -124,12 +137,14 @@ export function strictInput (app: FastifyInstance): void {
 
   // JSON is the only body v1 reads (Fastify would also parse text/plain): anything else is a 415.
   app.removeAllContentTypeParsers()
-  app.addContentTypeParser('application/json', { parseAs: 'string' }, (_request, body, done) => {
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
     try {
-      done(null, parseRequestJson(body as string))
+      const schema = routeOf(request).schema?.body as BodySchema | undefined
+      done(null, parseRequestJson(body as string, (path) => isIntegerAt(schema, path)))
     } catch (err) {
-      const message = err instanceof RequestJsonError ? err.message : 'The body cannot be read.'
-      done(invalidFields(message, [{ path: '/body', message }]), undefined)
+      if (!(err instanceof RequestJsonError)) return done(invalidFields('The body cannot be read.', [{ path: '/body', message: 'The body cannot be read.' }]), undefined)
+      const path = '/body' + err.pointer
+      done(invalidFields(err.pointer === '' ? err.message : `${path.slice(1)} ${err.message}`, [{ path, message: err.message }]), undefined)
     }
   })
 

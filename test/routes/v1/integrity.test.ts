@@ -64,6 +64,52 @@ test('ids that cannot be read exactly are refused by name, never rounded', async
   t.equal(sandbox.totalCalls(), 0, 'nothing reached the upstream')
 })
 
+test('a body number whose double is not what was written is refused where that changes it, by name', async (t) => {
+  const { app, sandbox } = await buildTestApp(t, { config: { UPSTREAM_BATCH_WINDOW_MS: 0 } })
+  const auth = { ...demoAuth(app), ...json }
+  sandbox.resetCalls()
+  // An integer field given a fraction that a double reads as an integer (was sent as 5 and as 1), an
+  // integer written with a .0 tail beyond 2^53 (was sent as …992, as the bare form is refused), a number
+  // that underflows to 0 (was sent as 0): the query's twins of these are refused too.
+  const refused: Array<[string, string, string]> = [
+    ['/v1/vra/ranks', `{"id":"${A}","rank":1,"is_gal_cand":4.9999999999999999}`, '/body/is_gal_cand'],
+    ['/v1/vra/ranks', `{"id":"${A}","rank":1,"is_gal_cand":0.99999999999999999}`, '/body/is_gal_cand'],
+    ['/v1/vra/scores', `{"id":"${A}","is_gal_cand":4.9999999999999999}`, '/body/is_gal_cand'],
+    ['/v1/vra/ranks', `{"id":"${A}","rank":1,"is_gal_cand":49.999999999999999e-1}`, '/body/is_gal_cand'],
+    ['/v1/vra/ranks', `{"id":"${A}","rank":9007199254740993.0}`, '/body/rank'],
+    ['/v1/vra/ranks', `{"id":"${A}","rank":9007199254740993}`, '/body/rank'],
+    ['/v1/vra/scores', `{"id":"${A}","rank_alt1":9007199254740993.000}`, '/body/rank_alt1'],
+    ['/v1/vra/ranks', `{"id":"${A}","rank":1e-400}`, '/body/rank'],
+    ['/v1/vra/scores', `{"id":"${A}","preal":-1e-400}`, '/body/preal'],
+    ['/v1/objects/query', `{"ids":["${A}"],"mjd_min":1e-400}`, '/body/mjd_min'],
+    ['/v1/vra/todo', '{"id":1161600211221604900.0}', '/body/id']
+  ]
+  for (const [url, payload, path] of refused) {
+    const res = await app.inject({ method: 'POST', url, headers: auth, payload })
+    t.equal(res.statusCode, 400, payload)
+    t.equal(res.json().code, 'GW_VALIDATION', payload)
+    t.equal(res.json().errors?.[0]?.path, path, `${payload} names the field`)
+  }
+  t.match((await app.inject({ method: 'POST', url: '/v1/vra/ranks', headers: auth, payload: `{"id":"${A}","rank":1,"is_gal_cand":4.9999999999999999}` })).json().detail,
+    /^body\/is_gal_cand must be an integer.*4\.9999999999999999/, 'the detail says what was written')
+  t.equal(sandbox.totalCalls(), 0, 'nothing reached the upstream')
+
+  // What a double holds as written, or a float field's ordinary rounding, goes through as the double.
+  const accepted: Array<[string, string, string, string]> = [
+    [`{"id":"${A}","rank":1,"is_gal_cand":5.0}`, 'vrarank', 'is_gal_cand', '5'],
+    [`{"id":"${A}","rank":1,"is_gal_cand":5e0}`, 'vrarank', 'is_gal_cand', '5'],
+    [`{"id":"${A}","rank":4.9999999999999999}`, 'vrarank', 'rank', '5'],
+    [`{"id":"${A}","rank":1e-300}`, 'vrarank', 'rank', '1e-300'],
+    [`{"id":"${A}","rank":-0.0}`, 'vrarank', 'rank', '0'],
+    [`{"id":"${A}","rank":2.5e3}`, 'vrarank', 'rank', '2500']
+  ]
+  for (const [payload, endpoint, field, sent] of accepted) {
+    const res = await app.inject({ method: 'POST', url: '/v1/vra/ranks', headers: auth, payload })
+    t.equal(res.statusCode, 201, payload)
+    t.equal(lastFields(sandbox, endpoint).get(field), sent, `${payload}: ${field}=${sent} upstream`)
+  }
+})
+
 test('unknown fields, unknown and repeated parameters are 400s naming them', async (t) => {
   const { app, sandbox } = await buildTestApp(t)
   const auth = demoAuth(app)
