@@ -3,8 +3,8 @@
 //   request fails by name; nothing is rounded (lib/json.ts parseRequestJson).
 // - Bodies are validated without coercion and without removing anything: an unknown field, a wrong
 //   type or a null is a 400 naming the field.
-// - Query strings: unknown or repeated parameters are a 400 naming them; numbers must be written in
-//   decimal (no 0x10, Infinity or empty values); then Ajv converts the text to the schema's type.
+// - Query strings: unknown, repeated or undecodable (%zz) parameters are a 400 naming them; numbers must
+//   be written in decimal (no 0x10, Infinity or empty values); then Ajv converts the text to the schema's type.
 // - Dates (`format: 'instant'`) are calendar-strict (lib/datetime.ts).
 // - A request that accepts none of the answer's media types gets 406 (an event stream's is
 //   text/event-stream alone).
@@ -52,8 +52,43 @@ function isIntegerAt (schema: BodySchema | undefined, path: BodyPath): boolean {
   return type === 'integer' || (Array.isArray(type) && type.includes('integer'))
 }
 
-/** Unknown, repeated and non-decimal query parameters, named. */
+function decodedName (raw: string): string {
+  try {
+    return decodeURIComponent(raw.replaceAll('+', ' '))
+  } catch {
+    return raw
+  }
+}
+
+/**
+ * Parameters whose name or value does not percent-decode (a lone `%`, `%zz`, bytes that are not UTF-8):
+ * Fastify's parser keeps such text as it came, so `names=SN2018cow%zz` would be read as that text.
+ */
+function undecodableParameters (url: string): FieldError[] {
+  const start = url.indexOf('?')
+  if (start < 0 || !url.includes('%', start)) return []
+  const errors: FieldError[] = []
+  for (const pair of url.slice(start + 1).split('&')) {
+    if (!pair.includes('%')) continue
+    try {
+      decodeURIComponent(pair)
+    } catch {
+      const eq = pair.indexOf('=')
+      errors.push({ path: `/querystring/${decodedName(eq < 0 ? pair : pair.slice(0, eq))}`, message: 'is not valid percent-encoded UTF-8' })
+    }
+  }
+  return errors
+}
+
+function throwQueryErrors (errors: FieldError[]): void {
+  if (errors.length > 0) {
+    throw invalidFields(errors.map((e) => `${e.path.slice(1)} ${e.message}`).join('; '), errors)
+  }
+}
+
+/** Undecodable, unknown, repeated and non-decimal query parameters, named. */
 function checkQuery (request: FastifyRequest): void {
+  throwQueryErrors(undecodableParameters(request.url))
   const query = request.query as Record<string, string | string[]>
   const names = Object.keys(query)
   if (names.length === 0) return
@@ -73,9 +108,7 @@ function checkQuery (request: FastifyRequest): void {
       errors.push({ path, message: 'must be a finite decimal number' })
     }
   }
-  if (errors.length > 0) {
-    throw invalidFields(errors.map((e) => `${e.path.slice(1)} ${e.message}`).join('; '), errors)
-  }
+  throwQueryErrors(errors)
 }
 
 interface MediaRange { type: string, subtype: string, q: number }

@@ -169,6 +169,29 @@ test('impossible dates and numbers the upstream cannot take are 400s before any 
   }
 })
 
+test('a query value that does not percent-decode is refused, not taken literally', async (t) => {
+  const { app, sandbox } = await buildTestApp(t)
+  const auth = demoAuth(app)
+  sandbox.resetCalls()
+  // Each was answered 200 with the undecoded text as the name (externalObjects=SN2018cow%25zz upstream).
+  const undecodable: Array<[string, string]> = [
+    ['/v1/crossmatches?names=SN2018cow%zz', 'names'], ['/v1/crossmatches?names=caf%E9', 'names'],
+    ['/v1/crossmatches?names=caf%C3', 'names'], ['/v1/crossmatches?names=a,b%2', 'names'],
+    ['/v1/vra/scores?ids=%ED%A0%80', 'ids'], [`/v1/objects/${A}?mjd_min=1%`, 'mjd_min']
+  ]
+  for (const [url, name] of undecodable) {
+    const res = await app.inject({ url, headers: auth })
+    t.equal(res.statusCode, 400, url)
+    t.equal(res.json().code, 'GW_VALIDATION', url)
+    t.same(res.json().errors, [{ path: `/querystring/${name}`, message: 'is not valid percent-encoded UTF-8' }], `${url} names the parameter`)
+  }
+  t.equal(sandbox.totalCalls(), 0, 'nothing reached the upstream')
+  // Escapes that decode are taken as they decode: a `%` sent as %25, é as %C3%A9.
+  const ok = await app.inject({ url: '/v1/crossmatches?names=SN2018cow%25zz,caf%C3%A9', headers: auth })
+  t.equal(ok.statusCode, 200)
+  t.same(Object.keys(ok.json().results), ['SN2018cow%zz', 'café'])
+})
+
 test('charges: validation first, units back on 5xx, the share counts every upstream call', async (t) => {
   const reader = makeConsumer('reader', { scopes: ['read'], upstream_share: 1000, daily_objects: 100000 })
   const { app, sandbox } = await buildTestApp(t, {
