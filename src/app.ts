@@ -77,6 +77,10 @@ export async function buildApp (config: Config, deps: AppDeps = {}): Promise<Fas
     // strict validators (routes/v1/input.ts).
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false, useDefaults: true } }
   }).withTypeProvider<TypeBoxTypeProvider>()
+  // An HTTP/1.1 Expect other than 100-continue: Node answers a bare 417 itself (no body, no X-Request-Id)
+  // unless this event has a listener. The request goes through the app, whose problem handler answers
+  // 417 GW_EXPECTATION_FAILED (plugins/problem-handler.ts), logged and counted like any other.
+  app.server.on('checkExpectation', app.routing)
 
   app.decorate('config', config)
   app.decorate('lists', createListCatalog(config.CUSTOM_LISTS))

@@ -54,6 +54,7 @@ export const PROBLEM_TITLES: Readonly<Record<string, string>> = {
   GW_IDEMPOTENCY_KEY_REUSED: 'Idempotency-Key reused for another request',
   GW_WRITE_OUTCOME_UNKNOWN: 'Write outcome unknown',
   GW_HEADERS_TOO_LARGE: 'Request headers too large',
+  GW_EXPECTATION_FAILED: 'Expectation failed',
   GW_INTERNAL: 'Internal error'
 }
 

@@ -1,6 +1,7 @@
 // Turns every error into RFC 9457 application/problem+json with a stable `code`: thrown errors,
 // validation failures, unknown routes (404), known paths with another method (405 + Allow), bad URLs,
-// and the errors Node answers before a request exists (malformed HTTP, slow bodies: 408, huge headers).
+// and the errors Node answers before a request exists (malformed HTTP, slow bodies: 408, huge headers)
+// or before it reaches the app (an Expect it cannot meet: 417).
 // 5xx bodies hide internals; the cause is logged.
 import { randomUUID } from 'node:crypto'
 import { STATUS_CODES } from 'node:http'
@@ -15,6 +16,15 @@ import { ProblemSchema } from '../schemas/common.js'
 import { routeOf } from '../lib/route.js'
 
 export const PROBLEM_CONTENT_TYPE = 'application/problem+json'
+
+// Node's own test (lib/_http_server.js): an HTTP/1.1 Expect naming 100-continue is met (100 Continue);
+// any other is not, and Node emits checkExpectation for it.
+const EXPECT_CONTINUE = /(?:^|\W)100-continue(?:$|\W)/i
+
+/** Whether a request's Expect header asks for what the server does not do, as Node decides it. */
+export function isExpectationFailed (expect: string | undefined, httpVersion: string): boolean {
+  return expect !== undefined && httpVersion === '1.1' && !EXPECT_CONTINUE.test(expect)
+}
 const TYPE_BASE = 'https://atlas-gateway.dev/problems/'
 
 export interface Problem {
@@ -142,6 +152,12 @@ export const problemHandlerPlugin = fp(async (app) => {
     // HTTP/1.1 needs a Host header (RFC 9112 §3.2); Node's own check answers with an empty 400.
     if (request.headers.host === undefined && request.raw.httpVersion === '1.1') {
       sendProblem(reply, buildProblem(request, 400, 'GW_VALIDATION', 'An HTTP/1.1 request needs a Host header.'))
+      return
+    }
+    // An expectation the gateway cannot meet (anything but 100-continue): Node's own answer is an empty
+    // 417, so app.ts routes these requests here instead (RFC 9110 §10.1.1).
+    if (isExpectationFailed(request.headers.expect, request.raw.httpVersion)) {
+      sendProblem(reply, buildProblem(request, 417, 'GW_EXPECTATION_FAILED', 'The Expect header asks for something other than 100-continue, which this server does not do.'))
       return
     }
     // Unmatched requests are the not-found handlers' (each dialect has its own); this is for a path that

@@ -7,6 +7,7 @@ import { test } from 'tap'
 import fc from 'fast-check'
 import { buildTestApp, demoAuth, FIXTURE_IDS } from '../../helper.js'
 import { consumersFile, makeConsumer } from '../../consumer-helper.js'
+import { rawRequest } from '../../fixtures/raw-http.js'
 
 const { A, B, C, D, U } = FIXTURE_IDS
 const json = { 'content-type': 'application/json' }
@@ -294,6 +295,28 @@ test('a slow body gets 408 and malformed HTTP gets 400, both problem+json, from 
     t.match(answer, new RegExp(`"request_id":"${header ?? 'none'}"`), `${what}: the body's request_id`)
     t.match(answer, /\r\nx-content-type-options: nosniff\r\n/i, `${what}: nosniff`)
   }
+})
+
+test('an Expect other than 100-continue gets a problem+json 417 on every path, not Node\'s empty one', async (t) => {
+  const { app, sandbox } = await buildTestApp(t)
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  const { port } = app.server.address() as { port: number }
+  const key = demoAuth(app).authorization as string
+  sandbox.resetCalls()
+  const paths: Array<[string, string]> = [['/v1/me', key], [`/v1/objects/${A}`, key], ['/atlas/api/objects/?objects=1', `Token ${key.slice(7)}`], ['/nothing', key]]
+  for (const [path, authorization] of paths) {
+    const res = await rawRequest({ method: 'GET', url: `http://127.0.0.1:${port}${path}`, headers: { authorization, expect: 'x-something' } })
+    t.equal(res.status, 417, path)
+    t.match(String(res.headers['content-type']), /^application\/problem\+json/, `${path}: problem+json (was no content type, an empty body)`)
+    t.equal(JSON.parse(res.text).code, 'GW_EXPECTATION_FAILED', path)
+    t.equal(JSON.parse(res.text).request_id, res.headers['x-request-id'], `${path}: X-Request-Id`)
+    t.equal(res.headers['x-content-type-options'], 'nosniff', `${path}: nosniff`)
+  }
+  const posted = await rawRequest({ method: 'POST', url: `http://127.0.0.1:${port}/v1/vra/todo`, headers: { authorization: key, 'content-type': 'application/json', expect: 'x' }, body: `{"id":"${A}"}` })
+  t.equal(posted.status, 417, 'a write with one is not applied')
+  t.equal(sandbox.totalCalls(), 0, 'nothing reached the upstream')
+  const asked = await rawRequest({ method: 'GET', url: `http://127.0.0.1:${port}/v1/me`, headers: { authorization: key, expect: '100-Continue' } })
+  t.equal(asked.status, 200, '100-continue (any case) is still met')
 })
 
 test('the bulk body follows the consumer\'s max_batch: 50,000 ids fit', async (t) => {
