@@ -4,7 +4,7 @@ import { Type } from '@sinclair/typebox'
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import { views } from '../../cache/tags.js'
-import { NotFoundError } from '../../errors.js'
+import { invalidFields, NotFoundError } from '../../errors.js'
 import { stringifyV1 } from '../../lib/json.js'
 import { AtlasIdSchema, passthrough, problems } from '../../schemas/common.js'
 import { fields, replyFields, type WriteOutcome } from '../../upstream/endpoints.js'
@@ -21,6 +21,22 @@ async function changeMembership (app: FastifyInstance, request: FastifyRequest, 
   const list = app.lists.resolveCustom(name)
   const kind = isAdd ? 'objectgroups' : 'objectgroupsdelete'
   return upstreamWrite(app, request, kind, fields.listMembership(id, list.id), { objectId: id, groupId: list.id })
+}
+
+interface ChangeSet { add?: string[], remove?: string[] }
+
+/** Distinct ids in first-seen order: an id sent twice is one change (as GET /v1/objects answers it once). */
+function distinct (ids: readonly string[] = []): string[] {
+  return [...new Set(ids)]
+}
+
+/** A 400 for each removal of an id the same change set adds: the two cannot both be meant. */
+function refuseAddedAndRemoved (body: ChangeSet): void {
+  const added = new Set(body.add)
+  const errors = (body.remove ?? []).flatMap((id, i) => added.has(id)
+    ? [{ path: `/body/remove/${i}`, message: 'is also in add; send each id in one of add and remove' }]
+    : [])
+  if (errors.length > 0) throw invalidFields(errors.map((e) => `${e.path.slice(1)} ${e.message}`).join('; '), errors)
 }
 
 interface MembershipResult { status: number, outcome: string }
@@ -127,14 +143,15 @@ export const customListRoutes: FastifyPluginAsyncTypebox = async (app) => {
       idempotent: true,
       // Any membership change of the batch read back marks the whole answer.
       readBack: 200,
+      // 1 per distinct requested id (an id is in add or in remove, not both: see the preHandler).
       units: (request) => {
-        const b = request.body as { add?: string[], remove?: string[] }
-        return (b.add?.length ?? 0) + (b.remove?.length ?? 0)
+        const b = request.body as ChangeSet
+        return distinct(b.add).length + distinct(b.remove).length
       }
     },
     schema: {
-      summary: 'Add and remove many objects (one upstream call per id; one result per id)',
-      description: 'Applied in order, adds first. When the upstream budget runs out, the remaining ids are reported with code GW_UPSTREAM_BUDGET and not attempted: nothing is lost silently.',
+      summary: 'Add and remove many objects (one upstream call per distinct id; one result per distinct id)',
+      description: 'Applied in order, adds first. An id sent twice is one change, answered once; an id in both add and remove is a 400. When the upstream budget runs out, the remaining ids are reported with code GW_UPSTREAM_BUDGET and not attempted: nothing is lost silently.',
       tags: ['custom lists'],
       params: Type.Object({ name: Type.String({ maxLength: 64 }) }),
       body: Type.Object({
@@ -149,13 +166,17 @@ export const customListRoutes: FastifyPluginAsyncTypebox = async (app) => {
         ...problems(404, 409, 413, 422)
       }
     },
-    // An unknown list is a 404 before authorisation charges the units.
-    preHandler: async (request) => { app.lists.resolveCustom(request.params.name) }
+    // An unknown list (404) and an id both added and removed (400) are refused before authorisation
+    // charges the units.
+    preHandler: async (request) => {
+      app.lists.resolveCustom(request.params.name)
+      refuseAddedAndRemoved(request.body)
+    }
   }, async (request) => {
     const { name } = request.params
     const ops = [
-      ...(request.body.add ?? []).map((id) => ({ id, isAdd: true })),
-      ...(request.body.remove ?? []).map((id) => ({ id, isAdd: false }))
+      ...distinct(request.body.add).map((id) => ({ id, isAdd: true })),
+      ...distinct(request.body.remove).map((id) => ({ id, isAdd: false }))
     ]
     const results: Array<{ id: string, op: string, status: number, outcome: string, code?: string }> = []
     let stopped: { status: number, code: string } | undefined

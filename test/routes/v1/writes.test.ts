@@ -30,7 +30,7 @@ test('custom-list membership: 201 added, 200 already, 204 removed, 404 not a mem
   t.equal(sandbox.totalCalls(), 0)
 })
 
-test('bulk membership: one result per id, in order', async (t) => {
+test('bulk membership: one result per distinct id, in order', async (t) => {
   const { app, sandbox } = await buildTestApp(t)
   sandbox.resetCalls()
   const res = await app.inject({
@@ -41,11 +41,41 @@ test('bulk membership: one result per id, in order', async (t) => {
   })
   t.equal(res.statusCode, 200)
   t.same(res.json().results.map((r: { id: string, op: string, outcome: string }) => [r.id, r.op, r.outcome]), [
-    [E, 'add', 'added'], [U, 'add', 'unknown_object'], [E, 'add', 'already_member'],
+    [E, 'add', 'added'], [U, 'add', 'unknown_object'],
     [B, 'remove', 'removed'], [F, 'remove', 'not_member']
   ])
-  t.equal(sandbox.calls.get('objectgroups'), 3)
+  t.equal(sandbox.calls.get('objectgroups'), 2)
   t.equal(sandbox.calls.get('objectgroupsdelete'), 2)
+})
+
+test('bulk membership: an id sent twice is written and charged once; one both added and removed is a 400', async (t) => {
+  const { app, sandbox } = await buildTestApp(t)
+  const auth = demoAuth(app)
+  const units = async (): Promise<number> => (await app.inject({ url: '/v1/me', headers: auth })).json().usage.units_today
+  const post = (payload: object) => app.inject({ method: 'POST', url: '/v1/custom-lists/mookodi/members', headers: auth, payload })
+  sandbox.resetCalls()
+  const before = await units()
+  // Was 5 identical upstream writes (5 tokens of the shared budget) and 5 units, answered 5 times.
+  const five = await post({ add: [A, A, A, A, A] })
+  t.equal(five.statusCode, 200)
+  t.same(five.json().results.map((r: { id: string, op: string }) => [r.id, r.op]), [[A, 'add']], 'answered once, as GET /v1/objects answers a repeated id')
+  t.equal(sandbox.calls.get('objectgroups'), 1, 'one upstream write')
+  t.equal(await units(), before + 1, 'one unit: 1 per distinct requested id')
+
+  sandbox.resetCalls()
+  const mixed = await post({ add: [B, C, B], remove: [D, D] })
+  t.same(mixed.json().results.map((r: { id: string, op: string }) => [r.id, r.op]), [[B, 'add'], [C, 'add'], [D, 'remove']])
+  t.equal(sandbox.calls.get('objectgroups'), 2)
+  t.equal(sandbox.calls.get('objectgroupsdelete'), 1)
+  t.equal(await units(), before + 4)
+
+  sandbox.resetCalls()
+  const both = await post({ add: [C, A], remove: [B, A] })
+  t.equal(both.statusCode, 400, 'an id both added and removed: which was meant cannot be told')
+  t.equal(both.json().code, 'GW_VALIDATION')
+  t.same(both.json().errors, [{ path: '/body/remove/1', message: 'is also in add; send each id in one of add and remove' }])
+  t.equal(sandbox.totalCalls(), 0, 'nothing reached the upstream')
+  t.equal(await units(), before + 4, 'and nothing was charged')
 })
 
 test('bulk membership stops calling upstream when the budget is spent, and says so per id', async (t) => {
