@@ -119,7 +119,7 @@ const PROBLEM_TEXT: Record<string, string> = {
   409: 'a request with the same Idempotency-Key is still running',
   // A route's own limits (GET /v1/objects: 100 ids in a URL) are 400s, not 413s.
   413: 'more ids than the key\'s max_batch allows',
-  415: 'a body whose Content-Type is not application/json',
+  415: 'a body whose Content-Type is not application/json, or with a Content-Encoding (other than identity) or a charset other than utf-8',
   422: 'the Idempotency-Key was used for another request',
   429: 'a limit of the key (request rate, daily object units, upstream share) or the upstream budget is spent',
   502: 'the upstream failed or answered something unreadable',

@@ -1,6 +1,7 @@
 // Strict v1 input, set up once for the /v1 context (routes/v1/index.ts):
 // - JSON bodies are read losslessly: an id sent as a JSON number arrives as its exact digits or the
-//   request fails by name; nothing is rounded (lib/json.ts parseRequestJson).
+//   request fails by name; nothing is rounded (lib/json.ts parseRequestJson). A body with a
+//   Content-Encoding or a charset other than UTF-8 is a 415: it is read as sent, as UTF-8, or not at all.
 // - Bodies are validated without coercion and without removing anything: an unknown field, a wrong
 //   type or a null is a 400 naming the field.
 // - Query strings: unknown, repeated or undecodable (%zz) parameters are a 400 naming them; numbers must
@@ -11,7 +12,7 @@
 // All of this runs before authorisation charges anything and before any cache or upstream work.
 import { Ajv, type Options, type ValidateFunction } from 'ajv'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
-import { invalidFields, NotAcceptableError, type FieldError } from '../../errors.js'
+import { invalidFields, NotAcceptableError, UnsupportedMediaTypeError, type FieldError } from '../../errors.js'
 import { isInstant } from '../../lib/datetime.js'
 import { parseRequestJson, RequestJsonError, type BodyPath } from '../../lib/json.js'
 import { routeOf } from '../../lib/route.js'
@@ -160,6 +161,32 @@ declare module 'fastify' {
 // is how a refusal is written, not a representation of the resource, so accepting it alone is a 406.
 const JSON_TYPE = 'application/json'
 
+/** A Content-Encoding that is not the body as sent ('identity' or none), e.g. 'gzip'; undefined when none is. */
+function codingApplied (header: string | undefined): string | undefined {
+  return header?.split(',').map((c) => c.trim().toLowerCase()).find((c) => c !== '' && c !== 'identity')
+}
+
+/** The charset parameter of a Content-Type, unquoted and in lower case; undefined when there is none. */
+function charsetOf (contentType: string | undefined): string | undefined {
+  for (const param of (contentType ?? '').split(';').slice(1)) {
+    const eq = param.indexOf('=')
+    if (param.slice(0, eq).trim().toLowerCase() === 'charset') return param.slice(eq + 1).trim().replace(/^"(.*)"$/, '$1').toLowerCase()
+  }
+  return undefined
+}
+
+/**
+ * Why a JSON body cannot be read as it came, or undefined: v1 decodes no Content-Encoding (a compressed
+ * body, or a plain one labelled compressed, would be misread) and reads UTF-8 only (RFC 8259 §8.1).
+ */
+function unreadableBody (request: FastifyRequest): string | undefined {
+  const coding = codingApplied(request.headers['content-encoding'])
+  if (coding !== undefined) return `This API reads a body as sent: Content-Encoding ${coding.slice(0, 40)} is not accepted; send it uncompressed.`
+  const charset = charsetOf(request.headers['content-type'])
+  if (charset !== undefined && charset !== 'utf-8') return `A JSON body is UTF-8: charset=${charset.slice(0, 40)} is not accepted.`
+  return undefined
+}
+
 /** Installs the strict input rules on the v1 context. */
 export function strictInput (app: FastifyInstance): void {
   const bodyAjv = makeAjv(false)
@@ -171,6 +198,8 @@ export function strictInput (app: FastifyInstance): void {
   // JSON is the only body v1 reads (Fastify would also parse text/plain): anything else is a 415.
   app.removeAllContentTypeParsers()
   app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
+    const unreadable = unreadableBody(request)
+    if (unreadable !== undefined) return done(new UnsupportedMediaTypeError(unreadable), undefined)
     try {
       const schema = routeOf(request).schema?.body as BodySchema | undefined
       done(null, parseRequestJson(body as string, (path) => isIntegerAt(schema, path)))

@@ -3,6 +3,7 @@
 // the upstream cannot take are 400s before any cache read, charge or upstream call; units are given
 // back when the gateway answers 5xx; the upstream share counts every upstream call.
 import { connect } from 'node:net'
+import { gzipSync } from 'node:zlib'
 import { test } from 'tap'
 import fc from 'fast-check'
 import { buildTestApp, demoAuth, FIXTURE_IDS } from '../../helper.js'
@@ -261,6 +262,45 @@ test('every v1 error is problem+json: 405 with Allow, 406, 413, 415, malformed J
   problem(await app.inject({ method: 'POST', url: '/v1/vra/todo', headers: { ...auth, ...json }, payload: `{"id":"${A}","pad":"${'x'.repeat(1_100_000)}"}` }), 413, 'GW_PAYLOAD_TOO_LARGE', 'a body over BODY_LIMIT_BYTES')
   problem(await app.inject({ url: '/v1/objects/%E0%A4%A', headers: auth }), 400, 'GW_VALIDATION', 'a URL that does not decode')
   t.equal(sandbox.totalCalls(), 0)
+})
+
+test('a v1 body is read only as sent in UTF-8: another Content-Encoding or charset is a 415', async (t) => {
+  const { app, sandbox } = await buildTestApp(t)
+  const auth = demoAuth(app)
+  const body = `{"id":"${A}"}`
+  const post = (headers: Record<string, string>, payload: string | Buffer = body) =>
+    app.inject({ method: 'POST', url: '/v1/vra/todo', headers: { ...auth, ...json, ...headers }, payload })
+  sandbox.resetCalls()
+  // A plain body labelled zstd or gzip was written (200); a real gzip body was a 400 "not valid JSON";
+  // a UTF-16 body was read as UTF-8.
+  const refused: Array<[string, Record<string, string>, string | Buffer]> = [
+    ['plain JSON labelled zstd', { 'content-encoding': 'zstd' }, body],
+    ['plain JSON labelled gzip', { 'content-encoding': 'gzip' }, body],
+    ['a gzip body', { 'content-encoding': 'gzip' }, gzipSync(body)],
+    ['gzip after identity', { 'content-encoding': 'identity, gzip' }, body],
+    ['charset=utf-16', { 'content-type': 'application/json; charset=utf-16' }, Buffer.from(body, 'utf16le')],
+    ['charset=latin1', { 'content-type': 'application/json; charset=latin1' }, body],
+    ['charset="utf-8x"', { 'content-type': 'application/json;charset="utf-8x"' }, body]
+  ]
+  for (const [what, headers, payload] of refused) {
+    const res = await post(headers, payload)
+    t.equal(res.statusCode, 415, what)
+    t.match(String(res.headers['content-type']), /^application\/problem\+json/, what)
+    t.equal(res.json().code, 'GW_UNSUPPORTED_MEDIA_TYPE', what)
+  }
+  t.equal(sandbox.totalCalls(), 0, 'nothing reached the upstream')
+  const accepted: Array<Record<string, string>> = [{}, { 'content-encoding': 'identity' }, { 'content-encoding': 'IDENTITY' }, { 'content-type': 'application/json; charset=UTF-8' }, { 'content-type': 'application/json; charset="utf-8"' }]
+  for (const headers of accepted) {
+    t.ok([200, 201].includes((await post(headers)).statusCode), JSON.stringify(headers))
+  }
+  // The compatibility path follows Django, which reads no Content-Encoding: unchanged.
+  const compat = await app.inject({
+    method: 'POST',
+    url: '/atlas/api/objects/',
+    headers: { authorization: `Token ${(auth.authorization as string).slice(7)}`, 'content-type': 'application/x-www-form-urlencoded', 'content-encoding': 'zstd' },
+    payload: `objects=${A}`
+  })
+  t.equal(compat.statusCode, 200, 'compat: a form labelled zstd is read as it is')
 })
 
 test('a slow body gets 408 and malformed HTTP gets 400, both problem+json, from Node\'s own socket errors', async (t) => {
