@@ -4,7 +4,7 @@ import Fastify, { LogController, type FastifyInstance } from 'fastify'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import type { Config } from './config.js'
 import { buildLoggerOptions, genReqId, lazyRequestLogger } from './logger.js'
-import { clientErrorHandler, frameworkErrors, problemHandlerPlugin } from './plugins/problem-handler.js'
+import { clientErrorHandler, frameworkErrorsWith, problemHandlerPlugin } from './plugins/problem-handler.js'
 import { clientGoneOnSend, healthPlugin } from './plugins/health.js'
 import { openapiPlugin } from './plugins/openapi.js'
 import { metricsEndpointPlugin, metricsPlugin } from './plugins/metrics.js'
@@ -12,7 +12,7 @@ import { accessLogPlugin } from './plugins/access-log.js'
 import { redisPlugin } from './plugins/redis.js'
 import { consumerAuthPlugin, routeGuardPlugin } from './auth/plugin.js'
 import { v1Routes } from './routes/v1/index.js'
-import { COMPAT_PREFIX, compatNegotiationPlugin, compatRoutes } from './routes/compat/index.js'
+import { COMPAT_PREFIX, answerUnroutable, compatNegotiationPlugin, compatRoutes } from './routes/compat/index.js'
 import { upstreamPlugin } from './upstream/plugin.js'
 import { createListCatalog, type ListCatalog } from './lists.js'
 import { cachePlugin } from './cache/plugin.js'
@@ -72,7 +72,8 @@ export async function buildApp (config: Config, deps: AppDeps = {}): Promise<Fas
     // Requests that arrive while the gateway drains get a problem (below), not Fastify's own 503 body.
     return503OnClosing: false,
     clientErrorHandler,
-    frameworkErrors,
+    // A compat path that does not decode gets the upstream's 404; any other URL a problem.
+    frameworkErrors: frameworkErrorsWith(answerUnroutable),
     // Routes outside /v1 (health, compat) validate nothing but what they declare; v1 installs its own
     // strict validators (routes/v1/input.ts).
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false, useDefaults: true } }

@@ -24,3 +24,19 @@ export function routeOf (request: FastifyRequest): RequestRoute {
 export function decorateRouteMemo (app: FastifyInstance): void {
   app.decorateRequest('routeMemo', null)
 }
+
+// The scheme and authority of an absolute-form request target (RFC 9112 §3.2.2), which HTTP/1.1 servers
+// must accept: `GET http://host/path?q` is the request for `/path?q`.
+const ABSOLUTE_FORM = /^[A-Za-z][A-Za-z0-9+.-]*:\/\/[^/?#]*/
+
+/** A request target in origin form: the path and query, without an absolute form's scheme and host. */
+export function originForm (url: string): string {
+  return url.replace(ABSOLUTE_FORM, '')
+}
+
+/** The path of a request target: origin form, without the query. */
+export function targetPath (url: string): string {
+  const target = originForm(url)
+  const query = target.indexOf('?')
+  return query === -1 ? target : target.slice(0, query)
+}

@@ -13,7 +13,8 @@ import type { FieldError } from '../errors.js'
 import { PROBLEM_TITLES } from '../errors.js'
 import { DATETIME_RULE } from '../lib/datetime.js'
 import { ProblemSchema } from '../schemas/common.js'
-import { routeOf } from '../lib/route.js'
+import { routeOf, targetPath } from '../lib/route.js'
+import { redactUrl } from '../logger.js'
 
 export const PROBLEM_CONTENT_TYPE = 'application/problem+json'
 
@@ -82,6 +83,15 @@ function fieldError (context: string, v: AjvError): FieldError {
     case 'format': return params.format === 'instant' ? { path: base, message: `must be ${DATETIME_RULE}` } : { path: base, message: v.message ?? 'is invalid' }
     default: return { path: base, message: v.message ?? 'is invalid' }
   }
+}
+
+/**
+ * A request path as a detail may show it: without the query and with the value of any secret `;name=`
+ * parameter redacted, as the access log shows URLs: the compat path takes `?token=<key>`, and an answer
+ * never repeats a key.
+ */
+function shownPath (url: string): string {
+  return redactUrl(targetPath(url))
 }
 
 export function buildProblem (request: FastifyRequest | undefined, status: number, code: string, detail: string): Problem {
@@ -168,7 +178,7 @@ export const problemHandlerPlugin = fp(async (app) => {
     const methods = staticRoutes.get(path)
     if (methods === undefined || methods.includes(request.method)) return done()
     reply.header('allow', methods.join(', '))
-    sendProblem(reply, buildProblem(request, 405, 'GW_METHOD_NOT_ALLOWED', `${path} does not take ${request.method}; it takes ${methods.join(', ')}.`))
+    sendProblem(reply, buildProblem(request, 405, 'GW_METHOD_NOT_ALLOWED', `${shownPath(path)} does not take ${request.method}; it takes ${methods.join(', ')}.`))
   })
 
   app.setNotFoundHandler((request, reply) => {
@@ -183,20 +193,38 @@ export const problemHandlerPlugin = fp(async (app) => {
       : isMethodWrong ? METHODS.filter((m) => m !== request.method && router.find(m, path) !== null) : []
     if (allowed.length > 0) {
       reply.header('allow', allowed.join(', '))
-      return sendProblem(reply, buildProblem(request, 405, 'GW_METHOD_NOT_ALLOWED', `${path} does not take ${request.method}; it takes ${allowed.join(', ')}.`))
+      return sendProblem(reply, buildProblem(request, 405, 'GW_METHOD_NOT_ALLOWED', `${shownPath(path)} does not take ${request.method}; it takes ${allowed.join(', ')}.`))
     }
-    return sendProblem(reply, buildProblem(request, 404, 'GW_NOT_FOUND', `No route ${request.method} ${path}`))
+    return sendProblem(reply, buildProblem(request, 404, 'GW_NOT_FOUND', `No route ${request.method} ${shownPath(path)}`))
   })
 }, { name: 'problem-handler', fastify: '5.x' })
 
 const METHODS: HTTPMethod[] = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS']
 
-/** Fastify's framework errors (a URL it cannot decode, an over-long parameter) as problems. */
-export const frameworkErrors: NonNullable<FastifyServerOptions['frameworkErrors']> = (err, request, reply) => {
-  // Sent before any onRequest hook, so the headers every answer carries (app.ts) are set here.
-  reply.header('x-request-id', request.id)
-  reply.header('x-content-type-options', 'nosniff')
-  sendProblem(reply, buildProblem(request, 400, 'GW_VALIDATION', `The request URL cannot be read: ${err.message}`))
+// What is wrong with a URL Fastify cannot route, in words. Its own messages quote the raw URL, query
+// (and so a `?token=<key>`) included.
+const URL_FAULTS: Readonly<Record<string, string>> = {
+  FST_ERR_BAD_URL: 'a %-escape in it is malformed or does not decode as UTF-8',
+  FST_ERR_MAX_PARAM_LENGTH: 'one of its segments is longer than 100 characters'
+}
+
+/** A dialect's own answer to a URL Fastify cannot route; false when the URL is not that dialect's. */
+export type UnroutableAnswer = (request: FastifyRequest, reply: FastifyReply) => boolean
+
+/**
+ * Fastify's framework errors (a URL it cannot decode, an over-long parameter) as problems, or as the
+ * dialect of the path answers them (`dialect`: the compatibility path's 404).
+ */
+export function frameworkErrorsWith (dialect?: UnroutableAnswer): NonNullable<FastifyServerOptions['frameworkErrors']> {
+  return (err, request, reply) => {
+    // Sent before any onRequest hook, so the headers every answer carries (app.ts) are set here.
+    reply.header('x-request-id', request.id)
+    reply.header('x-content-type-options', 'nosniff')
+    if (dialect?.(request, reply) === true) return
+    const fault = URL_FAULTS[err.code]
+    const detail = fault === undefined ? err.message : `The request URL cannot be read: ${shownPath(request.url)}: ${fault}.`
+    sendProblem(reply, buildProblem(request, 400, 'GW_VALIDATION', detail))
+  }
 }
 
 /**

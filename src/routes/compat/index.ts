@@ -16,7 +16,7 @@ import { SERIALIZERS } from '../../upstream/serializers.js'
 import { allowOf, optionsMetadata, parsersOf, renderersOf, varyHeaderOf } from '../../upstream/metadata.js'
 import * as reads from './reads.js'
 import { write, type WriteEndpoint } from './writes.js'
-import { routeOf } from '../../lib/route.js'
+import { originForm, routeOf, targetPath } from '../../lib/route.js'
 import { expiredMessage } from '../../consumers/expiry.js'
 import { RateLimitedError, withRetryAfter } from '../../errors.js'
 import { ANONYMOUS_CONSUMER } from '../../plugins/metrics.js'
@@ -58,8 +58,14 @@ const WRITE_SCOPES: Readonly<Record<WriteEndpoint, Scope>> = {
   objectdetectionlist: 'write:detection-list'
 }
 
+// A path that is no endpoint answers with the headers of the API views (all but auth-token/ share them).
+const API_VIEW: UpstreamEndpoint = 'cone'
+
 function send (reply: FastifyReply, status: number, body: string): FastifyReply {
-  const endpoint = routeOf(reply.request).config.endpoint as UpstreamEndpoint
+  return sendAs(reply, routeOf(reply.request).config.endpoint ?? API_VIEW, status, body)
+}
+
+function sendAs (reply: FastifyReply, endpoint: UpstreamEndpoint, status: number, body: string): FastifyReply {
   reply.header('vary', varyHeaderOf(endpoint)).header('allow', allowOf(endpoint)).code(status)
   // A 204 has no body, so no type (as upstream).
   if (status === 204) return reply.send()
@@ -70,11 +76,10 @@ function send (reply: FastifyReply, status: number, body: string): FastifyReply 
 const detail = (text: string) => JSON.stringify({ detail: text })
 // What the gateway answers where Django refuses a request with its 400 page (too big, too many fields).
 const BAD_REQUEST = detail('Bad request.')
+// Django's 404 page for a path that is no endpoint, as JSON (README).
+const NOT_FOUND = detail(DETAILS.notFound)
 
 /** The raw query string: everything after the first `?` (a later `?` belongs to a value, as in Django). */
-// The scheme and authority of an absolute-form request target (RFC 9112 §3.2.2).
-const ABSOLUTE_FORM = /^[A-Za-z][A-Za-z0-9+.-]*:\/\/[^/?#]*/
-
 function queryOf (url: string): string | undefined {
   const q = url.indexOf('?')
   return q === -1 ? undefined : url.slice(q + 1)
@@ -165,10 +170,23 @@ function listOf (endpoint: UpstreamEndpoint) {
 async function redirectToSlash (request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> {
   // An absolute-form target (`http://host/atlas/api/cone?…`) redirects by its path, as Django's does,
   // never to the host it names.
-  const target = request.url.replace(ABSOLUTE_FORM, '')
+  const target = originForm(request.url)
   const query = queryOf(target)
   const path = query === undefined ? target : target.slice(0, -query.length - 1)
   return reply.code(301).type('text/html; charset=utf-8').header('location', `${path}/${query === undefined ? '' : `?${query}`}`).send('')
+}
+
+/**
+ * A target under /atlas/api that Fastify cannot route (a path that does not decode: a malformed %-escape,
+ * bytes that are not UTF-8): Django matches no endpoint either, so it is the upstream's 404, the answer
+ * of any path that is no endpoint. Nothing of the URL is repeated (it may hold `?token=<key>`). Returns
+ * false for a target outside the compatibility path.
+ */
+export function answerUnroutable (request: FastifyRequest, reply: FastifyReply): boolean {
+  const path = targetPath(request.url)
+  if (path !== COMPAT_PREFIX && !path.startsWith(`${COMPAT_PREFIX}/`)) return false
+  sendAs(reply, API_VIEW, 404, NOT_FOUND)
+  return true
 }
 
 /**
@@ -212,7 +230,7 @@ export const compatRoutes: FastifyPluginAsync = async (app) => {
     const text = status >= 500 && err.code?.startsWith('GW_') !== true ? DETAILS.serverError : err.message
     return send(reply, status, detail(text))
   })
-  app.setNotFoundHandler((_request, reply) => send(reply, 404, detail(DETAILS.notFound)))
+  app.setNotFoundHandler((_request, reply) => sendAs(reply, API_VIEW, 404, NOT_FOUND))
 
   // DRF, not Fastify, judges the Content-Type: Fastify refuses one it cannot read as a media type with
   // its own 415, even when there is no body (which DRF never parses). Set aside, the header reaches
@@ -307,7 +325,7 @@ export const compatNegotiationPlugin = fp(async (app) => {
     const format = typeof last === 'string' ? last : undefined
     const result = negotiate(request.headers.accept, format, renderersOf(routeOf(request).config.endpoint as UpstreamEndpoint))
     if (!('error' in result)) return done()
-    if (result.error === 'not-found') send(reply, 404, detail(DETAILS.notFound))
+    if (result.error === 'not-found') send(reply, 404, NOT_FOUND)
     else send(reply, 406, detail(DETAILS.notAcceptable))
   })
 }, { name: 'compat-negotiation', fastify: '5.x' })
