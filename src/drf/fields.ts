@@ -52,16 +52,53 @@ export function pyStrip (text: string): string {
   return text.replace(PY_STRIP_RE, '')
 }
 
+// The whitespace int() and float() skip around a number: ASCII's six (Py_ISSPACE) and the non-ASCII
+// characters of str.isspace(), which they turn into spaces first; not \x1c-\x1f, which str.strip() removes.
+const NUMBER_WS = '\\t\\n\\v\\f\\r \\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000'
+const NUMBER_STRIP_RE = new RegExp(`^[${NUMBER_WS}]+|[${NUMBER_WS}]+$`, 'g')
+// int() and float() read every Unicode decimal digit (category Nd) as its ASCII digit.
+const DECIMAL_DIGIT_RE = /\p{Nd}/gu
+const DECIMAL_DIGIT_ONE_RE = /^\p{Nd}$/u
+const NON_ASCII_RE = /[\u0080-\uffff]/
+// Each non-ASCII digit's value, found once (Unicode has about 700): an `objects` form of 2.5 MiB holds
+// hundreds of thousands of digits.
+const digitValues = new Map<string, string>()
+
+// The digits of a script come in a run of ten, zero first (a Unicode stability policy); runs may adjoin
+// (the five sets of mathematical digits), so a digit's value is its distance from its block's start, mod 10.
+function asciiDigit (digit: string): string {
+  let value = digitValues.get(digit)
+  if (value === undefined) {
+    const cp = digit.codePointAt(0) as number
+    let start = cp
+    while (DECIMAL_DIGIT_ONE_RE.test(String.fromCodePoint(start - 1))) start--
+    value = String((cp - start) % 10)
+    digitValues.set(digit, value)
+  }
+  return value
+}
+
+/** The text int() and float() parse: their surrounding whitespace removed, decimal digits in ASCII. */
+function numberText (text: string): string {
+  const t = text.replace(NUMBER_STRIP_RE, '')
+  return NON_ASCII_RE.test(t) ? t.replace(DECIMAL_DIGIT_RE, asciiDigit) : t
+}
+
 const INT_RE = /^[+-]?\d(?:_?\d)*$/
 const FLOAT_RE = /^[+-]?(?:(?:\d(?:_?\d)*)?\.?\d(?:_?\d)*(?:[eE][+-]?\d(?:_?\d)*)?|\d(?:_?\d)*\.(?:[eE][+-]?\d(?:_?\d)*)?|inf|infinity|nan)$/i
+// IntegerField's re_decimal, r'\.0*\s*$': a trailing ".0" goes before int(); Python's \s is str.isspace().
+const RE_DECIMAL = new RegExp(`\\.0*[${PY_WS}]*$`)
 const TRUE_VALUES = new Set<unknown>(['t', 'T', 'y', 'Y', 'yes', 'Yes', 'YES', 'true', 'True', 'TRUE', 'on', 'On', 'ON', '1', 1, true])
 const FALSE_VALUES = new Set<unknown>(['f', 'F', 'n', 'N', 'no', 'No', 'NO', 'false', 'False', 'FALSE', 'off', 'Off', 'OFF', '0', 0, false])
 // MAX_STRING_LENGTH of DRF's numeric fields.
 const MAX_STRING_LENGTH = 1000
 
-/** Python int(str): surrounding whitespace, a sign and digit-separating underscores are fine. */
+/**
+ * Python int(str): surrounding whitespace, a sign, digit-separating underscores and any script's decimal
+ * digits are fine.
+ */
 export function pyInt (text: string): bigint | null {
-  const t = pyStrip(text)
+  const t = numberText(text)
   return INT_RE.test(t) ? BigInt(t.replace(/_/g, '').replace(/^\+/, '')) : null
 }
 
@@ -74,7 +111,7 @@ function toInt (v: unknown): bigint {
   // A float is read as str() writes it (1e16 and more in exponent form, which int() then rejects).
   if (typeof v !== 'string' && !(v instanceof PyFloat)) throw new FieldError(MSG.int)
   // IntegerField strips a trailing ".0" (re_decimal) before int(): "4.0" passes, "4.5" does not.
-  const n = pyInt(pyStr(v).replace(/\.0*\s*$/, ''))
+  const n = pyInt(pyStr(v).replace(RE_DECIMAL, ''))
   if (n === null) throw new FieldError(MSG.int)
   return n
 }
@@ -86,7 +123,7 @@ function toFloat (v: unknown): number {
   if (typeof v === 'boolean') return v ? 1 : 0
   if (typeof v !== 'string') throw new FieldError(MSG.float)
   if (v.length > MAX_STRING_LENGTH) throw new FieldError(MSG.tooLong)
-  const t = pyStrip(v)
+  const t = numberText(v)
   // Underscores are checked in place (only between two digits), then dropped.
   if (!FLOAT_RE.test(t)) throw new FieldError(MSG.float)
   const lower = t.toLowerCase().replace(/^\+/, '')
