@@ -2,6 +2,7 @@
 // that matches (JSON, form, multipart for the API views; form, multipart, JSON for auth-token/); no
 // body means empty data; an unknown or missing type is a 415 that echoes the header.
 import { parse as parseLosslessJson } from 'lossless-json'
+import { requestCharset, UTF8, type Charset } from './charset.js'
 import { ApiException, DjangoHtmlError } from './errors.js'
 import { UploadedFile, type DataSource } from './fields.js'
 import { isNestedDeeper, PythonJsonError, pythonJsonLoads } from './python-json.js'
@@ -31,25 +32,42 @@ function selectParser (contentType: string, parsers: readonly Parser[]): Parser 
   })
 }
 
-/** Percent-decoding with U+FFFD for bad UTF-8, like urllib.parse.unquote(errors='replace'). */
-function unquotePlus (text: string): string {
-  const spaced = text.replace(/\+/g, ' ')
-  if (!spaced.includes('%')) return spaced
+/** The bytes of an ASCII run with its %XX escapes decoded (urllib.parse.unquote_to_bytes). */
+function percentBytes (run: string): Buffer {
   const bytes: number[] = []
-  for (let i = 0; i < spaced.length; i++) {
-    const hex = spaced.slice(i + 1, i + 3)
-    if (spaced.charAt(i) === '%' && /^[0-9a-fA-F]{2}$/.test(hex)) {
+  for (let i = 0; i < run.length; i++) {
+    const hex = run.slice(i + 1, i + 3)
+    if (run.charAt(i) === '%' && /^[0-9a-fA-F]{2}$/.test(hex)) {
       bytes.push(parseInt(hex, 16))
       i += 2
     } else {
-      bytes.push(...Buffer.from(spaced.charAt(i), 'utf8'))
+      bytes.push(run.charCodeAt(i))
     }
   }
-  return Buffer.from(bytes).toString('utf8')
+  return Buffer.from(bytes)
 }
 
-/** Django's QueryDict over a query string or a form body (parse_qsl with keep_blank_values). */
-export function parseQueryDict (text: string): Extract<DataSource, { kind: 'querydict' }> {
+// A run of ASCII characters (written without control characters, which the linter refuses in a regex).
+const ASCII_RUN = /[^\u0080-\uffff]+/g
+
+/**
+ * urllib.parse.unquote_plus(text, encoding=charset, errors='replace'): `+` is a space; each run of ASCII
+ * characters is percent-decoded to bytes and read in the request's charset (U+FFFD for what does not
+ * decode); other characters are kept as they are.
+ */
+function unquotePlus (text: string, charset: Charset): string {
+  const spaced = text.replace(/\+/g, ' ')
+  if (!spaced.includes('%')) return spaced
+  return spaced.replace(ASCII_RUN, (run) => charset.decodeReplacing(percentBytes(run)))
+}
+
+/**
+ * Django's QueryDict over a query string or a form body (parse_qsl with keep_blank_values), in the
+ * request's charset: bytes are decoded in it, or as ISO-8859-1 when they do not decode ("some user agents
+ * are misbehaving"), and so are the %XX escapes of each name and value. A string is text already.
+ */
+export function parseQueryDict (query: string | Buffer, charset: Charset = UTF8): Extract<DataSource, { kind: 'querydict' }> {
+  const text = typeof query === 'string' ? query : charset.decode(query) ?? query.toString('latin1')
   const map = new Map<string, Array<string | UploadedFile>>()
   const pairs = text.split('&')
   // parse_qsl counts before it parses: one more than the `&`s, empty pairs included.
@@ -57,8 +75,8 @@ export function parseQueryDict (text: string): Extract<DataSource, { kind: 'quer
   for (const pair of pairs) {
     if (pair === '') continue
     const eq = pair.indexOf('=')
-    const key = unquotePlus(eq === -1 ? pair : pair.slice(0, eq))
-    const value = eq === -1 ? '' : unquotePlus(pair.slice(eq + 1))
+    const key = unquotePlus(eq === -1 ? pair : pair.slice(0, eq), charset)
+    const value = eq === -1 ? '' : unquotePlus(pair.slice(eq + 1), charset)
     const list = map.get(key)
     if (list === undefined) map.set(key, [value])
     else list.push(value)
@@ -66,32 +84,11 @@ export function parseQueryDict (text: string): Extract<DataSource, { kind: 'quer
   return { kind: 'querydict', map }
 }
 
-/** Python's UnicodeDecodeError text for the first undecodable sequence. */
-function utf8ErrorText (body: Buffer): string {
-  for (let i = 0; i < body.length;) {
-    const b = body.readUInt8(i)
-    const need = b < 0x80 ? 0 : b >= 0xc2 && b <= 0xdf ? 1 : b >= 0xe0 && b <= 0xef ? 2 : b >= 0xf0 && b <= 0xf4 ? 3 : -1
-    const byte = `byte 0x${b.toString(16).padStart(2, '0')} in position ${i}`
-    if (need < 0) return `can't decode ${byte}: invalid start byte`
-    for (let k = 1; k <= need; k++) {
-      if (i + k >= body.length) {
-        return i + 1 === body.length ? `can't decode ${byte}: unexpected end of data` : `can't decode bytes in position ${i}-${body.length - 1}: unexpected end of data`
-      }
-      const c = body.readUInt8(i + k)
-      if (c < 0x80 || c > 0xbf) return `can't decode ${byte}: invalid continuation byte`
-    }
-    i += need + 1
-  }
-  /* c8 ignore next -- called only for bytes that TextDecoder refused */
-  return "can't decode the body"
-}
-
-function decodeUtf8 (body: Buffer): string {
-  try {
-    return new TextDecoder('utf-8', { fatal: true }).decode(body)
-  } catch {
-    throw new ApiException(400, `JSON parse error - 'utf-8' codec ${utf8ErrorText(body)}`)
-  }
+/** The body in the request's charset, as DRF's JSONParser reads it (codecs.getreader(encoding)). */
+function decodeJson (body: Buffer, charset: Charset): string {
+  const text = charset.decode(body)
+  if (text === undefined) throw new ApiException(400, `JSON parse error - ${charset.decodeError(body)}`)
+  return text
 }
 
 const INTEGER = /^-?\d+$/
@@ -104,8 +101,8 @@ function pythonNumber (text: string): number | bigint | PyFloat {
   return big > MAX_SAFE || big < -MAX_SAFE ? big : Number(text)
 }
 
-function parseJson (body: Buffer): DataSource {
-  const text = decodeUtf8(body)
+function parseJson (body: Buffer, charset: Charset): DataSource {
+  const text = decodeJson(body, charset)
   // A body nested deeper than Python's decoder goes never meets the recursive lossless parser (a stack
   // overflow): the Python-compatible decoder words it, or the syntax error it meets first.
   if (!isNestedDeeper(text)) {
@@ -160,8 +157,8 @@ export async function parseRequestData (contentType: string | undefined, body: B
   }
   const parser = selectParser(type, parsers)
   if (parser === undefined) throw new ApiException(415, `Unsupported media type "${type}" in request.`)
-  if (parser === 'application/json') return parseJson(body)
+  if (parser === 'application/json') return parseJson(body, requestCharset(contentType))
   if (parser === 'multipart/form-data') return await parseMultipart(type, body)
   if (body.length > MAX_FORM_BYTES) throw new DjangoHtmlError(400, 'RequestDataTooBig')
-  return parseQueryDict(body.toString('utf8'))
+  return parseQueryDict(body, requestCharset(contentType))
 }

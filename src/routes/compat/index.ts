@@ -7,6 +7,7 @@ import type { FastifyError, FastifyInstance, FastifyPluginAsync, FastifyReply, F
 import { sendCompatError } from '../../auth/plugin.js'
 import type { Scope } from '../../consumers/scopes.js'
 import { MAX_FORM_BYTES, parseQueryDict, parseRequestData } from '../../drf/body.js'
+import { requestCharset } from '../../drf/charset.js'
 import { ApiException, DjangoHtmlError } from '../../drf/errors.js'
 import { validate, type DataSource } from '../../drf/fields.js'
 import { negotiate } from '../../drf/negotiation.js'
@@ -247,7 +248,7 @@ export const compatRoutes: FastifyPluginAsync = async (app) => {
     try {
       request.compat = request.method === 'POST'
         ? { data: await parseRequestData(request.compat?.contentType, (request.body as Buffer | undefined) ?? Buffer.alloc(0), parsersOf(routeOf(request).config.endpoint as UpstreamEndpoint)) }
-        : { data: parseQueryDict(query) }
+        : { data: parseQueryDict(Buffer.from(query, 'latin1'), requestCharset(request.compat?.contentType)) }
     } catch (err) {
       if (err instanceof ApiException || err instanceof DjangoHtmlError) request.compat = { error: err }
       else throw err
@@ -314,10 +315,12 @@ export const compatNegotiationPlugin = fp(async (app) => {
     if (routeOf(request).config.dialect !== 'compat') return done()
     let query: ReturnType<typeof parseQueryDict>
     try {
-      query = parseQueryDict(queryOf(request.url) ?? '')
-    } catch {
-      // A query Django refuses (too many fields) is its 400 before anything else looks at the request.
-      send(reply, 400, BAD_REQUEST)
+      // Node takes only ASCII in a request target: its Latin-1 string is the bytes Django decodes.
+      query = parseQueryDict(Buffer.from(queryOf(request.url) ?? '', 'latin1'), requestCharset(request.headers['content-type']))
+    } catch (err) {
+      // A query Django refuses (too many fields) is its 400 before anything else looks at the request; so
+      // is one in a charset the gateway cannot read.
+      send(reply, 400, err instanceof ApiException ? detail(err.detail) : BAD_REQUEST)
       return
     }
     // QueryDict.get: the last of repeated values.
