@@ -32,19 +32,36 @@ function selectParser (contentType: string, parsers: readonly Parser[]): Parser 
   })
 }
 
-/** The bytes of an ASCII run with its %XX escapes decoded (urllib.parse.unquote_to_bytes). */
+const PERCENT = 0x25
+
+/** The value of a hexadecimal digit's character code, or -1 (NaN, past the end, included). */
+function hexValue (c: number): number {
+  if (c >= 0x30 && c <= 0x39) return c - 0x30
+  const lower = c | 0x20
+  return lower >= 0x61 && lower <= 0x66 ? lower - 0x57 : -1
+}
+
+/**
+ * The bytes of an ASCII run with its %XX escapes decoded (urllib.parse.unquote_to_bytes). One pass over
+ * character codes into one Buffer: a 50,000-id form is a single run of about a megabyte.
+ */
 function percentBytes (run: string): Buffer {
-  const bytes: number[] = []
+  const bytes = Buffer.allocUnsafe(run.length)
+  let n = 0
   for (let i = 0; i < run.length; i++) {
-    const hex = run.slice(i + 1, i + 3)
-    if (run.charAt(i) === '%' && /^[0-9a-fA-F]{2}$/.test(hex)) {
-      bytes.push(parseInt(hex, 16))
-      i += 2
-    } else {
-      bytes.push(run.charCodeAt(i))
+    const c = run.charCodeAt(i)
+    if (c === PERCENT) {
+      const high = hexValue(run.charCodeAt(i + 1))
+      const low = hexValue(run.charCodeAt(i + 2))
+      if (high >= 0 && low >= 0) {
+        bytes[n++] = high * 16 + low
+        i += 2
+        continue
+      }
     }
+    bytes[n++] = c
   }
-  return Buffer.from(bytes)
+  return bytes.subarray(0, n)
 }
 
 // A run of ASCII characters (written without control characters, which the linter refuses in a regex).

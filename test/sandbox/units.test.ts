@@ -1,6 +1,7 @@
 // The sandbox's building blocks on their own: Python-compatible JSON errors, request-data parsing,
 // option and rate parsing, the throttle window, negotiation, and the seeded data.
 import { test } from 'tap'
+import fc from 'fast-check'
 import { ApiException, DjangoHtmlError } from '../../src/drf/errors.js'
 import { parseQueryDict, parseRequestData } from '../../src/drf/body.js'
 import { generateCatalog, isClear } from '../../src/sandbox/data-catalog.js'
@@ -117,6 +118,17 @@ test('request data: encodings, limits and UTF-8 errors', async (t) => {
   t.same(await parseRequestData(undefined, Buffer.alloc(0)), { kind: 'json', value: {} })
   const q = parseQueryDict('a&b=1&&a=2&%zz=%E2%82%AC+x&c=%FF')
   t.same(q.kind === 'querydict' ? Object.fromEntries(q.map) : null, { a: ['', '2'], b: ['1'], '%zz': ['€ x'], c: ['\uFFFD'] })
+})
+
+test('parseQueryDict: any text percent-encoded (either hex case, escapes mixed with plain ASCII) reads back as itself; a malformed escape stays as written', async (t) => {
+  const hexCases = (escaped: string, upper: boolean): string => upper ? escaped : escaped.replace(/%[0-9A-F]{2}/g, (e) => e.toLowerCase())
+  fc.assert(fc.property(fc.string({ unit: 'grapheme', maxLength: 40 }), fc.boolean(), fc.constantFrom('', '%', '%4', '%zz', '%G0'), (text, upper, bad) => {
+    const value = hexCases(encodeURIComponent(text), upper)
+    const q = parseQueryDict(`k=${value}&m=${value}${bad}`)
+    if (q.kind !== 'querydict') return false
+    return q.map.get('k')?.[0] === text && q.map.get('m')?.[0] === text + bad
+  }), { numRuns: 2000 })
+  t.pass('2,000 generated texts read back')
 })
 
 test('fields: the root must be a dictionary', async (t) => {
