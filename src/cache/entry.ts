@@ -73,10 +73,17 @@ export function encodeEntry (entry: CacheEntry): Buffer {
   at += etag.copy(header, at)
   at += contentType.copy(header, at)
   tags.copy(header, at)
-  if (bigInts === undefined || bigInts.length === 0) return Buffer.concat([header, entry.body])
-  const trailer = Buffer.allocUnsafe(4 * bigInts.length)
-  bigInts.forEach((offset, k) => trailer.writeUInt32BE(offset, 4 * k))
-  return Buffer.concat([header, entry.body, trailer])
+  // The value in an ArrayBuffer of its own (allocUnsafeSlow, not Buffer.concat): a pooled Buffer is a
+  // slice of Node's shared pool (8 KiB on Node 20 and 22, 64 KiB on Node 24, where every value under
+  // 32 KiB is one), which the memory store would copy out again (memory-store.ts, owned()), leaving the
+  // entry's body (encodeSharing) a view into a second copy of the record.
+  const trailerLength = 4 * (bigInts?.length ?? 0)
+  const value = Buffer.allocUnsafeSlow(header.length + entry.body.length + trailerLength)
+  header.copy(value, 0)
+  entry.body.copy(value, header.length)
+  const trailerAt = header.length + entry.body.length
+  bigInts?.forEach((offset, k) => value.writeUInt32BE(offset, trailerAt + 4 * k))
+  return value
 }
 
 /**

@@ -40,8 +40,9 @@ const OWNED_SLACK_BYTES = 1024
  * budget, which counts the view's length, would undercount what is held: an MGET reply's values are
  * slices of one 64 KiB read buffer, and 5 KB of gzip output sits in a 16 KiB one. Copying costs a
  * memcpy of the value once per write. The copy is made with allocUnsafeSlow: Buffer.copyBytesFrom (and
- * every pooled allocation) puts a value under 4 KiB in a slab of Node's shared 8 KiB pool again, and a
- * store of 300-byte values then held about 24 times its budget in slabs.
+ * every pooled allocation) puts a value under half of Buffer.poolSize in a slab of Node's shared pool
+ * again (under 4 KiB in an 8 KiB slab on Node 20 and 22, under 32 KiB in a 64 KiB one on Node 24), and
+ * a store of 300-byte values then held about 24 times its budget in slabs on Node 20.
  */
 function owned (value: Buffer): Buffer {
   if (value.buffer.byteLength - value.byteLength <= OWNED_SLACK_BYTES) return value
