@@ -63,12 +63,16 @@ test('a lone surrogate gets a key of its own, never an error', async (t) => {
 
 test('case-insensitive parameters are lowercased, the others are not', async (t) => {
   const opts = { caseInsensitive: ['mode'] }
+  // 'ẖ' (U+1E96) upper-cases to 'H' and a combining macron, which lower-cases to 'ẖ', not back to 'ẖ':
+  // case-insensitive means "equal once lower-cased", which is not "equal to its upper case" for every text.
   fc.assert(fc.property(query, (q) => {
+    const names = Object.keys(q)
     const upper = Object.fromEntries(Object.entries(q).map(([n, v]) => [n, typeof v === 'string' ? v.toUpperCase() : v]))
-    const same = buildCacheKey('cone', upper, { caseInsensitive: Object.keys(q) }) === buildCacheKey('cone', q, { caseInsensitive: Object.keys(q) })
+    const same = (buildCacheKey('cone', upper, { caseInsensitive: names }) === buildCacheKey('cone', q, { caseInsensitive: names })) ===
+      (meaning(upper, names) === meaning(q, names))
     const agrees = (buildCacheKey('cone', upper) === buildCacheKey('cone', q)) === (meaning(upper) === meaning(q))
     return same && agrees
-  }))
+  }), { examples: [[{ ids: '\u1e96' }], [{ mode: 'Cone' }]] })
   t.equal(buildCacheKey('cone', { mode: 'ALL' }, opts), buildCacheKey('cone', { mode: 'all' }, opts))
   t.not(buildCacheKey('cone', { name: 'ALL' }, opts), buildCacheKey('cone', { name: 'all' }, opts))
 })
