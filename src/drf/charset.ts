@@ -93,10 +93,13 @@ const ASCII: Charset = {
   }
 }
 
+// The bytes where cp1252 and ISO-8859-1 differ, as Latin-1 reads them (U+0080-U+009F).
+const CP1252_DIFFERS = /[\u0080-\u009f]/g
+
+// Latin-1 first (native, one pass), then the 32 bytes that differ: a character at a time in JavaScript
+// took 0.5-1.1 s for a 1.1 MB form (50,000 ids), blocking the event loop; UTF-8 takes about 25 ms.
 function cp1252Replacing (bytes: Buffer): string {
-  let out = ''
-  for (const b of bytes) out += b >= CP1252_FIRST_HIGH && b < CP1252_FIRST_HIGH + CP1252_HIGH.length ? CP1252_HIGH.charAt(b - CP1252_FIRST_HIGH) : String.fromCharCode(b)
-  return out
+  return bytes.toString('latin1').replace(CP1252_DIFFERS, (c) => CP1252_HIGH.charAt(c.charCodeAt(0) - CP1252_FIRST_HIGH))
 }
 
 const CP1252: Charset = {
