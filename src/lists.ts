@@ -3,6 +3,7 @@
 // client's names as defaults.
 import { NotFoundError } from './errors.js'
 import { parseLossless } from './lib/json.js'
+import { redactUrl } from './logger.js'
 import { DEFAULT_CUSTOM_LISTS, DETECTION_LISTS } from './upstream/lists.js'
 
 export { DEFAULT_CUSTOM_LISTS, DETECTION_LISTS, DETECTION_LIST_TARGETS } from './upstream/lists.js'
@@ -45,6 +46,14 @@ export function parseCustomLists (text: string): Record<string, number> {
   return out
 }
 
+/**
+ * A list name as an answer may repeat it: a name is a path segment, so a `;token=<key>` written into it
+ * (a separator for other servers and proxies) is redacted, as the access log and the router's 404 do.
+ */
+function shownName (name: string): string {
+  return redactUrl(name)
+}
+
 export function createListCatalog (customListsSetting: string) {
   const custom = parseCustomLists(customListsSetting)
   const all: ListInfo[] = [
@@ -58,12 +67,12 @@ export function createListCatalog (customListsSetting: string) {
     /** A detection or custom list by name; 404 GW_NOT_FOUND for an unknown name. */
     resolve (name: string): ListInfo {
       const list = byName.get(name)
-      if (list === undefined) throw new NotFoundError(`Unknown list "${name}"; GET /v1/lists names the known lists.`)
+      if (list === undefined) throw new NotFoundError(`Unknown list "${shownName(name)}"; GET /v1/lists names the known lists.`)
       return list
     },
     resolveCustom (name: string): ListInfo {
       const list = byName.get(name)
-      if (list?.kind !== 'custom') throw new NotFoundError(`Unknown custom list "${name}"; GET /v1/lists names the known lists.`)
+      if (list?.kind !== 'custom') throw new NotFoundError(`Unknown custom list "${shownName(name)}"; GET /v1/lists names the known lists.`)
       return list
     },
     customName (groupId: number): string | undefined {

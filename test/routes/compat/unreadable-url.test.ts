@@ -54,11 +54,16 @@ test('v1: a problem whose detail names the path without the key it may carry', a
     ['GET', `/v1/lists/${'a'.repeat(120)};token=${key}/objects`, 400, 'GW_VALIDATION'],
     ['GET', `/v1/nope;token=${key}`, 404, 'GW_NOT_FOUND'],
     ['PUT', `/v1/objects/1;token=${key}`, 405, 'GW_METHOD_NOT_ALLOWED'],
-    ['GET', `/nope;key=${key}?token=${key}`, 404, 'GW_NOT_FOUND']
+    ['GET', `/nope;key=${key}?token=${key}`, 404, 'GW_NOT_FOUND'],
+    // A list name that is no list: the route matched, the name is the parameter (`;token=<key>` included).
+    ['GET', `/v1/lists/foo;token=${key}/objects`, 404, 'GW_NOT_FOUND'],
+    ['DELETE', `/v1/custom-lists/foo;token=${key}/members/1161600211221604900`, 404, 'GW_NOT_FOUND'],
+    ['POST', `/v1/custom-lists/foo;token=${key}/members`, 404, 'GW_NOT_FOUND']
   ]
   for (const [method, url, status, code] of cases) {
     const what = `${method} ${url.replaceAll(key, '<key>')}`
-    const res = await app.inject({ method: method as 'GET' | 'PUT', url, headers: { authorization: `Bearer ${key}` } })
+    const body = method === 'POST' ? { payload: '{"add":["1161600211221604900"]}', headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' } } : { headers: { authorization: `Bearer ${key}` } }
+    const res = await app.inject({ method: method as 'GET' | 'PUT' | 'DELETE' | 'POST', url, ...body })
     t.equal(res.statusCode, status, what)
     t.match(res.headers['content-type'], /^application\/problem\+json/, what)
     t.equal(res.json().code, code, what)
