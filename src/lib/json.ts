@@ -138,6 +138,9 @@ function settleNumbers (value: unknown, path: Array<string | number>, isIntegerA
     const shown = value.text.slice(0, TEXT_SHOWN)
     if (value.reason === 'underflow') throw new RequestJsonError(`is too small for a double: ${shown} would be read as 0`, pointerOf(path))
     if (isIntegerAt(path)) throw new RequestJsonError(`must be an integer, written exactly: ${shown} would be read as ${value.value}`, pointerOf(path))
+    // An integer beyond 2^53 a double rounds (9.007199254740993e15 as …992): refused in any field, as its
+    // digit form is (requestNumber keeps that as text, which a number field refuses by name).
+    if (!Number.isSafeInteger(value.value)) throw new RequestJsonError(`is an integer beyond 2^53 that a double cannot hold: ${shown} would be read as ${value.value}`, pointerOf(path))
     return value.value
   }
   if (value === null || typeof value !== 'object') return value

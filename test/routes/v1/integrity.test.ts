@@ -81,6 +81,10 @@ test('a body number whose double is not what was written is refused where that c
     ['/v1/vra/ranks', `{"id":"${A}","rank":9007199254740993.0}`, '/body/rank'],
     ['/v1/vra/ranks', `{"id":"${A}","rank":9007199254740993}`, '/body/rank'],
     ['/v1/vra/scores', `{"id":"${A}","rank_alt1":9007199254740993.000}`, '/body/rank_alt1'],
+    // The same integer in exponent form, in a number field (was sent as …992).
+    ['/v1/vra/ranks', `{"id":"${A}","rank":9.007199254740993e15}`, '/body/rank'],
+    ['/v1/vra/ranks', `{"id":"${A}","rank":9007199254740993e0}`, '/body/rank'],
+    ['/v1/vra/scores', `{"id":"${A}","rank_alt1":90071992547409930e-1}`, '/body/rank_alt1'],
     ['/v1/vra/ranks', `{"id":"${A}","rank":1e-400}`, '/body/rank'],
     ['/v1/vra/scores', `{"id":"${A}","preal":-1e-400}`, '/body/preal'],
     ['/v1/objects/query', `{"ids":["${A}"],"mjd_min":1e-400}`, '/body/mjd_min'],
