@@ -157,7 +157,7 @@ export function pythonCodec (label: string): string | undefined {
  * reads them: split at `;` outside double quotes, names in lower case, a quoted value unquoted, the last
  * of a repeated name kept. (RFC 2231 `charset*=` is read by Django 4.2 and later only, and not here.)
  */
-function contentTypeParam (contentType: string, wanted: string): string | undefined {
+export function contentTypeParam (contentType: string, wanted: string): string | undefined {
   let value: string | undefined
   let rest = `;${contentType}`
   // The first part is the media type, never a parameter.

@@ -13,6 +13,7 @@
 import { Ajv, type Options, type ValidateFunction } from 'ajv'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import { invalidFields, NotAcceptableError, UnsupportedMediaTypeError, type FieldError } from '../../errors.js'
+import { contentTypeParam, pythonCodec } from '../../drf/charset.js'
 import { isInstant } from '../../lib/datetime.js'
 import { parseRequestJson, RequestJsonError, type BodyPath } from '../../lib/json.js'
 import { routeOf } from '../../lib/route.js'
@@ -166,14 +167,9 @@ function codingApplied (header: string | undefined): string | undefined {
   return header?.split(',').map((c) => c.trim().toLowerCase()).find((c) => c !== '' && c !== 'identity')
 }
 
-/** The charset parameter of a Content-Type, unquoted and in lower case; undefined when there is none. */
-function charsetOf (contentType: string | undefined): string | undefined {
-  for (const param of (contentType ?? '').split(';').slice(1)) {
-    const eq = param.indexOf('=')
-    if (param.slice(0, eq).trim().toLowerCase() === 'charset') return param.slice(eq + 1).trim().replace(/^"(.*)"$/, '$1').toLowerCase()
-  }
-  return undefined
-}
+// The codecs (Python's names, as the compatibility path resolves a charset) a JSON body is read in as
+// UTF-8: UTF-8 under any of its names (utf8, u8…), and ASCII, which UTF-8 reads alike.
+const READ_AS_UTF8 = new Set(['utf-8', 'ascii'])
 
 /**
  * Why a JSON body cannot be read as it came, or undefined: v1 decodes no Content-Encoding (a compressed
@@ -182,8 +178,9 @@ function charsetOf (contentType: string | undefined): string | undefined {
 function unreadableBody (request: FastifyRequest): string | undefined {
   const coding = codingApplied(request.headers['content-encoding'])
   if (coding !== undefined) return `This API reads a body as sent: Content-Encoding ${coding.slice(0, 40)} is not accepted; send it uncompressed.`
-  const charset = charsetOf(request.headers['content-type'])
-  if (charset !== undefined && charset !== 'utf-8') return `A JSON body is UTF-8: charset=${charset.slice(0, 40)} is not accepted.`
+  // The Content-Type's parameters as Django reads them (quotes kept together, the last of a repeated name).
+  const charset = contentTypeParam(request.headers['content-type'] ?? '', 'charset')
+  if (charset !== undefined && !READ_AS_UTF8.has(pythonCodec(charset) ?? '')) return `A JSON body is UTF-8: charset=${charset.slice(0, 40)} is not accepted.`
   return undefined
 }
 

@@ -284,7 +284,9 @@ test('a v1 body is read only as sent in UTF-8: another Content-Encoding or chars
     ['gzip after identity', { 'content-encoding': 'identity, gzip' }, body],
     ['charset=utf-16', { 'content-type': 'application/json; charset=utf-16' }, Buffer.from(body, 'utf16le')],
     ['charset=latin1', { 'content-type': 'application/json; charset=latin1' }, body],
-    ['charset="utf-8x"', { 'content-type': 'application/json;charset="utf-8x"' }, body]
+    ['charset="utf-8x"', { 'content-type': 'application/json;charset="utf-8x"' }, body],
+    // Parameters read as Django reads them (the compatibility path too): the last of a repeated name.
+    ['charset=utf-8; charset=latin1', { 'content-type': 'application/json; charset=utf-8; charset=latin1' }, body]
   ]
   for (const [what, headers, payload] of refused) {
     const res = await post(headers, payload)
@@ -293,7 +295,11 @@ test('a v1 body is read only as sent in UTF-8: another Content-Encoding or chars
     t.equal(res.json().code, 'GW_UNSUPPORTED_MEDIA_TYPE', what)
   }
   t.equal(sandbox.totalCalls(), 0, 'nothing reached the upstream')
-  const accepted: Array<Record<string, string>> = [{}, { 'content-encoding': 'identity' }, { 'content-encoding': 'IDENTITY' }, { 'content-type': 'application/json; charset=UTF-8' }, { 'content-type': 'application/json; charset="utf-8"' }]
+  const accepted: Array<Record<string, string>> = [{}, { 'content-encoding': 'identity' }, { 'content-encoding': 'IDENTITY' }, { 'content-type': 'application/json; charset=UTF-8' }, { 'content-type': 'application/json; charset="utf-8"' },
+    // Other names of UTF-8 (and ASCII, which UTF-8 reads alike) that a client may send: were a 415.
+    { 'content-type': 'application/json; charset=utf8' }, { 'content-type': 'application/json; charset=us-ascii' },
+    // A quoted `;charset=` inside another parameter's value is not the charset: was a 415.
+    { 'content-type': 'application/json; x="a;charset=latin1"' }, { 'content-type': 'application/json; charset=latin1; charset=utf-8' }]
   for (const headers of accepted) {
     t.ok([200, 201].includes((await post(headers)).statusCode), JSON.stringify(headers))
   }
