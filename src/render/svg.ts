@@ -20,10 +20,18 @@ export function n (v: number): string {
 
 export interface Scale { (v: number): number, domain: [number, number] }
 
-/** Maps [d0, d1] onto [r0, r1]; a zero-width domain maps to the middle of the range. */
+/**
+ * The narrowest span an axis is drawn across; a narrower one is drawn as a zero span (a single value).
+ * Below it the tick step underflows: for MJDs 0 and 5e-323 the raw step (span / count) was below 1e-323,
+ * 10 ** floor(log10(raw)) was 0 and every tick NaN. From 1e-300 up (the mirror of lightcurve.ts's
+ * SVG_AXIS_LIMIT) the step and its power of ten stay normal doubles, some 1e7 above the subnormals.
+ */
+const SMALLEST_SPAN = 1e-300
+
+/** Maps [d0, d1] onto [r0, r1]; a zero-width domain (or one narrower than SMALLEST_SPAN) maps to the middle of the range. */
 export function linear (d0: number, d1: number, r0: number, r1: number): Scale {
   const span = d1 - d0
-  const f = ((v: number) => span === 0 ? (r0 + r1) / 2 : r0 + (v - d0) * (r1 - r0) / span) as Scale
+  const f = ((v: number) => Math.abs(span) < SMALLEST_SPAN ? (r0 + r1) / 2 : r0 + (v - d0) * (r1 - r0) / span) as Scale
   f.domain = [d0, d1]
   return f
 }
@@ -31,7 +39,8 @@ export function linear (d0: number, d1: number, r0: number, r1: number): Scale {
 /** About `count` round tick values (1, 2 or 5 × 10^k apart) covering [min, max]. */
 export function ticks (min: number, max: number, count: number): number[] {
   if (!Number.isFinite(min) || !Number.isFinite(max)) return []
-  if (min === max) return [min]
+  // min === max included; a span of a few subnormals has no round step (see SMALLEST_SPAN).
+  if (max - min < SMALLEST_SPAN) return [min]
   const raw = (max - min) / Math.max(1, count)
   const mag = 10 ** Math.floor(Math.log10(raw))
   // The nearest of 1, 2, 5 and 10 × 10^k on a log scale (the thresholds are their geometric means).
@@ -56,13 +65,13 @@ export function tickLabel (v: number, step: number): string {
   return v.toFixed(decimals)
 }
 
-/** [min, max] padded by `fraction` of the span (or ±`empty` when the span is zero). */
+/** [min, max] padded by `fraction` of the span (or ±`empty` when the span is zero or narrower than SMALLEST_SPAN). */
 export function padded (values: readonly number[], fraction: number, empty: number): [number, number] {
   let min = Infinity
   let max = -Infinity
   for (const v of values) { if (v < min) min = v; if (v > max) max = v }
   if (min === Infinity) return [0, 1]
-  const pad = max === min ? empty : (max - min) * fraction
+  const pad = max - min < SMALLEST_SPAN ? empty : (max - min) * fraction
   return [min - pad, max + pad]
 }
 

@@ -355,6 +355,51 @@ test('the SVG of a 20,000-point light curve draws at most SVG_MAX_POINTS of them
   t.notMatch(small, /class="note"/, 'a curve drawn whole has no note')
 })
 
+test('tiny finite magnitudes, fluxes and MJDs (a span near 5e-324) leave every SVG coordinate finite, and every point is drawn', async (t) => {
+  // The opposite end of the doubles from ±1e308: a span of a few subnormals. The tick step underflowed to
+  // 0 (10 ** floor(log10(raw)) of a raw step below 1e-323 is 0), so every tick was NaN: 4 NaN for a
+  // magnitude of 0 ± 1e-323 or a forced flux of 5e-323, 5 for MJDs 0 and 5e-323. Such a span is drawn
+  // as a single value is: padded around it, the points in the middle.
+  const detection = (mjd: number, mag: number, magerr: number): Row => ({ mjd, filter: 'o', expname: '02a60000o0001o', mag, magerr })
+  const cases: Array<{ label: string, lc: Row[], fp: Row[] }> = [
+    { label: 'a magnitude of 0 ± 1e-323', lc: [detection(60000, 0, 1e-323)], fp: [] },
+    { label: 'a forced flux of 5e-323', lc: [], fp: [{ mjd_obs: 60000, filter: 'o', expname: '02a60000o0001o', mag: 18, uJy: 5e-323, duJy: 0 }] },
+    { label: 'MJDs 0 and 5e-323', lc: [detection(0, 18, 0.1), detection(5e-323, 18.2, 0.1)], fp: [] }
+  ]
+  for (const c of cases) {
+    await t.test(c.label, async (t) => {
+      const { app, sandbox } = await buildTestApp(t)
+      const text = (await sandboxPost(sandbox, 'objects', { objects: A })).text
+      let patched = text
+      for (const [key, rows] of [['lc', c.lc], ['lcnondets', []], ['fp', c.fp]] as const) {
+        const before = patched
+        patched = patched.replace(new RegExp(`"${key}":\\s*\\[[^\\]]*\\]`), `"${key}":${JSON.stringify(rows)}`)
+        t.not(patched, before, `the ${key} array replaced`)
+      }
+      sandbox.inject({ endpoint: 'objects', kind: 'status', status: 200, body: patched, times: 1 })
+      const json = (await app.inject({ url: `/v1/objects/${A}/lightcurve?format=json`, headers: demoAuth(app) })).json() as { points: Point[] }
+      t.equal(json.points.length, c.lc.length + c.fp.length, 'the record holds just these points')
+      const svg = await app.inject({ url: `/v1/objects/${A}/lightcurve?format=svg`, headers: demoAuth(app) })
+      t.equal(svg.statusCode, 200)
+      const numbers = [...svg.body.matchAll(/ (?:x|y|x1|x2|y1|y2|cx|cy|width|height)="([^"]*)"/g)].map((m) => m[1] as string)
+        .concat([...svg.body.matchAll(/ d="([^"]*)"/g)].flatMap((m) => (m[1] as string).split(/[^-\d.eE+a-zA-Z]+/)))
+      const bad = numbers.filter((v) => /NaN|Infinity/.test(v))
+      t.equal(bad.length, 0, `no NaN or Infinity among ${numbers.length} coordinates (${bad.length} were)`)
+      t.notMatch(svg.body, /NaN|Infinity/, 'nowhere in the document (tick labels included)')
+      t.equal(svg.body.split('class="pt"').length - 1, json.points.length, 'every point is drawn')
+      t.match(svg.body, /data-off-scale="0"/, 'none is off the scale')
+    })
+  }
+})
+
+test('svg helpers: a span of a few subnormals is a zero span', async (t) => {
+  t.same(ticks(0, 5e-323, 5), [0], 'one tick, not NaN')
+  t.same(ticks(-1e-323, 1e-323, 7), [-1e-323])
+  t.same(padded([0, 5e-323], 0.08, 0.5), [-0.5, 0.5], 'padded as a single value')
+  t.equal(linear(0, 5e-324, 0, 10)(0), 5, 'the middle of the range')
+  t.same(ticks(0, 1e-299, 5), [0, 2e-300, 4e-300, 6e-300, 8e-300, 1e-299], 'a span of 1e-299 still gets round ticks')
+})
+
 test('magnitudes, errors and fluxes near ±1e308 leave every SVG coordinate finite: such points are not drawn and a note counts them', async (t) => {
   // Finite in the record, but the axis span (1e308 − −1e308, or 18 + an error of 1.5e308) overflowed to
   // Infinity and the scale made the coordinates NaN; an MJD of −1.7e308 alone overflowed the x scale's
