@@ -288,6 +288,10 @@ async function streamChunks (app: FastifyInstance, request: FastifyRequest, ids:
     let packedUntil = 0
     // Whether a byte has gone: before one, an error rejects the first read (the answer carries its status).
     let hasWritten = false
+    // The framing's opening (JSON's `{"objects":[`), held until the first item has rendered and written
+    // with it: counted as written on its own, a first record that failed to render aborted a JSON answer
+    // (0 bytes, no status line) where a 500 could still be sent.
+    let opening: Buffer[] = []
     for (let i = 0; i < ids.length; i += chunkSize) {
       const chunk = ids.slice(i, i + chunkSize)
       let records
@@ -300,18 +304,14 @@ async function streamChunks (app: FastifyInstance, request: FastifyRequest, ids:
         yield * failAt(i, err)
         return
       }
-      if (i === 0) {
-        for (const part of framing.start()) {
-          hasWritten = true
-          yield part
-        }
-      }
+      if (i === 0) opening = [...framing.start()]
       for (const [k, record] of records.entries()) {
         let item: Buffer[]
         try {
           // Rendered whole before any of it is written: a rendering that throws (a record it cannot read,
           // e.g. a NaN parsed for mjd_min) must leave no half line before NDJSON's error line.
-          item = [...framing.item(chunk[k] as string, record)]
+          item = [...opening, ...framing.item(chunk[k] as string, record)]
+          opening = []
         } catch (err) {
           if (!hasWritten) throw err
           yield * failAt(i + k, err)

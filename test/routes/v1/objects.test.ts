@@ -354,6 +354,82 @@ test('POST /v1/objects/query: a record whose rendering fails mid-stream ends NDJ
   t.equal(sandbox.calls.get('objects'), 2, 'from the cache')
 })
 
+// The same failure on the answer's first record: nothing has reached the socket, so the status can still
+// say it. Until 2026-12-02 a streamed JSON answer counted its opening bracket as written: the client got 0
+// bytes and the connection closed with no status line, where NDJSON got a clean 500.
+test('POST /v1/objects/query: a record whose rendering fails first is a 500 problem+json, JSON and NDJSON alike; failing second it is not', async (t) => {
+  await clearOfMidnight()
+  const consumers = ['json1', 'ndjson1', 'json2', 'ndjson2'].map((name) => makeConsumer(name, { scopes: ['read'], daily_objects: 100000, max_batch: 10000 }))
+  const [json1, ndjson1, json2, ndjson2] = consumers as [TestConsumer, TestConsumer, TestConsumer, TestConsumer]
+  const { app, sandbox, logs } = await buildTestApp(t, {
+    config: { CONSUMERS_FILE: consumersFile(t, consumers), UPSTREAM_MAX_IDS_PER_CALL: 50, UPSTREAM_BATCH_WINDOW_MS: 0, UPSTREAM_RETRIES: 0, PREFETCH_ENABLED: false, LOG_LEVEL: 'info' },
+    sandbox: { objects: 200 }
+  })
+  const base = await app.listen({ port: 0, host: '127.0.0.1' })
+  // 100 ids (two chunks, so JSON is streamed too), the first chunk's record `at` holding a NaN.
+  const withBadRecord = async (from: number, at: number): Promise<string[]> => {
+    const ids = sandbox.ids().slice(from, from + 100).map(String)
+    const records = splitArray((await sandboxPost(sandbox, 'objects', { objects: ids.slice(0, 50).join(',') })).text)
+    const bad = (records[at] as string).replace(/"mag":[-0-9.e+]+/, '"mag":NaN')
+    t.not(bad, records[at], 'a magnitude written as NaN')
+    records[at] = bad
+    sandbox.inject({ endpoint: 'objects', kind: 'status', status: 200, body: `[${records.join(', ')}]`, times: 1 })
+    return ids
+  }
+  const post = async (key: string, ids: string[], accept: string): Promise<{ status: number, type: string, text: string, failure: string }> => {
+    const bytes: Buffer[] = []
+    let status = 0
+    let type = ''
+    let failure = 'none'
+    try {
+      const res = await request(`${base}/v1/objects/query`, {
+        method: 'POST',
+        headers: { ...bearer(key), 'content-type': 'application/json', accept },
+        body: JSON.stringify({ ids, mjd_min: 0 })
+      })
+      status = res.statusCode
+      type = String(res.headers['content-type'])
+      for await (const piece of res.body) bytes.push(piece as Buffer)
+    } catch (err) {
+      failure = (err as { code?: string }).code ?? (err as Error).name
+    }
+    return { status, type, text: Buffer.concat(bytes).toString('utf8'), failure }
+  }
+  const units = async (key: string): Promise<number> => (await app.inject({ url: '/v1/me', headers: bearer(key) })).json().usage.units_today
+  let requests = 0
+  const ended = async (): Promise<void> => {
+    requests++
+    await waitFor('the request\'s end', () => logs().split('\n').filter((l) => l.includes('"route":"/v1/objects/query"')).length === requests, { timeoutMs: 5000, intervalMs: 20 })
+  }
+
+  const first = await withBadRecord(0, 0)
+  // The record is cached as the upstream sent it: the NDJSON answer after it fails on it too.
+  for (const [consumer, accept] of [[json1, 'application/json'], [ndjson1, 'application/x-ndjson']] as const) {
+    const res = await post(consumer.key, first, accept)
+    t.comment(`${accept}, first record fails: status ${res.status}, ${res.text.length} bytes, then: ${res.failure}`)
+    t.equal(res.failure, 'none', `${accept}: an answer, not a closed connection`)
+    t.equal(res.status, 500, `${accept}: the status says it`)
+    t.match(res.type, /^application\/problem\+json/)
+    t.match(JSON.parse(res.text || '{}'), { code: 'GW_INTERNAL', status: 500 })
+    await ended()
+    t.equal(await units(consumer.key), 0, `${accept}: every unit given back`)
+  }
+
+  const second = await withBadRecord(100, 1)
+  const json = await post(json2.key, second, 'application/json')
+  t.comment(`application/json, second record fails: status ${json.status}, ${json.text.length} bytes, then: ${json.failure}`)
+  t.not(json.failure, 'none', 'JSON, second record fails: its answer had begun, the transfer is cut')
+  await ended()
+  t.equal(await units(json2.key), 0, 'nothing usable delivered: every unit given back')
+  const ndjson = await post(ndjson2.key, second, 'application/x-ndjson')
+  t.equal(ndjson.status, 200)
+  const lines = ndjson.text.trim().split('\n').map((l) => JSON.parse(l) as { id?: string, error?: unknown })
+  t.same(lines.map((l) => l.id), [second[0], undefined], 'NDJSON: the first record\'s line, then the error line')
+  t.match(lines.at(-1), { error: { code: 'GW_INTERNAL' } })
+  await ended()
+  t.equal(await units(ndjson2.key), 1, 'the one id delivered')
+})
+
 test('POST /v1/objects/query: bad bodies are 400, batches above max_batch are 413', async (t) => {
   const small = makeConsumer('small', { scopes: ['read'], max_batch: 5 })
   const { app } = await buildTestApp(t, { config: { CONSUMERS_FILE: consumersFile(t, [small]) } })
