@@ -16,6 +16,13 @@ async function upstreamRecord (sandbox: Parameters<typeof sandboxPost>[0], id: s
   return (JSON.parse(res.text) as UpstreamRecord[])[0] as UpstreamRecord
 }
 
+/** Every coordinate an SVG document holds (attributes and path data), and those that are NaN or Infinity. */
+function svgNumbers (body: string): { numbers: string[], bad: string[] } {
+  const numbers = [...body.matchAll(/ (?:x|y|x1|x2|y1|y2|cx|cy|width|height)="([^"]*)"/g)].map((m) => m[1] as string)
+    .concat([...body.matchAll(/ d="([^"]*)"/g)].flatMap((m) => (m[1] as string).split(/[^-\d.eE+a-zA-Z]+/)))
+  return { numbers, bad: numbers.filter((v) => /NaN|Infinity/.test(v)) }
+}
+
 test('JSON: one point per detection, non-detection and forced-photometry row, with the record\'s values', async (t) => {
   const { app, sandbox } = await buildTestApp(t)
   const record = await upstreamRecord(sandbox, A)
@@ -381,9 +388,7 @@ test('tiny finite magnitudes, fluxes and MJDs (a span near 5e-324) leave every S
       t.equal(json.points.length, c.lc.length + c.fp.length, 'the record holds just these points')
       const svg = await app.inject({ url: `/v1/objects/${A}/lightcurve?format=svg`, headers: demoAuth(app) })
       t.equal(svg.statusCode, 200)
-      const numbers = [...svg.body.matchAll(/ (?:x|y|x1|x2|y1|y2|cx|cy|width|height)="([^"]*)"/g)].map((m) => m[1] as string)
-        .concat([...svg.body.matchAll(/ d="([^"]*)"/g)].flatMap((m) => (m[1] as string).split(/[^-\d.eE+a-zA-Z]+/)))
-      const bad = numbers.filter((v) => /NaN|Infinity/.test(v))
+      const { numbers, bad } = svgNumbers(svg.body)
       t.equal(bad.length, 0, `no NaN or Infinity among ${numbers.length} coordinates (${bad.length} were)`)
       t.notMatch(svg.body, /NaN|Infinity/, 'nowhere in the document (tick labels included)')
       t.equal(svg.body.split('class="pt"').length - 1, json.points.length, 'every point is drawn')
@@ -429,9 +434,7 @@ test('magnitudes, errors and fluxes near ±1e308 leave every SVG coordinate fini
   t.ok(json.points.some((p) => p.mag === 1e308) && json.points.some((p) => p.flux_ujy === -1.7e308), 'JSON carries the values as sent')
   const svg = await app.inject({ url: `/v1/objects/${A}/lightcurve?format=svg`, headers: demoAuth(app) })
   t.equal(svg.statusCode, 200)
-  const numbers = [...svg.body.matchAll(/ (?:x|y|x1|x2|y1|y2|cx|cy|width|height)="([^"]*)"/g)].map((m) => m[1] as string)
-    .concat([...svg.body.matchAll(/ d="([^"]*)"/g)].flatMap((m) => (m[1] as string).split(/[^-\d.eE+a-zA-Z]+/)))
-  const bad = numbers.filter((v) => /NaN|Infinity/.test(v))
+  const { numbers, bad } = svgNumbers(svg.body)
   t.equal(bad.length, 0, `no NaN or Infinity among ${numbers.length} coordinates (${bad.length} were)`)
   t.notMatch(svg.body, /NaN|Infinity/, 'nowhere in the document')
   const total = json.points.length

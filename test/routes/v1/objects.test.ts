@@ -15,6 +15,18 @@ import { generateKey, hashKey } from '../../../src/consumers/keys.js'
 
 const { A, B, U } = FIXTURE_IDS
 
+/** An answer's body as far as it arrived, and how it ended: 'none', or the error that cut it. */
+async function readCut (body: AsyncIterable<unknown>): Promise<{ text: string, failure: string }> {
+  const bytes: Buffer[] = []
+  let failure = 'none'
+  try {
+    for await (const piece of body) bytes.push(piece as Buffer)
+  } catch (err) {
+    failure = (err as { code?: string }).code ?? (err as Error).name
+  }
+  return { text: Buffer.concat(bytes).toString('utf8'), failure }
+}
+
 test('GET /v1/objects/:id returns the full record with ids as strings, digit-exact', async (t) => {
   const { app, sandbox } = await buildTestApp(t)
   const res = await app.inject({ url: `/v1/objects/${A}`, headers: demoAuth(app) })
@@ -216,14 +228,7 @@ test('POST /v1/objects/query: an upstream failure after a streamed JSON answer s
     body: JSON.stringify({ ids })
   })
   t.equal(res.statusCode, 200, 'the first chunk was read: the answer had started')
-  const bytes: Buffer[] = []
-  let failure = 'none'
-  try {
-    for await (const piece of res.body) bytes.push(piece as Buffer)
-  } catch (err) {
-    failure = (err as { code?: string }).code ?? (err as Error).name
-  }
-  const text = Buffer.concat(bytes).toString('utf8')
+  const { text, failure } = await readCut(res.body)
   t.comment(`${text.length} bytes, then: ${failure}`)
   t.not(failure, 'none', 'the transfer is cut, not ended')
   t.ok(text.startsWith('{"objects":[{"object":'), 'the first chunk\'s records arrived')
@@ -313,14 +318,7 @@ test('POST /v1/objects/query: a record whose rendering fails mid-stream ends NDJ
       headers: { ...bearer(key), 'content-type': 'application/json', accept },
       body: JSON.stringify({ ids, mjd_min: 0 })
     })
-    const bytes: Buffer[] = []
-    let failure = 'none'
-    try {
-      for await (const piece of res.body) bytes.push(piece as Buffer)
-    } catch (err) {
-      failure = (err as { code?: string }).code ?? (err as Error).name
-    }
-    return { status: res.statusCode, text: Buffer.concat(bytes).toString('utf8'), failure }
+    return { status: res.statusCode, ...await readCut(res.body) }
   }
   const units = async (key: string): Promise<number> => (await app.inject({ url: '/v1/me', headers: bearer(key) })).json().usage.units_today
   const ended = (): number => logs().split('\n').filter((l) => l.includes('"route":"/v1/objects/query"')).length
