@@ -139,8 +139,11 @@ export function createMemoryBudget (rate: string, now: () => number = monotonicN
   }
 }
 
-// KEYS[1] bucket hash; ARGV capacity, window ms, pace burst. The bucket's tokens now: what was left,
-// refilled for the time since, never above capacity; the pace likewise (in the same hash, so no new key).
+// KEYS[1] bucket hash; ARGV capacity, window ms, pace burst (the calling replica's). The bucket's tokens
+// now: what was left, refilled for the time since, never above capacity; the pace likewise (in the same
+// hash, so no new key). Replicas on different rates (a rolling update that changes UPSTREAM_RATE) share
+// the one hash, each refilling and capping it at its own rate: what one on a higher rate left above a
+// lower capacity is cut to that capacity by the next take of a replica on the lower one.
 // TIME makes every replica use the Redis clock.
 const REFILL_LUA = `
 local capacity = tonumber(ARGV[1])
@@ -203,8 +206,11 @@ export function createRedisBudget (redis: Redis, prefix: string, rate: string, b
   const refundCommand = (redis as unknown as { agwBudgetRefund: RefundCommand }).agwBudgetRefund.bind(redis)
   if (!('agwBudgetPause' in redis)) redis.defineCommand('agwBudgetPause', { numberOfKeys: 1, lua: PAUSE_LUA })
   const pauseCommand = (redis as unknown as { agwBudgetPause: (key: string, ms: number) => Promise<number> }).agwBudgetPause.bind(redis)
-  // One hash tag: the take script reads both keys, so on a Redis Cluster they must share a slot.
-  const bucketKey = `${prefix}{budget}:${rate}`
+  // One hash tag: the take script reads both keys, so on a Redis Cluster they must share a slot. The
+  // bucket's key names no rate: replicas on an old and a new UPSTREAM_RATE (a rolling update) draw from
+  // one count. Until 2026-12-02 it was `{budget}:<rate>`, so those replicas each had a full bucket (10/hour
+  // and 9/hour: 19 calls in the hour); such keys are no longer read and expire after two windows.
+  const bucketKey = `${prefix}{budget}:bucket`
   const pauseKey = `${prefix}{budget}:pause`
   async function run () {
     const [ok, remaining, waitMs, paused, pace, pauseMs] = await command(bucketKey, pauseKey, capacity, windowMs, paceCapacity)

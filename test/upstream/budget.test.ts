@@ -139,6 +139,34 @@ test('redis budget: concurrent pauses from two replicas keep the longer one', { 
   }
 })
 
+// UPSTREAM_RATE changes by a rolling update (operators lower it after upstream 429s), so for a while
+// replicas on the old rate and on the new one share a prefix. The bucket's key carried the rate's text
+// ({budget}:10/hour, {budget}:9/hour): two full buckets, 10 + 9 = 19 calls granted in the hour. One bucket
+// now, whatever the rate; each replica refills and caps it at its own.
+test('redis budget: replicas on different rates draw from one bucket, each capping it at its own capacity', { skip: REDIS_URL === '' ? 'REDIS_URL is not set' : false }, async (t) => {
+  const pair = async () => {
+    const prefix = testKeyPrefix('budget')
+    deleteKeysOnTeardown(t, REDIS_URL, prefix)
+    return [createRedisBudget(await connectTestRedis(t, REDIS_URL), prefix, '10/hour'), createRedisBudget(await connectTestRedis(t, REDIS_URL), prefix, '9/hour')] as const
+  }
+  const [older, newer] = await pair()
+  let granted = 0
+  for (let i = 0; i < 14; i++) if ((await older.take()).ok) granted++
+  t.equal(granted, 10, 'the replica on 10/hour spends the bucket')
+  const refused = await newer.take()
+  t.match(refused, { ok: false, reason: 'budget', remaining: 0 }, 'the replica on 9/hour finds it spent (before: a bucket of its own)')
+  for (let i = 0; i < 13; i++) if ((await newer.take()).ok) granted++
+  t.equal(granted, 10, 'both together: 10 calls in the hour, not 10 + 9')
+
+  // A bucket the higher rate left full holds more than the lower rate's capacity: that one caps it.
+  const [high, low] = await pair()
+  t.match(await high.take(), { ok: true, remaining: 9 })
+  t.equal(await high.refund(), 10, 'full at 10')
+  t.match(await low.take(), { ok: true, remaining: 8 }, 'the replica on 9/hour: at most 9, less the one it took')
+  t.match(await high.take(), { ok: true, remaining: 7 }, 'the replica on 10/hour carries on from the same count')
+  t.equal(await low.refund(), 8)
+})
+
 // The wall clock stepped back an hour (NTP step, VM resume) with 50 of 100 tokens left: the refill read
 // the negative time as a drain, so the next take was refused for about half an hour (retry after 1,872 s,
 // pace -111). The Redis script never counts time backwards; neither does the memory bucket.
