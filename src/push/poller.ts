@@ -18,7 +18,7 @@ import { randomUUID } from 'node:crypto'
 import type { FastifyInstance } from 'fastify'
 import { backgroundAllowed, backgroundHeadroom, estimatedRemaining } from '../service/priorities.js'
 import { parseRate } from '../upstream/budget.js'
-import { diffRows, keyedRows, pollRequest, snapshotRows, snapshotText, type Row, type SourceSpec } from './sources.js'
+import { diffRows, keyedRows, pollRequest, SNAPSHOT_UNDECODABLE, snapshotRows, snapshotText, type Row, type SourceSpec } from './sources.js'
 import { SNAPSHOT_MISSING, type PushStore } from './store.js'
 
 // After a poll answered by a stale entry whose refresh runs in the background, the next poll comes this
@@ -65,6 +65,8 @@ interface Loop {
   isRecheck: boolean
   /** The loop's last step failed: an outage is logged as it starts and ends, not at every tick. */
   isFailing: boolean
+  /** The stored snapshot did not decode and that was logged; cleared once a poll has stored its own. */
+  isSnapshotBad: boolean
 }
 
 export function createPoller (opts: PollerOptions) {
@@ -83,8 +85,14 @@ export function createPoller (opts: PollerOptions) {
     const stored = loop.leading && loop.rows !== null ? null : await store.snapshot(source)
     if (stored !== null) {
       loop.nextAt = stored.at + (pollInterval(app) ?? app.config.PUSH_POLL_INTERVAL_MS)
-      // '' is no snapshot (not a source without rows): the next poll is a baseline.
-      loop.rows = stored.rows === '' ? null : snapshotRows(stored.rows, loop.spec.rowKey)
+      // '' is no snapshot (not a source without rows): the next poll is a baseline. So is one that does
+      // not decode, which that baseline then replaces; it is logged once, not at each tick until then.
+      const rows = stored.rows === '' ? null : snapshotRows(stored.rows, loop.spec.rowKey)
+      if (rows === SNAPSHOT_UNDECODABLE) {
+        if (!loop.isSnapshotBad) log.warn({ source, bytes: stored.rows.length }, 'push: the stored snapshot does not decode; the next poll takes a fresh baseline (changes until then are not announced)')
+        loop.isSnapshotBad = true
+      }
+      loop.rows = rows === SNAPSHOT_UNDECODABLE ? null : rows
       if (Date.now() < loop.nextAt) return
     }
     // Whether this poll is the early re-poll after a background refresh (see AFTER_REFRESH_MS).
@@ -125,6 +133,7 @@ export function createPoller (opts: PollerOptions) {
     // Taken anew since (the next poll starts from the stored snapshot).
     if (loop.token !== token) return
     app.metrics.pushPolls.inc({ source, result: before === null ? 'baseline' : 'ok' })
+    loop.isSnapshotBad = false
     for (const e of events) app.metrics.pushEvents.inc({ source, type: e.type })
     loop.rows = after
     loop.isRecheck = !isRecheck && read.status === 'STALE' && read.reason === undefined
@@ -205,7 +214,7 @@ export function createPoller (opts: PollerOptions) {
     /** Starts the loop of a source with subscribers here (no-op when it runs). */
     ensure (spec: SourceSpec): void {
       if (isClosed || loops.has(spec.name)) return
-      const loop: Loop = { spec, timer: undefined, running: false, isPolling: false, leading: false, token: '', leaseUntil: 0, rows: null, nextAt: 0, isRecheck: false, isFailing: false }
+      const loop: Loop = { spec, timer: undefined, running: false, isPolling: false, leading: false, token: '', leaseUntil: 0, rows: null, nextAt: 0, isRecheck: false, isFailing: false, isSnapshotBad: false }
       loops.set(spec.name, loop)
       // On the next turn: the caller registers its subscriber first.
       loop.timer = setTimeout(() => { tick(spec.name).catch(() => {}) }, 0)

@@ -129,9 +129,31 @@ export function snapshotText (rows: Record<string, Row>, rowKey: string): string
   return JSON.stringify(rowKey === replyFields.listRowId ? rows : { [ROW_KEY_ENTRY]: rowKey, ...rows })
 }
 
-/** The rows of a stored snapshot keyed by `rowKey`, or null when it was keyed otherwise. */
-export function snapshotRows (text: string, rowKey: string): Record<string, Row> | null {
-  const { [ROW_KEY_ENTRY]: marked, ...rows } = JSON.parse(text) as Record<string, unknown>
+/**
+ * What snapshotRows answers for a stored snapshot that does not decode: not JSON (cut short, damaged), or
+ * JSON of another shape than rows keyed by id (written by another program or a future release). The poll
+ * takes it for none, as one keyed otherwise, and says so.
+ */
+export const SNAPSHOT_UNDECODABLE = 'snapshot-undecodable'
+
+const isObject = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null && !Array.isArray(value)
+
+/**
+ * The rows of a stored snapshot keyed by `rowKey`; null when it was keyed otherwise, SNAPSHOT_UNDECODABLE
+ * when it does not decode. Until 2026-12-02 a snapshot that was not JSON threw at every poll, and the
+ * source announced nothing until the snapshot expired, which the lead kept from happening.
+ */
+export function snapshotRows (text: string, rowKey: string): Record<string, Row> | null | typeof SNAPSHOT_UNDECODABLE {
+  let value: unknown
+  try {
+    value = JSON.parse(text)
+  } catch {
+    return SNAPSHOT_UNDECODABLE
+  }
+  if (!isObject(value)) return SNAPSHOT_UNDECODABLE
+  const { [ROW_KEY_ENTRY]: marked, ...rows } = value
+  if (marked !== undefined && typeof marked !== 'string') return SNAPSHOT_UNDECODABLE
+  for (const id in rows) if (!isObject(rows[id])) return SNAPSHOT_UNDECODABLE
   return (marked ?? replyFields.listRowId) === rowKey ? rows as Record<string, Row> : null
 }
 

@@ -55,6 +55,49 @@ test('the snapshot a poll is compared with', { skip: TEST_REDIS_URL === '' ? 'ne
     await onB.close()
   })
 
+  // A snapshot the next leader cannot decode (cut short here; a foreign or damaged value alike): its
+  // JSON.parse threw at every poll, so the source stopped for good: no event in 4 s after a write, one
+  // warning ('poll loop failed') then debug only, and the lead renewed the bad snapshot's TTL all along.
+  // Now it counts as none: the next poll takes a fresh baseline, one warning says so, and events flow.
+  t.test('one that does not decode counts as none: a fresh baseline, one warning, and events flow again', async (t) => {
+    const sandbox = await startTestSandbox(t)
+    const reader = makeConsumer('reader', { scopes: ['read'] })
+    const writer = makeConsumer('writer', { scopes: ['read', 'write:vra'] })
+    const config = {
+      CONSUMERS_FILE: consumersFile(t, [reader, writer]),
+      REDIS_KEY_PREFIX: uniquePrefix('push-snap-bad'),
+      PUSH_POLL_INTERVAL_MS: 200,
+      PUSH_LEADER_TTL_MS: 600,
+      PREFETCH_ENABLED: false
+    } as never
+    const SOURCE = 'vra/scores'
+    const a = (await buildTestApp(t, { upstream: sandbox, config })).app
+    const onA = await openSse(`${await a.listen({ port: 0, host: '127.0.0.1' })}/v1/vra/scores/events`, bearer(reader.key))
+    await waitUntil('the baseline', async () => (await a.push.store.snapshot(SOURCE)) !== null)
+    await onA.close()
+    await a.close()
+    const snapKey = `${a.config.REDIS_KEY_PREFIX}{push:${SOURCE}}:snap`
+    const b = await buildTestApp(t, { upstream: sandbox, config })
+    const full = await b.app.redis?.hget(snapKey, 'rows') as string
+    await b.app.redis?.hset(snapKey, 'rows', full.slice(0, 100))
+
+    const onB = await openSse(`${await b.app.listen({ port: 0, host: '127.0.0.1' })}/v1/vra/scores/events`, bearer(reader.key))
+    await waitUntil('B to lead', () => b.app.push.leading().includes(SOURCE))
+    const decodes = (text: string | null | undefined) => { try { JSON.parse(text as string); return true } catch { return false } }
+    const rebased = await waitUntil('a snapshot that decodes', async () => decodes(await b.app.redis?.hget(snapKey, 'rows')), 10_000).then(() => true, () => false)
+    t.ok(rebased, 'the next poll stored a fresh baseline over the cut snapshot')
+    const id = String(sandbox.ids()[80])
+    const posted = await b.app.inject({ method: 'POST', url: '/v1/vra/scores', headers: { ...bearer(writer.key), 'content-type': 'application/json' }, payload: { id, preal: 0.5 } })
+    t.equal(posted.statusCode, 201)
+    const added = await onB.waitFor((events) => events.some((e) => e.event === 'row.added'), 10_000).then(() => true, () => false)
+    t.ok(added, 'the write is announced (row.added)')
+    await onB.close()
+
+    const lines = b.logs().split('\n').filter((l) => l.includes('"component":"push"') && /"level":(40|50)/.test(l))
+    t.equal(lines.filter((l) => l.includes('does not decode')).length, 1, 'one warning for the snapshot')
+    t.same(lines.filter((l) => !l.includes('does not decode')), [], 'no other warning or error from push')
+  })
+
   t.test('lives while its source is led, however long between polls', async (t) => {
     const sandbox = await startTestSandbox(t)
     const reader = makeConsumer('reader', { scopes: ['read'] })

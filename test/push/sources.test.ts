@@ -1,6 +1,6 @@
 // How a poll becomes events (sources.ts), and the memory store's trimming and gap report over HTTP.
 import { test } from 'tap'
-import { diffRows, keyedRows, snapshotRows, snapshotText, tableSource, type SourceSpec } from '../../src/push/sources.js'
+import { diffRows, keyedRows, SNAPSHOT_UNDECODABLE, snapshotRows, snapshotText, tableSource, type SourceSpec } from '../../src/push/sources.js'
 import { createMemoryPushStore, idBefore, SNAPSHOT_MISSING } from '../../src/push/store.js'
 import { parseLossless } from '../../src/lib/json.js'
 import { buildTestApp } from '../helper.js'
@@ -96,4 +96,14 @@ test('a snapshot keeps the field its rows are keyed by; one keyed otherwise (an 
   // Snapshots of the release before: the rows alone, keyed by `id` (a to-do table's came out empty).
   t.same(snapshotRows('{"7":{"id":7}}', 'id'), { 7: { id: 7 } }, 'a list\'s snapshot is still read')
   t.equal(snapshotRows('{}', 'transient_object_id'), null, 'a to-do table\'s old empty snapshot: the next poll is a baseline, not every row added')
+})
+
+// Until 2026-12-02 a snapshot that was not JSON threw at every poll (the source stopped for good); one of
+// another shape was taken for rows. Either now counts as none (the poller takes a fresh baseline).
+test('a snapshot that does not decode is told apart, never thrown', async (t) => {
+  const text = snapshotText({ 7: { id: 7 }, 8: { id: 8 } }, 'id')
+  for (const bad of [text.slice(0, 10), '', 'null', '[{"id":7}]', '"rows"', '7', '{"7":5}', '{"7":null}', '{"#rowKey":1,"7":{"id":7}}']) {
+    t.equal(snapshotRows(bad, 'id'), SNAPSHOT_UNDECODABLE, JSON.stringify(bad))
+  }
+  t.same(snapshotRows(text, 'id'), { 7: { id: 7 }, 8: { id: 8 } }, 'a whole one still reads')
 })
