@@ -11,7 +11,9 @@
 // failure, with full jitter, up to an hour; after PUSH_WEBHOOK_MAX_ATTEMPTS the message goes to the
 // consumer's dead-letter list and the next one is sent. Deliveries run beside the poll, never in it.
 // A replica that shuts down finishes the post under way and records it before it gives up its leads
-// (close()), so a clean shutdown sends nothing twice or out of order.
+// (close()), so a clean shutdown sends nothing twice or out of order. A stored event that does not
+// decode (damaged, cut short, or written in another form by another release sharing the stream) is not
+// sent: it goes to the dead-letter list as the text it is, and the next one is sent.
 import { createHash, createHmac, randomInt } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import type { FastifyInstance } from 'fastify'
@@ -19,7 +21,7 @@ import { request, type Dispatcher } from 'undici'
 import { expiryOf } from '../consumers/expiry.js'
 import { hasScope } from '../consumers/scopes.js'
 import type { Consumer, Webhook } from '../consumers/schema.js'
-import { SUBSCRIBER_SCOPE } from './sources.js'
+import { SUBSCRIBER_SCOPE, type PushEventBody } from './sources.js'
 import { idBefore, type PushStore, type StoredEvent } from './store.js'
 
 const MAX_BACKOFF_MS = 3_600_000
@@ -27,6 +29,7 @@ const DEAD_LETTERS_KEPT = 1000
 const PAGE = 100
 // Bytes of a receiver's answer read (and kept in a dead letter) at most.
 const ANSWER_BYTES = 512
+const UNDECODABLE_ERROR = 'the stored event does not decode (not a JSON object with a string type and source): it was not delivered; raw_event holds its text'
 const GAP_ERROR = 'events after `after` up to `through` were trimmed (PUSH_RETENTION_S, PUSH_MAX_EVENTS) before they were delivered; read the source again to resynchronise'
 
 export interface Target {
@@ -76,6 +79,23 @@ export function urlProblem (url: string, allowedHosts: ReadonlySet<string>): str
   if (parsed.protocol === 'https:') return undefined
   if (parsed.protocol === 'http:' && allowedHosts.has(parsed.hostname.replace(/^\[|\]$/g, ''))) return undefined
   return 'only https, or http to a host on PUSH_WEBHOOK_ALLOWED_HOSTS'
+}
+
+/**
+ * A stored event's body, or undefined when its text does not decode: not JSON, or JSON of another shape
+ * than an event (an object whose `type` and `source` are strings). The stream is shared by replicas and by
+ * releases (a rolling update, a rollback), and a value may be damaged or cut short.
+ */
+export function decodeEvent (text: string): PushEventBody | undefined {
+  let value: unknown
+  try {
+    value = JSON.parse(text)
+  } catch {
+    return undefined
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return undefined
+  const { type, source } = value as { type?: unknown, source?: unknown }
+  return typeof type === 'string' && typeof source === 'string' ? value as PushEventBody : undefined
 }
 
 /** The wait before attempt `attempt + 1`: the base doubled per failure, capped, with full jitter. */
@@ -171,11 +191,10 @@ export function createWebhooks (app: FastifyInstance, store: PushStore, leadOf: 
    * all: an answer that trickles in (never idle long enough for an idle timeout) would hold every later
    * message of the target.
    */
-  async function post (target: Target, key: Buffer, event: StoredEvent): Promise<{ ok: boolean, detail: string }> {
-    const data = JSON.parse(event.data) as { type: string }
+  async function post (target: Target, key: Buffer, eventId: string, data: PushEventBody): Promise<{ ok: boolean, detail: string }> {
     const timestamp = Math.floor(Date.now() / 1000)
     const body = JSON.stringify({ type: data.type, timestamp: new Date(timestamp * 1000).toISOString(), data })
-    const id = `${(data as { source?: string }).source ?? ''}:${event.id}`
+    const id = `${data.source}:${eventId}`
     const deadline = AbortSignal.timeout(config.PUSH_WEBHOOK_TIMEOUT_MS)
     try {
       const res = await request(target.webhook.url, {
@@ -240,9 +259,13 @@ export function createWebhooks (app: FastifyInstance, store: PushStore, leadOf: 
         // A retry timer may fire after the lead moved: the new leader delivers from the stored cursor.
         if (isClosed || Date.now() < state.retryAt || leadOf(source) !== lead) return
         if (current(targetKey, source)?.webhook !== target.webhook) return
-        const type = (JSON.parse(event.data) as { type?: string }).type ?? ''
-        if (wanted === undefined || wanted.includes(type)) {
-          const result = await post(target, key, event)
+        const data = decodeEvent(event.data)
+        if (data === undefined) {
+          // Skipped whatever types the webhook asks for (its type cannot be told): it would otherwise
+          // throw here at every attempt and hold every later message of the target.
+          await undecodable(target, source, event)
+        } else if (wanted === undefined || wanted.includes(data.type)) {
+          const result = await post(target, key, event.id, data)
           if (!result.ok) {
             state.attempts++
             if (state.attempts < config.PUSH_WEBHOOK_MAX_ATTEMPTS) {
@@ -255,7 +278,7 @@ export function createWebhooks (app: FastifyInstance, store: PushStore, leadOf: 
             app.metrics.pushDeliveries.inc({ consumer: target.consumer.id, outcome: 'dead_letter' })
             log.error({ consumer: target.consumer.id, webhook: target.label, event: event.id, attempts: state.attempts, detail: result.detail }, 'push: webhook delivery gave up; message kept in the dead-letter list')
             await store.deadLetter(target.consumer.id, JSON.stringify({
-              webhook: target.label, url: target.webhook.url, event_id: event.id, attempts: state.attempts, last_error: result.detail, failed_at: new Date().toISOString(), event: JSON.parse(event.data) as unknown
+              webhook: target.label, url: target.webhook.url, event_id: event.id, attempts: state.attempts, last_error: result.detail, failed_at: new Date().toISOString(), event: data
             }), DEAD_LETTERS_KEPT)
           } else {
             app.metrics.pushDeliveries.inc({ consumer: target.consumer.id, outcome: 'delivered' })
@@ -267,6 +290,19 @@ export function createWebhooks (app: FastifyInstance, store: PushStore, leadOf: 
         if (!await store.setCursor(source, target.key, cursor, { lead })) return
       }
     }
+  }
+
+  /**
+   * An event whose text does not decode: nothing vouches for what a post would carry, so it is not sent.
+   * The consumer's dead-letter list keeps its text as a string (the entry stays JSON whatever it holds),
+   * a warning names it once for the target, and the caller moves the cursor past it.
+   */
+  async function undecodable (target: Target, source: string, event: StoredEvent): Promise<void> {
+    app.metrics.pushDeliveries.inc({ consumer: target.consumer.id, outcome: 'undecodable' })
+    log.warn({ consumer: target.consumer.id, webhook: target.label, source, event: event.id, bytes: Buffer.byteLength(event.data) }, 'push: a stored event does not decode; not delivered, kept in the dead-letter list')
+    await store.deadLetter(target.consumer.id, JSON.stringify({
+      webhook: target.label, url: target.webhook.url, source, event_id: event.id, attempts: 0, last_error: UNDECODABLE_ERROR, failed_at: new Date().toISOString(), raw_event: event.data
+    }), DEAD_LETTERS_KEPT)
   }
 
   /**

@@ -9,10 +9,10 @@ import { join } from 'node:path'
 import { test, type Test } from 'tap'
 import type { FastifyInstance } from 'fastify'
 import { Webhook } from 'standardwebhooks'
-import { buildTestApp } from '../helper.js'
+import { buildTestApp, TEST_REDIS_URL } from '../helper.js'
 import { bearer, makeConsumer, writeConsumers, type TestConsumer } from '../consumer-helper.js'
 import { parseConsumers } from '../../src/consumers/file.js'
-import { backoffMs, readSecret, secretKey, sign, urlProblem } from '../../src/push/webhooks.js'
+import { backoffMs, decodeEvent, readSecret, secretKey, sign, urlProblem } from '../../src/push/webhooks.js'
 
 const whsec = () => 'whsec_' + randomBytes(24).toString('base64')
 
@@ -59,6 +59,14 @@ test('backoff doubles, is capped at an hour, and is jittered', async (t) => {
     t.ok(waits.every((w) => w >= 1 && w <= ceiling), `attempt ${attempt}: within (0, ${ceiling}]`)
   }
   t.ok(new Set(Array.from({ length: 20 }, () => backoffMs(1000, 5))).size > 1, 'jittered')
+})
+
+test('a stored event that does not decode is told apart, never thrown', async (t) => {
+  const text = JSON.stringify({ type: 'member.added', source: 'lists/cv', id: '7', detected_at: '2026-12-02T00:00:00.000Z' })
+  for (const bad of [text.slice(0, 30), '', 'null', '7', '"member.added"', '[{"type":"member.added"}]', '{"type":7,"source":"lists/cv"}', '{"type":"member.added"}', '{"source":"lists/cv"}']) {
+    t.equal(decodeEvent(bad), undefined, JSON.stringify(bad))
+  }
+  t.same(decodeEvent(text), JSON.parse(text), 'a whole one still reads')
 })
 
 const LIST = 'cv'
@@ -171,6 +179,35 @@ test('events trimmed before they were delivered are noted in the dead-letter lis
   const [dead] = await app.push.store.deadLetters('hooks')
   t.match(JSON.parse(dead as string), { webhook: 'hooks#0', source, gap: { through: added?.id }, last_error: /trimmed/ }, 'the events missed are named')
   t.match((await app.inject({ url: '/metrics' })).body, /gateway_push_deliveries_total\{consumer="hooks",outcome="gap"\} 1/)
+})
+
+// Push events live in a Redis stream that replicas share, and releases too during a rolling update or a
+// rollback. Until 2026-12-02 one whose text did not decode (here cut short; damaged or written in another
+// form alike) threw in the delivery loop at every attempt: the cursor stayed before it and every later
+// message of the webhook was held for good. Now it is not posted (nothing vouches for it), goes to the
+// dead-letter list as the text it is, and the next message goes on.
+test('an event that does not decode is not delivered and holds nothing up', { skip: TEST_REDIS_URL === '' ? 'needs REDIS_URL' : false }, async (t) => {
+  const { app, logs, posts, url, write } = await hookApp(t, (url, file) => [{ url, sources: [`lists/${LIST}`], secret: { file } }], 204)
+  const source = `lists/${LIST}`
+  await waitUntil(async () => (await app.push.store.snapshot(source)) !== null)
+  const id = '1161600211221604900'
+  t.equal(await change(app, write, 'PUT', id), 201)
+  await waitUntil(() => posts.length === 1)
+  const [added] = (await app.push.store.page(source, '0-0', 10)).events
+  // Appended to the source's own stream (the store's key, in this test's prefix), after the first event.
+  const raw = (added?.data as string).slice(0, 40)
+  const bad = await app.redis?.xadd(`${app.config.REDIS_KEY_PREFIX}{push:${source}}:events`, '*', 'e', raw) as string
+  t.equal(await change(app, write, 'DELETE', id), 204)
+  const removed = await waitUntil(() => posts.some((p) => p.type === 'member.removed'), 5000).then(() => true, () => false)
+  t.ok(removed, 'the message after the one that does not decode was delivered')
+  t.same(posts.map((p) => p.type), removed ? ['member.added', 'member.removed'] : ['member.added'], 'the one that does not decode was not posted')
+  t.notOk(posts.some((p) => p.id === `${source}:${bad}`))
+  const dead = (await app.push.store.deadLetters('hooks')).map((d) => JSON.parse(d) as unknown)
+  t.match(dead, [{ webhook: 'hooks#0', url, source, event_id: bad, attempts: 0, last_error: /does not decode/, raw_event: raw }], 'kept in the dead-letter list as the text it is')
+  t.match((await app.inject({ url: '/metrics' })).body, /gateway_push_deliveries_total\{consumer="hooks",outcome="undecodable"\} 1/)
+  const lines = logs().split('\n').filter((l) => l.includes('"component":"push-webhooks"') && /"level":(40|50)/.test(l))
+  t.equal(lines.filter((l) => l.includes('does not decode') && l.includes(bad) && l.includes(`"source":"${source}"`) && l.includes('"level":40')).length, 1, 'one warning, naming the event and its source')
+  t.same(lines.filter((l) => !l.includes('does not decode')), [], 'no other warning or error from the deliveries')
 })
 
 test('event-type filter, and a URL that is not allowed is never called', async (t) => {
