@@ -34,6 +34,27 @@ export interface PushEventBody {
   detected_at: string
 }
 
+// An event type as the poll writes it (member.added, row.changed): a name, never a line break.
+const EVENT_TYPE = /^[\w.-]+$/
+
+/**
+ * A stored event's body, or undefined when its text does not decode: not JSON, or JSON of another shape
+ * than an event (an object whose `source` is a string and whose `type` is a name: letters, digits, `.`,
+ * `_`, `-`). The stream is shared by replicas and by releases (a rolling update, a rollback), and a value
+ * may be damaged or cut short. Webhooks do not post such an event; event streams send only its id.
+ */
+export function decodeEvent (text: string): PushEventBody | undefined {
+  let value: unknown
+  try {
+    value = JSON.parse(text)
+  } catch {
+    return undefined
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return undefined
+  const { type, source } = value as { type?: unknown, source?: unknown }
+  return typeof type === 'string' && EVENT_TYPE.test(type) && typeof source === 'string' ? value as PushEventBody : undefined
+}
+
 /** The scope a subscriber of any source needs (that of the matching reads), by stream or by webhook. */
 export const SUBSCRIBER_SCOPE = 'read'
 

@@ -9,6 +9,7 @@
 import type { FastifyBaseLogger } from 'fastify'
 import type { PassThrough } from 'node:stream'
 import { idBefore, type PushStore, type StoredEvent } from './store.js'
+import { decodeEvent } from './sources.js'
 
 const FANOUT_MS = 200
 const PAGE = 500
@@ -32,14 +33,21 @@ export interface Stream {
 /** Events up to `trimmed` were trimmed away before a read reached them. */
 export interface Gap { trimmed: string }
 
-/** One SSE frame. `data` is one line of JSON (JSON.stringify never writes a raw newline). */
+/**
+ * One SSE frame. `data` is one line of JSON: JSON never holds a raw line break inside a string, so one in
+ * a stored text is whitespace between tokens and is written as a space (JSON.stringify writes none). An
+ * event that does not decode (damaged, or of another release's form: the stream is shared) is sent as
+ * its id alone, which moves the client's Last-Event-ID past it and dispatches nothing: its text never
+ * reaches the stream, where a line break in it would write fields of its own. Until 2026-12-02 the text
+ * and the type were written as stored.
+ */
 export function frame (event: StoredEvent): string {
-  let type = 'message'
-  try {
-    type = String((JSON.parse(event.data) as { type?: unknown }).type ?? 'message')
-  } catch {}
-  return `id: ${event.id}\nevent: ${type}\ndata: ${event.data}\n\n`
+  const body = decodeEvent(event.data)
+  if (body === undefined) return `id: ${event.id}\n\n`
+  return `id: ${event.id}\nevent: ${body.type}\ndata: ${event.data.replace(LINE_BREAKS, ' ')}\n\n`
 }
+
+const LINE_BREAKS = /[\r\n]/g
 
 export interface HubOptions {
   store: PushStore

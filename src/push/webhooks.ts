@@ -21,7 +21,7 @@ import { request, type Dispatcher } from 'undici'
 import { expiryOf } from '../consumers/expiry.js'
 import { hasScope } from '../consumers/scopes.js'
 import type { Consumer, Webhook } from '../consumers/schema.js'
-import { SUBSCRIBER_SCOPE, type PushEventBody } from './sources.js'
+import { decodeEvent, SUBSCRIBER_SCOPE, type PushEventBody } from './sources.js'
 import { idBefore, type PushStore, type StoredEvent } from './store.js'
 
 const MAX_BACKOFF_MS = 3_600_000
@@ -79,23 +79,6 @@ export function urlProblem (url: string, allowedHosts: ReadonlySet<string>): str
   if (parsed.protocol === 'https:') return undefined
   if (parsed.protocol === 'http:' && allowedHosts.has(parsed.hostname.replace(/^\[|\]$/g, ''))) return undefined
   return 'only https, or http to a host on PUSH_WEBHOOK_ALLOWED_HOSTS'
-}
-
-/**
- * A stored event's body, or undefined when its text does not decode: not JSON, or JSON of another shape
- * than an event (an object whose `type` and `source` are strings). The stream is shared by replicas and by
- * releases (a rolling update, a rollback), and a value may be damaged or cut short.
- */
-export function decodeEvent (text: string): PushEventBody | undefined {
-  let value: unknown
-  try {
-    value = JSON.parse(text)
-  } catch {
-    return undefined
-  }
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) return undefined
-  const { type, source } = value as { type?: unknown, source?: unknown }
-  return typeof type === 'string' && typeof source === 'string' ? value as PushEventBody : undefined
 }
 
 /** The wait before attempt `attempt + 1`: the base doubled per failure, capped, with full jitter. */

@@ -328,3 +328,37 @@ test('a store that cannot be reached: 503 with Retry-After, not a hang', { skip:
   t.equal(c.headers['retry-after'], '1')
   await c.close()
 })
+
+// The event stream is shared by replicas and by releases (a rolling update, a rollback), so a stored
+// event may be damaged or written in another form. Until 2026-12-02 one whose text did not parse was
+// framed as it was (`data: <text>`) and one whose type held a newline as `event: <type>`: a newline in
+// either ended the line, so the stored text wrote SSE fields of its own (here an event named `forged`) into
+// every client's stream. Now such an event only moves the client's Last-Event-ID past it (`id:` alone
+// dispatches nothing), and a JSON text is written on one line whatever whitespace it was stored with.
+test('a stored event that does not decode writes no fields of its own into the stream', { skip: process.env.REDIS_URL === undefined ? 'needs REDIS_URL' : false }, async (t) => {
+  const { app, sandbox, base, read, write } = await pushApp(t)
+  const [first, second] = sandbox.ids().slice(44, 46).map(String) as [string, string]
+  const c = await openSse(`${base}/v1/lists/${LIST}/events`, read)
+  t.teardown(() => c.close())
+  await baseline(app, SOURCE)
+  const key = `${app.config.REDIS_KEY_PREFIX}{push:${SOURCE}}:events`
+  t.equal((await app.inject({ method: 'PUT', url: `/v1/custom-lists/${LIST}/objects/${first}`, headers: write })).statusCode, 201)
+  await c.waitFor(() => dataOf(c).length >= 1)
+  const planted = [
+    'cut sho\nevent: forged\ndata: {"type":"forged"}',
+    JSON.stringify({ type: 'member.added\nevent: forged', source: SOURCE, id: first }),
+    `{"type":"member.added",\n"source":"${SOURCE}","id":"${first}","detected_at":"2026-12-02T00:00:00.000Z"}`
+  ]
+  const ids: string[] = []
+  for (const text of planted) ids.push(await app.redis?.xadd(key, '*', 'e', text) as string)
+  t.equal((await app.inject({ method: 'PUT', url: `/v1/custom-lists/${LIST}/objects/${second}`, headers: write })).statusCode, 201)
+  // Read without trusting the text: before the fix, fields the stored text wrote arrive as events too.
+  const idOf = (data: string): string | undefined => { try { return (JSON.parse(data) as { id?: string }).id } catch { return undefined } }
+  await c.waitFor(() => c.events.some((e) => e.event === 'member.added' && idOf(e.data) === second))
+  t.notOk(c.events.some((e) => e.event === 'forged' || e.data.includes('forged')), 'no field the stored text wrote')
+  t.same(c.events.filter((e) => e.data !== '').map((e) => [e.event, idOf(e.data)]),
+    [['member.added', first], ['member.added', first], ['member.added', second]], 'the events that decode, the one stored over two lines among them')
+  t.ok(c.events.some((e) => e.id === ids[1] && e.data === ''), 'one that does not decode moves Last-Event-ID past it and carries nothing')
+  t.match(c.lastId(), /^\d+-\d+$/)
+  t.not(c.lastId(), ids[2], 'the last id is the last event\'s')
+})

@@ -12,7 +12,8 @@ import { Webhook } from 'standardwebhooks'
 import { buildTestApp, TEST_REDIS_URL } from '../helper.js'
 import { bearer, makeConsumer, writeConsumers, type TestConsumer } from '../consumer-helper.js'
 import { parseConsumers } from '../../src/consumers/file.js'
-import { backoffMs, decodeEvent, readSecret, secretKey, sign, urlProblem } from '../../src/push/webhooks.js'
+import { backoffMs, readSecret, secretKey, sign, urlProblem } from '../../src/push/webhooks.js'
+import { decodeEvent } from '../../src/push/sources.js'
 
 const whsec = () => 'whsec_' + randomBytes(24).toString('base64')
 
@@ -63,7 +64,7 @@ test('backoff doubles, is capped at an hour, and is jittered', async (t) => {
 
 test('a stored event that does not decode is told apart, never thrown', async (t) => {
   const text = JSON.stringify({ type: 'member.added', source: 'lists/cv', id: '7', detected_at: '2026-12-02T00:00:00.000Z' })
-  for (const bad of [text.slice(0, 30), '', 'null', '7', '"member.added"', '[{"type":"member.added"}]', '{"type":7,"source":"lists/cv"}', '{"type":"member.added"}', '{"source":"lists/cv"}']) {
+  for (const bad of [text.slice(0, 30), '', 'null', '7', '"member.added"', '[{"type":"member.added"}]', '{"type":7,"source":"lists/cv"}', '{"type":"member.added"}', '{"source":"lists/cv"}', '{"type":"member.added\\nevent: x","source":"lists/cv"}', '{"type":"","source":"lists/cv"}']) {
     t.equal(decodeEvent(bad), undefined, JSON.stringify(bad))
   }
   t.same(decodeEvent(text), JSON.parse(text), 'a whole one still reads')
