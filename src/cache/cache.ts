@@ -572,7 +572,7 @@ export function createCache (opts: CacheOptions = {}) {
       missing.forEach((m, j) => {
         const raw = l2Heads[j]
         if (raw === undefined) return
-        const entry = decodeBytes(raw)
+        const entry = decodeBytes(raw, PEEK_BYTES)
         // A header longer than the peek (many tags): read that value whole.
         if (entry === undefined) whole.push(m)
         else entries[m.i] = entry

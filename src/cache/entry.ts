@@ -29,6 +29,11 @@ export const DEFAULT_CONTENT_TYPE = 'application/json; charset=utf-8'
 // change needs no migration: old values are refilled. Format 1 (no offsets) is still read, so that
 // while replicas of both versions run (a rolling update) the new ones do not refill every value the old
 // ones wrote, each refill an upstream call.
+// ANY change to the layout below (a field added, moved or resized, the offsets moved) takes a new format
+// byte, never the same one: replicas of the other version share Redis during a rolling update or a
+// rollback, and each must see the other's values as an unknown format (a miss), not read them in its own
+// layout. (An earlier layout of format 2, with the offsets before the body and no body length, went out
+// under this same byte; its values are told apart only by their length, see decodeEntry.)
 const MAGIC = Buffer.from([0x41, 0x47, 0x43, 0x02])
 const MAGIC_1 = Buffer.from([0x41, 0x47, 0x43, 0x01])
 // magic(4) status(2) storedAt(8) expiresAt(8) etagLength(1) contentTypeLength(2) tagsLength(4)
@@ -98,10 +103,16 @@ export function encodeSharing (entry: CacheEntry): Buffer {
 }
 
 /**
- * The entry, or undefined when the bytes are not a value of this format (treated as a miss). The start
- * of a value (a look-ahead's read) decodes too, with its body cut short and without offsets.
+ * The entry, or undefined when the bytes are not a value of this format (treated as a miss). A value
+ * whose length is not the one its header gives (bodyLength and the offsets' count), whose offsets are
+ * not pairs in order within the body, or whose tags do not parse was written in another layout (another
+ * version sharing Redis) or damaged: it is a miss, loaded again like any, never served.
+ * `readBytes`: the value is the first `readBytes` bytes of a stored one (a look-ahead's read, PEEK_BYTES
+ * in cache.ts); when it is that long it may be cut short, and decodes with its body cut short and
+ * without offsets, as long as it is not longer than its header says. A look-ahead only plans; the read
+ * that serves a value reads it whole and checks it whole.
  */
-export function decodeEntry (value: Buffer): CacheEntry | undefined {
+export function decodeEntry (value: Buffer, readBytes?: number): CacheEntry | undefined {
   const isFormat1 = value.length >= FIXED_1 && value.subarray(0, 4).equals(MAGIC_1)
   if (!isFormat1 && (value.length < FIXED || !value.subarray(0, 4).equals(MAGIC))) return undefined
   const fixed = isFormat1 ? FIXED_1 : FIXED
@@ -115,7 +126,12 @@ export function decodeEntry (value: Buffer): CacheEntry | undefined {
   const tagsAt = fixed + etagLength + contentTypeLength
   const bodyAt = tagsAt + tagsLength
   if (value.length < bodyAt) return undefined
+  // Format 1 has no length: its body runs to the end.
   const bodyEnd = isFormat1 ? value.length : bodyAt + value.readUInt32BE(33)
+  const offsetsCount = bigIntsCount === 0 ? 0 : bigIntsCount - 1
+  const end = bodyEnd + 4 * offsetsCount
+  const isWhole = readBytes === undefined || value.length < readBytes
+  if (isWhole ? value.length !== end : value.length > end) return undefined
   const tags = tagsLength === 0 ? [] : parseTags(value.toString('utf8', tagsAt, bodyAt))
   if (tags === undefined) return undefined
   const entry: CacheEntry = {
@@ -127,12 +143,26 @@ export function decodeEntry (value: Buffer): CacheEntry | undefined {
     tags,
     body: value.subarray(bodyAt, Math.min(bodyEnd, value.length))
   }
-  if (bigIntsCount > 0 && value.length >= bodyEnd + 4 * (bigIntsCount - 1)) {
-    const offsets = new Array<number>(bigIntsCount - 1)
-    for (let k = 0; k < offsets.length; k++) offsets[k] = value.readUInt32BE(bodyEnd + 4 * k)
+  if (bigIntsCount > 0 && value.length === end) {
+    const offsets = readOffsets(value, bodyEnd, offsetsCount, bodyEnd - bodyAt)
+    if (offsets === undefined) return undefined
     entry.bigInts = offsets
   }
   return entry
+}
+
+/** `count` offsets from `at`: pairs (start, end), in order, within a body of `bodyLength`; else undefined. */
+function readOffsets (value: Buffer, at: number, count: number, bodyLength: number): number[] | undefined {
+  if (count % 2 !== 0) return undefined
+  const offsets = new Array<number>(count)
+  let last = 0
+  for (let k = 0; k < count; k++) {
+    const offset = value.readUInt32BE(at + 4 * k)
+    // A span's start is not before the previous span's end, its end not before its start.
+    if (offset < last || offset > bodyLength) return undefined
+    offsets[k] = last = offset
+  }
+  return offsets
 }
 
 function parseTags (text: string): string[] | undefined {
