@@ -20,6 +20,7 @@ export const NotAcceptableError = createError<'GW_NOT_ACCEPTABLE', 406, [string]
 export const UnsupportedMediaTypeError = createError<'GW_UNSUPPORTED_MEDIA_TYPE', 415, [string]>('GW_UNSUPPORTED_MEDIA_TYPE', '%s', 415)
 export const IdempotencyInProgressError = createError<'GW_IDEMPOTENCY_IN_PROGRESS', 409, [string]>('GW_IDEMPOTENCY_IN_PROGRESS', '%s', 409)
 export const IdempotencyKeyReusedError = createError<'GW_IDEMPOTENCY_KEY_REUSED', 422, [string]>('GW_IDEMPOTENCY_KEY_REUSED', '%s', 422)
+export const IdempotencyKeyUnreadableError = createError<'GW_IDEMPOTENCY_KEY_UNREADABLE', 409, [string]>('GW_IDEMPOTENCY_KEY_UNREADABLE', '%s', 409)
 export const WriteOutcomeUnknownError = createError<'GW_WRITE_OUTCOME_UNKNOWN', 504, [string]>('GW_WRITE_OUTCOME_UNKNOWN', '%s', 504)
 
 /** One failing input, as problem documents list them: `path` is `/<part>/<field>`, e.g. `/body/id`. */
@@ -52,6 +53,7 @@ export const PROBLEM_TITLES: Readonly<Record<string, string>> = {
   GW_UNSUPPORTED_MEDIA_TYPE: 'Unsupported media type',
   GW_IDEMPOTENCY_IN_PROGRESS: 'Request with this Idempotency-Key in progress',
   GW_IDEMPOTENCY_KEY_REUSED: 'Idempotency-Key reused for another request',
+  GW_IDEMPOTENCY_KEY_UNREADABLE: 'Idempotency-Key record unreadable',
   GW_WRITE_OUTCOME_UNKNOWN: 'Write outcome unknown',
   GW_HEADERS_TOO_LARGE: 'Request headers too large',
   GW_EXPECTATION_FAILED: 'Expectation failed',

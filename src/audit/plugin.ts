@@ -24,9 +24,16 @@ declare module 'fastify' {
 
 export type Audit = ReturnType<typeof createAudit>
 
-/** The store the settings choose: the Redis stream with a client, else the file. */
-export function createAuditStore (config: Config, redis: Redis | null): AuditStore {
-  const opts = { retentionDays: config.AUDIT_RETENTION_DAYS, maxEntries: config.AUDIT_MAX_ENTRIES }
+/**
+ * The store the settings choose: the Redis stream with a client, else the file. `onUnreadable` hears of
+ * stream records that do not decode (another version's form, or damaged), which reads leave out.
+ */
+export function createAuditStore (config: Config, redis: Redis | null, onUnreadable?: (id: string, reason: string) => void): AuditStore {
+  const opts = {
+    retentionDays: config.AUDIT_RETENTION_DAYS,
+    maxEntries: config.AUDIT_MAX_ENTRIES,
+    ...(onUnreadable === undefined ? {} : { onUnreadable })
+  }
   return redis === null ? createFileAuditStore(config.AUDIT_FILE, opts) : createRedisAuditStore(redis, config.REDIS_KEY_PREFIX, opts)
 }
 
@@ -143,7 +150,9 @@ export function createAudit (app: FastifyInstance, store: AuditStore, guard?: Re
 }
 
 export const auditPlugin = fp(async (app) => {
-  const audit = createAudit(app, createAuditStore(app.config, app.redis), app.redis === null ? undefined : app.redisHealth.guard('audit'))
+  const log = app.log.child({ component: 'audit' })
+  const onUnreadable = (id: string, reason: string): void => { log.warn({ id, reason }, 'audit record does not decode; left out of the page') }
+  const audit = createAudit(app, createAuditStore(app.config, app.redis, onUnreadable), app.redis === null ? undefined : app.redisHealth.guard('audit'))
   app.decorate('audit', audit)
   app.beforeRedisQuit(audit.close)
 }, { name: 'audit', fastify: '5.x', dependencies: ['redis'] })

@@ -40,6 +40,36 @@ export interface AuditStoreOptions {
   maxEntries: number
   /** The clock of the retention, and of the file's ids (tests step it). */
   now?: () => number
+  /** A record of the Redis stream that does not decode, left out of the page it was read for. */
+  onUnreadable?: (id: string, reason: string) => void
+}
+
+const isString = (value: unknown): value is string => typeof value === 'string'
+const isStringOrNull = (value: unknown): boolean => value === null || typeof value === 'string'
+
+/**
+ * The record a stream entry's text holds, or why it does not decode (another version's form, or a
+ * damaged value). Never throws: it runs inside a guarded Redis call, where a throw was taken for Redis
+ * failing. Checks the fields the pager and the admin read's answer need; fields this version does not
+ * know stay, as they did.
+ */
+function decodeRecord (id: string, text: string): AuditRecord | string {
+  let value: unknown
+  try {
+    value = JSON.parse(text)
+  } catch {
+    return `not JSON (${text.length} characters)`
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return 'JSON, but not an object'
+  const r = value as Record<string, unknown>
+  const fields = r.fields
+  const isValid = isString(r.time) && !Number.isNaN(Date.parse(r.time)) && isString(r.consumer) && isString(r.request_id) &&
+    isString(r.route) && isString(r.dialect) && isString(r.endpoint) && Array.isArray(r.object_ids) && r.object_ids.every(isString) &&
+    isStringOrNull(r.list) && typeof fields === 'object' && fields !== null && !Array.isArray(fields) && Object.values(fields).every(isString) &&
+    isString(r.outcome) && (r.upstream_status === null || Number.isInteger(r.upstream_status)) && isStringOrNull(r.error)
+  // As it was stored (the key order too: appendOnce in plugin.ts compares a record's text with a
+  // draft's), with the stream's id, which an `id` in the text does not replace.
+  return isValid ? { ...(r as unknown as AuditDraft), id } : 'not a record of this version'
 }
 
 /** Collects matching records in id order until a page and one more are found. */
@@ -98,7 +128,15 @@ export function createRedisAuditStore (redis: Redis, prefix: string, opts: Audit
         for (const [id, fields] of batch) {
           const json = fields[fields.indexOf('r') + 1]
           if (json === undefined) continue
-          if (!pager.offer({ id, ...(JSON.parse(json) as AuditDraft) })) return pager.page()
+          // One that does not decode is left out, and the rest of the page served. Until 2026-12-02 it
+          // threw inside the guarded call: the read answered 503 "Redis does not answer" for as long as
+          // the record was kept, and marked Redis down for every user.
+          const record = decodeRecord(id, json)
+          if (typeof record === 'string') {
+            opts.onUnreadable?.(id, record)
+            continue
+          }
+          if (!pager.offer(record)) return pager.page()
         }
         const last = batch[batch.length - 1]
         if (last === undefined || batch.length < SCAN_BATCH) return pager.page()

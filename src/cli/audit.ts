@@ -61,7 +61,7 @@ export async function runAudit (argv: readonly string[], io: CliIo): Promise<num
     const records = await withStores(io.env, async ({ audit }) => allPages(async (cursor) => {
       const page = await audit.query(cursor === undefined ? filter : { ...filter, cursor })
       return { items: page.records, next: page.next }
-    }))
+    }), (id, reason) => { io.err(`audit: record ${id} left out: it does not decode (${reason})\n`) })
     io.out(formatRows(records, values, auditCsv, textLine))
     io.err(`${records.length} record${records.length === 1 ? '' : 's'}\n`)
     return 0

@@ -14,8 +14,13 @@ const CLI_REDIS_TIMEOUT_MS = 10000
 
 export interface Stores { config: Config, audit: AuditStore, usage: UsageStore }
 
-/** Runs `fn` with the stores the settings in `env` choose, closing Redis afterwards. */
-export async function withStores<T> (env: Record<string, string | undefined>, fn: (stores: Stores) => Promise<T>): Promise<T> {
+/**
+ * Runs `fn` with the stores the settings in `env` choose, closing Redis afterwards. `onUnreadableAudit`:
+ * told of each audit record in Redis that does not decode (the reads leave it out).
+ */
+export async function withStores<T> (
+  env: Record<string, string | undefined>, fn: (stores: Stores) => Promise<T>, onUnreadableAudit?: (id: string, reason: string) => void
+): Promise<T> {
   const config = loadConfig(env)
   let redis: Redis | null = null
   try {
@@ -24,7 +29,7 @@ export async function withStores<T> (env: Record<string, string | undefined>, fn
       redis.on('error', () => {})
       await redis.connect()
     }
-    return await fn({ config, audit: createAuditStore(config, redis), usage: createUsageStore(config, redis) })
+    return await fn({ config, audit: createAuditStore(config, redis, onUnreadableAudit), usage: createUsageStore(config, redis) })
   } finally {
     // A client that never connected (or lost Redis) keeps reconnecting, and the process would never
     // exit: it is disconnected, which stops that; a connected one quits politely.

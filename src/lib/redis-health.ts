@@ -8,7 +8,10 @@
 // - after the cool-down a background probe (PING) tests Redis and, when it answers, calls go to Redis
 //   again. Without a probe function, the first call after the cool-down is the probe and the others
 //   keep skipping until it settles.
-// A reply error (a script error, OOM) means Redis answered: it fails that call but Redis stays up.
+// A reply error (a script error, OOM) means Redis answered: it fails that call but Redis stays up. So
+// does a value that does not parse (a SyntaxError, what JSON.parse throws: another version's record, a
+// damaged one): Redis answered with it. Users decode what they read so that it does not throw at all.
+// Until 2026-12-02 one truncated record made each read of it mark Redis down for every user.
 
 export type RedisState = 'up' | 'down'
 
@@ -71,9 +74,9 @@ export const DEFAULT_REDIS_COOLDOWN_MS = 1000
 
 const RELEASED = new Error('redis went down while this call waited')
 
-/** Redis answered with an error: the call failed, Redis did not. */
-function isReplyError (err: unknown): boolean {
-  return typeof err === 'object' && err !== null && (err as { name?: unknown }).name === 'ReplyError'
+/** Redis answered with an error, or with a value that does not parse: the call failed, Redis did not. */
+function isAnswered (err: unknown): boolean {
+  return err instanceof SyntaxError || (typeof err === 'object' && err !== null && (err as { name?: unknown }).name === 'ReplyError')
 }
 
 export function createRedisHealth (opts: RedisHealthOptions = {}) {
@@ -114,7 +117,7 @@ export function createRedisHealth (opts: RedisHealthOptions = {}) {
 
   function report (err: unknown, user: string): void {
     opts.onFailure?.(err, user)
-    if (!isReplyError(err)) markDown(err, user)
+    if (!isAnswered(err)) markDown(err, user)
   }
 
   /** Runs `op` within the timeout; rejects with RELEASED when Redis is marked down meanwhile. */
@@ -152,7 +155,7 @@ export function createRedisHealth (opts: RedisHealthOptions = {}) {
     } catch (err) {
       if (err === RELEASED) return { ok: false, err: undefined }
       report(err, user)
-      if (isProbe && isReplyError(err)) markUp()
+      if (isProbe && isAnswered(err)) markUp()
       return { ok: false, err }
     } finally {
       if (isProbe) isProbing = false
@@ -165,7 +168,7 @@ export function createRedisHealth (opts: RedisHealthOptions = {}) {
       await bounded(probe)
       markUp()
     } catch (err) {
-      if (isReplyError(err)) markUp()
+      if (isAnswered(err)) markUp()
       else report(err, 'probe')
     } finally {
       isProbing = false

@@ -29,7 +29,14 @@ export interface DoneEntry {
   body: string
 }
 
-export type IdempotencyEntry = RunningEntry | DoneEntry
+/**
+ * What a key holds when it decodes as neither (another version's form during a rolling update or a
+ * rollback, or a damaged value): not an empty key. Its request may have been applied upstream, so it is
+ * never taken as absent (a write is not sent again on a guess); the reason is for the log.
+ */
+export interface UnreadableEntry { state: 'unreadable', reason: string }
+
+export type IdempotencyEntry = RunningEntry | DoneEntry | UnreadableEntry
 
 export interface IdempotencyStore {
   /** Sets `marker` on an empty key (lapsing after `leaseMs`) and resolves undefined; else the entry held. */
@@ -46,8 +53,49 @@ export interface IdempotencyStore {
   get (key: string): Promise<IdempotencyEntry | undefined>
 }
 
+const isObject = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null && !Array.isArray(value)
+
+function isRunning (value: Record<string, unknown>): boolean {
+  return value.state === 'running' && typeof value.owner === 'string' && typeof value.fingerprint === 'string'
+}
+
+/** An outcome that can be replayed as it is: a status the reply can take, string headers, a string body. */
+function isDone (value: Record<string, unknown>): boolean {
+  const { status, headers } = value
+  return value.state === 'done' && typeof value.fingerprint === 'string' && typeof value.body === 'string' &&
+    typeof status === 'number' && Number.isInteger(status) && status >= 100 && status <= 599 &&
+    isObject(headers) && Object.values(headers).every((v) => typeof v === 'string')
+}
+
+/**
+ * The entry a stored text holds. Never throws: it runs inside a guarded Redis call, where a throw was
+ * taken for Redis failing (until 2026-12-02 one truncated record marked Redis down for every user, and a
+ * record without `headers` answered 500). Fields this version does not know are kept and ignored.
+ */
 function decode (text: string | null): IdempotencyEntry | undefined {
-  return text === null ? undefined : JSON.parse(text) as IdempotencyEntry
+  if (text === null) return undefined
+  let value: unknown
+  try {
+    value = JSON.parse(text)
+  } catch {
+    return { state: 'unreadable', reason: `not JSON (${text.length} characters)` }
+  }
+  if (isObject(value) && (isRunning(value) || isDone(value))) return value as unknown as RunningEntry | DoneEntry
+  return { state: 'unreadable', reason: 'JSON, but neither a marker nor an outcome of this version' }
+}
+
+/** Redis refused the command because the key holds another type (a hash, a list): it holds no record of ours. */
+function isWrongType (err: unknown): boolean {
+  return err instanceof Error && err.name === 'ReplyError' && err.message.includes('WRONGTYPE')
+}
+
+async function readOrUnreadable (read: () => Promise<string | null>): Promise<IdempotencyEntry | undefined> {
+  try {
+    return decode(await read())
+  } catch (err) {
+    if (isWrongType(err)) return { state: 'unreadable', reason: 'another Redis type' }
+    throw err
+  }
 }
 
 // KEYS[1] the key; ARGV[1] the marker, ARGV[2] its lease in ms.
@@ -80,7 +128,7 @@ export function createRedisIdempotencyStore (redis: Redis): IdempotencyStore {
   redis.defineCommand('agwIdemSwap', { numberOfKeys: 1, lua: SWAP_LUA })
   return {
     async claim (key, marker, leaseMs) {
-      return decode(await redis.agwIdemClaim(key, JSON.stringify(marker), leaseMs))
+      return await readOrUnreadable(async () => redis.agwIdemClaim(key, JSON.stringify(marker), leaseMs))
     },
     async complete (key, marker, outcome, ttlMs) {
       return await redis.agwIdemSwap(key, JSON.stringify(marker), JSON.stringify(outcome), ttlMs) === 1
@@ -92,7 +140,7 @@ export function createRedisIdempotencyStore (redis: Redis): IdempotencyStore {
       await redis.agwIdemSwap(key, JSON.stringify(marker), '', 0)
     },
     async get (key) {
-      return decode(await redis.get(key))
+      return await readOrUnreadable(async () => redis.get(key))
     }
   }
 }

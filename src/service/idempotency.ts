@@ -8,7 +8,7 @@ import type { FastifyBaseLogger } from 'fastify'
 import type { RedisGuard } from '../lib/redis-health.js'
 import { createResendQueue } from '../lib/resend-queue.js'
 import {
-  IdempotencyInProgressError, IdempotencyKeyReusedError, invalidFields, UnavailableError, withRetryAfter
+  IdempotencyInProgressError, IdempotencyKeyReusedError, IdempotencyKeyUnreadableError, invalidFields, UnavailableError, withRetryAfter
 } from '../errors.js'
 import { OUTCOME_TTL_MS, type DoneEntry, type IdempotencyStore, type RunningEntry } from './idempotency-store.js'
 
@@ -148,6 +148,22 @@ export function createIdempotency ({ store, prefix, waitMs, log, guard }: Idempo
 
   const reused = (): Error => new IdempotencyKeyReusedError('This Idempotency-Key was used for a different request (method, path or body); use a new key for a new request.')
 
+  /**
+   * The key holds a record this version cannot read (another version's form during a rolling update or
+   * a rollback, or a damaged value): the request under it may have been applied upstream, so this one is
+   * refused (409, not kept) rather than run again on a guess; the record stays until its TTL. Until
+   * 2026-12-02 a truncated record answered 503 and marked Redis down for every user, and a record without
+   * `headers` answered 500.
+   */
+  function unreadable (key: string, reason: string): Error {
+    log.warn({ key, reason }, 'idempotency record does not decode; the request is refused (409) rather than run again')
+    return new IdempotencyKeyUnreadableError(
+      'What is kept under this Idempotency-Key cannot be read here (kept by another version of the gateway, or damaged), so whether ' +
+      'the first request with it was applied is not known; it is not sent again. Check its effect (for a score, GET /v1/vra/scores?ids=) ' +
+      'and send the request under a new key if it was not applied.'
+    )
+  }
+
   /** A kept outcome answers a request with the same fingerprint; another request under the key is a 422. */
   function answerFrom (outcome: DoneEntry, fingerprint: string): Begun {
     if (outcome.fingerprint !== fingerprint) throw reused()
@@ -193,6 +209,7 @@ export function createIdempotency ({ store, prefix, waitMs, log, guard }: Idempo
           throw err
         })
         if (held === undefined) return { kind: 'run', claim: hold(k, marker) }
+        if (held.state === 'unreadable') throw unreadable(k, held.reason)
         if (held.state === 'done') return answerFrom(held, fingerprint)
         if (held.fingerprint !== fingerprint) throw reused()
         if (Date.now() + pause > deadline) {

@@ -105,6 +105,15 @@ test('a reply error fails the call but Redis stays up (it answered)', async (t) 
   t.ok(health.isAvailable)
 })
 
+test('a value that does not parse inside a call fails the call but Redis stays up (it answered)', async (t) => {
+  const { health, changes } = recorder()
+  const guard = health.guard('idempotency')
+  await t.rejects(guard.call(async () => JSON.parse('{"state":"do') as unknown), SyntaxError)
+  t.same(changes, [], 'not a reason to skip Redis')
+  t.ok(health.isAvailable)
+  t.equal(await guard.run(async () => 'next', 'skipped'), 'next', 'the next call goes to Redis')
+})
+
 test('errors and answers seen outside a call (connection events, health checks) move the state too', async (t) => {
   const { health, changes } = recorder({ probe: stalled })
   health.report(new Error('read ECONNRESET'), 'connection')
