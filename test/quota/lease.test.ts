@@ -390,3 +390,149 @@ for (const [name, make] of stores) {
     }
   })
 }
+
+// Each store's own give-back: never below zero. A give-back of more than the window counted (the count
+// was reset under it) read as a credit, and the window then admitted that many more than its limit.
+for (const [name, make] of stores) {
+  test(`a give-back never takes a count below zero (${name} store)`, { skip: make === undefined ? 'REDIS_URL is not set' : false }, async (t) => {
+    const store = await (make as StoreMaker)(t)
+    const period = name.endsWith('calendar') ? DAY_MS : MINUTE_MS
+    const key = newKey()
+    t.match(await store.lease(key, 3, 3, 10, period), { granted: 3, used: 3 })
+    t.match(await store.lease(key, -5, 0, 10, period), { granted: 0, used: 0 }, 'five given back of three counted: 0, not -2')
+    const r = replica(store, 1)
+    let admitted = 0
+    for (let i = 0; i < 20; i++) if ((await r.counter.charge(key, 1, 10, period))?.isAllowed === true) admitted++
+    t.equal(admitted, 10, 'the window admits its limit, not 12')
+  })
+}
+
+// How the leased counter splits a limit among replicas and charges, with figures every store gives alike.
+for (const [name, make] of stores) {
+  test(`lease accounting near the limit (${name} store)`, { skip: make === undefined ? 'REDIS_URL is not set' : false }, async (t) => {
+    if (make === undefined) return
+    const store = await make(t)
+    const period = name.endsWith('calendar') ? DAY_MS : MINUTE_MS
+    const stored = async (key: string, limit: number): Promise<number> => (await store.lease(key, 0, 0, limit, period)).used
+
+    t.test('a grant is at most half of what is left: two replicas\' leases leave a third room', async (t) => {
+      const key = newKey()
+      const [a, b, c] = [replica(store, 50), replica(store, 50), replica(store, 50)]
+      t.match(await a.counter.charge(key, 1, 100, period), { isAllowed: true })
+      t.equal(await stored(key, 100), 50, 'the first lease: the whole block (half of 100)')
+      t.match(await b.counter.charge(key, 1, 100, period), { isAllowed: true })
+      t.equal(await stored(key, 100), 75, 'the second: half of the 50 left, not all of it')
+      t.match(await c.counter.charge(key, 1, 100, period), { isAllowed: true }, 'a third replica is not refused with 2 units spent')
+      t.equal(await stored(key, 100), 87)
+    })
+
+    t.test('a charge larger than the lease holds takes what is left of it and asks the store for the rest', async (t) => {
+      const key = newKey()
+      const [a, b] = [replica(store, 10), replica(store, 1)]
+      t.match(await a.counter.charge(key, 1, 100, period), { isAllowed: true })
+      t.match(await b.counter.charge(key, 85, 100, period), { isAllowed: true, used: 95 }, 'a holds 9 of the 95 counted')
+      t.match(await a.counter.charge(key, 12, 100, period), { isAllowed: true }, '9 held and 3 of the 5 left: not refused as 12 more')
+      t.equal(await stored(key, 100), 98)
+    })
+
+    t.test('a refused charge keeps the lease it would have used: the limit is still reached exactly', async (t) => {
+      const key = newKey()
+      const [a, b] = [replica(store, 10), replica(store, 1)]
+      t.match(await a.counter.charge(key, 1, 100, period), { isAllowed: true })
+      t.match(await b.counter.charge(key, 85, 100, period), { isAllowed: true })
+      t.match(await a.counter.charge(key, 20, 100, period), { isAllowed: false }, '9 held and 5 left: 20 is refused')
+      let admitted = 0
+      for (let i = 0; i < 50; i++) if ((await a.counter.charge(key, 1, 100, period))?.isAllowed === true) admitted++
+      t.equal(admitted, 14, 'the 9 still held and the 5 left, not the 5 alone')
+    })
+
+    t.test('a refund beyond one block lowers the count later charges report', async (t) => {
+      const key = newKey()
+      const a = replica(store, 100)
+      t.match(await a.counter.charge(key, 1, 10_000, period), { isAllowed: true, used: 1 })
+      t.match(await a.counter.charge(key, 500, 10_000, period), { isAllowed: true, used: 501 })
+      await a.counter.refund(key, 500, 10_000, period)
+      t.match(await a.counter.charge(key, 1, 10_000, period), { isAllowed: true, used: 2 }, 'from the lease: 2 used, not 402')
+    })
+
+    t.test('a reload that changes only the limit gives the lease back', async (t) => {
+      const key = newKey()
+      const counter = createLeasedCounter({ store, run: async (op) => await op(), blockFor: (limit) => leaseBlock(limit, 20, 1000) })
+      t.match(await counter.charge(key, 1, 100_000, period), { isAllowed: true })
+      t.equal(await stored(key, 100_000), 1000, 'a block of 1,000 leased')
+      await counter.dropChanged(() => ({ limit: 50, periodMs: period }))
+      t.equal(await stored(key, 50), 1, 'the 999 unspent went back: 1 counted')
+    })
+
+    t.test('a refund that comes while a refill is out stays with the lease', async (t) => {
+      const key = newKey()
+      let hold: Promise<void> | undefined
+      let reached = (): void => {}
+      const held: LeaseStore = {
+        async lease (...args) {
+          if (args[1] > 0 && hold !== undefined) {
+            const gate = hold
+            hold = undefined
+            reached()
+            await gate
+          }
+          return await store.lease(...args)
+        }
+      }
+      const counter = createLeasedCounter({ store: held, run: async (op) => await op(), blockFor: () => 10 })
+      t.match(await counter.charge(key, 1, 1000, period), { isAllowed: true })
+      let open = (): void => {}
+      hold = new Promise((resolve) => { open = resolve })
+      const arrived = new Promise<void>((resolve) => { reached = resolve })
+      const charged = counter.charge(key, 15, 1000, period)
+      await arrived
+      await counter.refund(key, 1, 1000, period)
+      open()
+      t.match(await charged, { isAllowed: true })
+      await counter.release()
+      t.equal(await stored(key, 1000), 15, 'released: 1 + 15 charged, 1 refunded: 15 counted, not 16')
+    })
+  })
+}
+
+// A lease that has ended holds nothing: given back (a reload, the close) after its calendar window, its
+// unspent units went into the next window, which never counted them (rate stores refuse a give-back
+// into another window; calendar ones take it).
+for (const [name, make] of calendarStores) {
+  test(`a lease of an ended window gives nothing back to the next (${name} store)`, { skip: make === undefined ? 'REDIS_URL is not set' : false }, async (t) => {
+    if (make === undefined) return
+    const hourEnd = Date.UTC(2026, 7, 1, 16, 0, 0)
+    for (const [how, drop] of [
+      ['release', async (c: ReturnType<typeof replica>) => { await c.counter.release() }],
+      ['reload', async (c: ReturnType<typeof replica>) => { await c.counter.dropChanged(() => undefined) }]
+    ] as const) {
+      let now = hourEnd - 1000
+      const store = await make(t, () => now)
+      const key = newKey()
+      const a = replica(store, 10, () => now)
+      const b = replica(store, 1, () => now)
+      t.match(await a.counter.charge(key, 1, 100, HOUR_MS), { isAllowed: true }, 'a leases 10 in the hour\'s last second')
+      now = hourEnd + 1000
+      t.match(await b.counter.charge(key, 5, 100, HOUR_MS), { isAllowed: true, used: 5 })
+      await drop(a)
+      t.equal((await b.counter.used(key, 100, HOUR_MS))?.used, 5, `${how} after the hour ended: the next hour still counts its 5, not 0`)
+    }
+  })
+}
+
+// A reload that shortens a rate's period and keeps its limit: the lease taken under the old period ends
+// with the old window, so kept, its units were spent in the new, shorter windows that never counted them.
+for (const [name, make] of rateStores) {
+  test(`a reload that changes only the period gives the lease back (${name} store)`, { skip: make === undefined ? 'REDIS_URL is not set' : false }, async (t) => {
+    const { store, windowEnds } = await (make as NonNullable<typeof make>)(t)
+    const key = newKey()
+    const counter = createLeasedCounter({ store, run: async (op) => await op(), blockFor: (limit) => leaseBlock(limit, 20, 1000), now: () => clock })
+    t.match(await counter.charge(key, 1, 200, HOUR_MS), { isAllowed: true }, 'a block of 10 leased under 200/hour')
+    t.match(await counter.charge(key, 1, 200, MINUTE_MS), { isAllowed: true, resetSeconds: 60 }, 'now 200/minute')
+    clock += MINUTE_MS + 1
+    await windowEnds(key)
+    let admitted = 0
+    for (let i = 0; i < 400; i++) if ((await counter.charge(key, 1, 200, MINUTE_MS))?.isAllowed === true) admitted++
+    t.equal(admitted, 200, 'the next minute admits 200, not 200 and what was left of the hour\'s lease')
+  })
+}
