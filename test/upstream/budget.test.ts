@@ -1,7 +1,8 @@
 // The global upstream budget, memory and Redis behind one contract: takes, refunds for calls that never
 // reached the upstream (never above capacity, never losing a concurrent take), and the 429 pause.
 import { test, type Test } from 'tap'
-import { createMemoryBudget, createRedisBudget, MAX_RATE_COUNT, parseRate, type UpstreamBudget } from '../../src/upstream/budget.js'
+import { createMemoryBudget, createRedisBudget, createResilientBudget, MAX_RATE_COUNT, paceBurst, parseRate, type UpstreamBudget } from '../../src/upstream/budget.js'
+import { createRedisHealth } from '../../src/lib/redis-health.js'
 import { connectTestRedis, deleteKeysOnTeardown, testKeyPrefix } from '../fixtures/redis-keys.js'
 
 const REDIS_URL = process.env.REDIS_URL ?? ''
@@ -232,4 +233,97 @@ test('a rate counts at most MAX_RATE_COUNT per period', async (t) => {
   t.same(parseRate(`${MAX_RATE_COUNT}/second`), { capacity: MAX_RATE_COUNT, windowMs: 1000 })
   t.throws(() => parseRate(`${MAX_RATE_COUNT + 1}/second`), /at most 1000000000/)
   t.throws(() => parseRate('99999999999999999999999/second'), /at most 1000000000/)
+})
+
+for (const [name, make] of makers) {
+  // A bucket of one token (1/hour) starts full: exactly 1, not a token and a fraction.
+  test(`${name} budget: a bucket of one token grants its one call`, { skip: make === undefined ? 'REDIS_URL is not set' : false }, async (t) => {
+    if (make === undefined) return
+    const budget = await make(t, '1/hour')
+    t.match(await budget.take(), { ok: true, remaining: 0 })
+    t.match(await budget.take(), { ok: false, reason: 'budget' })
+  })
+
+  // Two 429s in a row: the pause lasts until the later of their ends, whichever came first.
+  test(`${name} budget: a longer pause extends a shorter one, a shorter one never cuts a longer one`, { skip: make === undefined ? 'REDIS_URL is not set' : false }, async (t) => {
+    if (make === undefined) return
+    const budget = await make(t, '100/hour')
+    await budget.pause(60)
+    await budget.pause(120)
+    const longer = await budget.take()
+    t.ok(longer.pauseS !== undefined && longer.pauseS > 100, `pause(60) then pause(120): ${longer.pauseS} s left`)
+    await budget.pause(30)
+    const kept = await budget.take()
+    t.ok(kept.pauseS !== undefined && kept.pauseS > 100, `then pause(30): still ${kept.pauseS} s left`)
+  })
+}
+
+test('memory budget: a Retry-After never comes before the token it waits for (injected clock)', async (t) => {
+  let clock = 0
+  const budget = createMemoryBudget('3/hour', () => clock)
+  for (let i = 0; i < 3; i++) await budget.take()
+  clock += 500
+  t.match(await budget.take(), { ok: false, reason: 'budget', retryAfterS: 1200 }, '1,199.5 s to the next token: 1,200, not 1,199')
+})
+
+test('memory budget: the pace goes no lower than minus the capacity (injected clock)', async (t) => {
+  let clock = 0
+  // 2/hour with a burst of 1: the bucket refills 2 an hour, the pace 1; each hour's 2 takes lower it by 1.
+  const budget = createMemoryBudget('2/hour', () => clock, 1)
+  const paces: number[] = []
+  for (let hour = 0; hour < 4; hour++) {
+    for (let i = 0; i < 2; i++) paces.push((await budget.take()).pace)
+    clock += 3_600_000
+  }
+  t.same(paces, [0, -1, -1, -2, -2, -2, -2, -2], 'down to -2 (minus the capacity) and held there, not -4')
+})
+
+// The Redis bucket's refill, from the time its hash says it was last taken from: moved back here, as an
+// hour's takes would have aged it (the test cannot wait for the Redis clock).
+test('redis budget: the bucket refills its capacity per window, from the last take', { skip: REDIS_URL === '' ? 'REDIS_URL is not set' : false }, async (t) => {
+  const prefix = testKeyPrefix('budget')
+  deleteKeysOnTeardown(t, REDIS_URL, prefix)
+  const redis = await connectTestRedis(t, REDIS_URL)
+  const budget = createRedisBudget(redis, prefix, '3/hour', 1)
+  const bucket = `${prefix}{budget}:3/hour`
+  for (let i = 0; i < 3; i++) t.match(await budget.take(), { ok: true })
+  t.match(await budget.take(), { ok: false, reason: 'budget' })
+  // Kept for longer than a window: a bucket dropped sooner would read as full again.
+  t.ok(await redis.pttl(bucket) > 3_600_000, 'the spent bucket outlives its window')
+  const age = async (ms: number): Promise<void> => {
+    await redis.hset(bucket, 'ts', String(Number(await redis.hget(bucket, 'ts')) - ms))
+  }
+  // 25 minutes: 1.25 tokens (3 an hour), and the pace 0.83 more (2 an hour, burst 1).
+  await age(25 * 60_000)
+  const took = await budget.take()
+  t.match(took, { ok: true, remaining: 0 }, 'one token back, not two')
+  t.ok(Math.abs(took.pace - (-2 + 50 / 60 - 1)) < 0.01, `the pace refilled 2 an hour (capacity less burst): ${took.pace}`)
+  t.match(await budget.take(), { ok: false, reason: 'budget' })
+  // The Redis clock stepped back an hour since the last take: no refill, and no drain either.
+  await age(-60 * 60_000)
+  const refused = await budget.take()
+  t.match(refused, { ok: false, remaining: 0 })
+  t.ok(refused.retryAfterS > 800 && refused.retryAfterS <= 900, `the 0.25 token left waits ${refused.retryAfterS} s, not an hour more`)
+})
+
+test('a rate counts at least 1 per period; the pace\'s burst is at least 1 token', async (t) => {
+  t.throws(() => parseRate('0/hour'), /bad rate/)
+  t.equal(paceBurst(100, 0), 1, 'a headroom of 0: work that can wait still runs at the pace')
+  t.equal(paceBurst(100, 20), 20)
+  t.equal(paceBurst(10, 20), 10)
+})
+
+// An upstream 429 while Redis answers, then Redis fails: the replica's local bucket takes over, and it
+// must be paused too, or the first call after the failure goes to an upstream that asked for quiet.
+test('resilient budget: a pause holds in the local bucket that takes over when Redis fails', { skip: REDIS_URL === '' ? 'REDIS_URL is not set' : false }, async (t) => {
+  const prefix = testKeyPrefix('budget')
+  deleteKeysOnTeardown(t, REDIS_URL, prefix)
+  const redis = await connectTestRedis(t, REDIS_URL)
+  const health = createRedisHealth({ cooldownMs: 60_000 })
+  t.teardown(() => { health.close() })
+  const budget = createResilientBudget(createRedisBudget(redis, prefix, '100/hour'), createMemoryBudget('100/hour'), health.guard('budget'))
+  await budget.pause(60)
+  t.match(await budget.take(), { ok: false, reason: 'paused' }, 'paused, from Redis')
+  redis.disconnect()
+  t.match(await budget.take(), { ok: false, reason: 'paused' }, 'Redis gone: the local bucket is paused as well')
 })
