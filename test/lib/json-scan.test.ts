@@ -72,3 +72,14 @@ test('splitArray returns each element text untouched', async (t) => {
   t.throws(() => splitArray('{"info":"x"}'), SyntaxError)
   t.throws(() => splitArray('[1,2'), SyntaxError)
 })
+
+// stringifyUpstream's bare integers: a negative bigint was left as the marker string it is written
+// through ("\u0000bigint:-…"), which the upstream would have read as text.
+test('stringifyUpstream writes every bigint as a bare integer of its digits, either sign', async (t) => {
+  t.equal(stringifyUpstream({ id: 1161600211221604900n, n: -1161600211221604900n }), '{"id":1161600211221604900,"n":-1161600211221604900}')
+  fc.assert(fc.property(fc.bigInt({ min: -(2n ** 70n), max: 2n ** 70n }), (b) => {
+    const text = stringifyUpstream({ v: b })
+    return text === `{"v":${b}}` && String((parseLossless(text) as { v: unknown }).v) === String(b)
+  }), { numRuns: 500 })
+  t.pass('property holds')
+})
