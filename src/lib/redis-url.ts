@@ -126,9 +126,26 @@ export function parseRedisUrl (url: string): RedisTarget {
   }
 }
 
-/** The URL with every password replaced by `***`, for logs. */
+/**
+ * The URL with every password replaced by `***`, for logs: the userinfo's, which runs from its first `:`
+ * to the authority's last `@` (where the URL parser, for one server, and parseRedisUrl end it: it may hold
+ * `@`, and for Sentinel and Cluster `/`), and every `sentinelPassword` parameter, named as
+ * URLSearchParams reads it (`sentinel%50assword` too).
+ */
 export function redactRedisUrl (url: string): string {
-  return url
-    .replace(/(:\/\/[^:@/]*:)[^@/]*@/, '$1***@')
-    .replace(/([?&]sentinelPassword=)[^&]*/, '$1***')
+  // Any scheme: what is logged may not have been validated.
+  const scheme = /^[a-z][a-z0-9+.-]*:\/\//i.exec(url)
+  if (scheme === null) return url
+  const start = scheme[0].length
+  const queryAt = url.indexOf('?', start)
+  const end = queryAt === -1 ? url.length : queryAt
+  const at = url.lastIndexOf('@', end - 1)
+  const colon = url.indexOf(':', start)
+  const head = at >= start && colon !== -1 && colon < at ? `${url.slice(0, colon + 1)}***${url.slice(at, end)}` : url.slice(0, end)
+  if (queryAt === -1) return head
+  const pairs = url.slice(queryAt + 1).split('&').map((pair) => {
+    const eq = pair.indexOf('=')
+    return eq !== -1 && new URLSearchParams(pair).keys().next().value === 'sentinelPassword' ? `${pair.slice(0, eq)}=***` : pair
+  })
+  return `${head}?${pairs.join('&')}`
 }

@@ -86,6 +86,43 @@ test('passwords are redacted for logs', async (t) => {
   t.equal(redactRedisUrl('redis://h:1'), 'redis://h:1')
 })
 
+// The boot log line names REDIS_URL redacted. The parsers end a password at the last `@` of the
+// authority (the URL parser of one server, parseRedisUrl of Sentinel and Cluster, which takes a `/` in
+// it as well) and read a `sentinelPassword` whose name is percent-encoded: the redaction stopped at the
+// first `@` or `/` and matched the name only as written, so part or all of those passwords was logged.
+test('every password a REDIS_URL is read with is redacted, as the parsers end and name it', async (t) => {
+  const urls = [
+    'redis://:p@ssw0rd@h1:6379',
+    'rediss://user:p@5s@w0rd@h1:6379/2',
+    'redis+cluster://:p@ssw0rd@c1:7000,c2:7001',
+    'redis+sentinel://:pa/ss@s1:26379/mymaster',
+    'redis+sentinel://u:a/b@c@s1:26379,s2/mymaster/1?sentinelPassword=sp/1@2',
+    'redis+sentinel://s1:26379/m?sentinel%50assword=s3cret&sentinelUsername=su',
+    'redis+sentinel://s1:26379/m?sentinelPassword=first&sentinelPassword=second'
+  ]
+  for (const url of urls) {
+    const target = parseRedisUrl(url)
+    const secrets: string[] = []
+    if (target.kind === 'single') {
+      const password = decodeURIComponent(new URL(url).password)
+      secrets.push(password)
+    } else {
+      if (target.password !== undefined) secrets.push(target.password)
+      if (target.kind === 'sentinel' && target.sentinelPassword !== undefined) secrets.push(target.sentinelPassword)
+    }
+    t.ok(secrets.length > 0, `${url}: read with a password`)
+    const shown = redactRedisUrl(url)
+    for (const secret of secrets) {
+      for (const piece of secret.split(/[@/]/).filter((p) => p.length >= 2)) t.notOk(shown.includes(piece), `${url} is logged as ${shown}: no "${piece}" of its password`)
+    }
+  }
+  t.equal(redactRedisUrl('redis+sentinel://u:a/b@c@s1:26379,s2/mymaster/1?sentinelPassword=sp/1@2'), 'redis+sentinel://u:***@s1:26379,s2/mymaster/1?sentinelPassword=***')
+  t.equal(redactRedisUrl('redis+sentinel://s1:26379/m?sentinel%50assword=s3cret&sentinelUsername=su'), 'redis+sentinel://s1:26379/m?sentinel%50assword=***&sentinelUsername=su')
+  t.equal(redactRedisUrl('redis+sentinel://s1:26379/m?sentinelPassword=first&sentinelPassword=second'), 'redis+sentinel://s1:26379/m?sentinelPassword=***&sentinelPassword=***')
+  t.equal(redactRedisUrl('/var/run/redis.sock?db=2'), '/var/run/redis.sock?db=2')
+  t.equal(redactRedisUrl('redis://user@h:1'), 'redis://user@h:1', 'a user name alone is no password')
+})
+
 test('each form builds its ioredis client with TLS and passwords where asked (not connected)', async (t) => {
   const timeout = { REDIS_COMMAND_TIMEOUT_MS: 700 }
   const single = createRedis({ REDIS_URL: 'rediss://:pw@127.0.0.1:6390', ...timeout })
