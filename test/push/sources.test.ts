@@ -79,7 +79,7 @@ test('a resume from before what is kept gets a gap event first (memory store)', 
   const base = await app.listen({ port: 0, host: '127.0.0.1' })
   // Events written straight to the store as a leader would (the poll is covered elsewhere).
   t.ok(await app.push.store.lead('lists/cv', 'test', 60_000))
-  const [first, second] = await app.push.store.commit({ source: 'lists/cv', token: 'test', rows: '{}', at: Date.now(), events: ['{"type":"member.added","id":"1"}', '{"type":"member.added","id":"2"}'] }) as [string, string]
+  const [first, second] = await app.push.store.commit({ source: 'lists/cv', token: 'test', rows: '{}', at: Date.now(), events: ['{"type":"member.added","source":"lists/cv","id":"1"}', '{"type":"member.added","source":"lists/cv","id":"2"}'] }) as [string, string]
   const c = await openSse(`${base}/v1/lists/cv/events`, { ...bearer(reader.key), 'last-event-id': first.replace(/-\d+$/, '-0').replace(/^(\d+)/, (m) => String(Number(m) - 1)) })
   await c.waitFor((events) => events.some((e) => e.id === second))
   t.same(c.events.map((e) => e.event), ['gap', 'member.added'])

@@ -285,7 +285,7 @@ test('redis budget: the bucket refills its capacity per window, from the last ta
   deleteKeysOnTeardown(t, REDIS_URL, prefix)
   const redis = await connectTestRedis(t, REDIS_URL)
   const budget = createRedisBudget(redis, prefix, '3/hour', 1)
-  const bucket = `${prefix}{budget}:3/hour`
+  const bucket = `${prefix}{budget}:bucket`
   for (let i = 0; i < 3; i++) t.match(await budget.take(), { ok: true })
   t.match(await budget.take(), { ok: false, reason: 'budget' })
   // Kept for longer than a window: a bucket dropped sooner would read as full again.
