@@ -29,13 +29,19 @@ function recorder (opts: RedisHealthOptions = {}) {
 }
 
 test('one timeout marks Redis down for every user; calls in flight are released, later ones skipped', async (t) => {
-  const { health, failures, skips, changes } = recorder()
+  // The cool-down's clock stands still: on a busy machine more than its 100 ms could pass between the
+  // timeout and the calls below, which then went to Redis as the probe.
+  const { health, failures, skips, changes } = recorder({ now: () => 0 })
   t.teardown(() => health.close())
   const cache = health.guard('cache')
   const limits = health.guard('limits')
-  const first = cache.run(stalled, 'fallback')
-  // Started later on the same stalled connection: released by the first timeout, not its own.
-  await new Promise((resolve) => setTimeout(resolve, 20))
+  // Started later on the same stalled connection, as soon as the first is waiting on it (no timer runs in
+  // between: after a fixed 20 ms sleep a busy machine could let the first time out before the second
+  // started, which was then skipped): released by the first timeout, not its own, which is set later.
+  let isFirstSent: () => void = () => {}
+  const firstSent = new Promise<void>((resolve) => { isFirstSent = resolve })
+  const first = cache.run(async () => { isFirstSent(); return await stalled() }, 'fallback')
+  await firstSent
   const second = limits.attempt(stalled)
   t.equal(await first, 'fallback')
   t.same(await second, { ok: false, err: undefined }, 'released without an error of its own')
