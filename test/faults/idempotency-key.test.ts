@@ -6,6 +6,7 @@ import { Redis } from 'ioredis'
 import { bearer, consumersFile, makeConsumer } from '../consumer-helper.js'
 import { buildTestApp, demoAuth, FIXTURE_IDS, TEST_REDIS_URL } from '../helper.js'
 import { startRedisServer } from '../fixtures/redis-server.js'
+import { startMonitor } from '../fixtures/redis-monitor.js'
 import { waitFor } from '../fixtures/wait.js'
 import { parseRedisUrl } from '../../src/lib/redis-url.js'
 
@@ -156,10 +157,11 @@ test('Redis: outcomes live under REDIS_KEY_PREFIX for 24 h, markers on a short l
   const auth = demoAuth(app)
   const redis = new Redis(TEST_REDIS_URL)
   t.teardown(() => redis.quit())
-  const monitor = await redis.monitor()
-  t.teardown(() => monitor.disconnect())
   const touched: string[] = []
-  monitor.on('monitor', (_time: string, args: string[]) => {
+  // MONITOR through the fixture's plain socket: with other suites keeping the shared Redis busy, ioredis's
+  // monitor() took lines that arrived with MONITOR's +OK for replies to commands never sent ("Command queue
+  // state error"), which failed this test and left its connection open, so the file then timed out.
+  await startMonitor(t, TEST_REDIS_URL, (args) => {
     if (args.some((a) => a.startsWith(`${config.REDIS_KEY_PREFIX}idem:`))) touched.push(args.join(' '))
   })
   await app.inject({ method: 'POST', url: '/v1/vra/todo', headers: auth, payload: { id: B } })
