@@ -30,7 +30,12 @@ async function setup (t: Test) {
   const behind = await startTestSandbox(t)
   const reader = makeConsumer('reader', { scopes: ['read'] })
   const bot = makeConsumer('bot', { scopes: ['read', 'write:vra', 'write:custom-lists', 'write:detection-list'], lists: ['*'] })
-  const { app } = await buildTestApp(t, { upstream: behind, config: { CONSUMERS_FILE: consumersFile(t, [reader, bot]) } })
+  // No prefetch calls of their own: 2 s after a list read the gateway fetched its members (308 records for
+  // list 2) from the sandbox, which runs in this process and renders them synchronously: seconds on a
+  // loaded machine, during which this process did nothing else. A read that fell into it could fail:
+  // vrascoreslist/ answered 503 ("Every upstream connection is busy…"), its call not written within
+  // UPSTREAM_POOL_WAIT_MS. Prefetching has tests of its own (test/economy/).
+  const { app } = await buildTestApp(t, { upstream: behind, config: { CONSUMERS_FILE: consumersFile(t, [reader, bot]), PREFETCH_DELAY_MS: 3_600_000 } })
   await app.listen({ port: 0, host: '127.0.0.1' })
   const gateway = `http://127.0.0.1:${(app.server.address() as { port: number }).port}/atlas/api/`
   /**
