@@ -161,11 +161,20 @@ test('Redis: outcomes live under REDIS_KEY_PREFIX for 24 h, markers on a short l
   // MONITOR through the fixture's plain socket: with other suites keeping the shared Redis busy, ioredis's
   // monitor() took lines that arrived with MONITOR's +OK for replies to commands never sent ("Command queue
   // state error"), which failed this test and left its connection open, so the file then timed out.
+  // MONITOR reports commands in the order Redis ran them: once it shows a marker sent after the writes
+  // were answered, it has shown every command sent before that (auto-pipelined ones, which leave a tick
+  // later, included). A command sent after an answer has finished is out of any such check's reach: one
+  // sent from the response's 'finish' reached Redis after the marker.
+  const marker = `${config.REDIS_KEY_PREFIX}end-of-writes`
+  let markerSeen = false
   await startMonitor(t, TEST_REDIS_URL, (args) => {
-    if (args.some((a) => a.startsWith(`${config.REDIS_KEY_PREFIX}idem:`))) touched.push(args.join(' '))
+    if (String(args[0]).toLowerCase() === 'echo' && args[1] === marker) markerSeen = true
+    else if (args.some((a) => a.startsWith(`${config.REDIS_KEY_PREFIX}idem:`))) touched.push(args.join(' '))
   })
   await app.inject({ method: 'POST', url: '/v1/vra/todo', headers: auth, payload: { id: B } })
   await app.inject({ method: 'PUT', url: `/v1/custom-lists/vra/objects/${B}`, headers: auth })
+  await redis.echo(marker)
+  await waitFor('the monitor to see the marker', () => markerSeen)
   t.same(touched, [], 'writes without the header never touch the idempotency keys')
 
   const consumerId = (await app.inject({ url: '/v1/me', headers: auth })).json().id as string
