@@ -6,7 +6,7 @@ import { Redis } from 'ioredis'
 import { bearer, consumersFile, makeConsumer } from '../consumer-helper.js'
 import { buildTestApp, demoAuth, FIXTURE_IDS, TEST_REDIS_URL } from '../helper.js'
 import { startRedisServer } from '../fixtures/redis-server.js'
-import { startMonitor } from '../fixtures/redis-monitor.js'
+import { redisCommandsDuring, startMonitor } from '../fixtures/redis-monitor.js'
 import { waitFor } from '../fixtures/wait.js'
 import { parseRedisUrl } from '../../src/lib/redis-url.js'
 
@@ -157,25 +157,23 @@ test('Redis: outcomes live under REDIS_KEY_PREFIX for 24 h, markers on a short l
   const auth = demoAuth(app)
   const redis = new Redis(TEST_REDIS_URL)
   t.teardown(() => redis.quit())
-  const touched: string[] = []
+  const isIdempotencyKey = (args: string[]): boolean => args.some((a) => a.startsWith(`${config.REDIS_KEY_PREFIX}idem:`))
   // MONITOR through the fixture's plain socket: with other suites keeping the shared Redis busy, ioredis's
   // monitor() took lines that arrived with MONITOR's +OK for replies to commands never sent ("Command queue
   // state error"), which failed this test and left its connection open, so the file then timed out.
-  // MONITOR reports commands in the order Redis ran them: once it shows a marker sent after the writes
-  // were answered, it has shown every command sent before that (auto-pipelined ones, which leave a tick
-  // later, included). A command sent after an answer has finished is out of any such check's reach: one
-  // sent from the response's 'finish' reached Redis after the marker.
-  const marker = `${config.REDIS_KEY_PREFIX}end-of-writes`
-  let markerSeen = false
-  await startMonitor(t, TEST_REDIS_URL, (args) => {
-    if (String(args[0]).toLowerCase() === 'echo' && args[1] === marker) markerSeen = true
-    else if (args.some((a) => a.startsWith(`${config.REDIS_KEY_PREFIX}idem:`))) touched.push(args.join(' '))
+  // redisCommandsDuring waits until MONITOR has shown a marker sent after the writes were answered, so it
+  // has every command sent before that (auto-pipelined ones, which leave a tick later, included). A
+  // command sent after an answer has finished is out of any such check's reach: one sent from the
+  // response's 'finish' reached Redis after the marker.
+  const duringWrites = await redisCommandsDuring(t, TEST_REDIS_URL, async () => {
+    await app.inject({ method: 'POST', url: '/v1/vra/todo', headers: auth, payload: { id: B } })
+    await app.inject({ method: 'PUT', url: `/v1/custom-lists/vra/objects/${B}`, headers: auth })
   })
-  await app.inject({ method: 'POST', url: '/v1/vra/todo', headers: auth, payload: { id: B } })
-  await app.inject({ method: 'PUT', url: `/v1/custom-lists/vra/objects/${B}`, headers: auth })
-  await redis.echo(marker)
-  await waitFor('the monitor to see the marker', () => markerSeen)
+  const touched = duringWrites.filter(isIdempotencyKey).map((args) => args.join(' '))
   t.same(touched, [], 'writes without the header never touch the idempotency keys')
+
+  const scripts: string[] = []
+  await startMonitor(t, TEST_REDIS_URL, (args) => { if (isIdempotencyKey(args)) scripts.push(args.join(' ')) })
 
   const consumerId = (await app.inject({ url: '/v1/me', headers: auth })).json().id as string
   const key = app.atlas.idempotency.storeKey(consumerId, 'ttl-check')
@@ -189,7 +187,7 @@ test('Redis: outcomes live under REDIS_KEY_PREFIX for 24 h, markers on a short l
   const ttl = await redis.pttl(key)
   t.ok(ttl > DAY_MS - 60_000 && ttl <= DAY_MS, `the outcome is kept 24 h (${ttl} ms)`)
   t.equal(JSON.parse(await redis.get(key) ?? '{}').status, 201)
-  await waitFor('the monitor to see the scripts', () => touched.length >= 2)
+  await waitFor('the monitor to see the scripts', () => scripts.length >= 2)
 })
 
 test('Redis stalled: a write with a key is refused with 503 rather than run unchecked; one without is served', async (t) => {
